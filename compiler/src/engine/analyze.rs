@@ -1,0 +1,287 @@
+//! Analysis of one parsed statement: which relations it reads (with the
+//! source range of each name, for splicing), which functions it calls, which
+//! names it mentions, and where `*`, `t.*` and whole-row references expand.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::ControlFlow;
+
+use sqlparser::ast as sql;
+use sqlparser::ast::{Visit, Visitor};
+
+/// A relation named in a `FROM`/`JOIN` position.
+#[derive(Debug, Clone)]
+pub struct TableRef {
+    /// Name parts, folded as PostgreSQL folds them.
+    pub parts: Vec<String>,
+    /// Byte range of the name in the statement text, if sqlparser located it.
+    pub range: Option<(usize, usize)>,
+    /// The alias, if one was written.
+    pub alias: Option<String>,
+    /// True for a table function such as `generate_series(…)`.
+    pub is_function: bool,
+}
+
+/// A `*` or `t.*` in a select list (or `t.*` as a function argument).
+#[derive(Debug, Clone)]
+pub enum WildcardUse {
+    /// `*`: expands every relation in these `FROM` entries (indices into `tables`).
+    All(Vec<usize>),
+    /// `t.*`: expands the relation named or aliased `t`.
+    Qualified(String),
+}
+
+/// What a statement touches.
+#[derive(Debug, Default)]
+pub struct Analysis {
+    /// Relations in table positions.
+    pub tables: Vec<TableRef>,
+    /// Relation names in other positions (`INSERT INTO t`, `COPY t`, `LOCK t`…).
+    pub other_relations: Vec<Vec<String>>,
+    /// Names of common table expressions defined anywhere in the statement.
+    pub ctes: HashSet<String>,
+    /// Called functions: (folded name, folded schema if written).
+    pub functions: Vec<(String, Option<String>)>,
+    /// Every identifier, folded.
+    pub idents: HashSet<String>,
+    /// Bare identifiers used as expressions (possible whole-row references).
+    pub bare_idents: HashSet<String>,
+    /// Wildcard expansions.
+    pub wildcards: Vec<WildcardUse>,
+}
+
+/// Folds an identifier the way PostgreSQL does: unquoted → lower case.
+pub fn fold(ident: &sql::Ident) -> String {
+    if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_lowercase()
+    }
+}
+
+fn name_parts(name: &sql::ObjectName) -> Vec<String> {
+    name.0
+        .iter()
+        .map(|p| match p.as_ident() {
+            Some(i) => fold(i),
+            // A dialect function in a name position: keep a marker that
+            // resolves to nothing, so the relation counts as unknown.
+            None => "\u{0}function".to_owned(),
+        })
+        .collect()
+}
+
+/// Converts sqlparser line/column locations (1-based, columns in
+/// characters) into byte offsets of one text.
+#[derive(Debug)]
+pub struct LineIndex<'a> {
+    text: &'a str,
+    starts: Vec<usize>,
+}
+
+impl<'a> LineIndex<'a> {
+    /// Indexes `text`.
+    pub fn new(text: &'a str) -> LineIndex<'a> {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { text, starts }
+    }
+
+    /// The byte offset of a location, or `None` for an empty or out-of-range one.
+    pub fn offset(&self, loc: sqlparser::tokenizer::Location) -> Option<usize> {
+        if loc.line == 0 || loc.column == 0 {
+            return None;
+        }
+        let start = *self.starts.get(usize::try_from(loc.line - 1).ok()?)?;
+        let line_end = self.text[start..]
+            .find('\n')
+            .map_or(self.text.len(), |i| start + i);
+        let line = &self.text[start..line_end];
+        let col = usize::try_from(loc.column - 1).ok()?;
+        if col == line.chars().count() {
+            return Some(line_end);
+        }
+        line.char_indices().nth(col).map(|(i, _)| start + i)
+    }
+}
+
+/// Analyses one statement.
+pub fn analyze(statement: &sql::Statement, text: &str) -> Analysis {
+    let mut collector = Collector {
+        index: LineIndex::new(text),
+        out: Analysis::default(),
+        factor_names: HashMap::new(),
+        pending_wildcards: Vec::new(),
+    };
+    let _ = statement.visit(&mut collector);
+    let Collector {
+        mut out,
+        pending_wildcards,
+        factor_names,
+        ..
+    } = collector;
+    out.wildcards.extend(pending_wildcards.into_iter().map(|p| {
+        match p {
+            Pending::All(ptrs) => WildcardUse::All(
+                ptrs.iter()
+                    .filter_map(|ptr| factor_names.get(ptr).copied())
+                    .collect(),
+            ),
+            Pending::Qualified(name) => WildcardUse::Qualified(name),
+        }
+    }));
+    out
+}
+
+/// A wildcard seen before the `FROM` entries it expands were visited: the
+/// entries are named by the address of their `ObjectName`, which is stable
+/// while the tree is borrowed.
+enum Pending {
+    All(Vec<usize>),
+    Qualified(String),
+}
+
+struct Collector<'a> {
+    index: LineIndex<'a>,
+    out: Analysis,
+    /// Address of each table factor's `ObjectName` → its index in `out.tables`.
+    factor_names: HashMap<usize, usize>,
+    pending_wildcards: Vec<Pending>,
+}
+
+impl Collector<'_> {
+    fn range_of(&self, name: &sql::ObjectName) -> Option<(usize, usize)> {
+        let first = name.0.first()?.as_ident()?;
+        let last = name.0.last()?.as_ident()?;
+        let start = self.index.offset(first.span.start)?;
+        let end = self.index.offset(last.span.end)?;
+        (start < end).then_some((start, end))
+    }
+}
+
+/// Addresses of the `ObjectName`s of the table factors directly in a `FROM`
+/// list (through joins and parenthesised joins, not into subqueries).
+fn from_names(from: &[sql::TableWithJoins]) -> Vec<usize> {
+    fn factor(f: &sql::TableFactor, out: &mut Vec<usize>) {
+        match f {
+            sql::TableFactor::Table { name, .. } => out.push(std::ptr::from_ref(name) as usize),
+            sql::TableFactor::NestedJoin {
+                table_with_joins, ..
+            } => twj(table_with_joins, out),
+            _ => {}
+        }
+    }
+    fn twj(t: &sql::TableWithJoins, out: &mut Vec<usize>) {
+        factor(&t.relation, out);
+        for join in &t.joins {
+            factor(&join.relation, out);
+        }
+    }
+    let mut out = Vec::new();
+    for t in from {
+        twj(t, &mut out);
+    }
+    out
+}
+
+impl Visitor for Collector<'_> {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &sql::Query) -> ControlFlow<()> {
+        if let Some(with) = &query.with {
+            for cte in &with.cte_tables {
+                self.out.ctes.insert(fold(&cte.alias.name));
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_select(&mut self, select: &sql::Select) -> ControlFlow<()> {
+        for item in &select.projection {
+            match item {
+                sql::SelectItem::Wildcard(_) => {
+                    self.pending_wildcards
+                        .push(Pending::All(from_names(&select.from)));
+                }
+                sql::SelectItem::QualifiedWildcard(kind, _) => {
+                    if let sql::SelectItemQualifiedWildcardKind::ObjectName(name) = kind
+                        && let Some(last) = name.0.last().and_then(|p| p.as_ident())
+                    {
+                        self.pending_wildcards.push(Pending::Qualified(fold(last)));
+                    }
+                }
+                _ => {}
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &sql::TableFactor) -> ControlFlow<()> {
+        if let sql::TableFactor::Table {
+            name, alias, args, ..
+        } = factor
+        {
+            self.factor_names
+                .insert(std::ptr::from_ref(name) as usize, self.out.tables.len());
+            self.out.tables.push(TableRef {
+                parts: name_parts(name),
+                range: self.range_of(name),
+                alias: alias.as_ref().map(|a| fold(&a.name)),
+                is_function: args.is_some(),
+            });
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_relation(&mut self, relation: &sql::ObjectName) -> ControlFlow<()> {
+        if !self
+            .factor_names
+            .contains_key(&(std::ptr::from_ref(relation) as usize))
+        {
+            self.out.other_relations.push(name_parts(relation));
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, expr: &sql::Expr) -> ControlFlow<()> {
+        match expr {
+            sql::Expr::Identifier(ident) => {
+                self.out.bare_idents.insert(fold(ident));
+            }
+            sql::Expr::Function(f) => {
+                let parts = name_parts(&f.name);
+                let (schema, name) = match parts.as_slice() {
+                    [name] => (None, name.clone()),
+                    [.., schema, name] => (Some(schema.clone()), name.clone()),
+                    [] => (None, String::new()),
+                };
+                self.out.functions.push((name, schema));
+                if let sql::FunctionArguments::List(list) = &f.args {
+                    for arg in &list.args {
+                        let arg_expr = match arg {
+                            sql::FunctionArg::Named { arg, .. }
+                            | sql::FunctionArg::ExprNamed { arg, .. }
+                            | sql::FunctionArg::Unnamed(arg) => arg,
+                        };
+                        if let sql::FunctionArgExpr::QualifiedWildcard(name) = arg_expr
+                            && let Some(last) = name.0.last().and_then(|p| p.as_ident())
+                        {
+                            self.pending_wildcards.push(Pending::Qualified(fold(last)));
+                        }
+                    }
+                }
+            }
+            sql::Expr::QualifiedWildcard(name, _) => {
+                if let Some(last) = name.0.last().and_then(|p| p.as_ident()) {
+                    self.pending_wildcards.push(Pending::Qualified(fold(last)));
+                }
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_ident(&mut self, ident: &sql::Ident) -> ControlFlow<()> {
+        self.out.idents.insert(fold(ident));
+        ControlFlow::Continue(())
+    }
+}

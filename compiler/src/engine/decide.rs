@@ -1,0 +1,576 @@
+//! Where a statement is decided: from the analysis and the identity's
+//! access table to a [`Verdict`] (forward unchanged, forward rewritten, or
+//! deny with a SQLSTATE and a message that names the column, label and rule).
+
+use sqlparser::ast as sql;
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use crate::engine::access::{Access, PrincipalAccess};
+use crate::engine::analyze::{self, Analysis, TableRef, WildcardUse};
+use crate::engine::rewrite::{self, Edit};
+use crate::engine::sql_lists;
+use crate::plan::Plan;
+use crate::resolve::DEFAULT_SCHEMA;
+
+/// SQLSTATE 42501 insufficient_privilege.
+pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+/// SQLSTATE 0A000 feature_not_supported.
+pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+
+/// What happens to a query string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forward it byte-identical.
+    Forward,
+    /// Forward this text instead.
+    Rewrite(String),
+    /// Refuse it.
+    Deny(Denial),
+}
+
+/// A refusal, as the client will see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    /// SQLSTATE.
+    pub sqlstate: &'static str,
+    /// Primary message. Never contains a stored value.
+    pub message: String,
+    /// Optional hint.
+    pub hint: Option<String>,
+    /// Cedar policy ids that decided it.
+    pub policies: Vec<String>,
+}
+
+/// The outcome of one statement, for the audit trail and `explain`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatementReport {
+    /// The statement as written (or as sqlparser prints it, in a multi-statement string).
+    pub text: String,
+    /// `allow`, `mask` or `deny`.
+    pub decision: &'static str,
+    /// Cedar policy ids that decided the columns it reads.
+    pub policies: Vec<String>,
+    /// Columns read through a mask, as `schema.table.column`.
+    pub masked: Vec<String>,
+    /// Why it was denied.
+    pub reason: Option<String>,
+}
+
+/// The decision for a whole query string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// What to do.
+    pub verdict: Verdict,
+    /// One report per statement.
+    pub statements: Vec<StatementReport>,
+}
+
+/// Decides a simple-query string.
+pub fn decide(plan: &Plan, access: &PrincipalAccess, text: &str) -> Decision {
+    let statements = match Parser::parse_sql(&PostgreSqlDialect {}, text) {
+        Ok(s) => s,
+        Err(e) => {
+            let denial = Denial {
+                sqlstate: FEATURE_NOT_SUPPORTED,
+                message: format!("clsf cannot analyse this statement, so it is refused: {e}"),
+                hint: Some("clsf forwards only statements it can parse and resolve".to_owned()),
+                policies: Vec::new(),
+            };
+            return Decision {
+                statements: vec![report_denied(text.to_owned(), &denial)],
+                verdict: Verdict::Deny(denial),
+            };
+        }
+    };
+    if statements.is_empty() {
+        return Decision {
+            verdict: Verdict::Forward,
+            statements: Vec::new(),
+        };
+    }
+    let single = statements.len() == 1;
+    let mut edits = Vec::new();
+    let mut reports = Vec::new();
+    let mut denial = None;
+    for stmt in &statements {
+        let stmt_text = if single {
+            text.to_owned()
+        } else {
+            stmt.to_string()
+        };
+        match decide_statement(plan, access, stmt, text) {
+            Ok(outcome) => {
+                edits.extend(outcome.edits);
+                reports.push(StatementReport {
+                    text: stmt_text,
+                    decision: if outcome.masked.is_empty() {
+                        "allow"
+                    } else {
+                        "mask"
+                    },
+                    policies: outcome.policies,
+                    masked: outcome.masked,
+                    reason: None,
+                });
+            }
+            Err(d) => {
+                reports.push(report_denied(stmt_text, &d));
+                denial.get_or_insert(d);
+            }
+        }
+    }
+    if let Some(d) = denial {
+        // One refused statement refuses the whole string: nothing of it runs.
+        for r in &mut reports {
+            if r.decision != "deny" {
+                r.decision = "deny";
+                r.reason = Some("another statement in the same query string was denied".to_owned());
+            }
+        }
+        return Decision {
+            verdict: Verdict::Deny(d),
+            statements: reports,
+        };
+    }
+    let verdict = if edits.is_empty() {
+        Verdict::Forward
+    } else {
+        match rewrite::splice(text, edits) {
+            Some(new_text) => Verdict::Rewrite(new_text),
+            None => {
+                let d = internal_denial("overlapping rewrites");
+                for r in &mut reports {
+                    r.decision = "deny";
+                    r.reason = Some(d.message.clone());
+                }
+                Verdict::Deny(d)
+            }
+        }
+    };
+    Decision {
+        verdict,
+        statements: reports,
+    }
+}
+
+fn report_denied(text: String, d: &Denial) -> StatementReport {
+    StatementReport {
+        text,
+        decision: "deny",
+        policies: d.policies.clone(),
+        masked: Vec::new(),
+        reason: Some(d.message.clone()),
+    }
+}
+
+fn internal_denial(why: &str) -> Denial {
+    Denial {
+        sqlstate: FEATURE_NOT_SUPPORTED,
+        message: format!("clsf cannot rewrite this statement safely ({why}), so it is refused"),
+        hint: None,
+        policies: Vec::new(),
+    }
+}
+
+struct Outcome {
+    edits: Vec<Edit>,
+    masked: Vec<String>,
+    policies: Vec<String>,
+}
+
+impl Outcome {
+    fn pass() -> Outcome {
+        Outcome {
+            edits: Vec::new(),
+            masked: Vec::new(),
+            policies: Vec::new(),
+        }
+    }
+}
+
+fn decide_statement(
+    plan: &Plan,
+    access: &PrincipalAccess,
+    stmt: &sql::Statement,
+    text: &str,
+) -> Result<Outcome, Denial> {
+    // An identity that may read everything in clear has nothing withheld:
+    // its statements pass unchanged once they parse.
+    if access.full_clear {
+        return Ok(Outcome::pass());
+    }
+    match stmt {
+        sql::Statement::Query(_) => reads(plan, access, &analyze::analyze(stmt, text)),
+        sql::Statement::Insert(_) | sql::Statement::Update(_) | sql::Statement::Delete(_) => {
+            writes(plan, access, &analyze::analyze(stmt, text))
+        }
+        sql::Statement::Set(set) => session_setting(set),
+        sql::Statement::StartTransaction { .. }
+        | sql::Statement::Commit { .. }
+        | sql::Statement::Rollback { .. }
+        | sql::Statement::Savepoint { .. }
+        | sql::Statement::ReleaseSavepoint { .. }
+        | sql::Statement::ShowVariable { .. }
+        | sql::Statement::Discard { .. }
+        | sql::Statement::Deallocate { .. } => Ok(Outcome::pass()),
+        other => Err(Denial {
+            sqlstate: FEATURE_NOT_SUPPORTED,
+            message: format!(
+                "statement `{}` is not allowed for this identity: clsf does not analyse it yet",
+                statement_kind(other)
+            ),
+            hint: Some("identities with masked or denied columns may run queries, writes to fully readable tables, and session statements".to_owned()),
+            policies: Vec::new(),
+        }),
+    }
+}
+
+/// The leading keywords of a statement, for messages (never its values).
+fn statement_kind(stmt: &sql::Statement) -> String {
+    let printed = stmt.to_string();
+    printed
+        .split_whitespace()
+        .take_while(|w| w.chars().all(|c| c.is_ascii_alphabetic() || c == '_'))
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn session_setting(set: &sql::Set) -> Result<Outcome, Denial> {
+    let refuse = |what: &str| Denial {
+        sqlstate: INSUFFICIENT_PRIVILEGE,
+        message: format!("changing `{what}` is not allowed for this identity"),
+        hint: Some(
+            "the proxy pins the settings that decide how names resolve and who the session is"
+                .to_owned(),
+        ),
+        policies: Vec::new(),
+    };
+    match set {
+        sql::Set::SetRole { .. } => Err(refuse("role")),
+        sql::Set::SetSessionAuthorization(_) => Err(refuse("session_authorization")),
+        sql::Set::SingleAssignment { variable, .. } => {
+            let name = variable
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .map(analyze::fold)
+                .unwrap_or_default();
+            if sql_lists::PROTECTED_SETTINGS.contains(&name.as_str()) {
+                Err(refuse(&name))
+            } else {
+                Ok(Outcome::pass())
+            }
+        }
+        sql::Set::ParenthesizedAssignments { .. } | sql::Set::MultipleAssignments { .. } => {
+            Err(refuse("several settings at once"))
+        }
+        _ => Ok(Outcome::pass()),
+    }
+}
+
+/// How a name in a relation position resolves.
+enum Resolved {
+    Relation(usize),
+    Cte,
+    Catalog(String),
+    Unknown(String),
+}
+
+fn resolve(plan: &Plan, parts: &[String], ctes: &std::collections::HashSet<String>) -> Resolved {
+    let (schema, name) = match parts {
+        [name] => {
+            if ctes.contains(name) {
+                return Resolved::Cte;
+            }
+            match plan.schema.find(DEFAULT_SCHEMA, name) {
+                Some(ri) => return Resolved::Relation(ri),
+                // pg_catalog is searched before the search path.
+                None if name.starts_with("pg_") => return Resolved::Catalog(name.clone()),
+                None => return Resolved::Unknown(name.clone()),
+            }
+        }
+        [schema, name] | [_, schema, name] => (schema, name),
+        _ => return Resolved::Unknown(parts.join(".")),
+    };
+    if sql_lists::CATALOG_SCHEMAS.contains(&schema.as_str()) {
+        return Resolved::Catalog(name.clone());
+    }
+    match plan.schema.find(schema, name) {
+        Some(ri) => Resolved::Relation(ri),
+        None => Resolved::Unknown(format!("{schema}.{name}")),
+    }
+}
+
+fn unknown_relation(name: &str) -> Denial {
+    Denial {
+        sqlstate: INSUFFICIENT_PRIVILEGE,
+        message: format!("relation `{name}` is not in the schema clsf was compiled against, so it cannot be classified and is refused"),
+        hint: Some("pull the schema again (`clsfc schema pull`) and rebuild the policy if the relation is new".to_owned()),
+        policies: Vec::new(),
+    }
+}
+
+fn protected_catalog(name: &str) -> Denial {
+    Denial {
+        sqlstate: INSUFFICIENT_PRIVILEGE,
+        message: format!(
+            "catalog relation `{name}` exposes stored values or statement text and is refused for this identity"
+        ),
+        hint: None,
+        policies: Vec::new(),
+    }
+}
+
+fn check_catalog(name: &str) -> Result<(), Denial> {
+    if sql_lists::PROTECTED_CATALOGS.contains(&name) {
+        return Err(protected_catalog(name));
+    }
+    Ok(())
+}
+
+fn check_functions(a: &Analysis) -> Result<(), Denial> {
+    for (name, schema) in &a.functions {
+        let in_catalog = schema.as_deref().is_none_or(|s| s == "pg_catalog");
+        if !(in_catalog && sql_lists::is_safe_function(name)) {
+            let shown = match schema {
+                Some(s) => format!("{s}.{name}"),
+                None => name.clone(),
+            };
+            return Err(Denial {
+                sqlstate: INSUFFICIENT_PRIVILEGE,
+                message: format!("function `{shown}` is not allowed for this identity"),
+                hint: Some("only built-in functions known to compute on their arguments alone are allowed for identities with masked or denied columns".to_owned()),
+                policies: Vec::new(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn column_denial(
+    plan: &Plan,
+    access: &PrincipalAccess,
+    ri: usize,
+    ci: usize,
+    through: &str,
+) -> Denial {
+    let rel = plan.schema.relation(ri);
+    let col = &rel.columns[ci];
+    let class = &plan.classes[ri][ci];
+    let label = plan.label(class.level);
+    let (why, policies) = match &access.columns[ri][ci] {
+        Access::Denied { no_mask: true, .. } => (
+            "it may only be read masked and has no mask".to_owned(),
+            access.policies[ri][ci].clone(),
+        ),
+        Access::Denied { policies, .. } if !policies.is_empty() => {
+            let rules: Vec<String> = policies
+                .iter()
+                .map(|id| match plan.clause_by_policy(id) {
+                    Some((rule, clause)) => format!(
+                        "rule `{}` (`{}` at {})",
+                        rule.name, clause.text, clause.location
+                    ),
+                    None => format!("policy `{id}`"),
+                })
+                .collect();
+            (format!("denied by {}", rules.join(", ")), policies.clone())
+        }
+        _ => {
+            let groups = if access.groups.is_empty() {
+                "no groups".to_owned()
+            } else {
+                format!("group(s) {}", access.groups.join(", "))
+            };
+            (format!("no rule lets {groups} read it"), Vec::new())
+        }
+    };
+    Denial {
+        sqlstate: INSUFFICIENT_PRIVILEGE,
+        message: format!(
+            "permission denied for column `{}` of relation `{}`{through}: label `{label}`, {why}",
+            col.name,
+            rel.qualified()
+        ),
+        hint: None,
+        policies,
+    }
+}
+
+/// The name a table factor answers to in the rest of the statement.
+fn visible_name(t: &TableRef) -> Option<&str> {
+    t.alias
+        .as_deref()
+        .or_else(|| t.parts.last().map(String::as_str))
+}
+
+fn reads(plan: &Plan, access: &PrincipalAccess, a: &Analysis) -> Result<Outcome, Denial> {
+    check_functions(a)?;
+    let mut out = Outcome::pass();
+    for (ti, t) in a.tables.iter().enumerate() {
+        if t.is_function {
+            let name = t.parts.last().cloned().unwrap_or_default();
+            let schema = (t.parts.len() > 1).then(|| t.parts[t.parts.len() - 2].clone());
+            check_functions(&Analysis {
+                functions: vec![(name, schema)],
+                ..Analysis::default()
+            })?;
+            continue;
+        }
+        let ri = match resolve(plan, &t.parts, &a.ctes) {
+            Resolved::Relation(ri) => ri,
+            Resolved::Cte => {
+                // A CTE that shadows a protected relation's name makes the
+                // reference ambiguous to a scope-blind reader: refuse.
+                if let Some(ri) = plan.schema.find(DEFAULT_SCHEMA, &t.parts[0])
+                    && access.relation_restricted(ri)
+                {
+                    return Err(Denial {
+                        sqlstate: FEATURE_NOT_SUPPORTED,
+                        message: format!(
+                            "a common table expression named `{}` shadows a protected relation; rename it",
+                            t.parts[0]
+                        ),
+                        hint: None,
+                        policies: Vec::new(),
+                    });
+                }
+                continue;
+            }
+            Resolved::Catalog(name) => {
+                check_catalog(&name)?;
+                continue;
+            }
+            Resolved::Unknown(name) => return Err(unknown_relation(&name)),
+        };
+        let rel = plan.schema.relation(ri);
+        for (ci, _) in rel.columns.iter().enumerate() {
+            out.policies.extend(access.policies[ri][ci].iter().cloned());
+        }
+        if !access.relation_restricted(ri) {
+            continue;
+        }
+        check_denied_references(plan, access, a, ti, ri)?;
+        let Some((start, end)) = t.range else {
+            return Err(internal_denial(
+                "the relation's position in the statement is unknown",
+            ));
+        };
+        let subquery = rewrite::masking_subquery(rel, &access.columns[ri]);
+        let text = match &t.alias {
+            Some(_) => subquery,
+            None => format!(
+                "{subquery} AS {}",
+                rewrite::quote_ident(t.parts.last().map_or("", String::as_str))
+            ),
+        };
+        out.edits.push(Edit { start, end, text });
+        for (ci, acc) in access.columns[ri].iter().enumerate() {
+            if matches!(acc, Access::Masked(_)) {
+                let col = format!("{}.{}", rel.qualified(), rel.columns[ci].name);
+                if !out.masked.contains(&col) {
+                    out.masked.push(col);
+                }
+            }
+        }
+    }
+    for parts in &a.other_relations {
+        match resolve(plan, parts, &a.ctes) {
+            Resolved::Relation(ri) if access.relation_restricted(ri) => {
+                return Err(internal_denial(&format!(
+                    "`{}` is used in a position clsf does not rewrite",
+                    plan.schema.relation(ri).qualified()
+                )));
+            }
+            Resolved::Catalog(name) => check_catalog(&name)?,
+            Resolved::Unknown(name) => return Err(unknown_relation(&name)),
+            _ => {}
+        }
+    }
+    out.policies.sort();
+    out.policies.dedup();
+    Ok(out)
+}
+
+/// Refuses statements that name a denied column, directly, through `*` or
+/// `t.*`, or through a whole-row reference. (The masking subquery turns
+/// denied columns into NULLs anyway; this makes the refusal explicit.)
+fn check_denied_references(
+    plan: &Plan,
+    access: &PrincipalAccess,
+    a: &Analysis,
+    ti: usize,
+    ri: usize,
+) -> Result<(), Denial> {
+    let rel = plan.schema.relation(ri);
+    let denied: Vec<usize> = access.columns[ri]
+        .iter()
+        .enumerate()
+        .filter(|(_, acc)| matches!(acc, Access::Denied { .. }))
+        .map(|(ci, _)| ci)
+        .collect();
+    let Some(&first) = denied.first() else {
+        return Ok(());
+    };
+    for &ci in &denied {
+        if a.idents.contains(&rel.columns[ci].name) {
+            return Err(column_denial(plan, access, ri, ci, ""));
+        }
+    }
+    let t = &a.tables[ti];
+    let visible = visible_name(t).unwrap_or("");
+    for w in &a.wildcards {
+        let hit = match w {
+            WildcardUse::All(indices) => indices.contains(&ti),
+            WildcardUse::Qualified(name) => name == visible,
+        };
+        if hit {
+            let through = match w {
+                WildcardUse::All(_) => " (through `*`)".to_owned(),
+                WildcardUse::Qualified(name) => format!(" (through `{name}.*`)"),
+            };
+            return Err(column_denial(plan, access, ri, first, &through));
+        }
+    }
+    if a.bare_idents.contains(visible) && rel.column_index(visible).is_none() {
+        return Err(column_denial(
+            plan,
+            access,
+            ri,
+            first,
+            &format!(" (through the whole-row reference `{visible}`)"),
+        ));
+    }
+    Ok(())
+}
+
+fn writes(plan: &Plan, access: &PrincipalAccess, a: &Analysis) -> Result<Outcome, Denial> {
+    check_functions(a)?;
+    let all = a
+        .tables
+        .iter()
+        .filter(|t| !t.is_function)
+        .map(|t| &t.parts)
+        .chain(a.other_relations.iter());
+    for parts in all {
+        match resolve(plan, parts, &a.ctes) {
+            Resolved::Relation(ri) if access.relation_restricted(ri) => {
+                return Err(Denial {
+                    sqlstate: INSUFFICIENT_PRIVILEGE,
+                    message: format!(
+                        "writing statements that touch `{}` are refused for this identity: it has masked or denied columns",
+                        plan.schema.relation(ri).qualified()
+                    ),
+                    hint: None,
+                    policies: Vec::new(),
+                });
+            }
+            Resolved::Catalog(name) => check_catalog(&name)?,
+            Resolved::Unknown(name) => return Err(unknown_relation(&name)),
+            _ => {}
+        }
+    }
+    Ok(Outcome::pass())
+}

@@ -1,0 +1,13 @@
+//! `clsfc`: the clsf compiler's command line. `main` only parses arguments
+//! and dispatches; each command lives in `cli/`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+mod cli;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    cli::run(args).into()
+}

@@ -1,0 +1,9 @@
+//! The database schema a policy is checked against: the model, its lock
+//! file, and (in `pull`, the only module here that does I/O) its discovery
+//! from a live PostgreSQL catalog.
+
+pub mod lock;
+pub mod model;
+pub mod pull;
+
+pub use model::{Column, Relation, RelationKind, Schema, TypeFamily};

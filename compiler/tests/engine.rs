@@ -1,0 +1,235 @@
+//! Statement engine tables: identity + SQL → verdict and rewritten SQL, on the
+//! quickstart policy, with no database.
+
+use clsf_compiler::engine::{Identity, Verdict};
+use clsf_compiler::policy::{self, Parsed};
+use clsf_compiler::schema::{Column, Relation, RelationKind, Schema};
+use clsf_compiler::{Engine, resolve};
+
+fn col(name: &str, ty: &str) -> Column {
+    Column {
+        name: name.into(),
+        type_name: ty.into(),
+        nullable: false,
+    }
+}
+
+fn quickstart_schema() -> Schema {
+    Schema::new(
+        "15".into(),
+        vec![
+            Relation {
+                schema: "public".into(),
+                name: "customers".into(),
+                kind: RelationKind::Table,
+                columns: vec![
+                    col("id", "integer"),
+                    col("name", "text"),
+                    col("email", "text"),
+                    col("ssn", "character(11)"),
+                    col("card_number", "character varying(19)"),
+                    col("created_at", "timestamp with time zone"),
+                ],
+            },
+            Relation {
+                schema: "public".into(),
+                name: "orders".into(),
+                kind: RelationKind::Table,
+                columns: vec![
+                    col("id", "integer"),
+                    col("customer_id", "integer"),
+                    col("total_cents", "integer"),
+                    col("status", "text"),
+                ],
+            },
+        ],
+    )
+}
+
+fn engine() -> Engine {
+    let text = include_str!("../../examples/quickstart/policy/quickstart.clsf");
+    let mut parsed = Parsed::default();
+    policy::add_source(&mut parsed, "quickstart.clsf", text);
+    let (plan, diags) = resolve::compile(&parsed, &quickstart_schema());
+    assert!(diags.is_empty(), "{diags:?}");
+    Engine::new(plan.unwrap()).unwrap()
+}
+
+fn decide(engine: &Engine, groups: &[&str], sql: &str) -> Verdict {
+    let identity = Identity {
+        subject: "t".into(),
+        groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+    };
+    let access = engine.access_for(&identity);
+    engine.decide(&access, sql).verdict
+}
+
+fn rewritten(v: Verdict) -> String {
+    match v {
+        Verdict::Rewrite(s) => s,
+        other => panic!("expected a rewrite, got {other:?}"),
+    }
+}
+
+fn denied(v: Verdict) -> (String, String) {
+    match v {
+        Verdict::Deny(d) => (d.sqlstate.to_owned(), d.message),
+        other => panic!("expected a denial, got {other:?}"),
+    }
+}
+
+#[test]
+fn masked_columns_are_rewritten_at_the_relation() {
+    let e = engine();
+    let sql = "SELECT email, card_number FROM customers WHERE id = 1";
+    let out = rewritten(decide(&e, &["ci"], sql));
+    assert!(
+        out.starts_with("SELECT email, card_number FROM (SELECT \"id\", "),
+        "{out}"
+    );
+    assert!(out.ends_with(") AS \"customers\" WHERE id = 1"), "{out}");
+    assert!(
+        out.contains("CAST(NULL AS character(11)) AS \"ssn\""),
+        "{out}"
+    );
+    assert!(out.contains("right(\"card_number\", 4)"), "{out}");
+}
+
+#[test]
+fn alias_is_kept_and_quoted_names_located() {
+    let e = engine();
+    let out = rewritten(decide(
+        &e,
+        &["ci"],
+        "SELECT c.email FROM public.\"customers\" AS c",
+    ));
+    assert!(out.starts_with("SELECT c.email FROM (SELECT "), "{out}");
+    assert!(
+        out.ends_with("FROM \"public\".\"customers\") AS c"),
+        "{out}"
+    );
+}
+
+#[test]
+fn multibyte_text_before_the_relation_keeps_offsets_right() {
+    let e = engine();
+    let out = rewritten(decide(
+        &e,
+        &["ci"],
+        "SELECT 'ünïcødé', email FROM customers",
+    ));
+    assert!(
+        out.starts_with("SELECT 'ünïcødé', email FROM (SELECT "),
+        "{out}"
+    );
+}
+
+#[test]
+fn subqueries_and_joins_are_rewritten_everywhere() {
+    let e = engine();
+    let out = rewritten(decide(
+        &e,
+        &["ci"],
+        "SELECT x FROM (SELECT email AS x FROM customers) s JOIN orders o ON true",
+    ));
+    assert!(out.contains("FROM (SELECT \"id\""), "{out}");
+    assert!(
+        out.ends_with(") AS \"customers\") s JOIN orders o ON true"),
+        "{out}"
+    );
+}
+
+#[test]
+fn denied_columns_are_refused_by_name_star_and_whole_row() {
+    let e = engine();
+    for sql in [
+        "SELECT ssn FROM customers",
+        "SELECT * FROM customers",
+        "SELECT * FROM customers WHERE email LIKE 'a%'",
+        "SELECT c FROM customers c",
+        "SELECT c.* FROM customers c",
+        "SELECT row_to_json(c.*) FROM customers c",
+        "SELECT id FROM customers WHERE ssn = '123-45-6789'",
+    ] {
+        let (state, message) = denied(decide(&e, &["ci"], sql));
+        assert_eq!(state, "42501", "{sql}");
+        assert!(message.contains("`ssn`"), "{sql}: {message}");
+        assert!(message.contains("restricted"), "{sql}: {message}");
+        assert!(message.contains("ci_reads"), "{sql}: {message}");
+    }
+}
+
+#[test]
+fn star_over_other_scopes_is_not_a_reference() {
+    let e = engine();
+    let v = decide(
+        &e,
+        &["ci"],
+        "SELECT * FROM orders WHERE customer_id IN (SELECT id FROM customers)",
+    );
+    let out = rewritten(v);
+    assert!(
+        out.starts_with("SELECT * FROM orders WHERE customer_id IN (SELECT id FROM (SELECT"),
+        "{out}"
+    );
+}
+
+#[test]
+fn unprotected_statements_are_forwarded_unchanged() {
+    let e = engine();
+    assert_eq!(
+        decide(&e, &["ci"], "SELECT * FROM orders"),
+        Verdict::Forward
+    );
+    assert_eq!(
+        decide(&e, &["dba-bot"], "SELECT ssn FROM customers"),
+        Verdict::Forward
+    );
+    assert_eq!(decide(&e, &["ci"], "BEGIN"), Verdict::Forward);
+}
+
+#[test]
+fn unknown_functions_relations_and_settings_are_refused() {
+    let e = engine();
+    for sql in [
+        "SELECT query_to_xml('select ssn from customers', true, true, '')",
+        "SELECT pg_read_file('/etc/passwd')",
+        "SELECT * FROM secrets",
+        "SELECT most_common_vals FROM pg_stats",
+        "SET search_path = other",
+        "SET ROLE postgres",
+        "CREATE FUNCTION f() RETURNS text AS 'select ssn from customers' LANGUAGE sql",
+        "UPDATE customers SET name = 'x' WHERE ssn = '1'",
+    ] {
+        let (state, _) = denied(decide(&e, &["ci"], sql));
+        assert!(state == "42501" || state == "0A000", "{sql}: {state}");
+    }
+}
+
+#[test]
+fn a_cte_shadowing_a_protected_table_is_refused() {
+    let e = engine();
+    let (_, message) = denied(decide(
+        &e,
+        &["ci"],
+        "WITH customers AS (SELECT 1 AS email) SELECT email FROM customers",
+    ));
+    assert!(message.contains("shadows"), "{message}");
+}
+
+#[test]
+fn no_groups_means_everything_classified_is_denied() {
+    let e = engine();
+    let (_, message) = denied(decide(&e, &[], "SELECT id FROM orders"));
+    assert!(
+        message.contains("no rule lets no groups read it"),
+        "{message}"
+    );
+}
+
+#[test]
+fn unparseable_statements_are_refused() {
+    let e = engine();
+    let (state, _) = denied(decide(&e, &["dba-bot"], "SELEC 1"));
+    assert_eq!(state, "0A000");
+}
