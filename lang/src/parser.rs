@@ -186,8 +186,7 @@ impl Cx {
         let span = self.span(&pair);
         let label = self.name(
             pair.into_inner()
-                .filter(not_keyword)
-                .next()
+                .find(not_keyword)
                 .expect("grammar: unclassified has a label"),
         );
         ast::UnclassifiedDecl { label, span }
@@ -221,8 +220,7 @@ impl Cx {
                 let claim = self.string(
                     claim_name
                         .into_inner()
-                        .filter(not_keyword)
-                        .next()
+                        .find(not_keyword)
                         .expect("grammar: claim name inner"),
                 );
                 let op = match inner.next().expect("grammar: claim op").as_str() {

@@ -1,1 +1,13 @@
+//! The clsf enforcement proxy: PostgreSQL wire protocol on both sides,
+//! workload-token authentication, the gateway-held upstream credential, the
+//! statement engine applied to every query, and the audit trail.
 
+pub mod audit;
+pub mod auth;
+pub mod config;
+pub mod keys;
+pub mod server;
+pub mod session;
+pub mod start;
+pub mod upstream;
+pub mod wire;

@@ -1,1 +1,187 @@
-fn main() {}
+//! `clsf-proxy`: runs the enforcement proxy, and small tools around it
+//! (demo keys and tokens, audit verification).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use serde_json::{Value, json};
+
+use clsf_runtime::{audit, config, keys, server, start};
+
+/// The clsf enforcement proxy for PostgreSQL.
+#[derive(Parser, Debug)]
+#[command(name = "clsf-proxy", version, about)]
+struct Cli {
+    /// The proxy configuration (runs the proxy).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Generate a signing key pair and its JWKS (for demos and tests).
+    Keygen {
+        /// ES256 or RS256.
+        #[arg(long, default_value = "ES256")]
+        alg: String,
+        /// Key id.
+        #[arg(long, default_value = "demo")]
+        kid: String,
+        /// Where to write the private key (PKCS#8 PEM).
+        #[arg(long)]
+        private_key: PathBuf,
+        /// Where to write the JWKS.
+        #[arg(long)]
+        jwks: PathBuf,
+    },
+    /// Sign a token (for demos and tests).
+    MintToken {
+        /// ES256 or RS256.
+        #[arg(long, default_value = "ES256")]
+        alg: String,
+        /// Key id.
+        #[arg(long, default_value = "demo")]
+        kid: String,
+        /// The private key (PKCS#8 PEM).
+        #[arg(long)]
+        private_key: PathBuf,
+        /// `iss`.
+        #[arg(long)]
+        issuer: String,
+        /// `aud`.
+        #[arg(long)]
+        audience: String,
+        /// `sub`.
+        #[arg(long)]
+        subject: String,
+        /// Lifetime in seconds (negative for an already expired token).
+        #[arg(long, default_value_t = 3600, allow_hyphen_values = true)]
+        ttl: i64,
+        /// Extra string claim `NAME=VALUE` (repeatable).
+        #[arg(long = "claim")]
+        claims: Vec<String>,
+        /// Extra array claim `NAME=V1,V2` (repeatable).
+        #[arg(long = "claim-list")]
+        claim_lists: Vec<String>,
+    },
+    /// Check the hash chain of an audit file.
+    VerifyAudit {
+        /// The audit file.
+        path: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match (cli.command, cli.config) {
+        (Some(command), _) => tool(command),
+        (None, Some(config)) => serve(&config),
+        (None, None) => {
+            Err("give --config FILE to run the proxy, or a subcommand (see --help)".to_owned())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("clsf-proxy: error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve(path: &std::path::Path) -> Result<(), String> {
+    let config = config::load(path).map_err(|e| e.to_string())?;
+    let shared = Arc::new(start::shared_state(&config)?);
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&config.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        eprintln!(
+            "clsf-proxy: listening on {addr}, enforcing plan {}",
+            shared.plan_hash
+        );
+        server::run(listener, shared, config.max_connections, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await;
+        eprintln!("clsf-proxy: stopped");
+        Ok(())
+    })
+}
+
+fn alg(name: &str) -> Result<keys::KeyAlg, String> {
+    keys::parse_alg(name).ok_or_else(|| format!("unknown algorithm `{name}` (ES256 or RS256)"))
+}
+
+fn tool(command: Command) -> Result<(), String> {
+    match command {
+        Command::Keygen {
+            alg: a,
+            kid,
+            private_key,
+            jwks,
+        } => {
+            let pair = keys::generate(alg(&a)?, &kid)?;
+            std::fs::write(&private_key, &pair.private_pem)
+                .map_err(|e| format!("{}: {e}", private_key.display()))?;
+            let text = serde_json::to_string_pretty(&pair.jwks).map_err(|e| e.to_string())?;
+            std::fs::write(&jwks, text + "\n").map_err(|e| format!("{}: {e}", jwks.display()))?;
+            Ok(())
+        }
+        Command::MintToken {
+            alg: a,
+            kid,
+            private_key,
+            issuer,
+            audience,
+            subject,
+            ttl,
+            claims,
+            claim_lists,
+        } => {
+            let pem = std::fs::read_to_string(&private_key)
+                .map_err(|e| format!("{}: {e}", private_key.display()))?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_err(|e| e.to_string())?
+                .as_secs() as i64;
+            let mut body = json!({
+                "iss": issuer, "aud": audience, "sub": subject,
+                "iat": now, "exp": now + ttl,
+            });
+            for c in claims {
+                let (k, v) = c
+                    .split_once('=')
+                    .ok_or_else(|| format!("--claim `{c}` is not NAME=VALUE"))?;
+                body[k] = Value::String(v.to_owned());
+            }
+            for c in claim_lists {
+                let (k, v) = c
+                    .split_once('=')
+                    .ok_or_else(|| format!("--claim-list `{c}` is not NAME=V1,V2"))?;
+                body[k] = Value::Array(v.split(',').map(|s| Value::String(s.to_owned())).collect());
+            }
+            println!("{}", keys::sign(alg(&a)?, &pem, &kid, &body)?);
+            Ok(())
+        }
+        Command::VerifyAudit { path } => {
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            match audit::verify(&text) {
+                Ok(n) => {
+                    println!("ok: {n} events, chain intact");
+                    Ok(())
+                }
+                Err(line) => Err(format!(
+                    "the hash chain breaks at line {line}: the file was edited"
+                )),
+            }
+        }
+    }
+}

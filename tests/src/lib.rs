@@ -1,1 +1,12 @@
+//! The end-to-end test harness: a real PostgreSQL cluster per test, the
+//! proxy running in-process on a loopback port, real tokens, and helpers to
+//! drive the real `psql` and `clsfc` binaries.
+//!
+//! Every dependency is required: a missing PostgreSQL or psql fails the
+//! test with a message saying what to install; nothing is skipped.
 
+pub mod bins;
+pub mod identity;
+pub mod postgres;
+pub mod proxy;
+pub mod psql;

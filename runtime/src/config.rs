@@ -1,0 +1,119 @@
+//! `proxy.toml`: what the proxy listens on, where the upstream database is,
+//! which policy it enforces, whose tokens it trusts and where it audits.
+//! Relative paths are resolved against the config file's directory.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The proxy configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on, e.g. `127.0.0.1:6432`.
+    pub listen: String,
+    /// Most concurrent client connections.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// The upstream database.
+    pub upstream: Upstream,
+    /// The policy enforced.
+    pub policy: Policy,
+    /// Whose tokens are trusted.
+    pub identity: IdentityConfig,
+    /// The audit trail.
+    pub audit: Audit,
+}
+
+fn default_max_connections() -> usize {
+    256
+}
+
+/// The upstream PostgreSQL and the credential the proxy holds for it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    /// Host name or address.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Database name; clients must ask for this one.
+    pub database: String,
+    /// Role the proxy logs in as.
+    pub user: String,
+    /// File holding the role's password (first line). Never sent to clients.
+    pub password_file: PathBuf,
+}
+
+/// The policy source and the schema it is checked against.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Directory of `.clsf` files.
+    pub dir: PathBuf,
+    /// `schema.lock.json`.
+    pub schema_lock: PathBuf,
+}
+
+/// The trusted token issuer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// Expected `iss`.
+    pub issuer: String,
+    /// Expected `aud`.
+    pub audience: String,
+    /// A JWKS file with the issuer's public keys.
+    pub jwks_file: PathBuf,
+    /// Clock skew tolerated on `exp`/`nbf`, in seconds.
+    #[serde(default = "default_leeway")]
+    pub leeway_seconds: u64,
+}
+
+fn default_leeway() -> u64 {
+    30
+}
+
+/// Where audit events go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Audit {
+    /// JSON-lines file, appended to.
+    pub path: PathBuf,
+    /// fsync after every event (slower, survives power loss).
+    #[serde(default)]
+    pub fsync: bool,
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads and parses a config file, resolving relative paths.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("cannot read {}: {e}", path.display())))?;
+    let mut config: Config =
+        toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    for p in [
+        &mut config.upstream.password_file,
+        &mut config.policy.dir,
+        &mut config.policy.schema_lock,
+        &mut config.identity.jwks_file,
+        &mut config.audit.path,
+    ] {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    }
+    Ok(config)
+}

@@ -1,0 +1,606 @@
+//! One client session: startup → token authentication → upstream login →
+//! relay. Every simple-protocol query is decided by the statement engine,
+//! audited, and then forwarded unchanged, forwarded rewritten, or refused
+//! with an ErrorResponse followed by ReadyForQuery, as PostgreSQL does.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use clsf_compiler::Engine;
+use clsf_compiler::engine::identity::identity_for;
+use clsf_compiler::engine::{Denial, Identity, PrincipalAccess, Verdict};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::broadcast;
+
+use crate::audit::{AuditLog, Event};
+use crate::auth::jwt::Verifier;
+use crate::upstream::{self, Target};
+use crate::wire::errors;
+use crate::wire::frame::{Frame, MAX_FRAME, split_frame, split_startup};
+use crate::wire::messages::{self, Severity, Startup};
+
+/// Startup parameters passed through to the upstream server. Anything else
+/// (notably `options`, which could change `search_path`) is refused.
+const PASSTHROUGH_PARAMS: &[&str] = &[
+    "application_name",
+    "client_encoding",
+    "DateStyle",
+    "TimeZone",
+    "IntervalStyle",
+    "extra_float_digits",
+];
+
+/// How long a client has to complete startup and authentication.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What every session shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// The compiled policy.
+    pub engine: Arc<Engine>,
+    /// Hash identifying the enforced plan, logged with each connection.
+    pub plan_hash: String,
+    /// Token verification.
+    pub verifier: Verifier,
+    /// The upstream database and its credential.
+    pub upstream: Target,
+    /// The audit trail.
+    pub audit: AuditLog,
+    /// Session numbering.
+    pub next_session: AtomicU64,
+}
+
+/// Why a session ended early; logged by the server.
+#[derive(Debug)]
+pub struct SessionEnd(pub String);
+
+type Result<T> = std::result::Result<T, SessionEnd>;
+
+fn end(what: impl Into<String>) -> SessionEnd {
+    SessionEnd(what.into())
+}
+
+async fn send(client: &mut TcpStream, bytes: &[u8]) -> Result<()> {
+    client
+        .write_all(bytes)
+        .await
+        .map_err(|e| end(format!("client write: {e}")))
+}
+
+/// Runs one client connection to completion.
+pub async fn run(
+    shared: Arc<Shared>,
+    mut client: TcpStream,
+    peer: SocketAddr,
+    shutdown: broadcast::Receiver<()>,
+) -> Result<()> {
+    let session = shared.next_session.fetch_add(1, Ordering::Relaxed);
+    let _ = client.set_nodelay(true);
+    let mut buf = BytesMut::with_capacity(8192);
+    let started = tokio::time::timeout(
+        STARTUP_TIMEOUT,
+        startup(&shared, &mut client, &mut buf, session, peer),
+    )
+    .await;
+    let ready = match started {
+        Ok(Ok(Some(ready))) => ready,
+        Ok(Ok(None)) => return Ok(()),
+        Ok(Err(e)) => return Err(e),
+        Err(_) => {
+            let _ = send(
+                &mut client,
+                &errors::protocol_violation("startup took too long"),
+            )
+            .await;
+            return Err(end("startup timed out"));
+        }
+    };
+    let subject = ready.identity.subject.clone();
+    let groups = ready.identity.groups.clone();
+    let result = relay(&shared, client, buf, ready, session, shutdown).await;
+    let mut event = Event::new("disconnect", session);
+    event.subject = Some(&subject);
+    event.groups = Some(&groups);
+    let reason = result.as_ref().err().map(|e| e.0.clone());
+    event.reason = reason.as_deref();
+    let _ = shared.audit.append(&event);
+    result
+}
+
+struct Ready {
+    identity: Identity,
+    access: Arc<PrincipalAccess>,
+    upstream: TcpStream,
+    upstream_buf: BytesMut,
+}
+
+async fn read_more(client: &mut TcpStream, buf: &mut BytesMut) -> Result<bool> {
+    let n = client
+        .read_buf(buf)
+        .await
+        .map_err(|e| end(format!("client read: {e}")))?;
+    Ok(n > 0)
+}
+
+/// Startup and authentication. `None` when the client went away or only
+/// wanted something we answer without a session (cancel).
+async fn startup(
+    shared: &Shared,
+    client: &mut TcpStream,
+    buf: &mut BytesMut,
+    session: u64,
+    peer: SocketAddr,
+) -> Result<Option<Ready>> {
+    let params = loop {
+        let packet = match split_startup(buf) {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                if !read_more(client, buf).await? {
+                    return Ok(None);
+                }
+                continue;
+            }
+            Err(e) => {
+                send(client, &errors::protocol_violation(&e.to_string())).await?;
+                return Err(end(format!("bad startup packet: {e}")));
+            }
+        };
+        match messages::decode_startup(&packet) {
+            Ok(Startup::Startup(params)) => break params,
+            Ok(Startup::SslRequest | Startup::GssEncRequest) => {
+                // TLS is not offered yet: 'N' tells libpq to continue in
+                // plaintext or give up, as its sslmode says. Bytes sent
+                // before our answer would be a protocol violation.
+                if !buf.is_empty() {
+                    return Err(end("client sent data before the encryption answer"));
+                }
+                send(client, b"N").await?;
+            }
+            Ok(Startup::Cancel) => return Ok(None),
+            Ok(Startup::UnsupportedVersion(v)) => {
+                send(
+                    client,
+                    &errors::unsupported_fatal(&format!(
+                        "unsupported frontend protocol {}.{}",
+                        v >> 16,
+                        v & 0xffff
+                    )),
+                )
+                .await?;
+                return Err(end("unsupported protocol version"));
+            }
+            Err(e) => {
+                send(client, &errors::protocol_violation(&e.to_string())).await?;
+                return Err(end(format!("bad startup packet: {e}")));
+            }
+        }
+    };
+
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let user = get("user").unwrap_or("");
+    let database = get("database").filter(|d| !d.is_empty()).unwrap_or(user);
+    if database != shared.upstream.database {
+        send(client, &errors::wrong_database(database)).await?;
+        return Err(end("wrong database"));
+    }
+    let mut passthrough = vec![("search_path".to_owned(), "public".to_owned())];
+    for (key, value) in &params {
+        if key == "user" || key == "database" {
+            continue;
+        }
+        if !PASSTHROUGH_PARAMS.contains(&key.as_str()) {
+            send(
+                client,
+                &errors::unsupported_fatal(&format!(
+                    "startup parameter `{key}` is not allowed through the clsf proxy"
+                )),
+            )
+            .await?;
+            return Err(end(format!("refused startup parameter {key}")));
+        }
+        if key == "client_encoding" && !is_utf8(value) {
+            send(
+                client,
+                &errors::unsupported_fatal("the clsf proxy supports client_encoding UTF8 only"),
+            )
+            .await?;
+            return Err(end("non-UTF8 client encoding"));
+        }
+        passthrough.push((key.clone(), value.clone()));
+    }
+
+    // The password field carries the workload token.
+    send(client, &messages::auth_cleartext()).await?;
+    let frame = loop {
+        match split_frame(buf, MAX_FRAME) {
+            Ok(Some(f)) => break f,
+            Ok(None) => {
+                if !read_more(client, buf).await? {
+                    return Ok(None);
+                }
+            }
+            Err(e) => {
+                send(client, &errors::protocol_violation(&e.to_string())).await?;
+                return Err(end(e.to_string()));
+            }
+        }
+    };
+    if frame.tag != b'p' {
+        send(
+            client,
+            &errors::protocol_violation("expected a password message"),
+        )
+        .await?;
+        return Err(end("expected password message"));
+    }
+    let token = messages::decode_cstring_body(frame.body())
+        .ok()
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .unwrap_or("");
+    let claims = match shared.verifier.verify(token) {
+        Ok(c) => c,
+        Err(rejected) => {
+            let mut event = Event::new("auth_failed", session);
+            event.peer = Some(peer.to_string());
+            event.reason = Some(&rejected.0);
+            let _ = shared.audit.append(&event);
+            send(client, &errors::auth_failed(&rejected.0)).await?;
+            return Err(end(format!("authentication failed: {rejected}")));
+        }
+    };
+    let identity = identity_for(shared.engine.plan(), &claims);
+    let access = shared.engine.access_for(&identity);
+
+    let mut event = Event::new("connect", session);
+    event.peer = Some(peer.to_string());
+    event.subject = Some(&identity.subject);
+    event.groups = Some(&identity.groups);
+    event.plan = Some(&shared.plan_hash);
+    if shared.audit.append(&event).is_err() {
+        send(
+            client,
+            &messages::error_response(
+                Severity::Fatal,
+                "58030",
+                "the audit trail cannot be written",
+                None,
+            ),
+        )
+        .await?;
+        return Err(end("audit trail unavailable at connect"));
+    }
+
+    let connected = match upstream::connect(&shared.upstream, &passthrough).await {
+        Ok(c) => c,
+        Err(e) => {
+            send(client, &errors::upstream_unavailable()).await?;
+            return Err(end(format!("upstream: {e}")));
+        }
+    };
+    let mut out = BytesMut::new();
+    out.extend_from_slice(&messages::auth_ok());
+    for ps in &connected.parameter_status {
+        out.extend_from_slice(ps);
+    }
+    // Cancel requests are not relayed yet; the key we hand out is random and
+    // never the upstream's, so a client cannot cancel on the server directly.
+    let (pid, secret) = random_key();
+    out.extend_from_slice(&messages::backend_key_data(pid, secret));
+    out.extend_from_slice(&messages::ready_for_query(b'I'));
+    send(client, &out).await?;
+    Ok(Some(Ready {
+        identity,
+        access,
+        upstream: connected.stream,
+        upstream_buf: connected.leftover,
+    }))
+}
+
+fn is_utf8(encoding: &str) -> bool {
+    let e = encoding
+        .trim()
+        .trim_matches('\'')
+        .to_ascii_lowercase()
+        .replace(['-', '_'], "");
+    e == "utf8" || e == "unicode"
+}
+
+fn random_key() -> (i32, i32) {
+    let mut bytes = [0u8; 8];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+    let pid = i32::from_be_bytes([bytes[0] & 0x7f, bytes[1], bytes[2], bytes[3]]);
+    let secret = i32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+    (pid, secret)
+}
+
+/// What the client is owed, in order: the response to a forwarded message
+/// (ending in upstream's ReadyForQuery) or bytes the proxy produced itself.
+enum Pending {
+    Upstream,
+    Local(Bytes),
+}
+
+struct Relay<'a> {
+    shared: &'a Shared,
+    access: Arc<PrincipalAccess>,
+    identity: Identity,
+    session: u64,
+    /// Transaction status from the last ReadyForQuery.
+    status: u8,
+    pending: VecDeque<Pending>,
+    /// After an unsupported extended-protocol message: drop until Sync.
+    discard_until_sync: bool,
+    to_client: BytesMut,
+    to_upstream: BytesMut,
+}
+
+async fn relay(
+    shared: &Shared,
+    mut client: TcpStream,
+    mut cbuf: BytesMut,
+    ready: Ready,
+    session: u64,
+    mut shutdown: broadcast::Receiver<()>,
+) -> Result<()> {
+    let Ready {
+        identity,
+        access,
+        mut upstream,
+        upstream_buf: mut ubuf,
+    } = ready;
+    let mut r = Relay {
+        shared,
+        access,
+        identity,
+        session,
+        status: b'I',
+        pending: VecDeque::new(),
+        discard_until_sync: false,
+        to_client: BytesMut::new(),
+        to_upstream: BytesMut::new(),
+    };
+    loop {
+        // Handle everything already buffered before reading more.
+        loop {
+            match split_frame(&mut cbuf, MAX_FRAME) {
+                Ok(Some(frame)) => {
+                    if !r.client_frame(frame)? {
+                        flush(&mut r, &mut client, &mut upstream).await?;
+                        let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
+                        return Ok(());
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    r.to_client
+                        .extend_from_slice(&errors::protocol_violation(&e.to_string()));
+                    flush(&mut r, &mut client, &mut upstream).await?;
+                    return Err(end(format!("client sent {e}")));
+                }
+            }
+        }
+        loop {
+            match split_frame(&mut ubuf, usize::MAX >> 1) {
+                Ok(Some(frame)) => r.upstream_frame(frame),
+                Ok(None) => break,
+                Err(e) => return Err(end(format!("upstream sent {e}"))),
+            }
+        }
+        flush(&mut r, &mut client, &mut upstream).await?;
+
+        tokio::select! {
+            n = client.read_buf(&mut cbuf) => {
+                if n.map_err(|e| end(format!("client read: {e}")))? == 0 {
+                    let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
+                    return Ok(());
+                }
+            }
+            n = upstream.read_buf(&mut ubuf) => {
+                if n.map_err(|e| end(format!("upstream read: {e}")))? == 0 {
+                    let _ = send(&mut client, &errors::upstream_unavailable()).await;
+                    return Err(end("upstream closed the connection"));
+                }
+            }
+            _ = shutdown.recv() => {
+                let _ = send(&mut client, &errors::shutting_down()).await;
+                let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn flush(r: &mut Relay<'_>, client: &mut TcpStream, upstream: &mut TcpStream) -> Result<()> {
+    if !r.to_upstream.is_empty() {
+        let bytes = r.to_upstream.split();
+        upstream
+            .write_all(&bytes)
+            .await
+            .map_err(|e| end(format!("upstream write: {e}")))?;
+    }
+    if !r.to_client.is_empty() {
+        let bytes = r.to_client.split();
+        send(client, &bytes).await?;
+    }
+    Ok(())
+}
+
+impl Relay<'_> {
+    /// Queues bytes for the client behind whatever is still owed.
+    fn local(&mut self, bytes: Bytes) {
+        if self.pending.is_empty() {
+            self.to_client.extend_from_slice(&bytes);
+        } else {
+            self.pending.push_back(Pending::Local(bytes));
+        }
+    }
+
+    /// An error and ReadyForQuery produced by the proxy.
+    fn local_error(&mut self, error: Bytes) {
+        let mut bytes = BytesMut::from(&error[..]);
+        bytes.extend_from_slice(&messages::ready_for_query(self.status));
+        self.local(bytes.freeze());
+    }
+
+    fn forward(&mut self, raw: &[u8]) {
+        self.to_upstream.extend_from_slice(raw);
+        self.pending.push_back(Pending::Upstream);
+    }
+
+    /// Handles one client frame; `false` when the client terminates.
+    fn client_frame(&mut self, frame: Frame) -> Result<bool> {
+        match frame.tag {
+            b'Q' => self.query(&frame)?,
+            b'X' => return Ok(false),
+            // COPY FROM STDIN data follows a COPY the engine already allowed.
+            b'd' | b'c' | b'f' => self.to_upstream.extend_from_slice(&frame.raw),
+            b'S' => {
+                if self.discard_until_sync {
+                    self.discard_until_sync = false;
+                    self.local(messages::ready_for_query(self.status));
+                } else {
+                    self.local(messages::ready_for_query(self.status));
+                }
+            }
+            b'P' | b'B' | b'D' | b'E' | b'C' | b'H' => {
+                if !self.discard_until_sync {
+                    self.discard_until_sync = true;
+                    self.local(errors::unsupported(
+                        "the extended query protocol is not supported by this clsf proxy yet; use the simple protocol (e.g. psql, or prefer_simple_protocol in your driver)",
+                    ));
+                }
+            }
+            b'F' => self.local_error(errors::unsupported(
+                "the fast-path function call interface is not allowed through the clsf proxy",
+            )),
+            other => {
+                self.to_client
+                    .extend_from_slice(&errors::protocol_violation(&format!(
+                        "unexpected message type `{}`",
+                        other.escape_ascii()
+                    )));
+                return Err(end("unexpected client message"));
+            }
+        }
+        Ok(true)
+    }
+
+    fn query(&mut self, frame: &Frame) -> Result<()> {
+        let Ok(raw_text) = messages::decode_cstring_body(frame.body()) else {
+            self.to_client
+                .extend_from_slice(&errors::protocol_violation("malformed Query message"));
+            return Err(end("malformed query"));
+        };
+        let Ok(text) = std::str::from_utf8(raw_text) else {
+            self.deny(&Denial {
+                sqlstate: "22021",
+                message: "query text is not valid UTF-8".to_owned(),
+                hint: None,
+                policies: Vec::new(),
+            });
+            return Ok(());
+        };
+        let decision = self.shared.engine.decide(&self.access, text);
+        if !self.audit(text, &decision) {
+            self.local_error(errors::audit_unavailable());
+            return Ok(());
+        }
+        match &decision.verdict {
+            Verdict::Forward => self.forward(&frame.raw),
+            Verdict::Rewrite(new_text) => self.forward(&messages::query(new_text)),
+            Verdict::Deny(denial) => self.deny(denial),
+        }
+        Ok(())
+    }
+
+    /// Records every statement of a query string; false if that failed.
+    fn audit(&self, text: &str, decision: &clsf_compiler::engine::Decision) -> bool {
+        let subject = &self.identity.subject;
+        let groups = &self.identity.groups;
+        if decision.statements.is_empty() {
+            let mut event = Event::new("statement", self.session);
+            event.subject = Some(subject);
+            event.groups = Some(groups);
+            event.statement = Some(text);
+            event.decision = Some("allow");
+            return self.shared.audit.append(&event).is_ok();
+        }
+        decision.statements.iter().all(|s| {
+            let mut event = Event::new("statement", self.session);
+            event.subject = Some(subject);
+            event.groups = Some(groups);
+            event.statement = Some(&s.text);
+            event.decision = Some(s.decision);
+            event.policies = Some(&s.policies);
+            event.masked = (!s.masked.is_empty()).then_some(&s.masked[..]);
+            event.reason = s.reason.as_deref();
+            self.shared.audit.append(&event).is_ok()
+        })
+    }
+
+    /// Refuses a statement. Inside a transaction (or behind statements still
+    /// running) the refusal is raised by the server itself, so the
+    /// transaction fails there exactly as it would in PostgreSQL; otherwise
+    /// the proxy answers directly.
+    fn deny(&mut self, denial: &Denial) {
+        if self.pending.is_empty() && self.status != b'T' {
+            self.local_error(messages::error_response(
+                Severity::Error,
+                denial.sqlstate,
+                &denial.message,
+                denial.hint.as_deref(),
+            ));
+            return;
+        }
+        let raise = raise_statement(denial);
+        self.forward(&messages::query(&raise));
+    }
+
+    fn upstream_frame(&mut self, frame: Frame) {
+        self.to_client.extend_from_slice(&frame.raw);
+        if frame.tag == b'Z' {
+            if let Some(&status) = frame.body().first() {
+                self.status = status;
+            }
+            if matches!(self.pending.front(), Some(Pending::Upstream)) {
+                self.pending.pop_front();
+            }
+            while let Some(Pending::Local(_)) = self.pending.front() {
+                if let Some(Pending::Local(bytes)) = self.pending.pop_front() {
+                    self.to_client.extend_from_slice(&bytes);
+                }
+            }
+        }
+    }
+}
+
+/// A statement that makes the server raise the denial. The texts travel
+/// hex-encoded, so nothing in them (names come from the client's statement)
+/// can escape the literal they are in.
+fn raise_statement(denial: &Denial) -> String {
+    let hex = |s: &str| -> String { s.bytes().map(|b| format!("{b:02x}")).collect() };
+    let text = |s: &str| format!("convert_from(decode('{}', 'hex'), 'UTF8')", hex(s));
+    let sqlstate: String = denial
+        .sqlstate
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    let mut using = format!(
+        "ERRCODE = '{sqlstate}', MESSAGE = {}",
+        text(&denial.message)
+    );
+    if let Some(h) = &denial.hint {
+        using.push_str(&format!(", HINT = {}", text(h)));
+    }
+    format!("DO $clsf$ BEGIN RAISE EXCEPTION USING {using}; END $clsf$")
+}

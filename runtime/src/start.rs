@@ -1,0 +1,83 @@
+//! Building the shared state from a config: compile the policy, load the
+//! JWKS, read the upstream password, open the audit trail.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use clsf_compiler::Engine;
+use clsf_compiler::load;
+
+use crate::audit::AuditLog;
+use crate::auth::jwt::Verifier;
+use crate::config::Config;
+use crate::session::Shared;
+use crate::upstream::Target;
+
+/// Compiles the policy and prepares everything a session needs. Policy
+/// diagnostics are rendered into the error, so a bad policy never starts.
+pub fn shared_state(config: &Config) -> Result<Shared, String> {
+    let compiled = load::compile_dir(&config.policy.dir, &config.policy.schema_lock)?;
+    let Some(plan) = compiled.plan else {
+        return Err(format!(
+            "the policy has errors:\n{}",
+            clsf_lang::render(&compiled.diagnostics, &compiled.sources, false)
+        ));
+    };
+    let engine = Engine::new(plan).map_err(|e| e.to_string())?;
+    let files = clsf_compiler::bundle::files(engine.plan(), engine.generated())?;
+    let plan_hash = {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for (name, content) in &files {
+            h.update(name.as_bytes());
+            h.update([0]);
+            h.update(content.as_bytes());
+        }
+        hex::encode(h.finalize())
+    };
+    let jwks = std::fs::read_to_string(&config.identity.jwks_file)
+        .map_err(|e| format!("cannot read {}: {e}", config.identity.jwks_file.display()))?;
+    let verifier = Verifier::new(
+        &config.identity.issuer,
+        &config.identity.audience,
+        &jwks,
+        config.identity.leeway_seconds,
+    )?;
+    let password = std::fs::read_to_string(&config.upstream.password_file)
+        .map_err(|e| {
+            format!(
+                "cannot read the upstream password file {}: {e}",
+                config.upstream.password_file.display()
+            )
+        })?
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    if password.is_empty() {
+        return Err(format!(
+            "the upstream password file {} is empty",
+            config.upstream.password_file.display()
+        ));
+    }
+    let audit = AuditLog::open(&config.audit.path, config.audit.fsync).map_err(|e| {
+        format!(
+            "cannot open the audit trail {}: {e}",
+            config.audit.path.display()
+        )
+    })?;
+    Ok(Shared {
+        engine: Arc::new(engine),
+        plan_hash,
+        verifier,
+        upstream: Target {
+            host: config.upstream.host.clone(),
+            port: config.upstream.port,
+            database: config.upstream.database.clone(),
+            user: config.upstream.user.clone(),
+            password,
+        },
+        audit,
+        next_session: AtomicU64::new(1),
+    })
+}

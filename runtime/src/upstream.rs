@@ -1,0 +1,187 @@
+//! The upstream side: a connection to PostgreSQL authenticated with the
+//! gateway-held credential (SCRAM-SHA-256), which clients never see.
+
+use bytes::{Bytes, BytesMut};
+use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
+use postgres_protocol::message::frontend;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::wire::frame::{Frame, MAX_FRAME, split_frame};
+use crate::wire::messages::error_fields;
+
+/// Where and as whom to connect.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Host.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Database.
+    pub database: String,
+    /// Role.
+    pub user: String,
+    /// The role's password.
+    pub password: String,
+}
+
+/// An authenticated upstream connection, ready for queries.
+#[derive(Debug)]
+pub struct Connected {
+    /// The socket.
+    pub stream: TcpStream,
+    /// ParameterStatus frames received during startup, to relay to the client.
+    pub parameter_status: Vec<Bytes>,
+    /// Bytes read past the first ReadyForQuery.
+    pub leftover: BytesMut,
+}
+
+/// Why the upstream connection failed (logged, never sent to clients).
+#[derive(Debug)]
+pub struct UpstreamError(pub String);
+
+impl std::fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn err(what: impl Into<String>) -> UpstreamError {
+    UpstreamError(what.into())
+}
+
+async fn read_frame(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Frame, UpstreamError> {
+    loop {
+        if let Some(frame) =
+            split_frame(buf, MAX_FRAME).map_err(|e| err(format!("upstream sent {e}")))?
+        {
+            return Ok(frame);
+        }
+        let n = stream
+            .read_buf(buf)
+            .await
+            .map_err(|e| err(format!("upstream read: {e}")))?;
+        if n == 0 {
+            return Err(err("upstream closed the connection during startup"));
+        }
+    }
+}
+
+fn server_error(frame: &Frame) -> UpstreamError {
+    let fields = error_fields(frame.body());
+    let get = |code: u8| {
+        fields
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map_or("", |(_, v)| v.as_str())
+    };
+    err(format!("upstream refused: {} ({})", get(b'M'), get(b'C')))
+}
+
+/// Connects, authenticates with SCRAM-SHA-256, and waits for ReadyForQuery.
+/// `extra` are startup parameters passed through from the client.
+pub async fn connect(
+    target: &Target,
+    extra: &[(String, String)],
+) -> Result<Connected, UpstreamError> {
+    let mut stream = TcpStream::connect((target.host.as_str(), target.port))
+        .await
+        .map_err(|e| err(format!("connect to {}:{}: {e}", target.host, target.port)))?;
+    stream.set_nodelay(true).map_err(|e| err(e.to_string()))?;
+    let mut out = BytesMut::new();
+    let mut params: Vec<(&str, &str)> =
+        vec![("user", &target.user), ("database", &target.database)];
+    params.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    frontend::startup_message(params, &mut out).map_err(|e| err(e.to_string()))?;
+    stream
+        .write_all(&out)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+
+    let mut buf = BytesMut::with_capacity(8192);
+    let mut scram: Option<ScramSha256> = None;
+    let mut parameter_status = Vec::new();
+    loop {
+        let frame = read_frame(&mut stream, &mut buf).await?;
+        match frame.tag {
+            b'R' => {
+                let body = frame.body();
+                if body.len() < 4 {
+                    return Err(err("short authentication message"));
+                }
+                let code = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+                let data = &body[4..];
+                let mut out = BytesMut::new();
+                match code {
+                    0 => {}
+                    10 => {
+                        let offers_scram = data
+                            .split(|b| *b == 0)
+                            .any(|m| m == SCRAM_SHA_256.as_bytes());
+                        if !offers_scram {
+                            return Err(err("upstream does not offer SCRAM-SHA-256"));
+                        }
+                        let s = ScramSha256::new(
+                            target.password.as_bytes(),
+                            ChannelBinding::unsupported(),
+                        );
+                        frontend::sasl_initial_response(SCRAM_SHA_256, s.message(), &mut out)
+                            .map_err(|e| err(e.to_string()))?;
+                        scram = Some(s);
+                    }
+                    11 => {
+                        let s = scram
+                            .as_mut()
+                            .ok_or_else(|| err("SASL continue before SASL start"))?;
+                        s.update(data).map_err(|e| err(format!("SCRAM: {e}")))?;
+                        frontend::sasl_response(s.message(), &mut out)
+                            .map_err(|e| err(e.to_string()))?;
+                    }
+                    12 => {
+                        let s = scram
+                            .as_mut()
+                            .ok_or_else(|| err("SASL final before SASL start"))?;
+                        s.finish(data)
+                            .map_err(|e| err(format!("SCRAM server signature: {e}")))?;
+                    }
+                    other => {
+                        // Cleartext, MD5 and others would expose or weaken the
+                        // gateway credential: only SCRAM is spoken.
+                        return Err(err(format!(
+                            "upstream asks for authentication method {other}; only SCRAM-SHA-256 is supported"
+                        )));
+                    }
+                }
+                if !out.is_empty() {
+                    stream
+                        .write_all(&out)
+                        .await
+                        .map_err(|e| err(e.to_string()))?;
+                }
+            }
+            b'S' => parameter_status.push(frame.raw),
+            b'K' | b'N' => {}
+            b'E' => return Err(server_error(&frame)),
+            b'Z' => {
+                if scram.is_none() {
+                    // Trust authentication upstream: the credential was never
+                    // checked. Refuse, so a misconfigured pg_hba fails closed.
+                    return Err(err(
+                        "upstream accepted the connection without SCRAM authentication",
+                    ));
+                }
+                return Ok(Connected {
+                    stream,
+                    parameter_status,
+                    leftover: buf,
+                });
+            }
+            other => {
+                return Err(err(format!(
+                    "unexpected upstream message `{}` during startup",
+                    other as char
+                )));
+            }
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! Named constructors for the errors the proxy sends, each with its fixed
+//! SQLSTATE, so codes are chosen in one place.
+
+use bytes::Bytes;
+
+use super::messages::{Severity, error_response};
+
+/// 28000 invalid_authorization_specification: the token was refused.
+pub fn auth_failed(reason: &str) -> Bytes {
+    error_response(
+        Severity::Fatal,
+        "28000",
+        &format!("authentication failed: {reason}"),
+        Some("connect with a valid workload token (JWT) as the password"),
+    )
+}
+
+/// 08P01 protocol_violation.
+pub fn protocol_violation(what: &str) -> Bytes {
+    error_response(
+        Severity::Fatal,
+        "08P01",
+        &format!("protocol violation: {what}"),
+        None,
+    )
+}
+
+/// 0A000 feature_not_supported, fatal (before the session is ready).
+pub fn unsupported_fatal(what: &str) -> Bytes {
+    error_response(Severity::Fatal, "0A000", what, None)
+}
+
+/// 0A000 feature_not_supported for one request; the session goes on.
+pub fn unsupported(what: &str) -> Bytes {
+    error_response(Severity::Error, "0A000", what, None)
+}
+
+/// 3D000 invalid_catalog_name: the client asked for another database.
+pub fn wrong_database(asked: &str) -> Bytes {
+    error_response(
+        Severity::Fatal,
+        "3D000",
+        &format!("database `{asked}` is not served by this proxy"),
+        None,
+    )
+}
+
+/// 08006 connection_failure: the upstream database is unreachable.
+pub fn upstream_unavailable() -> Bytes {
+    error_response(
+        Severity::Fatal,
+        "08006",
+        "the proxy cannot reach the upstream database",
+        Some("the proxy's log has the reason"),
+    )
+}
+
+/// 58030 io_error: the audit trail cannot be written, so nothing runs.
+pub fn audit_unavailable() -> Bytes {
+    error_response(
+        Severity::Error,
+        "58030",
+        "the audit trail cannot be written, so the statement is refused",
+        None,
+    )
+}
+
+/// 57P01 admin_shutdown.
+pub fn shutting_down() -> Bytes {
+    error_response(Severity::Fatal, "57P01", "the proxy is shutting down", None)
+}

@@ -1,0 +1,232 @@
+//! Decoding of the client messages policy needs, and encoding of the backend
+//! messages the proxy originates.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Protocol version 3.0.
+pub const PROTOCOL_3_0: i32 = 196_608;
+/// SSLRequest code.
+pub const SSL_REQUEST: i32 = 80_877_103;
+/// GSSENCRequest code.
+pub const GSSENC_REQUEST: i32 = 80_877_104;
+/// CancelRequest code.
+pub const CANCEL_REQUEST: i32 = 80_877_102;
+
+/// The first packet a client sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Startup {
+    /// A normal startup with its parameters.
+    Startup(Vec<(String, String)>),
+    /// Asks for TLS.
+    SslRequest,
+    /// Asks for GSSAPI encryption.
+    GssEncRequest,
+    /// Asks to cancel a running query.
+    Cancel,
+    /// A protocol version this proxy does not speak.
+    UnsupportedVersion(i32),
+}
+
+/// Why a message body could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError(pub &'static str);
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// Reads a NUL-terminated string at the start of `body`; returns it and the rest.
+fn cstr(body: &[u8]) -> Result<(&[u8], &[u8]), DecodeError> {
+    let nul = body
+        .iter()
+        .position(|b| *b == 0)
+        .ok_or(DecodeError("missing string terminator"))?;
+    Ok((&body[..nul], &body[nul + 1..]))
+}
+
+/// Decodes a startup packet body (after its length).
+pub fn decode_startup(body: &[u8]) -> Result<Startup, DecodeError> {
+    if body.len() < 4 {
+        return Err(DecodeError("startup packet too short"));
+    }
+    let code = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+    match code {
+        SSL_REQUEST => return Ok(Startup::SslRequest),
+        GSSENC_REQUEST => return Ok(Startup::GssEncRequest),
+        CANCEL_REQUEST => return Ok(Startup::Cancel),
+        PROTOCOL_3_0 => {}
+        other => return Ok(Startup::UnsupportedVersion(other)),
+    }
+    let mut rest = &body[4..];
+    let mut params = Vec::new();
+    loop {
+        let (key, after) = cstr(rest)?;
+        if key.is_empty() {
+            break;
+        }
+        let (value, after) = cstr(after)?;
+        let key = String::from_utf8(key.to_vec())
+            .map_err(|_| DecodeError("startup parameter name is not UTF-8"))?;
+        let value = String::from_utf8(value.to_vec())
+            .map_err(|_| DecodeError("startup parameter value is not UTF-8"))?;
+        params.push((key, value));
+        rest = after;
+    }
+    Ok(Startup::Startup(params))
+}
+
+/// The string of a PasswordMessage (`p`) or Query (`Q`) body.
+pub fn decode_cstring_body(body: &[u8]) -> Result<&[u8], DecodeError> {
+    let (s, rest) = cstr(body)?;
+    if !rest.is_empty() {
+        return Err(DecodeError("trailing bytes after string"));
+    }
+    Ok(s)
+}
+
+fn message(tag: u8, body: impl FnOnce(&mut BytesMut)) -> Bytes {
+    let mut buf = BytesMut::with_capacity(64);
+    buf.put_u8(tag);
+    buf.put_i32(0);
+    body(&mut buf);
+    let len = i32::try_from(buf.len() - 1).expect("backend messages are small");
+    buf[1..5].copy_from_slice(&len.to_be_bytes());
+    buf.freeze()
+}
+
+fn put_cstr(buf: &mut BytesMut, s: &str) {
+    // A NUL inside would end the field early; no message we build contains one.
+    buf.put_slice(s.replace('\0', "").as_bytes());
+    buf.put_u8(0);
+}
+
+/// `Query` (`Q`) with the given text.
+pub fn query(text: &str) -> Bytes {
+    message(b'Q', |b| put_cstr(b, text))
+}
+
+/// AuthenticationCleartextPassword.
+pub fn auth_cleartext() -> Bytes {
+    message(b'R', |b| b.put_i32(3))
+}
+
+/// AuthenticationOk.
+pub fn auth_ok() -> Bytes {
+    message(b'R', |b| b.put_i32(0))
+}
+
+/// BackendKeyData.
+pub fn backend_key_data(pid: i32, secret: i32) -> Bytes {
+    message(b'K', |b| {
+        b.put_i32(pid);
+        b.put_i32(secret);
+    })
+}
+
+/// ReadyForQuery with a transaction status (`I`, `T` or `E`).
+pub fn ready_for_query(status: u8) -> Bytes {
+    message(b'Z', |b| b.put_u8(status))
+}
+
+/// Severity of an error or notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// The statement failed; the session goes on.
+    Error,
+    /// The session ends.
+    Fatal,
+    /// Informational.
+    Notice,
+}
+
+impl Severity {
+    fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "ERROR",
+            Severity::Fatal => "FATAL",
+            Severity::Notice => "NOTICE",
+        }
+    }
+}
+
+/// ErrorResponse (or NoticeResponse for `Severity::Notice`).
+pub fn error_response(
+    severity: Severity,
+    sqlstate: &str,
+    message_text: &str,
+    hint: Option<&str>,
+) -> Bytes {
+    let tag = if severity == Severity::Notice {
+        b'N'
+    } else {
+        b'E'
+    };
+    message(tag, |b| {
+        b.put_u8(b'S');
+        put_cstr(b, severity.as_str());
+        b.put_u8(b'V');
+        put_cstr(b, severity.as_str());
+        b.put_u8(b'C');
+        put_cstr(b, sqlstate);
+        b.put_u8(b'M');
+        put_cstr(b, message_text);
+        if let Some(h) = hint {
+            b.put_u8(b'H');
+            put_cstr(b, h);
+        }
+        b.put_u8(0);
+    })
+}
+
+/// The fields of an ErrorResponse or NoticeResponse body: (code, value).
+pub fn error_fields(body: &[u8]) -> Vec<(u8, String)> {
+    let mut out = Vec::new();
+    let mut rest = body;
+    while let Some((&code, after)) = rest.split_first() {
+        if code == 0 {
+            break;
+        }
+        let Ok((value, after)) = cstr(after) else {
+            break;
+        };
+        out.push((code, String::from_utf8_lossy(value).into_owned()));
+        rest = after;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn startup_round_trip() {
+        let mut body = PROTOCOL_3_0.to_be_bytes().to_vec();
+        body.extend_from_slice(b"user\0ci\0database\0shop\0\0");
+        assert_eq!(
+            decode_startup(&body).unwrap(),
+            Startup::Startup(vec![
+                ("user".into(), "ci".into()),
+                ("database".into(), "shop".into())
+            ])
+        );
+    }
+
+    #[test]
+    fn unterminated_startup_is_an_error() {
+        let mut body = PROTOCOL_3_0.to_be_bytes().to_vec();
+        body.extend_from_slice(b"user\0ci");
+        assert!(decode_startup(&body).is_err());
+    }
+
+    #[test]
+    fn error_response_fields_decode() {
+        let e = error_response(Severity::Error, "42501", "denied", Some("ask"));
+        let fields = error_fields(&e[5..]);
+        assert!(fields.contains(&(b'C', "42501".into())));
+        assert!(fields.contains(&(b'M', "denied".into())));
+        assert!(fields.contains(&(b'H', "ask".into())));
+    }
+}

@@ -1,0 +1,302 @@
+//! A throwaway PostgreSQL cluster: initdb in a temp dir, a free 127.0.0.1
+//! port, SCRAM for TCP, the gateway role, SQL fixtures; stopped and removed
+//! on drop (also when a test panics). PostgreSQL refuses to run as root, so
+//! under root the server runs as the `postgres` system user.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// The role the proxy logs in as upstream.
+pub const GATEWAY_ROLE: &str = "clsf_gateway";
+/// The database fixtures are loaded into.
+pub const DATABASE: &str = "shop";
+
+/// A running cluster.
+#[derive(Debug)]
+pub struct Postgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    run_as: Option<String>,
+    /// TCP port on 127.0.0.1.
+    pub port: u16,
+    /// The gateway role's password.
+    pub gateway_password: String,
+}
+
+fn find_bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CLSF_PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
+        .unwrap_or_default();
+    candidates.retain(|p| p.join("initdb").exists());
+    candidates.sort();
+    if let Some(best) = candidates.pop() {
+        return best;
+    }
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
+        && out.status.success()
+    {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if dir.join("initdb").exists() {
+            return dir;
+        }
+    }
+    panic!(
+        "PostgreSQL server binaries (initdb, pg_ctl) not found: install the Debian package postgresql-15 \
+         (tests/run.sh does this when run as root) or set CLSF_PG_BIN"
+    );
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn check(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl Postgres {
+    /// Starts a fresh cluster with the gateway role and an empty `shop` database.
+    pub fn start() -> Postgres {
+        let bin = find_bin_dir();
+        let run_as = is_root().then(|| "postgres".to_owned());
+        let dir = tempfile::Builder::new()
+            .prefix("clsf-pg-")
+            .tempdir_in("/tmp")
+            .expect("temp dir");
+        if run_as.is_some() {
+            let out = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .output()
+                .expect("chown");
+            check(out, "chown of the cluster directory to postgres");
+        }
+        let mut pg = Postgres {
+            dir,
+            bin,
+            run_as,
+            port: 0,
+            gateway_password: format!("gw-{}-{}", std::process::id(), free_port()),
+        };
+        let pwfile = pg.dir.path().join("superuser.pw");
+        std::fs::write(&pwfile, "unused\n").expect("write pw file");
+        if pg.run_as.is_some() {
+            let _ = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(&pwfile)
+                .output();
+        }
+        let data = pg.data_dir();
+        let out = pg
+            .command("initdb")
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ])
+            .output()
+            .expect("run initdb");
+        check(out, "initdb");
+        std::fs::create_dir_all(pg.socket_dir()).expect("socket dir");
+        if pg.run_as.is_some() {
+            let _ = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(pg.socket_dir())
+                .output();
+        }
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            pg.port = free_port();
+            let conf = format!(
+                "listen_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = '{}'\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 40\nshared_buffers = 16MB\nlog_connections = on\nlog_statement = all\n",
+                pg.port,
+                pg.socket_dir().display()
+            );
+            std::fs::write(data.join("postgresql.auto.conf"), conf).expect("write config");
+            let out = pg
+                .command("pg_ctl")
+                .arg("-D")
+                .arg(&data)
+                .arg("-l")
+                .arg(pg.log_path())
+                .args(["-w", "-t", "60", "start"])
+                .output()
+                .expect("run pg_ctl");
+            if out.status.success() {
+                last_error.clear();
+                break;
+            }
+            last_error = format!(
+                "{}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(pg.log_path()).unwrap_or_default()
+            );
+        }
+        assert!(
+            last_error.is_empty(),
+            "PostgreSQL did not start:\n{last_error}"
+        );
+        pg.superuser_sql(
+            "postgres",
+            &format!(
+                "SET password_encryption = 'scram-sha-256'; CREATE ROLE {GATEWAY_ROLE} LOGIN PASSWORD '{}'",
+                pg.gateway_password
+            ),
+        );
+        pg.superuser_sql(
+            "postgres",
+            &format!("CREATE DATABASE {DATABASE} OWNER {GATEWAY_ROLE}"),
+        );
+        pg
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        match &self.run_as {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(path);
+                c
+            }
+            None => Command::new(path),
+        }
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn socket_dir(&self) -> PathBuf {
+        self.dir.path().join("sock")
+    }
+
+    /// The server log (connections are logged).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    /// The server log's text.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Runs SQL as the superuser over the Unix socket; returns unaligned,
+    /// tuples-only output.
+    pub fn superuser_sql(&self, database: &str, sql: &str) -> String {
+        let out = Command::new("psql")
+            .arg("-h")
+            .arg(self.socket_dir())
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                database,
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ])
+            .output()
+            .expect("psql is installed (Debian package postgresql-client-15)");
+        check(out, &format!("psql -c {sql:?}"))
+    }
+
+    /// Loads a SQL file into `shop` as the superuser and gives the gateway
+    /// role full rights on what it created.
+    pub fn load_fixture(&self, path: &Path) {
+        let out = Command::new("psql")
+            .arg("-h")
+            .arg(self.socket_dir())
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                DATABASE,
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-f",
+            ])
+            .arg(path)
+            .output()
+            .expect("psql is installed");
+        check(out, &format!("loading {}", path.display()));
+        self.superuser_sql(
+            DATABASE,
+            &format!("GRANT ALL ON ALL TABLES IN SCHEMA public TO {GATEWAY_ROLE}; GRANT ALL ON SCHEMA public TO {GATEWAY_ROLE};"),
+        );
+    }
+
+    /// A URL for the gateway role over TCP.
+    pub fn gateway_url(&self) -> String {
+        format!(
+            "postgres://{GATEWAY_ROLE}:{}@127.0.0.1:{}/{DATABASE}",
+            self.gateway_password, self.port
+        )
+    }
+
+    /// Waits until `probe` returns true, polling for at most `limit`.
+    pub fn wait_for(&self, limit: Duration, mut probe: impl FnMut(&Postgres) -> bool) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if probe(self) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+    }
+}

@@ -1,0 +1,133 @@
+//! The proxy running in-process on a loopback port chosen by the OS, with a
+//! config written next to the policy, stopped on drop.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clsf_runtime::config::{self, Config};
+use clsf_runtime::{server, start};
+
+use crate::identity::{AUDIENCE, ISSUER, Issuer};
+use crate::postgres::{DATABASE, GATEWAY_ROLE, Postgres};
+
+/// A running proxy.
+#[derive(Debug)]
+pub struct Proxy {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its audit file.
+    pub audit_path: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Writes `proxy.toml` (and the password and JWKS files) into `dir` for a
+/// proxy in front of `pg` enforcing the policy in `policy_dir`.
+pub fn write_config(
+    dir: &Path,
+    pg: &Postgres,
+    issuer: &Issuer,
+    policy_dir: &Path,
+    schema_lock: &Path,
+    audit_path: &Path,
+) -> PathBuf {
+    std::fs::write(
+        dir.join("upstream.pw"),
+        format!("{}\n", pg.gateway_password),
+    )
+    .expect("write password");
+    issuer.write_jwks(&dir.join("jwks.json"));
+    let text = format!(
+        r#"listen = "127.0.0.1:0"
+
+[upstream]
+host = "127.0.0.1"
+port = {port}
+database = "{DATABASE}"
+user = "{GATEWAY_ROLE}"
+password_file = "upstream.pw"
+
+[policy]
+dir = "{policy}"
+schema_lock = "{lock}"
+
+[identity]
+issuer = "{ISSUER}"
+audience = "{AUDIENCE}"
+jwks_file = "jwks.json"
+
+[audit]
+path = "{audit}"
+"#,
+        port = pg.port,
+        policy = policy_dir.display(),
+        lock = schema_lock.display(),
+        audit = audit_path.display(),
+    );
+    let path = dir.join("proxy.toml");
+    std::fs::write(&path, text).expect("write proxy.toml");
+    path
+}
+
+impl Proxy {
+    /// Starts a proxy from a config file; panics with the reason if it cannot.
+    pub fn start(config_path: &Path) -> Proxy {
+        match Proxy::try_start(config_path) {
+            Ok(p) => p,
+            Err(e) => panic!("proxy did not start: {e}"),
+        }
+    }
+
+    /// Starts a proxy from a config file.
+    pub fn try_start(config_path: &Path) -> Result<Proxy, String> {
+        let config: Config = config::load(config_path).map_err(|e| e.to_string())?;
+        let shared = Arc::new(start::shared_state(&config)?);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let audit_path = config.audit.path.clone();
+        let max = config.max_connections;
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                server::run(listener, shared, max, async {
+                    let _ = stopped.await;
+                })
+                .await;
+            });
+        });
+        Ok(Proxy {
+            addr,
+            audit_path,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// The audit file's lines, parsed.
+    pub fn audit_events(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.audit_path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("audit lines are JSON"))
+            .collect()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

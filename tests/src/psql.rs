@@ -1,0 +1,51 @@
+//! The real `psql` binary connected through the proxy.
+
+use std::net::SocketAddr;
+use std::process::Command;
+
+use crate::postgres::DATABASE;
+
+/// What psql printed and how it exited.
+#[derive(Debug)]
+pub struct PsqlRun {
+    /// Exit code.
+    pub code: i32,
+    /// Standard output (unaligned, tuples only).
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// Runs `sql` (one or more statements, each sent as its own query) with
+/// psql through the proxy at `addr`, authenticating with `token`. psql goes
+/// on after errors, so one run shows whether the session survives a denial.
+pub fn run(addr: SocketAddr, token: &str, sql: &str) -> PsqlRun {
+    let out = Command::new("psql")
+        .arg(format!(
+            "host={} port={} user=workload dbname={DATABASE} sslmode=disable connect_timeout=10",
+            addr.ip(),
+            addr.port()
+        ))
+        .args(["-X", "-A", "-t", "-v", "VERBOSITY=verbose", "-f", "-"])
+        .env("PGPASSWORD", token)
+        .env("PGAPPNAME", "clsf-e2e")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(sql.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("psql is installed (Debian package postgresql-client-15)");
+    PsqlRun {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

@@ -1,0 +1,481 @@
+//! The walking skeleton end to end: the quickstart policy, a real
+//! PostgreSQL, the proxy, real signed tokens and the real psql.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use clsf_tests::bins::{bin, repo_root};
+use clsf_tests::identity::{AUDIENCE, ISSUER, Issuer};
+use clsf_tests::postgres::{GATEWAY_ROLE, Postgres};
+use clsf_tests::proxy::{Proxy, write_config};
+use clsf_tests::psql;
+use serde_json::json;
+
+struct Setup {
+    pg: Postgres,
+    issuer: Issuer,
+    proxy: Proxy,
+    _dir: tempfile::TempDir,
+}
+
+fn pull_lock(pg: &Postgres, out: &std::path::Path) {
+    let status = Command::new(bin("clsfc"))
+        .args(["schema", "pull", "--database-url", &pg.gateway_url(), "-o"])
+        .arg(out)
+        .output()
+        .expect("run clsfc");
+    assert!(
+        status.status.success(),
+        "clsfc schema pull: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+}
+
+fn setup_with_audit(audit: Option<PathBuf>) -> (Postgres, Issuer, tempfile::TempDir, PathBuf) {
+    let pg = Postgres::start();
+    pg.load_fixture(&repo_root().join("examples/quickstart/schema.sql"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lock = dir.path().join("schema.lock.json");
+    pull_lock(&pg, &lock);
+    let issuer = Issuer::new("test-key");
+    let audit = audit.unwrap_or_else(|| dir.path().join("audit.jsonl"));
+    let config = write_config(
+        dir.path(),
+        &pg,
+        &issuer,
+        &repo_root().join("examples/quickstart/policy"),
+        &lock,
+        &audit,
+    );
+    (pg, issuer, dir, config)
+}
+
+fn setup() -> Setup {
+    let (pg, issuer, dir, config) = setup_with_audit(None);
+    let proxy = Proxy::start(&config);
+    Setup {
+        pg,
+        issuer,
+        proxy,
+        _dir: dir,
+    }
+}
+
+fn rows(out: &psql::PsqlRun) -> Vec<&str> {
+    out.stdout.lines().filter(|l| !l.is_empty()).collect()
+}
+
+#[test]
+fn ci_reads_masked_values_through_every_path() {
+    let s = setup();
+    let token = s.issuer.ci_token();
+    let out = psql::run(
+        s.proxy.addr,
+        &token,
+        "SELECT email, card_number FROM customers ORDER BY id;\n",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        rows(&out),
+        vec![
+            "****@example.com|************1111",
+            "****@turing.org|************0004",
+            "****@navy.mil|***********0009",
+            "****@tue.nl|************0004",
+        ]
+    );
+
+    // Expressions, subqueries, predicates and whole-row references see only
+    // masked values: the clear addresses never come back, and a predicate on
+    // the clear value matches nothing.
+    let probes = "\
+SELECT upper(email) FROM customers;
+SELECT x FROM (SELECT email AS x FROM customers) s;
+SELECT count(*) FROM customers WHERE email = 'ada@example.com';
+SELECT count(*) FROM customers WHERE email LIKE 'a%';
+SELECT email FROM customers c JOIN orders o ON o.customer_id = c.id WHERE o.id = 10;
+SELECT row_to_json(t) FROM (SELECT id, email FROM customers) t;
+";
+    let out = psql::run(s.proxy.addr, &token, probes);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for clear in [
+        "ada@",
+        "alan@",
+        "grace@",
+        "edsger@",
+        "ADA@",
+        "4111111111111111",
+    ] {
+        assert!(
+            !out.stdout.contains(clear),
+            "clear value {clear} leaked:\n{}",
+            out.stdout
+        );
+    }
+    let lines = rows(&out);
+    assert!(lines.contains(&"****@EXAMPLE.COM"), "{lines:?}");
+    assert!(lines.contains(&"****@navy.mil"), "{lines:?}");
+    assert_eq!(
+        lines.iter().filter(|l| **l == "0").count(),
+        2,
+        "predicates on clear values must match nothing: {lines:?}"
+    );
+    assert!(
+        lines.contains(&"{\"id\":1,\"email\":\"****@example.com\"}"),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn ci_denied_column_is_refused_and_the_session_goes_on() {
+    let s = setup();
+    let token = s.issuer.ci_token();
+    let script = "\
+SELECT ssn FROM customers;
+SELECT * FROM customers;
+SELECT * FROM customers WHERE email LIKE 'a%';
+SELECT c FROM customers c;
+SELECT 'still here' AS alive;
+";
+    let out = psql::run(s.proxy.addr, &token, script);
+    // psql exits 0 when the last statement succeeded; errors go to stderr.
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(rows(&out), vec!["still here"], "{}", out.stderr);
+    let denials: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("psql:<stdin>"))
+        .collect();
+    assert_eq!(denials.len(), 4, "{}", out.stderr);
+    for d in &denials {
+        assert!(d.contains("42501"), "{d}");
+        assert!(d.contains("`ssn`"), "{d}");
+        assert!(d.contains("`restricted`"), "{d}");
+        assert!(d.contains("ci_reads"), "{d}");
+    }
+    assert!(!out.stderr.contains("123-45-6789"), "{}", out.stderr);
+}
+
+#[test]
+fn a_denial_inside_a_transaction_fails_it_as_postgres_would() {
+    let s = setup();
+    let token = s.issuer.ci_token();
+    let script = "\
+BEGIN;
+UPDATE orders SET status = 'changed' WHERE id = 10;
+SELECT ssn FROM customers;
+SELECT 1;
+COMMIT;
+SELECT status FROM orders WHERE id = 10;
+";
+    let out = psql::run(s.proxy.addr, &token, script);
+    assert!(out.stderr.contains("42501"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("25P02"),
+        "the transaction must be aborted: {}",
+        out.stderr
+    );
+    assert_eq!(
+        rows(&out).last(),
+        Some(&"shipped"),
+        "the update must be rolled back: {}",
+        out.stdout
+    );
+}
+
+#[test]
+fn dba_bot_reads_clear_and_unprotected_statements_pass_byte_identical() {
+    let s = setup();
+    let out = psql::run(
+        s.proxy.addr,
+        &s.issuer.dba_token(),
+        "SELECT email, ssn FROM customers WHERE id = 1;\n",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(rows(&out), vec!["ada@example.com|123-45-6789"]);
+
+    let unprotected = "SELECT status,  total_cents FROM orders WHERE id = 10 /* marker-7f3a */";
+    let out = psql::run(
+        s.proxy.addr,
+        &s.issuer.ci_token(),
+        &format!("{unprotected};\n"),
+    );
+    assert_eq!(rows(&out), vec!["shipped|1999"], "{}", out.stderr);
+    let masked = "SELECT email FROM customers WHERE id = 2 /* marker-91bc */";
+    let out = psql::run(s.proxy.addr, &s.issuer.ci_token(), &format!("{masked};\n"));
+    assert_eq!(rows(&out), vec!["****@turing.org"], "{}", out.stderr);
+
+    let log = s.pg.log();
+    assert!(
+        log.contains(&format!("statement: {unprotected};")),
+        "the upstream must see the exact bytes:\n{log}"
+    );
+    assert!(
+        !log.contains(&format!("statement: {masked};")),
+        "a masked statement must not reach upstream as written"
+    );
+    assert!(
+        log.contains("statement: SELECT email FROM (SELECT \"id\""),
+        "{log}"
+    );
+}
+
+#[test]
+fn bad_tokens_are_refused_and_upstream_never_sees_a_connection() {
+    let s = setup();
+    let other = Issuer::new("test-key"); // same kid, different key
+    let good = s.issuer.claims("ci", json!({ "repository": "acme/shop" }));
+    let mut expired = good.clone();
+    expired["exp"] = json!(good["iat"].as_i64().unwrap() - 3600);
+    let mut wrong_iss = good.clone();
+    wrong_iss["iss"] = json!("https://evil.example");
+    let mut wrong_aud = good.clone();
+    wrong_aud["aud"] = json!("someone-else");
+    let log_before = s.pg.log().len();
+    let cases = [
+        (s.issuer.sign(&expired), "token has expired"),
+        (s.issuer.sign(&wrong_iss), "token issuer is not trusted"),
+        (
+            s.issuer.sign(&wrong_aud),
+            "token audience is not this proxy",
+        ),
+        (other.sign(&good), "token signature is invalid"),
+        ("not-a-jwt".to_owned(), "not a well-formed JWT"),
+    ];
+    for (token, expected) in &cases {
+        let out = psql::run(s.proxy.addr, token, "SELECT 1;\n");
+        assert_eq!(out.code, 2, "{expected}: {}", out.stderr);
+        assert!(
+            out.stderr.contains(expected),
+            "expected `{expected}` in: {}",
+            out.stderr
+        );
+        assert!(
+            out.stderr.contains("28000") || out.stderr.contains("authentication failed"),
+            "{}",
+            out.stderr
+        );
+    }
+    let authorized = format!("connection authorized: user={GATEWAY_ROLE}");
+    let log_after = s.pg.log()[log_before..].to_owned();
+    assert!(
+        !log_after.contains(&authorized),
+        "upstream saw a connection:\n{log_after}"
+    );
+    let active = s.pg.superuser_sql(
+        "postgres",
+        &format!("SELECT count(*) FROM pg_stat_activity WHERE usename = '{GATEWAY_ROLE}'"),
+    );
+    assert_eq!(active.trim(), "0");
+    let failures = s
+        .proxy
+        .audit_events()
+        .iter()
+        .filter(|e| e["event"] == "auth_failed")
+        .count();
+    assert_eq!(failures, cases.len());
+
+    // Positive control: a good token does reach upstream.
+    let out = psql::run(s.proxy.addr, &s.issuer.sign(&good), "SELECT 1;\n");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(s.pg.log()[log_before..].contains(&authorized));
+}
+
+#[test]
+fn rs256_tokens_are_accepted() {
+    let pg = Postgres::start();
+    pg.load_fixture(&repo_root().join("examples/quickstart/schema.sql"));
+    let dir = tempfile::tempdir().unwrap();
+    let lock = dir.path().join("schema.lock.json");
+    pull_lock(&pg, &lock);
+    let issuer = Issuer::with_alg(clsf_runtime::keys::KeyAlg::Rs256, "rsa-key");
+    let config = write_config(
+        dir.path(),
+        &pg,
+        &issuer,
+        &repo_root().join("examples/quickstart/policy"),
+        &lock,
+        &dir.path().join("a.jsonl"),
+    );
+    let proxy = Proxy::start(&config);
+    let out = psql::run(
+        proxy.addr,
+        &issuer.ci_token(),
+        "SELECT card_number FROM customers WHERE id = 1;\n",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(rows(&out), vec!["************1111"]);
+    assert_eq!(
+        (ISSUER, AUDIENCE),
+        ("https://issuer.clsf.example", "clsf-proxy")
+    );
+}
+
+#[test]
+fn every_statement_is_audited_before_it_is_forwarded() {
+    let s = setup();
+    let out = psql::run(
+        s.proxy.addr,
+        &s.issuer.ci_token(),
+        "SELECT email FROM customers;\nSELECT ssn FROM customers;\nSELECT 1; SELECT 2;\n",
+    );
+    assert!(out.stderr.contains("42501"));
+    let statements: Vec<serde_json::Value> = s
+        .proxy
+        .audit_events()
+        .into_iter()
+        .filter(|e| e["event"] == "statement")
+        .collect();
+    let summary: Vec<(String, String)> = statements
+        .iter()
+        .map(|e| {
+            (
+                e["statement"].as_str().unwrap().to_owned(),
+                e["decision"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("SELECT email FROM customers;".to_owned(), "mask".to_owned()),
+            ("SELECT ssn FROM customers;".to_owned(), "deny".to_owned()),
+            // psql splits at semicolons and sends each statement on its own.
+            ("SELECT 1;".to_owned(), "allow".to_owned()),
+            ("SELECT 2;".to_owned(), "allow".to_owned()),
+        ]
+    );
+    assert_eq!(
+        statements[0]["masked"],
+        json!(["public.customers.email", "public.customers.card_number"])
+    );
+    assert!(
+        statements[1]["policies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "ci_reads.2"),
+        "{}",
+        statements[1]
+    );
+    let text = std::fs::read_to_string(&s.proxy.audit_path).unwrap();
+    assert_eq!(
+        clsf_runtime::audit::verify(&text),
+        Ok(s.proxy.audit_events().len())
+    );
+
+    // Ordering: hold a lock upstream so a forwarded statement blocks, and
+    // look at the audit file while it is running.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let holder = runtime.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&s.pg.gateway_url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+            .simple_query("SELECT pg_advisory_lock(4242)")
+            .await
+            .unwrap();
+        client
+    });
+    let addr = s.proxy.addr;
+    let token = s.issuer.dba_token();
+    let blocked = std::thread::spawn(move || {
+        psql::run(
+            addr,
+            &token,
+            "SELECT pg_advisory_lock(4242) /* audit-order */;\n",
+        )
+    });
+    let running = s.pg.wait_for(Duration::from_secs(20), |pg| {
+        pg.superuser_sql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%audit-order%' AND wait_event_type = 'Lock'",
+        )
+        .trim()
+            == "1"
+    });
+    assert!(running, "the statement never reached upstream");
+    let audited = s.proxy.audit_events().iter().any(|e| {
+        e["event"] == "statement"
+            && e["statement"]
+                .as_str()
+                .unwrap_or("")
+                .contains("audit-order")
+    });
+    runtime.block_on(async {
+        holder
+            .simple_query("SELECT pg_advisory_unlock(4242)")
+            .await
+            .unwrap()
+    });
+    let out = blocked.join().unwrap();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        audited,
+        "the statement was running upstream before its audit event was written"
+    );
+}
+
+#[test]
+fn an_unwritable_audit_trail_refuses_connections() {
+    let (_pg, issuer, _dir, config) = setup_with_audit(Some(PathBuf::from("/dev/full")));
+    let proxy = Proxy::start(&config);
+    let out = psql::run(proxy.addr, &issuer.dba_token(), "SELECT 1;\n");
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("audit trail cannot be written"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn schema_pull_is_deterministic_and_check_points_at_unknown_columns() {
+    let pg = Postgres::start();
+    pg.load_fixture(&repo_root().join("examples/quickstart/schema.sql"));
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
+    pull_lock(&pg, &a);
+    pull_lock(&pg, &b);
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+
+    let good = Command::new(bin("clsfc"))
+        .args(["--color", "never", "check"])
+        .arg(repo_root().join("examples/quickstart/policy"))
+        .arg("--schema")
+        .arg(&a)
+        .output()
+        .unwrap();
+    assert_eq!(
+        good.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+
+    let policy = dir.path().join("policy");
+    std::fs::create_dir(&policy).unwrap();
+    std::fs::write(
+        policy.join("bad.clsf"),
+        "labels public < internal < confidential < restricted\n\ntable public.customers {\n  emial: confidential mask redact\n}\n",
+    )
+    .unwrap();
+    let bad = Command::new(bin("clsfc"))
+        .args(["--color", "never", "check"])
+        .arg(&policy)
+        .arg("--schema")
+        .arg(&a)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    insta::assert_snapshot!("check_unknown_column", String::from_utf8_lossy(&bad.stderr));
+
+    let missing = Command::new(bin("clsfc"))
+        .args(["check", "/nonexistent", "--schema"])
+        .arg(&a)
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+}
