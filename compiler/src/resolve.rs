@@ -24,6 +24,11 @@ pub fn compile(parsed: &Parsed, schema: &Schema) -> (Option<Plan>, Vec<Diagnosti
         schema,
         diags: parsed.diagnostics.clone(),
     };
+    // After a syntax error, the broken file's declarations are missing and
+    // resolution would only report their absence: stop at syntax errors.
+    if cx.diags.iter().any(Diagnostic::is_error) {
+        return (None, cx.diags);
+    }
     let items: Vec<&Item> = parsed.files.iter().flat_map(|f| f.items.iter()).collect();
     let plan = cx.compile(&items);
     let has_errors = cx.diags.iter().any(Diagnostic::is_error);
@@ -347,8 +352,9 @@ impl Cx<'_> {
                 };
                 let text = self.sources.file(c.span.file).text[c.span.start..c.span.end]
                     .trim_end_matches(';')
-                    .trim()
-                    .to_owned();
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
                 clauses.push(Clause {
                     effect,
                     min_level,

@@ -233,3 +233,27 @@ fn unparseable_statements_are_refused() {
     let (state, _) = denied(decide(&e, &["dba-bot"], "SELEC 1"));
     assert_eq!(state, "0A000");
 }
+
+#[test]
+fn generated_cedar_reads_like_the_policy() {
+    let e = engine();
+    let text = clsf_compiler::cedar::policies_text(e.generated());
+    insta::assert_snapshot!("quickstart_policies_cedar", text);
+}
+
+#[test]
+fn multi_statement_strings_are_decided_per_statement() {
+    let e = engine();
+    let identity = Identity {
+        subject: "t".into(),
+        groups: vec!["ci".into()],
+    };
+    let access = e.access_for(&identity);
+    let d = e.decide(&access, "SELECT 1; SELECT email FROM customers");
+    assert_eq!(d.statements.len(), 2);
+    assert_eq!(d.statements[0].decision, "allow");
+    assert_eq!(d.statements[1].decision, "mask");
+    let d = e.decide(&access, "SELECT 1; SELECT ssn FROM customers");
+    assert!(matches!(d.verdict, Verdict::Deny(_)));
+    assert!(d.statements.iter().all(|s| s.decision == "deny"));
+}

@@ -25,6 +25,10 @@ pub struct ParseResult {
 
 /// Parses one policy file.
 pub fn parse(file: FileId, text: &str) -> ParseResult {
+    // Detailed attempts name the literal tokens expected at the farthest
+    // position (`:`, `{`…), which rule names alone cannot. Policies are
+    // small, so the extra tracking costs nothing noticeable.
+    pest::set_error_detail(true);
     let pairs = match Grammar::parse(Rule::file, text) {
         Ok(pairs) => pairs,
         Err(err) => {
@@ -58,33 +62,51 @@ pub fn parse(file: FileId, text: &str) -> ParseResult {
 }
 
 fn syntax_error(file: FileId, text: &str, err: pest::error::Error<Rule>) -> Diagnostic {
-    let (start, end) = match err.location {
+    let (mut start, mut end) = match err.location {
         pest::error::InputLocation::Pos(p) => (p, p),
         pest::error::InputLocation::Span((s, e)) => (s, e),
     };
-    // Point at the offending token rather than at nothing.
-    let end = if end > start {
-        end
-    } else {
-        text[start..]
-            .char_indices()
-            .find(|(_, c)| c.is_whitespace())
-            .map_or(text.len(), |(i, _)| start + i)
-            .max(start)
-    };
-    let expected = match &err.variant {
-        pest::error::ErrorVariant::ParsingError { positives, .. } => {
-            let mut names: Vec<String> = positives
-                .iter()
-                .filter_map(|r| describe(*r))
-                .map(str::to_owned)
-                .collect();
-            names.sort();
-            names.dedup();
-            names
-        }
+    let mut expected: Vec<String> = match &err.variant {
+        pest::error::ErrorVariant::ParsingError { positives, .. } => positives
+            .iter()
+            .filter_map(|r| describe(*r))
+            .map(str::to_owned)
+            .collect(),
         pest::error::ErrorVariant::CustomError { .. } => Vec::new(),
     };
+    if let Some(attempts) = err.parse_attempts() {
+        let tokens: Vec<String> = attempts
+            .expected_tokens()
+            .iter()
+            .map(ToString::to_string)
+            // Name continuations, character ranges, built-in rules and
+            // comment starts are always possible; listing them is noise.
+            .filter(|t| {
+                !matches!(
+                    t.as_str(),
+                    "_" | "-" | "//" | "/*" | " " | "\t" | "\r" | "\n" | "BUILTIN_RULE"
+                ) && !t.contains("..")
+            })
+            .map(|t| format!("`{t}`"))
+            .collect();
+        if !tokens.is_empty() && attempts.max_position >= start {
+            start = attempts.max_position;
+            end = start;
+            expected = tokens;
+        }
+    }
+    // Skip whitespace to the offending token, then point at all of it.
+    while start < text.len() && text[start..].starts_with(char::is_whitespace) {
+        start += text[start..].chars().next().map_or(1, char::len_utf8);
+    }
+    if end <= start {
+        end = text[start..]
+            .char_indices()
+            .find(|(_, c)| c.is_whitespace())
+            .map_or(text.len(), |(i, _)| start + i);
+    }
+    expected.sort();
+    expected.dedup();
     let found = if start >= text.len() {
         "end of file".to_owned()
     } else {

@@ -5,11 +5,14 @@ use std::path::PathBuf;
 /// `target/<profile>/` of the running test.
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary has a path");
-    // target/<profile>/deps/<test binary>
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .expect("test binaries live in target/<profile>/deps")
-        .to_path_buf()
+    // Test binaries live in target/<profile>/deps, other binaries in
+    // target/<profile>.
+    let dir = exe.parent().expect("a binary lives in a directory");
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().expect("deps has a parent").to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
 /// Path of a workspace binary; panics with a hint when it was not built.

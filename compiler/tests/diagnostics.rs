@@ -1,0 +1,64 @@
+//! One fixture per diagnostic code (`data/diagnostics/CODE_name.clsf`),
+//! compiled against the quickstart schema and snapshotted as plain text.
+
+use std::path::Path;
+
+use clsf_compiler::codes::CODES;
+use clsf_compiler::policy::{self, Parsed};
+use clsf_compiler::resolve;
+use clsf_compiler::schema::{Column, Relation, RelationKind, Schema};
+
+fn schema() -> Schema {
+    let col = |name: &str, ty: &str| Column {
+        name: name.into(),
+        type_name: ty.into(),
+        nullable: false,
+    };
+    Schema::new(
+        "15".into(),
+        vec![Relation {
+            schema: "public".into(),
+            name: "customers".into(),
+            kind: RelationKind::Table,
+            columns: vec![
+                col("id", "integer"),
+                col("email", "text"),
+                col("card_number", "character varying(19)"),
+                col("created_at", "timestamp with time zone"),
+            ],
+        }],
+    )
+}
+
+#[test]
+fn every_code_has_a_fixture_that_produces_it() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/diagnostics");
+    let mut fixtures: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    fixtures.sort();
+    for code in CODES {
+        let fixture = fixtures
+            .iter()
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(code.code)
+            })
+            .unwrap_or_else(|| panic!("no fixture for {}", code.code));
+        let name = fixture.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(fixture).unwrap();
+        let mut parsed = Parsed::default();
+        policy::add_source(&mut parsed, &name, &text);
+        let (_, diags) = resolve::compile(&parsed, &schema());
+        assert!(
+            diags.iter().any(|d| d.code == code.code),
+            "{name} did not produce {}: {diags:?}",
+            code.code
+        );
+        let rendered = clsf_lang::render(&diags, &parsed.sources, false);
+        insta::assert_snapshot!(name.trim_end_matches(".clsf").to_owned(), rendered);
+    }
+}
