@@ -195,6 +195,11 @@ impl Postgres {
         }
     }
 
+    /// Path of a PostgreSQL program (such as `pgbench`) of this cluster's version.
+    pub fn program(&self, name: &str) -> PathBuf {
+        self.bin.join(name)
+    }
+
     fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }

@@ -1,0 +1,71 @@
+//! The pgbench measurement behind the README's performance figures: a
+//! throwaway PostgreSQL with pgbench tables, then `pgbench -S` directly and
+//! through the proxy as an identity that reads in clear (`dba-bot`) and one
+//! whose reads are rewritten to masking subqueries (`ci`).
+//!
+//! Run with `cargo run --release -p clsf-tests --bin clsf-bench [SECONDS] [CLIENTS]`.
+
+use std::process::Command;
+
+use clsf_tests::bins::{bin, repo_root};
+use clsf_tests::identity::Issuer;
+use clsf_tests::postgres::{DATABASE, Postgres};
+use clsf_tests::proxy::{Proxy, write_config};
+use serde_json::json;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let seconds: u32 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(15);
+    let clients: u32 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(4);
+    let pg = Postgres::start();
+    let pgbench = pg.program("pgbench");
+    let init = Command::new(&pgbench)
+        .args(["-i", "-s", "10", "-q", "-h", "127.0.0.1", "-p", &pg.port.to_string(), "-U", "clsf_gateway", DATABASE])
+        .env("PGPASSWORD", &pg.gateway_password)
+        .output()
+        .expect("run pgbench -i");
+    assert!(init.status.success(), "pgbench -i: {}", String::from_utf8_lossy(&init.stderr));
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lock = dir.path().join("schema.lock.json");
+    let pulled = Command::new(bin("clsfc"))
+        .args(["schema", "pull", "--database-url", &pg.gateway_url(), "-o"])
+        .arg(&lock)
+        .status()
+        .expect("clsfc");
+    assert!(pulled.success());
+    let issuer = Issuer::new("bench");
+    let config = write_config(
+        dir.path(),
+        &pg,
+        &issuer,
+        &repo_root().join("tests/bench/policy"),
+        &lock,
+        &dir.path().join("audit.jsonl"),
+    );
+    let proxy = Proxy::start(&config);
+    let ci = issuer.sign(&issuer.claims("ci", json!({ "repository": "acme/shop" })));
+    let dba = issuer.sign(&issuer.claims("dba-bot", json!({ "groups": ["dba"] })));
+
+    let run = |label: &str, port: u16, user: &str, password: &str| {
+        let out = Command::new(&pgbench)
+            .args(["-S", "-M", "simple", "-n", "-c", &clients.to_string(), "-j", "2", "-T", &seconds.to_string()])
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", user, DATABASE])
+            .env("PGPASSWORD", password)
+            .output()
+            .expect("run pgbench");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let tps = text
+            .lines()
+            .find(|l| l.starts_with("tps"))
+            .unwrap_or("tps = ? (failed)")
+            .to_owned();
+        let latency = text.lines().find(|l| l.starts_with("latency average")).unwrap_or("").to_owned();
+        assert!(out.status.success(), "{label}: {}", String::from_utf8_lossy(&out.stderr));
+        println!("{label:<32} {tps}  {latency}");
+    };
+    println!("pgbench -S -M simple -c {clients} -j 2 -T {seconds}, scale 10");
+    run("direct", pg.port, "clsf_gateway", &pg.gateway_password);
+    run("proxy, dba-bot (clear)", proxy.addr.port(), "dba-bot", &dba);
+    run("proxy, ci (abalance masked)", proxy.addr.port(), "ci", &ci);
+}
