@@ -358,6 +358,7 @@ async fn relay(
         mut upstream,
         upstream_buf: mut ubuf,
     } = ready;
+    let mut terminating = false;
     let mut r = Relay {
         shared,
         access,
@@ -371,15 +372,22 @@ async fn relay(
     };
     loop {
         // Handle everything already buffered before reading more.
-        loop {
+        while !terminating {
             match split_frame(&mut cbuf, MAX_FRAME) {
-                Ok(Some(frame)) => {
-                    if !r.client_frame(frame)? {
-                        flush(&mut r, &mut client, &mut upstream).await?;
-                        let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
-                        return Ok(());
+                Ok(Some(frame)) => match r.client_frame(frame) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // Terminate: answer what is still owed, then close.
+                        terminating = true;
+                        break;
                     }
-                }
+                    Err(e) => {
+                        // The error response is already queued for the client.
+                        let _ = flush(&mut r, &mut client, &mut upstream).await;
+                        let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
+                        return Err(e);
+                    }
+                },
                 Ok(None) => break,
                 Err(e) => {
                     r.to_client
@@ -397,9 +405,13 @@ async fn relay(
             }
         }
         flush(&mut r, &mut client, &mut upstream).await?;
+        if terminating && r.pending.is_empty() {
+            let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
+            return Ok(());
+        }
 
         tokio::select! {
-            n = client.read_buf(&mut cbuf) => {
+            n = client.read_buf(&mut cbuf), if !terminating => {
                 if n.map_err(|e| end(format!("client read: {e}")))? == 0 {
                     let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
                     return Ok(());
@@ -465,12 +477,8 @@ impl Relay<'_> {
             // COPY FROM STDIN data follows a COPY the engine already allowed.
             b'd' | b'c' | b'f' => self.to_upstream.extend_from_slice(&frame.raw),
             b'S' => {
-                if self.discard_until_sync {
-                    self.discard_until_sync = false;
-                    self.local(messages::ready_for_query(self.status));
-                } else {
-                    self.local(messages::ready_for_query(self.status));
-                }
+                self.discard_until_sync = false;
+                self.local(messages::ready_for_query(self.status));
             }
             b'P' | b'B' | b'D' | b'E' | b'C' | b'H' => {
                 if !self.discard_until_sync {

@@ -19,6 +19,9 @@ pub struct TableRef {
     pub alias: Option<String>,
     /// True for a table function such as `generate_series(…)`.
     pub is_function: bool,
+    /// True when written with `ONLY` or a trailing `*`, which a masking
+    /// subquery cannot carry.
+    pub inheritance_marker: bool,
 }
 
 /// A `*` or `t.*` in a select list (or `t.*` as a function argument).
@@ -217,7 +220,11 @@ impl Visitor for Collector<'_> {
 
     fn pre_visit_table_factor(&mut self, factor: &sql::TableFactor) -> ControlFlow<()> {
         if let sql::TableFactor::Table {
-            name, alias, args, ..
+            name,
+            alias,
+            args,
+            inheritance,
+            ..
         } = factor
         {
             self.factor_names
@@ -227,6 +234,7 @@ impl Visitor for Collector<'_> {
                 range: self.range_of(name),
                 alias: alias.as_ref().map(|a| fold(&a.name)),
                 is_function: args.is_some(),
+                inheritance_marker: inheritance.is_some(),
             });
         }
         ControlFlow::Continue(())

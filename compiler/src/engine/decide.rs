@@ -453,6 +453,17 @@ fn reads(plan: &Plan, access: &PrincipalAccess, a: &Analysis) -> Result<Outcome,
             continue;
         }
         check_denied_references(plan, access, a, ti, ri)?;
+        if t.inheritance_marker {
+            return Err(Denial {
+                sqlstate: FEATURE_NOT_SUPPORTED,
+                message: format!(
+                    "`ONLY` and `*` after a protected relation (`{}`) are not supported",
+                    rel.qualified()
+                ),
+                hint: Some("write the relation name alone".to_owned()),
+                policies: Vec::new(),
+            });
+        }
         let Some((start, end)) = t.range else {
             return Err(internal_denial(
                 "the relation's position in the statement is unknown",

@@ -20,11 +20,27 @@ fn main() {
     let pg = Postgres::start();
     let pgbench = pg.program("pgbench");
     let init = Command::new(&pgbench)
-        .args(["-i", "-s", "10", "-q", "-h", "127.0.0.1", "-p", &pg.port.to_string(), "-U", "clsf_gateway", DATABASE])
+        .args([
+            "-i",
+            "-s",
+            "10",
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &pg.port.to_string(),
+            "-U",
+            "clsf_gateway",
+            DATABASE,
+        ])
         .env("PGPASSWORD", &pg.gateway_password)
         .output()
         .expect("run pgbench -i");
-    assert!(init.status.success(), "pgbench -i: {}", String::from_utf8_lossy(&init.stderr));
+    assert!(
+        init.status.success(),
+        "pgbench -i: {}",
+        String::from_utf8_lossy(&init.stderr)
+    );
 
     let dir = tempfile::tempdir().expect("temp dir");
     let lock = dir.path().join("schema.lock.json");
@@ -49,8 +65,27 @@ fn main() {
 
     let run = |label: &str, port: u16, user: &str, password: &str| {
         let out = Command::new(&pgbench)
-            .args(["-S", "-M", "simple", "-n", "-c", &clients.to_string(), "-j", "2", "-T", &seconds.to_string()])
-            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", user, DATABASE])
+            .args([
+                "-S",
+                "-M",
+                "simple",
+                "-n",
+                "-c",
+                &clients.to_string(),
+                "-j",
+                "2",
+                "-T",
+                &seconds.to_string(),
+            ])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                user,
+                DATABASE,
+            ])
             .env("PGPASSWORD", password)
             .output()
             .expect("run pgbench");
@@ -60,8 +95,16 @@ fn main() {
             .find(|l| l.starts_with("tps"))
             .unwrap_or("tps = ? (failed)")
             .to_owned();
-        let latency = text.lines().find(|l| l.starts_with("latency average")).unwrap_or("").to_owned();
-        assert!(out.status.success(), "{label}: {}", String::from_utf8_lossy(&out.stderr));
+        let latency = text
+            .lines()
+            .find(|l| l.starts_with("latency average"))
+            .unwrap_or("")
+            .to_owned();
+        assert!(
+            out.status.success(),
+            "{label}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         println!("{label:<32} {tps}  {latency}");
     };
     println!("pgbench -S -M simple -c {clients} -j 2 -T {seconds}, scale 10");
