@@ -174,6 +174,16 @@ fn last_line(file: &mut File) -> std::io::Result<Option<Vec<u8>>> {
     }
 }
 
+/// The SHA-256 of the last line: publishing it elsewhere (a ticket, a log
+/// service) anchors the chain, so that even the last line cannot be edited
+/// unnoticed.
+pub fn head(text: &str) -> String {
+    text.lines().last().map_or_else(
+        || GENESIS.to_owned(),
+        |l| hex::encode(Sha256::digest(l.as_bytes())),
+    )
+}
+
 /// Checks a whole audit file's chain. Returns the number of events, or the
 /// 1-based line number where the chain breaks.
 pub fn verify(text: &str) -> Result<usize, usize> {

@@ -175,7 +175,7 @@ fn tool(command: Command) -> Result<(), String> {
                 std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             match audit::verify(&text) {
                 Ok(n) => {
-                    println!("ok: {n} events, chain intact");
+                    println!("ok: {n} events, chain intact, head {}", audit::head(&text));
                     Ok(())
                 }
                 Err(line) => Err(format!(

@@ -1,0 +1,59 @@
+//! Any statement text: the engine decides without panicking, and every
+//! rewrite it produces parses again.
+#![no_main]
+
+use std::sync::OnceLock;
+
+use clsf_compiler::Engine;
+use clsf_compiler::engine::{Identity, PrincipalAccess, Verdict};
+use clsf_compiler::policy::{self, Parsed};
+use clsf_compiler::resolve;
+use clsf_compiler::schema::{Column, Relation, RelationKind, Schema};
+use libfuzzer_sys::fuzz_target;
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+fn setup() -> &'static (Engine, std::sync::Arc<PrincipalAccess>) {
+    static CELL: OnceLock<(Engine, std::sync::Arc<PrincipalAccess>)> = OnceLock::new();
+    CELL.get_or_init(|| {
+        let col = |n: &str, t: &str| Column { name: n.into(), type_name: t.into(), nullable: true };
+        let schema = Schema::new(
+            "15".into(),
+            vec![
+                Relation {
+                    schema: "public".into(),
+                    name: "customers".into(),
+                    kind: RelationKind::Table,
+                    columns: vec![
+                        col("id", "integer"),
+                        col("name", "text"),
+                        col("email", "text"),
+                        col("ssn", "character(11)"),
+                        col("card_number", "character varying(19)"),
+                        col("created_at", "timestamp with time zone"),
+                    ],
+                },
+                Relation {
+                    schema: "public".into(),
+                    name: "orders".into(),
+                    kind: RelationKind::Table,
+                    columns: vec![col("id", "integer"), col("customer_id", "integer"), col("total_cents", "integer"), col("status", "text")],
+                },
+            ],
+        );
+        let mut parsed = Parsed::default();
+        policy::add_source(&mut parsed, "q.clsf", include_str!("../../../examples/quickstart/policy/quickstart.clsf"));
+        let (plan, _) = resolve::compile(&parsed, &schema);
+        let engine = Engine::new(plan.expect("quickstart compiles")).expect("cedar");
+        let access = engine.access_for(&Identity { subject: "f".into(), groups: vec!["ci".into()] });
+        (engine, access)
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(sql) = std::str::from_utf8(data) else { return };
+    let (engine, access) = setup();
+    if let Verdict::Rewrite(out) = engine.decide(access, sql).verdict {
+        assert!(Parser::parse_sql(&PostgreSqlDialect {}, &out).is_ok(), "rewrite does not parse: {out}");
+    }
+});

@@ -1,0 +1,182 @@
+//! The shipped binaries as users run them: `clsf-proxy keygen` and
+//! `mint-token`, `clsfc build`, `clsf-proxy --config` in its own process,
+//! and `clsf-proxy verify-audit`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use clsf_tests::bins::{bin, repo_root};
+use clsf_tests::postgres::{DATABASE, GATEWAY_ROLE, Postgres};
+use clsf_tests::psql;
+
+fn ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn keygen_mint_build_serve_and_verify_with_the_real_binaries() {
+    let pg = Postgres::start();
+    pg.load_fixture(&repo_root().join("examples/quickstart/schema.sql"));
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let proxy_bin = bin("clsf-proxy");
+    let clsfc = bin("clsfc");
+
+    ok(Command::new(&clsfc)
+        .args(["schema", "pull", "--database-url", &pg.gateway_url(), "-o"])
+        .arg(d.join("schema.lock.json")));
+    let policy = repo_root().join("examples/quickstart/policy");
+    ok(Command::new(&clsfc)
+        .arg("build")
+        .arg(&policy)
+        .arg("--schema")
+        .arg(d.join("schema.lock.json"))
+        .arg("-o")
+        .arg(d.join("build")));
+    for file in [
+        "schema.cedarschema",
+        "policies.cedar",
+        "entities.json",
+        "plan.json",
+        "manifest.json",
+    ] {
+        assert!(d.join("build").join(file).exists(), "{file} missing");
+    }
+    let policies = std::fs::read_to_string(d.join("build/policies.cedar")).unwrap();
+    assert!(
+        policies.contains("@id(\"ci_reads.2\")") && policies.contains("forbid ("),
+        "{policies}"
+    );
+    let plan = std::fs::read_to_string(d.join("build/plan.json")).unwrap();
+    assert!(plan.contains("right(\\\"card_number\\\", 4)"), "{plan}");
+
+    ok(Command::new(&proxy_bin)
+        .args(["keygen", "--alg", "ES256", "--kid", "demo", "--private-key"])
+        .arg(d.join("key.pem"))
+        .arg("--jwks")
+        .arg(d.join("jwks.json")));
+    let mint = |extra: &[&str]| {
+        let mut c = Command::new(&proxy_bin);
+        c.args(["mint-token", "--kid", "demo", "--private-key"])
+            .arg(d.join("key.pem"))
+            .args([
+                "--issuer",
+                "https://issuer.clsf.example",
+                "--audience",
+                "clsf-proxy",
+            ])
+            .args(extra);
+        ok(&mut c).trim().to_owned()
+    };
+    let ci = mint(&["--subject", "ci-job", "--claim", "repository=acme/shop"]);
+    let expired = mint(&[
+        "--subject",
+        "ci-job",
+        "--claim",
+        "repository=acme/shop",
+        "--ttl",
+        "-600",
+    ]);
+
+    std::fs::write(d.join("upstream.pw"), format!("{}\n", pg.gateway_password)).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = format!(
+        "listen = \"127.0.0.1:{port}\"\n[upstream]\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"{DATABASE}\"\nuser = \"{GATEWAY_ROLE}\"\npassword_file = \"upstream.pw\"\n\
+         [policy]\ndir = \"{}\"\nschema_lock = \"schema.lock.json\"\n[identity]\nissuer = \"https://issuer.clsf.example\"\naudience = \"clsf-proxy\"\njwks_file = \"jwks.json\"\n[audit]\npath = \"audit.jsonl\"\n",
+        pg.port,
+        policy.display()
+    );
+    std::fs::write(d.join("proxy.toml"), &config).unwrap();
+
+    // An invalid policy stops the proxy from starting, with the diagnostic.
+    let bad_policy = d.join("bad");
+    std::fs::create_dir(&bad_policy).unwrap();
+    std::fs::write(
+        bad_policy.join("p.clsf"),
+        "labels a < b\ntable public.customers { nope: a }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("bad.toml"),
+        config.replace(
+            &policy.display().to_string(),
+            &bad_policy.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let refused = Command::new(&proxy_bin)
+        .arg("--config")
+        .arg(d.join("bad.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("CLSF0102") && stderr.contains("nope"),
+        "{stderr}"
+    );
+
+    let mut child = Command::new(&proxy_bin)
+        .arg("--config")
+        .arg(d.join("proxy.toml"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains("listening on"), "{first}");
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+
+    let out = psql::run(
+        addr,
+        &ci,
+        "SELECT card_number FROM customers WHERE id = 2;\n",
+    );
+    assert_eq!(out.stdout.trim(), "************0004", "{}", out.stderr);
+    let out = psql::run(addr, &expired, "SELECT 1;\n");
+    assert!(out.stderr.contains("token has expired"), "{}", out.stderr);
+
+    // Ctrl-C stops it.
+    ok(Command::new("kill").args(["-INT", &child.id().to_string()]));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the proxy did not stop on SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success());
+
+    let verified = ok(Command::new(&proxy_bin)
+        .arg("verify-audit")
+        .arg(d.join("audit.jsonl")));
+    assert!(verified.starts_with("ok: "), "{verified}");
+    let audit = std::fs::read_to_string(d.join("audit.jsonl")).unwrap();
+    std::fs::write(
+        d.join("tampered.jsonl"),
+        audit.replacen("ci-job", "someone-else", 1),
+    )
+    .unwrap();
+    let tampered = Command::new(&proxy_bin)
+        .arg("verify-audit")
+        .arg(d.join("tampered.jsonl"))
+        .output()
+        .unwrap();
+    assert_eq!(tampered.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&tampered.stderr).contains("breaks at line"));
+}
