@@ -479,3 +479,27 @@ fn schema_pull_is_deterministic_and_check_points_at_unknown_columns() {
         .unwrap();
     assert_eq!(missing.status.code(), Some(2));
 }
+
+#[test]
+fn psql_catalog_commands_work_for_a_masked_identity() {
+    let s = setup();
+    let out = psql::run(
+        s.proxy.addr,
+        &s.issuer.ci_token(),
+        "\\d customers\n\\dt\n\\dn\n\\l\n",
+    );
+    assert!(!out.stderr.contains("ERROR"), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("card_number|character varying(19)"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("public|orders|table"), "{}", out.stdout);
+    // Catalogs that expose stored values stay closed.
+    let out = psql::run(
+        s.proxy.addr,
+        &s.issuer.ci_token(),
+        "SELECT most_common_vals FROM pg_stats;\nSELECT query FROM pg_stat_activity;\n",
+    );
+    assert_eq!(out.stderr.matches("42501").count(), 2, "{}", out.stderr);
+}
