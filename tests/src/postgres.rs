@@ -221,49 +221,38 @@ impl Postgres {
     /// Runs SQL as the superuser over the Unix socket; returns unaligned,
     /// tuples-only output.
     pub fn superuser_sql(&self, database: &str, sql: &str) -> String {
-        let out = Command::new("psql")
-            .arg("-h")
-            .arg(self.socket_dir())
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                database,
-                "-X",
-                "-q",
-                "-A",
-                "-t",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                sql,
-            ])
+        let out = self
+            .superuser_psql(database)
+            .args(["-A", "-t", "-c", sql])
             .output()
-            .expect("psql is installed (Debian package postgresql-client-15)");
+            .expect("psql is installed (Debian package postgresql-client)");
         check(out, &format!("psql -c {sql:?}"))
+    }
+
+    /// psql as the superuser over the Unix socket, stopping at the first error.
+    fn superuser_psql(&self, database: &str) -> Command {
+        let mut c = Command::new("psql");
+        c.arg("-h").arg(self.socket_dir()).args([
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+        ]);
+        c
     }
 
     /// Loads a SQL file into `shop` as the superuser and gives the gateway
     /// role full rights on what it created.
     pub fn load_fixture(&self, path: &Path) {
-        let out = Command::new("psql")
-            .arg("-h")
-            .arg(self.socket_dir())
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                DATABASE,
-                "-X",
-                "-q",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-f",
-            ])
+        let out = self
+            .superuser_psql(DATABASE)
+            .arg("-f")
             .arg(path)
             .output()
             .expect("psql is installed");

@@ -6,9 +6,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use clsf_tests::bins::{bin, repo_root};
-use clsf_tests::identity::{AUDIENCE, ISSUER, Issuer};
+use clsf_tests::fixture;
+use clsf_tests::identity::Issuer;
 use clsf_tests::postgres::{GATEWAY_ROLE, Postgres};
-use clsf_tests::proxy::{Proxy, write_config};
+use clsf_tests::proxy::Proxy;
 use clsf_tests::psql;
 use serde_json::json;
 
@@ -19,46 +20,14 @@ struct Setup {
     _dir: tempfile::TempDir,
 }
 
-fn pull_lock(pg: &Postgres, out: &std::path::Path) {
-    let status = Command::new(bin("clsfc"))
-        .args(["schema", "pull", "--database-url", &pg.gateway_url(), "-o"])
-        .arg(out)
-        .output()
-        .expect("run clsfc");
-    assert!(
-        status.status.success(),
-        "clsfc schema pull: {}",
-        String::from_utf8_lossy(&status.stderr)
-    );
-}
-
-fn setup_with_audit(audit: Option<PathBuf>) -> (Postgres, Issuer, tempfile::TempDir, PathBuf) {
-    let pg = Postgres::start();
-    pg.load_fixture(&repo_root().join("examples/quickstart/schema.sql"));
-    let dir = tempfile::tempdir().expect("temp dir");
-    let lock = dir.path().join("schema.lock.json");
-    pull_lock(&pg, &lock);
-    let issuer = Issuer::new("test-key");
-    let audit = audit.unwrap_or_else(|| dir.path().join("audit.jsonl"));
-    let config = write_config(
-        dir.path(),
-        &pg,
-        &issuer,
-        &repo_root().join("examples/quickstart/policy"),
-        &lock,
-        &audit,
-    );
-    (pg, issuer, dir, config)
-}
-
 fn setup() -> Setup {
-    let (pg, issuer, dir, config) = setup_with_audit(None);
-    let proxy = Proxy::start(&config);
+    let q = fixture::quickstart(None);
+    let proxy = Proxy::start(&q.config);
     Setup {
-        pg,
-        issuer,
+        pg: q.pg,
+        issuer: q.issuer,
         proxy,
-        _dir: dir,
+        _dir: q.dir,
     }
 }
 
@@ -284,32 +253,18 @@ fn bad_tokens_are_refused_and_upstream_never_sees_a_connection() {
 
 #[test]
 fn rs256_tokens_are_accepted() {
-    let pg = Postgres::start();
-    pg.load_fixture(&repo_root().join("examples/quickstart/schema.sql"));
-    let dir = tempfile::tempdir().unwrap();
-    let lock = dir.path().join("schema.lock.json");
-    pull_lock(&pg, &lock);
-    let issuer = Issuer::with_alg(clsf_runtime::keys::KeyAlg::Rs256, "rsa-key");
-    let config = write_config(
-        dir.path(),
-        &pg,
-        &issuer,
-        &repo_root().join("examples/quickstart/policy"),
-        &lock,
-        &dir.path().join("a.jsonl"),
+    let q = fixture::quickstart_with(
+        Issuer::with_alg(clsf_runtime::keys::KeyAlg::Rs256, "rsa-key"),
+        None,
     );
-    let proxy = Proxy::start(&config);
+    let proxy = Proxy::start(&q.config);
     let out = psql::run(
         proxy.addr,
-        &issuer.ci_token(),
+        &q.issuer.ci_token(),
         "SELECT card_number FROM customers WHERE id = 1;\n",
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(rows(&out), vec!["************1111"]);
-    assert_eq!(
-        (ISSUER, AUDIENCE),
-        ("https://issuer.clsf.example", "clsf-proxy")
-    );
 }
 
 #[test]
@@ -420,9 +375,9 @@ fn every_statement_is_audited_before_it_is_forwarded() {
 
 #[test]
 fn an_unwritable_audit_trail_refuses_connections() {
-    let (_pg, issuer, _dir, config) = setup_with_audit(Some(PathBuf::from("/dev/full")));
-    let proxy = Proxy::start(&config);
-    let out = psql::run(proxy.addr, &issuer.dba_token(), "SELECT 1;\n");
+    let q = fixture::quickstart(Some(PathBuf::from("/dev/full")));
+    let proxy = Proxy::start(&q.config);
+    let out = psql::run(proxy.addr, &q.issuer.dba_token(), "SELECT 1;\n");
     assert_ne!(out.code, 0);
     assert!(
         out.stderr.contains("audit trail cannot be written"),
@@ -433,12 +388,10 @@ fn an_unwritable_audit_trail_refuses_connections() {
 
 #[test]
 fn schema_pull_is_deterministic_and_check_points_at_unknown_columns() {
-    let pg = Postgres::start();
-    pg.load_fixture(&repo_root().join("examples/quickstart/schema.sql"));
-    let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
-    pull_lock(&pg, &a);
-    pull_lock(&pg, &b);
+    let q = fixture::quickstart(None);
+    let dir = &q.dir;
+    let (a, b) = (q.lock.clone(), dir.path().join("b.json"));
+    fixture::pull_lock(&q.pg, &b);
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
 
     let good = Command::new(bin("clsfc"))

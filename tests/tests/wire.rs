@@ -3,13 +3,10 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
 use std::time::Duration;
 
-use clsf_tests::bins::{bin, repo_root};
-use clsf_tests::identity::Issuer;
-use clsf_tests::postgres::Postgres;
-use clsf_tests::proxy::{Proxy, write_config};
+use clsf_tests::fixture;
+use clsf_tests::proxy::Proxy;
 use clsf_tests::psql;
 
 fn startup_packet(params: &[(&str, &str)]) -> Vec<u8> {
@@ -57,28 +54,9 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 
 #[test]
 fn malformed_input_is_refused_and_the_proxy_survives() {
-    let pg = Postgres::start();
-    pg.load_fixture(&repo_root().join("examples/quickstart/schema.sql"));
-    let dir = tempfile::tempdir().unwrap();
-    let lock = dir.path().join("schema.lock.json");
-    assert!(
-        Command::new(bin("clsfc"))
-            .args(["schema", "pull", "--database-url", &pg.gateway_url(), "-o"])
-            .arg(&lock)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let issuer = Issuer::new("k");
-    let config = write_config(
-        dir.path(),
-        &pg,
-        &issuer,
-        &repo_root().join("examples/quickstart/policy"),
-        &lock,
-        &dir.path().join("a.jsonl"),
-    );
-    let proxy = Proxy::start(&config);
+    let q = fixture::quickstart(None);
+    let issuer = &q.issuer;
+    let proxy = Proxy::start(&q.config);
     let addr = proxy.addr;
 
     // A startup length below its own size, and one above the limit.
@@ -176,28 +154,9 @@ fn malformed_input_is_refused_and_the_proxy_survives() {
 
 #[test]
 fn tokio_postgres_simple_queries_work_and_extended_ones_are_refused_cleanly() {
-    let pg = Postgres::start();
-    pg.load_fixture(&repo_root().join("examples/quickstart/schema.sql"));
-    let dir = tempfile::tempdir().unwrap();
-    let lock = dir.path().join("schema.lock.json");
-    assert!(
-        Command::new(bin("clsfc"))
-            .args(["schema", "pull", "--database-url", &pg.gateway_url(), "-o"])
-            .arg(&lock)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let issuer = Issuer::new("k");
-    let config = write_config(
-        dir.path(),
-        &pg,
-        &issuer,
-        &repo_root().join("examples/quickstart/policy"),
-        &lock,
-        &dir.path().join("a.jsonl"),
-    );
-    let proxy = Proxy::start(&config);
+    let q = fixture::quickstart(None);
+    let issuer = &q.issuer;
+    let proxy = Proxy::start(&q.config);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let mut cfg = tokio_postgres::Config::new();

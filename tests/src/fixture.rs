@@ -1,0 +1,75 @@
+//! The quickstart as a test fixture: a cluster with the demo data, its
+//! schema pulled by the real `clsfc`, a token issuer, and a proxy config
+//! enforcing the quickstart policy.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::bins::{bin, repo_root};
+use crate::identity::Issuer;
+use crate::postgres::Postgres;
+use crate::proxy::write_config;
+
+/// Everything a quickstart-based test needs, removed on drop.
+#[derive(Debug)]
+pub struct Quickstart {
+    /// The cluster with the demo data.
+    pub pg: Postgres,
+    /// The trusted issuer.
+    pub issuer: Issuer,
+    /// Working directory (lock, config, keys, audit).
+    pub dir: tempfile::TempDir,
+    /// The pulled schema lock.
+    pub lock: PathBuf,
+    /// `proxy.toml`.
+    pub config: PathBuf,
+}
+
+/// Pulls the schema of `pg` into `out` with the real `clsfc`.
+pub fn pull_lock(pg: &Postgres, out: &Path) {
+    let run = Command::new(bin("clsfc"))
+        .args(["schema", "pull", "--database-url", &pg.gateway_url(), "-o"])
+        .arg(out)
+        .output()
+        .expect("run clsfc");
+    assert!(
+        run.status.success(),
+        "clsfc schema pull: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
+
+/// The quickstart policy directory.
+pub fn quickstart_policy() -> PathBuf {
+    repo_root().join("examples/quickstart/policy")
+}
+
+/// Sets up the quickstart; `audit` overrides the audit file's path.
+pub fn quickstart(audit: Option<PathBuf>) -> Quickstart {
+    quickstart_with(Issuer::new("test-key"), audit)
+}
+
+/// Sets up the quickstart with a given issuer.
+pub fn quickstart_with(issuer: Issuer, audit: Option<PathBuf>) -> Quickstart {
+    let pg = Postgres::start();
+    pg.load_fixture(&repo_root().join("examples/quickstart/schema.sql"));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lock = dir.path().join("schema.lock.json");
+    pull_lock(&pg, &lock);
+    let audit = audit.unwrap_or_else(|| dir.path().join("audit.jsonl"));
+    let config = write_config(
+        dir.path(),
+        &pg,
+        &issuer,
+        &quickstart_policy(),
+        &lock,
+        &audit,
+    );
+    Quickstart {
+        pg,
+        issuer,
+        dir,
+        lock,
+        config,
+    }
+}
