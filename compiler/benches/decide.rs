@@ -1,0 +1,92 @@
+//! The engine's per-statement cost: parse, analyse, decide and (for masked
+//! identities) rewrite, on the quickstart policy. Run with
+//! `cargo bench -p clsf-compiler --bench decide`.
+
+use std::hint::black_box;
+
+use clsf_compiler::Engine;
+use clsf_compiler::engine::Identity;
+use clsf_compiler::policy::{self, Parsed};
+use clsf_compiler::resolve;
+use clsf_compiler::schema::{Column, Relation, RelationKind, Schema};
+use criterion::{Criterion, criterion_group, criterion_main};
+
+fn engine() -> Engine {
+    let col = |n: &str, t: &str| Column {
+        name: n.into(),
+        type_name: t.into(),
+        nullable: false,
+    };
+    let schema = Schema::new(
+        "15".into(),
+        vec![
+            Relation {
+                schema: "public".into(),
+                name: "customers".into(),
+                kind: RelationKind::Table,
+                columns: vec![
+                    col("id", "integer"),
+                    col("name", "text"),
+                    col("email", "text"),
+                    col("ssn", "character(11)"),
+                    col("card_number", "character varying(19)"),
+                    col("created_at", "timestamp with time zone"),
+                ],
+            },
+            Relation {
+                schema: "public".into(),
+                name: "orders".into(),
+                kind: RelationKind::Table,
+                columns: vec![
+                    col("id", "integer"),
+                    col("customer_id", "integer"),
+                    col("total_cents", "integer"),
+                    col("status", "text"),
+                ],
+            },
+        ],
+    );
+    let mut parsed = Parsed::default();
+    policy::add_source(
+        &mut parsed,
+        "q.clsf",
+        include_str!("../../examples/quickstart/policy/quickstart.clsf"),
+    );
+    let (plan, _) = resolve::compile(&parsed, &schema);
+    Engine::new(plan.expect("quickstart compiles")).expect("cedar")
+}
+
+fn bench(c: &mut Criterion) {
+    let e = engine();
+    let ci = e.access_for(&Identity {
+        subject: "ci".into(),
+        groups: vec!["ci".into()],
+    });
+    let dba = e.access_for(&Identity {
+        subject: "dba".into(),
+        groups: vec!["dba-bot".into()],
+    });
+    let point = "SELECT status, total_cents FROM orders WHERE id = 10";
+    let join = "SELECT c.name, c.email, o.total_cents FROM customers c JOIN orders o ON o.customer_id = c.id WHERE o.status = 'shipped' ORDER BY o.id LIMIT 10";
+    c.bench_function("decide/clear identity/point query", |b| {
+        b.iter(|| e.decide(&dba, black_box(point)))
+    });
+    c.bench_function("decide/masked identity/unprotected point query", |b| {
+        b.iter(|| e.decide(&ci, black_box(point)))
+    });
+    c.bench_function("decide/masked identity/join rewritten", |b| {
+        b.iter(|| e.decide(&ci, black_box(join)))
+    });
+    c.bench_function("access table/new group set", |b| {
+        b.iter(|| {
+            let fresh = engine();
+            fresh.access_for(&Identity {
+                subject: "ci".into(),
+                groups: vec!["ci".into()],
+            })
+        })
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
