@@ -198,9 +198,16 @@ fn unknown_functions_relations_and_settings_are_refused() {
         "SELECT most_common_vals FROM pg_stats",
         "SET search_path = other",
         "SET ROLE postgres",
+        "SET client_encoding = 'SJIS'",
+        "SET NAMES 'LATIN1'",
+        "SET standard_conforming_strings = off",
+        "SET LOCAL search_path TO other",
         "CREATE FUNCTION f() RETURNS text AS 'select ssn from customers' LANGUAGE sql",
         "UPDATE customers SET name = 'x' WHERE ssn = '1'",
         "SELECT email FROM ONLY customers",
+        // A backslash does not escape a quote in a standard string, so the
+        // text after it is SQL to PostgreSQL and to the engine alike.
+        "SELECT 'a\\', ssn FROM customers -- '",
         "SELECT email FROM customers *",
         "SELECT email FROM other_schema.customers",
     ] {

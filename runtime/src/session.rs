@@ -193,7 +193,15 @@ async fn startup(
         send(client, &errors::wrong_database(database)).await?;
         return Err(end("wrong database"));
     }
-    let mut passthrough = vec![("search_path".to_owned(), "public".to_owned())];
+    // Pinned for the engine's sake: names resolve in `public`, and the
+    // server reads statement text as the engine's parser does (UTF-8,
+    // standard-conforming strings). Startup values are also what `RESET`
+    // and `DISCARD ALL` return to.
+    let mut passthrough = vec![
+        ("search_path".to_owned(), "public".to_owned()),
+        ("client_encoding".to_owned(), "UTF8".to_owned()),
+        ("standard_conforming_strings".to_owned(), "on".to_owned()),
+    ];
     for (key, value) in &params {
         if key == "user" || key == "database" {
             continue;
@@ -215,6 +223,10 @@ async fn startup(
             )
             .await?;
             return Err(end("non-UTF8 client encoding"));
+        }
+        if key == "client_encoding" {
+            // Already pinned to UTF8 above.
+            continue;
         }
         passthrough.push((key.clone(), value.clone()));
     }

@@ -456,3 +456,37 @@ fn psql_catalog_commands_work_for_a_masked_identity() {
     );
     assert_eq!(out.stderr.matches("42501").count(), 2, "{}", out.stderr);
 }
+
+#[test]
+fn settings_that_decide_how_text_is_read_are_pinned_and_refused() {
+    let s = setup();
+    // Even if the database's defaults say otherwise, the proxy's sessions
+    // read text as the engine does and resolve names in `public`.
+    s.pg.superuser_sql(
+        "postgres",
+        "ALTER DATABASE shop SET standard_conforming_strings = off",
+    );
+    s.pg.superuser_sql(
+        "postgres",
+        "ALTER DATABASE shop SET search_path = pg_temp, other",
+    );
+    let script = "\
+SHOW standard_conforming_strings;
+SHOW search_path;
+DISCARD ALL;
+SHOW search_path;
+SET standard_conforming_strings = off;
+SET client_encoding = 'SJIS';
+SET search_path = other;
+SELECT 'a\\', ssn FROM customers -- ';
+";
+    let out = psql::run(s.proxy.addr, &s.issuer.ci_token(), script);
+    assert_eq!(
+        rows(&out),
+        vec!["on", "public", "DISCARD ALL", "public"],
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.matches("42501").count(), 4, "{}", out.stderr);
+    assert!(!out.stdout.contains("123-45"), "{}", out.stdout);
+}

@@ -238,14 +238,16 @@ fn statement_kind(stmt: &sql::Statement) -> String {
 }
 
 fn session_setting(set: &sql::Set) -> Result<Outcome, Denial> {
-    let refuse = |what: &str| Denial {
+    let refuse = |what: &str| {
+        Denial {
         sqlstate: INSUFFICIENT_PRIVILEGE,
         message: format!("changing `{what}` is not allowed for this identity"),
         hint: Some(
-            "the proxy pins the settings that decide how names resolve and who the session is"
+            "the proxy pins the settings that decide how names resolve, how statement text is read and who the session is"
                 .to_owned(),
         ),
         policies: Vec::new(),
+    }
     };
     match set {
         sql::Set::SetRole { .. } => Err(refuse("role")),
@@ -266,6 +268,7 @@ fn session_setting(set: &sql::Set) -> Result<Outcome, Denial> {
         sql::Set::ParenthesizedAssignments { .. } | sql::Set::MultipleAssignments { .. } => {
             Err(refuse("several settings at once"))
         }
+        sql::Set::SetNames { .. } | sql::Set::SetNamesDefault {} => Err(refuse("client_encoding")),
         _ => Ok(Outcome::pass()),
     }
 }

@@ -265,9 +265,19 @@ pub const PROTECTED_CATALOGS: &[&str] = &[
     "pg_user_mapping",
 ];
 
-/// Settings that change how names resolve or who the session is; refused
-/// for identities with anything withheld.
-pub const PROTECTED_SETTINGS: &[&str] = &["search_path", "role", "session_authorization"];
+/// Settings that change how names resolve, who the session is, or how the
+/// server reads statement text (an encoding or string-literal rule the
+/// engine's parser does not share would let text hide from the analysis);
+/// refused for identities with anything withheld. The proxy pins them at
+/// upstream login, so `RESET` and `DISCARD ALL` return to the pinned values.
+pub const PROTECTED_SETTINGS: &[&str] = &[
+    "search_path",
+    "role",
+    "session_authorization",
+    "client_encoding",
+    "standard_conforming_strings",
+    "backslash_quote",
+];
 
 /// Schemas that hold PostgreSQL's own catalogs.
 pub const CATALOG_SCHEMAS: &[&str] = &["pg_catalog", "information_schema"];
