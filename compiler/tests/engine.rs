@@ -205,6 +205,7 @@ fn unknown_functions_relations_and_settings_are_refused() {
         "CREATE FUNCTION f() RETURNS text AS 'select ssn from customers' LANGUAGE sql",
         "UPDATE customers SET name = 'x' WHERE ssn = '1'",
         "SELECT email FROM ONLY customers",
+        "WITH x AS (UPDATE customers SET name = 'x' RETURNING email) SELECT * FROM x",
         // A backslash does not escape a quote in a standard string, so the
         // text after it is SQL to PostgreSQL and to the engine alike.
         "SELECT 'a\\', ssn FROM customers -- '",

@@ -50,6 +50,9 @@ pub struct Analysis {
     pub bare_idents: HashSet<String>,
     /// Wildcard expansions.
     pub wildcards: Vec<WildcardUse>,
+    /// Statements visited, the analysed one included: more than one means
+    /// a statement nested in another (such as `WITH x AS (UPDATE …)`).
+    pub statements: usize,
 }
 
 /// Folds an identifier the way PostgreSQL does: unquoted → lower case.
@@ -285,6 +288,11 @@ impl Visitor for Collector<'_> {
             }
             _ => {}
         }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_statement(&mut self, _statement: &sql::Statement) -> ControlFlow<()> {
+        self.out.statements += 1;
         ControlFlow::Continue(())
     }
 

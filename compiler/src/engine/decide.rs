@@ -201,7 +201,14 @@ fn decide_statement(
         return Ok(Outcome::pass());
     }
     match stmt {
-        sql::Statement::Query(_) => reads(plan, access, &analyze::analyze(stmt, text)),
+        sql::Statement::Query(_) => {
+            let a = analyze::analyze(stmt, text);
+            if a.statements > 1 {
+                // A data-modifying CTE: the writing rules apply as well.
+                writes(plan, access, &a)?;
+            }
+            reads(plan, access, &a)
+        }
         sql::Statement::Insert(_) | sql::Statement::Update(_) | sql::Statement::Delete(_) => {
             writes(plan, access, &analyze::analyze(stmt, text))
         }
