@@ -4,6 +4,7 @@
 //! whose reads are rewritten to masking subqueries (`ci`).
 //!
 //! Run with `cargo run --release -p clsf-tests --bin clsf-bench [SECONDS] [CLIENTS]`.
+//! `CLSF_BENCH_AUDIT=/dev/null` sends the audit trail nowhere, to see its share.
 
 use std::process::Command;
 
@@ -57,7 +58,7 @@ fn main() {
         &issuer,
         &repo_root().join("tests/bench/policy"),
         &lock,
-        &dir.path().join("audit.jsonl"),
+        &std::env::var_os("CLSF_BENCH_AUDIT").map_or_else(|| dir.path().join("audit.jsonl"), std::path::PathBuf::from),
     );
     let proxy = Proxy::start(&config);
     let ci = issuer.sign(&issuer.claims("ci", json!({ "repository": "acme/shop" })));
