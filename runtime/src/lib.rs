@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod extended;
 pub mod keys;
 pub mod server;
 pub mod session;

@@ -3,7 +3,7 @@
 //! audited, and then forwarded unchanged, forwarded rewritten, or refused
 //! with an ErrorResponse followed by ReadyForQuery, as PostgreSQL does.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +19,7 @@ use tokio::sync::broadcast;
 
 use crate::audit::{AuditLog, Event};
 use crate::auth::jwt::Verifier;
+use crate::extended::{Sent, Tracker};
 use crate::upstream::{self, Target};
 use crate::wire::errors;
 use crate::wire::frame::{Frame, MAX_FRAME, split_frame, split_startup};
@@ -335,6 +336,12 @@ fn random_key() -> (i32, i32) {
     (pid, secret)
 }
 
+/// A prepared statement as the proxy knows it.
+struct Prepared {
+    text: String,
+    decision: &'static str,
+}
+
 /// What the client is owed, in order: the response to a forwarded message
 /// (ending in upstream's ReadyForQuery) or bytes the proxy produced itself.
 enum Pending {
@@ -350,8 +357,16 @@ struct Relay<'a> {
     /// Transaction status from the last ReadyForQuery.
     status: u8,
     pending: VecDeque<Pending>,
-    /// After an unsupported extended-protocol message: drop until Sync.
-    discard_until_sync: bool,
+    /// After a refused `Parse`, the server skips to `Sync`; so does the
+    /// proxy's analysis (what follows is forwarded and ignored upstream).
+    refused_until_sync: bool,
+    /// Matches extended-protocol replies to what was sent.
+    tracker: Tracker,
+    /// Prepared statements by name: their text and the decision at Parse,
+    /// so every execution is audited.
+    statements: HashMap<Vec<u8>, Prepared>,
+    /// Portals by name: the statement each was bound from.
+    portals: HashMap<Vec<u8>, Vec<u8>>,
     to_client: BytesMut,
     to_upstream: BytesMut,
 }
@@ -378,7 +393,10 @@ async fn relay(
         session,
         status: b'I',
         pending: VecDeque::new(),
-        discard_until_sync: false,
+        refused_until_sync: false,
+        tracker: Tracker::default(),
+        statements: HashMap::new(),
+        portals: HashMap::new(),
         to_client: BytesMut::new(),
         to_upstream: BytesMut::new(),
     };
@@ -476,9 +494,11 @@ impl Relay<'_> {
         self.local(bytes.freeze());
     }
 
+    /// Forwards a message the server answers with ReadyForQuery (`Query`, `Sync`).
     fn forward(&mut self, raw: &[u8]) {
         self.to_upstream.extend_from_slice(raw);
         self.pending.push_back(Pending::Upstream);
+        self.tracker.close();
     }
 
     /// Handles one client frame; `false` when the client terminates.
@@ -488,17 +508,33 @@ impl Relay<'_> {
             b'X' => return Ok(false),
             // COPY FROM STDIN data follows a COPY the engine already allowed.
             b'd' | b'c' | b'f' => self.to_upstream.extend_from_slice(&frame.raw),
-            b'S' => {
-                self.discard_until_sync = false;
-                self.local(messages::ready_for_query(self.status));
-            }
-            b'P' | b'B' | b'D' | b'E' | b'C' | b'H' => {
-                if !self.discard_until_sync {
-                    self.discard_until_sync = true;
-                    self.local(errors::unsupported(
-                        "the extended query protocol is not supported by this clsf proxy yet; use the simple protocol (e.g. psql, or prefer_simple_protocol in your driver)",
-                    ));
+            b'P' => self.parse(&frame)?,
+            b'B' => {
+                if let Ok((portal, statement)) = messages::decode_bind_names(frame.body()) {
+                    self.portals.insert(portal.to_vec(), statement.to_vec());
                 }
+                self.to_upstream.extend_from_slice(&frame.raw);
+                self.tracker.sent(Sent::ClientBind);
+            }
+            b'E' => self.execute(&frame),
+            b'C' => {
+                if let Some((kind, name)) = frame.body().split_first()
+                    && let Ok(name) = messages::decode_cstring_body(name)
+                {
+                    if *kind == b'S' {
+                        self.statements.remove(name);
+                    } else {
+                        self.portals.remove(name);
+                    }
+                }
+                self.to_upstream.extend_from_slice(&frame.raw);
+            }
+            // Describe and Flush act on statements and portals whose text was
+            // decided at Parse.
+            b'D' | b'H' => self.to_upstream.extend_from_slice(&frame.raw),
+            b'S' => {
+                self.refused_until_sync = false;
+                self.forward(&frame.raw);
             }
             b'F' => self.local_error(errors::unsupported(
                 "the fast-path function call interface is not allowed through the clsf proxy",
@@ -513,6 +549,113 @@ impl Relay<'_> {
             }
         }
         Ok(true)
+    }
+
+    /// A `Parse`: the statement is decided (and audited) here, once; its
+    /// Binds and Executes then run what was decided.
+    fn parse(&mut self, frame: &Frame) -> Result<()> {
+        if self.refused_until_sync {
+            // The server is skipping to Sync after our refusal.
+            self.to_upstream.extend_from_slice(&frame.raw);
+            self.tracker.sent(Sent::ClientParse);
+            return Ok(());
+        }
+        let Ok(parse) = messages::decode_parse(frame.body()) else {
+            self.to_client
+                .extend_from_slice(&errors::protocol_violation("malformed Parse message"));
+            return Err(end("malformed Parse"));
+        };
+        let Ok(text) = std::str::from_utf8(parse.query) else {
+            self.refuse_parse(&Denial {
+                sqlstate: "22021",
+                message: "query text is not valid UTF-8".to_owned(),
+                hint: None,
+                policies: Vec::new(),
+            });
+            return Ok(());
+        };
+        let decision = self.shared.engine.decide(&self.access, text);
+        if !self.audit(text, &decision) {
+            self.refuse_parse(&Denial {
+                sqlstate: "58030",
+                message: "the audit trail cannot be written, so the statement is refused"
+                    .to_owned(),
+                hint: None,
+                policies: Vec::new(),
+            });
+            return Ok(());
+        }
+        match &decision.verdict {
+            Verdict::Forward => self.to_upstream.extend_from_slice(&frame.raw),
+            Verdict::Rewrite(new_text) => {
+                let raw = messages::parse(parse.name, new_text, parse.param_types);
+                self.to_upstream.extend_from_slice(&raw);
+            }
+            Verdict::Deny(denial) => {
+                self.statements.remove(parse.name);
+                self.refuse_parse(denial);
+                return Ok(());
+            }
+        }
+        let decided = decision.statements.first().map_or("allow", |r| r.decision);
+        self.statements.insert(
+            parse.name.to_vec(),
+            Prepared {
+                text: text.to_owned(),
+                decision: decided,
+            },
+        );
+        self.tracker.sent(Sent::ClientParse);
+        Ok(())
+    }
+
+    /// An `Execute`: audited (with the statement decided at its Parse)
+    /// before it is forwarded.
+    fn execute(&mut self, frame: &Frame) {
+        if self.refused_until_sync {
+            self.to_upstream.extend_from_slice(&frame.raw);
+            return;
+        }
+        let portal = frame.body().split(|b| *b == 0).next().unwrap_or_default();
+        let prepared = self
+            .portals
+            .get(portal)
+            .and_then(|statement| self.statements.get(statement));
+        let mut event = Event::new("execute", self.session);
+        event.subject = Some(&self.identity.subject);
+        event.groups = Some(&self.identity.groups);
+        // A portal of a statement prepared before the proxy saw it cannot
+        // exist: every Parse passes through here.
+        event.statement = prepared.map(|p| p.text.as_str());
+        event.decision = prepared.map(|p| p.decision);
+        if self.shared.audit.append(&event).is_err() {
+            self.refuse_parse(&Denial {
+                sqlstate: "58030",
+                message: "the audit trail cannot be written, so the statement is refused"
+                    .to_owned(),
+                hint: None,
+                policies: Vec::new(),
+            });
+            return;
+        }
+        self.to_upstream.extend_from_slice(&frame.raw);
+    }
+
+    /// Refuses a `Parse` by having the server raise the refusal in its place,
+    /// so the error arrives in order and the server skips to `Sync` (and
+    /// fails a transaction) exactly as after an error of its own.
+    fn refuse_parse(&mut self, denial: &Denial) {
+        const PORTAL: &str = "__clsf_refusal";
+        let raise = raise_statement(denial);
+        self.to_upstream
+            .extend_from_slice(&messages::parse(b"", &raise, &[0, 0]));
+        self.to_upstream
+            .extend_from_slice(&messages::bind_no_params(PORTAL, ""));
+        self.to_upstream
+            .extend_from_slice(&messages::execute(PORTAL));
+        self.tracker.sent(Sent::OwnParse);
+        self.tracker.sent(Sent::OwnBind);
+        self.refused_until_sync = true;
     }
 
     fn query(&mut self, frame: &Frame) -> Result<()> {
@@ -587,6 +730,9 @@ impl Relay<'_> {
     }
 
     fn upstream_frame(&mut self, frame: Frame) {
+        if !self.tracker.response(frame.tag) {
+            return;
+        }
         self.to_client.extend_from_slice(&frame.raw);
         if frame.tag == b'Z' {
             if let Some(&status) = frame.body().first() {

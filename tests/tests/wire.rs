@@ -46,6 +46,17 @@ fn exchange(addr: std::net::SocketAddr, bytes: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The message type bytes of a backend byte stream.
+fn backend_tags(mut bytes: &[u8]) -> Vec<char> {
+    let mut tags = Vec::new();
+    while bytes.len() >= 5 {
+        let len = i32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
+        tags.push(bytes[0] as char);
+        bytes = &bytes[(1 + len).min(bytes.len())..];
+    }
+    tags
+}
+
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
@@ -128,19 +139,29 @@ fn malformed_input_is_refused_and_the_proxy_survives() {
     assert!(contains(&answer, "22021"), "{answer:?}");
     assert!(contains(&answer, "answer"), "{answer:?}");
 
-    // The extended protocol is refused with 0A000, discarded up to Sync,
-    // and the session is still usable afterwards.
+    // The extended protocol: a refused Parse gets the refusal in order, the
+    // server skips to Sync, and the session goes on; an allowed one runs.
     let mut session = startup_packet(&[("user", "x"), ("database", "shop")]);
     session.extend_from_slice(&message(b'p', &pw));
-    session.extend_from_slice(&message(b'P', b"\0SELECT 1\0\0\0"));
+    session.extend_from_slice(&message(b'P', b"\0SELECT ssn FROM customers\0\0\0"));
     session.extend_from_slice(&message(b'B', b"\0\0\0\0\0\0\0\0"));
     session.extend_from_slice(&message(b'E', b"\0\0\0\0\0"));
     session.extend_from_slice(&message(b'S', b""));
-    session.extend_from_slice(&message(b'Q', b"SELECT 'after-sync'\0"));
+    session.extend_from_slice(&message(b'P', b"\0SELECT 'after-sync'\0\0\0"));
+    session.extend_from_slice(&message(b'B', b"\0\0\0\0\0\0\0\0"));
+    session.extend_from_slice(&message(b'E', b"\0\0\0\0\0"));
+    session.extend_from_slice(&message(b'S', b""));
     session.extend_from_slice(&message(b'X', b""));
     let answer = exchange(addr, &session);
-    assert!(contains(&answer, "0A000"), "{answer:?}");
+    assert!(
+        contains(&answer, "42501") && contains(&answer, "ssn"),
+        "{answer:?}"
+    );
     assert!(contains(&answer, "after-sync"), "{answer:?}");
+    // Exactly the client's own ParseComplete and BindComplete come back.
+    let tags = backend_tags(&answer);
+    let after_auth: String = tags.iter().skip_while(|t| **t != 'Z').skip(1).collect();
+    assert_eq!(after_auth, "EZ12DCZ", "{tags:?}");
 
     // After all of that, a normal client still works.
     let out = psql::run(
@@ -153,9 +174,8 @@ fn malformed_input_is_refused_and_the_proxy_survives() {
 }
 
 #[test]
-fn tokio_postgres_simple_queries_work_and_extended_ones_are_refused_cleanly() {
+fn tokio_postgres_through_both_protocols() {
     let q = fixture::quickstart(None);
-    let issuer = &q.issuer;
     let proxy = Proxy::start(&q.config);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -164,10 +184,12 @@ fn tokio_postgres_simple_queries_work_and_extended_ones_are_refused_cleanly() {
             .port(proxy.addr.port())
             .user("ci")
             .dbname("shop")
-            .password(issuer.ci_token())
+            .password(q.issuer.ci_token())
             .connect_timeout(Duration::from_secs(10));
-        let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+        let (mut client, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(conn);
+
+        // Simple protocol.
         let rows = client
             .simple_query("SELECT email FROM customers WHERE id = 3")
             .await
@@ -180,18 +202,77 @@ fn tokio_postgres_simple_queries_work_and_extended_ones_are_refused_cleanly() {
             })
             .collect();
         assert_eq!(values, vec!["****@navy.mil".to_owned()]);
-        let err = client.query("SELECT 1", &[]).await.unwrap_err();
-        assert_eq!(err.code().map(|c| c.code()), Some("0A000"), "{err}");
         let err = client
             .simple_query("SELECT ssn FROM customers")
             .await
             .unwrap_err();
         assert_eq!(err.code().map(|c| c.code()), Some("42501"), "{err}");
-        let again = client.simple_query("SELECT 1").await.unwrap();
+
+        // Extended protocol: parameters, binary results, masked values.
+        let rows = client
+            .query(
+                "SELECT id, card_number FROM customers WHERE id = $1",
+                &[&2i32],
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows[0].get::<_, i32>(0), 2);
+        assert_eq!(rows[0].get::<_, String>(1), "************0004");
+        let err = client
+            .query("SELECT ssn FROM customers WHERE id = $1", &[&1i32])
+            .await
+            .unwrap_err();
+        assert_eq!(err.code().map(|c| c.code()), Some("42501"), "{err}");
         assert!(
-            again
-                .iter()
-                .any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(_)))
+            err.as_db_error()
+                .is_some_and(|e| e.message().contains("`ssn`")),
+            "{err:?}"
         );
+        // A prepared statement runs many times; the session survives refusals.
+        let stmt = client
+            .prepare("SELECT email FROM customers WHERE id = $1")
+            .await
+            .unwrap();
+        for id in 1..=4i32 {
+            let row = client.query_one(&stmt, &[&id]).await.unwrap();
+            assert!(row.get::<_, String>(0).starts_with("****@"));
+        }
+
+        // Pipelined: three queries in flight, the middle one refused.
+        let (a, b, c) = tokio::join!(
+            client.query("SELECT 1::int4", &[]),
+            client.query("SELECT ssn FROM customers", &[]),
+            client.query("SELECT email FROM customers WHERE id = 4", &[]),
+        );
+        assert_eq!(a.unwrap()[0].get::<_, i32>(0), 1);
+        assert_eq!(b.unwrap_err().code().map(|c| c.code()), Some("42501"));
+        assert_eq!(c.unwrap()[0].get::<_, String>(0), "****@tue.nl");
+
+        // Inside a transaction a refusal aborts it, as PostgreSQL would.
+        let tx = client.transaction().await.unwrap();
+        tx.execute("UPDATE orders SET status = 'x' WHERE id = 10", &[])
+            .await
+            .unwrap();
+        assert!(tx.query("SELECT ssn FROM customers", &[]).await.is_err());
+        let err = tx.query("SELECT 1", &[]).await.unwrap_err();
+        assert_eq!(err.code().map(|c| c.code()), Some("25P02"), "{err}");
+        tx.rollback().await.unwrap();
+        let status: String = client
+            .query_one("SELECT status FROM orders WHERE id = 10", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(status, "shipped");
     });
+    drop(runtime);
+    // Every execution is audited, with the statement it runs.
+    let executes: Vec<serde_json::Value> = proxy
+        .audit_events()
+        .into_iter()
+        .filter(|e| {
+            e["event"] == "execute" && e["statement"] == "SELECT email FROM customers WHERE id = $1"
+        })
+        .collect();
+    assert_eq!(executes.len(), 4);
+    assert!(executes.iter().all(|e| e["decision"] == "mask"));
 }

@@ -86,6 +86,73 @@ pub fn decode_cstring_body(body: &[u8]) -> Result<&[u8], DecodeError> {
     Ok(s)
 }
 
+/// A decoded `Parse` message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parse<'a> {
+    /// Prepared statement name (empty: the unnamed statement).
+    pub name: &'a [u8],
+    /// The statement text, as sent.
+    pub query: &'a [u8],
+    /// The parameter type section, kept as bytes.
+    pub param_types: &'a [u8],
+}
+
+/// Decodes a `Parse` (`P`) body.
+pub fn decode_parse(body: &[u8]) -> Result<Parse<'_>, DecodeError> {
+    let (name, rest) = cstr(body)?;
+    let (query, rest) = cstr(rest)?;
+    if rest.len() < 2 {
+        return Err(DecodeError("Parse message lacks its parameter count"));
+    }
+    let n = i16::from_be_bytes([rest[0], rest[1]]);
+    if n < 0 || rest.len() != 2 + 4 * n as usize {
+        return Err(DecodeError(
+            "Parse message has a malformed parameter type list",
+        ));
+    }
+    Ok(Parse {
+        name,
+        query,
+        param_types: rest,
+    })
+}
+
+/// The portal and statement names at the start of a `Bind` body.
+pub fn decode_bind_names(body: &[u8]) -> Result<(&[u8], &[u8]), DecodeError> {
+    let (portal, rest) = cstr(body)?;
+    let (statement, _) = cstr(rest)?;
+    Ok((portal, statement))
+}
+
+/// `Parse` with the given name, text and parameter type section.
+pub fn parse(name: &[u8], query: &str, param_types: &[u8]) -> Bytes {
+    message(b'P', |b| {
+        b.put_slice(name);
+        b.put_u8(0);
+        put_cstr(b, query);
+        b.put_slice(param_types);
+    })
+}
+
+/// `Bind` of a statement without parameters to a portal, text results.
+pub fn bind_no_params(portal: &str, statement: &str) -> Bytes {
+    message(b'B', |b| {
+        put_cstr(b, portal);
+        put_cstr(b, statement);
+        b.put_i16(0);
+        b.put_i16(0);
+        b.put_i16(0);
+    })
+}
+
+/// `Execute` of a portal, all rows.
+pub fn execute(portal: &str) -> Bytes {
+    message(b'E', |b| {
+        put_cstr(b, portal);
+        b.put_i32(0);
+    })
+}
+
 fn message(tag: u8, body: impl FnOnce(&mut BytesMut)) -> Bytes {
     let mut buf = BytesMut::with_capacity(64);
     buf.put_u8(tag);
@@ -212,6 +279,17 @@ mod tests {
                 ("database".into(), "shop".into())
             ])
         );
+    }
+
+    #[test]
+    fn parse_round_trip_keeps_parameter_types() {
+        let raw = parse(b"s1", "SELECT $1", &[0, 1, 0, 0, 0, 23]);
+        let p = decode_parse(&raw[5..]).unwrap();
+        assert_eq!(
+            (p.name, p.query, p.param_types),
+            (&b"s1"[..], &b"SELECT $1"[..], &[0u8, 1, 0, 0, 0, 23][..])
+        );
+        assert!(decode_parse(b"s\0q\0\0\x02\0\0").is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! through the proxy as an identity that reads in clear (`dba-bot`) and one
 //! whose reads are rewritten to masking subqueries (`ci`).
 //!
-//! Run with `cargo run --release -p clsf-tests --bin clsf-bench [SECONDS] [CLIENTS]`.
+//! Run with `cargo run --release -p clsf-tests --bin clsf-bench [SECONDS] [CLIENTS] [simple|extended|prepared]`.
 //! `CLSF_BENCH_AUDIT=/dev/null` sends the audit trail nowhere, to see its share.
 
 use std::process::Command;
@@ -18,6 +18,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let seconds: u32 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(15);
     let clients: u32 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(4);
+    let mode = args.get(3).cloned().unwrap_or_else(|| "simple".to_owned());
     let pg = Postgres::start();
     let pgbench = pg.program("pgbench");
     let init = Command::new(&pgbench)
@@ -58,7 +59,8 @@ fn main() {
         &issuer,
         &repo_root().join("tests/bench/policy"),
         &lock,
-        &std::env::var_os("CLSF_BENCH_AUDIT").map_or_else(|| dir.path().join("audit.jsonl"), std::path::PathBuf::from),
+        &std::env::var_os("CLSF_BENCH_AUDIT")
+            .map_or_else(|| dir.path().join("audit.jsonl"), std::path::PathBuf::from),
     );
     let proxy = Proxy::start(&config);
     let ci = issuer.sign(&issuer.claims("ci", json!({ "repository": "acme/shop" })));
@@ -108,7 +110,7 @@ fn main() {
         );
         println!("{label:<32} {tps}  {latency}");
     };
-    println!("pgbench -S -M simple -c {clients} -j 2 -T {seconds}, scale 10");
+    println!("pgbench -S -M {mode} -c {clients} -j 2 -T {seconds}, scale 10");
     run("direct", pg.port, "clsf_gateway", &pg.gateway_password);
     run("proxy, dba-bot (clear)", proxy.addr.port(), "dba-bot", &dba);
     run("proxy, ci (abalance masked)", proxy.addr.port(), "ci", &ci);
