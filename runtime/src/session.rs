@@ -5,8 +5,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -54,6 +54,32 @@ pub struct Shared {
     pub audit: AuditLog,
     /// Session numbering.
     pub next_session: AtomicU64,
+    /// Backend keys handed to clients → the session and its upstream key.
+    pub cancel_keys: Mutex<HashMap<(i32, i32), CancelTarget>>,
+}
+
+/// Where a cancel request for one client-visible key goes.
+#[derive(Debug, Clone)]
+pub struct CancelTarget {
+    /// The session it belongs to.
+    pub session: u64,
+    /// The upstream backend's key.
+    pub upstream_key: (i32, i32),
+}
+
+/// Removes a session's cancel key when the session ends, however it ends.
+struct CancelKeyGuard<'a> {
+    keys: &'a Mutex<HashMap<(i32, i32), CancelTarget>>,
+    key: (i32, i32),
+}
+
+impl Drop for CancelKeyGuard<'_> {
+    fn drop(&mut self) {
+        self.keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.key);
+    }
 }
 
 /// Why a session ended early; logged by the server.
@@ -101,6 +127,10 @@ pub async fn run(
             return Err(end("startup timed out"));
         }
     };
+    let _cancel_guard = CancelKeyGuard {
+        keys: &shared.cancel_keys,
+        key: ready.cancel_key,
+    };
     let subject = ready.identity.subject.clone();
     let groups = ready.identity.groups.clone();
     let result = relay(&shared, client, buf, ready, session, shutdown).await;
@@ -114,6 +144,7 @@ pub async fn run(
 }
 
 struct Ready {
+    cancel_key: (i32, i32),
     identity: Identity,
     access: Arc<PrincipalAccess>,
     upstream: TcpStream,
@@ -162,7 +193,23 @@ async fn startup(
                 }
                 send(client, b"N").await?;
             }
-            Ok(Startup::Cancel) => return Ok(None),
+            Ok(Startup::Cancel { pid, secret }) => {
+                // Only the client that received this random key can know it;
+                // an unknown key is ignored, as PostgreSQL ignores it.
+                let target = shared
+                    .cancel_keys
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&(pid, secret))
+                    .cloned();
+                if let Some(target) = target {
+                    let mut event = Event::new("cancel", target.session);
+                    event.peer = Some(peer.to_string());
+                    let _ = shared.audit.append(&event);
+                    upstream::cancel(&shared.upstream, target.upstream_key).await;
+                }
+                return Ok(None);
+            }
             Ok(Startup::UnsupportedVersion(v)) => {
                 send(
                     client,
@@ -305,13 +352,37 @@ async fn startup(
     for ps in &connected.parameter_status {
         out.extend_from_slice(ps);
     }
-    // Cancel requests are not relayed yet; the key we hand out is random and
-    // never the upstream's, so a client cannot cancel on the server directly.
-    let (pid, secret) = random_key();
+    // The key handed out is random and never the upstream's: cancel requests
+    // come to the proxy, which maps the key to the upstream backend.
+    let (pid, secret) = loop {
+        let key = random_key();
+        let mut keys = shared.cancel_keys.lock().unwrap_or_else(|e| e.into_inner());
+        if keys.contains_key(&key) {
+            continue;
+        }
+        if let Some(upstream_key) = connected.key {
+            keys.insert(
+                key,
+                CancelTarget {
+                    session,
+                    upstream_key,
+                },
+            );
+        }
+        break key;
+    };
     out.extend_from_slice(&messages::backend_key_data(pid, secret));
     out.extend_from_slice(&messages::ready_for_query(b'I'));
-    send(client, &out).await?;
+    if let Err(e) = send(client, &out).await {
+        shared
+            .cancel_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(pid, secret));
+        return Err(e);
+    }
     Ok(Some(Ready {
+        cancel_key: (pid, secret),
         identity,
         access,
         upstream: connected.stream,
@@ -380,6 +451,7 @@ async fn relay(
     mut shutdown: broadcast::Receiver<()>,
 ) -> Result<()> {
     let Ready {
+        cancel_key: _,
         identity,
         access,
         mut upstream,

@@ -1,8 +1,9 @@
 //! Building the shared state from a config: compile the policy, load the
 //! JWKS, read the upstream password, open the audit trail.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
 use clsf_compiler::Engine;
 use clsf_compiler::load;
@@ -79,5 +80,6 @@ pub fn shared_state(config: &Config) -> Result<Shared, String> {
         },
         audit,
         next_session: AtomicU64::new(1),
+        cancel_keys: Mutex::new(HashMap::new()),
     })
 }

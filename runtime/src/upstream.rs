@@ -34,6 +34,8 @@ pub struct Connected {
     pub parameter_status: Vec<Bytes>,
     /// Bytes read past the first ReadyForQuery.
     pub leftover: BytesMut,
+    /// The server's BackendKeyData (pid, secret), for cancel requests.
+    pub key: Option<(i32, i32)>,
 }
 
 /// Why the upstream connection failed (logged, never sent to clients).
@@ -78,6 +80,17 @@ fn server_error(frame: &Frame) -> UpstreamError {
     err(format!("upstream refused: {} ({})", get(b'M'), get(b'C')))
 }
 
+/// Asks the server to cancel the query running on the backend with `key`.
+/// Errors are ignored, as a client's own cancel request would be.
+pub async fn cancel(target: &Target, key: (i32, i32)) {
+    if let Ok(mut stream) = TcpStream::connect((target.host.as_str(), target.port)).await {
+        let _ = stream
+            .write_all(&crate::wire::messages::cancel_request(key.0, key.1))
+            .await;
+        let _ = stream.shutdown().await;
+    }
+}
+
 /// Connects, authenticates with SCRAM-SHA-256, and waits for ReadyForQuery.
 /// `extra` are startup parameters passed through from the client.
 pub async fn connect(
@@ -101,6 +114,7 @@ pub async fn connect(
     let mut buf = BytesMut::with_capacity(8192);
     let mut scram: Option<ScramSha256> = None;
     let mut parameter_status = Vec::new();
+    let mut key = None;
     loop {
         let frame = read_frame(&mut stream, &mut buf).await?;
         match frame.tag {
@@ -160,7 +174,16 @@ pub async fn connect(
                 }
             }
             b'S' => parameter_status.push(frame.raw),
-            b'K' | b'N' => {}
+            b'K' => {
+                let b = frame.body();
+                if b.len() == 8 {
+                    key = Some((
+                        i32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+                        i32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+                    ));
+                }
+            }
+            b'N' => {}
             b'E' => return Err(server_error(&frame)),
             b'Z' => {
                 if scram.is_none() {
@@ -174,6 +197,7 @@ pub async fn connect(
                     stream,
                     parameter_status,
                     leftover: buf,
+                    key,
                 });
             }
             other => {

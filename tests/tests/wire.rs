@@ -276,3 +276,63 @@ fn tokio_postgres_through_both_protocols() {
     assert_eq!(executes.len(), 4);
     assert!(executes.iter().all(|e| e["decision"] == "mask"));
 }
+
+#[test]
+fn cancel_requests_reach_the_right_backend_and_unknown_keys_are_ignored() {
+    let q = fixture::quickstart(None);
+    let proxy = Proxy::start(&q.config);
+    let addr = proxy.addr;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.host("127.0.0.1")
+            .port(addr.port())
+            .user("dba")
+            .dbname("shop")
+            .password(q.issuer.dba_token())
+            .connect_timeout(Duration::from_secs(10));
+        let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+
+        let cancel = client.cancel_token();
+        let canceller = tokio::spawn(async move {
+            // First a cancel with a made-up key: it must do nothing.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let bogus = startup_like(&[0x04, 0xd2, 0x16, 0x2e, 0, 0, 0, 1, 0, 0, 0, 2]);
+            let _ = exchange(addr, &bogus);
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            // Then the real one, through the proxy.
+            cancel.cancel_query(tokio_postgres::NoTls).await.unwrap();
+        });
+        let started = std::time::Instant::now();
+        let err = client
+            .simple_query("SELECT pg_sleep(20)")
+            .await
+            .unwrap_err();
+        let waited = started.elapsed();
+        canceller.await.unwrap();
+        assert_eq!(err.code().map(|c| c.code()), Some("57014"), "{err}");
+        assert!(
+            waited >= Duration::from_millis(900),
+            "the bogus cancel must not cancel: {waited:?}"
+        );
+        assert!(waited < Duration::from_secs(10), "{waited:?}");
+        // The session is still usable.
+        client.simple_query("SELECT 1").await.unwrap();
+    });
+    assert_eq!(
+        proxy
+            .audit_events()
+            .iter()
+            .filter(|e| e["event"] == "cancel")
+            .count(),
+        1
+    );
+}
+
+/// A length-prefixed packet without a type byte (startup, cancel).
+fn startup_like(body: &[u8]) -> Vec<u8> {
+    let mut out = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+    out.extend_from_slice(body);
+    out
+}

@@ -21,8 +21,13 @@ pub enum Startup {
     SslRequest,
     /// Asks for GSSAPI encryption.
     GssEncRequest,
-    /// Asks to cancel a running query.
-    Cancel,
+    /// Asks to cancel the running query of the session with this key.
+    Cancel {
+        /// Process id of the key.
+        pid: i32,
+        /// Secret of the key.
+        secret: i32,
+    },
     /// A protocol version this proxy does not speak.
     UnsupportedVersion(i32),
 }
@@ -55,7 +60,14 @@ pub fn decode_startup(body: &[u8]) -> Result<Startup, DecodeError> {
     match code {
         SSL_REQUEST => return Ok(Startup::SslRequest),
         GSSENC_REQUEST => return Ok(Startup::GssEncRequest),
-        CANCEL_REQUEST => return Ok(Startup::Cancel),
+        CANCEL_REQUEST => {
+            if body.len() != 12 {
+                return Err(DecodeError("CancelRequest has the wrong length"));
+            }
+            let pid = i32::from_be_bytes([body[4], body[5], body[6], body[7]]);
+            let secret = i32::from_be_bytes([body[8], body[9], body[10], body[11]]);
+            return Ok(Startup::Cancel { pid, secret });
+        }
         PROTOCOL_3_0 => {}
         other => return Ok(Startup::UnsupportedVersion(other)),
     }
@@ -167,6 +179,16 @@ fn put_cstr(buf: &mut BytesMut, s: &str) {
     // A NUL inside would end the field early; no message we build contains one.
     buf.put_slice(s.replace('\0', "").as_bytes());
     buf.put_u8(0);
+}
+
+/// A CancelRequest packet for a backend key.
+pub fn cancel_request(pid: i32, secret: i32) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[0..4].copy_from_slice(&16i32.to_be_bytes());
+    out[4..8].copy_from_slice(&CANCEL_REQUEST.to_be_bytes());
+    out[8..12].copy_from_slice(&pid.to_be_bytes());
+    out[12..16].copy_from_slice(&secret.to_be_bytes());
+    out
 }
 
 /// `Query` (`Q`) with the given text.
