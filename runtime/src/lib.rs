@@ -7,6 +7,7 @@ pub mod auth;
 pub mod config;
 pub mod extended;
 pub mod keys;
+pub mod reload;
 pub mod server;
 pub mod session;
 pub mod start;

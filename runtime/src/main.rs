@@ -8,7 +8,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
-use clsf_runtime::{audit, config, keys, server, start};
+use clsf_runtime::{audit, config, keys, reload, server, start};
 
 /// The clsf enforcement proxy for PostgreSQL.
 #[derive(Parser, Debug)]
@@ -96,6 +96,8 @@ fn main() -> ExitCode {
 fn serve(path: &std::path::Path) -> Result<(), String> {
     let config = config::load(path).map_err(|e| e.to_string())?;
     let shared = Arc::new(start::shared_state(&config)?);
+    // Kept alive for the life of the proxy: dropping it stops reloading.
+    let _watcher = reload::watch(Arc::clone(&shared), config.clone())?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&config.listen)
@@ -104,7 +106,7 @@ fn serve(path: &std::path::Path) -> Result<(), String> {
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         eprintln!(
             "clsf-proxy: listening on {addr}, enforcing plan {}",
-            shared.plan_hash
+            shared.current().plan_hash
         );
         server::run(listener, shared, config.max_connections, async {
             let _ = tokio::signal::ctrl_c().await;

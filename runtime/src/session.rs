@@ -6,7 +6,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -42,10 +42,8 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// What every session shares.
 #[derive(Debug)]
 pub struct Shared {
-    /// The compiled policy.
-    pub engine: Arc<Engine>,
-    /// Hash identifying the enforced plan, logged with each connection.
-    pub plan_hash: String,
+    /// The policy in force; replaced whole by a successful reload.
+    pub loaded: RwLock<Arc<Loaded>>,
     /// Token verification.
     pub verifier: Verifier,
     /// The upstream database and its credential.
@@ -56,6 +54,24 @@ pub struct Shared {
     pub next_session: AtomicU64,
     /// Backend keys handed to clients → the session and its upstream key.
     pub cancel_keys: Mutex<HashMap<(i32, i32), CancelTarget>>,
+}
+
+/// One compiled policy, as enforced.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The engine.
+    pub engine: Engine,
+    /// Hash identifying the plan, logged with each connection and reload.
+    pub plan_hash: String,
+    /// Increases with every successful reload.
+    pub generation: u64,
+}
+
+impl Shared {
+    /// The policy in force now.
+    pub fn current(&self) -> Arc<Loaded> {
+        Arc::clone(&self.loaded.read().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 /// Where a cancel request for one client-visible key goes.
@@ -145,6 +161,8 @@ pub async fn run(
 
 struct Ready {
     cancel_key: (i32, i32),
+    claims: serde_json::Value,
+    loaded: Arc<Loaded>,
     identity: Identity,
     access: Arc<PrincipalAccess>,
     upstream: TcpStream,
@@ -318,14 +336,15 @@ async fn startup(
             return Err(end(format!("authentication failed: {rejected}")));
         }
     };
-    let identity = identity_for(shared.engine.plan(), &claims);
-    let access = shared.engine.access_for(&identity);
+    let loaded = shared.current();
+    let identity = identity_for(loaded.engine.plan(), &claims);
+    let access = loaded.engine.access_for(&identity);
 
     let mut event = Event::new("connect", session);
     event.peer = Some(peer.to_string());
     event.subject = Some(&identity.subject);
     event.groups = Some(&identity.groups);
-    event.plan = Some(&shared.plan_hash);
+    event.plan = Some(&loaded.plan_hash);
     if shared.audit.append(&event).is_err() {
         send(
             client,
@@ -383,6 +402,8 @@ async fn startup(
     }
     Ok(Some(Ready {
         cancel_key: (pid, secret),
+        claims,
+        loaded,
         identity,
         access,
         upstream: connected.stream,
@@ -411,6 +432,9 @@ fn random_key() -> (i32, i32) {
 struct Prepared {
     text: String,
     decision: &'static str,
+    /// What was forwarded, and under which policy generation.
+    verdict: Verdict,
+    generation: u64,
 }
 
 /// What the client is owed, in order: the response to a forwarded message
@@ -422,6 +446,10 @@ enum Pending {
 
 struct Relay<'a> {
     shared: &'a Shared,
+    /// The verified claims, to recompute groups when the policy is reloaded.
+    claims: serde_json::Value,
+    /// The policy this session last decided with.
+    loaded: Arc<Loaded>,
     access: Arc<PrincipalAccess>,
     identity: Identity,
     session: u64,
@@ -452,6 +480,8 @@ async fn relay(
 ) -> Result<()> {
     let Ready {
         cancel_key: _,
+        claims,
+        loaded,
         identity,
         access,
         mut upstream,
@@ -460,6 +490,8 @@ async fn relay(
     let mut terminating = false;
     let mut r = Relay {
         shared,
+        claims,
+        loaded,
         access,
         identity,
         session,
@@ -550,6 +582,18 @@ async fn flush(r: &mut Relay<'_>, client: &mut TcpStream, upstream: &mut TcpStre
 }
 
 impl Relay<'_> {
+    /// Picks up a reloaded policy: groups are recomputed from the session's
+    /// verified claims, and the access table comes from the new plan.
+    fn refresh(&mut self) {
+        let current = self.shared.current();
+        if current.generation == self.loaded.generation {
+            return;
+        }
+        self.identity = identity_for(current.engine.plan(), &self.claims);
+        self.access = current.engine.access_for(&self.identity);
+        self.loaded = current;
+    }
+
     /// Queues bytes for the client behind whatever is still owed.
     fn local(&mut self, bytes: Bytes) {
         if self.pending.is_empty() {
@@ -646,7 +690,8 @@ impl Relay<'_> {
             });
             return Ok(());
         };
-        let decision = self.shared.engine.decide(&self.access, text);
+        self.refresh();
+        let decision = self.loaded.engine.decide(&self.access, text);
         if !self.audit(text, &decision) {
             self.refuse_parse(&Denial {
                 sqlstate: "58030",
@@ -675,6 +720,8 @@ impl Relay<'_> {
             Prepared {
                 text: text.to_owned(),
                 decision: decided,
+                verdict: decision.verdict.clone(),
+                generation: self.loaded.generation,
             },
         );
         self.tracker.sent(Sent::ClientParse);
@@ -688,11 +735,27 @@ impl Relay<'_> {
             self.to_upstream.extend_from_slice(&frame.raw);
             return;
         }
+        self.refresh();
         let portal = frame.body().split(|b| *b == 0).next().unwrap_or_default();
         let prepared = self
             .portals
             .get(portal)
             .and_then(|statement| self.statements.get(statement));
+        // A statement prepared under an earlier policy runs only if the
+        // policy in force decides it the same way.
+        if let Some(p) = prepared
+            && p.generation != self.loaded.generation
+            && self.loaded.engine.decide(&self.access, &p.text).verdict != p.verdict
+        {
+            self.refuse_parse(&Denial {
+                sqlstate: "0A000",
+                message: "the policy changed since this statement was prepared; prepare it again"
+                    .to_owned(),
+                hint: None,
+                policies: Vec::new(),
+            });
+            return;
+        }
         let mut event = Event::new("execute", self.session);
         event.subject = Some(&self.identity.subject);
         event.groups = Some(&self.identity.groups);
@@ -745,7 +808,8 @@ impl Relay<'_> {
             });
             return Ok(());
         };
-        let decision = self.shared.engine.decide(&self.access, text);
+        self.refresh();
+        let decision = self.loaded.engine.decide(&self.access, text);
         if !self.audit(text, &decision) {
             self.local_error(errors::audit_unavailable());
             return Ok(());

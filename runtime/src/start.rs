@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use clsf_compiler::Engine;
 use clsf_compiler::load;
@@ -11,12 +11,12 @@ use clsf_compiler::load;
 use crate::audit::AuditLog;
 use crate::auth::jwt::Verifier;
 use crate::config::Config;
-use crate::session::Shared;
+use crate::session::{Loaded, Shared};
 use crate::upstream::Target;
 
-/// Compiles the policy and prepares everything a session needs. Policy
-/// diagnostics are rendered into the error, so a bad policy never starts.
-pub fn shared_state(config: &Config) -> Result<Shared, String> {
+/// Compiles the policy of a config into an engine and its plan hash. Policy
+/// diagnostics are rendered into the error.
+pub fn compile_policy(config: &Config, generation: u64) -> Result<Loaded, String> {
     let compiled = load::compile_dir(&config.policy.dir, &config.policy.schema_lock)?;
     let Some(plan) = compiled.plan else {
         return Err(format!(
@@ -36,6 +36,17 @@ pub fn shared_state(config: &Config) -> Result<Shared, String> {
         }
         hex::encode(h.finalize())
     };
+    Ok(Loaded {
+        engine,
+        plan_hash,
+        generation,
+    })
+}
+
+/// Compiles the policy and prepares everything a session needs; a bad
+/// policy never starts.
+pub fn shared_state(config: &Config) -> Result<Shared, String> {
+    let loaded = compile_policy(config, 0)?;
     let jwks = std::fs::read_to_string(&config.identity.jwks_file)
         .map_err(|e| format!("cannot read {}: {e}", config.identity.jwks_file.display()))?;
     let verifier = Verifier::new(
@@ -68,8 +79,7 @@ pub fn shared_state(config: &Config) -> Result<Shared, String> {
         )
     })?;
     Ok(Shared {
-        engine: Arc::new(engine),
-        plan_hash,
+        loaded: RwLock::new(Arc::new(loaded)),
         verifier,
         upstream: Target {
             host: config.upstream.host.clone(),

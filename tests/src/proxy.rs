@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clsf_runtime::config::{self, Config};
-use clsf_runtime::{server, start};
+use clsf_runtime::{reload, server, start};
 
 use crate::identity::{AUDIENCE, ISSUER, Issuer};
 use crate::postgres::{DATABASE, GATEWAY_ROLE, Postgres};
@@ -19,6 +19,7 @@ pub struct Proxy {
     /// Its audit file.
     pub audit_path: PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _watcher: reload::PolicyWatcher,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -83,6 +84,7 @@ impl Proxy {
     pub fn try_start(config_path: &Path) -> Result<Proxy, String> {
         let config: Config = config::load(config_path).map_err(|e| e.to_string())?;
         let shared = Arc::new(start::shared_state(&config)?);
+        let watcher = reload::watch(Arc::clone(&shared), config.clone())?;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -107,6 +109,7 @@ impl Proxy {
             addr,
             audit_path,
             stop: Some(stop),
+            _watcher: watcher,
             thread: Some(thread),
         })
     }

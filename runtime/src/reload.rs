@@ -1,0 +1,93 @@
+//! Hot reload: the policy directory and the schema lock are watched; after
+//! a change settles, the policy is compiled again and, only if it compiles,
+//! swapped in whole. Sessions pick it up at their next statement without
+//! reconnecting. An invalid policy never replaces a valid one: the old one
+//! stays in force and the failure is logged and audited.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+
+use crate::audit::Event;
+use crate::config::Config;
+use crate::session::Shared;
+use crate::start;
+
+/// How long the files must be quiet before a reload: editors and `git
+/// checkout` write several files in a burst.
+const SETTLE: Duration = Duration::from_millis(300);
+
+/// Keeps the policy watched; reloading stops when it is dropped.
+pub struct PolicyWatcher {
+    _watcher: notify::RecommendedWatcher,
+}
+
+impl std::fmt::Debug for PolicyWatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PolicyWatcher")
+    }
+}
+
+/// Watches the policy directory and the schema lock.
+pub fn watch(shared: Arc<Shared>, config: Config) -> Result<PolicyWatcher, String> {
+    let (tx, rx) = mpsc::channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| !e.kind.is_access()) {
+            let _ = tx.send(());
+        }
+    })
+    .map_err(|e| format!("cannot watch the policy: {e}"))?;
+    watcher
+        .watch(&config.policy.dir, RecursiveMode::Recursive)
+        .map_err(|e| format!("cannot watch {}: {e}", config.policy.dir.display()))?;
+    // Watch the lock file's directory, not the file: tools replace files by
+    // renaming, which a watch on the old file would miss.
+    let lock_dir = config
+        .policy
+        .schema_lock
+        .parent()
+        .map_or_else(|| PathBuf::from("."), PathBuf::from);
+    watcher
+        .watch(&lock_dir, RecursiveMode::NonRecursive)
+        .map_err(|e| format!("cannot watch {}: {e}", lock_dir.display()))?;
+    std::thread::spawn(move || {
+        while rx.recv().is_ok() {
+            // Wait for the burst of changes to end.
+            while rx.recv_timeout(SETTLE).is_ok() {}
+            reload(&shared, &config);
+        }
+    });
+    Ok(PolicyWatcher { _watcher: watcher })
+}
+
+/// Compiles the policy again and swaps it in if it compiles and differs.
+pub fn reload(shared: &Shared, config: &Config) {
+    let current = shared.current();
+    match start::compile_policy(config, current.generation + 1) {
+        Ok(next) if next.plan_hash == current.plan_hash => {}
+        Ok(next) => {
+            let mut event = Event::new("reload", 0);
+            event.plan = Some(&next.plan_hash);
+            let _ = shared.audit.append(&event);
+            eprintln!(
+                "clsf-proxy: policy reloaded, enforcing plan {}",
+                next.plan_hash
+            );
+            *shared.loaded.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        }
+        Err(message) => {
+            let mut event = Event::new("reload_failed", 0);
+            event.plan = Some(&current.plan_hash);
+            let first = message.lines().take(3).collect::<Vec<_>>().join(" ");
+            event.reason = Some(&first);
+            let _ = shared.audit.append(&event);
+            eprintln!(
+                "clsf-proxy: the changed policy was not loaded; plan {} stays in force:\n{message}",
+                current.plan_hash
+            );
+        }
+    }
+}
