@@ -23,6 +23,27 @@ pub struct Config {
     pub identity: IdentityConfig,
     /// The audit trail.
     pub audit: Audit,
+    /// TLS for clients (optional; without it clients connect in plaintext).
+    #[serde(default)]
+    pub tls: Option<Tls>,
+}
+
+/// The proxy's TLS certificate for clients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// Certificate chain (PEM), leaf first.
+    pub cert_file: PathBuf,
+    /// Private key (PEM).
+    pub key_file: PathBuf,
+    /// Refuse clients that do not ask for TLS: tokens must not cross the
+    /// network in plaintext. On unless set to false.
+    #[serde(default = "default_true")]
+    pub required: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_max_connections() -> usize {
@@ -104,6 +125,13 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let mut config: Config =
         toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
     let base = path.parent().unwrap_or(Path::new("."));
+    if let Some(tls) = &mut config.tls {
+        for p in [&mut tls.cert_file, &mut tls.key_file] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+    }
     for p in [
         &mut config.upstream.password_file,
         &mut config.policy.dir,

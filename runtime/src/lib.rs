@@ -11,5 +11,6 @@ pub mod reload;
 pub mod server;
 pub mod session;
 pub mod start;
+pub mod tls;
 pub mod upstream;
 pub mod wire;

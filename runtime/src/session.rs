@@ -20,6 +20,7 @@ use tokio::sync::broadcast;
 use crate::audit::{AuditLog, Event};
 use crate::auth::jwt::Verifier;
 use crate::extended::{Sent, Tracker};
+use crate::tls::ClientStream;
 use crate::upstream::{self, Target};
 use crate::wire::errors;
 use crate::wire::frame::{Frame, MAX_FRAME, split_frame, split_startup};
@@ -52,8 +53,27 @@ pub struct Shared {
     pub audit: AuditLog,
     /// Session numbering.
     pub next_session: AtomicU64,
+    /// TLS for clients, when configured.
+    pub tls: Option<ClientTls>,
     /// Backend keys handed to clients → the session and its upstream key.
     pub cancel_keys: Mutex<HashMap<(i32, i32), CancelTarget>>,
+}
+
+/// The client-side TLS settings.
+#[derive(Clone)]
+pub struct ClientTls {
+    /// The rustls acceptor.
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    /// Refuse plaintext clients.
+    pub required: bool,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("required", &self.required)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One compiled policy, as enforced.
@@ -108,7 +128,7 @@ fn end(what: impl Into<String>) -> SessionEnd {
     SessionEnd(what.into())
 }
 
-async fn send(client: &mut TcpStream, bytes: &[u8]) -> Result<()> {
+async fn send(client: &mut ClientStream, bytes: &[u8]) -> Result<()> {
     client
         .write_all(bytes)
         .await
@@ -118,12 +138,13 @@ async fn send(client: &mut TcpStream, bytes: &[u8]) -> Result<()> {
 /// Runs one client connection to completion.
 pub async fn run(
     shared: Arc<Shared>,
-    mut client: TcpStream,
+    tcp: TcpStream,
     peer: SocketAddr,
     shutdown: broadcast::Receiver<()>,
 ) -> Result<()> {
     let session = shared.next_session.fetch_add(1, Ordering::Relaxed);
-    let _ = client.set_nodelay(true);
+    let _ = tcp.set_nodelay(true);
+    let mut client = ClientStream::Plain(tcp);
     let mut buf = BytesMut::with_capacity(8192);
     let started = tokio::time::timeout(
         STARTUP_TIMEOUT,
@@ -169,7 +190,7 @@ struct Ready {
     upstream_buf: BytesMut,
 }
 
-async fn read_more(client: &mut TcpStream, buf: &mut BytesMut) -> Result<bool> {
+async fn read_more(client: &mut ClientStream, buf: &mut BytesMut) -> Result<bool> {
     let n = client
         .read_buf(buf)
         .await
@@ -181,7 +202,7 @@ async fn read_more(client: &mut TcpStream, buf: &mut BytesMut) -> Result<bool> {
 /// wanted something we answer without a session (cancel).
 async fn startup(
     shared: &Shared,
-    client: &mut TcpStream,
+    client: &mut ClientStream,
     buf: &mut BytesMut,
     session: u64,
     peer: SocketAddr,
@@ -201,11 +222,45 @@ async fn startup(
             }
         };
         match messages::decode_startup(&packet) {
-            Ok(Startup::Startup(params)) => break params,
-            Ok(Startup::SslRequest | Startup::GssEncRequest) => {
-                // TLS is not offered yet: 'N' tells libpq to continue in
-                // plaintext or give up, as its sslmode says. Bytes sent
-                // before our answer would be a protocol violation.
+            Ok(Startup::Startup(params)) => {
+                if let Some(tls) = &shared.tls
+                    && tls.required
+                    && !client.is_tls()
+                {
+                    send(client, &errors::tls_required()).await?;
+                    return Err(end("plaintext client refused: TLS is required"));
+                }
+                break params;
+            }
+            Ok(Startup::SslRequest) => {
+                // Bytes sent before our answer would be read as if they came
+                // through TLS: refuse them (CVE-2021-23222 in libpq's terms).
+                if !buf.is_empty() {
+                    return Err(end("client sent data before the encryption answer"));
+                }
+                match (&shared.tls, client.is_tls()) {
+                    (Some(tls), false) => {
+                        send(client, b"S").await?;
+                        let ClientStream::Plain(tcp) =
+                            std::mem::replace(client, ClientStream::Upgrading)
+                        else {
+                            return Err(end("TLS upgrade of a stream that is not plain"));
+                        };
+                        match tls.acceptor.accept(tcp).await {
+                            Ok(stream) => *client = ClientStream::Tls(Box::new(stream)),
+                            Err(e) => return Err(end(format!("TLS handshake failed: {e}"))),
+                        }
+                    }
+                    (Some(_), true) => {
+                        send(client, &errors::protocol_violation("SSLRequest inside TLS")).await?;
+                        return Err(end("SSLRequest inside TLS"));
+                    }
+                    // No TLS configured: 'N' tells libpq to continue in
+                    // plaintext or give up, as its sslmode says.
+                    (None, _) => send(client, b"N").await?,
+                }
+            }
+            Ok(Startup::GssEncRequest) => {
                 if !buf.is_empty() {
                     return Err(end("client sent data before the encryption answer"));
                 }
@@ -472,7 +527,7 @@ struct Relay<'a> {
 
 async fn relay(
     shared: &Shared,
-    mut client: TcpStream,
+    mut client: ClientStream,
     mut cbuf: BytesMut,
     ready: Ready,
     session: u64,
@@ -566,7 +621,11 @@ async fn relay(
     }
 }
 
-async fn flush(r: &mut Relay<'_>, client: &mut TcpStream, upstream: &mut TcpStream) -> Result<()> {
+async fn flush(
+    r: &mut Relay<'_>,
+    client: &mut ClientStream,
+    upstream: &mut TcpStream,
+) -> Result<()> {
     if !r.to_upstream.is_empty() {
         let bytes = r.to_upstream.split();
         upstream

@@ -11,7 +11,8 @@ use clsf_compiler::load;
 use crate::audit::AuditLog;
 use crate::auth::jwt::Verifier;
 use crate::config::Config;
-use crate::session::{Loaded, Shared};
+use crate::session::{ClientTls, Loaded, Shared};
+use crate::tls;
 use crate::upstream::Target;
 
 /// Compiles the policy of a config into an engine and its plan hash. Policy
@@ -78,7 +79,15 @@ pub fn shared_state(config: &Config) -> Result<Shared, String> {
             config.audit.path.display()
         )
     })?;
+    let tls = match &config.tls {
+        Some(t) => Some(ClientTls {
+            acceptor: tls::acceptor(&t.cert_file, &t.key_file)?,
+            required: t.required,
+        }),
+        None => None,
+    };
     Ok(Shared {
+        tls,
         loaded: RwLock::new(Arc::new(loaded)),
         verifier,
         upstream: Target {

@@ -20,11 +20,19 @@ pub struct PsqlRun {
 /// psql through the proxy at `addr`, authenticating with `token`. psql goes
 /// on after errors, so one run shows whether the session survives a denial.
 pub fn run(addr: SocketAddr, token: &str, sql: &str) -> PsqlRun {
+    run_conninfo(
+        &format!("host={} port={} sslmode=disable", addr.ip(), addr.port()),
+        token,
+        sql,
+    )
+}
+
+/// Like [`run`], with the connection given as libpq key/value pairs (host,
+/// port, ssl settings); user, database and timeout are added.
+pub fn run_conninfo(conninfo: &str, token: &str, sql: &str) -> PsqlRun {
     let out = Command::new("psql")
         .arg(format!(
-            "host={} port={} user=workload dbname={DATABASE} sslmode=disable connect_timeout=10",
-            addr.ip(),
-            addr.port()
+            "{conninfo} user=workload dbname={DATABASE} connect_timeout=10"
         ))
         .args(["-X", "-A", "-t", "-v", "VERBOSITY=verbose", "-f", "-"])
         .env("PGPASSWORD", token)

@@ -69,3 +69,13 @@ pub fn audit_unavailable() -> Bytes {
 pub fn shutting_down() -> Bytes {
     error_response(Severity::Fatal, "57P01", "the proxy is shutting down", None)
 }
+
+/// 28000: the proxy requires TLS and the client did not ask for it.
+pub fn tls_required() -> Bytes {
+    error_response(
+        Severity::Fatal,
+        "28000",
+        "this proxy requires TLS",
+        Some("connect with sslmode=require (or verify-full)"),
+    )
+}
