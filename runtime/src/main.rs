@@ -68,6 +68,12 @@ enum Command {
         #[arg(long = "claim-list")]
         claim_lists: Vec<String>,
     },
+    /// Check a proxy configuration: parse it, compile its policy, load its
+    /// JWKS, password file and TLS files; start nothing.
+    CheckConfig {
+        /// The configuration file.
+        path: PathBuf,
+    },
     /// Check the hash chain of an audit file.
     VerifyAudit {
         /// The audit file.
@@ -108,6 +114,17 @@ fn serve(path: &std::path::Path) -> Result<(), String> {
             "clsf-proxy: listening on {addr}, enforcing plan {}",
             shared.current().plan_hash
         );
+        // SIGHUP forces a reload, for deployments that cannot rely on file
+        // notifications (some network file systems).
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
+        let (reload_shared, reload_config) = (Arc::clone(&shared), config.clone());
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                let (s, c) = (Arc::clone(&reload_shared), reload_config.clone());
+                let _ = tokio::task::spawn_blocking(move || reload::reload(&s, &c)).await;
+            }
+        });
         server::run(listener, shared, config.max_connections, async {
             let _ = tokio::signal::ctrl_c().await;
         })
@@ -170,6 +187,15 @@ fn tool(command: Command) -> Result<(), String> {
                 body[k] = Value::Array(v.split(',').map(|s| Value::String(s.to_owned())).collect());
             }
             println!("{}", keys::sign(alg(&a)?, &pem, &kid, &body)?);
+            Ok(())
+        }
+        Command::CheckConfig { path } => {
+            let config = config::load(&path).map_err(|e| e.to_string())?;
+            let plan_hash = start::check(&config)?;
+            println!(
+                "ok: {} is valid; its policy compiles to plan {plan_hash}",
+                path.display()
+            );
             Ok(())
         }
         Command::VerifyAudit { path } => {

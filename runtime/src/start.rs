@@ -44,18 +44,43 @@ pub fn compile_policy(config: &Config, generation: u64) -> Result<Loaded, String
     })
 }
 
-/// Compiles the policy and prepares everything a session needs; a bad
-/// policy never starts.
-pub fn shared_state(config: &Config) -> Result<Shared, String> {
+/// Checks everything `shared_state` would load, without opening the audit
+/// trail (only its directory must exist). Returns the plan hash.
+pub fn check(config: &Config) -> Result<String, String> {
     let loaded = compile_policy(config, 0)?;
+    verifier(config)?;
+    password(config)?;
+    if let Some(t) = &config.tls {
+        tls::acceptor(&t.cert_file, &t.key_file)?;
+    }
+    let dir = config
+        .audit
+        .path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty());
+    if let Some(dir) = dir
+        && !dir.is_dir()
+    {
+        return Err(format!(
+            "the audit trail's directory {} does not exist",
+            dir.display()
+        ));
+    }
+    Ok(loaded.plan_hash)
+}
+
+fn verifier(config: &Config) -> Result<Verifier, String> {
     let jwks = std::fs::read_to_string(&config.identity.jwks_file)
         .map_err(|e| format!("cannot read {}: {e}", config.identity.jwks_file.display()))?;
-    let verifier = Verifier::new(
+    Verifier::new(
         &config.identity.issuer,
         &config.identity.audience,
         &jwks,
         config.identity.leeway_seconds,
-    )?;
+    )
+}
+
+fn password(config: &Config) -> Result<String, String> {
     let password = std::fs::read_to_string(&config.upstream.password_file)
         .map_err(|e| {
             format!(
@@ -73,6 +98,15 @@ pub fn shared_state(config: &Config) -> Result<Shared, String> {
             config.upstream.password_file.display()
         ));
     }
+    Ok(password)
+}
+
+/// Compiles the policy and prepares everything a session needs; a bad
+/// policy never starts.
+pub fn shared_state(config: &Config) -> Result<Shared, String> {
+    let loaded = compile_policy(config, 0)?;
+    let verifier = verifier(config)?;
+    let password = password(config)?;
     let audit = AuditLog::open(&config.audit.path, config.audit.fsync).map_err(|e| {
         format!(
             "cannot open the audit trail {}: {e}",

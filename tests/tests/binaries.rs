@@ -127,6 +127,23 @@ fn keygen_mint_build_serve_and_verify_with_the_real_binaries() {
         "{stderr}"
     );
 
+    // check-config validates without starting anything.
+    let checked = ok(Command::new(&proxy_bin)
+        .arg("check-config")
+        .arg(d.join("proxy.toml")));
+    assert!(checked.starts_with("ok: "), "{checked}");
+    let bad_check = Command::new(&proxy_bin)
+        .arg("check-config")
+        .arg(d.join("bad.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(bad_check.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_check.stderr).contains("CLSF0102"));
+    assert!(
+        !d.join("audit.jsonl").exists(),
+        "check-config must not create the audit trail"
+    );
+
     let mut child = Command::new(&proxy_bin)
         .arg("--config")
         .arg(d.join("proxy.toml"))
@@ -146,6 +163,17 @@ fn keygen_mint_build_serve_and_verify_with_the_real_binaries() {
     assert_eq!(out.stdout.trim(), "************0004", "{}", out.stderr);
     let out = psql::run(addr, &expired, "SELECT 1;\n");
     assert!(out.stderr.contains("token has expired"), "{}", out.stderr);
+
+    // SIGHUP asks for a reload (the policy is unchanged, so nothing is
+    // swapped); without a handler it would kill the process.
+    ok(Command::new("kill").args(["-HUP", &child.id().to_string()]));
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "SIGHUP must not stop the proxy"
+    );
+    let out = psql::run(addr, &ci, "SELECT 1;\n");
+    assert_eq!(out.code, 0, "{}", out.stderr);
 
     // Ctrl-C stops it.
     ok(Command::new("kill").args(["-INT", &child.id().to_string()]));
