@@ -490,3 +490,27 @@ SELECT 'a\\', ssn FROM customers -- ';
     assert_eq!(out.stderr.matches("42501").count(), 4, "{}", out.stderr);
     assert!(!out.stdout.contains("123-45"), "{}", out.stdout);
 }
+
+#[test]
+fn notices_and_notifications_are_relayed() {
+    let s = setup();
+    let script = "\
+DROP TABLE IF EXISTS no_such_table;
+LISTEN clsf_channel;
+NOTIFY clsf_channel, 'hello';
+SELECT 'after' AS done;
+";
+    let out = psql::run(s.proxy.addr, &s.issuer.dba_token(), script);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("NOTICE") && out.stderr.contains("no_such_table"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout
+            .contains("Asynchronous notification \"clsf_channel\" with payload \"hello\""),
+        "{}",
+        out.stdout
+    );
+}
