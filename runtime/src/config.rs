@@ -15,6 +15,9 @@ pub struct Config {
     /// Most concurrent client connections.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// On shutdown, how long in-flight statements may take to finish.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace_seconds: u64,
     /// The upstream database.
     pub upstream: Upstream,
     /// The policy enforced.
@@ -48,6 +51,10 @@ fn default_true() -> bool {
 
 fn default_max_connections() -> usize {
     256
+}
+
+fn default_grace() -> u64 {
+    30
 }
 
 /// The upstream PostgreSQL and the credential the proxy holds for it.

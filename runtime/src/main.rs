@@ -125,7 +125,8 @@ fn serve(path: &std::path::Path) -> Result<(), String> {
                 let _ = tokio::task::spawn_blocking(move || reload::reload(&s, &c)).await;
             }
         });
-        server::run(listener, shared, config.max_connections, async {
+        let grace = std::time::Duration::from_secs(config.shutdown_grace_seconds);
+        server::run(listener, shared, config.max_connections, grace, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await;

@@ -543,6 +543,7 @@ async fn relay(
         upstream_buf: mut ubuf,
     } = ready;
     let mut terminating = false;
+    let mut draining = false;
     let mut r = Relay {
         shared,
         claims,
@@ -598,9 +599,16 @@ async fn relay(
             let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
             return Ok(());
         }
+        if draining && r.pending.is_empty() {
+            // Shutting down and nothing in flight: end the session cleanly.
+            let _ = send(&mut client, &errors::shutting_down()).await;
+            let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
+            return Ok(());
+        }
 
         tokio::select! {
-            n = client.read_buf(&mut cbuf), if !terminating => {
+            // While draining, nothing new is read: what is in flight finishes.
+            n = client.read_buf(&mut cbuf), if !terminating && !draining => {
                 if n.map_err(|e| end(format!("client read: {e}")))? == 0 {
                     let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
                     return Ok(());
@@ -612,10 +620,8 @@ async fn relay(
                     return Err(end("upstream closed the connection"));
                 }
             }
-            _ = shutdown.recv() => {
-                let _ = send(&mut client, &errors::shutting_down()).await;
-                let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
-                return Ok(());
+            _ = shutdown.recv(), if !draining => {
+                draining = true;
             }
         }
     }

@@ -91,6 +91,7 @@ impl Proxy {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let audit_path = config.audit.path.clone();
         let max = config.max_connections;
+        let grace = std::time::Duration::from_secs(config.shutdown_grace_seconds);
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -99,7 +100,7 @@ impl Proxy {
                 .expect("tokio runtime");
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                server::run(listener, shared, max, async {
+                server::run(listener, shared, max, grace, async {
                     let _ = stopped.await;
                 })
                 .await;

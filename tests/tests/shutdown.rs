@@ -1,0 +1,62 @@
+//! Graceful shutdown: the proxy stops accepting, lets a statement in flight
+//! finish, then ends the session with 57P01.
+
+use std::time::{Duration, Instant};
+
+use clsf_tests::fixture;
+use clsf_tests::proxy::Proxy;
+
+#[test]
+fn a_statement_in_flight_finishes_before_the_proxy_stops() {
+    let q = fixture::quickstart(None);
+    let proxy = Proxy::start(&q.config);
+    let port = proxy.addr.port();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.host("127.0.0.1")
+            .port(port)
+            .user("dba")
+            .dbname("shop")
+            .password(q.issuer.dba_token())
+            .connect_timeout(Duration::from_secs(10));
+        let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let running = tokio::spawn(async move {
+            let rows = client
+                .simple_query("SELECT pg_sleep(1.5), 'finished'")
+                .await;
+            (client, rows)
+        });
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        // Stopping blocks until the sessions are done, so do it off this runtime.
+        let stopper = std::thread::spawn(move || {
+            let started = Instant::now();
+            drop(proxy);
+            started.elapsed()
+        });
+        let (client, rows) = running.await.unwrap();
+        let rows = rows.expect("the statement in flight must complete");
+        let finished = rows.iter().any(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(1) == Some("finished"),
+            _ => false,
+        });
+        assert!(finished);
+        let stop_took = tokio::task::spawn_blocking(move || stopper.join().unwrap())
+            .await
+            .unwrap();
+        assert!(
+            stop_took >= Duration::from_millis(800),
+            "stopped before the statement finished: {stop_took:?}"
+        );
+        assert!(stop_took < Duration::from_secs(10), "{stop_took:?}");
+        // The session was then ended by the proxy.
+        assert!(client.simple_query("SELECT 1").await.is_err());
+        assert!(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err(),
+            "no longer accepting"
+        );
+    });
+}
