@@ -15,6 +15,10 @@ pub struct Config {
     /// Most concurrent client connections.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Close sessions that are idle outside a transaction for this many
+    /// seconds (0 or absent: never).
+    #[serde(default)]
+    pub idle_timeout_seconds: u64,
     /// On shutdown, how long in-flight statements may take to finish.
     #[serde(default = "default_grace")]
     pub shutdown_grace_seconds: u64,

@@ -55,6 +55,8 @@ pub struct Shared {
     pub next_session: AtomicU64,
     /// TLS for clients, when configured.
     pub tls: Option<ClientTls>,
+    /// Close sessions idle (outside a transaction) for this long.
+    pub idle_timeout: Option<Duration>,
     /// Backend keys handed to clients → the session and its upstream key.
     pub cancel_keys: Mutex<HashMap<(i32, i32), CancelTarget>>,
 }
@@ -606,7 +608,21 @@ async fn relay(
             return Ok(());
         }
 
+        let idle = r.pending.is_empty() && r.status == b'I' && !terminating && !draining;
+        let idle_deadline = shared.idle_timeout.map(|t| tokio::time::Instant::now() + t);
         tokio::select! {
+            // An idle session (no statement in flight, no open transaction)
+            // that sends nothing for the configured time is closed.
+            () = async {
+                match idle_deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            }, if idle => {
+                let _ = send(&mut client, &errors::idle_timeout()).await;
+                let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
+                return Err(end("idle timeout"));
+            }
             // While draining, nothing new is read: what is in flight finishes.
             n = client.read_buf(&mut cbuf), if !terminating && !draining => {
                 if n.map_err(|e| end(format!("client read: {e}")))? == 0 {

@@ -122,6 +122,8 @@ pub fn shared_state(config: &Config) -> Result<Shared, String> {
     };
     Ok(Shared {
         tls,
+        idle_timeout: (config.idle_timeout_seconds > 0)
+            .then(|| std::time::Duration::from_secs(config.idle_timeout_seconds)),
         loaded: RwLock::new(Arc::new(loaded)),
         verifier,
         upstream: Target {

@@ -60,3 +60,42 @@ fn a_statement_in_flight_finishes_before_the_proxy_stops() {
         );
     });
 }
+
+#[test]
+fn idle_sessions_are_closed_but_open_transactions_are_not() {
+    let q = fixture::quickstart(None);
+    let config = std::fs::read_to_string(&q.config).unwrap();
+    let config = config.replacen(
+        "listen = \"127.0.0.1:0\"\n",
+        "listen = \"127.0.0.1:0\"\nidle_timeout_seconds = 1\n",
+        1,
+    );
+    std::fs::write(&q.config, config).unwrap();
+    let proxy = Proxy::start(&q.config);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let connect = || {
+            let mut cfg = tokio_postgres::Config::new();
+            cfg.host("127.0.0.1")
+                .port(proxy.addr.port())
+                .user("dba")
+                .dbname("shop")
+                .password(q.issuer.dba_token())
+                .connect_timeout(Duration::from_secs(10));
+            cfg
+        };
+        let (in_tx, conn) = connect().connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let (idle, conn) = connect().connect(tokio_postgres::NoTls).await.unwrap();
+        let idle_conn = tokio::spawn(conn);
+        in_tx.simple_query("BEGIN").await.unwrap();
+        idle.simple_query("SELECT 1").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        // The idle one was closed with 57P05; the one in a transaction lives.
+        let ended = idle_conn.await.unwrap();
+        let err = ended.expect_err("the idle session must be closed");
+        assert_eq!(err.code().map(|c| c.code()), Some("57P05"), "{err:?}");
+        in_tx.simple_query("SELECT 1").await.unwrap();
+        in_tx.simple_query("COMMIT").await.unwrap();
+    });
+}

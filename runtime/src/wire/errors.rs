@@ -79,3 +79,13 @@ pub fn tls_required() -> Bytes {
         Some("connect with sslmode=require (or verify-full)"),
     )
 }
+
+/// 57P05 idle_session_timeout.
+pub fn idle_timeout() -> Bytes {
+    error_response(
+        Severity::Fatal,
+        "57P05",
+        "terminating connection due to idle timeout of the clsf proxy",
+        None,
+    )
+}
