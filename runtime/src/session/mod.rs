@@ -1,0 +1,174 @@
+//! One client session: startup → token authentication → upstream login →
+//! relay. `startup` negotiates TLS, verifies the token and logs in upstream;
+//! `relay` decides every query and `Parse` with the statement engine,
+//! audits it, and forwards it unchanged, rewritten, or refused with an
+//! ErrorResponse followed by ReadyForQuery, as PostgreSQL does.
+
+mod relay;
+mod startup;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use clsf_compiler::Engine;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::broadcast;
+
+use crate::audit::{AuditLog, Event};
+use crate::auth::jwt::Verifier;
+use crate::tls::ClientStream;
+use crate::upstream::Target;
+use crate::wire::errors;
+
+use self::relay::relay;
+use self::startup::startup;
+
+/// How long a client has to complete startup and authentication.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What every session shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// The policy in force; replaced whole by a successful reload.
+    pub loaded: RwLock<Arc<Loaded>>,
+    /// Token verification.
+    pub verifier: Verifier,
+    /// The upstream database and its credential.
+    pub upstream: Target,
+    /// The audit trail.
+    pub audit: AuditLog,
+    /// Session numbering.
+    pub next_session: AtomicU64,
+    /// TLS for clients, when configured.
+    pub tls: Option<ClientTls>,
+    /// Close sessions idle (outside a transaction) for this long.
+    pub idle_timeout: Option<Duration>,
+    /// Backend keys handed to clients → the session and its upstream key.
+    pub cancel_keys: Mutex<HashMap<(i32, i32), CancelTarget>>,
+}
+
+/// The client-side TLS settings.
+#[derive(Clone)]
+pub struct ClientTls {
+    /// The rustls acceptor.
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    /// Refuse plaintext clients.
+    pub required: bool,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("required", &self.required)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One compiled policy, as enforced.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The engine.
+    pub engine: Engine,
+    /// Hash identifying the plan, logged with each connection and reload.
+    pub plan_hash: String,
+    /// Increases with every successful reload.
+    pub generation: u64,
+}
+
+impl Shared {
+    /// The policy in force now.
+    pub fn current(&self) -> Arc<Loaded> {
+        Arc::clone(&self.loaded.read().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Where a cancel request for one client-visible key goes.
+#[derive(Debug, Clone)]
+pub struct CancelTarget {
+    /// The session it belongs to.
+    pub session: u64,
+    /// The upstream backend's key.
+    pub upstream_key: (i32, i32),
+}
+
+/// Removes a session's cancel key when the session ends, however it ends.
+struct CancelKeyGuard<'a> {
+    keys: &'a Mutex<HashMap<(i32, i32), CancelTarget>>,
+    key: (i32, i32),
+}
+
+impl Drop for CancelKeyGuard<'_> {
+    fn drop(&mut self) {
+        self.keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.key);
+    }
+}
+
+/// Why a session ended early; logged by the server.
+#[derive(Debug)]
+pub struct SessionEnd(pub String);
+
+type Result<T> = std::result::Result<T, SessionEnd>;
+
+fn end(what: impl Into<String>) -> SessionEnd {
+    SessionEnd(what.into())
+}
+
+async fn send(client: &mut ClientStream, bytes: &[u8]) -> Result<()> {
+    client
+        .write_all(bytes)
+        .await
+        .map_err(|e| end(format!("client write: {e}")))
+}
+
+/// Runs one client connection to completion.
+pub async fn run(
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    shutdown: broadcast::Receiver<()>,
+) -> Result<()> {
+    let session = shared.next_session.fetch_add(1, Ordering::Relaxed);
+    let _ = tcp.set_nodelay(true);
+    let mut client = ClientStream::Plain(tcp);
+    let mut buf = BytesMut::with_capacity(8192);
+    let started = tokio::time::timeout(
+        STARTUP_TIMEOUT,
+        startup(&shared, &mut client, &mut buf, session, peer),
+    )
+    .await;
+    let ready = match started {
+        Ok(Ok(Some(ready))) => ready,
+        Ok(Ok(None)) => return Ok(()),
+        Ok(Err(e)) => return Err(e),
+        Err(_) => {
+            let _ = send(
+                &mut client,
+                &errors::protocol_violation("startup took too long"),
+            )
+            .await;
+            return Err(end("startup timed out"));
+        }
+    };
+    let _cancel_guard = CancelKeyGuard {
+        keys: &shared.cancel_keys,
+        key: ready.cancel_key,
+    };
+    let subject = ready.identity.subject.clone();
+    let groups = ready.identity.groups.clone();
+    let result = relay(&shared, client, buf, ready, session, shutdown).await;
+    let mut event = Event::new("disconnect", session);
+    event.subject = Some(&subject);
+    event.groups = Some(&groups);
+    let reason = result.as_ref().err().map(|e| e.0.clone());
+    event.reason = reason.as_deref();
+    let _ = shared.audit.append(&event);
+    result
+}

@@ -1,0 +1,334 @@
+//! Startup: TLS negotiation, the startup packet, token authentication,
+//! group membership, the audit `connect` event and the upstream login.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use clsf_compiler::engine::identity::identity_for;
+use clsf_compiler::engine::{Identity, PrincipalAccess};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+use crate::audit::Event;
+use crate::tls::ClientStream;
+use crate::upstream::{self};
+use crate::wire::errors;
+use crate::wire::frame::{MAX_FRAME, split_frame, split_startup};
+use crate::wire::messages::{self, Severity, Startup};
+
+use super::{CancelTarget, Loaded, Result, Shared, end, send};
+
+/// Startup parameters passed through to the upstream server. Anything else
+/// (notably `options`, which could change `search_path`) is refused.
+const PASSTHROUGH_PARAMS: &[&str] = &[
+    "application_name",
+    "client_encoding",
+    "DateStyle",
+    "TimeZone",
+    "IntervalStyle",
+    "extra_float_digits",
+];
+
+pub(super) struct Ready {
+    pub(super) cancel_key: (i32, i32),
+    pub(super) claims: serde_json::Value,
+    pub(super) loaded: Arc<Loaded>,
+    pub(super) identity: Identity,
+    pub(super) access: Arc<PrincipalAccess>,
+    pub(super) upstream: TcpStream,
+    pub(super) upstream_buf: BytesMut,
+}
+
+async fn read_more(client: &mut ClientStream, buf: &mut BytesMut) -> Result<bool> {
+    let n = client
+        .read_buf(buf)
+        .await
+        .map_err(|e| end(format!("client read: {e}")))?;
+    Ok(n > 0)
+}
+
+/// Startup and authentication. `None` when the client went away or only
+/// wanted something we answer without a session (cancel).
+pub(super) async fn startup(
+    shared: &Shared,
+    client: &mut ClientStream,
+    buf: &mut BytesMut,
+    session: u64,
+    peer: SocketAddr,
+) -> Result<Option<Ready>> {
+    let params = loop {
+        let packet = match split_startup(buf) {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                if !read_more(client, buf).await? {
+                    return Ok(None);
+                }
+                continue;
+            }
+            Err(e) => {
+                send(client, &errors::protocol_violation(&e.to_string())).await?;
+                return Err(end(format!("bad startup packet: {e}")));
+            }
+        };
+        match messages::decode_startup(&packet) {
+            Ok(Startup::Startup(params)) => {
+                if let Some(tls) = &shared.tls
+                    && tls.required
+                    && !client.is_tls()
+                {
+                    send(client, &errors::tls_required()).await?;
+                    return Err(end("plaintext client refused: TLS is required"));
+                }
+                break params;
+            }
+            Ok(Startup::SslRequest) => {
+                // Bytes sent before our answer would be read as if they came
+                // through TLS: refuse them (CVE-2021-23222 in libpq's terms).
+                if !buf.is_empty() {
+                    return Err(end("client sent data before the encryption answer"));
+                }
+                match (&shared.tls, client.is_tls()) {
+                    (Some(tls), false) => {
+                        send(client, b"S").await?;
+                        let ClientStream::Plain(tcp) =
+                            std::mem::replace(client, ClientStream::Upgrading)
+                        else {
+                            return Err(end("TLS upgrade of a stream that is not plain"));
+                        };
+                        match tls.acceptor.accept(tcp).await {
+                            Ok(stream) => *client = ClientStream::Tls(Box::new(stream)),
+                            Err(e) => return Err(end(format!("TLS handshake failed: {e}"))),
+                        }
+                    }
+                    (Some(_), true) => {
+                        send(client, &errors::protocol_violation("SSLRequest inside TLS")).await?;
+                        return Err(end("SSLRequest inside TLS"));
+                    }
+                    // No TLS configured: 'N' tells libpq to continue in
+                    // plaintext or give up, as its sslmode says.
+                    (None, _) => send(client, b"N").await?,
+                }
+            }
+            Ok(Startup::GssEncRequest) => {
+                if !buf.is_empty() {
+                    return Err(end("client sent data before the encryption answer"));
+                }
+                send(client, b"N").await?;
+            }
+            Ok(Startup::Cancel { pid, secret }) => {
+                // Only the client that received this random key can know it;
+                // an unknown key is ignored, as PostgreSQL ignores it.
+                let target = shared
+                    .cancel_keys
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&(pid, secret))
+                    .cloned();
+                if let Some(target) = target {
+                    let mut event = Event::new("cancel", target.session);
+                    event.peer = Some(peer.to_string());
+                    let _ = shared.audit.append(&event);
+                    upstream::cancel(&shared.upstream, target.upstream_key).await;
+                }
+                return Ok(None);
+            }
+            Ok(Startup::UnsupportedVersion(v)) => {
+                send(
+                    client,
+                    &errors::unsupported_fatal(&format!(
+                        "unsupported frontend protocol {}.{}",
+                        v >> 16,
+                        v & 0xffff
+                    )),
+                )
+                .await?;
+                return Err(end("unsupported protocol version"));
+            }
+            Err(e) => {
+                send(client, &errors::protocol_violation(&e.to_string())).await?;
+                return Err(end(format!("bad startup packet: {e}")));
+            }
+        }
+    };
+
+    let get = |k: &str| {
+        params
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let user = get("user").unwrap_or("");
+    let database = get("database").filter(|d| !d.is_empty()).unwrap_or(user);
+    if database != shared.upstream.database {
+        send(client, &errors::wrong_database(database)).await?;
+        return Err(end("wrong database"));
+    }
+    // Pinned for the engine's sake: names resolve in `public`, and the
+    // server reads statement text as the engine's parser does (UTF-8,
+    // standard-conforming strings). Startup values are also what `RESET`
+    // and `DISCARD ALL` return to.
+    let mut passthrough = vec![
+        ("search_path".to_owned(), "public".to_owned()),
+        ("client_encoding".to_owned(), "UTF8".to_owned()),
+        ("standard_conforming_strings".to_owned(), "on".to_owned()),
+    ];
+    for (key, value) in &params {
+        if key == "user" || key == "database" {
+            continue;
+        }
+        if !PASSTHROUGH_PARAMS.contains(&key.as_str()) {
+            send(
+                client,
+                &errors::unsupported_fatal(&format!(
+                    "startup parameter `{key}` is not allowed through the clsf proxy"
+                )),
+            )
+            .await?;
+            return Err(end(format!("refused startup parameter {key}")));
+        }
+        if key == "client_encoding" && !is_utf8(value) {
+            send(
+                client,
+                &errors::unsupported_fatal("the clsf proxy supports client_encoding UTF8 only"),
+            )
+            .await?;
+            return Err(end("non-UTF8 client encoding"));
+        }
+        if key == "client_encoding" {
+            // Already pinned to UTF8 above.
+            continue;
+        }
+        passthrough.push((key.clone(), value.clone()));
+    }
+
+    // The password field carries the workload token.
+    send(client, &messages::auth_cleartext()).await?;
+    let frame = loop {
+        match split_frame(buf, MAX_FRAME) {
+            Ok(Some(f)) => break f,
+            Ok(None) => {
+                if !read_more(client, buf).await? {
+                    return Ok(None);
+                }
+            }
+            Err(e) => {
+                send(client, &errors::protocol_violation(&e.to_string())).await?;
+                return Err(end(e.to_string()));
+            }
+        }
+    };
+    if frame.tag != b'p' {
+        send(
+            client,
+            &errors::protocol_violation("expected a password message"),
+        )
+        .await?;
+        return Err(end("expected password message"));
+    }
+    let token = messages::decode_cstring_body(frame.body())
+        .ok()
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .unwrap_or("");
+    let claims = match shared.verifier.verify(token) {
+        Ok(c) => c,
+        Err(rejected) => {
+            let mut event = Event::new("auth_failed", session);
+            event.peer = Some(peer.to_string());
+            event.reason = Some(&rejected.0);
+            let _ = shared.audit.append(&event);
+            send(client, &errors::auth_failed(&rejected.0)).await?;
+            return Err(end(format!("authentication failed: {rejected}")));
+        }
+    };
+    let loaded = shared.current();
+    let identity = identity_for(loaded.engine.plan(), &claims);
+    let access = loaded.engine.access_for(&identity);
+
+    let mut event = Event::new("connect", session);
+    event.peer = Some(peer.to_string());
+    event.subject = Some(&identity.subject);
+    event.groups = Some(&identity.groups);
+    event.plan = Some(&loaded.plan_hash);
+    if shared.audit.append(&event).is_err() {
+        send(
+            client,
+            &messages::error_response(
+                Severity::Fatal,
+                "58030",
+                "the audit trail cannot be written",
+                None,
+            ),
+        )
+        .await?;
+        return Err(end("audit trail unavailable at connect"));
+    }
+
+    let connected = match upstream::connect(&shared.upstream, &passthrough).await {
+        Ok(c) => c,
+        Err(e) => {
+            send(client, &errors::upstream_unavailable()).await?;
+            return Err(end(format!("upstream: {e}")));
+        }
+    };
+    let mut out = BytesMut::new();
+    out.extend_from_slice(&messages::auth_ok());
+    for ps in &connected.parameter_status {
+        out.extend_from_slice(ps);
+    }
+    // The key handed out is random and never the upstream's: cancel requests
+    // come to the proxy, which maps the key to the upstream backend.
+    let (pid, secret) = loop {
+        let key = random_key();
+        let mut keys = shared.cancel_keys.lock().unwrap_or_else(|e| e.into_inner());
+        if keys.contains_key(&key) {
+            continue;
+        }
+        if let Some(upstream_key) = connected.key {
+            keys.insert(
+                key,
+                CancelTarget {
+                    session,
+                    upstream_key,
+                },
+            );
+        }
+        break key;
+    };
+    out.extend_from_slice(&messages::backend_key_data(pid, secret));
+    out.extend_from_slice(&messages::ready_for_query(b'I'));
+    if let Err(e) = send(client, &out).await {
+        shared
+            .cancel_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(pid, secret));
+        return Err(e);
+    }
+    Ok(Some(Ready {
+        cancel_key: (pid, secret),
+        claims,
+        loaded,
+        identity,
+        access,
+        upstream: connected.stream,
+        upstream_buf: connected.leftover,
+    }))
+}
+
+fn is_utf8(encoding: &str) -> bool {
+    let e = encoding
+        .trim()
+        .trim_matches('\'')
+        .to_ascii_lowercase()
+        .replace(['-', '_'], "");
+    e == "utf8" || e == "unicode"
+}
+
+fn random_key() -> (i32, i32) {
+    let mut bytes = [0u8; 8];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+    let pid = i32::from_be_bytes([bytes[0] & 0x7f, bytes[1], bytes[2], bytes[3]]);
+    let secret = i32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+    (pid, secret)
+}
