@@ -116,3 +116,103 @@ fn a_changed_policy_applies_to_open_connections_and_a_broken_one_is_refused() {
         .count();
     assert_eq!(reloads, 1, "the broken policy must not have been loaded");
 }
+
+#[test]
+fn reloading_under_pgbench_load_fails_no_transaction() {
+    let q = fixture::quickstart(None);
+    let init = std::process::Command::new(q.pg.program("pgbench"))
+        .args([
+            "-i",
+            "-s",
+            "1",
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &q.pg.port.to_string(),
+            "-U",
+            "clsf_gateway",
+            "shop",
+        ])
+        .env("PGPASSWORD", &q.pg.gateway_password)
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    fixture::pull_lock(&q.pg, &q.lock);
+    let policy = q.dir.path().join("policy");
+    std::fs::create_dir(&policy).unwrap();
+    let original =
+        std::fs::read_to_string(fixture::quickstart_policy().join("quickstart.clsf")).unwrap();
+    std::fs::write(policy.join("quickstart.clsf"), &original).unwrap();
+    let config = write_config(
+        q.dir.path(),
+        &q.pg,
+        &q.issuer,
+        &policy,
+        &q.lock,
+        &q.dir.path().join("audit.jsonl"),
+    );
+    let proxy = Proxy::start(&config);
+
+    let pgbench = q.pg.program("pgbench");
+    let port = proxy.addr.port().to_string();
+    let token = q.issuer.dba_token();
+    let load = std::thread::spawn(move || {
+        std::process::Command::new(pgbench)
+            .args([
+                "-S",
+                "-n",
+                "-c",
+                "2",
+                "-j",
+                "1",
+                "-T",
+                "5",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "dba",
+                "shop",
+            ])
+            .env("PGPASSWORD", token)
+            .output()
+            .unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    std::fs::write(
+        policy.join("quickstart.clsf"),
+        original.replace("mask  confidential", "allow confidential"),
+    )
+    .unwrap();
+    wait_for_event(&proxy, "reload", 1);
+    let out = load.join().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("number of failed transactions: 0 "),
+        "{stdout}"
+    );
+    let processed: u64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(processed > 100, "{stdout}");
+    // The new rule is enforced afterwards.
+    let after = clsf_tests::psql::run(
+        proxy.addr,
+        &q.issuer.ci_token(),
+        "SELECT email FROM customers WHERE id = 1;\n",
+    );
+    assert_eq!(after.stdout.trim(), "ada@example.com", "{}", after.stderr);
+}
