@@ -8,44 +8,12 @@ use clsf_compiler::Engine;
 use clsf_compiler::engine::Identity;
 use clsf_compiler::policy::{self, Parsed};
 use clsf_compiler::resolve;
-use clsf_compiler::schema::{Column, Relation, RelationKind, Schema};
+use clsf_compiler::schema;
 use criterion::{BatchSize, Criterion, criterion_main};
 
 fn engine() -> Engine {
-    let col = |n: &str, t: &str| Column {
-        name: n.into(),
-        type_name: t.into(),
-        nullable: false,
-    };
-    let schema = Schema::new(
-        "15".into(),
-        vec![
-            Relation {
-                schema: "public".into(),
-                name: "customers".into(),
-                kind: RelationKind::Table,
-                columns: vec![
-                    col("id", "integer"),
-                    col("name", "text"),
-                    col("email", "text"),
-                    col("ssn", "character(11)"),
-                    col("card_number", "character varying(19)"),
-                    col("created_at", "timestamp with time zone"),
-                ],
-            },
-            Relation {
-                schema: "public".into(),
-                name: "orders".into(),
-                kind: RelationKind::Table,
-                columns: vec![
-                    col("id", "integer"),
-                    col("customer_id", "integer"),
-                    col("total_cents", "integer"),
-                    col("status", "text"),
-                ],
-            },
-        ],
-    );
+    let schema = schema::lock::from_str(include_str!("../../examples/quickstart/schema.lock.json"))
+        .expect("lock");
     let mut parsed = Parsed::default();
     policy::add_source(
         &mut parsed,

@@ -171,22 +171,30 @@ pub fn files(plan: &Plan, generated: &Generated) -> Result<Vec<(String, String)>
     ])
 }
 
-/// Writes a bundle into `dir` (created if missing), manifest last.
-pub fn write(dir: &Path, plan: &Plan, generated: &Generated) -> Result<String, String> {
-    let files = files(plan, generated)?;
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+/// The SHA-256 of each file and the bundle's content hash over (name, file
+/// digest) pairs: the hash the manifest records and the proxy logs.
+pub fn digests(files: &[(String, String)]) -> (String, Vec<(String, String)>) {
     let mut hasher = Sha256::new();
-    let mut listed = Vec::new();
-    for (name, content) in &files {
+    let mut listed = Vec::with_capacity(files.len());
+    for (name, content) in files {
         let digest = hex::encode(Sha256::digest(content.as_bytes()));
         hasher.update(name.as_bytes());
         hasher.update([0]);
         hasher.update(digest.as_bytes());
         listed.push((name.clone(), digest));
+    }
+    (hex::encode(hasher.finalize()), listed)
+}
+
+/// Writes a bundle into `dir` (created if missing), manifest last.
+pub fn write(dir: &Path, plan: &Plan, generated: &Generated) -> Result<String, String> {
+    let files = files(plan, generated)?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for (name, content) in &files {
         let path = dir.join(name);
         std::fs::write(&path, content).map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    let content_hash = hex::encode(hasher.finalize());
+    let (content_hash, listed) = digests(&files);
     let manifest = Manifest {
         format_version: 1,
         compiler_version: env!("CARGO_PKG_VERSION"),

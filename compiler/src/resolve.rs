@@ -76,7 +76,7 @@ impl Cx<'_> {
 
         let groups = self.groups(items);
         let classes = self.classes(items, unclassified_level, &level_of);
-        let rules = self.rules(items, &groups, &level_of);
+        let rules = self.rules(items, &groups, label_names.len(), &level_of);
         let plan = Plan {
             labels: label_names.clone(),
             unclassified_level,
@@ -314,11 +314,11 @@ impl Cx<'_> {
         &mut self,
         items: &[&Item],
         groups: &[Group],
+        label_count: usize,
         level_of: &dyn Fn(&ast::Name, &mut Cx<'_>) -> Option<usize>,
     ) -> Vec<Rule> {
         let mut rules = Vec::new();
         let mut seen: HashMap<String, Span> = HashMap::new();
-        let n_levels = self.schema_levels(items);
         for item in items {
             let Item::Rule(r) = item else { continue };
             if let Some(prev) = seen.insert(r.name.text.clone(), r.name.span) {
@@ -335,7 +335,7 @@ impl Cx<'_> {
                 let Some(level) = level_of(&c.label, self) else {
                     continue;
                 };
-                let top = n_levels.saturating_sub(1);
+                let top = label_count.saturating_sub(1);
                 let (min_level, max_level) = match c.cmp {
                     ast::LabelCmp::Eq => (level, level),
                     ast::LabelCmp::Le => (0, level),
@@ -372,16 +372,6 @@ impl Cx<'_> {
             });
         }
         rules
-    }
-
-    fn schema_levels(&self, items: &[&Item]) -> usize {
-        items
-            .iter()
-            .find_map(|i| match i {
-                Item::Labels(l) => Some(l.labels.len()),
-                _ => None,
-            })
-            .unwrap_or(0)
     }
 
     /// Warns about `mask` clauses that cover columns without a mask: those

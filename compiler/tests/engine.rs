@@ -3,47 +3,13 @@
 
 use clsf_compiler::engine::{Identity, Verdict};
 use clsf_compiler::policy::{self, Parsed};
-use clsf_compiler::schema::{Column, Relation, RelationKind, Schema};
+use clsf_compiler::schema::{self, Schema};
 use clsf_compiler::{Engine, resolve};
 
-fn col(name: &str, ty: &str) -> Column {
-    Column {
-        name: name.into(),
-        type_name: ty.into(),
-        nullable: false,
-    }
-}
-
+/// The quickstart schema as pulled from PostgreSQL (the e2e tests check the
+/// committed lock file still matches `schema.sql`).
 fn quickstart_schema() -> Schema {
-    Schema::new(
-        "15".into(),
-        vec![
-            Relation {
-                schema: "public".into(),
-                name: "customers".into(),
-                kind: RelationKind::Table,
-                columns: vec![
-                    col("id", "integer"),
-                    col("name", "text"),
-                    col("email", "text"),
-                    col("ssn", "character(11)"),
-                    col("card_number", "character varying(19)"),
-                    col("created_at", "timestamp with time zone"),
-                ],
-            },
-            Relation {
-                schema: "public".into(),
-                name: "orders".into(),
-                kind: RelationKind::Table,
-                columns: vec![
-                    col("id", "integer"),
-                    col("customer_id", "integer"),
-                    col("total_cents", "integer"),
-                    col("status", "text"),
-                ],
-            },
-        ],
-    )
+    schema::lock::from_str(include_str!("../../examples/quickstart/schema.lock.json")).unwrap()
 }
 
 fn engine() -> Engine {

@@ -21,16 +21,23 @@ struct Cli {
     command: Option<Command>,
 }
 
+/// Which key signs: its algorithm and id.
+#[derive(clap::Args, Debug)]
+struct KeyId {
+    /// ES256 or RS256.
+    #[arg(long, default_value = "ES256")]
+    alg: String,
+    /// Key id.
+    #[arg(long, default_value = "demo")]
+    kid: String,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Generate a signing key pair and its JWKS (for demos and tests).
     Keygen {
-        /// ES256 or RS256.
-        #[arg(long, default_value = "ES256")]
-        alg: String,
-        /// Key id.
-        #[arg(long, default_value = "demo")]
-        kid: String,
+        #[command(flatten)]
+        key: KeyId,
         /// Where to write the private key (PKCS#8 PEM).
         #[arg(long)]
         private_key: PathBuf,
@@ -40,12 +47,8 @@ enum Command {
     },
     /// Sign a token (for demos and tests).
     MintToken {
-        /// ES256 or RS256.
-        #[arg(long, default_value = "ES256")]
-        alg: String,
-        /// Key id.
-        #[arg(long, default_value = "demo")]
-        kid: String,
+        #[command(flatten)]
+        key: KeyId,
         /// The private key (PKCS#8 PEM).
         #[arg(long)]
         private_key: PathBuf,
@@ -142,8 +145,7 @@ fn alg(name: &str) -> Result<keys::KeyAlg, String> {
 fn tool(command: Command) -> Result<(), String> {
     match command {
         Command::Keygen {
-            alg: a,
-            kid,
+            key: KeyId { alg: a, kid },
             private_key,
             jwks,
         } => {
@@ -155,8 +157,7 @@ fn tool(command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::MintToken {
-            alg: a,
-            kid,
+            key: KeyId { alg: a, kid },
             private_key,
             issuer,
             audience,

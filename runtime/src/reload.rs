@@ -55,8 +55,15 @@ pub fn watch(shared: Arc<Shared>, config: Config) -> Result<PolicyWatcher, Strin
         .map_err(|e| format!("cannot watch {}: {e}", lock_dir.display()))?;
     std::thread::spawn(move || {
         while rx.recv().is_ok() {
-            // Wait for the burst of changes to end.
-            while rx.recv_timeout(SETTLE).is_ok() {}
+            // Wait for the burst of changes to end; a dropped watcher means
+            // the proxy is stopping, and nothing is reloaded.
+            loop {
+                match rx.recv_timeout(SETTLE) {
+                    Ok(()) => {}
+                    Err(mpsc::RecvTimeoutError::Timeout) => break,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                }
+            }
             reload(&shared, &config);
         }
     });

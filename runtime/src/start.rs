@@ -27,16 +27,8 @@ pub fn compile_policy(config: &Config, generation: u64) -> Result<Loaded, String
     };
     let engine = Engine::new(plan).map_err(|e| e.to_string())?;
     let files = clsf_compiler::bundle::files(engine.plan(), engine.generated())?;
-    let plan_hash = {
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
-        for (name, content) in &files {
-            h.update(name.as_bytes());
-            h.update([0]);
-            h.update(content.as_bytes());
-        }
-        hex::encode(h.finalize())
-    };
+    // The same hash `clsfc build` writes into the bundle's manifest.
+    let (plan_hash, _) = clsf_compiler::bundle::digests(&files);
     Ok(Loaded {
         engine,
         plan_hash,

@@ -263,6 +263,28 @@ impl Postgres {
         );
     }
 
+    /// Creates pgbench's tables at `scale` in `shop`, owned by the gateway role.
+    pub fn pgbench_init(&self, scale: u32) {
+        let out = Command::new(self.program("pgbench"))
+            .args([
+                "-i",
+                "-s",
+                &scale.to_string(),
+                "-q",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                GATEWAY_ROLE,
+                DATABASE,
+            ])
+            .env("PGPASSWORD", &self.gateway_password)
+            .output()
+            .expect("run pgbench -i");
+        check(out, "pgbench -i");
+    }
+
     /// A URL for the gateway role over TCP.
     pub fn gateway_url(&self) -> String {
         format!(

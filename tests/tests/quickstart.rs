@@ -393,6 +393,14 @@ fn schema_pull_is_deterministic_and_check_points_at_unknown_columns() {
     let (a, b) = (q.lock.clone(), dir.path().join("b.json"));
     fixture::pull_lock(&q.pg, &b);
     assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+    // The committed lock the database-free tests use still matches schema.sql.
+    let pulled =
+        clsf_compiler::schema::lock::from_str(&std::fs::read_to_string(&a).unwrap()).unwrap();
+    let committed = clsf_compiler::schema::lock::from_str(include_str!(
+        "../../examples/quickstart/schema.lock.json"
+    ))
+    .unwrap();
+    assert_eq!(pulled.relations, committed.relations);
 
     let good = Command::new(bin("clsfc"))
         .args(["--color", "never", "check"])

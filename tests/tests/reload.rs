@@ -1,8 +1,10 @@
 //! Hot reload: a changed policy takes effect on open connections without
 //! reconnecting; an invalid one never replaces the policy in force.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use clsf_tests::client;
 use clsf_tests::fixture;
 use clsf_tests::proxy::{Proxy, write_config};
 
@@ -36,14 +38,15 @@ async fn email(client: &tokio_postgres::Client) -> String {
         .unwrap()
 }
 
-#[test]
-fn a_changed_policy_applies_to_open_connections_and_a_broken_one_is_refused() {
-    let q = fixture::quickstart(None);
+/// A proxy enforcing a copy of the quickstart policy that the test may
+/// edit; returns the proxy, the copied file and its original text.
+fn proxy_with_editable_policy(q: &fixture::Quickstart) -> (Proxy, PathBuf, String) {
     let policy = q.dir.path().join("policy");
     std::fs::create_dir(&policy).unwrap();
     let original =
         std::fs::read_to_string(fixture::quickstart_policy().join("quickstart.clsf")).unwrap();
-    std::fs::write(policy.join("quickstart.clsf"), &original).unwrap();
+    let policy_file = policy.join("quickstart.clsf");
+    std::fs::write(&policy_file, &original).unwrap();
     let config = write_config(
         q.dir.path(),
         &q.pg,
@@ -52,17 +55,17 @@ fn a_changed_policy_applies_to_open_connections_and_a_broken_one_is_refused() {
         &q.lock,
         &q.dir.path().join("audit.jsonl"),
     );
-    let proxy = Proxy::start(&config);
+    (Proxy::start(&config), policy_file, original)
+}
+
+#[test]
+fn a_changed_policy_applies_to_open_connections_and_a_broken_one_is_refused() {
+    let q = fixture::quickstart(None);
+    let (proxy, policy_file, original) = proxy_with_editable_policy(&q);
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let mut cfg = tokio_postgres::Config::new();
-        cfg.host("127.0.0.1")
-            .port(proxy.addr.port())
-            .user("ci")
-            .dbname("shop")
-            .password(q.issuer.ci_token())
-            .connect_timeout(Duration::from_secs(10));
+        let cfg = client::config(proxy.addr.port(), "ci", &q.issuer.ci_token());
         let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
         let conn = tokio::spawn(conn);
         assert_eq!(email(&client).await, "****@example.com");
@@ -74,7 +77,7 @@ fn a_changed_policy_applies_to_open_connections_and_a_broken_one_is_refused() {
         // Unmask e-mail addresses for ci.
         let unmasked = original.replace("mask  confidential", "allow confidential");
         assert_ne!(unmasked, original);
-        std::fs::write(policy.join("quickstart.clsf"), &unmasked).unwrap();
+        std::fs::write(&policy_file, &unmasked).unwrap();
         wait_for_event(&proxy, "reload", 1);
         assert_eq!(email(&client).await, "ada@example.com");
         // A statement prepared under the old policy, which the new one
@@ -96,7 +99,7 @@ fn a_changed_policy_applies_to_open_connections_and_a_broken_one_is_refused() {
 
         // A broken policy is not loaded; the one in force stays.
         std::fs::write(
-            policy.join("quickstart.clsf"),
+            &policy_file,
             unmasked.replace("rule ci_reads", "rule ci_reads {"),
         )
         .unwrap();
@@ -120,43 +123,9 @@ fn a_changed_policy_applies_to_open_connections_and_a_broken_one_is_refused() {
 #[test]
 fn reloading_under_pgbench_load_fails_no_transaction() {
     let q = fixture::quickstart(None);
-    let init = std::process::Command::new(q.pg.program("pgbench"))
-        .args([
-            "-i",
-            "-s",
-            "1",
-            "-q",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &q.pg.port.to_string(),
-            "-U",
-            "clsf_gateway",
-            "shop",
-        ])
-        .env("PGPASSWORD", &q.pg.gateway_password)
-        .output()
-        .unwrap();
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
+    q.pg.pgbench_init(1);
     fixture::pull_lock(&q.pg, &q.lock);
-    let policy = q.dir.path().join("policy");
-    std::fs::create_dir(&policy).unwrap();
-    let original =
-        std::fs::read_to_string(fixture::quickstart_policy().join("quickstart.clsf")).unwrap();
-    std::fs::write(policy.join("quickstart.clsf"), &original).unwrap();
-    let config = write_config(
-        q.dir.path(),
-        &q.pg,
-        &q.issuer,
-        &policy,
-        &q.lock,
-        &q.dir.path().join("audit.jsonl"),
-    );
-    let proxy = Proxy::start(&config);
+    let (proxy, policy_file, original) = proxy_with_editable_policy(&q);
 
     let pgbench = q.pg.program("pgbench");
     let port = proxy.addr.port().to_string();
@@ -186,7 +155,7 @@ fn reloading_under_pgbench_load_fails_no_transaction() {
     });
     std::thread::sleep(Duration::from_millis(1500));
     std::fs::write(
-        policy.join("quickstart.clsf"),
+        &policy_file,
         original.replace("mask  confidential", "allow confidential"),
     )
     .unwrap();

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use clsf_tests::client;
 use clsf_tests::fixture;
 use clsf_tests::proxy::Proxy;
 
@@ -13,13 +14,7 @@ fn a_statement_in_flight_finishes_before_the_proxy_stops() {
     let port = proxy.addr.port();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let mut cfg = tokio_postgres::Config::new();
-        cfg.host("127.0.0.1")
-            .port(port)
-            .user("dba")
-            .dbname("shop")
-            .password(q.issuer.dba_token())
-            .connect_timeout(Duration::from_secs(10));
+        let cfg = client::config(port, "dba", &q.issuer.dba_token());
         let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(conn);
         let running = tokio::spawn(async move {
@@ -74,16 +69,7 @@ fn idle_sessions_are_closed_but_open_transactions_are_not() {
     let proxy = Proxy::start(&q.config);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let connect = || {
-            let mut cfg = tokio_postgres::Config::new();
-            cfg.host("127.0.0.1")
-                .port(proxy.addr.port())
-                .user("dba")
-                .dbname("shop")
-                .password(q.issuer.dba_token())
-                .connect_timeout(Duration::from_secs(10));
-            cfg
-        };
+        let connect = || client::config(proxy.addr.port(), "dba", &q.issuer.dba_token());
         let (in_tx, conn) = connect().connect(tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(conn);
         let (idle, conn) = connect().connect(tokio_postgres::NoTls).await.unwrap();

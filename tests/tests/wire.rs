@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use clsf_tests::client;
 use clsf_tests::fixture;
 use clsf_tests::proxy::Proxy;
 use clsf_tests::psql;
@@ -179,13 +180,7 @@ fn tokio_postgres_through_both_protocols() {
     let proxy = Proxy::start(&q.config);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let mut cfg = tokio_postgres::Config::new();
-        cfg.host("127.0.0.1")
-            .port(proxy.addr.port())
-            .user("ci")
-            .dbname("shop")
-            .password(q.issuer.ci_token())
-            .connect_timeout(Duration::from_secs(10));
+        let cfg = client::config(proxy.addr.port(), "ci", &q.issuer.ci_token());
         let (mut client, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(conn);
 
@@ -284,13 +279,7 @@ fn cancel_requests_reach_the_right_backend_and_unknown_keys_are_ignored() {
     let addr = proxy.addr;
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let mut cfg = tokio_postgres::Config::new();
-        cfg.host("127.0.0.1")
-            .port(addr.port())
-            .user("dba")
-            .dbname("shop")
-            .password(q.issuer.dba_token())
-            .connect_timeout(Duration::from_secs(10));
+        let cfg = client::config(addr.port(), "dba", &q.issuer.dba_token());
         let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(conn);
 

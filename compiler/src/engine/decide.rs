@@ -341,22 +341,27 @@ fn check_catalog(name: &str) -> Result<(), Denial> {
 }
 
 fn check_functions(a: &Analysis) -> Result<(), Denial> {
-    for (name, schema) in &a.functions {
-        let in_catalog = schema.as_deref().is_none_or(|s| s == "pg_catalog");
-        if !(in_catalog && sql_lists::is_safe_function(name)) {
-            let shown = match schema {
-                Some(s) => format!("{s}.{name}"),
-                None => name.clone(),
-            };
-            return Err(Denial {
-                sqlstate: INSUFFICIENT_PRIVILEGE,
-                message: format!("function `{shown}` is not allowed for this identity"),
-                hint: Some("only built-in functions known to compute on their arguments alone are allowed for identities with masked or denied columns".to_owned()),
-                policies: Vec::new(),
-            });
-        }
+    a.functions
+        .iter()
+        .try_for_each(|(name, schema)| check_function(name, schema.as_deref()))
+}
+
+/// Only listed built-ins, unqualified or in `pg_catalog`, may be called.
+fn check_function(name: &str, schema: Option<&str>) -> Result<(), Denial> {
+    let in_catalog = schema.is_none_or(|s| s == "pg_catalog");
+    if in_catalog && sql_lists::is_safe_function(name) {
+        return Ok(());
     }
-    Ok(())
+    let shown = match schema {
+        Some(s) => format!("{s}.{name}"),
+        None => name.to_owned(),
+    };
+    Err(Denial {
+        sqlstate: INSUFFICIENT_PRIVILEGE,
+        message: format!("function `{shown}` is not allowed for this identity"),
+        hint: Some("only built-in functions known to compute on their arguments alone are allowed for identities with masked or denied columns".to_owned()),
+        policies: Vec::new(),
+    })
 }
 
 fn column_denial(
@@ -421,12 +426,12 @@ fn reads(plan: &Plan, access: &PrincipalAccess, a: &Analysis) -> Result<Outcome,
     let mut out = Outcome::pass();
     for (ti, t) in a.tables.iter().enumerate() {
         if t.is_function {
-            let name = t.parts.last().cloned().unwrap_or_default();
-            let schema = (t.parts.len() > 1).then(|| t.parts[t.parts.len() - 2].clone());
-            check_functions(&Analysis {
-                functions: vec![(name, schema)],
-                ..Analysis::default()
-            })?;
+            let (name, schema) = match t.parts.as_slice() {
+                [.., schema, name] => (name.as_str(), Some(schema.as_str())),
+                [name] => (name.as_str(), None),
+                [] => ("", None),
+            };
+            check_function(name, schema)?;
             continue;
         }
         let ri = match resolve(plan, &t.parts, &a.ctes) {

@@ -300,24 +300,13 @@ impl Relay<'_> {
             return Err(end("malformed Parse"));
         };
         let Ok(text) = std::str::from_utf8(parse.query) else {
-            self.refuse_parse(&Denial {
-                sqlstate: "22021",
-                message: "query text is not valid UTF-8".to_owned(),
-                hint: None,
-                policies: Vec::new(),
-            });
+            self.refuse_parse(&not_utf8());
             return Ok(());
         };
         self.refresh();
         let decision = self.loaded.engine.decide(&self.access, text);
         if !self.audit(text, &decision) {
-            self.refuse_parse(&Denial {
-                sqlstate: "58030",
-                message: "the audit trail cannot be written, so the statement is refused"
-                    .to_owned(),
-                hint: None,
-                policies: Vec::new(),
-            });
+            self.refuse_parse(&audit_refusal());
             return Ok(());
         }
         match &decision.verdict {
@@ -382,13 +371,7 @@ impl Relay<'_> {
         event.statement = prepared.map(|p| p.text.as_str());
         event.decision = prepared.map(|p| p.decision);
         if self.shared.audit.append(&event).is_err() {
-            self.refuse_parse(&Denial {
-                sqlstate: "58030",
-                message: "the audit trail cannot be written, so the statement is refused"
-                    .to_owned(),
-                hint: None,
-                policies: Vec::new(),
-            });
+            self.refuse_parse(&audit_refusal());
             return;
         }
         self.to_upstream.extend_from_slice(&frame.raw);
@@ -418,12 +401,7 @@ impl Relay<'_> {
             return Err(end("malformed query"));
         };
         let Ok(text) = std::str::from_utf8(raw_text) else {
-            self.deny(&Denial {
-                sqlstate: "22021",
-                message: "query text is not valid UTF-8".to_owned(),
-                hint: None,
-                policies: Vec::new(),
-            });
+            self.deny(&not_utf8());
             return Ok(());
         };
         self.refresh();
@@ -501,6 +479,26 @@ impl Relay<'_> {
                 }
             }
         }
+    }
+}
+
+/// The refusal of statement text that is not UTF-8.
+fn not_utf8() -> Denial {
+    Denial {
+        sqlstate: "22021",
+        message: "query text is not valid UTF-8".to_owned(),
+        hint: None,
+        policies: Vec::new(),
+    }
+}
+
+/// The refusal of a statement whose audit event could not be written.
+fn audit_refusal() -> Denial {
+    Denial {
+        sqlstate: errors::AUDIT_UNAVAILABLE.0,
+        message: errors::AUDIT_UNAVAILABLE.1.to_owned(),
+        hint: None,
+        policies: Vec::new(),
     }
 }
 

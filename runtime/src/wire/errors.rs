@@ -55,12 +55,19 @@ pub fn upstream_unavailable() -> Bytes {
     )
 }
 
+/// SQLSTATE and message of a statement refused because its audit event
+/// could not be written (58030 io_error).
+pub const AUDIT_UNAVAILABLE: (&str, &str) = (
+    "58030",
+    "the audit trail cannot be written, so the statement is refused",
+);
+
 /// 58030 io_error: the audit trail cannot be written, so nothing runs.
 pub fn audit_unavailable() -> Bytes {
     error_response(
         Severity::Error,
-        "58030",
-        "the audit trail cannot be written, so the statement is refused",
+        AUDIT_UNAVAILABLE.0,
+        AUDIT_UNAVAILABLE.1,
         None,
     )
 }

@@ -8,7 +8,7 @@ use clsf_compiler::Engine;
 use clsf_compiler::engine::{Identity, PrincipalAccess, Verdict};
 use clsf_compiler::policy::{self, Parsed};
 use clsf_compiler::resolve;
-use clsf_compiler::schema::{Column, Relation, RelationKind, Schema};
+use clsf_compiler::schema;
 use libfuzzer_sys::fuzz_target;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -16,31 +16,7 @@ use sqlparser::parser::Parser;
 fn setup() -> &'static (Engine, std::sync::Arc<PrincipalAccess>) {
     static CELL: OnceLock<(Engine, std::sync::Arc<PrincipalAccess>)> = OnceLock::new();
     CELL.get_or_init(|| {
-        let col = |n: &str, t: &str| Column { name: n.into(), type_name: t.into(), nullable: true };
-        let schema = Schema::new(
-            "15".into(),
-            vec![
-                Relation {
-                    schema: "public".into(),
-                    name: "customers".into(),
-                    kind: RelationKind::Table,
-                    columns: vec![
-                        col("id", "integer"),
-                        col("name", "text"),
-                        col("email", "text"),
-                        col("ssn", "character(11)"),
-                        col("card_number", "character varying(19)"),
-                        col("created_at", "timestamp with time zone"),
-                    ],
-                },
-                Relation {
-                    schema: "public".into(),
-                    name: "orders".into(),
-                    kind: RelationKind::Table,
-                    columns: vec![col("id", "integer"), col("customer_id", "integer"), col("total_cents", "integer"), col("status", "text")],
-                },
-            ],
-        );
+        let schema = schema::lock::from_str(include_str!("../../../examples/quickstart/schema.lock.json")).expect("lock");
         let mut parsed = Parsed::default();
         policy::add_source(&mut parsed, "q.clsf", include_str!("../../../examples/quickstart/policy/quickstart.clsf"));
         let (plan, _) = resolve::compile(&parsed, &schema);

@@ -8,7 +8,8 @@
 
 use std::process::Command;
 
-use clsf_tests::bins::{bin, repo_root};
+use clsf_tests::bins::repo_root;
+use clsf_tests::fixture;
 use clsf_tests::identity::Issuer;
 use clsf_tests::postgres::{DATABASE, Postgres};
 use clsf_tests::proxy::{Proxy, write_config};
@@ -21,37 +22,10 @@ fn main() {
     let mode = args.get(3).cloned().unwrap_or_else(|| "simple".to_owned());
     let pg = Postgres::start();
     let pgbench = pg.program("pgbench");
-    let init = Command::new(&pgbench)
-        .args([
-            "-i",
-            "-s",
-            "10",
-            "-q",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &pg.port.to_string(),
-            "-U",
-            "clsf_gateway",
-            DATABASE,
-        ])
-        .env("PGPASSWORD", &pg.gateway_password)
-        .output()
-        .expect("run pgbench -i");
-    assert!(
-        init.status.success(),
-        "pgbench -i: {}",
-        String::from_utf8_lossy(&init.stderr)
-    );
-
+    pg.pgbench_init(10);
     let dir = tempfile::tempdir().expect("temp dir");
     let lock = dir.path().join("schema.lock.json");
-    let pulled = Command::new(bin("clsfc"))
-        .args(["schema", "pull", "--database-url", &pg.gateway_url(), "-o"])
-        .arg(&lock)
-        .status()
-        .expect("clsfc");
-    assert!(pulled.success());
+    fixture::pull_lock(&pg, &lock);
     let issuer = Issuer::new("bench");
     let config = write_config(
         dir.path(),
