@@ -208,3 +208,55 @@ fn keygen_mint_build_serve_and_verify_with_the_real_binaries() {
     assert_eq!(tampered.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&tampered.stderr).contains("breaks at line"));
 }
+
+#[test]
+fn the_quickstart_prints_working_psql_lines_and_cleans_up_on_ctrl_c() {
+    let mut child = Command::new(bin("clsf-quickstart"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut commands = Vec::new();
+    let mut workdir = None;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while commands.len() < 2 && Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        if line.starts_with("PGPASSWORD=") {
+            commands.push(line);
+        } else if let Some(path) = line.strip_prefix("  audit trail:") {
+            workdir = std::path::Path::new(path.trim())
+                .parent()
+                .map(std::path::Path::to_path_buf);
+        }
+    }
+    assert_eq!(
+        commands.len(),
+        2,
+        "the quickstart must print a psql line per identity"
+    );
+    let run = |command: &str| {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "{command} -X -A -t -c 'SELECT email, card_number FROM customers WHERE id = 1'"
+            ))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(run(&commands[0]), "****@example.com|************1111");
+    assert_eq!(run(&commands[1]), "ada@example.com|4111111111111111");
+
+    ok(Command::new("kill").args(["-INT", &child.id().to_string()]));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the quickstart did not stop on Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let workdir = workdir.expect("the quickstart prints its audit trail path");
+    assert!(!workdir.exists(), "{} was not removed", workdir.display());
+}
