@@ -8,59 +8,11 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::cedar::{self, Generated};
-use crate::plan::{Effect, Origin, Plan};
+use serde_json::json;
+
+use crate::masks::MaskContext;
+use crate::plan::{ApprovalScope, Clause, ClauseKind, Effect, Plan, Target};
 use crate::schema::lock;
-
-#[derive(Serialize)]
-struct MaskingPlan<'a> {
-    labels: &'a [String],
-    unclassified_label: &'a str,
-    schema_hash: String,
-    relations: Vec<PlanRelation>,
-    groups: Vec<PlanGroup>,
-    rules: Vec<PlanRule>,
-}
-
-#[derive(Serialize)]
-struct PlanRelation {
-    relation: String,
-    columns: Vec<PlanColumn>,
-}
-
-#[derive(Serialize)]
-struct PlanColumn {
-    name: String,
-    #[serde(rename = "type")]
-    type_name: String,
-    label: String,
-    origin: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    mask: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    mask_sql: Option<String>,
-}
-
-#[derive(Serialize)]
-struct PlanGroup {
-    name: String,
-    conditions: Vec<String>,
-}
-
-#[derive(Serialize)]
-struct PlanRule {
-    name: String,
-    group: String,
-    location: String,
-    clauses: Vec<PlanClause>,
-}
-
-#[derive(Serialize)]
-struct PlanClause {
-    policy_id: String,
-    effect: &'static str,
-    labels: Vec<String>,
-    location: String,
-}
 
 #[derive(Serialize)]
 struct Manifest {
@@ -70,83 +22,146 @@ struct Manifest {
     files: Vec<(String, String)>,
 }
 
+/// The key the plan file shows in place of the deployment's `hash` key.
+pub const HASH_KEY_PLACEHOLDER: &str = "<hash key>";
+
+fn target_json(plan: &Plan, target: &Target) -> serde_json::Value {
+    match target {
+        Target::All => json!({"all": true}),
+        Target::Levels(min, max) => json!({
+            "labels": (*min..=*max).map(|l| plan.label(l)).collect::<Vec<_>>()
+        }),
+        Target::Categories(set) => json!({"categories": plan.category_names(*set)}),
+        Target::Relation(ri) => json!({"relation": plan.schema.relation(*ri).qualified()}),
+        Target::Column(ri, ci) => {
+            let rel = plan.schema.relation(*ri);
+            json!({"relation": rel.qualified(), "column": rel.columns[*ci].name})
+        }
+        Target::Functions(names) => json!({"functions": names}),
+    }
+}
+
+fn clause_json(plan: &Plan, c: &Clause) -> serde_json::Value {
+    let mut v = match &c.kind {
+        ClauseKind::Access {
+            effect,
+            actions,
+            target,
+            mask,
+            override_reason,
+        } => {
+            let mut v = json!({
+                "effect": effect.as_str(),
+                "actions": actions.iter().map(|a| a.as_str()).collect::<Vec<_>>(),
+                "target": target_json(plan, target),
+            });
+            if let Some(m) = mask {
+                v["mask"] = json!(m.display());
+            }
+            if let Some(r) = override_reason {
+                v["override_reason"] = json!(r);
+            }
+            if let Effect::Approval(a) = effect {
+                v["approval"] = json!({
+                    "approvers": a.approvers,
+                    "ttl_seconds": a.ttl_seconds,
+                    "scope": match a.scope {
+                        ApprovalScope::Statement => json!("statement"),
+                        ApprovalScope::Session(s) => json!({"session_seconds": s}),
+                        ApprovalScope::Executions(n) => json!({"executions": n}),
+                    },
+                    "quorum": a.quorum,
+                });
+            }
+            v
+        }
+        ClauseKind::Filter {
+            relation,
+            predicate,
+        } => json!({
+            "effect": "filter",
+            "target": {"relation": plan.schema.relation(*relation).qualified()},
+            "predicate": predicate,
+        }),
+        ClauseKind::Limit { rows, target } => json!({
+            "effect": "limit",
+            "rows": rows,
+            "target": target_json(plan, target),
+        }),
+    };
+    v["policy_id"] = json!(c.policy_id);
+    v["location"] = json!(c.location);
+    v
+}
+
 /// The masking plan as JSON text.
 pub fn masking_plan_json(plan: &Plan) -> String {
-    let relations = plan
+    let cx = MaskContext {
+        hash_key: HASH_KEY_PLACEHOLDER.to_owned(),
+    };
+    let relations: Vec<serde_json::Value> = plan
         .schema
         .relations
         .iter()
         .enumerate()
-        .map(|(ri, rel)| PlanRelation {
-            relation: rel.qualified(),
-            columns: rel
+        .map(|(ri, rel)| {
+            let columns: Vec<serde_json::Value> = rel
                 .columns
                 .iter()
                 .enumerate()
                 .map(|(ci, col)| {
                     let class = &plan.classes[ri][ci];
-                    PlanColumn {
-                        name: col.name.clone(),
-                        type_name: col.type_name.clone(),
-                        label: plan.label(class.level).to_owned(),
-                        origin: match class.origin {
-                            Origin::Explicit => "explicit",
-                            Origin::Table => "table",
-                            Origin::Unclassified => "unclassified",
-                        },
-                        mask: class.mask.as_ref().map(|m| m.display()),
-                        mask_sql: class.mask.as_ref().map(|m| {
-                            m.to_sql(
-                                &crate::engine::rewrite::quote_ident(&col.name),
-                                &col.type_name,
-                            )
-                        }),
+                    let mut v = json!({
+                        "name": col.name,
+                        "type": col.type_name,
+                        "label": plan.label(class.level),
+                        "origin": class.origin.as_str(),
+                    });
+                    let cats = plan.category_names(class.categories);
+                    if !cats.is_empty() {
+                        v["categories"] = json!(cats);
                     }
+                    if let Some(m) = &class.mask {
+                        v["mask"] = json!(m.display());
+                        v["mask_sql"] = json!(m.to_sql(
+                            &crate::engine::rewrite::quote_ident(&col.name),
+                            &col.type_name,
+                            &cx
+                        ));
+                    }
+                    v
                 })
-                .collect(),
+                .collect();
+            json!({"relation": rel.qualified(), "columns": columns})
         })
         .collect();
-    let groups = plan
+    let groups: Vec<serde_json::Value> = plan
         .groups
         .iter()
-        .map(|g| PlanGroup {
-            name: g.name.clone(),
-            conditions: g.conditions.iter().map(|c| format!("{c:?}")).collect(),
-        })
+        .map(|g| json!({"name": g.name, "membership": format!("{:?}", g.membership)}))
         .collect();
-    let rules = plan
+    let rules: Vec<serde_json::Value> = plan
         .rules
         .iter()
-        .map(|r| PlanRule {
-            name: r.name.clone(),
-            group: r.group.clone(),
-            location: r.location.clone(),
-            clauses: r
-                .clauses
-                .iter()
-                .map(|c| PlanClause {
-                    policy_id: c.policy_id.clone(),
-                    effect: match c.effect {
-                        Effect::Allow => "allow",
-                        Effect::Mask => "mask",
-                        Effect::Deny => "deny",
-                    },
-                    labels: (c.min_level..=c.max_level)
-                        .map(|l| plan.label(l).to_owned())
-                        .collect(),
-                    location: c.location.clone(),
-                })
-                .collect(),
+        .map(|r| {
+            json!({
+                "name": r.name,
+                "group": r.group,
+                "observe": r.observe,
+                "location": r.location,
+                "clauses": r.clauses.iter().map(|c| clause_json(plan, c)).collect::<Vec<_>>(),
+            })
         })
         .collect();
-    let mp = MaskingPlan {
-        labels: &plan.labels,
-        unclassified_label: plan.label(plan.unclassified_level),
-        schema_hash: lock::content_hash(&plan.schema),
-        relations,
-        groups,
-        rules,
-    };
+    let mp = json!({
+        "labels": plan.labels,
+        "categories": plan.categories,
+        "unclassified_label": plan.label(plan.unclassified_level),
+        "schema_hash": lock::content_hash(&plan.schema),
+        "relations": relations,
+        "groups": groups,
+        "rules": rules,
+    });
     let mut text = serde_json::to_string_pretty(&mp).expect("masking plan serializes");
     text.push('\n');
     text

@@ -10,12 +10,15 @@ pub mod cedar;
 pub mod codes;
 pub mod diagnostics;
 pub mod engine;
+pub mod glob;
 pub mod load;
 pub mod masks;
 pub mod plan;
 pub mod policy;
+pub mod report;
 pub mod resolve;
 pub mod schema;
+pub mod stdlib;
 
 pub use engine::Engine;
 pub use plan::Plan;

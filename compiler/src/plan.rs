@@ -1,6 +1,8 @@
 //! The compiled plan: what the statement engine needs, with no reference to
 //! the source syntax beyond human-readable locations.
 
+pub use clsf_lang::ast::Action;
+
 use crate::masks::Mask;
 use crate::schema::Schema;
 
@@ -9,9 +11,13 @@ use crate::schema::Schema;
 pub struct Plan {
     /// Labels from least to most protected; a label's index is its level.
     pub labels: Vec<String>,
+    /// Declared categories; a category's index is its bit in [`Categories`].
+    pub categories: Vec<String>,
     /// Level given to columns no classification covers.
     pub unclassified_level: usize,
-    /// Identity groups.
+    /// Categories given to columns no classification covers.
+    pub unclassified_categories: Categories,
+    /// Identity groups, in declaration order.
     pub groups: Vec<Group>,
     /// Rules in source order.
     pub rules: Vec<Rule>,
@@ -21,78 +27,263 @@ pub struct Plan {
     pub classes: Vec<Vec<ColumnClass>>,
 }
 
-/// A group of identities, by conditions on verified token claims (all must hold).
+/// A set of categories, one bit per declared category (at most 64).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Categories(pub u64);
+
+impl Categories {
+    /// True when the sets share a category.
+    pub fn intersects(self, other: Categories) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    /// Indices of the categories in the set.
+    pub fn indices(self) -> impl Iterator<Item = usize> {
+        (0..64).filter(move |i| self.0 & (1 << i) != 0)
+    }
+}
+
+/// A group of identities.
 #[derive(Clone, Debug)]
 pub struct Group {
     /// Group name.
     pub name: String,
-    /// Conditions.
-    pub conditions: Vec<GroupCondition>,
+    /// How membership is decided.
+    pub membership: Membership,
+}
+
+/// How membership of a group is decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Membership {
+    /// All conditions hold (an empty list matches nobody).
+    Conditions(Vec<GroupCondition>),
+    /// A boolean expression over other groups (indices into `Plan::groups`;
+    /// the resolver guarantees there is no cycle).
+    Expr(GroupExpr),
+}
+
+/// A boolean expression over groups.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupExpr {
+    /// Member of the group with this index.
+    Group(usize),
+    /// Not.
+    Not(Box<GroupExpr>),
+    /// All.
+    And(Vec<GroupExpr>),
+    /// Any.
+    Or(Vec<GroupExpr>),
 }
 
 /// One membership condition.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GroupCondition {
-    /// `iss` equals.
-    Issuer(String),
-    /// `aud` equals or (as an array) contains.
+    /// The token's `iss`.
+    Issuer(StrMatch),
+    /// The token's `aud` equals or (as an array) contains.
     Audience(String),
-    /// A claim is a string equal to the value.
-    ClaimEquals(String, String),
-    /// A claim is an array containing the value, or a string equal to it.
-    ClaimContains(String, String),
+    /// The token's `sub`.
+    Subject(StrMatch),
+    /// A claim at a path into nested objects.
+    Claim {
+        /// Path segments.
+        path: Vec<String>,
+        /// The test.
+        test: ClaimMatch,
+    },
+    /// The client certificate's subject DN.
+    CertSubject(StrMatch),
+    /// One of the client certificate's subject alternative names.
+    CertSan(StrMatch),
+    /// A static service account, by name.
+    Account(String),
 }
 
-/// A rule: what one group may do with columns of some labels.
+/// A test on a string.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StrMatch {
+    /// Equal.
+    Equals(String),
+    /// Not equal (and present).
+    NotEquals(String),
+    /// Glob (`*`, `?`).
+    Like(String),
+    /// One of.
+    In(Vec<String>),
+}
+
+impl StrMatch {
+    /// Whether `value` passes the test.
+    pub fn matches(&self, value: &str) -> bool {
+        match self {
+            StrMatch::Equals(v) => value == v,
+            StrMatch::NotEquals(v) => value != v,
+            StrMatch::Like(g) => crate::glob::matches(g, value),
+            StrMatch::In(vs) => vs.iter().any(|v| v == value),
+        }
+    }
+}
+
+/// A test on a claim.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClaimMatch {
+    /// A string claim passes the test.
+    Str(StrMatch),
+    /// An array claim contains the value (or a string claim equals it).
+    Contains(String),
+}
+
+/// A rule: what one group may do.
 #[derive(Clone, Debug)]
 pub struct Rule {
     /// Rule name.
     pub name: String,
     /// Group it applies to.
     pub group: String,
+    /// Observe-only: its refusals are recorded, not enforced.
+    pub observe: bool,
     /// Clauses.
     pub clauses: Vec<Clause>,
     /// `file:line:column` of the rule.
     pub location: String,
 }
 
-/// The effect of a clause.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The effect of an access clause.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Effect {
-    /// Read in clear.
+    /// Permit in clear.
     Allow,
-    /// Read masked.
+    /// Permit through a mask only.
     Mask,
-    /// Never read.
+    /// Never.
     Deny,
+    /// Permit once a human approves.
+    Approval(Approval),
 }
 
 impl Effect {
-    /// Lowercase keyword.
-    pub fn as_str(self) -> &'static str {
+    /// The keyword.
+    pub fn as_str(&self) -> &'static str {
         match self {
             Effect::Allow => "allow",
             Effect::Mask => "mask",
             Effect::Deny => "deny",
+            Effect::Approval(_) => "require approval",
         }
     }
 }
 
-/// One clause of a rule, covering the levels `min_level..=max_level`.
+/// How an approval is given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Approval {
+    /// Group whose members may approve.
+    pub approvers: String,
+    /// Seconds a request waits before it expires.
+    pub ttl_seconds: u64,
+    /// What one approval releases.
+    pub scope: ApprovalScope,
+    /// Approvals needed.
+    pub quorum: u64,
+}
+
+/// What one approval releases.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApprovalScope {
+    /// The exact statement, once.
+    Statement,
+    /// Covered statements of the session, for this many seconds.
+    Session(u64),
+    /// The exact statement, N times.
+    Executions(u64),
+}
+
+/// What a clause covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Everything.
+    All,
+    /// Columns with a level in `min..=max`.
+    Levels(usize, usize),
+    /// Columns with any of these categories.
+    Categories(Categories),
+    /// Every column of a relation.
+    Relation(usize),
+    /// One column: relation index, column index.
+    Column(usize, usize),
+    /// Functions, by lower-case name (`schema.name` or `name`).
+    Functions(Vec<String>),
+}
+
+/// The kinds of clause.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClauseKind {
+    /// allow / mask / deny / require approval.
+    Access {
+        /// The effect.
+        effect: Effect,
+        /// The actions (at least one).
+        actions: Vec<Action>,
+        /// What it covers.
+        target: Target,
+        /// Mask that replaces the classification's (for `mask … with`).
+        mask: Option<Mask>,
+        /// Stated reason when it overrides more protective rules.
+        override_reason: Option<String>,
+    },
+    /// Rows of a relation are filtered by a predicate.
+    Filter {
+        /// Relation index.
+        relation: usize,
+        /// Predicate template (`{claim.path}` placeholders).
+        predicate: String,
+    },
+    /// At most this many rows per statement.
+    Limit {
+        /// Rows.
+        rows: u64,
+        /// Which relations.
+        target: Target,
+    },
+}
+
+/// One clause of a rule.
 #[derive(Clone, Debug)]
 pub struct Clause {
-    /// The effect.
-    pub effect: Effect,
-    /// Lowest covered level.
-    pub min_level: usize,
-    /// Highest covered level.
-    pub max_level: usize,
-    /// The Cedar policy id generated for it.
+    /// What it says.
+    pub kind: ClauseKind,
+    /// The Cedar policy id generated for it (`RULE.INDEX`).
     pub policy_id: String,
     /// `file:line:column` of the clause.
     pub location: String,
-    /// The clause as written, for messages.
+    /// The clause as written, whitespace-normalised, for messages.
     pub text: String,
+}
+
+impl Clause {
+    /// True when the clause covers column `ci` of relation `ri`.
+    pub fn covers_column(&self, plan: &Plan, ri: usize, ci: usize) -> bool {
+        match &self.kind {
+            ClauseKind::Access { target, .. } | ClauseKind::Limit { target, .. } => {
+                target.covers_column(plan, ri, ci)
+            }
+            ClauseKind::Filter { relation, .. } => *relation == ri,
+        }
+    }
+}
+
+impl Target {
+    /// True when the target covers column `ci` of relation `ri`.
+    pub fn covers_column(&self, plan: &Plan, ri: usize, ci: usize) -> bool {
+        let class = &plan.classes[ri][ci];
+        match self {
+            Target::All => true,
+            Target::Levels(min, max) => (*min..=*max).contains(&class.level),
+            Target::Categories(c) => class.categories.intersects(*c),
+            Target::Relation(r) => *r == ri,
+            Target::Column(r, c) => *r == ri && *c == ci,
+            Target::Functions(_) => false,
+        }
+    }
 }
 
 /// Where a column's label came from.
@@ -102,8 +293,25 @@ pub enum Origin {
     Explicit,
     /// Inherited from its table's default.
     Table,
+    /// Inherited from its schema's default.
+    Schema,
+    /// Matched by a `classify` pattern.
+    Pattern,
     /// Covered by nothing: the `unclassified` label.
     Unclassified,
+}
+
+impl Origin {
+    /// Lower-case name, for reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Explicit => "explicit",
+            Origin::Table => "table",
+            Origin::Schema => "schema",
+            Origin::Pattern => "pattern",
+            Origin::Unclassified => "unclassified",
+        }
+    }
 }
 
 /// The classification of one column.
@@ -111,6 +319,8 @@ pub enum Origin {
 pub struct ColumnClass {
     /// Level (index into `Plan::labels`).
     pub level: usize,
+    /// Categories.
+    pub categories: Categories,
     /// The mask, if any.
     pub mask: Option<Mask>,
     /// Where the label came from.
@@ -123,11 +333,31 @@ impl Plan {
         &self.labels[level]
     }
 
+    /// Category names of a set.
+    pub fn category_names(&self, set: Categories) -> Vec<&str> {
+        set.indices().map(|i| self.categories[i].as_str()).collect()
+    }
+
+    /// `level [cat, …]` of a column class, for messages.
+    pub fn describe_class(&self, class: &ColumnClass) -> String {
+        let cats = self.category_names(class.categories);
+        if cats.is_empty() {
+            self.label(class.level).to_owned()
+        } else {
+            format!("{} [{}]", self.label(class.level), cats.join(", "))
+        }
+    }
+
     /// Finds a rule clause by its Cedar policy id.
     pub fn clause_by_policy(&self, id: &str) -> Option<(&Rule, &Clause)> {
         self.rules
             .iter()
             .flat_map(|r| r.clauses.iter().map(move |c| (r, c)))
             .find(|(_, c)| c.policy_id == id)
+    }
+
+    /// Index of a group by name.
+    pub fn group_index(&self, name: &str) -> Option<usize> {
+        self.groups.iter().position(|g| g.name == name)
     }
 }

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use clsf_compiler::codes::CODES;
-use clsf_compiler::policy::{self, Parsed};
+use clsf_compiler::policy;
 use clsf_compiler::resolve;
 use clsf_compiler::schema::{Column, Relation, RelationKind, Schema};
 
@@ -49,9 +49,14 @@ fn every_code_has_a_fixture_that_produces_it() {
             })
             .unwrap_or_else(|| panic!("no fixture for {}", code.code));
         let name = fixture.file_name().unwrap().to_string_lossy().into_owned();
-        let text = std::fs::read_to_string(fixture).unwrap();
-        let mut parsed = Parsed::default();
-        policy::add_source(&mut parsed, &name, &text);
+        // Each fixture is a one-file policy directory, so that relative
+        // imports resolve as they would for a real policy.
+        let dir =
+            std::env::temp_dir().join(format!("clsf-diag-{}-{}", std::process::id(), code.code));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(fixture, dir.join(&name)).unwrap();
+        let parsed = policy::load_dir(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
         let (_, diags) = resolve::compile(&parsed, &schema());
         assert!(
             diags.iter().any(|d| d.code == code.code),

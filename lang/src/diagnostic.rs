@@ -154,8 +154,23 @@ pub fn render(diags: &[Diagnostic], sources: &SourceSet, color: bool) -> String 
             continue;
         };
         let file = sources.file(span.file);
+        // miette shows one source per report: labels in other files become
+        // notes with their location.
+        let mut diag = diag.clone();
+        let (same, other): (Vec<_>, Vec<_>) = diag
+            .labels
+            .drain(..)
+            .partition(|(s, _)| s.file == span.file);
+        diag.labels = same;
+        for (s, label) in other {
+            let note = format!("{label}: {}", sources.location(s));
+            diag.help = Some(match diag.help.take() {
+                Some(h) => format!("{h}\n{note}"),
+                None => note,
+            });
+        }
         let rendered = Rendered {
-            diag: diag.clone(),
+            diag,
             source: NamedSource::new(file.name.clone(), file.text.clone()),
         };
         // Rendering into a String cannot fail.

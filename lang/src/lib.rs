@@ -5,9 +5,11 @@
 pub mod ast;
 pub mod diagnostic;
 pub mod diagnostics;
+pub mod format;
 pub mod parser;
 pub mod span;
 
 pub use diagnostic::{Diagnostic, Severity, render};
+pub use format::format;
 pub use parser::{ParseResult, parse};
 pub use span::{FileId, Location, SourceSet, Span};

@@ -1,5 +1,12 @@
-//! Text → [`ast::File`] with diagnostics. pest stops at a file's first syntax
-//! error, so each file is parsed on its own and reports at most one.
+//! Text → [`ast::File`] with diagnostics.
+//!
+//! pest stops at the first syntax error. To report every broken declaration
+//! of a file (not only the first), a file that fails is cut into chunks at
+//! lines that start, in column 0, with a declaration keyword (outside
+//! comments and strings), and each chunk is parsed on its own: good chunks
+//! contribute their declarations, each broken chunk one diagnostic. The names
+//! a broken chunk declares are returned in [`ParseResult::broken`] so that the
+//! resolver does not report them as missing a second time.
 
 use pest::Parser as _;
 use pest::iterators::Pair;
@@ -17,55 +24,170 @@ mod generated {
 }
 use generated::{Grammar, Rule};
 
-/// The result of parsing one file: the tree (empty on a syntax error) and
-/// what went wrong.
+/// Keywords that begin a top-level declaration.
+pub const DECLARATION_KEYWORDS: &[&str] = &[
+    "use",
+    "labels",
+    "categories",
+    "unclassified",
+    "group",
+    "schema",
+    "table",
+    "classify",
+    "mask",
+    "rule",
+];
+
+/// The result of parsing one file.
 #[derive(Debug)]
 pub struct ParseResult {
-    /// The parsed file.
+    /// The declarations that parsed.
     pub file: ast::File,
-    /// Syntax errors.
+    /// Syntax errors, at most one per broken declaration.
     pub diagnostics: Vec<Diagnostic>,
+    /// Declarations that did not parse, as (keyword, declared name).
+    pub broken: Vec<(String, String)>,
 }
 
 /// Parses one policy file.
 pub fn parse(file: FileId, text: &str) -> ParseResult {
     // Detailed attempts name the literal tokens expected at the farthest
-    // position (`:`, `{`…), which rule names alone cannot. Policies are
-    // small, so the extra tracking costs nothing noticeable.
+    // position (`:`, `{`…), which rule names alone cannot.
     pest::set_error_detail(true);
-    let pairs = match Grammar::parse(Rule::file, text) {
-        Ok(pairs) => pairs,
-        Err(err) => {
-            return ParseResult {
-                file: ast::File::default(),
-                diagnostics: vec![syntax_error(file, text, err)],
-            };
-        }
-    };
-    let cx = Cx { file };
-    let mut items = Vec::new();
     let mut diagnostics = Vec::new();
-    for pair in pairs.flatten().filter(|p| p.as_rule() == Rule::file) {
-        for item in pair.into_inner().filter(not_keyword) {
-            match item.as_rule() {
-                Rule::labels_decl => items.push(ast::Item::Labels(cx.labels(item))),
-                Rule::unclassified_decl => {
-                    items.push(ast::Item::Unclassified(cx.unclassified(item)))
+    match parse_chunk(file, text, 0, &mut diagnostics) {
+        Ok(items) => ParseResult {
+            file: ast::File { items },
+            diagnostics,
+            broken: Vec::new(),
+        },
+        Err(_) => {
+            diagnostics.clear();
+            let mut items = Vec::new();
+            let mut broken = Vec::new();
+            for (start, end) in chunks(text) {
+                match parse_chunk(file, &text[start..end], start, &mut diagnostics) {
+                    Ok(mut found) => items.append(&mut found),
+                    Err(d) => {
+                        diagnostics.push(*d);
+                        if let Some(b) = declared_name(&text[start..end]) {
+                            broken.push(b);
+                        }
+                    }
                 }
-                Rule::group_decl => items.push(ast::Item::Group(cx.group(item))),
-                Rule::table_decl => items.push(ast::Item::Table(cx.table(item, &mut diagnostics))),
-                Rule::rule_decl => items.push(ast::Item::Rule(cx.rule(item))),
-                _ => {}
+            }
+            ParseResult {
+                file: ast::File { items },
+                diagnostics,
+                broken,
             }
         }
     }
-    ParseResult {
-        file: ast::File { items },
-        diagnostics,
-    }
 }
 
-fn syntax_error(file: FileId, text: &str, err: pest::error::Error<Rule>) -> Diagnostic {
+fn parse_chunk(
+    file: FileId,
+    text: &str,
+    offset: usize,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Result<Vec<ast::Item>, Box<Diagnostic>> {
+    let pairs =
+        Grammar::parse(Rule::file, text).map_err(|e| syntax_error(file, text, offset, e))?;
+    let cx = Cx {
+        file,
+        offset,
+        text,
+        comments: crate::format::comments(text),
+        diagnostics: std::cell::RefCell::new(Vec::new()),
+    };
+    let mut items = Vec::new();
+    for pair in pairs.flatten().filter(|p| p.as_rule() == Rule::file) {
+        for item in pair.into_inner() {
+            if let Some(item) = cx.item(item) {
+                items.push(item);
+            }
+        }
+    }
+    diagnostics.extend(cx.diagnostics.into_inner());
+    Ok(items)
+}
+
+/// Byte ranges of the declarations of a file, cut at column-0 keywords.
+fn chunks(text: &str) -> Vec<(usize, usize)> {
+    let bytes = text.as_bytes();
+    let mut starts = vec![0];
+    let mut i = 0;
+    let mut line_start = true;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if line_start && i > 0 && starts_declaration(&text[i..]) {
+            starts.push(i);
+        }
+        line_start = false;
+        match b {
+            b'\n' => line_start = true,
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i < bytes.len() && !bytes[i..].starts_with(b"*/") {
+                    i += 1;
+                }
+                i += 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let mut out = Vec::new();
+    for (n, &s) in starts.iter().enumerate() {
+        let e = starts.get(n + 1).copied().unwrap_or(text.len());
+        out.push((s, e));
+    }
+    out
+}
+
+/// True when `rest` begins with a declaration keyword used as one (a column
+/// named `table` is followed by `:`).
+fn starts_declaration(rest: &str) -> bool {
+    DECLARATION_KEYWORDS.iter().any(|kw| {
+        rest.starts_with(kw)
+            && rest[kw.len()..]
+                .chars()
+                .next()
+                .is_none_or(|c| c.is_whitespace() || c == '"')
+            && !rest[kw.len()..].trim_start().starts_with(':')
+    })
+}
+
+/// The keyword and name a broken declaration declares (for error suppression).
+fn declared_name(chunk: &str) -> Option<(String, String)> {
+    let mut words = chunk.split(|c: char| c.is_whitespace() || c == '{' || c == ':');
+    let kw = words.next()?;
+    if !DECLARATION_KEYWORDS.contains(&kw) {
+        return None;
+    }
+    let name = words.find(|w| !w.is_empty())?;
+    let name = name.split('(').next().unwrap_or(name);
+    Some((kw.to_owned(), name.trim_matches('"').to_ascii_lowercase()))
+}
+
+fn syntax_error(
+    file: FileId,
+    text: &str,
+    offset: usize,
+    err: pest::error::Error<Rule>,
+) -> Diagnostic {
     let (mut start, mut end) = match err.location {
         pest::error::InputLocation::Pos(p) => (p, p),
         pest::error::InputLocation::Span((s, e)) => (s, e),
@@ -88,7 +210,7 @@ fn syntax_error(file: FileId, text: &str, err: pest::error::Error<Rule>) -> Diag
             .filter(|t| {
                 !matches!(
                     t.as_str(),
-                    "_" | "-" | "//" | "/*" | " " | "\t" | "\r" | "\n" | "BUILTIN_RULE"
+                    "_" | "-" | "//" | "/*" | " " | "\t" | "\r" | "\n" | "BUILTIN_RULE" | "[]"
                 ) && !t.contains("..")
             })
             .map(|t| format!("`{t}`"))
@@ -112,268 +234,703 @@ fn syntax_error(file: FileId, text: &str, err: pest::error::Error<Rule>) -> Diag
     expected.sort();
     expected.dedup();
     let found = if start >= text.len() {
-        "end of file".to_owned()
+        "end of declaration".to_owned()
     } else {
-        format!("`{}`", &text[start..end])
+        let token: String = text[start..end].chars().take(40).collect();
+        format!("`{token}`")
     };
-    diagnostics::syntax_error(Span::new(file, start, end), &found, &expected)
+    diagnostics::syntax_error(
+        Span::new(file, offset + start, offset + end),
+        &found,
+        &expected,
+    )
 }
 
 /// User-facing names of grammar rules; `None` hides internal rules.
 fn describe(rule: Rule) -> Option<&'static str> {
     Some(match rule {
+        Rule::use_decl => "`use`",
         Rule::labels_decl => "`labels`",
+        Rule::categories_decl => "`categories`",
         Rule::unclassified_decl => "`unclassified`",
         Rule::group_decl => "`group`",
+        Rule::schema_decl => "`schema`",
         Rule::table_decl => "`table`",
+        Rule::classify_decl => "`classify`",
+        Rule::mask_decl => "`mask`",
         Rule::rule_decl => "`rule`",
         Rule::EOI => "end of file",
-        Rule::ident | Rule::name | Rule::qualified_name => "a name",
+        Rule::ident | Rule::qualified_name | Rule::label_ref => "a name",
         Rule::quoted_ident => "a quoted name",
-        Rule::string | Rule::claim_name => "a string",
-        Rule::integer => "an integer",
+        Rule::string | Rule::claim_path => "a string",
+        Rule::integer | Rule::signed => "an integer",
+        Rule::regex => "a regular expression",
+        Rule::type_name => "a type",
+        Rule::duration => "a duration such as `15m`",
         Rule::issuer_cond => "`issuer`",
         Rule::audience_cond => "`audience`",
+        Rule::subject_cond => "`subject`",
         Rule::claim_cond => "`claim`",
-        Rule::claim_op => "`==` or `contains`",
+        Rule::cert_cond => "`certificate`",
+        Rule::account_cond => "`account`",
+        Rule::str_test => "`==`, `!=`, `like`, `in` or a string",
         Rule::column_decl => "a column classification",
         Rule::table_body => "`{`",
         Rule::mask_expr => "a mask",
-        Rule::rule_clause | Rule::rule_action => "`allow`, `mask` or `deny`",
+        Rule::access_clause | Rule::verb => "`allow`, `mask` or `deny`",
+        Rule::approval_clause => "`require approval`",
+        Rule::filter_clause => "`filter`",
+        Rule::limit_clause => "`limit`",
         Rule::label_cmp => "a comparison",
+        Rule::target => "a target",
         _ => return None,
     })
 }
 
-/// Keywords are atomic rules so that `labelsx` is not `labels x`; they
-/// carry no information, so the tree walkers skip them.
-fn not_keyword(pair: &Pair<'_, Rule>) -> bool {
-    !matches!(
-        pair.as_rule(),
-        Rule::kw_labels
+struct Cx<'t> {
+    file: FileId,
+    offset: usize,
+    text: &'t str,
+    /// Comments of `text` (relative offsets), for trimming spans.
+    comments: Vec<(usize, usize)>,
+    diagnostics: std::cell::RefCell<Vec<Diagnostic>>,
+}
+
+/// Inner pairs without the keyword tokens, which carry no information.
+fn parts<'i>(pair: Pair<'i, Rule>) -> impl Iterator<Item = Pair<'i, Rule>> {
+    pair.into_inner().filter(|p| !is_keyword(p.as_rule()))
+}
+
+fn is_keyword(rule: Rule) -> bool {
+    matches!(
+        rule,
+        Rule::kw_use
+            | Rule::kw_labels
+            | Rule::kw_categories
             | Rule::kw_unclassified
             | Rule::kw_group
+            | Rule::kw_schema
             | Rule::kw_table
+            | Rule::kw_column
+            | Rule::kw_columns
+            | Rule::kw_function
+            | Rule::kw_classify
+            | Rule::kw_named
+            | Rule::kw_like
+            | Rule::kw_of
+            | Rule::kw_type
+            | Rule::kw_in
+            | Rule::kw_as
+            | Rule::kw_priority
             | Rule::kw_rule
             | Rule::kw_for
+            | Rule::kw_observe
             | Rule::kw_mask
+            | Rule::kw_with
+            | Rule::kw_override
+            | Rule::kw_because
+            | Rule::kw_require
+            | Rule::kw_approval
+            | Rule::kw_by
+            | Rule::kw_ttl
+            | Rule::kw_scope
+            | Rule::kw_quorum
+            | Rule::kw_filter
+            | Rule::kw_where
+            | Rule::kw_limit
+            | Rule::kw_rows
             | Rule::kw_issuer
             | Rule::kw_audience
+            | Rule::kw_subject
             | Rule::kw_claim
+            | Rule::kw_certificate
+            | Rule::kw_san
+            | Rule::kw_account
+            | Rule::kw_contains
+            | Rule::kw_and
+            | Rule::kw_or
+            | Rule::kw_not
+            | Rule::kw_session
+            | Rule::kw_executions
     )
 }
 
-struct Cx {
-    file: FileId,
-}
-
-impl Cx {
+impl Cx<'_> {
+    /// The span of a pair without the whitespace and comments pest includes
+    /// after a rule that ends in an optional part.
     fn span(&self, pair: &Pair<'_, Rule>) -> Span {
         let s = pair.as_span();
-        Span::new(self.file, s.start(), s.end())
+        let start = s.start();
+        let mut end = s.end();
+        loop {
+            end = start + self.text[start..end].trim_end().len();
+            match self
+                .comments
+                .iter()
+                .find(|&&(cs, ce)| ce == end && cs >= start)
+            {
+                Some(&(cs, _)) => end = cs,
+                None => break,
+            }
+        }
+        Span::new(self.file, self.offset + start, self.offset + end)
+    }
+
+    fn item(&self, pair: Pair<'_, Rule>) -> Option<ast::Item> {
+        Some(match pair.as_rule() {
+            Rule::use_decl => ast::Item::Use(self.use_decl(pair)),
+            Rule::labels_decl => ast::Item::Labels(ast::LabelsDecl {
+                span: self.span(&pair),
+                labels: parts(pair).map(|p| self.name(p)).collect(),
+            }),
+            Rule::categories_decl => ast::Item::Categories(ast::CategoriesDecl {
+                span: self.span(&pair),
+                categories: parts(pair).map(|p| self.name(p)).collect(),
+            }),
+            Rule::unclassified_decl => {
+                let span = self.span(&pair);
+                let label = self.label_ref(parts(pair).next()?);
+                ast::Item::Unclassified(ast::UnclassifiedDecl { label, span })
+            }
+            Rule::group_decl => ast::Item::Group(self.group(pair)?),
+            Rule::schema_decl => {
+                let span = self.span(&pair);
+                let mut inner = parts(pair);
+                let name = self.name(inner.next()?);
+                let label = self.label_ref(inner.next()?);
+                ast::Item::Schema(ast::SchemaDecl { name, label, span })
+            }
+            Rule::table_decl => ast::Item::Table(self.table(pair)?),
+            Rule::classify_decl => ast::Item::Classify(self.classify(pair)?),
+            Rule::mask_decl => ast::Item::Mask(self.mask_decl(pair)?),
+            Rule::rule_decl => ast::Item::Rule(self.rule(pair)?),
+            _ => return None,
+        })
     }
 
     fn name(&self, pair: Pair<'_, Rule>) -> ast::Name {
         let span = self.span(&pair);
         let raw = pair.as_str();
-        let text = match pair.as_rule() {
-            Rule::quoted_ident => raw[1..raw.len() - 1].replace("\"\"", "\""),
-            _ => raw.to_ascii_lowercase(),
+        let quoted = pair.as_rule() == Rule::quoted_ident;
+        let text = if quoted {
+            raw[1..raw.len() - 1].replace("\"\"", "\"")
+        } else {
+            raw.to_ascii_lowercase()
         };
-        ast::Name { text, span }
+        ast::Name { text, quoted, span }
+    }
+
+    fn qualified(&self, pair: Pair<'_, Rule>) -> ast::QualifiedName {
+        ast::QualifiedName {
+            span: self.span(&pair),
+            parts: parts(pair).map(|p| self.name(p)).collect(),
+        }
     }
 
     fn string(&self, pair: Pair<'_, Rule>) -> ast::StringLit {
         let span = self.span(&pair);
         let raw = pair.as_str();
         let value = if pair.as_rule() == Rule::string {
-            raw[1..raw.len() - 1]
-                .replace("\\\"", "\"")
-                .replace("\\\\", "\\")
+            unescape(&raw[1..raw.len() - 1])
         } else {
+            // Claim names are case-sensitive in JWTs: an unquoted path
+            // segment is kept as written.
             raw.to_owned()
         };
         ast::StringLit { value, span }
     }
 
-    fn labels(&self, pair: Pair<'_, Rule>) -> ast::LabelsDecl {
+    fn int(&self, pair: Pair<'_, Rule>) -> ast::Int {
         let span = self.span(&pair);
-        ast::LabelsDecl {
-            labels: pair
-                .into_inner()
-                .filter(not_keyword)
-                .map(|p| self.name(p))
-                .collect(),
+        let value = pair.as_str().parse::<u64>().unwrap_or_else(|_| {
+            self.diagnostics
+                .borrow_mut()
+                .push(diagnostics::integer_too_large(span));
+            0
+        });
+        ast::Int { value, span }
+    }
+
+    fn use_decl(&self, pair: Pair<'_, Rule>) -> ast::UseDecl {
+        let span = self.span(&pair);
+        let target = parts(pair).next().expect("grammar: use has a target");
+        let target = match target.as_rule() {
+            Rule::std_path => ast::UseTarget::Std(parts(target).map(|p| self.name(p)).collect()),
+            _ => ast::UseTarget::Path(self.string(target)),
+        };
+        ast::UseDecl { target, span }
+    }
+
+    fn label_ref(&self, pair: Pair<'_, Rule>) -> ast::LabelRef {
+        let span = self.span(&pair);
+        let mut inner = parts(pair);
+        let level = self.name(inner.next().expect("grammar: label_ref has a level"));
+        let categories = inner
+            .next()
+            .map(|set| parts(set).map(|p| self.name(p)).collect())
+            .unwrap_or_default();
+        ast::LabelRef {
+            level,
+            categories,
             span,
         }
     }
 
-    fn unclassified(&self, pair: Pair<'_, Rule>) -> ast::UnclassifiedDecl {
+    fn group(&self, pair: Pair<'_, Rule>) -> Option<ast::GroupDecl> {
         let span = self.span(&pair);
-        let label = self.name(
-            pair.into_inner()
-                .find(not_keyword)
-                .expect("grammar: unclassified has a label"),
-        );
-        ast::UnclassifiedDecl { label, span }
+        let mut inner = parts(pair);
+        let name = self.name(inner.next()?);
+        let body = inner.next()?;
+        let body = match body.as_rule() {
+            Rule::group_body => {
+                ast::GroupBody::Conditions(parts(body).map(|c| self.condition(c)).collect())
+            }
+            _ => ast::GroupBody::Expr(self.group_expr(body)),
+        };
+        Some(ast::GroupDecl { name, body, span })
     }
 
-    fn group(&self, pair: Pair<'_, Rule>) -> ast::GroupDecl {
-        let span = self.span(&pair);
-        let mut inner = pair.into_inner().filter(not_keyword);
-        let name = self.name(inner.next().expect("grammar: group has a name"));
-        let conditions = inner.map(|c| self.condition(c)).collect();
-        ast::GroupDecl {
-            name,
-            conditions,
-            span,
+    fn group_expr(&self, pair: Pair<'_, Rule>) -> ast::GroupExpr {
+        match pair.as_rule() {
+            Rule::group_or | Rule::group_and => {
+                let is_or = pair.as_rule() == Rule::group_or;
+                let mut terms: Vec<_> = parts(pair).map(|p| self.group_expr(p)).collect();
+                if terms.len() == 1 {
+                    terms.pop().expect("one term")
+                } else if is_or {
+                    ast::GroupExpr::Or(terms)
+                } else {
+                    ast::GroupExpr::And(terms)
+                }
+            }
+            Rule::group_unary => {
+                self.group_expr(parts(pair).next().expect("grammar: unary has a term"))
+            }
+            Rule::group_not => ast::GroupExpr::Not(Box::new(
+                self.group_expr(parts(pair).next().expect("grammar: not has a term")),
+            )),
+            _ => ast::GroupExpr::Ref(self.name(pair)),
         }
+    }
+
+    fn str_test(&self, pair: Pair<'_, Rule>) -> ast::StrTest {
+        let inner = parts(pair).next().expect("grammar: str_test has a form");
+        match inner.as_rule() {
+            Rule::string => ast::StrTest::Equals(self.string(inner)),
+            Rule::eq_test => ast::StrTest::Equals(self.first_string(inner)),
+            Rule::ne_test => ast::StrTest::NotEquals(self.first_string(inner)),
+            Rule::like_test => ast::StrTest::Like(self.first_string(inner)),
+            _ => ast::StrTest::In(
+                parts(parts(inner).next().expect("grammar: in has a list"))
+                    .map(|s| self.string(s))
+                    .collect(),
+            ),
+        }
+    }
+
+    fn first_string(&self, pair: Pair<'_, Rule>) -> ast::StringLit {
+        self.string(parts(pair).next().expect("grammar: a string follows"))
     }
 
     fn condition(&self, pair: Pair<'_, Rule>) -> ast::Condition {
         let span = self.span(&pair);
         let rule = pair.as_rule();
-        let mut inner = pair.into_inner().filter(not_keyword);
-        match rule {
-            Rule::issuer_cond => {
-                ast::Condition::Issuer(self.string(inner.next().expect("grammar: issuer string")))
-            }
-            Rule::audience_cond => ast::Condition::Audience(
-                self.string(inner.next().expect("grammar: audience string")),
-            ),
-            _ => {
-                let claim_name = inner.next().expect("grammar: claim name");
-                let claim = self.string(
-                    claim_name
-                        .into_inner()
-                        .find(not_keyword)
-                        .expect("grammar: claim name inner"),
-                );
-                let op = match inner.next().expect("grammar: claim op").as_str() {
-                    "contains" => ast::ClaimOp::Contains,
-                    _ => ast::ClaimOp::Equals,
+        let mut inner = parts(pair);
+        let mut next = || inner.next().expect("grammar: condition parts");
+        let kind = match rule {
+            Rule::issuer_cond => ast::ConditionKind::Issuer(self.str_test(next())),
+            Rule::audience_cond => ast::ConditionKind::Audience(self.string(next())),
+            Rule::subject_cond => ast::ConditionKind::Subject(self.str_test(next())),
+            Rule::account_cond => ast::ConditionKind::Account(self.string(next())),
+            Rule::cert_cond => {
+                let field = match next().as_str() {
+                    "san" => ast::CertField::San,
+                    _ => ast::CertField::Subject,
                 };
-                let value = self.string(inner.next().expect("grammar: claim value"));
-                ast::Condition::Claim(ast::ClaimCondition {
-                    claim,
-                    op,
-                    value,
-                    span,
-                })
+                ast::ConditionKind::Certificate {
+                    field,
+                    test: self.str_test(next()),
+                }
             }
-        }
+            _ => {
+                let path = parts(next()).map(|p| self.string(p)).collect();
+                let test = next();
+                let test = if test.as_rule() == Rule::contains_test {
+                    ast::ClaimTest::Contains(self.first_string(test))
+                } else {
+                    ast::ClaimTest::Str(self.str_test(test))
+                };
+                ast::ConditionKind::Claim { path, test }
+            }
+        };
+        ast::Condition { kind, span }
     }
 
-    fn table(&self, pair: Pair<'_, Rule>, diagnostics: &mut Vec<Diagnostic>) -> ast::TableDecl {
+    fn table(&self, pair: Pair<'_, Rule>) -> Option<ast::TableDecl> {
         let span = self.span(&pair);
-        let mut inner = pair.into_inner().filter(not_keyword);
-        let qname = inner.next().expect("grammar: table name");
-        let name_span = self.span(&qname);
-        let name: Vec<ast::Name> = qname
-            .into_inner()
-            .filter(not_keyword)
-            .map(|p| self.name(p))
-            .collect();
-        let mut default_label = None;
+        let mut inner = parts(pair);
+        let name = self.qualified(inner.next()?);
+        let mut label = None;
         let mut columns = Vec::new();
+        let mut has_body = false;
         for part in inner {
             match part.as_rule() {
-                Rule::ident => default_label = Some(self.name(part)),
+                Rule::label_ref => label = Some(self.label_ref(part)),
                 Rule::table_body => {
-                    for col in part.into_inner().filter(not_keyword) {
-                        columns.push(self.column(col, diagnostics));
+                    has_body = true;
+                    for col in parts(part) {
+                        let cspan = self.span(&col);
+                        let mut c = parts(col);
+                        let name = self.name(c.next()?);
+                        let label = self.label_ref(c.next()?);
+                        let mask = c.next().map(|m| self.mask_expr(m));
+                        columns.push(ast::ColumnDecl {
+                            name,
+                            label,
+                            mask,
+                            span: cspan,
+                        });
                     }
                 }
                 _ => {}
             }
         }
-        ast::TableDecl {
-            name,
-            name_span,
-            default_label,
-            columns,
-            span,
-        }
-    }
-
-    fn column(&self, pair: Pair<'_, Rule>, diagnostics: &mut Vec<Diagnostic>) -> ast::ColumnDecl {
-        let span = self.span(&pair);
-        let mut inner = pair.into_inner().filter(not_keyword);
-        let name = self.name(inner.next().expect("grammar: column name"));
-        let label = self.name(inner.next().expect("grammar: column label"));
-        let mask = inner.next().map(|m| {
-            let mspan = self.span(&m);
-            let mut parts = m.into_inner().filter(not_keyword);
-            let mname = self.name(parts.next().expect("grammar: mask name"));
-            let args = parts
-                .map(|a| {
-                    let aspan = self.span(&a);
-                    let value = a.as_str().parse::<u64>().unwrap_or_else(|_| {
-                        diagnostics.push(diagnostics::integer_too_large(aspan));
-                        0
-                    });
-                    (value, aspan)
-                })
-                .collect();
-            ast::MaskExpr {
-                name: mname,
-                args,
-                span: mspan,
-            }
-        });
-        ast::ColumnDecl {
+        Some(ast::TableDecl {
             name,
             label,
-            mask,
+            columns,
+            has_body,
             span,
-        }
+        })
     }
 
-    fn rule(&self, pair: Pair<'_, Rule>) -> ast::RuleDecl {
+    fn mask_expr(&self, pair: Pair<'_, Rule>) -> ast::MaskExpr {
         let span = self.span(&pair);
-        let mut inner = pair.into_inner().filter(not_keyword);
-        let name = self.name(inner.next().expect("grammar: rule name"));
-        let group = self.name(inner.next().expect("grammar: rule group"));
-        let clauses = inner.map(|c| self.clause(c)).collect();
-        ast::RuleDecl {
+        let parens = pair.as_str().contains('(');
+        let mut inner = parts(pair);
+        let name = self.name(inner.next().expect("grammar: mask name"));
+        let args = inner
+            .map(|a| {
+                let aspan = self.span(&a);
+                let value = match a.as_rule() {
+                    Rule::string => ast::ArgValue::Str(self.string(a).value),
+                    Rule::boolean => ast::ArgValue::Bool(a.as_str() == "true"),
+                    _ => ast::ArgValue::Int(a.as_str().parse::<i64>().unwrap_or_else(|_| {
+                        self.diagnostics
+                            .borrow_mut()
+                            .push(diagnostics::integer_too_large(aspan));
+                        0
+                    })),
+                };
+                ast::MaskArg { value, span: aspan }
+            })
+            .collect();
+        ast::MaskExpr {
             name,
-            group,
-            clauses,
+            args,
+            parens,
             span,
         }
     }
 
-    fn clause(&self, pair: Pair<'_, Rule>) -> ast::RuleClause {
+    fn type_name(&self, pair: Pair<'_, Rule>) -> ast::TypeName {
         let span = self.span(&pair);
-        let mut action = ast::RuleAction::Deny;
-        let mut cmp = ast::LabelCmp::Eq;
+        let raw = pair.as_str();
+        let (base, array) = match raw.strip_suffix("[]") {
+            Some(b) => (b, "[]"),
+            None => (raw, ""),
+        };
+        let base = base
+            .strip_prefix('"')
+            .and_then(|b| b.strip_suffix('"'))
+            .unwrap_or(base);
+        ast::TypeName {
+            text: format!("{}{array}", unescape(base).to_ascii_lowercase()),
+            span,
+        }
+    }
+
+    fn classify(&self, pair: Pair<'_, Rule>) -> Option<ast::ClassifyDecl> {
+        let span = self.span(&pair);
+        let mut matchers = Vec::new();
         let mut label = None;
-        for part in pair.into_inner().filter(not_keyword) {
-            match part.as_rule() {
-                Rule::rule_action => {
-                    action = match part.as_str() {
-                        "allow" => ast::RuleAction::Allow,
-                        "mask" => ast::RuleAction::Mask,
-                        _ => ast::RuleAction::Deny,
-                    }
+        let mut mask = None;
+        let mut priority = None;
+        for part in parts(pair) {
+            let pspan = self.span(&part);
+            let kind = match part.as_rule() {
+                Rule::named_matcher => {
+                    let re = parts(part).next()?;
+                    let rspan = self.span(&re);
+                    let raw = re.as_str();
+                    let case_insensitive = raw.ends_with('i');
+                    let body = raw.trim_end_matches('i');
+                    let pattern = body[1..body.len() - 1].replace("\\/", "/");
+                    ast::MatcherKind::Named(ast::Regex {
+                        pattern,
+                        case_insensitive,
+                        span: rspan,
+                    })
                 }
-                Rule::label_cmp => {
-                    cmp = match part.as_str() {
-                        "<=" => ast::LabelCmp::Le,
-                        "<" => ast::LabelCmp::Lt,
-                        ">=" => ast::LabelCmp::Ge,
-                        ">" => ast::LabelCmp::Gt,
-                        _ => ast::LabelCmp::Eq,
-                    }
+                Rule::like_matcher => ast::MatcherKind::Like(self.first_string(part)),
+                Rule::in_matcher => ast::MatcherKind::In(self.first_string(part)),
+                Rule::type_matcher => {
+                    ast::MatcherKind::Type(parts(part).map(|t| self.type_name(t)).collect())
                 }
-                _ => label = Some(self.name(part)),
+                Rule::label_ref => {
+                    label = Some(self.label_ref(part));
+                    continue;
+                }
+                Rule::mask_expr => {
+                    mask = Some(self.mask_expr(part));
+                    continue;
+                }
+                Rule::integer => {
+                    priority = Some(self.int(part));
+                    continue;
+                }
+                _ => continue,
+            };
+            matchers.push(ast::Matcher { kind, span: pspan });
+        }
+        Some(ast::ClassifyDecl {
+            matchers,
+            label: label?,
+            mask,
+            priority,
+            span,
+        })
+    }
+
+    fn mask_decl(&self, pair: Pair<'_, Rule>) -> Option<ast::MaskDecl> {
+        let span = self.span(&pair);
+        let mut inner = parts(pair);
+        let name = self.name(inner.next()?);
+        let param = self.name(inner.next()?);
+        let mut types = Vec::new();
+        let mut template = None;
+        for p in inner {
+            match p.as_rule() {
+                Rule::type_name => types.push(self.type_name(p)),
+                Rule::string => template = Some(self.string(p)),
+                _ => {}
             }
         }
-        ast::RuleClause {
-            action,
-            cmp,
-            label: label.expect("grammar: clause has a label"),
+        let output = types.pop()?;
+        Some(ast::MaskDecl {
+            name,
+            param,
+            inputs: types,
+            output,
+            template: template?,
+            span,
+        })
+    }
+
+    fn rule(&self, pair: Pair<'_, Rule>) -> Option<ast::RuleDecl> {
+        let span = self.span(&pair);
+        let observe = pair
+            .clone()
+            .into_inner()
+            .any(|p| p.as_rule() == Rule::kw_observe);
+        let mut inner = parts(pair);
+        let name = self.name(inner.next()?);
+        let group = self.name(inner.next()?);
+        let clauses = inner.filter_map(|c| self.clause(c)).collect();
+        Some(ast::RuleDecl {
+            name,
+            group,
+            observe,
+            clauses,
+            span,
+        })
+    }
+
+    fn actions(&self, pair: Pair<'_, Rule>) -> Vec<ast::ActionRef> {
+        parts(pair)
+            .map(|a| ast::ActionRef {
+                span: self.span(&a),
+                action: match a.as_str() {
+                    "write" => ast::Action::Write,
+                    "ddl" => ast::Action::Ddl,
+                    "export" => ast::Action::Export,
+                    "admin" => ast::Action::Admin,
+                    _ => ast::Action::Read,
+                },
+            })
+            .collect()
+    }
+
+    fn target(&self, pair: Pair<'_, Rule>) -> ast::Target {
+        let span = self.span(&pair);
+        let inner = parts(pair).next().expect("grammar: target has a kind");
+        let kind = match inner.as_rule() {
+            Rule::function_target => {
+                ast::TargetKind::Functions(parts(inner).map(|q| self.qualified(q)).collect())
+            }
+            Rule::table_target => ast::TargetKind::Table(
+                self.qualified(parts(inner).next().expect("grammar: table name")),
+            ),
+            Rule::column_target => ast::TargetKind::Column(
+                self.qualified(parts(inner).next().expect("grammar: column name")),
+            ),
+            Rule::category_set => {
+                ast::TargetKind::Categories(parts(inner).map(|p| self.name(p)).collect())
+            }
+            _ => {
+                let mut cmp = ast::LabelCmp::Eq;
+                let mut label = None;
+                for p in parts(inner) {
+                    if p.as_rule() == Rule::label_cmp {
+                        cmp = match p.as_str() {
+                            "<=" => ast::LabelCmp::Le,
+                            "<" => ast::LabelCmp::Lt,
+                            ">=" => ast::LabelCmp::Ge,
+                            ">" => ast::LabelCmp::Gt,
+                            _ => ast::LabelCmp::Eq,
+                        };
+                    } else {
+                        label = Some(self.name(p));
+                    }
+                }
+                ast::TargetKind::Label {
+                    cmp,
+                    label: label.expect("grammar: label target has a label"),
+                }
+            }
+        };
+        ast::Target { kind, span }
+    }
+
+    fn duration(&self, pair: Pair<'_, Rule>) -> ast::Duration {
+        let span = self.span(&pair);
+        let raw = pair.as_str();
+        let unit = raw.chars().last().unwrap_or('s');
+        let n: u64 = raw[..raw.len() - 1].parse().unwrap_or_else(|_| {
+            self.diagnostics
+                .borrow_mut()
+                .push(diagnostics::integer_too_large(span));
+            0
+        });
+        let factor = match unit {
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => 1,
+        };
+        ast::Duration {
+            seconds: n.saturating_mul(factor),
+            unit,
             span,
         }
     }
+
+    fn clause(&self, pair: Pair<'_, Rule>) -> Option<ast::RuleClause> {
+        let span = self.span(&pair);
+        let rule = pair.as_rule();
+        let kind = match rule {
+            Rule::access_clause => {
+                let mut effect = ast::Effect::Deny;
+                let mut actions = Vec::new();
+                let mut target = None;
+                let mut mask = None;
+                let mut reason = None;
+                for p in parts(pair) {
+                    match p.as_rule() {
+                        Rule::verb => {
+                            effect = match p.as_str() {
+                                "allow" => ast::Effect::Allow,
+                                "mask" => ast::Effect::Mask,
+                                _ => ast::Effect::Deny,
+                            }
+                        }
+                        Rule::actions => actions = self.actions(p),
+                        Rule::target => target = Some(self.target(p)),
+                        Rule::mask_expr => mask = Some(self.mask_expr(p)),
+                        Rule::override_reason => reason = Some(self.first_string(p)),
+                        _ => {}
+                    }
+                }
+                ast::ClauseKind::Access {
+                    effect,
+                    actions,
+                    target,
+                    mask,
+                    reason,
+                }
+            }
+            Rule::approval_clause => {
+                let mut actions = Vec::new();
+                let mut target = None;
+                let mut approvers = None;
+                let mut ttl = None;
+                let mut scope = None;
+                let mut quorum = None;
+                for p in parts(pair) {
+                    match p.as_rule() {
+                        Rule::actions => actions = self.actions(p),
+                        Rule::target => target = Some(self.target(p)),
+                        Rule::ident => approvers = Some(self.name(p)),
+                        Rule::ttl_opt => ttl = Some(self.duration(parts(p).next()?)),
+                        Rule::quorum_opt => quorum = Some(self.int(parts(p).next()?)),
+                        Rule::scope_opt => {
+                            let s = parts(p).next()?;
+                            scope = Some(match s.as_rule() {
+                                Rule::scope_session => ast::ApprovalScope::Session(
+                                    parts(s).next().map(|d| self.duration(d)),
+                                ),
+                                Rule::scope_executions => {
+                                    ast::ApprovalScope::Executions(self.int(parts(s).next()?))
+                                }
+                                _ => ast::ApprovalScope::Statement,
+                            });
+                        }
+                        _ => {}
+                    }
+                }
+                ast::ClauseKind::Approval {
+                    actions,
+                    target,
+                    approvers: approvers?,
+                    ttl,
+                    scope,
+                    quorum,
+                }
+            }
+            Rule::filter_clause => {
+                let mut inner = parts(pair);
+                let table = self.qualified(inner.next()?);
+                let predicate = self.string(inner.next()?);
+                ast::ClauseKind::Filter { table, predicate }
+            }
+            Rule::limit_clause => {
+                let mut inner = parts(pair);
+                let rows = self.int(inner.next()?);
+                let target = inner.next().map(|t| self.target(t));
+                ast::ClauseKind::Limit { rows, target }
+            }
+            _ => return None,
+        };
+        Some(ast::RuleClause { kind, span })
+    }
+}
+
+/// Removes string escapes: `\"`, `\\`, `\n`, `\t`; any other escaped
+/// character stands for itself.
+fn unescape(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
 }

@@ -46,6 +46,9 @@ pub struct Event<'a> {
     /// Columns read masked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub masked: Option<&'a [String]>,
+    /// What observe-only rules would have withheld (recorded, not enforced).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed: Option<&'a [String]>,
     /// Why (denials, failures).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'a str>,
@@ -68,6 +71,7 @@ impl<'a> Event<'a> {
             decision: None,
             policies: None,
             masked: None,
+            observed: None,
             reason: None,
             plan: None,
         }

@@ -5,8 +5,10 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod fmt;
+
 use clsf_compiler::load::{self, Compiled};
-use clsf_compiler::{Engine, bundle, schema};
+use clsf_compiler::{Engine, bundle, codes, report, schema};
 
 /// Compile and check clsf data-classification policies.
 #[derive(Parser, Debug)]
@@ -40,6 +42,26 @@ enum Command {
         /// The schema lock file.
         #[arg(long)]
         schema: PathBuf,
+        /// Output format (json, sarif and github go to standard output).
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+        /// Exit 1 on warnings too.
+        #[arg(long)]
+        deny_warnings: bool,
+    },
+    /// Print the explanation of a diagnostic code (e.g. `clsfc explain CLSF0101`).
+    Explain {
+        /// The code, with or without the `CLSF` prefix.
+        code: String,
+    },
+    /// Format policy files canonically (in place), or check that they are.
+    Fmt {
+        /// Files or directories (every `.clsf` file below).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Change nothing; exit 1 and print a diff when a file is not formatted.
+        #[arg(long)]
+        check: bool,
     },
     /// Compile a policy into Cedar policies and a masking plan.
     Build {
@@ -52,6 +74,18 @@ enum Command {
         #[arg(short, long)]
         out: PathBuf,
     },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    /// rustc-style text on standard error.
+    Human,
+    /// clsf's JSON report (version 1).
+    Json,
+    /// SARIF 2.1.0.
+    Sarif,
+    /// GitHub Actions workflow commands.
+    Github,
 }
 
 #[derive(Subcommand, Debug)]
@@ -104,7 +138,14 @@ pub fn run(cli: Cli) -> Exit {
                     schemas,
                 },
         } => pull(&database_url, out, &schemas),
-        Command::Check { policy_dir, schema } => check(&policy_dir, &schema, color),
+        Command::Check {
+            policy_dir,
+            schema,
+            format,
+            deny_warnings,
+        } => check(&policy_dir, &schema, color, format, deny_warnings),
+        Command::Explain { code } => explain(&code),
+        Command::Fmt { paths, check } => fmt::run(&paths, check),
         Command::Build {
             policy_dir,
             schema,
@@ -144,12 +185,33 @@ fn compile(
     lock: &std::path::Path,
     color: bool,
 ) -> Result<Option<Compiled>, String> {
+    compile_as(policy_dir, lock, color, Format::Human)
+}
+
+fn compile_as(
+    policy_dir: &std::path::Path,
+    lock: &std::path::Path,
+    color: bool,
+    format: Format,
+) -> Result<Option<Compiled>, String> {
     let compiled = load::compile_dir(policy_dir, lock)?;
-    if !compiled.diagnostics.is_empty() {
-        eprint!(
+    let base = policy_dir.display().to_string();
+    let base = base.trim_start_matches("./");
+    match format {
+        Format::Human if !compiled.diagnostics.is_empty() => eprint!(
             "{}",
             clsf_lang::render(&compiled.diagnostics, &compiled.sources, color)
-        );
+        ),
+        Format::Human => {}
+        Format::Json => print!("{}", report::json(&compiled.diagnostics, &compiled.sources)),
+        Format::Sarif => print!(
+            "{}",
+            report::sarif(&compiled.diagnostics, &compiled.sources, base)
+        ),
+        Format::Github => print!(
+            "{}",
+            report::github(&compiled.diagnostics, &compiled.sources, base)
+        ),
     }
     let errors = compiled.diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = compiled.diagnostics.len() - errors;
@@ -164,16 +226,35 @@ fn check(
     policy_dir: &std::path::Path,
     lock: &std::path::Path,
     color: bool,
+    format: Format,
+    deny_warnings: bool,
 ) -> Result<Exit, String> {
-    let Some(compiled) = compile(policy_dir, lock, color)? else {
+    let Some(compiled) = compile_as(policy_dir, lock, color, format)? else {
         return Ok(Exit::PolicyErrors);
     };
+    let warnings = compiled.diagnostics.len();
     let plan = compiled.plan.expect("no errors means a plan");
     // Generating Cedar validates it in strict mode; a failure is a compiler bug.
     Engine::new(plan).map_err(|e| e.to_string())?;
-    eprintln!(
-        "ok: policy checked ({} warning(s))",
-        compiled.diagnostics.len()
+    if deny_warnings && warnings > 0 {
+        eprintln!("error: {warnings} warning(s), and --deny-warnings is set");
+        return Ok(Exit::PolicyErrors);
+    }
+    eprintln!("ok: policy checked ({warnings} warning(s))");
+    Ok(Exit::Ok)
+}
+
+fn explain(code: &str) -> Result<Exit, String> {
+    let Some(c) = codes::find(code) else {
+        return Err(format!(
+            "no diagnostic code `{code}`; codes run from {} to {}",
+            codes::CODES[0].code,
+            codes::CODES[codes::CODES.len() - 1].code
+        ));
+    };
+    println!(
+        "{} ({}): {}\n\n{}",
+        c.code, c.severity, c.summary, c.explanation
     );
     Ok(Exit::Ok)
 }

@@ -1,22 +1,31 @@
-//! Per-identity access to every column, asked of the Cedar authorizer.
+//! Per-identity access to every column and action, asked of the Cedar
+//! authorizer once per group set and cached by the engine.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use cedar_policy::{
-    Authorizer, Context, Decision as CedarDecision, Entities, Entity, PolicySet, Request,
+    Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityUid, PolicySet,
+    Request, Response,
 };
 
-use crate::cedar::{self, ACTION_READ, ACTION_READ_MASKED};
+use crate::cedar;
 use crate::masks::Mask;
-use crate::plan::Plan;
+use crate::plan::{Categories, ClauseKind, Effect, Plan, Target};
 
-/// What an identity may do with one column.
+/// What an identity may do when reading one column.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Access {
     /// Read in clear.
     Clear,
     /// Read through the mask.
     Masked(Mask),
+    /// Read in clear once a member of `approvers` approves.
+    Approval {
+        /// Approver group.
+        approvers: String,
+        /// Determining policies.
+        policies: Vec<String>,
+    },
     /// Never read. `policies` are the Cedar policy ids that forbade it
     /// (empty when no policy permitted it).
     Denied {
@@ -27,30 +36,241 @@ pub enum Access {
     },
 }
 
+/// Whether an action other than read is permitted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Perm {
+    /// Permitted.
+    Allowed,
+    /// Permitted once approved by a member of the group.
+    Approval(String),
+    /// Not permitted; the determining policies (empty: nothing permitted it).
+    Denied(Vec<String>),
+}
+
+impl Perm {
+    /// True when permitted without approval.
+    pub fn allowed(&self) -> bool {
+        *self == Perm::Allowed
+    }
+}
+
+/// A row filter that applies to the identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowFilter {
+    /// Relation index.
+    pub relation: usize,
+    /// Predicate template.
+    pub predicate: String,
+    /// The clause's policy id.
+    pub policy_id: String,
+}
+
+/// A row limit that applies to the identity.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowLimit {
+    /// Rows per statement.
+    pub rows: u64,
+    /// Which relations.
+    pub target: Target,
+    /// The clause's policy id.
+    pub policy_id: String,
+}
+
 /// The access table of one group set, parallel to the plan's schema.
 #[derive(Debug)]
 pub struct PrincipalAccess {
     /// Groups this table was computed for.
     pub groups: Vec<String>,
-    /// Access per relation, per column.
+    /// Read access per relation, per column.
     pub columns: Vec<Vec<Access>>,
-    /// Cedar policy ids that decided each column (for the audit trail).
+    /// Cedar policy ids that decided each column's read access.
     pub policies: Vec<Vec<Vec<String>>>,
-    /// True when every column is `Clear`: nothing in the schema is withheld.
+    /// Write permission per relation, per column.
+    pub write: Vec<Vec<Perm>>,
+    /// Export (COPY TO) permission per relation, per column.
+    pub export: Vec<Vec<Perm>>,
+    /// Schema changes.
+    pub ddl: Perm,
+    /// Administrative statements.
+    pub admin: Perm,
+    /// Functions a rule explicitly allows (`true`) or denies (`false`).
+    pub functions: HashMap<String, bool>,
+    /// Row filters of the identity's groups.
+    pub filters: Vec<RowFilter>,
+    /// Row limits of the identity's groups.
+    pub limits: Vec<RowLimit>,
+    /// Read access had observe-only rules been enforced (only when some
+    /// observe-only rule applies to these groups).
+    pub observed: Option<Vec<Vec<Access>>>,
+    /// True when every column is `Clear` and writable, ddl and admin are
+    /// allowed, and no filter or limit applies: nothing is withheld.
     pub full_clear: bool,
 }
 
 impl PrincipalAccess {
-    /// True when some column of relation `ri` is not readable in clear.
+    /// True when some column of relation `ri` is not readable in clear, or
+    /// a row filter applies to it.
     pub fn relation_restricted(&self, ri: usize) -> bool {
         self.columns[ri].iter().any(|a| *a != Access::Clear)
+            || self.filters.iter().any(|f| f.relation == ri)
     }
 }
 
-/// Asks Cedar about every column for an identity in `groups`.
+struct Asker<'a> {
+    principal: EntityUid,
+    entities: Entities,
+    authorizer: &'a Authorizer,
+}
+
+impl Asker<'_> {
+    fn ask(&self, policies: &PolicySet, action: &str, resource: &EntityUid) -> Response {
+        let request = Request::new(
+            self.principal.clone(),
+            cedar::uid("Action", action),
+            resource.clone(),
+            Context::empty(),
+            None,
+        )
+        .expect("requests without a schema always build");
+        self.authorizer
+            .is_authorized(&request, policies, &self.entities)
+    }
+}
+
+fn reasons(r: &Response) -> Vec<String> {
+    let mut ids: Vec<String> = r.diagnostics().reason().map(ToString::to_string).collect();
+    ids.sort();
+    ids
+}
+
+fn allowed(r: &Response) -> bool {
+    r.decision() == CedarDecision::Allow
+}
+
+/// The approver group of the first approval clause among `ids`.
+fn approvers(plan: &Plan, ids: &[String]) -> String {
+    ids.iter()
+        .find_map(|id| match plan.clause_by_policy(id) {
+            Some((_, c)) => match &c.kind {
+                ClauseKind::Access {
+                    effect: Effect::Approval(a),
+                    ..
+                } => Some(a.approvers.clone()),
+                _ => None,
+            },
+            None => None,
+        })
+        .unwrap_or_default()
+}
+
+fn perm(
+    plan: &Plan,
+    asker: &Asker<'_>,
+    set: &PolicySet,
+    action: &str,
+    resource: &EntityUid,
+) -> Perm {
+    let plain = asker.ask(set, action, resource);
+    if allowed(&plain) {
+        return Perm::Allowed;
+    }
+    let approved = asker.ask(set, &format!("{action}_approved"), resource);
+    if allowed(&approved) {
+        return Perm::Approval(approvers(plan, &reasons(&approved)));
+    }
+    Perm::Denied(reasons(&plain))
+}
+
+/// The access of a column Cedar permits only masked (`ids` permitted it):
+/// a `mask … with M` clause among them chooses the mask where M fits the
+/// column's type; otherwise the classification's mask; without one, denied.
+fn masked_access(plan: &Plan, ids: &[String], ri: usize, ci: usize) -> Access {
+    let family = plan.schema.relation(ri).columns[ci].family();
+    let chosen = ids.iter().find_map(|id| match plan.clause_by_policy(id) {
+        Some((_, c)) => match &c.kind {
+            ClauseKind::Access { mask: Some(m), .. } if m.accepts(family) => Some(m.clone()),
+            _ => None,
+        },
+        None => None,
+    });
+    match chosen.or_else(|| plan.classes[ri][ci].mask.clone()) {
+        Some(mask) => Access::Masked(mask),
+        None => Access::Denied {
+            policies: Vec::new(),
+            no_mask: true,
+        },
+    }
+}
+
+/// Read access to one column.
+fn read_access(
+    plan: &Plan,
+    asker: &Asker<'_>,
+    set: &PolicySet,
+    resource: &EntityUid,
+    ri: usize,
+    ci: usize,
+) -> (Access, Vec<String>) {
+    let clear = asker.ask(set, cedar::ACTION_READ, resource);
+    if allowed(&clear) {
+        return (Access::Clear, reasons(&clear));
+    }
+    let masked = asker.ask(set, cedar::ACTION_READ_MASKED, resource);
+    if allowed(&masked) {
+        let ids = reasons(&masked);
+        return (masked_access(plan, &ids, ri, ci), ids);
+    }
+    let approved = asker.ask(set, cedar::ACTION_READ_APPROVED, resource);
+    if allowed(&approved) {
+        let ids = reasons(&approved);
+        return (
+            Access::Approval {
+                approvers: approvers(plan, &ids),
+                policies: ids.clone(),
+            },
+            ids,
+        );
+    }
+    let ids = reasons(&masked);
+    (
+        Access::Denied {
+            policies: ids.clone(),
+            no_mask: false,
+        },
+        ids,
+    )
+}
+
+/// Relations named by some clause target: their columns are decided one by
+/// one. All other columns are decided once per (level, categories, has_mask),
+/// which is all the generated policies can see of them.
+fn named_relations(plan: &Plan) -> HashSet<usize> {
+    let mut out = HashSet::new();
+    for rule in &plan.rules {
+        for c in &rule.clauses {
+            match &c.kind {
+                ClauseKind::Access { target, .. } | ClauseKind::Limit { target, .. } => {
+                    match target {
+                        Target::Relation(ri) | Target::Column(ri, _) => {
+                            out.insert(*ri);
+                        }
+                        _ => {}
+                    }
+                }
+                ClauseKind::Filter { .. } => {}
+            }
+        }
+    }
+    out
+}
+
+type ColumnDecision = (Access, Vec<String>, Perm, Perm);
+
+/// Asks Cedar about every column and action for an identity in `groups`.
 pub fn compute(
     plan: &Plan,
     policies: &PolicySet,
+    observe: Option<&PolicySet>,
     entities: &Entities,
     authorizer: &Authorizer,
     groups: &[String],
@@ -64,75 +284,143 @@ pub fn compute(
         .clone()
         .add_entities([identity], None)
         .expect("the synthetic identity entity is unique");
-    let read = cedar::uid("Action", ACTION_READ);
-    let read_masked = cedar::uid("Action", ACTION_READ_MASKED);
-
-    let ask = |action: &cedar_policy::EntityUid, resource: &cedar_policy::EntityUid| {
-        let request = Request::new(
-            principal.clone(),
-            action.clone(),
-            resource.clone(),
-            Context::empty(),
-            None,
-        )
-        .expect("requests without a schema always build");
-        authorizer.is_authorized(&request, policies, &entities)
+    let asker = Asker {
+        principal,
+        entities,
+        authorizer,
     };
+    let named = named_relations(plan);
+    let mut by_signature: HashMap<(usize, Categories, bool), ColumnDecision> = HashMap::new();
+    let mut observed_by_signature: HashMap<(usize, Categories, bool), Access> = HashMap::new();
 
-    let mut columns = Vec::with_capacity(plan.schema.relations.len());
-    let mut all_policies = Vec::with_capacity(plan.schema.relations.len());
+    let in_groups = |g: &str| groups.iter().any(|x| x == g);
+    let observe_applies =
+        observe.is_some() && plan.rules.iter().any(|r| r.observe && in_groups(&r.group));
+
+    let n = plan.schema.relations.len();
+    let mut columns = Vec::with_capacity(n);
+    let mut all_policies = Vec::with_capacity(n);
+    let mut write = Vec::with_capacity(n);
+    let mut export = Vec::with_capacity(n);
+    let mut observed = observe_applies.then(|| Vec::with_capacity(n));
     let mut full_clear = true;
     for (ri, rel) in plan.schema.relations.iter().enumerate() {
         let qualified = rel.qualified();
         let mut rel_access = Vec::with_capacity(rel.columns.len());
         let mut rel_policies = Vec::with_capacity(rel.columns.len());
+        let mut rel_write = Vec::with_capacity(rel.columns.len());
+        let mut rel_export = Vec::with_capacity(rel.columns.len());
+        let mut rel_observed = Vec::new();
         for (ci, col) in rel.columns.iter().enumerate() {
+            let class = &plan.classes[ri][ci];
+            let signature = (class.level, class.categories, class.mask.is_some());
             let resource = cedar::column_uid(&qualified, &col.name);
-            let clear = ask(&read, &resource);
-            let reasons = |r: &cedar_policy::Response| -> Vec<String> {
-                let mut ids: Vec<String> =
-                    r.diagnostics().reason().map(ToString::to_string).collect();
-                ids.sort();
-                ids
+            let decide = |set: &PolicySet| -> ColumnDecision {
+                let (access, ids) = read_access(plan, &asker, set, &resource, ri, ci);
+                let w = perm(plan, &asker, set, "write", &resource);
+                let e = perm(plan, &asker, set, "export", &resource);
+                (access, ids, w, e)
             };
-            let (access, ids) = if clear.decision() == CedarDecision::Allow {
-                (Access::Clear, reasons(&clear))
-            } else {
-                let masked = ask(&read_masked, &resource);
-                match (masked.decision(), &plan.classes[ri][ci].mask) {
-                    (CedarDecision::Allow, Some(mask)) => {
-                        (Access::Masked(mask.clone()), reasons(&masked))
+            // A mask chosen per column type cannot be shared across types.
+            let shareable = !named.contains(&ri);
+            let (access, ids, w, e) = if shareable {
+                let family_key = (signature.0, signature.1, signature.2);
+                let d = by_signature
+                    .entry(family_key)
+                    .or_insert_with(|| decide(policies))
+                    .clone();
+                // The mask depends on this column's own mask and type.
+                match &d.0 {
+                    Access::Masked(_) | Access::Denied { no_mask: true, .. } => {
+                        (masked_access(plan, &d.1, ri, ci), d.1, d.2, d.3)
                     }
-                    (CedarDecision::Allow, None) => (
-                        Access::Denied {
-                            policies: Vec::new(),
-                            no_mask: true,
-                        },
-                        reasons(&masked),
-                    ),
-                    (CedarDecision::Deny, _) => {
-                        let ids = reasons(&masked);
-                        (
-                            Access::Denied {
-                                policies: ids.clone(),
-                                no_mask: false,
-                            },
-                            ids,
-                        )
-                    }
+                    _ => d,
                 }
+            } else {
+                decide(policies)
             };
-            full_clear &= access == Access::Clear;
+            if let (Some(obs), Some(set)) = (observed.as_mut().map(|_| &mut rel_observed), observe)
+            {
+                let o = if shareable {
+                    observed_by_signature
+                        .entry(signature)
+                        .or_insert_with(|| read_access(plan, &asker, set, &resource, ri, ci).0)
+                        .clone()
+                } else {
+                    read_access(plan, &asker, set, &resource, ri, ci).0
+                };
+                // Observed masks are not applied, only whether it would be
+                // masked or refused matters.
+                obs.push(o);
+            }
+            full_clear &= access == Access::Clear && w.allowed();
             rel_access.push(access);
             rel_policies.push(ids);
+            rel_write.push(w);
+            rel_export.push(e);
         }
         columns.push(rel_access);
         all_policies.push(rel_policies);
+        write.push(rel_write);
+        export.push(rel_export);
+        if let Some(o) = observed.as_mut() {
+            o.push(rel_observed);
+        }
     }
+    let database = cedar::uid("Database", cedar::DATABASE);
+    let ddl = perm(plan, &asker, policies, "ddl", &database);
+    let admin = perm(plan, &asker, policies, "admin", &database);
+
+    let mut functions = HashMap::new();
+    let mut filters = Vec::new();
+    let mut limits = Vec::new();
+    for rule in plan
+        .rules
+        .iter()
+        .filter(|r| !r.observe && in_groups(&r.group))
+    {
+        for c in &rule.clauses {
+            match &c.kind {
+                ClauseKind::Access {
+                    target: Target::Functions(names),
+                    ..
+                } => {
+                    for name in names {
+                        let resource = cedar::uid("Function", name);
+                        let ok = allowed(&asker.ask(policies, cedar::ACTION_CALL, &resource));
+                        functions.insert(name.clone(), ok);
+                    }
+                }
+                ClauseKind::Filter {
+                    relation,
+                    predicate,
+                } => filters.push(RowFilter {
+                    relation: *relation,
+                    predicate: predicate.clone(),
+                    policy_id: c.policy_id.clone(),
+                }),
+                ClauseKind::Limit { rows, target } => limits.push(RowLimit {
+                    rows: *rows,
+                    target: target.clone(),
+                    policy_id: c.policy_id.clone(),
+                }),
+                ClauseKind::Access { .. } => {}
+            }
+        }
+    }
+    full_clear &= ddl.allowed() && admin.allowed() && filters.is_empty() && limits.is_empty();
     PrincipalAccess {
         groups: groups.to_vec(),
         columns,
         policies: all_policies,
+        write,
+        export,
+        ddl,
+        admin,
+        functions,
+        filters,
+        limits,
+        observed,
         full_clear,
     }
 }

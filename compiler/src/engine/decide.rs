@@ -6,10 +6,11 @@ use sqlparser::ast as sql;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
-use crate::engine::access::{Access, PrincipalAccess};
+use crate::engine::access::{Access, Perm, PrincipalAccess};
 use crate::engine::analyze::{self, Analysis, TableRef, WildcardUse};
 use crate::engine::rewrite::{self, Edit};
 use crate::engine::sql_lists;
+use crate::masks::{MaskContext, sql_string};
 use crate::plan::Plan;
 use crate::resolve::DEFAULT_SCHEMA;
 
@@ -55,6 +56,9 @@ pub struct StatementReport {
     pub masked: Vec<String>,
     /// Why it was denied.
     pub reason: Option<String>,
+    /// What observe-only rules would have done (`mask schema.table.column`,
+    /// `deny …`): recorded, not enforced.
+    pub observed: Vec<String>,
 }
 
 /// The decision for a whole query string.
@@ -66,8 +70,18 @@ pub struct Decision {
     pub statements: Vec<StatementReport>,
 }
 
+/// What deciding needs besides the plan and the access table: the
+/// session's verified claims (for row filters) and the mask rendering keys.
+#[derive(Clone, Copy, Debug)]
+pub struct Env<'a> {
+    /// Verified token claims of the session, if it has a token.
+    pub claims: Option<&'a serde_json::Value>,
+    /// Mask rendering context.
+    pub masks: &'a MaskContext,
+}
+
 /// Decides a simple-query string.
-pub fn decide(plan: &Plan, access: &PrincipalAccess, text: &str) -> Decision {
+pub fn decide(plan: &Plan, access: &PrincipalAccess, env: &Env<'_>, text: &str) -> Decision {
     let statements = match Parser::parse_sql(&PostgreSqlDialect {}, text) {
         Ok(s) => s,
         Err(e) => {
@@ -99,7 +113,7 @@ pub fn decide(plan: &Plan, access: &PrincipalAccess, text: &str) -> Decision {
         } else {
             stmt.to_string()
         };
-        match decide_statement(plan, access, stmt, text) {
+        match decide_statement(plan, access, env, stmt, text) {
             Ok(outcome) => {
                 edits.extend(outcome.edits);
                 reports.push(StatementReport {
@@ -112,6 +126,7 @@ pub fn decide(plan: &Plan, access: &PrincipalAccess, text: &str) -> Decision {
                     policies: outcome.policies,
                     masked: outcome.masked,
                     reason: None,
+                    observed: outcome.observed,
                 });
             }
             Err(d) => {
@@ -161,6 +176,7 @@ fn report_denied(text: String, d: &Denial) -> StatementReport {
         policies: d.policies.clone(),
         masked: Vec::new(),
         reason: Some(d.message.clone()),
+        observed: Vec::new(),
     }
 }
 
@@ -177,6 +193,7 @@ struct Outcome {
     edits: Vec<Edit>,
     masked: Vec<String>,
     policies: Vec<String>,
+    observed: Vec<String>,
 }
 
 impl Outcome {
@@ -185,6 +202,7 @@ impl Outcome {
             edits: Vec::new(),
             masked: Vec::new(),
             policies: Vec::new(),
+            observed: Vec::new(),
         }
     }
 }
@@ -192,6 +210,7 @@ impl Outcome {
 fn decide_statement(
     plan: &Plan,
     access: &PrincipalAccess,
+    env: &Env<'_>,
     stmt: &sql::Statement,
     text: &str,
 ) -> Result<Outcome, Denial> {
@@ -205,12 +224,13 @@ fn decide_statement(
             let a = analyze::analyze(stmt, text);
             if a.statements > 1 {
                 // A data-modifying CTE: the writing rules apply as well.
-                writes(plan, access, &a)?;
+                writes(plan, access, &a, None)?;
             }
-            reads(plan, access, &a)
+            reads(plan, access, env, &a)
         }
         sql::Statement::Insert(_) | sql::Statement::Update(_) | sql::Statement::Delete(_) => {
-            writes(plan, access, &analyze::analyze(stmt, text))
+            let target = write_target(stmt);
+            writes(plan, access, &analyze::analyze(stmt, text), target.as_deref())
         }
         sql::Statement::Set(set) => session_setting(set),
         sql::Statement::StartTransaction { .. }
@@ -221,6 +241,8 @@ fn decide_statement(
         | sql::Statement::ShowVariable { .. }
         | sql::Statement::Discard { .. }
         | sql::Statement::Deallocate { .. } => Ok(Outcome::pass()),
+        other if is_ddl(other) => action_permitted(plan, &access.ddl, "ddl", other),
+        other if is_admin(other) => action_permitted(plan, &access.admin, "admin", other),
         other => Err(Denial {
             sqlstate: FEATURE_NOT_SUPPORTED,
             message: format!(
@@ -231,6 +253,121 @@ fn decide_statement(
             policies: Vec::new(),
         }),
     }
+}
+
+fn first_keyword(stmt: &sql::Statement) -> String {
+    statement_kind(stmt)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase()
+}
+
+/// Schema changes: permitted by the `ddl` action.
+fn is_ddl(stmt: &sql::Statement) -> bool {
+    matches!(
+        first_keyword(stmt).as_str(),
+        "CREATE" | "ALTER" | "DROP" | "COMMENT"
+    ) && !matches!(
+        stmt,
+        sql::Statement::CreateFunction { .. } | sql::Statement::CreateRole { .. }
+    )
+}
+
+/// Administrative statements: permitted by the `admin` action.
+fn is_admin(stmt: &sql::Statement) -> bool {
+    matches!(
+        first_keyword(stmt).as_str(),
+        "GRANT" | "REVOKE" | "VACUUM" | "ANALYZE" | "CLUSTER" | "REINDEX"
+    ) || matches!(stmt, sql::Statement::CreateRole { .. })
+}
+
+/// The rule that decided a database-wide action, for messages.
+fn rules_text(plan: &Plan, ids: &[String]) -> String {
+    ids.iter()
+        .map(|id| match plan.clause_by_policy(id) {
+            Some((rule, clause)) => format!(
+                "rule `{}` (`{}` at {})",
+                rule.name, clause.text, clause.location
+            ),
+            None => format!("policy `{id}`"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn perm_denial(plan: &Plan, perm: &Perm, action: &str, what: &str) -> Option<Denial> {
+    match perm {
+        Perm::Allowed => None,
+        Perm::Approval(group) => Some(Denial {
+            sqlstate: INSUFFICIENT_PRIVILEGE,
+            message: format!(
+                "{what} needs approval by a member of group `{group}` ({action}); holding statements for approval is not available in this version, so it is refused"
+            ),
+            hint: None,
+            policies: Vec::new(),
+        }),
+        Perm::Denied(ids) if !ids.is_empty() => Some(Denial {
+            sqlstate: INSUFFICIENT_PRIVILEGE,
+            message: format!("{what} is denied by {}", rules_text(plan, ids)),
+            hint: None,
+            policies: ids.clone(),
+        }),
+        Perm::Denied(_) => Some(Denial {
+            sqlstate: INSUFFICIENT_PRIVILEGE,
+            message: format!("{what} is not allowed: no rule allows `{action}` for this identity"),
+            hint: Some(format!("a rule such as `allow {action}` grants it")),
+            policies: Vec::new(),
+        }),
+    }
+}
+
+fn action_permitted(
+    plan: &Plan,
+    perm: &Perm,
+    action: &str,
+    stmt: &sql::Statement,
+) -> Result<Outcome, Denial> {
+    match perm_denial(
+        plan,
+        perm,
+        action,
+        &format!("statement `{}`", statement_kind(stmt)),
+    ) {
+        None => Ok(Outcome::pass()),
+        Some(d) => Err(d),
+    }
+}
+
+/// The table an INSERT, UPDATE or DELETE writes, as name parts.
+fn write_target(stmt: &sql::Statement) -> Option<Vec<String>> {
+    let name = match stmt {
+        sql::Statement::Insert(i) => match &i.table {
+            sql::TableObject::TableName(n) => n.clone(),
+            _ => return None,
+        },
+        sql::Statement::Update(u) => match &u.table.relation {
+            sql::TableFactor::Table { name, .. } => name.clone(),
+            _ => return None,
+        },
+        sql::Statement::Delete(d) => {
+            let tables = match &d.from {
+                sql::FromTable::WithFromKeyword(t) | sql::FromTable::WithoutKeyword(t) => t,
+            };
+            match tables.first().map(|t| &t.relation) {
+                Some(sql::TableFactor::Table { name, .. }) => name.clone(),
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    Some(
+        name.0
+            .iter()
+            .filter_map(|p| p.as_ident())
+            .map(analyze::fold)
+            .collect(),
+    )
 }
 
 /// The leading keywords of a statement, for messages (never its values).
@@ -340,14 +477,40 @@ fn check_catalog(name: &str) -> Result<(), Denial> {
     Ok(())
 }
 
-fn check_functions(a: &Analysis) -> Result<(), Denial> {
+fn check_functions(access: &PrincipalAccess, a: &Analysis) -> Result<(), Denial> {
     a.functions
         .iter()
-        .try_for_each(|(name, schema)| check_function(name, schema.as_deref()))
+        .try_for_each(|(name, schema)| check_function(access, name, schema.as_deref()))
 }
 
-/// Only listed built-ins, unqualified or in `pg_catalog`, may be called.
-fn check_function(name: &str, schema: Option<&str>) -> Result<(), Denial> {
+/// A function a rule names is allowed or denied as the rule says; other
+/// functions only when they are listed built-ins, unqualified or in
+/// `pg_catalog`.
+fn check_function(
+    access: &PrincipalAccess,
+    name: &str,
+    schema: Option<&str>,
+) -> Result<(), Denial> {
+    let qualified = schema.map(|s| format!("{s}.{name}"));
+    let explicit = qualified
+        .as_ref()
+        .and_then(|q| access.functions.get(q))
+        .or_else(|| access.functions.get(name));
+    match explicit {
+        Some(true) => return Ok(()),
+        Some(false) => {
+            return Err(Denial {
+                sqlstate: INSUFFICIENT_PRIVILEGE,
+                message: format!(
+                    "function `{}` is denied for this identity by a rule",
+                    qualified.as_deref().unwrap_or(name)
+                ),
+                hint: None,
+                policies: Vec::new(),
+            });
+        }
+        None => {}
+    }
     let in_catalog = schema.is_none_or(|s| s == "pg_catalog");
     if in_catalog && sql_lists::is_safe_function(name) {
         return Ok(());
@@ -376,6 +539,15 @@ fn column_denial(
     let class = &plan.classes[ri][ci];
     let label = plan.label(class.level);
     let (why, policies) = match &access.columns[ri][ci] {
+        Access::Approval {
+            approvers,
+            policies,
+        } => (
+            format!(
+                "reading it needs approval by a member of group `{approvers}`; holding statements for approval is not available in this version, so it is refused"
+            ),
+            policies.clone(),
+        ),
         Access::Denied { no_mask: true, .. } => (
             "it may only be read masked and has no mask".to_owned(),
             access.policies[ri][ci].clone(),
@@ -421,8 +593,13 @@ fn visible_name(t: &TableRef) -> Option<&str> {
         .or_else(|| t.parts.last().map(String::as_str))
 }
 
-fn reads(plan: &Plan, access: &PrincipalAccess, a: &Analysis) -> Result<Outcome, Denial> {
-    check_functions(a)?;
+fn reads(
+    plan: &Plan,
+    access: &PrincipalAccess,
+    env: &Env<'_>,
+    a: &Analysis,
+) -> Result<Outcome, Denial> {
+    check_functions(access, a)?;
     let mut out = Outcome::pass();
     for (ti, t) in a.tables.iter().enumerate() {
         if t.is_function {
@@ -431,7 +608,7 @@ fn reads(plan: &Plan, access: &PrincipalAccess, a: &Analysis) -> Result<Outcome,
                 [name] => (name.as_str(), None),
                 [] => ("", None),
             };
-            check_function(name, schema)?;
+            check_function(access, name, schema)?;
             continue;
         }
         let ri = match resolve(plan, &t.parts, &a.ctes) {
@@ -484,7 +661,11 @@ fn reads(plan: &Plan, access: &PrincipalAccess, a: &Analysis) -> Result<Outcome,
                 "the relation's position in the statement is unknown",
             ));
         };
-        let subquery = rewrite::masking_subquery(rel, &access.columns[ri]);
+        check_limits(plan, access, ri)?;
+        let filter = row_filter(plan, access, env, ri)?;
+        observe(plan, access, a, ti, ri, &mut out);
+        let subquery =
+            rewrite::masking_subquery(rel, &access.columns[ri], filter.as_deref(), env.masks);
         let text = match &t.alias {
             Some(_) => subquery,
             None => format!(
@@ -534,7 +715,7 @@ fn check_denied_references(
     let denied: Vec<usize> = access.columns[ri]
         .iter()
         .enumerate()
-        .filter(|(_, acc)| matches!(acc, Access::Denied { .. }))
+        .filter(|(_, acc)| matches!(acc, Access::Denied { .. } | Access::Approval { .. }))
         .map(|(ci, _)| ci)
         .collect();
     let Some(&first) = denied.first() else {
@@ -572,8 +753,57 @@ fn check_denied_references(
     Ok(())
 }
 
-fn writes(plan: &Plan, access: &PrincipalAccess, a: &Analysis) -> Result<Outcome, Denial> {
-    check_functions(a)?;
+fn writes(
+    plan: &Plan,
+    access: &PrincipalAccess,
+    a: &Analysis,
+    target: Option<&[String]>,
+) -> Result<Outcome, Denial> {
+    check_functions(access, a)?;
+    if let Some(parts) = target {
+        match resolve(plan, parts, &a.ctes) {
+            Resolved::Relation(ri) => {
+                let rel = plan.schema.relation(ri);
+                if let Some((ci, d)) = access.write[ri].iter().enumerate().find_map(|(ci, p)| {
+                    let what = format!(
+                        "writing column `{}` of `{}`",
+                        rel.columns[ci].name,
+                        rel.qualified()
+                    );
+                    perm_denial(plan, p, "write", &what).map(|d| (ci, d))
+                }) {
+                    let _ = ci;
+                    return Err(d);
+                }
+            }
+            Resolved::Unknown(name) => return Err(unknown_relation(&name)),
+            Resolved::Catalog(name) => {
+                return Err(Denial {
+                    sqlstate: INSUFFICIENT_PRIVILEGE,
+                    message: format!("writing the catalog relation `{name}` is refused"),
+                    hint: None,
+                    policies: Vec::new(),
+                });
+            }
+            Resolved::Cte => {}
+        }
+    } else {
+        // A data-modifying CTE: every relation it touches must be writable.
+        for t in a.tables.iter().filter(|t| !t.is_function) {
+            if let Resolved::Relation(ri) = resolve(plan, &t.parts, &a.ctes)
+                && let Some(d) = access.write[ri].iter().find_map(|p| {
+                    perm_denial(
+                        plan,
+                        p,
+                        "write",
+                        &format!("writing `{}`", plan.schema.relation(ri).qualified()),
+                    )
+                })
+            {
+                return Err(d);
+            }
+        }
+    }
     let all = a
         .tables
         .iter()
@@ -599,4 +829,111 @@ fn writes(plan: &Plan, access: &PrincipalAccess, a: &Analysis) -> Result<Outcome
         }
     }
     Ok(Outcome::pass())
+}
+
+/// Row limits are compiled but not enforced by this version: a statement
+/// that reads a relation under a limit is refused rather than run unlimited.
+fn check_limits(plan: &Plan, access: &PrincipalAccess, ri: usize) -> Result<(), Denial> {
+    let rel = plan.schema.relation(ri);
+    let hit = access.limits.iter().find(|l| match &l.target {
+        crate::plan::Target::All => true,
+        t => (0..rel.columns.len()).any(|ci| t.covers_column(plan, ri, ci)),
+    });
+    match hit {
+        None => Ok(()),
+        Some(l) => Err(Denial {
+            sqlstate: FEATURE_NOT_SUPPORTED,
+            message: format!(
+                "reading `{}` is limited to {} rows per statement by {}; row limits are not enforced by this version, so the statement is refused",
+                rel.qualified(),
+                l.rows,
+                rules_text(plan, std::slice::from_ref(&l.policy_id))
+            ),
+            hint: None,
+            policies: vec![l.policy_id.clone()],
+        }),
+    }
+}
+
+/// The row filter of relation `ri` with the session's claims bound as
+/// string literals; refused when a claim it needs is missing or not a
+/// string or number.
+fn row_filter(
+    plan: &Plan,
+    access: &PrincipalAccess,
+    env: &Env<'_>,
+    ri: usize,
+) -> Result<Option<String>, Denial> {
+    let filters: Vec<&crate::engine::access::RowFilter> =
+        access.filters.iter().filter(|f| f.relation == ri).collect();
+    if filters.is_empty() {
+        return Ok(None);
+    }
+    let mut parts = Vec::new();
+    for f in filters {
+        let paths = crate::resolve::claim_placeholders(&f.predicate).unwrap_or_default();
+        let mut values = Vec::new();
+        for path in &paths {
+            let mut v = env.claims;
+            for seg in path {
+                v = v.and_then(|x| x.get(seg));
+            }
+            let literal = match v {
+                Some(serde_json::Value::String(s)) => sql_string(s),
+                Some(serde_json::Value::Number(n)) => sql_string(&n.to_string()),
+                _ => {
+                    return Err(Denial {
+                        sqlstate: INSUFFICIENT_PRIVILEGE,
+                        message: format!(
+                            "the row filter of `{}` needs the claim `{}`, which this identity's token does not carry as a string or number",
+                            plan.schema.relation(ri).qualified(),
+                            path.join(".")
+                        ),
+                        hint: None,
+                        policies: vec![f.policy_id.clone()],
+                    });
+                }
+            };
+            values.push(literal);
+        }
+        let bound = crate::resolve::substitute(&f.predicate, |i| values[i].clone());
+        parts.push(format!("({bound})"));
+    }
+    Ok(Some(parts.join(" AND ")))
+}
+
+/// Records what observe-only rules would have withheld from the columns
+/// this reference can read.
+fn observe(
+    plan: &Plan,
+    access: &PrincipalAccess,
+    a: &Analysis,
+    ti: usize,
+    ri: usize,
+    out: &mut Outcome,
+) {
+    let Some(observed) = &access.observed else {
+        return;
+    };
+    let rel = plan.schema.relation(ri);
+    let visible = visible_name(&a.tables[ti]).unwrap_or("");
+    let all = a.wildcards.iter().any(|w| match w {
+        WildcardUse::All(indices) => indices.contains(&ti),
+        WildcardUse::Qualified(name) => name == visible,
+    });
+    for (ci, col) in rel.columns.iter().enumerate() {
+        if !(all || a.idents.contains(&col.name)) {
+            continue;
+        }
+        let would = match (&access.columns[ri][ci], &observed[ri][ci]) {
+            (Access::Clear, Access::Masked(_)) => "mask",
+            (
+                Access::Clear | Access::Masked(_),
+                Access::Denied { .. } | Access::Approval { .. },
+            ) => "deny",
+            _ => continue,
+        };
+        out.observed
+            .push(format!("{would} {}.{}", rel.qualified(), col.name));
+    }
 }

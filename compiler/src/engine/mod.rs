@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use cedar_policy::{Authorizer, Entities, PolicySet};
 
 use crate::cedar::{self, GenerateError};
+use crate::masks::MaskContext;
 use crate::plan::Plan;
 
 /// A compiled plan ready to decide statements.
@@ -30,6 +31,23 @@ pub struct Engine {
     /// Access tables per group set: decisions depend only on the groups, so
     /// identities with the same groups share one table.
     by_groups: Mutex<HashMap<Vec<String>, Arc<PrincipalAccess>>>,
+    masks: MaskContext,
+}
+
+/// A key for the `hash` mask, random per process: hashes are stable (and
+/// joins on them work) for the life of the engine. A deployment that needs
+/// hashes stable across restarts gives its own key ([`Engine::with_hash_key`]).
+fn random_key() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    // RandomState is seeded from the operating system's randomness; two
+    // instances give two independent 64-bit values.
+    let mut out = String::new();
+    for _ in 0..2 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u8(0);
+        out.push_str(&format!("{:016x}", h.finish()));
+    }
+    out
 }
 
 impl Engine {
@@ -41,7 +59,16 @@ impl Engine {
             generated,
             authorizer: Authorizer::new(),
             by_groups: Mutex::new(HashMap::new()),
+            masks: MaskContext {
+                hash_key: random_key(),
+            },
         })
+    }
+
+    /// Sets the key of the `hash` mask.
+    pub fn with_hash_key(mut self, key: String) -> Engine {
+        self.masks.hash_key = key;
+        self
     }
 
     /// The plan.
@@ -63,6 +90,7 @@ impl Engine {
         let table = Arc::new(access::compute(
             &self.plan,
             &self.generated.policy_set,
+            self.generated.observe_set.as_ref(),
             &self.generated.entities,
             &self.authorizer,
             &identity.groups,
@@ -71,9 +99,24 @@ impl Engine {
         table
     }
 
-    /// Decides one simple-query string (one or more statements).
+    /// Decides one simple-query string (one or more statements) for an
+    /// identity without token claims (row filters that need claims refuse).
     pub fn decide(&self, access: &PrincipalAccess, sql: &str) -> Decision {
-        decide::decide(&self.plan, access, sql)
+        self.decide_with_claims(access, None, sql)
+    }
+
+    /// Decides one simple-query string for an identity with verified claims.
+    pub fn decide_with_claims(
+        &self,
+        access: &PrincipalAccess,
+        claims: Option<&serde_json::Value>,
+        sql: &str,
+    ) -> Decision {
+        let env = decide::Env {
+            claims,
+            masks: &self.masks,
+        };
+        decide::decide(&self.plan, access, &env, sql)
     }
 
     /// The Cedar policy set (for tests and tools).

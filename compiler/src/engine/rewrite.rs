@@ -5,6 +5,7 @@
 //! statement stays byte-identical.
 
 use crate::engine::access::Access;
+use crate::masks::MaskContext;
 use crate::schema::Relation;
 
 /// A replacement of `start..end` in the original text.
@@ -27,7 +28,14 @@ pub fn quote_ident(name: &str) -> String {
 /// relation column, in order, each with the column's name and type. Denied
 /// columns become typed NULLs, so that a reference the analysis missed still
 /// reveals nothing.
-pub fn masking_subquery(relation: &Relation, access: &[Access]) -> String {
+///
+/// A row filter, when given, becomes the subquery's `WHERE` clause.
+pub fn masking_subquery(
+    relation: &Relation,
+    access: &[Access],
+    filter: Option<&str>,
+    masks: &MaskContext,
+) -> String {
     let mut out = String::from("(SELECT ");
     for (i, (col, acc)) in relation.columns.iter().zip(access).enumerate() {
         if i > 0 {
@@ -37,11 +45,11 @@ pub fn masking_subquery(relation: &Relation, access: &[Access]) -> String {
         match acc {
             Access::Clear => out.push_str(&name),
             Access::Masked(mask) => {
-                out.push_str(&mask.to_sql(&name, &col.type_name));
+                out.push_str(&mask.to_sql(&name, &col.type_name, masks));
                 out.push_str(" AS ");
                 out.push_str(&name);
             }
-            Access::Denied { .. } => {
+            Access::Denied { .. } | Access::Approval { .. } => {
                 out.push_str(&format!("CAST(NULL AS {}) AS {name}", col.type_name));
             }
         }
@@ -50,6 +58,10 @@ pub fn masking_subquery(relation: &Relation, access: &[Access]) -> String {
     out.push_str(&quote_ident(&relation.schema));
     out.push('.');
     out.push_str(&quote_ident(&relation.name));
+    if let Some(f) = filter {
+        out.push_str(" WHERE ");
+        out.push_str(f);
+    }
     out.push(')');
     out
 }

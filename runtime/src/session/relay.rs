@@ -304,7 +304,10 @@ impl Relay<'_> {
             return Ok(());
         };
         self.refresh();
-        let decision = self.loaded.engine.decide(&self.access, text);
+        let decision =
+            self.loaded
+                .engine
+                .decide_with_claims(&self.access, Some(&self.claims), text);
         if !self.audit(text, &decision) {
             self.refuse_parse(&audit_refusal());
             return Ok(());
@@ -352,7 +355,12 @@ impl Relay<'_> {
         // policy in force decides it the same way.
         if let Some(p) = prepared
             && p.generation != self.loaded.generation
-            && self.loaded.engine.decide(&self.access, &p.text).verdict != p.verdict
+            && self
+                .loaded
+                .engine
+                .decide_with_claims(&self.access, Some(&self.claims), &p.text)
+                .verdict
+                != p.verdict
         {
             self.refuse_parse(&Denial {
                 sqlstate: "0A000",
@@ -405,7 +413,10 @@ impl Relay<'_> {
             return Ok(());
         };
         self.refresh();
-        let decision = self.loaded.engine.decide(&self.access, text);
+        let decision =
+            self.loaded
+                .engine
+                .decide_with_claims(&self.access, Some(&self.claims), text);
         if !self.audit(text, &decision) {
             self.local_error(errors::audit_unavailable());
             return Ok(());
@@ -438,6 +449,7 @@ impl Relay<'_> {
             event.decision = Some(s.decision);
             event.policies = Some(&s.policies);
             event.masked = (!s.masked.is_empty()).then_some(&s.masked[..]);
+            event.observed = (!s.observed.is_empty()).then_some(&s.observed[..]);
             event.reason = s.reason.as_deref();
             self.shared.audit.append(&event).is_ok()
         })

@@ -1,0 +1,235 @@
+//! SQL templates written in policies: user-defined masks and row filters.
+//! Both are parsed with the same SQL parser the statement engine uses and
+//! must be a single expression with no subquery, reading only what they
+//! are allowed to read, and calling only functions known to be pure.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use clsf_lang::ast::{self, Item};
+use sqlparser::ast as sql;
+use sqlparser::ast::Visit;
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use super::Cx;
+use super::classify::family_of_declared;
+use crate::diagnostics as diag;
+use crate::engine::sql_lists;
+use crate::masks::CustomMask;
+
+/// The identifier a mask's `{param}` stands for while its template is checked.
+const VALUE: &str = "__clsf_value";
+
+/// The `{claim.a.b}` placeholders of a filter template, as paths, in order.
+pub fn claim_placeholders(template: &str) -> Result<Vec<Vec<String>>, String> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let close = rest[open..]
+            .find('}')
+            .ok_or_else(|| "`{` without a closing `}`".to_owned())?;
+        let inner = &rest[open + 1..open + close];
+        let path = inner
+            .strip_prefix("claim.")
+            .ok_or_else(|| format!("unknown placeholder `{{{inner}}}`; write `{{claim.NAME}}`"))?;
+        if path.is_empty() || path.split('.').any(str::is_empty) {
+            return Err(format!("empty claim name in `{{{inner}}}`"));
+        }
+        out.push(path.split('.').map(str::to_owned).collect());
+        rest = &rest[open + close + 1..];
+    }
+    Ok(out)
+}
+
+/// Replaces each `{…}` placeholder with `replacement(index)`.
+pub fn substitute(template: &str, mut replacement: impl FnMut(usize) -> String) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    let mut n = 0;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        out.push_str(&rest[..open]);
+        out.push_str(&replacement(n));
+        n += 1;
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Parses one SQL expression and checks it: no subquery, identifiers only
+/// from `allowed`, functions only pure built-ins.
+pub fn check_expression(
+    text: &str,
+    allowed: &dyn Fn(&str) -> bool,
+    unknown: &dyn Fn(&str) -> String,
+) -> Result<sql::Expr, String> {
+    let dialect = PostgreSqlDialect {};
+    let mut parser = Parser::new(&dialect)
+        .try_with_sql(text)
+        .map_err(|e| format!("not SQL: {e}"))?;
+    let expr = parser
+        .parse_expr()
+        .map_err(|e| format!("not an expression: {e}"))?;
+    if parser.peek_token().token != sqlparser::tokenizer::Token::EOF {
+        return Err("more than one expression".to_owned());
+    }
+    let mut problem = None;
+    let _ = expr.visit(&mut ExprCheck {
+        allowed,
+        unknown,
+        problem: &mut problem,
+    });
+    match problem {
+        Some(p) => Err(p),
+        None => Ok(expr),
+    }
+}
+
+struct ExprCheck<'a> {
+    allowed: &'a dyn Fn(&str) -> bool,
+    unknown: &'a dyn Fn(&str) -> String,
+    problem: &'a mut Option<String>,
+}
+
+impl sqlparser::ast::Visitor for ExprCheck<'_> {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, _query: &sql::Query) -> ControlFlow<()> {
+        *self.problem = Some("subqueries are not allowed".to_owned());
+        ControlFlow::Break(())
+    }
+
+    fn pre_visit_expr(&mut self, expr: &sql::Expr) -> ControlFlow<()> {
+        let name = match expr {
+            sql::Expr::Identifier(id) => Some(crate::engine::analyze::fold(id)),
+            sql::Expr::CompoundIdentifier(parts) => {
+                *self.problem = Some(format!(
+                    "qualified name `{}` is not allowed; write the column name alone",
+                    parts
+                        .iter()
+                        .map(|p| p.value.as_str())
+                        .collect::<Vec<_>>()
+                        .join(".")
+                ));
+                return ControlFlow::Break(());
+            }
+            sql::Expr::Function(f) => {
+                let fname = f.name.to_string().to_ascii_lowercase();
+                let bare = fname.rsplit('.').next().unwrap_or(&fname).trim_matches('"');
+                if !sql_lists::is_safe_function(bare) {
+                    *self.problem = Some(format!("function `{fname}` is not known to be pure"));
+                    return ControlFlow::Break(());
+                }
+                None
+            }
+            _ => None,
+        };
+        if let Some(name) = name
+            && !(self.allowed)(&name)
+        {
+            *self.problem = Some((self.unknown)(&name));
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+impl Cx<'_> {
+    /// Checks user-defined masks and makes them available by name.
+    pub(crate) fn user_masks(&mut self, items: &[&Item]) {
+        let mut seen: HashMap<String, clsf_lang::Span> = HashMap::new();
+        for item in items {
+            let Item::Mask(m) = item else { continue };
+            if let Some(prev) = seen.insert(m.name.text.clone(), m.name.span) {
+                self.diags
+                    .push(diag::duplicate(m.name.span, "mask", &m.name.text, prev));
+                continue;
+            }
+            if crate::masks::spec(&m.name.text).is_some() {
+                self.diags.push(diag::duplicate(
+                    m.name.span,
+                    "mask (built-in)",
+                    &m.name.text,
+                    m.name.span,
+                ));
+                continue;
+            }
+            if let Some(custom) = self.user_mask(m) {
+                self.user_masks
+                    .insert(m.name.text.clone(), Arc::new(custom));
+            }
+        }
+    }
+
+    fn user_mask(&mut self, m: &ast::MaskDecl) -> Option<CustomMask> {
+        let mut accepts = Vec::new();
+        let mut ok = true;
+        for t in &m.inputs {
+            match family_of_declared(&t.text) {
+                Some(f) => accepts.push(f),
+                None => {
+                    ok = false;
+                    self.diags.push(diag::unknown_type(t.span, &t.text));
+                }
+            }
+        }
+        let output = match family_of_declared(&m.output.text) {
+            Some(f) => f,
+            None => {
+                self.diags
+                    .push(diag::unknown_type(m.output.span, &m.output.text));
+                return None;
+            }
+        };
+        let placeholder = format!("{{{}}}", m.param.text);
+        let template = &m.template.value;
+        if !template.contains(&placeholder) {
+            self.diags.push(diag::bad_mask_template(
+                m.template.span,
+                &format!("the template never uses `{placeholder}`"),
+            ));
+            return None;
+        }
+        let probe = template.replace(&placeholder, VALUE);
+        let unknown =
+            |name: &str| format!("`{name}` is not `{placeholder}`; a mask reads only its input");
+        if let Err(why) = check_expression(&probe, &|name| name == VALUE, &unknown) {
+            self.diags
+                .push(diag::bad_mask_template(m.template.span, &why));
+            return None;
+        }
+        ok.then(|| CustomMask {
+            name: m.name.text.clone(),
+            param: m.param.text.clone(),
+            template: template.clone(),
+            accepts,
+            output,
+        })
+    }
+
+    /// Checks a row-filter template against its relation's columns.
+    pub(crate) fn check_filter(&mut self, predicate: &ast::StringLit, ri: usize) -> bool {
+        if let Err(why) = claim_placeholders(&predicate.value) {
+            self.diags.push(diag::bad_filter(predicate.span, &why));
+            return false;
+        }
+        // Claim values are bound as string literals at run time.
+        let probe = substitute(&predicate.value, |_| "'claim'".to_owned());
+        let relation = self.schema.relation(ri);
+        let allowed = |name: &str| relation.column_index(name).is_some();
+        let unknown =
+            |name: &str| format!("`{name}` is not a column of `{}`", relation.qualified());
+        match check_expression(&probe, &allowed, &unknown) {
+            Ok(_) => true,
+            Err(why) => {
+                self.diags.push(diag::bad_filter(predicate.span, &why));
+                false
+            }
+        }
+    }
+}
