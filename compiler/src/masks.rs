@@ -280,6 +280,18 @@ pub fn sql_string(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
+/// For `numeric(p, s)`: the number of integer digits it holds, `p - s`.
+fn numeric_integer_digits(type_name: &str) -> Option<u32> {
+    let rest = type_name
+        .strip_prefix("numeric(")
+        .or_else(|| type_name.strip_prefix("decimal("))?;
+    let inner = rest.strip_suffix(')')?;
+    let mut parts = inner.split(',').map(|p| p.trim().parse::<i64>());
+    let p = parts.next()?.ok()?;
+    let s = parts.next().unwrap_or(Ok(0)).ok()?;
+    u32::try_from((p - s).max(0)).ok()
+}
+
 /// What rendering a mask needs besides the column.
 #[derive(Clone, Debug)]
 pub struct MaskContext {
@@ -369,7 +381,15 @@ impl Mask {
                         format!("CAST(CAST('x' || substr({hex}, 1, 8) AS bit(32)) AS integer)")
                     }
                     TypeFamily::Number => {
-                        format!("CAST(CAST('x' || substr({hex}, 1, 16) AS bit(64)) AS bigint)")
+                        let big =
+                            format!("CAST(CAST('x' || substr({hex}, 1, 16) AS bit(64)) AS bigint)");
+                        // numeric(p, s) holds integers below 10^(p-s): keep
+                        // the hash in range so the cast back cannot overflow.
+                        match numeric_integer_digits(type_name) {
+                            Some(0) => "0".to_owned(),
+                            Some(d) if d < 18 => format!("mod({big}, {})", 10i64.pow(d)),
+                            _ => big,
+                        }
                     }
                     _ => hex,
                 }
