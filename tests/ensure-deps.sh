@@ -34,3 +34,19 @@ fi
 
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ -n "${CLSF_PG_BIN:-}" ] || { echo "ensure-deps: initdb still missing" >&2; exit 1; }
 command -v psql >/dev/null 2>&1 || { echo "ensure-deps: psql still missing" >&2; exit 1; }
+
+# The SARIF 2.1.0 JSON schema, to validate `clsfc check --format sarif`
+# against. It ships inside an npm package (Microsoft's SARIF jest matchers);
+# only the schema file is kept, in tests/.deps (ignored by git).
+deps_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/.deps"
+sarif_schema="$deps_dir/sarif-2.1.0.json"
+if [ ! -s "$sarif_schema" ]; then
+    command -v npm >/dev/null 2>&1 || { echo "ensure-deps: npm is needed to fetch the SARIF schema" >&2; exit 1; }
+    mkdir -p "$deps_dir"
+    tmp="$(mktemp -d)"
+    (cd "$tmp" && npm pack --silent @microsoft/jest-sarif@1.0.0-beta.0 >/dev/null)
+    tar -xzf "$tmp"/microsoft-jest-sarif-1.0.0-beta.0.tgz -C "$tmp" package/lib/schemas/sarif-2.1.0-rtm.5.json
+    mv "$tmp"/package/lib/schemas/sarif-2.1.0-rtm.5.json "$sarif_schema"
+    rm -rf "$tmp"
+    echo "ensure-deps: fetched the SARIF 2.1.0 schema" >&2
+fi
