@@ -125,7 +125,7 @@ impl Formatter<'_> {
             match self
                 .comments
                 .iter()
-                .find(|&&(s, e)| e == trimmed && s >= start)
+                .find(|&&(s, e)| s >= start && s < trimmed && trimmed <= e)
             {
                 Some(&(s, _)) => pos = s,
                 None => return trimmed,

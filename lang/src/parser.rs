@@ -367,7 +367,7 @@ impl Cx<'_> {
             match self
                 .comments
                 .iter()
-                .find(|&&(cs, ce)| ce == end && cs >= start)
+                .find(|&&(cs, ce)| cs >= start && cs < end && end <= ce)
             {
                 Some(&(cs, _)) => end = cs,
                 None => break,
