@@ -82,8 +82,14 @@ pub fn load_dir(dir: &Path) -> std::io::Result<Parsed> {
             .unwrap_or(&path)
             .display()
             .to_string();
-        let canonical = path.canonicalize().unwrap_or(path);
-        add(&mut parsed, &name, &text, Origin::Disk(canonical));
+        // The standard library's own directory checked as a policy: its files
+        // are the modules `use std::…` names, not copies of them.
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        let origin = match stdlib::module(stem) {
+            Some(embedded) if embedded == text => Origin::Std(stem.to_owned()),
+            _ => Origin::Disk(path.canonicalize().unwrap_or(path)),
+        };
+        add(&mut parsed, &name, &text, origin);
     }
     resolve_imports(&mut parsed);
     Ok(parsed)

@@ -24,7 +24,8 @@ fn blocks<'a>(info: &str) -> Vec<&'a str> {
     out
 }
 
-const PRELUDE: &str = "use std::labels\ngroup ci { claim sub == \"ci\" }\ngroup leads { claim sub == \"leads\" }\n";
+const PRELUDE: &str =
+    "use std::labels\ngroup ci { claim sub == \"ci\" }\ngroup leads { claim sub == \"leads\" }\n";
 
 #[test]
 fn every_example_parses_and_compiles() {
@@ -34,7 +35,11 @@ fn every_example_parses_and_compiles() {
     assert!(examples.len() >= 6, "found {} examples", examples.len());
     for example in examples {
         let parsed = clsf_lang::parse(clsf_lang::FileId(0), example);
-        assert!(parsed.diagnostics.is_empty(), "{example}\n{:?}", parsed.diagnostics);
+        assert!(
+            parsed.diagnostics.is_empty(),
+            "{example}\n{:?}",
+            parsed.diagnostics
+        );
         let mut p = Parsed::default();
         policy::add_source(&mut p, "prelude.clsf", PRELUDE);
         policy::add_source(&mut p, "example.clsf", example);
@@ -48,7 +53,11 @@ fn every_example_parses_and_compiles() {
     }
     for example in blocks("clsf-parse") {
         let parsed = clsf_lang::parse(clsf_lang::FileId(0), example);
-        assert!(parsed.diagnostics.is_empty(), "{example}\n{:?}", parsed.diagnostics);
+        assert!(
+            parsed.diagnostics.is_empty(),
+            "{example}\n{:?}",
+            parsed.diagnostics
+        );
     }
 }
 
@@ -66,14 +75,19 @@ fn the_ebnf_defines_every_grammar_production() {
         };
         let name = name.trim();
         if name.is_empty()
-            || !name.chars().all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_uppercase())
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_uppercase())
             || name.starts_with("kw_")
             || name == "WHITESPACE"
             || name == "COMMENT"
         {
             continue;
         }
-        assert!(defined.contains(&name), "`{name}` of grammar.pest is not in the spec's EBNF");
+        assert!(
+            defined.contains(&name),
+            "`{name}` of grammar.pest is not in the spec's EBNF"
+        );
     }
 }
 
@@ -85,12 +99,22 @@ fn the_code_table_matches_the_compiler() {
         .filter(|l| l.starts_with("| CLSF"))
         .map(|l| {
             let cells: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
-            (cells[0].to_owned(), cells[1].to_owned(), cells[2].to_owned())
+            (
+                cells[0].to_owned(),
+                cells[1].to_owned(),
+                cells[2].to_owned(),
+            )
         })
         .collect();
     let expected: Vec<(String, String, String)> = CODES
         .iter()
-        .map(|c| (c.code.to_owned(), c.severity.to_owned(), c.summary.to_owned()))
+        .map(|c| {
+            (
+                c.code.to_owned(),
+                c.severity.to_owned(),
+                c.summary.to_owned(),
+            )
+        })
         .collect();
     assert_eq!(rows, expected);
 }

@@ -27,8 +27,13 @@ pub struct Quickstart {
 
 /// Pulls the schema of `pg` into `out` with the real `clsfc`.
 pub fn pull_lock(pg: &Postgres, out: &Path) {
+    pull_lock_from(&pg.gateway_url(), out);
+}
+
+/// Pulls the schema of the database at `url` into `out` with the real `clsfc`.
+pub fn pull_lock_from(url: &str, out: &Path) {
     let run = Command::new(bin("clsfc"))
-        .args(["schema", "pull", "--database-url", &pg.gateway_url(), "-o"])
+        .args(["schema", "pull", "--database-url", url, "-o"])
         .arg(out)
         .output()
         .expect("run clsfc");

@@ -12,3 +12,4 @@ pub mod identity;
 pub mod postgres;
 pub mod proxy;
 pub mod psql;
+pub mod shared;

@@ -285,6 +285,34 @@ impl Postgres {
         check(out, "pgbench -i");
     }
 
+    /// Runs a SQL file as the superuser in `database`, from the file's
+    /// directory. With `stop_on_error` false, failing statements are skipped
+    /// (for published dumps whose `\\copy` lines need data files that are not
+    /// shipped); the output is returned either way.
+    pub fn run_file(&self, database: &str, path: &Path, stop_on_error: bool) -> String {
+        let mut cmd = self.superuser_psql(database);
+        if !stop_on_error {
+            cmd.args(["-v", "ON_ERROR_STOP=0"]);
+        }
+        if let Some(dir) = path.parent() {
+            cmd.current_dir(dir);
+        }
+        let out = cmd.arg("-f").arg(path).output().expect("psql is installed");
+        if stop_on_error {
+            check(out, &format!("running {}", path.display()))
+        } else {
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    }
+
+    /// A URL for the gateway role over TCP, to `database`.
+    pub fn url_for(&self, database: &str) -> String {
+        format!(
+            "postgres://{GATEWAY_ROLE}:{}@127.0.0.1:{}/{database}",
+            self.gateway_password, self.port
+        )
+    }
+
     /// A URL for the gateway role over TCP.
     pub fn gateway_url(&self) -> String {
         format!(

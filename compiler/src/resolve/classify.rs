@@ -39,10 +39,11 @@ impl Pattern<'_> {
             0 => glob::matches(glob_text, table),
             _ => glob::matches(glob_text, &format!("{schema}.{table}")),
         };
-        self.types
-            .iter()
-            .all(|t| *t == normalise_type(&column.type_name))
-            && self.regexes.iter().all(|r| r.is_match(&column.name))
+        // Within one `of type` list, any type matches.
+        (self.types.is_empty() || {
+            let ty = normalise_type(&column.type_name);
+            self.types.iter().any(|t| *t == ty)
+        }) && self.regexes.iter().all(|r| r.is_match(&column.name))
             && self.ins.iter().all(|(g, dots)| qualified_in(g, *dots))
             && self.likes.iter().all(|(g, dots)| match dots {
                 0 => glob::matches(g, &column.name),
