@@ -42,7 +42,7 @@ impl Pattern<'_> {
         // Within one `of type` list, any type matches.
         (self.types.is_empty() || {
             let ty = normalise_type(&column.type_name);
-            self.types.iter().any(|t| *t == ty)
+            self.types.contains(&ty)
         }) && self.regexes.iter().all(|r| r.is_match(&column.name))
             && self.ins.iter().all(|(g, dots)| qualified_in(g, *dots))
             && self.likes.iter().all(|(g, dots)| match dots {
