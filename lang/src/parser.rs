@@ -51,9 +51,6 @@ pub struct ParseResult {
 
 /// Parses one policy file.
 pub fn parse(file: FileId, text: &str) -> ParseResult {
-    // Detailed attempts name the literal tokens expected at the farthest
-    // position (`:`, `{`…), which rule names alone cannot.
-    pest::set_error_detail(true);
     let mut diagnostics = Vec::new();
     match parse_chunk(file, text, 0, &mut diagnostics) {
         Ok(items) => ParseResult {
@@ -91,8 +88,23 @@ fn parse_chunk(
     offset: usize,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Result<Vec<ast::Item>, Box<Diagnostic>> {
-    let pairs =
-        Grammar::parse(Rule::file, text).map_err(|e| syntax_error(file, text, offset, e))?;
+    // Tracking parse attempts costs more than the parse itself, so the first
+    // attempt goes without; only a text that fails is parsed again with
+    // detailed attempts, which name the literal tokens expected at the
+    // farthest position (`:`, `{`…) that rule names alone cannot.
+    pest::set_error_detail(false);
+    let pairs = match Grammar::parse(Rule::file, text) {
+        Ok(pairs) => pairs,
+        Err(_) => {
+            pest::set_error_detail(true);
+            let detailed = Grammar::parse(Rule::file, text);
+            pest::set_error_detail(false);
+            return Err(Box::new(match detailed {
+                Err(err) => syntax_error(file, text, offset, err),
+                Ok(_) => unreachable!("the same text parses the same way"),
+            }));
+        }
+    };
     let cx = Cx {
         file,
         offset,
