@@ -12,7 +12,6 @@ use serde_json::json;
 
 use crate::masks::MaskContext;
 use crate::plan::{ApprovalScope, Clause, ClauseKind, Effect, Plan, Target};
-use crate::schema::lock;
 
 #[derive(Serialize)]
 struct Manifest {
@@ -157,7 +156,7 @@ pub fn masking_plan_json(plan: &Plan) -> String {
         "labels": plan.labels,
         "categories": plan.categories,
         "unclassified_label": plan.label(plan.unclassified_level),
-        "schema_hash": lock::content_hash(&plan.schema),
+        "schema_hash": plan.schema_hash,
         "relations": relations,
         "groups": groups,
         "rules": rules,

@@ -21,8 +21,14 @@ pub struct Plan {
     pub groups: Vec<Group>,
     /// Rules in source order.
     pub rules: Vec<Rule>,
-    /// The schema the policy was checked against.
+    /// The schema the policy was checked against: the lock's relations plus
+    /// the value-exposing catalog relations (`schema::catalog`).
     pub schema: Schema,
+    /// Content hash of the schema lock (without the catalog relations).
+    pub schema_hash: String,
+    /// Catalog relations a `table` declaration classifies: only these are
+    /// decided column by column; the others are refused whole.
+    pub classified_catalog: Vec<usize>,
     /// Classification of every column, parallel to `schema.relations[i].columns`.
     pub classes: Vec<Vec<ColumnClass>>,
 }
@@ -354,6 +360,13 @@ impl Plan {
             .iter()
             .flat_map(|r| r.clauses.iter().map(move |c| (r, c)))
             .find(|(_, c)| c.policy_id == id)
+    }
+
+    /// The catalog relation `pg_catalog.name`, when the policy classifies it.
+    pub fn classified_catalog_relation(&self, name: &str) -> Option<usize> {
+        self.schema
+            .find(crate::schema::catalog::SCHEMA, name)
+            .filter(|ri| self.classified_catalog.contains(ri))
     }
 
     /// Index of a group by name.

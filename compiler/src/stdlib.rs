@@ -6,6 +6,10 @@
 pub const MODULES: &[(&str, &str)] = &[
     ("labels", include_str!("../../policies/labels.clsf")),
     ("pii", include_str!("../../policies/pii.clsf")),
+    (
+        "postgres-catalog",
+        include_str!("../../policies/postgres-catalog.clsf"),
+    ),
     ("secrets", include_str!("../../policies/secrets.clsf")),
 ];
 

@@ -255,3 +255,65 @@ fn observe_only_rules_record_without_denying() {
     assert!(!out.contains("strpos(\"email\""), "{out}");
     assert_eq!(d.statements[0].observed, ["deny public.customers.email"]);
 }
+
+fn catalog_engine(with_module: bool) -> Engine {
+    let text = format!(
+        "{}\ngroup ci {{ claim sub == \"ci\" }}\nrule r for ci {{\n  allow <= internal\n  mask  confidential\n}}\n",
+        if with_module {
+            "use std::postgres-catalog"
+        } else {
+            "use std::labels"
+        }
+    );
+    let mut parsed = Parsed::default();
+    policy::add_source(&mut parsed, "p.clsf", &text);
+    policy::resolve_imports(&mut parsed);
+    let (plan, diags) = resolve::compile(&parsed, &quickstart_schema());
+    assert!(
+        plan.is_some(),
+        "{}",
+        clsf_lang::render(&diags, &parsed.sources, false)
+    );
+    Engine::new(plan.unwrap()).unwrap()
+}
+
+#[test]
+fn classified_catalog_relations_are_decided_column_by_column() {
+    let e = catalog_engine(true);
+    let ci = json!({"sub": "ci"});
+    let out = rewritten(decide(
+        &e,
+        ci.clone(),
+        "SELECT attname, null_frac FROM pg_stats",
+    ));
+    assert!(
+        out.contains("CAST(NULL AS text) AS \"most_common_vals\"")
+            && out.contains("FROM \"pg_catalog\".\"pg_stats\""),
+        "{out}"
+    );
+    let msg = denied(decide(
+        &e,
+        ci.clone(),
+        "SELECT most_common_vals FROM pg_catalog.pg_stats",
+    ));
+    assert!(
+        msg.contains("most_common_vals") && msg.contains("restricted"),
+        "{msg}"
+    );
+    let msg = denied(decide(&e, ci.clone(), "SELECT query FROM pg_stat_activity"));
+    assert!(msg.contains("`query`"), "{msg}");
+    // Catalog relations the module does not model stay refused whole.
+    let msg = denied(decide(&e, ci, "SELECT * FROM pg_authid"));
+    assert!(msg.contains("pg_authid"), "{msg}");
+}
+
+#[test]
+fn unclassified_catalog_relations_are_refused_whole() {
+    let e = catalog_engine(false);
+    let msg = denied(decide(
+        &e,
+        json!({"sub": "ci"}),
+        "SELECT attname FROM pg_stats",
+    ));
+    assert!(msg.contains("catalog relation `pg_stats`"), "{msg}");
+}

@@ -431,9 +431,12 @@ fn resolve(plan: &Plan, parts: &[String], ctes: &std::collections::HashSet<Strin
             if ctes.contains(name) {
                 return Resolved::Cte;
             }
+            // pg_catalog is searched before the search path.
+            if let Some(ri) = plan.classified_catalog_relation(name) {
+                return Resolved::Relation(ri);
+            }
             match plan.schema.find(DEFAULT_SCHEMA, name) {
                 Some(ri) => return Resolved::Relation(ri),
-                // pg_catalog is searched before the search path.
                 None if name.starts_with("pg_") => return Resolved::Catalog(name.clone()),
                 None => return Resolved::Unknown(name.clone()),
             }
@@ -442,6 +445,13 @@ fn resolve(plan: &Plan, parts: &[String], ctes: &std::collections::HashSet<Strin
         _ => return Resolved::Unknown(parts.join(".")),
     };
     if sql_lists::CATALOG_SCHEMAS.contains(&schema.as_str()) {
+        // A catalog relation the policy classifies is decided column by
+        // column; any other is refused whole if it exposes values.
+        if schema == "pg_catalog"
+            && let Some(ri) = plan.classified_catalog_relation(name)
+        {
+            return Resolved::Relation(ri);
+        }
         return Resolved::Catalog(name.clone());
     }
     match plan.schema.find(schema, name) {

@@ -42,6 +42,12 @@ pub fn masking_subquery(
             out.push_str(", ");
         }
         let name = quote_ident(&col.name);
+        // A pseudo-type (the `anyarray` of planner statistics) cannot be
+        // cast to: what is withheld becomes a NULL of type text.
+        if crate::schema::catalog::is_pseudo_type(&col.type_name) && *acc != Access::Clear {
+            out.push_str(&format!("CAST(NULL AS text) AS {name}"));
+            continue;
+        }
         match acc {
             Access::Clear => out.push_str(&name),
             Access::Masked(mask) => {

@@ -196,14 +196,18 @@ impl Cx<'_> {
         unclassified_categories: Categories,
     ) -> Vec<Vec<ColumnClass>> {
         let schema = self.schema;
+        let top = self.labels.len() - 1;
         let mut classes: Vec<Vec<ColumnClass>> = schema
             .relations
             .iter()
             .map(|r| {
+                // Catalog columns nobody classified hold copies of any
+                // value: the highest label, whatever `unclassified` says.
+                let catalog = r.schema == crate::schema::catalog::SCHEMA;
                 r.columns
                     .iter()
                     .map(|_| ColumnClass {
-                        level: unclassified_level,
+                        level: if catalog { top } else { unclassified_level },
                         categories: unclassified_categories,
                         mask: None,
                         origin: Origin::Unclassified,
@@ -270,6 +274,7 @@ impl Cx<'_> {
             let Some(ri) = self.resolve_table(&t.name) else {
                 continue;
             };
+            self.declared_tables.insert(ri);
             if let Some(prev) = seen_tables.insert(ri, t.name.span) {
                 let name = schema.relation(ri).qualified();
                 self.diags.push(diag::duplicate(

@@ -34,11 +34,14 @@ pub const DEFAULT_SCHEMA: &str = "public";
 /// Compiles a parsed policy against a schema. Returns the plan when there
 /// are no errors (warnings allowed), and every diagnostic found, sorted by
 /// file and position.
-pub fn compile(parsed: &Parsed, schema: &Schema) -> (Option<Plan>, Vec<Diagnostic>) {
+pub fn compile(parsed: &Parsed, lock: &Schema) -> (Option<Plan>, Vec<Diagnostic>) {
     let items: Vec<&Item> = parsed.files.iter().flat_map(|f| f.items.iter()).collect();
+    let schema = &with_catalog(lock);
     let mut cx = Cx {
         sources: &parsed.sources,
         schema,
+        schema_hash: crate::schema::lock::content_hash(lock),
+        declared_tables: HashSet::new(),
         diags: Vec::new(),
         broken: parsed.broken.iter().cloned().collect(),
         labels: Vec::new(),
@@ -64,9 +67,25 @@ pub fn compile(parsed: &Parsed, schema: &Schema) -> (Option<Plan>, Vec<Diagnosti
     (if has_errors { None } else { plan }, diags)
 }
 
+/// The lock's relations plus the catalog relations the language can
+/// classify (a lock never holds `pg_catalog` relations; if one did, the
+/// lock's would be kept).
+fn with_catalog(lock: &Schema) -> Schema {
+    let mut relations = lock.relations.clone();
+    for r in crate::schema::catalog::relations() {
+        if lock.find(&r.schema, &r.name).is_none() {
+            relations.push(r);
+        }
+    }
+    Schema::new(lock.server_version.clone(), relations)
+}
+
 pub(crate) struct Cx<'a> {
     pub(crate) sources: &'a SourceSet,
     pub(crate) schema: &'a Schema,
+    pub(crate) schema_hash: String,
+    /// Relations some `table` declaration classifies.
+    pub(crate) declared_tables: HashSet<usize>,
     pub(crate) diags: Vec<Diagnostic>,
     /// (keyword, name) of declarations that did not parse.
     pub(crate) broken: HashSet<(String, String)>,
@@ -104,6 +123,17 @@ impl Cx<'_> {
             groups,
             rules: Vec::new(),
             schema: self.schema.clone(),
+            schema_hash: self.schema_hash.clone(),
+            classified_catalog: self
+                .schema
+                .relations
+                .iter()
+                .enumerate()
+                .filter(|(i, r)| {
+                    r.schema == crate::schema::catalog::SCHEMA && self.declared_tables.contains(i)
+                })
+                .map(|(i, _)| i)
+                .collect(),
             classes,
         };
         plan.rules = self.rules(items, &plan);

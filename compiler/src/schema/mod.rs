@@ -2,6 +2,7 @@
 //! file, and (in `pull`, the only module here that does I/O) its discovery
 //! from a live PostgreSQL catalog.
 
+pub mod catalog;
 pub mod lock;
 pub mod model;
 pub mod pull;
