@@ -1,0 +1,134 @@
+//! The language's rule kinds through the real proxy with psql: a row filter
+//! bound to a token claim, the write action, a denied function, and an
+//! observe-only rule recorded in the audit trail but not enforced.
+
+use clsf_tests::fixture;
+use clsf_tests::proxy::{Proxy, write_config};
+use clsf_tests::psql;
+use serde_json::json;
+
+const POLICY: &str = r#"
+labels public < internal < confidential < restricted
+unclassified restricted
+
+group tenant { claim team == "tenant" }
+group trial { claim team == "trial" }
+
+table public.customers: internal {
+  email:       confidential mask email
+  card_number: confidential mask last(4)
+  ssn:         restricted
+}
+table public.orders: internal
+
+rule tenant_reads for tenant {
+  allow <= internal
+  mask  confidential
+  filter table public.orders where "customer_id = {claim.customer}"
+  deny  function pg_sleep
+}
+
+rule trial_watch for trial observe {
+  deny confidential
+}
+rule trial_reads for trial {
+  allow <= confidential
+}
+"#;
+
+fn rows(out: &psql::PsqlRun) -> Vec<&str> {
+    out.stdout.lines().filter(|l| !l.is_empty()).collect()
+}
+
+#[test]
+fn filters_writes_functions_and_observe_only_rules_through_the_proxy() {
+    let q = fixture::quickstart(None);
+    let policy = q.dir.path().join("policy");
+    std::fs::create_dir(&policy).unwrap();
+    std::fs::write(policy.join("p.clsf"), POLICY).unwrap();
+    let audit = q.dir.path().join("audit.jsonl");
+    let config = write_config(q.dir.path(), &q.pg, &q.issuer, &policy, &q.lock, &audit);
+    let proxy = Proxy::start(&config);
+
+    let tenant = |customer: serde_json::Value| {
+        q.issuer.sign(
+            &q.issuer
+                .claims("t", json!({"team": "tenant", "customer": customer})),
+        )
+    };
+    // Customer 1 has orders 10 and 11; a quote in the claim stays a literal.
+    let out = psql::run(
+        proxy.addr,
+        &tenant(json!(1)),
+        "SELECT id FROM orders ORDER BY id;",
+    );
+    assert_eq!(rows(&out), ["10", "11"], "{}", out.stderr);
+    let out = psql::run(
+        proxy.addr,
+        &tenant(json!("1' OR '1'='1")),
+        "SELECT count(*) FROM orders;",
+    );
+    assert!(
+        out.stderr.contains("invalid input syntax for type integer"),
+        "the claim must reach PostgreSQL as one literal: {}{}",
+        out.stdout,
+        out.stderr
+    );
+    let out = psql::run(
+        proxy.addr,
+        &q.issuer
+            .sign(&q.issuer.claims("t", json!({"team": "tenant"}))),
+        "SELECT count(*) FROM orders;",
+    );
+    assert!(
+        out.stderr.contains("42501") && out.stderr.contains("claim `customer`"),
+        "{}",
+        out.stderr
+    );
+
+    // No rule grants `write`: the update is refused and nothing changes.
+    let out = psql::run(
+        proxy.addr,
+        &tenant(json!(1)),
+        "UPDATE orders SET status = 'x' WHERE id = 10;",
+    );
+    assert!(
+        out.stderr.contains("42501") && out.stderr.contains("write"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        q.pg.superuser_sql("shop", "SELECT status FROM orders WHERE id = 10")
+            .trim(),
+        "shipped"
+    );
+    let out = psql::run(proxy.addr, &tenant(json!(1)), "SELECT pg_sleep(0);");
+    assert!(
+        out.stderr.contains("42501") && out.stderr.contains("pg_sleep"),
+        "{}",
+        out.stderr
+    );
+
+    // Observe-only: trial reads e-mail in clear; the audit trail records
+    // that the observed rule would have denied it.
+    let trial = q
+        .issuer
+        .sign(&q.issuer.claims("trial", json!({"team": "trial"})));
+    let out = psql::run(
+        proxy.addr,
+        &trial,
+        "SELECT email FROM customers WHERE id = 1;",
+    );
+    assert_eq!(rows(&out), ["ada@example.com"], "{}", out.stderr);
+    let observed: Vec<serde_json::Value> = proxy
+        .audit_events()
+        .into_iter()
+        .filter(|e| e["subject"] == "trial" && e["event"] == "statement")
+        .collect();
+    assert_eq!(observed.len(), 1, "{observed:?}");
+    assert_eq!(
+        observed[0]["observed"],
+        json!(["deny public.customers.email"])
+    );
+    assert_eq!(observed[0]["decision"], "allow");
+}
