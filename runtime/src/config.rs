@@ -85,6 +85,11 @@ pub struct Policy {
     pub dir: PathBuf,
     /// `schema.lock.json`.
     pub schema_lock: PathBuf,
+    /// File holding the key of the `hash` mask (at least 16 characters;
+    /// surrounding whitespace is ignored). Without it each process draws a
+    /// random key, so hashes differ between restarts.
+    #[serde(default)]
+    pub hash_key_file: Option<PathBuf>,
 }
 
 /// The trusted token issuer.
@@ -142,6 +147,11 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
                 *p = base.join(&*p);
             }
         }
+    }
+    if let Some(p) = &mut config.policy.hash_key_file
+        && p.is_relative()
+    {
+        *p = base.join(&*p);
     }
     for p in [
         &mut config.upstream.password_file,

@@ -25,7 +25,19 @@ pub fn compile_policy(config: &Config, generation: u64) -> Result<Loaded, String
             clsf_lang::render(&compiled.diagnostics, &compiled.sources, false)
         ));
     };
-    let engine = Engine::new(plan).map_err(|e| e.to_string())?;
+    let mut engine = Engine::new(plan).map_err(|e| e.to_string())?;
+    if let Some(path) = &config.policy.hash_key_file {
+        let key = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read policy.hash_key_file {}: {e}", path.display()))?;
+        let key = key.trim();
+        if key.chars().count() < 16 {
+            return Err(format!(
+                "policy.hash_key_file {}: the key must be at least 16 characters",
+                path.display()
+            ));
+        }
+        engine = engine.with_hash_key(key.to_owned());
+    }
     let files = clsf_compiler::bundle::files(engine.plan(), engine.generated())?;
     // The same hash `clsfc build` writes into the bundle's manifest.
     let (plan_hash, _) = clsf_compiler::bundle::digests(&files);

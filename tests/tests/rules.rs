@@ -13,6 +13,7 @@ unclassified restricted
 
 group tenant { claim team == "tenant" }
 group trial { claim team == "trial" }
+group analyst { claim team == "analyst" }
 
 table public.customers: internal {
   email:       confidential mask email
@@ -26,6 +27,11 @@ rule tenant_reads for tenant {
   mask  confidential
   filter table public.orders where "customer_id = {claim.customer}"
   deny  function pg_sleep
+}
+
+rule analyst_reads for analyst {
+  allow <= internal
+  mask  confidential with hash
 }
 
 rule trial_watch for trial observe {
@@ -48,6 +54,13 @@ fn filters_writes_functions_and_observe_only_rules_through_the_proxy() {
     std::fs::write(policy.join("p.clsf"), POLICY).unwrap();
     let audit = q.dir.path().join("audit.jsonl");
     let config = write_config(q.dir.path(), &q.pg, &q.issuer, &policy, &q.lock, &audit);
+    std::fs::write(q.dir.path().join("hash.key"), "0123456789abcdef-test\n").unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("[policy]\n", "[policy]\nhash_key_file = \"hash.key\"\n"),
+    )
+    .unwrap();
     let proxy = Proxy::start(&config);
 
     let tenant = |customer: serde_json::Value| {
@@ -108,6 +121,22 @@ fn filters_writes_functions_and_observe_only_rules_through_the_proxy() {
         "{}",
         out.stderr
     );
+
+    // `hash` uses the configured key: the value PostgreSQL computes from
+    // the key and the clear value, never the clear value itself.
+    let analyst = q
+        .issuer
+        .sign(&q.issuer.claims("a", json!({"team": "analyst"})));
+    let out = psql::run(
+        proxy.addr,
+        &analyst,
+        "SELECT email FROM customers WHERE id = 1;",
+    );
+    let expected = q.pg.superuser_sql(
+        "shop",
+        "SELECT encode(sha256(convert_to('0123456789abcdef-test' || 'ada@example.com', 'UTF8')), 'hex')",
+    );
+    assert_eq!(rows(&out), [expected.trim()], "{}", out.stderr);
 
     // Observe-only: trial reads e-mail in clear; the audit trail records
     // that the observed rule would have denied it.

@@ -34,20 +34,25 @@ pub struct Engine {
     masks: MaskContext,
 }
 
-/// A key for the `hash` mask, random per process: hashes are stable (and
-/// joins on them work) for the life of the engine. A deployment that needs
-/// hashes stable across restarts gives its own key ([`Engine::with_hash_key`]).
-fn random_key() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    // RandomState is seeded from the operating system's randomness; two
-    // instances give two independent 64-bit values.
-    let mut out = String::new();
-    for _ in 0..2 {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u8(0);
-        out.push_str(&format!("{:016x}", h.finish()));
-    }
-    out
+/// The key of the `hash` mask when none is given: random, drawn once per
+/// process, so hashes stay stable (and joins on them work) across policy
+/// reloads for the life of the process. A deployment that needs hashes
+/// stable across restarts gives its own key ([`Engine::with_hash_key`]).
+fn process_key() -> String {
+    static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        // RandomState is seeded from the operating system's randomness;
+        // two instances give two independent 64-bit values.
+        let mut out = String::new();
+        for _ in 0..2 {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u8(0);
+            out.push_str(&format!("{:016x}", h.finish()));
+        }
+        out
+    })
+    .clone()
 }
 
 impl Engine {
@@ -60,7 +65,7 @@ impl Engine {
             authorizer: Authorizer::new(),
             by_groups: Mutex::new(HashMap::new()),
             masks: MaskContext {
-                hash_key: random_key(),
+                hash_key: process_key(),
             },
         })
     }
