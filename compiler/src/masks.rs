@@ -20,8 +20,9 @@ pub enum Mask {
     Last(u64),
     /// Keep the domain of an e-mail address.
     Email,
-    /// Keyed SHA-256: deterministic (equal values hash equal, so joins on
-    /// the hash still match) and not invertible without the key.
+    /// HMAC-SHA256 under the deployment's key: deterministic (equal values
+    /// hash equal, so joins on the hash still match) and not invertible or
+    /// forgeable without the key.
     Hash,
     /// Truncate a date or timestamp to the start of its year.
     Year,
@@ -140,7 +141,7 @@ pub const CATALOGUE: &[MaskSpec] = &[
         args: &[],
         accepts: &[TypeFamily::Text, TypeFamily::Number, TypeFamily::Uuid],
         form: "hash",
-        summary: "keyed SHA-256: deterministic and join-preserving, not invertible",
+        summary: "HMAC-SHA256 under the deployment's key: deterministic and join-preserving, not invertible",
     },
     MaskSpec {
         name: "year",
@@ -292,6 +293,27 @@ fn numeric_integer_digits(type_name: &str) -> Option<u32> {
     u32::try_from((p - s).max(0)).ok()
 }
 
+/// SQL for the hex HMAC-SHA256 (RFC 2104) of the text `message` under
+/// `key`, with only built-in functions (`sha256`, bytea concatenation): the
+/// padded inner and outer keys are computed here and written as bytea
+/// literals, so the server needs no pgcrypto.
+fn hmac_sha256_sql(key: &str, message: &str) -> String {
+    use sha2::{Digest, Sha256};
+    const BLOCK: usize = 64;
+    let mut block = [0u8; BLOCK];
+    if key.len() > BLOCK {
+        block[..32].copy_from_slice(&Sha256::digest(key.as_bytes()));
+    } else {
+        block[..key.len()].copy_from_slice(key.as_bytes());
+    }
+    let pad = |byte: u8| hex::encode(block.iter().map(|b| b ^ byte).collect::<Vec<u8>>());
+    format!(
+        "encode(sha256('\\x{}'::bytea || sha256('\\x{}'::bytea || convert_to({message}, 'UTF8'))), 'hex')",
+        pad(0x5c),
+        pad(0x36)
+    )
+}
+
 /// What rendering a mask needs besides the column.
 #[derive(Clone, Debug)]
 pub struct MaskContext {
@@ -366,10 +388,7 @@ impl Mask {
                  THEN '****' || substr({column}, strpos({column}, '@')) ELSE '****' END"
             ),
             Mask::Hash => {
-                let hex = format!(
-                    "encode(sha256(convert_to({} || CAST({column} AS text), 'UTF8')), 'hex')",
-                    sql_string(&cx.hash_key)
-                );
+                let hex = hmac_sha256_sql(&cx.hash_key, &format!("CAST({column} AS text)"));
                 match TypeFamily::of(type_name) {
                     TypeFamily::Uuid => format!("CAST(substr({hex}, 1, 32) AS uuid)"),
                     TypeFamily::Number if type_name.starts_with("smallint") => {

@@ -369,6 +369,13 @@ impl Plan {
             .filter(|ri| self.classified_catalog.contains(ri))
     }
 
+    /// False for a catalog relation the policy does not classify: the engine
+    /// refuses it whole, so rules and warnings do not concern it.
+    pub fn is_decided(&self, ri: usize) -> bool {
+        self.schema.relation(ri).schema != crate::schema::catalog::SCHEMA
+            || self.classified_catalog.contains(&ri)
+    }
+
     /// Index of a group by name.
     pub fn group_index(&self, name: &str) -> Option<usize> {
         self.groups.iter().position(|g| g.name == name)

@@ -429,6 +429,11 @@ impl Cx<'_> {
         let mut misfits: HashMap<usize, (usize, String, String)> = HashMap::new();
         let mut matched: Vec<usize> = Vec::new();
         for (ri, rel) in schema.relations.iter().enumerate() {
+            // A catalog relation no declaration classifies is refused whole:
+            // patterns do not reach into it.
+            if rel.schema == crate::schema::catalog::SCHEMA && !self.declared_tables.contains(&ri) {
+                continue;
+            }
             for (ci, column) in rel.columns.iter().enumerate() {
                 matched.clear();
                 matched.extend(

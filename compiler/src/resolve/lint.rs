@@ -164,6 +164,9 @@ fn clause_spans(items: &[&Item]) -> HashMap<String, Span> {
 pub(crate) fn covered_columns(plan: &Plan, target: &Target) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     for (ri, rel) in plan.classes.iter().enumerate() {
+        if !plan.is_decided(ri) {
+            continue;
+        }
         for ci in 0..rel.len() {
             if target.covers_column(plan, ri, ci) {
                 out.push((ri, ci));
