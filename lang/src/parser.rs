@@ -101,7 +101,9 @@ fn parse_chunk(
             pest::set_error_detail(false);
             return Err(Box::new(match detailed {
                 Err(err) => syntax_error(file, text, offset, err),
-                Ok(_) => unreachable!("the same text parses the same way"),
+                // The same text parses the same way; should that ever not
+                // hold, report an error at the start rather than panic.
+                Ok(_) => diagnostics::syntax_error(Span::new(file, offset, offset), "text", &[]),
             }));
         }
     };
