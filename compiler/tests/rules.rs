@@ -68,6 +68,7 @@ rule k8s_reads for k8s {
 
 rule trial_reads for trial observe {
   deny [pii]
+  deny table public.orders
 }
 rule trial_base for trial {
   allow <= confidential
@@ -259,6 +260,12 @@ fn observe_only_rules_record_without_denying() {
     );
     assert!(!out.contains("strpos(\"email\""), "{out}");
     assert_eq!(d.statements[0].observed, ["deny public.customers.email"]);
+    // A relation nothing withholds is observed too.
+    let d = e.decide_with_claims(&access, Some(&trial), "SELECT status FROM orders");
+    assert_eq!(d.verdict, Verdict::Forward);
+    assert_eq!(d.statements[0].observed, ["deny public.orders.status"]);
+    assert_eq!(d.statements[0].columns[0].column, "public.orders.status");
+    assert_eq!(d.statements[0].columns[0].access, "clear");
 }
 
 fn catalog_engine(with_module: bool) -> Engine {

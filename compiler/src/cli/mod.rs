@@ -5,10 +5,11 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod explain;
 mod fmt;
 
 use clsf_compiler::load::{self, Compiled};
-use clsf_compiler::{Engine, bundle, codes, report, schema};
+use clsf_compiler::{Engine, bundle, report, schema};
 
 /// Compile and check clsf data-classification policies.
 #[derive(Parser, Debug)]
@@ -49,10 +50,28 @@ enum Command {
         #[arg(long)]
         deny_warnings: bool,
     },
-    /// Print the explanation of a diagnostic code (e.g. `clsfc explain CLSF0101`).
+    /// Explain a diagnostic code (`clsfc explain CLSF0101`), or what the
+    /// statement engine does with a statement for an identity
+    /// (`clsfc explain --policy DIR --schema LOCK --identity CLAIMS.json --sql "…"`).
     Explain {
-        /// The code, with or without the `CLSF` prefix.
-        code: String,
+        /// A diagnostic code, with or without the `CLSF` prefix.
+        #[arg(required_unless_present = "sql", conflicts_with = "sql")]
+        code: Option<String>,
+        /// The statement (one or more, as a client would send them).
+        #[arg(long, requires_all = ["policy", "schema", "identity"])]
+        sql: Option<String>,
+        /// The policy directory.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// The schema lock file.
+        #[arg(long)]
+        schema: Option<PathBuf>,
+        /// A JSON file with the identity's verified token claims.
+        #[arg(long)]
+        identity: Option<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "human")]
+        format: ExplainFormat,
     },
     /// Format policy files canonically (in place), or check that they are.
     Fmt {
@@ -86,6 +105,14 @@ enum Format {
     Sarif,
     /// GitHub Actions workflow commands.
     Github,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ExplainFormat {
+    /// Text.
+    Human,
+    /// JSON.
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -144,7 +171,27 @@ pub fn run(cli: Cli) -> Exit {
             format,
             deny_warnings,
         } => check(&policy_dir, &schema, color, format, deny_warnings),
-        Command::Explain { code } => explain(&code),
+        Command::Explain {
+            code,
+            sql,
+            policy,
+            schema,
+            identity,
+            format,
+        } => match (code, sql, policy, schema, identity) {
+            (Some(code), ..) => explain::code(&code),
+            (None, Some(sql), Some(policy), Some(schema), Some(identity)) => explain::statement(
+                &policy,
+                &schema,
+                &identity,
+                &sql,
+                format == ExplainFormat::Json,
+            ),
+            _ => Err(
+                "give a diagnostic code, or --sql with --policy, --schema and --identity"
+                    .to_owned(),
+            ),
+        },
         Command::Fmt { paths, check } => fmt::run(&paths, check),
         Command::Build {
             policy_dir,
@@ -241,21 +288,6 @@ fn check(
         return Ok(Exit::PolicyErrors);
     }
     eprintln!("ok: policy checked ({warnings} warning(s))");
-    Ok(Exit::Ok)
-}
-
-fn explain(code: &str) -> Result<Exit, String> {
-    let Some(c) = codes::find(code) else {
-        return Err(format!(
-            "no diagnostic code `{code}`; codes run from {} to {}",
-            codes::CODES[0].code,
-            codes::CODES[codes::CODES.len() - 1].code
-        ));
-    };
-    println!(
-        "{} ({}): {}\n\n{}",
-        c.code, c.severity, c.summary, c.explanation
-    );
     Ok(Exit::Ok)
 }
 

@@ -59,6 +59,19 @@ pub struct StatementReport {
     /// What observe-only rules would have done (`mask schema.table.column`,
     /// `deny …`): recorded, not enforced.
     pub observed: Vec<String>,
+    /// The columns it reads (for identities with anything withheld).
+    pub columns: Vec<ColumnUse>,
+}
+
+/// A column a statement reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnUse {
+    /// `schema.table.column`.
+    pub column: String,
+    /// Its label and categories.
+    pub label: String,
+    /// `clear`, `masked (MASK)`, `needs approval by G` or `denied`.
+    pub access: String,
 }
 
 /// The decision for a whole query string.
@@ -127,6 +140,7 @@ pub fn decide(plan: &Plan, access: &PrincipalAccess, env: &Env<'_>, text: &str) 
                     masked: outcome.masked,
                     reason: None,
                     observed: outcome.observed,
+                    columns: outcome.columns,
                 });
             }
             Err(d) => {
@@ -177,6 +191,7 @@ fn report_denied(text: String, d: &Denial) -> StatementReport {
         masked: Vec::new(),
         reason: Some(d.message.clone()),
         observed: Vec::new(),
+        columns: Vec::new(),
     }
 }
 
@@ -194,6 +209,7 @@ struct Outcome {
     masked: Vec<String>,
     policies: Vec<String>,
     observed: Vec<String>,
+    columns: Vec<ColumnUse>,
 }
 
 impl Outcome {
@@ -203,6 +219,7 @@ impl Outcome {
             masked: Vec::new(),
             policies: Vec::new(),
             observed: Vec::new(),
+            columns: Vec::new(),
         }
     }
 }
@@ -651,6 +668,9 @@ fn reads(
         for (ci, _) in rel.columns.iter().enumerate() {
             out.policies.extend(access.policies[ri][ci].iter().cloned());
         }
+        let referenced = referenced_columns(a, ti, rel);
+        observe(plan, access, ri, &referenced, &mut out);
+        touched(plan, access, ri, &referenced, &mut out);
         if !access.relation_restricted(ri) {
             continue;
         }
@@ -673,7 +693,6 @@ fn reads(
         };
         check_limits(plan, access, ri)?;
         let filter = row_filter(plan, access, env, ri)?;
-        observe(plan, access, a, ti, ri, &mut out);
         let subquery =
             rewrite::masking_subquery(rel, &access.columns[ri], filter.as_deref(), env.masks);
         let text = match &t.alias {
@@ -913,29 +932,33 @@ fn row_filter(
     Ok(Some(parts.join(" AND ")))
 }
 
+/// The columns of relation reference `ti` the statement names, directly or
+/// through `*`/`t.*` (by name: a name shared by two relations counts for both).
+fn referenced_columns(a: &Analysis, ti: usize, rel: &crate::schema::Relation) -> Vec<usize> {
+    let visible = visible_name(&a.tables[ti]).unwrap_or("");
+    let all = a.wildcards.iter().any(|w| match w {
+        WildcardUse::All(indices) => indices.contains(&ti),
+        WildcardUse::Qualified(name) => name == visible,
+    }) || (a.bare_idents.contains(visible) && rel.column_index(visible).is_none());
+    (0..rel.columns.len())
+        .filter(|&ci| all || a.idents.contains(&rel.columns[ci].name))
+        .collect()
+}
+
 /// Records what observe-only rules would have withheld from the columns
-/// this reference can read.
+/// this reference reads.
 fn observe(
     plan: &Plan,
     access: &PrincipalAccess,
-    a: &Analysis,
-    ti: usize,
     ri: usize,
+    referenced: &[usize],
     out: &mut Outcome,
 ) {
     let Some(observed) = &access.observed else {
         return;
     };
     let rel = plan.schema.relation(ri);
-    let visible = visible_name(&a.tables[ti]).unwrap_or("");
-    let all = a.wildcards.iter().any(|w| match w {
-        WildcardUse::All(indices) => indices.contains(&ti),
-        WildcardUse::Qualified(name) => name == visible,
-    });
-    for (ci, col) in rel.columns.iter().enumerate() {
-        if !(all || a.idents.contains(&col.name)) {
-            continue;
-        }
+    for &ci in referenced {
         let would = match (&access.columns[ri][ci], &observed[ri][ci]) {
             (Access::Clear, Access::Masked(_)) => "mask",
             (
@@ -944,7 +967,36 @@ fn observe(
             ) => "deny",
             _ => continue,
         };
-        out.observed
-            .push(format!("{would} {}.{}", rel.qualified(), col.name));
+        let entry = format!("{would} {}.{}", rel.qualified(), rel.columns[ci].name);
+        if !out.observed.contains(&entry) {
+            out.observed.push(entry);
+        }
+    }
+}
+
+/// Records the columns a statement reads, with their labels and access.
+fn touched(
+    plan: &Plan,
+    access: &PrincipalAccess,
+    ri: usize,
+    referenced: &[usize],
+    out: &mut Outcome,
+) {
+    let rel = plan.schema.relation(ri);
+    for &ci in referenced {
+        let column = format!("{}.{}", rel.qualified(), rel.columns[ci].name);
+        if out.columns.iter().any(|c| c.column == column) {
+            continue;
+        }
+        out.columns.push(ColumnUse {
+            column,
+            label: plan.describe_class(&plan.classes[ri][ci]),
+            access: match &access.columns[ri][ci] {
+                Access::Clear => "clear".to_owned(),
+                Access::Masked(m) => format!("masked ({})", m.display()),
+                Access::Approval { approvers, .. } => format!("needs approval by {approvers}"),
+                Access::Denied { .. } => "denied".to_owned(),
+            },
+        });
     }
 }

@@ -10,7 +10,7 @@ pub mod rewrite;
 pub mod sql_lists;
 
 pub use access::{Access, PrincipalAccess};
-pub use decide::{Decision, Denial, StatementReport, Verdict};
+pub use decide::{ColumnUse, Decision, Denial, StatementReport, Verdict};
 pub use identity::Identity;
 
 use std::collections::HashMap;

@@ -1,0 +1,197 @@
+//! `clsfc explain`: a diagnostic code's explanation, or what the statement
+//! engine — the one the proxy runs — does with a statement for an identity.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use clsf_compiler::engine::identity::identity_for;
+use clsf_compiler::engine::{Decision, Verdict};
+use clsf_compiler::{Engine, Plan, codes, load};
+
+use super::Exit;
+
+/// Prints the explanation of a diagnostic code.
+pub fn code(code: &str) -> Result<Exit, String> {
+    let Some(c) = codes::find(code) else {
+        return Err(format!(
+            "no diagnostic code `{code}`; codes run from {} to {}",
+            codes::CODES[0].code,
+            codes::CODES[codes::CODES.len() - 1].code
+        ));
+    };
+    println!(
+        "{} ({}): {}\n\n{}",
+        c.code, c.severity, c.summary, c.explanation
+    );
+    Ok(Exit::Ok)
+}
+
+/// Decides `sql` for the identity whose verified claims are in
+/// `identity_file`, as the proxy would, and prints the decision.
+pub fn statement(
+    policy: &Path,
+    schema: &Path,
+    identity_file: &Path,
+    sql: &str,
+    json_out: bool,
+) -> Result<Exit, String> {
+    let compiled = load::compile_dir(policy, schema)?;
+    let Some(plan) = compiled.plan else {
+        eprint!(
+            "{}",
+            clsf_lang::render(&compiled.diagnostics, &compiled.sources, false)
+        );
+        return Ok(Exit::PolicyErrors);
+    };
+    let text = std::fs::read_to_string(identity_file)
+        .map_err(|e| format!("{}: {e}", identity_file.display()))?;
+    let claims: Value = serde_json::from_str(&text)
+        .map_err(|e| format!("{}: not JSON claims: {e}", identity_file.display()))?;
+    if !claims.is_object() {
+        return Err(format!(
+            "{}: the claims must be a JSON object",
+            identity_file.display()
+        ));
+    }
+    let engine = Engine::new(plan).map_err(|e| e.to_string())?;
+    let identity = identity_for(engine.plan(), &claims);
+    let access = engine.access_for(&identity);
+    let decision = engine.decide_with_claims(&access, Some(&claims), sql);
+    let report = to_json(engine.plan(), &identity, access.full_clear, &decision);
+    if json_out {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+        );
+    } else {
+        print!("{}", human(&report));
+    }
+    Ok(Exit::Ok)
+}
+
+fn policy_json(plan: &Plan, id: &str) -> Value {
+    match plan.clause_by_policy(id.trim_end_matches(".forbid")) {
+        Some((rule, clause)) => json!({
+            "id": id,
+            "rule": rule.name,
+            "clause": clause.text,
+            "source": clause.location,
+        }),
+        None => json!({ "id": id }),
+    }
+}
+
+/// The decision as JSON (the `--format json` output).
+fn to_json(
+    plan: &Plan,
+    identity: &clsf_compiler::engine::Identity,
+    full_clear: bool,
+    decision: &Decision,
+) -> Value {
+    let (verdict, rewritten, denial) = match &decision.verdict {
+        Verdict::Forward => ("forward", None, None),
+        Verdict::Rewrite(s) => ("rewrite", Some(s.clone()), None),
+        Verdict::Deny(d) => (
+            "deny",
+            None,
+            Some(json!({
+                "sqlstate": d.sqlstate,
+                "message": d.message,
+                "hint": d.hint,
+                "policies": d.policies.iter().map(|p| policy_json(plan, p)).collect::<Vec<_>>(),
+            })),
+        ),
+    };
+    json!({
+        "identity": { "subject": identity.subject, "groups": identity.groups, "reads_everything": full_clear },
+        "verdict": verdict,
+        "rewritten": rewritten,
+        "denial": denial,
+        "statements": decision.statements.iter().map(|s| json!({
+            "text": s.text,
+            "decision": s.decision,
+            "columns": s.columns.iter().map(|c| json!({
+                "column": c.column, "label": c.label, "access": c.access,
+            })).collect::<Vec<_>>(),
+            "masked": s.masked,
+            "observed": s.observed,
+            "policies": s.policies.iter().map(|p| policy_json(plan, p)).collect::<Vec<_>>(),
+            "reason": s.reason,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn human(r: &Value) -> String {
+    let mut out = String::new();
+    let groups: Vec<&str> = r["identity"]["groups"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    out.push_str(&format!(
+        "identity: {} (groups: {})\n",
+        r["identity"]["subject"].as_str().unwrap_or(""),
+        if groups.is_empty() {
+            "none".to_owned()
+        } else {
+            groups.join(", ")
+        }
+    ));
+    if r["identity"]["reads_everything"] == true {
+        out.push_str(
+            "  reads every column in clear and may run every statement: nothing is withheld\n",
+        );
+    }
+    out.push_str(&format!(
+        "verdict: {}\n",
+        r["verdict"].as_str().unwrap_or("")
+    ));
+    if let Some(d) = r["denial"].as_object() {
+        out.push_str(&format!(
+            "  ERROR {}: {}\n",
+            d["sqlstate"].as_str().unwrap_or(""),
+            d["message"].as_str().unwrap_or("")
+        ));
+        if let Some(h) = d["hint"].as_str() {
+            out.push_str(&format!("  HINT: {h}\n"));
+        }
+    }
+    if let Some(s) = r["rewritten"].as_str() {
+        out.push_str(&format!("rewritten:\n  {s}\n"));
+    }
+    for (i, s) in r["statements"].as_array().into_iter().flatten().enumerate() {
+        out.push_str(&format!(
+            "statement {}: {}\n  decision: {}\n",
+            i + 1,
+            s["text"].as_str().unwrap_or(""),
+            s["decision"].as_str().unwrap_or("")
+        ));
+        for c in s["columns"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "  column {}: {}, {}\n",
+                c["column"].as_str().unwrap_or(""),
+                c["label"].as_str().unwrap_or(""),
+                c["access"].as_str().unwrap_or("")
+            ));
+        }
+        for o in s["observed"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "  observe-only rule would: {}\n",
+                o.as_str().unwrap_or("")
+            ));
+        }
+        for p in s["policies"].as_array().into_iter().flatten() {
+            out.push_str(&format!(
+                "  policy {}: rule {} `{}` at {}\n",
+                p["id"].as_str().unwrap_or(""),
+                p["rule"].as_str().unwrap_or("?"),
+                p["clause"].as_str().unwrap_or(""),
+                p["source"].as_str().unwrap_or("")
+            ));
+        }
+        if let Some(reason) = s["reason"].as_str() {
+            out.push_str(&format!("  reason: {reason}\n"));
+        }
+    }
+    out
+}
