@@ -9,6 +9,7 @@ pub mod bundle;
 pub mod cedar;
 pub mod codes;
 pub mod diagnostics;
+pub mod diff;
 pub mod engine;
 pub mod glob;
 pub mod load;

@@ -131,3 +131,98 @@ fn explain_prints_the_explanation_of_a_code() {
     let out = clsfc(&["explain", "CLSF9999"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+fn policy_copy(dir: &std::path::Path, name: &str, edit: impl Fn(String) -> String) -> String {
+    let target = dir.join(name);
+    std::fs::create_dir_all(&target).unwrap();
+    let text =
+        std::fs::read_to_string(repo_root().join("examples/quickstart/policy/quickstart.clsf"))
+            .unwrap();
+    std::fs::write(target.join("quickstart.clsf"), edit(text)).unwrap();
+    target.to_str().unwrap().to_owned()
+}
+
+const CI_DENY: &str = "  deny  restricted\n";
+
+#[test]
+fn diff_reports_exactly_the_unmasked_column_as_an_escalation() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = policy_copy(dir.path(), "old", |t| t);
+    let new = policy_copy(dir.path(), "new", |t| {
+        t.replace(
+            CI_DENY,
+            &format!(
+                "{CI_DENY}  allow column public.customers.email override because \"receipts\"\n"
+            ),
+        )
+    });
+    let out = clsfc(&[
+        "diff",
+        &old,
+        &new,
+        "--schema",
+        LOCK,
+        "--format",
+        "json",
+        "--fail-on-escalation",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["changes"],
+        serde_json::json!([{
+            "group": "ci", "action": "read", "object": "public.customers.email",
+            "before": "masked (email)", "after": "clear", "escalation": true
+        }])
+    );
+    // The reverse change reduces access: no escalation, exit 0.
+    let out = clsfc(&["diff", &new, &old, "--schema", LOCK, "--fail-on-escalation"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("1 change(s), 0 escalation(s)"));
+}
+
+#[test]
+fn diff_between_git_revisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(repo)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+    };
+    git(&["init", "-q"]);
+    policy_copy(repo, "policy", |t| t);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "old"]);
+    // ci may now write customers too.
+    policy_copy(repo, "policy", |t| {
+        t.replace(
+            "allow write table public.orders",
+            "allow write <= confidential",
+        )
+    });
+    git(&["commit", "-q", "-am", "new"]);
+    let lock = repo_root().join(LOCK);
+    let out = Command::new(bin("clsfc"))
+        .args([
+            "diff", "--git", "HEAD~1", "HEAD", "--policy", "policy", "--schema",
+        ])
+        .arg(&lock)
+        .current_dir(repo)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let t = text(&out.stdout);
+    assert!(
+        t.contains("ESCALATION ci: write public.customers.email: denied -> allowed"),
+        "{t}"
+    );
+    assert!(
+        !t.contains("public.customers.ssn"),
+        "ssn stays restricted: {t}"
+    );
+}

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod diff;
 mod explain;
 mod fmt;
 
@@ -72,6 +73,31 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value = "human")]
         format: ExplainFormat,
+    },
+    /// Who gains access to what: effective permissions per group, column
+    /// and action under two policies (escalations first).
+    Diff {
+        /// The old policy directory.
+        #[arg(required_unless_present = "git")]
+        old: Option<PathBuf>,
+        /// The new policy directory.
+        #[arg(required_unless_present = "git")]
+        new: Option<PathBuf>,
+        /// Compare the policy directory at two git revisions instead.
+        #[arg(long, num_args = 2, value_names = ["OLD_REV", "NEW_REV"], conflicts_with_all = ["old", "new"])]
+        git: Option<Vec<String>>,
+        /// The policy directory in the repository (with --git).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// The schema lock file both are compiled against.
+        #[arg(long)]
+        schema: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: diff::Format,
+        /// Exit 1 when any group's access grows.
+        #[arg(long)]
+        fail_on_escalation: bool,
     },
     /// Format policy files canonically (in place), or check that they are.
     Fmt {
@@ -193,6 +219,15 @@ pub fn run(cli: Cli) -> Exit {
             ),
         },
         Command::Fmt { paths, check } => fmt::run(&paths, check),
+        Command::Diff {
+            old,
+            new,
+            git,
+            policy,
+            schema,
+            format,
+            fail_on_escalation,
+        } => diff::run(old, new, git, policy, &schema, format, fail_on_escalation),
         Command::Build {
             policy_dir,
             schema,
