@@ -16,6 +16,7 @@ pub mod load;
 pub mod masks;
 pub mod plan;
 pub mod policy;
+pub mod policy_test;
 pub mod report;
 pub mod resolve;
 pub mod schema;

@@ -226,3 +226,84 @@ fn diff_between_git_revisions() {
         "ssn stays restricted: {t}"
     );
 }
+
+#[test]
+fn policy_tests_pass_fail_with_expected_and_actual_and_report_coverage() {
+    let out = clsfc(&[
+        "test",
+        "examples/quickstart/policy",
+        "--schema",
+        LOCK,
+        "--coverage",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("7 passed, 0 failed"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains("labels not read:      restricted"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = clsfc(&[
+        "test",
+        "examples/quickstart/policy",
+        "--schema",
+        LOCK,
+        "--min-coverage",
+        "95",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "coverage 87.5% is under 95");
+
+    // A case that expects e-mail in clear fails, showing both decisions.
+    let dir = tempfile::tempdir().unwrap();
+    let policy = policy_copy(dir.path(), "p", |t| t);
+    std::fs::write(
+        std::path::Path::new(&policy).join("wrong.test.toml"),
+        "[[case]]\nname = \"ci reads e-mail in clear\"\n\
+         identity = { iss = \"https://issuer.clsf.example\", aud = \"clsf-proxy\", sub = \"ci\", repository = \"acme/shop\" }\n\
+         sql = \"SELECT email FROM customers\"\nexpect = \"allow\"\n",
+    )
+    .unwrap();
+    let out = clsfc(&["test", &policy, "--schema", LOCK]);
+    assert_eq!(out.status.code(), Some(1));
+    let t = text(&out.stdout);
+    assert!(t.contains("FAILED ci reads e-mail in clear"), "{t}");
+    assert!(t.contains("- expected: allow"), "{t}");
+    assert!(
+        t.contains("+ actual:   mask (masked: public.customers.email)"),
+        "{t}"
+    );
+    let out = clsfc(&["test", &policy, "--schema", LOCK, "--format", "junit"]);
+    let t = text(&out.stdout);
+    assert!(
+        t.contains("<testsuite name=\"clsf policy tests\" tests=\"1\" failures=\"1\">"),
+        "{t}"
+    );
+    assert!(
+        t.contains(
+            "<failure message=\"expected allow, got mask (masked: public.customers.email)\">"
+        ),
+        "{t}"
+    );
+    // A malformed case file is a usage error naming the file.
+    std::fs::write(
+        std::path::Path::new(&policy).join("wrong.test.toml"),
+        "[[case]]\nname = 1\n",
+    )
+    .unwrap();
+    let out = clsfc(&["test", &policy, "--schema", LOCK]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("wrong.test.toml"),
+        "{}",
+        text(&out.stderr)
+    );
+}

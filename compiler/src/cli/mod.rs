@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod diff;
 mod explain;
 mod fmt;
+mod test;
 
 use clsf_compiler::load::{self, Compiled};
 use clsf_compiler::{Engine, bundle, report, schema};
@@ -98,6 +99,23 @@ enum Command {
         /// Exit 1 when any group's access grows.
         #[arg(long)]
         fail_on_escalation: bool,
+    },
+    /// Run the policy's unit tests (`*.test.toml` files under the policy directory).
+    Test {
+        /// The policy directory.
+        policy_dir: PathBuf,
+        /// The schema lock file.
+        #[arg(long)]
+        schema: PathBuf,
+        /// Report the rules, groups and labels no case exercised.
+        #[arg(long)]
+        coverage: bool,
+        /// Exit 1 when coverage (percent) is below this.
+        #[arg(long)]
+        min_coverage: Option<f64>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "human")]
+        format: test::Format,
     },
     /// Format policy files canonically (in place), or check that they are.
     Fmt {
@@ -219,6 +237,13 @@ pub fn run(cli: Cli) -> Exit {
             ),
         },
         Command::Fmt { paths, check } => fmt::run(&paths, check),
+        Command::Test {
+            policy_dir,
+            schema,
+            coverage,
+            min_coverage,
+            format,
+        } => test::run(&policy_dir, &schema, coverage, min_coverage, format),
         Command::Diff {
             old,
             new,
