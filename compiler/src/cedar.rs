@@ -366,7 +366,7 @@ fn clause_policies(
             clause_s = cedar_string(&clause.text),
             source = cedar_string(&clause.location),
             verb = if keyword == "forbid" && !matches!(effect, Effect::Deny) {
-                "no clear access to"
+                "no clear access"
             } else {
                 effect.as_str()
             },

@@ -329,3 +329,9 @@ fn unclassified_catalog_relations_are_refused_whole() {
     ));
     assert!(msg.contains("catalog relation `pg_stats`"), "{msg}");
 }
+
+#[test]
+fn generated_cedar_for_every_rule_kind_reads_like_the_policy() {
+    let e = engine();
+    insta::assert_snapshot!(clsf_compiler::cedar::policies_text(e.generated()));
+}
