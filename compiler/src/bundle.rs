@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::cedar::{self, Generated};
@@ -12,6 +12,7 @@ use serde_json::json;
 
 use crate::masks::MaskContext;
 use crate::plan::{ApprovalScope, Clause, ClauseKind, Effect, Plan, Target};
+use crate::schema::{Relation, Schema};
 
 #[derive(Serialize)]
 struct Manifest {
@@ -168,10 +169,31 @@ pub fn masking_plan_json(plan: &Plan) -> String {
 
 /// The files of a bundle, as (name, content) in a fixed order.
 pub fn files(plan: &Plan, generated: &Generated) -> Result<Vec<(String, String)>, String> {
-    let entities = generated
+    let mut entities = generated
         .entities
         .to_json_value()
         .map_err(|e| format!("cannot serialize entities: {e}"))?;
+    // Cedar lists entities (and parents) in hash order; sorted, the same
+    // policy always builds the same bytes and the same content hash.
+    let key = |v: &serde_json::Value| {
+        (
+            v["uid"]["type"].as_str().unwrap_or("").to_owned(),
+            v["uid"]["id"].as_str().unwrap_or("").to_owned(),
+        )
+    };
+    if let Some(list) = entities.as_array_mut() {
+        for e in list.iter_mut() {
+            if let Some(parents) = e["parents"].as_array_mut() {
+                parents.sort_by_key(|p| {
+                    (
+                        p["type"].as_str().unwrap_or("").to_owned(),
+                        p["id"].as_str().unwrap_or("").to_owned(),
+                    )
+                });
+            }
+        }
+        list.sort_by_key(key);
+    }
     let mut entities_text = serde_json::to_string_pretty(&entities).map_err(|e| e.to_string())?;
     entities_text.push('\n');
     Ok(vec![
@@ -182,7 +204,116 @@ pub fn files(plan: &Plan, generated: &Generated) -> Result<Vec<(String, String)>
         ("policies.cedar".to_owned(), cedar::policies_text(generated)),
         ("entities.json".to_owned(), entities_text),
         ("plan.json".to_owned(), masking_plan_json(plan)),
+        ("engine-plan.json".to_owned(), engine_plan_json(plan)?),
     ])
+}
+
+/// Version of `engine-plan.json`'s layout.
+const ENGINE_PLAN_VERSION: u32 = 1;
+
+/// The compiled plan exactly as the engine uses it, for the proxy to load
+/// a bundle without the sources.
+#[derive(Serialize, Deserialize)]
+struct EnginePlan {
+    format_version: u32,
+    compiler_version: String,
+    server_version: String,
+    /// The plan's relations in plan order (the lock's plus the catalog's).
+    relations: Vec<Relation>,
+    plan: Plan,
+}
+
+fn engine_plan_json(plan: &Plan) -> Result<String, String> {
+    let file = EnginePlan {
+        format_version: ENGINE_PLAN_VERSION,
+        compiler_version: env!("CARGO_PKG_VERSION").to_owned(),
+        server_version: plan.schema.server_version.clone(),
+        relations: plan.schema.relations.clone(),
+        plan: plan.clone(),
+    };
+    let mut text = serde_json::to_string(&file).map_err(|e| e.to_string())?;
+    text.push('\n');
+    Ok(text)
+}
+
+#[derive(Deserialize)]
+struct ManifestIn {
+    format_version: u32,
+    compiler_version: String,
+    content_hash: String,
+    files: Vec<(String, String)>,
+}
+
+/// Loads a bundle written by `clsfc build`: checks the manifest's digest of
+/// every file and its content hash, that this compiler wrote it, rebuilds
+/// the engine from the plan and checks that the Cedar it generates is the
+/// Cedar in the bundle (what was reviewed is what runs). Returns the engine
+/// and the content hash.
+pub fn load(dir: &Path) -> Result<(crate::Engine, String), String> {
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let manifest: ManifestIn = serde_json::from_str(&read("manifest.json")?).map_err(|e| {
+        format!(
+            "{}: not a bundle manifest: {e}",
+            dir.join("manifest.json").display()
+        )
+    })?;
+    if manifest.format_version != 1 || manifest.compiler_version != env!("CARGO_PKG_VERSION") {
+        return Err(format!(
+            "bundle {} was built by clsfc {} (format {}); this proxy needs one built by clsfc {}",
+            dir.display(),
+            manifest.compiler_version,
+            manifest.format_version,
+            env!("CARGO_PKG_VERSION")
+        ));
+    }
+    let mut files = Vec::new();
+    for (name, digest) in &manifest.files {
+        if name.contains('/') || name.contains("..") {
+            return Err(format!("bundle manifest names an unexpected file `{name}`"));
+        }
+        let text = read(name)?;
+        let actual = hex::encode(Sha256::digest(text.as_bytes()));
+        if actual != *digest {
+            return Err(format!(
+                "bundle file {name} does not match its digest in the manifest"
+            ));
+        }
+        files.push((name.clone(), text));
+    }
+    let (content_hash, _) = digests(&files);
+    if content_hash != manifest.content_hash {
+        return Err("the bundle's content hash does not match its manifest".to_owned());
+    }
+    let find = |name: &str| {
+        files
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t.as_str())
+            .ok_or_else(|| format!("bundle has no {name}"))
+    };
+    let file: EnginePlan = serde_json::from_str(find("engine-plan.json")?)
+        .map_err(|e| format!("engine-plan.json: {e}"))?;
+    if file.format_version != ENGINE_PLAN_VERSION {
+        return Err(format!(
+            "engine-plan.json format {} is not {ENGINE_PLAN_VERSION}",
+            file.format_version
+        ));
+    }
+    let mut plan = file.plan;
+    plan.schema = Schema::new(file.server_version, file.relations);
+    let engine = crate::Engine::new(plan).map_err(|e| e.to_string())?;
+    if find("schema.cedarschema")? != cedar::SCHEMA_TEXT
+        || find("policies.cedar")? != cedar::policies_text(engine.generated())
+    {
+        return Err(
+            "the bundle's Cedar is not what its plan generates; rebuild it with clsfc build"
+                .to_owned(),
+        );
+    }
+    Ok((engine, content_hash))
 }
 
 /// The SHA-256 of each file and the bundle's content hash over (name, file

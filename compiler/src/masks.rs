@@ -5,10 +5,12 @@
 
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 use crate::schema::TypeFamily;
 
 /// A mask applied to a column.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Mask {
     /// A constant of the column's type.
     Redact,
@@ -37,7 +39,7 @@ pub enum Mask {
 }
 
 /// A constant mask value.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Literal {
     /// A string (for text, dates, timestamps, uuids).
     Str(String),
@@ -48,7 +50,7 @@ pub enum Literal {
 }
 
 /// A checked user-defined mask.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CustomMask {
     /// Its name.
     pub name: String,

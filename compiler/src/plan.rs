@@ -2,12 +2,13 @@
 //! the source syntax beyond human-readable locations.
 
 pub use clsf_lang::ast::Action;
+use serde::{Deserialize, Serialize};
 
 use crate::masks::Mask;
 use crate::schema::Schema;
 
 /// A compiled policy, checked against a schema.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Plan {
     /// Labels from least to most protected; a label's index is its level.
     pub labels: Vec<String>,
@@ -22,7 +23,9 @@ pub struct Plan {
     /// Rules in source order.
     pub rules: Vec<Rule>,
     /// The schema the policy was checked against: the lock's relations plus
-    /// the value-exposing catalog relations (`schema::catalog`).
+    /// the value-exposing catalog relations (`schema::catalog`). Serialized
+    /// apart (see `bundle`), since its lookup index is derived.
+    #[serde(skip)]
     pub schema: Schema,
     /// Content hash of the schema lock (without the catalog relations).
     pub schema_hash: String,
@@ -34,7 +37,7 @@ pub struct Plan {
 }
 
 /// A set of categories, one bit per declared category (at most 64).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Categories(pub u64);
 
 impl Categories {
@@ -50,7 +53,7 @@ impl Categories {
 }
 
 /// A group of identities.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Group {
     /// Group name.
     pub name: String,
@@ -59,7 +62,7 @@ pub struct Group {
 }
 
 /// How membership of a group is decided.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Membership {
     /// All conditions hold (an empty list matches nobody).
     Conditions(Vec<GroupCondition>),
@@ -69,7 +72,7 @@ pub enum Membership {
 }
 
 /// A boolean expression over groups.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GroupExpr {
     /// Member of the group with this index.
     Group(usize),
@@ -82,7 +85,7 @@ pub enum GroupExpr {
 }
 
 /// One membership condition.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum GroupCondition {
     /// The token's `iss`.
     Issuer(StrMatch),
@@ -106,7 +109,7 @@ pub enum GroupCondition {
 }
 
 /// A test on a string.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StrMatch {
     /// Equal.
     Equals(String),
@@ -131,7 +134,7 @@ impl StrMatch {
 }
 
 /// A test on a claim.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClaimMatch {
     /// A string claim passes the test.
     Str(StrMatch),
@@ -140,7 +143,7 @@ pub enum ClaimMatch {
 }
 
 /// A rule: what one group may do.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Rule {
     /// Rule name.
     pub name: String,
@@ -155,7 +158,7 @@ pub struct Rule {
 }
 
 /// The effect of an access clause.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Effect {
     /// Permit in clear.
     Allow,
@@ -180,7 +183,7 @@ impl Effect {
 }
 
 /// How an approval is given.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approval {
     /// Group whose members may approve.
     pub approvers: String,
@@ -193,7 +196,7 @@ pub struct Approval {
 }
 
 /// What one approval releases.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ApprovalScope {
     /// The exact statement, once.
     Statement,
@@ -204,7 +207,7 @@ pub enum ApprovalScope {
 }
 
 /// What a clause covers.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Target {
     /// Everything.
     All,
@@ -221,7 +224,7 @@ pub enum Target {
 }
 
 /// The kinds of clause.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClauseKind {
     /// allow / mask / deny / require approval.
     Access {
@@ -253,7 +256,7 @@ pub enum ClauseKind {
 }
 
 /// One clause of a rule.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Clause {
     /// What it says.
     pub kind: ClauseKind,
@@ -293,7 +296,7 @@ impl Target {
 }
 
 /// Where a column's label came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Origin {
     /// Classified by name.
     Explicit,
@@ -321,7 +324,7 @@ impl Origin {
 }
 
 /// The classification of one column.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ColumnClass {
     /// Level (index into `Plan::labels`).
     pub level: usize,

@@ -81,10 +81,15 @@ pub struct Upstream {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
-    /// Directory of `.clsf` files.
-    pub dir: PathBuf,
-    /// `schema.lock.json`.
-    pub schema_lock: PathBuf,
+    /// Directory of `.clsf` files (with `schema_lock`; or give `bundle`).
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// `schema.lock.json` (with `dir`).
+    #[serde(default)]
+    pub schema_lock: Option<PathBuf>,
+    /// A bundle written by `clsfc build` (instead of `dir` and `schema_lock`).
+    #[serde(default)]
+    pub bundle: Option<PathBuf>,
     /// File holding the key of the `hash` mask (at least 16 characters;
     /// surrounding whitespace is ignored). Without it each process draws a
     /// random key, so hashes differ between restarts.
@@ -122,6 +127,32 @@ pub struct Audit {
     pub fsync: bool,
 }
 
+/// Where the policy comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum PolicySource<'a> {
+    /// `.clsf` sources compiled against a schema lock.
+    Sources {
+        /// The policy directory.
+        dir: &'a Path,
+        /// The schema lock.
+        lock: &'a Path,
+    },
+    /// A bundle built by `clsfc build`.
+    Bundle(&'a Path),
+}
+
+impl Policy {
+    /// The policy's source; `load` guarantees exactly one is configured.
+    pub fn source(&self) -> PolicySource<'_> {
+        match (&self.dir, &self.schema_lock, &self.bundle) {
+            (_, _, Some(b)) => PolicySource::Bundle(b),
+            (Some(dir), Some(lock), None) => PolicySource::Sources { dir, lock },
+            // `load` refuses any other combination.
+            _ => PolicySource::Bundle(Path::new("")),
+        }
+    }
+}
+
 /// Why a configuration could not be loaded.
 #[derive(Debug)]
 pub struct ConfigError(pub String);
@@ -153,10 +184,39 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     {
         *p = base.join(&*p);
     }
+    match (
+        &config.policy.dir,
+        &config.policy.schema_lock,
+        &config.policy.bundle,
+    ) {
+        (Some(_), Some(_), None) | (None, None, Some(_)) => {}
+        (_, _, Some(_)) => {
+            return Err(ConfigError(format!(
+                "{}: [policy] takes either `bundle` or `dir` and `schema_lock`, not both",
+                path.display()
+            )));
+        }
+        _ => {
+            return Err(ConfigError(format!(
+                "{}: [policy] needs `dir` and `schema_lock` (sources), or `bundle` (a clsfc build output)",
+                path.display()
+            )));
+        }
+    }
+    for p in [
+        config.policy.dir.as_mut(),
+        config.policy.schema_lock.as_mut(),
+        config.policy.bundle.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if p.is_relative() {
+            *p = base.join(&*p);
+        }
+    }
     for p in [
         &mut config.upstream.password_file,
-        &mut config.policy.dir,
-        &mut config.policy.schema_lock,
         &mut config.identity.jwks_file,
         &mut config.audit.path,
     ] {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use notify::{RecursiveMode, Watcher};
 
 use crate::audit::Event;
-use crate::config::Config;
+use crate::config::{Config, PolicySource};
 use crate::session::Shared;
 use crate::start;
 
@@ -40,19 +40,28 @@ pub fn watch(shared: Arc<Shared>, config: Config) -> Result<PolicyWatcher, Strin
         }
     })
     .map_err(|e| format!("cannot watch the policy: {e}"))?;
+    let (tree, lock_dir) = match config.policy.source() {
+        PolicySource::Sources { dir, lock } => (
+            dir.to_path_buf(),
+            // Watch the lock file's directory, not the file: tools replace
+            // files by renaming, which a watch on the old file would miss.
+            Some(
+                lock.parent()
+                    .map_or_else(|| PathBuf::from("."), PathBuf::from),
+            ),
+        ),
+        // A bundle is replaced file by file, manifest last; a reload that
+        // sees a half-written bundle fails its digests and keeps the old one.
+        PolicySource::Bundle(dir) => (dir.to_path_buf(), None),
+    };
     watcher
-        .watch(&config.policy.dir, RecursiveMode::Recursive)
-        .map_err(|e| format!("cannot watch {}: {e}", config.policy.dir.display()))?;
-    // Watch the lock file's directory, not the file: tools replace files by
-    // renaming, which a watch on the old file would miss.
-    let lock_dir = config
-        .policy
-        .schema_lock
-        .parent()
-        .map_or_else(|| PathBuf::from("."), PathBuf::from);
-    watcher
-        .watch(&lock_dir, RecursiveMode::NonRecursive)
-        .map_err(|e| format!("cannot watch {}: {e}", lock_dir.display()))?;
+        .watch(&tree, RecursiveMode::Recursive)
+        .map_err(|e| format!("cannot watch {}: {e}", tree.display()))?;
+    if let Some(lock_dir) = lock_dir {
+        watcher
+            .watch(&lock_dir, RecursiveMode::NonRecursive)
+            .map_err(|e| format!("cannot watch {}: {e}", lock_dir.display()))?;
+    }
     std::thread::spawn(move || {
         while rx.recv().is_ok() {
             // Wait for the burst of changes to end; a dropped watcher means

@@ -10,7 +10,7 @@ use clsf_compiler::load;
 
 use crate::audit::AuditLog;
 use crate::auth::jwt::Verifier;
-use crate::config::Config;
+use crate::config::{Config, PolicySource};
 use crate::session::{ClientTls, Loaded, Shared};
 use crate::tls;
 use crate::upstream::Target;
@@ -18,14 +18,20 @@ use crate::upstream::Target;
 /// Compiles the policy of a config into an engine and its plan hash. Policy
 /// diagnostics are rendered into the error.
 pub fn compile_policy(config: &Config, generation: u64) -> Result<Loaded, String> {
-    let compiled = load::compile_dir(&config.policy.dir, &config.policy.schema_lock)?;
-    let Some(plan) = compiled.plan else {
-        return Err(format!(
-            "the policy has errors:\n{}",
-            clsf_lang::render(&compiled.diagnostics, &compiled.sources, false)
-        ));
+    let mut engine = match config.policy.source() {
+        PolicySource::Sources { dir, lock } => {
+            let compiled = load::compile_dir(dir, lock)?;
+            let Some(plan) = compiled.plan else {
+                return Err(format!(
+                    "the policy has errors:\n{}",
+                    clsf_lang::render(&compiled.diagnostics, &compiled.sources, false)
+                ));
+            };
+            Engine::new(plan).map_err(|e| e.to_string())?
+        }
+        // Verified against its manifest, and its Cedar against its plan.
+        PolicySource::Bundle(dir) => clsf_compiler::bundle::load(dir)?.0,
     };
-    let mut engine = Engine::new(plan).map_err(|e| e.to_string())?;
     if let Some(path) = &config.policy.hash_key_file {
         let key = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read policy.hash_key_file {}: {e}", path.display()))?;

@@ -2,8 +2,10 @@
 
 use std::collections::HashMap;
 
+use serde::{Deserialize, Serialize};
+
 /// What kind of relation a catalog entry is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum RelationKind {
     /// An ordinary table.
     Table,
@@ -43,7 +45,7 @@ impl RelationKind {
 }
 
 /// A column.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Column {
     /// Name as stored in the catalog (case preserved).
     pub name: String,
@@ -61,7 +63,7 @@ impl Column {
 }
 
 /// Coarse type families: what masks need to know about a column's type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum TypeFamily {
     /// `text`, `varchar`, `char`, `citext`, `name`.
     Text,
@@ -119,7 +121,7 @@ impl TypeFamily {
 }
 
 /// A table, view or similar relation.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Relation {
     /// Schema (namespace) name.
     pub schema: String,
