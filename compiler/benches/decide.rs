@@ -4,11 +4,11 @@
 
 use std::hint::black_box;
 
-use clsf_compiler::Engine;
 use clsf_compiler::engine::Identity;
 use clsf_compiler::policy::{self, Parsed};
 use clsf_compiler::resolve;
 use clsf_compiler::schema;
+use clsf_compiler::{Engine, cedar};
 use criterion::{BatchSize, Criterion, criterion_main};
 
 fn engine() -> Engine {
@@ -36,15 +36,32 @@ fn bench(c: &mut Criterion) {
     });
     let point = "SELECT status, total_cents FROM orders WHERE id = 10";
     let join = "SELECT c.name, c.email, o.total_cents FROM customers c JOIN orders o ON o.customer_id = c.id WHERE o.status = 'shipped' ORDER BY o.id LIMIT 10";
-    c.bench_function("decide/clear identity/point query", |b| {
+    // Repeated texts hit the per-group-set decision cache; a counter in the
+    // literal makes every text new, which is the full analysis.
+    c.bench_function("decide/clear identity/point query/repeated", |b| {
         b.iter(|| e.decide(&dba, black_box(point)))
     });
-    c.bench_function("decide/masked identity/unprotected point query", |b| {
-        b.iter(|| e.decide(&ci, black_box(point)))
+    c.bench_function(
+        "decide/masked identity/unprotected point query/repeated",
+        |b| b.iter(|| e.decide(&ci, black_box(point))),
+    );
+    let mut n = 0u64;
+    c.bench_function("decide/masked identity/unprotected point query/new", |b| {
+        b.iter(|| {
+            n += 1;
+            e.decide(
+                &ci,
+                &format!("SELECT status, total_cents FROM orders WHERE id = {n}"),
+            )
+        })
     });
-    c.bench_function("decide/masked identity/join rewritten", |b| {
-        b.iter(|| e.decide(&ci, black_box(join)))
+    c.bench_function("decide/masked identity/join rewritten/new", |b| {
+        b.iter(|| {
+            n += 1;
+            e.decide(&ci, &format!("{join} OFFSET {n}"))
+        })
     });
+    percentiles(&e, &ci, point, join);
     // A fresh engine per iteration, so the cached table is never reused;
     // only the Cedar evaluation over every column is timed.
     c.bench_function("access table/new group set", |b| {
@@ -59,6 +76,80 @@ fn bench(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+}
+
+/// p50 and p99 of single calls (criterion reports means and medians of
+/// batches): one Cedar authorization request, and the engine's decision for
+/// a repeated and for a new statement.
+fn percentiles(e: &Engine, ci: &clsf_compiler::engine::PrincipalAccess, point: &str, join: &str) {
+    use cedar_policy::{Authorizer, Context, Entity, Request};
+    const N: usize = 20_000;
+    let report = |name: &str, mut samples: Vec<std::time::Duration>| {
+        samples.sort();
+        println!(
+            "percentiles/{name}: p50 {:.2} us, p99 {:.2} us ({N} calls)",
+            samples[N / 2].as_secs_f64() * 1e6,
+            samples[N * 99 / 100].as_secs_f64() * 1e6
+        );
+    };
+    let time = |f: &mut dyn FnMut(usize)| -> Vec<std::time::Duration> {
+        (0..N)
+            .map(|i| {
+                let t = std::time::Instant::now();
+                f(i);
+                t.elapsed()
+            })
+            .collect()
+    };
+    let principal = cedar::uid("Identity", "session");
+    let identity = Entity::new_no_attrs(
+        principal.clone(),
+        [cedar::uid("Group", "ci")].into_iter().collect(),
+    );
+    let entities = e
+        .entities()
+        .clone()
+        .add_entities([identity], None)
+        .expect("entities");
+    let authorizer = Authorizer::new();
+    let request = Request::new(
+        principal,
+        cedar::uid("Action", cedar::ACTION_READ),
+        cedar::column_uid("public.customers", "email"),
+        Context::empty(),
+        None,
+    )
+    .expect("request");
+    report(
+        "cedar/one authorization request",
+        time(&mut |_| {
+            black_box(authorizer.is_authorized(&request, e.policy_set(), &entities));
+        }),
+    );
+    report(
+        "decide/point query/repeated",
+        time(&mut |_| {
+            black_box(e.decide(ci, point));
+        }),
+    );
+    report(
+        "decide/point query/new",
+        time(&mut |i| {
+            black_box(e.decide(
+                ci,
+                &format!(
+                    "SELECT status, total_cents FROM orders WHERE id = {}",
+                    i + 1_000_000
+                ),
+            ));
+        }),
+    );
+    report(
+        "decide/join rewritten/new",
+        time(&mut |i| {
+            black_box(e.decide(ci, &format!("{join} OFFSET {}", i + 1_000_000)));
+        }),
+    );
 }
 
 /// Every benchmark of this file (what `criterion_group!` would generate,

@@ -335,3 +335,40 @@ fn generated_cedar_for_every_rule_kind_reads_like_the_policy() {
     let e = engine();
     insta::assert_snapshot!(clsf_compiler::cedar::policies_text(e.generated()));
 }
+
+#[test]
+fn repeated_statements_reuse_their_decision_but_row_filters_depend_on_claims() {
+    let e = engine();
+    let claims = ci();
+    let identity = Identity {
+        subject: "t".into(),
+        groups: groups_for(e.plan(), &claims),
+    };
+    let access = e.access_for(&identity);
+    let sql = "SELECT name, card_number FROM customers";
+    let first = e.decide_with_claims(&access, Some(&claims), sql);
+    assert_eq!(access.decisions.len(), 1);
+    assert_eq!(e.decide_with_claims(&access, Some(&claims), sql), first);
+    assert_eq!(access.decisions.len(), 1);
+
+    // The support group has a row filter bound to a claim: never cached.
+    let one = json!({"team": "support", "customer": 1});
+    let two = json!({"team": "support", "customer": 2});
+    let support = e.access_for(&Identity {
+        subject: "s".into(),
+        groups: groups_for(e.plan(), &one),
+    });
+    let a = rewritten(
+        e.decide_with_claims(&support, Some(&one), "SELECT id FROM orders")
+            .verdict,
+    );
+    let b = rewritten(
+        e.decide_with_claims(&support, Some(&two), "SELECT id FROM orders")
+            .verdict,
+    );
+    assert!(
+        a.contains("customer_id = '1'") && b.contains("customer_id = '2'"),
+        "{a}\n{b}"
+    );
+    assert!(support.decisions.is_empty());
+}

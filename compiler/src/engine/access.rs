@@ -105,6 +105,9 @@ pub struct PrincipalAccess {
     /// True when every column is `Clear` and writable, ddl and admin are
     /// allowed, and no filter or limit applies: nothing is withheld.
     pub full_clear: bool,
+    /// Decisions already made for this group set, by query text (see
+    /// `Engine::decide_with_claims`).
+    pub decisions: crate::engine::cache::DecisionCache,
 }
 
 impl PrincipalAccess {
@@ -422,5 +425,6 @@ pub fn compute(
         limits,
         observed,
         full_clear,
+        decisions: crate::engine::cache::DecisionCache::default(),
     }
 }

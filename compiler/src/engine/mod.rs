@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod analyze;
+pub mod cache;
 pub mod decide;
 pub mod identity;
 pub mod rewrite;
@@ -117,11 +118,22 @@ impl Engine {
         claims: Option<&serde_json::Value>,
         sql: &str,
     ) -> Decision {
+        // A decision depends on the plan, the group set's access table (both
+        // fixed for this table's life) and, through row filters only, on the
+        // claims: without filters the same text is decided the same way.
+        let cacheable = access.filters.is_empty();
+        if cacheable && let Some(hit) = access.decisions.get(sql) {
+            return hit;
+        }
         let env = decide::Env {
             claims,
             masks: &self.masks,
         };
-        decide::decide(&self.plan, access, &env, sql)
+        let decision = decide::decide(&self.plan, access, &env, sql);
+        if cacheable {
+            access.decisions.insert(sql, &decision);
+        }
+        decision
     }
 
     /// The Cedar policy set (for tests and tools).
