@@ -38,10 +38,17 @@ namespace Clsf {
   entity Identity in [Group];
   // The database the proxy serves (target of ddl and admin).
   entity Database;
+  // A schema (namespace) of the database.
+  entity Schema;
+  // A table, view or other relation; its columns are in it.
+  entity Table in [Schema] = {
+    "schema": String,
+    "name": String,
+  };
   // A function a statement calls, by lower-case name.
   entity Function;
   // A database column with its classification.
-  entity Column = {
+  entity Column in [Table] = {
     "relation": String,
     "schema": String,
     "table": String,
@@ -71,6 +78,9 @@ namespace Clsf {
   action "admin_approved" appliesTo { principal: [Identity], resource: [Database] };
   // Call a function.
   action "call" appliesTo { principal: [Identity], resource: [Function] };
+  // Rows of the table are filtered (the predicate is in the @filter
+  // annotation; the engine applies it by rewriting).
+  action "filter" appliesTo { principal: [Identity], resource: [Table] };
 }
 "#;
 
@@ -218,7 +228,7 @@ fn condition(plan: &Plan, target: &Target) -> String {
             format!("resource.categories.containsAny([{}])", names.join(", "))
         }
         Target::Relation(ri) => format!(
-            "resource.relation == {}",
+            "resource in {NAMESPACE}::Table::{}",
             cedar_string(&plan.schema.relation(*ri).qualified())
         ),
         Target::Column(ri, ci) => {
@@ -307,16 +317,19 @@ fn clause_policies(
     clause: &Clause,
     overrides: &[(String, String)],
 ) -> Vec<(String, String)> {
-    let ClauseKind::Access {
-        effect,
-        actions,
-        target,
-        ..
-    } = &clause.kind
-    else {
-        // Row filters and limits are applied by the engine's rewrite, not
-        // decided per column; they generate no Cedar policy.
-        return Vec::new();
+    let (effect, actions, target) = match &clause.kind {
+        ClauseKind::Access {
+            effect,
+            actions,
+            target,
+            ..
+        } => (effect, actions, target),
+        ClauseKind::Filter {
+            relation,
+            predicate,
+        } => return vec![filter_policy(plan, rule, clause, *relation, predicate)],
+        // Row limits are applied by the engine; they generate no policy.
+        ClauseKind::Limit { .. } => return Vec::new(),
     };
     let functions = matches!(target, Target::Functions(_));
     let actions: Vec<Action> = if functions {
@@ -401,6 +414,36 @@ fn clause_policies(
     out
 }
 
+/// A row filter as a `permit` of `filter` on its table, the predicate in an
+/// annotation: the engine applies it; the policy shows reviewers who is
+/// filtered how.
+fn filter_policy(
+    plan: &Plan,
+    rule: &Rule,
+    clause: &Clause,
+    relation: usize,
+    predicate: &str,
+) -> (String, String) {
+    let table = plan.schema.relation(relation).qualified();
+    let observe = if rule.observe {
+        "@observe(\"true\")\n"
+    } else {
+        ""
+    };
+    let text = format!(
+        "@id({id})\n@rule({rule_s})\n@clause({clause_s})\n@source({source})\n@filter({pred})\n{observe}// filter: rows of {table} for members of group {group}\npermit (\n  principal in {NAMESPACE}::Group::{group_s},\n  action == {NAMESPACE}::Action::\"filter\",\n  resource == {NAMESPACE}::Table::{table_s}\n);\n",
+        id = cedar_string(&clause.policy_id),
+        rule_s = cedar_string(&rule.name),
+        clause_s = cedar_string(&clause.text),
+        source = cedar_string(&clause.location),
+        pred = cedar_string(predicate),
+        group = rule.group,
+        group_s = cedar_string(&rule.group),
+        table_s = cedar_string(&table),
+    );
+    (clause.policy_id.clone(), text)
+}
+
 fn entities(plan: &Plan, schema: &CedarSchema) -> Result<Entities, GenerateError> {
     let mut all = Vec::new();
     for group in &plan.groups {
@@ -413,8 +456,33 @@ fn entities(plan: &Plan, schema: &CedarSchema) -> Result<Entities, GenerateError
         uid("Database", DATABASE),
         HashSet::new(),
     ));
+    let schemas: std::collections::BTreeSet<&str> = plan
+        .schema
+        .relations
+        .iter()
+        .map(|r| r.schema.as_str())
+        .collect();
+    for s in schemas {
+        all.push(Entity::new_no_attrs(uid("Schema", s), HashSet::new()));
+    }
     for (ri, rel) in plan.schema.relations.iter().enumerate() {
         let qualified = rel.qualified();
+        let table = Entity::new(
+            uid("Table", &qualified),
+            HashMap::from([
+                (
+                    "schema".to_owned(),
+                    RestrictedExpression::new_string(rel.schema.clone()),
+                ),
+                (
+                    "name".to_owned(),
+                    RestrictedExpression::new_string(rel.name.clone()),
+                ),
+            ]),
+            HashSet::from([uid("Schema", &rel.schema)]),
+        )
+        .map_err(|e| GenerateError(e.to_string()))?;
+        all.push(table);
         for (ci, col) in rel.columns.iter().enumerate() {
             let class = &plan.classes[ri][ci];
             let attrs = HashMap::from([
@@ -455,8 +523,12 @@ fn entities(plan: &Plan, schema: &CedarSchema) -> Result<Entities, GenerateError
                     RestrictedExpression::new_bool(class.mask.is_some()),
                 ),
             ]);
-            let entity = Entity::new(column_uid(&qualified, &col.name), attrs, HashSet::new())
-                .map_err(|e| GenerateError(e.to_string()))?;
+            let entity = Entity::new(
+                column_uid(&qualified, &col.name),
+                attrs,
+                HashSet::from([uid("Table", &qualified)]),
+            )
+            .map_err(|e| GenerateError(e.to_string()))?;
             all.push(entity);
         }
     }
