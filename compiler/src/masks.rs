@@ -334,11 +334,25 @@ impl Mask {
                 family,
                 TypeFamily::Text | TypeFamily::Date | TypeFamily::Timestamp | TypeFamily::Uuid
             ),
-            other => {
-                let name = other.display();
-                let base = name.split('(').next().unwrap_or("");
-                spec(base).is_some_and(|s| s.accepts.is_empty() || s.accepts.contains(&family))
-            }
+            other => spec(other.catalogue_name())
+                .is_some_and(|s| s.accepts.is_empty() || s.accepts.contains(&family)),
+        }
+    }
+
+    /// The catalogue name of a built-in mask (`custom` for user masks).
+    fn catalogue_name(&self) -> &'static str {
+        match self {
+            Mask::Redact => "redact",
+            Mask::Null => "null",
+            Mask::First(_) => "first",
+            Mask::Last(_) => "last",
+            Mask::Email => "email",
+            Mask::Hash => "hash",
+            Mask::Year => "year",
+            Mask::Round(_) => "round",
+            Mask::Bucket(_) => "bucket",
+            Mask::Constant(_) => "constant",
+            Mask::Custom(_) => "custom",
         }
     }
 

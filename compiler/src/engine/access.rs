@@ -324,12 +324,12 @@ pub fn compute(
                 let e = perm(plan, &asker, set, "export", &resource);
                 (access, ids, w, e)
             };
-            // A mask chosen per column type cannot be shared across types.
+            // Columns of relations a clause names are decided one by one;
+            // the others share the answer of their classification.
             let shareable = !named.contains(&ri);
             let (access, ids, w, e) = if shareable {
-                let family_key = (signature.0, signature.1, signature.2);
                 let d = by_signature
-                    .entry(family_key)
+                    .entry(signature)
                     .or_insert_with(|| decide(policies))
                     .clone();
                 // The mask depends on this column's own mask and type.
@@ -342,8 +342,7 @@ pub fn compute(
             } else {
                 decide(policies)
             };
-            if let (Some(obs), Some(set)) = (observed.as_mut().map(|_| &mut rel_observed), observe)
-            {
+            if let (true, Some(set)) = (observed.is_some(), observe) {
                 let o = if shareable {
                     observed_by_signature
                         .entry(signature)
@@ -354,7 +353,7 @@ pub fn compute(
                 };
                 // Observed masks are not applied, only whether it would be
                 // masked or refused matters.
-                obs.push(o);
+                rel_observed.push(o);
             }
             full_clear &= access == Access::Clear && w.allowed();
             rel_access.push(access);

@@ -248,22 +248,19 @@ impl Cx<'_> {
             let Some((level, categories)) = self.label_ref(&s.label) else {
                 continue;
             };
+            let source = Source {
+                span: s.span,
+                origin: Origin::Schema,
+            };
             for ri in in_schema {
-                for (ci, class) in classes[ri].iter_mut().enumerate() {
-                    *class = ColumnClass {
-                        level,
-                        categories,
-                        mask: None,
-                        origin: Origin::Schema,
-                    };
-                    sources.insert(
-                        (ri, ci),
-                        Source {
-                            span: s.span,
-                            origin: Origin::Schema,
-                        },
-                    );
-                }
+                set_default(
+                    &mut classes[ri],
+                    &mut sources,
+                    ri,
+                    level,
+                    categories,
+                    source,
+                );
             }
         }
 
@@ -289,21 +286,18 @@ impl Cx<'_> {
             if let Some(label) = &t.label
                 && let Some((level, categories)) = self.label_ref(label)
             {
-                for (ci, class) in classes[ri].iter_mut().enumerate() {
-                    *class = ColumnClass {
-                        level,
-                        categories,
-                        mask: None,
-                        origin: Origin::Table,
-                    };
-                    sources.insert(
-                        (ri, ci),
-                        Source {
-                            span: t.name.span,
-                            origin: Origin::Table,
-                        },
-                    );
-                }
+                let source = Source {
+                    span: t.name.span,
+                    origin: Origin::Table,
+                };
+                set_default(
+                    &mut classes[ri],
+                    &mut sources,
+                    ri,
+                    level,
+                    categories,
+                    source,
+                );
             }
             let mut seen_columns: HashMap<String, Span> = HashMap::new();
             for col in &t.columns {
@@ -555,6 +549,26 @@ impl Cx<'_> {
                 &type_name,
             ));
         }
+    }
+}
+
+/// Gives every column of relation `ri` a default label from `source`.
+fn set_default(
+    classes: &mut [ColumnClass],
+    sources: &mut HashMap<(usize, usize), Source>,
+    ri: usize,
+    level: usize,
+    categories: Categories,
+    source: Source,
+) {
+    for (ci, class) in classes.iter_mut().enumerate() {
+        *class = ColumnClass {
+            level,
+            categories,
+            mask: None,
+            origin: source.origin,
+        };
+        sources.insert((ri, ci), source);
     }
 }
 

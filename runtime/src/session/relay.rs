@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use clsf_compiler::engine::identity::identity_for;
-use clsf_compiler::engine::{Denial, Identity, PrincipalAccess, Verdict};
+use clsf_compiler::engine::{Decision, Denial, Identity, PrincipalAccess, Verdict};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::broadcast;
@@ -200,6 +200,13 @@ async fn flush(
 }
 
 impl Relay<'_> {
+    /// Decides a query string for this session with the plan in force.
+    fn decide(&self, text: &str) -> Decision {
+        self.loaded
+            .engine
+            .decide_with_claims(&self.access, Some(&self.claims), text)
+    }
+
     /// Picks up a reloaded policy: groups are recomputed from the session's
     /// verified claims, and the access table comes from the new plan.
     fn refresh(&mut self) {
@@ -304,10 +311,7 @@ impl Relay<'_> {
             return Ok(());
         };
         self.refresh();
-        let decision =
-            self.loaded
-                .engine
-                .decide_with_claims(&self.access, Some(&self.claims), text);
+        let decision = self.decide(text);
         if !self.audit(text, &decision) {
             self.refuse_parse(&audit_refusal());
             return Ok(());
@@ -355,12 +359,7 @@ impl Relay<'_> {
         // policy in force decides it the same way.
         if let Some(p) = prepared
             && p.generation != self.loaded.generation
-            && self
-                .loaded
-                .engine
-                .decide_with_claims(&self.access, Some(&self.claims), &p.text)
-                .verdict
-                != p.verdict
+            && self.decide(&p.text).verdict != p.verdict
         {
             self.refuse_parse(&Denial {
                 sqlstate: "0A000",
@@ -413,10 +412,7 @@ impl Relay<'_> {
             return Ok(());
         };
         self.refresh();
-        let decision =
-            self.loaded
-                .engine
-                .decide_with_claims(&self.access, Some(&self.claims), text);
+        let decision = self.decide(text);
         if !self.audit(text, &decision) {
             self.local_error(errors::audit_unavailable());
             return Ok(());
