@@ -46,9 +46,11 @@ fn schema() -> Schema {
                         name: format!("{name}_{c}").replace(&format!("id_{c}"), &format!("id{c}")),
                         type_name: ty.into(),
                         nullable: true,
+                        base_type: None,
                     }
                 })
                 .collect(),
+            ..Relation::default()
         })
         .collect();
     Schema::new("15".into(), relations)

@@ -32,9 +32,14 @@ pub fn read_lock(path: &Path) -> Result<Schema, String> {
 /// `lock_path`. `Err` is an I/O or lock-file problem; policy errors are in
 /// `Compiled::diagnostics`.
 pub fn compile_dir(dir: &Path, lock_path: &Path) -> Result<Compiled, String> {
-    let schema = read_lock(lock_path)?;
+    compile_against(dir, &read_lock(lock_path)?)
+}
+
+/// Reads, parses and compiles the policy in `dir` against `schema` (a lock
+/// file's, or one pulled from a live database).
+pub fn compile_against(dir: &Path, schema: &Schema) -> Result<Compiled, String> {
     let parsed = policy::load_dir(dir).map_err(|e| e.to_string())?;
-    let (plan, diagnostics) = resolve::compile(&parsed, &schema);
+    let (plan, diagnostics) = resolve::compile(&parsed, schema);
     Ok(Compiled {
         plan,
         diagnostics,

@@ -13,6 +13,7 @@ fn schema() -> Schema {
         name: name.into(),
         type_name: ty.into(),
         nullable: false,
+        base_type: None,
     };
     Schema::new(
         "15".into(),
@@ -26,6 +27,7 @@ fn schema() -> Schema {
                 col("card_number", "character varying(19)"),
                 col("created_at", "timestamp with time zone"),
             ],
+            ..Relation::default()
         }],
     )
 }

@@ -144,8 +144,33 @@ pub struct LabelRef {
 pub struct UnclassifiedDecl {
     /// The label.
     pub label: LabelRef,
+    /// How `clsfc check` reports columns no classification covers
+    /// (`report error|warning|none`; warning when not written).
+    pub report: Option<Report>,
     /// The whole declaration.
     pub span: Span,
+}
+
+/// How uncovered columns are reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Report {
+    /// An error: `check` fails.
+    Error,
+    /// A warning.
+    Warning,
+    /// Not reported.
+    None,
+}
+
+impl Report {
+    /// The keyword.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Report::Error => "error",
+            Report::Warning => "warning",
+            Report::None => "none",
+        }
+    }
 }
 
 /// A group of identities.
@@ -283,6 +308,9 @@ pub struct ColumnDecl {
     pub label: LabelRef,
     /// How it is masked for identities that may only see it masked.
     pub mask: Option<MaskExpr>,
+    /// `override because "…"`: the label may be less protective than the
+    /// one lineage gives a view or partition column.
+    pub reason: Option<StringLit>,
     /// The whole declaration.
     pub span: Span,
 }

@@ -202,6 +202,9 @@ impl Formatter<'_> {
             Item::Unclassified(u) => {
                 self.out
                     .push_str(&format!("unclassified {}", label_ref(&u.label)));
+                if let Some(r) = u.report {
+                    self.out.push_str(&format!(" report {}", r.as_str()));
+                }
             }
             Item::Group(g) => self.group(g),
             Item::Schema(s) => {
@@ -328,6 +331,10 @@ impl Formatter<'_> {
                 f.out.push_str(&label_ref(&c.label));
                 if let Some(m) = &c.mask {
                     f.out.push_str(&format!(" mask {}", mask(m)));
+                }
+                if let Some(r) = &c.reason {
+                    f.out
+                        .push_str(&format!(" override because {}", string(&r.value)));
                 }
             },
         );

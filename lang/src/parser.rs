@@ -366,6 +366,7 @@ fn is_keyword(rule: Rule) -> bool {
             | Rule::kw_not
             | Rule::kw_session
             | Rule::kw_executions
+            | Rule::kw_report
     )
 }
 
@@ -403,8 +404,18 @@ impl Cx<'_> {
             }),
             Rule::unclassified_decl => {
                 let span = self.span(&pair);
-                let label = self.label_ref(parts(pair).next()?);
-                ast::Item::Unclassified(ast::UnclassifiedDecl { label, span })
+                let mut inner = parts(pair);
+                let label = self.label_ref(inner.next()?);
+                let report = inner.next().map(|r| match r.as_str() {
+                    "error" => ast::Report::Error,
+                    "warning" => ast::Report::Warning,
+                    _ => ast::Report::None,
+                });
+                ast::Item::Unclassified(ast::UnclassifiedDecl {
+                    label,
+                    report,
+                    span,
+                })
             }
             Rule::group_decl => ast::Item::Group(self.group(pair)?),
             Rule::schema_decl => {
@@ -597,11 +608,19 @@ impl Cx<'_> {
                         let mut c = parts(col);
                         let name = self.name(c.next()?);
                         let label = self.label_ref(c.next()?);
-                        let mask = c.next().map(|m| self.mask_expr(m));
+                        let (mut mask, mut reason) = (None, None);
+                        for p in c {
+                            match p.as_rule() {
+                                Rule::mask_expr => mask = Some(self.mask_expr(p)),
+                                Rule::override_reason => reason = Some(self.first_string(p)),
+                                _ => {}
+                            }
+                        }
                         columns.push(ast::ColumnDecl {
                             name,
                             label,
                             mask,
+                            reason,
                             span: cspan,
                         });
                     }

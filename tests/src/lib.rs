@@ -6,6 +6,7 @@
 //! test with a message saying what to install; nothing is skipped.
 
 pub mod bins;
+pub mod certs;
 pub mod client;
 pub mod fixture;
 pub mod identity;

@@ -263,6 +263,34 @@ impl Postgres {
         );
     }
 
+    /// Turns on TLS with a certificate and key (PEM), by reloading the
+    /// configuration: clients may then use `sslmode=require` or `verify-full`.
+    pub fn enable_tls(&self, cert: &Path, key: &Path) {
+        let data = self.data_dir();
+        std::fs::copy(cert, data.join("server.crt")).expect("copy certificate");
+        std::fs::copy(key, data.join("server.key")).expect("copy key");
+        if self.run_as.is_some() {
+            for f in ["server.crt", "server.key"] {
+                let _ = Command::new("chown")
+                    .args(["postgres:postgres"])
+                    .arg(data.join(f))
+                    .output();
+            }
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .expect("chmod key");
+        self.superuser_sql("postgres", "ALTER SYSTEM SET ssl = on");
+        self.superuser_sql("postgres", "SELECT pg_reload_conf()");
+        let ready = self.wait_for(Duration::from_secs(10), |pg| {
+            pg.superuser_sql("postgres", "SHOW ssl").trim() == "on"
+        });
+        assert!(ready, "PostgreSQL did not turn TLS on:\n{}", self.log());
+    }
+
     /// Creates pgbench's tables at `scale` in `shop`, owned by the gateway role.
     pub fn pgbench_init(&self, scale: u32) {
         let out = Command::new(self.program("pgbench"))

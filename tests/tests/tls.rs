@@ -3,37 +3,16 @@
 //! plaintext refused when TLS is required, and a client trusting another CA
 //! refusing the proxy.
 
+use clsf_tests::certs::write_test_ca;
 use clsf_tests::fixture;
 use clsf_tests::proxy::Proxy;
 use clsf_tests::psql;
-
-/// A test CA and a server certificate for localhost / 127.0.0.1.
-fn certificates(dir: &std::path::Path) {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "clsf test CA");
-    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    params
-        .subject_alt_names
-        .push(rcgen::SanType::IpAddress(std::net::IpAddr::from([
-            127, 0, 0, 1,
-        ])));
-    let cert = params.signed_by(&key, &ca).unwrap();
-    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
-    std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
-}
 
 #[test]
 fn verify_full_clients_work_and_plaintext_ones_are_refused() {
     let q = fixture::quickstart(None);
     let d = q.dir.path();
-    certificates(d);
+    write_test_ca(d);
     let mut config = std::fs::read_to_string(&q.config).unwrap();
     config.push_str("\n[tls]\ncert_file = \"server.pem\"\nkey_file = \"server.key\"\n");
     std::fs::write(&q.config, config).unwrap();
@@ -70,7 +49,7 @@ fn verify_full_clients_work_and_plaintext_ones_are_refused() {
 
     // A client that verifies against another CA refuses the proxy.
     let other = tempfile::tempdir().unwrap();
-    certificates(other.path());
+    write_test_ca(other.path());
     let wrong_ca = format!(
         "host=localhost hostaddr=127.0.0.1 port={port} sslmode=verify-full sslrootcert={}",
         other.path().join("ca.pem").display()

@@ -38,13 +38,18 @@ enum Command {
         #[command(subcommand)]
         command: SchemaCommand,
     },
-    /// Parse, resolve and type-check a policy against a schema lock file.
+    /// Parse, resolve and type-check a policy against a schema lock file
+    /// (or the live catalog of a database).
     Check {
         /// The policy directory.
         policy_dir: PathBuf,
         /// The schema lock file.
-        #[arg(long)]
-        schema: PathBuf,
+        #[arg(long, required_unless_present = "database_url")]
+        schema: Option<PathBuf>,
+        /// Check against the live catalog of this database instead of a
+        /// lock file (same URL forms as `schema pull`).
+        #[arg(long, conflicts_with = "schema")]
+        database_url: Option<String>,
         /// Output format (json, sarif and github go to standard output).
         #[arg(long, value_enum, default_value = "human")]
         format: Format,
@@ -174,6 +179,28 @@ enum SchemaCommand {
         #[arg(long = "schema")]
         schemas: Vec<String>,
     },
+    /// Show what changed between two lock files: relations, columns, keys,
+    /// view definitions, types and SECURITY DEFINER functions.
+    Diff {
+        /// The old lock file.
+        old: PathBuf,
+        /// The new lock file.
+        new: PathBuf,
+        /// Exit 1 when there are changes (0 when there are none).
+        #[arg(long)]
+        exit_code: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: DriftFormat,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum DriftFormat {
+    /// One line per object, `+`/`-`/`~`, details indented.
+    Text,
+    /// A JSON array of changes.
+    Json,
 }
 
 /// Exit status of `clsfc`.
@@ -209,12 +236,29 @@ pub fn run(cli: Cli) -> Exit {
                     schemas,
                 },
         } => pull(&database_url, out, &schemas),
+        Command::Schema {
+            command:
+                SchemaCommand::Diff {
+                    old,
+                    new,
+                    exit_code,
+                    format,
+                },
+        } => schema_diff(&old, &new, exit_code, format),
         Command::Check {
             policy_dir,
             schema,
+            database_url,
             format,
             deny_warnings,
-        } => check(&policy_dir, &schema, color, format, deny_warnings),
+        } => {
+            let source = match (schema, database_url) {
+                (Some(lock), _) => SchemaSource::Lock(lock),
+                (None, Some(url)) => SchemaSource::Database(url),
+                (None, None) => unreachable!("clap requires --schema or --database-url"),
+            };
+            check(&policy_dir, &source, color, format, deny_warnings)
+        }
         Command::Explain {
             code,
             sql,
@@ -268,14 +312,19 @@ pub fn run(cli: Cli) -> Exit {
     }
 }
 
-fn pull(url: &str, out: Option<PathBuf>, schemas: &[String]) -> Result<Exit, String> {
+/// Reads the live catalog of the database at `url`.
+fn pull_schema(url: &str, schemas: &[String]) -> Result<schema::Schema, String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let schema = runtime
+    runtime
         .block_on(schema::pull::pull(url, schemas))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())
+}
+
+fn pull(url: &str, out: Option<PathBuf>, schemas: &[String]) -> Result<Exit, String> {
+    let schema = pull_schema(url, schemas)?;
     let text = schema::lock::to_string(&schema);
     match out {
         Some(path) => {
@@ -286,22 +335,63 @@ fn pull(url: &str, out: Option<PathBuf>, schemas: &[String]) -> Result<Exit, Str
     Ok(Exit::Ok)
 }
 
+fn schema_diff(
+    old: &std::path::Path,
+    new: &std::path::Path,
+    exit_code: bool,
+    format: DriftFormat,
+) -> Result<Exit, String> {
+    let changes = schema::drift::diff(&load::read_lock(old)?, &load::read_lock(new)?);
+    match format {
+        DriftFormat::Text if changes.is_empty() => eprintln!("no changes"),
+        DriftFormat::Text => {
+            for c in &changes {
+                println!("{c}");
+            }
+            eprintln!("{} change(s)", changes.len());
+        }
+        DriftFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&changes).map_err(|e| e.to_string())?
+        ),
+    }
+    Ok(if exit_code && !changes.is_empty() {
+        Exit::PolicyErrors
+    } else {
+        Exit::Ok
+    })
+}
+
+/// Where `check` gets the schema from.
+enum SchemaSource {
+    Lock(PathBuf),
+    Database(String),
+}
+
 /// Compiles and prints diagnostics; `None` when the policy has errors.
 fn compile(
     policy_dir: &std::path::Path,
     lock: &std::path::Path,
     color: bool,
 ) -> Result<Option<Compiled>, String> {
-    compile_as(policy_dir, lock, color, Format::Human)
+    compile_as(
+        policy_dir,
+        &SchemaSource::Lock(lock.to_owned()),
+        color,
+        Format::Human,
+    )
 }
 
 fn compile_as(
     policy_dir: &std::path::Path,
-    lock: &std::path::Path,
+    source: &SchemaSource,
     color: bool,
     format: Format,
 ) -> Result<Option<Compiled>, String> {
-    let compiled = load::compile_dir(policy_dir, lock)?;
+    let compiled = match source {
+        SchemaSource::Lock(lock) => load::compile_dir(policy_dir, lock)?,
+        SchemaSource::Database(url) => load::compile_against(policy_dir, &pull_schema(url, &[])?)?,
+    };
     let base = policy_dir.display().to_string();
     let base = base.trim_start_matches("./");
     match format {
@@ -331,12 +421,12 @@ fn compile_as(
 
 fn check(
     policy_dir: &std::path::Path,
-    lock: &std::path::Path,
+    source: &SchemaSource,
     color: bool,
     format: Format,
     deny_warnings: bool,
 ) -> Result<Exit, String> {
-    let Some(compiled) = compile_as(policy_dir, lock, color, format)? else {
+    let Some(compiled) = compile_as(policy_dir, source, color, format)? else {
         return Ok(Exit::PolicyErrors);
     };
     let warnings = compiled.diagnostics.len();

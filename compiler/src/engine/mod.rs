@@ -8,6 +8,7 @@ pub mod cache;
 pub mod decide;
 pub mod identity;
 pub mod rewrite;
+pub mod scope;
 pub mod sql_lists;
 
 pub use access::{Access, PrincipalAccess};

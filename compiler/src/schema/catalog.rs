@@ -178,8 +178,11 @@ pub fn relations() -> Vec<Relation> {
                     name: (*c).to_owned(),
                     type_name: (*t).to_owned(),
                     nullable: true,
+                    base_type: None,
                 })
                 .collect(),
+            owner: "postgres".to_owned(),
+            ..Relation::default()
         })
         .collect()
 }

@@ -3,8 +3,13 @@
 //! from a live PostgreSQL catalog.
 
 pub mod catalog;
+pub mod connect;
+pub mod drift;
 pub mod lock;
 pub mod model;
 pub mod pull;
 
-pub use model::{Column, Relation, RelationKind, Schema, TypeFamily};
+pub use model::{
+    Column, ForeignKey, Function, QualifiedName, Relation, RelationKind, Schema, TypeFamily,
+    TypeKind, UserType,
+};

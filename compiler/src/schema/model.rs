@@ -5,9 +5,12 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 /// What kind of relation a catalog entry is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub enum RelationKind {
     /// An ordinary table.
+    #[default]
     Table,
     /// A partitioned table.
     PartitionedTable,
@@ -45,20 +48,30 @@ impl RelationKind {
 }
 
 /// A column.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Column {
     /// Name as stored in the catalog (case preserved).
     pub name: String,
-    /// Type as printed by `format_type`, e.g. `character varying(64)`.
+    /// Type as printed by `format_type`, e.g. `character varying(64)` or
+    /// `email_address[]`; an array's element type is the text before `[]`.
     pub type_name: String,
     /// False when the column is `NOT NULL`.
     pub nullable: bool,
+    /// When the type is a domain (or an array of one): the type the domain
+    /// resolves to through any chain of domains, e.g. `text` or `text[]`.
+    pub base_type: Option<String>,
 }
 
 impl Column {
-    /// The coarse type family masks are checked against.
+    /// The type values actually have: the domain's base type, or the type.
+    pub fn value_type(&self) -> &str {
+        self.base_type.as_deref().unwrap_or(&self.type_name)
+    }
+
+    /// The coarse type family masks are checked against (of the base type,
+    /// so a mask that fits `text` fits a domain over `text`).
     pub fn family(&self) -> TypeFamily {
-        TypeFamily::of(&self.type_name)
+        TypeFamily::of(self.value_type())
     }
 }
 
@@ -121,7 +134,7 @@ impl TypeFamily {
 }
 
 /// A table, view or similar relation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Relation {
     /// Schema (namespace) name.
     pub schema: String,
@@ -131,6 +144,92 @@ pub struct Relation {
     pub kind: RelationKind,
     /// Columns in attribute-number order (the order `*` expands to).
     pub columns: Vec<Column>,
+    /// The owning role.
+    pub owner: String,
+    /// Relations this one inherits from, in `inhseqno` order: the parent of
+    /// a partition, or the parents named by `INHERITS`.
+    pub parents: Vec<QualifiedName>,
+    /// True for a partition (its one parent is a partitioned table).
+    pub partition: bool,
+    /// A view's or materialized view's definition (`pg_get_viewdef`).
+    pub definition: Option<String>,
+    /// Primary-key columns in key order (empty without a primary key).
+    pub primary_key: Vec<String>,
+    /// Foreign keys, sorted by constraint name.
+    pub foreign_keys: Vec<ForeignKey>,
+}
+
+/// `schema.name` of a relation, type or function.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct QualifiedName {
+    /// Schema (namespace) name.
+    pub schema: String,
+    /// Object name.
+    pub name: String,
+}
+
+impl std::fmt::Display for QualifiedName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.schema, self.name)
+    }
+}
+
+/// A foreign-key constraint.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForeignKey {
+    /// Constraint name.
+    pub name: String,
+    /// Referencing columns, in key order.
+    pub columns: Vec<String>,
+    /// The referenced relation.
+    pub references: QualifiedName,
+    /// Referenced columns, parallel to `columns`.
+    pub referenced_columns: Vec<String>,
+}
+
+/// A user-defined type: enums, domains and standalone composite types.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserType {
+    /// Schema (namespace) name.
+    pub schema: String,
+    /// Name as `format_type` prints it in a column's type (qualified when
+    /// the type is not on the default search path).
+    pub name: String,
+    /// What it is.
+    pub kind: TypeKind,
+}
+
+/// The kinds of user-defined type the lock records.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TypeKind {
+    /// An enum with its labels in sort order.
+    Enum(Vec<String>),
+    /// A domain: the type it resolves to (through any chain of domains) and
+    /// whether it is `NOT NULL`.
+    Domain {
+        /// Base type as `format_type` prints it.
+        base: String,
+        /// `NOT NULL` on the domain.
+        not_null: bool,
+    },
+    /// A standalone composite type: attribute names and types.
+    Composite(Vec<(String, String)>),
+}
+
+/// A function that runs with its owner's privileges (`SECURITY DEFINER`):
+/// calling it can read what the caller could not.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Function {
+    /// Schema (namespace) name.
+    pub schema: String,
+    /// Function name.
+    pub name: String,
+    /// Identity arguments (`pg_get_function_identity_arguments`).
+    pub arguments: String,
+    /// Result type (`pg_get_function_result`).
+    pub result: String,
+    /// The owning role, whose privileges the function runs with.
+    pub owner: String,
 }
 
 impl Relation {
@@ -152,6 +251,10 @@ pub struct Schema {
     pub server_version: String,
     /// Relations sorted by (schema, name).
     pub relations: Vec<Relation>,
+    /// User-defined types sorted by (schema, name).
+    pub types: Vec<UserType>,
+    /// `SECURITY DEFINER` functions sorted by (schema, name, arguments).
+    pub functions: Vec<Function>,
     index: HashMap<(String, String), usize>,
 }
 
@@ -167,8 +270,31 @@ impl Schema {
         Schema {
             server_version,
             relations,
+            types: Vec::new(),
+            functions: Vec::new(),
             index,
         }
+    }
+
+    /// Adds user types and functions, sorted.
+    pub fn with_objects(
+        mut self,
+        mut types: Vec<UserType>,
+        mut functions: Vec<Function>,
+    ) -> Schema {
+        types.sort_by(|a, b| (&a.schema, &a.name).cmp(&(&b.schema, &b.name)));
+        functions.sort_by(|a, b| {
+            (&a.schema, &a.name, &a.arguments).cmp(&(&b.schema, &b.name, &b.arguments))
+        });
+        self.types = types;
+        self.functions = functions;
+        self
+    }
+
+    /// The user type a column's type names (an array's element type).
+    pub fn user_type(&self, type_name: &str) -> Option<&UserType> {
+        let element = type_name.trim_end_matches("[]");
+        self.types.iter().find(|t| t.name == element)
     }
 
     /// The index of `schema.name`.

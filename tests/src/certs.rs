@@ -1,0 +1,27 @@
+//! A throwaway certificate authority for TLS tests.
+
+use std::path::Path;
+
+/// Writes `ca.pem` (a test CA), `server.pem` and `server.key` (a server
+/// certificate for `localhost` and 127.0.0.1 signed by it) into `dir`.
+pub fn write_test_ca(dir: &Path) {
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "clsf test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA certificate");
+    let key = rcgen::KeyPair::generate().expect("server key");
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("server params");
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress(std::net::IpAddr::from([
+            127, 0, 0, 1,
+        ])));
+    let cert = params.signed_by(&key, &ca).expect("server certificate");
+    std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write ca.pem");
+    std::fs::write(dir.join("server.pem"), cert.pem()).expect("write server.pem");
+    std::fs::write(dir.join("server.key"), key.serialize_pem()).expect("write server.key");
+}
