@@ -247,6 +247,25 @@ concrete type of one of them (`integer`, `\"character varying\"`, …).",
 zero.",
     },
     Code {
+        code: "CLSF0128",
+        severity: "error",
+        summary: "weaker than lineage",
+        explanation: "A view or materialized-view column is computed from columns that are more
+protected than the label the policy gives it (or a partition's or
+inheritance child's column is less protected than its parent's). Reading
+the view would reveal what the source columns protect. Raise the label, or
+state why the view is safe with `override because \"…\"`.",
+    },
+    Code {
+        code: "CLSF0129",
+        severity: "error",
+        summary: "columns no classification covers",
+        explanation: "Some columns of the schema are covered by no classification (explicit,
+table, schema, pattern or lineage) and `unclassified … report error` makes
+that an error. They would get the `unclassified` label. Classify them, or
+lower the report to `warning`.",
+    },
+    Code {
         code: "CLSF0201",
         severity: "warning",
         summary: "unused group",
@@ -282,5 +301,25 @@ the pattern was right.",
         explanation: "A pattern or a `mask … with` clause applies a mask to columns of types it
 does not accept; those columns get no mask from there (they keep their
 classification's mask, or have none).",
+    },
+    Code {
+        code: "CLSF0206",
+        severity: "warning",
+        summary: "columns no classification covers",
+        explanation: "Some columns of the schema are covered by no classification; they get the
+`unclassified` label (the highest when the policy declares none). Usually a
+column added since the policy was written. Classify them, or set
+`unclassified LABEL report none` to stop the report, or `report error` to
+make CI fail on new columns.",
+    },
+    Code {
+        code: "CLSF0207",
+        severity: "warning",
+        summary: "view lineage not traced",
+        explanation: "The definition of a view or materialized view could not be resolved
+column by column (a construct the resolver does not follow, or a relation
+the schema lock lacks). Its columns get the most protective classification
+of every relation the definition names, or the highest label when one of
+them is unknown. Classify its columns explicitly to be precise.",
     },
 ];

@@ -396,3 +396,75 @@ pub fn mask_partly_fits(
     )
     .with_help("add `of type …` to the pattern, or use `null`, which fits every type")
 }
+
+/// CLSF0128: an explicit label on a view (or partition) column below what
+/// its sources require.
+pub fn weaker_than_lineage(
+    span: Span,
+    column: &str,
+    given: &str,
+    required: &str,
+    sources: &[String],
+) -> Diagnostic {
+    Diagnostic::error(
+        "CLSF0128",
+        format!("`{column}` is classified {given}, but it is computed from columns classified {required}"),
+        span,
+        format!("less protected than {}", sources.join(", ")),
+    )
+    .with_help(format!(
+        "classify it {required} or higher, or add `override because \"…\"` saying why the view is safe"
+    ))
+}
+
+/// CLSF0129 (error) or CLSF0206 (warning): columns no classification covers.
+pub fn unclassified_columns(
+    error: bool,
+    span: Option<Span>,
+    by_relation: &std::collections::BTreeMap<String, Vec<&str>>,
+    label: &str,
+) -> Diagnostic {
+    const SHOWN: usize = 10;
+    let total: usize = by_relation.values().map(Vec::len).sum();
+    let (code, severity) = if error {
+        ("CLSF0129", clsf_lang::Severity::Error)
+    } else {
+        ("CLSF0206", clsf_lang::Severity::Warning)
+    };
+    let mut listed: Vec<String> = by_relation
+        .iter()
+        .take(SHOWN)
+        .map(|(rel, cols)| format!("{rel} ({})", cols.join(", ")))
+        .collect();
+    if by_relation.len() > SHOWN {
+        listed.push(format!("and {} more relations", by_relation.len() - SHOWN));
+    }
+    let message = format!(
+        "{total} column(s) in {} relation(s) are covered by no classification and get `{label}`",
+        by_relation.len()
+    );
+    let help = format!(
+        "{}; classify them, or set `unclassified LABEL report none|warning|error`",
+        listed.join("; ")
+    );
+    let d = match span {
+        Some(span) => Diagnostic {
+            severity,
+            ..Diagnostic::error(code, message, span, "the report this declaration asks for")
+        },
+        None => Diagnostic::unlocated(code, severity, message),
+    };
+    d.with_help(help)
+}
+
+/// CLSF0207: a view definition the resolver could not follow.
+pub fn lineage_not_traced(view: &str, reason: &str, fallback: &str) -> Diagnostic {
+    Diagnostic::unlocated(
+        "CLSF0207",
+        clsf_lang::Severity::Warning,
+        format!("lineage of view `{view}` not traced: {reason}; {fallback}"),
+    )
+    .with_help(format!(
+        "classify the columns of `{view}` explicitly to be precise"
+    ))
+}

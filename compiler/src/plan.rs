@@ -308,6 +308,9 @@ pub enum Origin {
     Pattern,
     /// Covered by nothing: the `unclassified` label.
     Unclassified,
+    /// A view column from the columns it is computed from, or a partition's
+    /// or inheritance child's column from its parent's.
+    Lineage,
 }
 
 impl Origin {
@@ -319,6 +322,7 @@ impl Origin {
             Origin::Schema => "schema",
             Origin::Pattern => "pattern",
             Origin::Unclassified => "unclassified",
+            Origin::Lineage => "lineage",
         }
     }
 }

@@ -65,6 +65,22 @@ impl Diagnostic {
         }
     }
 
+    /// A diagnostic about the schema rather than a place in the policy.
+    pub fn unlocated(
+        code: &'static str,
+        severity: Severity,
+        message: impl Into<String>,
+    ) -> Diagnostic {
+        Diagnostic {
+            code,
+            severity,
+            message: message.into(),
+            primary: None,
+            labels: Vec::new(),
+            help: None,
+        }
+    }
+
     /// Adds help text.
     pub fn with_help(mut self, help: impl Into<String>) -> Diagnostic {
         self.help = Some(help.into());
@@ -151,6 +167,9 @@ pub fn render(diags: &[Diagnostic], sources: &SourceSet, color: bool) -> String 
                 diag.code,
                 diag.message
             ));
+            if let Some(help) = &diag.help {
+                out.push_str(&format!("  help: {help}\n"));
+            }
             continue;
         };
         let file = sources.file(span.file);

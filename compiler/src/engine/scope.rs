@@ -146,13 +146,26 @@ impl Cx<'_> {
                     .push((name, rename(cols_of(&result), &renames)?));
             }
         }
+        let order: &[sql::OrderByExpr] = match &q.order_by {
+            Some(sql::OrderBy {
+                kind: sql::OrderByKind::Expressions(exprs),
+                ..
+            }) => exprs,
+            _ => &[],
+        };
+        if let sql::SetExpr::Select(select) = q.body.as_ref() {
+            // ORDER BY of a plain SELECT sees its FROM entries and its
+            // output names.
+            let mut out = self.select(select, outer, &ctes, order)?;
+            out.reads.extend(reads);
+            return Ok(out);
+        }
         let mut out = self.set_expr(&q.body, outer, &ctes)?;
         out.reads.extend(reads);
-        // ORDER BY may name output columns; anything else it reads counts
-        // as read.
-        if let Some(order) = &q.order_by
-            && let sql::OrderByKind::Expressions(exprs) = &order.kind
-        {
+        // ORDER BY of a set operation names output columns; anything else
+        // it reads counts as read.
+        if !order.is_empty() {
+            let exprs = order;
             let scope = Scope {
                 entries: vec![Entry {
                     name: String::new(),
@@ -210,7 +223,7 @@ impl Cx<'_> {
         ctes: &Ctes,
     ) -> Result<QueryColumns> {
         match body {
-            sql::SetExpr::Select(select) => self.select(select, outer, ctes),
+            sql::SetExpr::Select(select) => self.select(select, outer, ctes, &[]),
             sql::SetExpr::Query(q) => self.query(q, outer, ctes),
             sql::SetExpr::SetOperation { left, right, .. } => {
                 let l = self.set_expr(left, outer, ctes)?;
@@ -289,6 +302,7 @@ impl Cx<'_> {
         select: &sql::Select,
         outer: Option<&Scope<'_>>,
         ctes: &Ctes,
+        order: &[sql::OrderByExpr],
     ) -> Result<QueryColumns> {
         let mut reads = BTreeSet::new();
         let mut scope = Scope {
@@ -359,6 +373,9 @@ impl Cx<'_> {
             for e in exprs {
                 read(e)?;
             }
+        }
+        for o in order {
+            read(&o.expr)?;
         }
         Ok(QueryColumns { columns, reads })
     }
@@ -1001,6 +1018,10 @@ mod tests {
             ["j <- [people.id, people.email, people.name]"]
         );
         assert_eq!(lineage("SELECT o.* FROM orders o").unwrap().len(), 3);
+        assert_eq!(
+            lineage("SELECT p.name AS n FROM people p ORDER BY p.email, n").unwrap(),
+            ["n <- [people.name] direct"]
+        );
         assert_eq!(
             lineage("SELECT l.c FROM people p, LATERAL (SELECT p.email AS c) l").unwrap(),
             ["c <- [people.email] direct"]

@@ -328,6 +328,8 @@ impl Cx<'_> {
                     .as_ref()
                     .and_then(|m| self.mask_for(m, column, &column.name, true).ok());
                 if let Some((level, categories)) = label {
+                    self.explicit_columns
+                        .insert((ri, ci), (col.span, col.reason.is_some()));
                     classes[ri][ci] = ColumnClass {
                         level,
                         categories,

@@ -154,6 +154,10 @@ impl Cx<'_> {
                 continue;
             }
             first = Some(u.span);
+            self.unclassified_report = (
+                u.report.unwrap_or(clsf_lang::ast::Report::Warning),
+                Some(u.span),
+            );
             if let Some(r) = self.label_ref(&u.label) {
                 result = r;
             }

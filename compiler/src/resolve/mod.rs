@@ -11,6 +11,7 @@
 mod classify;
 mod groups;
 mod labels;
+mod lineage;
 mod lint;
 mod rules;
 mod templates;
@@ -49,6 +50,8 @@ pub fn compile(parsed: &Parsed, lock: &Schema) -> (Option<Plan>, Vec<Diagnostic>
         user_masks: HashMap::new(),
         used_groups: HashSet::new(),
         used_levels: HashSet::new(),
+        explicit_columns: HashMap::new(),
+        unclassified_report: (clsf_lang::ast::Report::Warning, None),
         library: parsed
             .sources
             .iter()
@@ -101,6 +104,10 @@ pub(crate) struct Cx<'a> {
     pub(crate) import_errors: bool,
     /// Standard-library files.
     pub(crate) library: HashSet<clsf_lang::FileId>,
+    /// Columns classified by name: where, and whether with `override because`.
+    pub(crate) explicit_columns: HashMap<(usize, usize), (Span, bool)>,
+    /// How uncovered columns are reported, and the `unclassified` declaration.
+    pub(crate) unclassified_report: (clsf_lang::ast::Report, Option<Span>),
 }
 
 impl Cx<'_> {
@@ -114,7 +121,8 @@ impl Cx<'_> {
             return None;
         }
         let (unclassified_level, unclassified_categories) = self.unclassified(items);
-        let classes = self.classify(items, unclassified_level, unclassified_categories);
+        let mut classes = self.classify(items, unclassified_level, unclassified_categories);
+        self.lineage(&mut classes);
         let mut plan = Plan {
             labels: self.labels.clone(),
             categories: self.categories.clone(),
@@ -141,6 +149,10 @@ impl Cx<'_> {
         // declaration would have used.
         self.partial |= self.diags.iter().any(Diagnostic::is_error) || self.import_errors;
         self.lint(items, &plan);
+        if !self.partial {
+            // With errors, the broken declarations may be what covers them.
+            self.report_unclassified(&plan.classes);
+        }
         Some(plan)
     }
 
