@@ -307,3 +307,84 @@ fn the_password_never_appears_in_errors() {
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
 }
+
+/// The diagnostics drift produces, against a real pulled schema: a column
+/// the policy names was dropped, a mask does not fit an enum or an array
+/// (but does fit a domain over text), and a new column nobody classified.
+#[test]
+fn drift_diagnostics_against_a_pulled_schema() {
+    let pg = kinds();
+    pg.superuser_sql(
+        "shop",
+        "ALTER TABLE app.people DROP COLUMN payload; ALTER TABLE app.people ADD COLUMN phone text;",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let lock = dir.path().join("schema.lock.json");
+    pull_lock_from(&pg.gateway_url(), &lock);
+    let policy = dir.path().join("policy");
+    std::fs::create_dir(&policy).unwrap();
+    std::fs::write(
+        policy.join("policy.clsf"),
+        r#"use std::labels
+
+unclassified restricted report error
+
+schema app: internal
+schema "Mixed Case": internal
+
+table app.people {
+  email:   confidential [pii] mask email
+  payload: confidential
+  mood:    confidential mask email
+  aliases: confidential mask email
+  phone:   confidential mask last(4)
+}
+"#,
+    )
+    .unwrap();
+    let check = |policy: &Path| {
+        let out = Command::new(bin("clsfc"))
+            .args(["--color", "never", "check"])
+            .arg(policy)
+            .arg("--schema")
+            .arg(&lock)
+            .current_dir(policy)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = check(&policy);
+    assert_eq!(code, Some(1), "{stderr}");
+    let stderr = stderr.replace(&policy.display().to_string(), "<policy>");
+    insta::assert_snapshot!("dropped_column_and_mask_types", stderr);
+
+    // Everything classified but the column added since: only it is reported.
+    let text = r#"use std::labels
+
+unclassified restricted report error
+
+schema "Mixed Case": internal
+table app.base_log: internal
+table app.child_log: internal
+table app.events: internal
+table app.contact_counts: internal
+
+table app.people {
+  id:      internal
+  email:   confidential [pii] mask email
+  work:    confidential [pii]
+  code:    internal
+  aliases: confidential [pii]
+  mood:    internal
+  tags:    internal
+  balance: internal
+}
+"#;
+    std::fs::write(policy.join("policy.clsf"), text).unwrap();
+    let (code, stderr) = check(&policy);
+    assert_eq!(code, Some(1), "{stderr}");
+    insta::assert_snapshot!("unclassified_new_column", stderr);
+}

@@ -108,6 +108,28 @@ pub(crate) enum MaskProblem {
 }
 
 impl Cx<'_> {
+    /// A column's type for messages, with what a user type resolves to:
+    /// `app.mood (an enum: happy, sad)`, `app.email_address[] (an array of text)`.
+    fn type_shown(&self, column: &Column) -> String {
+        let t = &column.type_name;
+        let array = t.ends_with("[]");
+        let what = match self.schema.user_type(t).map(|u| &u.kind) {
+            Some(crate::schema::TypeKind::Enum(labels)) => {
+                format!("an enum: {}", labels.join(", "))
+            }
+            Some(crate::schema::TypeKind::Composite(_)) => "a composite type".to_owned(),
+            Some(crate::schema::TypeKind::Domain { base, .. }) => format!("a domain over {base}"),
+            None if array => format!("an array of {}", column.value_type().trim_end_matches("[]")),
+            None => return t.clone(),
+        };
+        let what = if array && !what.starts_with("an array") {
+            format!("an array of {what}")
+        } else {
+            what
+        };
+        format!("{t} ({what})")
+    }
+
     /// Checks a mask application against a column. With `strict`, a type
     /// mismatch is an error; otherwise it is returned for the caller to
     /// summarise.
@@ -137,7 +159,7 @@ impl Cx<'_> {
                         m.span,
                         &m.name.text,
                         owner,
-                        &column.type_name,
+                        &self.type_shown(column),
                         &accepts,
                     ));
                 }
@@ -180,7 +202,7 @@ impl Cx<'_> {
                         m.span,
                         spec.name,
                         owner,
-                        &column.type_name,
+                        &self.type_shown(column),
                         &accepts,
                     ));
                 }

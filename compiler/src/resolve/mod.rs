@@ -81,6 +81,7 @@ fn with_catalog(lock: &Schema) -> Schema {
         }
     }
     Schema::new(lock.server_version.clone(), relations)
+        .with_objects(lock.types.clone(), lock.functions.clone())
 }
 
 pub(crate) struct Cx<'a> {
