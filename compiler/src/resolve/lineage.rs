@@ -185,6 +185,8 @@ impl Cx<'_> {
             let names = a
                 .tables
                 .iter()
+                // A function in FROM reads no relation itself.
+                .filter(|t| !t.is_function)
                 .map(|t| &t.parts)
                 .chain(a.other_relations.iter());
             for parts in names {
