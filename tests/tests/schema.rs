@@ -310,7 +310,8 @@ fn the_password_never_appears_in_errors() {
 
 /// The diagnostics drift produces, against a real pulled schema: a column
 /// the policy names was dropped, a mask does not fit an enum or an array
-/// (but does fit a domain over text), and a new column nobody classified.
+/// (but does fit a domain over text), row filters that do not type-check
+/// against the real column types, and a new column nobody classified.
 #[test]
 fn drift_diagnostics_against_a_pulled_schema() {
     let pg = kinds();
@@ -338,6 +339,21 @@ table app.people {
   mood:    confidential mask email
   aliases: confidential mask email
   phone:   confidential mask last(4)
+}
+
+group tenant { claim team == "tenant" }
+rule by_mood for tenant {
+  allow <= internal
+  filter table app.people where "mood = 'angry' and email = {claim.email}"
+}
+rule by_person for tenant {
+  filter table app.events where "person_id = note"
+}
+rule by_id_pattern for tenant {
+  filter table app.child_log where "id like 'x%'"
+}
+rule fine for tenant {
+  filter table app.base_log where "secret = {claim.s} and id between 1 and {claim.max}"
 }
 "#,
     )

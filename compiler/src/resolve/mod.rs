@@ -9,6 +9,7 @@
 //! reported missing again.
 
 mod classify;
+mod filter_types;
 mod groups;
 mod labels;
 mod lineage;

@@ -219,13 +219,17 @@ impl Cx<'_> {
             return false;
         }
         // Claim values are bound as string literals at run time.
-        let probe = substitute(&predicate.value, |_| "'claim'".to_owned());
+        let probe = substitute(&predicate.value, |_| {
+            super::filter_types::CLAIM_PROBE.to_owned()
+        });
         let relation = self.schema.relation(ri);
         let allowed = |name: &str| relation.column_index(name).is_some();
         let unknown =
             |name: &str| format!("`{name}` is not a column of `{}`", relation.qualified());
-        match check_expression(&probe, &allowed, &unknown) {
-            Ok(_) => true,
+        match check_expression(&probe, &allowed, &unknown)
+            .and_then(|expr| super::filter_types::check(&expr, relation, self.schema))
+        {
+            Ok(()) => true,
             Err(why) => {
                 self.diags.push(diag::bad_filter(predicate.span, &why));
                 false
