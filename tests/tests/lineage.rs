@@ -20,6 +20,10 @@ CREATE VIEW contacts_of_contacts AS SELECT * FROM customer_contacts;
 CREATE TABLE events (id int, at date NOT NULL, email text) PARTITION BY RANGE (at);
 CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
 INSERT INTO events VALUES (1, '2026-03-01', 'ada@example.com');
+CREATE DOMAIN email_address AS text CHECK (VALUE LIKE '%@%');
+CREATE DOMAIN work_email AS email_address NOT NULL;
+CREATE TABLE staff (id int, email email_address, work work_email);
+INSERT INTO staff VALUES (1, 'ada@example.com', 'ada@work.example');
 GRANT SELECT ON ALL TABLES IN SCHEMA public TO clsf_gateway;
 ";
 
@@ -37,6 +41,11 @@ table public.customers: internal {
 table public.orders: internal
 table public.events: internal {
   email: confidential mask email
+}
+
+table public.staff: internal {
+  email: confidential mask redact
+  work:  restricted
 }
 
 rule ci_reads for ci {
@@ -111,4 +120,11 @@ fn views_and_partitions_are_masked_like_their_sources() {
         "SELECT name FROM customer_contacts WHERE id = 1;",
     );
     assert_eq!(rows(&out), ["Ada Lovelace"], "{}", out.stderr);
+
+    // Columns of domain types: the masked value need not satisfy the
+    // domain's CHECK, and a withheld NOT NULL domain column is a NULL.
+    let out = psql::run(proxy.addr, &ci, "SELECT id, email FROM staff;");
+    assert_eq!(rows(&out), ["1|****"], "{}", out.stderr);
+    let out = psql::run(proxy.addr, &ci, "SELECT work FROM staff;");
+    assert!(out.stderr.contains("42501"), "{}{}", out.stdout, out.stderr);
 }

@@ -50,13 +50,15 @@ pub fn masking_subquery(
         }
         match acc {
             Access::Clear => out.push_str(&name),
+            // A domain's constraints (CHECK, NOT NULL) need not hold for a
+            // masked or withheld value: those are produced as the base type.
             Access::Masked(mask) => {
-                out.push_str(&mask.to_sql(&name, &col.type_name, masks));
+                out.push_str(&mask.to_sql(&name, col.value_type(), masks));
                 out.push_str(" AS ");
                 out.push_str(&name);
             }
             Access::Denied { .. } | Access::Approval { .. } => {
-                out.push_str(&format!("CAST(NULL AS {}) AS {name}", col.type_name));
+                out.push_str(&format!("CAST(NULL AS {}) AS {name}", col.value_type()));
             }
         }
     }
