@@ -310,7 +310,7 @@ impl Cx<'_> {
             parent: outer,
         };
         for twj in &select.from {
-            self.from_item(twj, &mut scope, &mut reads, ctes)?;
+            self.join_tree(twj, &mut scope, &mut reads, ctes)?;
         }
         let mut columns = Vec::new();
         for item in &select.projection {
@@ -403,7 +403,7 @@ impl Cx<'_> {
         }
     }
 
-    fn from_item(
+    fn join_tree(
         &self,
         twj: &sql::TableWithJoins,
         scope: &mut Scope<'_>,
@@ -516,7 +516,7 @@ impl Cx<'_> {
                 if alias.is_some() {
                     return err("an aliased parenthesised join");
                 }
-                return self.from_item(table_with_joins, scope, reads, ctes);
+                return self.join_tree(table_with_joins, scope, reads, ctes);
             }
             _ => return err("an unsupported FROM item"),
         };

@@ -31,10 +31,10 @@ enum Ty {
 impl Ty {
     fn of(column: &Column, schema: &Schema) -> Ty {
         let t = column.value_type();
-        if let Some(u) = schema.user_type(t).filter(|_| !t.ends_with("[]")) {
-            if let TypeKind::Enum(labels) = &u.kind {
-                return Ty::Enum(u.name.clone(), labels.clone());
-            }
+        if let Some(u) = schema.user_type(t).filter(|_| !t.ends_with("[]"))
+            && let TypeKind::Enum(labels) = &u.kind
+        {
+            return Ty::Enum(u.name.clone(), labels.clone());
         }
         match TypeFamily::of(t) {
             TypeFamily::Other => Ty::Named(t.to_owned()),
