@@ -36,8 +36,9 @@ fn bench(c: &mut Criterion) {
     });
     let point = "SELECT status, total_cents FROM orders WHERE id = 10";
     let join = "SELECT c.name, c.email, o.total_cents FROM customers c JOIN orders o ON o.customer_id = c.id WHERE o.status = 'shipped' ORDER BY o.id LIMIT 10";
-    // Repeated texts hit the per-group-set decision cache; a counter in the
-    // literal makes every text new, which is the full analysis.
+    // Repeated texts hit the per-group-set decision cache; a counter in a
+    // literal makes every text new but keeps its shape (the shape cache);
+    // a counter in an alias makes every shape new (the full analysis).
     c.bench_function("decide/clear identity/point query/repeated", |b| {
         b.iter(|| e.decide(&dba, black_box(point)))
     });
@@ -46,19 +47,34 @@ fn bench(c: &mut Criterion) {
         |b| b.iter(|| e.decide(&ci, black_box(point))),
     );
     let mut n = 0u64;
+    c.bench_function(
+        "decide/masked identity/unprotected point query/same shape",
+        |b| {
+            b.iter(|| {
+                n += 1;
+                e.decide(
+                    &ci,
+                    &format!("SELECT status, total_cents FROM orders WHERE id = {n}"),
+                )
+            })
+        },
+    );
     c.bench_function("decide/masked identity/unprotected point query/new", |b| {
         b.iter(|| {
             n += 1;
-            e.decide(
-                &ci,
-                &format!("SELECT status, total_cents FROM orders WHERE id = {n}"),
-            )
+            e.decide(&ci, &new_point(n))
+        })
+    });
+    c.bench_function("decide/masked identity/join rewritten/same shape", |b| {
+        b.iter(|| {
+            n += 1;
+            e.decide(&ci, &format!("{join} OFFSET {n}"))
         })
     });
     c.bench_function("decide/masked identity/join rewritten/new", |b| {
         b.iter(|| {
             n += 1;
-            e.decide(&ci, &format!("{join} OFFSET {n}"))
+            e.decide(&ci, &new_join(n))
         })
     });
     percentiles(&e, &ci, point, join);
@@ -76,6 +92,18 @@ fn bench(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+}
+
+/// A point query no text or shape before it had (a fresh alias).
+fn new_point(n: u64) -> String {
+    format!("SELECT o{n}.status, o{n}.total_cents FROM orders o{n} WHERE o{n}.id = 10")
+}
+
+/// A masked join no text or shape before it had.
+fn new_join(n: u64) -> String {
+    format!(
+        "SELECT c{n}.name, c{n}.email, o.total_cents FROM customers c{n} JOIN orders o ON o.customer_id = c{n}.id WHERE o.status = 'shipped' ORDER BY o.id LIMIT 10"
+    )
 }
 
 /// p50 and p99 of single calls (criterion reports means and medians of
@@ -133,7 +161,7 @@ fn percentiles(e: &Engine, ci: &clsf_compiler::engine::PrincipalAccess, point: &
         }),
     );
     report(
-        "decide/point query/new",
+        "decide/point query/same shape, new literal",
         time(&mut |i| {
             black_box(e.decide(
                 ci,
@@ -145,9 +173,21 @@ fn percentiles(e: &Engine, ci: &clsf_compiler::engine::PrincipalAccess, point: &
         }),
     );
     report(
-        "decide/join rewritten/new",
+        "decide/point query/new shape",
+        time(&mut |i| {
+            black_box(e.decide(ci, &new_point(i as u64 + 1_000_000)));
+        }),
+    );
+    report(
+        "decide/join rewritten/same shape, new literal",
         time(&mut |i| {
             black_box(e.decide(ci, &format!("{join} OFFSET {}", i + 1_000_000)));
+        }),
+    );
+    report(
+        "decide/join rewritten/new shape",
+        time(&mut |i| {
+            black_box(e.decide(ci, &new_join(i as u64 + 1_000_000)));
         }),
     );
 }

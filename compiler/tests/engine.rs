@@ -312,3 +312,63 @@ fn mutated_statements_never_panic_and_rewrites_still_parse() {
     }
     assert!(rewrites > 200, "only {rewrites} mutations were rewritten");
 }
+
+/// A statement whose literals differ from one decided before is decided
+/// from the cached shape; the result must equal a fresh analysis, rewrite
+/// text and audit report included, and denials are never reused.
+#[test]
+fn a_shape_hit_decides_exactly_like_a_fresh_analysis() {
+    let templates: &[&dyn Fn(&str) -> String] = &[
+        &|v| format!("SELECT name, email FROM customers WHERE id = {v}"),
+        &|v| {
+            format!(
+                "SELECT c.email, o.total_cents FROM customers c JOIN orders o ON o.customer_id = c.id WHERE o.status = '{v}' ORDER BY 1 LIMIT {}",
+                v.len()
+            )
+        },
+        &|v| {
+            format!(
+                "select  status /* {v} */ from orders where id = {} and status <> 'x'",
+                v.len()
+            )
+        },
+        &|v| format!("SELECT card_number FROM customers WHERE name = E'{v}'"),
+        &|v| format!("UPDATE orders SET status = '{v}' WHERE id = 10"),
+        &|v| format!("SELECT ssn FROM customers WHERE id = {}", v.len()),
+        &|v| format!("SELECT set_config('application_name', '{v}', false)"),
+    ];
+    let values = ["1", "42", "it''s", "ünïcode", "1000000"];
+    let identity = Identity {
+        subject: "t".into(),
+        groups: vec!["ci".into()],
+    };
+    let warm = engine();
+    let access = warm.access_for(&identity);
+    for t in templates {
+        for v in values {
+            let text = t(v);
+            let cached = warm.decide(&access, &text);
+            // A fresh engine has no cache: this is the full analysis.
+            let fresh_engine = engine();
+            let fresh = fresh_engine.decide(&fresh_engine.access_for(&identity), &text);
+            assert_eq!(cached, fresh, "{text}");
+        }
+    }
+    // Shapes were remembered for the forwarded and rewritten statements
+    // only: not for the denied `ssn` read nor the refused function call.
+    let kinds: Vec<&str> = templates
+        .iter()
+        .map(|t| match warm.decide(&access, &t("7")).verdict {
+            Verdict::Forward => "forward",
+            Verdict::Rewrite(_) => "rewrite",
+            Verdict::Deny(_) => "deny",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "rewrite", "rewrite", "forward", "rewrite", "forward", "deny", "deny"
+        ]
+    );
+    assert_eq!(access.decisions.shapes(), 5);
+}

@@ -1,5 +1,6 @@
-//! Repeated statements skip analysis: decisions per query text, kept per
-//! group set (in its access table, so a reload, which builds new tables,
+//! Repeated statements skip analysis: decisions per query text and per
+//! statement shape (`engine::shape`: the text without its literals), kept
+//! per group set (in its access table, so a reload, which builds new tables,
 //! starts empty). Bounded: when full it is cleared, which costs one
 //! re-analysis per statement and never a wrong answer.
 
@@ -7,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::engine::Decision;
+use crate::engine::shape::{Shape, ShapeEntry};
 
 /// Entries kept per group set before the cache starts over.
 const CAPACITY: usize = 4096;
@@ -14,10 +16,11 @@ const CAPACITY: usize = 4096;
 /// key would cost memory).
 const MAX_TEXT: usize = 8192;
 
-/// Decisions by exact query text.
+/// Decisions by exact query text and by shape.
 #[derive(Debug, Default)]
 pub struct DecisionCache {
     map: Mutex<HashMap<String, Decision>>,
+    shapes: Mutex<HashMap<String, ShapeEntry>>,
 }
 
 impl DecisionCache {
@@ -37,6 +40,26 @@ impl DecisionCache {
             map.clear();
         }
         map.insert(text.to_owned(), decision.clone());
+    }
+
+    /// The decision for `text` from the entry remembered for its shape.
+    pub fn by_shape(&self, text: &str, shape: &Shape) -> Option<Decision> {
+        let map = self.shapes.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&shape.key)?.instantiate(text, shape)
+    }
+
+    /// Remembers a shape's entry.
+    pub fn insert_shape(&self, key: &str, entry: ShapeEntry) {
+        let mut map = self.shapes.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= CAPACITY {
+            map.clear();
+        }
+        map.insert(key.to_owned(), entry);
+    }
+
+    /// Number of remembered shapes (for tests).
+    pub fn shapes(&self) -> usize {
+        self.shapes.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// Number of entries (for tests).

@@ -95,6 +95,17 @@ pub struct Env<'a> {
 
 /// Decides a simple-query string.
 pub fn decide(plan: &Plan, access: &PrincipalAccess, env: &Env<'_>, text: &str) -> Decision {
+    decide_with_edits(plan, access, env, text).0
+}
+
+/// Decides a simple-query string; also returns the splices a `Rewrite`
+/// verdict was made of (for the shape cache).
+pub(crate) fn decide_with_edits(
+    plan: &Plan,
+    access: &PrincipalAccess,
+    env: &Env<'_>,
+    text: &str,
+) -> (Decision, Vec<Edit>) {
     let statements = match Parser::parse_sql(&PostgreSqlDialect {}, text) {
         Ok(s) => s,
         Err(e) => {
@@ -104,17 +115,23 @@ pub fn decide(plan: &Plan, access: &PrincipalAccess, env: &Env<'_>, text: &str) 
                 hint: Some("clsf forwards only statements it can parse and resolve".to_owned()),
                 policies: Vec::new(),
             };
-            return Decision {
-                statements: vec![report_denied(text.to_owned(), &denial)],
-                verdict: Verdict::Deny(denial),
-            };
+            return (
+                Decision {
+                    statements: vec![report_denied(text.to_owned(), &denial)],
+                    verdict: Verdict::Deny(denial),
+                },
+                Vec::new(),
+            );
         }
     };
     if statements.is_empty() {
-        return Decision {
-            verdict: Verdict::Forward,
-            statements: Vec::new(),
-        };
+        return (
+            Decision {
+                verdict: Verdict::Forward,
+                statements: Vec::new(),
+            },
+            Vec::new(),
+        );
     }
     let single = statements.len() == 1;
     let mut edits = Vec::new();
@@ -157,15 +174,18 @@ pub fn decide(plan: &Plan, access: &PrincipalAccess, env: &Env<'_>, text: &str) 
                 r.reason = Some("another statement in the same query string was denied".to_owned());
             }
         }
-        return Decision {
-            verdict: Verdict::Deny(d),
-            statements: reports,
-        };
+        return (
+            Decision {
+                verdict: Verdict::Deny(d),
+                statements: reports,
+            },
+            Vec::new(),
+        );
     }
     let verdict = if edits.is_empty() {
         Verdict::Forward
     } else {
-        match rewrite::splice(text, edits) {
+        match rewrite::splice(text, edits.clone()) {
             Some(new_text) => Verdict::Rewrite(new_text),
             None => {
                 let d = internal_denial("overlapping rewrites");
@@ -177,10 +197,13 @@ pub fn decide(plan: &Plan, access: &PrincipalAccess, env: &Env<'_>, text: &str) 
             }
         }
     };
-    Decision {
-        verdict,
-        statements: reports,
-    }
+    (
+        Decision {
+            verdict,
+            statements: reports,
+        },
+        edits,
+    )
 }
 
 fn report_denied(text: String, d: &Denial) -> StatementReport {

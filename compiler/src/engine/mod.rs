@@ -9,6 +9,7 @@ pub mod decide;
 pub mod identity;
 pub mod rewrite;
 pub mod scope;
+pub mod shape;
 pub mod sql_lists;
 
 pub use access::{Access, PrincipalAccess};
@@ -123,16 +124,32 @@ impl Engine {
         // fixed for this table's life) and, through row filters only, on the
         // claims: without filters the same text is decided the same way.
         let cacheable = access.filters.is_empty();
-        if cacheable && let Some(hit) = access.decisions.get(sql) {
-            return hit;
+        let mut shape = None;
+        if cacheable {
+            if let Some(hit) = access.decisions.get(sql) {
+                return hit;
+            }
+            // The same statement with other literals: reuse its decision.
+            shape = shape::shape(sql);
+            if let Some(s) = &shape
+                && let Some(decision) = access.decisions.by_shape(sql, s)
+            {
+                access.decisions.insert(sql, &decision);
+                return decision;
+            }
         }
         let env = decide::Env {
             claims,
             masks: &self.masks,
         };
-        let decision = decide::decide(&self.plan, access, &env, sql);
+        let (decision, edits) = decide::decide_with_edits(&self.plan, access, &env, sql);
         if cacheable {
             access.decisions.insert(sql, &decision);
+            if let Some(s) = &shape
+                && let Some(entry) = s.entry(&decision, &edits)
+            {
+                access.decisions.insert_shape(&s.key, entry);
+            }
         }
         decision
     }

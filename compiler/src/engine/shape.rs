@@ -1,0 +1,149 @@
+//! Statement shapes: a query text with its literals taken out, so that
+//! `… WHERE id = 10` and `… WHERE id = 11` share one decision.
+//!
+//! A decision may be reused across literals only when it cannot depend on
+//! them. The engine decides relations, columns and functions by name and
+//! settings by identifier, never by a literal's value; rewrites splice at
+//! relation names. So a shape's decision is reused only for single
+//! statements that were forwarded or rewritten (denials are recomputed)
+//! and whose rewrites start and end on token boundaries; the rewritten text
+//! is rebuilt around the new literals token by token.
+
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::tokenizer::{Token, Tokenizer};
+
+use super::analyze::LineIndex;
+use super::rewrite::{self, Edit};
+use super::{Decision, Verdict};
+
+/// Longer texts are not shaped (rarely repeated, and tokenizing costs).
+const MAX_TEXT: usize = 8192;
+
+/// A text's shape key and the byte range of each of its tokens (comments
+/// and whitespace left out).
+#[derive(Debug)]
+pub struct Shape {
+    /// The tokens, literals replaced by a marker: equal keys mean the texts
+    /// differ at most in literal values, whitespace and comments.
+    pub key: String,
+    /// Byte ranges of the tokens, in order.
+    spans: Vec<(usize, usize)>,
+    /// True when some token is a literal (otherwise the exact-text cache
+    /// already covers the text).
+    has_literal: bool,
+}
+
+/// A cached decision with its rewrites expressed in token positions.
+#[derive(Debug)]
+pub struct ShapeEntry {
+    decision: Decision,
+    /// (first token, last token, replacement).
+    edits: Vec<(usize, usize, String)>,
+}
+
+/// The shape of `text`, or `None` when it does not tokenize or is long.
+pub fn shape(text: &str) -> Option<Shape> {
+    if text.len() > MAX_TEXT {
+        return None;
+    }
+    let dialect = PostgreSqlDialect {};
+    let tokens = Tokenizer::new(&dialect, text)
+        .tokenize_with_location()
+        .ok()?;
+    let index = LineIndex::new(text);
+    let mut key = String::with_capacity(text.len());
+    let mut spans = Vec::with_capacity(tokens.len());
+    let mut has_literal = false;
+    for t in &tokens {
+        if matches!(t.token, Token::Whitespace(_) | Token::EOF) {
+            continue;
+        }
+        let start = index.offset(t.span.start)?;
+        let end = index.offset(t.span.end)?;
+        spans.push((start, end));
+        match &t.token {
+            Token::Number(..)
+            | Token::SingleQuotedString(_)
+            | Token::EscapedStringLiteral(_)
+            | Token::NationalStringLiteral(_)
+            | Token::HexStringLiteral(_) => {
+                has_literal = true;
+                key.push('\u{1}');
+            }
+            // A dollar-quoted string can hold a function body: kept as is.
+            other => {
+                key.push_str(&other.to_string());
+                key.push('\u{0}');
+            }
+        }
+    }
+    Some(Shape {
+        key,
+        spans,
+        has_literal,
+    })
+}
+
+impl Shape {
+    /// The entry to remember for `decision` (made for this text with
+    /// `edits`), when it may be reused for other literals.
+    pub fn entry(&self, decision: &Decision, edits: &[Edit]) -> Option<ShapeEntry> {
+        if !self.has_literal || decision.statements.len() != 1 {
+            return None;
+        }
+        if !matches!(decision.verdict, Verdict::Forward | Verdict::Rewrite(_)) {
+            return None;
+        }
+        let mut positions = Vec::with_capacity(edits.len());
+        for e in edits {
+            let first = self.spans.iter().position(|s| s.0 == e.start)?;
+            let last = self.spans.iter().position(|s| s.1 == e.end)?;
+            positions.push((first, last, e.text.clone()));
+        }
+        Some(ShapeEntry {
+            decision: decision.clone(),
+            edits: positions,
+        })
+    }
+}
+
+impl ShapeEntry {
+    /// The decision for `text`, which has this entry's shape `shape`.
+    pub fn instantiate(&self, text: &str, shape: &Shape) -> Option<Decision> {
+        let mut decision = self.decision.clone();
+        if let Some(report) = decision.statements.first_mut() {
+            report.text = text.to_owned();
+        }
+        if !self.edits.is_empty() {
+            let edits = self
+                .edits
+                .iter()
+                .map(|(first, last, replacement)| {
+                    Some(Edit {
+                        start: shape.spans.get(*first)?.0,
+                        end: shape.spans.get(*last)?.1,
+                        text: replacement.clone(),
+                    })
+                })
+                .collect::<Option<Vec<_>>>()?;
+            decision.verdict = Verdict::Rewrite(rewrite::splice(text, edits)?);
+        }
+        Some(decision)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_whitespace_and_comments_do_not_change_the_shape() {
+        let a = shape("SELECT a FROM t WHERE id = 10 AND s = 'x'").unwrap();
+        let b = shape("SELECT  a FROM t -- note\n WHERE id = 123456 AND s = 'it''s'").unwrap();
+        assert_eq!(a.key, b.key);
+        let c = shape("SELECT b FROM t WHERE id = 10 AND s = 'x'").unwrap();
+        assert_ne!(a.key, c.key);
+        let d = shape("SELECT a FROM \"T\" WHERE id = 10 AND s = 'x'").unwrap();
+        assert_ne!(a.key, d.key);
+    }
+}
