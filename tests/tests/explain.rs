@@ -111,3 +111,55 @@ fn explain_matches_the_proxy_on_the_same_statements() {
         );
     }
 }
+
+/// `explain` names how a statement uses each column it touches.
+#[test]
+fn explain_reports_usage_classes() {
+    let q = fixture::quickstart(None);
+    let claims = q.issuer.claims(
+        "repo:acme/shop:ref:refs/heads/main",
+        serde_json::json!({ "repository": "acme/shop" }),
+    );
+    let usages = |sql: &str| -> Vec<String> {
+        let v = explain(&q, &claims, sql);
+        v["statements"][0]["usages"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no usages for `{sql}`: {v}"))
+            .iter()
+            .map(|u| {
+                let how: Vec<&str> = u["usages"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect();
+                format!("{}: {}", u["column"].as_str().unwrap(), how.join(" "))
+            })
+            .collect()
+    };
+    assert_eq!(
+        usages(
+            "SELECT c.name, count(o.id) FROM customers c JOIN orders o ON o.customer_id = c.id \
+             WHERE c.email LIKE '%x' GROUP BY c.name ORDER BY c.name"
+        ),
+        [
+            "public.customers.id: joined",
+            "public.customers.name: projected grouped ordered",
+            "public.customers.email: filtered",
+            "public.orders.id: aggregated",
+            "public.orders.customer_id: joined",
+        ]
+    );
+    assert_eq!(
+        usages("UPDATE orders SET status = 'x' WHERE id = 10 RETURNING total_cents"),
+        [
+            "public.orders.id: filtered",
+            "public.orders.total_cents: returned",
+            "public.orders.status: written",
+        ]
+    );
+    // What the resolver does not follow is said, not guessed.
+    let v = explain(&q, &claims, "SHOW server_version");
+    assert!(v["statements"][0]["usages"].is_null());
+    assert!(v["statements"][0]["usages_unresolved"].is_string(), "{v}");
+}

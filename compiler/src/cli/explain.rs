@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use clsf_compiler::engine::identity::identity_for;
-use clsf_compiler::engine::{Decision, Verdict};
+use clsf_compiler::engine::{Decision, Verdict, scope};
 use clsf_compiler::{Engine, Plan, codes, load};
 
 use super::Exit;
@@ -58,7 +58,8 @@ pub fn statement(
     let identity = identity_for(engine.plan(), &claims);
     let access = engine.access_for(&identity);
     let decision = engine.decide_with_claims(&access, Some(&claims), sql);
-    let report = to_json(engine.plan(), &identity, access.full_clear, &decision);
+    let mut report = to_json(engine.plan(), &identity, access.full_clear, &decision);
+    add_usages(engine.plan(), sql, &mut report);
     if json_out {
         println!(
             "{}",
@@ -68,6 +69,41 @@ pub fn statement(
         print!("{}", human(&report));
     }
     Ok(Exit::Ok)
+}
+
+/// The columns each statement touches and how (projected, filtered,
+/// joined, …), resolved the way PostgreSQL resolves names (`pg_catalog`,
+/// then `public`). A statement the resolver does not follow gets `usages:
+/// null` and the reason.
+fn add_usages(plan: &Plan, sql: &str, report: &mut Value) {
+    use sqlparser::dialect::PostgreSqlDialect;
+    use sqlparser::parser::Parser;
+    let Ok(statements) = Parser::parse_sql(&PostgreSqlDialect {}, sql) else {
+        return;
+    };
+    let Some(reports) = report["statements"].as_array_mut() else {
+        return;
+    };
+    for (stmt, r) in statements.iter().zip(reports.iter_mut()) {
+        match scope::statement_usages(stmt, &plan.schema, &["pg_catalog", "public"]) {
+            Ok(usages) => {
+                r["usages"] = usages
+                    .iter()
+                    .map(|(&(ri, ci), u)| {
+                        let rel = plan.schema.relation(ri);
+                        json!({
+                            "column": format!("{}.{}", rel.qualified(), rel.columns[ci].name),
+                            "usages": u.iter().map(|x| x.as_str()).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect();
+            }
+            Err(e) => {
+                r["usages"] = Value::Null;
+                r["usages_unresolved"] = json!(e.to_string());
+            }
+        }
+    }
 }
 
 fn policy_json(plan: &Plan, id: &str) -> Value {
@@ -173,6 +209,22 @@ fn human(r: &Value) -> String {
                 c["label"].as_str().unwrap_or(""),
                 c["access"].as_str().unwrap_or("")
             ));
+        }
+        for u in s["usages"].as_array().into_iter().flatten() {
+            let how: Vec<&str> = u["usages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            out.push_str(&format!(
+                "  uses {}: {}\n",
+                u["column"].as_str().unwrap_or(""),
+                how.join(", ")
+            ));
+        }
+        if let Some(why) = s["usages_unresolved"].as_str() {
+            out.push_str(&format!("  usages not resolved: {why}\n"));
         }
         for o in s["observed"].as_array().into_iter().flatten() {
             out.push_str(&format!(

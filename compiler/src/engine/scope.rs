@@ -9,7 +9,8 @@
 //! column that subquery reads, and anything it does not understand is an
 //! error, never a guess.
 
-use std::collections::BTreeSet;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 
 use sqlparser::ast as sql;
@@ -21,6 +22,46 @@ use crate::schema::Schema;
 /// A relation column: (relation index, column index) in the schema.
 pub type Source = (usize, usize);
 
+/// How a statement uses a column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Usage {
+    /// Its value reaches the result (directly or computed).
+    Projected,
+    /// In `WHERE` or `HAVING` (or a subquery there).
+    Filtered,
+    /// In a join condition (`ON`, `USING`, `NATURAL`).
+    Joined,
+    /// In `GROUP BY` or `DISTINCT ON`.
+    Grouped,
+    /// In `ORDER BY`.
+    Ordered,
+    /// Inside an aggregate whose result is returned.
+    Aggregated,
+    /// Assigned by `INSERT` or `UPDATE`.
+    Written,
+    /// In `RETURNING`.
+    Returned,
+}
+
+impl Usage {
+    /// Lower-case name for reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Usage::Projected => "projected",
+            Usage::Filtered => "filtered",
+            Usage::Joined => "joined",
+            Usage::Grouped => "grouped",
+            Usage::Ordered => "ordered",
+            Usage::Aggregated => "aggregated",
+            Usage::Written => "written",
+            Usage::Returned => "returned",
+        }
+    }
+}
+
+/// Every relation column a statement touches, with how.
+pub type Usages = BTreeMap<Source, BTreeSet<Usage>>;
+
 /// One output column of a query.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OutputColumn {
@@ -31,6 +72,8 @@ pub struct OutputColumn {
     /// The relation column when the value is that column unchanged (a plain
     /// reference, through any number of aliases and subqueries).
     pub direct: Option<Source>,
+    /// The value is an aggregate's result.
+    pub aggregate: bool,
 }
 
 /// What a query produces and reads.
@@ -69,13 +112,126 @@ pub fn query_columns(
     let cx = Cx {
         schema,
         search_path,
+        usages: RefCell::default(),
     };
     cx.query(query, None, &Ctes::default())
+}
+
+/// The columns a statement touches and how: queries, `INSERT`, `UPDATE`
+/// and `DELETE`. Conservative where it cannot be exact (a scalar
+/// subquery's value counts as coming from every column it reads).
+pub fn statement_usages(
+    statement: &sql::Statement,
+    schema: &Schema,
+    search_path: &[&str],
+) -> Result<Usages> {
+    let cx = Cx {
+        schema,
+        search_path,
+        usages: RefCell::default(),
+    };
+    let none = Ctes::default();
+    match statement {
+        sql::Statement::Query(q) => {
+            let out = cx.query(q, None, &none)?;
+            for c in out.columns.iter().filter(|c| !c.aggregate) {
+                cx.note(&c.sources, Usage::Projected);
+            }
+        }
+        sql::Statement::Insert(insert) => {
+            let sql::TableObject::TableName(name) = &insert.table else {
+                return err("INSERT into a table function");
+            };
+            let target = cx.relation_entry(&object_parts(name)?, None, &none)?;
+            let written: Vec<&Col> =
+                if insert.columns.is_empty() {
+                    target.columns.iter().collect()
+                } else {
+                    let mut cols = Vec::new();
+                    for c in &insert.columns {
+                        let parts = object_parts(c)?;
+                        let name = parts.last().cloned().unwrap_or_default();
+                        cols.push(target.columns.iter().find(|t| t.name == name).ok_or_else(
+                            || ScopeError(format!("column `{name}` is not in the target")),
+                        )?);
+                    }
+                    cols
+                };
+            for c in written {
+                cx.note(&c.sources, Usage::Written);
+            }
+            if let Some(source) = &insert.source {
+                let out = cx.query(source, None, &none)?;
+                for c in &out.columns {
+                    cx.note(&c.sources, Usage::Projected);
+                }
+            }
+            let scope = Scope {
+                entries: vec![target],
+                parent: None,
+            };
+            cx.returning(insert.returning.as_deref(), &scope, &none)?;
+        }
+        sql::Statement::Update(update) => {
+            let mut scope = Scope {
+                entries: Vec::new(),
+                parent: None,
+            };
+            let mut reads = BTreeSet::new();
+            cx.join_tree(&update.table, &mut scope, &mut reads, &none)?;
+            if let Some(
+                sql::UpdateTableFromKind::AfterSet(from)
+                | sql::UpdateTableFromKind::BeforeSet(from),
+            ) = &update.from
+            {
+                for twj in from {
+                    cx.join_tree(twj, &mut scope, &mut reads, &none)?;
+                }
+            }
+            for a in &update.assignments {
+                let targets: Vec<&sql::ObjectName> = match &a.target {
+                    sql::AssignmentTarget::ColumnName(n) => vec![n],
+                    sql::AssignmentTarget::Tuple(ns) => ns.iter().collect(),
+                };
+                for t in targets {
+                    let r = resolve_name(&scope, &object_parts(t)?)?;
+                    cx.note(&r.sources, Usage::Written);
+                }
+                let r = cx.expr(&a.value, &scope, &none)?;
+                cx.note(&r.sources, Usage::Projected);
+            }
+            if let Some(w) = &update.selection {
+                let r = cx.expr(w, &scope, &none)?;
+                cx.note(&r.sources, Usage::Filtered);
+            }
+            cx.returning(update.returning.as_deref(), &scope, &none)?;
+        }
+        sql::Statement::Delete(delete) => {
+            let mut scope = Scope {
+                entries: Vec::new(),
+                parent: None,
+            };
+            let mut reads = BTreeSet::new();
+            let (sql::FromTable::WithFromKeyword(from) | sql::FromTable::WithoutKeyword(from)) =
+                &delete.from;
+            for twj in from.iter().chain(delete.using.iter().flatten()) {
+                cx.join_tree(twj, &mut scope, &mut reads, &none)?;
+            }
+            if let Some(w) = &delete.selection {
+                let r = cx.expr(w, &scope, &none)?;
+                cx.note(&r.sources, Usage::Filtered);
+            }
+            cx.returning(delete.returning.as_deref(), &scope, &none)?;
+        }
+        _ => return err("only queries, INSERT, UPDATE and DELETE are resolved"),
+    }
+    Ok(cx.usages.into_inner())
 }
 
 struct Cx<'a> {
     schema: &'a Schema,
     search_path: &'a [&'a str],
+    usages: RefCell<Usages>,
 }
 
 /// A column visible through a `FROM` entry.
@@ -122,7 +278,87 @@ impl Ctes {
     }
 }
 
+/// Aggregate functions: a column inside one is `aggregated`, not `projected`.
+const AGGREGATES: &[&str] = &[
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "array_agg",
+    "string_agg",
+    "json_agg",
+    "jsonb_agg",
+    "json_object_agg",
+    "jsonb_object_agg",
+    "bool_and",
+    "bool_or",
+    "every",
+    "bit_and",
+    "bit_or",
+    "stddev",
+    "stddev_pop",
+    "stddev_samp",
+    "variance",
+    "var_pop",
+    "var_samp",
+    "mode",
+    "percentile_cont",
+    "percentile_disc",
+    "corr",
+    "covar_pop",
+    "covar_samp",
+];
+
+fn is_aggregate(e: &sql::Expr) -> bool {
+    match e {
+        sql::Expr::Function(f) => f
+            .name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .is_some_and(|i| AGGREGATES.contains(&fold(i).as_str()) && f.over.is_none()),
+        sql::Expr::Nested(inner) | sql::Expr::Cast { expr: inner, .. } => is_aggregate(inner),
+        _ => false,
+    }
+}
+
 impl Cx<'_> {
+    fn note<'s>(&self, sources: impl IntoIterator<Item = &'s Source>, usage: Usage) {
+        let mut u = self.usages.borrow_mut();
+        for s in sources {
+            u.entry(*s).or_default().insert(usage);
+        }
+    }
+
+    fn returning(
+        &self,
+        items: Option<&[sql::SelectItem]>,
+        scope: &Scope<'_>,
+        ctes: &Ctes,
+    ) -> Result<()> {
+        for item in items.unwrap_or_default() {
+            match item {
+                sql::SelectItem::UnnamedExpr(e)
+                | sql::SelectItem::ExprWithAlias { expr: e, .. } => {
+                    let r = self.expr(e, scope, ctes)?;
+                    self.note(&r.sources, Usage::Returned);
+                }
+                sql::SelectItem::Wildcard(_) | sql::SelectItem::QualifiedWildcard(..) => {
+                    for entry in &scope.entries {
+                        for c in &entry.columns {
+                            self.note(&c.sources, Usage::Returned);
+                        }
+                    }
+                }
+                sql::SelectItem::ExprWithAliases { .. } => {
+                    return err("a RETURNING item with several aliases");
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn query(
         &self,
         q: &sql::Query,
@@ -177,6 +413,7 @@ impl Cx<'_> {
             };
             for e in exprs {
                 let r = self.expr(&e.expr, &scope, &ctes)?;
+                self.note(&r.sources, Usage::Ordered);
                 out.reads.extend(r.sources);
             }
         }
@@ -241,6 +478,7 @@ impl Cx<'_> {
                         name: a.name,
                         sources: a.sources.union(&b.sources).copied().collect(),
                         direct: None,
+                        aggregate: a.aggregate && b.aggregate,
                     })
                     .collect();
                 Ok(QueryColumns { columns, reads })
@@ -261,6 +499,7 @@ impl Cx<'_> {
                                 name: format!("column{}", i + 1),
                                 sources: BTreeSet::new(),
                                 direct: None,
+                                aggregate: false,
                             });
                         }
                         columns[i].sources.extend(r.sources);
@@ -285,6 +524,7 @@ impl Cx<'_> {
                         name: c.name.clone(),
                         sources: c.sources.clone(),
                         direct: c.direct,
+                        aggregate: false,
                     })
                     .collect::<Vec<_>>();
                 let reads = columns
@@ -318,19 +558,29 @@ impl Cx<'_> {
                 sql::SelectItem::UnnamedExpr(e) => {
                     let r = self.expr(e, &scope, ctes)?;
                     reads.extend(r.sources.iter().copied());
+                    let aggregate = is_aggregate(e);
+                    if aggregate {
+                        self.note(&r.sources, Usage::Aggregated);
+                    }
                     columns.push(OutputColumn {
                         name: figure_name(e),
                         sources: r.sources,
                         direct: r.direct,
+                        aggregate,
                     });
                 }
                 sql::SelectItem::ExprWithAlias { expr, alias } => {
                     let r = self.expr(expr, &scope, ctes)?;
                     reads.extend(r.sources.iter().copied());
+                    let aggregate = is_aggregate(expr);
+                    if aggregate {
+                        self.note(&r.sources, Usage::Aggregated);
+                    }
                     columns.push(OutputColumn {
                         name: fold(alias),
                         sources: r.sources,
                         direct: r.direct,
+                        aggregate,
                     });
                 }
                 sql::SelectItem::Wildcard(_) => {
@@ -353,29 +603,30 @@ impl Cx<'_> {
                 }
             }
         }
-        let mut read = |e: &sql::Expr| -> Result<()> {
+        let mut read = |e: &sql::Expr, usage: Usage| -> Result<()> {
             let r = self.expr_or_output(e, &scope, &columns, ctes)?;
+            self.note(&r, usage);
             reads.extend(r);
             Ok(())
         };
         if let Some(w) = &select.selection {
-            read(w)?;
+            read(w, Usage::Filtered)?;
         }
         if let sql::GroupByExpr::Expressions(exprs, _) = &select.group_by {
             for e in exprs {
-                read(e)?;
+                read(e, Usage::Grouped)?;
             }
         }
         if let Some(h) = &select.having {
-            read(h)?;
+            read(h, Usage::Filtered)?;
         }
         if let Some(sql::Distinct::On(exprs)) = &select.distinct {
             for e in exprs {
-                read(e)?;
+                read(e, Usage::Grouped)?;
             }
         }
         for o in order {
-            read(&o.expr)?;
+            read(&o.expr, Usage::Ordered)?;
         }
         Ok(QueryColumns { columns, reads })
     }
@@ -427,6 +678,7 @@ impl Cx<'_> {
             match constraint {
                 sql::JoinConstraint::On(e) => {
                     let r = self.expr(e, scope, ctes)?;
+                    self.note(&r.sources, Usage::Joined);
                     reads.extend(r.sources);
                 }
                 sql::JoinConstraint::Using(names) => {
@@ -435,6 +687,7 @@ impl Cx<'_> {
                         let Some(col) = parts.last() else { continue };
                         for entry in &scope.entries {
                             if let Some(c) = entry.columns.iter().find(|c| &c.name == col) {
+                                self.note(&c.sources, Usage::Joined);
                                 reads.extend(c.sources.iter().copied());
                             }
                         }
@@ -444,6 +697,7 @@ impl Cx<'_> {
                     // Every same-named column pair is compared.
                     for entry in &scope.entries {
                         for c in &entry.columns {
+                            self.note(&c.sources, Usage::Joined);
                             reads.extend(c.sources.iter().copied());
                         }
                     }
@@ -863,6 +1117,7 @@ fn expand(
             name: c.name.clone(),
             sources: c.sources.clone(),
             direct: c.direct,
+            aggregate: false,
         });
     }
     Ok(())
@@ -1025,6 +1280,67 @@ mod tests {
         assert_eq!(
             lineage("SELECT l.c FROM people p, LATERAL (SELECT p.email AS c) l").unwrap(),
             ["c <- [people.email] direct"]
+        );
+    }
+
+    /// `table.column: usages` of a statement.
+    fn usages(sql_text: &str) -> Vec<String> {
+        let s = schema();
+        let stmt = Parser::parse_sql(&PostgreSqlDialect {}, sql_text)
+            .unwrap()
+            .remove(0);
+        statement_usages(&stmt, &s, &["app"])
+            .unwrap()
+            .iter()
+            .map(|(&(ri, ci), u)| {
+                let rel = s.relation(ri);
+                let names: Vec<&str> = u.iter().map(|x| x.as_str()).collect();
+                format!("{}.{}: {}", rel.name, rel.columns[ci].name, names.join(" "))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn usage_classes_per_clause() {
+        assert_eq!(
+            usages(
+                "SELECT p.name, count(o.card) FROM people p JOIN orders o ON o.person_id = p.id \
+                 WHERE p.email LIKE '%x' GROUP BY p.name ORDER BY p.name"
+            ),
+            [
+                "orders.person_id: joined",
+                "orders.card: aggregated",
+                "people.id: joined",
+                "people.email: filtered",
+                "people.name: projected grouped ordered",
+            ]
+        );
+        assert_eq!(
+            usages("UPDATE people SET name = email WHERE id = 1 RETURNING id"),
+            [
+                "people.id: filtered returned",
+                "people.email: projected",
+                "people.name: written",
+            ]
+        );
+        assert_eq!(
+            usages("INSERT INTO orders (id, card) SELECT id, email FROM people"),
+            [
+                "orders.id: written",
+                "orders.card: written",
+                "people.id: projected",
+                "people.email: projected",
+            ]
+        );
+        assert_eq!(
+            usages(
+                "DELETE FROM orders o USING people p WHERE p.id = o.person_id AND p.email = 'x'"
+            ),
+            [
+                "orders.person_id: filtered",
+                "people.id: filtered",
+                "people.email: filtered",
+            ]
         );
     }
 
