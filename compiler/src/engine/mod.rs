@@ -131,10 +131,12 @@ impl Engine {
             }
             // The same statement with other literals: reuse its decision.
             shape = shape::shape(sql);
+            // Not copied into the exact-text cache: texts that differ only
+            // in literals rarely repeat, and the copy would cost more than
+            // the next shape lookup.
             if let Some(s) = &shape
                 && let Some(decision) = access.decisions.by_shape(sql, s)
             {
-                access.decisions.insert(sql, &decision);
                 return decision;
             }
         }
@@ -142,7 +144,8 @@ impl Engine {
             claims,
             masks: &self.masks,
         };
-        let (decision, edits) = decide::decide_with_edits(&self.plan, access, &env, sql);
+        let tokens = shape.as_mut().map(|s| std::mem::take(&mut s.tokens));
+        let (decision, edits) = decide::decide_with_edits(&self.plan, access, &env, sql, tokens);
         if cacheable {
             access.decisions.insert(sql, &decision);
             if let Some(s) = &shape

@@ -10,9 +10,8 @@
 //! is rebuilt around the new literals token by token.
 
 use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::tokenizer::{Token, Tokenizer};
+use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 
-use super::analyze::LineIndex;
 use super::rewrite::{self, Edit};
 use super::{Decision, Verdict};
 
@@ -31,6 +30,38 @@ pub struct Shape {
     /// True when some token is a literal (otherwise the exact-text cache
     /// already covers the text).
     has_literal: bool,
+    /// The tokens, for the parser on a miss (tokenizing twice would cost
+    /// as much as the shape lookup saves).
+    pub tokens: Vec<TokenWithSpan>,
+}
+
+/// Byte offsets of increasing locations in one pass over the text
+/// (`LineIndex` would rescan each line for every token).
+struct Cursor<'a> {
+    text: &'a str,
+    line: u64,
+    column: u64,
+    byte: usize,
+}
+
+impl Cursor<'_> {
+    fn offset(&mut self, loc: Location) -> Option<usize> {
+        if (loc.line, loc.column) < (self.line, self.column) {
+            return None;
+        }
+        let mut chars = self.text[self.byte..].chars();
+        while (self.line, self.column) < (loc.line, loc.column) {
+            let c = chars.next()?;
+            self.byte += c.len_utf8();
+            if c == '\n' {
+                self.line += 1;
+                self.column = 1;
+            } else {
+                self.column += 1;
+            }
+        }
+        Some(self.byte)
+    }
 }
 
 /// A cached decision with its rewrites expressed in token positions.
@@ -50,7 +81,12 @@ pub fn shape(text: &str) -> Option<Shape> {
     let tokens = Tokenizer::new(&dialect, text)
         .tokenize_with_location()
         .ok()?;
-    let index = LineIndex::new(text);
+    let mut cursor = Cursor {
+        text,
+        line: 1,
+        column: 1,
+        byte: 0,
+    };
     let mut key = String::with_capacity(text.len());
     let mut spans = Vec::with_capacity(tokens.len());
     let mut has_literal = false;
@@ -58,8 +94,8 @@ pub fn shape(text: &str) -> Option<Shape> {
         if matches!(t.token, Token::Whitespace(_) | Token::EOF) {
             continue;
         }
-        let start = index.offset(t.span.start)?;
-        let end = index.offset(t.span.end)?;
+        let start = cursor.offset(t.span.start)?;
+        let end = cursor.offset(t.span.end)?;
         spans.push((start, end));
         match &t.token {
             Token::Number(..)
@@ -72,8 +108,8 @@ pub fn shape(text: &str) -> Option<Shape> {
             }
             // A dollar-quoted string can hold a function body: kept as is.
             other => {
-                key.push_str(&other.to_string());
-                key.push('\u{0}');
+                use std::fmt::Write;
+                let _ = write!(key, "{other}\u{0}");
             }
         }
     }
@@ -81,6 +117,7 @@ pub fn shape(text: &str) -> Option<Shape> {
         key,
         spans,
         has_literal,
+        tokens,
     })
 }
 
