@@ -8,7 +8,7 @@ use std::process::Command;
 use crate::bins::{bin, repo_root};
 use crate::identity::Issuer;
 use crate::postgres::Postgres;
-use crate::proxy::write_config;
+use crate::proxy::{Proxy, write_config};
 
 /// Everything a quickstart-based test needs, removed on drop.
 #[derive(Debug)]
@@ -77,4 +77,16 @@ pub fn quickstart_with(issuer: Issuer, audit: Option<PathBuf>) -> Quickstart {
         lock,
         config,
     }
+}
+
+/// Pulls the lock again (after a test changed the schema) and starts a
+/// proxy enforcing `policy` (the text of one `.clsf` file) over `q`.
+pub fn proxy_with_policy(q: &Quickstart, policy: &str) -> Proxy {
+    pull_lock(&q.pg, &q.lock);
+    let dir = q.dir.path().join("policy");
+    std::fs::create_dir(&dir).expect("policy dir");
+    std::fs::write(dir.join("p.clsf"), policy).expect("write policy");
+    let audit = q.dir.path().join("audit.jsonl");
+    let config = write_config(q.dir.path(), &q.pg, &q.issuer, &dir, &q.lock, &audit);
+    Proxy::start(&config)
 }

@@ -16,7 +16,6 @@
 use clsf_tests::bins::repo_root;
 use clsf_tests::fixture;
 use clsf_tests::postgres::Postgres;
-use clsf_tests::proxy::{Proxy, write_config};
 use clsf_tests::psql::{self, PsqlRun};
 use serde_json::json;
 
@@ -232,13 +231,7 @@ fn no_attack_leaks_a_protected_value_through_the_proxy() {
         "GRANT ALL ON ALL TABLES IN SCHEMA public TO clsf_gateway; \
          GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO clsf_gateway;",
     );
-    fixture::pull_lock(&q.pg, &q.lock);
-    let policy = q.dir.path().join("policy");
-    std::fs::create_dir(&policy).unwrap();
-    std::fs::write(policy.join("p.clsf"), POLICY).unwrap();
-    let audit = q.dir.path().join("audit.jsonl");
-    let config = write_config(q.dir.path(), &q.pg, &q.issuer, &policy, &q.lock, &audit);
-    let proxy = Proxy::start(&config);
+    let proxy = fixture::proxy_with_policy(&q, POLICY);
     let token = q
         .issuer
         .sign(&q.issuer.claims("attacker", json!({"team": "ci"})));
@@ -342,13 +335,7 @@ fn benign_client_statements_keep_working() {
         "shop",
         "GRANT ALL ON ALL TABLES IN SCHEMA public TO clsf_gateway;",
     );
-    fixture::pull_lock(&q.pg, &q.lock);
-    let policy = q.dir.path().join("policy");
-    std::fs::create_dir(&policy).unwrap();
-    std::fs::write(policy.join("p.clsf"), POLICY).unwrap();
-    let audit = q.dir.path().join("audit.jsonl");
-    let config = write_config(q.dir.path(), &q.pg, &q.issuer, &policy, &q.lock, &audit);
-    let proxy = Proxy::start(&config);
+    let proxy = fixture::proxy_with_policy(&q, POLICY);
     let token = q
         .issuer
         .sign(&q.issuer.claims("client", json!({"team": "ci"})));

@@ -5,7 +5,6 @@
 //! a superuser show that each would leak without the proxy.
 
 use clsf_tests::fixture;
-use clsf_tests::proxy::{Proxy, write_config};
 use clsf_tests::psql;
 use serde_json::json;
 
@@ -64,13 +63,7 @@ fn views_and_partitions_are_masked_like_their_sources() {
     q.pg.superuser_sql("shop", VIEWS);
     // The role name the harness gives the gateway.
     assert!(q.pg.gateway_url().contains("clsf_gateway"));
-    fixture::pull_lock(&q.pg, &q.lock);
-    let policy = q.dir.path().join("policy");
-    std::fs::create_dir(&policy).unwrap();
-    std::fs::write(policy.join("p.clsf"), POLICY).unwrap();
-    let audit = q.dir.path().join("audit.jsonl");
-    let config = write_config(q.dir.path(), &q.pg, &q.issuer, &policy, &q.lock, &audit);
-    let proxy = Proxy::start(&config);
+    let proxy = fixture::proxy_with_policy(&q, POLICY);
     let ci = q
         .issuer
         .sign(&q.issuer.claims("runner", json!({"team": "ci"})));

@@ -17,6 +17,7 @@ use sqlparser::ast as sql;
 use sqlparser::ast::{Visit, Visitor};
 
 use super::analyze::fold;
+use super::sql_lists;
 use crate::schema::Schema;
 
 /// A relation column: (relation index, column index) in the schema.
@@ -278,46 +279,13 @@ impl Ctes {
     }
 }
 
-/// Aggregate functions: a column inside one is `aggregated`, not `projected`.
-const AGGREGATES: &[&str] = &[
-    "count",
-    "sum",
-    "avg",
-    "min",
-    "max",
-    "array_agg",
-    "string_agg",
-    "json_agg",
-    "jsonb_agg",
-    "json_object_agg",
-    "jsonb_object_agg",
-    "bool_and",
-    "bool_or",
-    "every",
-    "bit_and",
-    "bit_or",
-    "stddev",
-    "stddev_pop",
-    "stddev_samp",
-    "variance",
-    "var_pop",
-    "var_samp",
-    "mode",
-    "percentile_cont",
-    "percentile_disc",
-    "corr",
-    "covar_pop",
-    "covar_samp",
-];
-
 fn is_aggregate(e: &sql::Expr) -> bool {
     match e {
-        sql::Expr::Function(f) => f
-            .name
-            .0
-            .last()
-            .and_then(|p| p.as_ident())
-            .is_some_and(|i| AGGREGATES.contains(&fold(i).as_str()) && f.over.is_none()),
+        sql::Expr::Function(f) => {
+            f.name.0.last().and_then(|p| p.as_ident()).is_some_and(|i| {
+                sql_lists::AGGREGATES.contains(&fold(i).as_str()) && f.over.is_none()
+            })
+        }
         sql::Expr::Nested(inner) | sql::Expr::Cast { expr: inner, .. } => is_aggregate(inner),
         _ => false,
     }

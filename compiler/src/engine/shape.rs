@@ -147,11 +147,13 @@ impl Shape {
 impl ShapeEntry {
     /// The decision for `text`, which has this entry's shape `shape`.
     pub fn instantiate(&self, text: &str, shape: &Shape) -> Option<Decision> {
-        let mut decision = self.decision.clone();
-        if let Some(report) = decision.statements.first_mut() {
+        let mut statements = self.decision.statements.clone();
+        if let Some(report) = statements.first_mut() {
             report.text = text.to_owned();
         }
-        if !self.edits.is_empty() {
+        let verdict = if self.edits.is_empty() {
+            Verdict::Forward
+        } else {
             let edits = self
                 .edits
                 .iter()
@@ -163,9 +165,12 @@ impl ShapeEntry {
                     })
                 })
                 .collect::<Option<Vec<_>>>()?;
-            decision.verdict = Verdict::Rewrite(rewrite::splice(text, edits)?);
-        }
-        Some(decision)
+            Verdict::Rewrite(rewrite::splice(text, edits)?)
+        };
+        Some(Decision {
+            verdict,
+            statements,
+        })
     }
 }
 

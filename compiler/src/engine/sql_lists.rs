@@ -279,6 +279,40 @@ pub const PROTECTED_SETTINGS: &[&str] = &[
     "backslash_quote",
 ];
 
+/// Aggregate functions, for usage classes (a column inside one is
+/// `aggregated`). Being listed here does not make a function safe: that is
+/// `SAFE_FUNCTIONS`.
+pub const AGGREGATES: &[&str] = &[
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "array_agg",
+    "string_agg",
+    "json_agg",
+    "jsonb_agg",
+    "json_object_agg",
+    "jsonb_object_agg",
+    "bool_and",
+    "bool_or",
+    "every",
+    "bit_and",
+    "bit_or",
+    "stddev",
+    "stddev_pop",
+    "stddev_samp",
+    "variance",
+    "var_pop",
+    "var_samp",
+    "mode",
+    "percentile_cont",
+    "percentile_disc",
+    "corr",
+    "covar_pop",
+    "covar_samp",
+];
+
 /// Schemas that hold PostgreSQL's own catalogs.
 pub const CATALOG_SCHEMAS: &[&str] = &["pg_catalog", "information_schema"];
 

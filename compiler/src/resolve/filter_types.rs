@@ -13,7 +13,7 @@ use sqlparser::ast as sql;
 
 use crate::schema::{Column, Relation, Schema, TypeFamily, TypeKind};
 
-/// What a placeholder becomes while the template is checked.
+/// What each `{claim.…}` reference becomes while the template is checked.
 pub(crate) const CLAIM_PROBE: &str = "'{claim}'";
 
 #[derive(Clone, Debug, PartialEq)]
@@ -198,7 +198,7 @@ impl Cx<'_> {
     }
 }
 
-/// A string literal written in the policy (not a claim placeholder).
+/// A string literal written in the policy (not a claim reference).
 fn string_literal(e: &sql::Expr) -> Option<&str> {
     match e {
         sql::Expr::Value(v) => match &v.value {
