@@ -16,6 +16,10 @@ fi
 if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
     missing+=(postgresql)
 fi
+# pgJDBC for the client matrix (tests/tests/clients.rs).
+if [ ! -e /usr/share/java/postgresql.jar ]; then
+    missing+=(libpostgresql-jdbc-java)
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
     # Deduplicate.
@@ -34,6 +38,10 @@ fi
 
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ -n "${CLSF_PG_BIN:-}" ] || { echo "ensure-deps: initdb still missing" >&2; exit 1; }
 command -v psql >/dev/null 2>&1 || { echo "ensure-deps: psql still missing" >&2; exit 1; }
+[ -e /usr/share/java/postgresql.jar ] || { echo "ensure-deps: pgJDBC still missing" >&2; exit 1; }
+for tool in javac java node npm python3; do
+    command -v "$tool" >/dev/null 2>&1 || { echo "ensure-deps: $tool is needed by the client tests" >&2; exit 1; }
+done
 
 # The SARIF 2.1.0 JSON schema, to validate `clsfc check --format sarif`
 # against. It ships inside an npm package (Microsoft's SARIF jest matchers);
@@ -49,4 +57,19 @@ if [ ! -s "$sarif_schema" ]; then
     mv "$tmp"/package/lib/schemas/sarif-2.1.0-rtm.5.json "$sarif_schema"
     rm -rf "$tmp"
     echo "ensure-deps: fetched the SARIF 2.1.0 schema" >&2
+fi
+
+# The client matrix's drivers, pinned, kept in tests/.deps (ignored by git):
+# psycopg 3 from PyPI (its binary wheel bundles libpq) and node-postgres
+# from npm.
+if ! PYTHONPATH="$deps_dir/python" python3 -c 'import psycopg' >/dev/null 2>&1; then
+    mkdir -p "$deps_dir"
+    python3 -m pip install --quiet --disable-pip-version-check --target "$deps_dir/python" \
+        'psycopg[binary]==3.3.9'
+    echo "ensure-deps: installed psycopg 3.3.9" >&2
+fi
+if [ ! -e "$deps_dir/node/node_modules/pg/package.json" ]; then
+    mkdir -p "$deps_dir/node"
+    (cd "$deps_dir/node" && npm install --silent --no-audit --no-fund --no-save pg@8.23.1 >/dev/null)
+    echo "ensure-deps: installed node-postgres 8.23.1" >&2
 fi
