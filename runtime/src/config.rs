@@ -47,6 +47,9 @@ pub struct Tls {
     /// network in plaintext. On unless set to false.
     #[serde(default = "default_true")]
     pub required: bool,
+    /// PEM CA whose client certificates are identities (mutual TLS).
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
 }
 
 fn default_true() -> bool {
@@ -75,6 +78,20 @@ pub struct Upstream {
     pub user: String,
     /// File holding the role's password (first line). Never sent to clients.
     pub password_file: PathBuf,
+    /// TLS to the server, as libpq's `sslmode`: `disable`, `require`,
+    /// `verify-ca` or `verify-full`.
+    #[serde(default = "default_sslmode")]
+    pub sslmode: String,
+    /// The CA certificate (PEM) for `verify-ca`/`verify-full`.
+    #[serde(default)]
+    pub sslrootcert: Option<PathBuf>,
+    /// The name the certificate must carry (default: `host`).
+    #[serde(default)]
+    pub tls_server_name: Option<String>,
+}
+
+fn default_sslmode() -> String {
+    "disable".to_owned()
 }
 
 /// The policy source and the schema it is checked against.
@@ -97,19 +114,80 @@ pub struct Policy {
     pub hash_key_file: Option<PathBuf>,
 }
 
-/// The trusted token issuer.
+/// Who may connect: token issuers, static service accounts, and what
+/// happens when a session's token expires. (Client certificates are
+/// enabled by `[tls] client_ca_file`.)
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityConfig {
-    /// Expected `iss`.
-    pub issuer: String,
-    /// Expected `aud`.
-    pub audience: String,
-    /// A JWKS file with the issuer's public keys.
-    pub jwks_file: PathBuf,
     /// Clock skew tolerated on `exp`/`nbf`, in seconds.
     #[serde(default = "default_leeway")]
     pub leeway_seconds: u64,
+    /// What happens to a session when its token expires.
+    #[serde(default)]
+    pub on_token_expiry: OnExpiry,
+    /// Longest a session may last, in seconds, whatever its credential
+    /// (0: no limit).
+    #[serde(default)]
+    pub max_session_seconds: u64,
+    /// Trusted token issuers.
+    #[serde(default)]
+    pub issuer: Vec<IssuerConfig>,
+    /// Static service accounts.
+    #[serde(default)]
+    pub account: Vec<AccountConfig>,
+}
+
+/// What a session does when its token's `exp` passes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnExpiry {
+    /// Close the session (FATAL 28000) at expiry.
+    #[default]
+    Close,
+    /// Let it run (up to `max_session_seconds`).
+    Continue,
+}
+
+/// One trusted token issuer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// Expected `iss`; tokens are routed to the issuer they name.
+    pub issuer: String,
+    /// Expected `aud`.
+    pub audience: String,
+    /// A JWKS file with the issuer's public keys (or `jwks_url`).
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// An https URL serving the issuer's JWKS (or `jwks_file`).
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// PEM trust anchors for `jwks_url` (default: the system's roots).
+    #[serde(default)]
+    pub jwks_ca_file: Option<PathBuf>,
+    /// Least time between two refetches of `jwks_url` caused by tokens
+    /// naming an unknown key id, in seconds.
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_min_refresh_seconds: u64,
+    /// Claims added from other claims: `name = "path.in.token"`, so that
+    /// groups can be written once for issuers that name things differently.
+    #[serde(default)]
+    pub claims: std::collections::BTreeMap<String, String>,
+}
+
+fn default_jwks_refresh() -> u64 {
+    60
+}
+
+/// A static service account, authenticated with SCRAM-SHA-256.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    /// The user name the client logs in with; `account "NAME"` groups match it.
+    pub name: String,
+    /// The verifier (`clsf-proxy scram-verifier` prints one); never a password.
+    pub scram_verifier: String,
 }
 
 fn default_leeway() -> u64 {
@@ -173,12 +251,16 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         toml::from_str(&text).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
     let base = path.parent().unwrap_or(Path::new("."));
     if let Some(tls) = &mut config.tls {
-        for p in [&mut tls.cert_file, &mut tls.key_file] {
+        for p in [&mut tls.cert_file, &mut tls.key_file]
+            .into_iter()
+            .chain(tls.client_ca_file.as_mut())
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
         }
     }
+    check_identity(path, &mut config.identity, base)?;
     if let Some(p) = &mut config.policy.hash_key_file
         && p.is_relative()
     {
@@ -215,14 +297,73 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             *p = base.join(&*p);
         }
     }
-    for p in [
-        &mut config.upstream.password_file,
-        &mut config.identity.jwks_file,
-        &mut config.audit.path,
-    ] {
+    for p in [&mut config.upstream.password_file, &mut config.audit.path]
+        .into_iter()
+        .chain(config.upstream.sslrootcert.as_mut())
+    {
         if p.is_relative() {
             *p = base.join(&*p);
         }
     }
     Ok(config)
+}
+
+fn check_identity(
+    path: &Path,
+    identity: &mut IdentityConfig,
+    base: &Path,
+) -> Result<(), ConfigError> {
+    let err = |what: String| Err(ConfigError(format!("{}: {what}", path.display())));
+    if identity.issuer.is_empty() && identity.account.is_empty() {
+        return err(
+            "[identity] trusts nobody: add an [[identity.issuer]] or an [[identity.account]]"
+                .to_owned(),
+        );
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for issuer in &mut identity.issuer {
+        if !seen.insert(issuer.issuer.clone()) {
+            return err(format!("issuer `{}` is configured twice", issuer.issuer));
+        }
+        match (&issuer.jwks_file, &issuer.jwks_url) {
+            (Some(_), None) => {}
+            (None, Some(url)) if url.starts_with("https://") => {}
+            (None, Some(url)) => {
+                return err(format!(
+                    "issuer `{}`: jwks_url must be an https:// URL, not `{url}`",
+                    issuer.issuer
+                ));
+            }
+            _ => {
+                return err(format!(
+                    "issuer `{}` needs exactly one of jwks_file and jwks_url",
+                    issuer.issuer
+                ));
+            }
+        }
+        for p in [issuer.jwks_file.as_mut(), issuer.jwks_ca_file.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for account in &identity.account {
+        if account.name.is_empty() || !names.insert(account.name.clone()) {
+            return err(format!(
+                "service account name `{}` is empty or configured twice",
+                account.name
+            ));
+        }
+        if let Err(e) = account
+            .scram_verifier
+            .parse::<crate::auth::scram::ScramVerifier>()
+        {
+            return err(format!("service account `{}`: {e}", account.name));
+        }
+    }
+    Ok(())
 }

@@ -77,6 +77,9 @@ enum Command {
         /// The configuration file.
         path: PathBuf,
     },
+    /// Print a SCRAM-SHA-256 verifier for a service account's password,
+    /// read from standard input (first line), for `[[identity.account]]`.
+    ScramVerifier,
     /// Check the hash chain of an audit file.
     VerifyAudit {
         /// The audit file.
@@ -198,6 +201,18 @@ fn tool(command: Command) -> Result<(), String> {
                 "ok: {} is valid; its policy compiles to plan {plan_hash}",
                 path.display()
             );
+            Ok(())
+        }
+        Command::ScramVerifier => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| format!("cannot read the password: {e}"))?;
+            let password = line.trim_end_matches(['\r', '\n']);
+            if password.is_empty() {
+                return Err("give the password on standard input".to_owned());
+            }
+            println!("{}", clsf_runtime::auth::scram::make_verifier(password));
             Ok(())
         }
         Command::VerifyAudit { path } => {

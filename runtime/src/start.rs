@@ -9,11 +9,13 @@ use clsf_compiler::Engine;
 use clsf_compiler::load;
 
 use crate::audit::AuditLog;
-use crate::auth::jwt::Verifier;
+use crate::auth::jwks::{KeySource, Keys};
+use crate::auth::jwt::{Issuers, Verifier};
+use crate::auth::scram::ScramVerifier;
 use crate::config::{Config, PolicySource};
 use crate::session::{ClientTls, Loaded, Shared};
 use crate::tls;
-use crate::upstream::Target;
+use crate::upstream::{Target, UpstreamTls};
 
 /// Compiles the policy of a config into an engine and its plan hash. Policy
 /// diagnostics are rendered into the error.
@@ -58,10 +60,12 @@ pub fn compile_policy(config: &Config, generation: u64) -> Result<Loaded, String
 /// trail (only its directory must exist). Returns the plan hash.
 pub fn check(config: &Config) -> Result<String, String> {
     let loaded = compile_policy(config, 0)?;
-    verifier(config)?;
+    issuers(config)?;
+    accounts(config)?;
+    upstream_tls(config)?;
     password(config)?;
     if let Some(t) = &config.tls {
-        tls::acceptor(&t.cert_file, &t.key_file)?;
+        tls::acceptor(&t.cert_file, &t.key_file, t.client_ca_file.as_deref())?;
     }
     let dir = config
         .audit
@@ -79,15 +83,82 @@ pub fn check(config: &Config) -> Result<String, String> {
     Ok(loaded.plan_hash)
 }
 
-fn verifier(config: &Config) -> Result<Verifier, String> {
-    let jwks = std::fs::read_to_string(&config.identity.jwks_file)
-        .map_err(|e| format!("cannot read {}: {e}", config.identity.jwks_file.display()))?;
-    Verifier::new(
-        &config.identity.issuer,
-        &config.identity.audience,
-        &jwks,
-        config.identity.leeway_seconds,
-    )
+/// Loads every issuer's keys (fetching URLs once). Called outside any
+/// async runtime (at start and by `check-config`), so it runs its own.
+fn issuers(config: &Config) -> Result<Issuers, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut verifiers = Vec::new();
+    for i in &config.identity.issuer {
+        let source = match (&i.jwks_file, &i.jwks_url) {
+            (Some(file), _) => KeySource::File(file.clone()),
+            (None, Some(url)) => KeySource::Url {
+                url: url
+                    .parse()
+                    .map_err(|e| format!("issuer {}: jwks_url `{url}`: {e}", i.issuer))?,
+                ca_file: i.jwks_ca_file.clone(),
+            },
+            (None, None) => return Err(format!("issuer {} has no JWKS", i.issuer)),
+        };
+        let keys = runtime
+            .block_on(Keys::load(
+                source,
+                std::time::Duration::from_secs(i.jwks_min_refresh_seconds),
+            ))
+            .map_err(|e| format!("issuer {}: {e}", i.issuer))?;
+        verifiers.push(Verifier::new(
+            &i.issuer,
+            &i.audience,
+            keys,
+            config.identity.leeway_seconds,
+            i.claims.clone(),
+        )?);
+    }
+    Ok(Issuers(verifiers))
+}
+
+fn accounts(config: &Config) -> Result<HashMap<String, ScramVerifier>, String> {
+    config
+        .identity
+        .account
+        .iter()
+        .map(|a| {
+            a.scram_verifier
+                .parse()
+                .map(|v| (a.name.clone(), v))
+                .map_err(|e| format!("service account {}: {e}", a.name))
+        })
+        .collect()
+}
+
+/// TLS towards the database per `[upstream] sslmode`.
+fn upstream_tls(config: &Config) -> Result<Option<UpstreamTls>, String> {
+    let u = &config.upstream;
+    if u.sslmode == "disable" {
+        let loopback = u.host == "localhost"
+            || u.host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if !loopback {
+            eprintln!(
+                "clsf-proxy: warning: [upstream] sslmode = \"disable\": the connection to {} is not encrypted; use verify-full",
+                u.host
+            );
+        }
+        return Ok(None);
+    }
+    let tls =
+        clsf_compiler::schema::connect::tls_client_config(&u.sslmode, u.sslrootcert.as_deref())
+            .map_err(|e| format!("[upstream] {e}"))?;
+    let name = u.tls_server_name.clone().unwrap_or_else(|| u.host.clone());
+    let server_name = rustls_pki_types::ServerName::try_from(name.clone())
+        .map_err(|_| format!("[upstream] `{name}` is not a valid TLS server name"))?;
+    Ok(Some(UpstreamTls {
+        connector: tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls)),
+        server_name,
+    }))
 }
 
 fn password(config: &Config) -> Result<String, String> {
@@ -115,7 +186,8 @@ fn password(config: &Config) -> Result<String, String> {
 /// policy never starts.
 pub fn shared_state(config: &Config) -> Result<Shared, String> {
     let loaded = compile_policy(config, 0)?;
-    let verifier = verifier(config)?;
+    let issuers = issuers(config)?;
+    let accounts = accounts(config)?;
     let password = password(config)?;
     let audit = AuditLog::open(&config.audit.path, config.audit.fsync).map_err(|e| {
         format!(
@@ -125,8 +197,9 @@ pub fn shared_state(config: &Config) -> Result<Shared, String> {
     })?;
     let tls = match &config.tls {
         Some(t) => Some(ClientTls {
-            acceptor: tls::acceptor(&t.cert_file, &t.key_file)?,
+            acceptor: tls::acceptor(&t.cert_file, &t.key_file, t.client_ca_file.as_deref())?,
             required: t.required,
+            certificates: t.client_ca_file.is_some(),
         }),
         None => None,
     };
@@ -135,13 +208,18 @@ pub fn shared_state(config: &Config) -> Result<Shared, String> {
         idle_timeout: (config.idle_timeout_seconds > 0)
             .then(|| std::time::Duration::from_secs(config.idle_timeout_seconds)),
         loaded: RwLock::new(Arc::new(loaded)),
-        verifier,
+        issuers,
+        accounts,
+        on_token_expiry: config.identity.on_token_expiry,
+        max_session: (config.identity.max_session_seconds > 0)
+            .then(|| std::time::Duration::from_secs(config.identity.max_session_seconds)),
         upstream: Target {
             host: config.upstream.host.clone(),
             port: config.upstream.port,
             database: config.upstream.database.clone(),
             user: config.upstream.user.clone(),
             password,
+            tls: upstream_tls(config)?,
         },
         audit,
         next_session: AtomicU64::new(1),

@@ -15,10 +15,17 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-/// Builds the acceptor from a certificate chain and a private key (PEM).
-/// The process-wide crypto provider is installed first, so the build has
-/// exactly one (aws-lc-rs) whatever features other crates enable.
-pub fn acceptor(cert_file: &Path, key_file: &Path) -> Result<TlsAcceptor, String> {
+/// Builds the acceptor from a certificate chain and a private key (PEM),
+/// asking clients for a certificate signed by `client_ca` when given (a
+/// client without one may still authenticate otherwise; one with a bad
+/// certificate fails the handshake). The process-wide crypto provider is
+/// installed first, so the build has exactly one (aws-lc-rs) whatever
+/// features other crates enable.
+pub fn acceptor(
+    cert_file: &Path,
+    key_file: &Path,
+    client_ca: Option<&Path>,
+) -> Result<TlsAcceptor, String> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
         .map_err(|e| format!("cannot read {}: {e}", cert_file.display()))?
@@ -29,28 +36,80 @@ pub fn acceptor(cert_file: &Path, key_file: &Path) -> Result<TlsAcceptor, String
     }
     let key = PrivateKeyDer::from_pem_file(key_file)
         .map_err(|e| format!("cannot read a private key from {}: {e}", key_file.display()))?;
-    let config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
+    let builder = rustls::ServerConfig::builder();
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let roots = root_store(path)?;
+            let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| format!("client CA {}: {e}", path.display()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder
         .with_single_cert(certs, key)
         .map_err(|e| format!("the certificate and key do not make a TLS configuration: {e}"))?;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// A client connection, plaintext or TLS.
+/// The certificates of a PEM file as trust anchors.
+pub fn root_store(path: &Path) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+    {
+        let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{} holds no certificate", path.display()));
+    }
+    Ok(roots)
+}
+
+/// A connection that starts in plaintext and may be upgraded to TLS: the
+/// client side (`ClientStream`, server-side TLS) and the upstream side
+/// (`UpstreamStream`, client-side TLS).
 #[derive(Debug)]
-pub enum ClientStream {
+pub enum MaybeTls<T> {
     /// Plain TCP (before or without TLS).
     Plain(TcpStream),
     /// After a successful handshake.
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<T>),
     /// During the handshake; any I/O here is an error.
     Upgrading,
 }
 
-impl ClientStream {
+/// A client connection, plaintext or TLS.
+pub type ClientStream = MaybeTls<TlsStream<TcpStream>>;
+
+/// A connection to the upstream database, plaintext or TLS.
+pub type UpstreamStream = MaybeTls<tokio_rustls::client::TlsStream<TcpStream>>;
+
+impl<T> MaybeTls<T> {
     /// True once TLS is established.
     pub fn is_tls(&self) -> bool {
-        matches!(self, ClientStream::Tls(_))
+        matches!(self, MaybeTls::Tls(_))
+    }
+}
+
+impl ClientStream {
+    /// The client's certificate (DER), verified against the client CA
+    /// during the handshake, if it presented one.
+    pub fn peer_certificate(&self) -> Option<Vec<u8>> {
+        match self {
+            MaybeTls::Tls(s) => s
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| c.to_vec()),
+            _ => None,
+        }
     }
 }
 
@@ -61,46 +120,46 @@ fn upgrading() -> io::Error {
     )
 }
 
-impl AsyncRead for ClientStream {
+impl<T: AsyncRead + Unpin> AsyncRead for MaybeTls<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            ClientStream::Upgrading => Poll::Ready(Err(upgrading())),
+            MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            MaybeTls::Upgrading => Poll::Ready(Err(upgrading())),
         }
     }
 }
 
-impl AsyncWrite for ClientStream {
+impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-            ClientStream::Upgrading => Poll::Ready(Err(upgrading())),
+            MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            MaybeTls::Upgrading => Poll::Ready(Err(upgrading())),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-            ClientStream::Upgrading => Poll::Ready(Err(upgrading())),
+            MaybeTls::Plain(s) => Pin::new(s).poll_flush(cx),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            MaybeTls::Upgrading => Poll::Ready(Err(upgrading())),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-            ClientStream::Upgrading => Poll::Ready(Err(upgrading())),
+            MaybeTls::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            MaybeTls::Upgrading => Poll::Ready(Err(upgrading())),
         }
     }
 }

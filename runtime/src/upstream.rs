@@ -7,6 +7,8 @@ use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::tls::{MaybeTls, UpstreamStream};
+
 use crate::wire::frame::{Frame, MAX_FRAME, split_frame};
 use crate::wire::messages::error_fields;
 
@@ -23,13 +25,33 @@ pub struct Target {
     pub user: String,
     /// The role's password.
     pub password: String,
+    /// TLS to the server, when configured.
+    pub tls: Option<UpstreamTls>,
+}
+
+/// TLS towards the upstream server: how its certificate is checked and the
+/// name it must carry.
+#[derive(Clone)]
+pub struct UpstreamTls {
+    /// The rustls connector (certificate checks per `sslmode`).
+    pub connector: tokio_rustls::TlsConnector,
+    /// The name checked against the certificate (`verify-full`).
+    pub server_name: rustls_pki_types::ServerName<'static>,
+}
+
+impl std::fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTls")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An authenticated upstream connection, ready for queries.
 #[derive(Debug)]
 pub struct Connected {
     /// The socket.
-    pub stream: TcpStream,
+    pub stream: UpstreamStream,
     /// ParameterStatus frames received during startup, to relay to the client.
     pub parameter_status: Vec<Bytes>,
     /// Bytes read past the first ReadyForQuery.
@@ -52,7 +74,10 @@ fn err(what: impl Into<String>) -> UpstreamError {
     UpstreamError(what.into())
 }
 
-async fn read_frame(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Frame, UpstreamError> {
+async fn read_frame(
+    stream: &mut UpstreamStream,
+    buf: &mut BytesMut,
+) -> Result<Frame, UpstreamError> {
     loop {
         if let Some(frame) =
             split_frame(buf, MAX_FRAME).map_err(|e| err(format!("upstream sent {e}")))?
@@ -83,7 +108,7 @@ fn server_error(frame: &Frame) -> UpstreamError {
 /// Asks the server to cancel the query running on the backend with `key`.
 /// Errors are ignored, as a client's own cancel request would be.
 pub async fn cancel(target: &Target, key: (i32, i32)) {
-    if let Ok(mut stream) = TcpStream::connect((target.host.as_str(), target.port)).await {
+    if let Ok(mut stream) = open(target).await {
         let _ = stream
             .write_all(&crate::wire::messages::cancel_request(key.0, key.1))
             .await;
@@ -97,10 +122,7 @@ pub async fn connect(
     target: &Target,
     extra: &[(String, String)],
 ) -> Result<Connected, UpstreamError> {
-    let mut stream = TcpStream::connect((target.host.as_str(), target.port))
-        .await
-        .map_err(|e| err(format!("connect to {}:{}: {e}", target.host, target.port)))?;
-    stream.set_nodelay(true).map_err(|e| err(e.to_string()))?;
+    let mut stream = open(target).await?;
     let mut out = BytesMut::new();
     let mut params: Vec<(&str, &str)> =
         vec![("user", &target.user), ("database", &target.database)];
@@ -208,4 +230,34 @@ pub async fn connect(
             }
         }
     }
+}
+
+/// Opens a connection to the server, negotiating TLS when configured. A
+/// server that declines TLS is refused: the configuration asked for it.
+async fn open(target: &Target) -> Result<UpstreamStream, UpstreamError> {
+    let mut tcp = TcpStream::connect((target.host.as_str(), target.port))
+        .await
+        .map_err(|e| err(format!("connect to {}:{}: {e}", target.host, target.port)))?;
+    tcp.set_nodelay(true).map_err(|e| err(e.to_string()))?;
+    let Some(tls) = &target.tls else {
+        return Ok(MaybeTls::Plain(tcp));
+    };
+    tcp.write_all(&crate::wire::messages::ssl_request())
+        .await
+        .map_err(|e| err(format!("upstream write: {e}")))?;
+    let mut answer = [0u8; 1];
+    tcp.read_exact(&mut answer)
+        .await
+        .map_err(|e| err(format!("upstream read: {e}")))?;
+    if answer[0] != b'S' {
+        return Err(err(
+            "the upstream server does not accept TLS, which [upstream] sslmode requires",
+        ));
+    }
+    let stream = tls
+        .connector
+        .connect(tls.server_name.clone(), tcp)
+        .await
+        .map_err(|e| err(format!("TLS with the upstream server: {e}")))?;
+    Ok(MaybeTls::Tls(Box::new(stream)))
 }

@@ -82,11 +82,16 @@ pub fn quickstart_with(issuer: Issuer, audit: Option<PathBuf>) -> Quickstart {
 /// Pulls the lock again (after a test changed the schema) and starts a
 /// proxy enforcing `policy` (the text of one `.clsf` file) over `q`.
 pub fn proxy_with_policy(q: &Quickstart, policy: &str) -> Proxy {
+    Proxy::start(&config_with_policy(q, policy))
+}
+
+/// Like [`proxy_with_policy`], but only writes the config (to be extended
+/// by the test) and returns its path.
+pub fn config_with_policy(q: &Quickstart, policy: &str) -> PathBuf {
     pull_lock(&q.pg, &q.lock);
     let dir = q.dir.path().join("policy");
     std::fs::create_dir(&dir).expect("policy dir");
     std::fs::write(dir.join("p.clsf"), policy).expect("write policy");
     let audit = q.dir.path().join("audit.jsonl");
-    let config = write_config(q.dir.path(), &q.pg, &q.issuer, &dir, &q.lock, &audit);
-    Proxy::start(&config)
+    write_config(q.dir.path(), &q.pg, &q.issuer, &dir, &q.lock, &audit)
 }

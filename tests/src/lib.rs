@@ -9,6 +9,7 @@ pub mod bins;
 pub mod certs;
 pub mod client;
 pub mod fixture;
+pub mod https;
 pub mod identity;
 pub mod postgres;
 pub mod proxy;

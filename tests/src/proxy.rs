@@ -53,7 +53,7 @@ password_file = "upstream.pw"
 dir = "{policy}"
 schema_lock = "{lock}"
 
-[identity]
+[[identity.issuer]]
 issuer = "{ISSUER}"
 audience = "{AUDIENCE}"
 jwks_file = "jwks.json"

@@ -93,7 +93,7 @@ fn keygen_mint_build_serve_and_verify_with_the_real_binaries() {
         .port();
     let config = format!(
         "listen = \"127.0.0.1:{port}\"\n[upstream]\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"{DATABASE}\"\nuser = \"{GATEWAY_ROLE}\"\npassword_file = \"upstream.pw\"\n\
-         [policy]\ndir = \"{}\"\nschema_lock = \"schema.lock.json\"\n[identity]\nissuer = \"https://issuer.clsf.example\"\naudience = \"clsf-proxy\"\njwks_file = \"jwks.json\"\n[audit]\npath = \"audit.jsonl\"\n",
+         [policy]\ndir = \"{}\"\nschema_lock = \"schema.lock.json\"\n[[identity.issuer]]\nissuer = \"https://issuer.clsf.example\"\naudience = \"clsf-proxy\"\njwks_file = \"jwks.json\"\n[audit]\npath = \"audit.jsonl\"\n",
         pg.port,
         policy.display()
     );

@@ -68,7 +68,7 @@ fn the_proxy_runs_a_built_bundle_reloads_it_and_refuses_a_tampered_one() {
     );
     let text = std::fs::read_to_string(&config).unwrap();
     let start = text.find("dir = ").unwrap();
-    let end = text[start..].find("[identity]").unwrap() + start;
+    let end = text[start..].find("[[identity").unwrap() + start;
     let text = format!(
         "{}bundle = \"{}\"\n\n{}",
         &text[..start],

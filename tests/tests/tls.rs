@@ -64,3 +64,80 @@ fn verify_full_clients_work_and_plaintext_ones_are_refused() {
         out.stderr
     );
 }
+
+/// The proxy's own connection to the database over TLS with `verify-full`:
+/// the gateway's backend reports TLS in `pg_stat_ssl`; a server whose
+/// certificate does not carry the expected name, or does not chain to the
+/// configured CA, is refused (the client gets FATAL 08006 "cannot reach
+/// the upstream database", and nothing goes in clear).
+#[test]
+fn the_upstream_connection_is_verified_tls() {
+    let q = fixture::quickstart(None);
+    let d = q.dir.path();
+    write_test_ca(d);
+    q.pg.enable_tls(&d.join("server.pem"), &d.join("server.key"));
+    let base = std::fs::read_to_string(&q.config).unwrap();
+    let with_upstream_tls = |extra: &str| {
+        let text = base.replace(
+            "password_file = \"upstream.pw\"",
+            &format!("password_file = \"upstream.pw\"\nsslmode = \"verify-full\"\nsslrootcert = \"ca.pem\"\n{extra}"),
+        );
+        assert_ne!(text, base);
+        std::fs::write(&q.config, text).unwrap();
+        Proxy::start(&q.config)
+    };
+
+    let proxy = with_upstream_tls("");
+    let token = q.issuer.ci_token();
+    let refused = |proxy: &Proxy| {
+        let out = psql::run(proxy.addr, &token, "SELECT 1;\n");
+        assert_eq!(out.code, 2, "{}", out.stdout);
+        assert!(
+            out.stderr.contains("cannot reach the upstream database"),
+            "{}",
+            out.stderr
+        );
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (client, conn) = clsf_tests::client::config(proxy.addr.port(), "w", &token)
+            .connect(tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let rows = client
+            .simple_query("SELECT email FROM customers WHERE id = 1")
+            .await
+            .unwrap();
+        let email = rows.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        });
+        assert_eq!(email.as_deref(), Some("****@example.com"));
+        // While the session is open, the server sees its backend on TLS.
+        let on_tls = q.pg.superuser_sql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+             WHERE usename = 'clsf_gateway' AND ssl",
+        );
+        assert_eq!(on_tls.trim(), "1", "the gateway's backend is on TLS");
+    });
+    drop(proxy);
+
+    // The certificate names localhost and 127.0.0.1, not this.
+    let proxy = with_upstream_tls("tls_server_name = \"db.elsewhere.example\"");
+    refused(&proxy);
+    drop(proxy);
+
+    // Another CA.
+    let other = tempfile::tempdir().unwrap();
+    write_test_ca(other.path());
+    std::fs::copy(other.path().join("ca.pem"), d.join("other-ca.pem")).unwrap();
+    let text = base.replace(
+        "password_file = \"upstream.pw\"",
+        "password_file = \"upstream.pw\"\nsslmode = \"verify-full\"\nsslrootcert = \"other-ca.pem\"",
+    );
+    std::fs::write(&q.config, text).unwrap();
+    let proxy = Proxy::start(&q.config);
+    refused(&proxy);
+}

@@ -136,6 +136,32 @@ fn describe(e: &tokio_postgres::Error) -> String {
     text
 }
 
+/// A rustls client configuration checking a PostgreSQL server's
+/// certificate the way libpq's `sslmode` says: `require` (encrypted, not
+/// checked), `verify-ca` (chain to `root_cert`) or `verify-full` (chain and
+/// host name). Shared with the proxy's upstream connections.
+pub fn tls_client_config(
+    sslmode: &str,
+    root_cert: Option<&std::path::Path>,
+) -> Result<rustls::ClientConfig, String> {
+    let verify = match sslmode {
+        "require" => Verify::Nothing,
+        "verify-ca" => Verify::Chain,
+        "verify-full" => Verify::ChainAndName,
+        other => {
+            return Err(format!(
+                "sslmode `{other}` is not one of require, verify-ca, verify-full"
+            ));
+        }
+    };
+    client_config(&Options {
+        url: String::new(),
+        verify,
+        root_cert: root_cert.map(std::path::Path::to_path_buf),
+    })
+    .map_err(|e| e.0)
+}
+
 fn client_config(options: &Options) -> Result<rustls::ClientConfig, PullError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())

@@ -1,23 +1,35 @@
-//! JWT verification against a JWKS: signature (RS256 or ES256), issuer,
-//! audience, expiry and not-before. The verified claims are what group
-//! membership is decided from.
+//! JWT verification against an issuer's JWKS: signature (RS256 or ES256),
+//! issuer, audience, expiry and not-before; then the issuer's claim
+//! mapping. Several issuers can be trusted at once; a token is routed to
+//! the one its (not yet verified) `iss` names, and only that issuer's keys
+//! and audience can verify it.
 
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde_json::Value;
 
+use super::jwks::Keys;
+
 /// Algorithms accepted. `none` and HMAC are never accepted: a shared secret
 /// would let anyone holding the JWKS mint tokens.
 const ALLOWED: &[Algorithm] = &[Algorithm::RS256, Algorithm::ES256];
+
+/// Claims a mapping may not set: they are what the token was verified on.
+const PROTECTED_CLAIMS: &[&str] = &["iss", "aud", "exp", "nbf", "iat"];
 
 /// Verifies tokens of one issuer.
 #[derive(Debug)]
 pub struct Verifier {
     issuer: String,
     audience: String,
-    keys: JwkSet,
+    keys: Keys,
     leeway: u64,
+    /// Claim name → the token's claim (dotted path) it is taken from.
+    claim_map: BTreeMap<String, String>,
 }
 
 /// Why a token was refused. The message names the check, never the token.
@@ -31,28 +43,39 @@ impl std::fmt::Display for Rejected {
 }
 
 impl Verifier {
-    /// A verifier for `issuer` and `audience` with the keys in `jwks_json`.
+    /// A verifier for `issuer` and `audience` with `keys`; `claim_map`
+    /// adds claims taken from others (e.g. `repository` ← `project_path`).
     pub fn new(
         issuer: &str,
         audience: &str,
-        jwks_json: &str,
+        keys: Keys,
         leeway: u64,
+        claim_map: BTreeMap<String, String>,
     ) -> Result<Verifier, String> {
-        let keys: JwkSet =
-            serde_json::from_str(jwks_json).map_err(|e| format!("invalid JWKS: {e}"))?;
-        if keys.keys.is_empty() {
-            return Err("the JWKS holds no keys".to_owned());
+        if let Some(bad) = claim_map
+            .keys()
+            .find(|k| PROTECTED_CLAIMS.contains(&k.as_str()))
+        {
+            return Err(format!(
+                "issuer {issuer}: the claim mapping may not set `{bad}`"
+            ));
         }
         Ok(Verifier {
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             keys,
             leeway,
+            claim_map,
         })
     }
 
-    /// Verifies `token` and returns its claims.
-    pub fn verify(&self, token: &str) -> Result<Value, Rejected> {
+    /// The issuer this verifier trusts.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Verifies `token` and returns its claims, mapped.
+    pub async fn verify(&self, token: &str) -> Result<Value, Rejected> {
         let header = decode_header(token)
             .map_err(|_| Rejected("the password is not a well-formed JWT".into()))?;
         if !ALLOWED.contains(&header.alg) {
@@ -61,12 +84,36 @@ impl Verifier {
                 header.alg
             )));
         }
+        let mut keys = self.keys.current();
+        if let Some(kid) = &header.kid
+            && keys.find(kid).is_none()
+        {
+            keys = self.keys.refresh_for(kid).await;
+        }
+        let mut claims = self.verify_with(token, &header, &keys)?;
+        for (to, from) in &self.claim_map {
+            let mut value = Some(&claims);
+            for segment in from.split('.') {
+                value = value.and_then(|v| v.get(segment));
+            }
+            if let Some(v) = value.cloned() {
+                claims[to.as_str()] = v;
+            }
+        }
+        Ok(claims)
+    }
+
+    fn verify_with(
+        &self,
+        token: &str,
+        header: &jsonwebtoken::Header,
+        keys: &JwkSet,
+    ) -> Result<Value, Rejected> {
         let jwk = match &header.kid {
-            Some(kid) => self
-                .keys
+            Some(kid) => keys
                 .find(kid)
                 .ok_or_else(|| Rejected(format!("no trusted key with id `{kid}`")))?,
-            None if self.keys.keys.len() == 1 => &self.keys.keys[0],
+            None if keys.keys.len() == 1 => &keys.keys[0],
             None => {
                 return Err(Rejected(
                     "token has no key id (kid) and the JWKS holds several keys".into(),
@@ -100,4 +147,33 @@ impl Verifier {
         })?;
         Ok(data.claims)
     }
+}
+
+/// Every trusted issuer.
+#[derive(Debug)]
+pub struct Issuers(pub Vec<Verifier>);
+
+impl Issuers {
+    /// Verifies `token` with the issuer its `iss` names. The `iss` read
+    /// here is unverified and only picks the verifier, which then checks
+    /// the signature with that issuer's keys and the issuer claim again.
+    pub async fn verify(&self, token: &str) -> Result<Value, Rejected> {
+        let iss = unverified_issuer(token)
+            .ok_or_else(|| Rejected("the password is not a well-formed JWT".into()))?;
+        let verifier = self
+            .0
+            .iter()
+            .find(|v| v.issuer == iss)
+            .ok_or_else(|| Rejected("token issuer is not trusted".into()))?;
+        verifier.verify(token).await
+    }
+}
+
+fn unverified_issuer(token: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let claims: Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("iss")?.as_str().map(str::to_owned)
 }

@@ -20,7 +20,9 @@ use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 
 use crate::audit::{AuditLog, Event};
-use crate::auth::jwt::Verifier;
+use crate::auth::jwt::Issuers;
+use crate::auth::scram::ScramVerifier;
+use crate::config::OnExpiry;
 use crate::tls::ClientStream;
 use crate::upstream::Target;
 use crate::wire::errors;
@@ -36,8 +38,14 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Shared {
     /// The policy in force; replaced whole by a successful reload.
     pub loaded: RwLock<Arc<Loaded>>,
-    /// Token verification.
-    pub verifier: Verifier,
+    /// Token verification, per issuer.
+    pub issuers: Issuers,
+    /// Static service accounts by name.
+    pub accounts: HashMap<String, ScramVerifier>,
+    /// What happens when a session's token expires.
+    pub on_token_expiry: OnExpiry,
+    /// Longest session, whatever the credential.
+    pub max_session: Option<Duration>,
     /// The upstream database and its credential.
     pub upstream: Target,
     /// The audit trail.
@@ -59,6 +67,8 @@ pub struct ClientTls {
     pub acceptor: tokio_rustls::TlsAcceptor,
     /// Refuse plaintext clients.
     pub required: bool,
+    /// Client certificates (verified against the client CA) are identities.
+    pub certificates: bool,
 }
 
 impl std::fmt::Debug for ClientTls {

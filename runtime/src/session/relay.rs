@@ -6,15 +6,15 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use clsf_compiler::engine::identity::identity_for;
 use clsf_compiler::engine::{Decision, Denial, Identity, PrincipalAccess, Verdict};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+
 use tokio::sync::broadcast;
 
 use crate::audit::Event;
+use crate::auth::Proven;
 use crate::extended::{Sent, Tracker};
-use crate::tls::ClientStream;
+use crate::tls::{ClientStream, UpstreamStream};
 use crate::wire::errors;
 use crate::wire::frame::{Frame, MAX_FRAME, split_frame};
 use crate::wire::messages::{self, Severity};
@@ -40,8 +40,8 @@ enum Pending {
 
 struct Relay<'a> {
     shared: &'a Shared,
-    /// The verified claims, to recompute groups when the policy is reloaded.
-    claims: serde_json::Value,
+    /// What the client proved, to recompute groups when the policy is reloaded.
+    proven: Proven,
     /// The policy this session last decided with.
     loaded: Arc<Loaded>,
     access: Arc<PrincipalAccess>,
@@ -74,7 +74,8 @@ pub(super) async fn relay(
 ) -> Result<()> {
     let Ready {
         cancel_key: _,
-        claims,
+        proven,
+        deadline,
         loaded,
         identity,
         access,
@@ -85,7 +86,7 @@ pub(super) async fn relay(
     let mut draining = false;
     let mut r = Relay {
         shared,
-        claims,
+        proven,
         loaded,
         access,
         identity,
@@ -173,6 +174,18 @@ pub(super) async fn relay(
                     return Err(end("upstream closed the connection"));
                 }
             }
+            // The credential's time is up (token expiry, longest session).
+            () = async {
+                match deadline {
+                    Some((at, _)) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                let why = deadline.map_or("", |(_, why)| why);
+                let _ = send(&mut client, &errors::session_expired(why)).await;
+                let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
+                return Err(end(why));
+            }
             _ = shutdown.recv(), if !draining => {
                 draining = true;
             }
@@ -183,7 +196,7 @@ pub(super) async fn relay(
 async fn flush(
     r: &mut Relay<'_>,
     client: &mut ClientStream,
-    upstream: &mut TcpStream,
+    upstream: &mut UpstreamStream,
 ) -> Result<()> {
     if !r.to_upstream.is_empty() {
         let bytes = r.to_upstream.split();
@@ -204,7 +217,7 @@ impl Relay<'_> {
     fn decide(&self, text: &str) -> Decision {
         self.loaded
             .engine
-            .decide_with_claims(&self.access, Some(&self.claims), text)
+            .decide_with_claims(&self.access, self.proven.claims(), text)
     }
 
     /// Picks up a reloaded policy: groups are recomputed from the session's
@@ -214,7 +227,7 @@ impl Relay<'_> {
         if current.generation == self.loaded.generation {
             return;
         }
-        self.identity = identity_for(current.engine.plan(), &self.claims);
+        self.identity = self.proven.identity(current.engine.plan());
         self.access = current.engine.access_for(&self.identity);
         self.loaded = current;
     }

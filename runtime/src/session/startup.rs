@@ -5,19 +5,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use clsf_compiler::engine::identity::identity_for;
 use clsf_compiler::engine::{Identity, PrincipalAccess};
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 
 use crate::audit::Event;
-use crate::tls::ClientStream;
+use crate::auth::scram::{Exchange, server_nonce};
+use crate::auth::{Proven, cert};
+use crate::config::OnExpiry;
+use crate::tls::{ClientStream, UpstreamStream};
 use crate::upstream::{self};
 use crate::wire::errors;
-use crate::wire::frame::{MAX_FRAME, split_frame, split_startup};
+use crate::wire::frame::{Frame, MAX_FRAME, split_frame, split_startup};
 use crate::wire::messages::{self, Severity, Startup};
 
-use super::{CancelTarget, Loaded, Result, Shared, end, send};
+use super::{CancelTarget, Loaded, Result, SessionEnd, Shared, end, send};
 
 /// Startup parameters passed through to the upstream server. Anything else
 /// (notably `options`, which could change `search_path`) is refused.
@@ -32,11 +33,13 @@ const PASSTHROUGH_PARAMS: &[&str] = &[
 
 pub(super) struct Ready {
     pub(super) cancel_key: (i32, i32),
-    pub(super) claims: serde_json::Value,
+    pub(super) proven: Proven,
+    /// When the session must end (token expiry or the longest session).
+    pub(super) deadline: Option<(tokio::time::Instant, &'static str)>,
     pub(super) loaded: Arc<Loaded>,
     pub(super) identity: Identity,
     pub(super) access: Arc<PrincipalAccess>,
-    pub(super) upstream: TcpStream,
+    pub(super) upstream: UpstreamStream,
     pub(super) upstream_buf: BytesMut,
 }
 
@@ -202,47 +205,29 @@ pub(super) async fn startup(
         passthrough.push((key.clone(), value.clone()));
     }
 
-    // The password field carries the workload token.
-    send(client, &messages::auth_cleartext()).await?;
-    let frame = loop {
-        match split_frame(buf, MAX_FRAME) {
-            Ok(Some(f)) => break f,
-            Ok(None) => {
-                if !read_more(client, buf).await? {
-                    return Ok(None);
-                }
-            }
-            Err(e) => {
-                send(client, &errors::protocol_violation(&e.to_string())).await?;
-                return Err(end(e.to_string()));
-            }
-        }
-    };
-    if frame.tag != b'p' {
-        send(
-            client,
-            &errors::protocol_violation("expected a password message"),
-        )
-        .await?;
-        return Err(end("expected password message"));
-    }
-    let token = messages::decode_cstring_body(frame.body())
-        .ok()
-        .and_then(|t| std::str::from_utf8(t).ok())
-        .unwrap_or("");
-    let claims = match shared.verifier.verify(token) {
-        Ok(c) => c,
-        Err(rejected) => {
+    let proven = match authenticate(shared, client, buf, user).await {
+        Ok(Some(p)) => p,
+        Ok(None) => return Ok(None),
+        Err(Refused {
+            reason,
+            protocol: protocol_error,
+        }) => {
             let mut event = Event::new("auth_failed", session);
             event.peer = Some(peer.to_string());
-            event.reason = Some(&rejected.0);
+            event.reason = Some(&reason);
             let _ = shared.audit.append(&event);
-            send(client, &errors::auth_failed(&rejected.0)).await?;
-            return Err(end(format!("authentication failed: {rejected}")));
+            let answer = if protocol_error {
+                errors::protocol_violation(&reason)
+            } else {
+                errors::auth_failed(&reason)
+            };
+            send(client, &answer).await?;
+            return Err(end(format!("authentication failed: {reason}")));
         }
     };
+    let deadline = session_deadline(shared, &proven);
     let loaded = shared.current();
-    let identity = identity_for(loaded.engine.plan(), &claims);
+    let identity = proven.identity(loaded.engine.plan());
     let access = loaded.engine.access_for(&identity);
 
     let mut event = Event::new("connect", session);
@@ -307,7 +292,8 @@ pub(super) async fn startup(
     }
     Ok(Some(Ready {
         cancel_key: (pid, secret),
-        claims,
+        proven,
+        deadline,
         loaded,
         identity,
         access,
@@ -331,4 +317,144 @@ fn random_key() -> (i32, i32) {
     let pid = i32::from_be_bytes([bytes[0] & 0x7f, bytes[1], bytes[2], bytes[3]]);
     let secret = i32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
     (pid, secret)
+}
+
+/// Why authentication failed, as told to the client and the audit trail:
+/// a credential refused (28000) or a client that broke the protocol (08P01).
+struct Refused {
+    reason: String,
+    protocol: bool,
+}
+
+fn refused(reason: impl Into<String>) -> Refused {
+    Refused {
+        reason: reason.into(),
+        protocol: false,
+    }
+}
+
+fn protocol(reason: impl Into<String>) -> Refused {
+    Refused {
+        reason: reason.into(),
+        protocol: true,
+    }
+}
+
+impl From<SessionEnd> for Refused {
+    fn from(e: SessionEnd) -> Refused {
+        protocol(e.0)
+    }
+}
+
+/// Reads the next frame of the authentication exchange; `None` if the
+/// client went away.
+async fn next_frame(
+    client: &mut ClientStream,
+    buf: &mut BytesMut,
+) -> std::result::Result<Option<Frame>, Refused> {
+    loop {
+        match split_frame(buf, MAX_FRAME) {
+            Ok(Some(f)) if f.tag == b'p' => return Ok(Some(f)),
+            Ok(Some(_)) => return Err(protocol("expected a password message")),
+            Ok(None) => {
+                if !read_more(client, buf).await? {
+                    return Ok(None);
+                }
+            }
+            Err(e) => return Err(protocol(e.to_string())),
+        }
+    }
+}
+
+/// Establishes who the client is: a verified client certificate, a
+/// service account's SCRAM exchange, or a token in the password field, in
+/// that order. `None` when the client went away mid-way.
+async fn authenticate(
+    shared: &Shared,
+    client: &mut ClientStream,
+    buf: &mut BytesMut,
+    user: &str,
+) -> std::result::Result<Option<Proven>, Refused> {
+    // rustls verified the chain against the client CA during the handshake.
+    if shared.tls.as_ref().is_some_and(|t| t.certificates)
+        && let Some(der) = client.peer_certificate()
+    {
+        return cert::identity(&der).map(Some).map_err(refused);
+    }
+    if let Some(verifier) = shared.accounts.get(user) {
+        send(client, &messages::auth_sasl_scram()).await?;
+        let Some(frame) = next_frame(client, buf).await? else {
+            return Ok(None);
+        };
+        let (mechanism, first) =
+            messages::decode_sasl_initial(frame.body()).map_err(|e| protocol(e.to_string()))?;
+        if mechanism != b"SCRAM-SHA-256" {
+            return Err(protocol("only SCRAM-SHA-256 is offered"));
+        }
+        let exchange = Exchange::start(verifier, first, &server_nonce())
+            .map_err(|e| protocol(format!("SCRAM: {}", e.0)))?;
+        send(
+            client,
+            &messages::auth_sasl_data(false, exchange.server_first().as_bytes()),
+        )
+        .await?;
+        let Some(frame) = next_frame(client, buf).await? else {
+            return Ok(None);
+        };
+        // A wrong password and a malformed proof read the same to the client.
+        let server_final = exchange
+            .finish(verifier, frame.body())
+            .map_err(|_| refused(format!("password authentication failed for account {user}")))?;
+        send(
+            client,
+            &messages::auth_sasl_data(true, server_final.as_bytes()),
+        )
+        .await?;
+        return Ok(Some(Proven::Account(user.to_owned())));
+    }
+    // The password field carries the workload token.
+    send(client, &messages::auth_cleartext()).await?;
+    let Some(frame) = next_frame(client, buf).await? else {
+        return Ok(None);
+    };
+    let token = messages::decode_cstring_body(frame.body())
+        .ok()
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .unwrap_or("");
+    let claims = shared
+        .issuers
+        .verify(token)
+        .await
+        .map_err(|rejected| refused(rejected.0))?;
+    Ok(Some(Proven::Token(claims)))
+}
+
+/// When a session with these credentials must end, and why.
+fn session_deadline(
+    shared: &Shared,
+    proven: &Proven,
+) -> Option<(tokio::time::Instant, &'static str)> {
+    let now = tokio::time::Instant::now();
+    let max = shared
+        .max_session
+        .map(|d| (now + d, "the session reached its maximum duration"));
+    let expiry = match (proven, shared.on_token_expiry) {
+        (Proven::Token(claims), OnExpiry::Close) => claims
+            .get("exp")
+            .and_then(serde_json::Value::as_u64)
+            .map(|exp| {
+                let unix_now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                (
+                    now + std::time::Duration::from_secs(exp.saturating_sub(unix_now)),
+                    "the session's token expired",
+                )
+            }),
+        _ => None,
+    };
+    match (max, expiry) {
+        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+        (a, b) => a.or(b),
+    }
 }

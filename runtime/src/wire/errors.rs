@@ -11,7 +11,19 @@ pub fn auth_failed(reason: &str) -> Bytes {
         Severity::Fatal,
         "28000",
         &format!("authentication failed: {reason}"),
-        Some("connect with a valid workload token (JWT) as the password"),
+        Some(
+            "connect with a valid workload token (JWT) as the password, or as a configured service account",
+        ),
+    )
+}
+
+/// 28000 at the end of a session whose credential ran out.
+pub fn session_expired(why: &str) -> Bytes {
+    error_response(
+        Severity::Fatal,
+        "28000",
+        why,
+        Some("reconnect with a fresh workload token"),
     )
 }
 

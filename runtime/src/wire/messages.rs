@@ -201,6 +201,51 @@ pub fn auth_cleartext() -> Bytes {
     message(b'R', |b| b.put_i32(3))
 }
 
+/// SSLRequest (sent to the upstream server).
+pub fn ssl_request() -> [u8; 8] {
+    let mut out = [0u8; 8];
+    out[..4].copy_from_slice(&8i32.to_be_bytes());
+    out[4..].copy_from_slice(&SSL_REQUEST.to_be_bytes());
+    out
+}
+
+/// AuthenticationSASL offering SCRAM-SHA-256 (no channel binding).
+pub fn auth_sasl_scram() -> Bytes {
+    message(b'R', |b| {
+        b.put_i32(10);
+        b.put_slice(b"SCRAM-SHA-256\0\0");
+    })
+}
+
+/// AuthenticationSASLContinue (`final_ = false`) or AuthenticationSASLFinal.
+pub fn auth_sasl_data(final_: bool, data: &[u8]) -> Bytes {
+    message(b'R', |b| {
+        b.put_i32(if final_ { 12 } else { 11 });
+        b.put_slice(data);
+    })
+}
+
+/// A SASLInitialResponse body: the mechanism and the client's first message.
+pub fn decode_sasl_initial(body: &[u8]) -> Result<(&[u8], &[u8]), DecodeError> {
+    let nul = body
+        .iter()
+        .position(|&b| b == 0)
+        .ok_or(DecodeError("SASLInitialResponse without a mechanism"))?;
+    let (mechanism, rest) = (&body[..nul], &body[nul + 1..]);
+    let len_bytes: [u8; 4] = rest
+        .get(..4)
+        .and_then(|b| b.try_into().ok())
+        .ok_or(DecodeError("SASLInitialResponse without a length"))?;
+    let len = i32::from_be_bytes(len_bytes);
+    let data = &rest[4..];
+    if len < 0 || len as usize != data.len() {
+        return Err(DecodeError(
+            "SASLInitialResponse length does not match its data",
+        ));
+    }
+    Ok((mechanism, data))
+}
+
 /// AuthenticationOk.
 pub fn auth_ok() -> Bytes {
     message(b'R', |b| b.put_i32(0))

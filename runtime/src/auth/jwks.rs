@@ -1,0 +1,178 @@
+//! An issuer's signing keys: a JWKS read from a file or fetched over HTTPS.
+//! Fetched sets are cached; a token signed with a key id the cache does not
+//! know triggers a refetch (issuers rotate keys by publishing the new one
+//! first), at most once per `min_refresh` so that tokens with made-up key
+//! ids cannot turn the proxy into a load generator against the issuer.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use jsonwebtoken::jwk::JwkSet;
+
+/// Largest JWKS document accepted (real ones are a few KiB).
+const MAX_JWKS_BYTES: usize = 1 << 20;
+/// How long one fetch may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the keys come from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// A JWKS file, read at start.
+    File(PathBuf),
+    /// A JWKS URL (https only).
+    Url {
+        /// The document's address.
+        url: hyper::Uri,
+        /// Trust anchors for the issuer's certificate; `None`: the
+        /// system's roots.
+        ca_file: Option<PathBuf>,
+    },
+}
+
+/// One issuer's keys, with the refetch bookkeeping.
+#[derive(Debug)]
+pub struct Keys {
+    source: KeySource,
+    set: RwLock<Arc<JwkSet>>,
+    min_refresh: Duration,
+    /// When the set was last fetched; also the refetch lock.
+    fetched: tokio::sync::Mutex<Instant>,
+    client: Option<HttpsClient>,
+}
+
+type HttpsClient = Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Empty<Bytes>,
+>;
+
+impl Keys {
+    /// Loads the keys once (reading the file or fetching the URL); an
+    /// issuer whose keys cannot be had stops the proxy from starting.
+    pub async fn load(source: KeySource, min_refresh: Duration) -> Result<Keys, String> {
+        let client = match &source {
+            KeySource::File(_) => None,
+            KeySource::Url { ca_file, .. } => Some(https_client(ca_file.as_deref())?),
+        };
+        let set = fetch(&source, client.as_ref()).await?;
+        Ok(Keys {
+            source,
+            set: RwLock::new(Arc::new(set)),
+            min_refresh,
+            fetched: tokio::sync::Mutex::new(Instant::now()),
+            client,
+        })
+    }
+
+    /// The keys as cached now.
+    pub fn current(&self) -> Arc<JwkSet> {
+        Arc::clone(&self.set.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Refetches a URL source because a token named key `kid` the cache
+    /// does not hold, unless the last fetch is more recent than the minimum
+    /// interval. Returns the set to use; a failed fetch keeps the old one.
+    pub async fn refresh_for(&self, kid: &str) -> Arc<JwkSet> {
+        if matches!(self.source, KeySource::File(_)) {
+            return self.current();
+        }
+        let mut fetched = self.fetched.lock().await;
+        // Another session may have fetched it while this one waited.
+        let current = self.current();
+        if current.find(kid).is_some() || fetched.elapsed() < self.min_refresh {
+            return current;
+        }
+        *fetched = Instant::now();
+        match fetch(&self.source, self.client.as_ref()).await {
+            Ok(set) => {
+                let set = Arc::new(set);
+                *self.set.write().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&set);
+                set
+            }
+            Err(e) => {
+                eprintln!("clsf-proxy: refreshing the JWKS failed, keeping the cached keys: {e}");
+                current
+            }
+        }
+    }
+}
+
+fn https_client(ca_file: Option<&Path>) -> Result<HttpsClient, String> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let roots = match ca_file {
+        Some(path) => crate::tls::root_store(path)?,
+        None => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+            roots
+        }
+    };
+    if roots.is_empty() {
+        return Err("no trust anchors to verify the JWKS server with".to_owned());
+    }
+    let tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .build();
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
+}
+
+async fn fetch(source: &KeySource, client: Option<&HttpsClient>) -> Result<JwkSet, String> {
+    let (text, origin) = match (source, client) {
+        (KeySource::File(path), _) => (
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+            path.display().to_string(),
+        ),
+        (KeySource::Url { url, .. }, Some(client)) => (get(client, url).await?, url.to_string()),
+        (KeySource::Url { url, .. }, None) => return Err(format!("no HTTPS client for {url}")),
+    };
+    let set: JwkSet =
+        serde_json::from_str(&text).map_err(|e| format!("{origin}: invalid JWKS: {e}"))?;
+    if set.keys.is_empty() {
+        return Err(format!("{origin}: the JWKS holds no keys"));
+    }
+    Ok(set)
+}
+
+async fn get(client: &HttpsClient, url: &hyper::Uri) -> Result<String, String> {
+    let response = tokio::time::timeout(FETCH_TIMEOUT, client.get(url.clone()))
+        .await
+        .map_err(|_| format!("{url}: no answer within {FETCH_TIMEOUT:?}"))?
+        .map_err(|e| format!("{url}: {}", error_chain(&e)))?;
+    if !response.status().is_success() {
+        return Err(format!("{url}: HTTP {}", response.status()));
+    }
+    let body = tokio::time::timeout(
+        FETCH_TIMEOUT,
+        Limited::new(response.into_body(), MAX_JWKS_BYTES).collect(),
+    )
+    .await
+    .map_err(|_| format!("{url}: the body did not arrive within {FETCH_TIMEOUT:?}"))?
+    .map_err(|e| format!("{url}: {e}"))?
+    .to_bytes();
+    String::from_utf8(body.to_vec()).map_err(|_| format!("{url}: the JWKS is not UTF-8"))
+}
+
+/// hyper's errors say "client error (Connect)"; the cause (a certificate
+/// the CA did not sign, a refused connection) is further down the chain.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,97 @@
+//! A tiny HTTPS server on loopback serving one document whose content the
+//! test can change, counting requests — a JWKS endpoint for the proxy to
+//! fetch, with a certificate from the test CA.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A running document server, stopped when the test process ends.
+#[derive(Debug, Clone)]
+pub struct DocumentServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    body: Arc<Mutex<String>>,
+    requests: Arc<AtomicUsize>,
+}
+
+impl DocumentServer {
+    /// Serves `body` over TLS with `server.pem`/`server.key` from `dir`
+    /// (see `certs::write_test_ca`).
+    pub fn start(dir: &Path, body: String) -> DocumentServer {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_file_iter(dir.join("server.pem"))
+                .expect("server.pem")
+                .collect::<Result<_, _>>()
+                .expect("certificates");
+        let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).expect("server.key");
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("TLS config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let server = DocumentServer {
+            addr: listener.local_addr().expect("addr"),
+            body: Arc::new(Mutex::new(body)),
+            requests: Arc::new(AtomicUsize::new(0)),
+        };
+        let (body, requests) = (Arc::clone(&server.body), Arc::clone(&server.requests));
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                loop {
+                    let Ok((tcp, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let (acceptor, body, requests) =
+                        (acceptor.clone(), Arc::clone(&body), Arc::clone(&requests));
+                    tokio::spawn(async move {
+                        let Ok(mut tls) = acceptor.accept(tcp).await else {
+                            return;
+                        };
+                        // One request per connection; read until the blank line.
+                        let mut head = Vec::new();
+                        let mut byte = [0u8; 1];
+                        while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
+                            if tls.read(&mut byte).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            head.push(byte[0]);
+                        }
+                        requests.fetch_add(1, Ordering::SeqCst);
+                        let doc = body.lock().unwrap().clone();
+                        let response = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{doc}",
+                            doc.len()
+                        );
+                        let _ = tls.write_all(response.as_bytes()).await;
+                        let _ = tls.shutdown().await;
+                    });
+                }
+            });
+        });
+        server
+    }
+
+    /// Replaces the document served.
+    pub fn set_body(&self, body: String) {
+        *self.body.lock().unwrap() = body;
+    }
+
+    /// Requests answered so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,304 @@
+//! Workload identities beyond one token issuer: several issuers at once
+//! (one JWKS from a file, one fetched over HTTPS with a claim mapping and
+//! key rotation, refetched at a bounded rate), a static service account
+//! with SCRAM-SHA-256 (psql's libpq checks the server's proof too), a
+//! client certificate as the identity (mutual TLS), and a session closed
+//! when its token expires.
+
+use std::time::Duration;
+
+use clsf_tests::certs::{write_client_cert, write_test_ca};
+use clsf_tests::fixture::{self, Quickstart};
+use clsf_tests::https::DocumentServer;
+use clsf_tests::identity::{AUDIENCE, Issuer};
+use clsf_tests::postgres::DATABASE;
+use clsf_tests::proxy::Proxy;
+use clsf_tests::psql;
+use serde_json::json;
+
+const GITLAB: &str = "https://gitlab.clsf.example";
+const PASSWORD: &str = "correct horse battery staple";
+
+const POLICY: &str = r#"
+labels public < internal < confidential < restricted
+unclassified restricted
+
+group ci {
+  issuer "https://issuer.clsf.example"
+  audience "clsf-proxy"
+  claim repository == "acme/shop"
+}
+// GitLab names the repository `project_path`; the proxy maps it.
+group gitlab-ci {
+  issuer "https://gitlab.clsf.example"
+  claim repository == "acme/shop"
+}
+group reporting { account "reporting" }
+group reporter-host { certificate san "reporter.clsf.test" }
+group pipelines = ci or gitlab-ci or reporter-host
+
+table public.customers: internal {
+  email:       confidential mask email
+  card_number: confidential mask last(4)
+  ssn:         restricted
+}
+table public.orders: internal { }
+
+rule pipelines for pipelines {
+  allow <= internal
+  mask  confidential
+}
+rule reports for reporting {
+  allow <= confidential
+}
+"#;
+
+struct Setup {
+    q: Quickstart,
+    gitlab: Issuer,
+    jwks_server: DocumentServer,
+}
+
+fn setup(tls_required: bool) -> (Setup, Proxy) {
+    let q = fixture::quickstart(None);
+    let d = q.dir.path();
+    write_test_ca(d);
+    write_client_cert(d, "reporter", "reporter", "reporter.clsf.test");
+    write_client_cert(d, "stranger", "reporter", "reporter.clsf.test");
+    let gitlab = Issuer::new("gitlab-1");
+    let jwks_server = DocumentServer::start(d, gitlab.jwks.to_string());
+    let verifier = {
+        let out = std::process::Command::new(clsf_tests::bins::bin("clsf-proxy"))
+            .arg("scram-verifier")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(PASSWORD.as_bytes())?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let path = fixture::config_with_policy(&q, POLICY);
+    let mut config = std::fs::read_to_string(&path).unwrap();
+    config.push_str(&format!(
+        r#"
+[[identity.issuer]]
+issuer = "{GITLAB}"
+audience = "{AUDIENCE}"
+jwks_url = "https://localhost:{port}/oauth/discovery/keys"
+jwks_ca_file = "ca.pem"
+jwks_min_refresh_seconds = 2
+claims = {{ repository = "project_path" }}
+
+[[identity.account]]
+name = "reporting"
+scram_verifier = "{verifier}"
+
+[tls]
+cert_file = "server.pem"
+key_file = "server.key"
+client_ca_file = "reporter-ca.pem"
+required = {tls_required}
+"#,
+        port = jwks_server.addr.port()
+    ));
+    std::fs::write(&path, config).unwrap();
+    let proxy = Proxy::start(&path);
+    (
+        Setup {
+            q,
+            gitlab,
+            jwks_server,
+        },
+        proxy,
+    )
+}
+
+fn tls_conninfo(s: &Setup, proxy: &Proxy) -> String {
+    format!(
+        "host=localhost hostaddr=127.0.0.1 port={} sslmode=verify-full sslrootcert={}",
+        proxy.addr.port(),
+        s.q.dir.path().join("ca.pem").display()
+    )
+}
+
+const READ: &str = "SELECT email FROM customers WHERE id = 1;\n";
+
+#[test]
+fn issuers_accounts_and_certificates_each_get_their_groups() {
+    let (s, proxy) = setup(true);
+    let tls = tls_conninfo(&s, &proxy);
+
+    // Issuer 1 (JWKS file).
+    let out = psql::run_conninfo(&tls, &s.q.issuer.ci_token(), READ);
+    assert_eq!(out.stdout.trim(), "****@example.com", "{}", out.stderr);
+
+    // Issuer 2 (JWKS over HTTPS); `repository` comes from `project_path`.
+    let gitlab_token = |issuer: &Issuer| {
+        issuer.sign(&issuer.claims(
+            "project_path:acme/shop:ref_type:branch:ref:main",
+            json!({ "iss": GITLAB, "project_path": "acme/shop" }),
+        ))
+    };
+    let out = psql::run_conninfo(&tls, &gitlab_token(&s.gitlab), READ);
+    assert_eq!(out.stdout.trim(), "****@example.com", "{}", out.stderr);
+    assert_eq!(s.jwks_server.requests(), 1, "fetched once at start");
+
+    // A token naming issuer 2 but signed with issuer 1's key is refused.
+    let forged = s.q.issuer.sign(
+        &s.q.issuer
+            .claims("x", json!({ "iss": GITLAB, "project_path": "acme/shop" })),
+    );
+    let out = psql::run_conninfo(&tls, &forged, READ);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("no trusted key with id"),
+        "{}",
+        out.stderr
+    );
+    // An issuer nobody configured.
+    let stranger = s.q.issuer.sign(
+        &s.q.issuer
+            .claims("x", json!({ "iss": "https://evil.example" })),
+    );
+    let out = psql::run_conninfo(&tls, &stranger, READ);
+    assert!(
+        out.stderr.contains("token issuer is not trusted"),
+        "{}",
+        out.stderr
+    );
+
+    // Key rotation: the issuer publishes a second key and signs with it.
+    let rotated = Issuer::new("gitlab-2");
+    let mut both = s.gitlab.jwks.clone();
+    both["keys"]
+        .as_array_mut()
+        .unwrap()
+        .extend(rotated.jwks["keys"].as_array().unwrap().iter().cloned());
+    s.jwks_server.set_body(both.to_string());
+    std::thread::sleep(Duration::from_millis(2100));
+    let out = psql::run_conninfo(&tls, &gitlab_token(&rotated), READ);
+    assert_eq!(out.stdout.trim(), "****@example.com", "{}", out.stderr);
+    assert_eq!(s.jwks_server.requests(), 2, "refetched for the new key id");
+    // Tokens with made-up key ids do not make the proxy hammer the issuer.
+    for i in 0..5 {
+        let bogus = Issuer::new(&format!("bogus-{i}"));
+        let out = psql::run_conninfo(&tls, &gitlab_token(&bogus), READ);
+        assert_eq!(out.code, 2, "{}", out.stdout);
+    }
+    assert_eq!(
+        s.jwks_server.requests(),
+        2,
+        "no refetch within the minimum interval"
+    );
+
+    // A service account with SCRAM-SHA-256: reads in clear.
+    let account = |password: &str| {
+        std::process::Command::new("psql")
+            .arg(format!(
+                "{tls} user=reporting dbname={DATABASE} connect_timeout=10"
+            ))
+            .args(["-X", "-A", "-t", "-c", READ.trim()])
+            .env("PGPASSWORD", password)
+            .output()
+            .unwrap()
+    };
+    let out = account(PASSWORD);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ada@example.com",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = account("wrong password");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("password authentication failed for account reporting"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("wrong password"),
+        "the attempt is not echoed: {stderr}"
+    );
+
+    // A client certificate from the client CA is the identity: no password.
+    let d = s.q.dir.path();
+    let with_cert = |name: &str| {
+        std::process::Command::new("psql")
+            .arg(format!(
+                "{tls} sslcert={} sslkey={} user=anyone dbname={DATABASE} connect_timeout=10",
+                d.join(format!("{name}.pem")).display(),
+                d.join(format!("{name}.key")).display()
+            ))
+            .args(["-X", "-A", "-t", "-w", "-c", READ.trim()])
+            .env_remove("PGPASSWORD")
+            .output()
+            .unwrap()
+    };
+    let out = with_cert("reporter");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "****@example.com",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The same names, signed by a CA the proxy does not trust: no handshake.
+    let out = with_cert("stranger");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("SSL"), "{stderr}");
+
+    let connects: Vec<String> = proxy
+        .audit_events()
+        .iter()
+        .filter(|e| e["event"] == "connect")
+        .map(|e| format!("{} {}", e["subject"].as_str().unwrap(), e["groups"]))
+        .collect();
+    assert!(
+        connects.contains(&"account:reporting [\"reporting\"]".to_owned()),
+        "{connects:?}"
+    );
+    assert!(
+        connects.contains(&"CN=reporter [\"pipelines\",\"reporter-host\"]".to_owned()),
+        "{connects:?}"
+    );
+}
+
+#[test]
+fn a_session_ends_when_its_token_expires() {
+    let (s, proxy) = setup(false);
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3;
+    let token = s.q.issuer.sign(&s.q.issuer.claims(
+        "short-lived",
+        json!({ "repository": "acme/shop", "exp": exp }),
+    ));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut cfg = clsf_tests::client::config(proxy.addr.port(), "w", &token);
+        cfg.ssl_mode(tokio_postgres::config::SslMode::Disable);
+        let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client.simple_query("SELECT 1").await.unwrap();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert!(client.simple_query("SELECT 1").await.is_err());
+    });
+    let ends: Vec<_> = proxy
+        .audit_events()
+        .into_iter()
+        .filter(|e| e["event"] == "disconnect")
+        .collect();
+    assert!(
+        ends.iter()
+            .any(|e| e["reason"] == "the session's token expired"),
+        "{ends:?}"
+    );
+}
