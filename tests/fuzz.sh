@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Bounded fuzzing of the policy parser and formatter (cargo-fuzz, libFuzzer):
+# Bounded fuzzing (cargo-fuzz, libFuzzer) of the parsers that take untrusted
+# input, in parallel, each for the same time:
+#   - policy_parse (lang/fuzz): the policy parser and formatter, seeded with
+#     every .clsf file in the repository;
+#   - wire_frames (runtime/fuzz): the proxy's frontend framing and message
+#     decoders, seeded with real startup and query frames.
 #   bash tests/fuzz.sh [SECONDS]      (default 60)
-# Seeds from every .clsf file in the repository. Needs a nightly toolchain
-# (for the coverage instrumentation) and cargo-fuzz; cargo-fuzz is installed from
-# crates.io when missing. A toolchain cannot be installed on this project's
-# machines, so without nightly the run says so loudly and stops.
+# Needs a nightly toolchain (for the coverage instrumentation) and
+# cargo-fuzz; cargo-fuzz is installed from crates.io when missing. A
+# toolchain cannot be installed on this project's machines, so without
+# nightly the run says so loudly and stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root="$PWD"
 secs="${1:-60}"
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
@@ -19,23 +25,51 @@ fi
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-mkdir "$work/corpus" "$work/artifacts"
-find examples policies compiler/tests/data lang/tests -name '*.clsf' -print0 |
-    while IFS= read -r -d '' f; do cp "$f" "$work/corpus/$(echo "$f" | tr '/' '_')"; done
 
-cd lang/fuzz
+mkdir -p "$work/policy_parse/corpus" "$work/wire_frames/corpus"
+find examples policies compiler/tests/data lang/tests -name '*.clsf' -print0 |
+    while IFS= read -r -d '' f; do cp "$f" "$work/policy_parse/corpus/$(echo "$f" | tr '/' '_')"; done
+# Wire seeds: a startup packet, an SSLRequest, and a pipeline of
+# Parse/Bind/Describe/Execute/Sync and a simple Query.
+printf '\x00\x00\x00\x1e\x00\x03\x00\x00user\x00w\x00database\x00shop\x00\x00' >"$work/wire_frames/corpus/startup"
+printf '\x00\x00\x00\x08\x04\xd2\x16\x2f' >"$work/wire_frames/corpus/sslrequest"
+printf 'P\x00\x00\x00\x1a\x00SELECT $1::int\x00\x00\x01\x00\x00\x00\x17B\x00\x00\x00\x0c\x00\x00\x00\x00\x00\x00\x00\x00D\x00\x00\x00\x06P\x00E\x00\x00\x00\x09\x00\x00\x00\x00\x00S\x00\x00\x00\x04Q\x00\x00\x00\x0dSELECT 1\x00' >"$work/wire_frames/corpus/pipeline"
+
+# Build first, one after the other (two builds would fight for the cores
+# and the fuzzing time would then include compiling).
+for dir in lang/fuzz runtime/fuzz; do
+    (cd "$dir" && cargo +nightly fuzz build -O --sanitizer none >"$work/build-$(basename "$(dirname "$dir")").log" 2>&1) || {
+        tail -40 "$work/build-$(basename "$(dirname "$dir")").log" >&2
+        echo "fuzz: building $dir FAILED" >&2
+        exit 1
+    }
+done
+
+run() { # dir target
+    mkdir -p "$work/$2/artifacts"
+    # No sanitizer: the crates forbid unsafe code, so AddressSanitizer finds
+    # nothing a panic would not; without it libFuzzer runs about five times
+    # as many inputs in the same time.
+    (cd "$1" && cargo +nightly fuzz run -O --sanitizer none "$2" "$work/$2/corpus" -- \
+        -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        -artifact_prefix="$work/$2/artifacts/" >"$work/$2/log" 2>&1)
+}
+run lang/fuzz policy_parse & p1=$!
+run runtime/fuzz wire_frames & p2=$!
 status=0
-# No sanitizer: the crates forbid unsafe code, so AddressSanitizer finds
-# nothing a panic would not; without it libFuzzer runs about five times as
-# many inputs in the same time.
-cargo +nightly fuzz run -O --sanitizer none policy_parse "$work/corpus" -- \
-    -max_total_time="$secs" -rss_limit_mb=2048 -print_final_stats=1 \
-    -artifact_prefix="$work/artifacts/" >"$work/log" 2>&1 || status=$?
-grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|Done)" "$work/log" || true
-if [ "$status" -ne 0 ] || ls "$work"/artifacts/crash-* >/dev/null 2>&1; then
-    tail -60 "$work/log" >&2
-    for f in "$work"/artifacts/*; do [ -e "$f" ] && cp "$f" . && echo "fuzz: kept $(basename "$f")" >&2; done
-    echo "fuzz: policy_parse FAILED" >&2
-    exit 1
-fi
-echo "fuzz: policy_parse ran ${secs}s without a crash"
+for t in "policy_parse:$p1" "wire_frames:$p2"; do
+    name="${t%%:*}"
+    code=0
+    wait "${t##*:}" || code=$?
+    grep -E "^(stat::number_of_executed_units|stat::peak_rss_mb|Done)" "$work/$name/log" || true
+    if [ "$code" -ne 0 ] || ls "$work/$name"/artifacts/crash-* >/dev/null 2>&1 ||
+        ls "$work/$name"/artifacts/timeout-* >/dev/null 2>&1; then
+        tail -60 "$work/$name/log" >&2
+        for f in "$work/$name"/artifacts/*; do [ -e "$f" ] && cp "$f" "$root/" && echo "fuzz: kept $(basename "$f")" >&2; done
+        echo "fuzz: $name FAILED" >&2
+        status=1
+    else
+        echo "fuzz: $name ran ${secs}s without a crash"
+    fi
+done
+exit "$status"
