@@ -186,3 +186,36 @@ fn pgbench_simple_extended_prepared() {
     // Prepared mode parses once per connection and audits every execution.
     assert!(masked >= 1200, "{masked} masked statements audited");
 }
+
+/// psql's client-side commands that bypass SQL analysis are refused
+/// cleanly and the session goes on: `\copy` (COPY TO STDOUT, refused while
+/// COPY output cannot be rewritten) and `\lo_import` (the FunctionCall
+/// message, never forwarded).
+#[test]
+fn psql_copy_and_large_objects_are_refused_cleanly() {
+    let (q, proxy) = setup();
+    let file = q.dir.path().join("import.txt");
+    std::fs::write(&file, "anything").unwrap();
+    let conninfo = format!(
+        "host=localhost hostaddr=127.0.0.1 port={} sslmode=verify-full sslrootcert={}",
+        proxy.addr.port(),
+        q.dir.path().join("ca.pem").display()
+    );
+    let out = clsf_tests::psql::run_conninfo(
+        &conninfo,
+        &q.issuer.ci_token(),
+        &format!(
+            "\\copy customers (email) TO STDOUT\n\\lo_import {}\nSELECT 'still here';\n",
+            file.display()
+        ),
+    );
+    assert!(!out.stdout.contains('@'), "nothing copied: {}", out.stdout);
+    assert!(out.stderr.contains("COPY"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("fast-path function call interface is not allowed"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stdout.trim(), "still here", "{}", out.stderr);
+}
