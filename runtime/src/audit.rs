@@ -21,7 +21,8 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 pub struct Event<'a> {
     /// RFC 3339 UTC time.
     pub time: String,
-    /// `connect`, `auth_failed`, `statement`, `disconnect`.
+    /// `connect`, `auth_failed`, `statement`, `execute`, `statement_timeout`,
+    /// `cancel`, `reload`, `reload_failed`, `disconnect`.
     pub event: &'a str,
     /// Proxy session number.
     pub session: u64,

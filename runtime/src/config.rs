@@ -19,6 +19,10 @@ pub struct Config {
     /// seconds (0 or absent: never).
     #[serde(default)]
     pub idle_timeout_seconds: u64,
+    /// Cancel a statement still running after this many seconds (0 or
+    /// absent: never). Enforced by the proxy, so a client cannot lift it.
+    #[serde(default)]
+    pub statement_timeout_seconds: u64,
     /// On shutdown, how long in-flight statements may take to finish.
     #[serde(default = "default_grace")]
     pub shutdown_grace_seconds: u64,

@@ -207,6 +207,8 @@ pub fn shared_state(config: &Config) -> Result<Shared, String> {
         tls,
         idle_timeout: (config.idle_timeout_seconds > 0)
             .then(|| std::time::Duration::from_secs(config.idle_timeout_seconds)),
+        statement_timeout: (config.statement_timeout_seconds > 0)
+            .then(|| std::time::Duration::from_secs(config.statement_timeout_seconds)),
         loaded: RwLock::new(Arc::new(loaded)),
         issuers,
         accounts,

@@ -85,3 +85,53 @@ fn idle_sessions_are_closed_but_open_transactions_are_not() {
         in_tx.simple_query("COMMIT").await.unwrap();
     });
 }
+
+/// `statement_timeout_seconds`: a statement still running after the limit
+/// is cancelled by the proxy (57014, audited), even one whose session set
+/// its own `statement_timeout` to 0, and the session goes on.
+#[test]
+fn statements_past_the_timeout_are_cancelled() {
+    let q = fixture::quickstart(None);
+    let config = std::fs::read_to_string(&q.config).unwrap();
+    let config = config.replacen(
+        "listen = \"127.0.0.1:0\"\n",
+        "listen = \"127.0.0.1:0\"\nstatement_timeout_seconds = 1\n",
+        1,
+    );
+    std::fs::write(&q.config, config).unwrap();
+    let proxy = Proxy::start(&q.config);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (c, conn) = client::config(proxy.addr.port(), "dba", &q.issuer.dba_token())
+            .connect(tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        c.simple_query("SET statement_timeout = 0").await.unwrap();
+        let started = Instant::now();
+        let err = c
+            .simple_query("SELECT pg_sleep(20)")
+            .await
+            .expect_err("cancelled");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            err.code(),
+            Some(&tokio_postgres::error::SqlState::QUERY_CANCELED),
+            "{err}"
+        );
+        // Quick statements in a row are not affected, and the session lives on.
+        for _ in 0..20 {
+            c.simple_query("SELECT 1").await.unwrap();
+        }
+    });
+    let timeouts = proxy
+        .audit_events()
+        .iter()
+        .filter(|e| e["event"] == "statement_timeout")
+        .count();
+    assert_eq!(timeouts, 1);
+}

@@ -56,6 +56,8 @@ pub struct Shared {
     pub tls: Option<ClientTls>,
     /// Close sessions idle (outside a transaction) for this long.
     pub idle_timeout: Option<Duration>,
+    /// Cancel statements running longer than this.
+    pub statement_timeout: Option<Duration>,
     /// Backend keys handed to clients → the session and its upstream key.
     pub cancel_keys: Mutex<HashMap<(i32, i32), CancelTarget>>,
 }

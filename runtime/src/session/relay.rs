@@ -15,6 +15,7 @@ use crate::audit::Event;
 use crate::auth::Proven;
 use crate::extended::{Sent, Tracker};
 use crate::tls::{ClientStream, UpstreamStream};
+use crate::upstream;
 use crate::wire::errors;
 use crate::wire::frame::{Frame, MAX_FRAME, split_frame};
 use crate::wire::messages::{self, Severity};
@@ -75,6 +76,7 @@ pub(super) async fn relay(
     let Ready {
         cancel_key: _,
         proven,
+        upstream_key,
         deadline,
         loaded,
         identity,
@@ -84,6 +86,10 @@ pub(super) async fn relay(
     } = ready;
     let mut terminating = false;
     let mut draining = false;
+    // When the statement now at the head of the pipeline started, and
+    // whether its cancel was already sent.
+    let mut busy: Option<(tokio::time::Instant, bool)> = None;
+    let mut owed = 0;
     let mut r = Relay {
         shared,
         proven,
@@ -146,6 +152,17 @@ pub(super) async fn relay(
             return Ok(());
         }
 
+        // A shorter queue means a statement finished: the next one's clock starts.
+        if r.pending.is_empty() {
+            busy = None;
+        } else if busy.is_none() || r.pending.len() < owed {
+            busy = Some((tokio::time::Instant::now(), false));
+        }
+        owed = r.pending.len();
+        let overdue = match (shared.statement_timeout, busy) {
+            (Some(limit), Some((since, false))) => Some(since + limit),
+            _ => None,
+        };
         let idle = r.pending.is_empty() && r.status == b'I' && !terminating && !draining;
         let idle_deadline = shared.idle_timeout.map(|t| tokio::time::Instant::now() + t);
         tokio::select! {
@@ -173,6 +190,22 @@ pub(super) async fn relay(
                     let _ = send(&mut client, &errors::upstream_unavailable()).await;
                     return Err(end("upstream closed the connection"));
                 }
+            }
+            // A statement ran past the statement timeout: the server cancels
+            // it (the client gets 57014) and the session goes on.
+            () = async {
+                match overdue {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            }, if overdue.is_some() => {
+                if let Some(key) = upstream_key {
+                    let mut event = Event::new("statement_timeout", session);
+                    event.subject = Some(&r.identity.subject);
+                    let _ = shared.audit.append(&event);
+                    upstream::cancel(&shared.upstream, key).await;
+                }
+                busy = busy.map(|(since, _)| (since, true));
             }
             // The credential's time is up (token expiry, longest session).
             () = async {

@@ -34,6 +34,8 @@ const PASSTHROUGH_PARAMS: &[&str] = &[
 pub(super) struct Ready {
     pub(super) cancel_key: (i32, i32),
     pub(super) proven: Proven,
+    /// The upstream backend's key, to cancel a statement that runs too long.
+    pub(super) upstream_key: Option<(i32, i32)>,
     /// When the session must end (token expiry or the longest session).
     pub(super) deadline: Option<(tokio::time::Instant, &'static str)>,
     pub(super) loaded: Arc<Loaded>,
@@ -293,6 +295,7 @@ pub(super) async fn startup(
     Ok(Some(Ready {
         cancel_key: (pid, secret),
         proven,
+        upstream_key: connected.key,
         deadline,
         loaded,
         identity,
