@@ -371,3 +371,74 @@ fn check_identity(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/proxy.toml")
+    }
+
+    #[test]
+    fn the_annotated_example_is_a_valid_configuration() {
+        let config = load(&example()).unwrap();
+        assert_eq!(config.identity.issuer.len(), 3);
+        assert_eq!(config.identity.account.len(), 1);
+        assert_eq!(config.identity.on_token_expiry, OnExpiry::Close);
+        assert_eq!(config.statement_timeout_seconds, 300);
+        assert_eq!(config.upstream.sslmode, "verify-full");
+        let base = example().parent().unwrap().to_path_buf();
+        assert_eq!(
+            config.upstream.sslrootcert,
+            Some(base.join("secrets/db-ca.pem"))
+        );
+        assert_eq!(
+            config.tls.unwrap().client_ca_file,
+            Some(base.join("secrets/clients-ca.pem"))
+        );
+    }
+
+    /// Each mistake is reported with the file and what is wrong.
+    #[test]
+    fn mistakes_are_named() {
+        let text = std::fs::read_to_string(example()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let dir = dir.path();
+        let cases = [
+            (
+                "fsync = true",
+                "fsync = true\nfsnyc = true",
+                "unknown field `fsnyc`",
+            ),
+            (
+                "jwks_file = \"secrets/cluster-jwks.json\"",
+                "jwks_file = \"x\"\njwks_url = \"https://k/jwks\"",
+                "needs exactly one of jwks_file and jwks_url",
+            ),
+            (
+                "jwks_url = \"https://token.actions.githubusercontent.com/.well-known/jwks\"",
+                "jwks_url = \"http://plain.example/jwks\"",
+                "must be an https:// URL",
+            ),
+            (
+                "scram_verifier = \"SCRAM",
+                "scram_verifier = \"md5",
+                "not a SCRAM-SHA-256 verifier",
+            ),
+            (
+                "on_token_expiry = \"close\"",
+                "on_token_expiry = \"never\"",
+                "unknown variant `never`",
+            ),
+        ];
+        for (from, to, expected) in cases {
+            let path = dir.join("proxy.toml");
+            assert!(text.contains(from), "{from}");
+            std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+            let err = load(&path).unwrap_err().to_string();
+            assert!(err.contains(expected), "{expected}: {err}");
+            assert!(err.contains("proxy.toml"), "{err}");
+        }
+    }
+}
