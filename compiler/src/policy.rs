@@ -257,11 +257,20 @@ fn report_cycles(parsed: &mut Parsed, edges: &[Vec<(Span, Vec<usize>)>]) {
     }
 }
 
+/// The `.clsf` files under `dir`, skipping hidden entries: a Kubernetes
+/// ConfigMap volume keeps each version in a `..TIMESTAMP` directory behind
+/// a `..data` symlink (the visible files link into it), and editors and git
+/// keep their own files under dot names. Reading those too would load every
+/// declaration twice.
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", dir.display())))?;
     for entry in entries {
-        let path = entry?.path();
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
         if path.is_dir() {
             collect(&path, out)?;
         } else if path.extension().is_some_and(|e| e == "clsf") {

@@ -18,7 +18,10 @@ use crate::start;
 
 /// How long the files must be quiet before a reload: editors and `git
 /// checkout` write several files in a burst.
-const SETTLE: Duration = Duration::from_millis(300);
+const SETTLE: Duration = Duration::from_millis(100);
+/// Longest a reload waits for quiet after the first change, so a directory
+/// that never stays quiet cannot postpone it forever.
+const MAX_WAIT: Duration = Duration::from_secs(2);
 
 /// Keeps the policy watched; reloading stops when it is dropped.
 pub struct PolicyWatcher {
@@ -33,27 +36,35 @@ impl std::fmt::Debug for PolicyWatcher {
 
 /// Watches the policy directory and the schema lock.
 pub fn watch(shared: Arc<Shared>, config: Config) -> Result<PolicyWatcher, String> {
-    let (tx, rx) = mpsc::channel::<()>();
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|e| !e.kind.is_access()) {
-            let _ = tx.send(());
-        }
-    })
-    .map_err(|e| format!("cannot watch the policy: {e}"))?;
-    let (tree, lock_dir) = match config.policy.source() {
-        PolicySource::Sources { dir, lock } => (
-            dir.to_path_buf(),
-            // Watch the lock file's directory, not the file: tools replace
-            // files by renaming, which a watch on the old file would miss.
-            Some(
-                lock.parent()
-                    .map_or_else(|| PathBuf::from("."), PathBuf::from),
-            ),
-        ),
+    let (tree, lock) = match config.policy.source() {
+        PolicySource::Sources { dir, lock } => (dir.to_path_buf(), Some(lock.to_path_buf())),
         // A bundle is replaced file by file, manifest last; a reload that
         // sees a half-written bundle fails its digests and keeps the old one.
         PolicySource::Bundle(dir) => (dir.to_path_buf(), None),
     };
+    let (tx, rx) = mpsc::channel::<()>();
+    let (watched_tree, watched_lock) = (tree.clone(), lock.clone());
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // Only changes to the policy or to the lock file count: the lock's
+        // directory may hold busy files (the audit trail, written for every
+        // statement), whose changes would keep the reload from settling.
+        let relevant = event.is_ok_and(|e| {
+            !e.kind.is_access()
+                && e.paths.iter().any(|p| {
+                    p.starts_with(&watched_tree) || watched_lock.as_deref() == Some(p.as_path())
+                })
+        });
+        if relevant {
+            let _ = tx.send(());
+        }
+    })
+    .map_err(|e| format!("cannot watch the policy: {e}"))?;
+    // Watch the lock file's directory, not the file: tools replace files by
+    // renaming, which a watch on the old file would miss.
+    let lock_dir = lock.as_ref().map(|lock| {
+        lock.parent()
+            .map_or_else(|| PathBuf::from("."), PathBuf::from)
+    });
     watcher
         .watch(&tree, RecursiveMode::Recursive)
         .map_err(|e| format!("cannot watch {}: {e}", tree.display()))?;
@@ -66,7 +77,8 @@ pub fn watch(shared: Arc<Shared>, config: Config) -> Result<PolicyWatcher, Strin
         while rx.recv().is_ok() {
             // Wait for the burst of changes to end; a dropped watcher means
             // the proxy is stopping, and nothing is reloaded.
-            loop {
+            let first = std::time::Instant::now();
+            while first.elapsed() < MAX_WAIT {
                 match rx.recv_timeout(SETTLE) {
                     Ok(()) => {}
                     Err(mpsc::RecvTimeoutError::Timeout) => break,

@@ -185,3 +185,98 @@ fn reloading_under_pgbench_load_fails_no_transaction() {
     );
     assert_eq!(after.stdout.trim(), "ada@example.com", "{}", after.stderr);
 }
+
+/// Writes `text` the way a Kubernetes ConfigMap volume is updated: a new
+/// `..TIMESTAMP` directory, a `..data_tmp` symlink to it renamed over
+/// `..data`, the old directory removed. The visible file links through
+/// `..data`.
+fn configmap_update(dir: &std::path::Path, version: u32, text: &str) {
+    let versioned = format!("..2026_11_29_00_00_0{version}.000000000");
+    std::fs::create_dir(dir.join(&versioned)).unwrap();
+    std::fs::write(dir.join(&versioned).join("quickstart.clsf"), text).unwrap();
+    std::os::unix::fs::symlink(&versioned, dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    if !dir.join("quickstart.clsf").exists() {
+        std::os::unix::fs::symlink("..data/quickstart.clsf", dir.join("quickstart.clsf")).unwrap();
+    }
+    if version > 1 {
+        let old = format!("..2026_11_29_00_00_0{}.000000000", version - 1);
+        std::fs::remove_dir_all(dir.join(old)).unwrap();
+    }
+}
+
+/// The two ways files are replaced in practice: a ConfigMap volume's
+/// symlink swap, and an editor writing a temporary file and renaming it
+/// over the policy. Each is picked up (the ConfigMap's hidden versioned
+/// directory is not read as a second copy of the policy). Prints how long
+/// each took from the write to enforcement, as seen by a client.
+#[test]
+fn configmap_swaps_and_rename_over_writes_are_picked_up() {
+    let q = fixture::quickstart(None);
+    let policy = q.dir.path().join("configmap");
+    std::fs::create_dir(&policy).unwrap();
+    let original =
+        std::fs::read_to_string(fixture::quickstart_policy().join("quickstart.clsf")).unwrap();
+    configmap_update(&policy, 1, &original);
+    let config = write_config(
+        q.dir.path(),
+        &q.pg,
+        &q.issuer,
+        &policy,
+        &q.lock,
+        &q.dir.path().join("audit.jsonl"),
+    );
+    let proxy = Proxy::start(&config);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (c, conn) = client::config(proxy.addr.port(), "ci", &q.issuer.ci_token())
+            .connect(tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        assert_eq!(email(&c).await, "****@example.com");
+        // Polls until the client sees `want`; returns how long it took.
+        let proxy = &proxy;
+        let until = |want: &'static str| {
+            let c = &c;
+            async move {
+                let start = Instant::now();
+                while start.elapsed() < Duration::from_secs(20) {
+                    if email(c).await == want {
+                        return start.elapsed();
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                for e in proxy.audit_events() {
+                    if e["event"] != "statement" {
+                        eprintln!("AUDIT {e}");
+                    }
+                }
+                panic!("`{want}` not seen within 20 s; last `{}`", email(c).await);
+            }
+        };
+
+        configmap_update(
+            &policy,
+            2,
+            &original.replace("mask  confidential", "allow confidential"),
+        );
+        let swap = until("ada@example.com").await;
+
+        // vim-style: write a temporary file, rename it over the real one
+        // (replacing the symlink, as `kubectl cp` or a hand edit would).
+        let tmp = policy.join(".quickstart.clsf.swp");
+        std::fs::write(&tmp, &original).unwrap();
+        std::fs::rename(&tmp, policy.join("quickstart.clsf")).unwrap();
+        let rename = until("****@example.com").await;
+        eprintln!(
+            "reload latency, write to enforcement: configmap swap {swap:?}, rename-over {rename:?}"
+        );
+    });
+    let failed = proxy
+        .audit_events()
+        .iter()
+        .filter(|e| e["event"] == "reload_failed")
+        .count();
+    assert_eq!(failed, 0, "no reload read a half-swapped or doubled policy");
+}
