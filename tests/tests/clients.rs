@@ -219,3 +219,51 @@ fn psql_copy_and_large_objects_are_refused_cleanly() {
     );
     assert_eq!(out.stdout.trim(), "still here", "{}", out.stderr);
 }
+
+/// tokio-postgres (binary results) reading a masked query through a portal
+/// in batches: `Execute` with a row limit gets PortalSuspended until the
+/// rows run out, every batch is masked, and each execution is audited.
+#[test]
+fn portals_with_row_limits() {
+    let q = fixture::quickstart(None);
+    let proxy = Proxy::start(&q.config);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (mut c, conn) =
+            clsf_tests::client::config(proxy.addr.port(), "w", &q.issuer.ci_token())
+                .connect(tokio_postgres::NoTls)
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        let tx = c.transaction().await.unwrap();
+        let stmt = tx
+            .prepare("SELECT id, email FROM customers WHERE id > $1 ORDER BY id")
+            .await
+            .unwrap();
+        let portal = tx.bind(&stmt, &[&0i32]).await.unwrap();
+        let mut seen = Vec::new();
+        for batch in [3usize, 1, 0] {
+            let rows = tx.query_portal(&portal, 3).await.unwrap();
+            assert_eq!(rows.len(), batch, "batch sizes 3, 1, then nothing");
+            for r in rows {
+                seen.push(format!("{} {}", r.get::<_, i32>(0), r.get::<_, String>(1)));
+            }
+        }
+        tx.commit().await.unwrap();
+        assert_eq!(
+            seen,
+            [
+                "1 ****@example.com",
+                "2 ****@turing.org",
+                "3 ****@navy.mil",
+                "4 ****@tue.nl"
+            ]
+        );
+    });
+    let executes = proxy
+        .audit_events()
+        .iter()
+        .filter(|e| e["event"] == "execute" && e["decision"] == "mask")
+        .count();
+    assert_eq!(executes, 3, "one audited execution per batch");
+}
