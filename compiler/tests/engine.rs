@@ -372,3 +372,68 @@ fn a_shape_hit_decides_exactly_like_a_fresh_analysis() {
     );
     assert_eq!(access.decisions.shapes(), 5);
 }
+
+/// The quickstart with `ci` also allowed to export what it may read.
+fn engine_with_export() -> Engine {
+    let text = include_str!("../../examples/quickstart/policy/quickstart.clsf").replace(
+        "  allow write table public.orders",
+        "  allow write table public.orders\n  allow export <= confidential",
+    );
+    let mut parsed = Parsed::default();
+    policy::add_source(&mut parsed, "quickstart.clsf", &text);
+    let (plan, diags) = resolve::compile(&parsed, &quickstart_schema());
+    assert!(diags.is_empty(), "{diags:?}");
+    Engine::new(plan.unwrap()).unwrap()
+}
+
+#[test]
+fn copy_to_stdout_is_rebuilt_as_a_masked_query_and_needs_export() {
+    let (ci, _) = denied(decide(
+        &engine(),
+        &["ci"],
+        "COPY customers (id, email) TO STDOUT",
+    ));
+    assert_eq!(ci, "42501");
+
+    let e = engine_with_export();
+    for delimiter in [",", ";", ","] {
+        let sql = format!("COPY customers (id, email) TO STDOUT (DELIMITER '{delimiter}')");
+        let out = rewritten(decide(&e, &["ci"], &sql));
+        assert!(
+            out.starts_with("COPY (SELECT id, email FROM (SELECT \"id\""),
+            "{out}"
+        );
+        assert!(out.contains("AS \"customers\") TO STDOUT"), "{out}");
+        // The same shape with another option value is not answered from
+        // the cache with the first one's text.
+        assert!(
+            out.ends_with(&format!("(DELIMITER '{delimiter}')")),
+            "{out}"
+        );
+    }
+    let out = rewritten(decide(
+        &e,
+        &["ci"],
+        "COPY (SELECT email FROM customers WHERE id = 1) TO STDOUT",
+    ));
+    assert!(out.starts_with("COPY (SELECT email FROM (SELECT "), "{out}");
+    // `*` includes the denied ssn.
+    let (code, message) = denied(decide(&e, &["ci"], "COPY customers TO STDOUT"));
+    assert_eq!(code, "42501");
+    assert!(message.contains("ssn"), "{message}");
+    let (code, _) = denied(decide(&e, &["ci"], "COPY customers (email) TO '/tmp/x'"));
+    assert_eq!(code, "42501");
+    let (code, _) = denied(decide(
+        &e,
+        &["ci"],
+        "SELECT 1; COPY customers (email) TO STDOUT",
+    ));
+    assert_eq!(code, "0A000");
+    // Writing: orders yes, customers no.
+    assert!(matches!(
+        decide(&e, &["ci"], "COPY orders FROM STDIN"),
+        Verdict::Forward
+    ));
+    let (code, _) = denied(decide(&e, &["ci"], "COPY customers FROM STDIN"));
+    assert_eq!(code, "42501");
+}

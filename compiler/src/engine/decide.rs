@@ -281,6 +281,9 @@ fn decide_statement(
             let target = write_target(stmt);
             writes(plan, access, &analyze::analyze(stmt, text), target.as_deref())
         }
+        sql::Statement::Copy {
+            source, to, target, ..
+        } => copy(plan, access, env, stmt, source, *to, target, text),
         sql::Statement::Set(set) => session_setting(set),
         sql::Statement::StartTransaction { .. }
         | sql::Statement::Commit { .. }
@@ -302,6 +305,131 @@ fn decide_statement(
             policies: Vec::new(),
         }),
     }
+}
+
+/// `COPY … TO STDOUT` is an export and a read: every column of the
+/// relations it reads that is not denied must be exportable, and masks
+/// apply as in a query (`COPY t TO` is rebuilt as `COPY (SELECT … FROM t)
+/// TO`, since only a query can carry the masking subquery). `COPY … FROM
+/// STDIN` is a write to its table. Server-side files and programs are
+/// refused: their data would bypass the proxy.
+#[allow(clippy::too_many_arguments)]
+fn copy(
+    plan: &Plan,
+    access: &PrincipalAccess,
+    env: &Env<'_>,
+    stmt: &sql::Statement,
+    source: &sql::CopySource,
+    to: bool,
+    target: &sql::CopyTarget,
+    text: &str,
+) -> Result<Outcome, Denial> {
+    match (to, target, source) {
+        (false, sql::CopyTarget::Stdin, sql::CopySource::Table { table_name, .. }) => {
+            let parts: Vec<String> = table_name
+                .0
+                .iter()
+                .filter_map(|p| p.as_ident())
+                .map(analyze::fold)
+                .collect();
+            writes(plan, access, &analyze::analyze(stmt, text), Some(&parts))
+        }
+        (true, sql::CopyTarget::Stdout, sql::CopySource::Query(_)) => {
+            let a = analyze::analyze(stmt, text);
+            exports(plan, access, &a)?;
+            reads(plan, access, env, &a)
+        }
+        (true, sql::CopyTarget::Stdout, sql::CopySource::Table { table_name, columns }) => {
+            let sql::Statement::Copy {
+                options,
+                legacy_options,
+                payload,
+                ..
+            } = stmt
+            else {
+                return Err(internal_denial("COPY"));
+            };
+            // The whole text is replaced, so the COPY must be all of it.
+            if Parser::parse_sql(&PostgreSqlDialect {}, text).map_or(0, |s| s.len()) != 1 {
+                return Err(Denial {
+                    sqlstate: FEATURE_NOT_SUPPORTED,
+                    message: "COPY of a table must be sent on its own, not with other statements".to_owned(),
+                    hint: None,
+                    policies: Vec::new(),
+                });
+            }
+            let list = if columns.is_empty() {
+                "*".to_owned()
+            } else {
+                columns.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            };
+            let query = match Parser::parse_sql(
+                &PostgreSqlDialect {},
+                &format!("SELECT {list} FROM {table_name}"),
+            ) {
+                Ok(mut s) if s.len() == 1 => match s.remove(0) {
+                    sql::Statement::Query(q) => q,
+                    _ => return Err(internal_denial("COPY")),
+                },
+                _ => return Err(internal_denial("COPY")),
+            };
+            let as_query = sql::Statement::Copy {
+                source: sql::CopySource::Query(query),
+                to,
+                target: target.clone(),
+                options: options.clone(),
+                legacy_options: legacy_options.clone(),
+                payload: payload.clone(),
+            };
+            let new_text = as_query.to_string();
+            let reparsed = match Parser::parse_sql(&PostgreSqlDialect {}, &new_text) {
+                Ok(s) if s.len() == 1 => s,
+                _ => return Err(internal_denial("COPY")),
+            };
+            let sql::Statement::Copy { source, .. } = &reparsed[0] else {
+                return Err(internal_denial("COPY"));
+            };
+            let mut inner = copy(plan, access, env, &reparsed[0], source, to, target, &new_text)?;
+            let rewritten = rewrite::splice(&new_text, std::mem::take(&mut inner.edits))
+                .ok_or_else(|| internal_denial("COPY"))?;
+            inner.edits = vec![Edit {
+                start: 0,
+                end: text.len(),
+                text: rewritten,
+            }];
+            Ok(inner)
+        }
+        _ => Err(Denial {
+            sqlstate: INSUFFICIENT_PRIVILEGE,
+            message: "COPY to or from a file or program on the database server is refused: its data would not pass through clsf".to_owned(),
+            hint: Some("use COPY … TO STDOUT or COPY … FROM STDIN (psql's \\copy)".to_owned()),
+            policies: Vec::new(),
+        }),
+    }
+}
+
+/// Every column of the relations read that is not denied must be
+/// exportable (the `export` action).
+fn exports(plan: &Plan, access: &PrincipalAccess, a: &Analysis) -> Result<(), Denial> {
+    for t in a.tables.iter().filter(|t| !t.is_function) {
+        if let Resolved::Relation(ri) = resolve(plan, &t.parts, &a.ctes) {
+            let rel = plan.schema.relation(ri);
+            for (ci, p) in access.export[ri].iter().enumerate() {
+                if matches!(access.columns[ri][ci], Access::Denied { .. }) {
+                    continue;
+                }
+                let what = format!(
+                    "exporting column `{}` of `{}` (COPY TO)",
+                    rel.columns[ci].name,
+                    rel.qualified()
+                );
+                if let Some(d) = perm_denial(plan, p, "export", &what) {
+                    return Err(d);
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn first_keyword(stmt: &sql::Statement) -> String {

@@ -30,6 +30,8 @@ pub struct Shape {
     /// True when some token is a literal (otherwise the exact-text cache
     /// already covers the text).
     has_literal: bool,
+    /// Indices (into `spans`) of the literal tokens.
+    literals: Vec<usize>,
     /// The tokens, for the parser on a miss (tokenizing twice would cost
     /// as much as the shape lookup saves).
     pub tokens: Vec<TokenWithSpan>,
@@ -90,6 +92,7 @@ pub fn shape(text: &str) -> Option<Shape> {
     let mut key = String::with_capacity(text.len());
     let mut spans = Vec::with_capacity(tokens.len());
     let mut has_literal = false;
+    let mut literals = Vec::new();
     for t in &tokens {
         if matches!(t.token, Token::Whitespace(_) | Token::EOF) {
             continue;
@@ -104,6 +107,7 @@ pub fn shape(text: &str) -> Option<Shape> {
             | Token::NationalStringLiteral(_)
             | Token::HexStringLiteral(_) => {
                 has_literal = true;
+                literals.push(spans.len() - 1);
                 key.push('\u{1}');
             }
             // A dollar-quoted string can hold a function body: kept as is.
@@ -117,6 +121,7 @@ pub fn shape(text: &str) -> Option<Shape> {
         key,
         spans,
         has_literal,
+        literals,
         tokens,
     })
 }
@@ -135,6 +140,11 @@ impl Shape {
         for e in edits {
             let first = self.spans.iter().position(|s| s.0 == e.start)?;
             let last = self.spans.iter().position(|s| s.1 == e.end)?;
+            // A replacement that covers a literal was made from its value
+            // (a COPY rebuilt as a query keeps its options): not reusable.
+            if self.literals.iter().any(|&i| (first..=last).contains(&i)) {
+                return None;
+            }
             positions.push((first, last, e.text.clone()));
         }
         Some(ShapeEntry {
