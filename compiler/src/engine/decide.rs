@@ -281,9 +281,7 @@ fn decide_statement(
             let target = write_target(stmt);
             writes(plan, access, &analyze::analyze(stmt, text), target.as_deref())
         }
-        sql::Statement::Copy {
-            source, to, target, ..
-        } => copy(plan, access, env, stmt, source, *to, target, text),
+        sql::Statement::Copy { .. } => copy(plan, access, env, stmt, text),
         sql::Statement::Set(set) => session_setting(set),
         sql::Statement::StartTransaction { .. }
         | sql::Statement::Commit { .. }
@@ -313,18 +311,25 @@ fn decide_statement(
 /// TO`, since only a query can carry the masking subquery). `COPY … FROM
 /// STDIN` is a write to its table. Server-side files and programs are
 /// refused: their data would bypass the proxy.
-#[allow(clippy::too_many_arguments)]
 fn copy(
     plan: &Plan,
     access: &PrincipalAccess,
     env: &Env<'_>,
     stmt: &sql::Statement,
-    source: &sql::CopySource,
-    to: bool,
-    target: &sql::CopyTarget,
     text: &str,
 ) -> Result<Outcome, Denial> {
-    match (to, target, source) {
+    let sql::Statement::Copy {
+        source,
+        to,
+        target,
+        options,
+        legacy_options,
+        payload,
+    } = stmt
+    else {
+        return Err(internal_denial("COPY"));
+    };
+    match (*to, target, source) {
         (false, sql::CopyTarget::Stdin, sql::CopySource::Table { table_name, .. }) => {
             let parts: Vec<String> = table_name
                 .0
@@ -340,15 +345,6 @@ fn copy(
             reads(plan, access, env, &a)
         }
         (true, sql::CopyTarget::Stdout, sql::CopySource::Table { table_name, columns }) => {
-            let sql::Statement::Copy {
-                options,
-                legacy_options,
-                payload,
-                ..
-            } = stmt
-            else {
-                return Err(internal_denial("COPY"));
-            };
             // The whole text is replaced, so the COPY must be all of it.
             if Parser::parse_sql(&PostgreSqlDialect {}, text).map_or(0, |s| s.len()) != 1 {
                 return Err(Denial {
@@ -375,7 +371,7 @@ fn copy(
             };
             let as_query = sql::Statement::Copy {
                 source: sql::CopySource::Query(query),
-                to,
+                to: true,
                 target: target.clone(),
                 options: options.clone(),
                 legacy_options: legacy_options.clone(),
@@ -386,10 +382,7 @@ fn copy(
                 Ok(s) if s.len() == 1 => s,
                 _ => return Err(internal_denial("COPY")),
             };
-            let sql::Statement::Copy { source, .. } = &reparsed[0] else {
-                return Err(internal_denial("COPY"));
-            };
-            let mut inner = copy(plan, access, env, &reparsed[0], source, to, target, &new_text)?;
+            let mut inner = copy(plan, access, env, &reparsed[0], &new_text)?;
             let rewritten = rewrite::splice(&new_text, std::mem::take(&mut inner.edits))
                 .ok_or_else(|| internal_denial("COPY"))?;
             inner.edits = vec![Edit {
