@@ -183,6 +183,44 @@ impl Postgres {
         pg
     }
 
+    /// Appends settings to the cluster's configuration and restarts it (for
+    /// settings such as `max_connections` that need a restart).
+    pub fn restart_with(&self, settings: &str) {
+        let conf = self.data_dir().join("postgresql.auto.conf");
+        let mut text = std::fs::read_to_string(&conf).expect("read config");
+        text.push_str(settings);
+        text.push('\n');
+        std::fs::write(&conf, text).expect("write config");
+        let out = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.data_dir())
+            .arg("-l")
+            .arg(self.log_path())
+            .args(["-w", "-t", "60", "restart"])
+            .output()
+            .expect("run pg_ctl");
+        check(out, "pg_ctl restart");
+    }
+
+    /// Runs a program as the cluster's owner (`postgres` under root), for
+    /// servers that refuse to run as root, such as pgbouncer.
+    pub fn command_as_owner(&self, program: &Path) -> Command {
+        match &self.run_as {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(program);
+                c
+            }
+            None => Command::new(program),
+        }
+    }
+
+    /// The user servers started with [`Postgres::command_as_owner`] run as.
+    pub fn owner(&self) -> Option<&str> {
+        self.run_as.as_deref()
+    }
+
     fn command(&self, program: &str) -> Command {
         let path = self.bin.join(program);
         match &self.run_as {
