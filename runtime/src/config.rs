@@ -81,7 +81,12 @@ pub struct Upstream {
     /// Role the proxy logs in as.
     pub user: String,
     /// File holding the role's password (first line). Never sent to clients.
-    pub password_file: PathBuf,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Or: the environment variable holding it (for secrets injected by an
+    /// orchestrator).
+    #[serde(default)]
+    pub password_env: Option<String>,
     /// TLS to the server, as libpq's `sslmode`: `disable`, `require`,
     /// `verify-ca` or `verify-full`.
     #[serde(default = "default_sslmode")]
@@ -301,9 +306,16 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             *p = base.join(&*p);
         }
     }
-    for p in [&mut config.upstream.password_file, &mut config.audit.path]
+    if config.upstream.password_file.is_some() == config.upstream.password_env.is_some() {
+        return Err(ConfigError(format!(
+            "{}: [upstream] needs exactly one of password_file and password_env",
+            path.display()
+        )));
+    }
+    for p in [&mut config.audit.path]
         .into_iter()
         .chain(config.upstream.sslrootcert.as_mut())
+        .chain(config.upstream.password_file.as_mut())
     {
         if p.is_relative() {
             *p = base.join(&*p);
@@ -430,6 +442,11 @@ mod tests {
                 "on_token_expiry = \"close\"",
                 "on_token_expiry = \"never\"",
                 "unknown variant `never`",
+            ),
+            (
+                "password_file = \"secrets/upstream.pw\"",
+                "password_file = \"a\"\npassword_env = \"B\"",
+                "exactly one of password_file and password_env",
             ),
         ];
         for (from, to, expected) in cases {

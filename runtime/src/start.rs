@@ -162,22 +162,28 @@ fn upstream_tls(config: &Config) -> Result<Option<UpstreamTls>, String> {
 }
 
 fn password(config: &Config) -> Result<String, String> {
-    let password = std::fs::read_to_string(&config.upstream.password_file)
-        .map_err(|e| {
-            format!(
-                "cannot read the upstream password file {}: {e}",
-                config.upstream.password_file.display()
-            )
-        })?
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_owned();
+    let u = &config.upstream;
+    let (text, origin) = match (&u.password_file, &u.password_env) {
+        (Some(file), _) => (
+            std::fs::read_to_string(file).map_err(|e| {
+                format!(
+                    "cannot read the upstream password file {}: {e}",
+                    file.display()
+                )
+            })?,
+            format!("the upstream password file {}", file.display()),
+        ),
+        (None, Some(var)) => (
+            // The variable's name may be logged, never its value.
+            std::env::var(var)
+                .map_err(|_| format!("the upstream password variable {var} is not set"))?,
+            format!("the upstream password variable {var}"),
+        ),
+        (None, None) => return Err("[upstream] has no password".to_owned()),
+    };
+    let password = text.lines().next().unwrap_or("").to_owned();
     if password.is_empty() {
-        return Err(format!(
-            "the upstream password file {} is empty",
-            config.upstream.password_file.display()
-        ));
+        return Err(format!("{origin} is empty"));
     }
     Ok(password)
 }

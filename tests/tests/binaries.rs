@@ -92,7 +92,7 @@ fn keygen_mint_build_serve_and_verify_with_the_real_binaries() {
         .unwrap()
         .port();
     let config = format!(
-        "listen = \"127.0.0.1:{port}\"\n[upstream]\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"{DATABASE}\"\nuser = \"{GATEWAY_ROLE}\"\npassword_file = \"upstream.pw\"\n\
+        "listen = \"127.0.0.1:{port}\"\n[upstream]\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"{DATABASE}\"\nuser = \"{GATEWAY_ROLE}\"\npassword_env = \"CLSF_E2E_UPSTREAM_PW\"\n\
          [policy]\ndir = \"{}\"\nschema_lock = \"schema.lock.json\"\n[[identity.issuer]]\nissuer = \"https://issuer.clsf.example\"\naudience = \"clsf-proxy\"\njwks_file = \"jwks.json\"\n[audit]\npath = \"audit.jsonl\"\n",
         pg.port,
         policy.display()
@@ -127,10 +127,25 @@ fn keygen_mint_build_serve_and_verify_with_the_real_binaries() {
         "{stderr}"
     );
 
-    // check-config validates without starting anything.
+    // check-config validates without starting anything; the upstream
+    // password comes from the environment here.
+    let unset = Command::new(&proxy_bin)
+        .arg("check-config")
+        .arg(d.join("proxy.toml"))
+        .env_remove("CLSF_E2E_UPSTREAM_PW")
+        .output()
+        .unwrap();
+    assert_eq!(unset.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&unset.stderr)
+            .contains("the upstream password variable CLSF_E2E_UPSTREAM_PW is not set"),
+        "{}",
+        String::from_utf8_lossy(&unset.stderr)
+    );
     let checked = ok(Command::new(&proxy_bin)
         .arg("check-config")
-        .arg(d.join("proxy.toml")));
+        .arg(d.join("proxy.toml"))
+        .env("CLSF_E2E_UPSTREAM_PW", &pg.gateway_password));
     assert!(checked.starts_with("ok: "), "{checked}");
     let bad_check = Command::new(&proxy_bin)
         .arg("check-config")
@@ -147,6 +162,7 @@ fn keygen_mint_build_serve_and_verify_with_the_real_binaries() {
     let mut child = Command::new(&proxy_bin)
         .arg("--config")
         .arg(d.join("proxy.toml"))
+        .env("CLSF_E2E_UPSTREAM_PW", &pg.gateway_password)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

@@ -95,7 +95,7 @@ pub struct Env<'a> {
 
 /// Decides a simple-query string.
 pub fn decide(plan: &Plan, access: &PrincipalAccess, env: &Env<'_>, text: &str) -> Decision {
-    decide_with_edits(plan, access, env, text, None).0
+    decide_with_edits(plan, access, env, text).0
 }
 
 /// Decides a simple-query string; also returns the splices a `Rewrite`
@@ -105,16 +105,8 @@ pub(crate) fn decide_with_edits(
     access: &PrincipalAccess,
     env: &Env<'_>,
     text: &str,
-    tokens: Option<Vec<sqlparser::tokenizer::TokenWithSpan>>,
 ) -> (Decision, Vec<Edit>) {
-    let parsed = match tokens {
-        // The same tokens `parse_sql` would produce (the tokenizer's
-        // defaults), already made for the shape.
-        Some(tokens) => Parser::new(&PostgreSqlDialect {})
-            .with_tokens_with_locations(tokens)
-            .parse_statements(),
-        None => Parser::parse_sql(&PostgreSqlDialect {}, text),
-    };
+    let parsed = Parser::parse_sql(&PostgreSqlDialect {}, text);
     let statements = match parsed {
         Ok(s) => s,
         Err(e) => {

@@ -144,8 +144,7 @@ impl Engine {
             claims,
             masks: &self.masks,
         };
-        let tokens = shape.as_mut().map(|s| std::mem::take(&mut s.tokens));
-        let (decision, edits) = decide::decide_with_edits(&self.plan, access, &env, sql, tokens);
+        let (decision, edits) = decide::decide_with_edits(&self.plan, access, &env, sql);
         if cacheable {
             access.decisions.insert(sql, &decision);
             if let Some(s) = &shape

@@ -9,13 +9,10 @@
 //! and whose rewrites start and end on token boundaries; the rewritten text
 //! is rebuilt around the new literals token by token.
 
-use sqlparser::dialect::PostgreSqlDialect;
-use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
-
 use super::rewrite::{self, Edit};
 use super::{Decision, Verdict};
 
-/// Longer texts are not shaped (rarely repeated, and tokenizing costs).
+/// Longer texts are not shaped (rarely repeated).
 const MAX_TEXT: usize = 8192;
 
 /// A text's shape key and the byte range of each of its tokens (comments
@@ -27,43 +24,228 @@ pub struct Shape {
     pub key: String,
     /// Byte ranges of the tokens, in order.
     spans: Vec<(usize, usize)>,
-    /// True when some token is a literal (otherwise the exact-text cache
-    /// already covers the text).
-    has_literal: bool,
     /// Indices (into `spans`) of the literal tokens.
     literals: Vec<usize>,
-    /// The tokens, for the parser on a miss (tokenizing twice would cost
-    /// as much as the shape lookup saves).
-    pub tokens: Vec<TokenWithSpan>,
 }
 
-/// Byte offsets of increasing locations in one pass over the text
-/// (`LineIndex` would rescan each line for every token).
-struct Cursor<'a> {
-    text: &'a str,
-    line: u64,
-    column: u64,
-    byte: usize,
+/// Characters PostgreSQL builds operators from. A run of them without
+/// whitespace is one token here, so `<=` and `< =` get different keys.
+fn is_operator_char(c: char) -> bool {
+    matches!(
+        c,
+        '+' | '-'
+            | '*'
+            | '/'
+            | '<'
+            | '>'
+            | '='
+            | '~'
+            | '!'
+            | '@'
+            | '#'
+            | '%'
+            | '^'
+            | '&'
+            | '|'
+            | '`'
+            | '?'
+            | ':'
+    )
 }
 
-impl Cursor<'_> {
-    fn offset(&mut self, loc: Location) -> Option<usize> {
-        if (loc.line, loc.column) < (self.line, self.column) {
-            return None;
-        }
-        let mut chars = self.text[self.byte..].chars();
-        while (self.line, self.column) < (loc.line, loc.column) {
-            let c = chars.next()?;
-            self.byte += c.len_utf8();
-            if c == '\n' {
-                self.line += 1;
-                self.column = 1;
-            } else {
-                self.column += 1;
-            }
-        }
-        Some(self.byte)
+fn is_ident_start(c: char) -> bool {
+    c.is_alphabetic() || c == '_' || !c.is_ascii()
+}
+
+fn is_ident_char(c: char) -> bool {
+    c.is_alphanumeric() || c == '_' || c == '$' || !c.is_ascii()
+}
+
+/// The shape of `text`, or `None` when the text is too long or holds
+/// something this scanner does not classify with certainty (prefixed
+/// strings such as `E'…'`, dollar quotes, a number run into a name, an
+/// unterminated quote or comment): such texts are decided afresh every time.
+///
+/// Scanned by hand rather than with sqlparser's tokenizer because this runs
+/// for every statement the exact-text cache misses, and finding the shape
+/// must cost much less than the analysis it saves. The scanner only needs
+/// to be conservative: anything it keeps in the key verbatim can only make
+/// two texts differ.
+pub fn shape(text: &str) -> Option<Shape> {
+    if text.len() > MAX_TEXT {
+        return None;
     }
+    let bytes = text.as_bytes();
+    let mut key = String::with_capacity(text.len());
+    let mut spans = Vec::with_capacity(text.len() / 3);
+    let mut literals = Vec::new();
+    let mut chars = text.char_indices().peekable();
+    while let Some(&(i, c)) = chars.peek() {
+        let next_byte = bytes.get(i + 1).copied();
+        if c.is_whitespace() {
+            chars.next();
+            continue;
+        }
+        if c == '-' && next_byte == Some(b'-') {
+            // A line comment.
+            for (_, c) in chars.by_ref() {
+                if c == '\n' {
+                    break;
+                }
+            }
+            continue;
+        }
+        if c == '/' && next_byte == Some(b'*') {
+            // A block comment; PostgreSQL nests them.
+            chars.next();
+            chars.next();
+            let mut depth = 1;
+            let mut prev = '\0';
+            while depth > 0 {
+                let (_, c) = chars.next()?;
+                if prev == '/' && c == '*' {
+                    depth += 1;
+                    prev = '\0';
+                } else if prev == '*' && c == '/' {
+                    depth -= 1;
+                    prev = '\0';
+                } else {
+                    prev = c;
+                }
+            }
+            continue;
+        }
+        let start = i;
+        let end;
+        if c == '\'' {
+            // E'…', B'…', X'…', N'…': a prefix glued to the quote changes
+            // how the body is read (and, for E, where it ends).
+            if text[..start].ends_with(is_ident_char) {
+                return None;
+            }
+            chars.next();
+            loop {
+                let (j, c) = chars.next()?;
+                if c == '\'' {
+                    if chars.peek().is_some_and(|&(_, n)| n == '\'') {
+                        chars.next();
+                        continue;
+                    }
+                    end = j + 1;
+                    break;
+                }
+            }
+            literals.push(spans.len());
+            key.push('\u{1}');
+        } else if c.is_ascii_digit() {
+            if text[..start].ends_with(|p: char| is_ident_char(p) || p == '.') {
+                return None;
+            }
+            // ASCII only: digits, an optional fraction, an optional
+            // exponent that must have digits.
+            let digits = |mut k: usize| {
+                while bytes.get(k).is_some_and(u8::is_ascii_digit) {
+                    k += 1;
+                }
+                k
+            };
+            let mut k = digits(start);
+            if bytes.get(k) == Some(&b'.') {
+                k = digits(k + 1);
+            }
+            if matches!(bytes.get(k), Some(b'e' | b'E')) {
+                k += 1;
+                if matches!(bytes.get(k), Some(b'+' | b'-')) {
+                    k += 1;
+                }
+                let first = k;
+                k = digits(k);
+                if k == first {
+                    return None;
+                }
+            }
+            if bytes.get(k).is_some_and(|&n| {
+                n == b'.' || n == b'$' || n == b'_' || n.is_ascii_alphanumeric() || n >= 0x80
+            }) {
+                return None;
+            }
+            while chars.peek().is_some_and(|&(j, _)| j < k) {
+                chars.next();
+            }
+            end = k;
+            literals.push(spans.len());
+            key.push('\u{1}');
+        } else if c == '"' {
+            chars.next();
+            loop {
+                let (j, c) = chars.next()?;
+                if c == '"' {
+                    if chars.peek().is_some_and(|&(_, n)| n == '"') {
+                        chars.next();
+                        continue;
+                    }
+                    end = j + 1;
+                    break;
+                }
+            }
+            key.push_str(&text[start..end]);
+            key.push('\0');
+        } else if c == '$' {
+            // `$1` is a parameter; `$tag$…$tag$` a dollar-quoted string.
+            chars.next();
+            let mut e = start + 1;
+            while let Some(&(j, d)) = chars.peek() {
+                if !d.is_ascii_digit() {
+                    break;
+                }
+                chars.next();
+                e = j + 1;
+            }
+            if e == start + 1 || chars.peek().is_some_and(|&(_, n)| is_ident_char(n)) {
+                return None;
+            }
+            end = e;
+            key.push_str(&text[start..end]);
+            key.push('\0');
+        } else if is_ident_start(c) {
+            let mut e = start;
+            while let Some(&(j, d)) = chars.peek() {
+                if !is_ident_char(d) {
+                    break;
+                }
+                chars.next();
+                e = j + d.len_utf8();
+            }
+            end = e;
+            key.push_str(&text[start..end]);
+            key.push('\0');
+        } else if is_operator_char(c) {
+            let mut e = start;
+            while let Some(&(j, d)) = chars.peek() {
+                // A comment start ends the operator, as in PostgreSQL.
+                let two = bytes.get(j..j + 2);
+                if !is_operator_char(d) || (j > start && matches!(two, Some(b"--" | b"/*"))) {
+                    break;
+                }
+                chars.next();
+                e = j + 1;
+            }
+            end = e;
+            key.push_str(&text[start..end]);
+            key.push('\0');
+        } else {
+            chars.next();
+            end = start + c.len_utf8();
+            key.push_str(&text[start..end]);
+            key.push('\0');
+        }
+        spans.push((start, end));
+    }
+    Some(Shape {
+        key,
+        spans,
+        literals,
+    })
 }
 
 /// A cached decision with its rewrites expressed in token positions.
@@ -74,63 +256,11 @@ pub struct ShapeEntry {
     edits: Vec<(usize, usize, String)>,
 }
 
-/// The shape of `text`, or `None` when it does not tokenize or is long.
-pub fn shape(text: &str) -> Option<Shape> {
-    if text.len() > MAX_TEXT {
-        return None;
-    }
-    let dialect = PostgreSqlDialect {};
-    let tokens = Tokenizer::new(&dialect, text)
-        .tokenize_with_location()
-        .ok()?;
-    let mut cursor = Cursor {
-        text,
-        line: 1,
-        column: 1,
-        byte: 0,
-    };
-    let mut key = String::with_capacity(text.len());
-    let mut spans = Vec::with_capacity(tokens.len());
-    let mut has_literal = false;
-    let mut literals = Vec::new();
-    for t in &tokens {
-        if matches!(t.token, Token::Whitespace(_) | Token::EOF) {
-            continue;
-        }
-        let start = cursor.offset(t.span.start)?;
-        let end = cursor.offset(t.span.end)?;
-        spans.push((start, end));
-        match &t.token {
-            Token::Number(..)
-            | Token::SingleQuotedString(_)
-            | Token::EscapedStringLiteral(_)
-            | Token::NationalStringLiteral(_)
-            | Token::HexStringLiteral(_) => {
-                has_literal = true;
-                literals.push(spans.len() - 1);
-                key.push('\u{1}');
-            }
-            // A dollar-quoted string can hold a function body: kept as is.
-            other => {
-                use std::fmt::Write;
-                let _ = write!(key, "{other}\u{0}");
-            }
-        }
-    }
-    Some(Shape {
-        key,
-        spans,
-        has_literal,
-        literals,
-        tokens,
-    })
-}
-
 impl Shape {
     /// The entry to remember for `decision` (made for this text with
     /// `edits`), when it may be reused for other literals.
     pub fn entry(&self, decision: &Decision, edits: &[Edit]) -> Option<ShapeEntry> {
-        if !self.has_literal || decision.statements.len() != 1 {
+        if self.literals.is_empty() || decision.statements.len() != 1 {
             return None;
         }
         if !matches!(decision.verdict, Verdict::Forward | Verdict::Rewrite(_)) {
@@ -197,5 +327,89 @@ mod tests {
         assert_ne!(a.key, c.key);
         let d = shape("SELECT a FROM \"T\" WHERE id = 10 AND s = 'x'").unwrap();
         assert_ne!(a.key, d.key);
+    }
+}
+
+#[cfg(test)]
+mod scanner_tests {
+    use super::shape;
+
+    fn key(text: &str) -> String {
+        shape(text)
+            .unwrap_or_else(|| panic!("no shape for {text:?}"))
+            .key
+    }
+
+    #[test]
+    fn operators_keep_their_spacing_and_comments_end_them() {
+        assert_ne!(key("SELECT a <= 1"), key("SELECT a < = 1"));
+        assert_ne!(key("SELECT a - -1"), key("SELECT a --1\n"));
+        assert_eq!(key("SELECT a+1"), key("SELECT a + 2"));
+        assert_eq!(
+            key("SELECT 1 /* a /* nested */ comment */ + 2"),
+            key("SELECT 3 + 4")
+        );
+        assert_ne!(key("SELECT a::text"), key("SELECT a: :text"));
+    }
+
+    #[test]
+    fn literals_of_every_plain_kind_are_masked() {
+        assert_eq!(
+            key("SELECT * FROM t WHERE a = 'x' AND b IN (1, 2.5, 3e4) AND c = 'it''s'"),
+            key("SELECT * FROM t WHERE a = '' AND b IN (9, 0.1, 1E-2) AND c = 'y'")
+        );
+        assert_ne!(key("SELECT $1"), key("SELECT $2"));
+        assert_ne!(key("SELECT \"a\"\"b\""), key("SELECT \"a\"\"c\""));
+        assert_eq!(
+            key("SELECT DATE '2020-01-01'"),
+            key("SELECT DATE '1999-12-31'")
+        );
+    }
+
+    #[test]
+    fn doubtful_texts_get_no_shape() {
+        for text in [
+            "SELECT E'it\\'s'",
+            "SELECT B'0101'",
+            "SELECT x'1f'",
+            "SELECT $$body$$",
+            "SELECT $tag$ x $tag$",
+            "SELECT 1abc",
+            "SELECT 1e",
+            "SELECT 1.2.3",
+            "SELECT 'unterminated",
+            "SELECT \"unterminated",
+            "SELECT /* unterminated",
+            "SELECT t.5",
+        ] {
+            assert!(shape(text).is_none(), "{text}");
+        }
+    }
+
+    #[test]
+    fn spans_cover_names_for_rewrites() {
+        let text = "SELECT c.email FROM public.\"Customers\" AS c WHERE id = 42";
+        let s = shape(text).unwrap();
+        let words: Vec<&str> = s.spans.iter().map(|&(a, b)| &text[a..b]).collect();
+        assert_eq!(
+            words,
+            [
+                "SELECT",
+                "c",
+                ".",
+                "email",
+                "FROM",
+                "public",
+                ".",
+                "\"Customers\"",
+                "AS",
+                "c",
+                "WHERE",
+                "id",
+                "=",
+                "42"
+            ]
+        );
+        assert_eq!(s.literals, [13]);
     }
 }
