@@ -662,9 +662,27 @@ impl Cx<'_> {
                     }
                 }
                 sql::JoinConstraint::Natural => {
-                    // Every same-named column pair is compared.
+                    // The names both sides have are compared. With a side
+                    // whose columns are not all known, every column counts.
+                    let known = scope.entries.iter().all(|e| e.any_column.is_none());
+                    let common: BTreeSet<String> = match scope.entries.split_last() {
+                        Some((right, left)) if known => right
+                            .columns
+                            .iter()
+                            .filter(|c| {
+                                left.iter()
+                                    .any(|e| e.columns.iter().any(|l| l.name == c.name))
+                            })
+                            .map(|c| c.name.clone())
+                            .collect(),
+                        _ => BTreeSet::new(),
+                    };
                     for entry in &scope.entries {
-                        for c in &entry.columns {
+                        for c in entry
+                            .columns
+                            .iter()
+                            .filter(|c| !known || common.contains(&c.name))
+                        {
                             self.note(&c.sources, Usage::Joined);
                             reads.extend(c.sources.iter().copied());
                         }
