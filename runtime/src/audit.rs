@@ -132,12 +132,14 @@ impl AuditLog {
     /// Appends one event. An error means the event is not recorded and the
     /// caller must not proceed with what it describes.
     pub fn append(&self, event: &Event<'_>) -> std::io::Result<()> {
+        // Serialized before taking the lock: every session appends, and the
+        // lock need only cover the chain (sequence, hash, write).
+        let event_json = serde_json::to_vec(event).map_err(std::io::Error::other)?;
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         // The chain fields go first; they are spliced in front of the event's
         // own fields rather than serialized through a wrapper with
         // `#[serde(flatten)]`, which goes through a map and costs several
         // times more per statement. `prev` is hex, so it needs no escaping.
-        let event_json = serde_json::to_vec(event).map_err(std::io::Error::other)?;
         let mut bytes =
             format!("{{\"seq\":{},\"prev\":\"{}\",", inner.seq, inner.prev).into_bytes();
         bytes.extend_from_slice(&event_json[1..]);
