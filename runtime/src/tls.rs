@@ -40,7 +40,7 @@ pub fn acceptor(
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
         Some(path) => {
-            let roots = root_store(path)?;
+            let roots = clsf_compiler::schema::connect::root_store(path)?;
             let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
                 .allow_unauthenticated()
                 .build()
@@ -52,23 +52,6 @@ pub fn acceptor(
         .with_single_cert(certs, key)
         .map_err(|e| format!("the certificate and key do not make a TLS configuration: {e}"))?;
     Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-/// The certificates of a PEM file as trust anchors.
-pub fn root_store(path: &Path) -> Result<rustls::RootCertStore, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
-    {
-        let cert = cert.map_err(|e| format!("{}: {e}", path.display()))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    if roots.is_empty() {
-        return Err(format!("{} holds no certificate", path.display()));
-    }
-    Ok(roots)
 }
 
 /// A connection that starts in plaintext and may be upgraded to TLS: the

@@ -79,6 +79,15 @@ pub fn quickstart_with(issuer: Issuer, audit: Option<PathBuf>) -> Quickstart {
     }
 }
 
+/// Writes a test CA and the proxy's certificate into `q`'s directory and
+/// turns on client TLS (required) in its config.
+pub fn enable_client_tls(q: &Quickstart) {
+    crate::certs::write_test_ca(q.dir.path());
+    let mut config = std::fs::read_to_string(&q.config).expect("read proxy.toml");
+    config.push_str("\n[tls]\ncert_file = \"server.pem\"\nkey_file = \"server.key\"\n");
+    std::fs::write(&q.config, config).expect("write proxy.toml");
+}
+
 /// Pulls the lock again (after a test changed the schema) and starts a
 /// proxy enforcing `policy` (the text of one `.clsf` file) over `q`.
 pub fn proxy_with_policy(q: &Quickstart, policy: &str) -> Proxy {

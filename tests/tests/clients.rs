@@ -11,7 +11,6 @@ use std::path::Path;
 use std::process::Command;
 
 use clsf_tests::bins::repo_root;
-use clsf_tests::certs::write_test_ca;
 use clsf_tests::fixture::{self, Quickstart};
 use clsf_tests::postgres::DATABASE;
 use clsf_tests::proxy::Proxy;
@@ -32,10 +31,7 @@ const EXPECTED: &[&str] = &[
 
 fn setup() -> (Quickstart, Proxy) {
     let q = fixture::quickstart(None);
-    write_test_ca(q.dir.path());
-    let mut config = std::fs::read_to_string(&q.config).unwrap();
-    config.push_str("\n[tls]\ncert_file = \"server.pem\"\nkey_file = \"server.key\"\n");
-    std::fs::write(&q.config, config).unwrap();
+    fixture::enable_client_tls(&q);
     let proxy = Proxy::start(&q.config);
     (q, proxy)
 }

@@ -12,10 +12,7 @@ use clsf_tests::psql;
 fn verify_full_clients_work_and_plaintext_ones_are_refused() {
     let q = fixture::quickstart(None);
     let d = q.dir.path();
-    write_test_ca(d);
-    let mut config = std::fs::read_to_string(&q.config).unwrap();
-    config.push_str("\n[tls]\ncert_file = \"server.pem\"\nkey_file = \"server.key\"\n");
-    std::fs::write(&q.config, config).unwrap();
+    fixture::enable_client_tls(&q);
     let proxy = Proxy::start(&q.config);
     let port = proxy.addr.port();
     let token = q.issuer.ci_token();

@@ -162,6 +162,25 @@ pub fn tls_client_config(
     .map_err(|e| e.0)
 }
 
+/// The certificates of a PEM file as trust anchors (also the proxy's, for
+/// client certificates and JWKS servers).
+pub fn root_store(path: &std::path::Path) -> Result<rustls::RootCertStore, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("invalid certificate in {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no certificate", path.display()));
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certs {
+        roots
+            .add(cert)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(roots)
+}
+
 fn client_config(options: &Options) -> Result<rustls::ClientConfig, PullError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -176,24 +195,7 @@ fn client_config(options: &Options) -> Result<rustls::ClientConfig, PullError> {
                         .to_owned(),
                 )
             })?;
-            let mut roots = rustls::RootCertStore::empty();
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-                .map_err(|e| PullError(format!("cannot read {}: {e}", path.display())))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| {
-                    PullError(format!("invalid certificate in {}: {e}", path.display()))
-                })?;
-            if certs.is_empty() {
-                return Err(PullError(format!(
-                    "{} holds no certificate",
-                    path.display()
-                )));
-            }
-            for cert in certs {
-                roots
-                    .add(cert)
-                    .map_err(|e| PullError(format!("{}: {e}", path.display())))?;
-            }
+            let roots = root_store(path).map_err(PullError)?;
             let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
                 Arc::new(roots),
                 provider,

@@ -104,7 +104,7 @@ impl Keys {
 fn https_client(ca_file: Option<&Path>) -> Result<HttpsClient, String> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let roots = match ca_file {
-        Some(path) => crate::tls::root_store(path)?,
+        Some(path) => clsf_compiler::schema::connect::root_store(path)?,
         None => {
             let mut roots = rustls::RootCertStore::empty();
             for cert in rustls_native_certs::load_native_certs().certs {

@@ -69,11 +69,6 @@ impl Verifier {
         })
     }
 
-    /// The issuer this verifier trusts.
-    pub fn issuer(&self) -> &str {
-        &self.issuer
-    }
-
     /// Verifies `token` and returns its claims, mapped.
     pub async fn verify(&self, token: &str) -> Result<Value, Rejected> {
         let header = decode_header(token)

@@ -58,8 +58,8 @@ impl Proven {
         }
     }
 
-    /// Claims for row-filter placeholders (`{claim.x}`); only tokens have
-    /// them, so a filter naming a claim refuses the other identities.
+    /// The claims row filters bind (`{claim.x}` in a filter); only tokens
+    /// carry claims, so a filter naming a claim refuses other identities.
     pub fn claims(&self) -> Option<&Value> {
         match self {
             Proven::Token(c) => Some(c),

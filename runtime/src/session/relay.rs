@@ -152,13 +152,16 @@ pub(super) async fn relay(
             return Ok(());
         }
 
-        // A shorter queue means a statement finished: the next one's clock starts.
-        if r.pending.is_empty() {
-            busy = None;
-        } else if busy.is_none() || r.pending.len() < owed {
-            busy = Some((tokio::time::Instant::now(), false));
+        // A shorter queue means a statement finished: the next one's clock
+        // starts. Tracked only when a timeout is configured (hot path).
+        if shared.statement_timeout.is_some() {
+            if r.pending.is_empty() {
+                busy = None;
+            } else if busy.is_none() || r.pending.len() < owed {
+                busy = Some((tokio::time::Instant::now(), false));
+            }
+            owed = r.pending.len();
         }
-        owed = r.pending.len();
         let overdue = match (shared.statement_timeout, busy) {
             (Some(limit), Some((since, false))) => Some(since + limit),
             _ => None,
