@@ -51,7 +51,7 @@ fn read_rank(a: &Access) -> u8 {
 fn perm_text(p: &Perm) -> String {
     match p {
         Perm::Allowed => "allowed".to_owned(),
-        Perm::Approval(g) => format!("approval by {g}"),
+        Perm::Approval { approvers, .. } => format!("approval by {approvers}"),
         Perm::Denied(_) => "denied".to_owned(),
     }
 }
@@ -59,7 +59,7 @@ fn perm_text(p: &Perm) -> String {
 fn perm_rank(p: &Perm) -> u8 {
     match p {
         Perm::Denied(_) => 0,
-        Perm::Approval(_) => 1,
+        Perm::Approval { .. } => 1,
         Perm::Allowed => 2,
     }
 }

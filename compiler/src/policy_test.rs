@@ -133,16 +133,12 @@ fn actual(decision: &Decision) -> (String, Vec<String>, Option<String>) {
         .map(|c| c.column.clone())
         .collect();
     match &decision.verdict {
-        Verdict::Deny(d) => {
-            // Holding for approval is refused until the proxy can hold
-            // statements; the refusal says so.
-            let kind = if d.message.contains("needs approval") {
-                "approval"
-            } else {
-                "deny"
-            };
-            (kind.to_owned(), masked, Some(d.message.clone()))
-        }
+        Verdict::Deny(d) => ("deny".to_owned(), masked, Some(d.message.clone())),
+        Verdict::Hold(h) => (
+            "approval".to_owned(),
+            masked,
+            Some(format!("held until approved by {}", h.approvers_text())),
+        ),
         _ if masked.is_empty() => ("allow".to_owned(), masked, None),
         _ => ("mask".to_owned(), masked, None),
     }

@@ -363,6 +363,7 @@ fn a_shape_hit_decides_exactly_like_a_fresh_analysis() {
             Verdict::Forward => "forward",
             Verdict::Rewrite(_) => "rewrite",
             Verdict::Deny(_) => "deny",
+            Verdict::Hold(_) => "hold",
         })
         .collect();
     assert_eq!(

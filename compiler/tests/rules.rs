@@ -186,9 +186,33 @@ fn an_override_with_a_reason_lifts_a_mask_but_nothing_else() {
         !out.contains("k3y"),
         "the key itself is never written: {out}"
     );
-    // pci needs approval, which this version refuses with the approver named.
-    let msg = denied(decide(&e, support, "SELECT card_number FROM customers"));
-    assert!(msg.contains("approval") && msg.contains("`leads`"), "{msg}");
+    // pci needs approval: the statement is held, and what runs once it is
+    // approved reads the card number in clear (the approval clause lifts
+    // the mask) while the rest of the relation stays masked as before.
+    let hold = held(decide(
+        &e,
+        support.clone(),
+        "SELECT card_number FROM customers",
+    ));
+    assert_eq!(hold.approvers_text(), "1 of group `leads`");
+    assert_eq!(hold.ttl_seconds, 600);
+    assert_eq!(hold.needs.len(), 1);
+    assert_eq!(hold.needs[0].rule, "support_reads");
+    let then = rewritten(hold.then);
+    assert!(then.contains("\"card_number\", "), "{then}");
+    assert!(then.contains("AS character(11)) AS \"ssn\""), "{then}");
+    // Statements not touching pci are not held.
+    assert!(matches!(
+        decide(&e, support, "SELECT email FROM customers"),
+        Verdict::Forward | Verdict::Rewrite(_)
+    ));
+}
+
+fn held(v: Verdict) -> clsf_compiler::engine::Hold {
+    match v {
+        Verdict::Hold(h) => *h,
+        other => panic!("expected a hold, got {other:?}"),
+    }
 }
 
 #[test]

@@ -22,7 +22,10 @@ pub struct Event<'a> {
     /// RFC 3339 UTC time.
     pub time: String,
     /// `connect`, `auth_failed`, `statement`, `execute`, `statement_timeout`,
-    /// `cancel`, `reload`, `reload_failed`, `disconnect`.
+    /// `cancel`, `reload`, `reload_failed`, `disconnect`; for approvals
+    /// `approval_requested`, `approval_vote`, `approval_released`,
+    /// `approval_refused` (denied, expired or withdrawn) and
+    /// `approval_grant_used` (a session or N-executions approval covered it).
     pub event: &'a str,
     /// Proxy session number.
     pub session: u64,
@@ -56,6 +59,15 @@ pub struct Event<'a> {
     /// Hash of the plan enforced.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<&'a str>,
+    /// Approval request id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<&'a str>,
+    /// The approver who voted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approver: Option<&'a str>,
+    /// The approver's comment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comment: Option<&'a str>,
 }
 
 impl<'a> Event<'a> {
@@ -75,6 +87,9 @@ impl<'a> Event<'a> {
             observed: None,
             reason: None,
             plan: None,
+            request: None,
+            approver: None,
+            comment: None,
         }
     }
 }

@@ -37,6 +37,48 @@ pub struct Config {
     /// TLS for clients (optional; without it clients connect in plaintext).
     #[serde(default)]
     pub tls: Option<Tls>,
+    /// The admin listener: approvals API, approver page, metrics
+    /// (optional; without it, statements that need approval are refused).
+    #[serde(default)]
+    pub admin: Option<Admin>,
+}
+
+/// The admin HTTPS listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Admin {
+    /// Address to listen on, e.g. `127.0.0.1:9443`.
+    pub listen: String,
+    /// Certificate chain (PEM); default: `[tls] cert_file`.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// Private key (PEM); default: `[tls] key_file`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// The URL approvers open (named in the notice a held client gets);
+    /// default `https://` + `listen`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+}
+
+impl Admin {
+    /// The certificate and key files, falling back to the client TLS ones.
+    pub fn tls_files<'a>(&'a self, tls: Option<&'a Tls>) -> Option<(&'a Path, &'a Path)> {
+        match (&self.cert_file, &self.key_file, tls) {
+            (Some(c), Some(k), _) => Some((c, k)),
+            (None, None, Some(t)) => Some((&t.cert_file, &t.key_file)),
+            _ => None,
+        }
+    }
+
+    /// The URL approvers open.
+    pub fn url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("https://{}", self.listen))
+            .trim_end_matches('/')
+            .to_owned()
+    }
 }
 
 /// The proxy's TLS certificate for clients.
@@ -267,6 +309,22 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             if p.is_relative() {
                 *p = base.join(&*p);
             }
+        }
+    }
+    if let Some(admin) = &mut config.admin {
+        for p in [admin.cert_file.as_mut(), admin.key_file.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        if admin.tls_files(config.tls.as_ref()).is_none() {
+            return Err(ConfigError(format!(
+                "{}: [admin] serves HTTPS only: give both `cert_file` and `key_file`, or neither to use [tls]'s (then [tls] is needed)",
+                path.display()
+            )));
         }
     }
     check_identity(path, &mut config.identity, base)?;

@@ -2,11 +2,14 @@
 //! workload-token authentication, the gateway-held upstream credential, the
 //! statement engine applied to every query, and the audit trail.
 
+pub mod admin;
+pub mod approvals;
 pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod extended;
 pub mod keys;
+pub mod metrics;
 pub mod reload;
 pub mod server;
 pub mod session;

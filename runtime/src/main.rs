@@ -85,6 +85,54 @@ enum Command {
         /// The audit file.
         path: PathBuf,
     },
+    /// List and decide approval requests through a proxy's admin API.
+    Approvals {
+        /// The admin listener's URL (or CLSF_ADMIN_URL).
+        #[arg(long, env = "CLSF_ADMIN_URL")]
+        url: String,
+        /// File holding your OIDC token (or the token in CLSF_TOKEN).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// PEM CA to verify the admin listener with (default: system roots).
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        /// Print the API's JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        action: ApprovalAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ApprovalAction {
+    /// Pending requests (with --all, decided ones too).
+    List {
+        /// Include decided requests.
+        #[arg(long)]
+        all: bool,
+    },
+    /// One request.
+    Show {
+        /// Request id.
+        id: String,
+    },
+    /// Approve a request.
+    Approve {
+        /// Request id.
+        id: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Deny a request.
+    Deny {
+        /// Request id.
+        id: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -106,7 +154,19 @@ fn main() -> ExitCode {
 }
 
 fn serve(path: &std::path::Path) -> Result<(), String> {
-    let config = config::load(path).map_err(|e| e.to_string())?;
+    let mut config = config::load(path).map_err(|e| e.to_string())?;
+    // The admin listener is bound first, so that with port 0 the URL held
+    // clients are told names the port actually chosen.
+    let admin_listener = match &mut config.admin {
+        Some(admin) => {
+            let l = std::net::TcpListener::bind(&admin.listen)
+                .map_err(|e| format!("cannot listen on {} (admin): {e}", admin.listen))?;
+            l.set_nonblocking(true).map_err(|e| e.to_string())?;
+            admin.listen = l.local_addr().map_err(|e| e.to_string())?.to_string();
+            Some(l)
+        }
+        None => None,
+    };
     let shared = Arc::new(start::shared_state(&config)?);
     // Kept alive for the life of the proxy: dropping it stops reloading.
     let _watcher = reload::watch(Arc::clone(&shared), config.clone())?;
@@ -131,6 +191,23 @@ fn serve(path: &std::path::Path) -> Result<(), String> {
                 let _ = tokio::task::spawn_blocking(move || reload::reload(&s, &c)).await;
             }
         });
+        if let (Some(admin), Some(l)) = (&config.admin, admin_listener) {
+            let (cert, key) = admin
+                .tls_files(config.tls.as_ref())
+                .ok_or("[admin] needs a certificate")?;
+            let acceptor = clsf_runtime::tls::acceptor(cert, key, None)?;
+            let admin_listener = tokio::net::TcpListener::from_std(l).map_err(|e| e.to_string())?;
+            let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
+            eprintln!(
+                "clsf-proxy: admin listening on {admin_addr}; approvers use {}",
+                admin.url()
+            );
+            tokio::spawn(clsf_runtime::admin::serve(
+                admin_listener,
+                acceptor,
+                Arc::clone(&shared),
+            ));
+        }
         let grace = std::time::Duration::from_secs(config.shutdown_grace_seconds);
         server::run(listener, shared, config.max_connections, grace, async {
             let _ = tokio::signal::ctrl_c().await;
@@ -215,6 +292,19 @@ fn tool(command: Command) -> Result<(), String> {
             println!("{}", clsf_runtime::auth::scram::make_verifier(password));
             Ok(())
         }
+        Command::Approvals {
+            url,
+            token_file,
+            ca_file,
+            json,
+            action,
+        } => approvals(
+            &url,
+            token_file.as_deref(),
+            ca_file.as_deref(),
+            json,
+            action,
+        ),
         Command::VerifyAudit { path } => {
             let text =
                 std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -229,4 +319,57 @@ fn tool(command: Command) -> Result<(), String> {
             }
         }
     }
+}
+
+fn approvals(
+    url: &str,
+    token_file: Option<&std::path::Path>,
+    ca_file: Option<&std::path::Path>,
+    json_out: bool,
+    action: ApprovalAction,
+) -> Result<(), String> {
+    use clsf_runtime::admin::client;
+    let token = match token_file {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        None => std::env::var("CLSF_TOKEN")
+            .map_err(|_| "give --token-file FILE or set CLSF_TOKEN".to_owned())?,
+    };
+    let token = token.trim().to_owned();
+    let (path, body) = match &action {
+        ApprovalAction::List { all } => (format!("/api/approvals?all={all}"), None),
+        ApprovalAction::Show { id } => (format!("/api/approvals/{id}"), None),
+        ApprovalAction::Approve { id, comment } => (
+            format!("/api/approvals/{id}/approve"),
+            Some(json!({ "comment": comment })),
+        ),
+        ApprovalAction::Deny { id, comment } => (
+            format!("/api/approvals/{id}/deny"),
+            Some(json!({ "comment": comment })),
+        ),
+    };
+    if path.contains(['#', '?', ' ']) && !matches!(action, ApprovalAction::List { .. }) {
+        return Err("a request id is hexadecimal".to_owned());
+    }
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let answer = runtime.block_on(client::call(url, &token, ca_file, &path, body))?;
+    if json_out {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&answer).map_err(|e| e.to_string())?
+        );
+        return Ok(());
+    }
+    match action {
+        ApprovalAction::List { .. } => {
+            let requests = answer["requests"].as_array().cloned().unwrap_or_default();
+            if requests.is_empty() {
+                println!("no requests");
+            }
+            for r in &requests {
+                print!("{}", client::describe(r));
+            }
+        }
+        _ => print!("{}", client::describe(&answer)),
+    }
+    Ok(())
 }

@@ -104,9 +104,14 @@ pub fn reload(shared: &Shared, config: &Config) {
                 "clsf-proxy: policy reloaded, enforcing plan {}",
                 next.plan_hash
             );
+            shared
+                .metrics
+                .reload_generation
+                .set(i64::try_from(next.generation).unwrap_or(i64::MAX));
             *shared.loaded.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
         }
         Err(message) => {
+            shared.metrics.reload_failures.inc();
             let mut event = Event::new("reload_failed", 0);
             event.plan = Some(&current.plan_hash);
             let first = message.lines().take(3).collect::<Vec<_>>().join(" ");

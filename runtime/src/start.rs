@@ -213,6 +213,9 @@ pub fn shared_state(config: &Config) -> Result<Shared, String> {
         tls,
         idle_timeout: (config.idle_timeout_seconds > 0)
             .then(|| std::time::Duration::from_secs(config.idle_timeout_seconds)),
+        approvals: crate::approvals::Approvals::default(),
+        approval_url: config.admin.as_ref().map(crate::config::Admin::url),
+        metrics: crate::metrics::Metrics::default(),
         statement_timeout: (config.statement_timeout_seconds > 0)
             .then(|| std::time::Duration::from_secs(config.statement_timeout_seconds)),
         loaded: RwLock::new(Arc::new(loaded)),

@@ -95,3 +95,41 @@ impl DocumentServer {
         self.requests.load(Ordering::SeqCst)
     }
 }
+
+/// `GET path` over TLS from `addr`, verified against `ca` (PEM) for the
+/// name `localhost`; returns the status line and body. Bounded to 10 s.
+pub fn get(addr: SocketAddr, ca: &Path, path: &str) -> (String, String) {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).expect("ca.pem") {
+        roots.add(cert.expect("CA certificate")).expect("add CA");
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let text = runtime.block_on(async {
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            let name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+            let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
+            let request =
+                format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+            tls.write_all(request.as_bytes()).await.expect("write");
+            let mut out = Vec::new();
+            // The server closes after the answer; a TLS close without
+            // close_notify is fine here.
+            let _ = tls.read_to_end(&mut out).await;
+            String::from_utf8_lossy(&out).into_owned()
+        })
+        .await
+        .expect("answer within 10 s")
+    });
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.lines().next().unwrap_or("").to_owned();
+    (status, body.to_owned())
+}

@@ -18,6 +18,8 @@ pub struct Proxy {
     pub addr: SocketAddr,
     /// Its audit file.
     pub audit_path: PathBuf,
+    /// Where its admin listener is (when the config has `[admin]`).
+    pub admin: Option<SocketAddr>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     _watcher: reload::PolicyWatcher,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -82,7 +84,21 @@ impl Proxy {
 
     /// Starts a proxy from a config file.
     pub fn try_start(config_path: &Path) -> Result<Proxy, String> {
-        let config: Config = config::load(config_path).map_err(|e| e.to_string())?;
+        let mut config: Config = config::load(config_path).map_err(|e| e.to_string())?;
+        // The admin listener's port is chosen now, so the URL held clients
+        // are told names it.
+        let admin = match &mut config.admin {
+            Some(a) => {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+                l.set_nonblocking(true).map_err(|e| e.to_string())?;
+                a.listen = l.local_addr().map_err(|e| e.to_string())?.to_string();
+                let (cert, key) = a.tls_files(config.tls.as_ref()).ok_or("no admin cert")?;
+                let acceptor = clsf_runtime::tls::acceptor(cert, key, None)?;
+                Some((l, acceptor))
+            }
+            None => None,
+        };
+        let admin_addr = admin.as_ref().and_then(|(l, _)| l.local_addr().ok());
         let shared = Arc::new(start::shared_state(&config)?);
         let watcher = reload::watch(Arc::clone(&shared), config.clone())?;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
@@ -100,6 +116,10 @@ impl Proxy {
                 .expect("tokio runtime");
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                if let Some((l, acceptor)) = admin {
+                    let l = tokio::net::TcpListener::from_std(l).expect("tokio listener");
+                    tokio::spawn(clsf_runtime::admin::serve(l, acceptor, Arc::clone(&shared)));
+                }
                 server::run(listener, shared, max, grace, async {
                     let _ = stopped.await;
                 })
@@ -109,6 +129,7 @@ impl Proxy {
         Ok(Proxy {
             addr,
             audit_path,
+            admin: admin_addr,
             stop: Some(stop),
             _watcher: watcher,
             thread: Some(thread),

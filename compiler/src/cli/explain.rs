@@ -125,9 +125,25 @@ fn to_json(
     full_clear: bool,
     decision: &Decision,
 ) -> Value {
+    let mut approval = Value::Null;
     let (verdict, rewritten, denial) = match &decision.verdict {
         Verdict::Forward => ("forward", None, None),
         Verdict::Rewrite(s) => ("rewrite", Some(s.clone()), None),
+        Verdict::Hold(h) => {
+            approval = json!({
+                "approvers": h.approvers_text(),
+                "scope": h.scope_text(),
+                "ttl_seconds": h.ttl_seconds,
+                "needs": h.needs.iter().map(|n| json!({
+                    "rule": n.rule, "clause": n.clause, "approvers": n.approvers, "quorum": n.quorum,
+                })).collect::<Vec<_>>(),
+            });
+            let rewritten = match &h.then {
+                Verdict::Rewrite(s) => Some(s.clone()),
+                _ => None,
+            };
+            ("hold", rewritten, None)
+        }
         Verdict::Deny(d) => (
             "deny",
             None,
@@ -144,6 +160,7 @@ fn to_json(
         "verdict": verdict,
         "rewritten": rewritten,
         "denial": denial,
+        "approval": approval,
         "statements": decision.statements.iter().map(|s| json!({
             "text": s.text,
             "decision": s.decision,
@@ -191,6 +208,14 @@ fn human(r: &Value) -> String {
         if let Some(h) = d["hint"].as_str() {
             out.push_str(&format!("  HINT: {h}\n"));
         }
+    }
+    if let Some(a) = r["approval"].as_object() {
+        out.push_str(&format!(
+            "  held until approved by {}; one approval releases {}; expires after {} s\n",
+            a["approvers"].as_str().unwrap_or(""),
+            a["scope"].as_str().unwrap_or(""),
+            a["ttl_seconds"]
+        ));
     }
     if let Some(s) = r["rewritten"].as_str() {
         out.push_str(&format!("rewritten:\n  {s}\n"));

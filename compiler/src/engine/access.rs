@@ -41,8 +41,13 @@ pub enum Access {
 pub enum Perm {
     /// Permitted.
     Allowed,
-    /// Permitted once approved by a member of the group.
-    Approval(String),
+    /// Permitted once approved by a member of `approvers`.
+    Approval {
+        /// Approver group.
+        approvers: String,
+        /// The approval clauses' policy ids.
+        policies: Vec<String>,
+    },
     /// Not permitted; the determining policies (empty: nothing permitted it).
     Denied(Vec<String>),
 }
@@ -108,9 +113,56 @@ pub struct PrincipalAccess {
     /// Decisions already made for this group set, by query text (see
     /// `Engine::decide_with_claims`).
     pub decisions: crate::engine::cache::DecisionCache,
+    /// True when something is permitted only with an approval.
+    pub has_approvals: bool,
 }
 
 impl PrincipalAccess {
+    /// The access once the approval clauses `released` have been approved:
+    /// what they gate becomes readable in clear (or permitted). Built only
+    /// for a statement being held, so it carries an empty decision cache.
+    pub fn released(&self, released: &[String]) -> PrincipalAccess {
+        let opens = |ids: &[String]| ids.iter().any(|id| released.contains(id));
+        let perm = |p: &Perm| match p {
+            Perm::Approval { policies, .. } if opens(policies) => Perm::Allowed,
+            other => other.clone(),
+        };
+        let perms = |table: &[Vec<Perm>]| -> Vec<Vec<Perm>> {
+            table
+                .iter()
+                .map(|rel| rel.iter().map(perm).collect())
+                .collect()
+        };
+        PrincipalAccess {
+            groups: self.groups.clone(),
+            columns: self
+                .columns
+                .iter()
+                .map(|rel| {
+                    rel.iter()
+                        .map(|a| match a {
+                            Access::Approval { policies, .. } if opens(policies) => Access::Clear,
+                            other => other.clone(),
+                        })
+                        .collect()
+                })
+                .collect(),
+            policies: self.policies.clone(),
+            write: perms(&self.write),
+            export: perms(&self.export),
+            ddl: perm(&self.ddl),
+            admin: perm(&self.admin),
+            functions: self.functions.clone(),
+            filters: self.filters.clone(),
+            limits: self.limits.clone(),
+            observed: self.observed.clone(),
+            // Kept false: the statement's columns are still reported.
+            full_clear: false,
+            decisions: crate::engine::cache::DecisionCache::default(),
+            has_approvals: true,
+        }
+    }
+
     /// True when some column of relation `ri` is not readable in clear, or
     /// a row filter applies to it.
     pub fn relation_restricted(&self, ri: usize) -> bool {
@@ -179,7 +231,11 @@ fn perm(
     }
     let approved = asker.ask(set, &format!("{action}_approved"), resource);
     if allowed(&approved) {
-        return Perm::Approval(approvers(plan, &reasons(&approved)));
+        let ids = reasons(&approved);
+        return Perm::Approval {
+            approvers: approvers(plan, &ids),
+            policies: ids,
+        };
     }
     Perm::Denied(reasons(&plain))
 }
@@ -219,9 +275,15 @@ fn read_access(
         return (Access::Clear, reasons(&clear));
     }
     let masked = asker.ask(set, cedar::ACTION_READ_MASKED, resource);
+    let mut unmaskable = None;
     if allowed(&masked) {
         let ids = reasons(&masked);
-        return (masked_access(plan, &ids, ri, ci), ids);
+        let access = masked_access(plan, &ids, ri, ci);
+        if !matches!(access, Access::Denied { no_mask: true, .. }) {
+            return (access, ids);
+        }
+        // A masked read without a mask: an approval may still give it.
+        unmaskable = Some((access, ids));
     }
     let approved = asker.ask(set, cedar::ACTION_READ_APPROVED, resource);
     if allowed(&approved) {
@@ -233,6 +295,9 @@ fn read_access(
             },
             ids,
         );
+    }
+    if let Some(found) = unmaskable {
+        return found;
     }
     let ids = reasons(&masked);
     (
@@ -411,7 +476,16 @@ pub fn compute(
         }
     }
     full_clear &= ddl.allowed() && admin.allowed() && filters.is_empty() && limits.is_empty();
+    let gated = |p: &Perm| matches!(p, Perm::Approval { .. });
+    let has_approvals = columns
+        .iter()
+        .flatten()
+        .any(|a| matches!(a, Access::Approval { .. }))
+        || write.iter().chain(export.iter()).flatten().any(gated)
+        || gated(&ddl)
+        || gated(&admin);
     PrincipalAccess {
+        has_approvals,
         groups: groups.to_vec(),
         columns,
         policies: all_policies,

@@ -28,6 +28,8 @@ pub enum Verdict {
     Rewrite(String),
     /// Refuse it.
     Deny(Denial),
+    /// Hold it until approved, then run it as `Hold::then` says.
+    Hold(Box<crate::engine::hold::Hold>),
 }
 
 /// A refusal, as the client will see it.
@@ -461,13 +463,14 @@ fn rules_text(plan: &Plan, ids: &[String]) -> String {
 fn perm_denial(plan: &Plan, perm: &Perm, action: &str, what: &str) -> Option<Denial> {
     match perm {
         Perm::Allowed => None,
-        Perm::Approval(group) => Some(Denial {
+        Perm::Approval {
+            approvers,
+            policies,
+        } => Some(Denial {
             sqlstate: INSUFFICIENT_PRIVILEGE,
-            message: format!(
-                "{what} needs approval by a member of group `{group}` ({action}); holding statements for approval is not available in this version, so it is refused"
-            ),
+            message: format!("{what} needs approval by a member of group `{approvers}` ({action})"),
             hint: None,
-            policies: Vec::new(),
+            policies: policies.clone(),
         }),
         Perm::Denied(ids) if !ids.is_empty() => Some(Denial {
             sqlstate: INSUFFICIENT_PRIVILEGE,
@@ -715,9 +718,7 @@ fn column_denial(
             approvers,
             policies,
         } => (
-            format!(
-                "reading it needs approval by a member of group `{approvers}`; holding statements for approval is not available in this version, so it is refused"
-            ),
+            format!("reading it needs approval by a member of group `{approvers}`"),
             policies.clone(),
         ),
         Access::Denied { no_mask: true, .. } => (

@@ -6,6 +6,7 @@ pub mod access;
 pub mod analyze;
 pub mod cache;
 pub mod decide;
+pub mod hold;
 pub mod identity;
 pub mod rewrite;
 pub mod scope;
@@ -14,6 +15,7 @@ pub mod sql_lists;
 
 pub use access::{Access, PrincipalAccess};
 pub use decide::{ColumnUse, Decision, Denial, StatementReport, Verdict};
+pub use hold::{Hold, Need};
 pub use identity::Identity;
 
 use std::collections::HashMap;
@@ -115,6 +117,23 @@ impl Engine {
 
     /// Decides one simple-query string for an identity with verified claims.
     pub fn decide_with_claims(
+        &self,
+        access: &PrincipalAccess,
+        claims: Option<&serde_json::Value>,
+        sql: &str,
+    ) -> Decision {
+        let decision = self.decide_cached(access, claims, sql);
+        if access.has_approvals && matches!(decision.verdict, Verdict::Deny(_)) {
+            let env = decide::Env {
+                claims,
+                masks: &self.masks,
+            };
+            return hold::hold(&self.plan, access, &env, sql, decision);
+        }
+        decision
+    }
+
+    fn decide_cached(
         &self,
         access: &PrincipalAccess,
         claims: Option<&serde_json::Value>,

@@ -102,6 +102,15 @@ impl Keys {
 }
 
 fn https_client(ca_file: Option<&Path>) -> Result<HttpsClient, String> {
+    Ok(Client::builder(TokioExecutor::new()).build(https_connector(ca_file)?))
+}
+
+/// An HTTPS-only connector trusting the PEM anchors in `ca_file`, or the
+/// system's roots without one (also used by `clsf-proxy approvals`).
+pub fn https_connector(
+    ca_file: Option<&Path>,
+) -> Result<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, String>
+{
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let roots = match ca_file {
         Some(path) => clsf_compiler::schema::connect::root_store(path)?,
@@ -114,17 +123,16 @@ fn https_client(ca_file: Option<&Path>) -> Result<HttpsClient, String> {
         }
     };
     if roots.is_empty() {
-        return Err("no trust anchors to verify the JWKS server with".to_owned());
+        return Err("no trust anchors to verify the server with".to_owned());
     }
     let tls = rustls::ClientConfig::builder()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_only()
         .enable_http1()
-        .build();
-    Ok(Client::builder(TokioExecutor::new()).build(connector))
+        .build())
 }
 
 async fn fetch(source: &KeySource, client: Option<&HttpsClient>) -> Result<JwkSet, String> {
@@ -166,7 +174,7 @@ async fn get(client: &HttpsClient, url: &hyper::Uri) -> Result<String, String> {
 
 /// hyper's errors say "client error (Connect)"; the cause (a certificate
 /// the CA did not sign, a refused connection) is further down the chain.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -67,6 +67,26 @@ impl Proven {
         }
     }
 
+    /// What an approver is shown of the requester: the token's claims
+    /// without its timestamps and id, or the certificate or account name.
+    pub fn shown_claims(&self) -> Value {
+        match self {
+            Proven::Token(claims) => {
+                let mut shown = claims.clone();
+                if let Some(map) = shown.as_object_mut() {
+                    for k in ["exp", "iat", "nbf", "jti"] {
+                        map.remove(k);
+                    }
+                }
+                shown
+            }
+            Proven::Certificate { subject, sans } => {
+                serde_json::json!({ "certificate_subject": subject, "certificate_sans": sans })
+            }
+            Proven::Account(name) => serde_json::json!({ "account": name }),
+        }
+    }
+
     /// The group membership and subject under `plan`.
     pub fn identity(&self, plan: &clsf_compiler::plan::Plan) -> clsf_compiler::engine::Identity {
         clsf_compiler::engine::Identity {

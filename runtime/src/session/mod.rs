@@ -19,6 +19,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 
+use crate::approvals::Approvals;
 use crate::audit::{AuditLog, Event};
 use crate::auth::jwt::Issuers;
 use crate::auth::scram::ScramVerifier;
@@ -60,6 +61,13 @@ pub struct Shared {
     pub statement_timeout: Option<Duration>,
     /// Backend keys handed to clients → the session and its upstream key.
     pub cancel_keys: Mutex<HashMap<(i32, i32), CancelTarget>>,
+    /// Requests for held statements.
+    pub approvals: Approvals,
+    /// Where approvers decide (the admin listener's page); without an
+    /// admin listener, statements that need approval are refused.
+    pub approval_url: Option<String>,
+    /// Prometheus metrics.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// The client-side TLS settings.
@@ -173,9 +181,12 @@ pub async fn run(
         keys: &shared.cancel_keys,
         key: ready.cancel_key,
     };
+    shared.metrics.sessions.inc();
+    shared.metrics.sessions_open.inc();
     let subject = ready.identity.subject.clone();
     let groups = ready.identity.groups.clone();
     let result = relay(&shared, client, buf, ready, session, shutdown).await;
+    shared.metrics.sessions_open.dec();
     let mut event = Event::new("disconnect", session);
     event.subject = Some(&subject);
     event.groups = Some(&groups);

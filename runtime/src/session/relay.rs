@@ -6,11 +6,12 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use clsf_compiler::engine::{Decision, Denial, Identity, PrincipalAccess, Verdict};
+use clsf_compiler::engine::{Decision, Denial, Hold, Identity, PrincipalAccess, Verdict};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use tokio::sync::broadcast;
 
+use crate::approvals::{self, State};
 use crate::audit::Event;
 use crate::auth::Proven;
 use crate::extended::{Sent, Tracker};
@@ -19,6 +20,7 @@ use crate::upstream;
 use crate::wire::errors;
 use crate::wire::frame::{Frame, MAX_FRAME, split_frame};
 use crate::wire::messages::{self, Severity};
+use sha2::{Digest, Sha256};
 
 use super::startup::Ready;
 use super::{Loaded, Result, Shared, end, send};
@@ -30,6 +32,44 @@ struct Prepared {
     /// What was forwarded, and under which policy generation.
     verdict: Verdict,
     generation: u64,
+}
+
+/// A portal: the statement it was bound from, and the hash of the bound
+/// parameters (an approval covers the statement with these values only).
+struct Portal {
+    statement: Vec<u8>,
+    params: [u8; 32],
+}
+
+/// What a held statement becomes once approved.
+enum Release {
+    /// A simple query string (original or rewritten) to forward.
+    Query(Bytes),
+    /// The client's `Execute`, forwarded as sent.
+    Execute(Bytes),
+}
+
+/// A statement waiting for approval. While one waits, the session reads
+/// nothing more of the client's pipeline (PostgreSQL too runs a session's
+/// statements one after another).
+struct Held {
+    id: String,
+    rx: tokio::sync::watch::Receiver<State>,
+    until: tokio::time::Instant,
+    release: Release,
+    hold: Hold,
+    hash: String,
+}
+
+/// What an approval with a wider scope than one statement still covers.
+struct Grant {
+    /// The approval clauses approved.
+    policies: Vec<String>,
+    /// Only this statement (N executions), or any covered one (session).
+    hash: Option<String>,
+    remaining: u64,
+    until: Option<tokio::time::Instant>,
+    request: String,
 }
 
 /// What the client is owed, in order: the response to a forwarded message
@@ -59,8 +99,12 @@ struct Relay<'a> {
     /// Prepared statements by name: their text and the decision at Parse,
     /// so every execution is audited.
     statements: HashMap<Vec<u8>, Prepared>,
-    /// Portals by name: the statement each was bound from.
-    portals: HashMap<Vec<u8>, Vec<u8>>,
+    /// Portals by name.
+    portals: HashMap<Vec<u8>, Portal>,
+    /// The statement waiting for approval, if any.
+    held: Option<Held>,
+    /// Approvals that still cover statements of this session.
+    grants: Vec<Grant>,
     to_client: BytesMut,
     to_upstream: BytesMut,
 }
@@ -103,130 +147,171 @@ pub(super) async fn relay(
         tracker: Tracker::default(),
         statements: HashMap::new(),
         portals: HashMap::new(),
+        held: None,
+        grants: Vec::new(),
         to_client: BytesMut::new(),
         to_upstream: BytesMut::new(),
     };
-    loop {
-        // Handle everything already buffered before reading more.
-        while !terminating {
-            match split_frame(&mut cbuf, MAX_FRAME) {
-                Ok(Some(frame)) => match r.client_frame(frame) {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        // Terminate: answer what is still owed, then close.
-                        terminating = true;
-                        break;
-                    }
-                    Err(e) => {
-                        // The error response is already queued for the client.
-                        let _ = flush(&mut r, &mut client, &mut upstream).await;
-                        let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
-                        return Err(e);
-                    }
-                },
-                Ok(None) => break,
-                Err(e) => {
-                    r.to_client
-                        .extend_from_slice(&errors::protocol_violation(&e.to_string()));
-                    flush(&mut r, &mut client, &mut upstream).await?;
-                    return Err(end(format!("client sent {e}")));
-                }
-            }
-        }
+    let outcome = async {
         loop {
-            match split_frame(&mut ubuf, usize::MAX >> 1) {
-                Ok(Some(frame)) => r.upstream_frame(frame),
-                Ok(None) => break,
-                Err(e) => return Err(end(format!("upstream sent {e}"))),
+            // Handle everything already buffered before reading more; nothing
+            // while a statement waits for approval.
+            while !terminating && r.held.is_none() {
+                match split_frame(&mut cbuf, MAX_FRAME) {
+                    Ok(Some(frame)) => match r.client_frame(frame) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            // Terminate: answer what is still owed, then close.
+                            terminating = true;
+                            break;
+                        }
+                        Err(e) => {
+                            // The error response is already queued for the client.
+                            let _ = flush(&mut r, &mut client, &mut upstream).await;
+                            let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
+                            return Err(e);
+                        }
+                    },
+                    Ok(None) => break,
+                    Err(e) => {
+                        r.to_client
+                            .extend_from_slice(&errors::protocol_violation(&e.to_string()));
+                        flush(&mut r, &mut client, &mut upstream).await?;
+                        return Err(end(format!("client sent {e}")));
+                    }
+                }
             }
-        }
-        flush(&mut r, &mut client, &mut upstream).await?;
-        if terminating && r.pending.is_empty() {
-            let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
-            return Ok(());
-        }
-        if draining && r.pending.is_empty() {
-            // Shutting down and nothing in flight: end the session cleanly.
-            let _ = send(&mut client, &errors::shutting_down()).await;
-            let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
-            return Ok(());
-        }
+            loop {
+                match split_frame(&mut ubuf, usize::MAX >> 1) {
+                    Ok(Some(frame)) => r.upstream_frame(frame),
+                    Ok(None) => break,
+                    Err(e) => return Err(end(format!("upstream sent {e}"))),
+                }
+            }
+            flush(&mut r, &mut client, &mut upstream).await?;
+            if terminating && r.pending.is_empty() {
+                let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
+                return Ok(());
+            }
+            if draining && r.pending.is_empty() {
+                // Shutting down and nothing in flight: end the session cleanly.
+                let _ = send(&mut client, &errors::shutting_down()).await;
+                let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
+                return Ok(());
+            }
 
-        // A shorter queue means a statement finished: the next one's clock
-        // starts. Tracked only when a timeout is configured (hot path).
-        if shared.statement_timeout.is_some() {
-            if r.pending.is_empty() {
-                busy = None;
-            } else if busy.is_none() || r.pending.len() < owed {
-                busy = Some((tokio::time::Instant::now(), false));
-            }
-            owed = r.pending.len();
-        }
-        let overdue = match (shared.statement_timeout, busy) {
-            (Some(limit), Some((since, false))) => Some(since + limit),
-            _ => None,
-        };
-        let idle = r.pending.is_empty() && r.status == b'I' && !terminating && !draining;
-        let idle_deadline = shared.idle_timeout.map(|t| tokio::time::Instant::now() + t);
-        tokio::select! {
-            // An idle session (no statement in flight, no open transaction)
-            // that sends nothing for the configured time is closed.
-            () = async {
-                match idle_deadline {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
+            // A shorter queue means a statement finished: the next one's clock
+            // starts. Tracked only when a timeout is configured (hot path).
+            if shared.statement_timeout.is_some() {
+                if r.pending.is_empty() {
+                    busy = None;
+                } else if busy.is_none() || r.pending.len() < owed {
+                    busy = Some((tokio::time::Instant::now(), false));
                 }
-            }, if idle => {
-                let _ = send(&mut client, &errors::idle_timeout()).await;
-                let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
-                return Err(end("idle timeout"));
+                owed = r.pending.len();
             }
-            // While draining, nothing new is read: what is in flight finishes.
-            n = client.read_buf(&mut cbuf), if !terminating && !draining => {
-                if n.map_err(|e| end(format!("client read: {e}")))? == 0 {
+            let overdue = match (shared.statement_timeout, busy) {
+                (Some(limit), Some((since, false))) => Some(since + limit),
+                _ => None,
+            };
+            let idle = r.pending.is_empty()
+                && r.status == b'I'
+                && r.held.is_none()
+                && !terminating
+                && !draining;
+            let waiting = r.held.as_ref().map(|h| (h.rx.clone(), h.until));
+            let idle_deadline = shared.idle_timeout.map(|t| tokio::time::Instant::now() + t);
+            tokio::select! {
+                // An idle session (no statement in flight, no open transaction)
+                // that sends nothing for the configured time is closed.
+                () = async {
+                    match idle_deadline {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                }, if idle => {
+                    let _ = send(&mut client, &errors::idle_timeout()).await;
                     let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
-                    return Ok(());
+                    return Err(end("idle timeout"));
                 }
-            }
-            n = upstream.read_buf(&mut ubuf) => {
-                if n.map_err(|e| end(format!("upstream read: {e}")))? == 0 {
-                    let _ = send(&mut client, &errors::upstream_unavailable()).await;
-                    return Err(end("upstream closed the connection"));
+                // While draining, nothing new is read: what is in flight finishes.
+                n = client.read_buf(&mut cbuf), if !terminating && !draining => {
+                    if n.map_err(|e| end(format!("client read: {e}")))? == 0 {
+                        let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
+                        return Ok(());
+                    }
                 }
-            }
-            // A statement ran past the statement timeout: the server cancels
-            // it (the client gets 57014) and the session goes on.
-            () = async {
-                match overdue {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
+                n = upstream.read_buf(&mut ubuf) => {
+                    if n.map_err(|e| {
+                        shared.metrics.upstream_errors.inc();
+                        end(format!("upstream read: {e}"))
+                    })? == 0 {
+                        shared.metrics.upstream_errors.inc();
+                        let _ = send(&mut client, &errors::upstream_unavailable()).await;
+                        return Err(end("upstream closed the connection"));
+                    }
                 }
-            }, if overdue.is_some() => {
-                if let Some(key) = upstream_key {
-                    let mut event = Event::new("statement_timeout", session);
-                    event.subject = Some(&r.identity.subject);
-                    let _ = shared.audit.append(&event);
-                    upstream::cancel(&shared.upstream, key).await;
+                // A statement ran past the statement timeout: the server cancels
+                // it (the client gets 57014) and the session goes on.
+                () = async {
+                    match overdue {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                }, if overdue.is_some() => {
+                    if let Some(key) = upstream_key {
+                        let mut event = Event::new("statement_timeout", session);
+                        event.subject = Some(&r.identity.subject);
+                        let _ = shared.audit.append(&event);
+                        upstream::cancel(&shared.upstream, key).await;
+                    }
+                    busy = busy.map(|(since, _)| (since, true));
                 }
-                busy = busy.map(|(since, _)| (since, true));
-            }
-            // The credential's time is up (token expiry, longest session).
-            () = async {
-                match deadline {
-                    Some((at, _)) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
+                // The credential's time is up (token expiry, longest session).
+                () = async {
+                    match deadline {
+                        Some((at, _)) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let why = deadline.map_or("", |(_, why)| why);
+                    let _ = send(&mut client, &errors::session_expired(why)).await;
+                    let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
+                    return Err(end(why));
                 }
-            } => {
-                let why = deadline.map_or("", |(_, why)| why);
-                let _ = send(&mut client, &errors::session_expired(why)).await;
-                let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
-                return Err(end(why));
-            }
-            _ = shutdown.recv(), if !draining => {
-                draining = true;
+                _ = shutdown.recv(), if !draining => {
+                    draining = true;
+                }
+                // The held statement was decided (or its time ran out).
+                state = async {
+                    match waiting {
+                        Some((mut rx, until)) => approvals::wait(&mut rx, until).await,
+                        None => std::future::pending().await,
+                    }
+                }, if r.held.is_some() => {
+                    r.settle(state);
+                }
             }
         }
     }
+    .await;
+    // However the session ends, a statement still waiting is withdrawn.
+    if let Some(h) = r.held.take() {
+        r.shared.metrics.approvals_pending.dec();
+        r.shared.metrics.approval("withdrawn");
+        r.shared.approvals.end(
+            &h.id,
+            State::Withdrawn {
+                reason: "the session ended".to_owned(),
+            },
+        );
+        r.audit_approval(
+            "approval_refused",
+            &h.id,
+            Some("withdrawn: the session ended"),
+        );
+    }
+    outcome
 }
 
 async fn flush(
@@ -251,9 +336,16 @@ async fn flush(
 impl Relay<'_> {
     /// Decides a query string for this session with the plan in force.
     fn decide(&self, text: &str) -> Decision {
-        self.loaded
-            .engine
-            .decide_with_claims(&self.access, self.proven.claims(), text)
+        let started = std::time::Instant::now();
+        let decision =
+            self.loaded
+                .engine
+                .decide_with_claims(&self.access, self.proven.claims(), text);
+        self.shared
+            .metrics
+            .decision_seconds
+            .observe(started.elapsed().as_secs_f64());
+        decision
     }
 
     /// Picks up a reloaded policy: groups are recomputed from the session's
@@ -301,7 +393,15 @@ impl Relay<'_> {
             b'P' => self.parse(&frame)?,
             b'B' => {
                 if let Ok((portal, statement)) = messages::decode_bind_names(frame.body()) {
-                    self.portals.insert(portal.to_vec(), statement.to_vec());
+                    let rest = &frame.body()[portal.len() + statement.len() + 2..];
+                    let params: [u8; 32] = Sha256::digest(rest).into();
+                    self.portals.insert(
+                        portal.to_vec(),
+                        Portal {
+                            statement: statement.to_vec(),
+                            params,
+                        },
+                    );
                 }
                 self.to_upstream.extend_from_slice(&frame.raw);
                 self.tracker.sent(Sent::ClientBind);
@@ -376,6 +476,15 @@ impl Relay<'_> {
                 self.refuse_parse(denial);
                 return Ok(());
             }
+            // Preparing is harmless: what it would read is held at Execute,
+            // where the bound values are known.
+            Verdict::Hold(hold) => match &hold.then {
+                Verdict::Rewrite(new_text) => {
+                    let raw = messages::parse(parse.name, new_text, parse.param_types);
+                    self.to_upstream.extend_from_slice(&raw);
+                }
+                _ => self.to_upstream.extend_from_slice(&frame.raw),
+            },
         }
         let decided = decision.statements.first().map_or("allow", |r| r.decision);
         self.statements.insert(
@@ -399,11 +508,10 @@ impl Relay<'_> {
             return;
         }
         self.refresh();
-        let portal = frame.body().split(|b| *b == 0).next().unwrap_or_default();
-        let prepared = self
-            .portals
-            .get(portal)
-            .and_then(|statement| self.statements.get(statement));
+        let portal_name = frame.body().split(|b| *b == 0).next().unwrap_or_default();
+        let portal = self.portals.get(portal_name);
+        let params = portal.map(|p| p.params);
+        let prepared = portal.and_then(|p| self.statements.get(&p.statement));
         // A statement prepared under an earlier policy runs only if the
         // policy in force decides it the same way.
         if let Some(p) = prepared
@@ -428,6 +536,18 @@ impl Relay<'_> {
         event.decision = prepared.map(|p| p.decision);
         if self.shared.audit.append(&event).is_err() {
             self.refuse_parse(&audit_refusal());
+            return;
+        }
+        if let Some(p) = prepared
+            && let Verdict::Hold(hold) = &p.verdict
+        {
+            let mut hasher = Sha256::new();
+            hasher.update(p.text.as_bytes());
+            hasher.update([0]);
+            hasher.update(params.unwrap_or_default());
+            let hash = hex::encode(hasher.finalize());
+            let (text, hold) = (p.text.clone(), (**hold).clone());
+            self.hold(&text, hash, hold, Release::Execute(frame.raw.clone()));
             return;
         }
         self.to_upstream.extend_from_slice(&frame.raw);
@@ -470,15 +590,244 @@ impl Relay<'_> {
             Verdict::Forward => self.forward(&frame.raw),
             Verdict::Rewrite(new_text) => self.forward(&messages::query(new_text)),
             Verdict::Deny(denial) => self.deny(denial),
+            Verdict::Hold(hold) => {
+                let release = match &hold.then {
+                    Verdict::Rewrite(new_text) => messages::query(new_text),
+                    _ => frame.raw.clone(),
+                };
+                let hash = hex::encode(Sha256::digest(text.as_bytes()));
+                self.hold(text, hash, (**hold).clone(), Release::Query(release));
+            }
         }
         Ok(())
+    }
+
+    /// Holds a statement for approval: unless an earlier approval still
+    /// covers it, files a request, tells the client (a NoticeResponse with
+    /// the request id, what is asked, who may approve and where), and stops
+    /// reading the client's pipeline until the request is decided.
+    fn hold(&mut self, text: &str, hash: String, hold: Hold, release: Release) {
+        let policies: Vec<String> = hold.needs.iter().map(|n| n.policy_id.clone()).collect();
+        let now = tokio::time::Instant::now();
+        self.grants
+            .retain(|g| g.remaining > 0 && g.until.is_none_or(|u| now < u));
+        if let Some(g) = self.grants.iter_mut().find(|g| {
+            policies.iter().all(|p| g.policies.contains(p))
+                && g.hash.as_ref().is_none_or(|h| *h == hash)
+        }) {
+            g.remaining -= 1;
+            let request = g.request.clone();
+            if !self.audit_approval("approval_grant_used", &request, None) {
+                self.release_refused(release, &audit_refusal());
+                return;
+            }
+            self.release(release);
+            return;
+        }
+        let Some(url) = self.shared.approval_url.clone() else {
+            let denial = Denial {
+                sqlstate: clsf_compiler::engine::decide::INSUFFICIENT_PRIVILEGE,
+                message: format!(
+                    "this statement needs approval by {}, and this proxy takes no approvals (no [admin] listener is configured), so it is refused",
+                    hold.approvers_text()
+                ),
+                hint: None,
+                policies,
+            };
+            self.release_refused(release, &denial);
+            return;
+        };
+        let created = approvals::unix_now();
+        let request = approvals::Request {
+            id: String::new(),
+            session: self.session,
+            subject: self.identity.subject.clone(),
+            groups: self.identity.groups.clone(),
+            claims: self.proven.shown_claims(),
+            statement: text.to_owned(),
+            statement_hash: hash.clone(),
+            touches: hold.touches.clone(),
+            scope: hold.scope_text(),
+            approvers: hold.approvers_text(),
+            needs: hold
+                .needs
+                .iter()
+                .map(|n| approvals::NeedState {
+                    rule: n.rule.clone(),
+                    clause: n.clause.clone(),
+                    approvers: n.approvers.clone(),
+                    quorum: n.quorum,
+                    approved_by: Vec::new(),
+                })
+                .collect(),
+            created,
+            expires: created + hold.ttl_seconds,
+            state: State::Pending,
+            votes: Vec::new(),
+        };
+        let (id, rx) = self.shared.approvals.submit(request);
+        self.shared.metrics.approvals_pending.inc();
+        if !self.audit_approval("approval_requested", &id, None) {
+            self.shared.approvals.end(
+                &id,
+                State::Withdrawn {
+                    reason: "the audit trail could not be written".to_owned(),
+                },
+            );
+            self.release_refused(release, &audit_refusal());
+            return;
+        }
+        let rules: Vec<&str> = hold.needs.iter().map(|n| n.rule.as_str()).collect();
+        let notice = format!(
+            "clsf: statement held for approval, request {id}: it reads {} and needs approval by {} (rule {}); one approval releases {}. Approve at {url}/#{id} or with `clsf-proxy approvals approve {id}`. The request expires in {} s; cancel the statement to withdraw it.",
+            if hold.touches.is_empty() {
+                "what rule approval covers".to_owned()
+            } else {
+                hold.touches.join(", ")
+            },
+            hold.approvers_text(),
+            rules.join(", "),
+            hold.scope_text(),
+            hold.ttl_seconds,
+        );
+        // A NoticeResponse may arrive at any time, so it need not wait for
+        // the statements still owed before it.
+        self.to_client.extend_from_slice(&messages::error_response(
+            Severity::Notice,
+            "01000",
+            &notice,
+            None,
+        ));
+        self.held = Some(Held {
+            id,
+            rx,
+            until: approvals::deadline(created + hold.ttl_seconds),
+            release,
+            hold,
+            hash,
+        });
+    }
+
+    /// The held statement's request was decided (or expired): run it, or
+    /// refuse it with the reason; either way the session goes on.
+    fn settle(&mut self, state: State) {
+        let Some(h) = self.held.take() else {
+            return;
+        };
+        let m = &self.shared.metrics;
+        m.approvals_pending.dec();
+        let waited = h.hold.ttl_seconds as f64
+            - h.until
+                .saturating_duration_since(tokio::time::Instant::now())
+                .as_secs_f64();
+        m.approval_wait_seconds.observe(waited.max(0.0));
+        let state = if state == State::Expired {
+            // The waiting side decides expiry; the store learns it here.
+            self.shared.approvals.end(&h.id, State::Expired);
+            // An approval that raced the deadline still wins.
+            self.shared
+                .approvals
+                .get(&h.id)
+                .map_or(State::Expired, |r| r.state)
+        } else {
+            state
+        };
+        let refusal = |sqlstate: &'static str, message: String| Denial {
+            sqlstate,
+            message,
+            hint: None,
+            policies: h.hold.needs.iter().map(|n| n.policy_id.clone()).collect(),
+        };
+        let denial = match &state {
+            State::Approved => {
+                let policies = h.hold.needs.iter().map(|n| n.policy_id.clone()).collect();
+                match h.hold.scope {
+                    clsf_compiler::plan::ApprovalScope::Statement => {}
+                    clsf_compiler::plan::ApprovalScope::Executions(n) => self.grants.push(Grant {
+                        policies,
+                        hash: Some(h.hash.clone()),
+                        remaining: n.saturating_sub(1),
+                        until: None,
+                        request: h.id.clone(),
+                    }),
+                    clsf_compiler::plan::ApprovalScope::Session(secs) => self.grants.push(Grant {
+                        policies,
+                        hash: None,
+                        remaining: u64::MAX,
+                        until: Some(
+                            tokio::time::Instant::now() + std::time::Duration::from_secs(secs),
+                        ),
+                        request: h.id.clone(),
+                    }),
+                }
+                self.shared.metrics.approval("approved");
+                if !self.audit_approval("approval_released", &h.id, None) {
+                    self.release_refused(h.release, &audit_refusal());
+                    return;
+                }
+                self.release(h.release);
+                return;
+            }
+            State::Denied { by, comment } => refusal(
+                clsf_compiler::engine::decide::INSUFFICIENT_PRIVILEGE,
+                format!("approval request {} was denied by {by}: {comment}", h.id),
+            ),
+            State::Expired | State::Pending => refusal(
+                clsf_compiler::engine::decide::INSUFFICIENT_PRIVILEGE,
+                format!(
+                    "approval request {} expired: nobody approved it within {} s",
+                    h.id, h.hold.ttl_seconds
+                ),
+            ),
+            State::Withdrawn { reason } => refusal(
+                "57014",
+                format!(
+                    "canceling statement: approval request {} was withdrawn ({reason})",
+                    h.id
+                ),
+            ),
+        };
+        self.shared.metrics.approval(state.name());
+        let why = format!("{}: {}", state.name(), denial.message);
+        // Refused either way: a failed audit write changes nothing here.
+        let _ = self.audit_approval("approval_refused", &h.id, Some(&why));
+        self.release_refused(h.release, &denial);
+    }
+
+    /// Runs a held statement.
+    fn release(&mut self, release: Release) {
+        match release {
+            Release::Query(bytes) => self.forward(&bytes),
+            Release::Execute(bytes) => self.to_upstream.extend_from_slice(&bytes),
+        }
+    }
+
+    /// Refuses a held statement the way its protocol expects.
+    fn release_refused(&mut self, release: Release, denial: &Denial) {
+        match release {
+            Release::Query(_) => self.deny(denial),
+            Release::Execute(_) => self.refuse_parse(denial),
+        }
+    }
+
+    /// An approval event of this session; false if it could not be written.
+    fn audit_approval(&self, kind: &str, request: &str, reason: Option<&str>) -> bool {
+        let mut event = Event::new(kind, self.session);
+        event.subject = Some(&self.identity.subject);
+        event.request = Some(request);
+        event.reason = reason;
+        self.shared.audit.append(&event).is_ok()
     }
 
     /// Records every statement of a query string; false if that failed.
     fn audit(&self, text: &str, decision: &clsf_compiler::engine::Decision) -> bool {
         let subject = &self.identity.subject;
         let groups = &self.identity.groups;
+        for s in &decision.statements {
+            self.shared.metrics.statement(s.decision);
+        }
         if decision.statements.is_empty() {
+            self.shared.metrics.statement("allow");
             let mut event = Event::new("statement", self.session);
             event.subject = Some(subject);
             event.groups = Some(groups);

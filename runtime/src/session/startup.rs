@@ -134,7 +134,16 @@ pub(super) async fn startup(
                     let mut event = Event::new("cancel", target.session);
                     event.peer = Some(peer.to_string());
                     let _ = shared.audit.append(&event);
-                    upstream::cancel(&shared.upstream, target.upstream_key).await;
+                    // A statement waiting for approval is withdrawn (the
+                    // session sees it and answers 57014); otherwise the
+                    // running statement is cancelled upstream.
+                    if shared
+                        .approvals
+                        .withdraw_session(target.session, "the client cancelled the statement")
+                        .is_none()
+                    {
+                        upstream::cancel(&shared.upstream, target.upstream_key).await;
+                    }
                 }
                 return Ok(None);
             }
@@ -254,6 +263,7 @@ pub(super) async fn startup(
     let connected = match upstream::connect(&shared.upstream, &passthrough).await {
         Ok(c) => c,
         Err(e) => {
+            shared.metrics.upstream_errors.inc();
             send(client, &errors::upstream_unavailable()).await?;
             return Err(end(format!("upstream: {e}")));
         }

@@ -1,0 +1,87 @@
+//! `clsf-proxy approvals …`: the approvals API from the command line.
+
+use std::path::Path;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+use crate::auth::jwks::{error_chain, https_connector};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_BODY: usize = 4 << 20;
+
+/// Calls the admin API: `GET` without a body, `POST` with one. Returns the
+/// JSON answer, or the API's error message.
+pub async fn call(
+    base: &str,
+    token: &str,
+    ca_file: Option<&Path>,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Value, String> {
+    let client: Client<_, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(https_connector(ca_file)?);
+    let url = format!("{}{path}", base.trim_end_matches('/'));
+    let mut request = hyper::Request::builder()
+        .uri(&url)
+        .header("authorization", format!("Bearer {token}"));
+    let payload = match body {
+        Some(b) => {
+            request = request
+                .method("POST")
+                .header("content-type", "application/json");
+            Bytes::from(b.to_string())
+        }
+        None => Bytes::new(),
+    };
+    let request = request
+        .body(Full::new(payload))
+        .map_err(|e| format!("{url}: {e}"))?;
+    let response = tokio::time::timeout(TIMEOUT, client.request(request))
+        .await
+        .map_err(|_| format!("{url}: no answer within {TIMEOUT:?}"))?
+        .map_err(|e| format!("{url}: {}", error_chain(&e)))?;
+    let status = response.status();
+    let bytes = tokio::time::timeout(
+        TIMEOUT,
+        Limited::new(response.into_body(), MAX_BODY).collect(),
+    )
+    .await
+    .map_err(|_| format!("{url}: the answer did not arrive within {TIMEOUT:?}"))?
+    .map_err(|e| format!("{url}: {e}"))?
+    .to_bytes();
+    let value: Value = serde_json::from_slice(&bytes)
+        .map_err(|_| format!("{url}: HTTP {status}, and the answer is not JSON"))?;
+    if !status.is_success() {
+        let message = value["error"].as_str().unwrap_or("no reason given");
+        return Err(format!("HTTP {}: {message}", status.as_u16()));
+    }
+    Ok(value)
+}
+
+/// One request as a few readable lines.
+pub fn describe(r: &Value) -> String {
+    let s = |k: &str| r[k].as_str().unwrap_or("").to_owned();
+    format!(
+        "{} [{}] session {} by {}\n  statement: {}\n  reads: {}\n  needs: {}; releases {}\n",
+        s("id"),
+        s("state"),
+        r["session"],
+        s("subject"),
+        s("statement"),
+        r["touches"]
+            .as_array()
+            .map(|a| a
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", "))
+            .unwrap_or_default(),
+        s("approvers"),
+        s("scope"),
+    )
+}

@@ -1,0 +1,153 @@
+//! Prometheus metrics, served by the admin listener at `/metrics`.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+/// Every metric the proxy keeps.
+pub struct Metrics {
+    registry: Registry,
+    /// Client sessions open now.
+    pub sessions_open: Gauge,
+    /// Client sessions accepted since start.
+    pub sessions: Counter,
+    /// Statements by decision (`allow`, `mask`, `deny`, `hold`).
+    statements: Family<Labels, Counter>,
+    /// Approval requests waiting now.
+    pub approvals_pending: Gauge,
+    /// Approval requests by outcome.
+    approvals: Family<Labels, Counter>,
+    /// Seconds a held statement waited for its outcome.
+    pub approval_wait_seconds: Histogram,
+    /// Policy generation in force.
+    pub reload_generation: Gauge,
+    /// Reloads refused (the old policy stayed).
+    pub reload_failures: Counter,
+    /// Upstream connections that failed or broke.
+    pub upstream_errors: Counter,
+    /// Seconds to decide one query string or Parse.
+    pub decision_seconds: Histogram,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("clsf");
+        let m = Metrics {
+            sessions_open: Gauge::default(),
+            sessions: Counter::default(),
+            statements: Family::default(),
+            approvals_pending: Gauge::default(),
+            approvals: Family::default(),
+            // 1 s … ~4.5 h
+            approval_wait_seconds: Histogram::new(exponential_buckets(1.0, 2.0, 15)),
+            reload_generation: Gauge::default(),
+            reload_failures: Counter::default(),
+            upstream_errors: Counter::default(),
+            // 1 µs … ~16 ms
+            decision_seconds: Histogram::new(exponential_buckets(1e-6, 2.0, 15)),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "sessions_open",
+            "Client sessions open",
+            m.sessions_open.clone(),
+        );
+        registry.register("sessions", "Client sessions accepted", m.sessions.clone());
+        registry.register("statements", "Statements by decision", m.statements.clone());
+        registry.register(
+            "approvals_pending",
+            "Approval requests waiting",
+            m.approvals_pending.clone(),
+        );
+        registry.register(
+            "approvals",
+            "Approval requests by outcome",
+            m.approvals.clone(),
+        );
+        registry.register(
+            "approval_wait_seconds",
+            "Time a held statement waited for its outcome",
+            m.approval_wait_seconds.clone(),
+        );
+        registry.register(
+            "reload_generation",
+            "Policy generation in force",
+            m.reload_generation.clone(),
+        );
+        registry.register(
+            "reload_failures",
+            "Reloads refused; the previous policy stayed in force",
+            m.reload_failures.clone(),
+        );
+        registry.register(
+            "upstream_errors",
+            "Upstream connections that failed or broke",
+            m.upstream_errors.clone(),
+        );
+        registry.register(
+            "decision_seconds",
+            "Time to decide one query string or Parse",
+            m.decision_seconds.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// Counts a statement decided `decision`.
+    pub fn statement(&self, decision: &'static str) {
+        self.statements
+            .get_or_create(&vec![("decision", decision)])
+            .inc();
+    }
+
+    /// Counts an approval request's outcome (`approved`, `denied`, …).
+    pub fn approval(&self, outcome: &'static str) {
+        self.approvals
+            .get_or_create(&vec![("outcome", outcome)])
+            .inc();
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_show_in_the_exposition() {
+        let m = Metrics::default();
+        m.statement("mask");
+        m.statement("mask");
+        m.approval("approved");
+        m.sessions_open.inc();
+        let text = m.render();
+        assert!(
+            text.contains("clsf_statements_total{decision=\"mask\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("clsf_approvals_total{outcome=\"approved\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("clsf_sessions_open 1"), "{text}");
+    }
+}

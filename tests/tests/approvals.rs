@@ -1,0 +1,271 @@
+//! Statements held for approval, end to end: psql as an agent whose rule
+//! needs an on-call engineer's approval to read `ssn`; approvers decide with
+//! the real `clsf-proxy approvals` CLI over the admin listener's TLS, with
+//! real signed tokens. Held → approved → rows; held → denied; held →
+//! expired; self-approval refused; a statement approved for `id = 1` does
+//! not release `id = 2`; every step in the audit trail.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use clsf_tests::bins::bin;
+use clsf_tests::fixture::{self, Quickstart};
+use clsf_tests::proxy::Proxy;
+use clsf_tests::psql::{self, PsqlRun};
+use serde_json::{Value, json};
+
+const POLICY: &str = r#"
+labels public < internal < confidential < restricted
+unclassified restricted
+
+group agent { claim team == "agent" }
+group oncall { claim team == "oncall" }
+
+table public.customers: internal {
+  email:       confidential mask email
+  card_number: confidential
+  ssn:         restricted
+}
+table public.orders: internal
+
+rule agent_reads for agent {
+  allow <= internal
+  mask  confidential
+  require approval column public.customers.ssn by oncall ttl 60s
+  require approval column public.customers.card_number by oncall ttl 2s
+}
+"#;
+
+struct Setup {
+    q: Quickstart,
+    proxy: Proxy,
+}
+
+fn setup() -> Setup {
+    let q = fixture::quickstart(None);
+    clsf_tests::certs::write_test_ca(q.dir.path());
+    let config = fixture::config_with_policy(&q, POLICY);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        "\n[admin]\nlisten = \"127.0.0.1:0\"\ncert_file = \"server.pem\"\nkey_file = \"server.key\"\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let proxy = Proxy::start(&config);
+    Setup { q, proxy }
+}
+
+impl Setup {
+    fn token(&self, sub: &str, team: &str) -> String {
+        self.q
+            .issuer
+            .sign(&self.q.issuer.claims(sub, json!({ "team": team })))
+    }
+
+    /// Runs `clsf-proxy approvals --json ARGS` as `sub` of `team`.
+    fn cli(&self, sub: &str, team: &str, args: &[&str]) -> Result<Value, String> {
+        let token_file = self.q.dir.path().join(format!("{sub}.token"));
+        std::fs::write(&token_file, self.token(sub, team)).unwrap();
+        let admin = self.proxy.admin.expect("admin listener");
+        let out = Command::new(bin("clsf-proxy"))
+            .arg("approvals")
+            .arg("--url")
+            .arg(format!("https://{admin}"))
+            .arg("--token-file")
+            .arg(&token_file)
+            .arg("--ca-file")
+            .arg(self.q.dir.path().join("ca.pem"))
+            .arg("--json")
+            .args(args)
+            .output()
+            .unwrap();
+        if out.status.success() {
+            Ok(serde_json::from_slice(&out.stdout).unwrap())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// Runs psql as the agent in a thread (it blocks while held).
+    fn agent_psql(&self, sql: &str) -> std::thread::JoinHandle<PsqlRun> {
+        let (addr, token, sql) = (
+            self.proxy.addr,
+            self.token("agent-1", "agent"),
+            sql.to_owned(),
+        );
+        std::thread::spawn(move || psql::run(addr, &token, &sql))
+    }
+
+    /// Waits (at most 10 s) for a pending request and returns it.
+    fn pending(&self) -> Value {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            let list = self.cli("bob", "oncall", &["list"]).unwrap();
+            if let Some(r) = list["requests"].as_array().and_then(|a| a.first()) {
+                return r.clone();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("no request became pending");
+    }
+}
+
+fn events(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn held_statements_are_approved_denied_expired_and_never_self_approved() {
+    let s = setup();
+
+    // Held, then approved by an on-call engineer: the client gets its rows.
+    let client = s.agent_psql("SELECT id, ssn FROM customers WHERE id = 1;");
+    let r = s.pending();
+    let id = r["id"].as_str().unwrap().to_owned();
+    assert_eq!(r["subject"], "agent-1");
+    assert_eq!(
+        r["statement"],
+        "SELECT id, ssn FROM customers WHERE id = 1;"
+    );
+    assert_eq!(r["approvers"], "1 of group `oncall`");
+    assert_eq!(r["claims"]["team"], "agent");
+    assert!(r["claims"].get("exp").is_none(), "{r}");
+    assert!(
+        r["touches"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("public.customers.ssn (restricted)")),
+        "{r}"
+    );
+
+    // Nobody approves their own request, even from the approver group;
+    // outsiders and anonymous callers see nothing.
+    let own = s.cli("agent-1", "oncall", &["approve", &id]).unwrap_err();
+    assert!(
+        own.contains("HTTP 403") && own.contains("own request"),
+        "{own}"
+    );
+    let outsider = s.cli("eve", "agent", &["list"]).unwrap_err();
+    assert!(outsider.contains("HTTP 403"), "{outsider}");
+
+    let approved = s
+        .cli(
+            "bob",
+            "oncall",
+            &["approve", &id, "--comment", "incident 42"],
+        )
+        .unwrap();
+    assert_eq!(approved["state"], "approved");
+    let out = client.join().unwrap();
+    assert_eq!(out.stdout.trim(), "1|123-45-6789", "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains(&format!("held for approval, request {id}")),
+        "the client is told what it waits for: {}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("clsf-proxy approvals approve"),
+        "{}",
+        out.stderr
+    );
+    // A decided request takes no more votes.
+    let late = s.cli("carol", "oncall", &["deny", &id]).unwrap_err();
+    assert!(late.contains("HTTP 409"), "{late}");
+
+    // The approval covered that statement with those values once: `id = 2`
+    // is held again; denied, the client gets 42501 and its session goes on.
+    let client = s.agent_psql("SELECT id, ssn FROM customers WHERE id = 2;\nSELECT 'still here';");
+    let r = s.pending();
+    let id2 = r["id"].as_str().unwrap().to_owned();
+    assert_ne!(id2, id);
+    s.cli("bob", "oncall", &["deny", &id2, "--comment", "not needed"])
+        .unwrap();
+    let out = client.join().unwrap();
+    assert!(
+        out.stderr.contains("42501") && out.stderr.contains("denied by bob: not needed"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stdout.contains("987-65-4321"), "{}", out.stdout);
+    assert_eq!(out.stdout.trim(), "still here", "{}", out.stderr);
+
+    // Nobody decides within the 2 s time to live: expired, session goes on.
+    let started = Instant::now();
+    let out = s
+        .agent_psql("SELECT card_number FROM customers WHERE id = 3;\nSELECT 'after';")
+        .join()
+        .unwrap();
+    assert!(
+        out.stderr.contains("42501") && out.stderr.contains("expired"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stdout.trim(), "after");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(2) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
+
+    // The trail tells the story in order.
+    let kinds: Vec<String> = events(&s.proxy.audit_path)
+        .iter()
+        .filter(|e| {
+            e["event"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("approval"))
+        })
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["event"].as_str().unwrap(),
+                e["decision"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "approval_requested ",
+            "approval_vote approve",
+            "approval_vote_refused ",
+            "approval_vote approve",
+            "approval_released ",
+            "approval_vote deny",
+            "approval_vote_refused ",
+            "approval_requested ",
+            "approval_vote deny",
+            "approval_refused ",
+            "approval_requested ",
+            "approval_refused ",
+        ]
+    );
+    // Metrics count what happened, without a token; the page is served.
+    let admin = s.proxy.admin.unwrap();
+    let ca = s.q.dir.path().join("ca.pem");
+    let (status, metrics) = clsf_tests::https::get(admin, &ca, "/metrics");
+    assert!(status.contains("200"), "{status}");
+    for line in [
+        "clsf_approvals_total{outcome=\"approved\"} 1",
+        "clsf_approvals_total{outcome=\"denied\"} 1",
+        "clsf_approvals_total{outcome=\"expired\"} 1",
+        "clsf_statements_total{decision=\"hold\"} 3",
+        "clsf_approvals_pending 0",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
+    }
+    let (status, page) = clsf_tests::https::get(admin, &ca, "/");
+    assert!(status.contains("200") && page.contains("Pending approval requests"));
+
+    let verify = Command::new(bin("clsf-proxy"))
+        .arg("verify-audit")
+        .arg(&s.proxy.audit_path)
+        .output()
+        .unwrap();
+    assert!(verify.status.success());
+}
