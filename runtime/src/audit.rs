@@ -7,7 +7,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::Serialize;
@@ -104,49 +104,124 @@ struct Inner {
     file: File,
     prev: String,
     seq: u64,
+    /// Bytes in the current file.
+    len: u64,
+    /// `seq` of the current file's first event.
+    first_seq: u64,
 }
 
-/// An append-only, hash-chained audit file shared by all sessions.
+/// An append-only, hash-chained audit trail shared by all sessions: the
+/// file at `path`, and with rotation the files `path.NNNNNNNNNNNN` before
+/// it (named by the `seq` of their first event). The chain runs across
+/// files: a new file's first event carries the hash of the last one of the
+/// file before.
 pub struct AuditLog {
     inner: Mutex<Inner>,
+    /// Whether the last append failed (so the log says so once per outage).
+    failing: std::sync::atomic::AtomicBool,
+    path: PathBuf,
     fsync: bool,
+    max_file_bytes: u64,
 }
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuditLog")
+            .field("path", &self.path)
             .field("fsync", &self.fsync)
             .finish_non_exhaustive()
     }
 }
 
+fn open_append(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)
+}
+
+/// The chain position after `line` (the last event written).
+fn after(line: &[u8], origin: &Path) -> std::io::Result<(String, u64)> {
+    let seq = serde_json::from_slice::<serde_json::Value>(line)
+        .ok()
+        .and_then(|v| v.get("seq").and_then(serde_json::Value::as_u64))
+        .ok_or_else(|| {
+            std::io::Error::other(format!(
+                "{} ends with an incomplete or foreign line; check it with `clsf-proxy audit verify` before the proxy appends to it",
+                origin.display()
+            ))
+        })?;
+    Ok((hex::encode(Sha256::digest(line)), seq + 1))
+}
+
 impl AuditLog {
-    /// Opens (creating if needed) the audit file and continues its chain.
-    pub fn open(path: &Path, fsync: bool) -> std::io::Result<AuditLog> {
-        let mut file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(path)?;
+    /// Opens (creating if needed) the audit file and continues its chain,
+    /// from the newest rotated file when the current one is empty.
+    /// `max_file_bytes` > 0 rotates the file once it reaches that size.
+    pub fn open(path: &Path, fsync: bool, max_file_bytes: u64) -> std::io::Result<AuditLog> {
+        let mut file = open_append(path)?;
+        let len = file.seek(SeekFrom::End(0))?;
         let (prev, seq) = match last_line(&mut file)? {
-            Some(line) => {
-                let seq = serde_json::from_slice::<serde_json::Value>(&line)
-                    .ok()
-                    .and_then(|v| v.get("seq").and_then(serde_json::Value::as_u64))
-                    .map_or(0, |s| s + 1);
-                (hex::encode(Sha256::digest(&line)), seq)
-            }
-            None => (GENESIS.to_owned(), 0),
+            Some(line) => after(&line, path)?,
+            None => match trail_files(path)?.into_iter().rev().find(|f| f != path) {
+                Some(rotated) => {
+                    let mut f = File::open(&rotated)?;
+                    match last_line(&mut f)? {
+                        Some(line) => after(&line, &rotated)?,
+                        None => (GENESIS.to_owned(), 0),
+                    }
+                }
+                None => (GENESIS.to_owned(), 0),
+            },
+        };
+        let first_seq = match first_line(path)? {
+            Some(line) => serde_json::from_slice::<serde_json::Value>(&line)
+                .ok()
+                .and_then(|v| v.get("seq").and_then(serde_json::Value::as_u64))
+                .unwrap_or(seq),
+            None => seq,
         };
         Ok(AuditLog {
-            inner: Mutex::new(Inner { file, prev, seq }),
+            inner: Mutex::new(Inner {
+                file,
+                prev,
+                seq,
+                len,
+                first_seq,
+            }),
+            path: path.to_owned(),
             fsync,
+            max_file_bytes,
+            failing: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
-    /// Appends one event. An error means the event is not recorded and the
-    /// caller must not proceed with what it describes.
+    /// Appends one event. An error means the event is not recorded (a
+    /// partly written line is cut off again) and the caller must not
+    /// proceed with what it describes.
     pub fn append(&self, event: &Event<'_>) -> std::io::Result<()> {
+        use std::sync::atomic::Ordering;
+        let result = self.write_event(event);
+        // Said once when the trail stops taking events and once when it
+        // takes them again, not once per refused statement.
+        let failed = result.is_err();
+        if self.failing.swap(failed, Ordering::Relaxed) != failed {
+            match &result {
+                Err(e) => eprintln!(
+                    "clsf-proxy: the audit trail {} cannot be written ({e}); statements are refused until it can",
+                    self.path.display()
+                ),
+                Ok(()) => eprintln!(
+                    "clsf-proxy: the audit trail {} is written again",
+                    self.path.display()
+                ),
+            }
+        }
+        result
+    }
+
+    fn write_event(&self, event: &Event<'_>) -> std::io::Result<()> {
         // Serialized before taking the lock: every session appends, and the
         // lock need only cover the chain (sequence, hash, write).
         let event_json = serde_json::to_vec(event).map_err(std::io::Error::other)?;
@@ -160,14 +235,107 @@ impl AuditLog {
         bytes.extend_from_slice(&event_json[1..]);
         let hash = hex::encode(Sha256::digest(&bytes));
         bytes.push(b'\n');
-        inner.file.write_all(&bytes)?;
+        if let Err(e) = inner.file.write_all(&bytes) {
+            // A full disk or a file-size limit can leave part of the line:
+            // cut it off, so the next event continues a well-formed chain.
+            let keep = inner.len;
+            let _ = inner.file.set_len(keep);
+            return Err(e);
+        }
         if self.fsync {
             inner.file.sync_data()?;
         }
+        inner.len += bytes.len() as u64;
         inner.prev = hash;
         inner.seq += 1;
+        if self.max_file_bytes > 0 && inner.len >= self.max_file_bytes {
+            // The event is recorded; a failed rotation only means the file
+            // grows on and rotation is tried again after the next event.
+            if let Err(e) = self.rotate(&mut inner) {
+                eprintln!(
+                    "clsf-proxy: rotating the audit trail {} failed: {e}",
+                    self.path.display()
+                );
+            }
+        }
         Ok(())
     }
+
+    fn rotate(&self, inner: &mut Inner) -> std::io::Result<()> {
+        let rotated = rotated_name(&self.path, inner.first_seq);
+        std::fs::rename(&self.path, &rotated)?;
+        inner.file = open_append(&self.path)?;
+        if self.fsync
+            && let Some(dir) = self.path.parent()
+        {
+            // Make the rename and the new file durable too.
+            File::open(if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            })?
+            .sync_all()?;
+        }
+        inner.len = 0;
+        inner.first_seq = inner.seq;
+        Ok(())
+    }
+}
+
+/// `path.NNNNNNNNNNNN`: a rotated file, named by its first event's `seq`.
+fn rotated_name(path: &Path, first_seq: u64) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{first_seq:012}"));
+    PathBuf::from(name)
+}
+
+/// The trail's files in chain order: rotated files by their number, then
+/// the current file (when it exists).
+pub fn trail_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let base = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut rotated: Vec<(u64, PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(&dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(n) = name
+            .strip_prefix(&base)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .filter(|n| n.len() == 12 && n.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|n| n.parse().ok())
+        {
+            rotated.push((n, entry.path()));
+        }
+    }
+    rotated.sort();
+    let mut out: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
+    if path.exists() {
+        out.push(path.to_owned());
+    }
+    Ok(out)
+}
+
+/// The first line of a file, if any.
+fn first_line(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::BufRead;
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    // Bounded by the file's length: a device such as /dev/full reads
+    // endlessly.
+    let len = file.metadata()?.len();
+    let mut line = Vec::new();
+    std::io::BufReader::new(file.take(len)).read_until(b'\n', &mut line)?;
+    let trimmed = line.strip_suffix(b"\n").unwrap_or(&line);
+    Ok((!trimmed.is_empty()).then(|| trimmed.to_vec()))
 }
 
 /// The last non-empty line of a file, read backwards from the end.
@@ -203,19 +371,156 @@ pub fn head(text: &str) -> String {
 /// Checks a whole audit file's chain. Returns the number of events, or the
 /// 1-based line number where the chain breaks.
 pub fn verify(text: &str) -> Result<usize, usize> {
-    let mut prev = GENESIS.to_owned();
-    let mut n = 0;
+    let mut chain = Chain::default();
     for (i, line) in text.lines().enumerate() {
-        let value: serde_json::Value = serde_json::from_str(line).map_err(|_| i + 1)?;
-        if value.get("prev").and_then(serde_json::Value::as_str) != Some(prev.as_str())
-            || value.get("seq").and_then(serde_json::Value::as_u64) != Some(i as u64)
-        {
-            return Err(i + 1);
-        }
-        prev = hex::encode(Sha256::digest(line.as_bytes()));
-        n += 1;
+        chain.next(line).map_err(|_| i + 1)?;
     }
-    Ok(n)
+    Ok(chain.events)
+}
+
+/// Where a trail's chain breaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broken {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line in it.
+    pub line: usize,
+    /// The `seq` the chain expected there.
+    pub expected_seq: u64,
+    /// What is wrong.
+    pub why: String,
+}
+
+impl std::fmt::Display for Broken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the chain breaks at {} line {} (event {}): {}",
+            self.file.display(),
+            self.line,
+            self.expected_seq,
+            self.why
+        )
+    }
+}
+
+/// A whole trail that verified: how many events and files, and the hash of
+/// the last event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// Events.
+    pub events: usize,
+    /// Files.
+    pub files: usize,
+    /// SHA-256 of the last event (the genesis value for an empty trail).
+    pub head: String,
+}
+
+#[derive(Default)]
+struct Chain {
+    prev: Option<String>,
+    events: usize,
+}
+
+impl Chain {
+    /// Checks the next line; on success it becomes the chain's head.
+    fn next(&mut self, line: &str) -> Result<(), String> {
+        let value: serde_json::Value =
+            serde_json::from_str(line).map_err(|_| "not a JSON event".to_owned())?;
+        let prev = self.prev.as_deref().unwrap_or(GENESIS);
+        let seq = value.get("seq").and_then(serde_json::Value::as_u64);
+        if seq != Some(self.events as u64) {
+            return Err(match seq {
+                Some(s) if s > self.events as u64 => format!(
+                    "event {s} follows event {}: events are missing",
+                    self.events as i64 - 1
+                ),
+                Some(s) => format!("event {s} is out of order"),
+                None => "it has no sequence number".to_owned(),
+            });
+        }
+        if value.get("prev").and_then(serde_json::Value::as_str) != Some(prev) {
+            return Err(
+                "it does not carry the hash of the event before: that event, or this one, was edited"
+                    .to_owned(),
+            );
+        }
+        self.prev = Some(hex::encode(Sha256::digest(line.as_bytes())));
+        self.events += 1;
+        Ok(())
+    }
+}
+
+/// Checks a trail: a directory (every `*.jsonl` trail in it, with its
+/// rotated files) or one file with the files rotated before it. Names the
+/// first event that breaks the chain.
+pub fn verify_trail(path: &Path) -> Result<Verified, Broken> {
+    let files = trail_paths(path).map_err(|e| Broken {
+        file: path.to_owned(),
+        line: 0,
+        expected_seq: 0,
+        why: e,
+    })?;
+    let mut chain = Chain::default();
+    for file in &files {
+        let text = std::fs::read_to_string(file).map_err(|e| Broken {
+            file: file.clone(),
+            line: 0,
+            expected_seq: chain.events as u64,
+            why: format!("cannot read it: {e}"),
+        })?;
+        for (i, line) in text.lines().enumerate() {
+            let expected_seq = chain.events as u64;
+            chain.next(line).map_err(|why| Broken {
+                file: file.clone(),
+                line: i + 1,
+                expected_seq,
+                why,
+            })?;
+        }
+    }
+    Ok(Verified {
+        events: chain.events,
+        files: files.len(),
+        head: chain.prev.unwrap_or_else(|| GENESIS.to_owned()),
+    })
+}
+
+/// The files of the trail at `path` (a directory holding exactly one
+/// trail, or the trail's current file), in chain order.
+pub fn trail_paths(path: &Path) -> Result<Vec<PathBuf>, String> {
+    let current = if path.is_dir() {
+        let mut names: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .collect();
+        names.sort();
+        match names.as_slice() {
+            [one] => one.clone(),
+            [] => return Err(format!("{} holds no `*.jsonl` audit trail", path.display())),
+            _ => {
+                return Err(format!(
+                    "{} holds several trails ({}); name one file",
+                    path.display(),
+                    names
+                        .iter()
+                        .filter_map(|n| n.file_name())
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+    } else {
+        path.to_owned()
+    };
+    let files = trail_files(&current).map_err(|e| format!("{}: {e}", current.display()))?;
+    if files.is_empty() {
+        return Err(format!("{} does not exist", current.display()));
+    }
+    Ok(files)
 }
 
 #[cfg(test)]
@@ -229,12 +534,12 @@ mod tests {
         let path = dir.join("audit.jsonl");
         let _ = std::fs::remove_file(&path);
         {
-            let log = AuditLog::open(&path, false).unwrap();
+            let log = AuditLog::open(&path, false, 0).unwrap();
             log.append(&Event::new("connect", 1)).unwrap();
             log.append(&Event::new("statement", 1)).unwrap();
         }
         {
-            let log = AuditLog::open(&path, true).unwrap();
+            let log = AuditLog::open(&path, true, 0).unwrap();
             log.append(&Event::new("disconnect", 1)).unwrap();
         }
         let text = std::fs::read_to_string(&path).unwrap();
@@ -249,5 +554,70 @@ mod tests {
             .collect();
         assert_eq!(verify(&dropped), Err(2));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn rotation_continues_the_chain_and_verify_names_the_broken_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        {
+            let log = AuditLog::open(&path, false, 300).unwrap();
+            for i in 0..10 {
+                log.append(&Event::new("statement", i)).unwrap();
+            }
+        }
+        {
+            // Reopened right after a rotation: continues from the newest
+            // rotated file.
+            let log = AuditLog::open(&path, false, 300).unwrap();
+            log.append(&Event::new("disconnect", 1)).unwrap();
+        }
+        let files = trail_files(&path).unwrap();
+        assert!(files.len() > 2, "{files:?}");
+        let ok = verify_trail(dir.path()).unwrap();
+        assert_eq!((ok.events, ok.files), (11, files.len()));
+        assert_eq!(verify_trail(&path).unwrap(), ok);
+
+        // One byte edited in the second file: named, with the line after it
+        // (whose `prev` no longer matches) or the line itself.
+        let second = files[1].clone();
+        let original = std::fs::read_to_string(&second).unwrap();
+        std::fs::write(&second, original.replacen("statement", "statemenT", 1)).unwrap();
+        let broken = verify_trail(dir.path()).unwrap_err();
+        assert_eq!(broken.file, second);
+        assert!(broken.why.contains("edited"), "{broken}");
+        std::fs::write(&second, &original).unwrap();
+
+        // A line deleted: the next event says events are missing.
+        let kept: String = original.lines().skip(1).map(|l| format!("{l}\n")).collect();
+        std::fs::write(&second, kept).unwrap();
+        let broken = verify_trail(dir.path()).unwrap_err();
+        assert_eq!((broken.file.clone(), broken.line), (second.clone(), 1));
+        assert!(broken.why.contains("missing"), "{broken}");
+        std::fs::write(&second, &original).unwrap();
+
+        // A whole rotated file removed.
+        std::fs::remove_file(&files[0]).unwrap();
+        assert!(
+            verify_trail(dir.path())
+                .unwrap_err()
+                .why
+                .contains("missing")
+        );
+    }
+
+    #[test]
+    fn an_incomplete_last_line_stops_the_trail_from_being_continued() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        AuditLog::open(&path, false, 0)
+            .unwrap()
+            .append(&Event::new("connect", 1))
+            .unwrap();
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("{\"seq\":1,\"prev");
+        std::fs::write(&path, text).unwrap();
+        let e = AuditLog::open(&path, false, 0).unwrap_err();
+        assert!(e.to_string().contains("incomplete"), "{e}");
     }
 }

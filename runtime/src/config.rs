@@ -254,6 +254,10 @@ pub struct Audit {
     /// fsync after every event (slower, survives power loss).
     #[serde(default)]
     pub fsync: bool,
+    /// Rotate the file once it holds this many bytes (0: never). Rotated
+    /// files are `PATH.NNNNNNNNNNNN`, numbered by their first event.
+    #[serde(default)]
+    pub max_file_bytes: u64,
 }
 
 /// Where the policy comes from.

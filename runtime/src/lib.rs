@@ -14,6 +14,7 @@ pub mod reload;
 pub mod server;
 pub mod session;
 pub mod start;
+pub mod timeline;
 pub mod tls;
 pub mod upstream;
 pub mod wire;

@@ -80,10 +80,15 @@ enum Command {
     /// Print a SCRAM-SHA-256 verifier for a service account's password,
     /// read from standard input (first line), for `[[identity.account]]`.
     ScramVerifier,
-    /// Check the hash chain of an audit file.
+    /// Check the hash chain of one audit file (see also `audit verify`).
     VerifyAudit {
         /// The audit file.
         path: PathBuf,
+    },
+    /// Verify or replay an audit trail.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
     },
     /// List and decide approval requests through a proxy's admin API.
     Approvals {
@@ -101,6 +106,30 @@ enum Command {
         json: bool,
         #[command(subcommand)]
         action: ApprovalAction,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AuditAction {
+    /// Check the hash chain across the trail's files; names the first
+    /// edited, missing or reordered event.
+    Verify {
+        /// A directory holding the trail, or its current file.
+        path: PathBuf,
+    },
+    /// Replay sessions as readable timelines.
+    Show {
+        /// A directory holding the trail, or its current file.
+        path: PathBuf,
+        /// Only this session.
+        #[arg(long)]
+        session: Option<u64>,
+        /// Only sessions of this subject.
+        #[arg(long)]
+        identity: Option<String>,
+        /// Only events at or after this time (RFC 3339 or a prefix, e.g. 2026-11-30T10:15).
+        #[arg(long)]
+        since: Option<String>,
     },
 }
 
@@ -180,6 +209,12 @@ fn serve(path: &std::path::Path) -> Result<(), String> {
             "clsf-proxy: listening on {addr}, enforcing plan {}",
             shared.current().plan_hash
         );
+        // Past a file-size limit, writes must fail (and statements be
+        // refused for want of an audit trail) rather than the default
+        // action of SIGXFSZ end the process.
+        let mut xfsz = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(25))
+            .map_err(|e| format!("cannot handle SIGXFSZ: {e}"))?;
+        tokio::spawn(async move { while xfsz.recv().await.is_some() {} });
         // SIGHUP forces a reload, for deployments that cannot rely on file
         // notifications (some network file systems).
         let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -305,6 +340,35 @@ fn tool(command: Command) -> Result<(), String> {
             json,
             action,
         ),
+        Command::Audit {
+            action: AuditAction::Verify { path },
+        } => match audit::verify_trail(&path) {
+            Ok(v) => {
+                println!(
+                    "ok: {} events in {} file(s), chain intact, head {}",
+                    v.events, v.files, v.head
+                );
+                Ok(())
+            }
+            Err(broken) => Err(broken.to_string()),
+        },
+        Command::Audit {
+            action:
+                AuditAction::Show {
+                    path,
+                    session,
+                    identity,
+                    since,
+                },
+        } => {
+            let filter = clsf_runtime::timeline::Filter {
+                session,
+                identity,
+                since,
+            };
+            print!("{}", clsf_runtime::timeline::show(&path, &filter)?);
+            Ok(())
+        }
         Command::VerifyAudit { path } => {
             let text =
                 std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;

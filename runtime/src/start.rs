@@ -195,7 +195,12 @@ pub fn shared_state(config: &Config) -> Result<Shared, String> {
     let issuers = issuers(config)?;
     let accounts = accounts(config)?;
     let password = password(config)?;
-    let audit = AuditLog::open(&config.audit.path, config.audit.fsync).map_err(|e| {
+    let audit = AuditLog::open(
+        &config.audit.path,
+        config.audit.fsync,
+        config.audit.max_file_bytes,
+    )
+    .map_err(|e| {
         format!(
             "cannot open the audit trail {}: {e}",
             config.audit.path.display()

@@ -156,3 +156,51 @@ impl Drop for Proxy {
         }
     }
 }
+
+/// A child process killed (and reaped) on drop.
+#[derive(Debug)]
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the `clsf-proxy` binary as `command` says (which must run it with
+/// `--config`, possibly through a shell that sets limits first) and waits up
+/// to 60 s for the address it says it listens on. Its log keeps being
+/// drained so it never blocks on a full pipe; lines are also kept.
+pub fn spawn_binary(
+    mut command: std::process::Command,
+) -> (Killed, SocketAddr, Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::BufRead;
+    let mut child = command
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start clsf-proxy");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(rest) = line.strip_prefix("clsf-proxy: listening on ") {
+                let addr = rest.split(',').next().unwrap_or("").to_owned();
+                let _ = tx.send(addr);
+            }
+            kept.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+        }
+    });
+    let child = Killed(child);
+    let addr = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the proxy says where it listens")
+        .parse()
+        .expect("an address");
+    (child, addr, log)
+}

@@ -17,26 +17,16 @@
 //!   ./target/release/clsf-bench [SECONDS] [CLIENTS] [ROUNDS]
 //! `CLSF_BENCH_AUDIT=/dev/null` sends the audit trail nowhere, to see its share.
 
-use std::io::BufRead;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clsf_tests::bins::{bin, repo_root};
 use clsf_tests::fixture;
 use clsf_tests::identity::Issuer;
 use clsf_tests::postgres::{DATABASE, GATEWAY_ROLE, Postgres};
-use clsf_tests::proxy::write_config;
+use clsf_tests::proxy::{Killed, spawn_binary, write_config};
 use serde_json::json;
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -47,32 +37,10 @@ fn free_port() -> u16 {
 
 /// Starts clsf-proxy and returns it with the address it listens on.
 fn start_proxy(config: &std::path::Path) -> (Killed, SocketAddr) {
-    let mut child = Command::new(bin("clsf-proxy"))
-        .arg("--config")
-        .arg(config)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start clsf-proxy");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    // Keep draining the proxy's log so it never blocks on a full pipe.
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(rest) = line.strip_prefix("clsf-proxy: listening on ") {
-                let addr = rest.split(',').next().unwrap_or("").to_owned();
-                let _ = tx.send(addr);
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the proxy says where it listens")
-        .parse()
-        .expect("an address");
-    (Killed(child), addr)
+    let mut command = Command::new(bin("clsf-proxy"));
+    command.arg("--config").arg(config);
+    let (child, addr, _log) = spawn_binary(command);
+    (child, addr)
 }
 
 /// Starts pgbouncer in session mode in front of `pg`, as the cluster's

@@ -1,0 +1,159 @@
+//! The audit trail under pressure and after the fact: a proxy process whose
+//! file-size limit stops the trail refuses statements instead of running
+//! them unaudited; `audit verify` names an edited or deleted event in a
+//! real, rotated trail; `audit show` replays a session.
+
+use std::process::Command;
+
+use clsf_tests::bins::bin;
+use clsf_tests::fixture;
+use clsf_tests::postgres::DATABASE;
+use clsf_tests::proxy::spawn_binary;
+use clsf_tests::psql;
+
+#[test]
+fn a_full_audit_trail_refuses_statements_instead_of_running_them() {
+    let q = fixture::quickstart(None);
+    // 32 blocks of 512 bytes: room for the connection and a few dozen
+    // statement events, far less than 300.
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg("ulimit -f 32 && exec \"$0\" --config \"$1\"")
+        .arg(bin("clsf-proxy"))
+        .arg(&q.config);
+    let (_proxy, addr, log) = spawn_binary(command);
+    let script: String = (0..300)
+        .map(|i| format!("INSERT INTO orders VALUES ({}, 1, 1, 'audit');\n", 1000 + i))
+        .collect();
+    let out = psql::run(addr, &q.issuer.dba_token(), &script);
+    let ran = out.stdout.lines().filter(|l| *l == "INSERT 0 1").count();
+    let refused = out.stderr.matches("58030").count();
+    assert!(ran > 5, "some statements fit: {}", out.stderr);
+    assert_eq!(ran + refused, 300, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("the audit trail cannot be written"),
+        "{}",
+        out.stderr
+    );
+    // Exactly the audited statements ran.
+    let rows = q.pg.superuser_sql(
+        DATABASE,
+        "SELECT count(*) FROM orders WHERE status = 'audit'",
+    );
+    assert_eq!(rows.trim(), ran.to_string());
+    let audited = std::fs::read_to_string(q.dir.path().join("audit.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("INSERT INTO orders"))
+        .count();
+    assert_eq!(audited, ran);
+    // The cut-off event was removed again: the trail still verifies.
+    let verify = Command::new(bin("clsf-proxy"))
+        .args(["audit", "verify"])
+        .arg(q.dir.path().join("audit.jsonl"))
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let said = log.lock().unwrap().join("\n");
+    assert!(
+        said.contains("cannot be written") && said.contains("File too large"),
+        "the log says why: {said}"
+    );
+}
+
+#[test]
+fn verify_names_the_broken_event_and_show_replays_a_session() {
+    let q = fixture::quickstart(None);
+    let trail = q.dir.path().join("trail");
+    std::fs::create_dir(&trail).unwrap();
+    let text = std::fs::read_to_string(&q.config).unwrap();
+    let text = text.replace(
+        &format!("path = \"{}\"", q.dir.path().join("audit.jsonl").display()),
+        &format!(
+            "path = \"{}\"\nmax_file_bytes = 2000",
+            trail.join("audit.jsonl").display()
+        ),
+    );
+    assert!(text.contains("max_file_bytes"), "{text}");
+    std::fs::write(&q.config, text).unwrap();
+    let mut command = Command::new(bin("clsf-proxy"));
+    command.arg("--config").arg(&q.config);
+    let (proxy, addr, _log) = spawn_binary(command);
+    let script =
+        "SELECT email FROM customers WHERE id = 1;\nSELECT ssn FROM customers;\n".repeat(5);
+    let out = psql::run(addr, &q.issuer.ci_token(), &script);
+    assert!(out.stdout.contains("@example.com"), "{}", out.stderr);
+    drop(proxy);
+
+    let cli = |args: &[&str]| {
+        let out = Command::new(bin("clsf-proxy"))
+            .arg("audit")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let dir = trail.to_str().unwrap();
+    let (ok, said) = cli(&["verify", dir]);
+    assert!(ok, "{said}");
+    let files: Vec<_> = std::fs::read_dir(&trail).unwrap().collect();
+    assert!(files.len() >= 3, "rotated by size: {said}");
+    assert!(said.contains("chain intact"), "{said}");
+
+    // The session's timeline: connection, masked read, denial, end.
+    let (ok, shown) = cli(&["show", dir, "--session", "1"]);
+    assert!(ok, "{shown}");
+    assert!(shown.starts_with("session 1 (repo:acme/shop"), "{shown}");
+    for part in [
+        "connect from 127.0.0.1:",
+        "statement [mask] SELECT email FROM customers WHERE id = 1;",
+        "masked: public.customers.email",
+        "statement [deny] SELECT ssn FROM customers;",
+        "disconnect",
+    ] {
+        assert!(shown.contains(part), "{part} missing:\n{shown}");
+    }
+    let (_, none) = cli(&["show", dir, "--identity", "nobody"]);
+    assert_eq!(none.trim(), "no events match");
+
+    // One byte edited in a rotated file: verify fails and names the place.
+    let mut rotated: Vec<_> = std::fs::read_dir(&trail)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x != "jsonl"))
+        .collect();
+    rotated.sort();
+    let first = &rotated[0];
+    let original = std::fs::read_to_string(first).unwrap();
+    std::fs::write(
+        first,
+        original.replacen("\"session\":1", "\"session\":2", 1),
+    )
+    .unwrap();
+    let (ok, said) = cli(&["verify", dir]);
+    assert!(!ok, "{said}");
+    let name = first.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(said.contains(&name) && said.contains("edited"), "{said}");
+    // A line deleted instead.
+    let without: String = original
+        .lines()
+        .enumerate()
+        .filter(|(i, _)| *i != 2)
+        .map(|(_, l)| format!("{l}\n"))
+        .collect();
+    std::fs::write(first, without).unwrap();
+    let (ok, said) = cli(&["verify", dir]);
+    assert!(
+        !ok && said.contains("line 3") && said.contains("missing"),
+        "{said}"
+    );
+}
