@@ -34,6 +34,7 @@ rule agent_reads for agent {
   mask  confidential
   require approval column public.customers.ssn by oncall ttl 60s
   require approval column public.customers.card_number by oncall ttl 2s
+  require approval column public.orders.total_cents by oncall scope 2 executions
 }
 "#;
 
@@ -268,4 +269,100 @@ fn held_statements_are_approved_denied_expired_and_never_self_approved() {
         .output()
         .unwrap();
     assert!(verify.status.success());
+}
+
+#[test]
+fn extended_protocol_holds_bind_parameters_count_executions_and_cancel() {
+    let s = setup();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let token = s.token("agent-7", "agent");
+    let port = s.proxy.addr.port();
+    let client = runtime.block_on(async {
+        let (client, connection) = clsf_tests::client::config(port, "agent", &token)
+            .connect(tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        std::sync::Arc::new(client)
+    });
+    let stmt = runtime
+        .block_on(client.prepare("SELECT ssn FROM customers WHERE id = $1"))
+        .unwrap();
+
+    // Held at Execute with its bound value; approved, the rows arrive.
+    let query = |id: i32| {
+        let (client, stmt) = (std::sync::Arc::clone(&client), stmt.clone());
+        runtime.spawn(async move { client.query(&stmt, &[&id]).await })
+    };
+    let held = query(1);
+    let r = s.pending();
+    assert_eq!(r["statement"], "SELECT ssn FROM customers WHERE id = $1");
+    let first_hash = r["statement_hash"].as_str().unwrap().to_owned();
+    s.cli("bob", "oncall", &["approve", r["id"].as_str().unwrap()])
+        .unwrap();
+    let rows = runtime.block_on(held).unwrap().unwrap();
+    assert_eq!(rows[0].get::<_, String>(0), "123-45-6789");
+
+    // The same statement with another value is another request (the hash
+    // covers the parameters); the client's cancel withdraws it (57014) and
+    // the connection goes on.
+    let held = query(2);
+    let r = s.pending();
+    assert_ne!(r["statement_hash"].as_str().unwrap(), first_hash);
+    let cancel = client.cancel_token();
+    runtime
+        .block_on(cancel.cancel_query(tokio_postgres::NoTls))
+        .unwrap();
+    let err = runtime.block_on(held).unwrap().unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::QUERY_CANCELED),
+        "{err:?}"
+    );
+    let all = s.cli("bob", "oncall", &["list", "--all"]).unwrap();
+    let states: Vec<&str> = all["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["withdrawn", "approved"]);
+    let one: i32 = runtime
+        .block_on(client.query_one("SELECT 1", &[]))
+        .unwrap()
+        .get(0);
+    assert_eq!(one, 1);
+
+    // `scope 2 executions`: one approval runs the statement twice with the
+    // same value, then it is held again.
+    let totals = runtime
+        .block_on(client.prepare("SELECT total_cents FROM orders WHERE id = $1"))
+        .unwrap();
+    let total = |id: i32| {
+        let (client, stmt) = (std::sync::Arc::clone(&client), totals.clone());
+        runtime.spawn(async move { client.query(&stmt, &[&id]).await })
+    };
+    let held = total(10);
+    let r = s.pending();
+    assert_eq!(r["scope"], "this statement 2 times");
+    s.cli("bob", "oncall", &["approve", r["id"].as_str().unwrap()])
+        .unwrap();
+    let rows = runtime.block_on(held).unwrap().unwrap();
+    assert_eq!(rows[0].get::<_, i32>(0), 1999);
+    let again = runtime.block_on(total(10)).unwrap().unwrap();
+    assert_eq!(again[0].get::<_, i32>(0), 1999);
+    let third = total(10);
+    let r = s.pending();
+    s.cli("bob", "oncall", &["deny", r["id"].as_str().unwrap()])
+        .unwrap();
+    let err = runtime.block_on(third).unwrap().unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE)
+    );
+    let used = events(&s.proxy.audit_path)
+        .iter()
+        .filter(|e| e["event"] == "approval_grant_used")
+        .count();
+    assert_eq!(used, 1);
 }
