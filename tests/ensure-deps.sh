@@ -20,6 +20,10 @@ fi
 if [ ! -e /usr/share/java/postgresql.jar ]; then
     missing+=(libpostgresql-jdbc-java)
 fi
+# Headless Chromium for the approver page's test (tests/tests/approvals.rs).
+if ! command -v chromium >/dev/null 2>&1; then
+    missing+=(chromium)
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
     # Deduplicate.
@@ -39,6 +43,7 @@ fi
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ -n "${CLSF_PG_BIN:-}" ] || { echo "ensure-deps: initdb still missing" >&2; exit 1; }
 command -v psql >/dev/null 2>&1 || { echo "ensure-deps: psql still missing" >&2; exit 1; }
 [ -e /usr/share/java/postgresql.jar ] || { echo "ensure-deps: pgJDBC still missing" >&2; exit 1; }
+command -v chromium >/dev/null 2>&1 || { echo "ensure-deps: chromium still missing" >&2; exit 1; }
 for tool in javac java node npm python3; do
     command -v "$tool" >/dev/null 2>&1 || { echo "ensure-deps: $tool is needed by the client tests" >&2; exit 1; }
 done
@@ -68,8 +73,12 @@ if ! PYTHONPATH="$deps_dir/python" python3 -c 'import psycopg' >/dev/null 2>&1; 
         'psycopg[binary]==3.3.9'
     echo "ensure-deps: installed psycopg 3.3.9" >&2
 fi
-if [ ! -e "$deps_dir/node/node_modules/pg/package.json" ]; then
+# playwright-core drives Debian's chromium for the approver page's test.
+# Both in one install: npm prunes what a --no-save install does not name.
+if [ ! -e "$deps_dir/node/node_modules/pg/package.json" ] \
+    || [ ! -e "$deps_dir/node/node_modules/playwright-core/package.json" ]; then
     mkdir -p "$deps_dir/node"
-    (cd "$deps_dir/node" && npm install --silent --no-audit --no-fund --no-save pg@8.23.1 >/dev/null)
-    echo "ensure-deps: installed node-postgres 8.23.1" >&2
+    (cd "$deps_dir/node" && npm install --silent --no-audit --no-fund --no-save \
+        pg@8.23.1 playwright-core@1.65.1 >/dev/null)
+    echo "ensure-deps: installed node-postgres 8.23.1 and playwright-core 1.65.1" >&2
 fi

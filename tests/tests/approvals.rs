@@ -366,3 +366,48 @@ fn extended_protocol_holds_bind_parameters_count_executions_and_cancel() {
         .count();
     assert_eq!(used, 1);
 }
+
+#[test]
+fn the_approver_page_releases_a_held_statement_in_chromium() {
+    let s = setup();
+    let client = s.agent_psql("SELECT ssn FROM customers WHERE id = 4;");
+    let r = s.pending();
+    let id = r["id"].as_str().unwrap().to_owned();
+    let admin = s.proxy.admin.unwrap();
+    let deps = clsf_tests::bins::repo_root().join("tests/.deps/node/node_modules");
+    let out = Command::new("node")
+        .arg(clsf_tests::bins::repo_root().join("tests/clients/approve_page.js"))
+        .arg(format!("https://localhost:{}", admin.port()))
+        .arg(&id)
+        .env("NODE_PATH", deps)
+        .env("CLSF_TOKEN", s.token("dana", "oncall"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shown = page["shown"].as_str().unwrap();
+    // The approver saw who asks, what, and under which rule.
+    for part in [
+        "agent-1",
+        "SELECT ssn FROM customers WHERE id = 4;",
+        "public.customers.ssn (restricted)",
+        "agent_reads",
+        "1 of group `oncall`",
+    ] {
+        assert!(shown.contains(part), "{part} missing from the page:\n{shown}");
+    }
+    assert!(page["status"].as_str().unwrap().contains(&id));
+    let out = client.join().unwrap();
+    assert_eq!(out.stdout.trim(), "222-33-4444", "{}", out.stderr);
+    let vote = events(&s.proxy.audit_path)
+        .into_iter()
+        .find(|e| e["event"] == "approval_vote")
+        .unwrap();
+    assert_eq!(vote["approver"], "dana");
+    assert_eq!(vote["comment"], "approved in the browser");
+}
