@@ -5,14 +5,16 @@
 //! one denial ends it. The requester can never approve their own request.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::control_plane::ControlPlane;
+
 /// Where a request stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum State {
     /// Waiting for approvers.
@@ -49,7 +51,7 @@ impl State {
 }
 
 /// One approval clause a request needs, and the approvals it has.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NeedState {
     /// The rule's name.
     pub rule: String,
@@ -64,12 +66,12 @@ pub struct NeedState {
 }
 
 /// A vote cast on a request.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Vote {
     /// The approver's subject.
     pub approver: String,
     /// `approve` or `deny`.
-    pub verdict: &'static str,
+    pub verdict: String,
     /// Their comment.
     pub comment: String,
     /// Unix seconds.
@@ -77,7 +79,7 @@ pub struct Vote {
 }
 
 /// What a held statement asks for.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Request {
     /// Request id (random, URL-safe).
     pub id: String,
@@ -157,10 +159,14 @@ struct Entry {
 }
 
 /// Every request this proxy knows, pending and decided (decided ones are
-/// kept for an hour so their outcome can still be looked up).
+/// kept for an hour so their outcome can still be looked up). With a
+/// control plane, requests are also recorded in its database, where any
+/// replica's admin API lists and decides them; this proxy learns the
+/// decisions on its own requests from there (see `control_plane`).
 #[derive(Default)]
 pub struct Approvals {
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: Arc<Mutex<HashMap<String, Entry>>>,
+    control: std::sync::OnceLock<Arc<ControlPlane>>,
 }
 
 impl std::fmt::Debug for Approvals {
@@ -198,8 +204,98 @@ impl Approvals {
         entries.retain(|_, e| {
             e.request.state == State::Pending || e.request.expires + KEEP_DECIDED > now
         });
+        let copy = self
+            .control
+            .get()
+            .map(|cp| (Arc::clone(cp), request.clone()));
         entries.insert(id.clone(), Entry { request, state: tx });
+        drop(entries);
+        if let Some((cp, request)) = copy {
+            // Recorded off the statement's path; if the control plane cannot
+            // take it, no other replica could ever approve it: withdrawn.
+            let entries = Arc::clone(&self.entries);
+            tokio::spawn(async move {
+                if let Err(e) = cp.insert(&request).await {
+                    eprintln!("clsf-proxy: control plane: {e}");
+                    let mut map = entries.lock().unwrap_or_else(|e| e.into_inner());
+                    if let Some(entry) = map.get_mut(&request.id)
+                        && entry.request.state == State::Pending
+                    {
+                        set(
+                            entry,
+                            State::Withdrawn {
+                                reason: "the control plane could not record the request".to_owned(),
+                            },
+                        );
+                    }
+                }
+            });
+        }
         (id, rx)
+    }
+
+    /// Records requests in the control plane's database from now on.
+    pub fn attach(&self, cp: Arc<ControlPlane>) {
+        let _ = self.control.set(cp);
+    }
+
+    /// The control plane, when one is attached.
+    pub fn control_plane(&self) -> Option<&Arc<ControlPlane>> {
+        self.control.get()
+    }
+
+    /// Ids of this proxy's pending requests.
+    pub fn pending_ids(&self) -> Vec<String> {
+        self.lock()
+            .values()
+            .filter(|e| e.request.state == State::Pending)
+            .map(|e| e.request.id.clone())
+            .collect()
+    }
+
+    /// Takes a decision made elsewhere (another replica's admin API) for
+    /// one of this proxy's pending requests.
+    pub fn learn(&self, decided: Request) {
+        let mut entries = self.lock();
+        if let Some(entry) = entries.get_mut(&decided.id)
+            && entry.request.state == State::Pending
+            && decided.state != State::Pending
+        {
+            let state = decided.state.clone();
+            entry.request = decided;
+            set(entry, state);
+        }
+    }
+
+    /// Pending (or all) requests: from the control plane when there is one
+    /// (every replica's), else this proxy's.
+    pub async fn list_everywhere(&self, all: bool) -> Result<Vec<Request>, String> {
+        match self.control.get() {
+            Some(cp) => cp.list(all).await,
+            None => Ok(self.list(all)),
+        }
+    }
+
+    /// One request, wherever it is held.
+    pub async fn get_everywhere(&self, id: &str) -> Result<Option<Request>, String> {
+        match self.control.get() {
+            Some(cp) => cp.get(id).await,
+            None => Ok(self.get(id)),
+        }
+    }
+
+    /// A vote, wherever the request is held.
+    pub async fn vote_everywhere(
+        &self,
+        id: &str,
+        approver: &Approver,
+        comment: &str,
+        approve: bool,
+    ) -> Result<Result<Request, VoteError>, String> {
+        match self.control.get() {
+            Some(cp) => cp.vote(id, approver, comment, approve).await,
+            None => Ok(self.vote(id, approver, comment, approve)),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
@@ -251,7 +347,8 @@ impl Approvals {
         self.vote(id, approver, comment, false)
     }
 
-    fn vote(
+    /// A vote on one of this proxy's requests.
+    pub fn vote(
         &self,
         id: &str,
         approver: &Approver,
@@ -261,59 +358,7 @@ impl Approvals {
         self.expire_due();
         let mut entries = self.lock();
         let entry = entries.get_mut(id).ok_or(VoteError::NotFound)?;
-        let r = &mut entry.request;
-        if r.state != State::Pending {
-            return Err(VoteError::NotPending(r.state.name()));
-        }
-        if approver.subject == r.subject {
-            return Err(VoteError::OwnRequest);
-        }
-        let mine: Vec<usize> = (0..r.needs.len())
-            .filter(|&i| approver.groups.contains(&r.needs[i].approvers))
-            .collect();
-        if mine.is_empty() {
-            let mut groups: Vec<String> = r
-                .needs
-                .iter()
-                .map(|n| format!("`{}`", n.approvers))
-                .collect();
-            groups.dedup();
-            return Err(VoteError::NotAnApprover(groups.join(" or ")));
-        }
-        if approve
-            && mine
-                .iter()
-                .all(|&i| r.needs[i].approved_by.contains(&approver.subject))
-        {
-            return Err(VoteError::AlreadyApproved);
-        }
-        r.votes.push(Vote {
-            approver: approver.subject.clone(),
-            verdict: if approve { "approve" } else { "deny" },
-            comment: comment.to_owned(),
-            at: unix_now(),
-        });
-        let next = if approve {
-            for &i in &mine {
-                if !r.needs[i].approved_by.contains(&approver.subject) {
-                    r.needs[i].approved_by.push(approver.subject.clone());
-                }
-            }
-            let done = r
-                .needs
-                .iter()
-                .all(|n| n.approved_by.len() as u64 >= n.quorum);
-            if done {
-                State::Approved
-            } else {
-                State::Pending
-            }
-        } else {
-            State::Denied {
-                by: approver.subject.clone(),
-                comment: comment.to_owned(),
-            }
-        };
+        let next = apply_vote(&mut entry.request, approver, comment, approve)?;
         set(entry, next);
         Ok(entry.request.clone())
     }
@@ -325,7 +370,15 @@ impl Approvals {
         let mut entries = self.lock();
         match entries.get_mut(id) {
             Some(e) if e.request.state == State::Pending => {
-                set(e, state);
+                set(e, state.clone());
+                if let Some(cp) = self.control.get() {
+                    let (cp, id) = (Arc::clone(cp), id.to_owned());
+                    tokio::spawn(async move {
+                        if let Err(e) = cp.end(&id, &state).await {
+                            eprintln!("clsf-proxy: control plane: {e}");
+                        }
+                    });
+                }
                 true
             }
             _ => false,
@@ -346,6 +399,74 @@ impl Approvals {
         );
         Some(entry.request.id.clone())
     }
+}
+
+/// Applies a vote to a pending request and returns its next state: the
+/// rules (no self-approval, only the needed groups, distinct approvers per
+/// quorum, one denial ends it) in one place for both stores.
+pub fn apply_vote(
+    r: &mut Request,
+    approver: &Approver,
+    comment: &str,
+    approve: bool,
+) -> Result<State, VoteError> {
+    if r.state == State::Pending && unix_now() >= r.expires {
+        r.state = State::Expired;
+    }
+    if r.state != State::Pending {
+        return Err(VoteError::NotPending(r.state.name()));
+    }
+    if approver.subject == r.subject {
+        return Err(VoteError::OwnRequest);
+    }
+    let mine: Vec<usize> = (0..r.needs.len())
+        .filter(|&i| approver.groups.contains(&r.needs[i].approvers))
+        .collect();
+    if mine.is_empty() {
+        let mut groups: Vec<String> = r
+            .needs
+            .iter()
+            .map(|n| format!("`{}`", n.approvers))
+            .collect();
+        groups.dedup();
+        return Err(VoteError::NotAnApprover(groups.join(" or ")));
+    }
+    if approve
+        && mine
+            .iter()
+            .all(|&i| r.needs[i].approved_by.contains(&approver.subject))
+    {
+        return Err(VoteError::AlreadyApproved);
+    }
+    r.votes.push(Vote {
+        approver: approver.subject.clone(),
+        verdict: if approve { "approve" } else { "deny" }.to_owned(),
+        comment: comment.to_owned(),
+        at: unix_now(),
+    });
+    let next = if approve {
+        for &i in &mine {
+            if !r.needs[i].approved_by.contains(&approver.subject) {
+                r.needs[i].approved_by.push(approver.subject.clone());
+            }
+        }
+        let done = r
+            .needs
+            .iter()
+            .all(|n| n.approved_by.len() as u64 >= n.quorum);
+        if done {
+            State::Approved
+        } else {
+            State::Pending
+        }
+    } else {
+        State::Denied {
+            by: approver.subject.clone(),
+            comment: comment.to_owned(),
+        }
+    };
+    r.state = next.clone();
+    Ok(next)
 }
 
 fn set(entry: &mut Entry, state: State) {

@@ -41,6 +41,33 @@ pub struct Config {
     /// (optional; without it, statements that need approval are refused).
     #[serde(default)]
     pub admin: Option<Admin>,
+    /// Shared state for several replicas (optional; without it approval
+    /// requests live in this proxy's memory).
+    #[serde(default)]
+    pub control_plane: Option<ControlPlaneConfig>,
+}
+
+/// The database holding approval requests for all replicas.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlPlaneConfig {
+    /// A PostgreSQL URL (`sslmode` and `sslrootcert` as libpq's).
+    pub url: String,
+    /// File holding the password (first line), when not in the URL.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+impl ControlPlaneConfig {
+    /// The password from `password_file`, if one is configured.
+    pub fn password(&self) -> Result<Option<String>, String> {
+        match &self.password_file {
+            None => Ok(None),
+            Some(p) => std::fs::read_to_string(p)
+                .map(|t| Some(t.lines().next().unwrap_or("").to_owned()))
+                .map_err(|e| format!("cannot read {}: {e}", p.display())),
+        }
+    }
 }
 
 /// The admin HTTPS listener.
@@ -330,6 +357,14 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
                 path.display()
             )));
         }
+    }
+    if let Some(p) = config
+        .control_plane
+        .as_mut()
+        .and_then(|c| c.password_file.as_mut())
+        && p.is_relative()
+    {
+        *p = base.join(&*p);
     }
     check_identity(path, &mut config.identity, base)?;
     if let Some(p) = &mut config.policy.hash_key_file

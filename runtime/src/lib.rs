@@ -7,6 +7,7 @@ pub mod approvals;
 pub mod audit;
 pub mod auth;
 pub mod config;
+pub mod control_plane;
 pub mod extended;
 pub mod keys;
 pub mod metrics;

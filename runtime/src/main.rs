@@ -209,6 +209,15 @@ fn serve(path: &std::path::Path) -> Result<(), String> {
             "clsf-proxy: listening on {addr}, enforcing plan {}",
             shared.current().plan_hash
         );
+        if let Some(cp) = &config.control_plane {
+            clsf_runtime::control_plane::attach(
+                Arc::clone(&shared),
+                &cp.url,
+                cp.password()?.as_deref(),
+            )
+            .await?;
+            eprintln!("clsf-proxy: approval requests are shared through the control plane");
+        }
         // Past a file-size limit, writes must fail (and statements be
         // refused for want of an audit trail) rather than the default
         // action of SIGXFSZ end the process.

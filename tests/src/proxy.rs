@@ -105,6 +105,8 @@ impl Proxy {
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (ready, started) = std::sync::mpsc::channel::<Result<(), String>>();
+        let control = config.control_plane.clone();
         let audit_path = config.audit.path.clone();
         let max = config.max_connections;
         let grace = std::time::Duration::from_secs(config.shutdown_grace_seconds);
@@ -116,6 +118,24 @@ impl Proxy {
                 .expect("tokio runtime");
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                if let Some(cp) = control {
+                    let attached = match cp.password() {
+                        Ok(pw) => {
+                            clsf_runtime::control_plane::attach(
+                                Arc::clone(&shared),
+                                &cp.url,
+                                pw.as_deref(),
+                            )
+                            .await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = attached {
+                        let _ = ready.send(Err(e));
+                        return;
+                    }
+                }
+                let _ = ready.send(Ok(()));
                 if let Some((l, acceptor)) = admin {
                     let l = tokio::net::TcpListener::from_std(l).expect("tokio listener");
                     tokio::spawn(clsf_runtime::admin::serve(l, acceptor, Arc::clone(&shared)));
@@ -126,6 +146,9 @@ impl Proxy {
                 .await;
             });
         });
+        started
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .map_err(|_| "the proxy did not start within 30 s".to_owned())??;
         Ok(Proxy {
             addr,
             audit_path,

@@ -43,14 +43,15 @@ struct Setup {
     proxy: Proxy,
 }
 
+const ADMIN: &str =
+    "\n[admin]\nlisten = \"127.0.0.1:0\"\ncert_file = \"server.pem\"\nkey_file = \"server.key\"\n";
+
 fn setup() -> Setup {
     let q = fixture::quickstart(None);
     clsf_tests::certs::write_test_ca(q.dir.path());
     let config = fixture::config_with_policy(&q, POLICY);
     let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(
-        "\n[admin]\nlisten = \"127.0.0.1:0\"\ncert_file = \"server.pem\"\nkey_file = \"server.key\"\n",
-    );
+    text.push_str(ADMIN);
     std::fs::write(&config, text).unwrap();
     let proxy = Proxy::start(&config);
     Setup { q, proxy }
@@ -399,7 +400,10 @@ fn the_approver_page_releases_a_held_statement_in_chromium() {
         "agent_reads",
         "1 of group `oncall`",
     ] {
-        assert!(shown.contains(part), "{part} missing from the page:\n{shown}");
+        assert!(
+            shown.contains(part),
+            "{part} missing from the page:\n{shown}"
+        );
     }
     assert!(page["status"].as_str().unwrap().contains(&id));
     let out = client.join().unwrap();
@@ -410,4 +414,61 @@ fn the_approver_page_releases_a_held_statement_in_chromium() {
         .unwrap();
     assert_eq!(vote["approver"], "dana");
     assert_eq!(vote["comment"], "approved in the browser");
+}
+
+#[test]
+fn an_approval_given_on_one_replica_releases_a_statement_held_on_another() {
+    use clsf_tests::postgres::GATEWAY_ROLE;
+    let q = fixture::quickstart(None);
+    clsf_tests::certs::write_test_ca(q.dir.path());
+    q.pg.superuser_sql(
+        "postgres",
+        &format!("CREATE DATABASE clsf_control OWNER {GATEWAY_ROLE}"),
+    );
+    let config_a = fixture::config_with_policy(&q, POLICY);
+    let mut text = std::fs::read_to_string(&config_a).unwrap();
+    text.push_str(ADMIN);
+    text.push_str(&format!(
+        "\n[control_plane]\nurl = \"postgres://{GATEWAY_ROLE}@127.0.0.1:{}/clsf_control?sslmode=disable\"\npassword_file = \"upstream.pw\"\n",
+        q.pg.port
+    ));
+    std::fs::write(&config_a, &text).unwrap();
+    let config_b = q.dir.path().join("proxy-b.toml");
+    let audit_a = q.dir.path().join("audit.jsonl").display().to_string();
+    let audit_b = q.dir.path().join("audit-b.jsonl").display().to_string();
+    std::fs::write(&config_b, text.replace(&audit_a, &audit_b)).unwrap();
+    let a = Proxy::start(&config_a);
+    let b = Proxy::start(&config_b);
+    // Setup's helpers, pointed at replica A's admin API.
+    let s = Setup { q, proxy: a };
+
+    // Held on B …
+    let (addr_b, token) = (b.addr, s.token("agent-1", "agent"));
+    let client = std::thread::spawn(move || {
+        psql::run(addr_b, &token, "SELECT ssn FROM customers WHERE id = 2;")
+    });
+    // … listed and approved through A.
+    let r = s.pending();
+    assert_eq!(r["statement"], "SELECT ssn FROM customers WHERE id = 2;");
+    let own = s.cli("agent-1", "oncall", &["approve", r["id"].as_str().unwrap()]);
+    assert!(own.unwrap_err().contains("own request"));
+    let approved = s
+        .cli("bob", "oncall", &["approve", r["id"].as_str().unwrap()])
+        .unwrap();
+    assert_eq!(approved["state"], "approved");
+    let out = client.join().unwrap();
+    assert_eq!(out.stdout.trim(), "987-65-4321", "{}", out.stderr);
+    // B released it (its trail); A recorded the votes (its trail).
+    assert!(
+        events(&b.audit_path)
+            .iter()
+            .any(|e| e["event"] == "approval_released" && e["request"] == r["id"])
+    );
+    assert!(
+        events(&s.proxy.audit_path)
+            .iter()
+            .any(|e| e["event"] == "approval_vote" && e["approver"] == "bob")
+    );
+    let all = s.cli("bob", "oncall", &["list", "--all"]).unwrap();
+    assert_eq!(all["requests"][0]["state"], "approved");
 }

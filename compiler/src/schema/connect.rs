@@ -97,6 +97,12 @@ fn split_options(url: &str) -> Options {
 
 /// Connects and spawns the connection task; errors never carry the password.
 pub async fn connect(url: &str) -> Result<Client, PullError> {
+    connect_with(url, None).await
+}
+
+/// Like [`connect`], with the password given apart from the URL (read from
+/// a file by the caller); without one, the URL's or `PGPASSWORD`.
+pub async fn connect_with(url: &str, password: Option<&str>) -> Result<Client, PullError> {
     let options = split_options(url);
     let mut config: tokio_postgres::Config =
         options.url.parse().map_err(|e: tokio_postgres::Error| {
@@ -105,7 +111,9 @@ pub async fn connect(url: &str) -> Result<Client, PullError> {
                 redact(&e.to_string(), url)
             ))
         })?;
-    if config.get_password().is_none()
+    if let Some(p) = password {
+        config.password(p);
+    } else if config.get_password().is_none()
         && let Ok(password) = std::env::var("PGPASSWORD")
     {
         config.password(password);

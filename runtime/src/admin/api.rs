@@ -118,16 +118,20 @@ async fn list(State(shared): Shared_, headers: HeaderMap, Query(q): Query<ListQu
     if let Err(r) = approver(&shared, &headers).await {
         return r;
     }
-    Json(json!({ "requests": shared.approvals.list(q.all) })).into_response()
+    match shared.approvals.list_everywhere(q.all).await {
+        Ok(requests) => Json(json!({ "requests": requests })).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
 }
 
 async fn show(State(shared): Shared_, headers: HeaderMap, Path(id): Path<String>) -> Response {
     if let Err(r) = approver(&shared, &headers).await {
         return r;
     }
-    match shared.approvals.get(&id) {
-        Some(r) => Json(r).into_response(),
-        None => error(StatusCode::NOT_FOUND, VoteError::NotFound.to_string()),
+    match shared.approvals.get_everywhere(&id).await {
+        Ok(Some(r)) => Json(r).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, VoteError::NotFound.to_string()),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
     }
 }
 
@@ -135,13 +139,15 @@ async fn session(State(shared): Shared_, headers: HeaderMap, Path(session): Path
     if let Err(r) = approver(&shared, &headers).await {
         return r;
     }
-    let requests: Vec<_> = shared
-        .approvals
-        .list(true)
-        .into_iter()
-        .filter(|r| r.session == session)
-        .collect();
-    Json(json!({ "session": session, "requests": requests })).into_response()
+    // Session numbers are per replica: with a control plane this lists the
+    // requests of sessions with that number on every replica.
+    match shared.approvals.list_everywhere(true).await {
+        Ok(all) => {
+            let requests: Vec<_> = all.into_iter().filter(|r| r.session == session).collect();
+            Json(json!({ "session": session, "requests": requests })).into_response()
+        }
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -181,8 +187,10 @@ async fn vote(
         Err(r) => return r,
     };
     let comment: String = body.comment.chars().take(MAX_COMMENT).collect();
-    let Some(before) = shared.approvals.get(&id) else {
-        return error(StatusCode::NOT_FOUND, VoteError::NotFound.to_string());
+    let before = match shared.approvals.get_everywhere(&id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return error(StatusCode::NOT_FOUND, VoteError::NotFound.to_string()),
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e),
     };
     // The vote is recorded before it takes effect; if it cannot be, it is
     // not taken. A vote the store then refuses is recorded as refused.
@@ -199,10 +207,13 @@ async fn vote(
             "the audit trail cannot be written, so the vote is not taken",
         );
     }
-    let result = if approve {
-        shared.approvals.approve(&id, &who, &comment)
-    } else {
-        shared.approvals.deny(&id, &who, &comment)
+    let result = match shared
+        .approvals
+        .vote_everywhere(&id, &who, &comment, approve)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e),
     };
     match result {
         Ok(request) => Json(request).into_response(),

@@ -1,0 +1,236 @@
+//! Shared state for several proxy replicas: approval requests and their
+//! decisions in a PostgreSQL database (`[control_plane]`), so that an
+//! approval given through one replica's admin API releases a statement
+//! held on another. Each replica records the requests it holds, polls the
+//! database for decisions on them, and writes back the ones it decides
+//! itself (expired, withdrawn). Votes change a request with optimistic
+//! concurrency (a version column), so two approvers voting at once on two
+//! replicas cannot lose either vote.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_postgres::Client;
+
+use crate::approvals::{self, Approver, Request, State, VoteError};
+
+/// How often a replica asks for decisions on the requests it holds.
+const POLL: Duration = Duration::from_millis(200);
+/// Attempts at a vote that keeps meeting concurrent votes.
+const VOTE_ATTEMPTS: usize = 20;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS clsf_approval_requests (
+    id       text PRIMARY KEY,
+    state    text NOT NULL,
+    version  bigint NOT NULL DEFAULT 0,
+    created  bigint NOT NULL,
+    expires  bigint NOT NULL,
+    request  jsonb NOT NULL
+)";
+
+/// A connection to the control plane's database.
+pub struct ControlPlane {
+    client: Client,
+}
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlane").finish_non_exhaustive()
+    }
+}
+
+fn db(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => format!("control plane: {}", d.message()),
+        None => format!("control plane: {e}"),
+    }
+}
+
+fn parse(text: &str) -> Result<Request, String> {
+    serde_json::from_str(text)
+        .map_err(|e| format!("control plane: a stored request is unreadable: {e}"))
+}
+
+/// A pending request past its time is shown as expired (the replica that
+/// holds it records that soon after).
+fn as_seen(mut r: Request) -> Request {
+    if r.state == State::Pending && approvals::unix_now() >= r.expires {
+        r.state = State::Expired;
+    }
+    r
+}
+
+impl ControlPlane {
+    /// Connects (TLS as the URL's `sslmode`/`sslrootcert` say) and creates
+    /// the table if it is missing.
+    pub async fn connect(url: &str, password: Option<&str>) -> Result<ControlPlane, String> {
+        let client = clsf_compiler::schema::connect::connect_with(url, password)
+            .await
+            .map_err(|e| format!("control plane: {}", e.0))?;
+        client.batch_execute(SCHEMA).await.map_err(|e| db(&e))?;
+        Ok(ControlPlane { client })
+    }
+
+    /// Records a new request.
+    pub async fn insert(&self, r: &Request) -> Result<(), String> {
+        let json = serde_json::to_string(r).map_err(|e| e.to_string())?;
+        self.client
+            .execute(
+                "INSERT INTO clsf_approval_requests (id, state, created, expires, request) \
+                 VALUES ($1, $2, $3, $4, CAST($5 AS text)::jsonb)",
+                &[
+                    &r.id,
+                    &r.state.name(),
+                    &(r.created as i64),
+                    &(r.expires as i64),
+                    &json,
+                ],
+            )
+            .await
+            .map_err(|e| db(&e))?;
+        Ok(())
+    }
+
+    /// Pending (or all) requests of every replica, newest first.
+    pub async fn list(&self, all: bool) -> Result<Vec<Request>, String> {
+        let rows = self
+            .client
+            .query(
+                "SELECT request::text FROM clsf_approval_requests \
+                 WHERE $1 OR (state = 'pending' AND expires > $2) \
+                 ORDER BY created DESC, id LIMIT 1000",
+                &[&all, &(approvals::unix_now() as i64)],
+            )
+            .await
+            .map_err(|e| db(&e))?;
+        rows.iter()
+            .map(|row| parse(row.get(0)).map(as_seen))
+            .collect()
+    }
+
+    /// One request.
+    pub async fn get(&self, id: &str) -> Result<Option<Request>, String> {
+        Ok(self.get_versioned(id).await?.map(|(r, _)| as_seen(r)))
+    }
+
+    async fn get_versioned(&self, id: &str) -> Result<Option<(Request, i64)>, String> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT request::text, version FROM clsf_approval_requests WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .map_err(|e| db(&e))?;
+        match row {
+            Some(row) => Ok(Some((parse(row.get(0))?, row.get(1)))),
+            None => Ok(None),
+        }
+    }
+
+    /// Writes `r` if nobody changed it since `version` was read.
+    async fn replace(&self, r: &Request, version: i64) -> Result<bool, String> {
+        let json = serde_json::to_string(r).map_err(|e| e.to_string())?;
+        let n = self
+            .client
+            .execute(
+                "UPDATE clsf_approval_requests \
+                 SET request = CAST($1 AS text)::jsonb, state = $2, version = version + 1 \
+                 WHERE id = $3 AND version = $4",
+                &[&json, &r.state.name(), &r.id, &version],
+            )
+            .await
+            .map_err(|e| db(&e))?;
+        Ok(n == 1)
+    }
+
+    /// A vote on any replica's request.
+    pub async fn vote(
+        &self,
+        id: &str,
+        approver: &Approver,
+        comment: &str,
+        approve: bool,
+    ) -> Result<Result<Request, VoteError>, String> {
+        for _ in 0..VOTE_ATTEMPTS {
+            let Some((mut r, version)) = self.get_versioned(id).await? else {
+                return Ok(Err(VoteError::NotFound));
+            };
+            if let Err(e) = approvals::apply_vote(&mut r, approver, comment, approve) {
+                return Ok(Err(e));
+            }
+            if self.replace(&r, version).await? {
+                return Ok(Ok(r));
+            }
+        }
+        Err("control plane: the request kept changing; vote again".to_owned())
+    }
+
+    /// Records that a pending request ended here (expired or withdrawn).
+    pub async fn end(&self, id: &str, state: &State) -> Result<(), String> {
+        for _ in 0..VOTE_ATTEMPTS {
+            let Some((mut r, version)) = self.get_versioned(id).await? else {
+                return Ok(());
+            };
+            if r.state != State::Pending {
+                return Ok(());
+            }
+            r.state = state.clone();
+            if self.replace(&r, version).await? {
+                return Ok(());
+            }
+        }
+        Err("control plane: the request kept changing".to_owned())
+    }
+
+    /// The decided ones among `ids`.
+    async fn decided(&self, ids: &[String]) -> Result<Vec<Request>, String> {
+        let rows = self
+            .client
+            .query(
+                "SELECT request::text FROM clsf_approval_requests \
+                 WHERE id = ANY($1) AND state <> 'pending'",
+                &[&ids],
+            )
+            .await
+            .map_err(|e| db(&e))?;
+        rows.iter().map(|row| parse(row.get(0))).collect()
+    }
+}
+
+/// Connects the proxy's approvals to the control plane and keeps this
+/// replica's held statements informed of decisions made anywhere.
+pub async fn attach(
+    shared: Arc<crate::session::Shared>,
+    url: &str,
+    password: Option<&str>,
+) -> Result<(), String> {
+    let cp = Arc::new(ControlPlane::connect(url, password).await?);
+    shared.approvals.attach(Arc::clone(&cp));
+    tokio::spawn(async move {
+        let mut failing = false;
+        loop {
+            tokio::time::sleep(POLL).await;
+            let ids = shared.approvals.pending_ids();
+            if ids.is_empty() {
+                continue;
+            }
+            match cp.decided(&ids).await {
+                Ok(decided) => {
+                    failing = false;
+                    for r in decided {
+                        shared.approvals.learn(r);
+                    }
+                }
+                // Held statements keep waiting (and expire on time).
+                Err(e) if !failing => {
+                    failing = true;
+                    eprintln!("clsf-proxy: {e}; held statements wait for it to answer");
+                }
+                Err(_) => {}
+            }
+        }
+    });
+    Ok(())
+}
