@@ -59,6 +59,34 @@ pub struct Event<'a> {
     /// Hash of the plan enforced.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plan: Option<&'a str>,
+    /// What the identity presented: token claims without timestamps, or
+    /// the certificate or account (connect events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claims: Option<&'a serde_json::Value>,
+    /// The client connection's TLS version, or `none` (connect events).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<&'a str>,
+    /// The statement as forwarded, when the proxy rewrote it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rewritten: Option<&'a str>,
+    /// The rules that decided.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules: Option<&'a [String]>,
+    /// The columns read, as `schema.table.column (label): access`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub columns: Option<&'a [String]>,
+    /// The `seq` of the statement or execute event a `completed` event ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statement_seq: Option<u64>,
+    /// Rows the statement returned or changed (`completed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    /// Milliseconds from forwarding to completion (`completed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<f64>,
+    /// `ok`, `error`, `suspended` (`completed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<&'a str>,
     /// Approval request id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request: Option<&'a str>,
@@ -90,6 +118,15 @@ impl<'a> Event<'a> {
             request: None,
             approver: None,
             comment: None,
+            claims: None,
+            tls: None,
+            rewritten: None,
+            rules: None,
+            columns: None,
+            statement_seq: None,
+            rows: None,
+            duration_ms: None,
+            outcome: None,
         }
     }
 }
@@ -200,7 +237,8 @@ impl AuditLog {
     /// Appends one event. An error means the event is not recorded (a
     /// partly written line is cut off again) and the caller must not
     /// proceed with what it describes.
-    pub fn append(&self, event: &Event<'_>) -> std::io::Result<()> {
+    /// Returns the event's `seq`.
+    pub fn append(&self, event: &Event<'_>) -> std::io::Result<u64> {
         use std::sync::atomic::Ordering;
         let result = self.write_event(event);
         // Said once when the trail stops taking events and once when it
@@ -212,7 +250,7 @@ impl AuditLog {
                     "clsf-proxy: the audit trail {} cannot be written ({e}); statements are refused until it can",
                     self.path.display()
                 ),
-                Ok(()) => eprintln!(
+                Ok(_) => eprintln!(
                     "clsf-proxy: the audit trail {} is written again",
                     self.path.display()
                 ),
@@ -221,7 +259,7 @@ impl AuditLog {
         result
     }
 
-    fn write_event(&self, event: &Event<'_>) -> std::io::Result<()> {
+    fn write_event(&self, event: &Event<'_>) -> std::io::Result<u64> {
         // Serialized before taking the lock: every session appends, and the
         // lock need only cover the chain (sequence, hash, write).
         let event_json = serde_json::to_vec(event).map_err(std::io::Error::other)?;
@@ -247,6 +285,7 @@ impl AuditLog {
         }
         inner.len += bytes.len() as u64;
         inner.prev = hash;
+        let seq = inner.seq;
         inner.seq += 1;
         if self.max_file_bytes > 0 && inner.len >= self.max_file_bytes {
             // The event is recorded; a failed rotation only means the file
@@ -258,7 +297,7 @@ impl AuditLog {
                 );
             }
         }
-        Ok(())
+        Ok(seq)
     }
 
     fn rotate(&self, inner: &mut Inner) -> std::io::Result<()> {

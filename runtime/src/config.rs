@@ -281,6 +281,10 @@ pub struct Audit {
     /// fsync after every event (slower, survives power loss).
     #[serde(default)]
     pub fsync: bool,
+    /// Record a `completed` event per statement with the rows it returned
+    /// or changed and its duration (one more event per statement).
+    #[serde(default = "default_true")]
+    pub completions: bool,
     /// Rotate the file once it holds this many bytes (0: never). Rotated
     /// files are `PATH.NNNNNNNNNNNN`, numbered by their first event.
     #[serde(default)]

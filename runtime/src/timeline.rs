@@ -138,6 +138,13 @@ fn line(e: &Value) -> String {
             t
         }
         "reload" | "reload_failed" => format!("{kind}, plan {}", s("plan")),
+        "completed" => format!(
+            "completed #{}: {}, {} row(s) in {} ms",
+            e["statement_seq"],
+            s("outcome"),
+            e["rows"],
+            e["duration_ms"]
+        ),
         _ => {
             let mut t = kind.to_owned();
             if !s("reason").is_empty() {

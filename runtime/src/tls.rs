@@ -81,6 +81,18 @@ impl<T> MaybeTls<T> {
 }
 
 impl ClientStream {
+    /// The TLS version in use (`TLSv1_3`), or `none`.
+    pub fn tls_version(&self) -> String {
+        match self {
+            MaybeTls::Tls(s) => s
+                .get_ref()
+                .1
+                .protocol_version()
+                .map_or_else(|| "unknown".to_owned(), |v| format!("{v:?}")),
+            _ => "none".to_owned(),
+        }
+    }
+
     /// The client's certificate (DER), verified against the client CA
     /// during the handshake, if it presented one.
     pub fn peer_certificate(&self) -> Option<Vec<u8>> {

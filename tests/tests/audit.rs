@@ -122,8 +122,63 @@ fn verify_names_the_broken_event_and_show_replays_a_session() {
     ] {
         assert!(shown.contains(part), "{part} missing:\n{shown}");
     }
+    assert!(shown.contains(": ok, 1 row(s) in "), "{shown}");
     let (_, none) = cli(&["show", dir, "--identity", "nobody"]);
     assert_eq!(none.trim(), "no events match");
+
+    // What the events carry: the connection's claims and TLS; the statement
+    // as sent and as forwarded, its columns with labels and its rules; its
+    // completion with rows and duration.
+    let mut events: Vec<serde_json::Value> = Vec::new();
+    for file in clsf_runtime::audit::trail_paths(&trail).unwrap() {
+        for line in std::fs::read_to_string(file).unwrap().lines() {
+            events.push(serde_json::from_str(line).unwrap());
+        }
+    }
+    let connect = events.iter().find(|e| e["event"] == "connect").unwrap();
+    assert_eq!(connect["claims"]["repository"], "acme/shop");
+    assert!(connect["claims"].get("exp").is_none());
+    assert_eq!(connect["tls"], "none");
+    let read = events
+        .iter()
+        .find(|e| e["event"] == "statement" && e["decision"] == "mask")
+        .unwrap();
+    assert!(
+        read["rewritten"]
+            .as_str()
+            .unwrap()
+            .contains("strpos(\"email\""),
+        "{read}"
+    );
+    assert_eq!(read["rules"], serde_json::json!(["ci_reads"]));
+    assert!(
+        read["columns"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(
+                "public.customers.email (confidential): masked (email)"
+            )),
+        "{read}"
+    );
+    let done = events
+        .iter()
+        .find(|e| e["event"] == "completed" && e["statement_seq"] == read["seq"])
+        .unwrap();
+    assert_eq!(
+        (done["rows"].as_u64(), done["outcome"].as_str()),
+        (Some(1), Some("ok"))
+    );
+    assert!(done["duration_ms"].as_f64().unwrap() > 0.0);
+    let denied = events
+        .iter()
+        .find(|e| e["event"] == "statement" && e["decision"] == "deny")
+        .unwrap();
+    assert!(
+        !events
+            .iter()
+            .any(|e| e["event"] == "completed" && e["statement_seq"] == denied["seq"]),
+        "a refused statement never ran"
+    );
 
     // One byte edited in a rotated file: verify fails and names the place.
     let mut rotated: Vec<_> = std::fs::read_dir(&trail)

@@ -63,6 +63,8 @@ pub struct StatementReport {
     pub observed: Vec<String>,
     /// The columns it reads (for identities with anything withheld).
     pub columns: Vec<ColumnUse>,
+    /// The names of the rules whose clauses decided it.
+    pub rules: Vec<String>,
 }
 
 /// A column a statement reads.
@@ -120,7 +122,7 @@ pub(crate) fn decide_with_edits(
             };
             return (
                 Decision {
-                    statements: vec![report_denied(text.to_owned(), &denial)],
+                    statements: vec![report_denied(plan, text.to_owned(), &denial)],
                     verdict: Verdict::Deny(denial),
                 },
                 Vec::new(),
@@ -161,10 +163,11 @@ pub(crate) fn decide_with_edits(
                     reason: None,
                     observed: outcome.observed,
                     columns: outcome.columns,
+                    rules: Vec::new(),
                 });
             }
             Err(d) => {
-                reports.push(report_denied(stmt_text, &d));
+                reports.push(report_denied(plan, stmt_text, &d));
                 denial.get_or_insert(d);
             }
         }
@@ -184,6 +187,9 @@ pub(crate) fn decide_with_edits(
             },
             Vec::new(),
         );
+    }
+    for r in &mut reports {
+        r.rules = rule_names(plan, &r.policies);
     }
     let verdict = if edits.is_empty() {
         Verdict::Forward
@@ -209,7 +215,7 @@ pub(crate) fn decide_with_edits(
     )
 }
 
-fn report_denied(text: String, d: &Denial) -> StatementReport {
+fn report_denied(plan: &Plan, text: String, d: &Denial) -> StatementReport {
     StatementReport {
         text,
         decision: "deny",
@@ -218,7 +224,21 @@ fn report_denied(text: String, d: &Denial) -> StatementReport {
         reason: Some(d.message.clone()),
         observed: Vec::new(),
         columns: Vec::new(),
+        rules: rule_names(plan, &d.policies),
     }
+}
+
+/// The rule names behind Cedar policy ids, without repeats.
+fn rule_names(plan: &Plan, policies: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for id in policies {
+        if let Some((rule, _)) = plan.clause_by_policy(id.trim_end_matches(".forbid"))
+            && !out.contains(&rule.name)
+        {
+            out.push(rule.name.clone());
+        }
+    }
+    out
 }
 
 fn internal_denial(why: &str) -> Denial {

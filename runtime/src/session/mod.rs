@@ -68,6 +68,8 @@ pub struct Shared {
     pub approval_url: Option<String>,
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
+    /// Record a `completed` event (rows, duration) per statement.
+    pub audit_completions: bool,
 }
 
 /// The client-side TLS settings.

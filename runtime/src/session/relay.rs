@@ -43,10 +43,21 @@ struct Portal {
 
 /// What a held statement becomes once approved.
 enum Release {
-    /// A simple query string (original or rewritten) to forward.
-    Query(Bytes),
-    /// The client's `Execute`, forwarded as sent.
-    Execute(Bytes),
+    /// A simple query string (original or rewritten) to forward, and the
+    /// `seq`s of its statements' audit events.
+    Query(Bytes, Vec<u64>),
+    /// The client's `Execute`, forwarded as sent, and its event's `seq`.
+    Execute(Bytes, u64),
+}
+
+/// A forwarded statement whose completion is still to come, for the
+/// `completed` audit event (rows and duration).
+struct Inflight {
+    /// The Sync/Query segment it belongs to.
+    segment: u64,
+    /// Its `statement` or `execute` event.
+    seq: u64,
+    started: std::time::Instant,
 }
 
 /// A statement waiting for approval. While one waits, the session reads
@@ -105,6 +116,13 @@ struct Relay<'a> {
     held: Option<Held>,
     /// Approvals that still cover statements of this session.
     grants: Vec<Grant>,
+    /// Forwarded statements not yet complete, in order.
+    inflight: VecDeque<Inflight>,
+    /// Segments (`Query`, or messages up to `Sync`) forwarded and answered.
+    segments_sent: u64,
+    segments_done: u64,
+    /// DataRows since the last completion.
+    rows_seen: u64,
     to_client: BytesMut,
     to_upstream: BytesMut,
 }
@@ -149,6 +167,10 @@ pub(super) async fn relay(
         portals: HashMap::new(),
         held: None,
         grants: Vec::new(),
+        inflight: VecDeque::new(),
+        segments_sent: 0,
+        segments_done: 0,
+        rows_seen: 0,
         to_client: BytesMut::new(),
         to_upstream: BytesMut::new(),
     };
@@ -381,6 +403,45 @@ impl Relay<'_> {
         self.to_upstream.extend_from_slice(raw);
         self.pending.push_back(Pending::Upstream);
         self.tracker.close();
+        self.segments_sent += 1;
+    }
+
+    /// Notes forwarded statements (by their events' `seq`) whose completion
+    /// is to be audited; they belong to the segment now open.
+    fn started(&mut self, seqs: &[u64]) {
+        if !self.shared.audit_completions {
+            return;
+        }
+        let now = std::time::Instant::now();
+        for &seq in seqs {
+            self.inflight.push_back(Inflight {
+                segment: self.segments_sent,
+                seq,
+                started: now,
+            });
+        }
+    }
+
+    /// The statement at the head of the current segment completed.
+    fn completed(&mut self, outcome: &'static str, rows: Option<u64>) {
+        let seen = std::mem::take(&mut self.rows_seen);
+        let Some(front) = self.inflight.front() else {
+            return;
+        };
+        if front.segment != self.segments_done {
+            return;
+        }
+        let Some(done) = self.inflight.pop_front() else {
+            return;
+        };
+        let mut event = Event::new("completed", self.session);
+        event.statement_seq = Some(done.seq);
+        event.outcome = Some(outcome);
+        event.rows = Some(rows.unwrap_or(seen));
+        event.duration_ms = Some((done.started.elapsed().as_secs_f64() * 1e6).round() / 1e3);
+        // The statement already ran; a lost completion record is logged by
+        // the trail itself and cannot be taken back.
+        let _ = self.shared.audit.append(&event);
     }
 
     /// Handles one client frame; `false` when the client terminates.
@@ -461,7 +522,7 @@ impl Relay<'_> {
         };
         self.refresh();
         let decision = self.decide(text);
-        if !self.audit(text, &decision) {
+        if self.audit(text, &decision).is_none() {
             self.refuse_parse(&audit_refusal());
             return Ok(());
         }
@@ -534,10 +595,10 @@ impl Relay<'_> {
         // exist: every Parse passes through here.
         event.statement = prepared.map(|p| p.text.as_str());
         event.decision = prepared.map(|p| p.decision);
-        if self.shared.audit.append(&event).is_err() {
+        let Ok(seq) = self.shared.audit.append(&event) else {
             self.refuse_parse(&audit_refusal());
             return;
-        }
+        };
         if let Some(p) = prepared
             && let Verdict::Hold(hold) = &p.verdict
         {
@@ -547,9 +608,10 @@ impl Relay<'_> {
             hasher.update(params.unwrap_or_default());
             let hash = hex::encode(hasher.finalize());
             let (text, hold) = (p.text.clone(), (**hold).clone());
-            self.hold(&text, hash, hold, Release::Execute(frame.raw.clone()));
+            self.hold(&text, hash, hold, Release::Execute(frame.raw.clone(), seq));
             return;
         }
+        self.started(&[seq]);
         self.to_upstream.extend_from_slice(&frame.raw);
     }
 
@@ -582,13 +644,19 @@ impl Relay<'_> {
         };
         self.refresh();
         let decision = self.decide(text);
-        if !self.audit(text, &decision) {
+        let Some(seqs) = self.audit(text, &decision) else {
             self.local_error(errors::audit_unavailable());
             return Ok(());
-        }
+        };
         match &decision.verdict {
-            Verdict::Forward => self.forward(&frame.raw),
-            Verdict::Rewrite(new_text) => self.forward(&messages::query(new_text)),
+            Verdict::Forward => {
+                self.started(&seqs);
+                self.forward(&frame.raw);
+            }
+            Verdict::Rewrite(new_text) => {
+                self.started(&seqs);
+                self.forward(&messages::query(new_text));
+            }
             Verdict::Deny(denial) => self.deny(denial),
             Verdict::Hold(hold) => {
                 let release = match &hold.then {
@@ -596,7 +664,7 @@ impl Relay<'_> {
                     _ => frame.raw.clone(),
                 };
                 let hash = hex::encode(Sha256::digest(text.as_bytes()));
-                self.hold(text, hash, (**hold).clone(), Release::Query(release));
+                self.hold(text, hash, (**hold).clone(), Release::Query(release, seqs));
             }
         }
         Ok(())
@@ -797,16 +865,22 @@ impl Relay<'_> {
     /// Runs a held statement.
     fn release(&mut self, release: Release) {
         match release {
-            Release::Query(bytes) => self.forward(&bytes),
-            Release::Execute(bytes) => self.to_upstream.extend_from_slice(&bytes),
+            Release::Query(bytes, seqs) => {
+                self.started(&seqs);
+                self.forward(&bytes);
+            }
+            Release::Execute(bytes, seq) => {
+                self.started(&[seq]);
+                self.to_upstream.extend_from_slice(&bytes);
+            }
         }
     }
 
     /// Refuses a held statement the way its protocol expects.
     fn release_refused(&mut self, release: Release, denial: &Denial) {
         match release {
-            Release::Query(_) => self.deny(denial),
-            Release::Execute(_) => self.refuse_parse(denial),
+            Release::Query(..) => self.deny(denial),
+            Release::Execute(..) => self.refuse_parse(denial),
         }
     }
 
@@ -819,8 +893,9 @@ impl Relay<'_> {
         self.shared.audit.append(&event).is_ok()
     }
 
-    /// Records every statement of a query string; false if that failed.
-    fn audit(&self, text: &str, decision: &clsf_compiler::engine::Decision) -> bool {
+    /// Records every statement of a query string; their events' `seq`s,
+    /// or `None` if that failed.
+    fn audit(&self, text: &str, decision: &clsf_compiler::engine::Decision) -> Option<Vec<u64>> {
         let subject = &self.identity.subject;
         let groups = &self.identity.groups;
         for s in &decision.statements {
@@ -833,20 +908,40 @@ impl Relay<'_> {
             event.groups = Some(groups);
             event.statement = Some(text);
             event.decision = Some("allow");
-            return self.shared.audit.append(&event).is_ok();
+            return self.shared.audit.append(&event).ok().map(|seq| vec![seq]);
         }
-        decision.statements.iter().all(|s| {
+        // The text forwarded in place of the whole string, on its first
+        // statement's event.
+        let rewritten = match &decision.verdict {
+            Verdict::Rewrite(t) => Some(t.as_str()),
+            Verdict::Hold(h) => match &h.then {
+                Verdict::Rewrite(t) => Some(t.as_str()),
+                _ => None,
+            },
+            _ => None,
+        };
+        let mut seqs = Vec::with_capacity(decision.statements.len());
+        for (i, s) in decision.statements.iter().enumerate() {
+            let columns: Vec<String> = s
+                .columns
+                .iter()
+                .map(|c| format!("{} ({}): {}", c.column, c.label, c.access))
+                .collect();
             let mut event = Event::new("statement", self.session);
             event.subject = Some(subject);
             event.groups = Some(groups);
             event.statement = Some(&s.text);
             event.decision = Some(s.decision);
             event.policies = Some(&s.policies);
+            event.rules = (!s.rules.is_empty()).then_some(&s.rules[..]);
+            event.columns = (!columns.is_empty()).then_some(&columns[..]);
             event.masked = (!s.masked.is_empty()).then_some(&s.masked[..]);
             event.observed = (!s.observed.is_empty()).then_some(&s.observed[..]);
             event.reason = s.reason.as_deref();
-            self.shared.audit.append(&event).is_ok()
-        })
+            event.rewritten = if i == 0 { rewritten } else { None };
+            seqs.push(self.shared.audit.append(&event).ok()?);
+        }
+        Some(seqs)
     }
 
     /// Refuses a statement. Inside a transaction (or behind statements still
@@ -870,6 +965,35 @@ impl Relay<'_> {
     fn upstream_frame(&mut self, frame: Frame) {
         if !self.tracker.response(frame.tag) {
             return;
+        }
+        if !self.inflight.is_empty() {
+            match frame.tag {
+                b'D' => self.rows_seen += 1,
+                b'C' => {
+                    let rows = messages::decode_cstring_body(frame.body())
+                        .ok()
+                        .and_then(|tag| tag.rsplit(|b| *b == b' ').next())
+                        .and_then(|n| std::str::from_utf8(n).ok())
+                        .and_then(|n| n.parse().ok());
+                    self.completed("ok", rows);
+                }
+                b'E' => self.completed("error", None),
+                b's' => self.completed("suspended", None),
+                b'I' => self.completed("ok", Some(0)),
+                _ => {}
+            }
+        }
+        if frame.tag == b'Z' {
+            self.segments_done += 1;
+            // What the server skipped after an error never completes.
+            while self
+                .inflight
+                .front()
+                .is_some_and(|f| f.segment < self.segments_done)
+            {
+                self.inflight.pop_front();
+            }
+            self.rows_seen = 0;
         }
         self.to_client.extend_from_slice(&frame.raw);
         if frame.tag == b'Z' {

@@ -246,6 +246,10 @@ pub(super) async fn startup(
     event.subject = Some(&identity.subject);
     event.groups = Some(&identity.groups);
     event.plan = Some(&loaded.plan_hash);
+    let claims = proven.shown_claims();
+    event.claims = Some(&claims);
+    let tls = client.tls_version();
+    event.tls = Some(&tls);
     if shared.audit.append(&event).is_err() {
         send(
             client,
