@@ -88,6 +88,17 @@ fn verify_names_the_broken_event_and_show_replays_a_session() {
         "SELECT email FROM customers WHERE id = 1;\nSELECT ssn FROM customers;\n".repeat(5);
     let out = psql::run(addr, &q.issuer.ci_token(), &script);
     assert!(out.stdout.contains("@example.com"), "{}", out.stderr);
+    // The session's end is recorded once the proxy has read psql's goodbye.
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(10)
+        && !std::fs::read_dir(&trail).unwrap().any(|f| {
+            std::fs::read_to_string(f.unwrap().path())
+                .unwrap_or_default()
+                .contains("\"disconnect\"")
+        })
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     drop(proxy);
 
     let cli = |args: &[&str]| {
