@@ -145,7 +145,15 @@ struct Inner {
     len: u64,
     /// `seq` of the current file's first event.
     first_seq: u64,
+    /// Deferred events not yet written (see `append_deferred`), and the
+    /// chain position before the first of them, to return to if writing
+    /// them fails.
+    pending: Vec<u8>,
+    before_pending: Option<(u64, String)>,
 }
+
+/// Deferred events are written at the latest when this many bytes wait.
+const MAX_PENDING: usize = 64 * 1024;
 
 /// An append-only, hash-chained audit trail shared by all sessions: the
 /// file at `path`, and with rotation the files `path.NNNNNNNNNNNN` before
@@ -226,6 +234,8 @@ impl AuditLog {
                 seq,
                 len,
                 first_seq,
+                pending: Vec::new(),
+                before_pending: None,
             }),
             path: path.to_owned(),
             fsync,
@@ -259,45 +269,93 @@ impl AuditLog {
         result
     }
 
+    /// Adds an event that records something already done (a statement's
+    /// completion): it takes its place in the chain now, but is written
+    /// with the next ordinary event, by `flush`, or once 64 KiB wait — so
+    /// recording it costs no system call of its own. Lost, with a message
+    /// in the log, if that write fails.
+    pub fn append_deferred(&self, event: &Event<'_>) {
+        let Ok(event_json) = serde_json::to_vec(event) else {
+            return;
+        };
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if inner.before_pending.is_none() {
+            inner.before_pending = Some((inner.seq, inner.prev.clone()));
+        }
+        let line = chain_line(&mut inner, &event_json);
+        inner.pending.extend_from_slice(&line);
+        if inner.pending.len() >= MAX_PENDING {
+            let _ = self.write_locked(&mut inner, &[]);
+        }
+    }
+
+    /// Writes deferred events now (called periodically, so none waits long).
+    pub fn flush(&self) -> std::io::Result<()> {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if inner.pending.is_empty() {
+            return Ok(());
+        }
+        self.write_locked(&mut inner, &[])
+    }
+
     fn write_event(&self, event: &Event<'_>) -> std::io::Result<u64> {
         // Serialized before taking the lock: every session appends, and the
         // lock need only cover the chain (sequence, hash, write).
         let event_json = serde_json::to_vec(event).map_err(std::io::Error::other)?;
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        // The chain fields go first; they are spliced in front of the event's
-        // own fields rather than serialized through a wrapper with
-        // `#[serde(flatten)]`, which goes through a map and costs several
-        // times more per statement. `prev` is hex, so it needs no escaping.
-        let mut bytes =
-            format!("{{\"seq\":{},\"prev\":\"{}\",", inner.seq, inner.prev).into_bytes();
-        bytes.extend_from_slice(&event_json[1..]);
-        let hash = hex::encode(Sha256::digest(&bytes));
-        bytes.push(b'\n');
-        if let Err(e) = inner.file.write_all(&bytes) {
-            // A full disk or a file-size limit can leave part of the line:
+        let seq = inner.seq;
+        let before = (inner.seq, inner.prev.clone());
+        let line = chain_line(&mut inner, &event_json);
+        if let Err(e) = self.write_locked(&mut inner, &line) {
+            // This event is not recorded: the chain returns to before it
+            // (unless it already went further back, before deferred events).
+            if inner.seq > before.0 {
+                (inner.seq, inner.prev) = before;
+            }
+            return Err(e);
+        }
+        Ok(seq)
+    }
+
+    /// Writes the deferred events and `line` (already in the chain) in one
+    /// system call. On failure the file is cut back and, if events were
+    /// deferred, the chain returns to where it was before them (the caller
+    /// undoes `line`).
+    fn write_locked(&self, inner: &mut Inner, line: &[u8]) -> std::io::Result<()> {
+        let mut bytes = std::mem::take(&mut inner.pending);
+        bytes.extend_from_slice(line);
+        let before_pending = inner.before_pending.take();
+        let written = inner.file.write_all(&bytes).and_then(|()| {
+            if self.fsync {
+                inner.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = written {
+            // A full disk or a file-size limit can leave part of a line:
             // cut it off, so the next event continues a well-formed chain.
             let keep = inner.len;
             let _ = inner.file.set_len(keep);
+            if let Some((seq, prev)) = before_pending {
+                let lost = inner.seq - seq - u64::from(!line.is_empty());
+                (inner.seq, inner.prev) = (seq, prev);
+                eprintln!("clsf-proxy: {lost} deferred audit event(s) were lost: {e}");
+            }
             return Err(e);
         }
-        if self.fsync {
-            inner.file.sync_data()?;
-        }
         inner.len += bytes.len() as u64;
-        inner.prev = hash;
-        let seq = inner.seq;
-        inner.seq += 1;
         if self.max_file_bytes > 0 && inner.len >= self.max_file_bytes {
-            // The event is recorded; a failed rotation only means the file
+            // The events are recorded; a failed rotation only means the file
             // grows on and rotation is tried again after the next event.
-            if let Err(e) = self.rotate(&mut inner) {
+            if let Err(e) = self.rotate(inner) {
                 eprintln!(
                     "clsf-proxy: rotating the audit trail {} failed: {e}",
                     self.path.display()
                 );
             }
         }
-        Ok(seq)
+        Ok(())
     }
 
     fn rotate(&self, inner: &mut Inner) -> std::io::Result<()> {
@@ -319,6 +377,21 @@ impl AuditLog {
         inner.first_seq = inner.seq;
         Ok(())
     }
+}
+
+/// The event's line (with `seq` and `prev` in front and a newline), and
+/// the chain advanced past it.
+fn chain_line(inner: &mut Inner, event_json: &[u8]) -> Vec<u8> {
+    // The chain fields go first; they are spliced in front of the event's
+    // own fields rather than serialized through a wrapper with
+    // `#[serde(flatten)]`, which goes through a map and costs several times
+    // more per statement. `prev` is hex, so it needs no escaping.
+    let mut bytes = format!("{{\"seq\":{},\"prev\":\"{}\",", inner.seq, inner.prev).into_bytes();
+    bytes.extend_from_slice(&event_json[1..]);
+    inner.prev = hex::encode(Sha256::digest(&bytes));
+    inner.seq += 1;
+    bytes.push(b'\n');
+    bytes
 }
 
 /// `path.NNNNNNNNNNNN`: a rotated file, named by its first event's `seq`.
@@ -658,5 +731,34 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let e = AuditLog::open(&path, false, 0).unwrap_err();
         assert!(e.to_string().contains("incomplete"), "{e}");
+    }
+
+    #[test]
+    fn deferred_events_take_their_place_in_the_chain_and_are_written_with_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path, false, 0).unwrap();
+        assert_eq!(log.append(&Event::new("statement", 1)).unwrap(), 0);
+        log.append_deferred(&Event::new("completed", 1));
+        // Not written yet: no system call of its own.
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
+        assert_eq!(log.append(&Event::new("statement", 1)).unwrap(), 2);
+        log.append_deferred(&Event::new("completed", 1));
+        log.flush().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(verify(&text), Ok(4));
+        let kinds: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["event"].to_string())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "\"statement\"",
+                "\"completed\"",
+                "\"statement\"",
+                "\"completed\""
+            ]
+        );
     }
 }

@@ -439,9 +439,9 @@ impl Relay<'_> {
         event.outcome = Some(outcome);
         event.rows = Some(rows.unwrap_or(seen));
         event.duration_ms = Some((done.started.elapsed().as_secs_f64() * 1e6).round() / 1e3);
-        // The statement already ran; a lost completion record is logged by
-        // the trail itself and cannot be taken back.
-        let _ = self.shared.audit.append(&event);
+        // The statement already ran: its completion is written with the
+        // next event (no system call of its own on the statement's path).
+        self.shared.audit.append_deferred(&event);
     }
 
     /// Handles one client frame; `false` when the client terminates.
