@@ -14,4 +14,5 @@ pub mod identity;
 pub mod postgres;
 pub mod proxy;
 pub mod psql;
+pub mod raw;
 pub mod shared;

@@ -474,3 +474,35 @@ fn an_approval_given_on_one_replica_releases_a_statement_held_on_another() {
     let all = s.cli("bob", "oncall", &["list", "--all"]).unwrap();
     assert_eq!(all["requests"][0]["state"], "approved");
 }
+
+#[test]
+fn a_portal_runs_what_it_was_bound_from_not_a_later_parse() {
+    use clsf_tests::raw::{contains, exchange, login, message};
+    // No admin listener: a statement needing approval is refused at once.
+    let q = fixture::quickstart(None);
+    let proxy = fixture::proxy_with_policy(&q, POLICY);
+    let token = q
+        .issuer
+        .sign(&q.issuer.claims("agent-1", json!({ "team": "agent" })));
+    let mut session = login("agent", "shop", &token);
+    // Parse the held statement into the unnamed statement, bind the
+    // unnamed portal to it, then parse something harmless over the
+    // unnamed statement and execute the portal: the portal still runs the
+    // first statement (PostgreSQL keeps it), so it must be held.
+    session.extend_from_slice(&message(
+        b'P',
+        b"\0SELECT ssn FROM customers WHERE id = 1\0\0\0",
+    ));
+    session.extend_from_slice(&message(b'B', b"\0\0\0\0\0\0\0\0"));
+    session.extend_from_slice(&message(b'P', b"\0SELECT 1\0\0\0"));
+    session.extend_from_slice(&message(b'E', b"\0\0\0\0\0"));
+    session.extend_from_slice(&message(b'S', b""));
+    session.extend_from_slice(&message(b'X', b""));
+    let answer = exchange(proxy.addr, &session);
+    assert!(!contains(&answer, "123-45-6789"), "leaked: {answer:?}");
+    assert!(
+        contains(&answer, "42501") && contains(&answer, "needs approval"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+}

@@ -1,51 +1,13 @@
 //! Bad bytes on the wire: every malformed input gets a protocol error (or a
 //! clean close), never a crash, and the proxy keeps serving.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use clsf_tests::client;
 use clsf_tests::fixture;
 use clsf_tests::proxy::Proxy;
 use clsf_tests::psql;
-
-fn startup_packet(params: &[(&str, &str)]) -> Vec<u8> {
-    let mut body = 196_608i32.to_be_bytes().to_vec();
-    for (k, v) in params {
-        body.extend_from_slice(k.as_bytes());
-        body.push(0);
-        body.extend_from_slice(v.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    let mut out = ((body.len() + 4) as i32).to_be_bytes().to_vec();
-    out.extend_from_slice(&body);
-    out
-}
-
-fn message(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![tag];
-    out.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-    out.extend_from_slice(body);
-    out
-}
-
-/// Sends `bytes`, reads until the proxy closes (bounded), returns what came back.
-fn exchange(addr: std::net::SocketAddr, bytes: &[u8]) -> Vec<u8> {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let _ = s.write_all(bytes);
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    for _ in 0..64 {
-        match s.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-        }
-    }
-    out
-}
+use clsf_tests::raw::{contains, exchange, message, startup_packet};
 
 /// The message type bytes of a backend byte stream.
 fn backend_tags(mut bytes: &[u8]) -> Vec<char> {
@@ -56,12 +18,6 @@ fn backend_tags(mut bytes: &[u8]) -> Vec<char> {
         bytes = &bytes[(1 + len).min(bytes.len())..];
     }
     tags
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
 }
 
 #[test]

@@ -34,10 +34,12 @@ struct Prepared {
     generation: u64,
 }
 
-/// A portal: the statement it was bound from, and the hash of the bound
-/// parameters (an approval covers the statement with these values only).
+/// A portal: what its statement was when it was bound (a later Parse of
+/// the same unnamed statement does not change what the portal runs), and
+/// the hash of the bound parameters (an approval covers the statement
+/// with these values only).
 struct Portal {
-    statement: Vec<u8>,
+    prepared: Option<Arc<Prepared>>,
     params: [u8; 32],
 }
 
@@ -109,7 +111,7 @@ struct Relay<'a> {
     tracker: Tracker,
     /// Prepared statements by name: their text and the decision at Parse,
     /// so every execution is audited.
-    statements: HashMap<Vec<u8>, Prepared>,
+    statements: HashMap<Vec<u8>, Arc<Prepared>>,
     /// Portals by name.
     portals: HashMap<Vec<u8>, Portal>,
     /// The statement waiting for approval, if any.
@@ -456,13 +458,9 @@ impl Relay<'_> {
                 if let Ok((portal, statement)) = messages::decode_bind_names(frame.body()) {
                     let rest = &frame.body()[portal.len() + statement.len() + 2..];
                     let params: [u8; 32] = Sha256::digest(rest).into();
-                    self.portals.insert(
-                        portal.to_vec(),
-                        Portal {
-                            statement: statement.to_vec(),
-                            params,
-                        },
-                    );
+                    let prepared = self.statements.get(statement).cloned();
+                    self.portals
+                        .insert(portal.to_vec(), Portal { prepared, params });
                 }
                 self.to_upstream.extend_from_slice(&frame.raw);
                 self.tracker.sent(Sent::ClientBind);
@@ -533,7 +531,11 @@ impl Relay<'_> {
                 self.to_upstream.extend_from_slice(&raw);
             }
             Verdict::Deny(denial) => {
-                self.statements.remove(parse.name);
+                // The server keeps a named statement it already had (it
+                // never sees this Parse); its unnamed one becomes ours.
+                if parse.name.is_empty() {
+                    self.statements.remove(parse.name);
+                }
                 self.refuse_parse(denial);
                 return Ok(());
             }
@@ -550,12 +552,12 @@ impl Relay<'_> {
         let decided = decision.statements.first().map_or("allow", |r| r.decision);
         self.statements.insert(
             parse.name.to_vec(),
-            Prepared {
+            Arc::new(Prepared {
                 text: text.to_owned(),
                 decision: decided,
                 verdict: decision.verdict.clone(),
                 generation: self.loaded.generation,
-            },
+            }),
         );
         self.tracker.sent(Sent::ClientParse);
         Ok(())
@@ -572,7 +574,19 @@ impl Relay<'_> {
         let portal_name = frame.body().split(|b| *b == 0).next().unwrap_or_default();
         let portal = self.portals.get(portal_name);
         let params = portal.map(|p| p.params);
-        let prepared = portal.and_then(|p| self.statements.get(&p.statement));
+        let Some(prepared) = portal.and_then(|p| p.prepared.clone()) else {
+            // Every Parse and Bind passes through here, so this cannot
+            // name a statement the proxy decided: refused, not guessed.
+            self.refuse_parse(&Denial {
+                sqlstate: "0A000",
+                message: "clsf does not know which statement this portal runs, so it is refused"
+                    .to_owned(),
+                hint: Some("bind the portal from a statement prepared in this session".to_owned()),
+                policies: Vec::new(),
+            });
+            return;
+        };
+        let prepared = Some(&*prepared);
         // A statement prepared under an earlier policy runs only if the
         // policy in force decides it the same way.
         if let Some(p) = prepared
