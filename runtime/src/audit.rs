@@ -75,18 +75,9 @@ pub struct Event<'a> {
     /// The columns read, as `schema.table.column (label): access`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub columns: Option<&'a [String]>,
-    /// The `seq` of the statement or execute event a `completed` event ends.
+    /// The session's statements that completed since its last event.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub statement_seq: Option<u64>,
-    /// Rows the statement returned or changed (`completed`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rows: Option<u64>,
-    /// Milliseconds from forwarding to completion (`completed`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub duration_ms: Option<f64>,
-    /// `ok`, `error`, `suspended` (`completed`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<&'a str>,
+    pub completed: Option<&'a [Completion]>,
     /// Approval request id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request: Option<&'a str>,
@@ -123,12 +114,23 @@ impl<'a> Event<'a> {
             rewritten: None,
             rules: None,
             columns: None,
-            statement_seq: None,
-            rows: None,
-            duration_ms: None,
-            outcome: None,
+            completed: None,
         }
     }
+}
+
+/// How a forwarded statement ended, recorded on the session's next event
+/// (its own event was written before it ran).
+#[derive(Debug, Clone, Serialize)]
+pub struct Completion {
+    /// The `seq` of its `statement` or `execute` event.
+    pub statement_seq: u64,
+    /// `ok`, `error` or `suspended` (a portal's row limit was reached).
+    pub outcome: &'static str,
+    /// Rows returned or changed.
+    pub rows: u64,
+    /// Milliseconds from forwarding to completion.
+    pub duration_ms: f64,
 }
 
 fn now() -> String {
@@ -145,15 +147,7 @@ struct Inner {
     len: u64,
     /// `seq` of the current file's first event.
     first_seq: u64,
-    /// Deferred events not yet written (see `append_deferred`), and the
-    /// chain position before the first of them, to return to if writing
-    /// them fails.
-    pending: Vec<u8>,
-    before_pending: Option<(u64, String)>,
 }
-
-/// Deferred events are written at the latest when this many bytes wait.
-const MAX_PENDING: usize = 64 * 1024;
 
 /// An append-only, hash-chained audit trail shared by all sessions: the
 /// file at `path`, and with rotation the files `path.NNNNNNNNNNNN` before
@@ -234,8 +228,6 @@ impl AuditLog {
                 seq,
                 len,
                 first_seq,
-                pending: Vec::new(),
-                before_pending: None,
             }),
             path: path.to_owned(),
             fsync,
@@ -269,35 +261,6 @@ impl AuditLog {
         result
     }
 
-    /// Adds an event that records something already done (a statement's
-    /// completion): it takes its place in the chain now, but is written
-    /// with the next ordinary event, by `flush`, or once 64 KiB wait — so
-    /// recording it costs no system call of its own. Lost, with a message
-    /// in the log, if that write fails.
-    pub fn append_deferred(&self, event: &Event<'_>) {
-        let Ok(event_json) = serde_json::to_vec(event) else {
-            return;
-        };
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if inner.before_pending.is_none() {
-            inner.before_pending = Some((inner.seq, inner.prev.clone()));
-        }
-        let line = chain_line(&mut inner, &event_json);
-        inner.pending.extend_from_slice(&line);
-        if inner.pending.len() >= MAX_PENDING {
-            let _ = self.write_locked(&mut inner, &[]);
-        }
-    }
-
-    /// Writes deferred events now (called periodically, so none waits long).
-    pub fn flush(&self) -> std::io::Result<()> {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if inner.pending.is_empty() {
-            return Ok(());
-        }
-        self.write_locked(&mut inner, &[])
-    }
-
     fn write_event(&self, event: &Event<'_>) -> std::io::Result<u64> {
         // Serialized before taking the lock: every session appends, and the
         // lock need only cover the chain (sequence, hash, write).
@@ -307,25 +270,17 @@ impl AuditLog {
         let before = (inner.seq, inner.prev.clone());
         let line = chain_line(&mut inner, &event_json);
         if let Err(e) = self.write_locked(&mut inner, &line) {
-            // This event is not recorded: the chain returns to before it
-            // (unless it already went further back, before deferred events).
-            if inner.seq > before.0 {
-                (inner.seq, inner.prev) = before;
-            }
+            // This event is not recorded: the chain returns to before it.
+            (inner.seq, inner.prev) = before;
             return Err(e);
         }
         Ok(seq)
     }
 
-    /// Writes the deferred events and `line` (already in the chain) in one
-    /// system call. On failure the file is cut back and, if events were
-    /// deferred, the chain returns to where it was before them (the caller
-    /// undoes `line`).
-    fn write_locked(&self, inner: &mut Inner, line: &[u8]) -> std::io::Result<()> {
-        let mut bytes = std::mem::take(&mut inner.pending);
-        bytes.extend_from_slice(line);
-        let before_pending = inner.before_pending.take();
-        let written = inner.file.write_all(&bytes).and_then(|()| {
+    /// Writes `line` (already in the chain). On failure the file is cut
+    /// back (the caller undoes the chain).
+    fn write_locked(&self, inner: &mut Inner, bytes: &[u8]) -> std::io::Result<()> {
+        let written = inner.file.write_all(bytes).and_then(|()| {
             if self.fsync {
                 inner.file.sync_data()
             } else {
@@ -337,11 +292,6 @@ impl AuditLog {
             // cut it off, so the next event continues a well-formed chain.
             let keep = inner.len;
             let _ = inner.file.set_len(keep);
-            if let Some((seq, prev)) = before_pending {
-                let lost = inner.seq - seq - u64::from(!line.is_empty());
-                (inner.seq, inner.prev) = (seq, prev);
-                eprintln!("clsf-proxy: {lost} deferred audit event(s) were lost: {e}");
-            }
             return Err(e);
         }
         inner.len += bytes.len() as u64;
@@ -731,34 +681,5 @@ mod tests {
         std::fs::write(&path, text).unwrap();
         let e = AuditLog::open(&path, false, 0).unwrap_err();
         assert!(e.to_string().contains("incomplete"), "{e}");
-    }
-
-    #[test]
-    fn deferred_events_take_their_place_in_the_chain_and_are_written_with_the_next() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.jsonl");
-        let log = AuditLog::open(&path, false, 0).unwrap();
-        assert_eq!(log.append(&Event::new("statement", 1)).unwrap(), 0);
-        log.append_deferred(&Event::new("completed", 1));
-        // Not written yet: no system call of its own.
-        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
-        assert_eq!(log.append(&Event::new("statement", 1)).unwrap(), 2);
-        log.append_deferred(&Event::new("completed", 1));
-        log.flush().unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(verify(&text), Ok(4));
-        let kinds: Vec<String> = text
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["event"].to_string())
-            .collect();
-        assert_eq!(
-            kinds,
-            [
-                "\"statement\"",
-                "\"completed\"",
-                "\"statement\"",
-                "\"completed\""
-            ]
-        );
     }
 }

@@ -281,8 +281,8 @@ pub struct Audit {
     /// fsync after every event (slower, survives power loss).
     #[serde(default)]
     pub fsync: bool,
-    /// Record a `completed` event per statement with the rows it returned
-    /// or changed and its duration (one more event per statement).
+    /// Record each statement's completion (rows returned or changed,
+    /// duration, outcome) on the session's next event.
     #[serde(default = "default_true")]
     pub completions: bool,
     /// Rotate the file once it holds this many bytes (0: never). Rotated

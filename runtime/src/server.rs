@@ -20,14 +20,6 @@ pub async fn run(
     shutdown: impl Future,
 ) {
     let limit = Arc::new(Semaphore::new(max_connections));
-    // Deferred audit events (statement completions) wait at most this long.
-    let flusher = Arc::clone(&shared);
-    let flushing = tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            let _ = flusher.audit.flush();
-        }
-    });
     // Every session holds a receiver; a send tells them all to wind down.
     let (notify, _) = broadcast::channel::<()>(1);
     tokio::pin!(shutdown);
@@ -69,6 +61,4 @@ pub async fn run(
             grace.as_secs()
         );
     }
-    flushing.abort();
-    let _ = shared.audit.flush();
 }

@@ -138,13 +138,6 @@ fn line(e: &Value) -> String {
             t
         }
         "reload" | "reload_failed" => format!("{kind}, plan {}", s("plan")),
-        "completed" => format!(
-            "completed #{}: {}, {} row(s) in {} ms",
-            e["statement_seq"],
-            s("outcome"),
-            e["rows"],
-            e["duration_ms"]
-        ),
         _ => {
             let mut t = kind.to_owned();
             if !s("reason").is_empty() {
@@ -162,6 +155,20 @@ fn line(e: &Value) -> String {
     }
     if matches!(kind, "statement" | "execute") && !s("reason").is_empty() {
         out.push_str(&format!("      reason: {}\n", s("reason")));
+    }
+    for c in e
+        .get("completed")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        out.push_str(&format!(
+            "      (#{} completed: {}, {} row(s) in {} ms)\n",
+            c["statement_seq"],
+            c["outcome"].as_str().unwrap_or(""),
+            c["rows"],
+            c["duration_ms"]
+        ));
     }
     out
 }

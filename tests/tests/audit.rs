@@ -75,7 +75,7 @@ fn verify_names_the_broken_event_and_show_replays_a_session() {
     let text = text.replace(
         &format!("path = \"{}\"", q.dir.path().join("audit.jsonl").display()),
         &format!(
-            "path = \"{}\"\nmax_file_bytes = 2000",
+            "path = \"{}\"\nmax_file_bytes = 3000",
             trail.join("audit.jsonl").display()
         ),
     );
@@ -133,7 +133,7 @@ fn verify_names_the_broken_event_and_show_replays_a_session() {
     ] {
         assert!(shown.contains(part), "{part} missing:\n{shown}");
     }
-    assert!(shown.contains(": ok, 1 row(s) in "), "{shown}");
+    assert!(shown.contains(" completed: ok, 1 row(s) in "), "{shown}");
     let (_, none) = cli(&["show", dir, "--identity", "nobody"]);
     assert_eq!(none.trim(), "no events match");
 
@@ -171,9 +171,15 @@ fn verify_names_the_broken_event_and_show_replays_a_session() {
             )),
         "{read}"
     );
-    let done = events
+    // Its completion is on the session's next event.
+    let completions: Vec<&serde_json::Value> = events
         .iter()
-        .find(|e| e["event"] == "completed" && e["statement_seq"] == read["seq"])
+        .filter_map(|e| e["completed"].as_array())
+        .flatten()
+        .collect();
+    let done = completions
+        .iter()
+        .find(|c| c["statement_seq"] == read["seq"])
         .unwrap();
     assert_eq!(
         (done["rows"].as_u64(), done["outcome"].as_str()),
@@ -185,9 +191,9 @@ fn verify_names_the_broken_event_and_show_replays_a_session() {
         .find(|e| e["event"] == "statement" && e["decision"] == "deny")
         .unwrap();
     assert!(
-        !events
+        !completions
             .iter()
-            .any(|e| e["event"] == "completed" && e["statement_seq"] == denied["seq"]),
+            .any(|c| c["statement_seq"] == denied["seq"]),
         "a refused statement never ran"
     );
 
@@ -213,13 +219,13 @@ fn verify_names_the_broken_event_and_show_replays_a_session() {
     let without: String = original
         .lines()
         .enumerate()
-        .filter(|(i, _)| *i != 2)
+        .filter(|(i, _)| *i != 1)
         .map(|(_, l)| format!("{l}\n"))
         .collect();
     std::fs::write(first, without).unwrap();
     let (ok, said) = cli(&["verify", dir]);
     assert!(
-        !ok && said.contains("line 3") && said.contains("missing"),
+        !ok && said.contains(&name) && said.contains("line 2") && said.contains("missing"),
         "{said}"
     );
 }

@@ -68,7 +68,8 @@ pub struct Shared {
     pub approval_url: Option<String>,
     /// Prometheus metrics.
     pub metrics: crate::metrics::Metrics,
-    /// Record a `completed` event (rows, duration) per statement.
+    /// Record each statement's completion (rows, duration) on the session's
+    /// next event.
     pub audit_completions: bool,
 }
 
@@ -187,13 +188,14 @@ pub async fn run(
     shared.metrics.sessions_open.inc();
     let subject = ready.identity.subject.clone();
     let groups = ready.identity.groups.clone();
-    let result = relay(&shared, client, buf, ready, session, shutdown).await;
+    let (result, completed) = relay(&shared, client, buf, ready, session, shutdown).await;
     shared.metrics.sessions_open.dec();
     let mut event = Event::new("disconnect", session);
     event.subject = Some(&subject);
     event.groups = Some(&groups);
     let reason = result.as_ref().err().map(|e| e.0.clone());
     event.reason = reason.as_deref();
+    event.completed = (!completed.is_empty()).then_some(&completed[..]);
     let _ = shared.audit.append(&event);
     result
 }

@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::broadcast;
 
 use crate::approvals::{self, State};
-use crate::audit::Event;
+use crate::audit::{Completion, Event};
 use crate::auth::Proven;
 use crate::extended::{Sent, Tracker};
 use crate::tls::{ClientStream, UpstreamStream};
@@ -53,7 +53,7 @@ enum Release {
 }
 
 /// A forwarded statement whose completion is still to come, for the
-/// `completed` audit event (rows and duration).
+/// `completed` record on the session's next event (rows and duration).
 struct Inflight {
     /// The Sync/Query segment it belongs to.
     segment: u64,
@@ -125,6 +125,9 @@ struct Relay<'a> {
     segments_done: u64,
     /// DataRows since the last completion.
     rows_seen: u64,
+    /// Completions not yet recorded: they go on the session's next event
+    /// (one line per statement instead of two).
+    completions: Vec<Completion>,
     to_client: BytesMut,
     to_upstream: BytesMut,
 }
@@ -136,7 +139,7 @@ pub(super) async fn relay(
     ready: Ready,
     session: u64,
     mut shutdown: broadcast::Receiver<()>,
-) -> Result<()> {
+) -> (Result<()>, Vec<Completion>) {
     let Ready {
         cancel_key: _,
         proven,
@@ -173,6 +176,7 @@ pub(super) async fn relay(
         segments_sent: 0,
         segments_done: 0,
         rows_seen: 0,
+        completions: Vec::new(),
         to_client: BytesMut::new(),
         to_upstream: BytesMut::new(),
     };
@@ -335,7 +339,8 @@ pub(super) async fn relay(
             Some("withdrawn: the session ended"),
         );
     }
-    outcome
+    // What completed since the last event goes on the disconnect event.
+    (outcome, std::mem::take(&mut r.completions))
 }
 
 async fn flush(
@@ -436,14 +441,12 @@ impl Relay<'_> {
         let Some(done) = self.inflight.pop_front() else {
             return;
         };
-        let mut event = Event::new("completed", self.session);
-        event.statement_seq = Some(done.seq);
-        event.outcome = Some(outcome);
-        event.rows = Some(rows.unwrap_or(seen));
-        event.duration_ms = Some((done.started.elapsed().as_secs_f64() * 1e6).round() / 1e3);
-        // The statement already ran: its completion is written with the
-        // next event (no system call of its own on the statement's path).
-        self.shared.audit.append_deferred(&event);
+        self.completions.push(Completion {
+            statement_seq: done.seq,
+            outcome,
+            rows: rows.unwrap_or(seen),
+            duration_ms: (done.started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
+        });
     }
 
     /// Handles one client frame; `false` when the client terminates.
@@ -609,10 +612,12 @@ impl Relay<'_> {
         // exist: every Parse passes through here.
         event.statement = prepared.map(|p| p.text.as_str());
         event.decision = prepared.map(|p| p.decision);
+        event.completed = (!self.completions.is_empty()).then_some(&self.completions[..]);
         let Ok(seq) = self.shared.audit.append(&event) else {
             self.refuse_parse(&audit_refusal());
             return;
         };
+        self.completions.clear();
         if let Some(p) = prepared
             && let Verdict::Hold(hold) = &p.verdict
         {
@@ -909,7 +914,27 @@ impl Relay<'_> {
 
     /// Records every statement of a query string; their events' `seq`s,
     /// or `None` if that failed.
-    fn audit(&self, text: &str, decision: &clsf_compiler::engine::Decision) -> Option<Vec<u64>> {
+    fn audit(
+        &mut self,
+        text: &str,
+        decision: &clsf_compiler::engine::Decision,
+    ) -> Option<Vec<u64>> {
+        let done = std::mem::take(&mut self.completions);
+        let seqs = self.audit_with(text, decision, &done);
+        if seqs.is_none() {
+            // Not recorded: they go on the next event instead.
+            self.completions = done;
+        }
+        seqs
+    }
+
+    fn audit_with(
+        &self,
+        text: &str,
+        decision: &clsf_compiler::engine::Decision,
+        done: &[Completion],
+    ) -> Option<Vec<u64>> {
+        let completed = (!done.is_empty()).then_some(done);
         let subject = &self.identity.subject;
         let groups = &self.identity.groups;
         for s in &decision.statements {
@@ -922,6 +947,7 @@ impl Relay<'_> {
             event.groups = Some(groups);
             event.statement = Some(text);
             event.decision = Some("allow");
+            event.completed = completed;
             return self.shared.audit.append(&event).ok().map(|seq| vec![seq]);
         }
         // The text forwarded in place of the whole string, on its first
@@ -953,6 +979,7 @@ impl Relay<'_> {
             event.observed = (!s.observed.is_empty()).then_some(&s.observed[..]);
             event.reason = s.reason.as_deref();
             event.rewritten = if i == 0 { rewritten } else { None };
+            event.completed = if i == 0 { completed } else { None };
             seqs.push(self.shared.audit.append(&event).ok()?);
         }
         Some(seqs)

@@ -15,7 +15,8 @@
 //! this binary). Run with:
 //!   cargo build --release --workspace --bins
 //!   ./target/release/clsf-bench [SECONDS] [CLIENTS] [ROUNDS]
-//! `CLSF_BENCH_AUDIT=/dev/null` sends the audit trail nowhere, to see its share.
+//! `CLSF_BENCH_AUDIT=/dev/null` sends the audit trail nowhere, to see its share;
+//! `CLSF_BENCH_COMPLETIONS=0` turns off the per-statement `completed` events.
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -170,7 +171,10 @@ fn main() {
             .map_or_else(|| dir.path().join("audit.jsonl"), std::path::PathBuf::from),
     );
     // Room for the 500 idle connections.
-    let text = std::fs::read_to_string(&config).expect("config");
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    if std::env::var("CLSF_BENCH_COMPLETIONS").as_deref() == Ok("0") {
+        text = text.replacen("[audit]\n", "[audit]\ncompletions = false\n", 1);
+    }
     std::fs::write(
         &config,
         text.replacen(
