@@ -59,33 +59,18 @@ fn setup() -> Setup {
 
 impl Setup {
     fn token(&self, sub: &str, team: &str) -> String {
-        self.q
-            .issuer
-            .sign(&self.q.issuer.claims(sub, json!({ "team": team })))
+        token(&self.q, sub, team)
     }
 
     /// Runs `clsf-proxy approvals --json ARGS` as `sub` of `team`.
     fn cli(&self, sub: &str, team: &str, args: &[&str]) -> Result<Value, String> {
-        let token_file = self.q.dir.path().join(format!("{sub}.token"));
-        std::fs::write(&token_file, self.token(sub, team)).unwrap();
-        let admin = self.proxy.admin.expect("admin listener");
-        let out = Command::new(bin("clsf-proxy"))
-            .arg("approvals")
-            .arg("--url")
-            .arg(format!("https://{admin}"))
-            .arg("--token-file")
-            .arg(&token_file)
-            .arg("--ca-file")
-            .arg(self.q.dir.path().join("ca.pem"))
-            .arg("--json")
-            .args(args)
-            .output()
-            .unwrap();
-        if out.status.success() {
-            Ok(serde_json::from_slice(&out.stdout).unwrap())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
+        cli_at(
+            &self.q,
+            self.proxy.admin.expect("admin listener"),
+            sub,
+            team,
+            args,
+        )
     }
 
     /// Runs psql as the agent in a thread (it blocks while held).
@@ -100,16 +85,56 @@ impl Setup {
 
     /// Waits (at most 10 s) for a pending request and returns it.
     fn pending(&self) -> Value {
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            let list = self.cli("bob", "oncall", &["list"]).unwrap();
-            if let Some(r) = list["requests"].as_array().and_then(|a| a.first()) {
-                return r.clone();
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("no request became pending");
+        pending_at(&self.q, self.proxy.admin.expect("admin listener"))
     }
+}
+
+fn token(q: &Quickstart, sub: &str, team: &str) -> String {
+    q.issuer
+        .sign(&q.issuer.claims(sub, json!({ "team": team })))
+}
+
+/// Runs `clsf-proxy approvals --json ARGS` against the admin listener at
+/// `admin` as `sub` of `team`.
+fn cli_at(
+    q: &Quickstart,
+    admin: std::net::SocketAddr,
+    sub: &str,
+    team: &str,
+    args: &[&str],
+) -> Result<Value, String> {
+    let token_file = q.dir.path().join(format!("{sub}.token"));
+    std::fs::write(&token_file, token(q, sub, team)).unwrap();
+    let out = Command::new(bin("clsf-proxy"))
+        .arg("approvals")
+        .arg("--url")
+        .arg(format!("https://{admin}"))
+        .arg("--token-file")
+        .arg(&token_file)
+        .arg("--ca-file")
+        .arg(q.dir.path().join("ca.pem"))
+        .arg("--json")
+        .args(args)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Waits (at most 10 s) for a pending request at `admin` and returns it.
+fn pending_at(q: &Quickstart, admin: std::net::SocketAddr) -> Value {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        let list = cli_at(q, admin, "bob", "oncall", &["list"]).unwrap();
+        if let Some(r) = list["requests"].as_array().and_then(|a| a.first()) {
+            return r.clone();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("no request became pending");
 }
 
 fn events(path: &Path) -> Vec<Value> {
@@ -421,6 +446,7 @@ fn the_approver_page_releases_a_held_statement_in_chromium() {
 #[test]
 fn an_approval_given_on_one_replica_releases_a_statement_held_on_another() {
     use clsf_tests::postgres::GATEWAY_ROLE;
+    use clsf_tests::proxy::spawn_binary;
     let q = fixture::quickstart(None);
     clsf_tests::certs::write_test_ca(q.dir.path());
     q.pg.superuser_sql(
@@ -436,42 +462,70 @@ fn an_approval_given_on_one_replica_releases_a_statement_held_on_another() {
     ));
     std::fs::write(&config_a, &text).unwrap();
     let config_b = q.dir.path().join("proxy-b.toml");
-    let audit_a = q.dir.path().join("audit.jsonl").display().to_string();
-    let audit_b = q.dir.path().join("audit-b.jsonl").display().to_string();
-    std::fs::write(&config_b, text.replace(&audit_a, &audit_b)).unwrap();
-    let a = Proxy::start(&config_a);
-    let b = Proxy::start(&config_b);
-    // Setup's helpers, pointed at replica A's admin API.
-    let s = Setup { q, proxy: a };
+    let audit_a = q.dir.path().join("audit.jsonl");
+    let audit_b = q.dir.path().join("audit-b.jsonl");
+    std::fs::write(
+        &config_b,
+        text.replace(
+            &audit_a.display().to_string(),
+            &audit_b.display().to_string(),
+        ),
+    )
+    .unwrap();
+    // Two proxy processes, as two replicas would run.
+    let start = |config: &Path| {
+        let mut command = Command::new(bin("clsf-proxy"));
+        command.arg("--config").arg(config);
+        spawn_binary(command)
+    };
+    let (_a, _, log_a) = start(&config_a);
+    let (_b, addr_b, _) = start(&config_b);
+    let admin_a: std::net::SocketAddr = {
+        let begun = Instant::now();
+        loop {
+            let found = log_a.lock().unwrap().iter().find_map(|l| {
+                l.strip_prefix("clsf-proxy: admin listening on ")
+                    .and_then(|rest| rest.split(';').next())
+                    .and_then(|a| a.parse().ok())
+            });
+            if let Some(a) = found {
+                break a;
+            }
+            assert!(
+                begun.elapsed() < Duration::from_secs(10),
+                "no admin listener"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
 
     // Held on B …
-    let (addr_b, token) = (b.addr, s.token("agent-1", "agent"));
+    let agent = token(&q, "agent-1", "agent");
     let client = std::thread::spawn(move || {
-        psql::run(addr_b, &token, "SELECT ssn FROM customers WHERE id = 2;")
+        psql::run(addr_b, &agent, "SELECT ssn FROM customers WHERE id = 2;")
     });
     // … listed and approved through A.
-    let r = s.pending();
+    let r = pending_at(&q, admin_a);
+    let id = r["id"].as_str().unwrap();
     assert_eq!(r["statement"], "SELECT ssn FROM customers WHERE id = 2;");
-    let own = s.cli("agent-1", "oncall", &["approve", r["id"].as_str().unwrap()]);
+    let own = cli_at(&q, admin_a, "agent-1", "oncall", &["approve", id]);
     assert!(own.unwrap_err().contains("own request"));
-    let approved = s
-        .cli("bob", "oncall", &["approve", r["id"].as_str().unwrap()])
-        .unwrap();
+    let approved = cli_at(&q, admin_a, "bob", "oncall", &["approve", id]).unwrap();
     assert_eq!(approved["state"], "approved");
     let out = client.join().unwrap();
     assert_eq!(out.stdout.trim(), "987-65-4321", "{}", out.stderr);
-    // B released it (its trail); A recorded the votes (its trail).
+    // B released it (its trail); A took the votes (its trail).
     assert!(
-        events(&b.audit_path)
+        events(&audit_b)
             .iter()
-            .any(|e| e["event"] == "approval_released" && e["request"] == r["id"])
+            .any(|e| e["event"] == "approval_released" && e["request"] == id)
     );
     assert!(
-        events(&s.proxy.audit_path)
+        events(&audit_a)
             .iter()
             .any(|e| e["event"] == "approval_vote" && e["approver"] == "bob")
     );
-    let all = s.cli("bob", "oncall", &["list", "--all"]).unwrap();
+    let all = cli_at(&q, admin_a, "bob", "oncall", &["list", "--all"]).unwrap();
     assert_eq!(all["requests"][0]["state"], "approved");
 }
 
