@@ -256,13 +256,29 @@ fn function_rules_allow_and_deny_by_name() {
 }
 
 #[test]
-fn row_limits_refuse_until_the_proxy_enforces_them() {
+fn row_limits_are_reported_for_the_proxy_to_enforce() {
     let e = engine();
     let pod = json!({"kubernetes.io": {"namespace": "batch"}});
-    let msg = denied(decide(&e, pod, "SELECT status FROM orders"));
-    assert!(
-        msg.contains("100 rows") && msg.contains("k8s_reads"),
-        "{msg}"
+    let identity = Identity {
+        subject: "t".into(),
+        groups: groups_for(e.plan(), &pod),
+    };
+    let access = e.access_for(&identity);
+    let d = e.decide_with_claims(&access, Some(&pod), "SELECT status FROM orders");
+    assert!(matches!(d.verdict, Verdict::Rewrite(_)), "{:?}", d.verdict);
+    assert_eq!(
+        d.statements[0].row_limit,
+        Some((100, "k8s_reads".to_owned()))
+    );
+    // In a subquery too: the limit is on the statement's result.
+    let d = e.decide_with_claims(
+        &access,
+        Some(&pod),
+        "SELECT 1 WHERE EXISTS (SELECT 1 FROM orders)",
+    );
+    assert_eq!(
+        d.statements[0].row_limit,
+        Some((100, "k8s_reads".to_owned()))
     );
 }
 

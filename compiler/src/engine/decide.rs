@@ -65,6 +65,10 @@ pub struct StatementReport {
     pub columns: Vec<ColumnUse>,
     /// The names of the rules whose clauses decided it.
     pub rules: Vec<String>,
+    /// The most rows it may return (the smallest `limit N rows` of the
+    /// relations it reads), and the rule that set it: the proxy delivers
+    /// that many and drops the rest.
+    pub row_limit: Option<(u64, String)>,
 }
 
 /// A column a statement reads.
@@ -164,6 +168,7 @@ pub(crate) fn decide_with_edits(
                     observed: outcome.observed,
                     columns: outcome.columns,
                     rules: Vec::new(),
+                    row_limit: outcome.row_limit,
                 });
             }
             Err(d) => {
@@ -225,6 +230,7 @@ fn report_denied(plan: &Plan, text: String, d: &Denial) -> StatementReport {
         observed: Vec::new(),
         columns: Vec::new(),
         rules: rule_names(plan, &d.policies),
+        row_limit: None,
     }
 }
 
@@ -256,6 +262,7 @@ struct Outcome {
     policies: Vec<String>,
     observed: Vec<String>,
     columns: Vec<ColumnUse>,
+    row_limit: Option<(u64, String)>,
 }
 
 impl Outcome {
@@ -266,6 +273,16 @@ impl Outcome {
             policies: Vec::new(),
             observed: Vec::new(),
             columns: Vec::new(),
+            row_limit: None,
+        }
+    }
+
+    /// Keeps the smaller of the current limit and `relation`'s.
+    fn limit(&mut self, plan: &Plan, access: &PrincipalAccess, ri: usize) {
+        if let Some(l) = row_limit(plan, access, ri)
+            && self.row_limit.as_ref().is_none_or(|(n, _)| l.0 < *n)
+        {
+            self.row_limit = Some(l);
         }
     }
 }
@@ -356,7 +373,7 @@ fn copy(
         (true, sql::CopyTarget::Stdout, sql::CopySource::Query(_)) => {
             let a = analyze::analyze(stmt, text);
             exports(plan, access, &a)?;
-            reads(plan, access, env, &a)
+            no_limit_in_copy(reads(plan, access, env, &a)?)
         }
         (true, sql::CopyTarget::Stdout, sql::CopySource::Table { table_name, columns }) => {
             // The whole text is replaced, so the COPY must be all of it.
@@ -837,6 +854,7 @@ fn reads(
         let referenced = referenced_columns(a, ti, rel);
         observe(plan, access, ri, &referenced, &mut out);
         touched(plan, access, ri, &referenced, &mut out);
+        out.limit(plan, access, ri);
         if !access.relation_restricted(ri) {
             continue;
         }
@@ -857,7 +875,6 @@ fn reads(
                 "the relation's position in the statement is unknown",
             ));
         };
-        check_limits(plan, access, ri)?;
         let filter = row_filter(plan, access, env, ri)?;
         let subquery =
             rewrite::masking_subquery(rel, &access.columns[ri], filter.as_deref(), env.masks);
@@ -879,6 +896,9 @@ fn reads(
         }
     }
     for parts in &a.other_relations {
+        if let Resolved::Relation(ri) = resolve(plan, parts, &a.ctes) {
+            out.limit(plan, access, ri);
+        }
         match resolve(plan, parts, &a.ctes) {
             Resolved::Relation(ri) if access.relation_restricted(ri) => {
                 return Err(internal_denial(&format!(
@@ -1007,6 +1027,20 @@ fn writes(
         .map(|t| &t.parts)
         .chain(a.other_relations.iter());
     for parts in all {
+        if let Resolved::Relation(ri) = resolve(plan, parts, &a.ctes)
+            && let Some((rows, rule)) = row_limit(plan, access, ri)
+        {
+            // Copying rows elsewhere would lift the limit.
+            return Err(Denial {
+                sqlstate: INSUFFICIENT_PRIVILEGE,
+                message: format!(
+                    "writing statements that touch `{}` are refused for this identity: reading it is limited to {rows} rows per statement (rule `{rule}`)",
+                    plan.schema.relation(ri).qualified()
+                ),
+                hint: None,
+                policies: Vec::new(),
+            });
+        }
         match resolve(plan, parts, &a.ctes) {
             Resolved::Relation(ri) if access.relation_restricted(ri) => {
                 return Err(Denial {
@@ -1027,26 +1061,38 @@ fn writes(
     Ok(Outcome::pass())
 }
 
-/// Row limits are compiled but not enforced by this version: a statement
-/// that reads a relation under a limit is refused rather than run unlimited.
-fn check_limits(plan: &Plan, access: &PrincipalAccess, ri: usize) -> Result<(), Denial> {
+/// The limit on rows per statement for relation `ri` (the smallest of the
+/// identity's `limit` clauses covering it), with its rule's name.
+fn row_limit(plan: &Plan, access: &PrincipalAccess, ri: usize) -> Option<(u64, String)> {
     let rel = plan.schema.relation(ri);
-    let hit = access.limits.iter().find(|l| match &l.target {
-        crate::plan::Target::All => true,
-        t => (0..rel.columns.len()).any(|ci| t.covers_column(plan, ri, ci)),
-    });
-    match hit {
-        None => Ok(()),
-        Some(l) => Err(Denial {
+    access
+        .limits
+        .iter()
+        .filter(|l| match &l.target {
+            crate::plan::Target::All => true,
+            t => (0..rel.columns.len()).any(|ci| t.covers_column(plan, ri, ci)),
+        })
+        .min_by_key(|l| l.rows)
+        .map(|l| {
+            let rule = plan
+                .clause_by_policy(&l.policy_id)
+                .map_or_else(|| l.policy_id.clone(), |(r, _)| r.name.clone());
+            (l.rows, rule)
+        })
+}
+
+/// COPY output is one stream the proxy cannot cut row by row (a binary
+/// COPY's trailer would be lost): under a row limit it is refused.
+fn no_limit_in_copy(out: Outcome) -> Result<Outcome, Denial> {
+    match &out.row_limit {
+        None => Ok(out),
+        Some((rows, rule)) => Err(Denial {
             sqlstate: FEATURE_NOT_SUPPORTED,
             message: format!(
-                "reading `{}` is limited to {} rows per statement by {}; row limits are not enforced by this version, so the statement is refused",
-                rel.qualified(),
-                l.rows,
-                rules_text(plan, std::slice::from_ref(&l.policy_id))
+                "COPY of relations limited to {rows} rows per statement (rule `{rule}`) is refused; use a query"
             ),
             hint: None,
-            policies: vec![l.policy_id.clone()],
+            policies: Vec::new(),
         }),
     }
 }

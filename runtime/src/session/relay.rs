@@ -29,6 +29,8 @@ use super::{Loaded, Result, Shared, end, send};
 struct Prepared {
     text: String,
     decision: &'static str,
+    /// The most rows one statement may return, and the rule.
+    row_limit: RowLimit,
     /// What was forwarded, and under which policy generation.
     verdict: Verdict,
     generation: u64,
@@ -41,15 +43,21 @@ struct Prepared {
 struct Portal {
     prepared: Option<Arc<Prepared>>,
     params: [u8; 32],
+    /// Rows delivered from it so far (a row limit counts across Executes).
+    delivered: u64,
 }
+
+/// A row limit: rows, and the rule that set it.
+type RowLimit = Option<(u64, String)>;
 
 /// What a held statement becomes once approved.
 enum Release {
-    /// A simple query string (original or rewritten) to forward, and the
-    /// `seq`s of its statements' audit events.
-    Query(Bytes, Vec<u64>),
-    /// The client's `Execute`, forwarded as sent, and its event's `seq`.
-    Execute(Bytes, u64),
+    /// A simple query string (original or rewritten) to forward, with its
+    /// statements' audit events' `seq`s and row limits.
+    Query(Bytes, Vec<u64>, Vec<RowLimit>),
+    /// The client's `Execute`, forwarded as sent, its event's `seq`, its
+    /// row limit and its portal.
+    Execute(Bytes, u64, RowLimit, Vec<u8>),
 }
 
 /// A forwarded statement whose completion is still to come, for the
@@ -60,6 +68,10 @@ struct Inflight {
     /// Its `statement` or `execute` event.
     seq: u64,
     started: std::time::Instant,
+    /// Rows it may still deliver, and the rule that says so.
+    limit: RowLimit,
+    /// The portal it executes (extended protocol).
+    portal: Option<Vec<u8>>,
 }
 
 /// A statement waiting for approval. While one waits, the session reads
@@ -123,8 +135,10 @@ struct Relay<'a> {
     /// Segments (`Query`, or messages up to `Sync`) forwarded and answered.
     segments_sent: u64,
     segments_done: u64,
-    /// DataRows since the last completion.
+    /// DataRows delivered since the last completion.
     rows_seen: u64,
+    /// Whether rows beyond a row limit were dropped since the last completion.
+    cut: bool,
     /// Completions not yet recorded: they go on the session's next event
     /// (one line per statement instead of two).
     completions: Vec<Completion>,
@@ -176,6 +190,7 @@ pub(super) async fn relay(
         segments_sent: 0,
         segments_done: 0,
         rows_seen: 0,
+        cut: false,
         completions: Vec::new(),
         to_client: BytesMut::new(),
         to_upstream: BytesMut::new(),
@@ -415,16 +430,17 @@ impl Relay<'_> {
 
     /// Notes forwarded statements (by their events' `seq`) whose completion
     /// is to be audited; they belong to the segment now open.
-    fn started(&mut self, seqs: &[u64]) {
-        if !self.shared.audit_completions {
-            return;
-        }
+    fn started(&mut self, seqs: &[u64], limits: &[RowLimit], portal: Option<&[u8]>) {
+        // Every forwarded statement is tracked, so completions pair up with
+        // statements in order even when only some have a row limit.
         let now = std::time::Instant::now();
-        for &seq in seqs {
+        for (i, &seq) in seqs.iter().enumerate() {
             self.inflight.push_back(Inflight {
                 segment: self.segments_sent,
                 seq,
                 started: now,
+                limit: limits.get(i).cloned().flatten(),
+                portal: portal.map(<[u8]>::to_vec),
             });
         }
     }
@@ -441,6 +457,13 @@ impl Relay<'_> {
         let Some(done) = self.inflight.pop_front() else {
             return;
         };
+        self.cut = false;
+        if let Some(p) = done.portal.as_ref().and_then(|p| self.portals.get_mut(p)) {
+            p.delivered += seen;
+        }
+        if !self.shared.audit_completions {
+            return;
+        }
         self.completions.push(Completion {
             statement_seq: done.seq,
             outcome,
@@ -462,8 +485,14 @@ impl Relay<'_> {
                     let rest = &frame.body()[portal.len() + statement.len() + 2..];
                     let params: [u8; 32] = Sha256::digest(rest).into();
                     let prepared = self.statements.get(statement).cloned();
-                    self.portals
-                        .insert(portal.to_vec(), Portal { prepared, params });
+                    self.portals.insert(
+                        portal.to_vec(),
+                        Portal {
+                            prepared,
+                            params,
+                            delivered: 0,
+                        },
+                    );
                 }
                 self.to_upstream.extend_from_slice(&frame.raw);
                 self.tracker.sent(Sent::ClientBind);
@@ -558,6 +587,10 @@ impl Relay<'_> {
             Arc::new(Prepared {
                 text: text.to_owned(),
                 decision: decided,
+                row_limit: decision
+                    .statements
+                    .first()
+                    .and_then(|r| r.row_limit.clone()),
                 verdict: decision.verdict.clone(),
                 generation: self.loaded.generation,
             }),
@@ -577,6 +610,7 @@ impl Relay<'_> {
         let portal_name = frame.body().split(|b| *b == 0).next().unwrap_or_default();
         let portal = self.portals.get(portal_name);
         let params = portal.map(|p| p.params);
+        let delivered = portal.map_or(0, |p| p.delivered);
         let Some(prepared) = portal.and_then(|p| p.prepared.clone()) else {
             // Every Parse and Bind passes through here, so this cannot
             // name a statement the proxy decided: refused, not guessed.
@@ -618,6 +652,11 @@ impl Relay<'_> {
             return;
         };
         self.completions.clear();
+        // A row limit counts what the portal already delivered.
+        let limit = prepared
+            .and_then(|p| p.row_limit.clone())
+            .map(|(rows, rule)| (rows.saturating_sub(delivered), rule));
+        let portal_name = portal_name.to_vec();
         if let Some(p) = prepared
             && let Verdict::Hold(hold) = &p.verdict
         {
@@ -627,10 +666,15 @@ impl Relay<'_> {
             hasher.update(params.unwrap_or_default());
             let hash = hex::encode(hasher.finalize());
             let (text, hold) = (p.text.clone(), (**hold).clone());
-            self.hold(&text, hash, hold, Release::Execute(frame.raw.clone(), seq));
+            self.hold(
+                &text,
+                hash,
+                hold,
+                Release::Execute(frame.raw.clone(), seq, limit, portal_name),
+            );
             return;
         }
-        self.started(&[seq]);
+        self.started(&[seq], &[limit], Some(&portal_name));
         self.to_upstream.extend_from_slice(&frame.raw);
     }
 
@@ -669,11 +713,11 @@ impl Relay<'_> {
         };
         match &decision.verdict {
             Verdict::Forward => {
-                self.started(&seqs);
+                self.started(&seqs, &limits(&decision), None);
                 self.forward(&frame.raw);
             }
             Verdict::Rewrite(new_text) => {
-                self.started(&seqs);
+                self.started(&seqs, &limits(&decision), None);
                 self.forward(&messages::query(new_text));
             }
             Verdict::Deny(denial) => self.deny(denial),
@@ -683,7 +727,13 @@ impl Relay<'_> {
                     _ => frame.raw.clone(),
                 };
                 let hash = hex::encode(Sha256::digest(text.as_bytes()));
-                self.hold(text, hash, (**hold).clone(), Release::Query(release, seqs));
+                let limits = limits(&decision);
+                self.hold(
+                    text,
+                    hash,
+                    (**hold).clone(),
+                    Release::Query(release, seqs, limits),
+                );
             }
         }
         Ok(())
@@ -884,12 +934,12 @@ impl Relay<'_> {
     /// Runs a held statement.
     fn release(&mut self, release: Release) {
         match release {
-            Release::Query(bytes, seqs) => {
-                self.started(&seqs);
+            Release::Query(bytes, seqs, limits) => {
+                self.started(&seqs, &limits, None);
                 self.forward(&bytes);
             }
-            Release::Execute(bytes, seq) => {
-                self.started(&[seq]);
+            Release::Execute(bytes, seq, limit, portal) => {
+                self.started(&[seq], &[limit], Some(&portal));
                 self.to_upstream.extend_from_slice(&bytes);
             }
         }
@@ -1008,8 +1058,45 @@ impl Relay<'_> {
             return;
         }
         if !self.inflight.is_empty() {
+            // The row limit of the statement now answering, if any.
+            let limit = self
+                .inflight
+                .front()
+                .filter(|f| f.segment == self.segments_done)
+                .and_then(|f| f.limit.clone());
             match frame.tag {
-                b'D' => self.rows_seen += 1,
+                b'D' => {
+                    if let Some((rows, _)) = &limit
+                        && self.rows_seen >= *rows
+                    {
+                        // Beyond the limit: dropped; the server finishes
+                        // the statement (cancelling it would fail the
+                        // client's transaction).
+                        self.cut = true;
+                        return;
+                    }
+                    self.rows_seen += 1;
+                }
+                b'C' | b's' if self.cut => {
+                    // Say so, and end the result (a suspended portal too:
+                    // it has nothing more to give) with the rows delivered.
+                    let (rows, rule) = limit.unwrap_or_default();
+                    let delivered = self.rows_seen;
+                    self.to_client.extend_from_slice(&messages::error_response(
+                        Severity::Notice,
+                        "01000",
+                        &format!(
+                            "clsf: the result was cut to {rows} rows per statement by rule `{rule}`; {delivered} delivered"
+                        ),
+                        None,
+                    ));
+                    self.to_client
+                        .extend_from_slice(&messages::command_complete(&format!(
+                            "SELECT {delivered}"
+                        )));
+                    self.completed("ok", Some(delivered));
+                    return;
+                }
                 b'C' => {
                     let rows = messages::decode_cstring_body(frame.body())
                         .ok()
@@ -1051,6 +1138,18 @@ impl Relay<'_> {
             }
         }
     }
+}
+
+/// Each statement's row limit, in order (one entry for an empty string).
+fn limits(decision: &Decision) -> Vec<RowLimit> {
+    if decision.statements.is_empty() {
+        return vec![None];
+    }
+    decision
+        .statements
+        .iter()
+        .map(|s| s.row_limit.clone())
+        .collect()
 }
 
 /// The refusal of statement text that is not UTF-8.

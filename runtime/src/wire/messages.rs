@@ -259,6 +259,11 @@ pub fn backend_key_data(pid: i32, secret: i32) -> Bytes {
     })
 }
 
+/// CommandComplete with a command tag (`SELECT 5`).
+pub fn command_complete(tag: &str) -> Bytes {
+    message(b'C', |b| put_cstr(b, tag))
+}
+
 /// ReadyForQuery with a transaction status (`I`, `T` or `E`).
 pub fn ready_for_query(status: u8) -> Bytes {
     message(b'Z', |b| b.put_u8(status))
