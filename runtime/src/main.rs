@@ -239,7 +239,8 @@ fn serve(path: &std::path::Path) -> Result<(), String> {
             let (cert, key) = admin
                 .tls_files(config.tls.as_ref())
                 .ok_or("[admin] needs a certificate")?;
-            let acceptor = clsf_runtime::tls::acceptor(cert, key, None)?;
+            let acceptor =
+                clsf_runtime::tls::acceptor(cert, key, None, &[clsf_runtime::tls::HTTP_ALPN])?;
             let admin_listener = tokio::net::TcpListener::from_std(l).map_err(|e| e.to_string())?;
             let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
             eprintln!(

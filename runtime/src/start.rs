@@ -65,7 +65,12 @@ pub fn check(config: &Config) -> Result<String, String> {
     upstream_tls(config)?;
     password(config)?;
     if let Some(t) = &config.tls {
-        tls::acceptor(&t.cert_file, &t.key_file, t.client_ca_file.as_deref())?;
+        tls::acceptor(
+            &t.cert_file,
+            &t.key_file,
+            t.client_ca_file.as_deref(),
+            &[tls::POSTGRESQL_ALPN],
+        )?;
     }
     let dir = config
         .audit
@@ -208,7 +213,12 @@ pub fn shared_state(config: &Config) -> Result<Shared, String> {
     })?;
     let tls = match &config.tls {
         Some(t) => Some(ClientTls {
-            acceptor: tls::acceptor(&t.cert_file, &t.key_file, t.client_ca_file.as_deref())?,
+            acceptor: tls::acceptor(
+                &t.cert_file,
+                &t.key_file,
+                t.client_ca_file.as_deref(),
+                &[tls::POSTGRESQL_ALPN],
+            )?,
             required: t.required,
             certificates: t.client_ca_file.is_some(),
         }),

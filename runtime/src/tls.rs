@@ -25,6 +25,7 @@ pub fn acceptor(
     cert_file: &Path,
     key_file: &Path,
     client_ca: Option<&Path>,
+    alpn: &[&[u8]],
 ) -> Result<TlsAcceptor, String> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
@@ -48,11 +49,20 @@ pub fn acceptor(
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let config = builder
+    let mut config = builder
         .with_single_cert(certs, key)
         .map_err(|e| format!("the certificate and key do not make a TLS configuration: {e}"))?;
+    // For clients, PostgreSQL's ALPN name: libpq 17+ offers it, and
+    // requires it for direct TLS (`sslnegotiation=direct`); clients that
+    // offer none still connect. For the admin listener, HTTP/1.1.
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
+
+/// The ALPN protocol name of PostgreSQL.
+pub const POSTGRESQL_ALPN: &[u8] = b"postgresql";
+/// The ALPN protocol name of HTTP/1.1 (the admin listener).
+pub const HTTP_ALPN: &[u8] = b"http/1.1";
 
 /// A connection that starts in plaintext and may be upgraded to TLS: the
 /// client side (`ClientStream`, server-side TLS) and the upstream side
@@ -81,6 +91,14 @@ impl<T> MaybeTls<T> {
 }
 
 impl ClientStream {
+    /// The ALPN protocol agreed in the handshake, if any.
+    pub fn alpn(&self) -> Option<&[u8]> {
+        match self {
+            MaybeTls::Tls(s) => s.get_ref().1.alpn_protocol(),
+            _ => None,
+        }
+    }
+
     /// The TLS version in use (`TLSv1_3`), or `none`.
     pub fn tls_version(&self) -> String {
         match self {

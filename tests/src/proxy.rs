@@ -93,7 +93,8 @@ impl Proxy {
                 l.set_nonblocking(true).map_err(|e| e.to_string())?;
                 a.listen = l.local_addr().map_err(|e| e.to_string())?.to_string();
                 let (cert, key) = a.tls_files(config.tls.as_ref()).ok_or("no admin cert")?;
-                let acceptor = clsf_runtime::tls::acceptor(cert, key, None)?;
+                let acceptor =
+                    clsf_runtime::tls::acceptor(cert, key, None, &[clsf_runtime::tls::HTTP_ALPN])?;
                 Some((l, acceptor))
             }
             None => None,

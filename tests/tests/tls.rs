@@ -1,7 +1,8 @@
 //! TLS between clients and the proxy, with libpq (psql) as the client:
 //! sslmode=verify-full against a certificate from a test CA, sslmode=require,
 //! plaintext refused when TLS is required, and a client trusting another CA
-//! refusing the proxy.
+//! refusing the proxy; PostgreSQL 17's direct TLS with libpq 18 (psycopg's
+//! bundled one).
 
 use clsf_tests::certs::write_test_ca;
 use clsf_tests::fixture;
@@ -137,4 +138,82 @@ fn the_upstream_connection_is_verified_tls() {
     std::fs::write(&q.config, text).unwrap();
     let proxy = Proxy::start(&q.config);
     refused(&proxy);
+}
+
+#[test]
+fn direct_tls_with_alpn_works_and_without_alpn_is_refused() {
+    let q = fixture::quickstart(None);
+    let d = q.dir.path();
+    fixture::enable_client_tls(&q);
+    let proxy = Proxy::start(&q.config);
+    let conninfo = format!(
+        "host=localhost hostaddr=127.0.0.1 port={} dbname=shop user=ci sslmode=verify-full sslrootcert={} sslnegotiation=direct",
+        proxy.addr.port(),
+        d.join("ca.pem").display()
+    );
+    // libpq 18 (bundled with psycopg's binary wheel) starts TLS at once and
+    // offers ALPN `postgresql`.
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sys, psycopg\n\
+             with psycopg.connect(sys.argv[1], password=sys.argv[2]) as c:\n\
+             \x20   print(c.execute('SELECT email FROM customers WHERE id = 1').fetchone()[0])\n\
+             \x20   print(c.pgconn.ssl_in_use)",
+        )
+        .arg(&conninfo)
+        .arg(q.issuer.ci_token())
+        .env(
+            "PYTHONPATH",
+            clsf_tests::bins::repo_root().join("tests/.deps/python"),
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .collect::<Vec<_>>(),
+        ["****@example.com", "True"]
+    );
+
+    // A TLS handshake straight away without ALPN: closed after the
+    // handshake, never a session.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls_pki_types::pem::PemObject;
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(d.join("ca.pem")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let answer = runtime.block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        let mut startup = vec![0, 0, 0, 0, 0, 3, 0, 0];
+        startup.extend_from_slice(b"user\0ci\0database\0shop\0\0");
+        let len = (startup.len() as u32).to_be_bytes();
+        startup[..4].copy_from_slice(&len);
+        let _ = tls.write_all(&startup).await;
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            tls.read_to_end(&mut out),
+        )
+        .await;
+        out
+    });
+    assert!(
+        !answer.contains(&b'R'),
+        "no authentication may start: {answer:?}"
+    );
 }

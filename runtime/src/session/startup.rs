@@ -62,6 +62,31 @@ pub(super) async fn startup(
     session: u64,
     peer: SocketAddr,
 ) -> Result<Option<Ready>> {
+    // PostgreSQL 17's direct TLS: the client starts the TLS handshake at
+    // once (a TLS record starts with 0x16, which no startup packet length
+    // does) and must agree on ALPN `postgresql`.
+    if let (Some(tls), ClientStream::Plain(tcp)) = (&shared.tls, &*client) {
+        let mut first = [0u8; 1];
+        let n = tcp
+            .peek(&mut first)
+            .await
+            .map_err(|e| end(format!("client read: {e}")))?;
+        if n == 1 && first[0] == 0x16 {
+            let ClientStream::Plain(tcp) = std::mem::replace(client, ClientStream::Upgrading)
+            else {
+                return Err(end("TLS upgrade of a stream that is not plain"));
+            };
+            match tls.acceptor.accept(tcp).await {
+                Ok(stream) => *client = ClientStream::Tls(Box::new(stream)),
+                Err(e) => return Err(end(format!("direct TLS handshake failed: {e}"))),
+            }
+            if client.alpn() != Some(crate::tls::POSTGRESQL_ALPN) {
+                return Err(end(
+                    "direct TLS without ALPN `postgresql` is refused, as PostgreSQL refuses it",
+                ));
+            }
+        }
+    }
     let params = loop {
         let packet = match split_startup(buf) {
             Ok(Some(p)) => p,
