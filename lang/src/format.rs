@@ -64,7 +64,13 @@ pub fn comments(text: &str) -> Vec<(usize, usize)> {
                 out.push((start, i));
                 continue;
             }
-            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+            // An unterminated `/*` right after `named` is no comment to the
+            // grammar (its block comment needs `*/`): it starts a regex.
+            b'/' if bytes.get(i + 1) == Some(&b'*')
+                && !(prev_significant == b'd'
+                    && text[..i].trim_end().ends_with("named")
+                    && !text[i + 2..].contains("*/")) =>
+            {
                 let start = i;
                 i += 2;
                 while i < bytes.len() && !bytes[i..].starts_with(b"*/") {

@@ -228,3 +228,24 @@ proptest! {
         prop_assert_eq!(before, after, "formatted:\n{}", formatted);
     }
 }
+
+/// Found by the fuzzer (tests/fuzz.sh): a regex that starts with `*` reads
+/// like the start of a block comment, but with no `*/` after it the grammar
+/// takes it as the regex; the formatter took it for a comment running to
+/// the end of the file and printed the rest twice.
+#[test]
+fn a_regex_starting_with_a_star_is_not_a_comment() {
+    let text = "labels public < restricted\n\nclassify columns named /*(otp_secret|mfa_secret)$/i\n  as restricted priority 10\n";
+    let parsed = parse(FileId(0), text);
+    assert!(parsed.diagnostics.is_empty(), "{:?}", parsed.diagnostics);
+    let formatted = format(&parsed.file, text);
+    let again = parse(FileId(0), &formatted);
+    assert!(again.diagnostics.is_empty(), "{formatted}");
+    assert_eq!(format(&again.file, &formatted), formatted);
+    assert_eq!(formatted.matches("otp_secret").count(), 1, "{formatted}");
+    // With a `*/` later, it is a comment, as the grammar reads it.
+    let commented = "labels public < restricted /* a\ncomment */\n";
+    let parsed = parse(FileId(0), commented);
+    assert!(parsed.diagnostics.is_empty());
+    assert!(format(&parsed.file, commented).contains("/* a\ncomment */"));
+}
