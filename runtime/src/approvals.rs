@@ -332,22 +332,8 @@ impl Approvals {
         }
     }
 
-    /// Records an approval; the request is approved once every need has its quorum.
-    pub fn approve(
-        &self,
-        id: &str,
-        approver: &Approver,
-        comment: &str,
-    ) -> Result<Request, VoteError> {
-        self.vote(id, approver, comment, true)
-    }
-
-    /// Records a denial, which ends the request.
-    pub fn deny(&self, id: &str, approver: &Approver, comment: &str) -> Result<Request, VoteError> {
-        self.vote(id, approver, comment, false)
-    }
-
-    /// A vote on one of this proxy's requests.
+    /// A vote on one of this proxy's requests (`approve` false: a denial,
+    /// which ends it); approved once every need has its quorum.
     pub fn vote(
         &self,
         id: &str,
@@ -540,16 +526,19 @@ mod tests {
         let a = Approvals::default();
         let (id, rx) = a.submit(request(&[("oncall", 2), ("leads", 1)]));
         let alice = who("alice", &["oncall"]);
-        assert_eq!(a.approve(&id, &alice, "ok").unwrap().state, State::Pending);
         assert_eq!(
-            a.approve(&id, &alice, "again").err(),
+            a.vote(&id, &alice, "ok", true).unwrap().state,
+            State::Pending
+        );
+        assert_eq!(
+            a.vote(&id, &alice, "again", true).err(),
             Some(VoteError::AlreadyApproved)
         );
-        a.approve(&id, &who("bob", &["oncall", "leads"]), "ok")
+        a.vote(&id, &who("bob", &["oncall", "leads"]), "ok", true)
             .unwrap();
         assert_eq!(*rx.borrow(), State::Approved);
         assert_eq!(
-            a.approve(&id, &who("carol", &["oncall"]), "").err(),
+            a.vote(&id, &who("carol", &["oncall"]), "", true).err(),
             Some(VoteError::NotPending("approved"))
         );
     }
@@ -559,15 +548,16 @@ mod tests {
         let a = Approvals::default();
         let (id, rx) = a.submit(request(&[("oncall", 1)]));
         assert_eq!(
-            a.approve(&id, &who("agent", &["oncall"]), "").err(),
+            a.vote(&id, &who("agent", &["oncall"]), "", true).err(),
             Some(VoteError::OwnRequest)
         );
         assert!(matches!(
-            a.approve(&id, &who("eve", &["agents"]), ""),
+            a.vote(&id, &who("eve", &["agents"]), "", true),
             Err(VoteError::NotAnApprover(_))
         ));
         assert_eq!(*rx.borrow(), State::Pending);
-        a.deny(&id, &who("bob", &["oncall"]), "not now").unwrap();
+        a.vote(&id, &who("bob", &["oncall"]), "not now", false)
+            .unwrap();
         assert_eq!(rx.borrow().name(), "denied");
         assert!(
             !a.end(&id, State::Expired),

@@ -266,21 +266,8 @@ impl AuditLog {
         // lock need only cover the chain (sequence, hash, write).
         let event_json = serde_json::to_vec(event).map_err(std::io::Error::other)?;
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let seq = inner.seq;
-        let before = (inner.seq, inner.prev.clone());
-        let line = chain_line(&mut inner, &event_json);
-        if let Err(e) = self.write_locked(&mut inner, &line) {
-            // This event is not recorded: the chain returns to before it.
-            (inner.seq, inner.prev) = before;
-            return Err(e);
-        }
-        Ok(seq)
-    }
-
-    /// Writes `line` (already in the chain). On failure the file is cut
-    /// back (the caller undoes the chain).
-    fn write_locked(&self, inner: &mut Inner, bytes: &[u8]) -> std::io::Result<()> {
-        let written = inner.file.write_all(bytes).and_then(|()| {
+        let (line, hash) = chain_line(&inner, &event_json);
+        let written = inner.file.write_all(&line).and_then(|()| {
             if self.fsync {
                 inner.file.sync_data()
             } else {
@@ -288,24 +275,28 @@ impl AuditLog {
             }
         });
         if let Err(e) = written {
-            // A full disk or a file-size limit can leave part of a line:
-            // cut it off, so the next event continues a well-formed chain.
+            // A full disk or a file-size limit can leave part of the line:
+            // cut it off, so the next event continues a well-formed chain
+            // (which advances only once a line is written).
             let keep = inner.len;
             let _ = inner.file.set_len(keep);
             return Err(e);
         }
-        inner.len += bytes.len() as u64;
+        let seq = inner.seq;
+        inner.prev = hash;
+        inner.seq += 1;
+        inner.len += line.len() as u64;
         if self.max_file_bytes > 0 && inner.len >= self.max_file_bytes {
-            // The events are recorded; a failed rotation only means the file
+            // The event is recorded; a failed rotation only means the file
             // grows on and rotation is tried again after the next event.
-            if let Err(e) = self.rotate(inner) {
+            if let Err(e) = self.rotate(&mut inner) {
                 eprintln!(
                     "clsf-proxy: rotating the audit trail {} failed: {e}",
                     self.path.display()
                 );
             }
         }
-        Ok(())
+        Ok(seq)
     }
 
     fn rotate(&self, inner: &mut Inner) -> std::io::Result<()> {
@@ -329,19 +320,18 @@ impl AuditLog {
     }
 }
 
-/// The event's line (with `seq` and `prev` in front and a newline), and
-/// the chain advanced past it.
-fn chain_line(inner: &mut Inner, event_json: &[u8]) -> Vec<u8> {
+/// The event's line (with `seq` and `prev` in front and a newline) and
+/// its hash, the chain's next `prev`.
+fn chain_line(inner: &Inner, event_json: &[u8]) -> (Vec<u8>, String) {
     // The chain fields go first; they are spliced in front of the event's
     // own fields rather than serialized through a wrapper with
     // `#[serde(flatten)]`, which goes through a map and costs several times
     // more per statement. `prev` is hex, so it needs no escaping.
     let mut bytes = format!("{{\"seq\":{},\"prev\":\"{}\",", inner.seq, inner.prev).into_bytes();
     bytes.extend_from_slice(&event_json[1..]);
-    inner.prev = hex::encode(Sha256::digest(&bytes));
-    inner.seq += 1;
+    let hash = hex::encode(Sha256::digest(&bytes));
     bytes.push(b'\n');
-    bytes
+    (bytes, hash)
 }
 
 /// `path.NNNNNNNNNNNN`: a rotated file, named by its first event's `seq`.

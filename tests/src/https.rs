@@ -99,15 +99,7 @@ impl DocumentServer {
 /// `GET path` over TLS from `addr`, verified against `ca` (PEM) for the
 /// name `localhost`; returns the status line and body. Bounded to 10 s.
 pub fn get(addr: SocketAddr, ca: &Path, path: &str) -> (String, String) {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca).expect("ca.pem") {
-        roots.add(cert.expect("CA certificate")).expect("add CA");
-    }
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(ca)));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -132,4 +124,16 @@ pub fn get(addr: SocketAddr, ca: &Path, path: &str) -> (String, String) {
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head.lines().next().unwrap_or("").to_owned();
     (status, body.to_owned())
+}
+
+/// A TLS client configuration trusting only the PEM CA `ca` (no ALPN).
+pub fn client_config(ca: &Path) -> rustls::ClientConfig {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).expect("ca.pem") {
+        roots.add(cert.expect("CA certificate")).expect("add CA");
+    }
+    rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
 }

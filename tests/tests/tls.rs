@@ -183,15 +183,7 @@ fn direct_tls_with_alpn_works_and_without_alpn_is_refused() {
 
     // A TLS handshake straight away without ALPN: closed after the
     // handshake, never a session.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let mut roots = rustls::RootCertStore::empty();
-    use rustls_pki_types::pem::PemObject;
-    for cert in rustls_pki_types::CertificateDer::pem_file_iter(d.join("ca.pem")).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = clsf_tests::https::client_config(&d.join("ca.pem"));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let answer = runtime.block_on(async {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
