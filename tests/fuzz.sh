@@ -4,7 +4,10 @@
 #   - policy_parse (lang/fuzz): the policy parser and formatter, seeded with
 #     every .clsf file in the repository;
 #   - wire_frames (runtime/fuzz): the proxy's frontend framing and message
-#     decoders, seeded with real startup and query frames.
+#     decoders, seeded with real startup and query frames;
+#   - sql_decide (tests/fuzz): SQL text into the statement engine (parse,
+#     scope resolution, decision, rewrite; every rewrite must parse again),
+#     seeded with the statements of the bypass and differential suites.
 #   bash tests/fuzz.sh [SECONDS]      (default 60)
 # Needs a nightly toolchain (for the coverage instrumentation) and
 # cargo-fuzz; cargo-fuzz is installed from crates.io when missing. A
@@ -26,7 +29,7 @@ fi
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-mkdir -p "$work/policy_parse/corpus" "$work/wire_frames/corpus"
+mkdir -p "$work/policy_parse/corpus" "$work/wire_frames/corpus" "$work/sql_decide/corpus"
 find examples policies compiler/tests/data lang/tests -name '*.clsf' -print0 |
     while IFS= read -r -d '' f; do cp "$f" "$work/policy_parse/corpus/$(echo "$f" | tr '/' '_')"; done
 # Wire seeds: a startup packet, an SSLRequest, and a pipeline of
@@ -35,9 +38,18 @@ printf '\x00\x00\x00\x1e\x00\x03\x00\x00user\x00w\x00database\x00shop\x00\x00' >
 printf '\x00\x00\x00\x08\x04\xd2\x16\x2f' >"$work/wire_frames/corpus/sslrequest"
 printf 'P\x00\x00\x00\x1a\x00SELECT $1::int\x00\x00\x01\x00\x00\x00\x17B\x00\x00\x00\x0c\x00\x00\x00\x00\x00\x00\x00\x00D\x00\x00\x00\x06P\x00E\x00\x00\x00\x09\x00\x00\x00\x00\x00S\x00\x00\x00\x04Q\x00\x00\x00\x0dSELECT 1\x00' >"$work/wire_frames/corpus/pipeline"
 
+# SQL seeds: every statement literal of the bypass and differential suites.
+n=0
+grep -ohE '"(SELECT|WITH|INSERT|UPDATE|DELETE|COPY|BEGIN|TABLE|PREPARE|EXPLAIN|DO|SET|CREATE|MERGE|VALUES)[^"]*"' \
+    tests/tests/bypass.rs tests/tests/differential.rs |
+    while IFS= read -r line; do
+        n=$((n + 1))
+        printf '%s' "${line:1:${#line}-2}" >"$work/sql_decide/corpus/seed-$n"
+    done
+
 # Build first, one after the other (two builds would fight for the cores
 # and the fuzzing time would then include compiling).
-for dir in lang/fuzz runtime/fuzz; do
+for dir in lang/fuzz runtime/fuzz tests/fuzz; do
     (cd "$dir" && cargo +nightly fuzz build -O --sanitizer none >"$work/build-$(basename "$(dirname "$dir")").log" 2>&1) || {
         tail -40 "$work/build-$(basename "$(dirname "$dir")").log" >&2
         echo "fuzz: building $dir FAILED" >&2
@@ -56,8 +68,9 @@ run() { # dir target
 }
 run lang/fuzz policy_parse & p1=$!
 run runtime/fuzz wire_frames & p2=$!
+run tests/fuzz sql_decide & p3=$!
 status=0
-for t in "policy_parse:$p1" "wire_frames:$p2"; do
+for t in "policy_parse:$p1" "wire_frames:$p2" "sql_decide:$p3"; do
     name="${t%%:*}"
     code=0
     wait "${t##*:}" || code=$?

@@ -48,6 +48,8 @@ rule trusted_reads for trusted {
   mask  [pii]
   mask  [pci] with first(2)
   deny  column public.customers.ssn
+  // A deny wins over a usage grant too.
+  allow join column public.customers.ssn
   allow write table public.orders
   deny  function pg_sleep
   allow function md5
@@ -64,6 +66,10 @@ rule support_reads for support {
 rule k8s_reads for k8s {
   allow <= public
   limit 100 rows table public.orders
+  // Join and filter on the customer key without ever reading it; totals
+  // only summed.
+  allow join, filter column public.customers.id
+  allow aggregate column public.orders.total_cents
 }
 
 rule trial_reads for trial observe {
@@ -411,4 +417,140 @@ fn repeated_statements_reuse_their_decision_but_row_filters_depend_on_claims() {
         "{a}\n{b}"
     );
     assert!(support.decisions.is_empty());
+}
+
+fn k8s() -> serde_json::Value {
+    json!({"kubernetes.io": {"namespace": "batch"}})
+}
+
+#[test]
+fn usage_grants_let_a_withheld_column_be_joined_filtered_or_aggregated_never_read() {
+    let e = engine();
+    // Joined on the key: the masking subquery passes customers.id in clear
+    // (the join would match nothing on NULLs), and nothing withheld is output.
+    let sql = "SELECT o.id, o.status FROM orders o JOIN customers c ON c.id = o.customer_id";
+    let out = rewritten(decide(&e, k8s(), sql));
+    assert!(
+        out.contains("(SELECT \"id\", CAST(NULL AS text) AS \"name\""),
+        "{out}"
+    );
+    // Filtered by a literal or a parameter: also granted.
+    let out = rewritten(decide(
+        &e,
+        k8s(),
+        "SELECT count(*) FROM customers WHERE id = 7",
+    ));
+    assert!(out.contains("(SELECT \"id\", "), "{out}");
+    let out = rewritten(decide(
+        &e,
+        k8s(),
+        "SELECT o.id FROM orders o WHERE o.customer_id IN (SELECT c.id FROM customers c WHERE c.id BETWEEN $1 AND 9)",
+    ));
+    assert!(out.contains("(SELECT \"id\", "), "{out}");
+    // Read, even under another name: refused, saying how it is used.
+    let msg = denied(decide(&e, k8s(), "SELECT c.id FROM customers c"));
+    assert!(
+        msg.contains("column `id` of relation `public.customers` (projected)"),
+        "{msg}"
+    );
+    let msg = denied(decide(&e, k8s(), "SELECT k FROM customers AS c(k)"));
+    assert!(msg.contains("`id`") && msg.contains("(projected)"), "{msg}");
+    let msg = denied(decide(
+        &e,
+        k8s(),
+        "WITH x AS (SELECT id AS k FROM customers) SELECT o.id FROM orders o JOIN x ON x.k = o.customer_id ORDER BY x.k",
+    ));
+    assert!(
+        msg.contains("`id`") && msg.contains("joined, ordered"),
+        "{msg}"
+    );
+    // A use the grant does not name (grouping), or a computed one (a cast
+    // or function could echo the value in an error): refused.
+    let msg = denied(decide(
+        &e,
+        k8s(),
+        "SELECT count(*) FROM customers GROUP BY id",
+    ));
+    assert!(msg.contains("(grouped)"), "{msg}");
+    let msg = denied(decide(
+        &e,
+        k8s(),
+        "SELECT count(*) FROM customers WHERE id::text = 'x'",
+    ));
+    assert!(msg.contains("(filtered, computed)"), "{msg}");
+    let msg = denied(decide(
+        &e,
+        k8s(),
+        "SELECT o.id FROM orders o JOIN customers c ON c.id + 0 = o.customer_id",
+    ));
+    assert!(msg.contains("(joined, computed)"), "{msg}");
+    // A clause the resolver does not follow: no grant, the name decides.
+    let msg = denied(decide(
+        &e,
+        k8s(),
+        "SELECT row_number() OVER w FROM customers c WINDOW w AS (ORDER BY c.id)",
+    ));
+    assert!(msg.contains("column `id`"), "{msg}");
+    // Aggregates only: summed yes, read no, computed no.
+    let out = rewritten(decide(
+        &e,
+        k8s(),
+        "SELECT sum(total_cents), count(*) FROM orders",
+    ));
+    assert!(
+        out.contains("total_cents") && !out.contains("AS \"total_cents\""),
+        "{out}"
+    );
+    let msg = denied(decide(&e, k8s(), "SELECT id, total_cents FROM orders"));
+    assert!(
+        msg.contains("`total_cents`") && msg.contains("(projected)"),
+        "{msg}"
+    );
+    let msg = denied(decide(&e, k8s(), "SELECT sum(total_cents / 0) FROM orders"));
+    assert!(msg.contains("(aggregated, computed)"), "{msg}");
+}
+
+#[test]
+fn a_deny_wins_over_a_usage_grant_and_renamed_columns_are_still_refused() {
+    let e = engine();
+    let msg = denied(decide(
+        &e,
+        ci(),
+        "SELECT c.id FROM customers c JOIN customers d ON c.ssn = d.ssn",
+    ));
+    assert!(
+        msg.contains("column `ssn`") && msg.contains("(joined)"),
+        "{msg}"
+    );
+    // A column alias list renames ssn to s: the resolver follows it.
+    let msg = denied(decide(&e, ci(), "SELECT s FROM customers AS c(a, b, e, s)"));
+    assert!(
+        msg.contains("column `ssn`") && msg.contains("(projected)"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn usage_actions_stand_alone_and_are_never_approved() {
+    let policy = r#"
+use std::labels
+group g { claim team == "x" }
+group leads { claim team == "leads" }
+rule r for g {
+  allow read, join column public.customers.id
+  require approval join column public.customers.email by leads
+}
+"#;
+    let mut parsed = Parsed::default();
+    policy::add_source(&mut parsed, "usage.clsf", policy);
+    policy::resolve_imports(&mut parsed);
+    let (_, diags) = resolve::compile(&parsed, &quickstart_schema());
+    let text = clsf_lang::render(&diags, &parsed.sources, false);
+    let messages: Vec<&str> = diags.iter().map(|d| d.message.as_str()).collect();
+    assert!(messages.contains(&"usage actions (`join`, `filter`, `group`, `order`, `aggregate`) beside other actions does not apply here"), "{text}");
+    assert!(
+        messages.contains(&"approval of a usage action does not apply here"),
+        "{text}"
+    );
+    assert_eq!(diags.iter().filter(|d| d.is_error()).count(), 2, "{text}");
 }

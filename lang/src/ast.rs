@@ -540,16 +540,31 @@ pub enum Action {
     Export,
     /// Administrative statements (roles, settings, maintenance).
     Admin,
+    /// Use the clear value in a join condition, without reading it.
+    Join,
+    /// Use the clear value in `WHERE` or `HAVING`, without reading it.
+    Filter,
+    /// Use the clear value in `GROUP BY` or `DISTINCT ON`, without reading it.
+    Group,
+    /// Use the clear value in `ORDER BY`, without reading it.
+    Order,
+    /// Return the value only through an aggregate (`count`, `min`, …).
+    Aggregate,
 }
 
 impl Action {
     /// All actions, in keyword order.
-    pub const ALL: [Action; 5] = [
+    pub const ALL: [Action; 10] = [
         Action::Read,
         Action::Write,
         Action::Ddl,
         Action::Export,
         Action::Admin,
+        Action::Join,
+        Action::Filter,
+        Action::Group,
+        Action::Order,
+        Action::Aggregate,
     ];
 
     /// The keyword.
@@ -560,6 +575,24 @@ impl Action {
             Action::Ddl => "ddl",
             Action::Export => "export",
             Action::Admin => "admin",
+            Action::Join => "join",
+            Action::Filter => "filter",
+            Action::Group => "group",
+            Action::Order => "order",
+            Action::Aggregate => "aggregate",
+        }
+    }
+
+    /// For a usage action, the usage class the engine hands to Cedar
+    /// (`joined`, `filtered`, `grouped`, `ordered`, `aggregated`).
+    pub fn usage(self) -> Option<&'static str> {
+        match self {
+            Action::Join => Some("joined"),
+            Action::Filter => Some("filtered"),
+            Action::Group => Some("grouped"),
+            Action::Order => Some("ordered"),
+            Action::Aggregate => Some("aggregated"),
+            _ => None,
         }
     }
 }

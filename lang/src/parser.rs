@@ -788,6 +788,11 @@ impl Cx<'_> {
                     "ddl" => ast::Action::Ddl,
                     "export" => ast::Action::Export,
                     "admin" => ast::Action::Admin,
+                    "join" => ast::Action::Join,
+                    "filter" => ast::Action::Filter,
+                    "group" => ast::Action::Group,
+                    "order" => ast::Action::Order,
+                    "aggregate" => ast::Action::Aggregate,
                     _ => ast::Action::Read,
                 },
             })

@@ -117,6 +117,8 @@ fn clause() -> impl Strategy<Value = String> {
         (name(), name()).prop_map(|(t, c)| format!("mask column public.{t}.{c} with last(2)")),
         name().prop_map(|t| format!("allow write, export table public.{t}")),
         Just("allow ddl, admin".to_owned()),
+        (name(), name()).prop_map(|(t, c)| format!("allow join, filter column public.{t}.{c}")),
+        Just("deny group, order, aggregate [pii]".to_owned()),
         Just("allow function lower, pg_catalog.upper".to_owned()),
         string().prop_map(|s| format!("allow confidential override because {s}")),
         Just(
@@ -248,4 +250,26 @@ fn a_regex_starting_with_a_star_is_not_a_comment() {
     let parsed = parse(FileId(0), commented);
     assert!(parsed.diagnostics.is_empty());
     assert!(format(&parsed.file, commented).contains("/* a\ncomment */"));
+}
+
+#[test]
+fn usage_actions_parse_as_actions() {
+    let text =
+        "rule r for g {\n  allow join, filter, group, order, aggregate column public.t.c\n}\n";
+    let parsed = parse(FileId(0), text);
+    assert!(parsed.diagnostics.is_empty(), "{:?}", parsed.diagnostics);
+    let clsf_lang::ast::Item::Rule(rule) = &parsed.file.items[0] else {
+        panic!("{:?}", parsed.file.items)
+    };
+    let clsf_lang::ast::ClauseKind::Access { actions, .. } = &rule.clauses[0].kind else {
+        panic!("{:?}", rule.clauses)
+    };
+    let names: Vec<&str> = actions.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(names, ["join", "filter", "group", "order", "aggregate"]);
+    let usages: Vec<_> = actions.iter().filter_map(|a| a.action.usage()).collect();
+    assert_eq!(
+        usages,
+        ["joined", "filtered", "grouped", "ordered", "aggregated"]
+    );
+    assert_eq!(format(&parsed.file, text), text);
 }

@@ -16,6 +16,7 @@
 use clsf_tests::bins::repo_root;
 use clsf_tests::fixture;
 use clsf_tests::postgres::Postgres;
+use clsf_tests::proxy::Proxy;
 use clsf_tests::psql::{self, PsqlRun};
 use serde_json::json;
 
@@ -45,6 +46,14 @@ table public.orders: internal
 rule ci_reads for ci {
   allow read, write <= internal
   mask  confidential
+}
+
+// May match people on their ssn (join, filter) but never read it.
+group linker { claim team == "linker" }
+rule linker_reads for linker {
+  allow read <= internal
+  mask  confidential
+  allow join, filter column public.people.ssn
 }
 "#;
 
@@ -216,14 +225,9 @@ fn attacks() -> Vec<(&'static str, String)> {
     a
 }
 
-/// psql as the superuser over the Unix socket, errors not stopping it:
-/// what a client would see with nothing in between.
-fn direct(pg: &Postgres, sql: &str) -> PsqlRun {
-    pg.superuser_script("shop", sql)
-}
-
-#[test]
-fn no_attack_leaks_a_protected_value_through_the_proxy() {
+/// The quickstart database with the bypass seed, and a proxy enforcing
+/// [`POLICY`] in front of it.
+fn seeded() -> (fixture::Quickstart, Proxy) {
     let q = fixture::quickstart(None);
     q.pg.run_file("shop", &repo_root().join("tests/sql/bypass-seed.sql"), true);
     q.pg.superuser_sql(
@@ -232,6 +236,18 @@ fn no_attack_leaks_a_protected_value_through_the_proxy() {
          GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO clsf_gateway;",
     );
     let proxy = fixture::proxy_with_policy(&q, POLICY);
+    (q, proxy)
+}
+
+/// psql as the superuser over the Unix socket, errors not stopping it:
+/// what a client would see with nothing in between.
+fn direct(pg: &Postgres, sql: &str) -> PsqlRun {
+    pg.superuser_script("shop", sql)
+}
+
+#[test]
+fn no_attack_leaks_a_protected_value_through_the_proxy() {
+    let (q, proxy) = seeded();
     let token = q
         .issuer
         .sign(&q.issuer.claims("attacker", json!({"team": "ci"})));
@@ -329,13 +345,7 @@ const BENIGN: &[&str] = &[
 
 #[test]
 fn benign_client_statements_keep_working() {
-    let q = fixture::quickstart(None);
-    q.pg.run_file("shop", &repo_root().join("tests/sql/bypass-seed.sql"), true);
-    q.pg.superuser_sql(
-        "shop",
-        "GRANT ALL ON ALL TABLES IN SCHEMA public TO clsf_gateway;",
-    );
-    let proxy = fixture::proxy_with_policy(&q, POLICY);
+    let (q, proxy) = seeded();
     let token = q
         .issuer
         .sign(&q.issuer.claims("client", json!({"team": "ci"})));
@@ -352,5 +362,172 @@ fn benign_client_statements_keep_working() {
         "{} benign statement(s) failed:\n{}",
         failures.len(),
         failures.join("\n")
+    );
+}
+
+/// Attacks that try to turn a `join, filter` grant on `people.ssn` into a
+/// read: the value in the output, in an error (casts and functions echo
+/// their argument), or through a clause the grant does not name.
+fn grant_attacks() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("projected", "SELECT ssn FROM people;"),
+        (
+            "projected beside a join",
+            "SELECT a.ssn FROM people a JOIN people b ON a.ssn = b.ssn;",
+        ),
+        (
+            "renamed by an alias list",
+            "SELECT s FROM people AS p(i, n, e, s) WHERE s = s;",
+        ),
+        (
+            "through a cte",
+            "WITH x AS (SELECT ssn AS k FROM people) SELECT k FROM x WHERE k = k;",
+        ),
+        (
+            "through a derived table",
+            "SELECT t.k FROM (SELECT ssn AS k FROM people) t JOIN people p ON p.ssn = t.k;",
+        ),
+        (
+            "scalar subquery",
+            "SELECT (SELECT p2.ssn FROM people p2 WHERE p2.ssn = p.ssn) FROM people p;",
+        ),
+        (
+            "lateral",
+            "SELECT l.s FROM people p, LATERAL (SELECT p.ssn AS s) l;",
+        ),
+        ("whole row", "SELECT p FROM people p WHERE p.ssn = p.ssn;"),
+        ("star", "SELECT * FROM people WHERE ssn = ssn;"),
+        (
+            "cast error in where",
+            "SELECT id FROM people WHERE ssn::int = 1;",
+        ),
+        (
+            "cast error in join",
+            "SELECT a.id FROM people a JOIN people b ON a.ssn::int = b.id;",
+        ),
+        (
+            "parenthesised cast",
+            "SELECT id FROM people WHERE (ssn)::int = 1;",
+        ),
+        (
+            "function error in where",
+            "SELECT id FROM people WHERE to_number(ssn, '999') = 1;",
+        ),
+        (
+            "date error in where",
+            "SELECT id FROM people WHERE ssn::date IS NULL;",
+        ),
+        (
+            "jsonb error in where",
+            "SELECT id FROM people WHERE ssn::jsonb IS NULL;",
+        ),
+        (
+            "cast in a cte filter",
+            "WITH x AS (SELECT ssn AS k FROM people) SELECT 1 FROM x WHERE k::int = 1;",
+        ),
+        (
+            "cast in a subquery",
+            "SELECT id FROM people WHERE ssn IN (SELECT ssn::int::text FROM people);",
+        ),
+        (
+            "any array cast",
+            "SELECT id FROM people WHERE ssn = ANY (ARRAY[ssn::int::text]);",
+        ),
+        ("order by cast", "SELECT id FROM people ORDER BY ssn::int;"),
+        (
+            "group by cast",
+            "SELECT count(*) FROM people GROUP BY ssn::int;",
+        ),
+        (
+            "having cast",
+            "SELECT count(*) FROM people GROUP BY id HAVING max(ssn)::int > 0;",
+        ),
+        ("aggregate", "SELECT max(ssn) FROM people;"),
+        (
+            "string_agg in filter",
+            "SELECT 1 FROM people GROUP BY id HAVING string_agg(ssn, ',')::int > 0;",
+        ),
+        (
+            "window over a named window",
+            "SELECT first_value(ssn) OVER w FROM people WINDOW w AS (ORDER BY id);",
+        ),
+        (
+            "function in from",
+            "SELECT x FROM people p, LATERAL to_number(p.ssn, '9') x;",
+        ),
+        (
+            "limit subquery cast",
+            "SELECT id FROM people LIMIT (SELECT ssn::int FROM people LIMIT 1);",
+        ),
+        (
+            "values carrier",
+            "SELECT v.x FROM people p, LATERAL (VALUES (p.ssn)) v(x) WHERE p.ssn = p.ssn;",
+        ),
+        (
+            "copy",
+            "COPY (SELECT ssn FROM people WHERE ssn = ssn) TO STDOUT;",
+        ),
+        (
+            "returning",
+            "BEGIN; UPDATE people SET note = note WHERE ssn = ssn RETURNING ssn; ROLLBACK;",
+        ),
+    ]
+}
+
+#[test]
+fn a_usage_grant_joins_and_filters_but_never_reveals() {
+    let (q, proxy) = seeded();
+    let token = q
+        .issuer
+        .sign(&q.issuer.claims("linker", json!({"team": "linker"})));
+    // What the grant is for: matching on the clear value (on masked or
+    // withheld values the join would match nothing).
+    let out = psql::run(
+        proxy.addr,
+        &token,
+        "SELECT a.id, b.name FROM people a JOIN people b ON a.ssn = b.ssn WHERE a.id = 2;",
+    );
+    assert_eq!(out.stdout.trim(), "2|Alan", "{}", out.stderr);
+    let out = psql::run(
+        proxy.addr,
+        &token,
+        "SELECT id FROM people WHERE ssn = 'CAN' || 'ARY-333-33';",
+    );
+    assert_eq!(out.stdout.trim(), "3", "{}", out.stderr);
+    let out = psql::run(
+        proxy.addr,
+        &token,
+        "SELECT id FROM people WHERE ssn IN (SELECT ssn FROM people WHERE id = 3);",
+    );
+    assert_eq!(out.stdout.trim(), "3", "{}", out.stderr);
+
+    let attacks = grant_attacks();
+    let mut leaks = Vec::new();
+    let mut proven = 0;
+    for (name, sql) in &attacks {
+        let d = direct(&q.pg, sql);
+        if leaked(&format!("{}{}", d.stdout, d.stderr)).is_some_and(|w| w != "an oracle hit") {
+            proven += 1;
+        }
+        let out = psql::run(proxy.addr, &token, sql);
+        let seen = format!("{}{}", out.stdout, out.stderr);
+        if let Some(what) = leaked(&seen).filter(|w| *w != "an oracle hit") {
+            leaks.push(format!("{name}: {what}\n  {sql}\n  → {seen}"));
+        }
+    }
+    assert!(
+        leaks.is_empty(),
+        "{} leak(s):\n{}",
+        leaks.len(),
+        leaks.join("\n")
+    );
+    assert!(
+        proven * 100 / attacks.len() >= 90,
+        "only {proven} of {} grant attacks leak without the proxy",
+        attacks.len()
+    );
+    eprintln!(
+        "{} grant attacks, 0 leaks through the proxy, {proven} leak directly",
+        attacks.len()
     );
 }

@@ -5,10 +5,11 @@ use std::collections::{HashMap, HashSet};
 
 use cedar_policy::{
     Authorizer, Context, Decision as CedarDecision, Entities, Entity, EntityUid, PolicySet,
-    Request, Response,
+    Request, Response, RestrictedExpression,
 };
 
 use crate::cedar;
+use crate::engine::scope::Usage;
 use crate::masks::Mask;
 use crate::plan::{Categories, ClauseKind, Effect, Plan, Target};
 
@@ -115,6 +116,11 @@ pub struct PrincipalAccess {
     pub decisions: crate::engine::cache::DecisionCache,
     /// True when something is permitted only with an approval.
     pub has_approvals: bool,
+    /// Per relation, per column: the usage classes (bits of
+    /// [`Usage::bit`](crate::engine::scope::Usage::bit)) whose clear value
+    /// a `use` grant permits for a column not readable in clear. Empty
+    /// when no rule of these groups has a usage action.
+    pub uses: Vec<Vec<u16>>,
 }
 
 impl PrincipalAccess {
@@ -160,7 +166,17 @@ impl PrincipalAccess {
             full_clear: false,
             decisions: crate::engine::cache::DecisionCache::default(),
             has_approvals: true,
+            uses: self.uses.clone(),
         }
+    }
+
+    /// The usage classes a `use` grant permits on column `ci` of `ri`.
+    pub fn uses(&self, ri: usize, ci: usize) -> u16 {
+        self.uses
+            .get(ri)
+            .and_then(|r| r.get(ci))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// True when some column of relation `ri` is not readable in clear, or
@@ -179,16 +195,43 @@ struct Asker<'a> {
 
 impl Asker<'_> {
     fn ask(&self, policies: &PolicySet, action: &str, resource: &EntityUid) -> Response {
+        self.ask_in(policies, action, resource, Context::empty())
+    }
+
+    fn ask_in(
+        &self,
+        policies: &PolicySet,
+        action: &str,
+        resource: &EntityUid,
+        context: Context,
+    ) -> Response {
         let request = Request::new(
             self.principal.clone(),
             cedar::uid("Action", action),
             resource.clone(),
-            Context::empty(),
+            context,
             None,
         )
         .expect("requests without a schema always build");
         self.authorizer
             .is_authorized(&request, policies, &self.entities)
+    }
+
+    /// The usage classes whose clear value Cedar permits (`use` with
+    /// `context.usage`), as bits.
+    fn uses(&self, policies: &PolicySet, resource: &EntityUid) -> u16 {
+        let mut bits = 0;
+        for usage in Usage::GRANTABLE {
+            let context = Context::from_pairs([(
+                "usage".to_owned(),
+                RestrictedExpression::new_string(usage.as_str().to_owned()),
+            )])
+            .expect("one string attribute is a valid context");
+            if allowed(&self.ask_in(policies, cedar::ACTION_USE, resource, context)) {
+                bits |= usage.bit();
+            }
+        }
+        bits
     }
 }
 
@@ -332,7 +375,7 @@ fn named_relations(plan: &Plan) -> HashSet<usize> {
     out
 }
 
-type ColumnDecision = (Access, Vec<String>, Perm, Perm);
+type ColumnDecision = (Access, Vec<String>, Perm, Perm, u16);
 
 /// Asks Cedar about every column and action for an identity in `groups`.
 pub fn compute(
@@ -371,6 +414,17 @@ pub fn compute(
     let mut write = Vec::with_capacity(n);
     let mut export = Vec::with_capacity(n);
     let mut observed = observe_applies.then(|| Vec::with_capacity(n));
+    // Usage grants are asked for only when some rule of these groups has a
+    // usage action: five requests per withheld column otherwise wasted.
+    let with_uses = plan.rules.iter().any(|r| {
+        !r.observe
+            && in_groups(&r.group)
+            && r.clauses.iter().any(|c| {
+                matches!(&c.kind, ClauseKind::Access { actions, .. }
+                    if actions.iter().any(|a| a.usage().is_some()))
+            })
+    });
+    let mut uses = Vec::new();
     let mut full_clear = true;
     for (ri, rel) in plan.schema.relations.iter().enumerate() {
         let qualified = rel.qualified();
@@ -378,6 +432,7 @@ pub fn compute(
         let mut rel_policies = Vec::with_capacity(rel.columns.len());
         let mut rel_write = Vec::with_capacity(rel.columns.len());
         let mut rel_export = Vec::with_capacity(rel.columns.len());
+        let mut rel_uses = Vec::new();
         let mut rel_observed = Vec::new();
         for (ci, col) in rel.columns.iter().enumerate() {
             let class = &plan.classes[ri][ci];
@@ -387,12 +442,17 @@ pub fn compute(
                 let (access, ids) = read_access(plan, &asker, set, &resource, ri, ci);
                 let w = perm(plan, &asker, set, "write", &resource);
                 let e = perm(plan, &asker, set, "export", &resource);
-                (access, ids, w, e)
+                let u = if with_uses && access != Access::Clear {
+                    asker.uses(set, &resource)
+                } else {
+                    0
+                };
+                (access, ids, w, e, u)
             };
             // Columns of relations a clause names are decided one by one;
             // the others share the answer of their classification.
             let shareable = !named.contains(&ri);
-            let (access, ids, w, e) = if shareable {
+            let (access, ids, w, e, u) = if shareable {
                 let d = by_signature
                     .entry(signature)
                     .or_insert_with(|| decide(policies))
@@ -400,7 +460,7 @@ pub fn compute(
                 // The mask depends on this column's own mask and type.
                 match &d.0 {
                     Access::Masked(_) | Access::Denied { no_mask: true, .. } => {
-                        (masked_access(plan, &d.1, ri, ci), d.1, d.2, d.3)
+                        (masked_access(plan, &d.1, ri, ci), d.1, d.2, d.3, d.4)
                     }
                     _ => d,
                 }
@@ -425,11 +485,15 @@ pub fn compute(
             rel_policies.push(ids);
             rel_write.push(w);
             rel_export.push(e);
+            rel_uses.push(u);
         }
         columns.push(rel_access);
         all_policies.push(rel_policies);
         write.push(rel_write);
         export.push(rel_export);
+        if with_uses {
+            uses.push(rel_uses);
+        }
         if let Some(o) = observed.as_mut() {
             o.push(rel_observed);
         }
@@ -499,5 +563,6 @@ pub fn compute(
         observed,
         full_clear,
         decisions: crate::engine::cache::DecisionCache::default(),
+        uses,
     }
 }

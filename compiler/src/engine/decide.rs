@@ -2,6 +2,8 @@
 //! access table to a [`Verdict`] (forward unchanged, forward rewritten, or
 //! deny with a SQLSTATE and a message that names the column, label and rule).
 
+use std::collections::HashSet;
+
 use sqlparser::ast as sql;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -9,6 +11,7 @@ use sqlparser::parser::Parser;
 use crate::engine::access::{Access, Perm, PrincipalAccess};
 use crate::engine::analyze::{self, Analysis, TableRef, WildcardUse};
 use crate::engine::rewrite::{self, Edit};
+use crate::engine::scope::{self, Source, Usage};
 use crate::engine::sql_lists;
 use crate::masks::{MaskContext, sql_string};
 use crate::plan::Plan;
@@ -306,7 +309,7 @@ fn decide_statement(
                 // A data-modifying CTE: the writing rules apply as well.
                 writes(plan, access, &a, None)?;
             }
-            reads(plan, access, env, &a)
+            reads(plan, access, env, &a, stmt)
         }
         sql::Statement::Insert(_) | sql::Statement::Update(_) | sql::Statement::Delete(_) => {
             let target = write_target(stmt);
@@ -373,7 +376,7 @@ fn copy(
         (true, sql::CopyTarget::Stdout, sql::CopySource::Query(_)) => {
             let a = analyze::analyze(stmt, text);
             exports(plan, access, &a)?;
-            no_limit_in_copy(reads(plan, access, env, &a)?)
+            no_limit_in_copy(reads(plan, access, env, &a, stmt)?)
         }
         (true, sql::CopyTarget::Stdout, sql::CopySource::Table { table_name, columns }) => {
             // The whole text is replaced, so the COPY must be all of it.
@@ -803,14 +806,78 @@ fn visible_name(t: &TableRef) -> Option<&str> {
         .or_else(|| t.parts.last().map(String::as_str))
 }
 
+/// How unqualified relation names resolve for the scope resolver: catalog
+/// relations first, as PostgreSQL does, then the pinned default schema.
+const SEARCH_PATH: &[&str] = &[crate::schema::catalog::SCHEMA, DEFAULT_SCHEMA];
+
+/// What the scope resolver found a statement does with withheld columns.
+struct Resolution {
+    /// Every relation column it touches, and how.
+    usages: scope::Usages,
+    /// Columns not readable in clear whose every use a `use` grant covers:
+    /// the masking subquery passes them in clear.
+    granted: HashSet<Source>,
+}
+
+/// Decides on the scope resolver's answer: a column withheld from the
+/// identity (denied or needing approval) that the statement uses in any way
+/// a `use` grant does not cover is refused, naming how it is used. `None`
+/// when the resolver cannot follow the statement; the name-based check and
+/// the masking subqueries (which never let a withheld value out) decide it
+/// then, without grants.
+fn resolve_uses(
+    plan: &Plan,
+    access: &PrincipalAccess,
+    stmt: &sql::Statement,
+) -> Result<Option<Resolution>, Denial> {
+    let Ok(usages) = scope::statement_usages(stmt, &plan.schema, SEARCH_PATH) else {
+        return Ok(None);
+    };
+    let mut granted = HashSet::new();
+    for (&(ri, ci), how) in &usages {
+        if !plan.is_decided(ri) || access.columns[ri][ci] == Access::Clear {
+            continue;
+        }
+        let bits = how.iter().fold(0u16, |b, u| b | u.bit());
+        let grantable = Usage::GRANTABLE.iter().fold(0u16, |b, u| b | u.bit());
+        if bits & !grantable == 0 && bits & !access.uses(ri, ci) == 0 {
+            granted.insert((ri, ci));
+            continue;
+        }
+        if matches!(access.columns[ri][ci], Access::Masked(_)) {
+            continue;
+        }
+        let how: Vec<&str> = how.iter().map(|u| u.as_str()).collect();
+        return Err(column_denial(
+            plan,
+            access,
+            ri,
+            ci,
+            &format!(" ({})", how.join(", ")),
+        ));
+    }
+    Ok(Some(Resolution { usages, granted }))
+}
+
 fn reads(
     plan: &Plan,
     access: &PrincipalAccess,
     env: &Env<'_>,
     a: &Analysis,
+    stmt: &sql::Statement,
 ) -> Result<Outcome, Denial> {
     check_functions(access, a)?;
     let mut out = Outcome::pass();
+    let restricted = a.tables.iter().any(|t| {
+        !t.is_function
+            && matches!(resolve(plan, &t.parts, &a.ctes),
+                Resolved::Relation(ri) if access.relation_restricted(ri))
+    });
+    let resolution = if restricted {
+        resolve_uses(plan, access, stmt)?
+    } else {
+        None
+    };
     for (ti, t) in a.tables.iter().enumerate() {
         if t.is_function {
             let (name, schema) = match t.parts.as_slice() {
@@ -851,14 +918,26 @@ fn reads(
         for (ci, _) in rel.columns.iter().enumerate() {
             out.policies.extend(access.policies[ri][ci].iter().cloned());
         }
-        let referenced = referenced_columns(a, ti, rel);
+        let referenced = match &resolution {
+            Some(r) => (0..rel.columns.len())
+                .filter(|&ci| r.usages.contains_key(&(ri, ci)))
+                .collect(),
+            None => referenced_columns(a, ti, rel),
+        };
+        let granted = |ci: usize| {
+            resolution
+                .as_ref()
+                .is_some_and(|r| r.granted.contains(&(ri, ci)))
+        };
         observe(plan, access, ri, &referenced, &mut out);
-        touched(plan, access, ri, &referenced, &mut out);
+        touched(plan, access, ri, &referenced, &granted, &mut out);
         out.limit(plan, access, ri);
         if !access.relation_restricted(ri) {
             continue;
         }
-        check_denied_references(plan, access, a, ti, ri)?;
+        if resolution.is_none() {
+            check_denied_references(plan, access, a, ti, ri)?;
+        }
         if t.inheritance_marker {
             return Err(Denial {
                 sqlstate: FEATURE_NOT_SUPPORTED,
@@ -876,8 +955,22 @@ fn reads(
             ));
         };
         let filter = row_filter(plan, access, env, ri)?;
-        let subquery =
-            rewrite::masking_subquery(rel, &access.columns[ri], filter.as_deref(), env.masks);
+        let columns: std::borrow::Cow<'_, [Access]> = if (0..rel.columns.len()).any(&granted) {
+            access.columns[ri]
+                .iter()
+                .enumerate()
+                .map(|(ci, acc)| {
+                    if granted(ci) {
+                        Access::Clear
+                    } else {
+                        acc.clone()
+                    }
+                })
+                .collect()
+        } else {
+            std::borrow::Cow::Borrowed(&access.columns[ri])
+        };
+        let subquery = rewrite::masking_subquery(rel, &columns, filter.as_deref(), env.masks);
         let text = match &t.alias {
             Some(_) => subquery,
             None => format!(
@@ -886,7 +979,7 @@ fn reads(
             ),
         };
         out.edits.push(Edit { start, end, text });
-        for (ci, acc) in access.columns[ri].iter().enumerate() {
+        for (ci, acc) in columns.iter().enumerate() {
             if matches!(acc, Access::Masked(_)) {
                 let col = format!("{}.{}", rel.qualified(), rel.columns[ci].name);
                 if !out.masked.contains(&col) {
@@ -1192,6 +1285,7 @@ fn touched(
     access: &PrincipalAccess,
     ri: usize,
     referenced: &[usize],
+    granted: &dyn Fn(usize) -> bool,
     out: &mut Outcome,
 ) {
     let rel = plan.schema.relation(ri);
@@ -1204,6 +1298,7 @@ fn touched(
             column,
             label: plan.describe_class(&plan.classes[ri][ci]),
             access: match &access.columns[ri][ci] {
+                _ if granted(ci) => "used in clear, not read (use grant)".to_owned(),
                 Access::Clear => "clear".to_owned(),
                 Access::Masked(m) => format!("masked ({})", m.display()),
                 Access::Approval { approvers, .. } => format!("needs approval by {approvers}"),

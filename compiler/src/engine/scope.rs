@@ -10,7 +10,7 @@
 //! error, never a guess.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ops::ControlFlow;
 
 use sqlparser::ast as sql;
@@ -42,6 +42,12 @@ pub enum Usage {
     Written,
     /// In `RETURNING`.
     Returned,
+    /// Its value enters an expression other than a plain comparison with a
+    /// column, literal or parameter (`=`, `<`, `IN`, `BETWEEN`, `LIKE`,
+    /// `IS NULL`) or a plain aggregate argument: a cast or function could
+    /// echo it in an error. Not a usage class of its own; it keeps a `use`
+    /// grant from applying.
+    Computed,
 }
 
 impl Usage {
@@ -56,7 +62,22 @@ impl Usage {
             Usage::Aggregated => "aggregated",
             Usage::Written => "written",
             Usage::Returned => "returned",
+            Usage::Computed => "computed",
         }
+    }
+
+    /// The usage classes a `use` grant can permit.
+    pub const GRANTABLE: [Usage; 5] = [
+        Usage::Joined,
+        Usage::Filtered,
+        Usage::Grouped,
+        Usage::Ordered,
+        Usage::Aggregated,
+    ];
+
+    /// One bit per usage class, for sets of them.
+    pub fn bit(self) -> u16 {
+        1 << (self as u16)
     }
 }
 
@@ -133,7 +154,12 @@ pub fn statement_usages(
     };
     let none = Ctes::default();
     match statement {
-        sql::Statement::Query(q) => {
+        sql::Statement::Query(q)
+        | sql::Statement::Copy {
+            source: sql::CopySource::Query(q),
+            to: true,
+            ..
+        } => {
             let out = cx.query(q, None, &none)?;
             for c in out.columns.iter().filter(|c| !c.aggregate) {
                 cx.note(&c.sources, Usage::Projected);
@@ -350,6 +376,43 @@ impl Cx<'_> {
                     .push((name, rename(cols_of(&result), &renames)?));
             }
         }
+        if !q.pipe_operators.is_empty()
+            || q.for_clause.is_some()
+            || q.settings.is_some()
+            || q.format_clause.is_some()
+        {
+            return err("a query clause PostgreSQL does not have");
+        }
+        // LIMIT, OFFSET and FETCH cannot name this level's columns, but a
+        // subquery there decides how many rows come back: a filter.
+        let bounds = Scope {
+            entries: Vec::new(),
+            parent: outer,
+        };
+        let mut bound_exprs: Vec<&sql::Expr> = Vec::new();
+        match &q.limit_clause {
+            Some(sql::LimitClause::LimitOffset {
+                limit,
+                offset,
+                limit_by,
+            }) => {
+                bound_exprs.extend(limit.iter());
+                bound_exprs.extend(offset.iter().map(|o| &o.value));
+                bound_exprs.extend(limit_by.iter());
+            }
+            Some(sql::LimitClause::OffsetCommaLimit { offset, limit }) => {
+                bound_exprs.extend([offset, limit]);
+            }
+            None => {}
+        }
+        if let Some(f) = &q.fetch {
+            bound_exprs.extend(f.quantity.iter());
+        }
+        for e in bound_exprs {
+            let r = self.expr(e, &bounds, &ctes)?;
+            self.note(&r.sources, Usage::Filtered);
+            reads.extend(r.sources);
+        }
         let order: &[sql::OrderByExpr] = match &q.order_by {
             Some(sql::OrderBy {
                 kind: sql::OrderByKind::Expressions(exprs),
@@ -512,6 +575,7 @@ impl Cx<'_> {
         ctes: &Ctes,
         order: &[sql::OrderByExpr],
     ) -> Result<QueryColumns> {
+        unsupported_select_clauses(select)?;
         let mut reads = BTreeSet::new();
         let mut scope = Scope {
             entries: Vec::new(),
@@ -779,7 +843,10 @@ impl Cx<'_> {
             | sql::FunctionArg::ExprNamed { arg, .. }
             | sql::FunctionArg::Unnamed(arg)) = arg;
             if let sql::FunctionArgExpr::Expr(e) = arg {
-                sources.extend(self.expr(e, scope, ctes)?.sources);
+                // A function in FROM computes on its arguments.
+                let r = self.expr(e, scope, ctes)?;
+                self.note(&r.sources, Usage::Computed);
+                sources.extend(r.sources);
             } else {
                 return err("a wildcard argument to a table function");
             }
@@ -860,6 +927,7 @@ impl Cx<'_> {
             ctes,
             depth: 0,
             sources: BTreeSet::new(),
+            plain: HashSet::from([std::ptr::from_ref(e)]),
         };
         match e.visit(&mut refs) {
             ControlFlow::Break(error) => Err(error),
@@ -885,6 +953,196 @@ struct Refs<'a, 's> {
     ctes: &'a Ctes,
     depth: usize,
     sources: BTreeSet<Source>,
+    /// Column references and aggregate calls in plain positions (see
+    /// [`Usage::Computed`]), by address: the visitor meets a comparison
+    /// before its operands. The expression being resolved is one itself.
+    plain: HashSet<*const sql::Expr>,
+}
+
+impl Refs<'_, '_> {
+    /// Marks the column references of `e` that sit in plain positions.
+    fn mark_plain(&mut self, e: &sql::Expr) {
+        let in_plain_position = self.plain.contains(&std::ptr::from_ref(e));
+        let mut mark = |operands: &[&sql::Expr]| {
+            if operands.iter().all(|o| is_simple(o)) {
+                for o in operands {
+                    let o = unnest(o);
+                    if is_name(o) || is_aggregate_of_names(o) {
+                        self.plain.insert(std::ptr::from_ref(o));
+                    }
+                }
+            }
+        };
+        match e {
+            sql::Expr::BinaryOp {
+                left,
+                op:
+                    sql::BinaryOperator::Eq
+                    | sql::BinaryOperator::NotEq
+                    | sql::BinaryOperator::Lt
+                    | sql::BinaryOperator::LtEq
+                    | sql::BinaryOperator::Gt
+                    | sql::BinaryOperator::GtEq,
+                right,
+            } => {
+                mark(&[left, right]);
+            }
+            sql::Expr::IsDistinctFrom(a, b) | sql::Expr::IsNotDistinctFrom(a, b) => mark(&[a, b]),
+            sql::Expr::IsNull(a) | sql::Expr::IsNotNull(a) => mark(&[a]),
+            sql::Expr::In {
+                expr,
+                target: sql::InTarget::List(list),
+                ..
+            } => {
+                let mut all: Vec<&sql::Expr> = vec![expr];
+                all.extend(list.iter());
+                mark(&all);
+            }
+            // Compared with a subquery's rows, like a join.
+            sql::Expr::In {
+                expr,
+                target: sql::InTarget::Subquery(_),
+                ..
+            } => mark(&[expr]),
+            sql::Expr::Between {
+                expr, low, high, ..
+            } => mark(&[expr, low, high]),
+            sql::Expr::Like {
+                expr,
+                pattern,
+                escape_char: None,
+                any: false,
+                ..
+            }
+            | sql::Expr::ILike {
+                expr,
+                pattern,
+                escape_char: None,
+                any: false,
+                ..
+            } => mark(&[expr, pattern]),
+            // An aggregate's result may be a stored value (`min`, `max`):
+            // its arguments are plain only where the result itself is.
+            sql::Expr::Function(_) if is_aggregate_of_names(e) && in_plain_position => {
+                mark(&aggregate_args(e));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The unnamed expression arguments of a function call.
+fn aggregate_args(e: &sql::Expr) -> Vec<&sql::Expr> {
+    match e {
+        sql::Expr::Function(sql::Function {
+            args: sql::FunctionArguments::List(list),
+            ..
+        }) => list
+            .args
+            .iter()
+            .filter_map(|a| match a {
+                sql::FunctionArg::Unnamed(sql::FunctionArgExpr::Expr(e)) => Some(e),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// An aggregate over column references alone (`count(*)` included).
+fn is_aggregate_of_names(e: &sql::Expr) -> bool {
+    match e {
+        sql::Expr::Function(f) => {
+            is_plain_aggregate(f) && aggregate_args(e).iter().all(|a| is_name(unnest(a)))
+        }
+        _ => false,
+    }
+}
+
+/// `(e)` is `e`.
+fn unnest(e: &sql::Expr) -> &sql::Expr {
+    match e {
+        sql::Expr::Nested(inner) => unnest(inner),
+        other => other,
+    }
+}
+
+fn is_name(e: &sql::Expr) -> bool {
+    matches!(
+        e,
+        sql::Expr::Identifier(_) | sql::Expr::CompoundIdentifier(_)
+    )
+}
+
+/// A column reference, an aggregate of column references, or a constant
+/// (literals, parameters and what is computed from them alone): an operand
+/// that cannot make PostgreSQL echo a column's value.
+fn is_simple(e: &sql::Expr) -> bool {
+    is_name(unnest(e)) || is_aggregate_of_names(unnest(e)) || is_constant(e)
+}
+
+/// No column reference and no subquery anywhere in `e`.
+fn is_constant(e: &sql::Expr) -> bool {
+    struct Constant;
+    impl Visitor for Constant {
+        type Break = ();
+        fn pre_visit_query(&mut self, _: &sql::Query) -> ControlFlow<()> {
+            ControlFlow::Break(())
+        }
+        fn pre_visit_expr(&mut self, e: &sql::Expr) -> ControlFlow<()> {
+            match e {
+                sql::Expr::Identifier(_) | sql::Expr::CompoundIdentifier(_) => {
+                    ControlFlow::Break(())
+                }
+                _ => ControlFlow::Continue(()),
+            }
+        }
+    }
+    e.visit(&mut Constant).is_continue()
+}
+
+/// An aggregate over plain arguments, without `FILTER`, ordering or a window.
+fn is_plain_aggregate(f: &sql::Function) -> bool {
+    let named = f
+        .name
+        .0
+        .last()
+        .and_then(|p| p.as_ident())
+        .is_some_and(|i| sql_lists::AGGREGATES.contains(&fold(i).as_str()));
+    let plain_args = match &f.args {
+        sql::FunctionArguments::List(list) => list.clauses.is_empty(),
+        _ => false,
+    };
+    named && plain_args && f.over.is_none() && f.filter.is_none() && f.within_group.is_empty()
+}
+
+/// Clauses of a `SELECT` the resolver does not follow (most are other
+/// dialects'; a named `WINDOW` orders and partitions by columns it would
+/// not see): an error, so the engine does not rely on its answer.
+fn unsupported_select_clauses(select: &sql::Select) -> Result<()> {
+    let clause = if !select.named_window.is_empty() {
+        "a WINDOW clause"
+    } else if select.qualify.is_some() {
+        "QUALIFY"
+    } else if select.prewhere.is_some() {
+        "PREWHERE"
+    } else if !select.connect_by.is_empty() {
+        "CONNECT BY"
+    } else if !select.lateral_views.is_empty() {
+        "LATERAL VIEW"
+    } else if !select.cluster_by.is_empty()
+        || !select.distribute_by.is_empty()
+        || !select.sort_by.is_empty()
+    {
+        "CLUSTER, DISTRIBUTE or SORT BY"
+    } else if select.top.is_some() {
+        "TOP"
+    } else if select.value_table_mode.is_some() || select.exclude.is_some() {
+        "a SELECT modifier PostgreSQL does not have"
+    } else {
+        return Ok(());
+    };
+    err(format!("{clause} is not followed by the resolver"))
 }
 
 impl Visitor for Refs<'_, '_> {
@@ -915,6 +1173,7 @@ impl Visitor for Refs<'_, '_> {
         if self.depth > 0 {
             return ControlFlow::Continue(());
         }
+        self.mark_plain(expr);
         let parts = match expr {
             sql::Expr::Identifier(i) => vec![fold(i)],
             sql::Expr::CompoundIdentifier(ids) => ids.iter().map(fold).collect(),
@@ -951,6 +1210,9 @@ impl Visitor for Refs<'_, '_> {
         };
         match resolve_name(self.scope, &parts) {
             Ok(r) => {
+                if !self.plain.contains(&std::ptr::from_ref(expr)) {
+                    self.cx.note(&r.sources, Usage::Computed);
+                }
                 self.sources.extend(r.sources);
                 ControlFlow::Continue(())
             }
@@ -1328,6 +1590,73 @@ mod tests {
                 "people.email: filtered",
             ]
         );
+    }
+
+    #[test]
+    fn values_that_enter_expressions_are_computed() {
+        // Plain comparisons, IN lists, BETWEEN, IS NULL and plain aggregate
+        // arguments are not; casts, functions and arithmetic are.
+        assert_eq!(
+            usages(
+                "SELECT count(p.email) FROM people p JOIN orders o ON o.person_id = p.id \
+                 WHERE p.name IN ('a', $1) AND p.id BETWEEN 1 AND 2 + 3 AND o.card IS NULL"
+            ),
+            [
+                "orders.person_id: joined",
+                "orders.card: filtered",
+                "people.id: filtered joined",
+                "people.email: aggregated",
+                "people.name: filtered",
+            ]
+        );
+        assert_eq!(
+            usages(
+                "SELECT count(*) FROM people p JOIN orders o ON o.person_id + 0 = p.id \
+                 WHERE p.name::int = 1 OR upper(p.email) = 'X' GROUP BY lower(p.name)"
+            ),
+            [
+                "orders.person_id: joined computed",
+                // Compared with a computed value: not a plain comparison.
+                "people.id: joined computed",
+                "people.email: filtered computed",
+                "people.name: filtered grouped computed",
+            ]
+        );
+        // An aggregate's result compared plainly keeps its argument plain;
+        // cast, it does not (`max` returns a stored value).
+        assert_eq!(
+            usages(
+                "SELECT 1 FROM people GROUP BY id HAVING count(email) > 1 AND max(name)::int > 0"
+            ),
+            [
+                "people.id: grouped",
+                "people.email: filtered",
+                "people.name: filtered computed",
+            ]
+        );
+        // A table function computes on its arguments; LIMIT's subquery filters.
+        assert_eq!(
+            usages(
+                "SELECT 1 FROM people p, LATERAL generate_series(1, p.id) g \
+                 LIMIT (SELECT count(*) FROM orders WHERE card = 'x')"
+            ),
+            ["orders.card: filtered", "people.id: computed"]
+        );
+    }
+
+    #[test]
+    fn clauses_the_resolver_does_not_follow_are_errors() {
+        let schema = schema();
+        for sql_text in [
+            "SELECT row_number() OVER w FROM people WINDOW w AS (ORDER BY email)",
+            "SELECT name FROM people QUALIFY true",
+        ] {
+            let stmt = Parser::parse_sql(&PostgreSqlDialect {}, sql_text).unwrap();
+            assert!(
+                statement_usages(&stmt[0], &schema, &["app"]).is_err(),
+                "{sql_text}"
+            );
+        }
     }
 
     #[test]

@@ -12,8 +12,28 @@ use crate::plan::Categories;
 /// Words rule clauses read as keywords; a label or category with such a name
 /// could not be written in a clause target.
 const RESERVED: &[&str] = &[
-    "read", "write", "ddl", "export", "admin", "table", "column", "function", "by", "with",
-    "override", "all", "allow", "mask", "deny", "require", "filter", "limit",
+    "read",
+    "write",
+    "ddl",
+    "export",
+    "admin",
+    "table",
+    "column",
+    "function",
+    "by",
+    "with",
+    "override",
+    "all",
+    "allow",
+    "mask",
+    "deny",
+    "require",
+    "filter",
+    "limit",
+    "join",
+    "group",
+    "order",
+    "aggregate",
 ];
 
 /// At most this many categories (one bit each in [`Categories`]).

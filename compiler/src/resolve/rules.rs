@@ -209,6 +209,13 @@ impl Cx<'_> {
                         ApprovalScope::Executions(n.value)
                     }
                 };
+                if actions.iter().any(|a| a.usage().is_some()) {
+                    self.diags.push(diag::not_applicable(
+                        c.span,
+                        "approval of a usage action",
+                        "usage actions are allowed or denied; approvals hold reads and writes",
+                    ));
+                }
                 if matches!(resolved, Some(Target::Functions(_))) {
                     self.diags.push(diag::not_applicable(
                         c.span,
@@ -289,6 +296,18 @@ impl Cx<'_> {
             if !out.contains(&a.action) {
                 out.push(a.action);
             }
+        }
+        // A usage action becomes one Cedar request with the usage in its
+        // context; read, write and the others are requests of their own.
+        if out.iter().any(|a| a.usage().is_some()) && out.iter().any(|a| a.usage().is_none()) {
+            let (first, last) = (actions[0].span, actions[actions.len() - 1].span);
+            let span = Span::new(first.file, first.start, last.end);
+            self.diags.push(diag::not_applicable(
+                span,
+                "usage actions (`join`, `filter`, `group`, `order`, `aggregate`) beside other actions",
+                "write usage actions in a clause of their own",
+            ));
+            out.retain(|a| a.usage().is_none());
         }
         if out.is_empty() {
             out.push(Action::Read);

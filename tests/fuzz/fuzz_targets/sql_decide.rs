@@ -1,5 +1,7 @@
 //! Any statement text: the engine decides without panicking, and every
-//! rewrite it produces parses again.
+//! rewrite it produces parses again. The identity is the quickstart's `ci`
+//! with a usage grant added, so the scope resolver and the grant path run
+//! on every statement that touches `customers`.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -19,6 +21,11 @@ fn setup() -> &'static (Engine, std::sync::Arc<PrincipalAccess>) {
         let schema = schema::lock::from_str(include_str!("../../../examples/quickstart/schema.lock.json")).expect("lock");
         let mut parsed = Parsed::default();
         policy::add_source(&mut parsed, "q.clsf", include_str!("../../../examples/quickstart/policy/quickstart.clsf"));
+        policy::add_source(
+            &mut parsed,
+            "grant.clsf",
+            "rule ci_match for ci {\n  allow join, filter, aggregate column public.customers.ssn\n}\n",
+        );
         let (plan, _) = resolve::compile(&parsed, &schema);
         let engine = Engine::new(plan.expect("quickstart compiles")).expect("cedar");
         let access = engine.access_for(&Identity { subject: "f".into(), groups: vec!["ci".into()] });
