@@ -508,6 +508,9 @@ fn usage_grants_let_a_withheld_column_be_joined_filtered_or_aggregated_never_rea
     );
     let msg = denied(decide(&e, k8s(), "SELECT sum(total_cents / 0) FROM orders"));
     assert!(msg.contains("(aggregated, computed)"), "{msg}");
+    // `max` returns a stored value as it is: not a summary.
+    let msg = denied(decide(&e, k8s(), "SELECT max(total_cents) FROM orders"));
+    assert!(msg.contains("(aggregated, computed)"), "{msg}");
 }
 
 #[test]

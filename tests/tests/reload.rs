@@ -280,3 +280,61 @@ fn configmap_swaps_and_rename_over_writes_are_picked_up() {
         .count();
     assert_eq!(failed, 0, "no reload read a half-swapped or doubled policy");
 }
+
+/// A lock pulled again (written in place) or replaced by a rename is
+/// reloaded; the audit trail appended beside it for every statement is not
+/// a change.
+#[test]
+fn a_new_schema_lock_is_reloaded_whether_written_or_renamed_over() {
+    let q = fixture::quickstart(None);
+    q.pg.superuser_sql(
+        "shop",
+        "CREATE TABLE shipments (id integer); GRANT ALL ON shipments TO clsf_gateway",
+    );
+    let (proxy, _, _) = proxy_with_editable_policy(&q);
+    assert_eq!(
+        q.lock.parent(),
+        Some(q.dir.path()),
+        "the audit trail shares the lock's directory"
+    );
+    let ci = q.issuer.ci_token();
+    let refused = |expect: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = clsf_tests::psql::run(proxy.addr, &ci, "SELECT id FROM shipments;");
+            if out.stderr.contains(expect) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "never: {expect}\n{}", out.stderr);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    refused("not in the schema clsf was compiled against");
+    // Statements write the audit trail beside the lock: no reload.
+    for _ in 0..20 {
+        clsf_tests::psql::run(proxy.addr, &ci, "SELECT status FROM orders;");
+    }
+    let reloads = |proxy: &Proxy| {
+        proxy
+            .audit_events()
+            .iter()
+            .filter(|e| e["event"] == "reload")
+            .count()
+    };
+    assert_eq!(reloads(&proxy), 0);
+
+    // Pulled again in place: the new table is known (and, unclassified,
+    // restricted: denied to ci rather than unknown).
+    fixture::pull_lock(&q.pg, &q.lock);
+    refused("permission denied for column `id` of relation `public.shipments`");
+    wait_for_event(&proxy, "reload", 1);
+
+    // Pulled elsewhere and renamed over the lock, as deployment tools do.
+    q.pg.superuser_sql("shop", "DROP TABLE shipments");
+    let staged = q.dir.path().join("staged.lock.json");
+    fixture::pull_lock(&q.pg, &staged);
+    std::fs::rename(&staged, &q.lock).unwrap();
+    refused("not in the schema clsf was compiled against");
+    wait_for_event(&proxy, "reload", 2);
+    assert_eq!(reloads(&proxy), 2);
+}

@@ -44,7 +44,7 @@ pub enum Usage {
     Returned,
     /// Its value enters an expression other than a plain comparison with a
     /// column, literal or parameter (`=`, `<`, `IN`, `BETWEEN`, `LIKE`,
-    /// `IS NULL`) or a plain aggregate argument: a cast or function could
+    /// `IS NULL`) or a summarising aggregate's argument: a cast or function could
     /// echo it in an error. Not a usage class of its own; it keeps a `use`
     /// grant from applying.
     Computed,
@@ -1102,13 +1102,33 @@ fn is_constant(e: &sql::Expr) -> bool {
 }
 
 /// An aggregate over plain arguments, without `FILTER`, ordering or a window.
+/// Only aggregates that summarise (never return one of their inputs as it
+/// is, as `min`, `max`, `string_agg` or `array_agg` do) count, in
+/// `pg_catalog` or unqualified.
 fn is_plain_aggregate(f: &sql::Function) -> bool {
-    let named = f
+    const SUMMARIES: &[&str] = &[
+        "count",
+        "sum",
+        "avg",
+        "stddev",
+        "stddev_pop",
+        "stddev_samp",
+        "variance",
+        "var_pop",
+        "var_samp",
+    ];
+    let parts: Vec<String> = f
         .name
         .0
-        .last()
-        .and_then(|p| p.as_ident())
-        .is_some_and(|i| sql_lists::AGGREGATES.contains(&fold(i).as_str()));
+        .iter()
+        .filter_map(|p| p.as_ident())
+        .map(fold)
+        .collect();
+    let named = match parts.as_slice() {
+        [name] => SUMMARIES.contains(&name.as_str()),
+        [schema, name] => schema == "pg_catalog" && SUMMARIES.contains(&name.as_str()),
+        _ => false,
+    };
     let plain_args = match &f.args {
         sql::FunctionArguments::List(list) => list.clauses.is_empty(),
         _ => false,
@@ -1622,14 +1642,15 @@ mod tests {
                 "people.name: filtered grouped computed",
             ]
         );
-        // An aggregate's result compared plainly keeps its argument plain;
-        // cast, it does not (`max` returns a stored value).
+        // A summary's result compared plainly keeps its argument plain;
+        // cast, it does not; `max` returns a stored value: never plain.
         assert_eq!(
             usages(
-                "SELECT 1 FROM people GROUP BY id HAVING count(email) > 1 AND max(name)::int > 0"
+                "SELECT 1 FROM people GROUP BY id \
+                 HAVING count(email) > 1 AND sum(id)::text = 'x' AND max(name) > 'a'"
             ),
             [
-                "people.id: grouped",
+                "people.id: filtered grouped computed",
                 "people.email: filtered",
                 "people.name: filtered computed",
             ]

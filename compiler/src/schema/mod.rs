@@ -3,10 +3,12 @@
 //! from a live PostgreSQL catalog.
 
 pub mod catalog;
+#[cfg(feature = "db")]
 pub mod connect;
 pub mod drift;
 pub mod lock;
 pub mod model;
+#[cfg(feature = "db")]
 pub mod pull;
 
 pub use model::{
