@@ -639,7 +639,10 @@ impl Cx<'_> {
 
     fn mask_expr(&self, pair: Pair<'_, Rule>) -> ast::MaskExpr {
         let span = self.span(&pair);
-        let parens = pair.as_str().contains('(');
+        // Without its argument list the pair's text runs on over the
+        // comments after the name, which may hold a `(`: look at the span,
+        // which ends at the name or the `)`.
+        let parens = self.text[span.start - self.offset..span.end - self.offset].contains('(');
         let mut inner = parts(pair);
         let name = self.name(inner.next().expect("grammar: mask name"));
         let args = inner

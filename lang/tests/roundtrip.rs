@@ -273,3 +273,18 @@ fn usage_actions_parse_as_actions() {
     );
     assert_eq!(format(&parsed.file, text), text);
 }
+
+/// Found by the fuzzer in CI: a comment holding `(` after a mask without
+/// arguments made the parser think the mask had an argument list, so the
+/// second formatting printed `mask email()`.
+#[test]
+fn a_parenthesis_in_a_comment_after_a_mask_is_not_its_argument_list() {
+    let text = "labels public < confidential\nclassify columns named /^x$/ of type text, ci// note (x\n  as confidential mask email\n";
+    let parsed = parse(FileId(0), text);
+    assert!(parsed.diagnostics.is_empty(), "{:?}", parsed.diagnostics);
+    let formatted = format(&parsed.file, text);
+    assert!(formatted.contains("mask email // note (x"), "{formatted}");
+    let again = parse(FileId(0), &formatted);
+    assert!(again.diagnostics.is_empty(), "{formatted}");
+    assert_eq!(format(&again.file, &formatted), formatted);
+}
