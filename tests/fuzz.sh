@@ -9,6 +9,8 @@
 #     scope resolution, decision, rewrite; every rewrite must parse again),
 #     seeded with the statements of the bypass and differential suites.
 #   bash tests/fuzz.sh [SECONDS]      (default 60)
+#   bash tests/fuzz.sh build          (build the targets only; CI does this
+#                                      at low priority while the suite runs)
 # Needs a nightly toolchain (for the coverage instrumentation) and
 # cargo-fuzz; cargo-fuzz is installed from crates.io when missing. A
 # toolchain cannot be installed on this project's machines, so without
@@ -17,6 +19,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
 secs="${1:-60}"
+build_only=false
+if [ "$secs" = build ]; then
+    build_only=true
+fi
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
     echo "fuzz: SKIPPED: no nightly toolchain on this machine (rustup toolchain install nightly)" >&2
@@ -64,6 +70,10 @@ for dir in lang/fuzz runtime/fuzz tests/fuzz; do
         exit 1
     }
 done
+
+if "$build_only"; then
+    exit 0
+fi
 
 run() { # dir target
     mkdir -p "$work/$2/artifacts"

@@ -264,10 +264,12 @@ impl AuditLog {
     fn write_event(&self, event: &Event<'_>) -> std::io::Result<u64> {
         // Serialized before taking the lock: every session appends, and the
         // lock need only cover the chain (sequence, hash, write).
-        let event_json = serde_json::to_vec(event).map_err(std::io::Error::other)?;
+        // Room in front for the chain fields, so the line is built in place.
+        let mut buffer = vec![b' '; CHAIN_ROOM];
+        serde_json::to_writer(&mut buffer, event).map_err(std::io::Error::other)?;
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let (line, hash) = chain_line(&inner, &event_json);
-        let written = inner.file.write_all(&line).and_then(|()| {
+        let (line, hash) = chain_line(&inner, &mut buffer);
+        let written = inner.file.write_all(line).and_then(|()| {
             if self.fsync {
                 inner.file.sync_data()
             } else {
@@ -320,18 +322,27 @@ impl AuditLog {
     }
 }
 
+/// Bytes reserved in front of an event's JSON for the chain fields
+/// (`{"seq":N,"prev":"HEX",`: at most 102).
+const CHAIN_ROOM: usize = 128;
+
 /// The event's line (with `seq` and `prev` in front and a newline) and
-/// its hash, the chain's next `prev`.
-fn chain_line(inner: &Inner, event_json: &[u8]) -> (Vec<u8>, String) {
+/// its hash, the chain's next `prev`. `buffer` is [`CHAIN_ROOM`] bytes of
+/// room and then the event's JSON object.
+fn chain_line<'b>(inner: &Inner, buffer: &'b mut Vec<u8>) -> (&'b [u8], String) {
     // The chain fields go first; they are spliced in front of the event's
-    // own fields rather than serialized through a wrapper with
-    // `#[serde(flatten)]`, which goes through a map and costs several times
-    // more per statement. `prev` is hex, so it needs no escaping.
-    let mut bytes = format!("{{\"seq\":{},\"prev\":\"{}\",", inner.seq, inner.prev).into_bytes();
-    bytes.extend_from_slice(&event_json[1..]);
-    let hash = hex::encode(Sha256::digest(&bytes));
-    bytes.push(b'\n');
-    (bytes, hash)
+    // own fields (over its `{`) rather than serialized through a wrapper
+    // with `#[serde(flatten)]`, which goes through a map and costs several
+    // times more per statement. `prev` is hex, so it needs no escaping.
+    let prefix = format!("{{\"seq\":{},\"prev\":\"{}\",", inner.seq, inner.prev);
+    let start = CHAIN_ROOM + 1 - prefix.len();
+    buffer[start..=CHAIN_ROOM].copy_from_slice(prefix.as_bytes());
+    let mut hex = [0u8; 64];
+    hex::encode_to_slice(Sha256::digest(&buffer[start..]), &mut hex)
+        .expect("a SHA-256 digest is 64 hex digits");
+    let hash = String::from_utf8_lossy(&hex).into_owned();
+    buffer.push(b'\n');
+    (&buffer[start..], hash)
 }
 
 /// `path.NNNNNNNNNNNN`: a rotated file, named by its first event's `seq`.

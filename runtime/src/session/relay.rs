@@ -195,6 +195,15 @@ pub(super) async fn relay(
         to_client: BytesMut::new(),
         to_upstream: BytesMut::new(),
     };
+    // One timer for the whole session: a sleep created per loop turn
+    // registers and clears a timer entry twice per statement.
+    let expiry = async {
+        match deadline {
+            Some((at, _)) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expiry);
     let outcome = async {
         loop {
             // Handle everything already buffered before reading more; nothing
@@ -311,12 +320,7 @@ pub(super) async fn relay(
                     busy = busy.map(|(since, _)| (since, true));
                 }
                 // The credential's time is up (token expiry, longest session).
-                () = async {
-                    match deadline {
-                        Some((at, _)) => tokio::time::sleep_until(at).await,
-                        None => std::future::pending().await,
-                    }
-                } => {
+                () = &mut expiry => {
                     let why = deadline.map_or("", |(_, why)| why);
                     let _ = send(&mut client, &errors::session_expired(why)).await;
                     let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
