@@ -83,6 +83,13 @@ pub fn watch(shared: Arc<Shared>, config: Config) -> Result<PolicyWatcher, Strin
     })
 }
 
+/// The directory holding `lock` (`.` for a bare file name).
+fn lock_dir(lock: &std::path::Path) -> PathBuf {
+    lock.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), PathBuf::from)
+}
+
 /// The schema lock's directory, watched (not the file: tools replace files
 /// by renaming, which a watch on the old file would miss) for the events
 /// that can give the lock new contents: a write closed, a file created,
@@ -101,10 +108,7 @@ struct LockWatch {
 impl LockWatch {
     fn start(lock: &std::path::Path, tx: mpsc::Sender<()>) -> Result<LockWatch, String> {
         use inotify::{Inotify, WatchMask};
-        let dir = lock
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .map_or_else(|| PathBuf::from("."), PathBuf::from);
+        let dir = lock_dir(lock);
         let name = lock.file_name().map(std::ffi::OsStr::to_owned);
         let cannot = |e: std::io::Error| format!("cannot watch {}: {e}", dir.display());
         let mut inotify = Inotify::init().map_err(cannot)?;
@@ -164,10 +168,7 @@ struct LockWatch {
 #[cfg(not(target_os = "linux"))]
 impl LockWatch {
     fn start(lock: &std::path::Path, tx: mpsc::Sender<()>) -> Result<LockWatch, String> {
-        let dir = lock
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .map_or_else(|| PathBuf::from("."), PathBuf::from);
+        let dir = lock_dir(lock);
         let watched = lock.to_path_buf();
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {

@@ -833,13 +833,13 @@ fn resolve_uses(
     let Ok(usages) = scope::statement_usages(stmt, &plan.schema, SEARCH_PATH) else {
         return Ok(None);
     };
+    let grantable = Usage::GRANTABLE.iter().fold(0u16, |b, u| b | u.bit());
     let mut granted = HashSet::new();
     for (&(ri, ci), how) in &usages {
         if !plan.is_decided(ri) || access.columns[ri][ci] == Access::Clear {
             continue;
         }
         let bits = how.iter().fold(0u16, |b, u| b | u.bit());
-        let grantable = Usage::GRANTABLE.iter().fold(0u16, |b, u| b | u.bit());
         if bits & !grantable == 0 && bits & !access.uses(ri, ci) == 0 {
             granted.insert((ri, ci));
             continue;
@@ -868,11 +868,15 @@ fn reads(
 ) -> Result<Outcome, Denial> {
     check_functions(access, a)?;
     let mut out = Outcome::pass();
-    let restricted = a.tables.iter().any(|t| {
-        !t.is_function
-            && matches!(resolve(plan, &t.parts, &a.ctes),
-                Resolved::Relation(ri) if access.relation_restricted(ri))
-    });
+    // Each relation reference resolved once (None for table functions).
+    let mut resolved: Vec<Option<Resolved>> = a
+        .tables
+        .iter()
+        .map(|t| (!t.is_function).then(|| resolve(plan, &t.parts, &a.ctes)))
+        .collect();
+    let restricted = resolved
+        .iter()
+        .any(|r| matches!(r, Some(Resolved::Relation(ri)) if access.relation_restricted(*ri)));
     let resolution = if restricted {
         resolve_uses(plan, access, stmt)?
     } else {
@@ -888,7 +892,10 @@ fn reads(
             check_function(access, name, schema)?;
             continue;
         }
-        let ri = match resolve(plan, &t.parts, &a.ctes) {
+        let Some(this) = resolved[ti].take() else {
+            return Err(internal_denial("a relation reference was not resolved"));
+        };
+        let ri = match this {
             Resolved::Relation(ri) => ri,
             Resolved::Cte => {
                 // A CTE that shadows a protected relation's name makes the
@@ -989,10 +996,11 @@ fn reads(
         }
     }
     for parts in &a.other_relations {
-        if let Resolved::Relation(ri) = resolve(plan, parts, &a.ctes) {
+        let this = resolve(plan, parts, &a.ctes);
+        if let Resolved::Relation(ri) = this {
             out.limit(plan, access, ri);
         }
-        match resolve(plan, parts, &a.ctes) {
+        match this {
             Resolved::Relation(ri) if access.relation_restricted(ri) => {
                 return Err(internal_denial(&format!(
                     "`{}` is used in a position clsf does not rewrite",
@@ -1120,7 +1128,8 @@ fn writes(
         .map(|t| &t.parts)
         .chain(a.other_relations.iter());
     for parts in all {
-        if let Resolved::Relation(ri) = resolve(plan, parts, &a.ctes)
+        let this = resolve(plan, parts, &a.ctes);
+        if let Resolved::Relation(ri) = this
             && let Some((rows, rule)) = row_limit(plan, access, ri)
         {
             // Copying rows elsewhere would lift the limit.
@@ -1134,7 +1143,7 @@ fn writes(
                 policies: Vec::new(),
             });
         }
-        match resolve(plan, parts, &a.ctes) {
+        match this {
             Resolved::Relation(ri) if access.relation_restricted(ri) => {
                 return Err(Denial {
                     sqlstate: INSUFFICIENT_PRIVILEGE,

@@ -1101,22 +1101,10 @@ fn is_constant(e: &sql::Expr) -> bool {
     e.visit(&mut Constant).is_continue()
 }
 
-/// An aggregate over plain arguments, without `FILTER`, ordering or a window.
-/// Only aggregates that summarise (never return one of their inputs as it
-/// is, as `min`, `max`, `string_agg` or `array_agg` do) count, in
-/// `pg_catalog` or unqualified.
+/// A summarising aggregate ([`sql_lists::SUMMARY_AGGREGATES`], unqualified
+/// or in `pg_catalog`) over plain arguments, without `FILTER`, ordering or
+/// a window.
 fn is_plain_aggregate(f: &sql::Function) -> bool {
-    const SUMMARIES: &[&str] = &[
-        "count",
-        "sum",
-        "avg",
-        "stddev",
-        "stddev_pop",
-        "stddev_samp",
-        "variance",
-        "var_pop",
-        "var_samp",
-    ];
     let parts: Vec<String> = f
         .name
         .0
@@ -1125,8 +1113,10 @@ fn is_plain_aggregate(f: &sql::Function) -> bool {
         .map(fold)
         .collect();
     let named = match parts.as_slice() {
-        [name] => SUMMARIES.contains(&name.as_str()),
-        [schema, name] => schema == "pg_catalog" && SUMMARIES.contains(&name.as_str()),
+        [name] => sql_lists::SUMMARY_AGGREGATES.contains(&name.as_str()),
+        [schema, name] => {
+            schema == "pg_catalog" && sql_lists::SUMMARY_AGGREGATES.contains(&name.as_str())
+        }
         _ => false,
     };
     let plain_args = match &f.args {

@@ -279,6 +279,21 @@ pub const PROTECTED_SETTINGS: &[&str] = &[
     "backslash_quote",
 ];
 
+/// Aggregates that summarise their inputs and never return one as it is
+/// (as `min`, `max`, `string_agg` or `array_agg` do): a `use` grant's
+/// `aggregated` class covers only these.
+pub const SUMMARY_AGGREGATES: &[&str] = &[
+    "count",
+    "sum",
+    "avg",
+    "stddev",
+    "stddev_pop",
+    "stddev_samp",
+    "variance",
+    "var_pop",
+    "var_samp",
+];
+
 /// Aggregate functions, for usage classes (a column inside one is
 /// `aggregated`). Being listed here does not make a function safe: that is
 /// `SAFE_FUNCTIONS`.
