@@ -74,7 +74,7 @@ pub struct Event<'a> {
     pub rules: Option<&'a [String]>,
     /// The columns read, as `schema.table.column (label): access`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub columns: Option<&'a [String]>,
+    pub columns: Option<Columns<'a>>,
     /// The session's statements that completed since its last event.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completed: Option<&'a [Completion]>,
@@ -116,6 +116,34 @@ impl<'a> Event<'a> {
             columns: None,
             completed: None,
         }
+    }
+}
+
+/// The columns a statement read, serialized as strings
+/// `schema.table.column (label): access` straight into the event's line
+/// (no string per column is built first: this is on every statement).
+#[derive(Debug, Clone, Copy)]
+pub struct Columns<'a>(pub &'a [clsf_compiler::engine::ColumnUse]);
+
+impl Serialize for Columns<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        struct Shown<'c>(&'c clsf_compiler::engine::ColumnUse);
+        impl std::fmt::Display for Shown<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{} ({}): {}", self.0.column, self.0.label, self.0.access)
+            }
+        }
+        impl Serialize for Shown<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for column in self.0 {
+            seq.serialize_element(&Shown(column))?;
+        }
+        seq.end()
     }
 }
 
@@ -334,9 +362,16 @@ fn chain_line<'b>(inner: &Inner, buffer: &'b mut Vec<u8>) -> (&'b [u8], String) 
     // own fields (over its `{`) rather than serialized through a wrapper
     // with `#[serde(flatten)]`, which goes through a map and costs several
     // times more per statement. `prev` is hex, so it needs no escaping.
-    let prefix = format!("{{\"seq\":{},\"prev\":\"{}\",", inner.seq, inner.prev);
-    let start = CHAIN_ROOM + 1 - prefix.len();
-    buffer[start..=CHAIN_ROOM].copy_from_slice(prefix.as_bytes());
+    let mut prefix = std::io::Cursor::new([0u8; CHAIN_ROOM]);
+    write!(
+        prefix,
+        "{{\"seq\":{},\"prev\":\"{}\",",
+        inner.seq, inner.prev
+    )
+    .expect("the chain fields fit in CHAIN_ROOM");
+    let used = usize::try_from(prefix.position()).expect("at most CHAIN_ROOM");
+    let start = CHAIN_ROOM + 1 - used;
+    buffer[start..=CHAIN_ROOM].copy_from_slice(&prefix.get_ref()[..used]);
     let mut hex = [0u8; 64];
     hex::encode_to_slice(Sha256::digest(&buffer[start..]), &mut hex)
         .expect("a SHA-256 digest is 64 hex digits");

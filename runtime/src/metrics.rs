@@ -9,6 +9,9 @@ use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, &'static str)>;
 
+/// The decisions a statement can have.
+const DECISIONS: [&str; 4] = ["allow", "mask", "deny", "hold"];
+
 /// Every metric the proxy keeps.
 pub struct Metrics {
     registry: Registry,
@@ -18,6 +21,10 @@ pub struct Metrics {
     pub sessions: Counter,
     /// Statements by decision (`allow`, `mask`, `deny`, `hold`).
     statements: Family<Labels, Counter>,
+    /// The family's counters for the decisions the engine makes, looked
+    /// up once: `get_or_create` allocates and hashes a label set, which
+    /// showed in profiles of the per-statement path.
+    decided: [(&'static str, Counter); 4],
     /// Approval requests waiting now.
     pub approvals_pending: Gauge,
     /// Approval requests by outcome.
@@ -47,6 +54,7 @@ impl Default for Metrics {
             sessions_open: Gauge::default(),
             sessions: Counter::default(),
             statements: Family::default(),
+            decided: Default::default(),
             approvals_pending: Gauge::default(),
             approvals: Family::default(),
             // 1 s … ~4.5 h
@@ -100,16 +108,33 @@ impl Default for Metrics {
             "Time to decide one query string or Parse",
             m.decision_seconds.clone(),
         );
-        Metrics { registry, ..m }
+        let decided = DECISIONS.map(|d| {
+            (
+                d,
+                m.statements.get_or_create(&vec![("decision", d)]).clone(),
+            )
+        });
+        Metrics {
+            registry,
+            decided,
+            ..m
+        }
     }
 }
 
 impl Metrics {
     /// Counts a statement decided `decision`.
     pub fn statement(&self, decision: &'static str) {
-        self.statements
-            .get_or_create(&vec![("decision", decision)])
-            .inc();
+        match self.decided.iter().find(|(d, _)| *d == decision) {
+            Some((_, counter)) => {
+                counter.inc();
+            }
+            None => {
+                self.statements
+                    .get_or_create(&vec![("decision", decision)])
+                    .inc();
+            }
+        }
     }
 
     /// Counts an approval request's outcome (`approved`, `denied`, …).
@@ -146,6 +171,11 @@ mod tests {
         );
         assert!(
             text.contains("clsf_approvals_total{outcome=\"approved\"} 1"),
+            "{text}"
+        );
+        // The other decisions show from the start, at zero.
+        assert!(
+            text.contains("clsf_statements_total{decision=\"deny\"} 0"),
             "{text}"
         );
         assert!(text.contains("clsf_sessions_open 1"), "{text}");

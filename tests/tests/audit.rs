@@ -23,6 +23,15 @@ fn a_full_audit_trail_refuses_statements_instead_of_running_them() {
         .arg(bin("clsf-proxy"))
         .arg(&q.config);
     let (_proxy, addr, log) = spawn_binary(command);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let extended = runtime.block_on(async {
+        let (client, conn) = clsf_tests::client::config(addr.port(), "dba", &q.issuer.dba_token())
+            .connect(tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+    });
     let script: String = (0..300)
         .map(|i| format!("INSERT INTO orders VALUES ({}, 1, 1, 'audit');\n", 1000 + i))
         .collect();
@@ -36,6 +45,18 @@ fn a_full_audit_trail_refuses_statements_instead_of_running_them() {
         "{}",
         out.stderr
     );
+    // The extended protocol too: a statement prepared while the trail is
+    // full is not executed (its event, due at the Execute, cannot be
+    // written). The session was opened while there was room.
+    let refused = runtime.block_on(async {
+        extended
+            .execute("INSERT INTO orders VALUES ($1, 1, 1, 'audit')", &[&5000i32])
+            .await
+            .unwrap_err()
+    });
+    assert_eq!(refused.code().map(|c| c.code()), Some("58030"), "{refused}");
+    drop(extended);
+    drop(runtime);
     // Exactly the audited statements ran.
     let rows = q.pg.superuser_sql(
         DATABASE,

@@ -281,3 +281,104 @@ fn startup_like(body: &[u8]) -> Vec<u8> {
     out.extend_from_slice(body);
     out
 }
+
+/// The extended protocol's statements are recorded once, before they run:
+/// an unnamed `Parse`/`Bind`/`Execute`/`Sync` pipeline (what pgbench,
+/// psycopg and node-postgres send) writes one `statement` event, at its
+/// `Execute`, carrying the decision made at the `Parse`; a statement only
+/// prepared is recorded at its `Sync`, and one prepared without a `Sync`
+/// when the session ends.
+#[test]
+fn an_extended_statement_is_recorded_once_before_it_runs() {
+    use clsf_tests::postgres::DATABASE;
+    use clsf_tests::raw::login;
+    let q = fixture::quickstart(None);
+    let proxy = Proxy::start(&q.config);
+    let parse = |name: &str, text: &str| {
+        let mut body = format!("{name}\0{text}\0").into_bytes();
+        body.extend_from_slice(&0i16.to_be_bytes());
+        message(b'P', &body)
+    };
+    let bind = |value: &str| {
+        let mut body = b"\0\0".to_vec();
+        body.extend_from_slice(&0i16.to_be_bytes());
+        body.extend_from_slice(&1i16.to_be_bytes());
+        body.extend_from_slice(&(value.len() as i32).to_be_bytes());
+        body.extend_from_slice(value.as_bytes());
+        body.extend_from_slice(&0i16.to_be_bytes());
+        message(b'B', &body)
+    };
+    let execute = message(b'E', b"\0\0\0\0\0");
+    let sync = message(b'S', b"");
+    let point = "SELECT email FROM customers WHERE id = $1";
+    let mut bytes = login("ci", DATABASE, &q.issuer.ci_token());
+    for id in ["1", "2"] {
+        bytes.extend(parse("", point));
+        bytes.extend(bind(id));
+        bytes.extend_from_slice(&execute);
+        bytes.extend_from_slice(&sync);
+    }
+    bytes.extend(parse(
+        "only_prepared",
+        "SELECT id FROM customers WHERE id = $1",
+    ));
+    bytes.extend_from_slice(&sync);
+    bytes.extend(parse("never_synced", "SELECT name FROM customers"));
+    bytes.extend(message(b'X', b""));
+    let reply = exchange(proxy.addr, &bytes);
+    assert!(contains(&reply, "****@example.com"), "{reply:?}");
+    assert!(contains(&reply, "****@turing.org"), "{reply:?}");
+    assert!(!contains(&reply, "ada@example.com"), "nothing in clear");
+
+    // The disconnect event follows the close the client saw.
+    let mut events = proxy.audit_events();
+    for _ in 0..100 {
+        if events.iter().any(|e| e["event"] == "disconnect") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        events = proxy.audit_events();
+    }
+    let of = |text: &str| -> Vec<&serde_json::Value> {
+        events.iter().filter(|e| e["statement"] == text).collect()
+    };
+    let runs = of(point);
+    assert_eq!(runs.len(), 2, "one event per execution: {runs:#?}");
+    for e in &runs {
+        assert_eq!(e["event"], "statement");
+        assert_eq!(e["decision"], "mask");
+        assert!(
+            e["columns"].as_array().is_some_and(|c| !c.is_empty()),
+            "{e}"
+        );
+    }
+    // Each execution's rows are recorded on a later event.
+    for run in &runs {
+        let completed: Vec<&serde_json::Value> = events
+            .iter()
+            .filter_map(|e| e["completed"].as_array())
+            .flatten()
+            .filter(|c| c["statement_seq"] == run["seq"])
+            .collect();
+        assert_eq!(completed.len(), 1, "{events:#?}");
+        assert_eq!(completed[0]["rows"], 1);
+        assert_eq!(completed[0]["outcome"], "ok");
+    }
+    let prepared = of("SELECT id FROM customers WHERE id = $1");
+    assert_eq!(prepared.len(), 1, "{prepared:#?}");
+    assert_eq!(prepared[0]["event"], "statement");
+    let unsynced = of("SELECT name FROM customers");
+    assert_eq!(unsynced.len(), 1, "recorded when the session ended");
+    let session = &unsynced[0]["session"];
+    let last = events
+        .iter()
+        .rev()
+        .find(|e| &e["session"] == session)
+        .unwrap();
+    assert_eq!(last["event"], "disconnect", "{events:#?}");
+    assert!(last["seq"].as_u64() > unsynced[0]["seq"].as_u64());
+    assert!(
+        !events.iter().any(|e| e["event"] == "execute"),
+        "no second line for a first execution"
+    );
+}

@@ -4,15 +4,18 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::{Bytes, BytesMut};
-use clsf_compiler::engine::{Decision, Denial, Hold, Identity, PrincipalAccess, Verdict};
+use clsf_compiler::engine::{
+    Decision, Denial, Hold, Identity, PrincipalAccess, StatementReport, Verdict,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use tokio::sync::broadcast;
 
 use crate::approvals::{self, State};
-use crate::audit::{Completion, Event};
+use crate::audit::{Columns, Completion, Event};
 use crate::auth::Proven;
 use crate::extended::{Sent, Tracker};
 use crate::tls::{ClientStream, UpstreamStream};
@@ -34,6 +37,13 @@ struct Prepared {
     /// What was forwarded, and under which policy generation.
     verdict: Verdict,
     generation: u64,
+    /// The engine's report for its `statement` event (`None` for an empty
+    /// statement).
+    report: Option<StatementReport>,
+    /// Whether its `statement` event is written. An allowed `Parse` is
+    /// recorded with its first `Execute` (one line per execution instead
+    /// of two), or at the `Sync` after it when it is not executed before.
+    recorded: AtomicBool,
 }
 
 /// A portal: what its statement was when it was bound (a later Parse of
@@ -126,6 +136,9 @@ struct Relay<'a> {
     statements: HashMap<Vec<u8>, Arc<Prepared>>,
     /// Portals by name.
     portals: HashMap<Vec<u8>, Portal>,
+    /// Statements prepared since the last `Sync` whose event may still be
+    /// unwritten (written at the `Sync` unless an `Execute` did).
+    unrecorded: Vec<Arc<Prepared>>,
     /// The statement waiting for approval, if any.
     held: Option<Held>,
     /// Approvals that still cover statements of this session.
@@ -184,6 +197,7 @@ pub(super) async fn relay(
         tracker: Tracker::default(),
         statements: HashMap::new(),
         portals: HashMap::new(),
+        unrecorded: Vec::new(),
         held: None,
         grants: Vec::new(),
         inflight: VecDeque::new(),
@@ -358,6 +372,8 @@ pub(super) async fn relay(
             Some("withdrawn: the session ended"),
         );
     }
+    // Statements prepared and never executed or synced are recorded too.
+    r.record_prepared();
     // What completed since the last event goes on the disconnect event.
     (outcome, std::mem::take(&mut r.completions))
 }
@@ -519,6 +535,7 @@ impl Relay<'_> {
             b'D' | b'H' => self.to_upstream.extend_from_slice(&frame.raw),
             b'S' => {
                 self.refused_until_sync = false;
+                self.record_prepared();
                 self.forward(&frame.raw);
             }
             b'F' => self.local_error(errors::unsupported(
@@ -556,7 +573,9 @@ impl Relay<'_> {
         };
         self.refresh();
         let decision = self.decide(text);
-        if self.audit(text, &decision).is_none() {
+        // A refusal is recorded now; anything else with its first
+        // Execute (or at the Sync), before it runs.
+        if matches!(decision.verdict, Verdict::Deny(_)) && self.audit(text, &decision).is_none() {
             self.refuse_parse(&audit_refusal());
             return Ok(());
         }
@@ -585,20 +604,22 @@ impl Relay<'_> {
                 _ => self.to_upstream.extend_from_slice(&frame.raw),
             },
         }
-        let decided = decision.statements.first().map_or("allow", |r| r.decision);
-        self.statements.insert(
-            parse.name.to_vec(),
-            Arc::new(Prepared {
-                text: text.to_owned(),
-                decision: decided,
-                row_limit: decision
-                    .statements
-                    .first()
-                    .and_then(|r| r.row_limit.clone()),
-                verdict: decision.verdict.clone(),
-                generation: self.loaded.generation,
-            }),
-        );
+        let Decision {
+            verdict,
+            statements,
+        } = decision;
+        let report = statements.into_iter().next();
+        let prepared = Arc::new(Prepared {
+            text: text.to_owned(),
+            decision: report.as_ref().map_or("allow", |r| r.decision),
+            row_limit: report.as_ref().and_then(|r| r.row_limit.clone()),
+            verdict,
+            generation: self.loaded.generation,
+            report,
+            recorded: AtomicBool::new(false),
+        });
+        self.unrecorded.push(prepared.clone());
+        self.statements.insert(parse.name.to_vec(), prepared);
         self.tracker.sent(Sent::ClientParse);
         Ok(())
     }
@@ -643,19 +664,27 @@ impl Relay<'_> {
             });
             return;
         }
-        let mut event = Event::new("execute", self.session);
-        event.subject = Some(&self.identity.subject);
-        event.groups = Some(&self.identity.groups);
-        // A portal of a statement prepared before the proxy saw it cannot
-        // exist: every Parse passes through here.
-        event.statement = prepared.map(|p| p.text.as_str());
-        event.decision = prepared.map(|p| p.decision);
-        event.completed = (!self.completions.is_empty()).then_some(&self.completions[..]);
-        let Ok(seq) = self.shared.audit.append(&event) else {
+        // The statement's own event stands for its first execution.
+        let seq = match prepared {
+            Some(p) if !p.recorded.load(Ordering::Relaxed) => self.record(p),
+            _ => {
+                let mut event = Event::new("execute", self.session);
+                event.subject = Some(&self.identity.subject);
+                event.groups = Some(&self.identity.groups);
+                event.statement = prepared.map(|p| p.text.as_str());
+                event.decision = prepared.map(|p| p.decision);
+                event.completed = (!self.completions.is_empty()).then_some(&self.completions[..]);
+                let seq = self.shared.audit.append(&event).ok();
+                if seq.is_some() {
+                    self.completions.clear();
+                }
+                seq
+            }
+        };
+        let Some(seq) = seq else {
             self.refuse_parse(&audit_refusal());
             return;
         };
-        self.completions.clear();
         // A row limit counts what the portal already delivered.
         let limit = prepared
             .and_then(|p| p.row_limit.clone())
@@ -989,54 +1018,99 @@ impl Relay<'_> {
         done: &[Completion],
     ) -> Option<Vec<u64>> {
         let completed = (!done.is_empty()).then_some(done);
-        let subject = &self.identity.subject;
-        let groups = &self.identity.groups;
         for s in &decision.statements {
             self.shared.metrics.statement(s.decision);
         }
         if decision.statements.is_empty() {
             self.shared.metrics.statement("allow");
-            let mut event = Event::new("statement", self.session);
-            event.subject = Some(subject);
-            event.groups = Some(groups);
-            event.statement = Some(text);
-            event.decision = Some("allow");
-            event.completed = completed;
+            let event = self.empty_event(text, completed);
             return self.shared.audit.append(&event).ok().map(|seq| vec![seq]);
         }
         // The text forwarded in place of the whole string, on its first
         // statement's event.
-        let rewritten = match &decision.verdict {
-            Verdict::Rewrite(t) => Some(t.as_str()),
-            Verdict::Hold(h) => match &h.then {
-                Verdict::Rewrite(t) => Some(t.as_str()),
-                _ => None,
-            },
-            _ => None,
-        };
+        let rewritten = rewritten(&decision.verdict);
         let mut seqs = Vec::with_capacity(decision.statements.len());
         for (i, s) in decision.statements.iter().enumerate() {
-            let columns: Vec<String> = s
-                .columns
-                .iter()
-                .map(|c| format!("{} ({}): {}", c.column, c.label, c.access))
-                .collect();
-            let mut event = Event::new("statement", self.session);
-            event.subject = Some(subject);
-            event.groups = Some(groups);
-            event.statement = Some(&s.text);
-            event.decision = Some(s.decision);
-            event.policies = Some(&s.policies);
-            event.rules = (!s.rules.is_empty()).then_some(&s.rules[..]);
-            event.columns = (!columns.is_empty()).then_some(&columns[..]);
-            event.masked = (!s.masked.is_empty()).then_some(&s.masked[..]);
-            event.observed = (!s.observed.is_empty()).then_some(&s.observed[..]);
-            event.reason = s.reason.as_deref();
-            event.rewritten = if i == 0 { rewritten } else { None };
-            event.completed = if i == 0 { completed } else { None };
+            let event = if i == 0 {
+                self.report_event(s, rewritten, completed)
+            } else {
+                self.report_event(s, None, None)
+            };
             seqs.push(self.shared.audit.append(&event).ok()?);
         }
         Some(seqs)
+    }
+
+    /// The `statement` event of a text without statements (allowed).
+    fn empty_event<'e>(&'e self, text: &'e str, completed: Option<&'e [Completion]>) -> Event<'e> {
+        let mut event = Event::new("statement", self.session);
+        event.subject = Some(&self.identity.subject);
+        event.groups = Some(&self.identity.groups);
+        event.statement = Some(text);
+        event.decision = Some("allow");
+        event.completed = completed;
+        event
+    }
+
+    /// The `statement` event of one statement the engine reported on.
+    fn report_event<'e>(
+        &'e self,
+        s: &'e StatementReport,
+        rewritten: Option<&'e str>,
+        completed: Option<&'e [Completion]>,
+    ) -> Event<'e> {
+        let mut event = Event::new("statement", self.session);
+        event.subject = Some(&self.identity.subject);
+        event.groups = Some(&self.identity.groups);
+        event.statement = Some(&s.text);
+        event.decision = Some(s.decision);
+        event.policies = Some(&s.policies);
+        event.rules = (!s.rules.is_empty()).then_some(&s.rules[..]);
+        event.columns = (!s.columns.is_empty()).then_some(Columns(&s.columns));
+        event.masked = (!s.masked.is_empty()).then_some(&s.masked[..]);
+        event.observed = (!s.observed.is_empty()).then_some(&s.observed[..]);
+        event.reason = s.reason.as_deref();
+        event.rewritten = rewritten;
+        event.completed = completed;
+        event
+    }
+
+    /// Writes a prepared statement's `statement` event (decided at its
+    /// Parse) with what completed since the last event; its `seq`, or
+    /// `None` if it could not be written (it stays unrecorded).
+    fn record(&mut self, p: &Prepared) -> Option<u64> {
+        let rewritten = rewritten(&p.verdict);
+        let completed = (!self.completions.is_empty()).then_some(&self.completions[..]);
+        let seq = match &p.report {
+            Some(report) => {
+                self.shared.metrics.statement(report.decision);
+                self.shared
+                    .audit
+                    .append(&self.report_event(report, rewritten, completed))
+            }
+            None => {
+                self.shared.metrics.statement("allow");
+                self.shared
+                    .audit
+                    .append(&self.empty_event(&p.text, completed))
+            }
+        }
+        .ok()?;
+        self.completions.clear();
+        p.recorded.store(true, Ordering::Relaxed);
+        Some(seq)
+    }
+
+    /// Records the statements prepared since the last `Sync` that no
+    /// `Execute` recorded (prepared and described, or never run). Nothing
+    /// of theirs has run, so a failed write only leaves them to be
+    /// recorded at their first `Execute`, which is refused without it.
+    fn record_prepared(&mut self) {
+        for p in std::mem::take(&mut self.unrecorded) {
+            if !p.recorded.load(Ordering::Relaxed) {
+                let _ = self.record(&p);
+            }
+        }
     }
 
     /// Refuses a statement. Inside a transaction (or behind statements still
@@ -1163,6 +1237,18 @@ fn not_utf8() -> Denial {
         message: "query text is not valid UTF-8".to_owned(),
         hint: None,
         policies: Vec::new(),
+    }
+}
+
+/// The text forwarded in place of the client's, when a verdict rewrote it.
+fn rewritten(verdict: &Verdict) -> Option<&str> {
+    match verdict {
+        Verdict::Rewrite(t) => Some(t.as_str()),
+        Verdict::Hold(h) => match &h.then {
+            Verdict::Rewrite(t) => Some(t.as_str()),
+            _ => None,
+        },
+        _ => None,
     }
 }
 

@@ -16,7 +16,10 @@
 //!   cargo build --release --workspace --bins
 //!   ./target/release/clsf-bench [SECONDS] [CLIENTS] [ROUNDS]
 //! `CLSF_BENCH_AUDIT=/dev/null` sends the audit trail nowhere, to see its share;
-//! `CLSF_BENCH_COMPLETIONS=0` turns off the per-statement `completed` events.
+//! `CLSF_BENCH_COMPLETIONS=0` turns off the per-statement `completed` events;
+//! `CLSF_BENCH_BASELINE=PATH` runs another `clsf-proxy` build as path (e),
+//! like (c), interleaved with the others (to compare two builds on a
+//! machine whose speed drifts between runs).
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -36,9 +39,9 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-/// Starts clsf-proxy and returns it with the address it listens on.
-fn start_proxy(config: &std::path::Path) -> (Killed, SocketAddr) {
-    let mut command = Command::new(bin("clsf-proxy"));
+/// Starts a clsf-proxy binary and returns it with the address it listens on.
+fn start_proxy(binary: &std::path::Path, config: &std::path::Path) -> (Killed, SocketAddr) {
+    let mut command = Command::new(binary);
     command.arg("--config").arg(config);
     let (child, addr, _log) = spawn_binary(command);
     (child, addr)
@@ -89,7 +92,67 @@ fn start_pgbouncer(pg: &Postgres, dir: &std::path::Path) -> (Killed, u16) {
     (Killed(child), port)
 }
 
-/// One pgbench run; returns transactions per second.
+/// What one pgbench run did: transactions per second, and the CPU time
+/// the process in front of PostgreSQL spent per transaction.
+struct Run {
+    tps: f64,
+    cpu_us: f64,
+}
+
+/// User plus system CPU time of a process, in microseconds
+/// (`/proc/PID/stat` fields 14 and 15, in clock ticks).
+fn cpu_us(pid: u32) -> f64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The command name (field 2) may hold spaces: count from after it.
+    let fields: Vec<&str> = text
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+    static HZ: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let hz = *HZ.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(100.0)
+    });
+    match (ticks(11), ticks(12)) {
+        (Some(user), Some(system)) => (user + system) / hz * 1e6,
+        _ => f64::NAN,
+    }
+}
+
+/// One path to PostgreSQL: where pgbench connects, as whom, and the
+/// process in front of PostgreSQL (none for the direct path).
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    port: u16,
+    user: &'a str,
+    password: &'a str,
+    pid: Option<u32>,
+}
+
+/// One pgbench run over `target`, with the CPU time of its process per
+/// transaction.
+fn measured(pg: &Postgres, mode: &str, clients: u32, seconds: u32, target: &Target<'_>) -> Run {
+    let Target {
+        port,
+        user,
+        password,
+        pid,
+    } = *target;
+    let before = pid.map(cpu_us);
+    let (tps, transactions) = pgbench(pg, mode, clients, seconds, port, user, password);
+    let cpu = match (pid, before) {
+        (Some(pid), Some(before)) => (cpu_us(pid) - before) / transactions,
+        _ => f64::NAN,
+    };
+    Run { tps, cpu_us: cpu }
+}
+
+/// One pgbench run; returns transactions per second and transactions.
 fn pgbench(
     pg: &Postgres,
     mode: &str,
@@ -98,7 +161,7 @@ fn pgbench(
     port: u16,
     user: &str,
     password: &str,
-) -> f64 {
+) -> (f64, f64) {
     let out = Command::new(pg.program("pgbench"))
         .args([
             "-S",
@@ -130,11 +193,17 @@ fn pgbench(
         "pgbench on port {port} as {user}: {text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    text.lines()
-        .find_map(|l| l.strip_prefix("tps = "))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("pgbench prints tps")
+    let number = |prefix: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("pgbench prints `{prefix}`: {text}"))
+    };
+    (
+        number("tps = "),
+        number("number of transactions actually processed: "),
+    )
 }
 
 /// A `/proc/PID/status` field in MiB.
@@ -184,7 +253,21 @@ fn main() {
         ),
     )
     .expect("config");
-    let (proxy, addr) = start_proxy(&config);
+    let (proxy, addr) = start_proxy(&bin("clsf-proxy"), &config);
+    // A second build to compare against, run as path (e) with the same
+    // policy and identity as (c); its own audit trail.
+    let baseline = std::env::var_os("CLSF_BENCH_BASELINE").map(|binary| {
+        let text = std::fs::read_to_string(&config).expect("config");
+        let other = dir.path().join("baseline.toml");
+        let audit = dir.path().join("audit.jsonl").display().to_string();
+        let trail = dir
+            .path()
+            .join("baseline-audit.jsonl")
+            .display()
+            .to_string();
+        std::fs::write(&other, text.replace(&audit, &trail)).expect("config");
+        start_proxy(std::path::Path::new(&binary), &other)
+    });
     let bouncer_dir = tempfile::tempdir().expect("temp dir");
     let (_bouncer, bouncer_port) = start_pgbouncer(&pg, bouncer_dir.path());
     let ci = issuer.sign(&issuer.claims("ci", json!({ "repository": "acme/shop" })));
@@ -198,31 +281,95 @@ fn main() {
         "{:<9} {:>10} {:>10} {:>14} {:>12}   (c)/(a) (c)/(b) (d)/(a) (d)/(b)",
         "mode", "(a) direct", "(b) pgbouncer", "(c) mask other", "(d) masked"
     );
+    let proxy_pid = proxy.0.id();
+    let bouncer_pid: Option<u32> =
+        std::fs::read_to_string(bouncer_dir.path().join("pgbouncer.pid"))
+            .ok()
+            .and_then(|t| t.trim().parse().ok());
+    let mut cpu = Vec::new();
+    let mut baselines = Vec::new();
     for mode in ["simple", "extended", "prepared"] {
-        let mut sums = [0.0f64; 4];
+        let mut tps = [0.0f64; 5];
+        let mut us = [0.0f64; 5];
         for _ in 0..rounds {
-            sums[0] += pgbench(
-                &pg,
-                mode,
-                clients,
-                seconds,
-                pg.port,
-                GATEWAY_ROLE,
-                &pg.gateway_password,
-            );
-            sums[1] += pgbench(&pg, mode, clients, seconds, bouncer_port, GATEWAY_ROLE, "");
-            sums[2] += pgbench(
-                &pg,
-                mode,
-                clients,
-                seconds,
-                addr.port(),
-                "reporter",
-                &reporter,
-            );
-            sums[3] += pgbench(&pg, mode, clients, seconds, addr.port(), "ci", &ci);
+            let runs = [
+                measured(
+                    &pg,
+                    mode,
+                    clients,
+                    seconds,
+                    &Target {
+                        port: pg.port,
+                        user: GATEWAY_ROLE,
+                        password: &pg.gateway_password,
+                        pid: None,
+                    },
+                ),
+                measured(
+                    &pg,
+                    mode,
+                    clients,
+                    seconds,
+                    &Target {
+                        port: bouncer_port,
+                        user: GATEWAY_ROLE,
+                        password: "",
+                        pid: bouncer_pid,
+                    },
+                ),
+                measured(
+                    &pg,
+                    mode,
+                    clients,
+                    seconds,
+                    &Target {
+                        port: addr.port(),
+                        user: "reporter",
+                        password: &reporter,
+                        pid: Some(proxy_pid),
+                    },
+                ),
+                measured(
+                    &pg,
+                    mode,
+                    clients,
+                    seconds,
+                    &Target {
+                        port: addr.port(),
+                        user: "ci",
+                        password: &ci,
+                        pid: Some(proxy_pid),
+                    },
+                ),
+            ];
+            let runs: Vec<Run> = match &baseline {
+                Some((child, other)) => runs
+                    .into_iter()
+                    .chain([measured(
+                        &pg,
+                        mode,
+                        clients,
+                        seconds,
+                        &Target {
+                            port: other.port(),
+                            user: "reporter",
+                            password: &reporter,
+                            pid: Some(child.0.id()),
+                        },
+                    )])
+                    .collect(),
+                None => runs.into_iter().collect(),
+            };
+            for (i, run) in runs.iter().enumerate() {
+                tps[i] += run.tps;
+                us[i] += run.cpu_us;
+            }
         }
-        let [a, b, c, d] = sums.map(|s| s / f64::from(rounds));
+        let [a, b, c, d, e] = tps.map(|s| s / f64::from(rounds));
+        if baseline.is_some() {
+            let n = f64::from(rounds);
+            baselines.push((mode, e, us[4] / n, c, us[2] / n));
+        }
         println!(
             "{mode:<9} {a:>10.0} {b:>13.0} {c:>14.0} {d:>12.0}   {:>7.2} {:>7.2} {:>7.2} {:>7.2}",
             c / a,
@@ -230,9 +377,36 @@ fn main() {
             d / a,
             d / b
         );
+        cpu.push((mode, us.map(|s| s / f64::from(rounds))));
+    }
+    println!("\nCPU time per transaction of the process in front of PostgreSQL (µs)");
+    println!(
+        "{:<9} {:>13} {:>14} {:>12}   (c)/(b) (d)/(b)",
+        "mode", "(b) pgbouncer", "(c) mask other", "(d) masked"
+    );
+    for (mode, [_, b, c, d, _]) in cpu.iter().copied() {
+        println!(
+            "{mode:<9} {b:>13.1} {c:>14.1} {d:>12.1}   {:>7.2} {:>7.2}",
+            c / b,
+            d / b
+        );
+    }
+    if !baselines.is_empty() {
+        println!("\n(e) CLSF_BENCH_BASELINE as in (c), against (c)");
+        println!(
+            "{:<9} {:>10} {:>10} {:>12} {:>12}",
+            "mode", "(e) TPS", "(c)/(e)", "(e) CPU µs", "(c)/(e) CPU"
+        );
+        for (mode, e, e_us, c, c_us) in baselines {
+            println!(
+                "{mode:<9} {e:>10.0} {:>10.2} {e_us:>12.1} {:>12.2}",
+                c / e,
+                c_us / e_us
+            );
+        }
     }
 
-    let pid = proxy.0.id();
+    let pid = proxy_pid;
     println!("\nclsf-proxy memory (pid {pid})");
     println!(
         "after the pgbench runs: RSS {:.1} MiB",
