@@ -26,6 +26,11 @@ pub struct Config {
     /// On shutdown, how long in-flight statements may take to finish.
     #[serde(default = "default_grace")]
     pub shutdown_grace_seconds: u64,
+    /// Threads that run sessions (0 or absent: one per CPU core). On a host
+    /// the proxy shares with the database, fewer threads cost less CPU per
+    /// statement (fewer cross-thread wake-ups).
+    #[serde(default)]
+    pub worker_threads: usize,
     /// The upstream database.
     pub upstream: Upstream,
     /// The policy enforced.
@@ -128,6 +133,9 @@ pub struct Tls {
 fn default_true() -> bool {
     true
 }
+
+/// The most session threads `worker_threads` may ask for.
+const MAX_WORKER_THREADS: usize = 256;
 
 fn default_max_connections() -> usize {
     256
@@ -407,6 +415,13 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             *p = base.join(&*p);
         }
     }
+    if config.worker_threads > MAX_WORKER_THREADS {
+        return Err(ConfigError(format!(
+            "{}: worker_threads = {} is more than {MAX_WORKER_THREADS}; 0 means one per CPU core",
+            path.display(),
+            config.worker_threads
+        )));
+    }
     if config.upstream.password_file.is_some() == config.upstream.password_env.is_some() {
         return Err(ConfigError(format!(
             "{}: [upstream] needs exactly one of password_file and password_env",
@@ -500,6 +515,7 @@ mod tests {
         assert_eq!(config.identity.account.len(), 1);
         assert_eq!(config.identity.on_token_expiry, OnExpiry::Close);
         assert_eq!(config.statement_timeout_seconds, 300);
+        assert_eq!(config.worker_threads, 0);
         assert_eq!(config.upstream.sslmode, "verify-full");
         let base = example().parent().unwrap().to_path_buf();
         assert_eq!(
@@ -548,6 +564,11 @@ mod tests {
                 "password_file = \"secrets/upstream.pw\"",
                 "password_file = \"a\"\npassword_env = \"B\"",
                 "exactly one of password_file and password_env",
+            ),
+            (
+                "worker_threads = 0",
+                "worker_threads = 100000",
+                "worker_threads = 100000 is more than 256",
             ),
         ];
         for (from, to, expected) in cases {

@@ -199,7 +199,11 @@ fn serve(path: &std::path::Path) -> Result<(), String> {
     let shared = Arc::new(start::shared_state(&config)?);
     // Kept alive for the life of the proxy: dropping it stops reloading.
     let _watcher = reload::watch(Arc::clone(&shared), config.clone())?;
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if config.worker_threads > 0 {
+        builder.worker_threads(config.worker_threads);
+    }
+    let runtime = builder.enable_all().build().map_err(|e| e.to_string())?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await

@@ -91,8 +91,10 @@ fn keygen_mint_build_serve_and_verify_with_the_real_binaries() {
         .local_addr()
         .unwrap()
         .port();
+    // An unusual thread count, so the default (one per core) cannot pass
+    // for it.
     let config = format!(
-        "listen = \"127.0.0.1:{port}\"\n[upstream]\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"{DATABASE}\"\nuser = \"{GATEWAY_ROLE}\"\npassword_env = \"CLSF_E2E_UPSTREAM_PW\"\n\
+        "listen = \"127.0.0.1:{port}\"\nworker_threads = 7\n[upstream]\nhost = \"127.0.0.1\"\nport = {}\ndatabase = \"{DATABASE}\"\nuser = \"{GATEWAY_ROLE}\"\npassword_env = \"CLSF_E2E_UPSTREAM_PW\"\n\
          [policy]\ndir = \"{}\"\nschema_lock = \"schema.lock.json\"\n[[identity.issuer]]\nissuer = \"https://issuer.clsf.example\"\naudience = \"clsf-proxy\"\njwks_file = \"jwks.json\"\n[audit]\npath = \"audit.jsonl\"\n",
         pg.port,
         policy.display()
@@ -169,6 +171,17 @@ fn keygen_mint_build_serve_and_verify_with_the_real_binaries() {
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     assert!(first.contains("listening on"), "{first}");
+    // `worker_threads` sets the session threads (started with the runtime;
+    // the blocking pool's, which share the name, start only on demand).
+    let workers = std::fs::read_dir(format!("/proc/{}/task", child.id()))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|name| name.trim() == "tokio-rt-worker")
+        })
+        .count();
+    assert_eq!(workers, 7);
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
 
     let out = psql::run(
