@@ -172,15 +172,27 @@ fn keygen_mint_build_serve_and_verify_with_the_real_binaries() {
     let first = lines.next().unwrap().unwrap();
     assert!(first.contains("listening on"), "{first}");
     // `worker_threads` sets the session threads (started with the runtime;
-    // the blocking pool's, which share the name, start only on demand).
-    let workers = std::fs::read_dir(format!("/proc/{}/task", child.id()))
-        .unwrap()
-        .filter_map(Result::ok)
-        .filter(|t| {
-            std::fs::read_to_string(t.path().join("comm"))
-                .is_ok_and(|name| name.trim() == "tokio-rt-worker")
-        })
-        .count();
+    // the blocking pool's, which share the name, start only on demand). A
+    // thread names itself once it runs, so a busy machine may show the
+    // names a little later.
+    let count_workers = || {
+        std::fs::read_dir(format!("/proc/{}/task", child.id()))
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|t| {
+                std::fs::read_to_string(t.path().join("comm"))
+                    .is_ok_and(|name| name.trim() == "tokio-rt-worker")
+            })
+            .count()
+    };
+    let mut workers = count_workers();
+    for _ in 0..100 {
+        if workers >= 7 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        workers = count_workers();
+    }
     assert_eq!(workers, 7);
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
 

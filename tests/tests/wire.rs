@@ -323,6 +323,11 @@ fn an_extended_statement_is_recorded_once_before_it_runs() {
         "SELECT id FROM customers WHERE id = $1",
     ));
     bytes.extend_from_slice(&sync);
+    // More Parses without a Sync than the proxy keeps unrecorded.
+    for i in 0..100 {
+        bytes.extend(parse("", &format!("SELECT {i} AS burst")));
+    }
+    bytes.extend_from_slice(&sync);
     bytes.extend(parse("never_synced", "SELECT name FROM customers"));
     bytes.extend(message(b'X', b""));
     let reply = exchange(proxy.addr, &bytes);
@@ -367,6 +372,16 @@ fn an_extended_statement_is_recorded_once_before_it_runs() {
     let prepared = of("SELECT id FROM customers WHERE id = $1");
     assert_eq!(prepared.len(), 1, "{prepared:#?}");
     assert_eq!(prepared[0]["event"], "statement");
+    let burst = events
+        .iter()
+        .filter(|e| {
+            e["event"] == "statement"
+                && e["statement"]
+                    .as_str()
+                    .is_some_and(|t| t.ends_with("AS burst"))
+        })
+        .count();
+    assert_eq!(burst, 100, "each prepared statement recorded once");
     let unsynced = of("SELECT name FROM customers");
     assert_eq!(unsynced.len(), 1, "recorded when the session ended");
     let session = &unsynced[0]["session"];

@@ -618,6 +618,10 @@ impl Relay<'_> {
             report,
             recorded: AtomicBool::new(false),
         });
+        if self.unrecorded.len() >= MAX_UNRECORDED {
+            // A client that never sends Sync must not grow this list.
+            self.record_prepared();
+        }
         self.unrecorded.push(prepared.clone());
         self.statements.insert(parse.name.to_vec(), prepared);
         self.tracker.sent(Sent::ClientParse);
@@ -1239,6 +1243,10 @@ fn not_utf8() -> Denial {
         policies: Vec::new(),
     }
 }
+
+/// Statements prepared without a `Sync` after which their events are
+/// written anyway (they are written at the `Sync` otherwise).
+const MAX_UNRECORDED: usize = 64;
 
 /// The text forwarded in place of the client's, when a verdict rewrote it.
 fn rewritten(verdict: &Verdict) -> Option<&str> {
