@@ -69,6 +69,20 @@ fn a_changed_policy_applies_to_open_connections_and_a_broken_one_is_refused() {
         let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
         let conn = tokio::spawn(conn);
         assert_eq!(email(&client).await, "****@example.com");
+        // The unnamed statement, parsed again for every query (its
+        // decision is reused while the policy stays).
+        let unnamed = || async {
+            client
+                .query_typed(
+                    "SELECT email FROM customers WHERE id = $1",
+                    &[(&1i32, tokio_postgres::types::Type::INT4)],
+                )
+                .await
+                .unwrap()[0]
+                .get::<_, String>(0)
+        };
+        assert_eq!(unnamed().await, "****@example.com");
+        assert_eq!(unnamed().await, "****@example.com");
         let stmt = client
             .prepare("SELECT email FROM customers WHERE id = $1")
             .await
@@ -80,6 +94,8 @@ fn a_changed_policy_applies_to_open_connections_and_a_broken_one_is_refused() {
         std::fs::write(&policy_file, &unmasked).unwrap();
         wait_for_event(&proxy, "reload", 1);
         assert_eq!(email(&client).await, "ada@example.com");
+        // The same text parsed again under the new policy is decided again.
+        assert_eq!(unnamed().await, "ada@example.com");
         // A statement prepared under the old policy, which the new one
         // decides differently, must be prepared again.
         let err = client.query_one(&stmt, &[&1i32]).await.unwrap_err();

@@ -28,8 +28,8 @@ use sha2::{Digest, Sha256};
 use super::startup::Ready;
 use super::{Loaded, Result, Shared, end, send};
 
-/// A prepared statement as the proxy knows it.
-struct Prepared {
+/// What the proxy decided for a statement text at a `Parse`.
+struct Decided {
     text: String,
     decision: &'static str,
     /// The most rows one statement may return, and the rule.
@@ -40,10 +40,44 @@ struct Prepared {
     /// The engine's report for its `statement` event (`None` for an empty
     /// statement).
     report: Option<StatementReport>,
+}
+
+impl Decided {
+    fn new(text: &str, decision: Decision, generation: u64) -> Decided {
+        let Decision {
+            verdict,
+            statements,
+        } = decision;
+        let report = statements.into_iter().next();
+        Decided {
+            text: text.to_owned(),
+            decision: report.as_ref().map_or("allow", |r| r.decision),
+            row_limit: report.as_ref().and_then(|r| r.row_limit.clone()),
+            verdict,
+            generation,
+            report,
+        }
+    }
+}
+
+/// A prepared statement as the proxy knows it: one `Parse` of a decided
+/// text.
+struct Prepared {
+    /// Shared by the `Parse`s of the same text under the same name and
+    /// policy generation (drivers parse their unnamed statement again for
+    /// every query).
+    decided: Arc<Decided>,
     /// Whether its `statement` event is written. An allowed `Parse` is
     /// recorded with its first `Execute` (one line per execution instead
     /// of two), or at the `Sync` after it when it is not executed before.
     recorded: AtomicBool,
+}
+
+impl std::ops::Deref for Prepared {
+    type Target = Decided;
+    fn deref(&self) -> &Decided {
+        &self.decided
+    }
 }
 
 /// A portal: what its statement was when it was bound (a later Parse of
@@ -572,50 +606,57 @@ impl Relay<'_> {
             return Ok(());
         };
         self.refresh();
-        let decision = self.decide(text);
-        // A refusal is recorded now; anything else with its first
-        // Execute (or at the Sync), before it runs.
-        if matches!(decision.verdict, Verdict::Deny(_)) && self.audit(text, &decision).is_none() {
-            self.refuse_parse(&audit_refusal());
-            return Ok(());
-        }
-        match &decision.verdict {
-            Verdict::Forward => self.to_upstream.extend_from_slice(&frame.raw),
-            Verdict::Rewrite(new_text) => {
-                let raw = messages::parse(parse.name, new_text, parse.param_types);
-                self.to_upstream.extend_from_slice(&raw);
-            }
-            Verdict::Deny(denial) => {
-                // The server keeps a named statement it already had (it
-                // never sees this Parse); its unnamed one becomes ours.
-                if parse.name.is_empty() {
-                    self.statements.remove(parse.name);
+        let generation = self.loaded.generation;
+        // The same text parsed again under the same name and policy is
+        // decided as before: the plan, the access table and the claims a
+        // decision depends on are those of this generation and session.
+        let reused = self
+            .statements
+            .get(parse.name)
+            .filter(|p| p.generation == generation && p.text.as_bytes() == parse.query)
+            .map(|p| Arc::clone(&p.decided));
+        let decided = match reused {
+            Some(decided) => decided,
+            None => {
+                let decision = self.decide(text);
+                if let Verdict::Deny(denial) = &decision.verdict {
+                    // A refusal is recorded now; anything else with its
+                    // first Execute (or at the Sync), before it runs.
+                    let denial = match self.audit(text, &decision) {
+                        Some(_) => denial.clone(),
+                        None => audit_refusal(),
+                    };
+                    // The server keeps a named statement it already had (it
+                    // never sees this Parse); its unnamed one becomes ours.
+                    if parse.name.is_empty() {
+                        self.statements.remove(parse.name);
+                    }
+                    self.refuse_parse(&denial);
+                    return Ok(());
                 }
-                self.refuse_parse(denial);
-                return Ok(());
+                Arc::new(Decided::new(text, decision, generation))
             }
+        };
+        let rewritten = match &decided.verdict {
+            Verdict::Rewrite(new_text) => Some(new_text),
             // Preparing is harmless: what it would read is held at Execute,
             // where the bound values are known.
             Verdict::Hold(hold) => match &hold.then {
-                Verdict::Rewrite(new_text) => {
-                    let raw = messages::parse(parse.name, new_text, parse.param_types);
-                    self.to_upstream.extend_from_slice(&raw);
-                }
-                _ => self.to_upstream.extend_from_slice(&frame.raw),
+                Verdict::Rewrite(new_text) => Some(new_text),
+                _ => None,
             },
+            // Denials never get here (they are not kept).
+            Verdict::Forward | Verdict::Deny(_) => None,
+        };
+        match rewritten {
+            Some(new_text) => {
+                let raw = messages::parse(parse.name, new_text, parse.param_types);
+                self.to_upstream.extend_from_slice(&raw);
+            }
+            None => self.to_upstream.extend_from_slice(&frame.raw),
         }
-        let Decision {
-            verdict,
-            statements,
-        } = decision;
-        let report = statements.into_iter().next();
         let prepared = Arc::new(Prepared {
-            text: text.to_owned(),
-            decision: report.as_ref().map_or("allow", |r| r.decision),
-            row_limit: report.as_ref().and_then(|r| r.row_limit.clone()),
-            verdict,
-            generation: self.loaded.generation,
-            report,
+            decided,
             recorded: AtomicBool::new(false),
         });
         if self.unrecorded.len() >= MAX_UNRECORDED {
@@ -623,7 +664,12 @@ impl Relay<'_> {
             self.record_prepared();
         }
         self.unrecorded.push(prepared.clone());
-        self.statements.insert(parse.name.to_vec(), prepared);
+        match self.statements.get_mut(parse.name) {
+            Some(slot) => *slot = prepared,
+            None => {
+                self.statements.insert(parse.name.to_vec(), prepared);
+            }
+        }
         self.tracker.sent(Sent::ClientParse);
         Ok(())
     }
