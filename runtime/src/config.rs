@@ -26,9 +26,8 @@ pub struct Config {
     /// On shutdown, how long in-flight statements may take to finish.
     #[serde(default = "default_grace")]
     pub shutdown_grace_seconds: u64,
-    /// Threads that run sessions (0 or absent: one per CPU core). On a host
-    /// the proxy shares with the database, fewer threads cost less CPU per
-    /// statement (fewer cross-thread wake-ups).
+    /// Threads that run sessions (0 or absent: one per CPU core), e.g. to
+    /// leave cores to a database on the same host.
     #[serde(default)]
     pub worker_threads: usize,
     /// The upstream database.
