@@ -286,81 +286,49 @@ fn main() {
         std::fs::read_to_string(bouncer_dir.path().join("pgbouncer.pid"))
             .ok()
             .and_then(|t| t.trim().parse().ok());
+    // The paths in the order they run: (a) to (d), then (e) if given.
+    let mut targets = vec![
+        Target {
+            port: pg.port,
+            user: GATEWAY_ROLE,
+            password: &pg.gateway_password,
+            pid: None,
+        },
+        Target {
+            port: bouncer_port,
+            user: GATEWAY_ROLE,
+            password: "",
+            pid: bouncer_pid,
+        },
+        Target {
+            port: addr.port(),
+            user: "reporter",
+            password: &reporter,
+            pid: Some(proxy_pid),
+        },
+        Target {
+            port: addr.port(),
+            user: "ci",
+            password: &ci,
+            pid: Some(proxy_pid),
+        },
+    ];
+    if let Some((child, other)) = &baseline {
+        targets.push(Target {
+            port: other.port(),
+            user: "reporter",
+            password: &reporter,
+            pid: Some(child.0.id()),
+        });
+    }
     let mut cpu = Vec::new();
     let mut baselines = Vec::new();
     for mode in ["simple", "extended", "prepared"] {
         let mut tps = [0.0f64; 5];
         let mut us = [0.0f64; 5];
         for _ in 0..rounds {
-            let runs = [
-                measured(
-                    &pg,
-                    mode,
-                    clients,
-                    seconds,
-                    &Target {
-                        port: pg.port,
-                        user: GATEWAY_ROLE,
-                        password: &pg.gateway_password,
-                        pid: None,
-                    },
-                ),
-                measured(
-                    &pg,
-                    mode,
-                    clients,
-                    seconds,
-                    &Target {
-                        port: bouncer_port,
-                        user: GATEWAY_ROLE,
-                        password: "",
-                        pid: bouncer_pid,
-                    },
-                ),
-                measured(
-                    &pg,
-                    mode,
-                    clients,
-                    seconds,
-                    &Target {
-                        port: addr.port(),
-                        user: "reporter",
-                        password: &reporter,
-                        pid: Some(proxy_pid),
-                    },
-                ),
-                measured(
-                    &pg,
-                    mode,
-                    clients,
-                    seconds,
-                    &Target {
-                        port: addr.port(),
-                        user: "ci",
-                        password: &ci,
-                        pid: Some(proxy_pid),
-                    },
-                ),
-            ];
-            let runs: Vec<Run> = match &baseline {
-                Some((child, other)) => runs
-                    .into_iter()
-                    .chain([measured(
-                        &pg,
-                        mode,
-                        clients,
-                        seconds,
-                        &Target {
-                            port: other.port(),
-                            user: "reporter",
-                            password: &reporter,
-                            pid: Some(child.0.id()),
-                        },
-                    )])
-                    .collect(),
-                None => runs.into_iter().collect(),
-            };
-            for (i, run) in runs.iter().enumerate() {
+            for (i, target) in targets.iter().enumerate() {
+                let run = measured(&pg, mode, clients, seconds, target);
                 tps[i] += run.tps;
                 us[i] += run.cpu_us;
             }
