@@ -637,18 +637,10 @@ impl Relay<'_> {
                 Arc::new(Decided::new(text, decision, generation))
             }
         };
-        let rewritten = match &decided.verdict {
-            Verdict::Rewrite(new_text) => Some(new_text),
-            // Preparing is harmless: what it would read is held at Execute,
-            // where the bound values are known.
-            Verdict::Hold(hold) => match &hold.then {
-                Verdict::Rewrite(new_text) => Some(new_text),
-                _ => None,
-            },
-            // Denials never get here (they are not kept).
-            Verdict::Forward | Verdict::Deny(_) => None,
-        };
-        match rewritten {
+        // Preparing a held statement is harmless: what it would read is
+        // held at Execute, where the bound values are known. Denials never
+        // get here (they are not kept).
+        match rewritten(&decided.verdict) {
             Some(new_text) => {
                 let raw = messages::parse(parse.name, new_text, parse.param_types);
                 self.to_upstream.extend_from_slice(&raw);
