@@ -336,6 +336,7 @@ fn a_shape_hit_decides_exactly_like_a_fresh_analysis() {
         &|v| format!("UPDATE orders SET status = '{v}' WHERE id = 10"),
         &|v| format!("SELECT ssn FROM customers WHERE id = {}", v.len()),
         &|v| format!("SELECT set_config('application_name', '{v}', false)"),
+        &|v| format!("SELECT current_setting('{v}')"),
     ];
     let values = ["1", "42", "it''s", "ünïcode", "1000000"];
     let identity = Identity {
@@ -355,8 +356,9 @@ fn a_shape_hit_decides_exactly_like_a_fresh_analysis() {
         }
     }
     // Shapes were remembered for the forwarded and rewritten statements
-    // only: not for the denied `ssn` read nor the refused function call,
-    // and not for the `E'…'` string, which the shape scanner leaves alone.
+    // only: not for the denied `ssn` read, not for the `E'…'` string,
+    // which the shape scanner leaves alone, and not for settings named by a
+    // literal (`set_config`, `current_setting`), decided on its value.
     let kinds: Vec<&str> = templates
         .iter()
         .map(|t| match warm.decide(&access, &t("7")).verdict {
@@ -369,9 +371,20 @@ fn a_shape_hit_decides_exactly_like_a_fresh_analysis() {
     assert_eq!(
         kinds,
         [
-            "rewrite", "rewrite", "forward", "rewrite", "forward", "deny", "deny"
+            "rewrite", "rewrite", "forward", "rewrite", "forward", "deny", "forward", "forward"
         ]
     );
+    // The proxy's own setting after a harmless one of the same shape.
+    assert!(matches!(
+        warm.decide(&access, "SELECT current_setting('clsf.hash_ipad')")
+            .verdict,
+        Verdict::Deny(_)
+    ));
+    assert!(matches!(
+        warm.decide(&access, "SELECT set_config('clsf.hash_ipad', 'x', false)")
+            .verdict,
+        Verdict::Deny(_)
+    ));
     assert_eq!(access.decisions.shapes(), 4);
 }
 
@@ -438,4 +451,70 @@ fn copy_to_stdout_is_rebuilt_as_a_masked_query_and_needs_export() {
     ));
     let (code, _) = denied(decide(&e, &["ci"], "COPY customers FROM STDIN"));
     assert_eq!(code, "42501");
+}
+
+/// Functions are decided by their class from the catalog: pure and
+/// metadata functions pass (what ORMs and JDBC call at connect and for
+/// metadata), value-exposing and side-effecting ones are refused naming
+/// the class, unknown ones as not built in; settings named by argument are
+/// checked by name.
+#[test]
+fn functions_are_decided_by_their_class() {
+    let e = engine();
+    for sql in [
+        "SELECT to_regtype('hstore'), to_regclass('public.customers')",
+        "SELECT typname FROM pg_type WHERE oid = to_regtype('int4')",
+        "SELECT (information_schema._pg_expandarray(ARRAY[1, 2])).n",
+        "SELECT format_type(23, NULL), pg_catalog.pg_get_expr(NULL, 0)",
+        "SELECT current_setting('server_version_num')",
+        "SELECT set_config('search_path', '', false)",
+        "SELECT pg_catalog.set_config('statement_timeout', '5s', true)",
+        "SELECT coalesce(NULL, 1), greatest(1, 2), upper(email) FROM customers",
+    ] {
+        assert!(
+            !matches!(decide(&e, &["ci"], sql), Verdict::Deny(_)),
+            "{sql}"
+        );
+    }
+    for (sql, says) in [
+        (
+            "SELECT query_to_xml('select 1', true, true, '')",
+            "value-exposing",
+        ),
+        ("SELECT lo_get(1234)", "value-exposing"),
+        ("SELECT current_query()", "value-exposing"),
+        ("SELECT pg_notify('c', 'x')", "side-effecting"),
+        ("SELECT setval('s', 1)", "side-effecting"),
+        ("SELECT pg_advisory_lock(1)", "side-effecting"),
+        ("SELECT public.upper('x')", "not a built-in function"),
+        (
+            "SELECT information_schema.nope()",
+            "not a built-in function",
+        ),
+        (
+            "SELECT current_setting('clsf.hash_ipad')",
+            "belongs to the proxy",
+        ),
+        (
+            "SELECT set_config('clsf.hash_ipad', 'x', false)",
+            "belongs to the proxy",
+        ),
+        (
+            "SELECT current_setting(name) FROM orders",
+            "computed setting name",
+        ),
+        (
+            "SELECT set_config('search_path', 'public', false)",
+            "changing `search_path`",
+        ),
+        (
+            "SELECT set_config('role', 'postgres', false)",
+            "changing `role`",
+        ),
+        ("SELECT * FROM pg_settings", "pg_settings"),
+    ] {
+        let (state, message) = denied(decide(&e, &["ci"], sql));
+        assert_eq!(state, "42501", "{sql}");
+        assert!(message.contains(says), "{sql}: {message}");
+    }
 }

@@ -2,6 +2,7 @@
 //! matches the server's columns and types, and through the proxy a masked
 //! identity reads planner statistics' shape but never their values.
 
+use clsf_compiler::engine::functions;
 use clsf_compiler::schema::catalog;
 use clsf_tests::fixture;
 use clsf_tests::proxy::{Proxy, write_config};
@@ -89,5 +90,54 @@ fn planner_statistics_show_their_shape_not_their_values() {
         out.stderr.contains("42501") && out.stderr.contains("pg_statistic"),
         "{}",
         out.stderr
+    );
+}
+
+/// Every function of `pg_catalog` and `information_schema` on this server
+/// has a class in the engine's table, and the generator, run on this
+/// server, writes exactly the checked-in table: a PostgreSQL version with
+/// new or changed functions fails here instead of silently widening or
+/// narrowing what a masked identity may call.
+#[test]
+fn every_builtin_function_is_classified() {
+    let pg = clsf_tests::postgres::Postgres::start();
+    let listed = pg.superuser_sql(
+        "postgres",
+        "SELECT DISTINCT n.nspname || '.' || p.proname FROM pg_proc p \
+         JOIN pg_namespace n ON n.oid = p.pronamespace \
+         WHERE n.nspname IN ('pg_catalog', 'information_schema') ORDER BY 1",
+    );
+    let names: Vec<&str> = listed.lines().collect();
+    assert!(names.len() > 2000, "pg_proc listed: {}", names.len());
+    let unclassified: Vec<&&str> = names
+        .iter()
+        .filter(|q| {
+            let (schema, name) = q.split_once('.').unwrap();
+            functions::builtin(name, Some(schema)).is_none()
+        })
+        .collect();
+    assert!(unclassified.is_empty(), "unclassified: {unclassified:?}");
+    assert_eq!(functions::all().count(), names.len(), "no stale entries");
+
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let run = std::process::Command::new("python3")
+        .arg(clsf_tests::bins::repo_root().join("compiler/catalog/classify_functions.py"))
+        .arg(out.path())
+        .arg(pg.url_for("postgres"))
+        .output()
+        .expect("python3");
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let generated = std::fs::read_to_string(out.path()).unwrap();
+    let checked_in = std::fs::read_to_string(
+        clsf_tests::bins::repo_root().join("compiler/src/engine/builtin_functions.rs"),
+    )
+    .unwrap();
+    assert!(
+        generated == checked_in,
+        "compiler/src/engine/builtin_functions.rs differs from what the generator writes for this server: run compiler/catalog/classify_functions.py"
     );
 }

@@ -143,6 +143,37 @@ fn explain_prints_the_explanation_of_a_code() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+#[test]
+fn explain_function_prints_its_class() {
+    let out = clsfc(&["explain", "--function", "To_RegType"]);
+    assert!(out.status.success());
+    assert!(
+        text(&out.stdout).starts_with("pg_catalog.to_regtype: metadata"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = clsfc(&[
+        "explain",
+        "--function",
+        "information_schema._pg_expandarray",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["class"], "metadata");
+    assert_eq!(v["callable_when_masked"], true);
+    let out = clsfc(&["explain", "--function", "query_to_xml"]);
+    assert!(
+        text(&out.stdout).contains("value-exposing"),
+        "{}",
+        text(&out.stdout)
+    );
+    // Not built in: what it reads is unknown.
+    let out = clsfc(&["explain", "--function", "public.my_report"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("not a built-in function"));
+}
+
 fn policy_copy(dir: &std::path::Path, name: &str, edit: impl Fn(String) -> String) -> String {
     let target = dir.join(name);
     std::fs::create_dir_all(&target).unwrap();

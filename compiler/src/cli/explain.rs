@@ -27,6 +27,55 @@ pub fn code(code: &str) -> Result<Exit, String> {
     Ok(Exit::Ok)
 }
 
+/// Prints a function's class: `name` is `schema.name` or an unqualified
+/// name (resolved in `pg_catalog`, as the engine resolves calls). Exit 1
+/// for a function that is not built in (what it reads is unknown).
+pub fn function(name: &str, json_out: bool) -> Result<Exit, String> {
+    use clsf_compiler::engine::functions;
+    let folded = name.trim().to_lowercase();
+    let (schema, bare) = match folded.rsplit_once('.') {
+        Some((s, n)) => (Some(s), n),
+        None => (None, folded.as_str()),
+    };
+    let found = functions::builtin(bare, schema);
+    if json_out {
+        let report = match found {
+            Some(b) => json!({
+                "function": format!("{}.{}", b.schema, b.name),
+                "class": b.class.as_str(),
+                "why": b.why,
+                "callable_when_masked": b.class.callable_by_default(),
+            }),
+            None => json!({ "function": folded, "class": null, "callable_when_masked": false }),
+        };
+        println!("{report}");
+    } else {
+        match found {
+            Some(b) => println!(
+                "{}.{}: {} ({})
+{}",
+                b.schema,
+                b.name,
+                b.class,
+                b.why,
+                if b.class.callable_by_default() {
+                    "identities with masked or denied columns may call it"
+                } else {
+                    "identities with masked or denied columns may call it only where a rule says `allow function`"
+                }
+            ),
+            None => println!(
+                "{folded}: not a built-in function of pg_catalog or information_schema; identities with masked or denied columns may call it only where a rule says `allow function`"
+            ),
+        }
+    }
+    Ok(if found.is_some() {
+        Exit::Ok
+    } else {
+        Exit::PolicyErrors
+    })
+}
+
 /// Decides `sql` for the identity whose verified claims are in
 /// `identity_file`, as the proxy would, and prints the decision.
 pub fn statement(

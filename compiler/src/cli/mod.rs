@@ -57,13 +57,18 @@ enum Command {
         #[arg(long)]
         deny_warnings: bool,
     },
-    /// Explain a diagnostic code (`clsfc explain CLSF0101`), or what the
-    /// statement engine does with a statement for an identity
+    /// Explain a diagnostic code (`clsfc explain CLSF0101`), a function's
+    /// class (`clsfc explain --function to_regtype`), or what the statement
+    /// engine does with a statement for an identity
     /// (`clsfc explain --policy DIR --schema LOCK --identity CLAIMS.json --sql "…"`).
     Explain {
         /// A diagnostic code, with or without the `CLSF` prefix.
-        #[arg(required_unless_present = "sql", conflicts_with = "sql")]
+        #[arg(required_unless_present_any = ["sql", "function"], conflicts_with_all = ["sql", "function"])]
         code: Option<String>,
+        /// A function's name (`schema.name` or `name`): its class, and
+        /// whether identities with masked or denied columns may call it.
+        #[arg(long, conflicts_with = "sql")]
+        function: Option<String>,
         /// The statement (one or more, as a client would send them).
         #[arg(long, requires_all = ["policy", "schema", "identity"])]
         sql: Option<String>,
@@ -261,11 +266,18 @@ pub fn run(cli: Cli) -> Exit {
         }
         Command::Explain {
             code,
+            function: Some(function),
+            format,
+            ..
+        } if code.is_none() => explain::function(&function, format == ExplainFormat::Json),
+        Command::Explain {
+            code,
             sql,
             policy,
             schema,
             identity,
             format,
+            ..
         } => match (code, sql, policy, schema, identity) {
             (Some(code), ..) => explain::code(&code),
             (None, Some(sql), Some(policy), Some(schema), Some(identity)) => explain::statement(

@@ -44,6 +44,10 @@ pub struct Analysis {
     pub ctes: HashSet<String>,
     /// Called functions: (folded name, folded schema if written).
     pub functions: Vec<(String, Option<String>)>,
+    /// Calls that read or change a setting by name (`current_setting`,
+    /// `set_config`): the function, and the setting's name when it is
+    /// written as a string literal (`None`: computed, so unknown).
+    pub settings: Vec<SettingCall>,
     /// Every identifier, folded.
     pub idents: HashSet<String>,
     /// Bare identifiers used as expressions (possible whole-row references).
@@ -53,6 +57,17 @@ pub struct Analysis {
     /// Statements visited, the analysed one included: more than one means
     /// a statement nested in another (such as `WITH x AS (UPDATE …)`).
     pub statements: usize,
+}
+
+/// A call of `current_setting` or `set_config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingCall {
+    /// `current_setting` or `set_config`.
+    pub function: String,
+    /// The setting's name, lower-cased, when written as a literal.
+    pub setting: Option<String>,
+    /// For `set_config`, the new value when written as a literal.
+    pub value: Option<String>,
 }
 
 /// Folds an identifier the way PostgreSQL does: unquoted → lower case.
@@ -265,6 +280,27 @@ impl Visitor for Collector<'_> {
                     [.., schema, name] => (Some(schema.clone()), name.clone()),
                     [] => (None, String::new()),
                 };
+                if matches!(name.as_str(), "current_setting" | "set_config")
+                    && schema.as_deref().is_none_or(|s| s == "pg_catalog")
+                {
+                    let literal = |i: usize| match &f.args {
+                        sql::FunctionArguments::List(list) => match list.args.get(i) {
+                            Some(sql::FunctionArg::Unnamed(sql::FunctionArgExpr::Expr(
+                                sql::Expr::Value(v),
+                            ))) => match &v.value {
+                                sql::Value::SingleQuotedString(s) => Some(s.clone()),
+                                _ => None,
+                            },
+                            _ => None,
+                        },
+                        _ => None,
+                    };
+                    self.out.settings.push(SettingCall {
+                        function: name.clone(),
+                        setting: literal(0).map(|s| s.to_lowercase()),
+                        value: literal(1),
+                    });
+                }
                 self.out.functions.push((name, schema));
                 if let sql::FunctionArguments::List(list) = &f.args {
                     for arg in &list.args {

@@ -10,6 +10,7 @@ use sqlparser::parser::Parser;
 
 use crate::engine::access::{Access, Perm, PrincipalAccess};
 use crate::engine::analyze::{self, Analysis, TableRef, WildcardUse};
+use crate::engine::functions;
 use crate::engine::rewrite::{self, Edit};
 use crate::engine::scope::{self, Source, Usage};
 use crate::engine::sql_lists;
@@ -695,12 +696,68 @@ fn check_catalog(name: &str) -> Result<(), Denial> {
 fn check_functions(access: &PrincipalAccess, a: &Analysis) -> Result<(), Denial> {
     a.functions
         .iter()
-        .try_for_each(|(name, schema)| check_function(access, name, schema.as_deref()))
+        .try_for_each(|(name, schema)| check_function(access, name, schema.as_deref()))?;
+    a.settings.iter().try_for_each(check_setting_call)
+}
+
+/// `current_setting` and `set_config` name their setting in an argument:
+/// the proxy's own settings are never read, protected ones never changed
+/// (beyond narrowing `search_path`), and a name the engine cannot read is
+/// refused.
+fn check_setting_call(call: &analyze::SettingCall) -> Result<(), Denial> {
+    let Some(setting) = &call.setting else {
+        return Err(Denial {
+            sqlstate: INSUFFICIENT_PRIVILEGE,
+            message: format!(
+                "`{}` with a computed setting name is not allowed for this identity",
+                call.function
+            ),
+            hint: Some("write the setting's name as a string literal".to_owned()),
+            policies: Vec::new(),
+        });
+    };
+    if sql_lists::is_proxy_setting(setting) {
+        return Err(proxy_setting(setting));
+    }
+    if call.function == "set_config" && sql_lists::PROTECTED_SETTINGS.contains(&setting.as_str()) {
+        let narrows = setting == "search_path"
+            && call
+                .value
+                .as_deref()
+                .is_some_and(sql_lists::narrows_search_path);
+        if !narrows {
+            return Err(protected_setting(setting));
+        }
+    }
+    Ok(())
+}
+
+fn proxy_setting(name: &str) -> Denial {
+    Denial {
+        sqlstate: INSUFFICIENT_PRIVILEGE,
+        message: format!(
+            "setting `{name}` belongs to the proxy and is not readable or changeable by clients"
+        ),
+        hint: None,
+        policies: Vec::new(),
+    }
+}
+
+fn protected_setting(name: &str) -> Denial {
+    Denial {
+        sqlstate: INSUFFICIENT_PRIVILEGE,
+        message: format!("changing `{name}` is not allowed for this identity"),
+        hint: Some(
+            "the proxy pins the settings that decide how names resolve, how statement text is read and who the session is"
+                .to_owned(),
+        ),
+        policies: Vec::new(),
+    }
 }
 
 /// A function a rule names is allowed or denied as the rule says; other
-/// functions only when they are listed built-ins, unqualified or in
-/// `pg_catalog`.
+/// functions by their class (`engine::functions`): built-in pure and
+/// metadata functions are allowed, the rest refused with the reason.
 fn check_function(
     access: &PrincipalAccess,
     name: &str,
@@ -711,35 +768,44 @@ fn check_function(
         .as_ref()
         .and_then(|q| access.functions.get(q))
         .or_else(|| access.functions.get(name));
+    let shown = qualified.as_deref().unwrap_or(name);
     match explicit {
         Some(true) => return Ok(()),
         Some(false) => {
             return Err(Denial {
                 sqlstate: INSUFFICIENT_PRIVILEGE,
-                message: format!(
-                    "function `{}` is denied for this identity by a rule",
-                    qualified.as_deref().unwrap_or(name)
-                ),
+                message: format!("function `{shown}` is denied for this identity by a rule"),
                 hint: None,
                 policies: Vec::new(),
             });
         }
         None => {}
     }
-    let in_catalog = schema.is_none_or(|s| s == "pg_catalog");
-    if in_catalog && sql_lists::is_safe_function(name) {
-        return Ok(());
+    match functions::builtin(name, schema) {
+        Some(b) if b.class.callable_by_default() => Ok(()),
+        // `set_config` is `SET` as a function: its setting decides
+        // (`check_setting_call`), as for the statement.
+        Some(b) if b.name == "set_config" => Ok(()),
+        Some(b) => Err(Denial {
+            sqlstate: INSUFFICIENT_PRIVILEGE,
+            message: format!(
+                "function `{shown}` is not allowed for this identity: it is {} ({})",
+                b.class, b.why
+            ),
+            hint: Some(format!(
+                "identities with masked or denied columns may call pure and metadata functions; a rule's `allow function {name}` permits this one"
+            )),
+            policies: Vec::new(),
+        }),
+        None => Err(Denial {
+            sqlstate: INSUFFICIENT_PRIVILEGE,
+            message: format!(
+                "function `{shown}` is not allowed for this identity: it is not a built-in function, so what it reads is unknown"
+            ),
+            hint: Some(format!("a rule's `allow function {shown}` permits it")),
+            policies: Vec::new(),
+        }),
     }
-    let shown = match schema {
-        Some(s) => format!("{s}.{name}"),
-        None => name.to_owned(),
-    };
-    Err(Denial {
-        sqlstate: INSUFFICIENT_PRIVILEGE,
-        message: format!("function `{shown}` is not allowed for this identity"),
-        hint: Some("only built-in functions known to compute on their arguments alone are allowed for identities with masked or denied columns".to_owned()),
-        policies: Vec::new(),
-    })
 }
 
 fn column_denial(

@@ -4,8 +4,10 @@
 
 pub mod access;
 pub mod analyze;
+mod builtin_functions;
 pub mod cache;
 pub mod decide;
+pub mod functions;
 pub mod hold;
 pub mod identity;
 pub mod rewrite;

@@ -3,7 +3,10 @@
 //!
 //! A decision may be reused across literals only when it cannot depend on
 //! them. The engine decides relations, columns and functions by name and
-//! settings by identifier, never by a literal's value; rewrites splice at
+//! settings by identifier, never by a literal's value — except where a
+//! setting is named or valued by a string (`current_setting('…')`,
+//! `set_config('…', '…')`, `search_path = ''`): texts naming those words
+//! get no shape ([`LITERAL_DECIDED`]). Rewrites splice at
 //! relation names. So a shape's decision is reused only for single
 //! statements that were forwarded or rewritten (denials are recomputed)
 //! and whose rewrites start and end on token boundaries; the rewritten text
@@ -11,6 +14,14 @@
 
 use super::rewrite::{self, Edit};
 use super::{Decision, Verdict};
+
+/// Words whose statements are decided on a literal's value: a text that
+/// names one (as a name or a quoted identifier, in any case) has no shape.
+pub const LITERAL_DECIDED: &[&str] = &["current_setting", "set_config", "search_path"];
+
+fn literal_decided(word: &str) -> bool {
+    LITERAL_DECIDED.iter().any(|w| w.eq_ignore_ascii_case(word))
+}
 
 /// Longer texts are not shaped (rarely repeated).
 const MAX_TEXT: usize = 8192;
@@ -188,6 +199,9 @@ pub fn shape(text: &str) -> Option<Shape> {
                     break;
                 }
             }
+            if literal_decided(&text[start + 1..end - 1]) {
+                return None;
+            }
             key.push_str(&text[start..end]);
             key.push('\0');
         } else if c == '$' {
@@ -217,6 +231,9 @@ pub fn shape(text: &str) -> Option<Shape> {
                 e = j + d.len_utf8();
             }
             end = e;
+            if literal_decided(&text[start..end]) {
+                return None;
+            }
             key.push_str(&text[start..end]);
             key.push('\0');
         } else if is_operator_char(c) {

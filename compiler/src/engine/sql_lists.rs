@@ -1,253 +1,7 @@
 //! Fixed lists the engine consults for identities that have anything
-//! withheld: functions known to be pure and safe, catalog relations that
-//! expose values, and settings a session may not change.
-
-/// Built-in functions that only compute on their arguments (or read
-/// harmless session facts). A function not listed here is refused for an
-/// identity with masked or denied columns: it might run SQL text
-/// (`query_to_xml`), read files (`pg_read_file`), or echo the statement
-/// (`current_query`).
-pub const SAFE_FUNCTIONS: &[&str] = &[
-    // aggregates and window functions
-    "count",
-    "sum",
-    "avg",
-    "min",
-    "max",
-    "bool_and",
-    "bool_or",
-    "every",
-    "array_agg",
-    "string_agg",
-    "json_agg",
-    "jsonb_agg",
-    "json_object_agg",
-    "jsonb_object_agg",
-    "stddev",
-    "stddev_pop",
-    "stddev_samp",
-    "variance",
-    "var_pop",
-    "var_samp",
-    "row_number",
-    "rank",
-    "dense_rank",
-    "percent_rank",
-    "cume_dist",
-    "ntile",
-    "lag",
-    "lead",
-    "first_value",
-    "last_value",
-    "nth_value",
-    // strings
-    "upper",
-    "lower",
-    "initcap",
-    "length",
-    "char_length",
-    "character_length",
-    "octet_length",
-    "bit_length",
-    "substr",
-    "substring",
-    "left",
-    "right",
-    "trim",
-    "btrim",
-    "ltrim",
-    "rtrim",
-    "replace",
-    "translate",
-    "concat",
-    "concat_ws",
-    "position",
-    "strpos",
-    "split_part",
-    "lpad",
-    "rpad",
-    "repeat",
-    "reverse",
-    "format",
-    "md5",
-    "starts_with",
-    "regexp_replace",
-    "regexp_match",
-    "regexp_matches",
-    "regexp_split_to_array",
-    "regexp_split_to_table",
-    "ascii",
-    "chr",
-    "quote_ident",
-    "quote_literal",
-    "quote_nullable",
-    "to_char",
-    "to_number",
-    "to_hex",
-    // numbers
-    "abs",
-    "ceil",
-    "ceiling",
-    "floor",
-    "round",
-    "trunc",
-    "mod",
-    "power",
-    "pow",
-    "sqrt",
-    "cbrt",
-    "exp",
-    "ln",
-    "log",
-    "log10",
-    "sign",
-    "div",
-    "greatest",
-    "least",
-    "coalesce",
-    "nullif",
-    "random",
-    "width_bucket",
-    // dates and times
-    "now",
-    "date_trunc",
-    "date_part",
-    "extract",
-    "age",
-    "make_date",
-    "make_time",
-    "make_timestamp",
-    "make_timestamptz",
-    "make_interval",
-    "clock_timestamp",
-    "statement_timestamp",
-    "transaction_timestamp",
-    "timezone",
-    "to_timestamp",
-    "to_date",
-    "justify_days",
-    "justify_hours",
-    "justify_interval",
-    "isfinite",
-    "date_bin",
-    // json
-    "to_json",
-    "to_jsonb",
-    "row_to_json",
-    "json_build_object",
-    "jsonb_build_object",
-    "json_build_array",
-    "jsonb_build_array",
-    "json_array_elements",
-    "jsonb_array_elements",
-    "json_array_elements_text",
-    "jsonb_array_elements_text",
-    "json_each",
-    "jsonb_each",
-    "json_each_text",
-    "jsonb_each_text",
-    "jsonb_set",
-    "jsonb_insert",
-    "json_typeof",
-    "jsonb_typeof",
-    "json_array_length",
-    "jsonb_array_length",
-    "jsonb_pretty",
-    "jsonb_strip_nulls",
-    "json_strip_nulls",
-    "jsonb_object_keys",
-    "json_object_keys",
-    "jsonb_path_query",
-    "jsonb_path_exists",
-    // arrays and sets
-    "array_length",
-    "array_upper",
-    "array_lower",
-    "array_ndims",
-    "cardinality",
-    "unnest",
-    "array_to_string",
-    "string_to_array",
-    "array_position",
-    "array_positions",
-    "array_remove",
-    "array_replace",
-    "array_append",
-    "array_prepend",
-    "array_cat",
-    "generate_series",
-    "generate_subscripts",
-    // harmless session facts and catalog helpers used by drivers and psql
-    "version",
-    "current_database",
-    "current_schema",
-    "current_schemas",
-    "current_user",
-    "session_user",
-    "current_catalog",
-    "user",
-    "pg_backend_pid",
-    "format_type",
-    "pg_get_userbyid",
-    "pg_table_is_visible",
-    "pg_type_is_visible",
-    "pg_function_is_visible",
-    "pg_get_expr",
-    "pg_get_indexdef",
-    "pg_get_constraintdef",
-    "pg_get_viewdef",
-    "pg_get_triggerdef",
-    "pg_get_serial_sequence",
-    "obj_description",
-    "col_description",
-    "shobj_description",
-    "pg_encoding_to_char",
-    "has_table_privilege",
-    "has_schema_privilege",
-    "has_column_privilege",
-    "has_database_privilege",
-    "pg_relation_size",
-    "pg_total_relation_size",
-    "pg_table_size",
-    "pg_indexes_size",
-    "pg_size_pretty",
-    "pg_postmaster_start_time",
-    "pg_is_in_recovery",
-    "txid_current",
-    "pg_current_xact_id",
-    "inet_server_addr",
-    "inet_server_port",
-    "array_in",
-    "pg_sleep",
-    // SQL constructs sqlparser reads as calls (`ARRAY(subquery)`, `ROW(…)`)
-    "array",
-    "row",
-    // more catalog helpers psql's \d family and drivers call
-    "pg_partition_ancestors",
-    "pg_partition_root",
-    "pg_partition_tree",
-    "pg_get_partkeydef",
-    "pg_get_partition_constraintdef",
-    "pg_get_statisticsobjdef_columns",
-    "pg_get_ruledef",
-    "pg_get_function_arguments",
-    "pg_get_function_result",
-    "pg_get_function_identity_arguments",
-    "pg_collation_is_visible",
-    "pg_opclass_is_visible",
-    "pg_opfamily_is_visible",
-    "pg_operator_is_visible",
-    "pg_conversion_is_visible",
-    "pg_statistics_obj_is_visible",
-    "pg_ts_config_is_visible",
-    "pg_ts_dict_is_visible",
-    "pg_ts_parser_is_visible",
-    "pg_ts_template_is_visible",
-    "pg_char_to_encoding",
-    "pg_get_keywords",
-    "pg_relation_is_publishable",
-    "pg_get_publication_tables",
-];
+//! withheld: catalog relations that expose values and settings a session
+//! may not change or read. (Functions are classified from the real catalog:
+//! `engine::functions`.)
 
 /// Catalog relations whose rows expose stored values or other sessions'
 /// statement text; refused for identities with anything withheld.
@@ -263,7 +17,29 @@ pub const PROTECTED_CATALOGS: &[&str] = &[
     "pg_largeobject",
     "pg_authid",
     "pg_user_mapping",
+    // Every setting with its value, the proxy's own (the masking key) too.
+    "pg_settings",
+    "pg_file_settings",
 ];
+
+/// The prefix of the settings the proxy sets at upstream login for its own
+/// use (the `hash` mask's key): no client of an identity with anything
+/// withheld may read, change or reset them.
+pub const PROXY_SETTING_PREFIX: &str = "clsf.";
+
+/// True for a setting (lower-cased) that only the proxy may touch.
+pub fn is_proxy_setting(name: &str) -> bool {
+    name.starts_with(PROXY_SETTING_PREFIX)
+}
+
+/// True when `value` (a `search_path` as written) only narrows the pinned
+/// path: empty, or `pg_catalog` alone. Names then resolve to a subset of
+/// what the engine assumes (`pg_dump` sets it empty and qualifies every
+/// name), never to another relation or function.
+pub fn narrows_search_path(value: &str) -> bool {
+    let v = value.trim().trim_matches(|c| c == '\'' || c == '"').trim();
+    v.is_empty() || v.eq_ignore_ascii_case("pg_catalog")
+}
 
 /// Settings that change how names resolve, who the session is, or how the
 /// server reads statement text (an encoding or string-literal rule the
@@ -296,7 +72,7 @@ pub const SUMMARY_AGGREGATES: &[&str] = &[
 
 /// Aggregate functions, for usage classes (a column inside one is
 /// `aggregated`). Being listed here does not make a function safe: that is
-/// `SAFE_FUNCTIONS`.
+/// its class (`engine::functions`).
 pub const AGGREGATES: &[&str] = &[
     "count",
     "sum",
@@ -330,8 +106,3 @@ pub const AGGREGATES: &[&str] = &[
 
 /// Schemas that hold PostgreSQL's own catalogs.
 pub const CATALOG_SCHEMAS: &[&str] = &["pg_catalog", "information_schema"];
-
-/// True when `name` (folded, without schema) is a listed safe function.
-pub fn is_safe_function(name: &str) -> bool {
-    SAFE_FUNCTIONS.contains(&name)
-}

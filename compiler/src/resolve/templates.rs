@@ -16,7 +16,6 @@ use sqlparser::parser::Parser;
 use super::Cx;
 use super::classify::family_of_declared;
 use crate::diagnostics as diag;
-use crate::engine::sql_lists;
 use crate::masks::CustomMask;
 
 /// The identifier a mask's `{param}` stands for while its template is checked.
@@ -121,7 +120,9 @@ impl sqlparser::ast::Visitor for ExprCheck<'_> {
             sql::Expr::Function(f) => {
                 let fname = f.name.to_string().to_ascii_lowercase();
                 let bare = fname.rsplit('.').next().unwrap_or(&fname).trim_matches('"');
-                if !sql_lists::is_safe_function(bare) {
+                if !crate::engine::functions::class(bare, None)
+                    .is_some_and(|c| c.callable_by_default())
+                {
                     *self.problem = Some(format!("function `{fname}` is not known to be pure"));
                     return ControlFlow::Break(());
                 }
