@@ -511,10 +511,155 @@ fn functions_are_decided_by_their_class() {
             "SELECT set_config('role', 'postgres', false)",
             "changing `role`",
         ),
-        ("SELECT * FROM pg_settings", "pg_settings"),
+        ("SELECT * FROM pg_file_settings", "pg_file_settings"),
     ] {
         let (state, message) = denied(decide(&e, &["ci"], sql));
         assert_eq!(state, "42501", "{sql}");
         assert!(message.contains(says), "{sql}: {message}");
     }
+}
+
+fn decided(e: &Engine, groups: &[&str], sql: &str) -> clsf_compiler::engine::Decision {
+    let identity = Identity {
+        subject: "t".into(),
+        groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+    };
+    e.decide(&e.access_for(&identity), sql)
+}
+
+/// Cursors, SQL-level prepared statements, EXPLAIN, TABLE, VALUES, LISTEN,
+/// RESET and LOCK are analysed, not refused: the query inside is decided
+/// and rewritten exactly as on its own, and the session learns the cursor
+/// or statement it creates or uses.
+#[test]
+fn session_statement_kinds_are_decided_like_what_they_run() {
+    use clsf_compiler::engine::decide::SessionObject;
+    let e = engine();
+    for (sql, inner_starts) in [
+        (
+            "DECLARE c1 BINARY SCROLL CURSOR WITH HOLD FOR SELECT email FROM customers",
+            "DECLARE c1 BINARY SCROLL CURSOR WITH HOLD FOR SELECT email FROM (SELECT ",
+        ),
+        (
+            "PREPARE p(int) AS SELECT email FROM customers WHERE id = $1",
+            "PREPARE p(int) AS SELECT email FROM (SELECT ",
+        ),
+        (
+            "EXPLAIN (ANALYZE, VERBOSE, FORMAT JSON) SELECT email FROM customers",
+            "EXPLAIN (ANALYZE, VERBOSE, FORMAT JSON) SELECT email FROM (SELECT ",
+        ),
+        ("TABLE customers", "denied"),
+        ("TABLE orders", "SELECT * FROM orders"),
+    ] {
+        match decide(&e, &["ci"], sql) {
+            Verdict::Rewrite(t) => assert!(t.starts_with(inner_starts), "{sql}: {t}"),
+            Verdict::Deny(d) => {
+                assert_eq!(inner_starts, "denied", "{sql}: {d:?}");
+                assert!(d.message.contains("ssn"), "{}", d.message);
+            }
+            other => panic!("{sql}: {other:?}"),
+        }
+    }
+    for (sql, object) in [
+        (
+            "DECLARE \"C\" CURSOR FOR SELECT id FROM orders",
+            Some(SessionObject::DeclareCursor("C".into())),
+        ),
+        (
+            "FETCH FORWARD 100 FROM c1",
+            Some(SessionObject::UseCursor("c1".into())),
+        ),
+        ("FETCH c1", Some(SessionObject::UseCursor("c1".into()))),
+        (
+            "MOVE BACKWARD 5 IN c1;",
+            Some(SessionObject::UseCursor("c1".into())),
+        ),
+        ("CLOSE c1", Some(SessionObject::CloseCursor("c1".into()))),
+        ("CLOSE ALL", Some(SessionObject::CloseAllCursors)),
+        ("EXECUTE p(1)", Some(SessionObject::Execute("p".into()))),
+        (
+            "EXPLAIN ANALYZE EXECUTE p(1)",
+            Some(SessionObject::Execute("p".into())),
+        ),
+        ("DEALLOCATE p", Some(SessionObject::Deallocate("p".into()))),
+        ("DEALLOCATE ALL", Some(SessionObject::DeallocateAll)),
+        ("DISCARD ALL", Some(SessionObject::DiscardAll)),
+        ("VALUES (1, 2), (3, 4)", None),
+        ("LISTEN ch", None),
+        ("UNLISTEN *", None),
+        ("RESET ROLE", None),
+        ("RESET ALL", None),
+        ("LOCK TABLE orders IN ACCESS SHARE MODE", None),
+        ("SHOW server_version", None),
+        ("SHOW ALL", None),
+    ] {
+        let d = decided(&e, &["ci"], sql);
+        assert!(
+            !matches!(d.verdict, Verdict::Deny(_)),
+            "{sql}: {:?}",
+            d.verdict
+        );
+        assert_eq!(d.statements[0].object, object, "{sql}");
+    }
+}
+
+/// What stays refused says why: a data-protection reason, not a gap.
+#[test]
+fn refused_session_statements_say_why() {
+    let e = engine();
+    for (sql, says) in [
+        ("DECLARE c CURSOR FOR SELECT ssn FROM customers", "ssn"),
+        ("PREPARE p AS SELECT ssn FROM customers", "ssn"),
+        ("EXPLAIN SELECT ssn FROM customers", "ssn"),
+        ("EXPLAIN UPDATE customers SET name = 'x'", "writing"),
+        (
+            "SELECT email INTO t2 FROM customers",
+            "without their labels",
+        ),
+        (
+            "CREATE TABLE t3 AS SELECT email FROM customers",
+            "without their labels",
+        ),
+        ("SELECT id INTO t2 FROM orders", "ddl"),
+        (
+            "CREATE STATISTICS s1 ON email, name FROM customers",
+            "`CREATE STATISTICS` is not allowed",
+        ),
+        ("SHOW clsf.hash_ipad", "belongs to the proxy"),
+        ("EXECUTE p((SELECT 1 FROM customers))", "EXECUTE"),
+        ("NOTIFY ch, 'x'", "NOTIFY"),
+    ] {
+        let (_, message) = denied(decide(&e, &["ci"], sql));
+        assert!(message.contains(says), "{sql}: {message}");
+    }
+}
+
+/// COPY's export check covers the columns the statement reads, not every
+/// column of the relations it names.
+#[test]
+fn copy_export_is_checked_on_the_columns_read() {
+    let text = include_str!("../../examples/quickstart/policy/quickstart.clsf").replace(
+        "  allow write table public.orders",
+        "  allow write table public.orders\n  allow export <= internal",
+    );
+    let mut parsed = Parsed::default();
+    policy::add_source(&mut parsed, "quickstart.clsf", &text);
+    let (plan, diags) = resolve::compile(&parsed, &quickstart_schema());
+    assert!(diags.is_empty(), "{diags:?}");
+    let e = Engine::new(plan.unwrap()).unwrap();
+    for sql in [
+        "COPY (SELECT id, name FROM customers) TO STDOUT",
+        "COPY customers (id, name) TO STDOUT",
+    ] {
+        assert!(
+            matches!(decide(&e, &["ci"], sql), Verdict::Rewrite(_)),
+            "{sql}"
+        );
+    }
+    let (_, message) = denied(decide(
+        &e,
+        &["ci"],
+        "COPY (SELECT id, email FROM customers) TO STDOUT",
+    ));
+    assert!(message.contains("exporting column `email`"), "{message}");
 }

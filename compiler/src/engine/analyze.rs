@@ -54,6 +54,8 @@ pub struct Analysis {
     pub bare_idents: HashSet<String>,
     /// Wildcard expansions.
     pub wildcards: Vec<WildcardUse>,
+    /// True when a `SELECT … INTO` creates a table.
+    pub select_into: bool,
     /// Statements visited, the analysed one included: more than one means
     /// a statement nested in another (such as `WITH x AS (UPDATE …)`).
     pub statements: usize,
@@ -217,6 +219,9 @@ impl Visitor for Collector<'_> {
     }
 
     fn pre_visit_select(&mut self, select: &sql::Select) -> ControlFlow<()> {
+        if select.into.is_some() {
+            self.out.select_into = true;
+        }
         for item in &select.projection {
             match item {
                 sql::SelectItem::Wildcard(_) => {

