@@ -10,7 +10,6 @@ use sha2::{Digest, Sha256};
 use crate::cedar::{self, Generated};
 use serde_json::json;
 
-use crate::masks::MaskContext;
 use crate::plan::{ApprovalScope, Clause, ClauseKind, Effect, Plan, Target};
 use crate::schema::{Relation, Schema};
 
@@ -21,9 +20,6 @@ struct Manifest {
     content_hash: String,
     files: Vec<(String, String)>,
 }
-
-/// The key the plan file shows in place of the deployment's `hash` key.
-pub const HASH_KEY_PLACEHOLDER: &str = "<hash key>";
 
 fn target_json(plan: &Plan, target: &Target) -> serde_json::Value {
     match target {
@@ -96,9 +92,6 @@ fn clause_json(plan: &Plan, c: &Clause) -> serde_json::Value {
 
 /// The masking plan as JSON text.
 pub fn masking_plan_json(plan: &Plan) -> String {
-    let cx = MaskContext {
-        hash_key: HASH_KEY_PLACEHOLDER.to_owned(),
-    };
     let relations: Vec<serde_json::Value> = plan
         .schema
         .relations
@@ -125,8 +118,7 @@ pub fn masking_plan_json(plan: &Plan) -> String {
                         v["mask"] = json!(m.display());
                         v["mask_sql"] = json!(m.to_sql(
                             &crate::engine::rewrite::quote_ident(&col.name),
-                            &col.type_name,
-                            &cx
+                            &col.type_name
                         ));
                     }
                     v

@@ -295,11 +295,17 @@ fn numeric_integer_digits(type_name: &str) -> Option<u32> {
     u32::try_from((p - s).max(0)).ok()
 }
 
-/// SQL for the hex HMAC-SHA256 (RFC 2104) of the text `message` under
-/// `key`, with only built-in functions (`sha256`, bytea concatenation): the
-/// padded inner and outer keys are computed here and written as bytea
-/// literals, so the server needs no pgcrypto.
-fn hmac_sha256_sql(key: &str, message: &str) -> String {
+/// The session setting holding the `hash` mask's inner HMAC pad (hex).
+pub const HASH_IPAD_SETTING: &str = "clsf.hash_ipad";
+/// The session setting holding the `hash` mask's outer HMAC pad (hex).
+pub const HASH_OPAD_SETTING: &str = "clsf.hash_opad";
+
+/// The HMAC-SHA256 (RFC 2104) inner and outer padded keys of `key`, hex:
+/// the values of [`HASH_IPAD_SETTING`] and [`HASH_OPAD_SETTING`]. The proxy
+/// passes them as startup parameters of the upstream session (never in a
+/// statement, so never in the server's statement log, `pg_stat_activity`
+/// or a plan); the engine refuses every client read or change of them.
+pub fn hash_pads(key: &str) -> (String, String) {
     use sha2::{Digest, Sha256};
     const BLOCK: usize = 64;
     let mut block = [0u8; BLOCK];
@@ -309,18 +315,17 @@ fn hmac_sha256_sql(key: &str, message: &str) -> String {
         block[..key.len()].copy_from_slice(key.as_bytes());
     }
     let pad = |byte: u8| hex::encode(block.iter().map(|b| b ^ byte).collect::<Vec<u8>>());
-    format!(
-        "encode(sha256('\\x{}'::bytea || sha256('\\x{}'::bytea || convert_to({message}, 'UTF8'))), 'hex')",
-        pad(0x5c),
-        pad(0x36)
-    )
+    (pad(0x36), pad(0x5c))
 }
 
-/// What rendering a mask needs besides the column.
-#[derive(Clone, Debug)]
-pub struct MaskContext {
-    /// Key of the `hash` mask (hex). Never logged.
-    pub hash_key: String,
+/// SQL for the hex HMAC-SHA256 of the text `message` with only built-in
+/// functions (`sha256`, bytea concatenation), so the server needs no
+/// pgcrypto. The padded keys are read from the session's settings
+/// ([`hash_pads`]): the key never appears in statement text.
+fn hmac_sha256_sql(message: &str) -> String {
+    format!(
+        "encode(sha256(decode(current_setting('{HASH_OPAD_SETTING}'), 'hex') || sha256(decode(current_setting('{HASH_IPAD_SETTING}'), 'hex') || convert_to({message}, 'UTF8'))), 'hex')"
+    )
 }
 
 impl Mask {
@@ -379,7 +384,7 @@ impl Mask {
 
     /// SQL for the masked value of column `column` (a quoted identifier) of
     /// type `type_name`. The result always has the column's type.
-    pub fn to_sql(&self, column: &str, type_name: &str, cx: &MaskContext) -> String {
+    pub fn to_sql(&self, column: &str, type_name: &str) -> String {
         let body = match self {
             Mask::Null => "NULL".to_owned(),
             Mask::Redact => match TypeFamily::of(type_name) {
@@ -404,7 +409,7 @@ impl Mask {
                  THEN '****' || substr({column}, strpos({column}, '@')) ELSE '****' END"
             ),
             Mask::Hash => {
-                let hex = hmac_sha256_sql(&cx.hash_key, &format!("CAST({column} AS text)"));
+                let hex = hmac_sha256_sql(&format!("CAST({column} AS text)"));
                 match TypeFamily::of(type_name) {
                     TypeFamily::Uuid => format!("CAST(substr({hex}, 1, 32) AS uuid)"),
                     TypeFamily::Number if type_name.starts_with("smallint") => {
@@ -450,12 +455,6 @@ impl Mask {
 mod tests {
     use super::*;
 
-    fn cx() -> MaskContext {
-        MaskContext {
-            hash_key: "k".to_owned(),
-        }
-    }
-
     #[test]
     fn every_catalogue_entry_builds_for_a_type_it_accepts() {
         for spec in CATALOGUE {
@@ -469,7 +468,7 @@ mod tests {
                 })
                 .collect();
             let mask = build(spec, &args, family).expect(spec.name);
-            assert!(mask.to_sql("\"c\"", "text", &cx()).starts_with("CAST("));
+            assert!(mask.to_sql("\"c\"", "text").starts_with("CAST("));
         }
     }
 
@@ -497,7 +496,7 @@ mod tests {
     #[test]
     fn last_keeps_tail() {
         assert_eq!(
-            Mask::Last(4).to_sql("\"card\"", "text", &cx()),
+            Mask::Last(4).to_sql("\"card\"", "text"),
             "CAST(repeat('*', greatest(length(\"card\") - 4, 0)) || right(\"card\", 4) AS text)"
         );
     }

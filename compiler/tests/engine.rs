@@ -592,6 +592,9 @@ fn session_statement_kinds_are_decided_like_what_they_run() {
         ("LOCK TABLE orders IN ACCESS SHARE MODE", None),
         ("SHOW server_version", None),
         ("SHOW ALL", None),
+        ("SET search_path = ''", None),
+        ("SET search_path TO pg_catalog", None),
+        ("SET statement_timeout = 0", None),
     ] {
         let d = decided(&e, &["ci"], sql);
         assert!(
@@ -626,6 +629,15 @@ fn refused_session_statements_say_why() {
             "`CREATE STATISTICS` is not allowed",
         ),
         ("SHOW clsf.hash_ipad", "belongs to the proxy"),
+        ("SET clsf.hash_ipad = '00'", "belongs to the proxy"),
+        ("SET LOCAL clsf.hash_opad TO '00'", "belongs to the proxy"),
+        ("RESET clsf.hash_opad", "belongs to the proxy"),
+        (
+            "SELECT set_config('clsf.hash_ipad', '00', false)",
+            "belongs to the proxy",
+        ),
+        ("SET search_path = public, evil", "search_path"),
+        ("SET role = postgres", "role"),
         ("EXECUTE p((SELECT 1 FROM customers))", "EXECUTE"),
         ("NOTIFY ch, 'x'", "NOTIFY"),
     ] {

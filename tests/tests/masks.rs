@@ -2,7 +2,7 @@
 //! type it accepts, and keeps the column's type; `hash` is deterministic,
 //! keyed and join-preserving.
 
-use clsf_compiler::masks::{self, Arg, ArgKind, Mask, MaskContext};
+use clsf_compiler::masks::{self, Arg, ArgKind, Mask};
 use clsf_compiler::schema::TypeFamily;
 use clsf_tests::postgres::Postgres;
 
@@ -60,9 +60,6 @@ fn every_mask_runs_in_postgres_and_keeps_the_column_type() {
             values.join(", ")
         ),
     );
-    let cx = MaskContext {
-        hash_key: "test-key".into(),
-    };
     let mut checked = 0;
     for spec in masks::CATALOGUE {
         for (column, type_name, _) in TYPES {
@@ -70,10 +67,10 @@ fn every_mask_runs_in_postgres_and_keeps_the_column_type() {
             let Ok(mask) = masks::build(spec, &args_for(spec.args, family), family) else {
                 continue;
             };
-            let sql = mask.to_sql(&format!("\"{column}\""), type_name, &cx);
+            let sql = mask.to_sql(&format!("\"{column}\""), type_name);
             let out = pg.superuser_sql(
                 "shop",
-                &format!("SELECT pg_typeof({sql})::text = pg_typeof({column})::text, ({sql}) IS NOT DISTINCT FROM {column} FROM m"),
+                &format!("{}SELECT pg_typeof({sql})::text = pg_typeof({column})::text, ({sql}) IS NOT DISTINCT FROM {column} FROM m", keyed("test-key")),
             );
             let rows: Vec<&str> = out.lines().collect();
             assert_eq!(rows.len(), 2, "{} on {type_name}: {out}", spec.name);
@@ -107,31 +104,25 @@ fn hash_is_keyed_deterministic_and_preserves_equality() {
         "CREATE TABLE a (k integer, e text); CREATE TABLE b (k integer, e text); \
          INSERT INTO a VALUES (1, 'x@y'), (2, 'z@y'); INSERT INTO b VALUES (1, 'x@y'), (3, 'q@y');",
     );
-    let hash = |key: &str, col: &str, ty: &str| {
-        Mask::Hash.to_sql(
-            col,
-            ty,
-            &MaskContext {
-                hash_key: key.into(),
-            },
-        )
-    };
+    let hash = |col: &str, ty: &str| Mask::Hash.to_sql(col, ty);
     // Joining on the hashed key matches exactly the rows the clear join does.
     let joined = pg.superuser_sql(
         "shop",
         &format!(
-            "SELECT count(*) FROM a JOIN b ON {} = {}",
-            hash("k1", "a.k", "integer"),
-            hash("k1", "b.k", "integer")
+            "{}SELECT count(*) FROM a JOIN b ON {} = {}",
+            keyed("k1"),
+            hash("a.k", "integer"),
+            hash("b.k", "integer")
         ),
     );
     assert_eq!(joined.trim(), "1");
     let same = pg.superuser_sql(
         "shop",
         &format!(
-            "SELECT {} = {} FROM a WHERE k = 1",
-            hash("k1", "e", "text"),
-            hash("k1", "'x@y'", "text")
+            "{}SELECT {} = {} FROM a WHERE k = 1",
+            keyed("k1"),
+            hash("e", "text"),
+            hash("'x@y'", "text")
         ),
     );
     assert_eq!(same.trim(), "t");
@@ -142,20 +133,42 @@ fn hash_is_keyed_deterministic_and_preserves_equality() {
         let agree = pg.superuser_sql(
             "shop",
             &format!(
-                "CREATE EXTENSION IF NOT EXISTS pgcrypto; SELECT {} = encode(hmac(e, '{key}', 'sha256'), 'hex') FROM a WHERE k = 1",
-                hash(key, "e", "text")
+                "CREATE EXTENSION IF NOT EXISTS pgcrypto; {}SELECT {} = encode(hmac(e, '{key}', 'sha256'), 'hex') FROM a WHERE k = 1",
+                keyed(key),
+                hash("e", "text")
             ),
         );
         assert_eq!(agree.trim(), "t", "key of {} bytes", key.len());
     }
     // Another key gives other hashes.
-    let other = pg.superuser_sql(
-        "shop",
-        &format!(
-            "SELECT {} = {} FROM a WHERE k = 1",
-            hash("k1", "e", "text"),
-            hash("k2", "e", "text")
-        ),
-    );
-    assert_eq!(other.trim(), "f");
+    let under = |key: &str| {
+        pg.superuser_sql(
+            "shop",
+            &format!(
+                "{}SELECT {} FROM a WHERE k = 1",
+                keyed(key),
+                hash("e", "text")
+            ),
+        )
+    };
+    assert_ne!(under("k1"), under("k2"));
+    assert_eq!(under("k1"), under("k1"));
+    // The statement text carries no key, in any encoding the test knows.
+    let sql = hash("e", "text");
+    assert!(!sql.contains(&hex_of("k1")), "{sql}");
+}
+
+fn hex_of(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `SET` statements giving the session the `hash` mask's pads for `key`,
+/// as the proxy does with startup parameters.
+fn keyed(key: &str) -> String {
+    let (ipad, opad) = masks::hash_pads(key);
+    format!(
+        "SET {} = '{ipad}'; SET {} = '{opad}'; ",
+        masks::HASH_IPAD_SETTING,
+        masks::HASH_OPAD_SETTING
+    )
 }

@@ -14,7 +14,7 @@ use crate::engine::functions;
 use crate::engine::rewrite::{self, Edit};
 use crate::engine::scope::{self, Source, Usage};
 use crate::engine::sql_lists;
-use crate::masks::{MaskContext, sql_string};
+use crate::masks::sql_string;
 use crate::plan::Plan;
 use crate::resolve::DEFAULT_SCHEMA;
 
@@ -127,13 +127,11 @@ pub struct Decision {
 }
 
 /// What deciding needs besides the plan and the access table: the
-/// session's verified claims (for row filters) and the mask rendering keys.
+/// session's verified claims (for row filters).
 #[derive(Clone, Copy, Debug)]
 pub struct Env<'a> {
     /// Verified token claims of the session, if it has a token.
     pub claims: Option<&'a serde_json::Value>,
-    /// Mask rendering context.
-    pub masks: &'a MaskContext,
 }
 
 /// Decides a simple-query string.
@@ -544,9 +542,6 @@ fn decide_statement(
         | sql::Statement::Discard { .. }
         | sql::Statement::Deallocate { .. }
         | sql::Statement::Close { .. }
-        // RESET returns a setting to its session default: the value the
-        // proxy pinned at login for the protected ones.
-        | sql::Statement::Reset(_)
         // Notifications carry no stored values in; NOTIFY is a function's
         // side effect and stays refused.
         | sql::Statement::LISTEN { .. }
@@ -554,6 +549,17 @@ fn decide_statement(
             Some(o) => Outcome::pass().with_object(o),
             None => Outcome::pass(),
         }),
+        // RESET returns a setting to its session default: the value the
+        // proxy pinned at login for the protected ones. The proxy's own
+        // settings are neither read nor touched by clients, so refused.
+        sql::Statement::Reset(r) => match &r.reset {
+            sql::Reset::ConfigurationParameter(name)
+                if sql_lists::is_proxy_setting(&setting_name(name)) =>
+            {
+                Err(proxy_setting(&setting_name(name)))
+            }
+            _ => Ok(Outcome::pass()),
+        },
         sql::Statement::Fetch { name, into, .. } => match into {
             None => Ok(Outcome::pass().with_object(SessionObject::UseCursor(analyze::fold(name)))),
             Some(_) => Err(not_analysed(stmt, "FETCH … INTO is not PostgreSQL")),
@@ -1058,39 +1064,56 @@ fn statement_kind(stmt: &sql::Statement) -> String {
 }
 
 fn session_setting(set: &sql::Set) -> Result<Outcome, Denial> {
-    let refuse = |what: &str| {
-        Denial {
-        sqlstate: INSUFFICIENT_PRIVILEGE,
-        message: format!("changing `{what}` is not allowed for this identity"),
-        hint: Some(
-            "the proxy pins the settings that decide how names resolve, how statement text is read and who the session is"
-                .to_owned(),
-        ),
-        policies: Vec::new(),
-    }
-    };
     match set {
-        sql::Set::SetRole { .. } => Err(refuse("role")),
-        sql::Set::SetSessionAuthorization(_) => Err(refuse("session_authorization")),
-        sql::Set::SingleAssignment { variable, .. } => {
-            let name = variable
-                .0
-                .last()
-                .and_then(|p| p.as_ident())
-                .map(analyze::fold)
-                .unwrap_or_default();
-            if sql_lists::PROTECTED_SETTINGS.contains(&name.as_str()) {
-                Err(refuse(&name))
-            } else {
-                Ok(Outcome::pass())
+        sql::Set::SetRole { .. } => Err(protected_setting("role")),
+        sql::Set::SetSessionAuthorization(_) => Err(protected_setting("session_authorization")),
+        sql::Set::SingleAssignment {
+            variable, values, ..
+        } => {
+            // The whole dotted name: `clsf.hash_ipad` is not `hash_ipad`.
+            let name = setting_name(variable);
+            if sql_lists::is_proxy_setting(&name) {
+                return Err(proxy_setting(&name));
             }
+            if sql_lists::PROTECTED_SETTINGS.contains(&name.as_str()) {
+                // `SET search_path = ''` (or pg_catalog alone) only narrows
+                // what names resolve to, like set_config's.
+                let narrows = name == "search_path"
+                    && match values.as_slice() {
+                        [sql::Expr::Value(v)] => match &v.value {
+                            sql::Value::SingleQuotedString(s) => sql_lists::narrows_search_path(s),
+                            _ => false,
+                        },
+                        [sql::Expr::Identifier(id)] => {
+                            sql_lists::narrows_search_path(&analyze::fold(id))
+                        }
+                        _ => false,
+                    };
+                if !narrows {
+                    return Err(protected_setting(&name));
+                }
+            }
+            Ok(Outcome::pass())
         }
         sql::Set::ParenthesizedAssignments { .. } | sql::Set::MultipleAssignments { .. } => {
-            Err(refuse("several settings at once"))
+            Err(protected_setting("several settings at once"))
         }
-        sql::Set::SetNames { .. } | sql::Set::SetNamesDefault {} => Err(refuse("client_encoding")),
+        sql::Set::SetNames { .. } | sql::Set::SetNamesDefault {} => {
+            Err(protected_setting("client_encoding"))
+        }
         _ => Ok(Outcome::pass()),
     }
+}
+
+/// A setting's name as the server reads it: parts folded, joined by dots.
+fn setting_name(name: &sql::ObjectName) -> String {
+    name.0
+        .iter()
+        .filter_map(|p| p.as_ident())
+        .map(analyze::fold)
+        .collect::<Vec<_>>()
+        .join(".")
+        .to_lowercase()
 }
 
 /// How a name in a relation position resolves.
@@ -1513,7 +1536,7 @@ fn reads(
         } else {
             std::borrow::Cow::Borrowed(&access.columns[ri])
         };
-        let subquery = rewrite::masking_subquery(rel, &columns, filter.as_deref(), env.masks);
+        let subquery = rewrite::masking_subquery(rel, &columns, filter.as_deref());
         let text = match &t.alias {
             Some(_) => subquery,
             None => format!(

@@ -26,7 +26,6 @@ use std::sync::{Arc, Mutex};
 use cedar_policy::{Authorizer, Entities, PolicySet};
 
 use crate::cedar::{self, GenerateError};
-use crate::masks::MaskContext;
 use crate::plan::Plan;
 
 /// A compiled plan ready to decide statements.
@@ -38,7 +37,9 @@ pub struct Engine {
     /// Access tables per group set: decisions depend only on the groups, so
     /// identities with the same groups share one table.
     by_groups: Mutex<HashMap<Vec<String>, Arc<PrincipalAccess>>>,
-    masks: MaskContext,
+    /// Key of the `hash` mask. Never in statement text: sessions get its
+    /// HMAC pads as settings ([`Engine::hash_settings`]).
+    hash_key: String,
 }
 
 /// The key of the `hash` mask when none is given: random, drawn once per
@@ -71,16 +72,25 @@ impl Engine {
             generated,
             authorizer: Authorizer::new(),
             by_groups: Mutex::new(HashMap::new()),
-            masks: MaskContext {
-                hash_key: process_key(),
-            },
+            hash_key: process_key(),
         })
     }
 
     /// Sets the key of the `hash` mask.
     pub fn with_hash_key(mut self, key: String) -> Engine {
-        self.masks.hash_key = key;
+        self.hash_key = key;
         self
+    }
+
+    /// The upstream session settings the `hash` mask reads (name, value):
+    /// the proxy passes them as startup parameters of every session that
+    /// may see a hashed column, so the key never travels in a statement.
+    pub fn hash_settings(&self) -> [(&'static str, String); 2] {
+        let (ipad, opad) = crate::masks::hash_pads(&self.hash_key);
+        [
+            (crate::masks::HASH_IPAD_SETTING, ipad),
+            (crate::masks::HASH_OPAD_SETTING, opad),
+        ]
     }
 
     /// The plan.
@@ -126,10 +136,7 @@ impl Engine {
     ) -> Decision {
         let decision = self.decide_cached(access, claims, sql);
         if access.has_approvals && matches!(decision.verdict, Verdict::Deny(_)) {
-            let env = decide::Env {
-                claims,
-                masks: &self.masks,
-            };
+            let env = decide::Env { claims };
             return hold::hold(&self.plan, access, &env, sql, decision);
         }
         decision
@@ -161,10 +168,7 @@ impl Engine {
                 return decision;
             }
         }
-        let env = decide::Env {
-            claims,
-            masks: &self.masks,
-        };
+        let env = decide::Env { claims };
         let (decision, edits) = decide::decide_with_edits(&self.plan, access, &env, sql);
         if cacheable {
             access.decisions.insert(sql, &decision);

@@ -5,7 +5,6 @@
 //! statement stays byte-identical.
 
 use crate::engine::access::Access;
-use crate::masks::MaskContext;
 use crate::schema::Relation;
 
 /// A replacement of `start..end` in the original text.
@@ -30,12 +29,7 @@ pub fn quote_ident(name: &str) -> String {
 /// reveals nothing.
 ///
 /// A row filter, when given, becomes the subquery's `WHERE` clause.
-pub fn masking_subquery(
-    relation: &Relation,
-    access: &[Access],
-    filter: Option<&str>,
-    masks: &MaskContext,
-) -> String {
+pub fn masking_subquery(relation: &Relation, access: &[Access], filter: Option<&str>) -> String {
     let mut out = String::from("(SELECT ");
     for (i, (col, acc)) in relation.columns.iter().zip(access).enumerate() {
         if i > 0 {
@@ -53,7 +47,7 @@ pub fn masking_subquery(
             // A domain's constraints (CHECK, NOT NULL) need not hold for a
             // masked or withheld value: those are produced as the base type.
             Access::Masked(mask) => {
-                out.push_str(&mask.to_sql(&name, col.value_type(), masks));
+                out.push_str(&mask.to_sql(&name, col.value_type()));
                 out.push_str(" AS ");
                 out.push_str(&name);
             }

@@ -289,6 +289,17 @@ pub(super) async fn startup(
         return Err(end("audit trail unavailable at connect"));
     }
 
+    // The `hash` mask's key reaches the server as session settings given at
+    // startup, never in statement text (and so never in the server's
+    // statement log, `pg_stat_activity` or a plan); the engine refuses every
+    // client read or change of them. An identity that sees everything in
+    // clear is given no key at all: should a reload mask something for it,
+    // its hashed reads fail instead of hashing under a missing key.
+    if !access.full_clear {
+        for (name, value) in loaded.engine.hash_settings() {
+            passthrough.push((name.to_owned(), value));
+        }
+    }
     let connected = match upstream::connect(&shared.upstream, &passthrough).await {
         Ok(c) => c,
         Err(e) => {
