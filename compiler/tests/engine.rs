@@ -595,6 +595,11 @@ fn session_statement_kinds_are_decided_like_what_they_run() {
         ("SET search_path = ''", None),
         ("SET search_path TO pg_catalog", None),
         ("SET statement_timeout = 0", None),
+        // pg_dump's idiom: the name comes from the one row the literal picks.
+        (
+            "SELECT set_config(name, 'view, foreign-table', false) FROM pg_settings WHERE name = 'restrict_nonsystem_relation_kind'",
+            None,
+        ),
     ] {
         let d = decided(&e, &["ci"], sql);
         assert!(
@@ -638,6 +643,26 @@ fn refused_session_statements_say_why() {
         ),
         ("SET search_path = public, evil", "search_path"),
         ("SET role = postgres", "role"),
+        (
+            "SELECT set_config(name, 'x', false) FROM pg_settings WHERE name = 'clsf.hash_ipad'",
+            "belongs to the proxy",
+        ),
+        (
+            "SELECT set_config(name, 'postgres', false) FROM pg_settings WHERE name = 'role'",
+            "role",
+        ),
+        (
+            "SELECT set_config(name, 'x', false) FROM pg_settings WHERE name LIKE 'clsf%'",
+            "computed setting name",
+        ),
+        (
+            "SELECT set_config(name, 'x', false) FROM pg_settings, customers WHERE pg_settings.name = 'work_mem'",
+            "computed setting name",
+        ),
+        (
+            "SELECT (SELECT set_config(name, 'x', false) FROM (VALUES ('role')) v(name)) FROM pg_settings WHERE name = 'work_mem'",
+            "computed setting name",
+        ),
         ("EXECUTE p((SELECT 1 FROM customers))", "EXECUTE"),
         ("NOTIFY ch, 'x'", "NOTIFY"),
     ] {

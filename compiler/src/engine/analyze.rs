@@ -152,7 +152,87 @@ pub fn analyze(statement: &sql::Statement, text: &str) -> Analysis {
             Pending::Qualified(name) => WildcardUse::Qualified(name),
         }
     }));
+    if let Some(name) = pg_settings_row(statement, out.settings.len()) {
+        for call in &mut out.settings {
+            call.setting = Some(name.clone());
+        }
+    }
     out
+}
+
+/// The setting `set_config` changes in pg_dump's idiom (PostgreSQL ≥ 15.8
+/// and its back-branches, for CVE-2024-7348):
+/// `SELECT set_config(name, 'view, foreign-table', false) FROM pg_settings
+/// WHERE name = 'restrict_nonsystem_relation_kind'`. The name is computed,
+/// but from the one row of `pg_settings` the literal picks, so it is that
+/// literal. Only when every setting call of the statement is such a direct
+/// projection of a plain `SELECT … FROM pg_settings WHERE name = '…'` (no
+/// join, no other relation or subquery a `name` could come from).
+fn pg_settings_row(statement: &sql::Statement, calls: usize) -> Option<String> {
+    let sql::Statement::Query(q) = statement else {
+        return None;
+    };
+    let sql::SetExpr::Select(select) = q.body.as_ref() else {
+        return None;
+    };
+    if q.with.is_some() || select.from.len() != 1 || !select.from[0].joins.is_empty() {
+        return None;
+    }
+    let sql::TableFactor::Table { name, args: None, .. } = &select.from[0].relation else {
+        return None;
+    };
+    // Unqualified, it is pg_catalog's: pg_catalog is searched first.
+    let settings_view = match name_parts(name).as_slice() {
+        [t] => t == "pg_settings",
+        [s, t] => s == "pg_catalog" && t == "pg_settings",
+        _ => false,
+    };
+    if !settings_view {
+        return None;
+    }
+    let is_name = |e: &sql::Expr| matches!(e, sql::Expr::Identifier(id) if fold(id) == "name");
+    let literal = match select.selection.as_ref()? {
+        sql::Expr::BinaryOp {
+            left,
+            op: sql::BinaryOperator::Eq,
+            right,
+        } if is_name(left) => match right.as_ref() {
+            sql::Expr::Value(v) => match &v.value {
+                sql::Value::SingleQuotedString(s) => s.to_lowercase(),
+                _ => return None,
+            },
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let direct = select
+        .projection
+        .iter()
+        .filter(|item| {
+            let expr = match item {
+                sql::SelectItem::UnnamedExpr(e) | sql::SelectItem::ExprWithAlias { expr: e, .. } => e,
+                _ => return false,
+            };
+            let sql::Expr::Function(f) = expr else {
+                return false;
+            };
+            let sql::FunctionArguments::List(list) = &f.args else {
+                return false;
+            };
+            matches!(name_parts(&f.name).last().map(String::as_str), Some("set_config"))
+                && matches!(
+                    list.args.first(),
+                    Some(sql::FunctionArg::Unnamed(sql::FunctionArgExpr::Expr(e))) if is_name(e)
+                )
+                && list.args[1..].iter().all(|a| {
+                    matches!(
+                        a,
+                        sql::FunctionArg::Unnamed(sql::FunctionArgExpr::Expr(sql::Expr::Value(_)))
+                    )
+                })
+        })
+        .count();
+    (calls > 0 && direct == calls).then_some(literal)
 }
 
 /// A wildcard seen before the `FROM` entries it expands were visited: the

@@ -152,6 +152,9 @@ async fn send(client: &mut ClientStream, bytes: &[u8]) -> Result<()> {
         .map_err(|e| end(format!("client write: {e}")))
 }
 
+/// How long a finished connection waits for its TLS close to be sent.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Runs one client connection to completion.
 pub async fn run(
     shared: Arc<Shared>,
@@ -170,7 +173,15 @@ pub async fn run(
     .await;
     let ready = match started {
         Ok(Ok(Some(ready))) => ready,
-        Ok(Ok(None)) => return Ok(()),
+        Ok(Ok(None)) => {
+            // A cancel request (inside TLS since libpq 17) is answered by
+            // closing the connection; over TLS that is a close_notify first,
+            // or OpenSSL 3 clients report "unexpected eof while reading"
+            // and count the cancel as failed. Bounded: a client that stopped
+            // reading does not hold the task.
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, client.shutdown()).await;
+            return Ok(());
+        }
         Ok(Err(e)) => return Err(e),
         Err(_) => {
             let _ = send(
