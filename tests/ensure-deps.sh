@@ -64,21 +64,28 @@ if [ ! -s "$sarif_schema" ]; then
     echo "ensure-deps: fetched the SARIF 2.1.0 schema" >&2
 fi
 
-# The client matrix's drivers, pinned, kept in tests/.deps (ignored by git):
-# psycopg 3 from PyPI (its binary wheel bundles libpq) and node-postgres
-# from npm.
-if ! PYTHONPATH="$deps_dir/python" python3 -c 'import psycopg' >/dev/null 2>&1; then
+# The client and tool matrices' drivers, pinned, kept in tests/.deps
+# (ignored by git): psycopg 3 (its binary wheel bundles libpq 18, which
+# sends cancel requests inside TLS) and SQLAlchemy 2 from PyPI;
+# node-postgres, pg-cursor, pg-copy-streams and the reference MCP server
+# for PostgreSQL from npm.
+if ! PYTHONPATH="$deps_dir/python" python3 -c 'import psycopg, sqlalchemy' >/dev/null 2>&1; then
     mkdir -p "$deps_dir"
-    python3 -m pip install --quiet --disable-pip-version-check --target "$deps_dir/python" \
-        'psycopg[binary]==3.3.9'
-    echo "ensure-deps: installed psycopg 3.3.9" >&2
+    python3 -m pip install --quiet --disable-pip-version-check --upgrade --target "$deps_dir/python" \
+        'psycopg[binary]==3.3.9' 'SQLAlchemy==2.1.9'
+    echo "ensure-deps: installed psycopg 3.3.9 and SQLAlchemy 2.1.9" >&2
 fi
 # playwright-core drives Debian's chromium for the approver page's test.
-# Both in one install: npm prunes what a --no-save install does not name.
-if [ ! -e "$deps_dir/node/node_modules/pg/package.json" ] \
-    || [ ! -e "$deps_dir/node/node_modules/playwright-core/package.json" ]; then
+# All in one install: npm prunes what a --no-save install does not name.
+node_pkgs=(pg@8.23.1 playwright-core@1.65.1 pg-cursor@2.22.0 pg-copy-streams@7.0.0
+    @modelcontextprotocol/server-postgres@0.6.2)
+node_missing=0
+for pkg in "${node_pkgs[@]}"; do
+    [ -e "$deps_dir/node/node_modules/${pkg%@*}/package.json" ] || node_missing=1
+done
+if [ "$node_missing" = 1 ]; then
     mkdir -p "$deps_dir/node"
     (cd "$deps_dir/node" && npm install --silent --no-audit --no-fund --no-save \
-        pg@8.23.1 playwright-core@1.65.1 >/dev/null)
-    echo "ensure-deps: installed node-postgres 8.23.1 and playwright-core 1.65.1" >&2
+        "${node_pkgs[@]}" >/dev/null)
+    echo "ensure-deps: installed ${node_pkgs[*]}" >&2
 fi

@@ -500,7 +500,7 @@ fn functions_are_decided_by_their_class() {
             "belongs to the proxy",
         ),
         (
-            "SELECT current_setting(name) FROM orders",
+            "SELECT current_setting(name || '') FROM orders",
             "computed setting name",
         ),
         (
@@ -550,6 +550,20 @@ fn session_statement_kinds_are_decided_like_what_they_run() {
         ),
         ("TABLE customers", "denied"),
         ("TABLE orders", "SELECT * FROM orders"),
+        // A setting named by a parameter (SQLAlchemy's reflection) or a
+        // column is guarded: a proxy setting's name becomes NULL.
+        (
+            "SELECT current_setting($1)",
+            "SELECT current_setting(CASE WHEN lower(CAST(($1) AS text)) LIKE 'clsf.%' THEN NULL ELSE ($1) END)",
+        ),
+        (
+            "SELECT current_setting($1::VARCHAR)",
+            "SELECT current_setting(CASE WHEN lower(CAST(($1) AS text)) LIKE 'clsf.%' THEN NULL ELSE ($1) END::VARCHAR)",
+        ),
+        (
+            "SELECT name, current_setting(name) FROM pg_settings",
+            "SELECT name, current_setting(CASE WHEN lower(CAST((name) AS text)) LIKE 'clsf.%' THEN NULL ELSE (name) END) FROM pg_settings",
+        ),
     ] {
         match decide(&e, &["ci"], sql) {
             Verdict::Rewrite(t) => assert!(t.starts_with(inner_starts), "{sql}: {t}"),
@@ -655,6 +669,11 @@ fn refused_session_statements_say_why() {
             "SELECT set_config(name, 'x', false) FROM pg_settings WHERE name LIKE 'clsf%'",
             "computed setting name",
         ),
+        (
+            "SELECT current_setting((SELECT 'clsf.hash_ipad'))",
+            "computed setting name",
+        ),
+        ("SELECT set_config($1, 'x', false)", "computed setting name"),
         (
             "SELECT set_config(name, 'x', false) FROM pg_settings, customers WHERE pg_settings.name = 'work_mem'",
             "computed setting name",

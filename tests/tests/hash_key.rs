@@ -130,6 +130,19 @@ fn the_hash_key_never_reaches_the_server_in_a_statement() {
             .query_one("SELECT email FROM customers WHERE id = $1", &[&1i32])
             .await
             .unwrap();
+        // A setting named by a parameter is read, except the proxy's own.
+        for (name, shown) in [
+            ("clsf.hash_ipad", false),
+            ("CLSF.HASH_OPAD", false),
+            ("server_version_num", true),
+        ] {
+            let value: Option<String> = c
+                .query_one("SELECT current_setting($1)", &[&name])
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(value.is_some(), shown, "{name}: {value:?}");
+        }
         row.get::<_, String>(0)
     });
     assert_eq!(extended, hashed, "a new session hashes under the same key");

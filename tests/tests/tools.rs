@@ -98,7 +98,8 @@ fn setup() -> (Quickstart, Proxy) {
 }
 
 fn token(q: &Quickstart, role: &str) -> String {
-    q.issuer.sign(&q.issuer.claims(role, json!({ "role": role })))
+    q.issuer
+        .sign(&q.issuer.claims(role, json!({ "role": role })))
 }
 
 /// libpq connection options for the proxy over verified TLS.
@@ -156,7 +157,10 @@ fn clear_values(q: &Quickstart) -> Vec<String> {
 
 fn assert_no_clear_value(q: &Quickstart, what: &str, text: &str) {
     for value in clear_values(q) {
-        assert!(!text.contains(&value), "{what} holds a clear protected value");
+        assert!(
+            !text.contains(&value),
+            "{what} holds a clear protected value"
+        );
     }
 }
 
@@ -170,7 +174,10 @@ fn pg_dump_makes_a_masked_dump_that_restores() {
     let dump = q.dir.path().join("dump.sql");
     let run = |token: &str, out: &Path| {
         Command::new(q.pg.program("pg_dump"))
-            .arg(format!("{} user=workload dbname={DATABASE}", conninfo(&q, &proxy)))
+            .arg(format!(
+                "{} user=workload dbname={DATABASE}",
+                conninfo(&q, &proxy)
+            ))
             .arg("-f")
             .arg(out)
             .env("PGPASSWORD", token)
@@ -185,7 +192,10 @@ fn pg_dump_makes_a_masked_dump_that_restores() {
     );
     let text = std::fs::read_to_string(&dump).unwrap();
     assert!(text.contains("COPY public.customers"), "customers dumped");
-    assert!(text.contains("****@example.com"), "emails masked in the dump");
+    assert!(
+        text.contains("****@example.com"),
+        "emails masked in the dump"
+    );
     assert_no_clear_value(&q, "the dump", &text);
 
     q.pg.superuser_sql("postgres", "CREATE DATABASE restored");
@@ -199,7 +209,8 @@ fn pg_dump_makes_a_masked_dump_that_restores() {
         restored.trim(),
         "4|****@example.com|****       |************1111"
     );
-    let events = q.pg.superuser_sql("restored", "SELECT count(*) FROM events");
+    let events =
+        q.pg.superuser_sql("restored", "SELECT count(*) FROM events");
     assert_eq!(events.trim(), "10000");
 
     // ci's rule denies ssn: pg_dump stops with the reason, and writes no
@@ -232,15 +243,52 @@ fn psql_describe_commands_and_copy() {
          \\copy (SELECT ssn FROM customers) TO STDOUT\n\
          SELECT count(*) FROM orders;\n",
     );
-    assert!(out.stdout.contains("card_number|character varying(19)"), "{}", out.stdout);
-    assert!(out.stdout.contains("public|events|table|"), "\\dt: {}", out.stdout);
-    assert!(out.stdout.contains("public|shipped|view|"), "\\dv: {}", out.stdout);
-    assert!(out.stdout.contains("pg_sleep|void|double precision"), "\\df: {}", out.stdout);
-    assert!(out.stdout.contains("events_customer"), "\\di: {}", out.stdout);
-    assert!(out.stdout.contains("1\t****@example.com"), "\\copy: {}{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("10\t1\t"), "\\copy orders: {}", out.stdout);
-    assert!(out.stderr.contains("42501") && out.stderr.contains("ssn"), "{}", out.stderr);
-    assert!(out.stdout.trim_end().ends_with('4'), "usable after the denial: {}", out.stdout);
+    assert!(
+        out.stdout.contains("card_number|character varying(19)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("public|events|table|"),
+        "\\dt: {}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("public|shipped|view|"),
+        "\\dv: {}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("pg_sleep|void|double precision"),
+        "\\df: {}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("events_customer"),
+        "\\di: {}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("1\t****@example.com"),
+        "\\copy: {}{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(
+        out.stdout.contains("10\t1\t"),
+        "\\copy orders: {}",
+        out.stdout
+    );
+    assert!(
+        out.stderr.contains("42501") && out.stderr.contains("ssn"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stdout.trim_end().ends_with('4'),
+        "usable after the denial: {}",
+        out.stdout
+    );
     assert_eq!(
         out.stderr.matches("ERROR").count(),
         1,
@@ -248,4 +296,289 @@ fn psql_describe_commands_and_copy() {
         out.stderr
     );
     assert_no_clear_value(&q, "psql's output", &out.stdout);
+}
+
+#[test]
+fn psycopg3_named_cursors_copy_and_cancel_over_tls() {
+    let (q, proxy) = setup();
+    let mut cmd = Command::new("python3");
+    cmd.arg(clients_dir().join("psycopg_tools.py"))
+        .env("PYTHONPATH", deps().join("python"));
+    let lines = run_check(cmd, &q, &proxy, &q.issuer.ci_token());
+    assert_eq!(
+        lines,
+        [
+            // The bundled libpq sends its CancelRequest inside TLS.
+            "libpq ge17",
+            "typeinfo text 25",
+            "masked ****@example.com ************1111",
+            "denied 42501",
+            "after_denial 4",
+            "copy 4 ****@example.com",
+            "withhold 5 ****@mail.example",
+            "cancel 57014 fast",
+            "after_cancel 1",
+            "named 10000 ****@mail.example",
+            "binary_scroll 11 ****@mail.example",
+            "named_denied 42501",
+            "after_rollback 10000",
+        ]
+    );
+    let events = proxy.audit_events();
+    assert!(
+        events.iter().any(|e| e["event"] == "cancel"),
+        "the cancel is audited"
+    );
+}
+
+#[test]
+fn sqlalchemy2_connects_reflects_and_streams() {
+    let (q, proxy) = setup();
+    let mut cmd = Command::new("python3");
+    cmd.arg(clients_dir().join("sqlalchemy_check.py"))
+        .env("PYTHONPATH", deps().join("python"));
+    let lines = run_check(cmd, &q, &proxy, &q.issuer.ci_token());
+    assert_eq!(
+        lines,
+        [
+            "connect 1 15",
+            "tables customers events orders",
+            "views shipped",
+            "columns id name email ssn card_number created_at",
+            "pk id",
+            "fk customers id",
+            "indexes events_customer",
+            "core ****@example.com ************1111",
+            "denied 42501",
+            "after_denial 4",
+            "stream_results 10000",
+            "orm ****@turing.org",
+            "yield_per 10000 ****@mail.example",
+        ]
+    );
+}
+
+#[test]
+fn pgjdbc_metadata_fetch_size_copy_and_cancel() {
+    let (q, proxy) = setup();
+    let classes = q.dir.path().join("classes");
+    let jar = Path::new("/usr/share/java/postgresql.jar");
+    let javac = Command::new("javac")
+        .arg("-d")
+        .arg(&classes)
+        .arg("-cp")
+        .arg(jar)
+        .arg(clients_dir().join("JdbcTools.java"))
+        .output()
+        .expect("javac (Java 17)");
+    assert!(
+        javac.status.success(),
+        "{}",
+        String::from_utf8_lossy(&javac.stderr)
+    );
+    let mut cmd = Command::new("java");
+    cmd.arg("-cp")
+        .arg(format!("{}:{}", classes.display(), jar.display()))
+        .arg("JdbcTools");
+    let lines = run_check(cmd, &q, &proxy, &q.issuer.ci_token());
+    assert_eq!(
+        lines,
+        [
+            "product PostgreSQL",
+            "tables customers events orders shipped",
+            "columns id name email ssn card_number created_at",
+            "primary_keys id",
+            "index_info events_customer events_pkey",
+            "imported_keys customers",
+            "schemas true",
+            "masked ****@example.com",
+            "denied 42501",
+            "after_denial 4",
+            "fetch_size 10000 ****@mail.example",
+            "copy 4 1 ****@example.com",
+            "cancel 57014 fast",
+            "after_cancel 1",
+        ]
+    );
+}
+
+#[test]
+fn node_postgres_cursor_and_copy_streams() {
+    let (q, proxy) = setup();
+    let mut cmd = Command::new("node");
+    cmd.arg(clients_dir().join("node_tools.js"))
+        .env("NODE_PATH", deps().join("node/node_modules"));
+    let lines = run_check(cmd, &q, &proxy, &q.issuer.ci_token());
+    assert_eq!(
+        lines,
+        [
+            "columns id name email ssn card_number created_at",
+            "masked ****@navy.mil",
+            "denied 42501",
+            "after_denial 4",
+            "cursor 10000 ****@mail.example",
+            "copy 4 1 ****@example.com",
+            "copy_denied 42501",
+            "after_copy 1",
+        ]
+    );
+}
+
+/// An MCP server speaking JSON-RPC over its standard input and output.
+struct McpServer {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    lines: std::sync::mpsc::Receiver<String>,
+    next_id: u64,
+}
+
+impl McpServer {
+    fn start(mut cmd: Command) -> McpServer {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the MCP server");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        McpServer {
+            child,
+            stdin,
+            lines,
+            next_id: 1,
+        }
+    }
+
+    fn send(&mut self, message: &Value) {
+        writeln!(self.stdin, "{message}").expect("write to the MCP server");
+        self.stdin.flush().expect("flush");
+    }
+
+    /// Sends a request and waits (bounded) for the response with its id.
+    fn call(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no answer to {method} in 20 s"));
+            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if v["id"] == json!(id) {
+                return v;
+            }
+        }
+    }
+}
+
+impl Drop for McpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The reference MCP server for PostgreSQL, as an AI agent's database tool,
+/// connected to the proxy with the agent's token: it lists tables, reads a
+/// schema, gets masked values, gets a refusal, and its read-only guard's
+/// known escape (`COMMIT; DELETE …`) is refused by the policy.
+#[test]
+fn mcp_postgres_server_as_an_agent_tool() {
+    let (q, proxy) = setup();
+    let server =
+        deps().join("node/node_modules/@modelcontextprotocol/server-postgres/dist/index.js");
+    let mut cmd = Command::new("node");
+    cmd.arg(&server)
+        .arg(format!(
+            "postgresql://workload:{}@localhost:{}/{DATABASE}?sslmode=verify-full",
+            token(&q, "agent"),
+            proxy.addr.port()
+        ))
+        .env("NODE_EXTRA_CA_CERTS", q.dir.path().join("ca.pem"))
+        // localhost is 127.0.0.1 first, where the proxy listens.
+        .env("NODE_OPTIONS", "--dns-result-order=ipv4first");
+    let mut mcp = McpServer::start(cmd);
+    let init = mcp.call(
+        "initialize",
+        json!({"protocolVersion": "2024-11-05", "capabilities": {},
+               "clientInfo": {"name": "clsf-e2e", "version": "1"}}),
+    );
+    assert!(
+        init["result"]["capabilities"]["tools"].is_object(),
+        "{init}"
+    );
+    mcp.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+
+    let resources = mcp.call("resources/list", json!({}));
+    let mut names: Vec<&str> = resources["result"]["resources"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{resources}"))
+        .iter()
+        .filter_map(|r| r["uri"].as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names.len(), 4, "{resources}");
+    assert!(names[0].ends_with("/customers/schema"), "{names:?}");
+    let schema = mcp.call("resources/read", json!({"uri": names[0]}));
+    let text = schema["result"]["contents"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        text.contains("card_number") && text.contains("ssn"),
+        "{schema}"
+    );
+
+    let tools = mcp.call("tools/list", json!({}));
+    assert_eq!(tools["result"]["tools"][0]["name"], "query", "{tools}");
+    let query = |mcp: &mut McpServer, sql: &str| {
+        mcp.call(
+            "tools/call",
+            json!({"name": "query", "arguments": {"sql": sql}}),
+        )
+    };
+    let masked = query(&mut mcp, "SELECT id, email FROM customers ORDER BY id");
+    let text = masked["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(text.contains("****@example.com"), "{masked}");
+    assert_no_clear_value(&q, "the agent's result", &masked.to_string());
+
+    let refused = query(&mut mcp, "SELECT ssn FROM customers");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("ssn")),
+        "{refused}"
+    );
+    assert_no_clear_value(&q, "the agent's error", &refused.to_string());
+    let escape = query(&mut mcp, "COMMIT; DELETE FROM orders");
+    assert!(escape["error"].is_object(), "{escape}");
+    assert_eq!(
+        q.pg.superuser_sql(DATABASE, "SELECT count(*) FROM orders")
+            .trim(),
+        "4",
+        "nothing deleted"
+    );
+    // The agent's tool still works after the refusals.
+    let after = query(&mut mcp, "SELECT count(*) AS n FROM events");
+    assert!(
+        after["result"]["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("10000")),
+        "{after}"
+    );
 }

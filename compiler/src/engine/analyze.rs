@@ -70,6 +70,10 @@ pub struct SettingCall {
     pub setting: Option<String>,
     /// For `set_config`, the new value when written as a literal.
     pub value: Option<String>,
+    /// Where the name argument is, when it is a parameter (`$1`) or a
+    /// column: an expression that can be repeated in a guard without
+    /// reading anything (see `decide::guard_setting_name`).
+    pub name_at: Option<(usize, usize)>,
 }
 
 /// Folds an identifier the way PostgreSQL does: unquoted → lower case.
@@ -178,7 +182,10 @@ fn pg_settings_row(statement: &sql::Statement, calls: usize) -> Option<String> {
     if q.with.is_some() || select.from.len() != 1 || !select.from[0].joins.is_empty() {
         return None;
     }
-    let sql::TableFactor::Table { name, args: None, .. } = &select.from[0].relation else {
+    let sql::TableFactor::Table {
+        name, args: None, ..
+    } = &select.from[0].relation
+    else {
         return None;
     };
     // Unqualified, it is pg_catalog's: pg_catalog is searched first.
@@ -210,7 +217,8 @@ fn pg_settings_row(statement: &sql::Statement, calls: usize) -> Option<String> {
         .iter()
         .filter(|item| {
             let expr = match item {
-                sql::SelectItem::UnnamedExpr(e) | sql::SelectItem::ExprWithAlias { expr: e, .. } => e,
+                sql::SelectItem::UnnamedExpr(e)
+                | sql::SelectItem::ExprWithAlias { expr: e, .. } => e,
                 _ => return false,
             };
             let sql::Expr::Function(f) = expr else {
@@ -219,17 +227,18 @@ fn pg_settings_row(statement: &sql::Statement, calls: usize) -> Option<String> {
             let sql::FunctionArguments::List(list) = &f.args else {
                 return false;
             };
-            matches!(name_parts(&f.name).last().map(String::as_str), Some("set_config"))
-                && matches!(
-                    list.args.first(),
-                    Some(sql::FunctionArg::Unnamed(sql::FunctionArgExpr::Expr(e))) if is_name(e)
+            matches!(
+                name_parts(&f.name).last().map(String::as_str),
+                Some("set_config")
+            ) && matches!(
+                list.args.first(),
+                Some(sql::FunctionArg::Unnamed(sql::FunctionArgExpr::Expr(e))) if is_name(e)
+            ) && list.args[1..].iter().all(|a| {
+                matches!(
+                    a,
+                    sql::FunctionArg::Unnamed(sql::FunctionArgExpr::Expr(sql::Expr::Value(_)))
                 )
-                && list.args[1..].iter().all(|a| {
-                    matches!(
-                        a,
-                        sql::FunctionArg::Unnamed(sql::FunctionArgExpr::Expr(sql::Expr::Value(_)))
-                    )
-                })
+            })
         })
         .count();
     (calls > 0 && direct == calls).then_some(literal)
@@ -252,6 +261,27 @@ struct Collector<'a> {
 }
 
 impl Collector<'_> {
+    /// The byte range of a parameter or a column reference: operands that
+    /// read nothing and may be written twice.
+    fn plain_operand_range(&self, e: &sql::Expr) -> Option<(usize, usize)> {
+        let (start, end) = match e {
+            sql::Expr::Value(v) if matches!(v.value, sql::Value::Placeholder(_)) => {
+                (v.span.start, v.span.end)
+            }
+            sql::Expr::Identifier(id) => (id.span.start, id.span.end),
+            sql::Expr::CompoundIdentifier(ids) => (ids.first()?.span.start, ids.last()?.span.end),
+            // `$1::varchar` (SQLAlchemy's typed parameters): the operand
+            // inside the cast is guarded, the cast stays around the guard.
+            sql::Expr::Cast { expr, .. } | sql::Expr::Nested(expr) => {
+                return self.plain_operand_range(expr);
+            }
+            _ => return None,
+        };
+        let start = self.index.offset(start)?;
+        let end = self.index.offset(end)?;
+        (start < end).then_some((start, end))
+    }
+
     fn range_of(&self, name: &sql::ObjectName) -> Option<(usize, usize)> {
         let first = name.0.first()?.as_ident()?;
         let last = name.0.last()?.as_ident()?;
@@ -380,10 +410,20 @@ impl Visitor for Collector<'_> {
                         },
                         _ => None,
                     };
+                    let name_at = match &f.args {
+                        sql::FunctionArguments::List(list) => match list.args.first() {
+                            Some(sql::FunctionArg::Unnamed(sql::FunctionArgExpr::Expr(e))) => {
+                                self.plain_operand_range(e)
+                            }
+                            _ => None,
+                        },
+                        _ => None,
+                    };
                     self.out.settings.push(SettingCall {
                         function: name.clone(),
                         setting: literal(0).map(|s| s.to_lowercase()),
                         value: literal(1),
+                        name_at,
                     });
                 }
                 self.out.functions.push((name, schema));

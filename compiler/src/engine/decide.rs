@@ -508,13 +508,13 @@ fn decide_statement(
         sql::Statement::Query(_) => {
             let a = analyze::analyze(stmt, text);
             if a.select_into {
-                return creates_table_from(plan, access, env, &a, stmt, "SELECT … INTO");
+                return creates_table_from(plan, access, env, &a, stmt, text, "SELECT … INTO");
             }
             if a.statements > 1 {
                 // A data-modifying CTE: the writing rules apply as well.
                 writes(plan, access, &a, None)?;
             }
-            reads(plan, access, env, &a, stmt)
+            reads(plan, access, env, &a, stmt, text)
         }
         sql::Statement::Insert(_) | sql::Statement::Update(_) | sql::Statement::Delete(_) => {
             let target = write_target(stmt);
@@ -616,7 +616,7 @@ fn decide_statement(
         }
         sql::Statement::CreateTable(ct) if ct.query.is_some() => {
             let a = analyze::analyze(stmt, text);
-            creates_table_from(plan, access, env, &a, stmt, "CREATE TABLE … AS")
+            creates_table_from(plan, access, env, &a, stmt, text, "CREATE TABLE … AS")
         }
         other if is_ddl(other) => action_permitted(plan, &access.ddl, "ddl", other),
         other if is_admin(other) => action_permitted(plan, &access.admin, "admin", other),
@@ -773,6 +773,7 @@ fn creates_table_from(
     env: &Env<'_>,
     a: &Analysis,
     stmt: &sql::Statement,
+    text: &str,
     what: &str,
 ) -> Result<Outcome, Denial> {
     for t in a.tables.iter().filter(|t| !t.is_function) {
@@ -793,7 +794,7 @@ fn creates_table_from(
             });
         }
     }
-    let out = reads(plan, access, env, a, stmt)?;
+    let out = reads(plan, access, env, a, stmt, text)?;
     if !out.edits.is_empty() {
         return Err(internal_denial(what));
     }
@@ -837,7 +838,7 @@ fn copy(
         (true, sql::CopyTarget::Stdout, sql::CopySource::Query(_)) => {
             let a = analyze::analyze(stmt, text);
             exports(plan, access, &a, stmt)?;
-            no_limit_in_copy(reads(plan, access, env, &a, stmt)?)
+            no_limit_in_copy(reads(plan, access, env, &a, stmt, text)?)
         }
         (true, sql::CopyTarget::Stdout, sql::CopySource::Table { table_name, columns }) => {
             // The whole text is replaced, so the COPY must be all of it.
@@ -1187,10 +1188,48 @@ fn check_catalog(name: &str) -> Result<(), Denial> {
 }
 
 fn check_functions(access: &PrincipalAccess, a: &Analysis) -> Result<(), Denial> {
+    check_functions_guarded(access, a, None)
+}
+
+/// Like [`check_functions`]; with `guards`, a `current_setting` whose name
+/// is a parameter or a column is allowed with a guard added to `guards`.
+fn check_functions_guarded(
+    access: &PrincipalAccess,
+    a: &Analysis,
+    mut guards: Option<(&str, &mut Vec<Edit>)>,
+) -> Result<(), Denial> {
     a.functions
         .iter()
         .try_for_each(|(name, schema)| check_function(access, name, schema.as_deref()))?;
-    a.settings.iter().try_for_each(check_setting_call)
+    for call in &a.settings {
+        if call.setting.is_none()
+            && call.function == "current_setting"
+            && let (Some((start, end)), Some((text, edits))) = (call.name_at, guards.as_mut())
+            && let Some(operand) = text.get(start..end)
+        {
+            edits.push(Edit {
+                start,
+                end,
+                text: guard_setting_name(operand),
+            });
+            continue;
+        }
+        check_setting_call(call)?;
+    }
+    Ok(())
+}
+
+/// `current_setting(name)` with a name known only when the statement runs
+/// (a bound parameter, as SQLAlchemy's reflection sends
+/// `current_setting($1)`, or a column of `pg_settings`): the name is
+/// replaced by one that is NULL when it names a proxy setting, and
+/// `current_setting(NULL)` is NULL. The server compares setting names
+/// ignoring ASCII case, as `lower` does for the prefix's letters.
+fn guard_setting_name(operand: &str) -> String {
+    format!(
+        "CASE WHEN lower(CAST(({operand}) AS text)) LIKE '{}%' THEN NULL ELSE ({operand}) END",
+        sql_lists::PROXY_SETTING_PREFIX
+    )
 }
 
 /// `current_setting` and `set_config` name their setting in an argument:
@@ -1424,9 +1463,10 @@ fn reads(
     env: &Env<'_>,
     a: &Analysis,
     stmt: &sql::Statement,
+    text: &str,
 ) -> Result<Outcome, Denial> {
-    check_functions(access, a)?;
     let mut out = Outcome::pass();
+    check_functions_guarded(access, a, Some((text, &mut out.edits)))?;
     // Each relation reference resolved once (None for table functions).
     let mut resolved: Vec<Option<Resolved>> = a
         .tables

@@ -1,0 +1,115 @@
+// pgJDBC (Debian's libpostgresql-jdbc-java) as a masked identity through
+// the clsf proxy, the way IDEs, BI and ETL tools use it (tests/tests/tools.rs
+// compiles and runs it). Usage:
+//   java JdbcTools HOST PORT DBNAME CA_FILE TOKEN
+// Prints one `key value` line per check.
+import java.io.StringWriter;
+import java.sql.*;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Properties;
+import java.util.TreeSet;
+import org.postgresql.copy.CopyManager;
+import org.postgresql.core.BaseConnection;
+
+public class JdbcTools {
+    static List<String> column(ResultSet r, String name) throws SQLException {
+        List<String> out = new ArrayList<>();
+        try (r) {
+            while (r.next()) out.add(r.getString(name));
+        }
+        return out;
+    }
+
+    public static void main(String[] a) throws Exception {
+        Properties p = new Properties();
+        p.setProperty("user", "workload");
+        p.setProperty("password", a[4]);
+        p.setProperty("sslmode", "verify-full");
+        p.setProperty("sslrootcert", a[3]);
+        p.setProperty("connectTimeout", "10");
+        try (Connection c = DriverManager.getConnection(
+                "jdbc:postgresql://" + a[0] + ":" + a[1] + "/" + a[2], p)) {
+            DatabaseMetaData md = c.getMetaData();
+            System.out.println("product " + md.getDatabaseProductName());
+            System.out.println("tables " + String.join(" ", new TreeSet<>(column(
+                md.getTables(null, "public", "%", new String[] {"TABLE", "VIEW"}), "TABLE_NAME"))));
+            System.out.println("columns " + String.join(" ", column(
+                md.getColumns(null, "public", "customers", "%"), "COLUMN_NAME")));
+            System.out.println("primary_keys " + String.join(" ", column(
+                md.getPrimaryKeys(null, "public", "customers"), "COLUMN_NAME")));
+            System.out.println("index_info " + String.join(" ", new TreeSet<>(column(
+                md.getIndexInfo(null, "public", "events", false, false), "INDEX_NAME"))));
+            System.out.println("imported_keys " + String.join(" ", column(
+                md.getImportedKeys(null, "public", "orders"), "PKTABLE_NAME")));
+            System.out.println("schemas " + column(md.getSchemas(), "TABLE_SCHEM").contains("public"));
+
+            try (PreparedStatement s = c.prepareStatement("SELECT email FROM customers WHERE id = ?")) {
+                s.setInt(1, 1);
+                try (ResultSet r = s.executeQuery()) {
+                    r.next();
+                    System.out.println("masked " + r.getString(1));
+                }
+            }
+            try (Statement s = c.createStatement()) {
+                s.executeQuery("SELECT ssn FROM customers").close();
+                System.out.println("denied NOT-DENIED");
+            } catch (SQLException e) {
+                System.out.println("denied " + e.getSQLState());
+            }
+            try (Statement s = c.createStatement(); ResultSet r = s.executeQuery("SELECT count(*) FROM orders")) {
+                r.next();
+                System.out.println("after_denial " + r.getInt(1));
+            }
+
+            // A fetch size streams through a portal (Execute with a row
+            // limit), which needs a transaction.
+            c.setAutoCommit(false);
+            try (Statement s = c.createStatement()) {
+                s.setFetchSize(1000);
+                int n = 0;
+                String first = null;
+                try (ResultSet r = s.executeQuery("SELECT id, contact FROM events ORDER BY id")) {
+                    while (r.next()) {
+                        n++;
+                        if (first == null) first = r.getString(2);
+                    }
+                }
+                System.out.println("fetch_size " + n + " " + first);
+            }
+            c.commit();
+            c.setAutoCommit(true);
+
+            CopyManager copy = new CopyManager((BaseConnection) c);
+            StringWriter w = new StringWriter();
+            long rows = copy.copyOut("COPY (SELECT id, email FROM customers ORDER BY id) TO STDOUT", w);
+            System.out.println("copy " + rows + " " + w.toString().split("\n")[0].replace('\t', ' '));
+
+            // Statement.cancel() sends a CancelRequest on a new connection.
+            try (Statement s = c.createStatement()) {
+                Thread t = new Thread(() -> {
+                    try {
+                        Thread.sleep(500);
+                        s.cancel();
+                    } catch (Exception e) {
+                        throw new RuntimeException(e);
+                    }
+                });
+                t.start();
+                long started = System.nanoTime();
+                try {
+                    s.execute("SELECT pg_sleep(30)");
+                    System.out.println("cancel NOT-CANCELLED");
+                } catch (SQLException e) {
+                    long ms = (System.nanoTime() - started) / 1_000_000;
+                    System.out.println("cancel " + e.getSQLState() + (ms < 10_000 ? " fast" : " slow"));
+                }
+                t.join();
+            }
+            try (Statement s = c.createStatement(); ResultSet r = s.executeQuery("SELECT 1")) {
+                r.next();
+                System.out.println("after_cancel " + r.getInt(1));
+            }
+        }
+    }
+}
