@@ -66,6 +66,24 @@ with connect(autocommit=True) as conn:
     t.join()
     print("after_cancel", conn.execute("SELECT 1").fetchone()[0])
 
+# Direct TLS (libpq >= 17, sslnegotiation=direct): the connection and its
+# cancel request both start with the TLS handshake.
+with connect(autocommit=True, sslnegotiation="direct") as conn:
+    assert conn.pgconn.ssl_in_use, "not TLS"
+
+    def cancel_direct():
+        time.sleep(0.5)
+        conn.cancel_safe(timeout=10)
+
+    t = threading.Thread(target=cancel_direct)
+    t.start()
+    try:
+        conn.execute("SELECT pg_sleep(30)")
+        print("direct_cancel", "NOT-CANCELLED")
+    except psycopg.errors.QueryCanceled as e:
+        print("direct_cancel", e.sqlstate)
+    t.join()
+
 with connect() as conn:
     # Named (server-side) cursors stream with DECLARE / FETCH FORWARD / CLOSE.
     with conn.cursor(name="stream") as cur:

@@ -195,6 +195,18 @@ fn attacks() -> Vec<(&'static str, String)> {
         ("prepare execute", "PREPARE p1 AS SELECT ssn FROM people; EXECUTE p1;".into()),
         ("prepare with parameter", "PREPARE p2(int) AS SELECT ssn FROM people WHERE id = $1; EXECUTE p2(1);".into()),
         ("explain analyze error", "EXPLAIN ANALYZE SELECT ssn::int FROM people;".into()),
+        ("cursor with hold", "DECLARE c3 CURSOR WITH HOLD FOR SELECT ssn FROM people; FETCH ALL FROM c3; CLOSE c3;".into()),
+        ("binary scroll cursor", "BEGIN; DECLARE c4 BINARY SCROLL CURSOR FOR SELECT email FROM people; MOVE LAST IN c4; FETCH BACKWARD ALL FROM c4; ROLLBACK;".into()),
+        ("cursor over cte", "BEGIN; DECLARE c5 CURSOR FOR WITH x AS (SELECT ssn FROM people) SELECT * FROM x; FETCH ALL FROM c5; ROLLBACK;".into()),
+        ("cursor name reused", "BEGIN; DECLARE c6 CURSOR FOR SELECT id FROM people; CLOSE c6; DECLARE c6 CURSOR FOR SELECT ssn FROM people; FETCH ALL FROM c6; ROLLBACK;".into()),
+        ("prepared name reused", "PREPARE p3 AS SELECT id FROM people; DEALLOCATE p3; PREPARE p3 AS SELECT ssn FROM people; EXECUTE p3;".into()),
+        ("explain execute", "PREPARE p5 AS SELECT email::int FROM people; EXPLAIN (ANALYZE, VERBOSE) EXECUTE p5;".into()),
+        ("explain select into", "BEGIN; EXPLAIN ANALYZE SELECT email INTO TEMP leak4 FROM people; SELECT * FROM leak4; ROLLBACK;".into()),
+        ("explain create table as", "BEGIN; EXPLAIN ANALYZE CREATE TEMP TABLE leak5 AS SELECT ssn FROM people; SELECT * FROM leak5; ROLLBACK;".into()),
+        ("masked select into", "BEGIN; SELECT email INTO TEMP leak6 FROM people; SELECT * FROM leak6; ROLLBACK;".into()),
+        ("masked create table as", "BEGIN; CREATE TEMP TABLE leak7 AS SELECT email FROM people; SELECT * FROM leak7; ROLLBACK;".into()),
+        ("set_config through pg_settings", "SELECT set_config(name, 'pg_temp, public', false) FROM pg_settings WHERE name = 'search_path'; CREATE TEMP TABLE people AS SELECT * FROM public.people; SELECT ssn FROM people;".into()),
+        ("current_setting carrier by column", "SELECT set_config('app.z', ssn, false) FROM people WHERE id = 1; SELECT current_setting(name) FROM pg_settings WHERE name = 'app.z';".into()),
         // Multi-statement queries.
         ("two statements in one query", "SELECT 1 \\; SELECT ssn FROM people;".into()),
         ("statement after comment", "SELECT 1 /* */ ; SELECT ssn FROM people -- x\n;".into()),
@@ -530,4 +542,59 @@ fn a_usage_grant_joins_and_filters_but_never_reveals() {
         "{} grant attacks, 0 leaks through the proxy, {proven} leak directly",
         attacks.len()
     );
+}
+
+/// SQL `FETCH` and `EXECUTE` name only cursors and statements the session
+/// made with SQL: a portal or statement made with the extended protocol
+/// (whose rows may be limited or held for approval, and which the engine
+/// decided as protocol messages) cannot be reached by name from SQL.
+#[test]
+fn protocol_portals_and_statements_are_not_reachable_from_sql() {
+    let (q, proxy) = seeded();
+    let token = q
+        .issuer
+        .sign(&q.issuer.claims("attacker", json!({"team": "ci"})));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (mut c, conn) = clsf_tests::client::config(proxy.addr.port(), "w", &token)
+            .connect(tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let stmt = c
+            .prepare("SELECT id, email FROM people WHERE id > $1")
+            .await
+            .unwrap();
+        let refused = |e: tokio_postgres::Error| {
+            let db = e.as_db_error().expect("a server error").clone();
+            assert!(
+                db.message().contains("was not made by SQL in this session"),
+                "{}",
+                db.message()
+            );
+            assert!(leaked(db.message()).is_none());
+        };
+        // Statement names are `s<n>` from a process-wide counter, as
+        // portal names are `p<n>`: every candidate is refused alike.
+        for n in 0..64 {
+            let e = c
+                .simple_query(&format!("EXECUTE s{n}(0)"))
+                .await
+                .unwrap_err();
+            refused(e);
+        }
+        let tx = c.transaction().await.unwrap();
+        let _portal = tx.bind(&stmt, &[&0i32]).await.unwrap();
+        // A refusal aborts the transaction; a savepoint keeps the portal.
+        for n in 0..64 {
+            tx.simple_query("SAVEPOINT s").await.unwrap();
+            let e = tx
+                .simple_query(&format!("FETCH ALL FROM p{n}"))
+                .await
+                .unwrap_err();
+            refused(e);
+            tx.simple_query("ROLLBACK TO SAVEPOINT s").await.unwrap();
+        }
+        tx.rollback().await.unwrap();
+    });
 }

@@ -318,6 +318,7 @@ fn psycopg3_named_cursors_copy_and_cancel_over_tls() {
             "withhold 5 ****@mail.example",
             "cancel 57014 fast",
             "after_cancel 1",
+            "direct_cancel 57014",
             "named 10000 ****@mail.example",
             "binary_scroll 11 ****@mail.example",
             "named_denied 42501",
@@ -325,9 +326,10 @@ fn psycopg3_named_cursors_copy_and_cancel_over_tls() {
         ]
     );
     let events = proxy.audit_events();
-    assert!(
-        events.iter().any(|e| e["event"] == "cancel"),
-        "the cancel is audited"
+    assert_eq!(
+        events.iter().filter(|e| e["event"] == "cancel").count(),
+        2,
+        "both cancels are audited"
     );
 }
 
