@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Pull + check at scale: GitLab's production schema (the largest in
-# ../shared/schemas, ~14k columns, 1,401 tables with partitions) is loaded into
+# tests/schemas (vendored), ~14k columns, 1,401 tables with partitions) is loaded into
 # a throwaway PostgreSQL, pulled with a release `clsfc schema pull`, and
 # checked with the standard library patterns. Prints wall time and peak
 # memory (maximum resident set size) of each step, from /usr/bin/time -v.
@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
-schema_sql="$root/../shared/schemas/gitlab/structure.sql"
+schema_sql="$root/tests/schemas/gitlab/structure.sql"
 [ -f "$schema_sql" ] || { echo "missing $schema_sql" >&2; exit 1; }
 pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 [ -x /usr/bin/time ] || { echo "needs /usr/bin/time (Debian package time)" >&2; exit 1; }

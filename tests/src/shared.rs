@@ -1,5 +1,5 @@
-//! The third-party schemas in `../shared/schemas` (see its README), loaded
-//! into a harness cluster, one database each.
+//! The third-party schemas vendored in `tests/schemas` (see its README),
+//! loaded into a harness cluster, one database each.
 
 use std::path::PathBuf;
 
@@ -9,9 +9,9 @@ use crate::postgres::Postgres;
 /// The schemas, by folder name.
 pub const SCHEMAS: &[&str] = &["pagila", "chinook", "adventureworks", "gitlab"];
 
-/// `../shared/schemas`, beside the repository.
+/// `tests/schemas` in the repository.
 pub fn dir() -> PathBuf {
-    repo_root().join("../shared/schemas")
+    repo_root().join("tests/schemas")
 }
 
 /// Loads schema `name` into a new database and returns the database name.

@@ -1,5 +1,5 @@
-//! The standard library against real schemas: each schema of
-//! ../shared/schemas is loaded into PostgreSQL, pulled with `clsfc schema
+//! The standard library against real schemas: each schema vendored
+//! in tests/schemas is loaded into PostgreSQL, pulled with `clsfc schema
 //! pull`, and checked with a policy made of `std::pii` and `std::secrets`;
 //! the columns a reviewer would call personal data or secrets are
 //! classified so, and no two patterns conflict.
