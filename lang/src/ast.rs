@@ -52,7 +52,7 @@ pub struct File {
 /// A top-level declaration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Item {
-    /// `use std::pii` or `use "../shared"`.
+    /// `use std::pii` or `use "../common"`.
     Use(UseDecl),
     /// `labels public < internal < …`
     Labels(LabelsDecl),

@@ -133,7 +133,7 @@ fn clause() -> impl Strategy<Value = String> {
 fn item() -> impl Strategy<Value = String> {
     prop_oneof![
         Just("use std::pii".to_owned()),
-        Just("use \"../shared/common.clsf\"".to_owned()),
+        Just("use \"../common/base.clsf\"".to_owned()),
         Just("labels public < internal < confidential < restricted".to_owned()),
         Just("categories pii, pci".to_owned()),
         label().prop_map(|l| format!("unclassified {l}")),

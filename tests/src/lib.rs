@@ -12,6 +12,7 @@ pub mod fixture;
 pub mod https;
 pub mod identity;
 pub mod postgres;
+pub mod programs;
 pub mod proxy;
 pub mod psql;
 pub mod raw;

@@ -7,12 +7,11 @@
 //! allowed to see the values. psql and tokio-postgres are covered by the
 //! other suites.
 
-use std::path::Path;
 use std::process::Command;
 
-use clsf_tests::bins::repo_root;
 use clsf_tests::fixture::{self, Quickstart};
 use clsf_tests::postgres::DATABASE;
+use clsf_tests::programs;
 use clsf_tests::proxy::Proxy;
 
 /// What every client must print (the JDBC program prints `batch` instead
@@ -58,14 +57,6 @@ fn run(mut cmd: Command, q: &Quickstart, proxy: &Proxy) -> Vec<String> {
     stdout.lines().map(str::to_owned).collect()
 }
 
-fn deps() -> std::path::PathBuf {
-    repo_root().join("tests/.deps")
-}
-
-fn clients_dir() -> std::path::PathBuf {
-    repo_root().join("tests/clients")
-}
-
 /// Every statement the clients sent was audited with its decision.
 fn assert_audited(proxy: &Proxy) {
     let events = proxy.audit_events();
@@ -85,45 +76,27 @@ fn assert_audited(proxy: &Proxy) {
 #[test]
 fn psycopg3() {
     let (q, proxy) = setup();
-    let mut cmd = Command::new("python3");
-    cmd.arg(clients_dir().join("psycopg_check.py"))
-        .env("PYTHONPATH", deps().join("python"));
-    assert_eq!(run(cmd, &q, &proxy), EXPECTED);
+    assert_eq!(
+        run(programs::python("psycopg_check.py"), &q, &proxy),
+        EXPECTED
+    );
     assert_audited(&proxy);
 }
 
 #[test]
 fn node_postgres() {
     let (q, proxy) = setup();
-    let mut cmd = Command::new("node");
-    cmd.arg(clients_dir().join("node_pg_check.js"))
-        .env("NODE_PATH", deps().join("node/node_modules"));
-    assert_eq!(run(cmd, &q, &proxy), EXPECTED);
+    assert_eq!(
+        run(programs::node("node_pg_check.js"), &q, &proxy),
+        EXPECTED
+    );
     assert_audited(&proxy);
 }
 
 #[test]
 fn pgjdbc() {
     let (q, proxy) = setup();
-    let classes = q.dir.path().join("classes");
-    let jar = Path::new("/usr/share/java/postgresql.jar");
-    let javac = Command::new("javac")
-        .arg("-d")
-        .arg(&classes)
-        .arg("-cp")
-        .arg(jar)
-        .arg(clients_dir().join("JdbcCheck.java"))
-        .output()
-        .expect("javac (Java 17)");
-    assert!(
-        javac.status.success(),
-        "{}",
-        String::from_utf8_lossy(&javac.stderr)
-    );
-    let mut cmd = Command::new("java");
-    cmd.arg("-cp")
-        .arg(format!("{}:{}", classes.display(), jar.display()))
-        .arg("JdbcCheck");
+    let cmd = programs::java("JdbcCheck", &q.dir.path().join("classes"));
     let expected: Vec<&str> = EXPECTED
         .iter()
         .map(|l| {

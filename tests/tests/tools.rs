@@ -11,13 +11,13 @@
 //! (`@modelcontextprotocol/server-postgres` over stdio JSON-RPC).
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use clsf_tests::bins::repo_root;
 use clsf_tests::fixture::{self, Quickstart};
 use clsf_tests::postgres::DATABASE;
+use clsf_tests::programs;
 use clsf_tests::proxy::Proxy;
 use clsf_tests::psql;
 use serde_json::{Value, json};
@@ -109,14 +109,6 @@ fn conninfo(q: &Quickstart, proxy: &Proxy) -> String {
         proxy.addr.port(),
         q.dir.path().join("ca.pem").display()
     )
-}
-
-fn deps() -> PathBuf {
-    repo_root().join("tests/.deps")
-}
-
-fn clients_dir() -> PathBuf {
-    repo_root().join("tests/clients")
 }
 
 /// Runs a tool's check program with HOST PORT DBNAME CA_FILE TOKEN and
@@ -301,10 +293,12 @@ fn psql_describe_commands_and_copy() {
 #[test]
 fn psycopg3_named_cursors_copy_and_cancel_over_tls() {
     let (q, proxy) = setup();
-    let mut cmd = Command::new("python3");
-    cmd.arg(clients_dir().join("psycopg_tools.py"))
-        .env("PYTHONPATH", deps().join("python"));
-    let lines = run_check(cmd, &q, &proxy, &q.issuer.ci_token());
+    let lines = run_check(
+        programs::python("psycopg_tools.py"),
+        &q,
+        &proxy,
+        &q.issuer.ci_token(),
+    );
     assert_eq!(
         lines,
         [
@@ -336,10 +330,12 @@ fn psycopg3_named_cursors_copy_and_cancel_over_tls() {
 #[test]
 fn sqlalchemy2_connects_reflects_and_streams() {
     let (q, proxy) = setup();
-    let mut cmd = Command::new("python3");
-    cmd.arg(clients_dir().join("sqlalchemy_check.py"))
-        .env("PYTHONPATH", deps().join("python"));
-    let lines = run_check(cmd, &q, &proxy, &q.issuer.ci_token());
+    let lines = run_check(
+        programs::python("sqlalchemy_check.py"),
+        &q,
+        &proxy,
+        &q.issuer.ci_token(),
+    );
     assert_eq!(
         lines,
         [
@@ -363,25 +359,7 @@ fn sqlalchemy2_connects_reflects_and_streams() {
 #[test]
 fn pgjdbc_metadata_fetch_size_copy_and_cancel() {
     let (q, proxy) = setup();
-    let classes = q.dir.path().join("classes");
-    let jar = Path::new("/usr/share/java/postgresql.jar");
-    let javac = Command::new("javac")
-        .arg("-d")
-        .arg(&classes)
-        .arg("-cp")
-        .arg(jar)
-        .arg(clients_dir().join("JdbcTools.java"))
-        .output()
-        .expect("javac (Java 17)");
-    assert!(
-        javac.status.success(),
-        "{}",
-        String::from_utf8_lossy(&javac.stderr)
-    );
-    let mut cmd = Command::new("java");
-    cmd.arg("-cp")
-        .arg(format!("{}:{}", classes.display(), jar.display()))
-        .arg("JdbcTools");
+    let cmd = programs::java("JdbcTools", &q.dir.path().join("classes"));
     let lines = run_check(cmd, &q, &proxy, &q.issuer.ci_token());
     assert_eq!(
         lines,
@@ -407,10 +385,12 @@ fn pgjdbc_metadata_fetch_size_copy_and_cancel() {
 #[test]
 fn node_postgres_cursor_and_copy_streams() {
     let (q, proxy) = setup();
-    let mut cmd = Command::new("node");
-    cmd.arg(clients_dir().join("node_tools.js"))
-        .env("NODE_PATH", deps().join("node/node_modules"));
-    let lines = run_check(cmd, &q, &proxy, &q.issuer.ci_token());
+    let lines = run_check(
+        programs::node("node_tools.js"),
+        &q,
+        &proxy,
+        &q.issuer.ci_token(),
+    );
     assert_eq!(
         lines,
         [
@@ -501,8 +481,8 @@ impl Drop for McpServer {
 #[test]
 fn mcp_postgres_server_as_an_agent_tool() {
     let (q, proxy) = setup();
-    let server =
-        deps().join("node/node_modules/@modelcontextprotocol/server-postgres/dist/index.js");
+    let server = programs::deps()
+        .join("node/node_modules/@modelcontextprotocol/server-postgres/dist/index.js");
     let mut cmd = Command::new("node");
     cmd.arg(&server)
         .arg(format!(

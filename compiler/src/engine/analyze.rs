@@ -173,6 +173,9 @@ pub fn analyze(statement: &sql::Statement, text: &str) -> Analysis {
 /// projection of a plain `SELECT … FROM pg_settings WHERE name = '…'` (no
 /// join, no other relation or subquery a `name` could come from).
 fn pg_settings_row(statement: &sql::Statement, calls: usize) -> Option<String> {
+    if calls == 0 {
+        return None;
+    }
     let sql::Statement::Query(q) = statement else {
         return None;
     };
@@ -241,7 +244,7 @@ fn pg_settings_row(statement: &sql::Statement, calls: usize) -> Option<String> {
             })
         })
         .count();
-    (calls > 0 && direct == calls).then_some(literal)
+    (direct == calls).then_some(literal)
 }
 
 /// A wildcard seen before the `FROM` entries it expands were visited: the

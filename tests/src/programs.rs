@@ -1,0 +1,60 @@
+//! The client check programs in `tests/clients/` and the drivers
+//! `tests/ensure-deps.sh` installs for them into `tests/.deps/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::bins::repo_root;
+
+/// `tests/.deps`: pinned drivers from PyPI and npm.
+pub fn deps() -> PathBuf {
+    repo_root().join("tests/.deps")
+}
+
+/// `tests/clients`: the check programs.
+pub fn clients_dir() -> PathBuf {
+    repo_root().join("tests/clients")
+}
+
+/// Debian's pgJDBC jar.
+pub const PGJDBC_JAR: &str = "/usr/share/java/postgresql.jar";
+
+/// Compiles `tests/clients/<class>.java` against pgJDBC into `out` and
+/// returns the `java` command that runs it.
+pub fn java(class: &str, out: &Path) -> Command {
+    let jar = Path::new(PGJDBC_JAR);
+    let javac = Command::new("javac")
+        .arg("-d")
+        .arg(out)
+        .arg("-cp")
+        .arg(jar)
+        .arg(clients_dir().join(format!("{class}.java")))
+        .output()
+        .expect("javac (Java 17)");
+    assert!(
+        javac.status.success(),
+        "{}",
+        String::from_utf8_lossy(&javac.stderr)
+    );
+    let mut cmd = Command::new("java");
+    cmd.arg("-cp")
+        .arg(format!("{}:{}", out.display(), jar.display()))
+        .arg(class);
+    cmd
+}
+
+/// A Python check program with the installed drivers on its path.
+pub fn python(script: &str) -> Command {
+    let mut cmd = Command::new("python3");
+    cmd.arg(clients_dir().join(script))
+        .env("PYTHONPATH", deps().join("python"));
+    cmd
+}
+
+/// A Node check program with the installed packages on its path.
+pub fn node(script: &str) -> Command {
+    let mut cmd = Command::new("node");
+    cmd.arg(clients_dir().join(script))
+        .env("NODE_PATH", deps().join("node/node_modules"));
+    cmd
+}
