@@ -82,6 +82,23 @@ pub fn parse(file: FileId, text: &str) -> ParseResult {
     }
 }
 
+/// Parses with pest's error detail on. The switch is process-wide, so the
+/// detailed parses take turns: one that ended could otherwise turn it off
+/// under another still running, whose diagnostic would then depend on
+/// timing. A plain parse that overlaps one is only slower, never different.
+fn parse_detailed(
+    text: &str,
+) -> Result<pest::iterators::Pairs<'_, Rule>, pest::error::Error<Rule>> {
+    static DETAIL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = DETAIL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    pest::set_error_detail(true);
+    let parsed = Grammar::parse(Rule::file, text);
+    pest::set_error_detail(false);
+    parsed
+}
+
 fn parse_chunk(
     file: FileId,
     text: &str,
@@ -89,16 +106,13 @@ fn parse_chunk(
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Result<Vec<ast::Item>, Box<Diagnostic>> {
     // Tracking parse attempts costs more than the parse itself, so the first
-    // attempt goes without; only a text that fails is parsed again with
-    // detailed attempts, which name the literal tokens expected at the
-    // farthest position (`:`, `{`…) that rule names alone cannot.
-    pest::set_error_detail(false);
+    // attempt goes without (pest's default); only a text that fails is parsed
+    // again with detailed attempts, which name the literal tokens expected at
+    // the farthest position (`:`, `{`…) that rule names alone cannot.
     let pairs = match Grammar::parse(Rule::file, text) {
         Ok(pairs) => pairs,
         Err(_) => {
-            pest::set_error_detail(true);
-            let detailed = Grammar::parse(Rule::file, text);
-            pest::set_error_detail(false);
+            let detailed = parse_detailed(text);
             return Err(Box::new(match detailed {
                 Err(err) => syntax_error(file, text, offset, err),
                 // The same text parses the same way; should that ever not

@@ -216,7 +216,7 @@ impl Approvals {
             let entries = Arc::clone(&self.entries);
             tokio::spawn(async move {
                 if let Err(e) = cp.insert(&request).await {
-                    eprintln!("clsf-proxy: control plane: {e}");
+                    tracing::warn!(error = %e, "control plane");
                     let mut map = entries.lock().unwrap_or_else(|e| e.into_inner());
                     if let Some(entry) = map.get_mut(&request.id)
                         && entry.request.state == State::Pending
@@ -361,7 +361,7 @@ impl Approvals {
                     let (cp, id) = (Arc::clone(cp), id.to_owned());
                     tokio::spawn(async move {
                         if let Err(e) = cp.end(&id, &state).await {
-                            eprintln!("clsf-proxy: control plane: {e}");
+                            tracing::warn!(error = %e, "control plane");
                         }
                     });
                 }

@@ -276,14 +276,14 @@ impl AuditLog {
         let failed = result.is_err();
         if self.failing.swap(failed, Ordering::Relaxed) != failed {
             match &result {
-                Err(e) => eprintln!(
-                    "clsf-proxy: the audit trail {} cannot be written ({e}); statements are refused until it can",
-                    self.path.display()
+                Err(e) => tracing::error!(
+                    path = %self.path.display(),
+                    error = %e,
+                    "the audit trail cannot be written; statements are refused until it can"
                 ),
-                Ok(_) => eprintln!(
-                    "clsf-proxy: the audit trail {} is written again",
-                    self.path.display()
-                ),
+                Ok(_) => {
+                    tracing::info!(path = %self.path.display(), "the audit trail is written again")
+                }
             }
         }
         result
@@ -320,10 +320,7 @@ impl AuditLog {
             // The event is recorded; a failed rotation only means the file
             // grows on and rotation is tried again after the next event.
             if let Err(e) = self.rotate(&mut inner) {
-                eprintln!(
-                    "clsf-proxy: rotating the audit trail {} failed: {e}",
-                    self.path.display()
-                );
+                tracing::warn!(path = %self.path.display(), error = %e, "rotating the audit trail failed");
             }
         }
         Ok(seq)

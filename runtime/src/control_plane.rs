@@ -226,7 +226,7 @@ pub async fn attach(
                 // Held statements keep waiting (and expire on time).
                 Err(e) if !failing => {
                     failing = true;
-                    eprintln!("clsf-proxy: {e}; held statements wait for it to answer");
+                    tracing::warn!(error = %e, "control plane unreachable; held statements wait for it to answer");
                 }
                 Err(_) => {}
             }

@@ -182,7 +182,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs go to stderr through `tracing`, filtered by `CLSF_LOG` (the
+/// `RUST_LOG` syntax; `info` by default). The announcements that scripts
+/// read (`clsf-proxy: listening on …`) are printed as plain lines.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CLSF_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(false)
+        .try_init();
+}
+
 fn serve(path: &std::path::Path) -> Result<(), String> {
+    init_logging();
     let mut config = config::load(path).map_err(|e| e.to_string())?;
     // The admin listener is bound first, so that with port 0 the URL held
     // clients are told names the port actually chosen.

@@ -193,10 +193,7 @@ pub fn reload(shared: &Shared, config: &Config) {
             let mut event = Event::new("reload", 0);
             event.plan = Some(&next.plan_hash);
             let _ = shared.audit.append(&event);
-            eprintln!(
-                "clsf-proxy: policy reloaded, enforcing plan {}",
-                next.plan_hash
-            );
+            tracing::info!(plan = %next.plan_hash, "policy reloaded");
             shared
                 .metrics
                 .reload_generation
@@ -210,9 +207,9 @@ pub fn reload(shared: &Shared, config: &Config) {
             let first = message.lines().take(3).collect::<Vec<_>>().join(" ");
             event.reason = Some(&first);
             let _ = shared.audit.append(&event);
-            eprintln!(
-                "clsf-proxy: the changed policy was not loaded; plan {} stays in force:\n{message}",
-                current.plan_hash
+            tracing::error!(
+                plan = %current.plan_hash,
+                "the changed policy was not loaded; the current plan stays in force:\n{message}"
             );
         }
     }

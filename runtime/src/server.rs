@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, broadcast};
+use tracing::Instrument;
 
 use crate::session::{self, Shared};
 
@@ -32,7 +33,7 @@ pub async fn run(
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
-                    eprintln!("clsf-proxy: accept failed: {e}");
+                    tracing::warn!(error = %e, "accept failed");
                     continue;
                 }
             },
@@ -40,12 +41,16 @@ pub async fn run(
         };
         let shared = Arc::clone(&shared);
         let rx = notify.subscribe();
-        tokio::spawn(async move {
-            if let Err(e) = session::run(shared, socket, peer, rx).await {
-                eprintln!("clsf-proxy: session from {peer} ended: {}", e.0);
+        let span = tracing::info_span!("session", %peer);
+        tokio::spawn(
+            async move {
+                if let Err(e) = session::run(shared, socket, peer, rx).await {
+                    tracing::info!(reason = %e.0, "session ended");
+                }
+                drop(permit);
             }
-            drop(permit);
-        });
+            .instrument(span),
+        );
     }
     drop(listener);
     let _ = notify.send(());
@@ -56,9 +61,9 @@ pub async fn run(
         .await
         .is_err()
     {
-        eprintln!(
-            "clsf-proxy: sessions still busy after {} s; stopping anyway",
-            grace.as_secs()
+        tracing::warn!(
+            grace_seconds = grace.as_secs(),
+            "sessions still busy after the grace period; stopping anyway"
         );
     }
 }

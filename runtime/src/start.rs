@@ -147,9 +147,9 @@ fn upstream_tls(config: &Config) -> Result<Option<UpstreamTls>, String> {
                 .parse::<std::net::IpAddr>()
                 .is_ok_and(|ip| ip.is_loopback());
         if !loopback {
-            eprintln!(
-                "clsf-proxy: warning: [upstream] sslmode = \"disable\": the connection to {} is not encrypted; use verify-full",
-                u.host
+            tracing::warn!(
+                host = %u.host,
+                "[upstream] sslmode = \"disable\": the connection to the database is not encrypted; use verify-full"
             );
         }
         return Ok(None);

@@ -49,16 +49,11 @@ pub struct Engine {
 fn process_key() -> String {
     static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     KEY.get_or_init(|| {
-        use std::hash::{BuildHasher, Hasher};
-        // RandomState is seeded from the operating system's randomness;
-        // two instances give two independent 64-bit values.
-        let mut out = String::new();
-        for _ in 0..2 {
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_u8(0);
-            out.push_str(&format!("{:016x}", h.finish()));
-        }
-        out
+        let mut key = [0u8; 32];
+        // Without the operating system's randomness there is no safe key;
+        // a guessable one would let anyone reverse hashes of small domains.
+        getrandom::fill(&mut key).expect("the operating system's random source is unavailable");
+        hex::encode(key)
     })
     .clone()
 }

@@ -26,7 +26,7 @@ pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, shared: Arc<Sha
         let (tcp, peer) = match listener.accept().await {
             Ok(pair) => pair,
             Err(e) => {
-                eprintln!("clsf-proxy: admin accept failed: {e}");
+                tracing::warn!(error = %e, "admin accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
@@ -37,7 +37,7 @@ pub async fn serve(listener: TcpListener, acceptor: TlsAcceptor, shared: Arc<Sha
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
-                    eprintln!("clsf-proxy: admin TLS handshake with {peer} failed: {e}");
+                    tracing::warn!(%peer, error = %e, "admin TLS handshake failed");
                     return;
                 }
                 Err(_) => return,

@@ -94,7 +94,7 @@ impl Keys {
                 set
             }
             Err(e) => {
-                eprintln!("clsf-proxy: refreshing the JWKS failed, keeping the cached keys: {e}");
+                tracing::warn!(error = %e, "refreshing the JWKS failed, keeping the cached keys");
                 current
             }
         }
