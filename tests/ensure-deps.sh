@@ -4,7 +4,11 @@
 # system user the harness runs the server as under root. As root it installs
 # the missing Debian packages with apt-get; otherwise it prints the exact
 # command and fails. It never lets a run continue without them.
+#   bash tests/ensure-deps.sh              what the whole suite needs
+#   bash tests/ensure-deps.sh --quickstart the server and psql only
 set -euo pipefail
+quickstart=false
+[ "${1:-}" = --quickstart ] && quickstart=true
 
 missing=()
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ -z "${CLSF_PG_BIN:-}" ]; then
@@ -17,11 +21,11 @@ if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
     missing+=(postgresql)
 fi
 # pgJDBC for the client matrix (tests/tests/clients.rs).
-if [ ! -e /usr/share/java/postgresql.jar ]; then
+if ! $quickstart && [ ! -e /usr/share/java/postgresql.jar ]; then
     missing+=(libpostgresql-jdbc-java)
 fi
 # Headless Chromium for the approver page's test (tests/tests/approvals.rs).
-if ! command -v chromium >/dev/null 2>&1; then
+if ! $quickstart && ! command -v chromium >/dev/null 2>&1; then
     missing+=(chromium)
 fi
 
@@ -42,6 +46,9 @@ fi
 
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || [ -n "${CLSF_PG_BIN:-}" ] || { echo "ensure-deps: initdb still missing" >&2; exit 1; }
 command -v psql >/dev/null 2>&1 || { echo "ensure-deps: psql still missing" >&2; exit 1; }
+if $quickstart; then
+    exit 0
+fi
 [ -e /usr/share/java/postgresql.jar ] || { echo "ensure-deps: pgJDBC still missing" >&2; exit 1; }
 command -v chromium >/dev/null 2>&1 || { echo "ensure-deps: chromium still missing" >&2; exit 1; }
 for tool in javac java node npm python3; do

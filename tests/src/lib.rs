@@ -8,6 +8,8 @@
 pub mod bins;
 pub mod certs;
 pub mod client;
+#[cfg(test)]
+mod doc_links;
 pub mod fixture;
 pub mod https;
 pub mod identity;

@@ -1,4 +1,4 @@
-//! The throughput and memory comparison behind the README's performance
+//! The throughput and memory comparison behind docs/performance.md
 //! figures. One throwaway PostgreSQL (pgbench tables, scale 10), and
 //! `pgbench -S` with 8 clients in simple, extended and prepared modes over
 //! four paths, interleaved mode by mode:
