@@ -1,5 +1,5 @@
-//! The throughput and memory comparison behind docs/performance.md
-//! figures. One throwaway PostgreSQL (pgbench tables, scale 10), and
+//! The throughput and memory comparison behind the performance
+//! figures of docs/performance.md. One throwaway PostgreSQL (pgbench tables, scale 10), and
 //! `pgbench -S` with 8 clients in simple, extended and prepared modes over
 //! four paths, interleaved mode by mode:
 //!   (a) PostgreSQL directly,
