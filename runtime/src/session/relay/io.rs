@@ -1,0 +1,213 @@
+//! The session's I/O loop: reads both sockets, feeds the state machine
+//! frame by frame, writes what it queued (upstream first), and applies the
+//! session's timers (idle, statement timeout, credential expiry), shutdown
+//! and the wait for a held statement's approval.
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::broadcast;
+
+use super::Relay;
+use crate::approvals;
+use crate::audit::{Completion, Event};
+use crate::session::startup::Ready;
+use crate::session::{Result, Shared, end, send};
+use crate::tls::{ClientStream, UpstreamStream};
+use crate::upstream;
+use crate::wire::errors;
+use crate::wire::frame::{MAX_FRAME, split_frame};
+use bytes::BytesMut;
+
+pub(in crate::session) async fn relay(
+    shared: &Shared,
+    mut client: ClientStream,
+    mut cbuf: BytesMut,
+    ready: Ready,
+    session: u64,
+    mut shutdown: broadcast::Receiver<()>,
+) -> (Result<()>, Vec<Completion>) {
+    let Ready {
+        cancel_key: _,
+        proven,
+        upstream_key,
+        deadline,
+        loaded,
+        identity,
+        access,
+        mut upstream,
+        upstream_buf: mut ubuf,
+    } = ready;
+    let mut terminating = false;
+    let mut draining = false;
+    // When the statement now at the head of the pipeline started, and
+    // whether its cancel was already sent.
+    let mut busy: Option<(tokio::time::Instant, bool)> = None;
+    let mut owed = 0;
+    let mut r = Relay::new(shared, proven, loaded, identity, access, session);
+    // One timer for the whole session: a sleep created per loop turn
+    // registers and clears a timer entry twice per statement.
+    let expiry = async {
+        match deadline {
+            Some((at, _)) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expiry);
+    let outcome = async {
+        loop {
+            // Handle everything already buffered before reading more; nothing
+            // while a statement waits for approval.
+            while !terminating && r.held.is_none() {
+                match split_frame(&mut cbuf, MAX_FRAME) {
+                    Ok(Some(frame)) => match r.client_frame(frame) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            // Terminate: answer what is still owed, then close.
+                            terminating = true;
+                            break;
+                        }
+                        Err(e) => {
+                            // The error response is already queued for the client.
+                            let _ = flush(&mut r, &mut client, &mut upstream).await;
+                            let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
+                            return Err(e);
+                        }
+                    },
+                    Ok(None) => break,
+                    Err(e) => {
+                        r.to_client
+                            .extend_from_slice(&errors::protocol_violation(&e.to_string()));
+                        flush(&mut r, &mut client, &mut upstream).await?;
+                        return Err(end(format!("client sent {e}")));
+                    }
+                }
+            }
+            loop {
+                match split_frame(&mut ubuf, usize::MAX >> 1) {
+                    Ok(Some(frame)) => r.upstream_frame(frame),
+                    Ok(None) => break,
+                    Err(e) => return Err(end(format!("upstream sent {e}"))),
+                }
+            }
+            flush(&mut r, &mut client, &mut upstream).await?;
+            if terminating && r.pending.is_empty() {
+                let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
+                return Ok(());
+            }
+            if draining && r.pending.is_empty() {
+                // Shutting down and nothing in flight: end the session cleanly.
+                let _ = send(&mut client, &errors::shutting_down()).await;
+                let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
+                return Ok(());
+            }
+
+            // A shorter queue means a statement finished: the next one's clock
+            // starts. Tracked only when a timeout is configured (hot path).
+            if shared.statement_timeout.is_some() {
+                if r.pending.is_empty() {
+                    busy = None;
+                } else if busy.is_none() || r.pending.len() < owed {
+                    busy = Some((tokio::time::Instant::now(), false));
+                }
+                owed = r.pending.len();
+            }
+            let overdue = match (shared.statement_timeout, busy) {
+                (Some(limit), Some((since, false))) => Some(since + limit),
+                _ => None,
+            };
+            let idle = r.pending.is_empty()
+                && r.status == b'I'
+                && r.held.is_none()
+                && !terminating
+                && !draining;
+            let waiting = r.held.as_ref().map(|h| (h.rx.clone(), h.until));
+            let idle_deadline = shared.idle_timeout.map(|t| tokio::time::Instant::now() + t);
+            tokio::select! {
+                // An idle session (no statement in flight, no open transaction)
+                // that sends nothing for the configured time is closed.
+                () = async {
+                    match idle_deadline {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                }, if idle => {
+                    let _ = send(&mut client, &errors::idle_timeout()).await;
+                    let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
+                    return Err(end("idle timeout"));
+                }
+                // While draining, nothing new is read: what is in flight finishes.
+                n = client.read_buf(&mut cbuf), if !terminating && !draining => {
+                    if n.map_err(|e| end(format!("client read: {e}")))? == 0 {
+                        let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
+                        return Ok(());
+                    }
+                }
+                n = upstream.read_buf(&mut ubuf) => {
+                    if n.map_err(|e| {
+                        shared.metrics.upstream_errors.inc();
+                        end(format!("upstream read: {e}"))
+                    })? == 0 {
+                        shared.metrics.upstream_errors.inc();
+                        let _ = send(&mut client, &errors::upstream_unavailable()).await;
+                        return Err(end("upstream closed the connection"));
+                    }
+                }
+                // A statement ran past the statement timeout: the server cancels
+                // it (the client gets 57014) and the session goes on.
+                () = async {
+                    match overdue {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                }, if overdue.is_some() => {
+                    if let Some(key) = upstream_key {
+                        let mut event = Event::new("statement_timeout", session);
+                        event.subject = Some(&r.identity.subject);
+                        let _ = shared.audit.append(&event);
+                        upstream::cancel(&shared.upstream, key).await;
+                    }
+                    busy = busy.map(|(since, _)| (since, true));
+                }
+                // The credential's time is up (token expiry, longest session).
+                () = &mut expiry => {
+                    let why = deadline.map_or("", |(_, why)| why);
+                    let _ = send(&mut client, &errors::session_expired(why)).await;
+                    let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
+                    return Err(end(why));
+                }
+                _ = shutdown.recv(), if !draining => {
+                    draining = true;
+                }
+                // The held statement was decided (or its time ran out).
+                state = async {
+                    match waiting {
+                        Some((mut rx, until)) => approvals::wait(&mut rx, until).await,
+                        None => std::future::pending().await,
+                    }
+                }, if r.held.is_some() => {
+                    r.settle(state);
+                }
+            }
+        }
+    }
+    .await;
+    (outcome, r.finish())
+}
+
+async fn flush(
+    r: &mut Relay<'_>,
+    client: &mut ClientStream,
+    upstream: &mut UpstreamStream,
+) -> Result<()> {
+    if !r.to_upstream.is_empty() {
+        let bytes = r.to_upstream.split();
+        upstream
+            .write_all(&bytes)
+            .await
+            .map_err(|e| end(format!("upstream write: {e}")))?;
+    }
+    if !r.to_client.is_empty() {
+        let bytes = r.to_client.split();
+        send(client, &bytes).await?;
+    }
+    Ok(())
+}

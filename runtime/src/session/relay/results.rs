@@ -1,0 +1,136 @@
+//! What the server answers: completions for the audit trail, row limits
+//! cut at the proxy, and the order in which the client gets its replies.
+
+use super::*;
+
+impl Relay<'_> {
+    /// Notes forwarded statements (by their events' `seq`) whose completion
+    /// is to be audited; they belong to the segment now open.
+    pub(super) fn started(&mut self, seqs: &[u64], limits: &[RowLimit], portal: Option<&[u8]>) {
+        // Every forwarded statement is tracked, so completions pair up with
+        // statements in order even when only some have a row limit.
+        let now = std::time::Instant::now();
+        for (i, &seq) in seqs.iter().enumerate() {
+            self.inflight.push_back(Inflight {
+                segment: self.segments_sent,
+                seq,
+                started: now,
+                limit: limits.get(i).cloned().flatten(),
+                portal: portal.map(<[u8]>::to_vec),
+            });
+        }
+    }
+
+    /// The statement at the head of the current segment completed.
+    pub(super) fn completed(&mut self, outcome: &'static str, rows: Option<u64>) {
+        let seen = std::mem::take(&mut self.rows_seen);
+        let Some(front) = self.inflight.front() else {
+            return;
+        };
+        if front.segment != self.segments_done {
+            return;
+        }
+        let Some(done) = self.inflight.pop_front() else {
+            return;
+        };
+        self.cut = false;
+        if let Some(p) = done.portal.as_ref().and_then(|p| self.portals.get_mut(p)) {
+            p.delivered += seen;
+        }
+        if !self.shared.audit_completions {
+            return;
+        }
+        self.completions.push(Completion {
+            statement_seq: done.seq,
+            outcome,
+            rows: rows.unwrap_or(seen),
+            duration_ms: (done.started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
+        });
+    }
+
+    pub(super) fn upstream_frame(&mut self, frame: Frame) {
+        if !self.tracker.response(frame.tag) {
+            return;
+        }
+        if !self.inflight.is_empty() {
+            // The row limit of the statement now answering, if any.
+            let limit = self
+                .inflight
+                .front()
+                .filter(|f| f.segment == self.segments_done)
+                .and_then(|f| f.limit.clone());
+            match frame.tag {
+                b'D' => {
+                    if let Some((rows, _)) = &limit
+                        && self.rows_seen >= *rows
+                    {
+                        // Beyond the limit: dropped; the server finishes
+                        // the statement (cancelling it would fail the
+                        // client's transaction).
+                        self.cut = true;
+                        return;
+                    }
+                    self.rows_seen += 1;
+                }
+                b'C' | b's' if self.cut => {
+                    // Say so, and end the result (a suspended portal too:
+                    // it has nothing more to give) with the rows delivered.
+                    let (rows, rule) = limit.unwrap_or_default();
+                    let delivered = self.rows_seen;
+                    self.to_client.extend_from_slice(&messages::error_response(
+                        Severity::Notice,
+                        "01000",
+                        &format!(
+                            "clsf: the result was cut to {rows} rows per statement by rule `{rule}`; {delivered} delivered"
+                        ),
+                        None,
+                    ));
+                    self.to_client
+                        .extend_from_slice(&messages::command_complete(&format!(
+                            "SELECT {delivered}"
+                        )));
+                    self.completed("ok", Some(delivered));
+                    return;
+                }
+                b'C' => {
+                    let rows = messages::decode_cstring_body(frame.body())
+                        .ok()
+                        .and_then(|tag| tag.rsplit(|b| *b == b' ').next())
+                        .and_then(|n| std::str::from_utf8(n).ok())
+                        .and_then(|n| n.parse().ok());
+                    self.completed("ok", rows);
+                }
+                b'E' => self.completed("error", None),
+                b's' => self.completed("suspended", None),
+                b'I' => self.completed("ok", Some(0)),
+                _ => {}
+            }
+        }
+        if frame.tag == b'Z' {
+            self.segments_done += 1;
+            // What the server skipped after an error never completes.
+            while self
+                .inflight
+                .front()
+                .is_some_and(|f| f.segment < self.segments_done)
+            {
+                self.inflight.pop_front();
+            }
+            self.rows_seen = 0;
+        }
+        self.to_client.extend_from_slice(&frame.raw);
+        if frame.tag == b'Z' {
+            if let Some(&status) = frame.body().first() {
+                self.status = status;
+            }
+            if matches!(self.pending.front(), Some(Pending::Upstream)) {
+                self.pending.pop_front();
+            }
+            while let Some(Pending::Local(_)) = self.pending.front() {
+                if let Some(Pending::Local(bytes)) = self.pending.pop_front() {
+                    self.to_client.extend_from_slice(&bytes);
+                }
+            }
+        }
+    }
+}
