@@ -12,6 +12,7 @@ pub mod extended;
 pub mod keys;
 pub mod metrics;
 pub mod reload;
+pub mod serve;
 pub mod server;
 pub mod session;
 pub mod start;

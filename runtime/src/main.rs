@@ -8,7 +8,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 
-use clsf_runtime::{audit, config, keys, reload, server, start};
+use clsf_runtime::{audit, config, keys, reload, start};
 
 /// The clsf enforcement proxy for PostgreSQL.
 #[derive(Parser, Debug)]
@@ -198,88 +198,55 @@ fn init_logging() {
 
 fn serve(path: &std::path::Path) -> Result<(), String> {
     init_logging();
-    let mut config = config::load(path).map_err(|e| e.to_string())?;
-    // The admin listener is bound first, so that with port 0 the URL held
-    // clients are told names the port actually chosen.
-    let admin_listener = match &mut config.admin {
-        Some(admin) => {
-            let l = std::net::TcpListener::bind(&admin.listen)
-                .map_err(|e| format!("cannot listen on {} (admin): {e}", admin.listen))?;
-            l.set_nonblocking(true).map_err(|e| e.to_string())?;
-            admin.listen = l.local_addr().map_err(|e| e.to_string())?.to_string();
-            Some(l)
-        }
-        None => None,
-    };
-    let shared = Arc::new(start::shared_state(&config)?);
-    // Kept alive for the life of the proxy: dropping it stops reloading.
-    let _watcher = reload::watch(Arc::clone(&shared), config.clone())?;
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if config.worker_threads > 0 {
-        builder.worker_threads(config.worker_threads);
-    }
-    let runtime = builder.enable_all().build().map_err(|e| e.to_string())?;
-    runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(&config.listen)
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        eprintln!(
-            "clsf-proxy: listening on {addr}, enforcing plan {}",
-            shared.current().plan_hash
-        );
-        if let Some(cp) = &config.control_plane {
-            clsf_runtime::control_plane::attach(
-                Arc::clone(&shared),
-                &cp.url,
-                cp.password()?.as_deref(),
-            )
-            .await?;
-            eprintln!("clsf-proxy: approval requests are shared through the control plane");
-        }
+    let config = config::load(path).map_err(|e| e.to_string())?;
+    // Signals are the process's: handled on a runtime of main's own.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let (mut xfsz, mut hangup) = runtime.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
         // Past a file-size limit, writes must fail (and statements be
         // refused for want of an audit trail) rather than the default
         // action of SIGXFSZ end the process.
-        let mut xfsz = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::from_raw(25))
-            .map_err(|e| format!("cannot handle SIGXFSZ: {e}"))?;
-        tokio::spawn(async move { while xfsz.recv().await.is_some() {} });
+        let xfsz =
+            signal(SignalKind::from_raw(25)).map_err(|e| format!("cannot handle SIGXFSZ: {e}"))?;
         // SIGHUP forces a reload, for deployments that cannot rely on file
         // notifications (some network file systems).
-        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
-        let (reload_shared, reload_config) = (Arc::clone(&shared), config.clone());
-        tokio::spawn(async move {
-            while hangup.recv().await.is_some() {
-                let (s, c) = (Arc::clone(&reload_shared), reload_config.clone());
-                let _ = tokio::task::spawn_blocking(move || reload::reload(&s, &c)).await;
+        let hangup =
+            signal(SignalKind::hangup()).map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
+        Ok::<_, String>((xfsz, hangup))
+    })?;
+    let running = clsf_runtime::serve::start(config.clone()).map_err(|e| e.0)?;
+    // These lines are read by scripts: keep their shape.
+    eprintln!(
+        "clsf-proxy: listening on {}, enforcing plan {}",
+        running.addr,
+        running.shared.current().plan_hash
+    );
+    if let (Some(admin), Some(addr)) = (&running.config.admin, running.admin) {
+        eprintln!(
+            "clsf-proxy: admin listening on {addr}; approvers use {}",
+            admin.url()
+        );
+    }
+    let shared = Arc::clone(&running.shared);
+    let config = running.config.clone();
+    runtime.block_on(async {
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => break,
+                Some(()) = hangup.recv() => {
+                    let (s, c) = (Arc::clone(&shared), config.clone());
+                    let _ = tokio::task::spawn_blocking(move || reload::reload(&s, &c)).await;
+                }
+                Some(()) = xfsz.recv() => {}
             }
-        });
-        if let (Some(admin), Some(l)) = (&config.admin, admin_listener) {
-            let (cert, key) = admin
-                .tls_files(config.tls.as_ref())
-                .ok_or("[admin] needs a certificate")?;
-            let acceptor =
-                clsf_runtime::tls::acceptor(cert, key, None, &[clsf_runtime::tls::HTTP_ALPN])?;
-            let admin_listener = tokio::net::TcpListener::from_std(l).map_err(|e| e.to_string())?;
-            let admin_addr = admin_listener.local_addr().map_err(|e| e.to_string())?;
-            eprintln!(
-                "clsf-proxy: admin listening on {admin_addr}; approvers use {}",
-                admin.url()
-            );
-            tokio::spawn(clsf_runtime::admin::serve(
-                admin_listener,
-                acceptor,
-                Arc::clone(&shared),
-            ));
         }
-        let grace = std::time::Duration::from_secs(config.shutdown_grace_seconds);
-        server::run(listener, shared, config.max_connections, grace, async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await;
-        eprintln!("clsf-proxy: stopped");
-        Ok(())
-    })
+    });
+    running.shutdown();
+    eprintln!("clsf-proxy: stopped");
+    Ok(())
 }
 
 fn alg(name: &str) -> Result<keys::KeyAlg, String> {

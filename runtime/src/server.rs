@@ -13,14 +13,16 @@ use crate::session::{self, Shared};
 
 /// Accepts clients until `shutdown` completes, then stops accepting, lets
 /// every session finish what it has in flight (up to `grace`), and returns.
+/// `limit` holds `max_connections` permits, shared by every accept loop of
+/// the proxy; a session holds one while it runs.
 pub async fn run(
     listener: TcpListener,
     shared: Arc<Shared>,
+    limit: Arc<Semaphore>,
     max_connections: usize,
     grace: Duration,
     shutdown: impl Future,
 ) {
-    let limit = Arc::new(Semaphore::new(max_connections));
     // Every session holds a receiver; a send tells them all to wind down.
     let (notify, _) = broadcast::channel::<()>(1);
     tokio::pin!(shutdown);
@@ -55,7 +57,7 @@ pub async fn run(
     drop(listener);
     let _ = notify.send(());
     // Every session holds a permit until it ends: having them all back means
-    // every session is done.
+    // every session is done (those of the other accept loops too).
     let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
     if tokio::time::timeout(grace, limit.acquire_many(all))
         .await

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clsf_runtime::config::{self, Config};
-use clsf_runtime::{reload, server, start};
+use clsf_runtime::serve::{self, Running};
 
 use crate::identity::{AUDIENCE, ISSUER, Issuer};
 use crate::postgres::{DATABASE, GATEWAY_ROLE, Postgres};
@@ -20,9 +20,7 @@ pub struct Proxy {
     pub audit_path: PathBuf,
     /// Where its admin listener is (when the config has `[admin]`).
     pub admin: Option<SocketAddr>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    _watcher: reload::PolicyWatcher,
-    thread: Option<std::thread::JoinHandle<()>>,
+    running: Option<Running>,
 }
 
 /// Writes `proxy.toml` (and the password and JWKS files) into `dir` for a
@@ -82,81 +80,17 @@ impl Proxy {
         }
     }
 
-    /// Starts a proxy from a config file.
+    /// Starts a proxy from a config file, through the same entry point as
+    /// the `clsf-proxy` binary.
     pub fn try_start(config_path: &Path) -> Result<Proxy, String> {
-        let mut config: Config = config::load(config_path).map_err(|e| e.to_string())?;
-        // The admin listener's port is chosen now, so the URL held clients
-        // are told names it.
-        let admin = match &mut config.admin {
-            Some(a) => {
-                let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-                l.set_nonblocking(true).map_err(|e| e.to_string())?;
-                a.listen = l.local_addr().map_err(|e| e.to_string())?.to_string();
-                let (cert, key) = a.tls_files(config.tls.as_ref()).ok_or("no admin cert")?;
-                let acceptor =
-                    clsf_runtime::tls::acceptor(cert, key, None, &[clsf_runtime::tls::HTTP_ALPN])?;
-                Some((l, acceptor))
-            }
-            None => None,
-        };
-        let admin_addr = admin.as_ref().and_then(|(l, _)| l.local_addr().ok());
-        let shared = Arc::new(start::shared_state(&config)?);
-        let watcher = reload::watch(Arc::clone(&shared), config.clone())?;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (ready, started) = std::sync::mpsc::channel::<Result<(), String>>();
-        let control = config.control_plane.clone();
+        let config: Config = config::load(config_path).map_err(|e| e.to_string())?;
         let audit_path = config.audit.path.clone();
-        let max = config.max_connections;
-        let grace = std::time::Duration::from_secs(config.shutdown_grace_seconds);
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                if let Some(cp) = control {
-                    let attached = match cp.password() {
-                        Ok(pw) => {
-                            clsf_runtime::control_plane::attach(
-                                Arc::clone(&shared),
-                                &cp.url,
-                                pw.as_deref(),
-                            )
-                            .await
-                        }
-                        Err(e) => Err(e),
-                    };
-                    if let Err(e) = attached {
-                        let _ = ready.send(Err(e));
-                        return;
-                    }
-                }
-                let _ = ready.send(Ok(()));
-                if let Some((l, acceptor)) = admin {
-                    let l = tokio::net::TcpListener::from_std(l).expect("tokio listener");
-                    tokio::spawn(clsf_runtime::admin::serve(l, acceptor, Arc::clone(&shared)));
-                }
-                server::run(listener, shared, max, grace, async {
-                    let _ = stopped.await;
-                })
-                .await;
-            });
-        });
-        started
-            .recv_timeout(std::time::Duration::from_secs(30))
-            .map_err(|_| "the proxy did not start within 30 s".to_owned())??;
+        let running = serve::start(config).map_err(|e| e.0)?;
         Ok(Proxy {
-            addr,
+            addr: running.addr,
             audit_path,
-            admin: admin_addr,
-            stop: Some(stop),
-            _watcher: watcher,
-            thread: Some(thread),
+            admin: running.admin,
+            running: Some(running),
         })
     }
 
@@ -172,11 +106,8 @@ impl Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        if let Some(running) = self.running.take() {
+            running.shutdown();
         }
     }
 }

@@ -171,17 +171,15 @@ fn keygen_mint_build_serve_and_verify_with_the_real_binaries() {
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
     assert!(first.contains("listening on"), "{first}");
-    // `worker_threads` sets the session threads (started with the runtime;
-    // the blocking pool's, which share the name, start only on demand). A
-    // thread names itself once it runs, so a busy machine may show the
-    // names a little later.
+    // `worker_threads` sets the session threads, one runtime and one
+    // listening socket each.
     let count_workers = || {
         std::fs::read_dir(format!("/proc/{}/task", child.id()))
             .unwrap()
             .filter_map(Result::ok)
             .filter(|t| {
                 std::fs::read_to_string(t.path().join("comm"))
-                    .is_ok_and(|name| name.trim() == "tokio-rt-worker")
+                    .is_ok_and(|name| name.starts_with("clsf-sessions-"))
             })
             .count()
     };
@@ -194,6 +192,20 @@ fn keygen_mint_build_serve_and_verify_with_the_real_binaries() {
         workers = count_workers();
     }
     assert_eq!(workers, 7);
+    // The session threads share the port among themselves only: a second
+    // proxy on the same address is refused, not handed half the clients.
+    let second = Command::new(&proxy_bin)
+        .arg("--config")
+        .arg(d.join("proxy.toml"))
+        .env("CLSF_E2E_UPSTREAM_PW", &pg.gateway_password)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{said}");
+    assert!(
+        said.contains("cannot listen on") && said.contains("in use"),
+        "{said}"
+    );
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
 
     let out = psql::run(

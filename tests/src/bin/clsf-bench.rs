@@ -20,6 +20,10 @@
 //! `CLSF_BENCH_BASELINE=PATH` runs another `clsf-proxy` build as path (e),
 //! like (c), interleaved with the others (to compare two builds on a
 //! machine whose speed drifts between runs).
+//! `CLSF_BENCH_COUNT=1` then counts, per transaction, the system calls
+//! (`strace -c -f`, in runs of their own: tracing slows the process) and
+//! context switches (every thread's `/proc/PID/task/TID/status`) of
+//! pgbouncer and of the proxy, path by path and mode by mode.
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -206,6 +210,118 @@ fn pgbench(
     )
 }
 
+/// Context switches so far, voluntary and involuntary, of every thread
+/// of a process.
+fn context_switches(pid: u32) -> (f64, f64) {
+    let mut total = (0.0, 0.0);
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return (f64::NAN, f64::NAN);
+    };
+    for task in tasks.flatten() {
+        let text = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        let field = |name: &str| -> f64 {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0.0)
+        };
+        total.0 += field("voluntary_ctxt_switches:");
+        total.1 += field("nonvoluntary_ctxt_switches:");
+    }
+    total
+}
+
+/// Per-transaction counts of one path in one mode.
+struct Counts {
+    voluntary: f64,
+    involuntary: f64,
+    /// System calls per transaction, most frequent first.
+    syscalls: Vec<(String, f64)>,
+}
+
+/// Counts context switches over one pgbench run, then system calls over
+/// another with `strace -c -f` attached (its summary goes to a file).
+fn counted(pg: &Postgres, mode: &str, clients: u32, seconds: u32, target: &Target<'_>) -> Counts {
+    let pid = target.pid.expect("a process in front of PostgreSQL");
+    let run = || {
+        pgbench(
+            pg,
+            mode,
+            clients,
+            seconds,
+            target.port,
+            target.user,
+            target.password,
+        )
+        .1
+    };
+    let before = context_switches(pid);
+    let transactions = run();
+    let after = context_switches(pid);
+    let summary = tempfile::NamedTempFile::new().expect("temp file");
+    let mut strace = Command::new("strace")
+        .args(["-c", "-f", "-q", "-o"])
+        .arg(summary.path())
+        .args(["-p", &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("strace (Debian package strace)");
+    std::thread::sleep(Duration::from_millis(500));
+    let traced = run();
+    // SIGINT detaches strace, which then writes its summary.
+    let _ = Command::new("kill")
+        .args(["-INT", &strace.id().to_string()])
+        .status();
+    let _ = strace.wait();
+    let text = std::fs::read_to_string(summary.path()).unwrap_or_default();
+    // Rows: % time, seconds, usecs/call, calls, [errors,] syscall.
+    let mut syscalls: Vec<(String, f64)> = text
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let name = (*f.last()?).to_owned();
+            let calls: f64 = f.get(3)?.parse().ok()?;
+            (name != "total" && f.len() >= 5).then(|| (name, calls / traced))
+        })
+        .collect();
+    syscalls.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Counts {
+        voluntary: (after.0 - before.0) / transactions,
+        involuntary: (after.1 - before.1) / transactions,
+        syscalls,
+    }
+}
+
+/// Prints the counts of pgbouncer and of the proxy side by side.
+fn print_counts(pg: &Postgres, clients: u32, seconds: u32, paths: &[(&str, Target<'_>)]) {
+    println!(
+        "\nPer transaction: system calls (strace -c -f, a run of its own) and context switches"
+    );
+    println!(
+        "{:<9} {:<18} {:>9} {:>9} {:>8}   most frequent calls",
+        "mode", "path", "syscalls", "vol. cs", "invol."
+    );
+    for mode in ["simple", "extended", "prepared"] {
+        for (name, target) in paths {
+            let c = counted(pg, mode, clients, seconds, target);
+            let total: f64 = c.syscalls.iter().map(|(_, n)| n).sum();
+            let top: Vec<String> = c
+                .syscalls
+                .iter()
+                .take(5)
+                .map(|(n, per)| format!("{n} {per:.2}"))
+                .collect();
+            println!(
+                "{mode:<9} {name:<18} {total:>9.2} {:>9.2} {:>8.2}   {}",
+                c.voluntary,
+                c.involuntary,
+                top.join(", ")
+            );
+        }
+    }
+}
+
 /// A `/proc/PID/status` field in MiB.
 fn status_mib(pid: u32, field: &str) -> f64 {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -372,6 +488,19 @@ fn main() {
                 c_us / e_us
             );
         }
+    }
+
+    if std::env::var("CLSF_BENCH_COUNT").as_deref() == Ok("1") {
+        print_counts(
+            &pg,
+            clients,
+            seconds,
+            &[
+                ("(b) pgbouncer", targets[1]),
+                ("(c) mask other", targets[2]),
+                ("(d) masked", targets[3]),
+            ],
+        );
     }
 
     let pid = proxy_pid;

@@ -1,0 +1,266 @@
+//! Starting and stopping a whole proxy from its config: the one entry point
+//! of `clsf-proxy` and of the end-to-end test harness.
+//!
+//! Sessions run on one thread per worker, each with its own single-threaded
+//! runtime and its own listening socket on the same address
+//! (`SO_REUSEPORT`: the kernel spreads new connections over them). A
+//! session never moves between threads, so its two sockets wake only the
+//! thread that owns it: no hand-off between threads on the path of a
+//! statement (measured in `docs/performance.md`). The admin listener, the
+//! control plane's connection and the reload watcher run on a thread of
+//! their own.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, watch};
+
+use crate::config::Config;
+use crate::session::Shared;
+use crate::{admin, control_plane, reload, server, start, tls};
+
+/// Why a proxy could not start.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+impl From<String> for StartError {
+    fn from(s: String) -> StartError {
+        StartError(s)
+    }
+}
+
+/// A running proxy.
+#[derive(Debug)]
+pub struct Running {
+    /// Where clients connect.
+    pub addr: SocketAddr,
+    /// The admin listener's address, when configured.
+    pub admin: Option<SocketAddr>,
+    /// What every session shares (the policy in force, the audit trail…).
+    pub shared: Arc<Shared>,
+    /// The config as started (the admin listener's chosen port filled in).
+    pub config: Config,
+    stop: watch::Sender<bool>,
+    threads: Vec<JoinHandle<()>>,
+    _watcher: reload::PolicyWatcher,
+}
+
+/// How many session threads: as configured, or one per CPU core.
+fn workers(config: &Config) -> usize {
+    match config.worker_threads {
+        0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        n => n,
+    }
+}
+
+/// A listening socket on `addr` that other sockets may share.
+fn shared_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// Resolves the configured listen address (a host name is looked up).
+fn listen_addr(listen: &str) -> Result<SocketAddr, StartError> {
+    use std::net::ToSocketAddrs;
+    listen
+        .to_socket_addrs()
+        .map_err(|e| StartError(format!("cannot listen on {listen}: {e}")))?
+        .next()
+        .ok_or_else(|| StartError(format!("cannot listen on {listen}: no address")))
+}
+
+/// Starts a proxy: compiles the policy, opens the audit trail, binds the
+/// listeners, attaches the control plane, and runs sessions until
+/// [`Running::shutdown`].
+pub fn start(mut config: Config) -> Result<Running, StartError> {
+    // The admin listener is bound first, so that with port 0 the URL held
+    // clients are told names the port actually chosen.
+    let admin_listener = match &mut config.admin {
+        Some(a) => {
+            let l = std::net::TcpListener::bind(&a.listen)
+                .map_err(|e| format!("cannot listen on {} (admin): {e}", a.listen))?;
+            l.set_nonblocking(true).map_err(|e| e.to_string())?;
+            a.listen = l.local_addr().map_err(|e| e.to_string())?.to_string();
+            let (cert, key) = a
+                .tls_files(config.tls.as_ref())
+                .ok_or_else(|| "[admin] needs a certificate".to_owned())?;
+            let acceptor = tls::acceptor(cert, key, None, &[tls::HTTP_ALPN])?;
+            Some((l, acceptor))
+        }
+        None => None,
+    };
+    let admin = match &admin_listener {
+        Some((l, _)) => Some(l.local_addr().map_err(|e| e.to_string())?),
+        None => None,
+    };
+
+    // The first listener picks the port (when 0); the others share it.
+    let wanted = listen_addr(&config.listen)?;
+    if wanted.port() != 0 {
+        // Sockets of the same user that all ask for SO_REUSEPORT share a
+        // port: a second proxy started on this one's address would
+        // silently take half its clients. A plain bind first fails as
+        // "address in use" when anything listens there.
+        drop(
+            std::net::TcpListener::bind(wanted)
+                .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?,
+        );
+    }
+    let first =
+        shared_listener(wanted).map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = first.local_addr().map_err(|e| e.to_string())?;
+    let mut listeners = vec![first];
+    for _ in 1..workers(&config) {
+        listeners.push(shared_listener(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?);
+    }
+
+    // Only once the address is ours: a proxy that cannot listen must not
+    // touch the audit trail another one may be writing.
+    let shared = Arc::new(start::shared_state(&config)?);
+    // Kept alive for as long as the proxy runs: dropping it stops reloading.
+    let watcher = reload::watch(Arc::clone(&shared), config.clone())?;
+
+    let (stop, stopped) = watch::channel(false);
+    let mut threads = Vec::new();
+    // The control thread: admin listener and control plane.
+    let (ready, started) = std::sync::mpsc::channel::<Result<(), String>>();
+    {
+        let shared = Arc::clone(&shared);
+        let control = config.control_plane.clone();
+        let mut stopped = stopped.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("clsf-control".to_owned())
+                .spawn(move || {
+                    let runtime = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(r) => r,
+                        Err(e) => {
+                            let _ = ready.send(Err(e.to_string()));
+                            return;
+                        }
+                    };
+                    runtime.block_on(async move {
+                        if let Some(cp) = control {
+                            let attached = match cp.password() {
+                                Ok(pw) => {
+                                    control_plane::attach(
+                                        Arc::clone(&shared),
+                                        &cp.url,
+                                        pw.as_deref(),
+                                    )
+                                    .await
+                                }
+                                Err(e) => Err(e),
+                            };
+                            if let Err(e) = attached {
+                                let _ = ready.send(Err(e));
+                                return;
+                            }
+                            tracing::info!(
+                                "approval requests are shared through the control plane"
+                            );
+                        }
+                        if let Some((l, acceptor)) = admin_listener {
+                            match tokio::net::TcpListener::from_std(l) {
+                                Ok(l) => {
+                                    tokio::spawn(admin::serve(l, acceptor, Arc::clone(&shared)));
+                                }
+                                Err(e) => {
+                                    let _ = ready.send(Err(format!("admin listener: {e}")));
+                                    return;
+                                }
+                            }
+                        }
+                        let _ = ready.send(Ok(()));
+                        let _ = stopped.wait_for(|s| *s).await;
+                    });
+                })
+                .map_err(|e| format!("cannot start a thread: {e}"))?,
+        );
+    }
+    let started = started
+        .recv_timeout(Duration::from_secs(60))
+        .map_err(|_| "the control thread did not start within 60 s".to_owned())
+        .and_then(|r| r);
+    if let Err(e) = started {
+        let _ = stop.send(true);
+        for t in threads {
+            let _ = t.join();
+        }
+        return Err(StartError(e));
+    }
+
+    // Every session holds a permit of the one connection limit, whichever
+    // thread runs it.
+    let limit = Arc::new(Semaphore::new(config.max_connections));
+    let grace = Duration::from_secs(config.shutdown_grace_seconds);
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let shared = Arc::clone(&shared);
+        let limit = Arc::clone(&limit);
+        let max = config.max_connections;
+        let mut stopped = stopped.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot build a session runtime: {e}"))?;
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("clsf-sessions-{i}"))
+                .spawn(move || {
+                    runtime.block_on(async move {
+                        let listener = match tokio::net::TcpListener::from_std(listener) {
+                            Ok(l) => l,
+                            Err(e) => {
+                                tracing::error!(error = %e, "a session thread cannot listen");
+                                return;
+                            }
+                        };
+                        server::run(listener, shared, limit, max, grace, async move {
+                            let _ = stopped.wait_for(|s| *s).await;
+                        })
+                        .await;
+                    });
+                })
+                .map_err(|e| format!("cannot start a thread: {e}"))?,
+        );
+    }
+    Ok(Running {
+        addr,
+        admin,
+        shared,
+        config,
+        stop,
+        threads,
+        _watcher: watcher,
+    })
+}
+
+impl Running {
+    /// Stops accepting, lets every session finish what it has in flight
+    /// (up to the configured grace), and returns when all have ended.
+    pub fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
