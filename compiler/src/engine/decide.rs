@@ -10,6 +10,7 @@ use sqlparser::parser::Parser;
 
 use crate::engine::access::{Access, Perm, PrincipalAccess};
 use crate::engine::analyze::{self, Analysis, TableRef, WildcardUse};
+use crate::engine::denials;
 use crate::engine::functions;
 use crate::engine::rewrite::{self, Edit};
 use crate::engine::scope::{self, Source, Usage};
@@ -154,12 +155,7 @@ pub(crate) fn decide_with_edits(
             if let Some(decided) = decide_unparsed(plan, access, env, text) {
                 return decided;
             }
-            let denial = Denial {
-                sqlstate: FEATURE_NOT_SUPPORTED,
-                message: format!("clsf cannot analyse this statement, so it is refused: {e}"),
-                hint: Some("clsf forwards only statements it can parse and resolve".to_owned()),
-                policies: Vec::new(),
-            };
+            let denial = denials::unparsable(&e.to_string());
             return (
                 Decision {
                     statements: vec![report_denied(plan, text.to_owned(), &denial)],
@@ -239,7 +235,7 @@ pub(crate) fn decide_with_edits(
         match rewrite::splice(text, edits.clone()) {
             Some(new_text) => Verdict::Rewrite(new_text),
             None => {
-                let d = internal_denial("overlapping rewrites");
+                let d = denials::internal("overlapping rewrites");
                 for r in &mut reports {
                     r.decision = "deny";
                     r.reason = Some(d.message.clone());
@@ -392,14 +388,7 @@ fn decide_unparsed(
             };
             let denial = match perm_denial(plan, perm, action, &format!("statement `{kind}`")) {
                 Some(d) => d,
-                None => Denial {
-                    sqlstate: FEATURE_NOT_SUPPORTED,
-                    message: format!(
-                        "statement `{kind}` is refused: clsf cannot parse it, so it cannot check what it touches"
-                    ),
-                    hint: Some("run it as an identity that may read everything in clear, or directly against the database".to_owned()),
-                    policies: Vec::new(),
-                },
+                None => denials::unparsable_kind(&kind),
             };
             Some((
                 Decision {
@@ -439,15 +428,6 @@ fn rule_names(plan: &Plan, policies: &[String]) -> Vec<String> {
         }
     }
     out
-}
-
-fn internal_denial(why: &str) -> Denial {
-    Denial {
-        sqlstate: FEATURE_NOT_SUPPORTED,
-        message: format!("clsf cannot rewrite this statement safely ({why}), so it is refused"),
-        hint: None,
-        policies: Vec::new(),
-    }
 }
 
 struct Outcome {
@@ -530,7 +510,7 @@ fn decide_statement(
                 .join(".")
                 .to_lowercase();
             if sql_lists::is_proxy_setting(&name) {
-                return Err(proxy_setting(&name));
+                return Err(denials::proxy_setting(&name));
             }
             Ok(Outcome::pass())
         }
@@ -556,7 +536,7 @@ fn decide_statement(
             sql::Reset::ConfigurationParameter(name)
                 if sql_lists::is_proxy_setting(&setting_name(name)) =>
             {
-                Err(proxy_setting(&setting_name(name)))
+                Err(denials::proxy_setting(&setting_name(name)))
             }
             _ => Ok(Outcome::pass()),
         },
@@ -608,7 +588,7 @@ fn decide_statement(
                         }
                     }
                     Resolved::Catalog(name) => check_catalog(&name)?,
-                    Resolved::Unknown(name) => return Err(unknown_relation(&name)),
+                    Resolved::Unknown(name) => return Err(denials::unknown_relation(&name)),
                     Resolved::Cte => {}
                 }
             }
@@ -620,15 +600,7 @@ fn decide_statement(
         }
         other if is_ddl(other) => action_permitted(plan, &access.ddl, "ddl", other),
         other if is_admin(other) => action_permitted(plan, &access.admin, "admin", other),
-        other => Err(Denial {
-            sqlstate: FEATURE_NOT_SUPPORTED,
-            message: format!(
-                "statement `{}` is not allowed for this identity: clsf does not analyse it",
-                statement_kind(other)
-            ),
-            hint: Some("identities with masked or denied columns may run queries, writes to fully readable tables, cursors, prepared statements, EXPLAIN and session statements (spec/runtime.md, What a masked identity may run)".to_owned()),
-            policies: Vec::new(),
-        }),
+        other => Err(denials::kind_not_analysed(&statement_kind(other))),
     }
 }
 
@@ -668,12 +640,7 @@ fn session_object(stmt: &sql::Statement) -> Option<SessionObject> {
 }
 
 fn not_analysed(stmt: &sql::Statement, why: &str) -> Denial {
-    Denial {
-        sqlstate: FEATURE_NOT_SUPPORTED,
-        message: format!("statement `{}` is refused: {why}", statement_kind(stmt)),
-        hint: None,
-        policies: Vec::new(),
-    }
+    denials::form_not_analysed(&statement_kind(stmt), why)
 }
 
 /// `DECLARE … CURSOR FOR query`: decided and rewritten like the query. A
@@ -687,27 +654,15 @@ fn declare(
     text: &str,
 ) -> Result<Outcome, Denial> {
     let [d] = stmts else {
-        return Err(internal_denial("DECLARE of several names"));
+        return Err(denials::internal("DECLARE of several names"));
     };
     let (Some(name), Some(query)) = (d.names.first(), &d.for_query) else {
-        return Err(Denial {
-            sqlstate: FEATURE_NOT_SUPPORTED,
-            message: "only `DECLARE name CURSOR FOR query` is supported".to_owned(),
-            hint: None,
-            policies: Vec::new(),
-        });
+        return Err(denials::cursor_form());
     };
     let inner = sql::Statement::Query(query.clone());
     let out = decide_statement(plan, access, env, &inner, text)?;
     if let Some((rows, rule)) = &out.row_limit {
-        return Err(Denial {
-            sqlstate: INSUFFICIENT_PRIVILEGE,
-            message: format!(
-                "a cursor over relations limited to {rows} rows per statement (rule `{rule}`) is refused: its FETCHes together could return more; use a query"
-            ),
-            hint: None,
-            policies: Vec::new(),
-        });
+        return Err(denials::limited_cursor(*rows, rule));
     }
     Ok(out.with_object(SessionObject::DeclareCursor(analyze::fold(name))))
 }
@@ -751,14 +706,7 @@ fn prepare(
         Err(d) => return Err(d),
     };
     if let Some((rows, rule)) = &out.row_limit {
-        return Err(Denial {
-            sqlstate: INSUFFICIENT_PRIVILEGE,
-            message: format!(
-                "a prepared statement over relations limited to {rows} rows per statement (rule `{rule}`) is refused with PREPARE: send it directly, or through the extended protocol"
-            ),
-            hint: None,
-            policies: Vec::new(),
-        });
+        return Err(denials::limited_prepare(*rows, rule));
     }
     Ok(out.with_object(SessionObject::Prepare(analyze::fold(name))))
 }
@@ -780,23 +728,15 @@ fn creates_table_from(
         if let Resolved::Relation(ri) = resolve(plan, &t.parts, &a.ctes)
             && (access.relation_restricted(ri) || row_limit(plan, access, ri).is_some())
         {
-            return Err(Denial {
-                sqlstate: INSUFFICIENT_PRIVILEGE,
-                message: format!(
-                    "{what} from `{}` is refused for this identity: it has masked, withheld or limited columns, and the new table would carry them without their labels",
-                    plan.schema.relation(ri).qualified()
-                ),
-                hint: Some(
-                    "read the rows with a query; a copy with labels belongs in the policy"
-                        .to_owned(),
-                ),
-                policies: Vec::new(),
-            });
+            return Err(denials::unlabelled_copy(
+                what,
+                &plan.schema.relation(ri).qualified(),
+            ));
         }
     }
     let out = reads(plan, access, env, a, stmt, text)?;
     if !out.edits.is_empty() {
-        return Err(internal_denial(what));
+        return Err(denials::internal(what));
     }
     action_permitted(plan, &access.ddl, "ddl", stmt)
 }
@@ -823,7 +763,7 @@ fn copy(
         payload,
     } = stmt
     else {
-        return Err(internal_denial("COPY"));
+        return Err(denials::internal("COPY"));
     };
     match (*to, target, source) {
         (false, sql::CopyTarget::Stdin, sql::CopySource::Table { table_name, .. }) => {
@@ -840,20 +780,26 @@ fn copy(
             exports(plan, access, &a, stmt)?;
             no_limit_in_copy(reads(plan, access, env, &a, stmt, text)?)
         }
-        (true, sql::CopyTarget::Stdout, sql::CopySource::Table { table_name, columns }) => {
+        (
+            true,
+            sql::CopyTarget::Stdout,
+            sql::CopySource::Table {
+                table_name,
+                columns,
+            },
+        ) => {
             // The whole text is replaced, so the COPY must be all of it.
             if Parser::parse_sql(&PostgreSqlDialect {}, text).map_or(0, |s| s.len()) != 1 {
-                return Err(Denial {
-                    sqlstate: FEATURE_NOT_SUPPORTED,
-                    message: "COPY of a table must be sent on its own, not with other statements".to_owned(),
-                    hint: None,
-                    policies: Vec::new(),
-                });
+                return Err(denials::copy_not_alone());
             }
             let list = if columns.is_empty() {
                 "*".to_owned()
             } else {
-                columns.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                columns
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             };
             let query = match Parser::parse_sql(
                 &PostgreSqlDialect {},
@@ -861,9 +807,9 @@ fn copy(
             ) {
                 Ok(mut s) if s.len() == 1 => match s.remove(0) {
                     sql::Statement::Query(q) => q,
-                    _ => return Err(internal_denial("COPY")),
+                    _ => return Err(denials::internal("COPY")),
                 },
-                _ => return Err(internal_denial("COPY")),
+                _ => return Err(denials::internal("COPY")),
             };
             let as_query = sql::Statement::Copy {
                 source: sql::CopySource::Query(query),
@@ -876,11 +822,11 @@ fn copy(
             let new_text = as_query.to_string();
             let reparsed = match Parser::parse_sql(&PostgreSqlDialect {}, &new_text) {
                 Ok(s) if s.len() == 1 => s,
-                _ => return Err(internal_denial("COPY")),
+                _ => return Err(denials::internal("COPY")),
             };
             let mut inner = copy(plan, access, env, &reparsed[0], &new_text)?;
             let rewritten = rewrite::splice(&new_text, std::mem::take(&mut inner.edits))
-                .ok_or_else(|| internal_denial("COPY"))?;
+                .ok_or_else(|| denials::internal("COPY"))?;
             inner.edits = vec![Edit {
                 start: 0,
                 end: text.len(),
@@ -888,12 +834,7 @@ fn copy(
             }];
             Ok(inner)
         }
-        _ => Err(Denial {
-            sqlstate: INSUFFICIENT_PRIVILEGE,
-            message: "COPY to or from a file or program on the database server is refused: its data would not pass through clsf".to_owned(),
-            hint: Some("use COPY … TO STDOUT or COPY … FROM STDIN (psql's \\copy)".to_owned()),
-            policies: Vec::new(),
-        }),
+        _ => Err(denials::copy_server_side()),
     }
 }
 
@@ -984,24 +925,18 @@ fn perm_denial(plan: &Plan, perm: &Perm, action: &str, what: &str) -> Option<Den
         Perm::Approval {
             approvers,
             policies,
-        } => Some(Denial {
-            sqlstate: INSUFFICIENT_PRIVILEGE,
-            message: format!("{what} needs approval by a member of group `{approvers}` ({action})"),
-            hint: None,
-            policies: policies.clone(),
-        }),
-        Perm::Denied(ids) if !ids.is_empty() => Some(Denial {
-            sqlstate: INSUFFICIENT_PRIVILEGE,
-            message: format!("{what} is denied by {}", rules_text(plan, ids)),
-            hint: None,
-            policies: ids.clone(),
-        }),
-        Perm::Denied(_) => Some(Denial {
-            sqlstate: INSUFFICIENT_PRIVILEGE,
-            message: format!("{what} is not allowed: no rule allows `{action}` for this identity"),
-            hint: Some(format!("a rule such as `allow {action}` grants it")),
-            policies: Vec::new(),
-        }),
+        } => Some(denials::action_needs_approval(
+            what,
+            action,
+            approvers,
+            policies.clone(),
+        )),
+        Perm::Denied(ids) if !ids.is_empty() => Some(denials::action_denied(
+            what,
+            &rules_text(plan, ids),
+            ids.clone(),
+        )),
+        Perm::Denied(_) => Some(denials::action_not_allowed(what, action)),
     }
 }
 
@@ -1066,15 +1001,17 @@ fn statement_kind(stmt: &sql::Statement) -> String {
 
 fn session_setting(set: &sql::Set) -> Result<Outcome, Denial> {
     match set {
-        sql::Set::SetRole { .. } => Err(protected_setting("role")),
-        sql::Set::SetSessionAuthorization(_) => Err(protected_setting("session_authorization")),
+        sql::Set::SetRole { .. } => Err(denials::protected_setting("role")),
+        sql::Set::SetSessionAuthorization(_) => {
+            Err(denials::protected_setting("session_authorization"))
+        }
         sql::Set::SingleAssignment {
             variable, values, ..
         } => {
             // The whole dotted name: `clsf.hash_ipad` is not `hash_ipad`.
             let name = setting_name(variable);
             if sql_lists::is_proxy_setting(&name) {
-                return Err(proxy_setting(&name));
+                return Err(denials::proxy_setting(&name));
             }
             if sql_lists::PROTECTED_SETTINGS.contains(&name.as_str()) {
                 // `SET search_path = ''` (or pg_catalog alone) only narrows
@@ -1091,16 +1028,16 @@ fn session_setting(set: &sql::Set) -> Result<Outcome, Denial> {
                         _ => false,
                     };
                 if !narrows {
-                    return Err(protected_setting(&name));
+                    return Err(denials::protected_setting(&name));
                 }
             }
             Ok(Outcome::pass())
         }
         sql::Set::ParenthesizedAssignments { .. } | sql::Set::MultipleAssignments { .. } => {
-            Err(protected_setting("several settings at once"))
+            Err(denials::protected_setting("several settings at once"))
         }
         sql::Set::SetNames { .. } | sql::Set::SetNamesDefault {} => {
-            Err(protected_setting("client_encoding"))
+            Err(denials::protected_setting("client_encoding"))
         }
         _ => Ok(Outcome::pass()),
     }
@@ -1160,29 +1097,9 @@ fn resolve(plan: &Plan, parts: &[String], ctes: &std::collections::HashSet<Strin
     }
 }
 
-fn unknown_relation(name: &str) -> Denial {
-    Denial {
-        sqlstate: INSUFFICIENT_PRIVILEGE,
-        message: format!("relation `{name}` is not in the schema clsf was compiled against, so it cannot be classified and is refused"),
-        hint: Some("pull the schema again (`clsfc schema pull`) and rebuild the policy if the relation is new".to_owned()),
-        policies: Vec::new(),
-    }
-}
-
-fn protected_catalog(name: &str) -> Denial {
-    Denial {
-        sqlstate: INSUFFICIENT_PRIVILEGE,
-        message: format!(
-            "catalog relation `{name}` exposes stored values or statement text and is refused for this identity"
-        ),
-        hint: None,
-        policies: Vec::new(),
-    }
-}
-
 fn check_catalog(name: &str) -> Result<(), Denial> {
     if sql_lists::PROTECTED_CATALOGS.contains(&name) {
-        return Err(protected_catalog(name));
+        return Err(denials::protected_catalog(name));
     }
     Ok(())
 }
@@ -1238,18 +1155,10 @@ fn guard_setting_name(operand: &str) -> String {
 /// refused.
 fn check_setting_call(call: &analyze::SettingCall) -> Result<(), Denial> {
     let Some(setting) = &call.setting else {
-        return Err(Denial {
-            sqlstate: INSUFFICIENT_PRIVILEGE,
-            message: format!(
-                "`{}` with a computed setting name is not allowed for this identity",
-                call.function
-            ),
-            hint: Some("write the setting's name as a string literal".to_owned()),
-            policies: Vec::new(),
-        });
+        return Err(denials::computed_setting_name(&call.function));
     };
     if sql_lists::is_proxy_setting(setting) {
-        return Err(proxy_setting(setting));
+        return Err(denials::proxy_setting(setting));
     }
     if call.function == "set_config" && sql_lists::PROTECTED_SETTINGS.contains(&setting.as_str()) {
         let narrows = setting == "search_path"
@@ -1258,33 +1167,10 @@ fn check_setting_call(call: &analyze::SettingCall) -> Result<(), Denial> {
                 .as_deref()
                 .is_some_and(sql_lists::narrows_search_path);
         if !narrows {
-            return Err(protected_setting(setting));
+            return Err(denials::protected_setting(setting));
         }
     }
     Ok(())
-}
-
-fn proxy_setting(name: &str) -> Denial {
-    Denial {
-        sqlstate: INSUFFICIENT_PRIVILEGE,
-        message: format!(
-            "setting `{name}` belongs to the proxy and is not readable or changeable by clients"
-        ),
-        hint: None,
-        policies: Vec::new(),
-    }
-}
-
-fn protected_setting(name: &str) -> Denial {
-    Denial {
-        sqlstate: INSUFFICIENT_PRIVILEGE,
-        message: format!("changing `{name}` is not allowed for this identity"),
-        hint: Some(
-            "the proxy pins the settings that decide how names resolve, how statement text is read and who the session is"
-                .to_owned(),
-        ),
-        policies: Vec::new(),
-    }
 }
 
 /// A function a rule names is allowed or denied as the rule says; other
@@ -1304,12 +1190,7 @@ fn check_function(
     match explicit {
         Some(true) => return Ok(()),
         Some(false) => {
-            return Err(Denial {
-                sqlstate: INSUFFICIENT_PRIVILEGE,
-                message: format!("function `{shown}` is denied for this identity by a rule"),
-                hint: None,
-                policies: Vec::new(),
-            });
+            return Err(denials::function_denied(&shown));
         }
         None => {}
     }
@@ -1318,25 +1199,13 @@ fn check_function(
         // `set_config` is `SET` as a function: its setting decides
         // (`check_setting_call`), as for the statement.
         Some(b) if b.name == "set_config" => Ok(()),
-        Some(b) => Err(Denial {
-            sqlstate: INSUFFICIENT_PRIVILEGE,
-            message: format!(
-                "function `{shown}` is not allowed for this identity: it is {} ({})",
-                b.class, b.why
-            ),
-            hint: Some(format!(
-                "identities with masked or denied columns may call pure and metadata functions; a rule's `allow function {name}` permits this one"
-            )),
-            policies: Vec::new(),
-        }),
-        None => Err(Denial {
-            sqlstate: INSUFFICIENT_PRIVILEGE,
-            message: format!(
-                "function `{shown}` is not allowed for this identity: it is not a built-in function, so what it reads is unknown"
-            ),
-            hint: Some(format!("a rule's `allow function {shown}` permits it")),
-            policies: Vec::new(),
-        }),
+        Some(b) => Err(denials::function_class(
+            &shown,
+            &name,
+            &b.class.to_string(),
+            b.why,
+        )),
+        None => Err(denials::function_unknown(&shown)),
     }
 }
 
@@ -1385,16 +1254,7 @@ fn column_denial(
             (format!("no rule lets {groups} read it"), Vec::new())
         }
     };
-    Denial {
-        sqlstate: INSUFFICIENT_PRIVILEGE,
-        message: format!(
-            "permission denied for column `{}` of relation `{}`{through}: label `{label}`, {why}",
-            col.name,
-            rel.qualified()
-        ),
-        hint: None,
-        policies,
-    }
+    denials::column(&col.name, &rel.qualified(), &through, label, &why, policies)
 }
 
 /// The name a table factor answers to in the rest of the statement.
@@ -1492,7 +1352,7 @@ fn reads(
             continue;
         }
         let Some(this) = resolved[ti].take() else {
-            return Err(internal_denial("a relation reference was not resolved"));
+            return Err(denials::internal("a relation reference was not resolved"));
         };
         let ri = match this {
             Resolved::Relation(ri) => ri,
@@ -1502,15 +1362,7 @@ fn reads(
                 if let Some(ri) = plan.schema.find(DEFAULT_SCHEMA, &t.parts[0])
                     && access.relation_restricted(ri)
                 {
-                    return Err(Denial {
-                        sqlstate: FEATURE_NOT_SUPPORTED,
-                        message: format!(
-                            "a common table expression named `{}` shadows a protected relation; rename it",
-                            t.parts[0]
-                        ),
-                        hint: None,
-                        policies: Vec::new(),
-                    });
+                    return Err(denials::shadowing_cte(&t.parts[0]));
                 }
                 continue;
             }
@@ -1518,7 +1370,7 @@ fn reads(
                 check_catalog(&name)?;
                 continue;
             }
-            Resolved::Unknown(name) => return Err(unknown_relation(&name)),
+            Resolved::Unknown(name) => return Err(denials::unknown_relation(&name)),
         };
         let rel = plan.schema.relation(ri);
         for (ci, _) in rel.columns.iter().enumerate() {
@@ -1545,18 +1397,10 @@ fn reads(
             check_denied_references(plan, access, a, ti, ri)?;
         }
         if t.inheritance_marker {
-            return Err(Denial {
-                sqlstate: FEATURE_NOT_SUPPORTED,
-                message: format!(
-                    "`ONLY` and `*` after a protected relation (`{}`) are not supported",
-                    rel.qualified()
-                ),
-                hint: Some("write the relation name alone".to_owned()),
-                policies: Vec::new(),
-            });
+            return Err(denials::inheritance_marker(&rel.qualified()));
         }
         let Some((start, end)) = t.range else {
-            return Err(internal_denial(
+            return Err(denials::internal(
                 "the relation's position in the statement is unknown",
             ));
         };
@@ -1601,13 +1445,13 @@ fn reads(
         }
         match this {
             Resolved::Relation(ri) if access.relation_restricted(ri) => {
-                return Err(internal_denial(&format!(
+                return Err(denials::internal(&format!(
                     "`{}` is used in a position clsf does not rewrite",
                     plan.schema.relation(ri).qualified()
                 )));
             }
             Resolved::Catalog(name) => check_catalog(&name)?,
-            Resolved::Unknown(name) => return Err(unknown_relation(&name)),
+            Resolved::Unknown(name) => return Err(denials::unknown_relation(&name)),
             _ => {}
         }
     }
@@ -1692,14 +1536,9 @@ fn writes(
                     return Err(d);
                 }
             }
-            Resolved::Unknown(name) => return Err(unknown_relation(&name)),
+            Resolved::Unknown(name) => return Err(denials::unknown_relation(&name)),
             Resolved::Catalog(name) => {
-                return Err(Denial {
-                    sqlstate: INSUFFICIENT_PRIVILEGE,
-                    message: format!("writing the catalog relation `{name}` is refused"),
-                    hint: None,
-                    policies: Vec::new(),
-                });
+                return Err(denials::catalog_write(&name.to_string()));
             }
             Resolved::Cte => {}
         }
@@ -1732,30 +1571,20 @@ fn writes(
             && let Some((rows, rule)) = row_limit(plan, access, ri)
         {
             // Copying rows elsewhere would lift the limit.
-            return Err(Denial {
-                sqlstate: INSUFFICIENT_PRIVILEGE,
-                message: format!(
-                    "writing statements that touch `{}` are refused for this identity: reading it is limited to {rows} rows per statement (rule `{rule}`)",
-                    plan.schema.relation(ri).qualified()
-                ),
-                hint: None,
-                policies: Vec::new(),
-            });
+            return Err(denials::limited_write(
+                &plan.schema.relation(ri).qualified(),
+                rows,
+                &rule,
+            ));
         }
         match this {
             Resolved::Relation(ri) if access.relation_restricted(ri) => {
-                return Err(Denial {
-                    sqlstate: INSUFFICIENT_PRIVILEGE,
-                    message: format!(
-                        "writing statements that touch `{}` are refused for this identity: it has masked or denied columns",
-                        plan.schema.relation(ri).qualified()
-                    ),
-                    hint: None,
-                    policies: Vec::new(),
-                });
+                return Err(denials::withheld_write(
+                    &plan.schema.relation(ri).qualified(),
+                ));
             }
             Resolved::Catalog(name) => check_catalog(&name)?,
-            Resolved::Unknown(name) => return Err(unknown_relation(&name)),
+            Resolved::Unknown(name) => return Err(denials::unknown_relation(&name)),
             _ => {}
         }
     }
@@ -1787,14 +1616,7 @@ fn row_limit(plan: &Plan, access: &PrincipalAccess, ri: usize) -> Option<(u64, S
 fn no_limit_in_copy(out: Outcome) -> Result<Outcome, Denial> {
     match &out.row_limit {
         None => Ok(out),
-        Some((rows, rule)) => Err(Denial {
-            sqlstate: FEATURE_NOT_SUPPORTED,
-            message: format!(
-                "COPY of relations limited to {rows} rows per statement (rule `{rule}`) is refused; use a query"
-            ),
-            hint: None,
-            policies: Vec::new(),
-        }),
+        Some((rows, rule)) => Err(denials::limited_copy(*rows, rule)),
     }
 }
 
@@ -1825,16 +1647,11 @@ fn row_filter(
                 Some(serde_json::Value::String(s)) => sql_string(s),
                 Some(serde_json::Value::Number(n)) => sql_string(&n.to_string()),
                 _ => {
-                    return Err(Denial {
-                        sqlstate: INSUFFICIENT_PRIVILEGE,
-                        message: format!(
-                            "the row filter of `{}` needs the claim `{}`, which this identity's token does not carry as a string or number",
-                            plan.schema.relation(ri).qualified(),
-                            path.join(".")
-                        ),
-                        hint: None,
-                        policies: vec![f.policy_id.clone()],
-                    });
+                    return Err(denials::missing_filter_claim(
+                        &plan.schema.relation(ri).qualified(),
+                        &path.join("."),
+                        f.policy_id.clone(),
+                    ));
                 }
             };
             values.push(literal);

@@ -7,6 +7,7 @@ pub mod analyze;
 mod builtin_functions;
 pub mod cache;
 pub mod decide;
+mod denials;
 pub mod functions;
 pub mod hold;
 pub mod identity;

@@ -1,0 +1,424 @@
+//! Every refusal the engine gives, one constructor each, with its fixed
+//! SQLSTATE: `42501` when the policy withholds something, `0A000` when clsf
+//! cannot analyse or rewrite a statement safely. Messages name relations,
+//! columns, settings, functions and rules, never a stored value. The
+//! snapshot test at the end of this file shows each one as a client reads
+//! it.
+
+use super::decide::{Denial, FEATURE_NOT_SUPPORTED, INSUFFICIENT_PRIVILEGE};
+
+fn refusal(sqlstate: &'static str, message: String, hint: Option<&str>) -> Denial {
+    Denial {
+        sqlstate,
+        message,
+        hint: hint.map(str::to_owned),
+        policies: Vec::new(),
+    }
+}
+
+/// The text could not be parsed (sqlparser's error).
+pub(crate) fn unparsable(error: &str) -> Denial {
+    refusal(
+        FEATURE_NOT_SUPPORTED,
+        format!("clsf cannot analyse this statement, so it is refused: {error}"),
+        Some("clsf forwards only statements it can parse and resolve"),
+    )
+}
+
+/// A statement kind sqlparser does not parse, recognised by its first words.
+pub(crate) fn unparsable_kind(kind: &str) -> Denial {
+    refusal(
+        FEATURE_NOT_SUPPORTED,
+        format!(
+            "statement `{kind}` is refused: clsf cannot parse it, so it cannot check what it touches"
+        ),
+        Some(
+            "run it as an identity that may read everything in clear, or directly against the database",
+        ),
+    )
+}
+
+/// A rewrite that could not be made safely.
+pub(crate) fn internal(why: &str) -> Denial {
+    refusal(
+        FEATURE_NOT_SUPPORTED,
+        format!("clsf cannot rewrite this statement safely ({why}), so it is refused"),
+        None,
+    )
+}
+
+/// A statement kind not analysed for identities with anything withheld.
+pub(crate) fn kind_not_analysed(kind: &str) -> Denial {
+    refusal(
+        FEATURE_NOT_SUPPORTED,
+        format!("statement `{kind}` is not allowed for this identity: clsf does not analyse it"),
+        Some(
+            "identities with masked or denied columns may run queries, writes to fully readable tables, cursors, prepared statements, EXPLAIN and session statements (spec/runtime.md, What a masked identity may run)",
+        ),
+    )
+}
+
+/// A form of an analysed statement kind that is not.
+pub(crate) fn form_not_analysed(kind: &str, why: &str) -> Denial {
+    refusal(
+        FEATURE_NOT_SUPPORTED,
+        format!("statement `{kind}` is refused: {why}"),
+        None,
+    )
+}
+
+/// A `DECLARE` of another form than `DECLARE name CURSOR FOR query`.
+pub(crate) fn cursor_form() -> Denial {
+    refusal(
+        FEATURE_NOT_SUPPORTED,
+        "only `DECLARE name CURSOR FOR query` is supported".to_owned(),
+        None,
+    )
+}
+
+/// A cursor over row-limited relations.
+pub(crate) fn limited_cursor(rows: u64, rule: &str) -> Denial {
+    refusal(
+        INSUFFICIENT_PRIVILEGE,
+        format!(
+            "a cursor over relations limited to {rows} rows per statement (rule `{rule}`) is refused: its FETCHes together could return more; use a query"
+        ),
+        None,
+    )
+}
+
+/// An SQL `PREPARE` over row-limited relations.
+pub(crate) fn limited_prepare(rows: u64, rule: &str) -> Denial {
+    refusal(
+        INSUFFICIENT_PRIVILEGE,
+        format!(
+            "a prepared statement over relations limited to {rows} rows per statement (rule `{rule}`) is refused with PREPARE: send it directly, or through the extended protocol"
+        ),
+        None,
+    )
+}
+
+/// `SELECT INTO` or `CREATE TABLE AS` from a source with anything withheld.
+pub(crate) fn unlabelled_copy(what: &str, relation: &str) -> Denial {
+    refusal(
+        INSUFFICIENT_PRIVILEGE,
+        format!(
+            "{what} from `{relation}` is refused for this identity: it has masked, withheld or limited columns, and the new table would carry them without their labels"
+        ),
+        Some("read the rows with a query; a copy with labels belongs in the policy"),
+    )
+}
+
+/// `COPY table` inside a string of several statements.
+pub(crate) fn copy_not_alone() -> Denial {
+    refusal(
+        FEATURE_NOT_SUPPORTED,
+        "COPY of a table must be sent on its own, not with other statements".to_owned(),
+        None,
+    )
+}
+
+/// `COPY` to or from a server-side file or program.
+pub(crate) fn copy_server_side() -> Denial {
+    refusal(
+        INSUFFICIENT_PRIVILEGE,
+        "COPY to or from a file or program on the database server is refused: its data would not pass through clsf".to_owned(),
+        Some("use COPY … TO STDOUT or COPY … FROM STDIN (psql's \\copy)"),
+    )
+}
+
+/// `COPY` of row-limited relations.
+pub(crate) fn limited_copy(rows: u64, rule: &str) -> Denial {
+    refusal(
+        FEATURE_NOT_SUPPORTED,
+        format!(
+            "COPY of relations limited to {rows} rows per statement (rule `{rule}`) is refused; use a query"
+        ),
+        None,
+    )
+}
+
+/// An action (write, export, ddl…) that needs an approval.
+pub(crate) fn action_needs_approval(
+    what: &str,
+    action: &str,
+    approvers: &str,
+    policies: Vec<String>,
+) -> Denial {
+    Denial {
+        policies,
+        ..refusal(
+            INSUFFICIENT_PRIVILEGE,
+            format!("{what} needs approval by a member of group `{approvers}` ({action})"),
+            None,
+        )
+    }
+}
+
+/// An action a rule denies (`rules` names them).
+pub(crate) fn action_denied(what: &str, rules: &str, policies: Vec<String>) -> Denial {
+    Denial {
+        policies,
+        ..refusal(
+            INSUFFICIENT_PRIVILEGE,
+            format!("{what} is denied by {rules}"),
+            None,
+        )
+    }
+}
+
+/// An action no rule allows.
+pub(crate) fn action_not_allowed(what: &str, action: &str) -> Denial {
+    refusal(
+        INSUFFICIENT_PRIVILEGE,
+        format!("{what} is not allowed: no rule allows `{action}` for this identity"),
+        Some(&format!("a rule such as `allow {action}` grants it")),
+    )
+}
+
+/// A relation missing from the schema lock.
+pub(crate) fn unknown_relation(name: &str) -> Denial {
+    refusal(
+        INSUFFICIENT_PRIVILEGE,
+        format!(
+            "relation `{name}` is not in the schema clsf was compiled against, so it cannot be classified and is refused"
+        ),
+        Some(
+            "pull the schema again (`clsfc schema pull`) and rebuild the policy if the relation is new",
+        ),
+    )
+}
+
+/// A catalog relation that exposes stored values or statement text.
+pub(crate) fn protected_catalog(name: &str) -> Denial {
+    refusal(
+        INSUFFICIENT_PRIVILEGE,
+        format!(
+            "catalog relation `{name}` exposes stored values or statement text and is refused for this identity"
+        ),
+        None,
+    )
+}
+
+/// A write to a catalog relation.
+pub(crate) fn catalog_write(name: &str) -> Denial {
+    refusal(
+        INSUFFICIENT_PRIVILEGE,
+        format!("writing the catalog relation `{name}` is refused"),
+        None,
+    )
+}
+
+/// A settings function called with a name computed at run time.
+pub(crate) fn computed_setting_name(function: &str) -> Denial {
+    refusal(
+        INSUFFICIENT_PRIVILEGE,
+        format!("`{function}` with a computed setting name is not allowed for this identity"),
+        Some("write the setting's name as a string literal"),
+    )
+}
+
+/// One of the proxy's own settings (`clsf.*`).
+pub(crate) fn proxy_setting(name: &str) -> Denial {
+    refusal(
+        INSUFFICIENT_PRIVILEGE,
+        format!(
+            "setting `{name}` belongs to the proxy and is not readable or changeable by clients"
+        ),
+        None,
+    )
+}
+
+/// A setting the proxy pins (name resolution, statement text, identity).
+pub(crate) fn protected_setting(name: &str) -> Denial {
+    refusal(
+        INSUFFICIENT_PRIVILEGE,
+        format!("changing `{name}` is not allowed for this identity"),
+        Some(
+            "the proxy pins the settings that decide how names resolve, how statement text is read and who the session is",
+        ),
+    )
+}
+
+/// A function a rule denies.
+pub(crate) fn function_denied(shown: &str) -> Denial {
+    refusal(
+        INSUFFICIENT_PRIVILEGE,
+        format!("function `{shown}` is denied for this identity by a rule"),
+        None,
+    )
+}
+
+/// A built-in function of a class masked identities may not call.
+pub(crate) fn function_class(shown: &str, name: &str, class: &str, why: &str) -> Denial {
+    refusal(
+        INSUFFICIENT_PRIVILEGE,
+        format!("function `{shown}` is not allowed for this identity: it is {class} ({why})"),
+        Some(&format!(
+            "identities with masked or denied columns may call pure and metadata functions; a rule's `allow function {name}` permits this one"
+        )),
+    )
+}
+
+/// A function that is not built in.
+pub(crate) fn function_unknown(shown: &str) -> Denial {
+    refusal(
+        INSUFFICIENT_PRIVILEGE,
+        format!(
+            "function `{shown}` is not allowed for this identity: it is not a built-in function, so what it reads is unknown"
+        ),
+        Some(&format!("a rule's `allow function {shown}` permits it")),
+    )
+}
+
+/// A column the identity may not read as the statement uses it.
+pub(crate) fn column(
+    column: &str,
+    relation: &str,
+    through: &str,
+    label: &str,
+    why: &str,
+    policies: Vec<String>,
+) -> Denial {
+    Denial {
+        policies,
+        ..refusal(
+            INSUFFICIENT_PRIVILEGE,
+            format!(
+                "permission denied for column `{column}` of relation `{relation}`{through}: label `{label}`, {why}"
+            ),
+            None,
+        )
+    }
+}
+
+/// A CTE named like a protected relation.
+pub(crate) fn shadowing_cte(name: &str) -> Denial {
+    refusal(
+        FEATURE_NOT_SUPPORTED,
+        format!("a common table expression named `{name}` shadows a protected relation; rename it"),
+        None,
+    )
+}
+
+/// `ONLY t` or `t *` on a protected relation.
+pub(crate) fn inheritance_marker(relation: &str) -> Denial {
+    refusal(
+        FEATURE_NOT_SUPPORTED,
+        format!("`ONLY` and `*` after a protected relation (`{relation}`) are not supported"),
+        Some("write the relation name alone"),
+    )
+}
+
+/// A write touching a row-limited relation.
+pub(crate) fn limited_write(relation: &str, rows: u64, rule: &str) -> Denial {
+    refusal(
+        INSUFFICIENT_PRIVILEGE,
+        format!(
+            "writing statements that touch `{relation}` are refused for this identity: reading it is limited to {rows} rows per statement (rule `{rule}`)"
+        ),
+        None,
+    )
+}
+
+/// A write touching a relation with masked or denied columns.
+pub(crate) fn withheld_write(relation: &str) -> Denial {
+    refusal(
+        INSUFFICIENT_PRIVILEGE,
+        format!(
+            "writing statements that touch `{relation}` are refused for this identity: it has masked or denied columns"
+        ),
+        None,
+    )
+}
+
+/// A row filter whose claim the token does not carry.
+pub(crate) fn missing_filter_claim(relation: &str, claim: &str, policy: String) -> Denial {
+    Denial {
+        policies: vec![policy],
+        ..refusal(
+            INSUFFICIENT_PRIVILEGE,
+            format!(
+                "the row filter of `{relation}` needs the claim `{claim}`, which this identity's token does not carry as a string or number"
+            ),
+            None,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every refusal as a client reads it: SQLSTATE, message and hint.
+    #[test]
+    fn every_refusal() {
+        let all = [
+            unparsable("Expected: an expression, found: EOF"),
+            unparsable_kind("CREATE STATISTICS"),
+            internal("a masked column in a rewritten join"),
+            kind_not_analysed("CREATE FUNCTION"),
+            form_not_analysed("COPY", "a COPY with a WHERE clause is not analysed"),
+            cursor_form(),
+            limited_cursor(100, "ci_reads"),
+            limited_prepare(100, "ci_reads"),
+            unlabelled_copy("SELECT INTO", "public.customers"),
+            copy_not_alone(),
+            copy_server_side(),
+            limited_copy(100, "ci_reads"),
+            action_needs_approval(
+                "writing `public.orders`",
+                "write",
+                "oncall",
+                vec!["p1".into()],
+            ),
+            action_denied(
+                "exporting `public.customers`",
+                "rule `ci_reads`",
+                vec!["p2".into()],
+            ),
+            action_not_allowed("writing `public.orders`", "write"),
+            unknown_relation("public.audit_new"),
+            protected_catalog("pg_catalog.pg_statistic"),
+            catalog_write("pg_catalog.pg_class"),
+            computed_setting_name("set_config"),
+            proxy_setting("clsf.hash_ipad"),
+            protected_setting("search_path"),
+            function_denied("pg_sleep"),
+            function_class(
+                "pg_read_file",
+                "pg_read_file",
+                "side-effecting",
+                "reads server files",
+            ),
+            function_unknown("public.leak"),
+            column(
+                "ssn",
+                "public.customers",
+                " (through view `v`)",
+                "restricted",
+                "denied by rule `ci_reads`",
+                vec!["p3".into()],
+            ),
+            shadowing_cte("customers"),
+            inheritance_marker("public.customers"),
+            limited_write("public.orders", 100, "ci_reads"),
+            withheld_write("public.customers"),
+            missing_filter_claim("public.orders", "tenant.id", "p4".into()),
+        ];
+        let text: Vec<String> = all
+            .iter()
+            .map(|d| {
+                let mut s = format!("{} {}", d.sqlstate, d.message);
+                if let Some(h) = &d.hint {
+                    s.push_str(&format!("\n      hint: {h}"));
+                }
+                if !d.policies.is_empty() {
+                    s.push_str(&format!("\n      policies: {}", d.policies.join(", ")));
+                }
+                s
+            })
+            .collect();
+        insta::assert_snapshot!(text.join("\n"));
+    }
+}
