@@ -1190,7 +1190,7 @@ fn check_function(
     match explicit {
         Some(true) => return Ok(()),
         Some(false) => {
-            return Err(denials::function_denied(&shown));
+            return Err(denials::function_denied(shown));
         }
         None => {}
     }
@@ -1200,12 +1200,12 @@ fn check_function(
         // (`check_setting_call`), as for the statement.
         Some(b) if b.name == "set_config" => Ok(()),
         Some(b) => Err(denials::function_class(
-            &shown,
-            &name,
+            shown,
+            name,
             &b.class.to_string(),
             b.why,
         )),
-        None => Err(denials::function_unknown(&shown)),
+        None => Err(denials::function_unknown(shown)),
     }
 }
 
