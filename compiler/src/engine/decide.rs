@@ -1254,7 +1254,7 @@ fn column_denial(
             (format!("no rule lets {groups} read it"), Vec::new())
         }
     };
-    denials::column(&col.name, &rel.qualified(), &through, label, &why, policies)
+    denials::column(&col.name, &rel.qualified(), through, label, &why, policies)
 }
 
 /// The name a table factor answers to in the rest of the statement.
