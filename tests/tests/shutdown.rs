@@ -135,3 +135,48 @@ fn statements_past_the_timeout_are_cancelled() {
         .count();
     assert_eq!(timeouts, 1);
 }
+
+/// A client that vanishes while its statement runs leaves no backend
+/// working for nobody: the proxy cancels the statement upstream.
+#[test]
+fn a_vanished_clients_statement_is_cancelled_upstream() {
+    let q = fixture::quickstart(None);
+    let proxy = Proxy::start(&q.config);
+    let running = "SELECT count(*) FROM pg_stat_activity \
+                   WHERE query LIKE '%clsf_vanish%' AND state = 'active' \
+                   AND pid <> pg_backend_pid()";
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (c, conn) = client::config(proxy.addr.port(), "dba", &q.issuer.dba_token())
+            .connect(tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let connection = tokio::spawn(conn);
+        let statement =
+            tokio::spawn(async move { c.simple_query("SELECT pg_sleep(60) -- clsf_vanish").await });
+        // Running upstream first.
+        let started = Instant::now();
+        while q.pg.superuser_sql("shop", running).trim() != "1" {
+            assert!(started.elapsed() < Duration::from_secs(10), "never started");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The client goes away without a word: its socket is closed.
+        connection.abort();
+        statement.abort();
+    });
+    let vanished = Instant::now();
+    while q.pg.superuser_sql("shop", running).trim() != "0" {
+        assert!(
+            vanished.elapsed() < Duration::from_secs(10),
+            "the statement still runs upstream {:?} after its client vanished",
+            vanished.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let cancels = proxy
+        .audit_events()
+        .iter()
+        .filter(|e| e["event"] == "cancel")
+        .count();
+    assert_eq!(cancels, 1);
+}

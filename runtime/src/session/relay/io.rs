@@ -190,6 +190,18 @@ pub(in crate::session) async fn relay(
         }
     }
     .await;
+    // The session ended with statements still running upstream (the client
+    // vanished mid-result, its credential expired): the server is told to
+    // stop them, so no backend goes on working, holding locks, for nobody.
+    if !r.pending.is_empty()
+        && let Some(key) = upstream_key
+    {
+        let mut event = Event::new("cancel", session);
+        event.subject = Some(&r.identity.subject);
+        event.reason = Some("the session ended with a statement running");
+        let _ = shared.audit.append(&event);
+        upstream::cancel(&shared.upstream, key).await;
+    }
     (outcome, r.finish())
 }
 
