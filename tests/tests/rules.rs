@@ -25,7 +25,9 @@ table public.orders: internal
 rule tenant_reads for tenant {
   allow <= internal
   mask  confidential
-  filter table public.orders where "customer_id = {claim.customer}"
+  // One condition of four operators, dearer than the attacks' predicates
+  // below (PostgreSQL orders a scan's conditions by cost).
+  filter table public.orders where "customer_id = {claim.customer} OR (status = 'public' AND total_cents > 0)"
   deny  function pg_sleep
 }
 
@@ -98,6 +100,41 @@ fn filters_writes_functions_and_observe_only_rules_through_the_proxy() {
         "{}",
         out.stderr
     );
+
+    // Rows outside the filter cannot be reached by the client's own
+    // predicates: a cast that fails on a value would name it, a division
+    // by zero would tell it exists. Customer 1's rows hold no 'cancelled' status, no
+    // total of 9900 and no customer 3.
+    for attack in [
+        "SELECT id FROM orders WHERE CAST(status || ':' || total_cents AS int) = 0;",
+        "SELECT id FROM orders WHERE 1 / (total_cents - 9900) = 0;",
+        "SELECT id FROM orders WHERE total_cents / (total_cents - 9900) = 0;",
+        "SELECT id FROM orders WHERE CAST(status AS int) = 0 OR id = 10;",
+        "SELECT id FROM orders WHERE CAST(customer_id::text || 'x' AS int) = 0 OR id = 10;",
+        "SELECT o.id FROM orders o JOIN customers c ON c.id = o.customer_id \
+         WHERE 1 / (o.customer_id - 3) = 0 ORDER BY 1;",
+        "SELECT id FROM orders WHERE CASE WHEN status = 'cancelled' THEN 1 / (total_cents - total_cents) ELSE 0 END = 0 ORDER BY 1;",
+    ] {
+        let out = psql::run(proxy.addr, &tenant(json!(1)), attack);
+        for hidden in ["cancelled", "9900", "3x", "division by zero"] {
+            assert!(
+                !out.stderr.contains(hidden) && !out.stdout.contains(hidden),
+                "{attack} reveals a hidden row ({hidden}):\n{}{}",
+                out.stdout,
+                out.stderr
+            );
+        }
+        for id in ["12", "13"] {
+            assert!(!rows(&out).contains(&id), "{attack}: {}", out.stdout);
+        }
+    }
+    // The ones that do not fail on customer 1's own rows still answer.
+    let out = psql::run(
+        proxy.addr,
+        &tenant(json!(1)),
+        "SELECT id FROM orders WHERE CASE WHEN status = 'cancelled' THEN 1 / (total_cents - total_cents) ELSE 0 END = 0 ORDER BY 1;",
+    );
+    assert_eq!(rows(&out), ["10", "11"], "{}", out.stderr);
 
     // No rule grants `write`: the update is refused and nothing changes.
     let out = psql::run(
