@@ -15,6 +15,10 @@ pub struct Config {
     /// Most concurrent client connections.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Seconds a client has to finish TLS, startup and authentication
+    /// before it is disconnected (a stalled handshake holds nothing else).
+    #[serde(default = "default_startup_timeout")]
+    pub startup_timeout_seconds: u64,
     /// Close sessions that are idle outside a transaction for this many
     /// seconds (0 or absent: never).
     #[serde(default)]
@@ -138,6 +142,10 @@ const MAX_WORKER_THREADS: usize = 256;
 
 fn default_max_connections() -> usize {
     256
+}
+
+fn default_startup_timeout() -> u64 {
+    30
 }
 
 fn default_grace() -> u64 {
@@ -421,6 +429,18 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             config.worker_threads
         )));
     }
+    if config.startup_timeout_seconds == 0 {
+        return Err(ConfigError(format!(
+            "{}: startup_timeout_seconds must be at least 1: a client that never finishes its handshake would hold its connection forever",
+            path.display()
+        )));
+    }
+    if config.max_connections == 0 {
+        return Err(ConfigError(format!(
+            "{}: max_connections must be at least 1",
+            path.display()
+        )));
+    }
     if config.upstream.password_file.is_some() == config.upstream.password_env.is_some() {
         return Err(ConfigError(format!(
             "{}: [upstream] needs exactly one of password_file and password_env",
@@ -568,6 +588,16 @@ mod tests {
                 "worker_threads = 0",
                 "worker_threads = 100000",
                 "worker_threads = 100000 is more than 256",
+            ),
+            (
+                "startup_timeout_seconds = 30",
+                "startup_timeout_seconds = 0",
+                "startup_timeout_seconds must be at least 1",
+            ),
+            (
+                "max_connections = 256",
+                "max_connections = 0",
+                "max_connections must be at least 1",
             ),
         ];
         for (from, to, expected) in cases {

@@ -19,6 +19,8 @@ pub struct Metrics {
     pub sessions_open: Gauge,
     /// Client sessions accepted since start.
     pub sessions: Counter,
+    /// Connections refused because `max_connections` was reached.
+    pub connections_refused: Counter,
     /// Statements by decision (`allow`, `mask`, `deny`, `hold`).
     statements: Family<Labels, Counter>,
     /// The family's counters for the decisions the engine makes, looked
@@ -53,6 +55,7 @@ impl Default for Metrics {
         let m = Metrics {
             sessions_open: Gauge::default(),
             sessions: Counter::default(),
+            connections_refused: Counter::default(),
             statements: Family::default(),
             decided: Default::default(),
             approvals_pending: Gauge::default(),
@@ -72,6 +75,11 @@ impl Default for Metrics {
             m.sessions_open.clone(),
         );
         registry.register("sessions", "Client sessions accepted", m.sessions.clone());
+        registry.register(
+            "connections_refused",
+            "Connections refused because max_connections was reached",
+            m.connections_refused.clone(),
+        );
         registry.register("statements", "Statements by decision", m.statements.clone());
         registry.register(
             "approvals_pending",

@@ -11,6 +11,9 @@ use tracing::Instrument;
 
 use crate::session::{self, Shared};
 
+/// Connections beyond the limit being answered at once, at most.
+const MAX_REFUSALS: usize = 256;
+
 /// Accepts clients until `shutdown` completes, then stops accepting, lets
 /// every session finish what it has in flight (up to `grace`), and returns.
 /// `limit` holds `max_connections` permits, shared by every accept loop of
@@ -26,11 +29,10 @@ pub async fn run(
     // Every session holds a receiver; a send tells them all to wind down.
     let (notify, _) = broadcast::channel::<()>(1);
     tokio::pin!(shutdown);
+    // Refusals beyond the limit are short, but a storm must not turn them
+    // into unbounded work: past this many at once, connections are closed.
+    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
     loop {
-        let permit = tokio::select! {
-            permit = Arc::clone(&limit).acquire_owned() => permit.expect("the semaphore is never closed"),
-            _ = &mut shutdown => break,
-        };
         let (socket, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -42,6 +44,15 @@ pub async fn run(
             _ = &mut shutdown => break,
         };
         let shared = Arc::clone(&shared);
+        let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
+            if let Ok(slot) = Arc::clone(&refusals).try_acquire_owned() {
+                tokio::spawn(async move {
+                    session::refuse_over_limit(shared, socket, peer).await;
+                    drop(slot);
+                });
+            }
+            continue;
+        };
         let rx = notify.subscribe();
         let span = tracing::info_span!("session", %peer);
         tokio::spawn(

@@ -226,6 +226,7 @@ pub fn shared_state(config: &Config) -> Result<Shared, String> {
     };
     Ok(Shared {
         tls,
+        startup_timeout: std::time::Duration::from_secs(config.startup_timeout_seconds),
         idle_timeout: (config.idle_timeout_seconds > 0)
             .then(|| std::time::Duration::from_secs(config.idle_timeout_seconds)),
         approvals: crate::approvals::Approvals::default(),

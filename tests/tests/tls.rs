@@ -209,3 +209,35 @@ fn direct_tls_with_alpn_works_and_without_alpn_is_refused() {
         "no authentication may start: {answer:?}"
     );
 }
+
+/// Beyond `max_connections`, a client that asks for TLS gets the 53300
+/// refusal inside TLS, where libpq shows it (an error in reply to its
+/// SSLRequest it would not show), also when it verifies the proxy.
+#[test]
+fn beyond_the_limit_tls_clients_read_the_refusal() {
+    let q = fixture::quickstart(None);
+    fixture::enable_client_tls(&q);
+    let config = std::fs::read_to_string(&q.config).unwrap();
+    std::fs::write(
+        &q.config,
+        config.replacen(
+            "listen = \"127.0.0.1:0\"\n",
+            "listen = \"127.0.0.1:0\"\nmax_connections = 1\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let proxy = Proxy::start(&q.config);
+    // A connection that has sent nothing yet holds the one slot (until
+    // the startup timeout).
+    let _slot = std::net::TcpStream::connect(proxy.addr).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let verified = format!(
+        "host=localhost hostaddr=127.0.0.1 port={} sslmode=verify-full sslrootcert={}",
+        proxy.addr.port(),
+        q.dir.path().join("ca.pem").display()
+    );
+    let out = psql::run_conninfo(&verified, &q.issuer.ci_token(), "SELECT 1;\n");
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("too many clients"), "{}", out.stderr);
+}

@@ -397,3 +397,128 @@ fn an_extended_statement_is_recorded_once_before_it_runs() {
         "no second line for a first execution"
     );
 }
+
+/// Beyond `max_connections` a storm of clients is refused at once with
+/// 53300 (none hangs, the proxy lives on); a cancel request still reaches
+/// its statement at the limit; a freed slot is taken again; a client that
+/// stalls halfway through its startup packet is cut off after
+/// `startup_timeout_seconds`.
+#[test]
+fn the_connection_limit_refuses_clearly_and_stalled_startups_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_postgres::error::SqlState;
+    let q = fixture::quickstart(None);
+    let config = std::fs::read_to_string(&q.config).unwrap();
+    std::fs::write(
+        &q.config,
+        config.replacen(
+            "listen = \"127.0.0.1:0\"\n",
+            "listen = \"127.0.0.1:0\"\nmax_connections = 3\nstartup_timeout_seconds = 1\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let proxy = Proxy::start(&q.config);
+    let cfg = client::config(proxy.addr.port(), "dba", &q.issuer.dba_token());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let (c, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(conn);
+            held.push(c);
+        }
+        let started = std::time::Instant::now();
+        let storm: Vec<_> = (0..50)
+            .map(|_| {
+                let cfg = cfg.clone();
+                tokio::spawn(async move {
+                    // Bounded: a refusal that never comes is a failure, not a hang.
+                    tokio::time::timeout(
+                        Duration::from_secs(10),
+                        cfg.connect(tokio_postgres::NoTls),
+                    )
+                    .await
+                    .ok()
+                    .and_then(Result::err)
+                })
+            })
+            .collect();
+        for attempt in storm {
+            let err = attempt.await.unwrap().expect("refused beyond the limit");
+            assert_eq!(err.code(), Some(&SqlState::TOO_MANY_CONNECTIONS), "{err}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+
+        // libpq says why too, with or without asking for TLS first.
+        for ssl in ["disable", "prefer"] {
+            let conninfo = format!("host=127.0.0.1 port={} sslmode={ssl}", proxy.addr.port());
+            let token = q.issuer.dba_token();
+            let out = tokio::task::spawn_blocking(move || {
+                psql::run_conninfo(&conninfo, &token, "SELECT 1;\n")
+            })
+            .await
+            .unwrap();
+            assert!(
+                out.stderr.contains("too many clients"),
+                "sslmode={ssl}: {}",
+                out.stderr
+            );
+        }
+
+        // At the limit, a client can still stop its own statement.
+        let busy = held.pop().unwrap();
+        let token = busy.cancel_token();
+        let running = tokio::spawn(async move {
+            let r = busy.simple_query("SELECT pg_sleep(30)").await;
+            (busy, r)
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+        let (busy, result) = running.await.unwrap();
+        let err = result.expect_err("cancelled");
+        assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED), "{err}");
+
+        // A slot freed is taken again.
+        drop(busy);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let again = loop {
+            match cfg.connect(tokio_postgres::NoTls).await {
+                Ok((c, conn)) => {
+                    tokio::spawn(conn);
+                    break c;
+                }
+                Err(e) => {
+                    assert!(std::time::Instant::now() < deadline, "{e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        assert_eq!(again.simple_query("SELECT 1").await.unwrap().len(), 3);
+
+        // With room again, a client that sends half a startup packet and
+        // stops is disconnected by the startup timeout.
+        drop(again);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut stalled = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+        stalled.write_all(&[0, 0, 0, 40, 0, 3]).await.unwrap();
+        let cut = std::time::Instant::now();
+        let mut rest = Vec::new();
+        // Closed (cleanly or by a reset): either ends the read.
+        let _ = tokio::time::timeout(Duration::from_secs(5), stalled.read_to_end(&mut rest))
+            .await
+            .expect("the proxy closes a stalled startup");
+        assert!(
+            cut.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            cut.elapsed()
+        );
+    });
+    // The proxy still serves.
+    let out = psql::run(proxy.addr, &q.issuer.dba_token(), "SELECT 1;\n");
+    assert!(out.stdout.contains('1'), "{}", out.stderr);
+}

@@ -32,8 +32,8 @@ use crate::wire::errors;
 use self::relay::relay;
 use self::startup::startup;
 
-/// How long a client has to complete startup and authentication.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a refused client has to read its refusal and go.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What every session shares.
 #[derive(Debug)]
@@ -56,6 +56,8 @@ pub struct Shared {
     pub next_session: AtomicU64,
     /// TLS for clients, when configured.
     pub tls: Option<ClientTls>,
+    /// How long a client has to complete startup and authentication.
+    pub startup_timeout: Duration,
     /// Close sessions idle (outside a transaction) for this long.
     pub idle_timeout: Option<Duration>,
     /// Cancel statements running longer than this.
@@ -155,6 +157,93 @@ async fn send(client: &mut ClientStream, bytes: &[u8]) -> Result<()> {
 /// How long a finished connection waits for its TLS close to be sent.
 const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Answers a connection beyond `max_connections`: a CancelRequest is still
+/// carried out (a client at the limit must be able to stop its own
+/// statement); anything else gets FATAL 53300, as PostgreSQL answers when
+/// it has no room, also in reply to an SSLRequest, where libpq shows it.
+/// Bounded in time: a client that sends nothing is dropped.
+pub async fn refuse_over_limit(shared: Arc<Shared>, mut tcp: TcpStream, peer: SocketAddr) {
+    use crate::wire::messages::{CANCEL_REQUEST, GSSENC_REQUEST, SSL_REQUEST};
+    use tokio::io::AsyncReadExt;
+    let _ = tcp.set_nodelay(true);
+    // At most a GSSENCRequest, then an SSLRequest, before the startup packet.
+    for _ in 0..3 {
+        let mut head = [0u8; 8];
+        if tokio::time::timeout(REFUSAL_TIMEOUT, tcp.read_exact(&mut head))
+            .await
+            .map_or(true, |r| r.is_err())
+        {
+            return;
+        }
+        let length = i32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        let code = i32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+        match (length, code) {
+            (16, CANCEL_REQUEST) => {
+                let mut key = [0u8; 8];
+                if let Ok(Ok(_)) =
+                    tokio::time::timeout(REFUSAL_TIMEOUT, tcp.read_exact(&mut key)).await
+                {
+                    let pid = i32::from_be_bytes([key[0], key[1], key[2], key[3]]);
+                    let secret = i32::from_be_bytes([key[4], key[5], key[6], key[7]]);
+                    startup::cancel(&shared, pid, secret, peer).await;
+                }
+                return;
+            }
+            (8, GSSENC_REQUEST) => {
+                if tcp.write_all(b"N").await.is_err() {
+                    return;
+                }
+            }
+            (8, SSL_REQUEST) => {
+                // The refusal travels inside TLS when the proxy has TLS:
+                // libpq does not show an error sent in reply to its
+                // SSLRequest, and a client that requires TLS would read a
+                // plain "N" as the wrong failure. Without TLS, the "N" is
+                // answered with the startup packet, refused below (libpq
+                // treats bytes after the "N" as a broken server).
+                let Some(tls) = &shared.tls else {
+                    if tcp.write_all(b"N").await.is_err() {
+                        return;
+                    }
+                    continue;
+                };
+                shared.metrics.connections_refused.inc();
+                if tcp.write_all(b"S").await.is_err() {
+                    return;
+                }
+                let accepted =
+                    tokio::time::timeout(REFUSAL_TIMEOUT, tls.acceptor.accept(tcp)).await;
+                if let Ok(Ok(mut stream)) = accepted {
+                    refuse_and_drain(&mut stream).await;
+                }
+                return;
+            }
+            _ => {
+                shared.metrics.connections_refused.inc();
+                refuse_and_drain(&mut tcp).await;
+                return;
+            }
+        }
+    }
+}
+
+/// Sends 53300, then reads what the client still sends until it closes, so
+/// closing does not reset the connection before the refusal is read.
+async fn refuse_and_drain<S>(stream: &mut S)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+    let _ = stream.write_all(&errors::too_many_connections()).await;
+    let _ = stream.flush().await;
+    let mut sink = [0u8; 1024];
+    let _ = tokio::time::timeout(REFUSAL_TIMEOUT, async {
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+    let _ = stream.shutdown().await;
+}
+
 /// Runs one client connection to completion.
 pub async fn run(
     shared: Arc<Shared>,
@@ -167,7 +256,7 @@ pub async fn run(
     let mut client = ClientStream::Plain(tcp);
     let mut buf = BytesMut::with_capacity(8192);
     let started = tokio::time::timeout(
-        STARTUP_TIMEOUT,
+        shared.startup_timeout,
         startup(&shared, &mut client, &mut buf, session, peer),
     )
     .await;

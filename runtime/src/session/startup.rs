@@ -147,29 +147,7 @@ pub(super) async fn startup(
                 send(client, b"N").await?;
             }
             Ok(Startup::Cancel { pid, secret }) => {
-                // Only the client that received this random key can know it;
-                // an unknown key is ignored, as PostgreSQL ignores it.
-                let target = shared
-                    .cancel_keys
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&(pid, secret))
-                    .cloned();
-                if let Some(target) = target {
-                    let mut event = Event::new("cancel", target.session);
-                    event.peer = Some(peer.to_string());
-                    let _ = shared.audit.append(&event);
-                    // A statement waiting for approval is withdrawn (the
-                    // session sees it and answers 57014); otherwise the
-                    // running statement is cancelled upstream.
-                    if shared
-                        .approvals
-                        .withdraw_session(target.session, "the client cancelled the statement")
-                        .is_none()
-                    {
-                        upstream::cancel(&shared.upstream, target.upstream_key).await;
-                    }
-                }
+                cancel(shared, pid, secret, peer).await;
                 return Ok(None);
             }
             Ok(Startup::UnsupportedVersion(v)) => {
@@ -509,5 +487,33 @@ fn session_deadline(
     match (max, expiry) {
         (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
         (a, b) => a.or(b),
+    }
+}
+
+/// A CancelRequest: the statement of the session that was handed this key
+/// is cancelled upstream (or its held statement withdrawn). Only the
+/// client that received this random key can know it; an unknown key is
+/// ignored, as PostgreSQL ignores it.
+pub(super) async fn cancel(shared: &Shared, pid: i32, secret: i32, peer: SocketAddr) {
+    let target = shared
+        .cancel_keys
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&(pid, secret))
+        .cloned();
+    if let Some(target) = target {
+        let mut event = Event::new("cancel", target.session);
+        event.peer = Some(peer.to_string());
+        let _ = shared.audit.append(&event);
+        // A statement waiting for approval is withdrawn (the session sees
+        // it and answers 57014); otherwise the running statement is
+        // cancelled upstream.
+        if shared
+            .approvals
+            .withdraw_session(target.session, "the client cancelled the statement")
+            .is_none()
+        {
+            upstream::cancel(&shared.upstream, target.upstream_key).await;
+        }
     }
 }

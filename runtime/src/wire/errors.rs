@@ -27,6 +27,16 @@ pub fn session_expired(why: &str) -> Bytes {
     )
 }
 
+/// 53300 too_many_connections: the proxy's `max_connections` is reached.
+pub fn too_many_connections() -> Bytes {
+    error_response(
+        Severity::Fatal,
+        "53300",
+        "sorry, too many clients already: the clsf proxy's max_connections is reached",
+        Some("retry later, or raise max_connections in the proxy's config"),
+    )
+}
+
 /// 08P01 protocol_violation.
 pub fn protocol_violation(what: &str) -> Bytes {
     error_response(

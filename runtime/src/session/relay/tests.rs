@@ -92,6 +92,7 @@ impl Harness {
             audit: AuditLog::open(&dir.path().join("audit.jsonl"), false, 0).unwrap(),
             next_session: AtomicU64::new(1),
             tls: None,
+            startup_timeout: std::time::Duration::from_secs(30),
             idle_timeout: None,
             statement_timeout: None,
             cancel_keys: Mutex::new(HashMap::new()),
