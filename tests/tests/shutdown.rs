@@ -1,4 +1,4 @@
-//! Graceful shutdown: the proxy stops accepting, lets a statement in flight
+//! Shutdown and faults: the proxy stops accepting and lets a statement in flight
 //! finish, then ends the session with 57P01.
 
 use std::time::{Duration, Instant};
@@ -179,4 +179,82 @@ fn a_vanished_clients_statement_is_cancelled_upstream() {
         .filter(|e| e["event"] == "cancel")
         .count();
     assert_eq!(cancels, 1);
+}
+
+/// The database restarting under open sessions: an idle session and one
+/// inside a transaction each end with a clear error (the server's 57P01 or
+/// the proxy's 08006), the transaction's write is not there, new sessions
+/// work once the server is back, and the audit trail says how each ended.
+#[test]
+fn sessions_end_clearly_when_the_database_restarts() {
+    use tokio_postgres::error::SqlState;
+    let q = fixture::quickstart(None);
+    let proxy = Proxy::start(&q.config);
+    let cfg = client::config(proxy.addr.port(), "dba", &q.issuer.dba_token());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (idle, idle_conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+        let idle_conn = tokio::spawn(idle_conn);
+        idle.simple_query("SELECT 1").await.unwrap();
+        let (in_tx, tx_conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+        let tx_conn = tokio::spawn(tx_conn);
+        in_tx
+            .simple_query(
+                "BEGIN; INSERT INTO orders (id, customer_id, total_cents, status) \
+                 VALUES (99, 1, 1, 'restart')",
+            )
+            .await
+            .unwrap();
+
+        q.pg.restart_with("");
+
+        for (name, conn) in [("idle", idle_conn), ("in a transaction", tx_conn)] {
+            let ended = tokio::time::timeout(Duration::from_secs(10), conn)
+                .await
+                .unwrap_or_else(|_| panic!("the {name} session was not ended"))
+                .unwrap();
+            let err = ended.expect_err("ended with an error");
+            assert!(
+                matches!(
+                    err.code(),
+                    Some(&SqlState::ADMIN_SHUTDOWN) | Some(&SqlState::CONNECTION_FAILURE)
+                ),
+                "the {name} session: {err}"
+            );
+        }
+        assert!(in_tx.simple_query("COMMIT").await.is_err());
+        assert!(idle.simple_query("SELECT 1").await.is_err());
+
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let again = loop {
+            match cfg.connect(tokio_postgres::NoTls).await {
+                Ok((c, conn)) => {
+                    tokio::spawn(conn);
+                    break c;
+                }
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "no new session: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        assert_eq!(again.simple_query("SELECT 1").await.unwrap().len(), 3);
+    });
+    assert_eq!(
+        q.pg.superuser_sql("shop", "SELECT count(*) FROM orders WHERE id = 99")
+            .trim(),
+        "0",
+        "the write of the interrupted transaction is not there"
+    );
+    let ended: Vec<String> = proxy
+        .audit_events()
+        .iter()
+        .filter(|e| e["event"] == "disconnect")
+        .filter_map(|e| e["reason"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        ended.iter().filter(|r| r.contains("upstream")).count(),
+        2,
+        "{ended:?}"
+    );
 }

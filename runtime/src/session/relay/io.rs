@@ -190,6 +190,15 @@ pub(in crate::session) async fn relay(
         }
     }
     .await;
+    // However the loop ended, a session the server ended says so.
+    let outcome = match (outcome, r.upstream_fatal.take()) {
+        (Ok(()), Some(code)) => Err(end(format!("upstream ended the session (SQLSTATE {code})"))),
+        (Err(e), Some(code)) => Err(end(format!(
+            "{}; upstream ended the session (SQLSTATE {code})",
+            e.0
+        ))),
+        (outcome, None) => outcome,
+    };
     // The session ended with statements still running upstream (the client
     // vanished mid-result, its credential expired): the server is told to
     // stop them, so no backend goes on working, holding locks, for nobody.

@@ -208,6 +208,10 @@ struct Relay<'a> {
     /// Completions not yet recorded: they go on the session's next event
     /// (one line per statement instead of two).
     completions: Vec<Completion>,
+    /// The SQLSTATE of a FATAL error the server sent (it ends the session
+    /// from its side: shutdown, restart, terminated backend), for the
+    /// disconnect event.
+    upstream_fatal: Option<String>,
     to_client: BytesMut,
     to_upstream: BytesMut,
 }
@@ -244,6 +248,7 @@ impl<'a> Relay<'a> {
             rows_seen: 0,
             cut: false,
             completions: Vec::new(),
+            upstream_fatal: None,
             to_client: BytesMut::new(),
             to_upstream: BytesMut::new(),
         }

@@ -49,6 +49,10 @@ impl Relay<'_> {
     }
 
     pub(super) fn upstream_frame(&mut self, frame: Frame) {
+        if frame.tag == b'E' && is_fatal(frame.body()) {
+            // Only the code: a server's message is not ours to record.
+            self.upstream_fatal = Some(field(frame.body(), b'C').unwrap_or("?").to_owned());
+        }
         if !self.tracker.response(frame.tag) {
             return;
         }
@@ -133,4 +137,19 @@ impl Relay<'_> {
             }
         }
     }
+}
+
+/// A field of an ErrorResponse body, by its type byte.
+fn field(body: &[u8], kind: u8) -> Option<&str> {
+    body.split(|b| *b == 0)
+        .find_map(|f| f.strip_prefix(&[kind]))
+        .and_then(|v| std::str::from_utf8(v).ok())
+}
+
+/// Whether an ErrorResponse ends the session (severity FATAL or PANIC).
+fn is_fatal(body: &[u8]) -> bool {
+    matches!(
+        field(body, b'V').or(field(body, b'S')),
+        Some("FATAL" | "PANIC")
+    )
 }
