@@ -286,6 +286,15 @@ fn held_statements_are_approved_denied_expired_and_never_self_approved() {
     ] {
         assert!(metrics.contains(line), "{line} missing from:\n{metrics}");
     }
+    // Probes need no token either: alive, and ready while the database
+    // takes the gateway's login.
+    let (status, body) = clsf_tests::https::get(admin, &ca, "/healthz");
+    assert!(status.contains("200") && body.contains("ok"), "{status}");
+    let (status, body) = clsf_tests::https::get(admin, &ca, "/readyz");
+    assert!(
+        status.contains("200") && body.contains("ready"),
+        "{status} {body}"
+    );
     let (status, page) = clsf_tests::https::get(admin, &ca, "/");
     assert!(status.contains("200") && page.contains("Pending approval requests"));
 
@@ -558,5 +567,42 @@ fn a_portal_runs_what_it_was_bound_from_not_a_later_parse() {
         contains(&answer, "42501") && contains(&answer, "needs approval"),
         "{}",
         String::from_utf8_lossy(&answer)
+    );
+}
+
+/// With the database unreachable the proxy still starts: its readiness
+/// probe answers 503 (its liveness 200), and clients get a clear 08006.
+#[test]
+fn readiness_follows_the_database() {
+    let q = fixture::quickstart(None);
+    clsf_tests::certs::write_test_ca(q.dir.path());
+    let config = fixture::config_with_policy(&q, POLICY);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let moved = text.replacen(
+        &format!("port = {}\n", q.pg.port),
+        &format!("port = {closed}\n"),
+        1,
+    );
+    assert_ne!(moved, text, "the upstream port is in the config");
+    std::fs::write(&config, moved + ADMIN).unwrap();
+    let proxy = Proxy::start(&config);
+    let admin = proxy.admin.unwrap();
+    let ca = q.dir.path().join("ca.pem");
+    let (status, body) = clsf_tests::https::get(admin, &ca, "/readyz");
+    assert!(
+        status.contains("503") && body.contains("not ready"),
+        "{status} {body}"
+    );
+    let (status, _) = clsf_tests::https::get(admin, &ca, "/healthz");
+    assert!(status.contains("200"), "{status}");
+    let out = psql::run(proxy.addr, &token(&q, "agent-1", "agent"), "SELECT 1;\n");
+    assert!(
+        out.stderr.contains("cannot reach the upstream database"),
+        "{}",
+        out.stderr
     );
 }

@@ -29,6 +29,8 @@ pub(super) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/approvals/{id}/{verdict}", post(decide))
         .route("/api/sessions/{session}", get(session))
         .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .with_state(shared)
 }
 
@@ -232,6 +234,47 @@ async fn vote(
             error(status, why)
         }
     }
+}
+
+/// Liveness: the process answers.
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// Readiness: the upstream database takes the gateway's login now (the
+/// probe logs in and out). Unauthenticated, as load balancers and
+/// Kubernetes probe, so it says only ready or not; the reason is logged.
+async fn readyz(State(shared): Shared_) -> Response {
+    use tokio::io::AsyncWriteExt;
+    let login = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        crate::upstream::connect(&shared.upstream, &[]),
+    )
+    .await;
+    match login {
+        Ok(Ok(mut connected)) => {
+            // Terminate, so the server logs a clean end, not a lost client.
+            let _ = connected.stream.write_all(&[b'X', 0, 0, 0, 4]).await;
+            let _ = connected.stream.shutdown().await;
+            (StatusCode::OK, "ready\n").into_response()
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "not ready: the upstream login failed");
+            not_ready()
+        }
+        Err(_) => {
+            tracing::warn!("not ready: the upstream login took over 5 s");
+            not_ready()
+        }
+    }
+}
+
+fn not_ready() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not ready: the upstream database does not take the gateway's login\n",
+    )
+        .into_response()
 }
 
 async fn metrics(State(shared): Shared_) -> Response {
