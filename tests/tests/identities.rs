@@ -302,3 +302,34 @@ fn a_session_ends_when_its_token_expires() {
         "{ends:?}"
     );
 }
+
+/// An issuer whose JWKS URL cannot be fetched at start stops the proxy
+/// from starting, with an error naming the issuer: it could verify none of
+/// that issuer's tokens, and a proxy that starts anyway would look ready.
+#[test]
+fn an_unreachable_jwks_url_at_start_is_a_clear_start_error() {
+    let q = fixture::quickstart(None);
+    clsf_tests::certs::write_test_ca(q.dir.path());
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let path = fixture::config_with_policy(&q, POLICY);
+    let mut config = std::fs::read_to_string(&path).unwrap();
+    config.push_str(&format!(
+        r#"
+[[identity.issuer]]
+issuer = "{GITLAB}"
+audience = "{AUDIENCE}"
+jwks_url = "https://localhost:{closed}/oauth/discovery/keys"
+jwks_ca_file = "ca.pem"
+"#
+    ));
+    std::fs::write(&path, config).unwrap();
+    let err = Proxy::try_start(&path).expect_err("does not start");
+    assert!(err.contains(GITLAB), "{err}");
+    assert!(
+        !err.contains("BEGIN"),
+        "no key material in the error: {err}"
+    );
+}
