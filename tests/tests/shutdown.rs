@@ -225,19 +225,7 @@ fn sessions_end_clearly_when_the_database_restarts() {
         assert!(in_tx.simple_query("COMMIT").await.is_err());
         assert!(idle.simple_query("SELECT 1").await.is_err());
 
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let again = loop {
-            match cfg.connect(tokio_postgres::NoTls).await {
-                Ok((c, conn)) => {
-                    tokio::spawn(conn);
-                    break c;
-                }
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "no new session: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        };
+        let again = client::connect_within(&cfg, Duration::from_secs(20)).await;
         assert_eq!(again.simple_query("SELECT 1").await.unwrap().len(), 3);
     });
     assert_eq!(

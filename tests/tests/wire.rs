@@ -485,19 +485,7 @@ fn the_connection_limit_refuses_clearly_and_stalled_startups_are_cut_off() {
 
         // A slot freed is taken again.
         drop(busy);
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        let again = loop {
-            match cfg.connect(tokio_postgres::NoTls).await {
-                Ok((c, conn)) => {
-                    tokio::spawn(conn);
-                    break c;
-                }
-                Err(e) => {
-                    assert!(std::time::Instant::now() < deadline, "{e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        };
+        let again = client::connect_within(&cfg, Duration::from_secs(5)).await;
         assert_eq!(again.simple_query("SELECT 1").await.unwrap().len(), 3);
 
         // With room again, a client that sends half a startup packet and

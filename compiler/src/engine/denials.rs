@@ -16,6 +16,14 @@ fn refusal(sqlstate: &'static str, message: String, hint: Option<&str>) -> Denia
     }
 }
 
+/// A 42501 refusal decided by these Cedar policies, without a hint.
+fn refused_by(message: String, policies: Vec<String>) -> Denial {
+    Denial {
+        policies,
+        ..refusal(INSUFFICIENT_PRIVILEGE, message, None)
+    }
+}
+
 /// The text could not be parsed (sqlparser's error).
 pub(crate) fn unparsable(error: &str) -> Denial {
     refusal(
@@ -145,26 +153,15 @@ pub(crate) fn action_needs_approval(
     approvers: &str,
     policies: Vec<String>,
 ) -> Denial {
-    Denial {
+    refused_by(
+        format!("{what} needs approval by a member of group `{approvers}` ({action})"),
         policies,
-        ..refusal(
-            INSUFFICIENT_PRIVILEGE,
-            format!("{what} needs approval by a member of group `{approvers}` ({action})"),
-            None,
-        )
-    }
+    )
 }
 
 /// An action a rule denies (`rules` names them).
 pub(crate) fn action_denied(what: &str, rules: &str, policies: Vec<String>) -> Denial {
-    Denial {
-        policies,
-        ..refusal(
-            INSUFFICIENT_PRIVILEGE,
-            format!("{what} is denied by {rules}"),
-            None,
-        )
-    }
+    refused_by(format!("{what} is denied by {rules}"), policies)
 }
 
 /// An action no rule allows.
@@ -280,16 +277,12 @@ pub(crate) fn column(
     why: &str,
     policies: Vec<String>,
 ) -> Denial {
-    Denial {
+    refused_by(
+        format!(
+            "permission denied for column `{column}` of relation `{relation}`{through}: label `{label}`, {why}"
+        ),
         policies,
-        ..refusal(
-            INSUFFICIENT_PRIVILEGE,
-            format!(
-                "permission denied for column `{column}` of relation `{relation}`{through}: label `{label}`, {why}"
-            ),
-            None,
-        )
-    }
+    )
 }
 
 /// A CTE named like a protected relation.
@@ -334,16 +327,12 @@ pub(crate) fn withheld_write(relation: &str) -> Denial {
 
 /// A row filter whose claim the token does not carry.
 pub(crate) fn missing_filter_claim(relation: &str, claim: &str, policy: String) -> Denial {
-    Denial {
-        policies: vec![policy],
-        ..refusal(
-            INSUFFICIENT_PRIVILEGE,
-            format!(
-                "the row filter of `{relation}` needs the claim `{claim}`, which this identity's token does not carry as a string or number"
-            ),
-            None,
-        )
-    }
+    refused_by(
+        format!(
+            "the row filter of `{relation}` needs the claim `{claim}`, which this identity's token does not carry as a string or number"
+        ),
+        vec![policy],
+    )
 }
 
 #[cfg(test)]

@@ -163,43 +163,36 @@ const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// it has no room, also in reply to an SSLRequest, where libpq shows it.
 /// Bounded in time: a client that sends nothing is dropped.
 pub async fn refuse_over_limit(shared: Arc<Shared>, mut tcp: TcpStream, peer: SocketAddr) {
-    use crate::wire::messages::{CANCEL_REQUEST, GSSENC_REQUEST, SSL_REQUEST};
-    use tokio::io::AsyncReadExt;
+    use crate::wire::messages::{Startup, decode_startup};
     let _ = tcp.set_nodelay(true);
+    let mut buf = BytesMut::with_capacity(512);
     // At most a GSSENCRequest, then an SSLRequest, before the startup packet.
     for _ in 0..3 {
-        let mut head = [0u8; 8];
-        if tokio::time::timeout(REFUSAL_TIMEOUT, tcp.read_exact(&mut head))
-            .await
-            .map_or(true, |r| r.is_err())
-        {
-            return;
-        }
-        let length = i32::from_be_bytes([head[0], head[1], head[2], head[3]]);
-        let code = i32::from_be_bytes([head[4], head[5], head[6], head[7]]);
-        match (length, code) {
-            (16, CANCEL_REQUEST) => {
-                let mut key = [0u8; 8];
-                if let Ok(Ok(_)) =
-                    tokio::time::timeout(REFUSAL_TIMEOUT, tcp.read_exact(&mut key)).await
-                {
-                    let pid = i32::from_be_bytes([key[0], key[1], key[2], key[3]]);
-                    let secret = i32::from_be_bytes([key[4], key[5], key[6], key[7]]);
-                    startup::cancel(&shared, pid, secret, peer).await;
-                }
+        let packet = match read_startup(&mut tcp, &mut buf).await {
+            None => return,
+            Some(Ok(packet)) => packet,
+            Some(Err(())) => {
+                shared.metrics.connections_refused.inc();
+                refuse_and_drain(&mut tcp).await;
                 return;
             }
-            (8, GSSENC_REQUEST) => {
+        };
+        match decode_startup(&packet) {
+            Ok(Startup::Cancel { pid, secret }) => {
+                startup::cancel(&shared, pid, secret, peer).await;
+                return;
+            }
+            Ok(Startup::GssEncRequest) => {
                 if tcp.write_all(b"N").await.is_err() {
                     return;
                 }
             }
-            (8, SSL_REQUEST) => {
+            Ok(Startup::SslRequest) => {
                 // The refusal travels inside TLS when the proxy has TLS:
                 // libpq does not show an error sent in reply to its
                 // SSLRequest, and a client that requires TLS would read a
                 // plain "N" as the wrong failure. Without TLS, the "N" is
-                // answered with the startup packet, refused below (libpq
+                // answered with the startup packet, refused next (libpq
                 // treats bytes after the "N" as a broken server).
                 let Some(tls) = &shared.tls else {
                     if tcp.write_all(b"N").await.is_err() {
@@ -225,6 +218,31 @@ pub async fn refuse_over_limit(shared: Arc<Shared>, mut tcp: TcpStream, peer: So
             }
         }
     }
+}
+
+/// The next startup-phase packet of a refused client, through the same
+/// framing as a session's: `None` when it sends nothing in time or goes,
+/// `Err` when its length is not that of a startup packet.
+async fn read_startup(
+    tcp: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Option<std::result::Result<bytes::Bytes, ()>> {
+    use tokio::io::AsyncReadExt;
+    tokio::time::timeout(REFUSAL_TIMEOUT, async {
+        loop {
+            match crate::wire::frame::split_startup(buf) {
+                Ok(Some(packet)) => return Some(Ok(packet)),
+                Ok(None) => {}
+                Err(_) => return Some(Err(())),
+            }
+            if tcp.read_buf(buf).await.ok()? == 0 {
+                return None;
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 /// Sends 53300, then reads what the client still sends until it closes, so
