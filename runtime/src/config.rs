@@ -304,6 +304,11 @@ pub struct Audit {
     /// files are `PATH.NNNNNNNNNNNN`, numbered by their first event.
     #[serde(default)]
     pub max_file_bytes: u64,
+    /// How events reach the file: `mapped` (copied into a pre-allocated,
+    /// memory-mapped segment: no system call per event) or `append` (one
+    /// `write` per event, for readers that follow the file as it grows).
+    #[serde(default)]
+    pub mode: crate::audit::Mode,
 }
 
 /// Where the policy comes from.

@@ -366,8 +366,7 @@ fn tool(command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::VerifyAudit { path } => {
-            let text =
-                std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let text = audit::read_text(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             match audit::verify(&text) {
                 Ok(n) => {
                     println!("ok: {n} events, chain intact, head {}", audit::head(&text));

@@ -202,8 +202,11 @@ pub fn shared_state(config: &Config) -> Result<Shared, String> {
     let password = password(config)?;
     let audit = AuditLog::open(
         &config.audit.path,
-        config.audit.fsync,
-        config.audit.max_file_bytes,
+        crate::audit::Options {
+            fsync: config.audit.fsync,
+            max_file_bytes: config.audit.max_file_bytes,
+            mode: config.audit.mode,
+        },
     )
     .map_err(|e| {
         format!(

@@ -23,7 +23,7 @@ pub fn show(path: &Path, filter: &Filter) -> Result<String, String> {
     let files = crate::audit::trail_paths(path)?;
     let mut events = Vec::new();
     for file in &files {
-        let text = std::fs::read_to_string(file)
+        let text = crate::audit::read_text(file)
             .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
         for (i, line) in text.lines().enumerate() {
             let value: Value = serde_json::from_str(line).map_err(|_| {

@@ -96,7 +96,7 @@ impl Proxy {
 
     /// The audit file's lines, parsed.
     pub fn audit_events(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(&self.audit_path)
+        clsf_runtime::audit::read_text(&self.audit_path)
             .unwrap_or_default()
             .lines()
             .map(|l| serde_json::from_str(l).expect("audit lines are JSON"))

@@ -138,7 +138,7 @@ fn pending_at(q: &Quickstart, admin: std::net::SocketAddr) -> Value {
 }
 
 fn events(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
+    clsf_runtime::audit::read_text(path)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

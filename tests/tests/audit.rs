@@ -63,7 +63,7 @@ fn a_full_audit_trail_refuses_statements_instead_of_running_them() {
         "SELECT count(*) FROM orders WHERE status = 'audit'",
     );
     assert_eq!(rows.trim(), ran.to_string());
-    let audited = std::fs::read_to_string(q.dir.path().join("audit.jsonl"))
+    let audited = clsf_runtime::audit::read_text(&q.dir.path().join("audit.jsonl"))
         .unwrap()
         .lines()
         .filter(|l| l.contains("INSERT INTO orders"))
@@ -84,6 +84,112 @@ fn a_full_audit_trail_refuses_statements_instead_of_running_them() {
     assert!(
         said.contains("cannot be written") && said.contains("File too large"),
         "the log says why: {said}"
+    );
+}
+
+/// `kill -9` of the proxy under a write load: the trail verifies, and
+/// every statement that ran in the database has its event (each was on
+/// the trail before it was forwarded). The trail is the default, mapped
+/// one, left with its reserved room by the crash; a new proxy continues it.
+#[test]
+fn a_proxy_killed_under_load_leaves_a_trail_with_every_statement_that_ran() {
+    let q = fixture::quickstart(None);
+    let start = || {
+        let mut command = Command::new(bin("clsf-proxy"));
+        command.arg("--config").arg(&q.config);
+        spawn_binary(command)
+    };
+    let (proxy, addr, _log) = start();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let token = q.issuer.dba_token();
+    let acknowledged = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let config = clsf_tests::client::config(addr.port(), "dba", &token);
+            let acknowledged = std::sync::Arc::clone(&acknowledged);
+            runtime.spawn(async move {
+                let Ok((client, conn)) = config.connect(tokio_postgres::NoTls).await else {
+                    return;
+                };
+                tokio::spawn(conn);
+                // Bounded: the proxy is killed long before.
+                for i in 0..20_000 {
+                    let id = 100_000 + w * 20_000 + i;
+                    let sql = format!("INSERT INTO orders VALUES ({id}, 1, 1, 'crash')");
+                    if client.simple_query(&sql).await.is_err() {
+                        return;
+                    }
+                    acknowledged.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let begun = std::time::Instant::now();
+    while acknowledged.load(std::sync::atomic::Ordering::Relaxed) < 200
+        && begun.elapsed() < std::time::Duration::from_secs(30)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    drop(proxy); // SIGKILL, mid-load
+    runtime.block_on(async {
+        for w in writers {
+            let _ = w.await;
+        }
+    });
+    let acknowledged = acknowledged.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(acknowledged >= 200, "the load ran: {acknowledged}");
+
+    let trail = q.dir.path().join("audit.jsonl");
+    let verify = Command::new(bin("clsf-proxy"))
+        .args(["audit", "verify"])
+        .arg(&trail)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let audited: std::collections::HashSet<String> = clsf_runtime::audit::read_text(&trail)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|e| e["statement"].as_str().map(str::to_owned))
+        .filter(|s| s.contains("'crash'"))
+        .collect();
+    let ran = q.pg.superuser_sql(
+        DATABASE,
+        "SELECT string_agg(id::text, ',') FROM orders WHERE status = 'crash'",
+    );
+    let ran: Vec<&str> = ran.trim().split(',').filter(|s| !s.is_empty()).collect();
+    assert!(
+        ran.len() >= acknowledged,
+        "{} rows, {acknowledged} acknowledged",
+        ran.len()
+    );
+    for id in &ran {
+        let sql = format!("INSERT INTO orders VALUES ({id}, 1, 1, 'crash')");
+        assert!(audited.contains(&sql), "{sql} ran but is not on the trail");
+    }
+
+    // A new proxy continues the crashed trail.
+    let (proxy, addr, _log) = start();
+    let out = psql::run(addr, &q.issuer.dba_token(), "SELECT 'after_crash';");
+    assert!(out.stdout.contains("after_crash"), "{}", out.stderr);
+    drop(proxy);
+    let verify = Command::new(bin("clsf-proxy"))
+        .args(["audit", "verify"])
+        .arg(&trail)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&verify.stdout).into_owned()
+        + &String::from_utf8_lossy(&verify.stderr);
+    assert!(verify.status.success(), "{said}");
+    assert!(
+        clsf_runtime::audit::read_text(&trail)
+            .unwrap()
+            .contains("after_crash"),
+        "{said}"
     );
 }
 
@@ -163,7 +269,7 @@ fn verify_names_the_broken_event_and_show_replays_a_session() {
     // completion with rows and duration.
     let mut events: Vec<serde_json::Value> = Vec::new();
     for file in clsf_runtime::audit::trail_paths(&trail).unwrap() {
-        for line in std::fs::read_to_string(file).unwrap().lines() {
+        for line in clsf_runtime::audit::read_text(&file).unwrap().lines() {
             events.push(serde_json::from_str(line).unwrap());
         }
     }

@@ -247,7 +247,7 @@ fn keygen_mint_build_serve_and_verify_with_the_real_binaries() {
         .arg("verify-audit")
         .arg(d.join("audit.jsonl")));
     assert!(verified.starts_with("ok: "), "{verified}");
-    let audit = std::fs::read_to_string(d.join("audit.jsonl")).unwrap();
+    let audit = clsf_runtime::audit::read_text(&d.join("audit.jsonl")).unwrap();
     std::fs::write(
         d.join("tampered.jsonl"),
         audit.replacen("ci-job", "someone-else", 1),

@@ -314,7 +314,7 @@ fn every_statement_is_audited_before_it_is_forwarded() {
         "{}",
         statements[1]
     );
-    let text = std::fs::read_to_string(&s.proxy.audit_path).unwrap();
+    let text = clsf_runtime::audit::read_text(&s.proxy.audit_path).unwrap();
     assert_eq!(
         clsf_runtime::audit::verify(&text),
         Ok(s.proxy.audit_events().len())

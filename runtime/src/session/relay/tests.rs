@@ -89,7 +89,7 @@ impl Harness {
                 password: "unused".to_owned(),
                 tls: None,
             },
-            audit: AuditLog::open(&dir.path().join("audit.jsonl"), false, 0).unwrap(),
+            audit: AuditLog::open(&dir.path().join("audit.jsonl"), Default::default()).unwrap(),
             next_session: AtomicU64::new(1),
             tls: None,
             startup_timeout: std::time::Duration::from_secs(30),
@@ -122,7 +122,7 @@ impl Harness {
     }
 
     fn events(&self) -> Vec<Value> {
-        std::fs::read_to_string(self.dir.path().join("audit.jsonl"))
+        crate::audit::read_text(&self.dir.path().join("audit.jsonl"))
             .unwrap()
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())

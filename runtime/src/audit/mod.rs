@@ -5,10 +5,15 @@
 //! A statement's event is written before the statement is forwarded; when it
 //! cannot be written, the statement is refused.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+mod writer;
+
+pub use writer::Mode;
+use writer::Writer;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -168,7 +173,7 @@ fn now() -> String {
 }
 
 struct Inner {
-    file: File,
+    writer: Writer,
     prev: String,
     seq: u64,
     /// Bytes in the current file.
@@ -187,25 +192,34 @@ pub struct AuditLog {
     /// Whether the last append failed (so the log says so once per outage).
     failing: std::sync::atomic::AtomicBool,
     path: PathBuf,
-    fsync: bool,
-    max_file_bytes: u64,
+    options: Options,
+}
+
+/// How a trail is written.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Make every event durable before it counts as written.
+    pub fsync: bool,
+    /// Rotate the file once it holds this many bytes (0: never).
+    pub max_file_bytes: u64,
+    /// How events reach the file.
+    pub mode: Mode,
 }
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuditLog")
             .field("path", &self.path)
-            .field("fsync", &self.fsync)
+            .field("options", &self.options)
             .finish_non_exhaustive()
     }
 }
 
-fn open_append(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new()
-        .create(true)
-        .read(true)
-        .append(true)
-        .open(path)
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        let inner = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
+        inner.writer.finish(inner.len);
+    }
 }
 
 /// The chain position after `line` (the last event written).
@@ -224,10 +238,27 @@ fn after(line: &[u8], origin: &Path) -> std::io::Result<(String, u64)> {
 
 impl AuditLog {
     /// Opens (creating if needed) the audit file and continues its chain,
-    /// from the newest rotated file when the current one is empty.
-    /// `max_file_bytes` > 0 rotates the file once it reaches that size.
-    pub fn open(path: &Path, fsync: bool, max_file_bytes: u64) -> std::io::Result<AuditLog> {
-        let mut file = open_append(path)?;
+    /// from the newest rotated file when the current one is empty. What a
+    /// mapped trail reserved beyond its events is cut off first, and so is
+    /// an event a crash left half-copied there (its statement never ran).
+    pub fn open(path: &Path, options: Options) -> std::io::Result<AuditLog> {
+        if let Some(torn) = trim(path)? {
+            tracing::warn!(
+                path = %path.display(),
+                bytes = torn,
+                "cut an audit event the proxy was writing when it stopped; its statement was not run"
+            );
+        }
+        let mut file = File::open(path).or_else(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?;
+                File::open(path)
+            }
+            _ => Err(e),
+        })?;
         let len = file.seek(SeekFrom::End(0))?;
         let (prev, seq) = match last_line(&mut file)? {
             Some(line) => after(&line, path)?,
@@ -249,17 +280,17 @@ impl AuditLog {
                 .unwrap_or(seq),
             None => seq,
         };
+        let writer = Writer::open(path, options.mode)?;
         Ok(AuditLog {
             inner: Mutex::new(Inner {
-                file,
+                writer,
                 prev,
                 seq,
                 len,
                 first_seq,
             }),
             path: path.to_owned(),
-            fsync,
-            max_file_bytes,
+            options,
             failing: std::sync::atomic::AtomicBool::new(false),
         })
     }
@@ -297,26 +328,17 @@ impl AuditLog {
         serde_json::to_writer(&mut buffer, event).map_err(std::io::Error::other)?;
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let (line, hash) = chain_line(&inner, &mut buffer);
-        let written = inner.file.write_all(line).and_then(|()| {
-            if self.fsync {
-                inner.file.sync_data()
-            } else {
-                Ok(())
-            }
-        });
-        if let Err(e) = written {
-            // A full disk or a file-size limit can leave part of the line:
-            // cut it off, so the next event continues a well-formed chain
-            // (which advances only once a line is written).
-            let keep = inner.len;
-            let _ = inner.file.set_len(keep);
-            return Err(e);
+        // The chain advances only once the line is written.
+        let at = inner.len;
+        inner.writer.write(at, line)?;
+        if self.options.fsync {
+            inner.writer.sync(at, line.len() as u64)?;
         }
         let seq = inner.seq;
         inner.prev = hash;
         inner.seq += 1;
         inner.len += line.len() as u64;
-        if self.max_file_bytes > 0 && inner.len >= self.max_file_bytes {
+        if self.options.max_file_bytes > 0 && inner.len >= self.options.max_file_bytes {
             // The event is recorded; a failed rotation only means the file
             // grows on and rotation is tried again after the next event.
             if let Err(e) = self.rotate(&mut inner) {
@@ -328,9 +350,10 @@ impl AuditLog {
 
     fn rotate(&self, inner: &mut Inner) -> std::io::Result<()> {
         let rotated = rotated_name(&self.path, inner.first_seq);
+        inner.writer.finish(inner.len);
         std::fs::rename(&self.path, &rotated)?;
-        inner.file = open_append(&self.path)?;
-        if self.fsync
+        inner.writer = Writer::open(&self.path, self.options.mode)?;
+        if self.options.fsync
             && let Some(dir) = self.path.parent()
         {
             // Make the rename and the new file durable too.
@@ -414,6 +437,67 @@ pub fn trail_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
         out.push(path.to_owned());
     }
     Ok(out)
+}
+
+/// Cuts what a mapped trail reserved beyond its events (zero bytes) and,
+/// before them, an event a crash left half-copied; returns the length of
+/// that torn event, if there was one. A file without reserved room is left
+/// as it is (its incomplete last line, if any, is for `open` to refuse).
+fn trim(path: &Path) -> std::io::Result<Option<u64>> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if !meta.file_type().is_file() {
+        return Ok(None);
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)?;
+    let physical = meta.len();
+    let end = rfind(&mut file, physical, |b| b != 0)?.map_or(0, |p| p + 1);
+    if end == physical {
+        return Ok(None);
+    }
+    let keep = rfind(&mut file, end, |b| b == b'\n')?.map_or(0, |p| p + 1);
+    file.set_len(keep)?;
+    Ok((keep < end).then_some(end - keep))
+}
+
+/// The position of the last byte before `upto` that `wanted` accepts.
+fn rfind(file: &mut File, upto: u64, wanted: impl Fn(u8) -> bool) -> std::io::Result<Option<u64>> {
+    const WINDOW: u64 = 64 * 1024;
+    let mut end = upto;
+    let mut buf = Vec::new();
+    while end > 0 {
+        let start = end.saturating_sub(WINDOW);
+        file.seek(SeekFrom::Start(start))?;
+        buf.clear();
+        Read::by_ref(file).take(end - start).read_to_end(&mut buf)?;
+        if let Some(i) = buf.iter().rposition(|b| wanted(*b)) {
+            return Ok(Some(start + i as u64));
+        }
+        end = start;
+    }
+    Ok(None)
+}
+
+/// A trail file's events as text: up to the first zero byte (where a
+/// mapped trail's reserved room begins), without an event a crash left
+/// half-copied before it. JSON escapes control characters, so no event
+/// holds a zero byte.
+pub fn read_text(path: &Path) -> std::io::Result<String> {
+    let mut bytes = std::fs::read(path)?;
+    if let Some(zero) = bytes.iter().position(|b| *b == 0) {
+        let keep = bytes[..zero]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |p| p + 1);
+        bytes.truncate(keep);
+    }
+    String::from_utf8(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 /// The first line of a file, if any.
@@ -558,7 +642,7 @@ pub fn verify_trail(path: &Path) -> Result<Verified, Broken> {
     })?;
     let mut chain = Chain::default();
     for file in &files {
-        let text = std::fs::read_to_string(file).map_err(|e| Broken {
+        let text = read_text(file).map_err(|e| Broken {
             file: file.clone(),
             line: 0,
             expected_seq: chain.events as u64,
@@ -629,12 +713,19 @@ mod tests {
         let path = dir.join("audit.jsonl");
         let _ = std::fs::remove_file(&path);
         {
-            let log = AuditLog::open(&path, false, 0).unwrap();
+            let log = AuditLog::open(&path, Options::default()).unwrap();
             log.append(&Event::new("connect", 1)).unwrap();
             log.append(&Event::new("statement", 1)).unwrap();
         }
         {
-            let log = AuditLog::open(&path, true, 0).unwrap();
+            let log = AuditLog::open(
+                &path,
+                Options {
+                    fsync: true,
+                    ..Options::default()
+                },
+            )
+            .unwrap();
             log.append(&Event::new("disconnect", 1)).unwrap();
         }
         let text = std::fs::read_to_string(&path).unwrap();
@@ -656,7 +747,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         {
-            let log = AuditLog::open(&path, false, 300).unwrap();
+            let log = AuditLog::open(
+                &path,
+                Options {
+                    max_file_bytes: 300,
+                    ..Options::default()
+                },
+            )
+            .unwrap();
             for i in 0..10 {
                 log.append(&Event::new("statement", i)).unwrap();
             }
@@ -664,7 +762,14 @@ mod tests {
         {
             // Reopened right after a rotation: continues from the newest
             // rotated file.
-            let log = AuditLog::open(&path, false, 300).unwrap();
+            let log = AuditLog::open(
+                &path,
+                Options {
+                    max_file_bytes: 300,
+                    ..Options::default()
+                },
+            )
+            .unwrap();
             log.append(&Event::new("disconnect", 1)).unwrap();
         }
         let files = trail_files(&path).unwrap();
@@ -705,14 +810,107 @@ mod tests {
     fn an_incomplete_last_line_stops_the_trail_from_being_continued() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        AuditLog::open(&path, false, 0)
+        AuditLog::open(&path, Options::default())
             .unwrap()
             .append(&Event::new("connect", 1))
             .unwrap();
         let mut text = std::fs::read_to_string(&path).unwrap();
         text.push_str("{\"seq\":1,\"prev");
         std::fs::write(&path, text).unwrap();
-        let e = AuditLog::open(&path, false, 0).unwrap_err();
+        let e = AuditLog::open(&path, Options::default()).unwrap_err();
         assert!(e.to_string().contains("incomplete"), "{e}");
+    }
+
+    fn events_in(path: &Path) -> Vec<serde_json::Value> {
+        read_text(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_mapped_trail_reserves_room_and_is_trimmed_when_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path, Options::default()).unwrap();
+        for i in 0..100 {
+            log.append(&Event::new("statement", i)).unwrap();
+        }
+        // Reserved beyond the events, which readers see without the rest.
+        let reserved = std::fs::metadata(&path).unwrap().len();
+        let text = read_text(&path).unwrap();
+        assert!(reserved > text.len() as u64, "{reserved}");
+        assert_eq!(verify(&text), Ok(100));
+        drop(log);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+    }
+
+    #[test]
+    fn a_mapped_trail_left_by_a_crash_is_continued_and_a_torn_event_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(&path, Options::default()).unwrap();
+        for i in 0..3 {
+            log.append(&Event::new("statement", i)).unwrap();
+        }
+        // A crash: nothing trims the reserved room.
+        std::mem::forget(log);
+        let events = read_text(&path).unwrap();
+        assert!(std::fs::metadata(&path).unwrap().len() > events.len() as u64);
+        // And a crash in the middle of copying the next event.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let torn = b"{\"seq\":3,\"prev\":\"ab";
+        bytes[events.len()..events.len() + torn.len()].copy_from_slice(torn);
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(
+            read_text(&path).unwrap(),
+            events,
+            "readers skip the torn event"
+        );
+
+        let log = AuditLog::open(&path, Options::default()).unwrap();
+        assert_eq!(log.append(&Event::new("disconnect", 1)).unwrap(), 3);
+        drop(log);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(verify(&text), Ok(4));
+        assert!(text.starts_with(&events));
+        // Both modes continue each other's trails.
+        let log = AuditLog::open(
+            &path,
+            Options {
+                mode: Mode::Append,
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(log.append(&Event::new("connect", 2)).unwrap(), 4);
+        drop(log);
+        assert_eq!(events_in(&path).len(), 5);
+        assert_eq!(verify(&std::fs::read_to_string(&path).unwrap()), Ok(5));
+    }
+
+    #[test]
+    fn a_mapped_trail_rotates_into_trimmed_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let log = AuditLog::open(
+            &path,
+            Options {
+                max_file_bytes: 400,
+                ..Options::default()
+            },
+        )
+        .unwrap();
+        for i in 0..20 {
+            log.append(&Event::new("statement", i)).unwrap();
+        }
+        let files = trail_files(&path).unwrap();
+        assert!(files.len() > 3, "{files:?}");
+        for rotated in &files[..files.len() - 1] {
+            let bytes = std::fs::read(rotated).unwrap();
+            assert!(!bytes.contains(&0) && bytes.ends_with(b"\n"), "{rotated:?}");
+        }
+        assert_eq!(verify_trail(&path).unwrap().events, 20);
     }
 }
