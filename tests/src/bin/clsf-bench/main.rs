@@ -54,6 +54,11 @@ fn start_proxy(binary: &std::path::Path, config: &std::path::Path) -> (Killed, S
 /// Starts pgbouncer in session mode in front of `pg`, as the cluster's
 /// owner (pgbouncer refuses to run as root).
 fn start_pgbouncer(pg: &Postgres, dir: &std::path::Path) -> (Killed, u16) {
+    start_pgbouncer_with(pg, dir, "")
+}
+
+/// Starts pgbouncer with `extra` lines in its `[pgbouncer]` section.
+fn start_pgbouncer_with(pg: &Postgres, dir: &std::path::Path, extra: &str) -> (Killed, u16) {
     let port = free_port();
     std::fs::write(
         dir.join("userlist.txt"),
@@ -66,7 +71,7 @@ fn start_pgbouncer(pg: &Postgres, dir: &std::path::Path) -> (Killed, u16) {
             "[databases]\n{DATABASE} = host=127.0.0.1 port={} dbname={DATABASE} user={GATEWAY_ROLE} password={}\n\
              [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
              auth_type = trust\nauth_file = {}\npool_mode = session\nmax_client_conn = 1000\n\
-             default_pool_size = 64\nlogfile = {}\npidfile = {}\n",
+             default_pool_size = 300\nlogfile = {}\npidfile = {}\n{extra}",
             pg.port,
             pg.gateway_password,
             dir.join("userlist.txt").display(),
@@ -105,7 +110,7 @@ struct Run {
 
 /// User plus system CPU time of a process, in microseconds
 /// (`/proc/PID/stat` fields 14 and 15, in clock ticks).
-fn cpu_us(pid: u32) -> f64 {
+pub(crate) fn cpu_us(pid: u32) -> f64 {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // The command name (field 2) may hold spaces: count from after it.
     let fields: Vec<&str> = text
@@ -166,7 +171,37 @@ fn pgbench(
     user: &str,
     password: &str,
 ) -> (f64, f64) {
-    let out = Command::new(pg.program("pgbench"))
+    pgbench_with(
+        pg,
+        mode,
+        clients,
+        seconds,
+        (port, user, password),
+        &Extra::default(),
+    )
+}
+
+/// What a pgbench run may add: TLS, and a per-transaction log.
+#[derive(Default)]
+struct Extra<'a> {
+    /// `sslmode=require` instead of `disable`.
+    tls: bool,
+    /// `--log` with this prefix, sampled at this rate.
+    log: Option<(&'a std::path::Path, f64)>,
+}
+
+/// One pgbench run with `extra`; returns transactions per second and
+/// transactions.
+fn pgbench_with(
+    pg: &Postgres,
+    mode: &str,
+    clients: u32,
+    seconds: u32,
+    (port, user, password): (u16, &str, &str),
+    extra: &Extra<'_>,
+) -> (f64, f64) {
+    let mut command = Command::new(pg.program("pgbench"));
+    command
         .args([
             "-S",
             "-n",
@@ -175,7 +210,7 @@ fn pgbench(
             "-c",
             &clients.to_string(),
             "-j",
-            "2",
+            &clients.min(2).to_string(),
             "-T",
             &seconds.to_string(),
         ])
@@ -189,8 +224,16 @@ fn pgbench(
             DATABASE,
         ])
         .env("PGPASSWORD", password)
-        .output()
-        .expect("run pgbench");
+        .env("PGSSLMODE", if extra.tls { "require" } else { "disable" });
+    if let Some((prefix, rate)) = extra.log {
+        command
+            .arg("--log")
+            .arg(format!("--log-prefix={}", prefix.display()));
+        if rate < 1.0 {
+            command.arg(format!("--sampling-rate={rate}"));
+        }
+    }
+    let out = command.output().expect("run pgbench");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && text.contains("number of failed transactions: 0 "),
@@ -331,8 +374,14 @@ fn status_mib(pid: u32, field: &str) -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+mod matrix;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("matrix") {
+        matrix::run(&args[2..]);
+        return;
+    }
     let seconds: u32 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(10);
     let clients: u32 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(8);
     let rounds: u32 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1);
