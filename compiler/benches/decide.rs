@@ -40,11 +40,11 @@ fn bench(c: &mut Criterion) {
     // literal makes every text new but keeps its shape (the shape cache);
     // a counter in an alias makes every shape new (the full analysis).
     c.bench_function("decide/clear identity/point query/repeated", |b| {
-        b.iter(|| e.decide(&dba, black_box(point)))
+        b.iter(|| e.decide_shared(&dba, None, black_box(point)))
     });
     c.bench_function(
         "decide/masked identity/unprotected point query/repeated",
-        |b| b.iter(|| e.decide(&ci, black_box(point))),
+        |b| b.iter(|| e.decide_shared(&ci, None, black_box(point))),
     );
     let mut n = 0u64;
     c.bench_function(
@@ -52,8 +52,9 @@ fn bench(c: &mut Criterion) {
         |b| {
             b.iter(|| {
                 n += 1;
-                e.decide(
+                e.decide_shared(
                     &ci,
+                    None,
                     &format!("SELECT status, total_cents FROM orders WHERE id = {n}"),
                 )
             })
@@ -62,19 +63,19 @@ fn bench(c: &mut Criterion) {
     c.bench_function("decide/masked identity/unprotected point query/new", |b| {
         b.iter(|| {
             n += 1;
-            e.decide(&ci, &new_point(n))
+            e.decide_shared(&ci, None, &new_point(n))
         })
     });
     c.bench_function("decide/masked identity/join rewritten/same shape", |b| {
         b.iter(|| {
             n += 1;
-            e.decide(&ci, &format!("{join} OFFSET {n}"))
+            e.decide_shared(&ci, None, &format!("{join} OFFSET {n}"))
         })
     });
     c.bench_function("decide/masked identity/join rewritten/new", |b| {
         b.iter(|| {
             n += 1;
-            e.decide(&ci, &new_join(n))
+            e.decide_shared(&ci, None, &new_join(n))
         })
     });
     percentiles(&e, &ci, point, join);
@@ -157,14 +158,15 @@ fn percentiles(e: &Engine, ci: &clsf_compiler::engine::PrincipalAccess, point: &
     report(
         "decide/point query/repeated",
         time(&mut |_| {
-            black_box(e.decide(ci, point));
+            black_box(e.decide_shared(ci, None, point));
         }),
     );
     report(
         "decide/point query/same shape, new literal",
         time(&mut |i| {
-            black_box(e.decide(
+            black_box(e.decide_shared(
                 ci,
+                None,
                 &format!(
                     "SELECT status, total_cents FROM orders WHERE id = {}",
                     i + 1_000_000
@@ -175,19 +177,19 @@ fn percentiles(e: &Engine, ci: &clsf_compiler::engine::PrincipalAccess, point: &
     report(
         "decide/point query/new shape",
         time(&mut |i| {
-            black_box(e.decide(ci, &new_point(i as u64 + 1_000_000)));
+            black_box(e.decide_shared(ci, None, &new_point(i as u64 + 1_000_000)));
         }),
     );
     report(
         "decide/join rewritten/same shape, new literal",
         time(&mut |i| {
-            black_box(e.decide(ci, &format!("{join} OFFSET {}", i + 1_000_000)));
+            black_box(e.decide_shared(ci, None, &format!("{join} OFFSET {}", i + 1_000_000)));
         }),
     );
     report(
         "decide/join rewritten/new shape",
         time(&mut |i| {
-            black_box(e.decide(ci, &new_join(i as u64 + 1_000_000)));
+            black_box(e.decide_shared(ci, None, &new_join(i as u64 + 1_000_000)));
         }),
     );
 }

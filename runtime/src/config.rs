@@ -30,8 +30,8 @@ pub struct Config {
     /// On shutdown, how long in-flight statements may take to finish.
     #[serde(default = "default_grace")]
     pub shutdown_grace_seconds: u64,
-    /// Threads that run sessions (0 or absent: one per CPU core), e.g. to
-    /// leave cores to a database on the same host.
+    /// Threads that run sessions (0 or absent: half the CPU cores, at
+    /// least one).
     #[serde(default)]
     pub worker_threads: usize,
     /// The upstream database.
@@ -429,7 +429,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     }
     if config.worker_threads > MAX_WORKER_THREADS {
         return Err(ConfigError(format!(
-            "{}: worker_threads = {} is more than {MAX_WORKER_THREADS}; 0 means one per CPU core",
+            "{}: worker_threads = {} is more than {MAX_WORKER_THREADS}; 0 means half the CPU cores",
             path.display(),
             config.worker_threads
         )));

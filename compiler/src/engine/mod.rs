@@ -130,10 +130,27 @@ impl Engine {
         claims: Option<&serde_json::Value>,
         sql: &str,
     ) -> Decision {
+        Arc::unwrap_or_clone(self.decide_shared(access, claims, sql))
+    }
+
+    /// Decides one simple-query string for an identity with verified
+    /// claims; a repeated text gets the decision made before, shared.
+    pub fn decide_shared(
+        &self,
+        access: &PrincipalAccess,
+        claims: Option<&serde_json::Value>,
+        sql: &str,
+    ) -> Arc<Decision> {
         let decision = self.decide_cached(access, claims, sql);
         if access.has_approvals && matches!(decision.verdict, Verdict::Deny(_)) {
             let env = decide::Env { claims };
-            return hold::hold(&self.plan, access, &env, sql, decision);
+            return Arc::new(hold::hold(
+                &self.plan,
+                access,
+                &env,
+                sql,
+                Arc::unwrap_or_clone(decision),
+            ));
         }
         decision
     }
@@ -143,7 +160,7 @@ impl Engine {
         access: &PrincipalAccess,
         claims: Option<&serde_json::Value>,
         sql: &str,
-    ) -> Decision {
+    ) -> Arc<Decision> {
         // A decision depends on the plan, the group set's access table (both
         // fixed for this table's life) and, through row filters only, on the
         // claims: without filters the same text is decided the same way.
@@ -161,11 +178,12 @@ impl Engine {
             if let Some(s) = &shape
                 && let Some(decision) = access.decisions.by_shape(sql, s)
             {
-                return decision;
+                return Arc::new(decision);
             }
         }
         let env = decide::Env { claims };
         let (decision, edits) = decide::decide_with_edits(&self.plan, access, &env, sql);
+        let decision = Arc::new(decision);
         if cacheable {
             access.decisions.insert(sql, &decision);
             if let Some(s) = &shape

@@ -321,13 +321,31 @@ impl AuditLog {
     }
 
     fn write_event(&self, event: &Event<'_>) -> std::io::Result<u64> {
+        thread_local! {
+            /// Each session thread's line buffer, reused: no allocation per
+            /// event once it has grown to a usual event's size.
+            static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        BUFFER.with_borrow_mut(|buffer| {
+            // Room in front for the chain fields, so the line is built in place.
+            buffer.clear();
+            buffer.resize(CHAIN_ROOM, b' ');
+            let written = self.write_line(event, buffer);
+            // An exceptional event (a huge statement) does not pin its
+            // size for the thread's life.
+            if buffer.capacity() > 64 * 1024 {
+                *buffer = Vec::new();
+            }
+            written
+        })
+    }
+
+    fn write_line(&self, event: &Event<'_>, buffer: &mut Vec<u8>) -> std::io::Result<u64> {
         // Serialized before taking the lock: every session appends, and the
         // lock need only cover the chain (sequence, hash, write).
-        // Room in front for the chain fields, so the line is built in place.
-        let mut buffer = vec![b' '; CHAIN_ROOM];
-        serde_json::to_writer(&mut buffer, event).map_err(std::io::Error::other)?;
+        serde_json::to_writer(&mut *buffer, event).map_err(std::io::Error::other)?;
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let (line, hash) = chain_line(&inner, &mut buffer);
+        let (line, hash) = chain_line(&inner, buffer);
         // The chain advances only once the line is written.
         let at = inner.len;
         inner.writer.write(at, line)?;
@@ -335,7 +353,10 @@ impl AuditLog {
             inner.writer.sync(at, line.len() as u64)?;
         }
         let seq = inner.seq;
-        inner.prev = hash;
+        inner.prev.clear();
+        inner
+            .prev
+            .push_str(std::str::from_utf8(&hash).expect("hex digits"));
         inner.seq += 1;
         inner.len += line.len() as u64;
         if self.options.max_file_bytes > 0 && inner.len >= self.options.max_file_bytes {
@@ -377,7 +398,7 @@ const CHAIN_ROOM: usize = 128;
 /// The event's line (with `seq` and `prev` in front and a newline) and
 /// its hash, the chain's next `prev`. `buffer` is [`CHAIN_ROOM`] bytes of
 /// room and then the event's JSON object.
-fn chain_line<'b>(inner: &Inner, buffer: &'b mut Vec<u8>) -> (&'b [u8], String) {
+fn chain_line<'b>(inner: &Inner, buffer: &'b mut Vec<u8>) -> (&'b [u8], [u8; 64]) {
     // The chain fields go first; they are spliced in front of the event's
     // own fields (over its `{`) rather than serialized through a wrapper
     // with `#[serde(flatten)]`, which goes through a map and costs several
@@ -395,9 +416,8 @@ fn chain_line<'b>(inner: &Inner, buffer: &'b mut Vec<u8>) -> (&'b [u8], String) 
     let mut hex = [0u8; 64];
     hex::encode_to_slice(Sha256::digest(&buffer[start..]), &mut hex)
         .expect("a SHA-256 digest is 64 hex digits");
-    let hash = String::from_utf8_lossy(&hex).into_owned();
     buffer.push(b'\n');
-    (&buffer[start..], hash)
+    (&buffer[start..], hex)
 }
 
 /// `path.NNNNNNNNNNNN`: a rotated file, named by its first event's `seq`.

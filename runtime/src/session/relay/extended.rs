@@ -54,7 +54,7 @@ impl Relay<'_> {
                 Arc::new(Decided::new(text, decision, generation))
             }
         };
-        if let Some(report) = decided.report.as_ref().filter(|r| r.object.is_some())
+        if let Some(report) = decided.report().filter(|r| r.object.is_some())
             && let Err(denial) = self.session_objects(std::slice::from_ref(report))
         {
             let decision = refused(
@@ -77,7 +77,7 @@ impl Relay<'_> {
         // Preparing a held statement is harmless: what it would read is
         // held at Execute, where the bound values are known. Denials never
         // get here (they are not kept).
-        match rewritten(&decided.verdict) {
+        match rewritten(decided.verdict()) {
             Some(new_text) => {
                 let raw = messages::parse(parse.name, new_text, parse.param_types);
                 self.to_upstream.extend_from_slice(&raw);
@@ -132,7 +132,7 @@ impl Relay<'_> {
         // policy in force decides it the same way.
         if let Some(p) = prepared
             && p.generation != self.loaded.generation
-            && self.decide(&p.text).verdict != p.verdict
+            && self.decide(&p.text).verdict != *p.verdict()
         {
             self.refuse_parse(&Denial {
                 sqlstate: "0A000",
@@ -146,7 +146,7 @@ impl Relay<'_> {
         // A FETCH or EXECUTE is checked again when it runs: a portal of the
         // same name may have been bound since its Parse.
         if let Some(report) = prepared
-            .and_then(|p| p.report.as_ref())
+            .and_then(|p| p.report())
             .filter(|r| r.object.is_some())
             && let Err(denial) = self.session_objects(std::slice::from_ref(report))
         {
@@ -192,7 +192,7 @@ impl Relay<'_> {
             .map(|(rows, rule)| (rows.saturating_sub(delivered), rule));
         let portal_name = portal_name.to_vec();
         if let Some(p) = prepared
-            && let Verdict::Hold(hold) = &p.verdict
+            && let Verdict::Hold(hold) = p.verdict()
         {
             let mut hasher = Sha256::new();
             hasher.update(p.text.as_bytes());

@@ -51,29 +51,33 @@ struct Decided {
     decision: &'static str,
     /// The most rows one statement may return, and the rule.
     row_limit: RowLimit,
-    /// What was forwarded, and under which policy generation.
-    verdict: Verdict,
+    /// The engine's decision (shared with its cache): what is forwarded,
+    /// and the report for its `statement` event.
+    decided: Arc<Decision>,
+    /// The policy generation it was decided under.
     generation: u64,
-    /// The engine's report for its `statement` event (`None` for an empty
-    /// statement).
-    report: Option<StatementReport>,
 }
 
 impl Decided {
-    fn new(text: &str, decision: Decision, generation: u64) -> Decided {
-        let Decision {
-            verdict,
-            statements,
-        } = decision;
-        let report = statements.into_iter().next();
+    fn new(text: &str, decided: Arc<Decision>, generation: u64) -> Decided {
+        let report = decided.statements.first();
         Decided {
             text: text.to_owned(),
-            decision: report.as_ref().map_or("allow", |r| r.decision),
-            row_limit: report.as_ref().and_then(|r| r.row_limit.clone()),
-            verdict,
+            decision: report.map_or("allow", |r| r.decision),
+            row_limit: report.and_then(|r| r.row_limit.clone()),
+            decided,
             generation,
-            report,
         }
+    }
+
+    /// What is forwarded.
+    fn verdict(&self) -> &Verdict {
+        &self.decided.verdict
+    }
+
+    /// The engine's report (`None` for an empty statement).
+    fn report(&self) -> Option<&StatementReport> {
+        self.decided.statements.first()
     }
 }
 
@@ -284,12 +288,12 @@ impl<'a> Relay<'a> {
 
 impl Relay<'_> {
     /// Decides a query string for this session with the plan in force.
-    fn decide(&self, text: &str) -> Decision {
+    fn decide(&self, text: &str) -> Arc<Decision> {
         let started = std::time::Instant::now();
-        let decision =
-            self.loaded
-                .engine
-                .decide_with_claims(&self.access, self.proven.claims(), text);
+        let decision = self
+            .loaded
+            .engine
+            .decide_shared(&self.access, self.proven.claims(), text);
         self.shared
             .metrics
             .decision_seconds
@@ -311,7 +315,7 @@ impl Relay<'_> {
             let this = &*self;
             let is_portal = |n: &str| this.portals.contains_key(n.as_bytes());
             let is_statement = |n: &str| this.statements.contains_key(n.as_bytes());
-            let mut redecide = |t: &str| this.decide(t).statements.into_iter().next();
+            let mut redecide = |t: &str| this.decide(t).statements.first().cloned();
             objects.apply(
                 reports,
                 &mut objects::Context {

@@ -101,9 +101,9 @@ impl Relay<'_> {
     /// Parse) with what completed since the last event; its `seq`, or
     /// `None` if it could not be written (it stays unrecorded).
     pub(super) fn record(&mut self, p: &Prepared) -> Option<u64> {
-        let rewritten = rewritten(&p.verdict);
+        let rewritten = rewritten(p.verdict());
         let completed = (!self.completions.is_empty()).then_some(&self.completions[..]);
-        let seq = match &p.report {
+        let seq = match p.report() {
             Some(report) => {
                 self.shared.metrics.statement(report.decision);
                 self.shared

@@ -19,7 +19,7 @@ impl Relay<'_> {
         if !matches!(decision.verdict, Verdict::Deny(_))
             && let Err(denial) = self.session_objects(&decision.statements)
         {
-            decision = refused(decision, denial);
+            decision = Arc::new(refused(Arc::unwrap_or_clone(decision), denial));
         }
         let Some(seqs) = self.audit(text, &decision) else {
             self.local_error(errors::audit_unavailable());

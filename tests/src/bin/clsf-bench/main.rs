@@ -19,7 +19,8 @@
 //! `CLSF_BENCH_COMPLETIONS=0` turns off the per-statement `completed` events;
 //! `CLSF_BENCH_BASELINE=PATH` runs another `clsf-proxy` build as path (e),
 //! like (c), interleaved with the others (to compare two builds on a
-//! machine whose speed drifts between runs).
+//! machine whose speed drifts between runs);
+//! `CLSF_BENCH_BASELINE_THREADS=N` gives (e) `worker_threads = N`.
 //! `CLSF_BENCH_COUNT=1` then counts, per transaction, the system calls
 //! (`strace -c -f`, in runs of their own: tracing slows the process) and
 //! context switches (every thread's `/proc/PID/task/TID/status`) of
@@ -430,7 +431,15 @@ fn main() {
             .join("baseline-audit.jsonl")
             .display()
             .to_string();
-        std::fs::write(&other, text.replace(&audit, &trail)).expect("config");
+        let mut text = text.replace(&audit, &trail);
+        if let Ok(threads) = std::env::var("CLSF_BENCH_BASELINE_THREADS") {
+            text = text.replacen(
+                "listen = ",
+                &format!("worker_threads = {threads}\nlisten = "),
+                1,
+            );
+        }
+        std::fs::write(&other, text).expect("config");
         start_proxy(std::path::Path::new(&binary), &other)
     });
     let bouncer_dir = tempfile::tempdir().expect("temp dir");
