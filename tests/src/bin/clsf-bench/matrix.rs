@@ -254,7 +254,12 @@ fn median(runs: &[Figures]) -> Figures {
     let of = |get: fn(&Figures) -> f64| {
         let mut v: Vec<f64> = runs.iter().map(get).collect();
         v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+        let mid = v.len() / 2;
+        if v.len() % 2 == 0 {
+            (v[mid - 1] + v[mid]) / 2.0
+        } else {
+            v[mid]
+        }
     };
     Figures {
         tps: of(|f| f.tps),
