@@ -134,6 +134,51 @@ pub(crate) fn cpu_us(pid: u32) -> f64 {
     }
 }
 
+/// pgbouncer's process id, from its pid file.
+fn bouncer_pid(dir: &std::path::Path) -> Option<u32> {
+    std::fs::read_to_string(dir.join("pgbouncer.pid"))
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+}
+
+/// Paths (a) to (d): PostgreSQL, pgbouncer (port, pid), and the proxy
+/// (port, pid) as `reporter` (nothing protected read) and as `ci` (a
+/// masked column read).
+fn paths<'a>(
+    pg: &'a Postgres,
+    (bouncer_port, bouncer_pid): (u16, Option<u32>),
+    (proxy_port, proxy_pid): (u16, u32),
+    reporter: &'a str,
+    ci: &'a str,
+) -> [Target<'a>; 4] {
+    [
+        Target {
+            port: pg.port,
+            user: GATEWAY_ROLE,
+            password: &pg.gateway_password,
+            pid: None,
+        },
+        Target {
+            port: bouncer_port,
+            user: GATEWAY_ROLE,
+            password: "",
+            pid: bouncer_pid,
+        },
+        Target {
+            port: proxy_port,
+            user: "reporter",
+            password: reporter,
+            pid: Some(proxy_pid),
+        },
+        Target {
+            port: proxy_port,
+            user: "ci",
+            password: ci,
+            pid: Some(proxy_pid),
+        },
+    ]
+}
+
 /// One path to PostgreSQL: where pgbench connects, as whom, and the
 /// process in front of PostgreSQL (none for the direct path).
 #[derive(Clone, Copy)]
@@ -456,37 +501,15 @@ fn main() {
         "mode", "(a) direct", "(b) pgbouncer", "(c) mask other", "(d) masked"
     );
     let proxy_pid = proxy.0.id();
-    let bouncer_pid: Option<u32> =
-        std::fs::read_to_string(bouncer_dir.path().join("pgbouncer.pid"))
-            .ok()
-            .and_then(|t| t.trim().parse().ok());
     // The paths in the order they run: (a) to (d), then (e) if given.
-    let mut targets = vec![
-        Target {
-            port: pg.port,
-            user: GATEWAY_ROLE,
-            password: &pg.gateway_password,
-            pid: None,
-        },
-        Target {
-            port: bouncer_port,
-            user: GATEWAY_ROLE,
-            password: "",
-            pid: bouncer_pid,
-        },
-        Target {
-            port: addr.port(),
-            user: "reporter",
-            password: &reporter,
-            pid: Some(proxy_pid),
-        },
-        Target {
-            port: addr.port(),
-            user: "ci",
-            password: &ci,
-            pid: Some(proxy_pid),
-        },
-    ];
+    let mut targets = paths(
+        &pg,
+        (bouncer_port, bouncer_pid(bouncer_dir.path())),
+        (addr.port(), proxy_pid),
+        &reporter,
+        &ci,
+    )
+    .to_vec();
     if let Some((child, other)) = &baseline {
         targets.push(Target {
             port: other.port(),

@@ -21,11 +21,13 @@ use std::path::{Path, PathBuf};
 use clsf_tests::bins::{bin, repo_root};
 use clsf_tests::fixture;
 use clsf_tests::identity::Issuer;
-use clsf_tests::postgres::{GATEWAY_ROLE, Postgres};
+use clsf_tests::postgres::Postgres;
 use clsf_tests::proxy::write_config;
 use serde_json::json;
 
-use super::{Extra, Target, cpu_us, pgbench_with, start_pgbouncer_with, start_proxy};
+use super::{
+    Extra, Target, bouncer_pid, cpu_us, paths, pgbench_with, start_pgbouncer_with, start_proxy,
+};
 
 const MODES: [&str; 3] = ["simple", "extended", "prepared"];
 const PATHS: [&str; 4] = ["direct", "pgbouncer", "proxy", "proxy-masked"];
@@ -105,39 +107,15 @@ pub(super) fn run(args: &[String]) {
             bouncer_dir.path().join("server.key").display()
         ),
     );
-    let bouncer_pid: Option<u32> =
-        std::fs::read_to_string(bouncer_dir.path().join("pgbouncer.pid"))
-            .ok()
-            .and_then(|t| t.trim().parse().ok());
     let reporter = issuer.sign(&issuer.claims("reporter", json!({ "groups": ["report"] })));
     let ci = issuer.sign(&issuer.claims("ci", json!({ "repository": "acme/shop" })));
-    let proxy_pid = Some(proxy.0.id());
-    let targets = [
-        Target {
-            port: pg.port,
-            user: GATEWAY_ROLE,
-            password: &pg.gateway_password,
-            pid: None,
-        },
-        Target {
-            port: bouncer_port,
-            user: GATEWAY_ROLE,
-            password: "",
-            pid: bouncer_pid,
-        },
-        Target {
-            port: addr.port(),
-            user: "reporter",
-            password: &reporter,
-            pid: proxy_pid,
-        },
-        Target {
-            port: addr.port(),
-            user: "ci",
-            password: &ci,
-            pid: proxy_pid,
-        },
-    ];
+    let targets = paths(
+        &pg,
+        (bouncer_port, bouncer_pid(bouncer_dir.path())),
+        (addr.port(), proxy.0.id()),
+        &reporter,
+        &ci,
+    );
 
     println!(
         "clsf-bench matrix: pgbench -S -T {seconds}, scale 10, {rounds} round(s), clients {clients:?}, TLS {tls:?}"
