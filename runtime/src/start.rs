@@ -251,6 +251,7 @@ pub fn shared_state(config: &Config) -> Result<Shared, String> {
             user: config.upstream.user.clone(),
             password,
             tls: upstream_tls(config)?,
+            salted: Default::default(),
         },
         audit,
         next_session: AtomicU64::new(1),

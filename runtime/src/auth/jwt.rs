@@ -4,13 +4,16 @@
 //! the one its (not yet verified) `iss` names, and only that issuer's keys
 //! and audience can verify it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use super::jwks::Keys;
 
@@ -30,6 +33,34 @@ pub struct Verifier {
     leeway: u64,
     /// Claim name → the token's claim (dotted path) it is taken from.
     claim_map: BTreeMap<String, String>,
+    /// Tokens whose signature was checked, by SHA-256 of the token.
+    verified: Mutex<HashMap<[u8; 32], Verified>>,
+    /// Verifications answered from `verified` (for tests and metrics).
+    hits: AtomicU64,
+}
+
+/// A token that passed every check against one key set.
+///
+/// Why a cache: an ES256 signature check costs about 200 µs of CPU, most
+/// of a connection's setup, and a workload reconnecting with the same
+/// token (a pool, `pgbench -C`, a CI job's many steps) would pay it each
+/// time. Everything but the time checks is a pure function of the token's
+/// bytes, the key set and this verifier's settings, so a later use of the
+/// same token against the same key set (compared by identity, so a JWKS
+/// refresh empties it in effect) repeats only `exp` and `nbf`.
+#[derive(Debug)]
+struct Verified {
+    keys: Arc<JwkSet>,
+    claims: Value,
+}
+
+/// Entries kept at most; past it, expired ones go, then all.
+const VERIFIED_CAPACITY: usize = 4096;
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Why a token was refused. The message names the check, never the token.
@@ -66,7 +97,49 @@ impl Verifier {
             keys,
             leeway,
             claim_map,
+            verified: Mutex::new(HashMap::new()),
+            hits: AtomicU64::new(0),
         })
+    }
+
+    /// How many verifications were answered from the cache of checked
+    /// signatures.
+    pub fn cache_hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    /// The time checks jsonwebtoken makes, repeated for a cached token.
+    fn still_valid(&self, claims: &Value) -> Result<(), Rejected> {
+        let now = unix_now();
+        // Numeric dates may be written as floats; jsonwebtoken accepts both.
+        let seconds = |v: &Value| v.as_u64().or_else(|| v.as_f64().map(|f| f as u64));
+        let exp = claims.get("exp").and_then(seconds).unwrap_or(0);
+        if exp.saturating_add(self.leeway) < now {
+            return Err(Rejected("token has expired".into()));
+        }
+        if let Some(nbf) = claims.get("nbf").and_then(seconds)
+            && nbf > now.saturating_add(self.leeway)
+        {
+            return Err(Rejected("token is not valid yet".into()));
+        }
+        Ok(())
+    }
+
+    fn remember(&self, digest: [u8; 32], keys: &Arc<JwkSet>, claims: &Value) {
+        let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        if verified.len() >= VERIFIED_CAPACITY {
+            verified.retain(|_, v| self.still_valid(&v.claims).is_ok());
+            if verified.len() >= VERIFIED_CAPACITY {
+                verified.clear();
+            }
+        }
+        verified.insert(
+            digest,
+            Verified {
+                keys: Arc::clone(keys),
+                claims: claims.clone(),
+            },
+        );
     }
 
     /// Verifies `token` and returns its claims, mapped.
@@ -80,6 +153,19 @@ impl Verifier {
             )));
         }
         let mut keys = self.keys.current();
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let cached = self
+            .verified
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&digest)
+            .filter(|v| Arc::ptr_eq(&v.keys, &keys))
+            .map(|v| v.claims.clone());
+        if let Some(claims) = cached {
+            self.still_valid(&claims)?;
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(claims);
+        }
         if let Some(kid) = &header.kid
             && keys.find(kid).is_none()
         {
@@ -95,6 +181,7 @@ impl Verifier {
                 claims[to.as_str()] = v;
             }
         }
+        self.remember(digest, &keys, &claims);
         Ok(claims)
     }
 
@@ -171,4 +258,71 @@ fn unverified_issuer(token: &str) -> Option<String> {
         .ok()?;
     let claims: Value = serde_json::from_slice(&bytes).ok()?;
     claims.get("iss")?.as_str().map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::jwks::KeySource;
+    use crate::keys::{self, KeyAlg};
+    use serde_json::json;
+
+    async fn verifier(dir: &std::path::Path, jwks: &Value) -> Verifier {
+        let path = dir.join("jwks.json");
+        std::fs::write(&path, jwks.to_string()).unwrap();
+        let keys = Keys::load(KeySource::File(path), std::time::Duration::from_secs(60))
+            .await
+            .unwrap();
+        Verifier::new("https://issuer.test", "proxy", keys, 0, BTreeMap::new()).unwrap()
+    }
+
+    fn claims(exp_in: i64) -> Value {
+        let now = unix_now() as i64;
+        json!({ "iss": "https://issuer.test", "aud": "proxy", "sub": "job", "exp": now + exp_in })
+    }
+
+    #[tokio::test]
+    async fn a_token_checked_once_is_answered_from_the_cache_until_it_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let pair = keys::generate(KeyAlg::Es256, "k1").unwrap();
+        let v = verifier(dir.path(), &pair.jwks).await;
+        let sign = |c: &Value| keys::sign(KeyAlg::Es256, &pair.private_pem, "k1", c).unwrap();
+
+        let token = sign(&claims(2));
+        let first = v.verify(&token).await.unwrap();
+        assert_eq!(v.cache_hits(), 0);
+        assert_eq!(v.verify(&token).await.unwrap(), first);
+        assert_eq!(v.cache_hits(), 1);
+
+        // The cached entry does not outlive the token's expiry.
+        std::thread::sleep(std::time::Duration::from_millis(3100));
+        assert_eq!(
+            v.verify(&token).await,
+            Err(Rejected("token has expired".into()))
+        );
+    }
+
+    #[tokio::test]
+    async fn only_the_exact_token_that_passed_is_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let pair = keys::generate(KeyAlg::Es256, "k1").unwrap();
+        let other = keys::generate(KeyAlg::Es256, "k1").unwrap();
+        let v = verifier(dir.path(), &pair.jwks).await;
+
+        let good = keys::sign(KeyAlg::Es256, &pair.private_pem, "k1", &claims(600)).unwrap();
+        v.verify(&good).await.unwrap();
+        // Same header and claims, signed by a key the issuer does not hold:
+        // a different token, so it is checked, and refused.
+        let forged = keys::sign(KeyAlg::Es256, &other.private_pem, "k1", &claims(600)).unwrap();
+        let body = good.rsplit_once('.').unwrap().0;
+        let spliced = format!("{body}.{}", forged.rsplit_once('.').unwrap().1);
+        for bad in [forged, spliced] {
+            assert_eq!(
+                v.verify(&bad).await,
+                Err(Rejected("token signature is invalid".into()))
+            );
+        }
+        // A refused token is not remembered either.
+        assert_eq!(v.verified.lock().unwrap().len(), 1);
+    }
 }

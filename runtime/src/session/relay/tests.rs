@@ -88,6 +88,7 @@ impl Harness {
                 user: "gateway".to_owned(),
                 password: "unused".to_owned(),
                 tls: None,
+            salted: Default::default(),
             },
             audit: AuditLog::open(&dir.path().join("audit.jsonl"), Default::default()).unwrap(),
             next_session: AtomicU64::new(1),

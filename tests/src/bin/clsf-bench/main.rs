@@ -21,6 +21,7 @@
 //! like (c), interleaved with the others (to compare two builds on a
 //! machine whose speed drifts between runs);
 //! `CLSF_BENCH_BASELINE_THREADS=N` gives (e) `worker_threads = N`.
+//! `CLSF_BENCH_CONNECT=1` runs pgbench with `-C` (a connection per transaction).
 //! `CLSF_BENCH_COUNT=1` then counts, per transaction, the system calls
 //! (`strace -c -f`, in runs of their own: tracing slows the process) and
 //! context switches (every thread's `/proc/PID/task/TID/status`) of
@@ -227,6 +228,13 @@ fn pgbench(
     )
 }
 
+/// `CLSF_BENCH_CONNECT=1`: pgbench `-C`, a new connection per
+/// transaction, so the figures are the cost of connecting (TLS,
+/// authentication, the upstream login) more than of relaying.
+fn connect_per_transaction() -> bool {
+    std::env::var("CLSF_BENCH_CONNECT").as_deref() == Ok("1")
+}
+
 /// What a pgbench run may add: TLS, and a per-transaction log.
 #[derive(Default)]
 struct Extra<'a> {
@@ -260,6 +268,7 @@ fn pgbench_with(
             "-T",
             &seconds.to_string(),
         ])
+        .args(connect_per_transaction().then_some("-C"))
         .args([
             "-h",
             "127.0.0.1",
@@ -488,7 +497,7 @@ fn main() {
         start_proxy(std::path::Path::new(&binary), &other)
     });
     let bouncer_dir = tempfile::tempdir().expect("temp dir");
-    let (_bouncer, bouncer_port) = start_pgbouncer(&pg, bouncer_dir.path());
+    let (bouncer, bouncer_port) = start_pgbouncer(&pg, bouncer_dir.path());
     let ci = issuer.sign(&issuer.claims("ci", json!({ "repository": "acme/shop" })));
     let reporter = issuer.sign(&issuer.claims("reporter", json!({ "groups": ["report"] })));
     let dba = issuer.sign(&issuer.claims("dba-bot", json!({ "groups": ["dba"] })));
@@ -585,6 +594,9 @@ fn main() {
     }
 
     let pid = proxy_pid;
+    // pgbouncer keeps a server connection per client it served; with many
+    // clients those would leave no room for the 500 idle sessions below.
+    drop(bouncer);
     println!("\nclsf-proxy memory (pid {pid})");
     println!(
         "after the pgbench runs: RSS {:.1} MiB",

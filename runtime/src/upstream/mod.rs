@@ -2,18 +2,23 @@
 //! gateway-held credential (SCRAM-SHA-256), which clients never see.
 
 use bytes::{Bytes, BytesMut};
-use postgres_protocol::authentication::sasl::{ChannelBinding, SCRAM_SHA_256, ScramSha256};
+use postgres_protocol::authentication::sasl::SCRAM_SHA_256;
 use postgres_protocol::message::frontend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::tls::{MaybeTls, UpstreamStream};
 
+mod scram;
+
+pub use scram::SaltedCache;
+use scram::ScramClient;
+
 use crate::wire::frame::{Frame, MAX_FRAME, split_frame};
 use crate::wire::messages::error_fields;
 
 /// Where and as whom to connect.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Target {
     /// Host.
     pub host: String,
@@ -27,6 +32,21 @@ pub struct Target {
     pub password: String,
     /// TLS to the server, when configured.
     pub tls: Option<UpstreamTls>,
+    /// The salted password of earlier logins (see `scram`).
+    pub salted: std::sync::Arc<SaltedCache>,
+}
+
+/// Never prints the password.
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// TLS towards the upstream server: how its certificate is checked and the
@@ -134,7 +154,7 @@ pub async fn connect(
         .map_err(|e| err(e.to_string()))?;
 
     let mut buf = BytesMut::with_capacity(8192);
-    let mut scram: Option<ScramSha256> = None;
+    let mut scram: Option<ScramClient<'_>> = None;
     let mut parameter_status = Vec::new();
     let mut key = None;
     loop {
@@ -157,10 +177,7 @@ pub async fn connect(
                         if !offers_scram {
                             return Err(err("upstream does not offer SCRAM-SHA-256"));
                         }
-                        let s = ScramSha256::new(
-                            target.password.as_bytes(),
-                            ChannelBinding::unsupported(),
-                        );
+                        let s = ScramClient::new(&target.password, &target.salted);
                         frontend::sasl_initial_response(SCRAM_SHA_256, s.message(), &mut out)
                             .map_err(|e| err(e.to_string()))?;
                         scram = Some(s);
@@ -178,7 +195,7 @@ pub async fn connect(
                             .as_mut()
                             .ok_or_else(|| err("SASL final before SASL start"))?;
                         s.finish(data)
-                            .map_err(|e| err(format!("SCRAM server signature: {e}")))?;
+                            .map_err(|e| err(format!("SCRAM: {e}")))?;
                     }
                     other => {
                         // Cleartext, MD5 and others would expose or weaken the
