@@ -719,3 +719,107 @@ fn copy_export_is_checked_on_the_columns_read() {
     ));
     assert!(message.contains("exporting column `email`"), "{message}");
 }
+
+/// The quickstart with `ci` also allowed to change the schema: a masked
+/// identity with `ddl`.
+fn engine_with_ddl() -> Engine {
+    let text = include_str!("../../examples/quickstart/policy/quickstart.clsf").replace(
+        "  allow write table public.orders",
+        "  allow write table public.orders\n  allow ddl",
+    );
+    let mut parsed = Parsed::default();
+    policy::add_source(&mut parsed, "quickstart.clsf", &text);
+    let (plan, diags) = resolve::compile(&parsed, &quickstart_schema());
+    assert!(diags.is_empty(), "{diags:?}");
+    Engine::new(plan.unwrap()).unwrap()
+}
+
+/// A `ddl` right does not move protected values: derived relations are
+/// decided like `CREATE TABLE … AS`, code that runs later is refused, and
+/// schema changes naming a column not read in clear are refused.
+#[test]
+fn schema_changes_by_a_masked_identity_move_no_protected_values() {
+    let e = engine_with_ddl();
+    for (sql, says) in [
+        (
+            "CREATE MATERIALIZED VIEW mv AS SELECT ssn FROM customers",
+            "from `public.customers`",
+        ),
+        (
+            "CREATE MATERIALIZED VIEW mv AS SELECT email FROM customers",
+            "without their labels",
+        ),
+        (
+            "CREATE VIEW v AS SELECT c.email FROM customers c",
+            "without their labels",
+        ),
+        (
+            "CREATE INDEX i ON customers ((1 / (ssn::int - 123456789)))",
+            "over `public.customers.ssn`",
+        ),
+        (
+            "CREATE UNIQUE INDEX i ON public.customers (email)",
+            "over `public.customers.email`",
+        ),
+        (
+            "CREATE INDEX i ON customers (name) WHERE card_number LIKE '4%'",
+            "over `public.customers.card_number`",
+        ),
+        (
+            "ALTER TABLE customers ADD COLUMN s2 text GENERATED ALWAYS AS (ssn) STORED",
+            "over `public.customers.ssn`",
+        ),
+        (
+            "ALTER TABLE customers ADD CONSTRAINT c CHECK (ssn <> '123-45-6789')",
+            "over `public.customers.ssn`",
+        ),
+        (
+            "ALTER TABLE customers ALTER COLUMN ssn TYPE int USING (1 / (ssn::int - 1))",
+            "over `public.customers.ssn`",
+        ),
+        (
+            "ALTER TABLE customers RENAME COLUMN ssn TO tax_id",
+            "over `public.customers.ssn`",
+        ),
+        (
+            "CREATE POLICY p ON customers USING (ssn LIKE '1%')",
+            "over `public.customers.ssn`",
+        ),
+        (
+            "CREATE TRIGGER t AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION f()",
+            "`CREATE TRIGGER` is refused",
+        ),
+        (
+            "CREATE RULE r AS ON INSERT TO orders DO ALSO INSERT INTO log SELECT ssn FROM customers",
+            "`CREATE RULE` is refused",
+        ),
+    ] {
+        let (code, message) = denied(decide(&e, &["ci"], sql));
+        assert_eq!(code, "42501", "{sql}: {message}");
+        assert!(message.contains(says), "{sql}: {message}");
+    }
+    // Schema changes over what the identity reads in clear stay allowed.
+    for sql in [
+        "CREATE INDEX i ON customers (name)",
+        "CREATE INDEX i ON orders (status, customer_id)",
+        "ALTER TABLE orders ADD COLUMN note text DEFAULT ''",
+        "CREATE VIEW v AS SELECT id, status FROM orders",
+        "CREATE MATERIALIZED VIEW public.mv AS SELECT o.id FROM orders o",
+        "CREATE TABLE t3 AS SELECT id, status FROM orders",
+        "SELECT id INTO t4 FROM orders",
+        "CREATE TABLE audit_notes (id int PRIMARY KEY, body text)",
+        "DROP INDEX i",
+        "COMMENT ON TABLE orders IS 'orders'",
+    ] {
+        let v = decide(&e, &["ci"], sql);
+        assert!(matches!(v, Verdict::Forward), "{sql}: {v:?}");
+    }
+    // An identity that reads everything in clear is trusted with the schema.
+    for sql in [
+        "CREATE MATERIALIZED VIEW mv AS SELECT ssn FROM customers",
+        "CREATE INDEX i ON customers ((ssn::text))",
+    ] {
+        let v = decide(&e, &["dba-bot"], sql);
+        assert!(matches!(v, Verdict::Forward), "{sql}: {v:?}");
+    }
+}

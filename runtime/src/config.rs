@@ -223,12 +223,32 @@ pub struct IdentityConfig {
     /// (0: no limit).
     #[serde(default)]
     pub max_session_seconds: u64,
+    /// Failed authentications allowed per peer address, and per service
+    /// account, in `auth_failure_window_seconds` before further attempts
+    /// are refused unchecked until the window ends (0: no limit).
+    #[serde(default = "default_max_auth_failures")]
+    pub max_auth_failures: u32,
+    /// The window of `max_auth_failures`, in seconds.
+    #[serde(default = "default_auth_failure_window")]
+    pub auth_failure_window_seconds: u64,
+    /// Most open sessions per identity (token subject, account or
+    /// certificate subject); 0: no limit beyond `max_connections`.
+    #[serde(default)]
+    pub max_sessions_per_identity: usize,
     /// Trusted token issuers.
     #[serde(default)]
     pub issuer: Vec<IssuerConfig>,
     /// Static service accounts.
     #[serde(default)]
     pub account: Vec<AccountConfig>,
+}
+
+fn default_max_auth_failures() -> u32 {
+    20
+}
+
+fn default_auth_failure_window() -> u64 {
+    60
 }
 
 /// What a session does when its token's `exp` passes.

@@ -21,6 +21,10 @@ pub struct Metrics {
     pub sessions: Counter,
     /// Connections refused because `max_connections` was reached.
     pub connections_refused: Counter,
+    /// Authentication attempts refused unchecked after too many failures.
+    pub auth_throttled: Counter,
+    /// Sessions refused because their identity had its most sessions open.
+    pub identity_limit_refused: Counter,
     /// Statements by decision (`allow`, `mask`, `deny`, `hold`).
     statements: Family<Labels, Counter>,
     /// The family's counters for the decisions the engine makes, looked
@@ -56,6 +60,8 @@ impl Default for Metrics {
             sessions_open: Gauge::default(),
             sessions: Counter::default(),
             connections_refused: Counter::default(),
+            auth_throttled: Counter::default(),
+            identity_limit_refused: Counter::default(),
             statements: Family::default(),
             decided: Default::default(),
             approvals_pending: Gauge::default(),
@@ -79,6 +85,16 @@ impl Default for Metrics {
             "connections_refused",
             "Connections refused because max_connections was reached",
             m.connections_refused.clone(),
+        );
+        registry.register(
+            "auth_throttled",
+            "Authentication attempts refused unchecked after too many failures",
+            m.auth_throttled.clone(),
+        );
+        registry.register(
+            "identity_limit_refused",
+            "Sessions refused because their identity had max_sessions_per_identity open",
+            m.identity_limit_refused.clone(),
         );
         registry.register("statements", "Statements by decision", m.statements.clone());
         registry.register(

@@ -241,6 +241,13 @@ pub fn shared_state(config: &Config) -> Result<Shared, String> {
         loaded: RwLock::new(Arc::new(loaded)),
         issuers,
         accounts,
+        throttle: crate::auth::limits::Throttle::new(
+            config.identity.max_auth_failures,
+            std::time::Duration::from_secs(config.identity.auth_failure_window_seconds),
+        ),
+        per_identity: crate::auth::limits::SessionCounts::new(
+            config.identity.max_sessions_per_identity,
+        ),
         on_token_expiry: config.identity.on_token_expiry,
         max_session: (config.identity.max_session_seconds > 0)
             .then(|| std::time::Duration::from_secs(config.identity.max_session_seconds)),

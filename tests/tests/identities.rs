@@ -60,6 +60,11 @@ struct Setup {
 }
 
 fn setup(tls_required: bool) -> (Setup, Proxy) {
+    setup_with(tls_required, "")
+}
+
+/// `identity` holds extra keys of the `[identity]` table.
+fn setup_with(tls_required: bool, identity: &str) -> (Setup, Proxy) {
     let q = fixture::quickstart(None);
     let d = q.dir.path();
     write_test_ca(d);
@@ -86,6 +91,9 @@ fn setup(tls_required: bool) -> (Setup, Proxy) {
     let mut config = std::fs::read_to_string(&path).unwrap();
     config.push_str(&format!(
         r#"
+[identity]
+{identity}
+
 [[identity.issuer]]
 issuer = "{GITLAB}"
 audience = "{AUDIENCE}"
@@ -331,5 +339,122 @@ jwks_ca_file = "ca.pem"
     assert!(
         !err.contains("BEGIN"),
         "no key material in the error: {err}"
+    );
+}
+
+#[test]
+fn password_guessing_is_throttled_and_an_identity_has_a_session_limit() {
+    let (s, proxy) = setup_with(
+        false,
+        "max_auth_failures = 3\nauth_failure_window_seconds = 60\nmax_sessions_per_identity = 2",
+    );
+    let port = proxy.addr.port();
+
+    // Two sessions of one identity are let in; a third is refused clearly,
+    // and gets in once one of the two has gone.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let cfg = clsf_tests::client::config(port, "ci", &s.q.issuer.ci_token());
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let (client, conn) = cfg.connect(tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(conn);
+            held.push(client);
+        }
+        let Err(err) = cfg.connect(tokio_postgres::NoTls).await else {
+            panic!("a third session of the identity was let in");
+        };
+        let db = err.as_db_error().expect("a server error");
+        assert_eq!(db.code().code(), "53300");
+        assert!(
+            db.message().contains("too many connections for identity"),
+            "{}",
+            db.message()
+        );
+        // Another identity is not affected.
+        let other = clsf_tests::client::config(port, "dba", &s.q.issuer.dba_token());
+        let (client, conn) = other.connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        drop(client);
+        drop(held.pop());
+        let again = clsf_tests::client::connect_within(&cfg, Duration::from_secs(10)).await;
+        again.simple_query("SELECT 1").await.unwrap();
+    });
+
+    // Guessing a service account's password: three failures, then even the
+    // right password is refused unchecked, from this address.
+    let account = |password: &str| {
+        std::process::Command::new("psql")
+            .arg(format!(
+                "host=127.0.0.1 port={port} sslmode=disable user=reporting dbname={DATABASE} connect_timeout=10"
+            ))
+            .args(["-X", "-A", "-t", "-c", "SELECT 1"])
+            .env("PGPASSWORD", password)
+            .output()
+            .unwrap()
+    };
+    for guess in ["guess-1", "guess-2", "guess-3"] {
+        let out = account(guess);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("password authentication failed for account reporting"),
+            "{stderr}"
+        );
+    }
+    let out = account(PASSWORD);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("too many failed authentications from this address"),
+        "{stderr}"
+    );
+    // A token from the same address is held back too: the budget is the
+    // address's, whatever it tries next.
+    let out = std::process::Command::new("psql")
+        .arg(format!(
+            "host=127.0.0.1 port={port} sslmode=disable user=ci dbname={DATABASE} connect_timeout=10"
+        ))
+        .args(["-X", "-A", "-t", "-c", "SELECT 1"])
+        .env("PGPASSWORD", s.q.issuer.ci_token())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("too many failed authentications"));
+
+    // Every refusal is in the audit trail, never with the guessed password.
+    let events = proxy.audit_events();
+    let reasons: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"] == "auth_failed")
+        .filter_map(|e| e["reason"].as_str())
+        .collect();
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| r.contains("password authentication failed"))
+            .count(),
+        3,
+        "{reasons:?}"
+    );
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| r.contains("too many failed authentications"))
+            .count(),
+        2,
+        "{reasons:?}"
+    );
+    let trail = clsf_runtime::audit::read_text(&proxy.audit_path).unwrap();
+    assert!(!trail.contains("guess-"), "guesses are never recorded");
+    let refused: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["event"] == "connect_refused")
+        .collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0]["subject"]
+            .as_str()
+            .unwrap()
+            .contains("acme/shop")
     );
 }

@@ -488,7 +488,7 @@ fn decide_statement(
         sql::Statement::Query(_) => {
             let a = analyze::analyze(stmt, text);
             if a.select_into {
-                return creates_table_from(plan, access, env, &a, stmt, text, "SELECT … INTO");
+                return creates_table_from(plan, access, env, a, stmt, text, "SELECT … INTO");
             }
             if a.statements > 1 {
                 // A data-modifying CTE: the writing rules apply as well.
@@ -596,9 +596,15 @@ fn decide_statement(
         }
         sql::Statement::CreateTable(ct) if ct.query.is_some() => {
             let a = analyze::analyze(stmt, text);
-            creates_table_from(plan, access, env, &a, stmt, text, "CREATE TABLE … AS")
+            creates_table_from(plan, access, env, a, stmt, text, "CREATE TABLE … AS")
         }
-        other if is_ddl(other) => action_permitted(plan, &access.ddl, "ddl", other),
+        other if is_ddl(other) => {
+            let out = action_permitted(plan, &access.ddl, "ddl", other)?;
+            crate::engine::ddl::check(plan, access, other, text, |a, what| {
+                creates_table_from(plan, access, env, a, other, text, what).map(drop)
+            })?;
+            Ok(out)
+        }
         other if is_admin(other) => action_permitted(plan, &access.admin, "admin", other),
         other => Err(denials::kind_not_analysed(&statement_kind(other))),
     }
@@ -719,11 +725,30 @@ fn creates_table_from(
     plan: &Plan,
     access: &PrincipalAccess,
     env: &Env<'_>,
-    a: &Analysis,
+    mut a: Analysis,
     stmt: &sql::Statement,
     text: &str,
     what: &str,
 ) -> Result<Outcome, Denial> {
+    // The relation being created is named, not read: it is new, so the
+    // schema does not know it.
+    let created = match stmt {
+        sql::Statement::CreateTable(ct) => Some(&ct.name),
+        sql::Statement::CreateView(v) => Some(&v.name),
+        _ => None,
+    };
+    if let Some(name) = created {
+        let parts: Vec<String> = name
+            .0
+            .iter()
+            .filter_map(|p| p.as_ident())
+            .map(analyze::fold)
+            .collect();
+        if let Some(i) = a.other_relations.iter().position(|r| *r == parts) {
+            a.other_relations.remove(i);
+        }
+    }
+    let a = &a;
     for t in a.tables.iter().filter(|t| !t.is_function) {
         if let Resolved::Relation(ri) = resolve(plan, &t.parts, &a.ctes)
             && (access.relation_restricted(ri) || row_limit(plan, access, ri).is_some())

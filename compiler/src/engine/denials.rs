@@ -117,6 +117,29 @@ pub(crate) fn unlabelled_copy(what: &str, relation: &str) -> Denial {
     )
 }
 
+/// A schema change that names a column the identity does not read in clear.
+pub(crate) fn ddl_over_withheld(what: &str, column: &str) -> Denial {
+    refusal(
+        INSUFFICIENT_PRIVILEGE,
+        format!(
+            "`{what}` over `{column}` is refused for this identity: it does not read that column in clear, and a schema change over it (an index expression, a generated column, a default, a check, a policy) could copy or reveal its values"
+        ),
+        Some("run schema changes over protected columns as an identity that reads them in clear"),
+    )
+}
+
+/// Code that runs later with the gateway's rights, defined by an identity
+/// with something withheld.
+pub(crate) fn ddl_code(what: &str) -> Denial {
+    refusal(
+        INSUFFICIENT_PRIVILEGE,
+        format!(
+            "`{what}` is refused for this identity: it has masked, withheld or limited columns, and the code would run later, on other sessions' statements, reading what the proxy cannot see"
+        ),
+        Some("define triggers, rules and procedures as an identity that reads everything in clear"),
+    )
+}
+
 /// `COPY table` inside a string of several statements.
 pub(crate) fn copy_not_alone() -> Denial {
     refusal(
@@ -352,6 +375,8 @@ mod tests {
             limited_cursor(100, "ci_reads"),
             limited_prepare(100, "ci_reads"),
             unlabelled_copy("SELECT INTO", "public.customers"),
+            ddl_over_withheld("CREATE INDEX", "public.customers.ssn"),
+            ddl_code("CREATE TRIGGER"),
             copy_not_alone(),
             copy_server_side(),
             limited_copy(100, "ci_reads"),

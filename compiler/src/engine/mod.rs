@@ -6,6 +6,7 @@ pub mod access;
 pub mod analyze;
 mod builtin_functions;
 pub mod cache;
+mod ddl;
 pub mod decide;
 mod denials;
 pub mod functions;

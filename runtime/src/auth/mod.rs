@@ -6,6 +6,7 @@
 pub mod cert;
 pub mod jwks;
 pub mod jwt;
+pub mod limits;
 pub mod scram;
 
 use serde_json::Value;

@@ -44,6 +44,10 @@ pub struct Shared {
     pub issuers: Issuers,
     /// Static service accounts by name.
     pub accounts: HashMap<String, ScramVerifier>,
+    /// Failed authentications per peer and per account.
+    pub throttle: crate::auth::limits::Throttle,
+    /// Open sessions per identity.
+    pub per_identity: crate::auth::limits::SessionCounts,
     /// What happens when a session's token expires.
     pub on_token_expiry: OnExpiry,
     /// Longest session, whatever the credential.
@@ -278,7 +282,7 @@ pub async fn run(
         startup(&shared, &mut client, &mut buf, session, peer),
     )
     .await;
-    let ready = match started {
+    let mut ready = match started {
         Ok(Ok(Some(ready))) => ready,
         Ok(Ok(None)) => {
             // A cancel request (inside TLS since libpq 17) is answered by
@@ -299,6 +303,8 @@ pub async fn run(
             return Err(end("startup timed out"));
         }
     };
+    // Held until the session ends: frees the identity's place.
+    let _slot = ready.slot.take();
     let _cancel_guard = CancelKeyGuard {
         keys: &shared.cancel_keys,
         key: ready.cancel_key,

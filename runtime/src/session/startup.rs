@@ -9,6 +9,7 @@ use clsf_compiler::engine::{Identity, PrincipalAccess};
 use tokio::io::AsyncReadExt;
 
 use crate::audit::Event;
+use crate::auth::limits::SessionSlot;
 use crate::auth::scram::{Exchange, server_nonce};
 use crate::auth::{Proven, cert};
 use crate::config::OnExpiry;
@@ -43,6 +44,8 @@ pub(super) struct Ready {
     pub(super) access: Arc<PrincipalAccess>,
     pub(super) upstream: UpstreamStream,
     pub(super) upstream_buf: BytesMut,
+    /// The identity's place among its open sessions.
+    pub(super) slot: Option<SessionSlot>,
 }
 
 async fn read_more(client: &mut ClientStream, buf: &mut BytesMut) -> Result<bool> {
@@ -219,13 +222,30 @@ pub(super) async fn startup(
         passthrough.push((key.clone(), value.clone()));
     }
 
+    // Only a configured service account has a password to guess; any
+    // other user name is free text and would only spread the count.
+    let account = shared.accounts.contains_key(user).then_some(user);
+    if let Err(throttled) = shared.throttle.check(peer.ip(), account) {
+        shared.metrics.auth_throttled.inc();
+        let reason = throttled.to_string();
+        let mut event = Event::new("auth_failed", session);
+        event.peer = Some(peer.to_string());
+        event.reason = Some(&reason);
+        let _ = shared.audit.append(&event);
+        send(client, &errors::auth_failed(&reason)).await?;
+        return Err(end(format!("authentication throttled: {reason}")));
+    }
     let proven = match authenticate(shared, client, buf, user).await {
-        Ok(Some(p)) => p,
+        Ok(Some(p)) => {
+            shared.throttle.succeeded(account);
+            p
+        }
         Ok(None) => return Ok(None),
         Err(Refused {
             reason,
             protocol: protocol_error,
         }) => {
+            shared.throttle.failed(peer.ip(), account);
             let mut event = Event::new("auth_failed", session);
             event.peer = Some(peer.to_string());
             event.reason = Some(&reason);
@@ -243,6 +263,26 @@ pub(super) async fn startup(
     let loaded = shared.current();
     let identity = proven.identity(loaded.engine.plan());
     let access = loaded.engine.access_for(&identity);
+
+    let Some(slot) = shared.per_identity.take(&identity.subject) else {
+        shared.metrics.identity_limit_refused.inc();
+        let reason = format!(
+            "identity has {} sessions open, the proxy's max_sessions_per_identity",
+            shared.per_identity.limit()
+        );
+        let mut event = Event::new("connect_refused", session);
+        event.peer = Some(peer.to_string());
+        event.subject = Some(&identity.subject);
+        event.groups = Some(&identity.groups);
+        event.reason = Some(&reason);
+        let _ = shared.audit.append(&event);
+        send(
+            client,
+            &errors::too_many_sessions_for_identity(&identity.subject),
+        )
+        .await?;
+        return Err(end(reason));
+    };
 
     let mut event = Event::new("connect", session);
     event.peer = Some(peer.to_string());
@@ -330,6 +370,7 @@ pub(super) async fn startup(
         access,
         upstream: connected.stream,
         upstream_buf: connected.leftover,
+        slot: Some(slot),
     }))
 }
 

@@ -194,8 +194,7 @@ pub async fn connect(
                         let s = scram
                             .as_mut()
                             .ok_or_else(|| err("SASL final before SASL start"))?;
-                        s.finish(data)
-                            .map_err(|e| err(format!("SCRAM: {e}")))?;
+                        s.finish(data).map_err(|e| err(format!("SCRAM: {e}")))?;
                     }
                     other => {
                         // Cleartext, MD5 and others would expose or weaken the

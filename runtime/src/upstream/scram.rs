@@ -138,7 +138,10 @@ enum State {
     /// The client-first message was sent; waiting for the server-first.
     Started,
     /// The proof was sent; waiting for the server's signature.
-    Proved { salted: [u8; 32], auth_message: String },
+    Proved {
+        salted: [u8; 32],
+        auth_message: String,
+    },
     Done,
 }
 
@@ -314,9 +317,7 @@ mod tests {
     fn refuses_a_server_that_does_not_know_the_password() {
         let cache = SaltedCache::default();
         let mut client = ScramClient::with_nonce("pw", &cache, "abc".into());
-        client
-            .update(b"r=abcdef,s=c2FsdA==,i=4096")
-            .unwrap();
+        client.update(b"r=abcdef,s=c2FsdA==,i=4096").unwrap();
         let wrong = B64.encode([0u8; 32]);
         assert_eq!(
             client.finish(format!("v={wrong}").as_bytes()),
@@ -330,9 +331,18 @@ mod tests {
         let cases: [(&[u8], ScramClientError); 5] = [
             (b"r=xyz,s=c2FsdA==,i=4096", ScramClientError::Nonce),
             (b"r=abc,s=c2FsdA==,i=4096", ScramClientError::Nonce),
-            (b"r=abcd,s=!!,i=4096", ScramClientError::ServerFirst("the salt is not base64")),
-            (b"r=abcd,s=c2FsdA==,i=0", ScramClientError::ServerFirst("zero iterations")),
-            (b"r=abcd,s=c2FsdA==,i=99999999", ScramClientError::Iterations(99_999_999)),
+            (
+                b"r=abcd,s=!!,i=4096",
+                ScramClientError::ServerFirst("the salt is not base64"),
+            ),
+            (
+                b"r=abcd,s=c2FsdA==,i=0",
+                ScramClientError::ServerFirst("zero iterations"),
+            ),
+            (
+                b"r=abcd,s=c2FsdA==,i=99999999",
+                ScramClientError::Iterations(99_999_999),
+            ),
         ];
         for (message, expected) in cases {
             let mut client = ScramClient::with_nonce("pw", &cache, "abc".into());

@@ -37,6 +37,19 @@ pub fn too_many_connections() -> Bytes {
     )
 }
 
+/// 53300 too_many_connections for one identity (PostgreSQL's "too many
+/// connections for role").
+pub fn too_many_sessions_for_identity(subject: &str) -> Bytes {
+    error_response(
+        Severity::Fatal,
+        "53300",
+        &format!("too many connections for identity \"{subject}\""),
+        Some(
+            "close another session of this identity, or raise max_sessions_per_identity in the proxy's config",
+        ),
+    )
+}
+
 /// 08P01 protocol_violation.
 pub fn protocol_violation(what: &str) -> Bytes {
     error_response(

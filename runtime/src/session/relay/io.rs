@@ -35,6 +35,8 @@ pub(in crate::session) async fn relay(
         access,
         mut upstream,
         upstream_buf: mut ubuf,
+        // Taken by `session::run`, which holds it for the whole session.
+        slot: _,
     } = ready;
     let mut terminating = false;
     let mut draining = false;

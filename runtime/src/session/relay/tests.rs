@@ -79,6 +79,8 @@ impl Harness {
             loaded: RwLock::new(Arc::new(loaded)),
             issuers: Issuers(Vec::new()),
             accounts: HashMap::new(),
+            throttle: crate::auth::limits::Throttle::new(0, std::time::Duration::ZERO),
+            per_identity: crate::auth::limits::SessionCounts::new(0),
             on_token_expiry: OnExpiry::Close,
             max_session: None,
             upstream: Target {
@@ -88,7 +90,7 @@ impl Harness {
                 user: "gateway".to_owned(),
                 password: "unused".to_owned(),
                 tls: None,
-            salted: Default::default(),
+                salted: Default::default(),
             },
             audit: AuditLog::open(&dir.path().join("audit.jsonl"), Default::default()).unwrap(),
             next_session: AtomicU64::new(1),
