@@ -80,6 +80,71 @@ fn check(out: Output, what: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Bump when the initdb arguments below change, so old templates are
+/// not reused.
+const TEMPLATE_VERSION: &str = "1";
+
+/// The data directory of one `initdb` with the suite's settings, made once
+/// per machine and PostgreSQL installation (under the temp dir, by an
+/// atomic rename so concurrent test processes agree), never started.
+fn template(pg: &Postgres) -> PathBuf {
+    static TEMPLATE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    TEMPLATE
+        .get_or_init(|| {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            pg.bin.hash(&mut h);
+            pg.run_as.hash(&mut h);
+            let path = PathBuf::from("/tmp").join(format!(
+                "clsf-pg-template-v{TEMPLATE_VERSION}-{:016x}",
+                h.finish()
+            ));
+            if path.join("global/pg_control").exists() {
+                return path;
+            }
+            let build = tempfile::Builder::new()
+                .prefix("clsf-pg-template-build-")
+                .tempdir_in("/tmp")
+                .expect("temp dir");
+            if pg.run_as.is_some() {
+                let out = Command::new("chown")
+                    .args(["postgres:postgres"])
+                    .arg(build.path())
+                    .output()
+                    .expect("chown");
+                check(out, "chown of the template directory to postgres");
+            }
+            let data = build.path().join("data");
+            let out = pg
+                .command("initdb")
+                .arg("-D")
+                .arg(&data)
+                .args([
+                    "-U",
+                    "postgres",
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ])
+                .output()
+                .expect("run initdb");
+            check(out, "initdb");
+            // Another process may have won the race: then its copy is used.
+            if std::fs::rename(&data, &path).is_err() {
+                assert!(
+                    path.join("global/pg_control").exists(),
+                    "could not place the initdb template at {}",
+                    path.display()
+                );
+            }
+            path
+        })
+        .clone()
+}
+
 impl Postgres {
     /// Starts a fresh cluster with the gateway role and an empty `shop` database.
     pub fn start() -> Postgres {
@@ -113,23 +178,15 @@ impl Postgres {
                 .output();
         }
         let data = pg.data_dir();
-        let out = pg
-            .command("initdb")
-            .arg("-D")
+        // A copy of one initdb per machine: initdb costs a second or more
+        // of CPU, and the suite starts dozens of clusters.
+        let out = Command::new("cp")
+            .arg("-a")
+            .arg(template(&pg))
             .arg(&data)
-            .args([
-                "-U",
-                "postgres",
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-            ])
             .output()
-            .expect("run initdb");
-        check(out, "initdb");
+            .expect("cp");
+        check(out, "copying the initdb template");
         std::fs::create_dir_all(pg.socket_dir()).expect("socket dir");
         if pg.run_as.is_some() {
             let _ = Command::new("chown")
