@@ -204,7 +204,7 @@ fn serve(path: &std::path::Path) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let (mut xfsz, mut hangup) = runtime.block_on(async {
+    let (mut xfsz, mut hangup, mut terminate) = runtime.block_on(async {
         use tokio::signal::unix::{SignalKind, signal};
         // Past a file-size limit, writes must fail (and statements be
         // refused for want of an audit trail) rather than the default
@@ -215,7 +215,11 @@ fn serve(path: &std::path::Path) -> Result<(), String> {
         // notifications (some network file systems).
         let hangup =
             signal(SignalKind::hangup()).map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
-        Ok::<_, String>((xfsz, hangup))
+        // SIGTERM is how Kubernetes, systemd and `docker stop` ask a
+        // process to stop: the same graceful, bounded stop as Ctrl-C.
+        let terminate =
+            signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+        Ok::<_, String>((xfsz, hangup, terminate))
     })?;
     let running = clsf_runtime::serve::start(config.clone()).map_err(|e| e.0)?;
     // These lines are read by scripts: keep their shape.
@@ -236,6 +240,7 @@ fn serve(path: &std::path::Path) -> Result<(), String> {
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => break,
+                Some(()) = terminate.recv() => break,
                 Some(()) = hangup.recv() => {
                     let (s, c) = (Arc::clone(&shared), config.clone());
                     let _ = tokio::task::spawn_blocking(move || reload::reload(&s, &c)).await;

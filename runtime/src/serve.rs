@@ -269,5 +269,7 @@ impl Running {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        // Every session has ended and audited its end.
+        self.shared.audit.close();
     }
 }

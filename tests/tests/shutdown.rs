@@ -246,3 +246,141 @@ fn sessions_end_clearly_when_the_database_restarts() {
         "{ended:?}"
     );
 }
+
+/// SIGTERM (what Kubernetes, systemd and `docker stop` send) under load:
+/// the proxy stops accepting, lets statements in flight finish, ends the
+/// sessions, closes the audit trail cleanly and exits 0, within the grace.
+#[test]
+fn sigterm_under_load_is_a_graceful_bounded_stop() {
+    use std::process::Command;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let q = fixture::quickstart(None);
+    let text = std::fs::read_to_string(&q.config).unwrap();
+    std::fs::write(&q.config, format!("shutdown_grace_seconds = 3\n{text}")).unwrap();
+    let mut command = Command::new(clsf_tests::bins::bin("clsf-proxy"));
+    command.arg("--config").arg(&q.config);
+    let (mut proxy, addr, log) = clsf_tests::proxy::spawn_binary(command);
+    let token = q.issuer.dba_token();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let acknowledged = Arc::new(AtomicUsize::new(0));
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let config = client::config(addr.port(), "dba", &token);
+            let acknowledged = Arc::clone(&acknowledged);
+            runtime.spawn(async move {
+                let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(conn);
+                // Bounded: the proxy stops long before.
+                for i in 0..20_000 {
+                    let id = 200_000 + w * 20_000 + i;
+                    let sql = format!("INSERT INTO orders VALUES ({id}, 1, 1, 'term')");
+                    if client.simple_query(&sql).await.is_err() {
+                        return;
+                    }
+                    acknowledged.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let slow = {
+        let config = client::config(addr.port(), "dba", &token);
+        runtime.spawn(async move {
+            let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(conn);
+            client
+                .simple_query("SELECT pg_sleep(1.5), 'slow finished'")
+                .await
+                .map(|rows| {
+                    rows.iter().any(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::Row(r) => {
+                            r.get(1) == Some("slow finished")
+                        }
+                        _ => false,
+                    })
+                })
+        })
+    };
+    let begun = Instant::now();
+    while acknowledged.load(Ordering::Relaxed) < 200 && begun.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300)); // the slow statement is in flight
+    let pid = proxy.0.id().to_string();
+    let sent = Instant::now();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = loop {
+        if let Some(status) = proxy.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(10),
+            "still running 10 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = sent.elapsed();
+    assert!(status.success(), "exit status {status}");
+    assert!(took < Duration::from_secs(6), "stopping took {took:?}");
+    assert!(
+        runtime
+            .block_on(slow)
+            .unwrap()
+            .expect("the slow statement finished"),
+        "the statement in flight finished"
+    );
+    runtime.block_on(async {
+        for w in writers {
+            w.await.unwrap();
+        }
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        log.lock()
+            .unwrap()
+            .iter()
+            .any(|l| l == "clsf-proxy: stopped"),
+        "{:?}",
+        log.lock().unwrap()
+    );
+
+    // The trail is closed cleanly (no reserved room left), verifies, and
+    // holds every insert that ran.
+    let trail = q.dir.path().join("audit.jsonl");
+    let raw = std::fs::read(&trail).unwrap();
+    assert_eq!(raw.last(), Some(&b'\n'), "trimmed to its last event");
+    let verify = Command::new(clsf_tests::bins::bin("clsf-proxy"))
+        .args(["audit", "verify"])
+        .arg(&trail)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let text = clsf_runtime::audit::read_text(&trail).unwrap();
+    let ran = q.pg.superuser_sql(
+        clsf_tests::postgres::DATABASE,
+        "SELECT string_agg(id::text, ',') FROM orders WHERE status = 'term'",
+    );
+    let ran: Vec<&str> = ran.trim().split(',').filter(|s| !s.is_empty()).collect();
+    let acknowledged = acknowledged.load(Ordering::Relaxed);
+    assert!(
+        ran.len() >= acknowledged,
+        "{} rows, {acknowledged} acknowledged",
+        ran.len()
+    );
+    for id in ran {
+        let sql = format!("INSERT INTO orders VALUES ({id}, 1, 1, 'term')");
+        assert!(text.contains(&sql), "{sql} ran but is not on the trail");
+    }
+    drop(proxy);
+}

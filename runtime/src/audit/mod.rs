@@ -222,6 +222,18 @@ impl Drop for AuditLog {
     }
 }
 
+impl AuditLog {
+    /// Gives back the room reserved past the last event, as a clean stop
+    /// must: the log is shared by tasks that may outlive the stop, so its
+    /// drop cannot be relied on. Appending afterwards still works (it
+    /// reserves again).
+    pub fn close(&self) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let len = inner.len;
+        inner.writer.finish(len);
+    }
+}
+
 /// The chain position after `line` (the last event written).
 fn after(line: &[u8], origin: &Path) -> std::io::Result<(String, u64)> {
     let seq = serde_json::from_slice::<serde_json::Value>(line)
