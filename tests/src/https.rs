@@ -18,6 +18,7 @@ pub struct DocumentServer {
     pub addr: SocketAddr,
     body: Arc<Mutex<String>>,
     requests: Arc<AtomicUsize>,
+    down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl DocumentServer {
@@ -42,8 +43,10 @@ impl DocumentServer {
             addr: listener.local_addr().expect("addr"),
             body: Arc::new(Mutex::new(body)),
             requests: Arc::new(AtomicUsize::new(0)),
+            down: Arc::default(),
         };
         let (body, requests) = (Arc::clone(&server.body), Arc::clone(&server.requests));
+        let down = Arc::clone(&server.down);
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -55,6 +58,11 @@ impl DocumentServer {
                     let Ok((tcp, _)) = listener.accept().await else {
                         continue;
                     };
+                    if down.load(Ordering::SeqCst) {
+                        // An outage: the connection is dropped unanswered.
+                        drop(tcp);
+                        continue;
+                    }
                     let (acceptor, body, requests) =
                         (acceptor.clone(), Arc::clone(&body), Arc::clone(&requests));
                     tokio::spawn(async move {
@@ -88,6 +96,11 @@ impl DocumentServer {
     /// Replaces the document served.
     pub fn set_body(&self, body: String) {
         *self.body.lock().unwrap() = body;
+    }
+
+    /// Simulates an outage (connections dropped unanswered) or ends it.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
     }
 
     /// Requests answered so far.

@@ -458,3 +458,53 @@ fn password_guessing_is_throttled_and_an_identity_has_a_session_limit() {
             .contains("acme/shop")
     );
 }
+
+/// The issuer's JWKS URL failing during a refresh: the proxy keeps the keys
+/// it has (tokens signed with them still verify), refuses a token whose key
+/// it cannot fetch with a clear reason, and takes the new key once the
+/// issuer answers again.
+#[test]
+fn a_jwks_outage_during_a_refresh_keeps_the_cached_keys() {
+    let (s, proxy) = setup(false);
+    let conninfo = format!("host=127.0.0.1 port={} sslmode=disable", proxy.addr.port());
+    // Each token distinct, so none is answered from the cache of checked
+    // signatures: every one goes through the key set.
+    let token = |issuer: &Issuer, n: u32| {
+        issuer.sign(&issuer.claims(
+            "project_path:acme/shop:ref_type:branch:ref:main",
+            json!({ "iss": GITLAB, "project_path": "acme/shop", "n": n }),
+        ))
+    };
+    let out = psql::run_conninfo(&conninfo, &token(&s.gitlab, 1), READ);
+    assert_eq!(out.stdout.trim(), "****@example.com", "{}", out.stderr);
+
+    s.jwks_server.set_down(true);
+    std::thread::sleep(Duration::from_millis(2100)); // past the refetch interval
+    let rotated = Issuer::new("gitlab-2");
+    let out = psql::run_conninfo(&conninfo, &token(&rotated, 2), READ);
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("no trusted key with id `gitlab-2`"),
+        "{}",
+        out.stderr
+    );
+    let out = psql::run_conninfo(&conninfo, &token(&s.gitlab, 3), READ);
+    assert_eq!(
+        out.stdout.trim(),
+        "****@example.com",
+        "cached keys still verify during the outage: {}",
+        out.stderr
+    );
+
+    // The issuer is back, now publishing the rotated key too.
+    let mut both = s.gitlab.jwks.clone();
+    both["keys"]
+        .as_array_mut()
+        .unwrap()
+        .extend(rotated.jwks["keys"].as_array().unwrap().iter().cloned());
+    s.jwks_server.set_body(both.to_string());
+    s.jwks_server.set_down(false);
+    std::thread::sleep(Duration::from_millis(2100));
+    let out = psql::run_conninfo(&conninfo, &token(&rotated, 4), READ);
+    assert_eq!(out.stdout.trim(), "****@example.com", "{}", out.stderr);
+}
