@@ -606,3 +606,54 @@ fn readiness_follows_the_database() {
         out.stderr
     );
 }
+
+/// The database restarting while a statement waits for approval: the
+/// session ends with a clear error, the request cannot be approved into a
+/// dead session, and nothing is reported as run.
+#[test]
+fn a_held_statement_is_not_run_when_the_database_restarts() {
+    let s = setup();
+    let client = s.agent_psql("SELECT id, ssn FROM customers WHERE id = 1;");
+    let r = s.pending();
+    let id = r["id"].as_str().unwrap().to_owned();
+
+    s.q.pg.restart_with("");
+
+    let out = client.join().unwrap();
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    assert!(!out.stdout.contains("123-45-6789"), "{}", out.stdout);
+    assert!(
+        out.stderr.contains("terminating connection")
+            || out.stderr.contains("server closed the connection"),
+        "{}",
+        out.stderr
+    );
+    // The request ended with its session: approving it now changes nothing.
+    let late = s.cli("bob", "oncall", &["approve", &id]);
+    let said = format!("{late:?}");
+    assert!(late.is_err(), "{said}");
+    assert!(
+        said.contains("withdrawn") || said.contains("not pending"),
+        "{said}"
+    );
+
+    let events = events(&s.proxy.audit_path);
+    let held = events
+        .iter()
+        .find(|e| e["decision"] == "hold")
+        .expect("the hold is on the trail");
+    assert_eq!(
+        held["statement"],
+        "SELECT id, ssn FROM customers WHERE id = 1;"
+    );
+    for e in &events {
+        for c in e["completed"].as_array().into_iter().flatten() {
+            assert_ne!(c["outcome"], "ok", "nothing ran: {e}");
+        }
+    }
+    assert!(
+        events.iter().any(|e| e["event"] == "disconnect"
+            && e["reason"].as_str().is_some_and(|r| r.contains("upstream"))),
+        "the trail says why the session ended"
+    );
+}

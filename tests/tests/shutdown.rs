@@ -384,3 +384,136 @@ fn sigterm_under_load_is_a_graceful_bounded_stop() {
     }
     drop(proxy);
 }
+
+/// The database restarting in the middle of a COPY, in each direction: the
+/// client gets a clear error, nothing of the interrupted COPY FROM is
+/// stored, the trail records the statement and why the session ended, and
+/// the next session works.
+#[test]
+fn copies_end_clearly_when_the_database_restarts() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let q = fixture::quickstart(None);
+    let proxy = Proxy::start(&q.config);
+    let token = q.issuer.dba_token();
+    let psql = |sql: &str| {
+        Command::new("psql")
+            .arg(format!(
+                "host=127.0.0.1 port={} user=dba dbname={} sslmode=disable",
+                proxy.addr.port(),
+                clsf_tests::postgres::DATABASE
+            ))
+            .args(["-X", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .env("PGPASSWORD", &token)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+
+    // COPY FROM STDIN: some rows sent, then the database restarts.
+    let mut from = psql("COPY orders (id, customer_id, total_cents, status) FROM STDIN");
+    let mut stdin = from.stdin.take().unwrap();
+    for id in 500..600 {
+        writeln!(stdin, "{id}\t1\t1\tcopy-restart").unwrap();
+    }
+    stdin.flush().unwrap();
+    // COPY TO STDOUT: a large result, partly read, then the restart.
+    let mut to = psql("COPY (SELECT repeat('x', 1000) FROM generate_series(1, 3000000)) TO STDOUT");
+    let mut stdout = to.stdout.take().unwrap();
+    let mut first = vec![0u8; 64 * 1024];
+    stdout.read_exact(&mut first).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    q.pg.restart_with("");
+
+    // The rest of the COPY FROM goes nowhere; psql reports the failure.
+    for id in 600..700 {
+        if writeln!(stdin, "{id}\t1\t1\tcopy-restart").is_err() {
+            break;
+        }
+    }
+    drop(stdin);
+    let reader = std::thread::spawn(move || {
+        let mut rest = Vec::new();
+        let _ = stdout.read_to_end(&mut rest);
+        rest.len()
+    });
+    let wait = |child: &mut std::process::Child, what: &str| {
+        let begun = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                begun.elapsed() < Duration::from_secs(20),
+                "{what} did not end after the restart"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let from_status = wait(&mut from, "COPY FROM");
+    let to_status = wait(&mut to, "COPY TO");
+    let streamed = reader.join().unwrap();
+    assert!(!from_status.success(), "COPY FROM cannot have succeeded");
+    assert!(!to_status.success(), "COPY TO cannot have succeeded");
+    assert!(
+        streamed < 3_000_000 * 1001,
+        "the copy was cut short: {streamed} bytes"
+    );
+    for (child, what) in [(&mut from, "COPY FROM"), (&mut to, "COPY TO")] {
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert!(
+            err.contains("terminating connection")
+                || err.contains("server closed the connection")
+                || err.contains("cannot reach the upstream"),
+            "{what}: {err}"
+        );
+    }
+    assert_eq!(
+        q.pg.superuser_sql(
+            clsf_tests::postgres::DATABASE,
+            "SELECT count(*) FROM orders WHERE status = 'copy-restart'"
+        )
+        .trim(),
+        "0",
+        "nothing of the interrupted COPY is stored"
+    );
+    let events = proxy.audit_events();
+    for copy in ["COPY orders", "COPY (SELECT repeat"] {
+        assert!(
+            events
+                .iter()
+                .any(|e| e["statement"].as_str().is_some_and(|s| s.starts_with(copy))),
+            "{copy} is on the trail"
+        );
+    }
+    let ended = events
+        .iter()
+        .filter(|e| e["event"] == "disconnect")
+        .filter(|e| e["reason"].as_str().is_some_and(|r| r.contains("upstream")))
+        .count();
+    assert_eq!(ended, 2, "both sessions ended because of the upstream");
+    // A COPY reported as completed would be a lie.
+    for e in &events {
+        for c in e["completed"].as_array().into_iter().flatten() {
+            assert_ne!(
+                c["outcome"], "ok",
+                "nothing completed after the restart: {e}"
+            );
+        }
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let cfg = client::config(proxy.addr.port(), "dba", &q.issuer.dba_token());
+        let again = client::connect_within(&cfg, Duration::from_secs(20)).await;
+        assert_eq!(again.simple_query("SELECT 1").await.unwrap().len(), 3);
+    });
+}
