@@ -29,15 +29,28 @@ CREATE TABLE IF NOT EXISTS clsf_approval_requests (
     request  jsonb NOT NULL
 )";
 
-/// A connection to the control plane's database.
+/// A connection to the control plane's database, opened again when it
+/// breaks (the database restarted or failed over): a replica must not need
+/// a restart of its own to use the control plane once it is back.
 pub struct ControlPlane {
-    client: Client,
+    url: String,
+    password: Option<String>,
+    client: tokio::sync::Mutex<Arc<Client>>,
 }
 
 impl std::fmt::Debug for ControlPlane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ControlPlane").finish_non_exhaustive()
     }
+}
+
+/// Connects and creates the table if it is missing.
+async fn open(url: &str, password: Option<&str>) -> Result<Client, String> {
+    let client = clsf_compiler::schema::connect::connect_with(url, password)
+        .await
+        .map_err(|e| format!("control plane: {}", e.0))?;
+    client.batch_execute(SCHEMA).await.map_err(|e| db(&e))?;
+    Ok(client)
 }
 
 fn db(e: &tokio_postgres::Error) -> String {
@@ -65,17 +78,30 @@ impl ControlPlane {
     /// Connects (TLS as the URL's `sslmode`/`sslrootcert` say) and creates
     /// the table if it is missing.
     pub async fn connect(url: &str, password: Option<&str>) -> Result<ControlPlane, String> {
-        let client = clsf_compiler::schema::connect::connect_with(url, password)
-            .await
-            .map_err(|e| format!("control plane: {}", e.0))?;
-        client.batch_execute(SCHEMA).await.map_err(|e| db(&e))?;
-        Ok(ControlPlane { client })
+        let client = open(url, password).await?;
+        Ok(ControlPlane {
+            url: url.to_owned(),
+            password: password.map(str::to_owned),
+            client: tokio::sync::Mutex::new(Arc::new(client)),
+        })
+    }
+
+    /// The connection, opened again if it broke. One caller reconnects at
+    /// a time; the others wait for its result.
+    async fn client(&self) -> Result<Arc<Client>, String> {
+        let mut current = self.client.lock().await;
+        if current.is_closed() {
+            *current = Arc::new(open(&self.url, self.password.as_deref()).await?);
+            tracing::info!("control plane: connected again");
+        }
+        Ok(Arc::clone(&current))
     }
 
     /// Records a new request.
     pub async fn insert(&self, r: &Request) -> Result<(), String> {
         let json = serde_json::to_string(r).map_err(|e| e.to_string())?;
-        self.client
+        self.client()
+            .await?
             .execute(
                 "INSERT INTO clsf_approval_requests (id, state, created, expires, request) \
                  VALUES ($1, $2, $3, $4, CAST($5 AS text)::jsonb)",
@@ -95,7 +121,8 @@ impl ControlPlane {
     /// Pending (or all) requests of every replica, newest first.
     pub async fn list(&self, all: bool) -> Result<Vec<Request>, String> {
         let rows = self
-            .client
+            .client()
+            .await?
             .query(
                 "SELECT request::text FROM clsf_approval_requests \
                  WHERE $1 OR (state = 'pending' AND expires > $2) \
@@ -116,7 +143,8 @@ impl ControlPlane {
 
     async fn get_versioned(&self, id: &str) -> Result<Option<(Request, i64)>, String> {
         let row = self
-            .client
+            .client()
+            .await?
             .query_opt(
                 "SELECT request::text, version FROM clsf_approval_requests WHERE id = $1",
                 &[&id],
@@ -133,7 +161,8 @@ impl ControlPlane {
     async fn replace(&self, r: &Request, version: i64) -> Result<bool, String> {
         let json = serde_json::to_string(r).map_err(|e| e.to_string())?;
         let n = self
-            .client
+            .client()
+            .await?
             .execute(
                 "UPDATE clsf_approval_requests \
                  SET request = CAST($1 AS text)::jsonb, state = $2, version = version + 1 \
@@ -187,7 +216,8 @@ impl ControlPlane {
     /// The decided ones among `ids`.
     async fn decided(&self, ids: &[String]) -> Result<Vec<Request>, String> {
         let rows = self
-            .client
+            .client()
+            .await?
             .query(
                 "SELECT request::text FROM clsf_approval_requests \
                  WHERE id = ANY($1) AND state <> 'pending'",

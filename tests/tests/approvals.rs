@@ -536,6 +536,36 @@ fn an_approval_given_on_one_replica_releases_a_statement_held_on_another() {
     );
     let all = cli_at(&q, admin_a, "bob", "oncall", &["list", "--all"]).unwrap();
     assert_eq!(all["requests"][0]["state"], "approved");
+
+    // The control plane's database restarts (here it is also the upstream):
+    // both replicas connect to it again by themselves, and the next
+    // request is held, listed, approved and released across them as before.
+    q.pg.restart_with("");
+    let agent = token(&q, "agent-2", "agent");
+    let client = std::thread::spawn(move || {
+        psql::run(addr_b, &agent, "SELECT ssn FROM customers WHERE id = 3;")
+    });
+    let begun = Instant::now();
+    let r = loop {
+        let list = cli_at(&q, admin_a, "bob", "oncall", &["list"]);
+        if let Some(r) = list
+            .ok()
+            .and_then(|l| l["requests"].as_array().and_then(|a| a.first().cloned()))
+        {
+            break r;
+        }
+        assert!(
+            begun.elapsed() < Duration::from_secs(20),
+            "no request became pending after the control plane restarted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(r["statement"], "SELECT ssn FROM customers WHERE id = 3;");
+    let id = r["id"].as_str().unwrap();
+    let approved = cli_at(&q, admin_a, "bob", "oncall", &["approve", id]).unwrap();
+    assert_eq!(approved["state"], "approved");
+    let out = client.join().unwrap();
+    assert_eq!(out.stdout.trim(), "555-12-3456", "{}", out.stderr);
 }
 
 #[test]
