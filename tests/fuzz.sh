@@ -9,6 +9,9 @@
 #     scope resolution, decision, rewrite; every rewrite must parse again),
 #     seeded with the statements of the bypass and differential suites.
 #   bash tests/fuzz.sh [SECONDS]      (default 60)
+#   bash tests/fuzz.sh SECONDS keep   (long runs: the minimised corpus is
+#                                      written back to tests/fuzz/corpora/)
+# Every run starts from the seeds below plus the kept corpora.
 #   bash tests/fuzz.sh build          (build the targets only; CI does this
 #                                      at low priority while the suite runs)
 # Needs a nightly toolchain (for the coverage instrumentation) and
@@ -19,6 +22,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
 secs="${1:-60}"
+keep=false
+if [ "${2:-}" = keep ]; then
+    keep=true
+fi
 build_only=false
 if [ "$secs" = build ]; then
     build_only=true
@@ -52,6 +59,13 @@ grep -ohE '"(SELECT|WITH|INSERT|UPDATE|DELETE|COPY|BEGIN|TABLE|PREPARE|EXPLAIN|D
         n=$((n + 1))
         printf '%s' "${line:1:${#line}-2}" >"$work/sql_decide/corpus/seed-$n"
     done
+
+# The corpora kept from earlier long runs.
+for t in policy_parse wire_frames sql_decide; do
+    if [ -d "tests/fuzz/corpora/$t" ]; then
+        cp tests/fuzz/corpora/"$t"/* "$work/$t/corpus/" 2>/dev/null || true
+    fi
+done
 
 # The engine target pulls in Cedar and sqlparser: an optimised,
 # instrumented build of them takes about twice as long as an unoptimised
@@ -103,4 +117,20 @@ for t in "policy_parse:$p1" "wire_frames:$p2" "sql_decide:$p3"; do
         echo "fuzz: $name ran ${secs}s without a crash"
     fi
 done
+if "$keep" && [ "$status" -eq 0 ]; then
+    # Keep only inputs that add coverage (libFuzzer's merge), replacing the
+    # kept corpus.
+    for t in "lang/fuzz:policy_parse" "runtime/fuzz:wire_frames" "tests/fuzz:sql_decide"; do
+        dir="${t%%:*}" name="${t##*:}"
+        (cd "$dir" && cargo +nightly fuzz cmin "$(profile "$dir")" --sanitizer none "$name" "$work/$name/corpus" >"$work/$name/cmin.log" 2>&1) || {
+            tail -20 "$work/$name/cmin.log" >&2
+            echo "fuzz: minimising $name FAILED" >&2
+            exit 1
+        }
+        rm -rf "tests/fuzz/corpora/$name"
+        mkdir -p "tests/fuzz/corpora/$name"
+        cp "$work/$name/corpus/"* "tests/fuzz/corpora/$name/"
+        echo "fuzz: kept $(ls "tests/fuzz/corpora/$name" | wc -l) inputs of $name"
+    done
+fi
 exit "$status"

@@ -45,67 +45,6 @@ fn denied(v: Verdict) -> (String, String) {
 }
 
 #[test]
-fn masked_columns_are_rewritten_at_the_relation() {
-    let e = engine();
-    let sql = "SELECT email, card_number FROM customers WHERE id = 1";
-    let out = rewritten(decide(&e, &["ci"], sql));
-    assert!(
-        out.starts_with("SELECT email, card_number FROM (SELECT \"id\", "),
-        "{out}"
-    );
-    assert!(out.ends_with(") AS \"customers\" WHERE id = 1"), "{out}");
-    assert!(
-        out.contains("CAST(NULL AS character(11)) AS \"ssn\""),
-        "{out}"
-    );
-    assert!(out.contains("right(\"card_number\", 4)"), "{out}");
-}
-
-#[test]
-fn alias_is_kept_and_quoted_names_located() {
-    let e = engine();
-    let out = rewritten(decide(
-        &e,
-        &["ci"],
-        "SELECT c.email FROM public.\"customers\" AS c",
-    ));
-    assert!(out.starts_with("SELECT c.email FROM (SELECT "), "{out}");
-    assert!(
-        out.ends_with("FROM \"public\".\"customers\") AS c"),
-        "{out}"
-    );
-}
-
-#[test]
-fn multibyte_text_before_the_relation_keeps_offsets_right() {
-    let e = engine();
-    let out = rewritten(decide(
-        &e,
-        &["ci"],
-        "SELECT 'ünïcødé', email FROM customers",
-    ));
-    assert!(
-        out.starts_with("SELECT 'ünïcødé', email FROM (SELECT "),
-        "{out}"
-    );
-}
-
-#[test]
-fn subqueries_and_joins_are_rewritten_everywhere() {
-    let e = engine();
-    let out = rewritten(decide(
-        &e,
-        &["ci"],
-        "SELECT x FROM (SELECT email AS x FROM customers) s JOIN orders o ON true",
-    ));
-    assert!(out.contains("FROM (SELECT \"id\""), "{out}");
-    assert!(
-        out.ends_with(") AS \"customers\") s JOIN orders o ON true"),
-        "{out}"
-    );
-}
-
-#[test]
 fn denied_columns_are_refused_by_name_star_and_whole_row() {
     let e = engine();
     for sql in [
@@ -123,21 +62,6 @@ fn denied_columns_are_refused_by_name_star_and_whole_row() {
         assert!(message.contains("restricted"), "{sql}: {message}");
         assert!(message.contains("ci_reads"), "{sql}: {message}");
     }
-}
-
-#[test]
-fn star_over_other_scopes_is_not_a_reference() {
-    let e = engine();
-    let v = decide(
-        &e,
-        &["ci"],
-        "SELECT * FROM orders WHERE customer_id IN (SELECT id FROM customers)",
-    );
-    let out = rewritten(v);
-    assert!(
-        out.starts_with("SELECT * FROM orders WHERE customer_id IN (SELECT id FROM (SELECT"),
-        "{out}"
-    );
 }
 
 #[test]

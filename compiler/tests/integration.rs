@@ -5,6 +5,7 @@ mod bundle;
 mod cedar_props;
 mod diagnostics;
 mod engine;
+mod engine_cases;
 mod holds;
 mod lineage;
 mod report;

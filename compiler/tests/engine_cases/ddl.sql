@@ -1,0 +1,12 @@
+-- policy: ci may also change the schema
+-- as ci
+
+CREATE INDEX i ON customers ((1 / (ssn::int - 123456789)));
+
+CREATE MATERIALIZED VIEW mv AS SELECT email FROM customers;
+
+CREATE TRIGGER t AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION f();
+
+CREATE INDEX i ON orders (status, customer_id);
+
+CREATE TABLE t3 AS SELECT id, status FROM orders;
