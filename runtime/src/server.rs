@@ -12,7 +12,7 @@ use tracing::Instrument;
 use crate::session::{self, Shared};
 
 /// Connections beyond the limit being answered at once, at most.
-const MAX_REFUSALS: usize = 256;
+const MAX_REFUSALS: usize = 1024;
 
 /// Accepts clients until `shutdown` completes, then stops accepting, lets
 /// every session finish what it has in flight (up to `grace`), and returns.
@@ -30,7 +30,9 @@ pub async fn run(
     let (notify, _) = broadcast::channel::<()>(1);
     tokio::pin!(shutdown);
     // Refusals beyond the limit are short, but a storm must not turn them
-    // into unbounded work: past this many at once, connections are closed.
+    // into unbounded work: past this many at once, accepting pauses until
+    // one is done, and later clients wait in the listen backlog for their
+    // answer instead of being cut off without one.
     let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
     loop {
         let (socket, peer) = tokio::select! {
@@ -45,12 +47,15 @@ pub async fn run(
         };
         let shared = Arc::clone(&shared);
         let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
-            if let Ok(slot) = Arc::clone(&refusals).try_acquire_owned() {
-                tokio::spawn(async move {
-                    session::refuse_over_limit(shared, socket, peer).await;
-                    drop(slot);
-                });
-            }
+            let slot = tokio::select! {
+                slot = Arc::clone(&refusals).acquire_owned() => slot,
+                _ = &mut shutdown => break,
+            };
+            let Ok(slot) = slot else { continue };
+            tokio::spawn(async move {
+                session::refuse_over_limit(shared, socket, peer).await;
+                drop(slot);
+            });
             continue;
         };
         let rx = notify.subscribe();

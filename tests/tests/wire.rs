@@ -428,8 +428,17 @@ fn the_connection_limit_refuses_clearly_and_stalled_startups_are_cut_off() {
             tokio::spawn(conn);
             held.push(c);
         }
+        // A storm of 2 000 connection attempts (each uses a descriptor on
+        // both sides, in this one process: fewer under a low limit).
+        let fd_limit: usize = std::process::Command::new("sh")
+            .args(["-c", "ulimit -n"])
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+            .unwrap_or(1024);
+        let attempts = 2000.min(fd_limit.saturating_sub(256) / 2);
         let started = std::time::Instant::now();
-        let storm: Vec<_> = (0..50)
+        let storm: Vec<_> = (0..attempts)
             .map(|_| {
                 let cfg = cfg.clone();
                 tokio::spawn(async move {

@@ -651,4 +651,75 @@ fn main() {
     );
     drop(idle);
     drop(runtime);
+    drop(proxy);
+    storm(&config, dir.path(), &reporter);
+}
+
+/// A connection storm: 2 000 clients connect at once to a proxy whose
+/// `max_connections` is 256 and hold their session for a moment. Reports
+/// how many were let in and how many refused with 53300 (and any other
+/// outcome), with the proxy's peak resident memory and open descriptors.
+fn storm(config: &std::path::Path, dir: &std::path::Path, token: &str) {
+    const ATTEMPTS: usize = 2000;
+    let text = std::fs::read_to_string(config).expect("config");
+    let audit = dir.join("audit.jsonl").display().to_string();
+    let text = text
+        .replace(&audit, &dir.join("storm-audit.jsonl").display().to_string())
+        .replacen("max_connections = 1000", "max_connections = 256", 1);
+    let storm_config = dir.join("storm.toml");
+    std::fs::write(&storm_config, text).expect("config");
+    let (proxy, addr) = start_proxy(&bin("clsf-proxy"), &storm_config);
+    let pid = proxy.0.id();
+    let fds = move || std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    let before = (status_mib(pid, "VmRSS:"), fds());
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let sampling = std::sync::Arc::clone(&sampling);
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(fds());
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            peak
+        })
+    };
+    let started = Instant::now();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let outcomes = runtime.block_on(async {
+        let tasks: Vec<_> = (0..ATTEMPTS)
+            .map(|_| {
+                let config = clsf_tests::client::config(addr.port(), "reporter", token);
+                tokio::spawn(async move {
+                    match config.connect(tokio_postgres::NoTls).await {
+                        Ok((client, conn)) => {
+                            tokio::spawn(conn);
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            drop(client);
+                            "accepted".to_owned()
+                        }
+                        Err(e) => e
+                            .as_db_error()
+                            .map_or_else(|| format!("other: {e}"), |d| d.code().code().to_owned()),
+                    }
+                })
+            })
+            .collect();
+        let mut counts = std::collections::BTreeMap::<String, usize>::new();
+        for t in tasks {
+            *counts.entry(t.await.expect("task")).or_default() += 1;
+        }
+        counts
+    });
+    let took = started.elapsed();
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let peak_fds = sampler.join().expect("sampler");
+    println!(
+        "connection storm: {ATTEMPTS} clients at once, max_connections 256, {:.1} s: {outcomes:?}; \
+         RSS {:.1} MiB before, peak {:.1} MiB; open descriptors {} before, peak {peak_fds}",
+        took.as_secs_f64(),
+        before.0,
+        status_mib(pid, "VmHWM:"),
+        before.1
+    );
 }
