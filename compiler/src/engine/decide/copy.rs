@@ -1,0 +1,150 @@
+//! `COPY`: an export and a read (`TO STDOUT`, rebuilt as a masked query)
+//! or a write (`FROM STDIN`); server-side files and programs refused.
+
+use super::*;
+
+/// `COPY … TO STDOUT` is an export and a read: every column of the
+/// relations it reads that is not denied must be exportable, and masks
+/// apply as in a query (`COPY t TO` is rebuilt as `COPY (SELECT … FROM t)
+/// TO`, since only a query can carry the masking subquery). `COPY … FROM
+/// STDIN` is a write to its table. Server-side files and programs are
+/// refused: their data would bypass the proxy.
+pub(super) fn copy(
+    plan: &Plan,
+    access: &PrincipalAccess,
+    env: &Env<'_>,
+    stmt: &sql::Statement,
+    text: &str,
+) -> Result<Outcome, Denial> {
+    let sql::Statement::Copy {
+        source,
+        to,
+        target,
+        options,
+        legacy_options,
+        payload,
+    } = stmt
+    else {
+        return Err(denials::internal("COPY"));
+    };
+    match (*to, target, source) {
+        (false, sql::CopyTarget::Stdin, sql::CopySource::Table { table_name, .. }) => {
+            let parts: Vec<String> = table_name
+                .0
+                .iter()
+                .filter_map(|p| p.as_ident())
+                .map(analyze::fold)
+                .collect();
+            writes(plan, access, &analyze::analyze(stmt, text), Some(&parts))
+        }
+        (true, sql::CopyTarget::Stdout, sql::CopySource::Query(_)) => {
+            let a = analyze::analyze(stmt, text);
+            exports(plan, access, &a, stmt)?;
+            no_limit_in_copy(reads(plan, access, env, &a, stmt, text)?)
+        }
+        (
+            true,
+            sql::CopyTarget::Stdout,
+            sql::CopySource::Table {
+                table_name,
+                columns,
+            },
+        ) => {
+            // The whole text is replaced, so the COPY must be all of it.
+            if Parser::parse_sql(&PostgreSqlDialect {}, text).map_or(0, |s| s.len()) != 1 {
+                return Err(denials::copy_not_alone());
+            }
+            let list = if columns.is_empty() {
+                "*".to_owned()
+            } else {
+                columns
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let query = match Parser::parse_sql(
+                &PostgreSqlDialect {},
+                &format!("SELECT {list} FROM {table_name}"),
+            ) {
+                Ok(mut s) if s.len() == 1 => match s.remove(0) {
+                    sql::Statement::Query(q) => q,
+                    _ => return Err(denials::internal("COPY")),
+                },
+                _ => return Err(denials::internal("COPY")),
+            };
+            let as_query = sql::Statement::Copy {
+                source: sql::CopySource::Query(query),
+                to: true,
+                target: target.clone(),
+                options: options.clone(),
+                legacy_options: legacy_options.clone(),
+                payload: payload.clone(),
+            };
+            let new_text = as_query.to_string();
+            let reparsed = match Parser::parse_sql(&PostgreSqlDialect {}, &new_text) {
+                Ok(s) if s.len() == 1 => s,
+                _ => return Err(denials::internal("COPY")),
+            };
+            let mut inner = copy(plan, access, env, &reparsed[0], &new_text)?;
+            let rewritten = rewrite::splice(&new_text, std::mem::take(&mut inner.edits))
+                .ok_or_else(|| denials::internal("COPY"))?;
+            inner.edits = vec![Edit {
+                start: 0,
+                end: text.len(),
+                text: rewritten,
+            }];
+            Ok(inner)
+        }
+        _ => Err(denials::copy_server_side()),
+    }
+}
+
+/// Every column the statement reads that is not denied must be exportable
+/// (the `export` action): the columns the scope resolver finds it uses, or,
+/// where the resolver cannot follow the statement, every column of the
+/// relations it names.
+pub(super) fn exports(
+    plan: &Plan,
+    access: &PrincipalAccess,
+    a: &Analysis,
+    stmt: &sql::Statement,
+) -> Result<(), Denial> {
+    let check = |ri: usize, ci: usize| -> Result<(), Denial> {
+        if matches!(access.columns[ri][ci], Access::Denied { .. }) {
+            return Ok(());
+        }
+        let rel = plan.schema.relation(ri);
+        let what = format!(
+            "exporting column `{}` of `{}` (COPY TO)",
+            rel.columns[ci].name,
+            rel.qualified()
+        );
+        match perm_denial(plan, &access.export[ri][ci], "export", &what) {
+            Some(d) => Err(d),
+            None => Ok(()),
+        }
+    };
+    if let Ok(usages) = scope::statement_usages(stmt, &plan.schema, SEARCH_PATH) {
+        let mut read: Vec<&(usize, usize)> = usages.keys().collect();
+        read.sort_unstable();
+        return read.into_iter().try_for_each(|&(ri, ci)| check(ri, ci));
+    }
+    for t in a.tables.iter().filter(|t| !t.is_function) {
+        if let Resolved::Relation(ri) = resolve(plan, &t.parts, &a.ctes) {
+            for ci in 0..access.export[ri].len() {
+                check(ri, ci)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// COPY output is one stream the proxy cannot cut row by row (a binary
+/// COPY's trailer would be lost): under a row limit it is refused.
+pub(super) fn no_limit_in_copy(out: Outcome) -> Result<Outcome, Denial> {
+    match &out.row_limit {
+        None => Ok(out),
+        Some((rows, rule)) => Err(denials::limited_copy(*rows, rule)),
+    }
+}

@@ -1,0 +1,632 @@
+//! Where a statement is decided: from the analysis and the identity's
+//! access table to a [`Verdict`] (forward unchanged, forward rewritten, or
+//! deny with a SQLSTATE and a message that names the column, label and rule).
+
+use std::collections::HashSet;
+
+use sqlparser::ast as sql;
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use crate::engine::access::{Access, Perm, PrincipalAccess};
+use crate::engine::analyze::{self, Analysis, TableRef, WildcardUse};
+use crate::engine::denials;
+use crate::engine::functions;
+use crate::engine::rewrite::{self, Edit};
+use crate::engine::scope::{self, Source, Usage};
+use crate::engine::sql_lists;
+use crate::masks::sql_string;
+use crate::plan::Plan;
+use crate::resolve::DEFAULT_SCHEMA;
+
+mod calls;
+mod copy;
+mod kinds;
+mod reads;
+mod relations;
+mod session;
+mod writes;
+
+use self::calls::*;
+use self::copy::*;
+use self::kinds::*;
+use self::reads::*;
+use self::relations::*;
+use self::session::*;
+use self::writes::*;
+
+/// SQLSTATE 42501 insufficient_privilege.
+pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
+
+/// SQLSTATE 0A000 feature_not_supported.
+pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+
+/// What happens to a query string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forward it byte-identical.
+    Forward,
+    /// Forward this text instead.
+    Rewrite(String),
+    /// Refuse it.
+    Deny(Denial),
+    /// Hold it until approved, then run it as `Hold::then` says.
+    Hold(Box<crate::engine::hold::Hold>),
+}
+
+/// A refusal, as the client will see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    /// SQLSTATE.
+    pub sqlstate: &'static str,
+    /// Primary message. Never contains a stored value.
+    pub message: String,
+    /// Optional hint.
+    pub hint: Option<String>,
+    /// Cedar policy ids that decided it.
+    pub policies: Vec<String>,
+}
+
+/// The outcome of one statement, for the audit trail and `explain`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatementReport {
+    /// The statement as written (or as sqlparser prints it, in a multi-statement string).
+    pub text: String,
+    /// `allow`, `mask` or `deny`.
+    pub decision: &'static str,
+    /// Cedar policy ids that decided the columns it reads.
+    pub policies: Vec<String>,
+    /// Columns read through a mask, as `schema.table.column`.
+    pub masked: Vec<String>,
+    /// Why it was denied.
+    pub reason: Option<String>,
+    /// What observe-only rules would have done (`mask schema.table.column`,
+    /// `deny …`): recorded, not enforced.
+    pub observed: Vec<String>,
+    /// The columns it reads (for identities with anything withheld).
+    pub columns: Vec<ColumnUse>,
+    /// The names of the rules whose clauses decided it.
+    pub rules: Vec<String>,
+    /// The most rows it may return (the smallest `limit N rows` of the
+    /// relations it reads), and the rule that set it: the proxy delivers
+    /// that many and drops the rest.
+    pub row_limit: Option<(u64, String)>,
+    /// The cursor or SQL-level prepared statement it creates, uses or
+    /// drops: the session allows a use only of what it saw created.
+    pub object: Option<SessionObject>,
+}
+
+/// What a statement does with the session's named cursors and SQL-level
+/// prepared statements. A cursor or prepared statement runs what was
+/// decided when it was declared or prepared; the session lets `FETCH`,
+/// `MOVE` and `EXECUTE` name only those it saw declared or prepared by SQL
+/// (never a protocol-level portal or statement, which may be held for
+/// approval or cut by a row limit at `Execute`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionObject {
+    /// `DECLARE name CURSOR FOR …`.
+    DeclareCursor(String),
+    /// `FETCH` or `MOVE` on a cursor.
+    UseCursor(String),
+    /// `CLOSE name`.
+    CloseCursor(String),
+    /// `CLOSE ALL`.
+    CloseAllCursors,
+    /// `PREPARE name AS …`.
+    Prepare(String),
+    /// `EXECUTE name`.
+    Execute(String),
+    /// `DEALLOCATE name`.
+    Deallocate(String),
+    /// `DEALLOCATE ALL`.
+    DeallocateAll,
+    /// `DISCARD ALL`: every cursor and prepared statement is gone.
+    DiscardAll,
+}
+
+/// A column a statement reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnUse {
+    /// `schema.table.column`.
+    pub column: String,
+    /// Its label and categories.
+    pub label: String,
+    /// `clear`, `masked (MASK)`, `needs approval by G` or `denied`.
+    pub access: String,
+}
+
+/// The decision for a whole query string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// What to do.
+    pub verdict: Verdict,
+    /// One report per statement.
+    pub statements: Vec<StatementReport>,
+}
+
+/// What deciding needs besides the plan and the access table: the
+/// session's verified claims (for row filters).
+#[derive(Clone, Copy, Debug)]
+pub struct Env<'a> {
+    /// Verified token claims of the session, if it has a token.
+    pub claims: Option<&'a serde_json::Value>,
+}
+
+/// Decides a simple-query string.
+pub fn decide(plan: &Plan, access: &PrincipalAccess, env: &Env<'_>, text: &str) -> Decision {
+    decide_with_edits(plan, access, env, text).0
+}
+
+/// Decides a simple-query string; also returns the splices a `Rewrite`
+/// verdict was made of (for the shape cache).
+pub(crate) fn decide_with_edits(
+    plan: &Plan,
+    access: &PrincipalAccess,
+    env: &Env<'_>,
+    text: &str,
+) -> (Decision, Vec<Edit>) {
+    let parsed = Parser::parse_sql(&PostgreSqlDialect {}, text);
+    let statements = match parsed {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(decided) = decide_unparsed(plan, access, env, text) {
+                return decided;
+            }
+            let denial = denials::unparsable(&e.to_string());
+            return (
+                Decision {
+                    statements: vec![report_denied(plan, text.to_owned(), &denial)],
+                    verdict: Verdict::Deny(denial),
+                },
+                Vec::new(),
+            );
+        }
+    };
+    if statements.is_empty() {
+        return (
+            Decision {
+                verdict: Verdict::Forward,
+                statements: Vec::new(),
+            },
+            Vec::new(),
+        );
+    }
+    let single = statements.len() == 1;
+    let mut edits = Vec::new();
+    let mut reports = Vec::new();
+    let mut denial = None;
+    for stmt in &statements {
+        let stmt_text = if single {
+            text.to_owned()
+        } else {
+            stmt.to_string()
+        };
+        match decide_statement(plan, access, env, stmt, text) {
+            Ok(outcome) => {
+                edits.extend(outcome.edits);
+                reports.push(StatementReport {
+                    text: stmt_text,
+                    decision: if outcome.masked.is_empty() {
+                        "allow"
+                    } else {
+                        "mask"
+                    },
+                    policies: outcome.policies,
+                    masked: outcome.masked,
+                    reason: None,
+                    observed: outcome.observed,
+                    columns: outcome.columns,
+                    rules: Vec::new(),
+                    row_limit: outcome.row_limit,
+                    object: outcome.object,
+                });
+            }
+            Err(d) => {
+                reports.push(report_denied(plan, stmt_text, &d));
+                denial.get_or_insert(d);
+            }
+        }
+    }
+    if let Some(d) = denial {
+        // One refused statement refuses the whole string: nothing of it runs.
+        for r in &mut reports {
+            if r.decision != "deny" {
+                r.decision = "deny";
+                r.reason = Some("another statement in the same query string was denied".to_owned());
+            }
+        }
+        return (
+            Decision {
+                verdict: Verdict::Deny(d),
+                statements: reports,
+            },
+            Vec::new(),
+        );
+    }
+    for r in &mut reports {
+        r.rules = rule_names(plan, &r.policies);
+    }
+    let verdict = if edits.is_empty() {
+        Verdict::Forward
+    } else {
+        match rewrite::splice(text, edits.clone()) {
+            Some(new_text) => Verdict::Rewrite(new_text),
+            None => {
+                let d = denials::internal("overlapping rewrites");
+                for r in &mut reports {
+                    r.decision = "deny";
+                    r.reason = Some(d.message.clone());
+                }
+                Verdict::Deny(d)
+            }
+        }
+    };
+    (
+        Decision {
+            verdict,
+            statements: reports,
+        },
+        edits,
+    )
+}
+
+/// Statements PostgreSQL accepts that sqlparser does not parse, read from
+/// their tokens: `TABLE name …` (decided as `SELECT * FROM name …`, which
+/// is what PostgreSQL runs, and forwarded in that form), `FETCH`/`MOVE`
+/// forms sqlparser lacks, and schema statements, refused for what they are
+/// rather than for the parser. `None`: refused as unparseable.
+fn decide_unparsed(
+    plan: &Plan,
+    access: &PrincipalAccess,
+    env: &Env<'_>,
+    text: &str,
+) -> Option<(Decision, Vec<Edit>)> {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, text)
+        .tokenize_with_location()
+        .ok()?;
+    let index = analyze::LineIndex::new(text);
+    let words: Vec<(&Token, Option<usize>, Option<usize>)> = tokens
+        .iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+        .map(|t| {
+            (
+                &t.token,
+                index.offset(t.span.start),
+                index.offset(t.span.end),
+            )
+        })
+        .collect();
+    let keyword = |i: usize| match words.get(i) {
+        Some((Token::Word(w), ..)) if w.quote_style.is_none() => Some(w.value.to_ascii_uppercase()),
+        _ => None,
+    };
+    let first = keyword(0)?;
+    match first.as_str() {
+        "TABLE" => {
+            let (_, Some(start), Some(end)) = words[0] else {
+                return None;
+            };
+            let normalized = format!("{}SELECT * FROM{}", &text[..start], &text[end..]);
+            let (mut decision, _) = decide_with_edits(plan, access, env, &normalized);
+            let forwarded = match &decision.verdict {
+                Verdict::Forward => Some(normalized.clone()),
+                Verdict::Rewrite(t) => Some(t.clone()),
+                _ => None,
+            };
+            for r in &mut decision.statements {
+                r.text = text.to_owned();
+            }
+            let edits = match forwarded {
+                Some(t) => {
+                    decision.verdict = Verdict::Rewrite(t.clone());
+                    vec![Edit {
+                        start: 0,
+                        end: text.len(),
+                        text: t,
+                    }]
+                }
+                None => Vec::new(),
+            };
+            Some((decision, edits))
+        }
+        "FETCH" | "MOVE" => {
+            // FETCH|MOVE [direction] [FROM|IN] cursor [;]: the direction is
+            // keywords, a signed count or ALL; the last word is the cursor.
+            let mut end = words.len();
+            if matches!(words.last(), Some((Token::SemiColon, ..))) {
+                end -= 1;
+            }
+            let Some((Token::Word(cursor), ..)) = words.get(end.checked_sub(1)?) else {
+                return None;
+            };
+            let direction_ok = words[1..end - 1].iter().all(|(t, ..)| match t {
+                Token::Word(w) => {
+                    w.quote_style.is_none()
+                        && matches!(
+                            w.value.to_ascii_uppercase().as_str(),
+                            "NEXT"
+                                | "PRIOR"
+                                | "FIRST"
+                                | "LAST"
+                                | "ABSOLUTE"
+                                | "RELATIVE"
+                                | "ALL"
+                                | "FORWARD"
+                                | "BACKWARD"
+                                | "FROM"
+                                | "IN"
+                        )
+                }
+                Token::Number(..) | Token::Minus | Token::Plus => true,
+                _ => false,
+            });
+            if end < 2 || !direction_ok {
+                return None;
+            }
+            let name = analyze::fold(&sql::Ident {
+                value: cursor.value.clone(),
+                quote_style: cursor.quote_style,
+                span: sqlparser::tokenizer::Span::empty(),
+            });
+            let report = StatementReport {
+                text: text.to_owned(),
+                decision: "allow",
+                policies: Vec::new(),
+                masked: Vec::new(),
+                reason: None,
+                observed: Vec::new(),
+                columns: Vec::new(),
+                rules: Vec::new(),
+                row_limit: None,
+                object: Some(SessionObject::UseCursor(name)),
+            };
+            Some((
+                Decision {
+                    verdict: Verdict::Forward,
+                    statements: vec![report],
+                },
+                Vec::new(),
+            ))
+        }
+        "CREATE" | "ALTER" | "DROP" | "COMMENT" | "GRANT" | "REVOKE" | "SECURITY" | "REINDEX"
+        | "CLUSTER" | "VACUUM" | "ANALYZE" | "REFRESH" | "IMPORT" | "REASSIGN" => {
+            let kind = match keyword(1) {
+                Some(second) => format!("{first} {second}"),
+                None => first.clone(),
+            };
+            let (perm, action) = if matches!(
+                first.as_str(),
+                "CREATE" | "ALTER" | "DROP" | "COMMENT" | "SECURITY" | "REFRESH" | "IMPORT"
+            ) {
+                (&access.ddl, "ddl")
+            } else {
+                (&access.admin, "admin")
+            };
+            let denial = match perm_denial(plan, perm, action, &format!("statement `{kind}`")) {
+                Some(d) => d,
+                None => denials::unparsable_kind(&kind),
+            };
+            Some((
+                Decision {
+                    statements: vec![report_denied(plan, text.to_owned(), &denial)],
+                    verdict: Verdict::Deny(denial),
+                },
+                Vec::new(),
+            ))
+        }
+        _ => None,
+    }
+}
+
+fn report_denied(plan: &Plan, text: String, d: &Denial) -> StatementReport {
+    StatementReport {
+        text,
+        decision: "deny",
+        policies: d.policies.clone(),
+        masked: Vec::new(),
+        reason: Some(d.message.clone()),
+        observed: Vec::new(),
+        columns: Vec::new(),
+        rules: rule_names(plan, &d.policies),
+        row_limit: None,
+        object: None,
+    }
+}
+
+/// The rule names behind Cedar policy ids, without repeats.
+fn rule_names(plan: &Plan, policies: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for id in policies {
+        if let Some((rule, _)) = plan.clause_by_policy(id.trim_end_matches(".forbid"))
+            && !out.contains(&rule.name)
+        {
+            out.push(rule.name.clone());
+        }
+    }
+    out
+}
+
+struct Outcome {
+    pub(super) edits: Vec<Edit>,
+    pub(super) masked: Vec<String>,
+    pub(super) policies: Vec<String>,
+    pub(super) observed: Vec<String>,
+    pub(super) columns: Vec<ColumnUse>,
+    pub(super) row_limit: Option<(u64, String)>,
+    pub(super) object: Option<SessionObject>,
+}
+
+impl Outcome {
+    fn pass() -> Outcome {
+        Outcome {
+            edits: Vec::new(),
+            masked: Vec::new(),
+            policies: Vec::new(),
+            observed: Vec::new(),
+            columns: Vec::new(),
+            row_limit: None,
+            object: None,
+        }
+    }
+
+    fn with_object(mut self, object: SessionObject) -> Outcome {
+        self.object = Some(object);
+        self
+    }
+
+    /// Keeps the smaller of the current limit and `relation`'s.
+    fn limit(&mut self, plan: &Plan, access: &PrincipalAccess, ri: usize) {
+        if let Some(l) = row_limit(plan, access, ri)
+            && self.row_limit.as_ref().is_none_or(|(n, _)| l.0 < *n)
+        {
+            self.row_limit = Some(l);
+        }
+    }
+}
+
+fn decide_statement(
+    plan: &Plan,
+    access: &PrincipalAccess,
+    env: &Env<'_>,
+    stmt: &sql::Statement,
+    text: &str,
+) -> Result<Outcome, Denial> {
+    // An identity that may read everything in clear has nothing withheld:
+    // its statements pass unchanged once they parse (the session still
+    // learns its cursors and prepared statements).
+    if access.full_clear {
+        return Ok(match session_object(stmt) {
+            Some(o) => Outcome::pass().with_object(o),
+            None => Outcome::pass(),
+        });
+    }
+    match stmt {
+        sql::Statement::Query(_) => {
+            let a = analyze::analyze(stmt, text);
+            if a.select_into {
+                return creates_table_from(plan, access, env, a, stmt, text, "SELECT … INTO");
+            }
+            if a.statements > 1 {
+                // A data-modifying CTE: the writing rules apply as well.
+                writes(plan, access, &a, None)?;
+            }
+            reads(plan, access, env, &a, stmt, text)
+        }
+        sql::Statement::Insert(_) | sql::Statement::Update(_) | sql::Statement::Delete(_) => {
+            let target = write_target(stmt);
+            writes(plan, access, &analyze::analyze(stmt, text), target.as_deref())
+        }
+        sql::Statement::Copy { .. } => copy(plan, access, env, stmt, text),
+        sql::Statement::Set(set) => session_setting(set),
+        sql::Statement::ShowVariable { variable } => {
+            let name = variable
+                .iter()
+                .map(analyze::fold)
+                .collect::<Vec<_>>()
+                .join(".")
+                .to_lowercase();
+            if sql_lists::is_proxy_setting(&name) {
+                return Err(denials::proxy_setting(&name));
+            }
+            Ok(Outcome::pass())
+        }
+        sql::Statement::StartTransaction { .. }
+        | sql::Statement::Commit { .. }
+        | sql::Statement::Rollback { .. }
+        | sql::Statement::Savepoint { .. }
+        | sql::Statement::ReleaseSavepoint { .. }
+        | sql::Statement::Discard { .. }
+        | sql::Statement::Deallocate { .. }
+        | sql::Statement::Close { .. }
+        // Notifications carry no stored values in; NOTIFY is a function's
+        // side effect and stays refused.
+        | sql::Statement::LISTEN { .. }
+        | sql::Statement::UNLISTEN { .. } => Ok(match session_object(stmt) {
+            Some(o) => Outcome::pass().with_object(o),
+            None => Outcome::pass(),
+        }),
+        // RESET returns a setting to its session default: the value the
+        // proxy pinned at login for the protected ones. The proxy's own
+        // settings are neither read nor touched by clients, so refused.
+        sql::Statement::Reset(r) => match &r.reset {
+            sql::Reset::ConfigurationParameter(name)
+                if sql_lists::is_proxy_setting(&setting_name(name)) =>
+            {
+                Err(denials::proxy_setting(&setting_name(name)))
+            }
+            _ => Ok(Outcome::pass()),
+        },
+        sql::Statement::Fetch { name, into, .. } => match into {
+            None => Ok(Outcome::pass().with_object(SessionObject::UseCursor(analyze::fold(name)))),
+            Some(_) => Err(not_analysed(stmt, "FETCH … INTO is not PostgreSQL")),
+        },
+        sql::Statement::Declare { stmts, .. } => declare(plan, access, env, stmts, text),
+        sql::Statement::Prepare {
+            name, statement, ..
+        } => prepare(plan, access, env, name, statement, text),
+        sql::Statement::Execute {
+            name: Some(name),
+            immediate: false,
+            into,
+            using,
+            ..
+        } if into.is_empty() && using.is_empty() => {
+            let a = analyze::analyze(stmt, text);
+            check_functions(access, &a)?;
+            if !a.tables.is_empty() {
+                return Err(not_analysed(stmt, "EXECUTE parameters cannot read relations"));
+            }
+            let name = name
+                .0
+                .last()
+                .and_then(|p| p.as_ident())
+                .map(analyze::fold)
+                .unwrap_or_default();
+            Ok(Outcome::pass().with_object(SessionObject::Execute(name)))
+        }
+        sql::Statement::Explain { statement, .. } => {
+            // EXPLAIN [ANALYZE] shows the plan of the statement as the
+            // proxy forwards it (rewritten), so it is decided like that
+            // statement; its rows are plan lines, never data rows.
+            let mut inner = decide_statement(plan, access, env, statement, text)?;
+            inner.row_limit = None;
+            Ok(inner)
+        }
+        sql::Statement::Lock(lock) => {
+            // A lock reads nothing; every table must be one the identity
+            // may read some column of.
+            for t in &lock.tables {
+                let parts: Vec<String> = t.name.0.iter().filter_map(|p| p.as_ident()).map(analyze::fold).collect();
+                match resolve(plan, &parts, &Default::default()) {
+                    Resolved::Relation(ri) => {
+                        if access.columns[ri].iter().all(|c| matches!(c, Access::Denied { .. } | Access::Approval { .. })) {
+                            return Err(column_denial(plan, access, ri, 0, " (LOCK TABLE)"));
+                        }
+                    }
+                    Resolved::Catalog(name) => check_catalog(&name)?,
+                    Resolved::Unknown(name) => return Err(denials::unknown_relation(&name)),
+                    Resolved::Cte => {}
+                }
+            }
+            Ok(Outcome::pass())
+        }
+        sql::Statement::CreateTable(ct) if ct.query.is_some() => {
+            let a = analyze::analyze(stmt, text);
+            creates_table_from(plan, access, env, a, stmt, text, "CREATE TABLE … AS")
+        }
+        other if is_ddl(other) => {
+            let out = action_permitted(plan, &access.ddl, "ddl", other)?;
+            crate::engine::ddl::check(plan, access, other, text, |a, what| {
+                creates_table_from(plan, access, env, a, other, text, what).map(drop)
+            })?;
+            Ok(out)
+        }
+        other if is_admin(other) => action_permitted(plan, &access.admin, "admin", other),
+        other => Err(denials::kind_not_analysed(&statement_kind(other))),
+    }
+}
+
+fn not_analysed(stmt: &sql::Statement, why: &str) -> Denial {
+    denials::form_not_analysed(&statement_kind(stmt), why)
+}

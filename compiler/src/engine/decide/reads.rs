@@ -1,0 +1,385 @@
+//! Reads: the columns a query reads, by usage class, against the
+//! identity's access (clear, masked, approval, denied); the masking
+//! rewrite, row filters and row limits; and the audit's column list.
+
+use super::*;
+
+pub(super) fn column_denial(
+    plan: &Plan,
+    access: &PrincipalAccess,
+    ri: usize,
+    ci: usize,
+    through: &str,
+) -> Denial {
+    let rel = plan.schema.relation(ri);
+    let col = &rel.columns[ci];
+    let class = &plan.classes[ri][ci];
+    let label = plan.label(class.level);
+    let (why, policies) = match &access.columns[ri][ci] {
+        Access::Approval {
+            approvers,
+            policies,
+        } => (
+            format!("reading it needs approval by a member of group `{approvers}`"),
+            policies.clone(),
+        ),
+        Access::Denied { no_mask: true, .. } => (
+            "it may only be read masked and has no mask".to_owned(),
+            access.policies[ri][ci].clone(),
+        ),
+        Access::Denied { policies, .. } if !policies.is_empty() => {
+            let rules: Vec<String> = policies
+                .iter()
+                .map(|id| match plan.clause_by_policy(id) {
+                    Some((rule, clause)) => format!(
+                        "rule `{}` (`{}` at {})",
+                        rule.name, clause.text, clause.location
+                    ),
+                    None => format!("policy `{id}`"),
+                })
+                .collect();
+            (format!("denied by {}", rules.join(", ")), policies.clone())
+        }
+        _ => {
+            let groups = if access.groups.is_empty() {
+                "no groups".to_owned()
+            } else {
+                format!("group(s) {}", access.groups.join(", "))
+            };
+            (format!("no rule lets {groups} read it"), Vec::new())
+        }
+    };
+    denials::column(&col.name, &rel.qualified(), through, label, &why, policies)
+}
+
+pub(super) fn reads(
+    plan: &Plan,
+    access: &PrincipalAccess,
+    env: &Env<'_>,
+    a: &Analysis,
+    stmt: &sql::Statement,
+    text: &str,
+) -> Result<Outcome, Denial> {
+    let mut out = Outcome::pass();
+    check_functions_guarded(access, a, Some((text, &mut out.edits)))?;
+    // Each relation reference resolved once (None for table functions).
+    let mut resolved: Vec<Option<Resolved>> = a
+        .tables
+        .iter()
+        .map(|t| (!t.is_function).then(|| resolve(plan, &t.parts, &a.ctes)))
+        .collect();
+    let restricted = resolved
+        .iter()
+        .any(|r| matches!(r, Some(Resolved::Relation(ri)) if access.relation_restricted(*ri)));
+    let resolution = if restricted {
+        resolve_uses(plan, access, stmt)?
+    } else {
+        None
+    };
+    for (ti, t) in a.tables.iter().enumerate() {
+        if t.is_function {
+            let (name, schema) = match t.parts.as_slice() {
+                [.., schema, name] => (name.as_str(), Some(schema.as_str())),
+                [name] => (name.as_str(), None),
+                [] => ("", None),
+            };
+            check_function(access, name, schema)?;
+            continue;
+        }
+        let Some(this) = resolved[ti].take() else {
+            return Err(denials::internal("a relation reference was not resolved"));
+        };
+        let ri = match this {
+            Resolved::Relation(ri) => ri,
+            Resolved::Cte => {
+                // A CTE that shadows a protected relation's name makes the
+                // reference ambiguous to a scope-blind reader: refuse.
+                if let Some(ri) = plan.schema.find(DEFAULT_SCHEMA, &t.parts[0])
+                    && access.relation_restricted(ri)
+                {
+                    return Err(denials::shadowing_cte(&t.parts[0]));
+                }
+                continue;
+            }
+            Resolved::Catalog(name) => {
+                check_catalog(&name)?;
+                continue;
+            }
+            Resolved::Unknown(name) => return Err(denials::unknown_relation(&name)),
+        };
+        let rel = plan.schema.relation(ri);
+        for (ci, _) in rel.columns.iter().enumerate() {
+            out.policies.extend(access.policies[ri][ci].iter().cloned());
+        }
+        let referenced = match &resolution {
+            Some(r) => (0..rel.columns.len())
+                .filter(|&ci| r.usages.contains_key(&(ri, ci)))
+                .collect(),
+            None => referenced_columns(a, ti, rel),
+        };
+        let granted = |ci: usize| {
+            resolution
+                .as_ref()
+                .is_some_and(|r| r.granted.contains(&(ri, ci)))
+        };
+        observe(plan, access, ri, &referenced, &mut out);
+        touched(plan, access, ri, &referenced, &granted, &mut out);
+        out.limit(plan, access, ri);
+        if !access.relation_restricted(ri) {
+            continue;
+        }
+        if resolution.is_none() {
+            check_denied_references(plan, access, a, ti, ri)?;
+        }
+        if t.inheritance_marker {
+            return Err(denials::inheritance_marker(&rel.qualified()));
+        }
+        let Some((start, end)) = t.range else {
+            return Err(denials::internal(
+                "the relation's position in the statement is unknown",
+            ));
+        };
+        let filter = row_filter(plan, access, env, ri)?;
+        let columns: std::borrow::Cow<'_, [Access]> = if (0..rel.columns.len()).any(&granted) {
+            access.columns[ri]
+                .iter()
+                .enumerate()
+                .map(|(ci, acc)| {
+                    if granted(ci) {
+                        Access::Clear
+                    } else {
+                        acc.clone()
+                    }
+                })
+                .collect()
+        } else {
+            std::borrow::Cow::Borrowed(&access.columns[ri])
+        };
+        let subquery = rewrite::masking_subquery(rel, &columns, filter.as_deref());
+        let text = match &t.alias {
+            Some(_) => subquery,
+            None => format!(
+                "{subquery} AS {}",
+                rewrite::quote_ident(t.parts.last().map_or("", String::as_str))
+            ),
+        };
+        out.edits.push(Edit { start, end, text });
+        for (ci, acc) in columns.iter().enumerate() {
+            if matches!(acc, Access::Masked(_)) {
+                let col = format!("{}.{}", rel.qualified(), rel.columns[ci].name);
+                if !out.masked.contains(&col) {
+                    out.masked.push(col);
+                }
+            }
+        }
+    }
+    for parts in &a.other_relations {
+        let this = resolve(plan, parts, &a.ctes);
+        if let Resolved::Relation(ri) = this {
+            out.limit(plan, access, ri);
+        }
+        match this {
+            Resolved::Relation(ri) if access.relation_restricted(ri) => {
+                return Err(denials::internal(&format!(
+                    "`{}` is used in a position clsf does not rewrite",
+                    plan.schema.relation(ri).qualified()
+                )));
+            }
+            Resolved::Catalog(name) => check_catalog(&name)?,
+            Resolved::Unknown(name) => return Err(denials::unknown_relation(&name)),
+            _ => {}
+        }
+    }
+    out.policies.sort();
+    out.policies.dedup();
+    Ok(out)
+}
+
+/// Refuses statements that name a denied column, directly, through `*` or
+/// `t.*`, or through a whole-row reference. (The masking subquery turns
+/// denied columns into NULLs anyway; this makes the refusal explicit.)
+pub(super) fn check_denied_references(
+    plan: &Plan,
+    access: &PrincipalAccess,
+    a: &Analysis,
+    ti: usize,
+    ri: usize,
+) -> Result<(), Denial> {
+    let rel = plan.schema.relation(ri);
+    let denied: Vec<usize> = access.columns[ri]
+        .iter()
+        .enumerate()
+        .filter(|(_, acc)| matches!(acc, Access::Denied { .. } | Access::Approval { .. }))
+        .map(|(ci, _)| ci)
+        .collect();
+    let Some(&first) = denied.first() else {
+        return Ok(());
+    };
+    for &ci in &denied {
+        if a.idents.contains(&rel.columns[ci].name) {
+            return Err(column_denial(plan, access, ri, ci, ""));
+        }
+    }
+    let t = &a.tables[ti];
+    let visible = visible_name(t).unwrap_or("");
+    for w in &a.wildcards {
+        let hit = match w {
+            WildcardUse::All(indices) => indices.contains(&ti),
+            WildcardUse::Qualified(name) => name == visible,
+        };
+        if hit {
+            let through = match w {
+                WildcardUse::All(_) => " (through `*`)".to_owned(),
+                WildcardUse::Qualified(name) => format!(" (through `{name}.*`)"),
+            };
+            return Err(column_denial(plan, access, ri, first, &through));
+        }
+    }
+    if a.bare_idents.contains(visible) && rel.column_index(visible).is_none() {
+        return Err(column_denial(
+            plan,
+            access,
+            ri,
+            first,
+            &format!(" (through the whole-row reference `{visible}`)"),
+        ));
+    }
+    Ok(())
+}
+
+/// The limit on rows per statement for relation `ri` (the smallest of the
+/// identity's `limit` clauses covering it), with its rule's name.
+pub(super) fn row_limit(plan: &Plan, access: &PrincipalAccess, ri: usize) -> Option<(u64, String)> {
+    let rel = plan.schema.relation(ri);
+    access
+        .limits
+        .iter()
+        .filter(|l| match &l.target {
+            crate::plan::Target::All => true,
+            t => (0..rel.columns.len()).any(|ci| t.covers_column(plan, ri, ci)),
+        })
+        .min_by_key(|l| l.rows)
+        .map(|l| {
+            let rule = plan
+                .clause_by_policy(&l.policy_id)
+                .map_or_else(|| l.policy_id.clone(), |(r, _)| r.name.clone());
+            (l.rows, rule)
+        })
+}
+
+/// The row filter of relation `ri` with the session's claims bound as
+/// string literals; refused when a claim it needs is missing or not a
+/// string or number.
+pub(super) fn row_filter(
+    plan: &Plan,
+    access: &PrincipalAccess,
+    env: &Env<'_>,
+    ri: usize,
+) -> Result<Option<String>, Denial> {
+    let filters: Vec<&crate::engine::access::RowFilter> =
+        access.filters.iter().filter(|f| f.relation == ri).collect();
+    if filters.is_empty() {
+        return Ok(None);
+    }
+    let mut parts = Vec::new();
+    for f in filters {
+        let paths = crate::resolve::claim_placeholders(&f.predicate).unwrap_or_default();
+        let mut values = Vec::new();
+        for path in &paths {
+            let mut v = env.claims;
+            for seg in path {
+                v = v.and_then(|x| x.get(seg));
+            }
+            let literal = match v {
+                Some(serde_json::Value::String(s)) => sql_string(s),
+                Some(serde_json::Value::Number(n)) => sql_string(&n.to_string()),
+                _ => {
+                    return Err(denials::missing_filter_claim(
+                        &plan.schema.relation(ri).qualified(),
+                        &path.join("."),
+                        f.policy_id.clone(),
+                    ));
+                }
+            };
+            values.push(literal);
+        }
+        let bound = crate::resolve::substitute(&f.predicate, |i| values[i].clone());
+        parts.push(format!("({bound})"));
+    }
+    Ok(Some(parts.join(" AND ")))
+}
+
+/// The columns of relation reference `ti` the statement names, directly or
+/// through `*`/`t.*` (by name: a name shared by two relations counts for both).
+pub(super) fn referenced_columns(
+    a: &Analysis,
+    ti: usize,
+    rel: &crate::schema::Relation,
+) -> Vec<usize> {
+    let visible = visible_name(&a.tables[ti]).unwrap_or("");
+    let all = a.wildcards.iter().any(|w| match w {
+        WildcardUse::All(indices) => indices.contains(&ti),
+        WildcardUse::Qualified(name) => name == visible,
+    }) || (a.bare_idents.contains(visible) && rel.column_index(visible).is_none());
+    (0..rel.columns.len())
+        .filter(|&ci| all || a.idents.contains(&rel.columns[ci].name))
+        .collect()
+}
+
+/// Records what observe-only rules would have withheld from the columns
+/// this reference reads.
+pub(super) fn observe(
+    plan: &Plan,
+    access: &PrincipalAccess,
+    ri: usize,
+    referenced: &[usize],
+    out: &mut Outcome,
+) {
+    let Some(observed) = &access.observed else {
+        return;
+    };
+    let rel = plan.schema.relation(ri);
+    for &ci in referenced {
+        let would = match (&access.columns[ri][ci], &observed[ri][ci]) {
+            (Access::Clear, Access::Masked(_)) => "mask",
+            (
+                Access::Clear | Access::Masked(_),
+                Access::Denied { .. } | Access::Approval { .. },
+            ) => "deny",
+            _ => continue,
+        };
+        let entry = format!("{would} {}.{}", rel.qualified(), rel.columns[ci].name);
+        if !out.observed.contains(&entry) {
+            out.observed.push(entry);
+        }
+    }
+}
+
+/// Records the columns a statement reads, with their labels and access.
+pub(super) fn touched(
+    plan: &Plan,
+    access: &PrincipalAccess,
+    ri: usize,
+    referenced: &[usize],
+    granted: &dyn Fn(usize) -> bool,
+    out: &mut Outcome,
+) {
+    let rel = plan.schema.relation(ri);
+    for &ci in referenced {
+        let column = format!("{}.{}", rel.qualified(), rel.columns[ci].name);
+        if out.columns.iter().any(|c| c.column == column) {
+            continue;
+        }
+        out.columns.push(ColumnUse {
+            column,
+            label: plan.describe_class(&plan.classes[ri][ci]),
+            access: match &access.columns[ri][ci] {
+                _ if granted(ci) => "used in clear, not read (use grant)".to_owned(),
+                Access::Clear => "clear".to_owned(),
+                Access::Masked(m) => format!("masked ({})", m.display()),
+                Access::Approval { approvers, .. } => format!("needs approval by {approvers}"),
+                Access::Denied { .. } => "denied".to_owned(),
+            },
+        });
+    }
+}

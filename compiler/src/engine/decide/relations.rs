@@ -1,0 +1,119 @@
+//! Name resolution: a written relation name to a relation of the plan,
+//! a CTE, a catalog relation or an unknown one, and the relations a
+//! statement's column uses resolve to.
+
+use super::*;
+
+/// How a name in a relation position resolves.
+pub(super) enum Resolved {
+    Relation(usize),
+    Cte,
+    Catalog(String),
+    Unknown(String),
+}
+
+pub(super) fn resolve(
+    plan: &Plan,
+    parts: &[String],
+    ctes: &std::collections::HashSet<String>,
+) -> Resolved {
+    let (schema, name) = match parts {
+        [name] => {
+            if ctes.contains(name) {
+                return Resolved::Cte;
+            }
+            // pg_catalog is searched before the search path.
+            if let Some(ri) = plan.classified_catalog_relation(name) {
+                return Resolved::Relation(ri);
+            }
+            match plan.schema.find(DEFAULT_SCHEMA, name) {
+                Some(ri) => return Resolved::Relation(ri),
+                None if name.starts_with("pg_") => return Resolved::Catalog(name.clone()),
+                None => return Resolved::Unknown(name.clone()),
+            }
+        }
+        [schema, name] | [_, schema, name] => (schema, name),
+        _ => return Resolved::Unknown(parts.join(".")),
+    };
+    if sql_lists::CATALOG_SCHEMAS.contains(&schema.as_str()) {
+        // A catalog relation the policy classifies is decided column by
+        // column; any other is refused whole if it exposes values.
+        if schema == "pg_catalog"
+            && let Some(ri) = plan.classified_catalog_relation(name)
+        {
+            return Resolved::Relation(ri);
+        }
+        return Resolved::Catalog(name.clone());
+    }
+    match plan.schema.find(schema, name) {
+        Some(ri) => Resolved::Relation(ri),
+        None => Resolved::Unknown(format!("{schema}.{name}")),
+    }
+}
+
+pub(super) fn check_catalog(name: &str) -> Result<(), Denial> {
+    if sql_lists::PROTECTED_CATALOGS.contains(&name) {
+        return Err(denials::protected_catalog(name));
+    }
+    Ok(())
+}
+
+/// The name a table factor answers to in the rest of the statement.
+pub(super) fn visible_name(t: &TableRef) -> Option<&str> {
+    t.alias
+        .as_deref()
+        .or_else(|| t.parts.last().map(String::as_str))
+}
+
+/// How unqualified relation names resolve for the scope resolver: catalog
+/// relations first, as PostgreSQL does, then the pinned default schema.
+pub(super) const SEARCH_PATH: &[&str] = &[crate::schema::catalog::SCHEMA, DEFAULT_SCHEMA];
+
+/// What the scope resolver found a statement does with withheld columns.
+pub(super) struct Resolution {
+    /// Every relation column it touches, and how.
+    pub(super) usages: scope::Usages,
+    /// Columns not readable in clear whose every use a `use` grant covers:
+    /// the masking subquery passes them in clear.
+    pub(super) granted: HashSet<Source>,
+}
+
+/// Decides on the scope resolver's answer: a column withheld from the
+/// identity (denied or needing approval) that the statement uses in any way
+/// a `use` grant does not cover is refused, naming how it is used. `None`
+/// when the resolver cannot follow the statement; the name-based check and
+/// the masking subqueries (which never let a withheld value out) decide it
+/// then, without grants.
+pub(super) fn resolve_uses(
+    plan: &Plan,
+    access: &PrincipalAccess,
+    stmt: &sql::Statement,
+) -> Result<Option<Resolution>, Denial> {
+    let Ok(usages) = scope::statement_usages(stmt, &plan.schema, SEARCH_PATH) else {
+        return Ok(None);
+    };
+    let grantable = Usage::GRANTABLE.iter().fold(0u16, |b, u| b | u.bit());
+    let mut granted = HashSet::new();
+    for (&(ri, ci), how) in &usages {
+        if !plan.is_decided(ri) || access.columns[ri][ci] == Access::Clear {
+            continue;
+        }
+        let bits = how.iter().fold(0u16, |b, u| b | u.bit());
+        if bits & !grantable == 0 && bits & !access.uses(ri, ci) == 0 {
+            granted.insert((ri, ci));
+            continue;
+        }
+        if matches!(access.columns[ri][ci], Access::Masked(_)) {
+            continue;
+        }
+        let how: Vec<&str> = how.iter().map(|u| u.as_str()).collect();
+        return Err(column_denial(
+            plan,
+            access,
+            ri,
+            ci,
+            &format!(" ({})", how.join(", ")),
+        ));
+    }
+    Ok(Some(Resolution { usages, granted }))
+}

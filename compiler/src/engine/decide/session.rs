@@ -1,0 +1,200 @@
+//! Session statements: cursors (`DECLARE`), prepared statements
+//! (`PREPARE`), and settings (`SET`, `current_setting`, `set_config`), whose
+//! names the proxy guards.
+
+use super::*;
+
+/// The cursor or prepared statement a session statement names.
+pub(super) fn session_object(stmt: &sql::Statement) -> Option<SessionObject> {
+    match stmt {
+        sql::Statement::Declare { stmts, .. } => stmts
+            .first()
+            .and_then(|d| d.names.first())
+            .map(|n| SessionObject::DeclareCursor(analyze::fold(n))),
+        sql::Statement::Fetch { name, .. } => Some(SessionObject::UseCursor(analyze::fold(name))),
+        sql::Statement::Close { cursor } => Some(match cursor {
+            sql::CloseCursor::All => SessionObject::CloseAllCursors,
+            sql::CloseCursor::Specific { name } => SessionObject::CloseCursor(analyze::fold(name)),
+        }),
+        sql::Statement::Prepare { name, .. } => Some(SessionObject::Prepare(analyze::fold(name))),
+        sql::Statement::Execute {
+            name: Some(name), ..
+        } => name
+            .0
+            .last()
+            .and_then(|p| p.as_ident())
+            .map(|n| SessionObject::Execute(analyze::fold(n))),
+        sql::Statement::Deallocate { name, .. } => Some(
+            if name.quote_style.is_none() && name.value.eq_ignore_ascii_case("all") {
+                SessionObject::DeallocateAll
+            } else {
+                SessionObject::Deallocate(analyze::fold(name))
+            },
+        ),
+        sql::Statement::Discard {
+            object_type: sql::DiscardObject::ALL,
+        } => Some(SessionObject::DiscardAll),
+        sql::Statement::Explain { statement, .. } => session_object(statement),
+        _ => None,
+    }
+}
+
+/// `DECLARE … CURSOR FOR query`: decided and rewritten like the query. A
+/// cursor's rows leave in several `FETCH`es, so a row limit (enforced per
+/// statement) cannot hold and such a cursor is refused.
+pub(super) fn declare(
+    plan: &Plan,
+    access: &PrincipalAccess,
+    env: &Env<'_>,
+    stmts: &[sql::Declare],
+    text: &str,
+) -> Result<Outcome, Denial> {
+    let [d] = stmts else {
+        return Err(denials::internal("DECLARE of several names"));
+    };
+    let (Some(name), Some(query)) = (d.names.first(), &d.for_query) else {
+        return Err(denials::cursor_form());
+    };
+    let inner = sql::Statement::Query(query.clone());
+    let out = decide_statement(plan, access, env, &inner, text)?;
+    if let Some((rows, rule)) = &out.row_limit {
+        return Err(denials::limited_cursor(*rows, rule));
+    }
+    Ok(out.with_object(SessionObject::DeclareCursor(analyze::fold(name))))
+}
+
+/// `PREPARE name AS statement`: decided and rewritten like the statement.
+/// Its `EXECUTE`s run what was decided here, any number of times, so a
+/// statement that needs an approval (granted per execution) or is under a
+/// row limit (enforced per statement) cannot be prepared this way.
+pub(super) fn prepare(
+    plan: &Plan,
+    access: &PrincipalAccess,
+    env: &Env<'_>,
+    name: &sql::Ident,
+    statement: &sql::Statement,
+    text: &str,
+) -> Result<Outcome, Denial> {
+    if !matches!(
+        statement,
+        sql::Statement::Query(_)
+            | sql::Statement::Insert(_)
+            | sql::Statement::Update(_)
+            | sql::Statement::Delete(_)
+    ) {
+        return Err(not_analysed(
+            statement,
+            "only queries, INSERT, UPDATE and DELETE can be prepared",
+        ));
+    }
+    let out = match decide_statement(plan, access, env, statement, text) {
+        Ok(out) => out,
+        Err(mut d) if !d.policies.is_empty() && d.message.contains("needs approval") => {
+            // Not holdable: an approval releases executions, and EXECUTE
+            // would repeat this one without asking.
+            d.message = format!(
+                "{}; a statement that needs approval cannot be prepared with PREPARE (send it directly, or through the extended protocol)",
+                d.message
+            );
+            d.policies.clear();
+            return Err(d);
+        }
+        Err(d) => return Err(d),
+    };
+    if let Some((rows, rule)) = &out.row_limit {
+        return Err(denials::limited_prepare(*rows, rule));
+    }
+    Ok(out.with_object(SessionObject::Prepare(analyze::fold(name))))
+}
+
+pub(super) fn session_setting(set: &sql::Set) -> Result<Outcome, Denial> {
+    match set {
+        sql::Set::SetRole { .. } => Err(denials::protected_setting("role")),
+        sql::Set::SetSessionAuthorization(_) => {
+            Err(denials::protected_setting("session_authorization"))
+        }
+        sql::Set::SingleAssignment {
+            variable, values, ..
+        } => {
+            // The whole dotted name: `clsf.hash_ipad` is not `hash_ipad`.
+            let name = setting_name(variable);
+            if sql_lists::is_proxy_setting(&name) {
+                return Err(denials::proxy_setting(&name));
+            }
+            if sql_lists::PROTECTED_SETTINGS.contains(&name.as_str()) {
+                // `SET search_path = ''` (or pg_catalog alone) only narrows
+                // what names resolve to, like set_config's.
+                let narrows = name == "search_path"
+                    && match values.as_slice() {
+                        [sql::Expr::Value(v)] => match &v.value {
+                            sql::Value::SingleQuotedString(s) => sql_lists::narrows_search_path(s),
+                            _ => false,
+                        },
+                        [sql::Expr::Identifier(id)] => {
+                            sql_lists::narrows_search_path(&analyze::fold(id))
+                        }
+                        _ => false,
+                    };
+                if !narrows {
+                    return Err(denials::protected_setting(&name));
+                }
+            }
+            Ok(Outcome::pass())
+        }
+        sql::Set::ParenthesizedAssignments { .. } | sql::Set::MultipleAssignments { .. } => {
+            Err(denials::protected_setting("several settings at once"))
+        }
+        sql::Set::SetNames { .. } | sql::Set::SetNamesDefault {} => {
+            Err(denials::protected_setting("client_encoding"))
+        }
+        _ => Ok(Outcome::pass()),
+    }
+}
+
+/// A setting's name as the server reads it: parts folded, joined by dots.
+pub(super) fn setting_name(name: &sql::ObjectName) -> String {
+    name.0
+        .iter()
+        .filter_map(|p| p.as_ident())
+        .map(analyze::fold)
+        .collect::<Vec<_>>()
+        .join(".")
+        .to_lowercase()
+}
+
+/// `current_setting(name)` with a name known only when the statement runs
+/// (a bound parameter, as SQLAlchemy's reflection sends
+/// `current_setting($1)`, or a column of `pg_settings`): the name is
+/// replaced by one that is NULL when it names a proxy setting, and
+/// `current_setting(NULL)` is NULL. The server compares setting names
+/// ignoring ASCII case, as `lower` does for the prefix's letters.
+pub(super) fn guard_setting_name(operand: &str) -> String {
+    format!(
+        "CASE WHEN lower(CAST(({operand}) AS text)) LIKE '{}%' THEN NULL ELSE ({operand}) END",
+        sql_lists::PROXY_SETTING_PREFIX
+    )
+}
+
+/// `current_setting` and `set_config` name their setting in an argument:
+/// the proxy's own settings are never read, protected ones never changed
+/// (beyond narrowing `search_path`), and a name the engine cannot read is
+/// refused.
+pub(super) fn check_setting_call(call: &analyze::SettingCall) -> Result<(), Denial> {
+    let Some(setting) = &call.setting else {
+        return Err(denials::computed_setting_name(&call.function));
+    };
+    if sql_lists::is_proxy_setting(setting) {
+        return Err(denials::proxy_setting(setting));
+    }
+    if call.function == "set_config" && sql_lists::PROTECTED_SETTINGS.contains(&setting.as_str()) {
+        let narrows = setting == "search_path"
+            && call
+                .value
+                .as_deref()
+                .is_some_and(sql_lists::narrows_search_path);
+        if !narrows {
+            return Err(denials::protected_setting(setting));
+        }
+    }
+    Ok(())
+}

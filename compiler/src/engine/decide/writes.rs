@@ -1,0 +1,164 @@
+//! Writes (`INSERT`, `UPDATE`, `DELETE`, data-modifying CTEs) and
+//! statements that create a relation from a query (`SELECT … INTO`,
+//! `CREATE TABLE … AS`, views).
+
+use super::*;
+
+/// `SELECT … INTO` and `CREATE TABLE … AS` write what they read into a new
+/// table that no policy classifies, where it could be read back in clear
+/// (label laundering). From relations the identity reads in full they are
+/// DDL like `CREATE TABLE`; from anything masked or withheld, refused.
+pub(super) fn creates_table_from(
+    plan: &Plan,
+    access: &PrincipalAccess,
+    env: &Env<'_>,
+    mut a: Analysis,
+    stmt: &sql::Statement,
+    text: &str,
+    what: &str,
+) -> Result<Outcome, Denial> {
+    // The relation being created is named, not read: it is new, so the
+    // schema does not know it.
+    let created = match stmt {
+        sql::Statement::CreateTable(ct) => Some(&ct.name),
+        sql::Statement::CreateView(v) => Some(&v.name),
+        _ => None,
+    };
+    if let Some(name) = created {
+        let parts: Vec<String> = name
+            .0
+            .iter()
+            .filter_map(|p| p.as_ident())
+            .map(analyze::fold)
+            .collect();
+        if let Some(i) = a.other_relations.iter().position(|r| *r == parts) {
+            a.other_relations.remove(i);
+        }
+    }
+    let a = &a;
+    for t in a.tables.iter().filter(|t| !t.is_function) {
+        if let Resolved::Relation(ri) = resolve(plan, &t.parts, &a.ctes)
+            && (access.relation_restricted(ri) || row_limit(plan, access, ri).is_some())
+        {
+            return Err(denials::unlabelled_copy(
+                what,
+                &plan.schema.relation(ri).qualified(),
+            ));
+        }
+    }
+    let out = reads(plan, access, env, a, stmt, text)?;
+    if !out.edits.is_empty() {
+        return Err(denials::internal(what));
+    }
+    action_permitted(plan, &access.ddl, "ddl", stmt)
+}
+
+/// The table an INSERT, UPDATE or DELETE writes, as name parts.
+pub(super) fn write_target(stmt: &sql::Statement) -> Option<Vec<String>> {
+    let name = match stmt {
+        sql::Statement::Insert(i) => match &i.table {
+            sql::TableObject::TableName(n) => n.clone(),
+            _ => return None,
+        },
+        sql::Statement::Update(u) => match &u.table.relation {
+            sql::TableFactor::Table { name, .. } => name.clone(),
+            _ => return None,
+        },
+        sql::Statement::Delete(d) => {
+            let tables = match &d.from {
+                sql::FromTable::WithFromKeyword(t) | sql::FromTable::WithoutKeyword(t) => t,
+            };
+            match tables.first().map(|t| &t.relation) {
+                Some(sql::TableFactor::Table { name, .. }) => name.clone(),
+                _ => return None,
+            }
+        }
+        _ => return None,
+    };
+    Some(
+        name.0
+            .iter()
+            .filter_map(|p| p.as_ident())
+            .map(analyze::fold)
+            .collect(),
+    )
+}
+
+pub(super) fn writes(
+    plan: &Plan,
+    access: &PrincipalAccess,
+    a: &Analysis,
+    target: Option<&[String]>,
+) -> Result<Outcome, Denial> {
+    check_functions(access, a)?;
+    if let Some(parts) = target {
+        match resolve(plan, parts, &a.ctes) {
+            Resolved::Relation(ri) => {
+                let rel = plan.schema.relation(ri);
+                // Every column of the written table must be writable: an
+                // INSERT sets defaults and a DELETE removes whole rows.
+                if let Some(d) = access.write[ri].iter().enumerate().find_map(|(ci, p)| {
+                    let what = format!(
+                        "writing column `{}` of `{}`",
+                        rel.columns[ci].name,
+                        rel.qualified()
+                    );
+                    perm_denial(plan, p, "write", &what)
+                }) {
+                    return Err(d);
+                }
+            }
+            Resolved::Unknown(name) => return Err(denials::unknown_relation(&name)),
+            Resolved::Catalog(name) => {
+                return Err(denials::catalog_write(&name.to_string()));
+            }
+            Resolved::Cte => {}
+        }
+    } else {
+        // A data-modifying CTE: every relation it touches must be writable.
+        for t in a.tables.iter().filter(|t| !t.is_function) {
+            if let Resolved::Relation(ri) = resolve(plan, &t.parts, &a.ctes)
+                && let Some(d) = access.write[ri].iter().find_map(|p| {
+                    perm_denial(
+                        plan,
+                        p,
+                        "write",
+                        &format!("writing `{}`", plan.schema.relation(ri).qualified()),
+                    )
+                })
+            {
+                return Err(d);
+            }
+        }
+    }
+    let all = a
+        .tables
+        .iter()
+        .filter(|t| !t.is_function)
+        .map(|t| &t.parts)
+        .chain(a.other_relations.iter());
+    for parts in all {
+        let this = resolve(plan, parts, &a.ctes);
+        if let Resolved::Relation(ri) = this
+            && let Some((rows, rule)) = row_limit(plan, access, ri)
+        {
+            // Copying rows elsewhere would lift the limit.
+            return Err(denials::limited_write(
+                &plan.schema.relation(ri).qualified(),
+                rows,
+                &rule,
+            ));
+        }
+        match this {
+            Resolved::Relation(ri) if access.relation_restricted(ri) => {
+                return Err(denials::withheld_write(
+                    &plan.schema.relation(ri).qualified(),
+                ));
+            }
+            Resolved::Catalog(name) => check_catalog(&name)?,
+            Resolved::Unknown(name) => return Err(denials::unknown_relation(&name)),
+            _ => {}
+        }
+    }
+    Ok(Outcome::pass())
+}
