@@ -19,4 +19,4 @@ pub mod start;
 pub mod timeline;
 pub mod tls;
 pub mod upstream;
-pub mod wire;
+pub use clsf_wire as wire;

@@ -3,16 +3,8 @@
 //! value, "incomplete" or an error, and never panic or loop.
 #![no_main]
 
-// The proxy's own source files, compiled here without the rest of the
-// proxy (see Cargo.toml).
-#[allow(dead_code)]
-#[path = "../../src/wire/frame.rs"]
-mod frame;
-#[allow(dead_code)]
-#[path = "../../src/wire/messages.rs"]
-mod messages;
-
 use bytes::BytesMut;
+use clsf_wire::{frame, messages};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
