@@ -239,11 +239,6 @@ impl Approvals {
         let _ = self.control.set(cp);
     }
 
-    /// The control plane, when one is attached.
-    pub fn control_plane(&self) -> Option<&Arc<ControlPlane>> {
-        self.control.get()
-    }
-
     /// Ids of this proxy's pending requests.
     pub fn pending_ids(&self) -> Vec<String> {
         self.lock()
@@ -267,34 +262,13 @@ impl Approvals {
         }
     }
 
-    /// Pending (or all) requests: from the control plane when there is one
-    /// (every replica's), else this proxy's.
-    pub async fn list_everywhere(&self, all: bool) -> Result<Vec<Request>, String> {
+    /// Where requests are listed and decided: the control plane's
+    /// database when one is attached (every replica's requests), else
+    /// this proxy's memory.
+    pub fn store(&self) -> &dyn ApprovalStore {
         match self.control.get() {
-            Some(cp) => cp.list(all).await,
-            None => Ok(self.list(all)),
-        }
-    }
-
-    /// One request, wherever it is held.
-    pub async fn get_everywhere(&self, id: &str) -> Result<Option<Request>, String> {
-        match self.control.get() {
-            Some(cp) => cp.get(id).await,
-            None => Ok(self.get(id)),
-        }
-    }
-
-    /// A vote, wherever the request is held.
-    pub async fn vote_everywhere(
-        &self,
-        id: &str,
-        approver: &Approver,
-        comment: &str,
-        approve: bool,
-    ) -> Result<Result<Request, VoteError>, String> {
-        match self.control.get() {
-            Some(cp) => cp.vote(id, approver, comment, approve).await,
-            None => Ok(self.vote(id, approver, comment, approve)),
+            Some(cp) => cp.as_ref(),
+            None => self,
         }
     }
 
@@ -384,6 +358,54 @@ impl Approvals {
             },
         );
         Some(entry.request.id.clone())
+    }
+}
+
+/// A boxed future of a store operation; `Err` when the store itself
+/// failed (its database did not answer), never for a refused vote.
+pub type StoreFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, String>> + Send + 'a>>;
+
+/// Where approval requests are listed and voted on: this proxy's memory
+/// (`Approvals`) or the control plane's database shared by replicas
+/// (`ControlPlane`). The admin API uses one through [`Approvals::store`]
+/// and does not know which.
+pub trait ApprovalStore: Send + Sync {
+    /// Pending (or all) requests, newest first.
+    fn list(&self, all: bool) -> StoreFuture<'_, Vec<Request>>;
+    /// One request.
+    fn get<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Request>>;
+    /// A vote (`approve` false: a denial); the rules of [`apply_vote`].
+    fn vote<'a>(
+        &'a self,
+        id: &'a str,
+        approver: &'a Approver,
+        comment: &'a str,
+        approve: bool,
+    ) -> StoreFuture<'a, Result<Request, VoteError>>;
+}
+
+/// This proxy's own requests, in memory.
+impl ApprovalStore for Approvals {
+    fn list(&self, all: bool) -> StoreFuture<'_, Vec<Request>> {
+        let out = Approvals::list(self, all);
+        Box::pin(async move { Ok(out) })
+    }
+
+    fn get<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Request>> {
+        let out = Approvals::get(self, id);
+        Box::pin(async move { Ok(out) })
+    }
+
+    fn vote<'a>(
+        &'a self,
+        id: &'a str,
+        approver: &'a Approver,
+        comment: &'a str,
+        approve: bool,
+    ) -> StoreFuture<'a, Result<Request, VoteError>> {
+        let out = Approvals::vote(self, id, approver, comment, approve);
+        Box::pin(async move { Ok(out) })
     }
 }
 

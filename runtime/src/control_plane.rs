@@ -229,6 +229,27 @@ impl ControlPlane {
     }
 }
 
+/// Every replica's requests, in the control plane's database.
+impl approvals::ApprovalStore for ControlPlane {
+    fn list(&self, all: bool) -> approvals::StoreFuture<'_, Vec<Request>> {
+        Box::pin(ControlPlane::list(self, all))
+    }
+
+    fn get<'a>(&'a self, id: &'a str) -> approvals::StoreFuture<'a, Option<Request>> {
+        Box::pin(ControlPlane::get(self, id))
+    }
+
+    fn vote<'a>(
+        &'a self,
+        id: &'a str,
+        approver: &'a Approver,
+        comment: &'a str,
+        approve: bool,
+    ) -> approvals::StoreFuture<'a, Result<Request, VoteError>> {
+        Box::pin(ControlPlane::vote(self, id, approver, comment, approve))
+    }
+}
+
 /// Connects the proxy's approvals to the control plane and keeps this
 /// replica's held statements informed of decisions made anywhere.
 pub async fn attach(

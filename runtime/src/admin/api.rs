@@ -120,7 +120,7 @@ async fn list(State(shared): Shared_, headers: HeaderMap, Query(q): Query<ListQu
     if let Err(r) = approver(&shared, &headers).await {
         return r;
     }
-    match shared.approvals.list_everywhere(q.all).await {
+    match shared.approvals.store().list(q.all).await {
         Ok(requests) => Json(json!({ "requests": requests })).into_response(),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
     }
@@ -130,7 +130,7 @@ async fn show(State(shared): Shared_, headers: HeaderMap, Path(id): Path<String>
     if let Err(r) = approver(&shared, &headers).await {
         return r;
     }
-    match shared.approvals.get_everywhere(&id).await {
+    match shared.approvals.store().get(&id).await {
         Ok(Some(r)) => Json(r).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, VoteError::NotFound.to_string()),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
@@ -143,7 +143,7 @@ async fn session(State(shared): Shared_, headers: HeaderMap, Path(session): Path
     }
     // Session numbers are per replica: with a control plane this lists the
     // requests of sessions with that number on every replica.
-    match shared.approvals.list_everywhere(true).await {
+    match shared.approvals.store().list(true).await {
         Ok(all) => {
             let requests: Vec<_> = all.into_iter().filter(|r| r.session == session).collect();
             Json(json!({ "session": session, "requests": requests })).into_response()
@@ -189,7 +189,7 @@ async fn vote(
         Err(r) => return r,
     };
     let comment: String = body.comment.chars().take(MAX_COMMENT).collect();
-    let before = match shared.approvals.get_everywhere(&id).await {
+    let before = match shared.approvals.store().get(&id).await {
         Ok(Some(r)) => r,
         Ok(None) => return error(StatusCode::NOT_FOUND, VoteError::NotFound.to_string()),
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e),
@@ -211,7 +211,8 @@ async fn vote(
     }
     let result = match shared
         .approvals
-        .vote_everywhere(&id, &who, &comment, approve)
+        .store()
+        .vote(&id, &who, &comment, approve)
         .await
     {
         Ok(r) => r,
