@@ -41,24 +41,39 @@ pub struct KeyPair {
     pub jwks: Value,
 }
 
+/// Why a key could not be made, loaded or used. Never carries key bytes.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// Generating or encoding a new key failed.
+    #[error("cannot generate the key: {0}")]
+    Generate(String),
+    /// The private key is not a PKCS#8 PEM key of the algorithm.
+    #[error("cannot load the private key: {0}")]
+    Load(jsonwebtoken::errors::Error),
+    /// Signing failed.
+    #[error("cannot sign: {0}")]
+    Sign(jsonwebtoken::errors::Error),
+}
+
 /// Generates a key pair with key id `kid`.
-pub fn generate(alg: KeyAlg, kid: &str) -> Result<KeyPair, String> {
+pub fn generate(alg: KeyAlg, kid: &str) -> Result<KeyPair, KeyError> {
+    let failed = |e: &dyn std::fmt::Display| KeyError::Generate(e.to_string());
     let mut rng = rand_core::OsRng;
     let (private_pem, mut jwk) = match alg {
         KeyAlg::Es256 => {
             let secret = p256::SecretKey::random(&mut rng);
             let pem = secret
                 .to_pkcs8_pem(LineEnding::LF)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| failed(&e))?;
             let jwk: Value = serde_json::from_str(&secret.public_key().to_jwk_string())
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| failed(&e))?;
             (pem.to_string(), jwk)
         }
         KeyAlg::Rs256 => {
             use rsa::traits::PublicKeyParts;
-            let key = rsa::RsaPrivateKey::new(&mut rng, 2048).map_err(|e| e.to_string())?;
+            let key = rsa::RsaPrivateKey::new(&mut rng, 2048).map_err(|e| failed(&e))?;
             let pem = rsa::pkcs8::EncodePrivateKey::to_pkcs8_pem(&key, rsa::pkcs8::LineEnding::LF)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| failed(&e))?;
             let jwk = json!({
                 "kty": "RSA",
                 "n": URL_SAFE_NO_PAD.encode(key.n().to_bytes_be()),
@@ -77,15 +92,15 @@ pub fn generate(alg: KeyAlg, kid: &str) -> Result<KeyPair, String> {
 }
 
 /// Signs `claims` with a PKCS#8 PEM private key.
-pub fn sign(alg: KeyAlg, private_pem: &str, kid: &str, claims: &Value) -> Result<String, String> {
+pub fn sign(alg: KeyAlg, private_pem: &str, kid: &str, claims: &Value) -> Result<String, KeyError> {
     let key = match alg {
         KeyAlg::Es256 => EncodingKey::from_ec_pem(private_pem.as_bytes()),
         KeyAlg::Rs256 => EncodingKey::from_rsa_pem(private_pem.as_bytes()),
     }
-    .map_err(|e| format!("cannot load the private key: {e}"))?;
+    .map_err(KeyError::Load)?;
     let mut header = Header::new(alg.jwt());
     header.kid = Some(kid.to_owned());
-    encode(&header, claims, &key).map_err(|e| format!("cannot sign: {e}"))
+    encode(&header, claims, &key).map_err(KeyError::Sign)
 }
 
 /// Parses `ES256`/`RS256` (any case).

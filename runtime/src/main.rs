@@ -265,7 +265,7 @@ fn tool(command: Command) -> Result<(), String> {
             private_key,
             jwks,
         } => {
-            let pair = keys::generate(alg(&a)?, &kid)?;
+            let pair = keys::generate(alg(&a)?, &kid).map_err(|e| e.to_string())?;
             std::fs::write(&private_key, &pair.private_pem)
                 .map_err(|e| format!("{}: {e}", private_key.display()))?;
             let text = serde_json::to_string_pretty(&pair.jwks).map_err(|e| e.to_string())?;
@@ -304,7 +304,10 @@ fn tool(command: Command) -> Result<(), String> {
                     .ok_or_else(|| format!("--claim-list `{c}` is not NAME=V1,V2"))?;
                 body[k] = Value::Array(v.split(',').map(|s| Value::String(s.to_owned())).collect());
             }
-            println!("{}", keys::sign(alg(&a)?, &pem, &kid, &body)?);
+            println!(
+                "{}",
+                keys::sign(alg(&a)?, &pem, &kid, &body).map_err(|e| e.to_string())?
+            );
             Ok(())
         }
         Command::CheckConfig { path } => {

@@ -19,6 +19,47 @@ const MAX_JWKS_BYTES: usize = 1 << 20;
 /// How long one fetch may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Why an issuer's keys could not be had. Names the file or URL and the
+/// reason; never carries a key.
+#[derive(Debug, thiserror::Error)]
+pub enum JwksError {
+    /// The JWKS file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The issuer's certificate anchors could not be loaded, or none exist.
+    #[error("{0}")]
+    Anchors(String),
+    /// The URL did not answer in time.
+    #[error("{url}: no answer within {after:?}")]
+    Timeout {
+        /// The JWKS URL.
+        url: String,
+        /// The limit.
+        after: Duration,
+    },
+    /// The URL answered with a failure (connection, TLS, status, body).
+    #[error("{url}: {reason}")]
+    Fetch {
+        /// The JWKS URL.
+        url: String,
+        /// Why, with the error's causes.
+        reason: String,
+    },
+    /// The document is not a JWKS, or holds no keys.
+    #[error("{origin}: {reason}")]
+    Invalid {
+        /// The file or URL.
+        origin: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
 /// Where the keys come from.
 #[derive(Debug, Clone)]
 pub enum KeySource {
@@ -53,7 +94,7 @@ type HttpsClient = Client<
 impl Keys {
     /// Loads the keys once (reading the file or fetching the URL); an
     /// issuer whose keys cannot be had stops the proxy from starting.
-    pub async fn load(source: KeySource, min_refresh: Duration) -> Result<Keys, String> {
+    pub async fn load(source: KeySource, min_refresh: Duration) -> Result<Keys, JwksError> {
         let client = match &source {
             KeySource::File(_) => None,
             KeySource::Url { ca_file, .. } => Some(https_client(ca_file.as_deref())?),
@@ -101,8 +142,9 @@ impl Keys {
     }
 }
 
-fn https_client(ca_file: Option<&Path>) -> Result<HttpsClient, String> {
-    Ok(Client::builder(TokioExecutor::new()).build(https_connector(ca_file)?))
+fn https_client(ca_file: Option<&Path>) -> Result<HttpsClient, JwksError> {
+    Ok(Client::builder(TokioExecutor::new())
+        .build(https_connector(ca_file).map_err(JwksError::Anchors)?))
 }
 
 /// An HTTPS-only connector trusting the PEM anchors in `ca_file`, or the
@@ -135,41 +177,60 @@ pub fn https_connector(
         .build())
 }
 
-async fn fetch(source: &KeySource, client: Option<&HttpsClient>) -> Result<JwkSet, String> {
+async fn fetch(source: &KeySource, client: Option<&HttpsClient>) -> Result<JwkSet, JwksError> {
     let (text, origin) = match (source, client) {
         (KeySource::File(path), _) => (
-            std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+            std::fs::read_to_string(path).map_err(|source| JwksError::Read {
+                path: path.clone(),
+                source,
+            })?,
             path.display().to_string(),
         ),
         (KeySource::Url { url, .. }, Some(client)) => (get(client, url).await?, url.to_string()),
-        (KeySource::Url { url, .. }, None) => return Err(format!("no HTTPS client for {url}")),
+        (KeySource::Url { url, .. }, None) => {
+            return Err(JwksError::Fetch {
+                url: url.to_string(),
+                reason: "no HTTPS client".to_owned(),
+            });
+        }
+    };
+    let invalid = |reason: String| JwksError::Invalid {
+        origin: origin.clone(),
+        reason,
     };
     let set: JwkSet =
-        serde_json::from_str(&text).map_err(|e| format!("{origin}: invalid JWKS: {e}"))?;
+        serde_json::from_str(&text).map_err(|e| invalid(format!("invalid JWKS: {e}")))?;
     if set.keys.is_empty() {
-        return Err(format!("{origin}: the JWKS holds no keys"));
+        return Err(invalid("the JWKS holds no keys".to_owned()));
     }
     Ok(set)
 }
 
-async fn get(client: &HttpsClient, url: &hyper::Uri) -> Result<String, String> {
+async fn get(client: &HttpsClient, url: &hyper::Uri) -> Result<String, JwksError> {
+    let failed = |reason: String| JwksError::Fetch {
+        url: url.to_string(),
+        reason,
+    };
+    let timeout = || JwksError::Timeout {
+        url: url.to_string(),
+        after: FETCH_TIMEOUT,
+    };
     let response = tokio::time::timeout(FETCH_TIMEOUT, client.get(url.clone()))
         .await
-        .map_err(|_| format!("{url}: no answer within {FETCH_TIMEOUT:?}"))?
-        .map_err(|e| format!("{url}: {}", error_chain(&e)))?;
+        .map_err(|_| timeout())?
+        .map_err(|e| failed(error_chain(&e)))?;
     if !response.status().is_success() {
-        return Err(format!("{url}: HTTP {}", response.status()));
+        return Err(failed(format!("HTTP {}", response.status())));
     }
     let body = tokio::time::timeout(
         FETCH_TIMEOUT,
         Limited::new(response.into_body(), MAX_JWKS_BYTES).collect(),
     )
     .await
-    .map_err(|_| format!("{url}: the body did not arrive within {FETCH_TIMEOUT:?}"))?
-    .map_err(|e| format!("{url}: {e}"))?
+    .map_err(|_| timeout())?
+    .map_err(|e| failed(e.to_string()))?
     .to_bytes();
-    String::from_utf8(body.to_vec()).map_err(|_| format!("{url}: the JWKS is not UTF-8"))
+    String::from_utf8(body.to_vec()).map_err(|_| failed("the JWKS is not UTF-8".to_owned()))
 }
 
 /// hyper's errors say "client error (Connect)"; the cause (a certificate
