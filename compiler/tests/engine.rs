@@ -747,3 +747,16 @@ fn schema_changes_by_a_masked_identity_move_no_protected_values() {
         assert!(matches!(v, Verdict::Forward), "{sql}: {v:?}");
     }
 }
+/// Regressions found by fuzzing (`bash tests/fuzz.sh 600 keep`): each was
+/// a panic; each must be a refusal or a verdict.
+#[test]
+fn fuzzed_inputs_are_decided_without_panicking() {
+    let e = engine();
+    for sql in ["MOVE", "FETCH", "FETCH;", "MOVE ;", " move\n", "FETCH FROM"] {
+        let v = decide(&e, &["ci"], sql);
+        assert!(
+            matches!(v, Verdict::Deny(_) | Verdict::Forward),
+            "{sql}: {v:?}"
+        );
+    }
+}

@@ -171,7 +171,11 @@ impl Formatter<'_> {
     fn trailing(&mut self, end: usize) {
         while self.next < self.comments.len() {
             let (s, e) = self.comments[self.next];
-            let same_line = s >= end && !self.src[end..s].contains('\n');
+            // Measured from the last comment appended, not the node's end:
+            // after a comment spanning lines, the next one on its closing
+            // line still trails (else a second format would move it).
+            let from = self.cursor.max(end);
+            let same_line = s >= from && !self.src[from..s].contains('\n');
             if s < end || same_line {
                 self.out.push(' ');
                 self.out.push_str(self.src[s..e].trim_end());

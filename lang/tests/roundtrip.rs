@@ -288,3 +288,21 @@ fn a_parenthesis_in_a_comment_after_a_mask_is_not_its_argument_list() {
     assert!(again.diagnostics.is_empty(), "{formatted}");
     assert_eq!(format(&again.file, &formatted), formatted);
 }
+
+/// Found by long fuzzing (`bash tests/fuzz.sh 600 keep`): a comment after a
+/// comment that spans lines, inside one declaration, moved to a line of its
+/// own on the second format, so formatting was not a fixed point.
+#[test]
+fn a_comment_after_a_multi_line_comment_stays_where_the_first_format_put_it() {
+    for text in [
+        "// c\nlabels p < /*x\ny*/r < s /*z*/\nlabels q < t\n",
+        "labels p < /*a\nb*/ /*c\nd*/r /*e*/\n",
+    ] {
+        let parsed = parse(FileId(0), text);
+        assert!(parsed.diagnostics.is_empty(), "{:?}", parsed.diagnostics);
+        let formatted = format(&parsed.file, text);
+        let again = parse(FileId(0), &formatted);
+        assert!(again.diagnostics.is_empty(), "{formatted}");
+        assert_eq!(format(&again.file, &formatted), formatted, "{text:?}");
+    }
+}

@@ -337,7 +337,11 @@ fn decide_unparsed(
             if matches!(words.last(), Some((Token::SemiColon, ..))) {
                 end -= 1;
             }
-            let Some((Token::Word(cursor), ..)) = words.get(end.checked_sub(1)?) else {
+            // `FETCH` or `MOVE` alone names no cursor (found by fuzzing).
+            if end < 2 {
+                return None;
+            }
+            let Some((Token::Word(cursor), ..)) = words.get(end - 1) else {
                 return None;
             };
             let direction_ok = words[1..end - 1].iter().all(|(t, ..)| match t {
