@@ -519,3 +519,34 @@ fn the_connection_limit_refuses_clearly_and_stalled_startups_are_cut_off() {
     let out = psql::run(proxy.addr, &q.issuer.dba_token(), "SELECT 1;\n");
     assert!(out.stdout.contains('1'), "{}", out.stderr);
 }
+
+/// A message larger than the proxy holds in memory is refused clearly
+/// (54000, naming both sizes) before any of it is buffered, and the
+/// statement never reaches the database.
+#[test]
+fn an_oversized_message_is_refused_with_a_clear_error() {
+    use clsf_tests::postgres::DATABASE;
+    use clsf_tests::raw::login;
+    let q = fixture::quickstart(None);
+    let proxy = Proxy::start(&q.config);
+    let mut bytes = login("dba", DATABASE, &q.issuer.dba_token());
+    // A Query header announcing about 2 GB, then a little of its body.
+    bytes.extend_from_slice(b"Q\x7f\x00\x00\x00SELECT 'oversized'");
+    let answer = exchange(proxy.addr, &bytes);
+    assert!(
+        contains(&answer, "54000"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(
+        contains(&answer, "a message of 2130706432 bytes"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert!(
+        !proxy.audit_events().iter().any(|e| e["statement"]
+            .as_str()
+            .is_some_and(|s| s.contains("oversized"))),
+        "nothing of it was decided or run"
+    );
+}

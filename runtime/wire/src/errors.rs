@@ -50,6 +50,18 @@ pub fn too_many_sessions_for_identity(subject: &str) -> Bytes {
     )
 }
 
+/// 54000 program_limit_exceeded: a client message larger than the proxy
+/// holds (the session ends: the rest of the message cannot be skipped
+/// safely without reading it).
+pub fn message_too_large(len: usize, max: usize) -> Bytes {
+    error_response(
+        Severity::Fatal,
+        "54000",
+        &format!("a message of {len} bytes is more than the clsf proxy accepts ({max} bytes)"),
+        Some("send smaller statements, or COPY large data in several messages"),
+    )
+}
+
 /// 08P01 protocol_violation.
 pub fn protocol_violation(what: &str) -> Bytes {
     error_response(

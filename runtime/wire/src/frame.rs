@@ -31,14 +31,26 @@ impl Frame {
 /// Why a buffer does not hold a valid frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FrameError {
-    /// The length field is below its own size or above the limit.
+    /// The length field is below its own size (or negative).
     BadLength(i64),
+    /// The length field is above the limit: a well-formed message the
+    /// proxy will not hold in memory.
+    TooLarge {
+        /// The message's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 impl std::fmt::Display for FrameError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FrameError::BadLength(n) => write!(f, "invalid message length {n}"),
+            FrameError::TooLarge { len, max } => write!(
+                f,
+                "a message of {len} bytes, more than the proxy's limit of {max} bytes"
+            ),
         }
     }
 }
@@ -49,8 +61,14 @@ pub fn split_frame(buf: &mut BytesMut, max: usize) -> Result<Option<Frame>, Fram
         return Ok(None);
     }
     let len = i32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]);
-    if len < 4 || len as usize > max {
+    if len < 4 {
         return Err(FrameError::BadLength(i64::from(len)));
+    }
+    if len as usize > max {
+        return Err(FrameError::TooLarge {
+            len: len as usize,
+            max,
+        });
     }
     let total = 1 + len as usize;
     if buf.len() < total {
@@ -101,6 +119,14 @@ mod tests {
         assert_eq!(
             split_frame(&mut buf, MAX_FRAME),
             Err(FrameError::BadLength(2))
+        );
+        let mut buf = BytesMut::from(&b"Q\x7f\0\0\0"[..]);
+        assert_eq!(
+            split_frame(&mut buf, MAX_FRAME),
+            Err(FrameError::TooLarge {
+                len: 0x7f00_0000,
+                max: MAX_FRAME
+            })
         );
         let mut buf = BytesMut::from(&b"Q\x7f\xff\xff\xff"[..]);
         assert!(split_frame(&mut buf, MAX_FRAME).is_err());

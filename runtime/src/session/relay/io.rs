@@ -14,7 +14,7 @@ use crate::session::{Result, Shared, end, send};
 use crate::tls::{ClientStream, UpstreamStream};
 use crate::upstream;
 use crate::wire::errors;
-use crate::wire::frame::{MAX_FRAME, split_frame};
+use crate::wire::frame::{FrameError, MAX_FRAME, split_frame};
 use bytes::BytesMut;
 
 pub(in crate::session) async fn relay(
@@ -76,8 +76,13 @@ pub(in crate::session) async fn relay(
                     },
                     Ok(None) => break,
                     Err(e) => {
-                        r.to_client
-                            .extend_from_slice(&errors::protocol_violation(&e.to_string()));
+                        let answer = match e {
+                            FrameError::TooLarge { len, max } => {
+                                errors::message_too_large(len, max)
+                            }
+                            FrameError::BadLength(_) => errors::protocol_violation(&e.to_string()),
+                        };
+                        r.to_client.extend_from_slice(&answer);
                         flush(&mut r, &mut client, &mut upstream).await?;
                         return Err(end(format!("client sent {e}")));
                     }
