@@ -314,9 +314,14 @@ fn a_shape_hit_decides_exactly_like_a_fresh_analysis() {
 
 /// The quickstart with `ci` also allowed to export what it may read.
 fn engine_with_export() -> Engine {
+    engine_with_ci_clause("allow export <= confidential")
+}
+
+/// The quickstart with `clause` added to `ci`'s rule.
+fn engine_with_ci_clause(clause: &str) -> Engine {
     let text = include_str!("../../examples/quickstart/policy/quickstart.clsf").replace(
         "  allow write table public.orders",
-        "  allow write table public.orders\n  allow export <= confidential",
+        &format!("  allow write table public.orders\n  {clause}"),
     );
     let mut parsed = Parsed::default();
     policy::add_source(&mut parsed, "quickstart.clsf", &text);
@@ -647,15 +652,7 @@ fn copy_export_is_checked_on_the_columns_read() {
 /// The quickstart with `ci` also allowed to change the schema: a masked
 /// identity with `ddl`.
 fn engine_with_ddl() -> Engine {
-    let text = include_str!("../../examples/quickstart/policy/quickstart.clsf").replace(
-        "  allow write table public.orders",
-        "  allow write table public.orders\n  allow ddl",
-    );
-    let mut parsed = Parsed::default();
-    policy::add_source(&mut parsed, "quickstart.clsf", &text);
-    let (plan, diags) = resolve::compile(&parsed, &quickstart_schema());
-    assert!(diags.is_empty(), "{diags:?}");
-    Engine::new(plan.unwrap()).unwrap()
+    engine_with_ci_clause("allow ddl")
 }
 
 /// A `ddl` right does not move protected values: derived relations are

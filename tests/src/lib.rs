@@ -19,3 +19,4 @@ pub mod proxy;
 pub mod psql;
 pub mod raw;
 pub mod shared;
+pub mod trail;

@@ -140,37 +140,7 @@ fn a_proxy_killed_under_load_leaves_a_trail_with_every_statement_that_ran() {
     assert!(acknowledged >= 200, "the load ran: {acknowledged}");
 
     let trail = q.dir.path().join("audit.jsonl");
-    let verify = Command::new(bin("clsf-proxy"))
-        .args(["audit", "verify"])
-        .arg(&trail)
-        .output()
-        .unwrap();
-    assert!(
-        verify.status.success(),
-        "{}",
-        String::from_utf8_lossy(&verify.stderr)
-    );
-    let audited: std::collections::HashSet<String> = clsf_runtime::audit::read_text(&trail)
-        .unwrap()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|e| e["statement"].as_str().map(str::to_owned))
-        .filter(|s| s.contains("'crash'"))
-        .collect();
-    let ran = q.pg.superuser_sql(
-        DATABASE,
-        "SELECT string_agg(id::text, ',') FROM orders WHERE status = 'crash'",
-    );
-    let ran: Vec<&str> = ran.trim().split(',').filter(|s| !s.is_empty()).collect();
-    assert!(
-        ran.len() >= acknowledged,
-        "{} rows, {acknowledged} acknowledged",
-        ran.len()
-    );
-    for id in &ran {
-        let sql = format!("INSERT INTO orders VALUES ({id}, 1, 1, 'crash')");
-        assert!(audited.contains(&sql), "{sql} ran but is not on the trail");
-    }
+    clsf_tests::trail::assert_every_insert_is_on_the_trail(&q.pg, &trail, "crash", acknowledged);
 
     // A new proxy continues the crashed trail.
     let (proxy, addr, _log) = start();
