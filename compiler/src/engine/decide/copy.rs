@@ -9,13 +9,8 @@ use super::*;
 /// TO`, since only a query can carry the masking subquery). `COPY … FROM
 /// STDIN` is a write to its table. Server-side files and programs are
 /// refused: their data would bypass the proxy.
-pub(super) fn copy(
-    plan: &Plan,
-    access: &PrincipalAccess,
-    env: &Env<'_>,
-    stmt: &sql::Statement,
-    text: &str,
-) -> Result<Outcome, Denial> {
+pub(super) fn copy(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Outcome, Denial> {
+    let Cx { plan, access, .. } = cx;
     let sql::Statement::Copy {
         source,
         to,
@@ -40,7 +35,7 @@ pub(super) fn copy(
         (true, sql::CopyTarget::Stdout, sql::CopySource::Query(_)) => {
             let a = analyze::analyze(stmt, text);
             exports(plan, access, &a, stmt)?;
-            no_limit_in_copy(reads(plan, access, env, &a, stmt, text)?)
+            no_limit_in_copy(reads(cx, &a, stmt, text)?)
         }
         (
             true,
@@ -86,7 +81,7 @@ pub(super) fn copy(
                 Ok(s) if s.len() == 1 => s,
                 _ => return Err(denials::internal("COPY")),
             };
-            let mut inner = copy(plan, access, env, &reparsed[0], &new_text)?;
+            let mut inner = copy(cx, &reparsed[0], &new_text)?;
             let rewritten = rewrite::splice(&new_text, std::mem::take(&mut inner.edits))
                 .ok_or_else(|| denials::internal("COPY"))?;
             inner.edits = vec![Edit {

@@ -152,6 +152,15 @@ pub struct Env<'a> {
     pub claims: Option<&'a serde_json::Value>,
 }
 
+/// What every part of a decision reads: the plan, the identity's access
+/// and the session's environment, passed as one.
+#[derive(Clone, Copy)]
+pub(super) struct Cx<'a> {
+    pub(super) plan: &'a Plan,
+    pub(super) access: &'a PrincipalAccess,
+    pub(super) env: &'a Env<'a>,
+}
+
 /// Decides a simple-query string.
 pub fn decide(plan: &Plan, access: &PrincipalAccess, env: &Env<'_>, text: &str) -> Decision {
     decide_with_edits(plan, access, env, text).0
@@ -165,11 +174,12 @@ pub(crate) fn decide_with_edits(
     env: &Env<'_>,
     text: &str,
 ) -> (Decision, Vec<Edit>) {
+    let cx = Cx { plan, access, env };
     let parsed = Parser::parse_sql(&PostgreSqlDialect {}, text);
     let statements = match parsed {
         Ok(s) => s,
         Err(e) => {
-            if let Some(decided) = decide_unparsed(plan, access, env, text) {
+            if let Some(decided) = decide_unparsed(cx, text) {
                 return decided;
             }
             let denial = denials::unparsable(&e.to_string());
@@ -201,7 +211,7 @@ pub(crate) fn decide_with_edits(
         } else {
             stmt.to_string()
         };
-        match decide_statement(plan, access, env, stmt, text) {
+        match decide_statement(cx, stmt, text) {
             Ok(outcome) => {
                 edits.extend(outcome.edits);
                 reports.push(StatementReport {
@@ -275,12 +285,8 @@ pub(crate) fn decide_with_edits(
 /// is what PostgreSQL runs, and forwarded in that form), `FETCH`/`MOVE`
 /// forms sqlparser lacks, and schema statements, refused for what they are
 /// rather than for the parser. `None`: refused as unparseable.
-fn decide_unparsed(
-    plan: &Plan,
-    access: &PrincipalAccess,
-    env: &Env<'_>,
-    text: &str,
-) -> Option<(Decision, Vec<Edit>)> {
+fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
+    let Cx { plan, access, env } = cx;
     use sqlparser::tokenizer::{Token, Tokenizer};
     let tokens = Tokenizer::new(&PostgreSqlDialect {}, text)
         .tokenize_with_location()
@@ -489,13 +495,8 @@ impl Outcome {
     }
 }
 
-fn decide_statement(
-    plan: &Plan,
-    access: &PrincipalAccess,
-    env: &Env<'_>,
-    stmt: &sql::Statement,
-    text: &str,
-) -> Result<Outcome, Denial> {
+fn decide_statement(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Outcome, Denial> {
+    let Cx { plan, access, .. } = cx;
     // An identity that may read everything in clear has nothing withheld:
     // its statements pass unchanged once they parse (the session still
     // learns its cursors and prepared statements).
@@ -509,19 +510,19 @@ fn decide_statement(
         sql::Statement::Query(_) => {
             let a = analyze::analyze(stmt, text);
             if a.select_into {
-                return creates_table_from(plan, access, env, a, stmt, text, "SELECT … INTO");
+                return creates_table_from(cx, a, stmt, text, "SELECT … INTO");
             }
             if a.statements > 1 {
                 // A data-modifying CTE: the writing rules apply as well.
                 writes(plan, access, &a, None)?;
             }
-            reads(plan, access, env, &a, stmt, text)
+            reads(cx, &a, stmt, text)
         }
         sql::Statement::Insert(_) | sql::Statement::Update(_) | sql::Statement::Delete(_) => {
             let target = write_target(stmt);
             writes(plan, access, &analyze::analyze(stmt, text), target.as_deref())
         }
-        sql::Statement::Copy { .. } => copy(plan, access, env, stmt, text),
+        sql::Statement::Copy { .. } => copy(cx, stmt, text),
         sql::Statement::Set(set) => session_setting(set),
         sql::Statement::ShowVariable { variable } => {
             let name = variable
@@ -565,10 +566,10 @@ fn decide_statement(
             None => Ok(Outcome::pass().with_object(SessionObject::UseCursor(analyze::fold(name)))),
             Some(_) => Err(not_analysed(stmt, "FETCH … INTO is not PostgreSQL")),
         },
-        sql::Statement::Declare { stmts, .. } => declare(plan, access, env, stmts, text),
+        sql::Statement::Declare { stmts, .. } => declare(cx, stmts, text),
         sql::Statement::Prepare {
             name, statement, ..
-        } => prepare(plan, access, env, name, statement, text),
+        } => prepare(cx, name, statement, text),
         sql::Statement::Execute {
             name: Some(name),
             immediate: false,
@@ -593,7 +594,7 @@ fn decide_statement(
             // EXPLAIN [ANALYZE] shows the plan of the statement as the
             // proxy forwards it (rewritten), so it is decided like that
             // statement; its rows are plan lines, never data rows.
-            let mut inner = decide_statement(plan, access, env, statement, text)?;
+            let mut inner = decide_statement(cx, statement, text)?;
             inner.row_limit = None;
             Ok(inner)
         }
@@ -617,12 +618,12 @@ fn decide_statement(
         }
         sql::Statement::CreateTable(ct) if ct.query.is_some() => {
             let a = analyze::analyze(stmt, text);
-            creates_table_from(plan, access, env, a, stmt, text, "CREATE TABLE … AS")
+            creates_table_from(cx, a, stmt, text, "CREATE TABLE … AS")
         }
         other if is_ddl(other) => {
             let out = action_permitted(plan, &access.ddl, "ddl", other)?;
             crate::engine::ddl::check(plan, access, other, text, |a, what| {
-                creates_table_from(plan, access, env, a, other, text, what).map(drop)
+                creates_table_from(cx, a, other, text, what).map(drop)
             })?;
             Ok(out)
         }

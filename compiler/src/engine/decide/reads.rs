@@ -53,13 +53,12 @@ pub(super) fn column_denial(
 }
 
 pub(super) fn reads(
-    plan: &Plan,
-    access: &PrincipalAccess,
-    env: &Env<'_>,
+    cx: Cx<'_>,
     a: &Analysis,
     stmt: &sql::Statement,
     text: &str,
 ) -> Result<Outcome, Denial> {
+    let Cx { plan, access, .. } = cx;
     let mut out = Outcome::pass();
     check_functions_guarded(access, a, Some((text, &mut out.edits)))?;
     // Each relation reference resolved once (None for table functions).
@@ -139,7 +138,7 @@ pub(super) fn reads(
                 "the relation's position in the statement is unknown",
             ));
         };
-        let filter = row_filter(plan, access, env, ri)?;
+        let filter = row_filter(cx, ri)?;
         let columns: std::borrow::Cow<'_, [Access]> = if (0..rel.columns.len()).any(&granted) {
             access.columns[ri]
                 .iter()
@@ -270,12 +269,8 @@ pub(super) fn row_limit(plan: &Plan, access: &PrincipalAccess, ri: usize) -> Opt
 /// The row filter of relation `ri` with the session's claims bound as
 /// string literals; refused when a claim it needs is missing or not a
 /// string or number.
-pub(super) fn row_filter(
-    plan: &Plan,
-    access: &PrincipalAccess,
-    env: &Env<'_>,
-    ri: usize,
-) -> Result<Option<String>, Denial> {
+pub(super) fn row_filter(cx: Cx<'_>, ri: usize) -> Result<Option<String>, Denial> {
+    let Cx { plan, access, env } = cx;
     let filters: Vec<&crate::engine::access::RowFilter> =
         access.filters.iter().filter(|f| f.relation == ri).collect();
     if filters.is_empty() {

@@ -42,13 +42,7 @@ pub(super) fn session_object(stmt: &sql::Statement) -> Option<SessionObject> {
 /// `DECLARE … CURSOR FOR query`: decided and rewritten like the query. A
 /// cursor's rows leave in several `FETCH`es, so a row limit (enforced per
 /// statement) cannot hold and such a cursor is refused.
-pub(super) fn declare(
-    plan: &Plan,
-    access: &PrincipalAccess,
-    env: &Env<'_>,
-    stmts: &[sql::Declare],
-    text: &str,
-) -> Result<Outcome, Denial> {
+pub(super) fn declare(cx: Cx<'_>, stmts: &[sql::Declare], text: &str) -> Result<Outcome, Denial> {
     let [d] = stmts else {
         return Err(denials::internal("DECLARE of several names"));
     };
@@ -56,7 +50,7 @@ pub(super) fn declare(
         return Err(denials::cursor_form());
     };
     let inner = sql::Statement::Query(query.clone());
-    let out = decide_statement(plan, access, env, &inner, text)?;
+    let out = decide_statement(cx, &inner, text)?;
     if let Some((rows, rule)) = &out.row_limit {
         return Err(denials::limited_cursor(*rows, rule));
     }
@@ -68,9 +62,7 @@ pub(super) fn declare(
 /// statement that needs an approval (granted per execution) or is under a
 /// row limit (enforced per statement) cannot be prepared this way.
 pub(super) fn prepare(
-    plan: &Plan,
-    access: &PrincipalAccess,
-    env: &Env<'_>,
+    cx: Cx<'_>,
     name: &sql::Ident,
     statement: &sql::Statement,
     text: &str,
@@ -87,7 +79,7 @@ pub(super) fn prepare(
             "only queries, INSERT, UPDATE and DELETE can be prepared",
         ));
     }
-    let out = match decide_statement(plan, access, env, statement, text) {
+    let out = match decide_statement(cx, statement, text) {
         Ok(out) => out,
         Err(mut d) if !d.policies.is_empty() && d.message.contains("needs approval") => {
             // Not holdable: an approval releases executions, and EXECUTE

@@ -9,14 +9,13 @@ use super::*;
 /// (label laundering). From relations the identity reads in full they are
 /// DDL like `CREATE TABLE`; from anything masked or withheld, refused.
 pub(super) fn creates_table_from(
-    plan: &Plan,
-    access: &PrincipalAccess,
-    env: &Env<'_>,
+    cx: Cx<'_>,
     mut a: Analysis,
     stmt: &sql::Statement,
     text: &str,
     what: &str,
 ) -> Result<Outcome, Denial> {
+    let Cx { plan, access, .. } = cx;
     // The relation being created is named, not read: it is new, so the
     // schema does not know it.
     let created = match stmt {
@@ -46,7 +45,7 @@ pub(super) fn creates_table_from(
             ));
         }
     }
-    let out = reads(plan, access, env, a, stmt, text)?;
+    let out = reads(cx, a, stmt, text)?;
     if !out.edits.is_empty() {
         return Err(denials::internal(what));
     }
