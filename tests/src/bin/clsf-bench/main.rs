@@ -674,7 +674,11 @@ fn storm(config: &std::path::Path, dir: &std::path::Path, token: &str) {
     let audit = dir.join("audit.jsonl").display().to_string();
     let text = text
         .replace(&audit, &dir.join("storm-audit.jsonl").display().to_string())
-        .replacen("max_connections = 1000", "max_connections = 256", 1);
+        .replacen(
+            "max_connections = 1000",
+            "max_connections = 256\nstartup_timeout_seconds = 3",
+            1,
+        );
     let storm_config = dir.join("storm.toml");
     std::fs::write(&storm_config, text).expect("config");
     let (proxy, addr) = start_proxy(&bin("clsf-proxy"), &storm_config);
@@ -730,5 +734,43 @@ fn storm(config: &std::path::Path, dir: &std::path::Path, token: &str) {
         before.0,
         status_mib(pid, "VmHWM:"),
         before.1
+    );
+
+    // Stalled clients: 1 000 connections that send half a startup packet
+    // and nothing more. They hold the session slots until the startup
+    // timeout (3 s here) cuts them off; a real client meanwhile is refused
+    // (53300) and afterwards let in.
+    let stalled: Vec<std::net::TcpStream> = (0..1000)
+        .filter_map(|_| {
+            let mut s = std::net::TcpStream::connect(addr).ok()?;
+            std::io::Write::write_all(&mut s, &[0, 0, 0]).ok()?;
+            Some(s)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let during = (status_mib(pid, "VmRSS:"), fds());
+    let real = |runtime: &tokio::runtime::Runtime| {
+        runtime.block_on(async {
+            match clsf_tests::client::config(addr.port(), "reporter", token)
+                .connect(tokio_postgres::NoTls)
+                .await
+            {
+                Ok(_) => "accepted".to_owned(),
+                Err(e) => e
+                    .as_db_error()
+                    .map_or_else(|| format!("other: {e}"), |d| d.code().code().to_owned()),
+            }
+        })
+    };
+    let while_stalled = real(&runtime);
+    std::thread::sleep(Duration::from_millis(4000));
+    let after = (status_mib(pid, "VmRSS:"), fds());
+    let afterwards = real(&runtime);
+    drop(stalled);
+    println!(
+        "stalled clients: {} connections sending half a startup packet, startup_timeout 3 s: \
+         RSS {:.1} MiB and {} descriptors while they stall, {:.1} MiB and {} after the timeout; \
+         a real client while they stall: {while_stalled}, after: {afterwards}",
+        1000, during.0, during.1, after.0, after.1
     );
 }
