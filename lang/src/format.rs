@@ -176,6 +176,16 @@ impl Formatter<'_> {
             // line still trails (else a second format would move it).
             let from = self.cursor.max(end);
             let same_line = s >= from && !self.src[from..s].contains('\n');
+            // Nothing may follow a line comment on its line: the comments
+            // after it are left for the next node, each on its own line.
+            let after_line_comment = self.next > 0 && {
+                let (ps, pe) = self.comments[self.next - 1];
+                let previous = &self.src[ps..pe];
+                previous.starts_with("//") && self.out.ends_with(previous.trim_end())
+            };
+            if after_line_comment {
+                break;
+            }
             if s < end || same_line {
                 self.out.push(' ');
                 self.out.push_str(self.src[s..e].trim_end());

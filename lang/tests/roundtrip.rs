@@ -306,3 +306,36 @@ fn a_comment_after_a_multi_line_comment_stays_where_the_first_format_put_it() {
         assert_eq!(format(&again.file, &formatted), formatted, "{text:?}");
     }
 }
+
+/// Found by CI's fuzzing from the kept corpus: a comment after a line
+/// comment inside one declaration was appended to the line comment's line,
+/// so it became part of it.
+#[test]
+fn nothing_is_appended_after_a_line_comment() {
+    for text in [
+        "labels a < // c\nb /*d*/ < c\n",
+        "labels a < // c\nb // d\n< c\n",
+        "labels p < i < // x\nr /*y*/\ntable public.t: p {\n  a: // z\n i /*w*/\n}\n",
+    ] {
+        let parsed = parse(FileId(0), text);
+        assert!(
+            parsed.diagnostics.is_empty(),
+            "{text:?}: {:?}",
+            parsed.diagnostics
+        );
+        let formatted = format(&parsed.file, text);
+        let again = parse(FileId(0), &formatted);
+        assert!(again.diagnostics.is_empty(), "{formatted}");
+        assert_eq!(format(&again.file, &formatted), formatted, "{text:?}");
+        // No comment is swallowed by a line comment before it.
+        for line in formatted.lines() {
+            if let Some(at) = line.find("//") {
+                let rest = &line[at + 2..];
+                assert!(
+                    !rest.contains("/*") && !rest.contains("//"),
+                    "a comment after a line comment: {formatted:?}"
+                );
+            }
+        }
+    }
+}
