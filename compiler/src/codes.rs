@@ -322,4 +322,75 @@ the schema lock lacks). Its columns get the most protective classification
 of every relation the definition names, or the highest label when one of
 them is unknown. Classify its columns explicitly to be precise.",
     },
+    Code {
+        code: "CLSF0301",
+        severity: "error",
+        summary: "forbid can error",
+        explanation: "`clsfc check --verify` found a request for which the Cedar forbid this
+clause generates fails to evaluate. Cedar skips a policy that errors, so a
+forbid that errors lets through what it was written to stop (it fails
+open). The generated targets always evaluate; this means a compiler bug or
+a hand-edited bundle: report it.",
+    },
+    Code {
+        code: "CLSF0302",
+        severity: "warning",
+        summary: "clause applies to nothing",
+        explanation: "`clsfc check --verify` proved that no request this clause could match
+exists for this database and these groups: no column of the schema lock
+has the label, category, table or name the target names, or no identity
+can be in the rule's group. The clause decides nothing; it is usually a
+typo in a category, a label with no columns yet, or a rule for a group
+that cannot have members. Remove it or fix its target.",
+    },
+    Code {
+        code: "CLSF0303",
+        severity: "warning",
+        summary: "clause shadowed",
+        explanation: "`clsfc check --verify` proved that every request this `allow` clause
+permits is forbidden by a more protective clause (a `deny`, or the clear
+read a `mask` or `require approval` clause forbids), for every action the
+clause names. The clause grants nothing. Remove it, narrow the more
+protective clause, or, for a mask, say `override because \"…\"`.",
+    },
+    Code {
+        code: "CLSF0304",
+        severity: "warning",
+        summary: "clause redundant",
+        explanation: "`clsfc check --verify` proved that the policy decides every request the
+same way without this `allow` clause: other clauses already allow
+everything it allows. Redundant clauses hide what a change to the broader
+clause would do; remove this one, or narrow the broader clause if that is
+the mistake.",
+    },
+    Code {
+        code: "CLSF0305",
+        severity: "warning",
+        summary: "group with no possible member",
+        explanation: "No credential can be a member of this group: its conditions test one
+claim for two values, name two service accounts, or its composition needs
+groups whose conditions contradict (for example `ci_github and ci_gitlab`
+when each tests a different issuer). Rules for the group grant nothing.
+The check compares equalities, lists and globs; conditions it cannot
+compare are assumed compatible, so it never reports a group that can have
+members.",
+    },
+    Code {
+        code: "CLSF0306",
+        severity: "error",
+        summary: "clause not verified",
+        explanation: "The solver gave no answer for a question about this clause within the
+time bound (`--solver-timeout`, 60 s by default), answered `unknown`, or
+failed. Verification never reports an unanswered question as clean. Raise
+the bound, or simplify the clause's target.",
+    },
+    Code {
+        code: "CLSF0307",
+        severity: "warning",
+        summary: "permit can error",
+        explanation: "`clsfc check --verify` found a request for which the Cedar permit this
+clause generates fails to evaluate. Cedar skips it, so the access it
+grants is refused (it fails closed). The generated targets always
+evaluate; this means a compiler bug or a hand-edited bundle: report it.",
+    },
 ];

@@ -29,7 +29,7 @@ pub struct Change {
     pub escalation: bool,
 }
 
-fn read_text(a: &Access) -> String {
+pub(crate) fn read_text(a: &Access) -> String {
     match a {
         Access::Clear => "clear".to_owned(),
         Access::Masked(m) => format!("masked ({})", m.display()),
@@ -48,7 +48,7 @@ fn read_rank(a: &Access) -> u8 {
     }
 }
 
-fn perm_text(p: &Perm) -> String {
+pub(crate) fn perm_text(p: &Perm) -> String {
     match p {
         Perm::Allowed => "allowed".to_owned(),
         Perm::Approval { approvers, .. } => format!("approval by {approvers}"),

@@ -21,6 +21,8 @@ pub mod report;
 pub mod resolve;
 pub mod schema;
 pub mod stdlib;
+#[cfg(feature = "verify")]
+pub mod verify;
 
 pub use engine::Engine;
 pub use plan::Plan;

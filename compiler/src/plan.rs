@@ -59,6 +59,9 @@ pub struct Group {
     pub name: String,
     /// How membership is decided.
     pub membership: Membership,
+    /// Where the group is declared (not kept in a bundle).
+    #[serde(skip)]
+    pub span: clsf_lang::Span,
 }
 
 /// How membership of a group is decided.
@@ -264,6 +267,9 @@ pub struct Clause {
     pub policy_id: String,
     /// `file:line:column` of the clause.
     pub location: String,
+    /// Where the clause is in the policy's sources (not kept in a bundle).
+    #[serde(skip)]
+    pub span: clsf_lang::Span,
     /// The clause as written, whitespace-normalised, for messages.
     pub text: String,
 }

@@ -9,9 +9,10 @@ mod diff;
 mod explain;
 mod fmt;
 mod test;
+mod who_can;
 
 use clsf_compiler::load::{self, Compiled};
-use clsf_compiler::{Engine, bundle, report, schema};
+use clsf_compiler::{Engine, bundle, report, schema, verify};
 
 /// Compile and check clsf data-classification policies.
 #[derive(Parser, Debug)]
@@ -56,6 +57,17 @@ enum Command {
         /// Exit 1 on warnings too.
         #[arg(long)]
         deny_warnings: bool,
+        /// Also prove properties of the generated Cedar with the cvc5 SMT
+        /// solver: forbids that can error or never match, clauses that are
+        /// shadowed or redundant, groups with no possible member.
+        #[arg(long)]
+        verify: bool,
+        /// The cvc5 executable (default: $CVC5, else `cvc5` on PATH).
+        #[arg(long, requires = "verify")]
+        solver: Option<PathBuf>,
+        /// Seconds the solver may spend on one question.
+        #[arg(long, default_value_t = 60, requires = "verify")]
+        solver_timeout: u64,
     },
     /// Explain a diagnostic code (`clsfc explain CLSF0101`), a function's
     /// class (`clsfc explain --function to_regtype`), or what the statement
@@ -109,6 +121,37 @@ enum Command {
         /// Exit 1 when any group's access grows.
         #[arg(long)]
         fail_on_escalation: bool,
+    },
+    /// The exposure report: for each group, column and action, who can do
+    /// it, how (clear, masked, with approval) and through which clause,
+    /// every cell proved by the cvc5 solver.
+    WhoCan {
+        /// The policy directory.
+        policy_dir: PathBuf,
+        /// The schema lock file.
+        #[arg(long)]
+        schema: PathBuf,
+        /// Only this column (`schema.table.column` or `table.column`).
+        #[arg(long, conflicts_with_all = ["label", "category"])]
+        column: Option<String>,
+        /// Only columns with this label.
+        #[arg(long, conflicts_with = "category")]
+        label: Option<String>,
+        /// Only columns tagged with this category.
+        #[arg(long)]
+        category: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: who_can::Format,
+        /// Print the report without proving it (no solver needed).
+        #[arg(long)]
+        no_proof: bool,
+        /// The cvc5 executable (default: $CVC5, else `cvc5` on PATH).
+        #[arg(long, conflicts_with = "no_proof")]
+        solver: Option<PathBuf>,
+        /// Seconds the solver may spend on one question.
+        #[arg(long, default_value_t = 60)]
+        solver_timeout: u64,
     },
     /// Run the policy's unit tests (`*.test.toml` files under the policy directory).
     Test {
@@ -256,13 +299,20 @@ pub fn run(cli: Cli) -> Exit {
             database_url,
             format,
             deny_warnings,
+            verify,
+            solver,
+            solver_timeout,
         } => {
             let source = match (schema, database_url) {
                 (Some(lock), _) => SchemaSource::Lock(lock),
                 (None, Some(url)) => SchemaSource::Database(url),
                 (None, None) => unreachable!("clap requires --schema or --database-url"),
             };
-            check(&policy_dir, &source, color, format, deny_warnings)
+            let verify = verify.then(|| verify::SolverConfig {
+                path: solver,
+                timeout: std::time::Duration::from_secs(solver_timeout.max(1)),
+            });
+            check(&policy_dir, &source, color, format, deny_warnings, verify)
         }
         Command::Explain {
             code,
@@ -293,6 +343,29 @@ pub fn run(cli: Cli) -> Exit {
             ),
         },
         Command::Fmt { paths, check } => fmt::run(&paths, check),
+        Command::WhoCan {
+            policy_dir,
+            schema,
+            column,
+            label,
+            category,
+            format,
+            no_proof,
+            solver,
+            solver_timeout,
+        } => {
+            let selection = match (column, label, category) {
+                (Some(c), ..) => verify::who_can::Selection::Column(c),
+                (_, Some(l), _) => verify::who_can::Selection::Label(l),
+                (.., Some(c)) => verify::who_can::Selection::Category(c),
+                _ => verify::who_can::Selection::All,
+            };
+            let solver = (!no_proof).then(|| verify::SolverConfig {
+                path: solver,
+                timeout: std::time::Duration::from_secs(solver_timeout.max(1)),
+            });
+            who_can::run(&policy_dir, &schema, &selection, format, solver)
+        }
         Command::Test {
             policy_dir,
             schema,
@@ -400,10 +473,32 @@ fn compile_as(
     color: bool,
     format: Format,
 ) -> Result<Option<Compiled>, String> {
-    let compiled = match source {
-        SchemaSource::Lock(lock) => load::compile_dir(policy_dir, lock)?,
-        SchemaSource::Database(url) => load::compile_against(policy_dir, &pull_schema(url, &[])?)?,
-    };
+    let compiled = compile_quiet(policy_dir, source)?;
+    print_diagnostics(policy_dir, &compiled, color, format);
+    let errors = compiled.diagnostics.iter().filter(|d| d.is_error()).count();
+    let warnings = compiled.diagnostics.len() - errors;
+    if errors > 0 {
+        eprintln!("error: policy has {errors} error(s) and {warnings} warning(s)");
+        return Ok(None);
+    }
+    Ok(Some(compiled))
+}
+
+fn compile_quiet(policy_dir: &std::path::Path, source: &SchemaSource) -> Result<Compiled, String> {
+    match source {
+        SchemaSource::Lock(lock) => load::compile_dir(policy_dir, lock),
+        SchemaSource::Database(url) => load::compile_against(policy_dir, &pull_schema(url, &[])?),
+    }
+}
+
+/// Prints diagnostics in the chosen format (json, sarif and github on
+/// standard output, human on standard error).
+fn print_diagnostics(
+    policy_dir: &std::path::Path,
+    compiled: &Compiled,
+    color: bool,
+    format: Format,
+) {
     let base = policy_dir.display().to_string();
     let base = base.trim_start_matches("./");
     match format {
@@ -422,13 +517,6 @@ fn compile_as(
             report::github(&compiled.diagnostics, &compiled.sources, base)
         ),
     }
-    let errors = compiled.diagnostics.iter().filter(|d| d.is_error()).count();
-    let warnings = compiled.diagnostics.len() - errors;
-    if errors > 0 {
-        eprintln!("error: policy has {errors} error(s) and {warnings} warning(s)");
-        return Ok(None);
-    }
-    Ok(Some(compiled))
 }
 
 fn check(
@@ -437,20 +525,59 @@ fn check(
     color: bool,
     format: Format,
     deny_warnings: bool,
+    verify: Option<verify::SolverConfig>,
 ) -> Result<Exit, String> {
-    let Some(compiled) = compile_as(policy_dir, source, color, format)? else {
-        return Ok(Exit::PolicyErrors);
+    let Some(config) = verify else {
+        let Some(compiled) = compile_as(policy_dir, source, color, format)? else {
+            return Ok(Exit::PolicyErrors);
+        };
+        let plan = compiled.plan.expect("no errors means a plan");
+        // Generating Cedar validates it in strict mode; a failure is a compiler bug.
+        Engine::new(plan).map_err(|e| e.to_string())?;
+        return Ok(finish(compiled.diagnostics.len(), deny_warnings));
     };
-    let warnings = compiled.diagnostics.len();
-    let plan = compiled.plan.expect("no errors means a plan");
-    // Generating Cedar validates it in strict mode; a failure is a compiler bug.
-    Engine::new(plan).map_err(|e| e.to_string())?;
-    if deny_warnings && warnings > 0 {
-        eprintln!("error: {warnings} warning(s), and --deny-warnings is set");
+    let mut compiled = compile_quiet(policy_dir, source)?;
+    if let Some(plan) = compiled.plan.clone() {
+        let engine = Engine::new(plan).map_err(|e| e.to_string())?;
+        let mut prover = match verify::Prover::start(&config) {
+            Ok(p) => p,
+            Err(e) => {
+                print_diagnostics(policy_dir, &compiled, color, format);
+                eprintln!("error: {e}");
+                return Ok(Exit::Usage);
+            }
+        };
+        let started = std::time::Instant::now();
+        let report = verify::check(engine.plan(), engine.generated(), &mut prover)
+            .map_err(|e| e.to_string())?;
+        eprintln!(
+            "verify: {} policies over {} column classes, {} solver questions in {:.1} s ({})",
+            report.policies,
+            report.classes,
+            prover.questions,
+            started.elapsed().as_secs_f64(),
+            prover.executable().display()
+        );
+        compiled.diagnostics.extend(report.diagnostics);
+    }
+    print_diagnostics(policy_dir, &compiled, color, format);
+    let errors = compiled.diagnostics.iter().filter(|d| d.is_error()).count();
+    let warnings = compiled.diagnostics.len() - errors;
+    if errors > 0 {
+        eprintln!("error: policy has {errors} error(s) and {warnings} warning(s)");
         return Ok(Exit::PolicyErrors);
     }
+    Ok(finish(warnings, deny_warnings))
+}
+
+/// The exit of a check without errors.
+fn finish(warnings: usize, deny_warnings: bool) -> Exit {
+    if deny_warnings && warnings > 0 {
+        eprintln!("error: {warnings} warning(s), and --deny-warnings is set");
+        return Exit::PolicyErrors;
+    }
     eprintln!("ok: policy checked ({warnings} warning(s))");
-    Ok(Exit::Ok)
+    Exit::Ok
 }
 
 fn build(

@@ -52,6 +52,7 @@ impl Cx<'_> {
             groups.push(Group {
                 name: g.name.text.clone(),
                 membership,
+                span: g.name.span,
             });
         }
         self.group_cycles(&groups, &spans);

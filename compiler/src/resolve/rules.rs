@@ -34,6 +34,7 @@ impl Cx<'_> {
                         kind,
                         policy_id: format!("{}.{}", r.name.text, i),
                         location: self.sources.location(c.span).to_string(),
+                        span: c.span,
                         text: self.text_of(c.span),
                     });
                 }

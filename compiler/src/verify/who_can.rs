@@ -1,0 +1,415 @@
+//! `clsfc who-can`: the exposure report. For each group, each selected
+//! column and each action, whether a member of the group can do it, how
+//! (clear, masked with which mask, with whose approval) and through which
+//! clause — the engine's own access table, computed from the compiled
+//! Cedar — and, for every cell, a proof by the solver that Cedar decides
+//! it so for every column of its class.
+//!
+//! The proof, per group and Cedar action: with `Q_yes` the requests of a
+//! member of exactly the group's group set on a column of a class the
+//! report says is allowed, `Q_yes` implies the policy set (every such
+//! request is allowed); with `Q_no` the same for the classes it says are
+//! refused, `Q_no` and the policy set are disjoint (no such request is
+//! allowed). Both sets carry the domain guard.
+
+use std::collections::BTreeMap;
+
+use cedar_policy::{
+    Authorizer, Context, Decision, Entity, EntityUid, Policy, PolicyId, Request, RequestEnv,
+    RestrictedExpression,
+};
+use cedar_policy_symcc::CompiledPolicySet;
+use serde::Serialize;
+
+use super::checks::{guard, set};
+use super::domain::{self, Class};
+use super::solver::{Prover, VerifyError};
+use crate::Engine;
+use crate::cedar::{self, NAMESPACE};
+use crate::diff::{perm_text, read_text};
+use crate::engine::Identity;
+use crate::engine::access::{Access, Perm};
+use crate::engine::scope::Usage;
+use crate::plan::Plan;
+
+/// Which columns the report covers.
+#[derive(Clone, Debug)]
+pub enum Selection {
+    /// Every column the policy decides.
+    All,
+    /// One column, `schema.table.column` or `table.column` (schema `public`).
+    Column(String),
+    /// Columns with this label.
+    Label(String),
+    /// Columns tagged with this category.
+    Category(String),
+}
+
+/// One cell: what a member of `group` can do with `column`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Cell {
+    /// The group.
+    pub group: String,
+    /// `schema.table.column`.
+    pub column: String,
+    /// `read`, `use (joined)` …, `write`, `export`.
+    pub action: String,
+    /// `clear`, `masked (email)`, `approval by leads`, `denied`, `allowed`.
+    pub decision: String,
+    /// Where the clauses that decided it are (`file:line:column`).
+    pub via: Vec<String>,
+}
+
+/// A group as the report evaluates it.
+#[derive(Clone, Debug, Serialize)]
+pub struct GroupRow {
+    /// The group.
+    pub name: String,
+    /// The groups a typical member is in (the group itself, and composed
+    /// groups that follow); empty when nobody can be a member.
+    pub member_of: Vec<String>,
+}
+
+/// What the solver proved.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Proof {
+    /// Cells (group × Cedar action × column class) proved.
+    pub cells: u64,
+    /// Questions asked of the solver.
+    pub questions: u64,
+    /// Questions the solver answered against the report (a clsf bug);
+    /// each names the group, action and claim.
+    pub failures: Vec<String>,
+    /// Questions with no answer (timeout, unknown).
+    pub unproved: Vec<String>,
+}
+
+/// The exposure report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Groups evaluated.
+    pub groups: Vec<GroupRow>,
+    /// Columns covered.
+    pub columns: Vec<String>,
+    /// Every cell.
+    pub cells: Vec<Cell>,
+    /// The proof, when a solver was given.
+    pub proof: Option<Proof>,
+}
+
+/// Why the selection is invalid.
+fn unknown(what: &str, name: &str) -> VerifyError {
+    VerifyError::Selection(format!("no {what} `{name}` in the policy or schema"))
+}
+
+fn selected(plan: &Plan, selection: &Selection) -> Result<Vec<(usize, usize)>, VerifyError> {
+    let mut out = Vec::new();
+    let decided = |ri: usize| plan.is_decided(ri);
+    match selection {
+        Selection::All => {
+            for (ri, rel) in plan.schema.relations.iter().enumerate() {
+                if decided(ri) {
+                    out.extend((0..rel.columns.len()).map(|ci| (ri, ci)));
+                }
+            }
+        }
+        Selection::Column(name) => {
+            let parts: Vec<&str> = name.split('.').collect();
+            let (schema, table, column) = match parts.as_slice() {
+                [s, t, c] => (*s, *t, *c),
+                [t, c] => ("public", *t, *c),
+                _ => {
+                    return Err(VerifyError::Selection(format!(
+                        "`{name}`: give the column as schema.table.column or table.column"
+                    )));
+                }
+            };
+            let ri = plan
+                .schema
+                .find(schema, table)
+                .ok_or_else(|| unknown("table", &format!("{schema}.{table}")))?;
+            let ci = plan
+                .schema
+                .relation(ri)
+                .columns
+                .iter()
+                .position(|c| c.name == column);
+            out.push((ri, ci.ok_or_else(|| unknown("column", name))?));
+        }
+        Selection::Label(label) => {
+            let level = plan
+                .labels
+                .iter()
+                .position(|l| l == label)
+                .ok_or_else(|| unknown("label", label))?;
+            for (ri, rel) in plan.schema.relations.iter().enumerate() {
+                for ci in 0..rel.columns.len() {
+                    if decided(ri) && plan.classes[ri][ci].level == level {
+                        out.push((ri, ci));
+                    }
+                }
+            }
+        }
+        Selection::Category(category) => {
+            let bit = plan
+                .categories
+                .iter()
+                .position(|c| c == category)
+                .ok_or_else(|| unknown("category", category))?;
+            for (ri, rel) in plan.schema.relations.iter().enumerate() {
+                for ci in 0..rel.columns.len() {
+                    if decided(ri) && plan.classes[ri][ci].categories.0 & (1 << bit) != 0 {
+                        out.push((ri, ci));
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn locations(plan: &Plan, ids: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = ids
+        .iter()
+        .filter_map(|id| plan.clause_by_policy(id.strip_suffix(".forbid").unwrap_or(id)))
+        .map(|(_, c)| c.location.clone())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn perm_ids(p: &Perm) -> &[String] {
+    match p {
+        Perm::Allowed => &[],
+        Perm::Approval { policies, .. } => policies,
+        Perm::Denied(ids) => ids,
+    }
+}
+
+/// Builds the report; with a prover, proves every cell.
+pub fn who_can(
+    engine: &Engine,
+    selection: &Selection,
+    prover: Option<&mut Prover>,
+) -> Result<Report, VerifyError> {
+    let plan = engine.plan();
+    let columns = selected(plan, selection)?;
+    let mut groups = Vec::new();
+    let mut cells = Vec::new();
+    for (gi, g) in plan.groups.iter().enumerate() {
+        let member_of = if domain::searchable(plan, gi) {
+            domain::member_groups(plan, gi).unwrap_or_default()
+        } else {
+            vec![g.name.clone()]
+        };
+        groups.push(GroupRow {
+            name: g.name.clone(),
+            member_of: member_of.clone(),
+        });
+        if member_of.is_empty() {
+            continue;
+        }
+        let access = engine.access_for(&Identity {
+            subject: format!("member of {}", g.name),
+            groups: member_of,
+        });
+        for &(ri, ci) in &columns {
+            let rel = plan.schema.relation(ri);
+            let column = format!("{}.{}", rel.qualified(), rel.columns[ci].name);
+            let mut push = |action: String, decision: String, via: Vec<String>| {
+                cells.push(Cell {
+                    group: g.name.clone(),
+                    column: column.clone(),
+                    action,
+                    decision,
+                    via,
+                })
+            };
+            let read = &access.columns[ri][ci];
+            push(
+                "read".into(),
+                read_text(read),
+                locations(plan, &access.policies[ri][ci]),
+            );
+            let uses = access.uses(ri, ci);
+            for usage in Usage::GRANTABLE {
+                let allowed = *read == Access::Clear || uses & usage.bit() != 0;
+                push(
+                    format!("use ({})", usage.as_str()),
+                    if allowed { "allowed" } else { "denied" }.into(),
+                    Vec::new(),
+                );
+            }
+            for (action, p) in [
+                ("write", &access.write[ri][ci]),
+                ("export", &access.export[ri][ci]),
+            ] {
+                push(action.into(), perm_text(p), locations(plan, perm_ids(p)));
+            }
+        }
+    }
+    let proof = match prover {
+        Some(prover) => Some(prove(engine, &groups, &columns, prover)?),
+        None => None,
+    };
+    Ok(Report {
+        groups,
+        columns: columns
+            .iter()
+            .map(|&(ri, ci)| {
+                let rel = plan.schema.relation(ri);
+                format!("{}.{}", rel.qualified(), rel.columns[ci].name)
+            })
+            .collect(),
+        cells,
+        proof,
+    })
+}
+
+/// The Cedar actions behind the report's cells, with the usage context of
+/// `use`.
+fn cedar_actions() -> Vec<(&'static str, Option<&'static str>)> {
+    let mut out = vec![
+        (cedar::ACTION_READ, None),
+        (cedar::ACTION_READ_MASKED, None),
+        (cedar::ACTION_READ_APPROVED, None),
+        ("write", None),
+        ("write_approved", None),
+        ("export", None),
+        ("export_approved", None),
+    ];
+    for u in Usage::GRANTABLE {
+        out.push((cedar::ACTION_USE, Some(u.as_str())));
+    }
+    out
+}
+
+fn internal(e: impl std::fmt::Display) -> VerifyError {
+    VerifyError::Internal(e.to_string())
+}
+
+fn prove(
+    engine: &Engine,
+    groups: &[GroupRow],
+    columns: &[(usize, usize)],
+    prover: &mut Prover,
+) -> Result<Proof, VerifyError> {
+    let plan = engine.plan();
+    let generated = engine.generated();
+    let all_classes = domain::classes(plan);
+    // Only the classes of the selected columns.
+    let mut wanted: Vec<&Class> = all_classes
+        .iter()
+        .filter(|c| c.members.iter().any(|m| columns.contains(m)))
+        .collect();
+    wanted.sort_by(|a, b| a.key.cmp(&b.key));
+    let guard = guard(plan, &all_classes)?;
+    let envs: BTreeMap<String, RequestEnv> = generated
+        .schema
+        .request_envs()
+        .map(|e| (e.action().id().unescaped().to_owned(), e))
+        .collect();
+    let authorizer = Authorizer::new();
+    let mut proof = Proof::default();
+    let mut compiled_sets: BTreeMap<String, CompiledPolicySet> = BTreeMap::new();
+    for row in groups.iter().filter(|g| !g.member_of.is_empty()) {
+        let principal = cedar::uid("Identity", "who-can");
+        let parents = row
+            .member_of
+            .iter()
+            .map(|g| cedar::uid("Group", g))
+            .collect();
+        let entities = generated
+            .entities
+            .clone()
+            .add_entities([Entity::new_no_attrs(principal.clone(), parents)], None)
+            .map_err(internal)?;
+        let exactly = domain::exactly(plan, &row.member_of);
+        for (action, usage) in cedar_actions() {
+            let env = envs
+                .get(action)
+                .ok_or_else(|| internal(format!("no request environment for {action}")))?;
+            let context = match usage {
+                Some(u) => Context::from_pairs([(
+                    "usage".to_owned(),
+                    RestrictedExpression::new_string(u.to_owned()),
+                )])
+                .map_err(internal)?,
+                None => Context::empty(),
+            };
+            let (mut yes, mut no) = (Vec::new(), Vec::new());
+            for class in &wanted {
+                let (ri, ci) = class.members[0];
+                let rel = plan.schema.relation(ri);
+                let resource: EntityUid =
+                    cedar::column_uid(&rel.qualified(), &rel.columns[ci].name);
+                let request = Request::new(
+                    principal.clone(),
+                    cedar::uid("Action", action),
+                    resource,
+                    context.clone(),
+                    None,
+                )
+                .map_err(internal)?;
+                let response = authorizer.is_authorized(&request, &generated.policy_set, &entities);
+                let condition = domain::class_condition(plan, &class.key);
+                if response.decision() == Decision::Allow {
+                    yes.push(condition);
+                } else {
+                    no.push(condition);
+                }
+            }
+            let usage_test = usage
+                .map(|u| format!(" && context.usage == {}", domain::string(u)))
+                .unwrap_or_default();
+            let key = action.to_owned();
+            if !compiled_sets.contains_key(&key) {
+                let everything = set(generated.policy_set.policies().chain(&guard))?;
+                compiled_sets.insert(
+                    key.clone(),
+                    CompiledPolicySet::compile(&everything, env, &generated.schema)
+                        .map_err(internal)?,
+                );
+            }
+            let everything = &compiled_sets[&key];
+            let what = |claim: &str| {
+                format!(
+                    "group {}, {action}{}: {claim}",
+                    row.name,
+                    usage.map(|u| format!(" ({u})")).unwrap_or_default()
+                )
+            };
+            for (allowed, conditions) in [(true, &yes), (false, &no)] {
+                if conditions.is_empty() {
+                    continue;
+                }
+                let query = format!(
+                    "permit (principal, action == {NAMESPACE}::Action::{}, resource) when {{ {exactly}{usage_test} && ({}) }};",
+                    domain::string(action),
+                    conditions.join(" || ")
+                );
+                let query =
+                    Policy::parse(Some(PolicyId::new("clsf.query")), query).map_err(internal)?;
+                let query = CompiledPolicySet::compile(&set([&query])?, env, &generated.schema)
+                    .map_err(internal)?;
+                let answer = if allowed {
+                    prover.implies(&query, everything)?
+                } else {
+                    prover.disjoint(everything, &query)?
+                };
+                proof.questions += 1;
+                match answer {
+                    Ok(true) => proof.cells += conditions.len() as u64,
+                    Ok(false) => proof.failures.push(what(if allowed {
+                        "a request the report calls allowed is refused"
+                    } else {
+                        "a request the report calls refused is allowed"
+                    })),
+                    Err(e) => proof.unproved.push(what(&e.to_string())),
+                }
+            }
+        }
+    }
+    Ok(proof)
+}
