@@ -73,14 +73,16 @@ fi
 
 # The client and tool matrices' drivers, pinned, kept in tests/.deps
 # (ignored by git): psycopg 3 (its binary wheel bundles libpq 18, which
-# sends cancel requests inside TLS) and SQLAlchemy 2 from PyPI;
+# sends cancel requests inside TLS) and SQLAlchemy 2 from PyPI, and the
+# cvc5 1.3.1 solver library `clsfc check --verify` runs through
+# compiler/solver/cvc5;
 # node-postgres, pg-cursor, pg-copy-streams and the reference MCP server
 # for PostgreSQL from npm.
-if ! PYTHONPATH="$deps_dir/python" python3 -c 'import psycopg, sqlalchemy' >/dev/null 2>&1; then
+if ! PYTHONPATH="$deps_dir/python" python3 -c 'import psycopg, sqlalchemy, cvc5' >/dev/null 2>&1; then
     mkdir -p "$deps_dir"
     python3 -m pip install --quiet --disable-pip-version-check --upgrade --target "$deps_dir/python" \
-        'psycopg[binary]==3.3.9' 'SQLAlchemy==2.1.9'
-    echo "ensure-deps: installed psycopg 3.3.9 and SQLAlchemy 2.1.9" >&2
+        'psycopg[binary]==3.3.9' 'SQLAlchemy==2.1.9' 'cvc5==1.3.1'
+    echo "ensure-deps: installed psycopg 3.3.9, SQLAlchemy 2.1.9 and cvc5 1.3.1" >&2
 fi
 # playwright-core drives Debian's chromium for the approver page's test.
 # All in one install: npm prunes what a --no-save install does not name.

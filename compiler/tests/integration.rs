@@ -11,3 +11,4 @@ mod lineage;
 mod report;
 mod rules;
 mod spec_examples;
+mod verify;

@@ -558,7 +558,19 @@ fn check(
             started.elapsed().as_secs_f64(),
             prover.executable().display()
         );
-        compiled.diagnostics.extend(report.diagnostics);
+        // A clause the resolver already found to target nothing (CLSF0202)
+        // is not reported again as proved to match nothing.
+        let known: Vec<_> = compiled
+            .diagnostics
+            .iter()
+            .filter(|d| d.code == "CLSF0202")
+            .filter_map(|d| d.primary.as_ref().map(|p| p.0))
+            .collect();
+        compiled
+            .diagnostics
+            .extend(report.diagnostics.into_iter().filter(|d| {
+                d.code != "CLSF0302" || !d.primary.as_ref().is_some_and(|p| known.contains(&p.0))
+            }));
     }
     print_diagnostics(policy_dir, &compiled, color, format);
     let errors = compiled.diagnostics.iter().filter(|d| d.is_error()).count();

@@ -88,9 +88,12 @@ pub fn run(
     })
 }
 
+/// One column's cells, by action.
+type ColumnCells<'a> = (&'a str, Vec<(&'a str, Vec<&'a who_can::Cell>)>);
+
 /// Cells grouped by column, then action (in report order).
-fn by_column(report: &Report) -> Vec<(&str, Vec<(&str, Vec<&who_can::Cell>)>)> {
-    let mut columns: Vec<(&str, Vec<(&str, Vec<&who_can::Cell>)>)> = report
+fn by_column(report: &Report) -> Vec<ColumnCells<'_>> {
+    let mut columns: Vec<ColumnCells<'_>> = report
         .columns
         .iter()
         .map(|c| (c.as_str(), Vec::new()))

@@ -132,7 +132,12 @@ pub fn check(
             match prover.never_errors(&alone)? {
                 Ok(true) => {}
                 Ok(false) => finding.can_error.push(action.clone()),
-                Err(e) => finding.unproved.push((action.clone(), e)),
+                Err(e) => {
+                    // One unanswered question is reported; the others
+                    // about this policy and action would wait as long.
+                    finding.unproved.push((action.clone(), e));
+                    continue;
+                }
             }
             let as_permit = match p.effect() {
                 Effect::Permit => (*p).clone(),
@@ -324,7 +329,7 @@ fn diagnose(plan: &Plan, id: &str, f: &Finding) -> Vec<Diagnostic> {
         };
         let mut d = Diagnostic::warning(
             "CLSF0303",
-            format!("this clause of rule `{rule}` never grants anything: {by} always win"),
+            format!("this clause of rule `{rule}` never grants anything: it is always overridden by {by}"),
             span,
             "shadowed",
         )
@@ -344,7 +349,7 @@ fn diagnose(plan: &Plan, id: &str, f: &Finding) -> Vec<Diagnostic> {
         };
         let mut d = Diagnostic::warning(
             "CLSF0304",
-            format!("this clause of rule `{rule}` is redundant: {by} already allow everything it allows"),
+            format!("this clause of rule `{rule}` is redundant: everything it allows is already allowed by {by}"),
             span,
             "redundant",
         )

@@ -29,6 +29,7 @@ use crate::cedar::{self, NAMESPACE};
 use crate::diff::{perm_text, read_text};
 use crate::engine::Identity;
 use crate::engine::access::{Access, Perm};
+use crate::engine::decide::row_limit;
 use crate::engine::scope::Usage;
 use crate::plan::Plan;
 
@@ -241,12 +242,31 @@ pub fn who_can(
                     Vec::new(),
                 );
             }
-            for (action, p) in [
-                ("write", &access.write[ri][ci]),
-                ("export", &access.export[ri][ci]),
-            ] {
-                push(action.into(), perm_text(p), locations(plan, perm_ids(p)));
-            }
+            // A write is decided for the whole row, and only on a table
+            // the identity reads whole (decide/writes.rs): the report says
+            // what the engine does, not only what Cedar permits.
+            let write = &access.write[ri][ci];
+            let whole_row = access.write[ri].iter().all(|p| p == write);
+            let write_text = match write {
+                Perm::Denied(_) => perm_text(write),
+                _ if access.relation_restricted(ri) => {
+                    "denied (the table has columns this group may not read in clear)".to_owned()
+                }
+                _ if row_limit(plan, &access, ri).is_some() => {
+                    "denied (the table has a row limit)".to_owned()
+                }
+                _ if !whole_row => {
+                    "denied (other columns of the table may not be written)".to_owned()
+                }
+                _ => perm_text(write),
+            };
+            push("write".into(), write_text, locations(plan, perm_ids(write)));
+            let export = &access.export[ri][ci];
+            push(
+                "export".into(),
+                perm_text(export),
+                locations(plan, perm_ids(export)),
+            );
         }
     }
     let proof = match prover {
@@ -289,30 +309,36 @@ fn internal(e: impl std::fmt::Display) -> VerifyError {
     VerifyError::Internal(e.to_string())
 }
 
-fn prove(
+/// One fact the report rests on: Cedar allows (or refuses) `action` to a
+/// member of exactly `member_of` on the columns of class `class`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// The group the row is for.
+    pub group: String,
+    /// The group set of its typical member.
+    pub member_of: Vec<String>,
+    /// The Cedar action.
+    pub action: &'static str,
+    /// `context.usage` for `use`.
+    pub usage: Option<&'static str>,
+    /// Index into the classes `claims` returns.
+    pub class: usize,
+    /// Allowed or refused.
+    pub allowed: bool,
+}
+
+/// The claims behind the cells of `columns` for `groups`, each decided by
+/// Cedar's authorizer for one column of its class; and the classes.
+pub fn claims(
     engine: &Engine,
     groups: &[GroupRow],
     columns: &[(usize, usize)],
-    prover: &mut Prover,
-) -> Result<Proof, VerifyError> {
+) -> Result<(Vec<Class>, Vec<Claim>), VerifyError> {
     let plan = engine.plan();
     let generated = engine.generated();
-    let all_classes = domain::classes(plan);
-    // Only the classes of the selected columns.
-    let mut wanted: Vec<&Class> = all_classes
-        .iter()
-        .filter(|c| c.members.iter().any(|m| columns.contains(m)))
-        .collect();
-    wanted.sort_by(|a, b| a.key.cmp(&b.key));
-    let guard = guard(plan, &all_classes)?;
-    let envs: BTreeMap<String, RequestEnv> = generated
-        .schema
-        .request_envs()
-        .map(|e| (e.action().id().unescaped().to_owned(), e))
-        .collect();
+    let classes: Vec<Class> = domain::classes(plan);
     let authorizer = Authorizer::new();
-    let mut proof = Proof::default();
-    let mut compiled_sets: BTreeMap<String, CompiledPolicySet> = BTreeMap::new();
+    let mut out = Vec::new();
     for row in groups.iter().filter(|g| !g.member_of.is_empty()) {
         let principal = cedar::uid("Identity", "who-can");
         let parents = row
@@ -325,11 +351,7 @@ fn prove(
             .clone()
             .add_entities([Entity::new_no_attrs(principal.clone(), parents)], None)
             .map_err(internal)?;
-        let exactly = domain::exactly(plan, &row.member_of);
         for (action, usage) in cedar_actions() {
-            let env = envs
-                .get(action)
-                .ok_or_else(|| internal(format!("no request environment for {action}")))?;
             let context = match usage {
                 Some(u) => Context::from_pairs([(
                     "usage".to_owned(),
@@ -338,8 +360,10 @@ fn prove(
                 .map_err(internal)?,
                 None => Context::empty(),
             };
-            let (mut yes, mut no) = (Vec::new(), Vec::new());
-            for class in &wanted {
+            for (k, class) in classes.iter().enumerate() {
+                if !class.members.iter().any(|m| columns.contains(m)) {
+                    continue;
+                }
                 let (ri, ci) = class.members[0];
                 let rel = plan.schema.relation(ri);
                 let resource: EntityUid =
@@ -353,62 +377,111 @@ fn prove(
                 )
                 .map_err(internal)?;
                 let response = authorizer.is_authorized(&request, &generated.policy_set, &entities);
-                let condition = domain::class_condition(plan, &class.key);
-                if response.decision() == Decision::Allow {
-                    yes.push(condition);
-                } else {
-                    no.push(condition);
-                }
+                out.push(Claim {
+                    group: row.name.clone(),
+                    member_of: row.member_of.clone(),
+                    action,
+                    usage,
+                    class: k,
+                    allowed: response.decision() == Decision::Allow,
+                });
             }
-            let usage_test = usage
-                .map(|u| format!(" && context.usage == {}", domain::string(u)))
-                .unwrap_or_default();
-            let key = action.to_owned();
-            if !compiled_sets.contains_key(&key) {
-                let everything = set(generated.policy_set.policies().chain(&guard))?;
-                compiled_sets.insert(
-                    key.clone(),
-                    CompiledPolicySet::compile(&everything, env, &generated.schema)
-                        .map_err(internal)?,
-                );
-            }
-            let everything = &compiled_sets[&key];
-            let what = |claim: &str| {
-                format!(
-                    "group {}, {action}{}: {claim}",
-                    row.name,
-                    usage.map(|u| format!(" ({u})")).unwrap_or_default()
-                )
-            };
-            for (allowed, conditions) in [(true, &yes), (false, &no)] {
-                if conditions.is_empty() {
-                    continue;
-                }
-                let query = format!(
-                    "permit (principal, action == {NAMESPACE}::Action::{}, resource) when {{ {exactly}{usage_test} && ({}) }};",
-                    domain::string(action),
-                    conditions.join(" || ")
-                );
-                let query =
-                    Policy::parse(Some(PolicyId::new("clsf.query")), query).map_err(internal)?;
-                let query = CompiledPolicySet::compile(&set([&query])?, env, &generated.schema)
-                    .map_err(internal)?;
-                let answer = if allowed {
-                    prover.implies(&query, everything)?
-                } else {
-                    prover.disjoint(everything, &query)?
-                };
-                proof.questions += 1;
-                match answer {
-                    Ok(true) => proof.cells += conditions.len() as u64,
-                    Ok(false) => proof.failures.push(what(if allowed {
-                        "a request the report calls allowed is refused"
-                    } else {
-                        "a request the report calls refused is allowed"
-                    })),
-                    Err(e) => proof.unproved.push(what(&e.to_string())),
-                }
-            }
+        }
+    }
+    Ok((classes, out))
+}
+
+fn prove(
+    engine: &Engine,
+    groups: &[GroupRow],
+    columns: &[(usize, usize)],
+    prover: &mut Prover,
+) -> Result<Proof, VerifyError> {
+    let (classes, claims) = claims(engine, groups, columns)?;
+    prove_claims(engine, &classes, &claims, prover)
+}
+
+/// Proves claims, one solver question per group, action and answer: all
+/// the classes claimed allowed at once (implication), all those claimed
+/// refused at once (disjointness).
+pub fn prove_claims(
+    engine: &Engine,
+    classes: &[Class],
+    claims: &[Claim],
+    prover: &mut Prover,
+) -> Result<Proof, VerifyError> {
+    let plan = engine.plan();
+    let generated = engine.generated();
+    let guard = guard(plan, classes)?;
+    let envs: BTreeMap<String, RequestEnv> = generated
+        .schema
+        .request_envs()
+        .map(|e| (e.action().id().unescaped().to_owned(), e))
+        .collect();
+    // (group, action, usage, allowed) → class conditions, in claim order.
+    let mut questions: Vec<((&Claim, bool), Vec<String>)> = Vec::new();
+    for claim in claims {
+        let condition = domain::class_condition(plan, &classes[claim.class].key);
+        match questions.iter_mut().find(|((c, allowed), _)| {
+            c.group == claim.group
+                && c.action == claim.action
+                && c.usage == claim.usage
+                && *allowed == claim.allowed
+        }) {
+            Some((_, conditions)) => conditions.push(condition),
+            None => questions.push(((claim, claim.allowed), vec![condition])),
+        }
+    }
+    let mut proof = Proof::default();
+    let mut compiled_sets: BTreeMap<&str, CompiledPolicySet> = BTreeMap::new();
+    for ((claim, allowed), conditions) in &questions {
+        let action = claim.action;
+        let env = envs
+            .get(action)
+            .ok_or_else(|| internal(format!("no request environment for {action}")))?;
+        if !compiled_sets.contains_key(action) {
+            let everything = set(generated.policy_set.policies().chain(&guard))?;
+            compiled_sets.insert(
+                action,
+                CompiledPolicySet::compile(&everything, env, &generated.schema)
+                    .map_err(internal)?,
+            );
+        }
+        let everything = &compiled_sets[action];
+        let exactly = domain::exactly(plan, &claim.member_of);
+        let usage_test = claim
+            .usage
+            .map(|u| format!(" && context.usage == {}", domain::string(u)))
+            .unwrap_or_default();
+        let query = format!(
+            "permit (principal, action == {NAMESPACE}::Action::{}, resource) when {{ {exactly}{usage_test} && ({}) }};",
+            domain::string(action),
+            conditions.join(" || ")
+        );
+        let query = Policy::parse(Some(PolicyId::new("clsf.query")), query).map_err(internal)?;
+        let query = CompiledPolicySet::compile(&set([&query])?, env, &generated.schema)
+            .map_err(internal)?;
+        let answer = if *allowed {
+            prover.implies(&query, everything)?
+        } else {
+            prover.disjoint(everything, &query)?
+        };
+        proof.questions += 1;
+        let what = |text: &str| {
+            format!(
+                "group {}, {action}{}: {text}",
+                claim.group,
+                claim.usage.map(|u| format!(" ({u})")).unwrap_or_default()
+            )
+        };
+        match answer {
+            Ok(true) => proof.cells += conditions.len() as u64,
+            Ok(false) => proof.failures.push(what(if *allowed {
+                "a request the report calls allowed is refused"
+            } else {
+                "a request the report calls refused is allowed"
+            })),
+            Err(e) => proof.unproved.push(what(&e.to_string())),
         }
     }
     Ok(proof)

@@ -23,6 +23,7 @@ mod calls;
 mod copy;
 mod kinds;
 mod reads;
+pub(crate) use reads::row_limit;
 mod relations;
 mod session;
 mod writes;

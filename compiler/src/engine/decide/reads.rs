@@ -248,7 +248,7 @@ pub(super) fn check_denied_references(
 
 /// The limit on rows per statement for relation `ri` (the smallest of the
 /// identity's `limit` clauses covering it), with its rule's name.
-pub(super) fn row_limit(plan: &Plan, access: &PrincipalAccess, ri: usize) -> Option<(u64, String)> {
+pub(crate) fn row_limit(plan: &Plan, access: &PrincipalAccess, ri: usize) -> Option<(u64, String)> {
     let rel = plan.schema.relation(ri);
     access
         .limits
