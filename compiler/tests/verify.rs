@@ -416,3 +416,111 @@ proptest! {
         }
     }
 }
+
+/// Old: `ssn` restricted by a pattern. New: one more, innocent-looking
+/// pattern of higher priority makes it internal; no rule changes.
+const HIDDEN_OLD: &str = r#"labels public < internal < confidential < restricted
+categories pii
+unclassified restricted
+group ci {
+  issuer "https://issuer.clsf.example"
+  claim repository == "acme/shop"
+}
+classify columns named /^ssn$/ as restricted [pii] priority 10
+table public.customers {
+  id: internal
+  name: internal
+  email: confidential mask email
+  card_number: confidential mask last(4)
+}
+table public.orders: internal {
+  status: public
+}
+rule ci_reads for ci {
+  allow <= internal
+  mask  confidential
+  deny  restricted
+}
+"#;
+
+fn relations(old: &str, new: &str) -> Vec<verify::compare::Comparison> {
+    let (old, _, _) = compile(old);
+    let (new, _, _) = compile(new);
+    verify::compare::compare(&old, &new, &mut prover()).unwrap()
+}
+
+#[test]
+fn diff_proves_an_escalation_hidden_by_a_patterns_priority_with_a_counterexample() {
+    use verify::compare::Relation;
+    let new = HIDDEN_OLD.replace(
+        "classify columns named /^ssn$/ as restricted [pii] priority 10\n",
+        "classify columns named /^ssn$/ as restricted [pii] priority 10\nclassify columns like \"public.customers.s*\" as internal priority 20\n",
+    );
+    let comparisons = relations(HIDDEN_OLD, &new);
+    let wider: Vec<_> = comparisons
+        .iter()
+        .filter(|c| c.relation != Some(Relation::Equivalent))
+        .collect();
+    assert_eq!(
+        wider
+            .iter()
+            .map(|c| (c.group.as_str(), c.action.as_str(), c.relation))
+            .collect::<Vec<_>>(),
+        [
+            ("ci", "read", Some(Relation::Wider)),
+            ("ci", "read_masked", Some(Relation::Wider))
+        ],
+        "{comparisons:#?}"
+    );
+    let w = wider[0].widening.as_ref().unwrap();
+    assert_eq!(w.groups, ["ci"]);
+    assert_eq!(w.column.as_deref(), Some("public.customers.ssn"));
+    assert_eq!(w.sql.as_deref(), Some("SELECT ssn FROM public.customers"));
+    assert!(
+        w.old_engine.as_deref().unwrap().starts_with("deny"),
+        "{w:?}"
+    );
+    assert_eq!(
+        w.new_engine.as_deref(),
+        Some("rewrite (public.customers.ssn in clear)")
+    );
+    assert!(w.confirmed);
+    assert!(
+        w.credentials
+            .iter()
+            .any(|c| c == "token repository = \"acme/shop\""),
+        "{w:?}"
+    );
+
+    // The same policy is equivalent to itself; taking the pattern away
+    // again is a narrowing, with no counterexample.
+    assert!(
+        relations(HIDDEN_OLD, HIDDEN_OLD)
+            .iter()
+            .all(|c| c.relation == Some(Relation::Equivalent))
+    );
+    let back = relations(&new, HIDDEN_OLD);
+    assert!(back.iter().all(|c| c.widening.is_none()), "{back:#?}");
+    assert!(
+        back.iter().any(|c| c.relation == Some(Relation::Narrower)),
+        "{back:#?}"
+    );
+}
+
+#[test]
+fn diff_proves_a_group_widened_by_its_definition() {
+    use verify::compare::Relation;
+    // Same rules; the group now admits every repository of the org.
+    let new = HIDDEN_OLD.replace(
+        "claim repository == \"acme/shop\"",
+        "claim repository like \"acme/*\"",
+    );
+    let comparisons = relations(HIDDEN_OLD, &new);
+    let read = comparisons
+        .iter()
+        .find(|c| c.group == "ci" && c.action == "read")
+        .unwrap();
+    // An identity of another acme repository is in the new `ci` and not
+    // the old one: it gains what `ci` reads.
+    assert_eq!(read.relation, Some(Relation::Wider), "{comparisons:#?}");
+}

@@ -349,3 +349,180 @@ fn policy_tests_pass_fail_with_expected_and_actual_and_report_coverage() {
         text(&out.stderr)
     );
 }
+
+/// `check --verify`, `who-can` and `diff --verify` as CI runs them, with
+/// the solver command of the repository (tests/ensure-deps.sh installs
+/// its cvc5 package).
+#[test]
+fn verification_commands_report_prove_and_fail_as_documented() {
+    let solver = "compiler/solver/cvc5";
+    let out = clsfc(&[
+        "check",
+        "examples/quickstart/policy",
+        "--schema",
+        LOCK,
+        "--verify",
+        "--solver",
+        solver,
+        "--deny-warnings",
+    ]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("verify: 7 policies over 5 column classes"),
+        "{stderr}"
+    );
+
+    // A shadowed clause, in JSON for CI: a warning, so exit 0, or 1 with
+    // --deny-warnings.
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy");
+    std::fs::create_dir(&policy).unwrap();
+    let quickstart =
+        std::fs::read_to_string(repo_root().join("examples/quickstart/policy/quickstart.clsf"))
+            .unwrap();
+    std::fs::write(
+        policy.join("p.clsf"),
+        quickstart.replace(
+            "  deny  restricted\n",
+            "  deny  restricted\n  allow read restricted\n",
+        ),
+    )
+    .unwrap();
+    let dir_arg = policy.to_str().unwrap();
+    let out = clsfc(&[
+        "check", dir_arg, "--schema", LOCK, "--verify", "--solver", solver, "--format", "json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let codes: Vec<&str> = report["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(codes, ["CLSF0303"], "{report:#}");
+    assert_eq!(report["diagnostics"][0]["primary"]["line"], 36);
+    let out = clsfc(&[
+        "check",
+        dir_arg,
+        "--schema",
+        LOCK,
+        "--verify",
+        "--solver",
+        solver,
+        "--deny-warnings",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+
+    // No solver: exit 2, and how to install one.
+    let out = clsfc(&[
+        "check",
+        "examples/quickstart/policy",
+        "--schema",
+        LOCK,
+        "--verify",
+        "--solver",
+        "/nonexistent/cvc5",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("pip install cvc5==1.3.1"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // who-can in each format.
+    let who = |format: &str, extra: &[&str]| {
+        let mut args = vec![
+            "who-can",
+            "examples/quickstart/policy",
+            "--schema",
+            LOCK,
+            "--solver",
+            solver,
+            "--format",
+            format,
+        ];
+        args.extend_from_slice(extra);
+        let out = clsfc(&args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("solver proved"),
+            "{}",
+            text(&out.stderr)
+        );
+        text(&out.stdout)
+    };
+    let csv = who("csv", &["--column", "customers.ssn"]);
+    assert!(
+        csv.starts_with("group,column,action,decision,via\n"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("ci,public.customers.ssn,read,denied,quickstart.clsf:35:3\n"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("dba-bot,public.customers.ssn,read,clear,quickstart.clsf:41:3\n"),
+        "{csv}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&who("json", &["--label", "confidential"])).unwrap();
+    assert_eq!(
+        json["columns"],
+        serde_json::json!(["public.customers.email", "public.customers.card_number"])
+    );
+    assert!(json["proof"]["failures"].as_array().unwrap().is_empty());
+    let md = who("markdown", &["--label", "restricted"]);
+    assert!(md.contains("| action | ci | dba-bot |"), "{md}");
+    let text_out = who("text", &["--column", "public.customers.email"]);
+    assert!(
+        text_out.contains("masked (email): ci (quickstart.clsf:34:3)"),
+        "{text_out}"
+    );
+    let out = clsfc(&[
+        "who-can",
+        "examples/quickstart/policy",
+        "--schema",
+        LOCK,
+        "--no-proof",
+        "--label",
+        "secret",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("no label `secret`"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // diff --verify: a clause that unmasks is proved wider, with the
+    // statement that shows it; --fail-on-escalation fails on the proof.
+    let new = dir.path().join("new");
+    std::fs::create_dir(&new).unwrap();
+    std::fs::write(new.join("p.clsf"), quickstart.replace("  mask  confidential\n", "  allow read column public.customers.email override because \"CI checks addresses\"\n  mask  confidential\n")).unwrap();
+    let out = clsfc(&[
+        "diff",
+        "examples/quickstart/policy",
+        new.to_str().unwrap(),
+        "--schema",
+        LOCK,
+        "--verify",
+        "--solver",
+        solver,
+        "--fail-on-escalation",
+    ]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("ci read: WIDER (allows more)"), "{stdout}");
+    assert!(
+        stdout.contains("column public.customers.email: `SELECT email FROM public.customers`"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("new policy: forward")
+            || stdout.contains("public.customers.email in clear"),
+        "{stdout}"
+    );
+}

@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use clsf_compiler::verify::compare::{self, Comparison, Relation};
+use clsf_compiler::verify::{Prover, SolverConfig};
 use clsf_compiler::{Engine, diff, load};
 
 use super::Exit;
@@ -74,6 +76,7 @@ pub fn run(
     schema: &Path,
     format: Format,
     fail_on_escalation: bool,
+    verify: Option<SolverConfig>,
 ) -> Result<Exit, String> {
     let mut scratch = None;
     let (old, new) = match (old, new, git) {
@@ -108,13 +111,70 @@ pub fn run(
     }
     let (old, new) = engines?;
     let changes = diff::diff(&old, &new);
+    let proved = match verify {
+        None => None,
+        Some(config) => {
+            let mut prover = match Prover::start(&config) {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(Exit::Usage);
+                }
+            };
+            let started = std::time::Instant::now();
+            let comparisons =
+                compare::compare(&old, &new, &mut prover).map_err(|e| e.to_string())?;
+            eprintln!(
+                "verify: {} group × action comparisons, {} solver questions in {:.1} s",
+                comparisons.len(),
+                prover.questions,
+                started.elapsed().as_secs_f64()
+            );
+            Some(comparisons)
+        }
+    };
     match format {
-        Format::Text => print!("{}", diff::to_text(&changes)),
-        Format::Markdown => print!("{}", diff::to_markdown(&changes)),
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&diff::to_json(&changes)).map_err(|e| e.to_string())?
-        ),
+        Format::Text => {
+            print!("{}", diff::to_text(&changes));
+            if let Some(c) = &proved {
+                print!("{}", proof_text(c));
+            }
+        }
+        Format::Markdown => {
+            print!("{}", diff::to_markdown(&changes));
+            if let Some(c) = &proved {
+                print!("{}", proof_markdown(c));
+            }
+        }
+        Format::Json => {
+            let changes = diff::to_json(&changes);
+            let value = match &proved {
+                None => changes,
+                Some(c) => serde_json::json!({ "changes": changes, "verified": c }),
+            };
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).map_err(|e| e.to_string())?
+            );
+        }
+    }
+    if let Some(comparisons) = &proved {
+        let unproved = comparisons.iter().filter(|c| c.unproved.is_some()).count();
+        let widened = comparisons
+            .iter()
+            .filter(|c| matches!(c.relation, Some(Relation::Wider | Relation::Incomparable)))
+            .count();
+        if unproved > 0 {
+            eprintln!("error: {unproved} comparison(s) not proved (see above)");
+            return Ok(Exit::PolicyErrors);
+        }
+        if fail_on_escalation && widened > 0 {
+            eprintln!(
+                "error: the new policy is proved to allow more for {widened} group × action pair(s), and --fail-on-escalation is set"
+            );
+            return Ok(Exit::PolicyErrors);
+        }
+        return Ok(Exit::Ok);
     }
     let escalations = changes.iter().filter(|c| c.escalation).count();
     if fail_on_escalation && escalations > 0 {
@@ -122,4 +182,93 @@ pub fn run(
         return Ok(Exit::PolicyErrors);
     }
     Ok(Exit::Ok)
+}
+
+fn relation_text(c: &Comparison) -> String {
+    match (&c.relation, &c.unproved) {
+        (Some(Relation::Equivalent), _) => "equivalent".into(),
+        (Some(Relation::Wider), _) => "WIDER (allows more)".into(),
+        (Some(Relation::Narrower), _) => "narrower (allows less)".into(),
+        (Some(Relation::Incomparable), _) => "INCOMPARABLE (allows more and less)".into(),
+        (None, Some(why)) => format!("not proved: {why}"),
+        (None, None) => "not proved".into(),
+    }
+}
+
+fn widening_lines(c: &Comparison) -> Vec<String> {
+    let Some(w) = &c.widening else {
+        return Vec::new();
+    };
+    let mut out = vec![format!(
+        "identity in {} ({})",
+        w.groups.join(", "),
+        if w.credentials.is_empty() {
+            "members of composed groups only".to_owned()
+        } else {
+            w.credentials.join(", ")
+        }
+    )];
+    match (&w.sql, &w.column) {
+        (Some(sql), Some(column)) => {
+            out.push(format!("column {column}: `{sql}`"));
+            out.push(format!(
+                "old policy: {}; new policy: {}{}",
+                w.old_engine.as_deref().unwrap_or("-"),
+                w.new_engine.as_deref().unwrap_or("-"),
+                if w.confirmed {
+                    ""
+                } else {
+                    " (the engine refuses it for another reason: Cedar allows more, the statement does not yet)"
+                }
+            ));
+        }
+        _ => out.push("no column of the lock matches the counterexample".into()),
+    }
+    out
+}
+
+fn proof_text(comparisons: &[Comparison]) -> String {
+    let mut out = String::from("\nproved, per group and action (old → new):\n");
+    for c in comparisons {
+        if c.relation == Some(Relation::Equivalent) {
+            continue;
+        }
+        out.push_str(&format!(
+            "  {} {}: {}\n",
+            c.group,
+            c.action,
+            relation_text(c)
+        ));
+        for line in widening_lines(c) {
+            out.push_str(&format!("      {line}\n"));
+        }
+    }
+    let same = comparisons
+        .iter()
+        .filter(|c| c.relation == Some(Relation::Equivalent))
+        .count();
+    out.push_str(&format!(
+        "  {same} of {} group × action pairs proved equivalent\n",
+        comparisons.len()
+    ));
+    out
+}
+
+fn proof_markdown(comparisons: &[Comparison]) -> String {
+    let mut out = String::from(
+        "\n### Proved by the solver\n\n| group | action | relation | counterexample |\n|---|---|---|---|\n",
+    );
+    for c in comparisons
+        .iter()
+        .filter(|c| c.relation != Some(Relation::Equivalent))
+    {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            c.group,
+            c.action,
+            relation_text(c),
+            widening_lines(c).join("<br>").replace('|', "\\|")
+        ));
+    }
+    out
 }

@@ -118,9 +118,21 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         format: diff::Format,
-        /// Exit 1 when any group's access grows.
+        /// Exit 1 when any group's access grows (with --verify: when the
+        /// solver proves that the new policy allows more for some group).
         #[arg(long)]
         fail_on_escalation: bool,
+        /// Prove, per group and action, whether the new policy is
+        /// equivalent, wider, narrower or incomparable, with a
+        /// counterexample for every widening (needs the cvc5 solver).
+        #[arg(long)]
+        verify: bool,
+        /// The cvc5 executable (default: $CVC5, else `cvc5` on PATH).
+        #[arg(long, requires = "verify")]
+        solver: Option<PathBuf>,
+        /// Seconds the solver may spend on one question.
+        #[arg(long, default_value_t = 60, requires = "verify")]
+        solver_timeout: u64,
     },
     /// The exposure report: for each group, column and action, who can do
     /// it, how (clear, masked, with approval) and through which clause,
@@ -381,7 +393,25 @@ pub fn run(cli: Cli) -> Exit {
             schema,
             format,
             fail_on_escalation,
-        } => diff::run(old, new, git, policy, &schema, format, fail_on_escalation),
+            verify,
+            solver,
+            solver_timeout,
+        } => {
+            let verify = verify.then(|| verify::SolverConfig {
+                path: solver,
+                timeout: std::time::Duration::from_secs(solver_timeout.max(1)),
+            });
+            diff::run(
+                old,
+                new,
+                git,
+                policy,
+                &schema,
+                format,
+                fail_on_escalation,
+                verify,
+            )
+        }
         Command::Build {
             policy_dir,
             schema,

@@ -161,7 +161,8 @@ pub fn class_condition(plan: &Plan, class: &ClassKey) -> String {
     format!("({})", parts.join(" && "))
 }
 
-fn group(name: &str) -> String {
+/// `Clsf::Group::"name"`.
+pub fn group(name: &str) -> String {
     format!("{NAMESPACE}::Group::{}", string(name))
 }
 
@@ -190,21 +191,11 @@ fn expr(plan: &Plan, e: &GroupExpr) -> String {
     }
 }
 
-/// The guard: Cedar policies that deny every request outside the domain.
-pub fn guard_text(plan: &Plan, classes: &[Class]) -> String {
-    let mut out = String::new();
-    let any_class: Vec<String> = classes
-        .iter()
-        .map(|c| class_condition(plan, &c.key))
-        .collect();
-    let domain = if any_class.is_empty() {
-        "false".to_owned()
-    } else {
-        any_class.join(" || ")
-    };
-    out.push_str(&format!(
-        "@id(\"domain.columns\")\nforbid (principal, action, resource is {NAMESPACE}::Column) unless {{ {domain} }};\n"
-    ));
+/// The conditions that tie group membership to the plan's group
+/// definitions: a composed group's members are those its expression
+/// admits; a group whose conditions contradict has none; two groups whose
+/// conditions contradict each other share none.
+pub fn membership(plan: &Plan) -> Vec<String> {
     let mut membership = Vec::new();
     for (i, g) in plan.groups.iter().enumerate() {
         match &g.membership {
@@ -231,6 +222,25 @@ pub fn guard_text(plan: &Plan, classes: &[Class]) -> String {
             }
         }
     }
+    membership
+}
+
+/// The guard: Cedar policies that deny every request outside the domain.
+pub fn guard_text(plan: &Plan, classes: &[Class]) -> String {
+    let mut out = String::new();
+    let any_class: Vec<String> = classes
+        .iter()
+        .map(|c| class_condition(plan, &c.key))
+        .collect();
+    let domain = if any_class.is_empty() {
+        "false".to_owned()
+    } else {
+        any_class.join(" || ")
+    };
+    out.push_str(&format!(
+        "@id(\"domain.columns\")\nforbid (principal, action, resource is {NAMESPACE}::Column) unless {{ {domain} }};\n"
+    ));
+    let membership = membership(plan);
     if !membership.is_empty() {
         out.push_str(&format!(
             "@id(\"domain.groups\")\nforbid (principal, action, resource) unless {{ {} }};\n",

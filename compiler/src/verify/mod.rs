@@ -6,6 +6,7 @@
 //! is proved and what is not.
 
 mod checks;
+pub mod compare;
 pub mod domain;
 pub mod solver;
 pub mod who_can;

@@ -253,6 +253,16 @@ impl Prover {
         ask!(self, |c| c.check_implies_opt(a, b))
     }
 
+    /// `None` when every request `a` allows, `b` allows; otherwise a
+    /// request (and entities) `a` allows and `b` refuses.
+    pub fn implies_counterexample(
+        &mut self,
+        a: &CompiledPolicySet,
+        b: &CompiledPolicySet,
+    ) -> Result<Result<Option<cedar_policy_symcc::Env>, Unproved>, VerifyError> {
+        ask!(self, |c| c.check_implies_with_counterexample_opt(a, b))
+    }
+
     /// True when no request is allowed by both.
     pub fn disjoint(&mut self, a: &CompiledPolicySet, b: &CompiledPolicySet) -> Answer {
         ask!(self, |c| c.check_disjoint_opt(a, b))
