@@ -67,17 +67,34 @@ fn checkout(rev: &str, path: &Path, into: &Path) -> Result<PathBuf, String> {
     Ok(into.join(path))
 }
 
+/// The two policies `clsfc diff` compares: two directories, or one
+/// directory of a git repository at two revisions.
+#[derive(Debug)]
+pub struct Inputs {
+    /// The old policy directory.
+    pub old: Option<PathBuf>,
+    /// The new policy directory.
+    pub new: Option<PathBuf>,
+    /// Two git revisions.
+    pub git: Option<Vec<String>>,
+    /// The policy directory in the repository (with `git`).
+    pub policy: Option<PathBuf>,
+}
+
 /// Runs `clsfc diff`.
 pub fn run(
-    old: Option<PathBuf>,
-    new: Option<PathBuf>,
-    git: Option<Vec<String>>,
-    policy: Option<PathBuf>,
+    inputs: Inputs,
     schema: &Path,
     format: Format,
     fail_on_escalation: bool,
     verify: Option<SolverConfig>,
 ) -> Result<Exit, String> {
+    let Inputs {
+        old,
+        new,
+        git,
+        policy,
+    } = inputs;
     let mut scratch = None;
     let (old, new) = match (old, new, git) {
         (Some(o), Some(n), None) => (o, n),

@@ -402,10 +402,12 @@ pub fn run(cli: Cli) -> Exit {
                 timeout: std::time::Duration::from_secs(solver_timeout.max(1)),
             });
             diff::run(
-                old,
-                new,
-                git,
-                policy,
+                diff::Inputs {
+                    old,
+                    new,
+                    git,
+                    policy,
+                },
                 &schema,
                 format,
                 fail_on_escalation,
