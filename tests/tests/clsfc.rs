@@ -526,3 +526,120 @@ fn verification_commands_report_prove_and_fail_as_documented() {
         "{stdout}"
     );
 }
+
+/// The `clsfc` lines of a CI example, with what the CI sets around them.
+fn ci_commands(file: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(repo_root().join("examples/ci").join(file)).unwrap();
+    text.lines()
+        .map(str::trim)
+        .filter_map(|l| l.strip_prefix("- run: ").or_else(|| l.strip_prefix("- ")))
+        .filter(|l| l.contains("clsfc "))
+        .map(|l| {
+            // GitLab's diff line sets BASE from its own variable first.
+            l.split_once("; ").map_or(l, |(_, rest)| rest).to_owned()
+        })
+        .collect()
+}
+
+/// The CI examples run as written, in a repository with the quickstart
+/// policy: they pass on a pull request that changes nothing of meaning,
+/// and the semantic diff fails one that unmasks a column.
+#[test]
+fn the_ci_examples_pass_and_catch_an_escalation() {
+    let github = ci_commands("github-actions.yml");
+    let gitlab = ci_commands("gitlab-ci.yml");
+    assert_eq!(github.len(), 4, "{github:#?}");
+    assert_eq!(
+        github
+            .iter()
+            .map(|c| c.replace(" --format github", ""))
+            .collect::<Vec<_>>(),
+        gitlab,
+        "both examples run the same checks"
+    );
+    let repo = tempfile::tempdir().unwrap();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(repo.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+        text(&out.stdout).trim().to_owned()
+    };
+    git(&["init", "-q"]);
+    std::fs::create_dir(repo.path().join("policy")).unwrap();
+    for f in ["quickstart.clsf", "quickstart.test.toml"] {
+        std::fs::copy(
+            repo_root().join("examples/quickstart/policy").join(f),
+            repo.path().join("policy").join(f),
+        )
+        .unwrap();
+    }
+    std::fs::copy(repo_root().join(LOCK), repo.path().join("schema.lock.json")).unwrap();
+    git(&["add", "."]);
+    git(&["commit", "-qm", "base"]);
+    let base = git(&["rev-parse", "HEAD"]);
+    let path = format!(
+        "{}:{}",
+        bin("clsfc").parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run_all = |commands: &[String]| -> Vec<(String, Output)> {
+        commands
+            .iter()
+            .map(|c| {
+                let out = Command::new("bash")
+                    .args(["-c", c])
+                    .current_dir(repo.path())
+                    .env("PATH", &path)
+                    .env("POLICY", "policy")
+                    .env("LOCK", "schema.lock.json")
+                    .env("BASE", &base)
+                    .env("CVC5", repo_root().join("compiler/solver/cvc5"))
+                    .output()
+                    .unwrap();
+                (c.clone(), out)
+            })
+            .collect()
+    };
+    // A comment-only change: everything passes.
+    let policy = repo.path().join("policy/quickstart.clsf");
+    let original = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(&policy, format!("// Reviewed.\n{original}")).unwrap();
+    git(&["commit", "-qam", "comment"]);
+    for (c, out) in run_all(&github).into_iter().chain(run_all(&gitlab)) {
+        assert!(
+            out.status.success(),
+            "{c}\n{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    }
+    // Unmasking e-mail for CI: the semantic diff fails the change.
+    std::fs::write(
+        &policy,
+        original.replace(
+            "  mask  confidential\n",
+            "  allow read column public.customers.email override because \"CI checks addresses\"\n  mask  confidential\n",
+        ),
+    )
+    .unwrap();
+    git(&["commit", "-qam", "unmask"]);
+    let results = run_all(&github);
+    let (c, out) = results.last().unwrap();
+    assert!(c.starts_with("clsfc diff"), "{c}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert!(
+        text(&out.stdout).contains("| ci | read | WIDER (allows more)"),
+        "{}",
+        text(&out.stdout)
+    );
+}

@@ -62,7 +62,8 @@ enum Command {
         /// shadowed or redundant, groups with no possible member.
         #[arg(long)]
         verify: bool,
-        /// The cvc5 executable (default: $CVC5, else `cvc5` on PATH).
+        /// The cvc5 executable (default: $CVC5, else `cvc5` on PATH, else
+        /// PyPI's cvc5 package under python3).
         #[arg(long, requires = "verify")]
         solver: Option<PathBuf>,
         /// Seconds the solver may spend on one question.
@@ -127,7 +128,8 @@ enum Command {
         /// counterexample for every widening (needs the cvc5 solver).
         #[arg(long)]
         verify: bool,
-        /// The cvc5 executable (default: $CVC5, else `cvc5` on PATH).
+        /// The cvc5 executable (default: $CVC5, else `cvc5` on PATH, else
+        /// PyPI's cvc5 package under python3).
         #[arg(long, requires = "verify")]
         solver: Option<PathBuf>,
         /// Seconds the solver may spend on one question.
@@ -158,7 +160,8 @@ enum Command {
         /// Print the report without proving it (no solver needed).
         #[arg(long)]
         no_proof: bool,
-        /// The cvc5 executable (default: $CVC5, else `cvc5` on PATH).
+        /// The cvc5 executable (default: $CVC5, else `cvc5` on PATH, else
+        /// PyPI's cvc5 package under python3).
         #[arg(long, conflicts_with = "no_proof")]
         solver: Option<PathBuf>,
         /// Seconds the solver may spend on one question.
@@ -588,7 +591,7 @@ fn check(
             report.classes,
             prover.questions,
             started.elapsed().as_secs_f64(),
-            prover.executable().display()
+            prover.launch()
         );
         // A clause the resolver already found to target nothing (CLSF0202)
         // is not reported again as proved to match nothing.

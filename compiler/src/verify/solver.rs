@@ -1,7 +1,7 @@
 //! The SMT solver behind verification: finding cvc5, and asking Cedar's
 //! symbolic compiler (cedar-policy-symcc) questions with a time bound.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use cedar_policy_symcc::solver::LocalSolver;
@@ -12,10 +12,13 @@ pub const CVC5_VERSION: &str = "1.3.1";
 
 /// How to install the solver, for the message when it is missing.
 pub const INSTALL_HINT: &str = "verification needs the cvc5 SMT solver, version 1.3.1 (the one \
-Cedar's symbolic compiler is tested with). Either put a cvc5 1.3.1 executable on PATH (or give \
-it with --solver or the CVC5 environment variable), or install the solver from PyPI with \
-`python3 -m pip install cvc5==1.3.1` and use clsf's solver command, \
-`compiler/solver/cvc5` in the clsf repository (--solver compiler/solver/cvc5)";
+Cedar's symbolic compiler is tested with). Install it from PyPI with \
+`python3 -m pip install cvc5==1.3.1` (clsfc then runs it through its own solver loop), or put a \
+cvc5 1.3.1 executable on PATH, or give one with --solver or the CVC5 environment variable";
+
+/// The solver loop over PyPI's cvc5 package (see the script's comment),
+/// run with `python3 -c` when no cvc5 executable is found.
+const PYTHON_LOOP: &str = include_str!("../../solver/cvc5");
 
 /// Where the solver is and how long one question may take.
 #[derive(Clone, Debug)]
@@ -60,7 +63,49 @@ pub enum VerifyError {
     Internal(String),
 }
 
+/// How the solver is started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Launch {
+    /// A cvc5 executable (or a command that behaves as one).
+    Executable(PathBuf),
+    /// `python3` running clsf's solver loop over the cvc5 package.
+    PythonPackage,
+}
+
+impl std::fmt::Display for Launch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Launch::Executable(p) => write!(f, "{}", p.display()),
+            Launch::PythonPackage => write!(f, "python3 with the cvc5 package"),
+        }
+    }
+}
+
 impl SolverConfig {
+    /// How to start the solver: the executable given, else `$CVC5`, else
+    /// `cvc5` on `PATH`, else PyPI's cvc5 package under `python3`.
+    pub fn launch(&self) -> Result<Launch, VerifyError> {
+        let explicit =
+            self.path.is_some() || std::env::var_os("CVC5").is_some_and(|v| !v.is_empty());
+        match self.executable() {
+            Ok(path) => Ok(Launch::Executable(path)),
+            Err(e) if explicit => Err(e),
+            Err(e) => {
+                let package = std::process::Command::new("python3")
+                    .args(["-c", "import cvc5"])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if package {
+                    Ok(Launch::PythonPackage)
+                } else {
+                    Err(e)
+                }
+            }
+        }
+    }
+
     /// The solver executable: the one given, else `$CVC5`, else `cvc5` on
     /// `PATH`.
     pub fn executable(&self) -> Result<PathBuf, VerifyError> {
@@ -115,7 +160,7 @@ pub type Answer = Result<Result<bool, Unproved>, VerifyError>;
 /// process (started again after a timeout or a failure).
 #[derive(Debug)]
 pub struct Prover {
-    executable: PathBuf,
+    launch: Launch,
     timeout: Duration,
     runtime: tokio::runtime::Runtime,
     compiler: Option<CedarSymCompiler<LocalSolver>>,
@@ -160,13 +205,13 @@ macro_rules! ask {
 impl Prover {
     /// Starts the solver and checks that it answers.
     pub fn start(config: &SolverConfig) -> Result<Prover, VerifyError> {
-        let executable = config.executable()?;
+        let launch = config.launch()?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| VerifyError::Internal(e.to_string()))?;
         let mut prover = Prover {
-            executable,
+            launch,
             timeout: config.timeout,
             runtime,
             compiler: None,
@@ -177,9 +222,9 @@ impl Prover {
         Ok(prover)
     }
 
-    /// The solver executable in use.
-    pub fn executable(&self) -> &Path {
-        &self.executable
+    /// How the solver in use is started.
+    pub fn launch(&self) -> &Launch {
+        &self.launch
     }
 
     /// The bound on each question.
@@ -189,7 +234,7 @@ impl Prover {
 
     fn broken(&self, reason: String) -> VerifyError {
         VerifyError::SolverBroken {
-            path: self.executable.display().to_string(),
+            path: self.launch.to_string(),
             reason,
         }
     }
@@ -199,8 +244,16 @@ impl Prover {
         if self.compiler.is_none() {
             let per_check = format!("--tlimit-per={}", self.timeout.as_millis());
             let _guard = self.runtime.enter();
+            let mut command = match &self.launch {
+                Launch::Executable(path) => tokio::process::Command::new(path),
+                Launch::PythonPackage => {
+                    let mut c = tokio::process::Command::new("python3");
+                    c.args(["-c", PYTHON_LOOP]);
+                    c
+                }
+            };
             let solver = LocalSolver::from_command(
-                tokio::process::Command::new(&self.executable)
+                command
                     .args(["--lang", "smt", &per_check])
                     .kill_on_drop(true),
             )
