@@ -72,6 +72,11 @@ pub fn classes(plan: &Plan) -> Vec<Class> {
     let (relations, columns) = named(plan);
     let mut by_key: BTreeMap<ClassKey, Vec<(usize, usize)>> = BTreeMap::new();
     for (ri, rel) in plan.schema.relations.iter().enumerate() {
+        // A catalog relation the policy does not classify is refused whole
+        // by the engine: no request about it reaches Cedar.
+        if !plan.is_decided(ri) {
+            continue;
+        }
         for ci in 0..rel.columns.len() {
             let class = &plan.classes[ri][ci];
             let key = ClassKey {
