@@ -17,6 +17,9 @@ use crate::schema::{Relation, Schema};
 struct Manifest {
     format_version: u32,
     compiler_version: &'static str,
+    /// Increases with every bundle a team publishes; a proxy refuses to
+    /// replace a bundle with an older one unless told to.
+    bundle_version: u64,
     content_hash: String,
     files: Vec<(String, String)>,
 }
@@ -232,8 +235,35 @@ fn engine_plan_json(plan: &Plan) -> Result<String, String> {
 struct ManifestIn {
     format_version: u32,
     compiler_version: String,
+    #[serde(default)]
+    bundle_version: u64,
     content_hash: String,
     files: Vec<(String, String)>,
+}
+
+/// What a proxy requires of a bundle beyond its digests.
+#[derive(Clone, Debug, Default)]
+pub struct Trust {
+    /// Keys one of which must have signed the manifest (empty: signatures
+    /// are not required, and not checked).
+    pub keys: Vec<crate::signing::PublicKey>,
+    /// The version of the bundle in force, if any: an older one is refused.
+    pub in_force: Option<u64>,
+    /// Accept an older bundle (a deliberate roll-back).
+    pub allow_downgrade: bool,
+}
+
+/// A bundle that passed every check.
+#[derive(Debug)]
+pub struct LoadedBundle {
+    /// The engine built from its plan.
+    pub engine: crate::Engine,
+    /// Its content hash.
+    pub content_hash: String,
+    /// Its version.
+    pub version: u64,
+    /// The id of the key that signed it, when signatures are required.
+    pub signed_by: Option<String>,
 }
 
 /// Loads a bundle written by `clsfc build`: checks the manifest's digest of
@@ -242,11 +272,39 @@ struct ManifestIn {
 /// Cedar in the bundle (what was reviewed is what runs). Returns the engine
 /// and the content hash.
 pub fn load(dir: &Path) -> Result<(crate::Engine, String), String> {
+    load_with(dir, &Trust::default()).map(|b| (b.engine, b.content_hash))
+}
+
+/// Loads a bundle as `load` does, and first checks its signature against
+/// `trust.keys` (when there are any) and its version against the one in
+/// force. Every refusal names what failed: unsigned, signed by another key,
+/// a manifest changed after signing, a file that does not match the
+/// manifest, an older version.
+pub fn load_with(dir: &Path, trust: &Trust) -> Result<LoadedBundle, String> {
     let read = |name: &str| {
         let path = dir.join(name);
         std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
     };
-    let manifest: ManifestIn = serde_json::from_str(&read("manifest.json")?).map_err(|e| {
+    let manifest_text = read("manifest.json")?;
+    let signed_by = if trust.keys.is_empty() {
+        None
+    } else {
+        let signature = match std::fs::read_to_string(dir.join(crate::signing::SIGNATURE_FILE)) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(format!(
+                    "{}: {e}",
+                    dir.join(crate::signing::SIGNATURE_FILE).display()
+                ));
+            }
+        };
+        let key =
+            crate::signing::verify(manifest_text.as_bytes(), signature.as_deref(), &trust.keys)
+                .map_err(|e| format!("bundle {}: {e}", dir.display()))?;
+        Some(key.id())
+    };
+    let manifest: ManifestIn = serde_json::from_str(&manifest_text).map_err(|e| {
         format!(
             "{}: not a bundle manifest: {e}",
             dir.join("manifest.json").display()
@@ -259,6 +317,16 @@ pub fn load(dir: &Path) -> Result<(crate::Engine, String), String> {
             manifest.compiler_version,
             manifest.format_version,
             env!("CARGO_PKG_VERSION")
+        ));
+    }
+    if let Some(current) = trust.in_force
+        && manifest.bundle_version < current
+        && !trust.allow_downgrade
+    {
+        return Err(format!(
+            "bundle {} has version {}, older than the version in force ({current}): refused as a replay; set [policy] allow_downgrade = true to roll back on purpose",
+            dir.display(),
+            manifest.bundle_version
         ));
     }
     let mut files = Vec::new();
@@ -305,7 +373,12 @@ pub fn load(dir: &Path) -> Result<(crate::Engine, String), String> {
                 .to_owned(),
         );
     }
-    Ok((engine, content_hash))
+    Ok(LoadedBundle {
+        engine,
+        content_hash,
+        version: manifest.bundle_version,
+        signed_by,
+    })
 }
 
 /// The SHA-256 of each file and the bundle's content hash over (name, file
@@ -323,10 +396,30 @@ pub fn digests(files: &[(String, String)]) -> (String, Vec<(String, String)>) {
     (hex::encode(hasher.finalize()), listed)
 }
 
-/// Writes a bundle into `dir` (created if missing), manifest last.
+/// Writes a bundle into `dir` (created if missing), manifest last, with
+/// version 0 and no signature.
 pub fn write(dir: &Path, plan: &Plan, generated: &Generated) -> Result<String, String> {
+    write_signed(dir, plan, generated, 0, None)
+}
+
+/// Writes a bundle with `version`, and, with a key, `manifest.sig` (a
+/// signature over the manifest's exact bytes) after the manifest. A
+/// signature left from an earlier build is removed first.
+pub fn write_signed(
+    dir: &Path,
+    plan: &Plan,
+    generated: &Generated,
+    version: u64,
+    key: Option<&crate::signing::SecretKey>,
+) -> Result<String, String> {
     let files = files(plan, generated)?;
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let sig_path = dir.join(crate::signing::SIGNATURE_FILE);
+    match std::fs::remove_file(&sig_path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("{}: {e}", sig_path.display())),
+    }
     for (name, content) in &files {
         let path = dir.join(name);
         std::fs::write(&path, content).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -335,12 +428,17 @@ pub fn write(dir: &Path, plan: &Plan, generated: &Generated) -> Result<String, S
     let manifest = Manifest {
         format_version: 1,
         compiler_version: env!("CARGO_PKG_VERSION"),
+        bundle_version: version,
         content_hash: content_hash.clone(),
         files: listed,
     };
     let mut text = serde_json::to_string_pretty(&manifest).map_err(|e| e.to_string())?;
     text.push('\n');
     let path = dir.join("manifest.json");
-    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::write(&path, &text).map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Some(key) = key {
+        std::fs::write(&sig_path, key.sign(text.as_bytes()))
+            .map_err(|e| format!("{}: {e}", sig_path.display()))?;
+    }
     Ok(content_hash)
 }

@@ -20,6 +20,7 @@ pub mod policy_test;
 pub mod report;
 pub mod resolve;
 pub mod schema;
+pub mod signing;
 pub mod stdlib;
 #[cfg(feature = "verify")]
 pub mod verify;

@@ -200,6 +200,14 @@ pub struct Policy {
     /// A bundle written by `clsfc build` (instead of `dir` and `schema_lock`).
     #[serde(default)]
     pub bundle: Option<PathBuf>,
+    /// Public keys (`ed25519:…`, as `clsfc keygen` writes them) one of
+    /// which must have signed the bundle; empty: bundles need no signature.
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
+    /// Accept, at a reload, a bundle older than the one in force (a
+    /// deliberate roll-back); refused by default as a replay.
+    #[serde(default)]
+    pub allow_downgrade: bool,
     /// File holding the key of the `hash` mask (at least 16 characters;
     /// surrounding whitespace is ignored). Without it each process draws a
     /// random key, so hashes differ between restarts.
@@ -346,6 +354,14 @@ pub enum PolicySource<'a> {
 }
 
 impl Policy {
+    /// The trusted keys, parsed (`load` has checked each).
+    pub fn keys(&self) -> Vec<clsf_compiler::signing::PublicKey> {
+        self.trusted_keys
+            .iter()
+            .filter_map(|k| clsf_compiler::signing::PublicKey::parse(k).ok())
+            .collect()
+    }
+
     /// The policy's source; `load` guarantees exactly one is configured.
     pub fn source(&self) -> PolicySource<'_> {
         match (&self.dir, &self.schema_lock, &self.bundle) {
@@ -434,6 +450,20 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
                 path.display()
             )));
         }
+    }
+    if !config.policy.trusted_keys.is_empty() && config.policy.bundle.is_none() {
+        return Err(ConfigError(format!(
+            "{}: [policy] trusted_keys applies to a signed `bundle`; the sources in `dir` carry no signature",
+            path.display()
+        )));
+    }
+    for (i, key) in config.policy.trusted_keys.iter().enumerate() {
+        clsf_compiler::signing::PublicKey::parse(key).map_err(|e| {
+            ConfigError(format!(
+                "{}: [policy] trusted_keys[{i}]: {e}",
+                path.display()
+            ))
+        })?;
     }
     for p in [
         config.policy.dir.as_mut(),

@@ -187,8 +187,10 @@ impl LockWatch {
 /// Compiles the policy again and swaps it in if it compiles and differs.
 pub fn reload(shared: &Shared, config: &Config) {
     let current = shared.current();
-    match start::compile_policy(config, current.generation + 1) {
-        Ok(next) if next.plan_hash == current.plan_hash => {}
+    match start::compile_policy(config, current.generation + 1, current.bundle_version) {
+        Ok(next)
+            if next.plan_hash == current.plan_hash
+                && next.bundle_version == current.bundle_version => {}
         Ok(next) => {
             let mut event = Event::new("reload", 0);
             event.plan = Some(&next.plan_hash);

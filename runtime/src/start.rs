@@ -18,8 +18,16 @@ use crate::tls;
 use crate::upstream::{Target, UpstreamTls};
 
 /// Compiles the policy of a config into an engine and its plan hash. Policy
-/// diagnostics are rendered into the error.
-pub fn compile_policy(config: &Config, generation: u64) -> Result<Loaded, String> {
+/// diagnostics are rendered into the error. A bundle must be signed by a
+/// trusted key when `[policy] trusted_keys` is set, and not older than
+/// `in_force` (the version of the bundle in force) unless a downgrade is
+/// allowed.
+pub fn compile_policy(
+    config: &Config,
+    generation: u64,
+    in_force: Option<u64>,
+) -> Result<Loaded, String> {
+    let mut bundle_version = None;
     let mut engine = match config.policy.source() {
         PolicySource::Sources { dir, lock } => {
             let compiled = load::compile_dir(dir, lock)?;
@@ -31,8 +39,21 @@ pub fn compile_policy(config: &Config, generation: u64) -> Result<Loaded, String
             };
             Engine::new(plan).map_err(|e| e.to_string())?
         }
-        // Verified against its manifest, and its Cedar against its plan.
-        PolicySource::Bundle(dir) => clsf_compiler::bundle::load(dir)?.0,
+        // Verified against its signature and manifest, and its Cedar
+        // against its plan.
+        PolicySource::Bundle(dir) => {
+            let trust = clsf_compiler::bundle::Trust {
+                keys: config.policy.keys(),
+                in_force,
+                allow_downgrade: config.policy.allow_downgrade,
+            };
+            let loaded = clsf_compiler::bundle::load_with(dir, &trust)?;
+            if let Some(key) = &loaded.signed_by {
+                tracing::info!(version = loaded.version, key = %key, "bundle signature verified");
+            }
+            bundle_version = Some(loaded.version);
+            loaded.engine
+        }
     };
     if let Some(path) = &config.policy.hash_key_file {
         let key = std::fs::read_to_string(path)
@@ -53,13 +74,14 @@ pub fn compile_policy(config: &Config, generation: u64) -> Result<Loaded, String
         engine,
         plan_hash,
         generation,
+        bundle_version,
     })
 }
 
 /// Checks everything `shared_state` would load, without opening the audit
 /// trail (only its directory must exist). Returns the plan hash.
 pub fn check(config: &Config) -> Result<String, String> {
-    let loaded = compile_policy(config, 0)?;
+    let loaded = compile_policy(config, 0, None)?;
     issuers(config)?;
     accounts(config)?;
     upstream_tls(config)?;
@@ -196,7 +218,7 @@ fn password(config: &Config) -> Result<String, String> {
 /// Compiles the policy and prepares everything a session needs; a bad
 /// policy never starts.
 pub fn shared_state(config: &Config) -> Result<Shared, String> {
-    let loaded = compile_policy(config, 0)?;
+    let loaded = compile_policy(config, 0, None)?;
     let issuers = issuers(config)?;
     let accounts = accounts(config)?;
     let password = password(config)?;

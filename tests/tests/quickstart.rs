@@ -314,11 +314,10 @@ fn every_statement_is_audited_before_it_is_forwarded() {
         "{}",
         statements[1]
     );
+    // One read for both sides: the session's `disconnect` event may land
+    // between two reads.
     let text = clsf_runtime::audit::read_text(&s.proxy.audit_path).unwrap();
-    assert_eq!(
-        clsf_runtime::audit::verify(&text),
-        Ok(s.proxy.audit_events().len())
-    );
+    assert_eq!(clsf_runtime::audit::verify(&text), Ok(text.lines().count()));
 
     // Ordering: hold a lock upstream so a forwarded statement blocks, and
     // look at the audit file while it is running.

@@ -204,6 +204,19 @@ enum Command {
         /// Output directory.
         #[arg(short, long)]
         out: PathBuf,
+        /// Sign the manifest with this secret key (from `clsfc keygen`).
+        #[arg(long)]
+        sign: Option<PathBuf>,
+        /// The bundle's version (default: the current Unix time in
+        /// seconds); a proxy refuses to replace a bundle with an older one.
+        #[arg(long)]
+        bundle_version: Option<u64>,
+    },
+    /// Make an ed25519 key pair for signing bundles: PREFIX.key (secret,
+    /// mode 0600) and PREFIX.pub (the line for `[policy] trusted_keys`).
+    Keygen {
+        /// Path prefix of the two files.
+        prefix: PathBuf,
     },
 }
 
@@ -421,7 +434,17 @@ pub fn run(cli: Cli) -> Exit {
             policy_dir,
             schema,
             out,
-        } => build(&policy_dir, &schema, &out, color),
+            sign,
+            bundle_version,
+        } => build(
+            &policy_dir,
+            &schema,
+            &out,
+            color,
+            sign.as_deref(),
+            bundle_version,
+        ),
+        Command::Keygen { prefix } => keygen(&prefix),
     };
     match result {
         Ok(exit) => exit,
@@ -632,13 +655,77 @@ fn build(
     lock: &std::path::Path,
     out: &std::path::Path,
     color: bool,
+    sign: Option<&std::path::Path>,
+    version: Option<u64>,
 ) -> Result<Exit, String> {
+    // The key is read first: a bad key path fails before anything is written.
+    let key = match sign {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read the signing key {}: {e}", path.display()))?;
+            Some(
+                clsf_compiler::signing::SecretKey::parse(&text)
+                    .map_err(|e| format!("{}: {e}", path.display()))?,
+            )
+        }
+    };
     let Some(compiled) = compile(policy_dir, lock, color)? else {
         return Ok(Exit::PolicyErrors);
     };
     let engine =
         Engine::new(compiled.plan.expect("no errors means a plan")).map_err(|e| e.to_string())?;
-    let hash = bundle::write(out, engine.plan(), engine.generated())?;
-    eprintln!("ok: wrote {} (content hash {hash})", out.display());
+    let version = match version {
+        Some(v) => v,
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| e.to_string())?
+            .as_secs(),
+    };
+    let hash = bundle::write_signed(
+        out,
+        engine.plan(),
+        engine.generated(),
+        version,
+        key.as_ref(),
+    )?;
+    match &key {
+        Some(k) => eprintln!(
+            "ok: wrote {} (version {version}, content hash {hash}, signed by key {})",
+            out.display(),
+            k.public().id()
+        ),
+        None => eprintln!(
+            "ok: wrote {} (version {version}, content hash {hash}, unsigned)",
+            out.display()
+        ),
+    }
+    Ok(Exit::Ok)
+}
+
+fn keygen(prefix: &std::path::Path) -> Result<Exit, String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let key = clsf_compiler::signing::SecretKey::generate().map_err(|e| e.to_string())?;
+    let secret = prefix.with_extension("key");
+    let public = prefix.with_extension("pub");
+    // Created with mode 0600, and never over an existing key.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&secret)
+        .map_err(|e| format!("{}: {e}", secret.display()))?;
+    file.write_all(key.to_file_text().as_bytes())
+        .map_err(|e| format!("{}: {e}", secret.display()))?;
+    std::fs::write(&public, format!("{}\n", key.public()))
+        .map_err(|e| format!("{}: {e}", public.display()))?;
+    eprintln!(
+        "ok: wrote {} (secret) and {} (public, key id {}); trust it with\n    trusted_keys = [\"{}\"]",
+        secret.display(),
+        public.display(),
+        key.public().id(),
+        key.public()
+    );
     Ok(Exit::Ok)
 }

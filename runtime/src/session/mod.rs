@@ -108,6 +108,8 @@ pub struct Loaded {
     pub plan_hash: String,
     /// Increases with every successful reload.
     pub generation: u64,
+    /// The bundle's version, when the policy is a bundle.
+    pub bundle_version: Option<u64>,
 }
 
 impl Shared {

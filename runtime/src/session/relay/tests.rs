@@ -59,6 +59,7 @@ fn compile(dir: &Path, text: &str, generation: u64) -> Loaded {
         engine: clsf_compiler::Engine::new(plan).unwrap(),
         plan_hash: format!("test-{generation}"),
         generation,
+        bundle_version: None,
     }
 }
 
