@@ -194,7 +194,10 @@ mod tests {
         let other = SecretKey::generate().unwrap();
         let manifest = b"{\"bundle_version\": 3}\n";
         let sig = key.sign(manifest);
-        assert_eq!(verify(manifest, Some(&sig), &[key.public()]), Ok(key.public()));
+        assert_eq!(
+            verify(manifest, Some(&sig), &[key.public()]),
+            Ok(key.public())
+        );
         // Another key among the trusted ones does not help a changed byte.
         let changed = b"{\"bundle_version\": 4}\n";
         assert_eq!(
@@ -205,7 +208,10 @@ mod tests {
             verify(manifest, Some(&sig), &[other.public()]),
             Err(SigningError::UntrustedKey(key.public().id()))
         );
-        assert_eq!(verify(manifest, None, &[key.public()]), Err(SigningError::Unsigned));
+        assert_eq!(
+            verify(manifest, None, &[key.public()]),
+            Err(SigningError::Unsigned)
+        );
         // A signature file that claims the trusted key but was made by another.
         let forged = other
             .sign(manifest)
@@ -226,7 +232,10 @@ mod tests {
         let text = key.to_file_text();
         let again = SecretKey::parse(&text).unwrap();
         assert_eq!(again.public(), key.public());
-        assert_eq!(PublicKey::parse(&key.public().to_string()), Ok(key.public()));
+        assert_eq!(
+            PublicKey::parse(&key.public().to_string()),
+            Ok(key.public())
+        );
         let secret_b64 = text.trim().strip_prefix(SECRET_PREFIX).unwrap();
         assert!(!format!("{key:?}").contains(secret_b64));
         assert_eq!(

@@ -3,7 +3,7 @@
 //! error.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::io::Write;
 use std::path::Path;
 
 use clap::ValueEnum;
@@ -53,16 +53,21 @@ pub fn run(
     let started = std::time::Instant::now();
     let report =
         who_can::who_can(&engine, selection, prover.as_mut()).map_err(|e| e.to_string())?;
-    print!(
-        "{}",
-        match format {
-            Format::Text => text(&report),
-            Format::Json =>
-                serde_json::to_string_pretty(&report).map_err(|e| e.to_string())? + "\n",
-            Format::Markdown => markdown(&report),
-            Format::Csv => csv(&report),
-        }
-    );
+    // Written as it is formatted: GitLab's report is 2 million cells.
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let written = match format {
+        Format::Text => text(&report, &mut out),
+        Format::Json => serde_json::to_writer_pretty(&mut out, &report)
+            .map_err(std::io::Error::other)
+            .and_then(|()| writeln!(out)),
+        Format::Markdown => markdown(&report, &mut out),
+        Format::Csv => csv(&report, &mut out),
+    };
+    written
+        .and_then(|()| out.flush())
+        .map_err(|e| format!("cannot write the report: {e}"))?;
+    drop(out);
     let Some(proof) = &report.proof else {
         eprintln!("who-can: not proved (--no-proof)");
         return Ok(Exit::Ok);
@@ -114,10 +119,9 @@ fn by_column(report: &Report) -> Vec<ColumnCells<'_>> {
     columns
 }
 
-fn text(report: &Report) -> String {
-    let mut out = String::new();
+fn text(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
     for (column, actions) in by_column(report) {
-        let _ = writeln!(out, "{column}");
+        writeln!(out, "{column}")?;
         for (action, cells) in actions {
             let mut by_decision: Vec<(&str, Vec<String>)> = Vec::new();
             for cell in cells {
@@ -135,24 +139,23 @@ fn text(report: &Report) -> String {
                 .into_iter()
                 .map(|(d, groups)| format!("{d}: {}", groups.join(", ")))
                 .collect();
-            let _ = writeln!(out, "  {action:<17} {}", parts.join(" · "));
+            writeln!(out, "  {action:<17} {}", parts.join(" · "))?;
         }
     }
-    out
+    Ok(())
 }
 
-fn markdown(report: &Report) -> String {
+fn markdown(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
     let groups: Vec<&str> = report
         .groups
         .iter()
         .filter(|g| !g.member_of.is_empty())
         .map(|g| g.name.as_str())
         .collect();
-    let mut out = String::new();
     for (column, actions) in by_column(report) {
-        let _ = writeln!(out, "### `{column}`\n");
-        let _ = writeln!(out, "| action | {} |", groups.join(" | "));
-        let _ = writeln!(out, "|---|{}", "---|".repeat(groups.len()));
+        writeln!(out, "### `{column}`\n")?;
+        writeln!(out, "| action | {} |", groups.join(" | "))?;
+        writeln!(out, "|---|{}", "---|".repeat(groups.len()))?;
         for (action, cells) in actions {
             let row: Vec<String> = groups
                 .iter()
@@ -164,11 +167,11 @@ fn markdown(report: &Report) -> String {
                         .unwrap_or_default()
                 })
                 .collect();
-            let _ = writeln!(out, "| {action} | {} |", row.join(" | "));
+            writeln!(out, "| {action} | {} |", row.join(" | "))?;
         }
-        out.push('\n');
+        writeln!(out)?;
     }
-    out
+    Ok(())
 }
 
 fn csv_field(s: &str) -> String {
@@ -179,10 +182,10 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-fn csv(report: &Report) -> String {
-    let mut out = String::from("group,column,action,decision,via\n");
+fn csv(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(out, "group,column,action,decision,via")?;
     for c in &report.cells {
-        let _ = writeln!(
+        writeln!(
             out,
             "{},{},{},{},{}",
             csv_field(&c.group),
@@ -190,7 +193,7 @@ fn csv(report: &Report) -> String {
             csv_field(&c.action),
             csv_field(&c.decision),
             csv_field(&c.via.join(";"))
-        );
+        )?;
     }
-    out
+    Ok(())
 }
