@@ -199,7 +199,8 @@ pub fn generate(plan: &Plan) -> Result<Generated, GenerateError> {
     })
 }
 
-fn cedar_string(s: &str) -> String {
+/// A Cedar string literal.
+pub(crate) fn cedar_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for ch in s.chars() {

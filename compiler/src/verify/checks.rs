@@ -21,7 +21,7 @@ use cedar_policy_symcc::{CompiledPolicy, CompiledPolicySet};
 use clsf_lang::{Diagnostic, Span};
 
 use super::domain;
-use super::solver::{Prover, Unproved, VerifyError};
+use super::solver::{Prover, Unproved, VerifyError, internal};
 use crate::cedar::Generated;
 use crate::plan::{ClauseKind, Effect as ClauseEffect, Membership, Plan};
 
@@ -55,10 +55,6 @@ fn applies(policy: &Policy, env: &RequestEnv) -> bool {
         ActionConstraint::Eq(a) => &a == env.action(),
         ActionConstraint::In(v) => v.contains(env.action()),
     }
-}
-
-fn internal(e: impl std::fmt::Display) -> VerifyError {
-    VerifyError::Internal(e.to_string())
 }
 
 /// A policy set of `policies` (ids kept).

@@ -20,10 +20,9 @@ use serde::Serialize;
 
 use super::checks::set;
 use super::domain;
-use super::solver::{Prover, VerifyError};
+use super::solver::{Prover, VerifyError, internal};
 use crate::Engine;
 use crate::cedar::{self, NAMESPACE, SCHEMA_TEXT};
-use crate::engine::scope::Usage;
 use crate::engine::{Identity, Verdict};
 use crate::plan::{ClaimMatch, GroupCondition, Membership, Plan, StrMatch};
 
@@ -93,10 +92,6 @@ fn renamed(text: &str) -> String {
         out = out.replace(from, to);
     }
     out
-}
-
-fn internal(e: impl std::fmt::Display) -> VerifyError {
-    VerifyError::Internal(e.to_string())
 }
 
 fn schema() -> Result<Schema, VerifyError> {
@@ -229,18 +224,7 @@ pub fn compare(
         .chain(&new.plan().groups)
         .map(|g| g.name.clone())
         .collect();
-    let mut actions: Vec<(&str, Option<&str>)> = vec![
-        (cedar::ACTION_READ, None),
-        (cedar::ACTION_READ_MASKED, None),
-        (cedar::ACTION_READ_APPROVED, None),
-        ("write", None),
-        ("write_approved", None),
-        ("export", None),
-        ("export_approved", None),
-    ];
-    for u in Usage::GRANTABLE {
-        actions.push((cedar::ACTION_USE, Some(u.as_str())));
-    }
+    let actions = super::who_can::cedar_actions();
     let envs: Vec<RequestEnv> = schema.request_envs().collect();
     let mut out = Vec::new();
     for group in &groups {

@@ -95,21 +95,7 @@ pub fn classes(plan: &Plan) -> Vec<Class> {
         .collect()
 }
 
-/// A Cedar string literal.
-pub fn string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for ch in s.chars() {
-        match ch {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
+pub(crate) use crate::cedar::cedar_string as string;
 
 fn table(plan: &Plan, ri: usize) -> String {
     format!(

@@ -20,6 +20,12 @@ cvc5 1.3.1 executable on PATH, or give one with --solver or the CVC5 environment
 /// run with `python3 -c` when no cvc5 executable is found.
 const PYTHON_LOOP: &str = include_str!("../../solver/cvc5");
 
+/// A failure of clsf's own making (the symbolic compiler rejected what
+/// clsf generated).
+pub(crate) fn internal(e: impl std::fmt::Display) -> VerifyError {
+    VerifyError::Internal(e.to_string())
+}
+
 /// Where the solver is and how long one question may take.
 #[derive(Clone, Debug)]
 pub struct SolverConfig {

@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use super::checks::{guard, set};
 use super::domain::{self, Class};
-use super::solver::{Prover, VerifyError};
+use super::solver::{Prover, VerifyError, internal};
 use crate::Engine;
 use crate::cedar::{self, NAMESPACE};
 use crate::diff::{perm_text, read_text};
@@ -289,7 +289,7 @@ pub fn who_can(
 
 /// The Cedar actions behind the report's cells, with the usage context of
 /// `use`.
-fn cedar_actions() -> Vec<(&'static str, Option<&'static str>)> {
+pub(crate) fn cedar_actions() -> Vec<(&'static str, Option<&'static str>)> {
     let mut out = vec![
         (cedar::ACTION_READ, None),
         (cedar::ACTION_READ_MASKED, None),
@@ -303,10 +303,6 @@ fn cedar_actions() -> Vec<(&'static str, Option<&'static str>)> {
         out.push((cedar::ACTION_USE, Some(u.as_str())));
     }
     out
-}
-
-fn internal(e: impl std::fmt::Display) -> VerifyError {
-    VerifyError::Internal(e.to_string())
 }
 
 /// One fact the report rests on: Cedar allows (or refuses) `action` to a
