@@ -1,7 +1,9 @@
 //! Engine table files: `engine_cases/*.sql` hold statements, each decided
 //! for the identity named by the `-- as GROUPS` line above it (no groups:
 //! an identity in none), on the quickstart policy (or, after `-- policy: ci
-//! may also change the schema`, with `allow ddl` for `ci`). The snapshot of
+//! may also change the schema`, with `allow ddl` for `ci`; after `-- policy:
+//! ci sees one customer's orders`, with a row filter on `orders` bound to
+//! the claim `customer` = 1). The snapshot of
 //! each file holds every whole verdict: the statement forwarded as is, the
 //! whole rewritten text, or the refusal with SQLSTATE, message and hint.
 
@@ -10,12 +12,18 @@ use clsf_compiler::policy::{self, Parsed};
 use clsf_compiler::schema;
 use clsf_compiler::{Engine, resolve};
 
-fn engine(ddl: bool) -> Engine {
+fn engine(ddl: bool, filter: bool) -> Engine {
     let mut text = include_str!("../../examples/quickstart/policy/quickstart.clsf").to_owned();
     if ddl {
         text = text.replace(
             "  allow write table public.orders",
             "  allow write table public.orders\n  allow ddl",
+        );
+    }
+    if filter {
+        text = text.replace(
+            "  allow write table public.orders",
+            "  allow write table public.orders\n  filter table public.orders where \"customer_id = {claim.customer}\"",
         );
     }
     let schema =
@@ -43,7 +51,12 @@ fn verdict(v: Verdict) -> String {
 
 /// Decides every statement of one file; returns the snapshot text.
 fn run(text: &str) -> String {
-    let e = engine(text.contains("-- policy: ci may also change the schema"));
+    let filter = text.contains("-- policy: ci sees one customer's orders");
+    let e = engine(
+        text.contains("-- policy: ci may also change the schema"),
+        filter,
+    );
+    let claims = serde_json::json!({ "customer": 1 });
     let mut groups: Vec<String> = Vec::new();
     let mut out = String::new();
     let mut statement = String::new();
@@ -57,7 +70,9 @@ fn run(text: &str) -> String {
             groups: groups.to_vec(),
         };
         let access = e.access_for(&identity);
-        let v = e.decide(&access, sql).verdict;
+        let v = e
+            .decide_with_claims(&access, filter.then_some(&claims), sql)
+            .verdict;
         out.push_str(&format!(
             "-- as {}\n{sql}\n{}\n\n",
             groups.join(" "),

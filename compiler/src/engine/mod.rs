@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod analyze;
+mod barrier;
 mod builtin_functions;
 pub mod cache;
 mod ddl;

@@ -28,8 +28,16 @@ pub fn quote_ident(name: &str) -> String {
 /// columns become typed NULLs, so that a reference the analysis missed still
 /// reveals nothing.
 ///
-/// A row filter, when given, becomes the subquery's `WHERE` clause.
-pub fn masking_subquery(relation: &Relation, access: &[Access], filter: Option<&str>) -> String {
+/// A row filter, when given, becomes the subquery's `WHERE` clause, with
+/// the client's leakproof conditions on the relation (`copied`, see
+/// `engine::barrier`) beside it, and `OFFSET 0` makes the subquery a
+/// barrier no other condition of the client's crosses.
+pub fn masking_subquery(
+    relation: &Relation,
+    access: &[Access],
+    filter: Option<&str>,
+    copied: &[String],
+) -> String {
     let mut out = String::from("(SELECT ");
     for (i, (col, acc)) in relation.columns.iter().zip(access).enumerate() {
         if i > 0 {
@@ -63,6 +71,11 @@ pub fn masking_subquery(relation: &Relation, access: &[Access], filter: Option<&
     if let Some(f) = filter {
         out.push_str(" WHERE ");
         out.push_str(f);
+        for c in copied {
+            out.push_str(" AND ");
+            out.push_str(c);
+        }
+        out.push_str(" OFFSET 0");
     }
     out.push(')');
     out

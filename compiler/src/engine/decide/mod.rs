@@ -10,6 +10,7 @@ use sqlparser::parser::Parser;
 
 use crate::engine::access::{Access, Perm, PrincipalAccess};
 use crate::engine::analyze::{self, Analysis, TableRef, WildcardUse};
+use crate::engine::barrier;
 use crate::engine::denials;
 use crate::engine::functions;
 use crate::engine::rewrite::{self, Edit};

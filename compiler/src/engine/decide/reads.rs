@@ -154,7 +154,24 @@ pub(super) fn reads(
         } else {
             std::borrow::Cow::Borrowed(&access.columns[ri])
         };
-        let subquery = rewrite::masking_subquery(rel, &columns, filter.as_deref());
+        let copied = match &filter {
+            Some(_) => {
+                let clear: Vec<bool> = columns.iter().map(|a| *a == Access::Clear).collect();
+                let visible = t.alias.as_deref().or(t.parts.last().map(String::as_str));
+                barrier::leakproof_conditions(
+                    stmt,
+                    text,
+                    &barrier::Reference {
+                        range: (start, end),
+                        visible: visible.unwrap_or(""),
+                        relation: rel,
+                        clear: &clear,
+                    },
+                )
+            }
+            None => Vec::new(),
+        };
+        let subquery = rewrite::masking_subquery(rel, &columns, filter.as_deref(), &copied);
         let text = match &t.alias {
             Some(_) => subquery,
             None => format!(

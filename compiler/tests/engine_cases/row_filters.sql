@@ -1,0 +1,27 @@
+-- policy: ci sees one customer's orders
+-- Row filters are security barriers: the filtered subquery ends in
+-- OFFSET 0 so no condition of the client's runs before the filter, except
+-- the leakproof comparisons copied inside it (so indexes still serve).
+-- as ci
+
+SELECT id, status FROM orders WHERE id = 10;
+
+SELECT id FROM orders WHERE status::bool;
+
+SELECT id FROM orders WHERE id = 10 AND 1 / (total_cents - 770) = 0;
+
+SELECT * FROM orders WHERE id = $1 AND status IN ('a', 'b') AND total_cents NOT BETWEEN -5 AND 100 AND customer_id IS NOT NULL;
+
+SELECT id FROM orders WHERE (id = 10 AND status <> 'it''s') AND 10 <= total_cents;
+
+SELECT id FROM orders WHERE id = 10 OR id = 11;
+
+SELECT id FROM orders WHERE id = 10.5 AND id = 99999999999999999999 AND id = customer_id AND status = lower('X');
+
+SELECT o.id FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.status = 'shipped' AND c.id = 1 AND status = 'x';
+
+SELECT c.name, o.id FROM customers c LEFT JOIN orders o ON o.customer_id = c.id WHERE o.total_cents > 100;
+
+SELECT name FROM customers WHERE id IN (SELECT customer_id FROM orders WHERE total_cents > 5000);
+
+SELECT orders.id FROM orders AS o2, orders WHERE orders.id = 1 AND o2.id = 2;
