@@ -27,6 +27,10 @@ pub struct Config {
     /// absent: never). Enforced by the proxy, so a client cannot lift it.
     #[serde(default)]
     pub statement_timeout_seconds: u64,
+    /// Longest statement text, in bytes, the proxy analyses: a longer
+    /// `Query` or `Parse` is refused with 54000 (the session goes on).
+    #[serde(default = "default_max_statement_bytes")]
+    pub max_statement_bytes: usize,
     /// On shutdown, how long in-flight statements may take to finish.
     #[serde(default = "default_grace")]
     pub shutdown_grace_seconds: u64,
@@ -146,6 +150,10 @@ fn default_max_connections() -> usize {
 
 fn default_startup_timeout() -> u64 {
     30
+}
+
+fn default_max_statement_bytes() -> usize {
+    16 * 1024 * 1024
 }
 
 fn default_grace() -> u64 {
@@ -490,6 +498,15 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             path.display()
         )));
     }
+    if config.max_statement_bytes == 0 || config.max_statement_bytes > crate::wire::frame::MAX_FRAME
+    {
+        return Err(ConfigError(format!(
+            "{}: max_statement_bytes = {} must be between 1 and {} (the largest message the proxy reads)",
+            path.display(),
+            config.max_statement_bytes,
+            crate::wire::frame::MAX_FRAME
+        )));
+    }
     if config.max_connections == 0 {
         return Err(ConfigError(format!(
             "{}: max_connections must be at least 1",
@@ -653,6 +670,16 @@ mod tests {
                 "max_connections = 256",
                 "max_connections = 0",
                 "max_connections must be at least 1",
+            ),
+            (
+                "max_connections = 256",
+                "max_connections = 256\nmax_statement_bytes = 0",
+                "max_statement_bytes = 0 must be between 1 and 67108864",
+            ),
+            (
+                "max_connections = 256",
+                "max_connections = 256\nmax_statement_bytes = 67108865",
+                "max_statement_bytes = 67108865 must be between 1 and 67108864",
             ),
         ];
         for (from, to, expected) in cases {

@@ -258,6 +258,7 @@ pub fn shared_state(config: &Config) -> Result<Shared, String> {
         approval_url: config.admin.as_ref().map(crate::config::Admin::url),
         metrics: crate::metrics::Metrics::default(),
         audit_completions: config.audit.completions,
+        max_statement_bytes: config.max_statement_bytes,
         statement_timeout: (config.statement_timeout_seconds > 0)
             .then(|| std::time::Duration::from_secs(config.statement_timeout_seconds)),
         loaded: RwLock::new(Arc::new(loaded)),

@@ -66,6 +66,8 @@ pub struct Shared {
     pub idle_timeout: Option<Duration>,
     /// Cancel statements running longer than this.
     pub statement_timeout: Option<Duration>,
+    /// Longest statement text analysed; longer ones are refused.
+    pub max_statement_bytes: usize,
     /// Backend keys handed to clients → the session and its upstream key.
     pub cancel_keys: Mutex<HashMap<(i32, i32), CancelTarget>>,
     /// Requests for held statements.

@@ -289,6 +289,9 @@ impl<'a> Relay<'a> {
 impl Relay<'_> {
     /// Decides a query string for this session with the plan in force.
     fn decide(&self, text: &str) -> Arc<Decision> {
+        if text.len() > self.shared.max_statement_bytes {
+            return Arc::new(simple::too_long(text, self.shared.max_statement_bytes));
+        }
         let started = std::time::Instant::now();
         let decision = self
             .loaded

@@ -94,6 +94,40 @@ pub(super) fn refused(mut decision: Decision, denial: Denial) -> Decision {
     decision
 }
 
+/// The refusal of a statement text longer than `max_statement_bytes`,
+/// recorded with the text's first 200 characters (the audit trail is not
+/// a place for megabytes of one statement).
+pub(super) fn too_long(text: &str, max: usize) -> Decision {
+    let denial = Denial {
+        sqlstate: "54000",
+        message: format!(
+            "statement text is {} bytes; the proxy analyses at most {max}",
+            text.len()
+        ),
+        hint: Some(
+            "split the statement, or raise max_statement_bytes in the proxy's configuration"
+                .to_owned(),
+        ),
+        policies: Vec::new(),
+    };
+    let head: String = text.chars().take(200).collect();
+    Decision {
+        statements: vec![clsf_compiler::engine::StatementReport {
+            text: format!("{head}…"),
+            decision: "deny",
+            policies: Vec::new(),
+            masked: Vec::new(),
+            reason: Some(denial.message.clone()),
+            observed: Vec::new(),
+            columns: Vec::new(),
+            rules: Vec::new(),
+            row_limit: None,
+            object: None,
+        }],
+        verdict: Verdict::Deny(denial),
+    }
+}
+
 /// The refusal of statement text that is not UTF-8.
 pub(super) fn not_utf8() -> Denial {
     Denial {

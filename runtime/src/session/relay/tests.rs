@@ -99,6 +99,7 @@ impl Harness {
             startup_timeout: std::time::Duration::from_secs(30),
             idle_timeout: None,
             statement_timeout: None,
+            max_statement_bytes: 1024,
             cancel_keys: Mutex::new(HashMap::new()),
             approvals: Approvals::default(),
             approval_url: Some("https://admin.test".to_owned()),
@@ -536,4 +537,48 @@ fn a_session_ending_while_held_withdraws_the_request() {
     let request = h.shared.approvals.get(&id).unwrap();
     assert!(matches!(request.state, State::Withdrawn { .. }));
     assert_eq!(h.events().last().unwrap()["event"], "approval_refused");
+}
+
+#[test]
+fn a_statement_longer_than_the_limit_is_refused_and_recorded_short() {
+    let h = Harness::new();
+    let mut r = h.session();
+    // 1 024 bytes is this harness's limit; the literal is never analysed.
+    let long = format!("SELECT '{}'", "x".repeat(2000));
+    client(&mut r, &[&messages::query(&long)]);
+    let (up, down) = sent(&mut r);
+    assert!(up.is_empty(), "nothing reaches the server");
+    assert_eq!(tags(&down), "EZ");
+    assert_eq!(sqlstate(&down[0].1), "54000");
+    assert!(
+        text_of(&down[0].1).contains("2009 bytes"),
+        "{}",
+        text_of(&down[0].1)
+    );
+    let events = h.events();
+    let event = events.last().unwrap();
+    assert_eq!(event["decision"], "deny");
+    assert!(event["statement"].as_str().unwrap().len() < 220, "{event}");
+    // Through the extended protocol too; the session goes on.
+    client(&mut r, &[&messages::parse(b"", &long, &[0, 0]), SYNC]);
+    let (up, _) = sent(&mut r);
+    // The server raises the refusal in order, in place of the Parse.
+    assert_eq!(tags(&up), "PBES");
+    assert!(up.iter().all(|(_, body)| !text_of(body).contains("xxxx")));
+    assert!(text_of(&up[0].1).contains("54000"), "{}", text_of(&up[0].1));
+    server(
+        &mut r,
+        &[
+            &raw(b'1', &[]),
+            &raw(b'2', &[]),
+            &messages::error_response(Severity::Error, "54000", "too long", None),
+            &messages::ready_for_query(b'I'),
+        ],
+    );
+    let (_, down) = sent(&mut r);
+    assert_eq!(tags(&down), "EZ");
+    assert_eq!(h.events().last().unwrap()["decision"], "deny");
+    client(&mut r, &[&messages::query("SELECT 1")]);
+    let (up, _) = sent(&mut r);
+    assert_eq!(tags(&up), "Q");
 }
