@@ -1,7 +1,9 @@
 //! Any statement text: the engine decides without panicking, and every
 //! rewrite it produces parses again. The identity is the quickstart's `ci`
 //! with a usage grant added, so the scope resolver and the grant path run
-//! on every statement that touches `customers`.
+//! on every statement that touches `customers`, and a row filter on
+//! `orders`, so the barrier's copied conditions run on every statement
+//! that touches it.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -24,7 +26,8 @@ fn setup() -> &'static (Engine, std::sync::Arc<PrincipalAccess>) {
         policy::add_source(
             &mut parsed,
             "grant.clsf",
-            "rule ci_match for ci {\n  allow join, filter, aggregate column public.customers.ssn\n}\n",
+            "rule ci_match for ci {\n  allow join, filter, aggregate column public.customers.ssn\n  \
+             filter table public.orders where \"customer_id = {claim.customer}\"\n}\n",
         );
         let (plan, _) = resolve::compile(&parsed, &schema);
         let engine = Engine::new(plan.expect("quickstart compiles")).expect("cedar");
@@ -36,7 +39,8 @@ fn setup() -> &'static (Engine, std::sync::Arc<PrincipalAccess>) {
 fuzz_target!(|data: &[u8]| {
     let Ok(sql) = std::str::from_utf8(data) else { return };
     let (engine, access) = setup();
-    if let Verdict::Rewrite(out) = engine.decide(access, sql).verdict {
+    let claims = serde_json::json!({ "customer": 1 });
+    if let Verdict::Rewrite(out) = engine.decide_with_claims(access, Some(&claims), sql).verdict {
         assert!(Parser::parse_sql(&PostgreSqlDialect {}, &out).is_ok(), "rewrite does not parse: {out}");
     }
 });
