@@ -342,7 +342,7 @@ pub(crate) fn withheld_write(relation: &str) -> Denial {
     refusal(
         INSUFFICIENT_PRIVILEGE,
         format!(
-            "writing statements that touch `{relation}` are refused for this identity: it has masked or denied columns"
+            "writing statements that touch `{relation}` are refused for this identity: it has masked or denied columns, or a row filter"
         ),
         None,
     )

@@ -25,3 +25,15 @@ SELECT c.name, o.id FROM customers c LEFT JOIN orders o ON o.customer_id = c.id 
 SELECT name FROM customers WHERE id IN (SELECT customer_id FROM orders WHERE total_cents > 5000);
 
 SELECT orders.id FROM orders AS o2, orders WHERE orders.id = 1 AND o2.id = 2;
+
+UPDATE orders SET status = 'x' WHERE id = 13;
+
+DELETE FROM orders WHERE id = 13;
+
+INSERT INTO orders (id, customer_id, total_cents, status) VALUES (99, 2, 1, 'x');
+
+UPDATE orders SET status = 'x' WHERE id = 13 RETURNING total_cents;
+
+COPY orders TO STDOUT;
+
+COPY orders FROM STDIN;

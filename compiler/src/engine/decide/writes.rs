@@ -134,8 +134,13 @@ pub(super) fn writes(
         .tables
         .iter()
         .filter(|t| !t.is_function)
-        .map(|t| &t.parts)
-        .chain(a.other_relations.iter());
+        .map(|t| &t.parts[..])
+        .chain(a.other_relations.iter().map(|p| &p[..]))
+        // The target itself, whether or not the analysis saw it as a
+        // relation (it does not for `COPY … FROM STDIN`): copying rows in
+        // is a write like INSERT, and a unique key's error would answer
+        // whether a withheld value or a filtered row exists.
+        .chain(target);
     for parts in all {
         let this = resolve(plan, parts, &a.ctes);
         if let Resolved::Relation(ri) = this
