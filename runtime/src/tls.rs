@@ -75,6 +75,9 @@ pub enum MaybeTls<T> {
     Tls(Box<T>),
     /// During the handshake; any I/O here is an error.
     Upgrading,
+    /// An in-process client (the MCP listener's sessions), already
+    /// authenticated where it came from.
+    Local(tokio::io::DuplexStream),
 }
 
 /// A client connection, plaintext or TLS.
@@ -87,6 +90,11 @@ impl<T> MaybeTls<T> {
     /// True once TLS is established.
     pub fn is_tls(&self) -> bool {
         matches!(self, MaybeTls::Tls(_))
+    }
+
+    /// True for an in-process client (no network between it and us).
+    pub fn is_local(&self) -> bool {
+        matches!(self, MaybeTls::Local(_))
     }
 }
 
@@ -141,6 +149,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for MaybeTls<T> {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            MaybeTls::Local(s) => Pin::new(s).poll_read(cx, buf),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             MaybeTls::Upgrading => Poll::Ready(Err(upgrading())),
         }
@@ -155,6 +164,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            MaybeTls::Local(s) => Pin::new(s).poll_write(cx, buf),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             MaybeTls::Upgrading => Poll::Ready(Err(upgrading())),
         }
@@ -163,6 +173,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_flush(cx),
+            MaybeTls::Local(s) => Pin::new(s).poll_flush(cx),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
             MaybeTls::Upgrading => Poll::Ready(Err(upgrading())),
         }
@@ -171,6 +182,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             MaybeTls::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            MaybeTls::Local(s) => Pin::new(s).poll_shutdown(cx),
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             MaybeTls::Upgrading => Poll::Ready(Err(upgrading())),
         }

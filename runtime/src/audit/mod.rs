@@ -92,6 +92,10 @@ pub struct Event<'a> {
     /// The approver's comment.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub comment: Option<&'a str>,
+    /// How a session came in when not as a PostgreSQL client: `mcp`, with
+    /// the tool and the call's id (on its `connect` event).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<&'a serde_json::Value>,
 }
 
 impl<'a> Event<'a> {
@@ -120,6 +124,7 @@ impl<'a> Event<'a> {
             rules: None,
             columns: None,
             completed: None,
+            via: None,
         }
     }
 }

@@ -30,6 +30,7 @@ use crate::upstream::Target;
 use crate::wire::errors;
 
 use self::relay::relay;
+pub use self::startup::Local;
 use self::startup::startup;
 
 /// How long a refused client has to read its refusal and go.
@@ -277,13 +278,43 @@ pub async fn run(
     peer: SocketAddr,
     shutdown: broadcast::Receiver<()>,
 ) -> Result<()> {
-    let session = shared.next_session.fetch_add(1, Ordering::Relaxed);
     let _ = tcp.set_nodelay(true);
-    let mut client = ClientStream::Plain(tcp);
+    serve(shared, ClientStream::Plain(tcp), peer, None, shutdown).await
+}
+
+/// Runs one in-process client to completion: a PostgreSQL client on the
+/// other end of `stream`, whose identity was proved where it came from
+/// (the MCP listener). Everything after the login is a session like any
+/// other: the same engine, audit trail, approvals and limits.
+pub async fn run_local(
+    shared: Arc<Shared>,
+    stream: tokio::io::DuplexStream,
+    peer: SocketAddr,
+    local: Local,
+    shutdown: broadcast::Receiver<()>,
+) -> Result<()> {
+    serve(
+        shared,
+        ClientStream::Local(stream),
+        peer,
+        Some(&local),
+        shutdown,
+    )
+    .await
+}
+
+async fn serve(
+    shared: Arc<Shared>,
+    mut client: ClientStream,
+    peer: SocketAddr,
+    local: Option<&Local>,
+    shutdown: broadcast::Receiver<()>,
+) -> Result<()> {
+    let session = shared.next_session.fetch_add(1, Ordering::Relaxed);
     let mut buf = BytesMut::with_capacity(8192);
     let started = tokio::time::timeout(
         shared.startup_timeout,
-        startup(&shared, &mut client, &mut buf, session, peer),
+        startup(&shared, &mut client, &mut buf, session, peer, local),
     )
     .await;
     let mut ready = match started {

@@ -64,6 +64,7 @@ pub(super) async fn startup(
     buf: &mut BytesMut,
     session: u64,
     peer: SocketAddr,
+    local: Option<&Local>,
 ) -> Result<Option<Ready>> {
     // PostgreSQL 17's direct TLS: the client starts the TLS handshake at
     // once (a TLS record starts with 0x16, which no startup packet length
@@ -109,6 +110,7 @@ pub(super) async fn startup(
                 if let Some(tls) = &shared.tls
                     && tls.required
                     && !client.is_tls()
+                    && !client.is_local()
                 {
                     send(client, &errors::tls_required()).await?;
                     return Err(end("plaintext client refused: TLS is required"));
@@ -222,42 +224,12 @@ pub(super) async fn startup(
         passthrough.push((key.clone(), value.clone()));
     }
 
-    // Only a configured service account has a password to guess; any
-    // other user name is free text and would only spread the count.
-    let account = shared.accounts.contains_key(user).then_some(user);
-    if let Err(throttled) = shared.throttle.check(peer.ip(), account) {
-        shared.metrics.auth_throttled.inc();
-        let reason = throttled.to_string();
-        let mut event = Event::new("auth_failed", session);
-        event.peer = Some(peer.to_string());
-        event.reason = Some(&reason);
-        let _ = shared.audit.append(&event);
-        send(client, &errors::auth_failed(&reason)).await?;
-        return Err(end(format!("authentication throttled: {reason}")));
-    }
-    let proven = match authenticate(shared, client, buf, user).await {
-        Ok(Some(p)) => {
-            shared.throttle.succeeded(account);
-            p
-        }
-        Ok(None) => return Ok(None),
-        Err(Refused {
-            reason,
-            protocol: protocol_error,
-        }) => {
-            shared.throttle.failed(peer.ip(), account);
-            let mut event = Event::new("auth_failed", session);
-            event.peer = Some(peer.to_string());
-            event.reason = Some(&reason);
-            let _ = shared.audit.append(&event);
-            let answer = if protocol_error {
-                errors::protocol_violation(&reason)
-            } else {
-                errors::auth_failed(&reason)
-            };
-            send(client, &answer).await?;
-            return Err(end(format!("authentication failed: {reason}")));
-        }
+    let proven = match local {
+        Some(local) => local.proven.clone(),
+        None => match login(shared, client, buf, session, peer, user).await? {
+            Some(p) => p,
+            None => return Ok(None),
+        },
     };
     let deadline = session_deadline(shared, &proven);
     let loaded = shared.current();
@@ -275,6 +247,7 @@ pub(super) async fn startup(
         event.subject = Some(&identity.subject);
         event.groups = Some(&identity.groups);
         event.reason = Some(&reason);
+        event.via = local.map(|l| &l.via);
         let _ = shared.audit.append(&event);
         send(
             client,
@@ -285,6 +258,7 @@ pub(super) async fn startup(
     };
 
     let mut event = Event::new("connect", session);
+    event.via = local.map(|l| &l.via);
     event.peer = Some(peer.to_string());
     event.subject = Some(&identity.subject);
     event.groups = Some(&identity.groups);
@@ -372,6 +346,66 @@ pub(super) async fn startup(
         upstream_buf: connected.leftover,
         slot: Some(slot),
     }))
+}
+
+/// A session that came in from outside the proxy's listener: who it is
+/// (proved where it came from) and how it came (recorded on its `connect`
+/// event).
+#[derive(Debug, Clone)]
+pub struct Local {
+    /// The identity, already proved.
+    pub proven: Proven,
+    /// How it came in, e.g. `{"mcp": {"tool": "query", "call": 7}}`.
+    pub via: serde_json::Value,
+}
+
+/// The login of a network client: throttled per address and account,
+/// every failure audited. `None` when the client went away mid-way.
+async fn login(
+    shared: &Shared,
+    client: &mut ClientStream,
+    buf: &mut BytesMut,
+    session: u64,
+    peer: SocketAddr,
+    user: &str,
+) -> Result<Option<Proven>> {
+    // Only a configured service account has a password to guess; any
+    // other user name is free text and would only spread the count.
+    let account = shared.accounts.contains_key(user).then_some(user);
+    if let Err(throttled) = shared.throttle.check(peer.ip(), account) {
+        shared.metrics.auth_throttled.inc();
+        let reason = throttled.to_string();
+        let mut event = Event::new("auth_failed", session);
+        event.peer = Some(peer.to_string());
+        event.reason = Some(&reason);
+        let _ = shared.audit.append(&event);
+        send(client, &errors::auth_failed(&reason)).await?;
+        return Err(end(format!("authentication throttled: {reason}")));
+    }
+    match authenticate(shared, client, buf, user).await {
+        Ok(Some(p)) => {
+            shared.throttle.succeeded(account);
+            Ok(Some(p))
+        }
+        Ok(None) => Ok(None),
+        Err(Refused {
+            reason,
+            protocol: protocol_error,
+        }) => {
+            shared.throttle.failed(peer.ip(), account);
+            let mut event = Event::new("auth_failed", session);
+            event.peer = Some(peer.to_string());
+            event.reason = Some(&reason);
+            let _ = shared.audit.append(&event);
+            let answer = if protocol_error {
+                errors::protocol_violation(&reason)
+            } else {
+                errors::auth_failed(&reason)
+            };
+            send(client, &answer).await?;
+            Err(end(format!("authentication failed: {reason}")))
+        }
+    }
 }
 
 fn is_utf8(encoding: &str) -> bool {
