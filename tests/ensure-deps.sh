@@ -77,7 +77,7 @@ fi
 # cvc5 1.3.1 solver library `clsfc check --verify` runs through
 # compiler/solver/cvc5;
 # node-postgres, pg-cursor, pg-copy-streams and the reference MCP server
-# for PostgreSQL from npm.
+# for PostgreSQL from npm, and the MCP SDK whose client the MCP tests use.
 if ! PYTHONPATH="$deps_dir/python" python3 -c 'import psycopg, sqlalchemy, cvc5' >/dev/null 2>&1; then
     mkdir -p "$deps_dir"
     python3 -m pip install --quiet --disable-pip-version-check --upgrade --target "$deps_dir/python" \
@@ -87,10 +87,13 @@ fi
 # playwright-core drives Debian's chromium for the approver page's test.
 # All in one install: npm prunes what a --no-save install does not name.
 node_pkgs=(pg@8.23.1 playwright-core@1.65.1 pg-cursor@2.22.0 pg-copy-streams@7.0.0
-    @modelcontextprotocol/server-postgres@0.6.2)
+    @modelcontextprotocol/server-postgres@0.6.2 @modelcontextprotocol/sdk@1.32.2)
 node_missing=0
 for pkg in "${node_pkgs[@]}"; do
-    [ -e "$deps_dir/node/node_modules/${pkg%@*}/package.json" ] || node_missing=1
+    # The version too: a dependency of another package may have put an
+    # older copy at the top.
+    grep -q "\"version\": \"${pkg##*@}\"" "$deps_dir/node/node_modules/${pkg%@*}/package.json" 2>/dev/null ||
+        node_missing=1
 done
 if [ "$node_missing" = 1 ]; then
     mkdir -p "$deps_dir/node"

@@ -57,6 +57,43 @@ pub struct Config {
     /// requests live in this proxy's memory).
     #[serde(default)]
     pub control_plane: Option<ControlPlaneConfig>,
+    /// The MCP listener for AI agents (optional).
+    #[serde(default)]
+    pub mcp: Option<Mcp>,
+}
+
+/// The Model Context Protocol listener (streamable HTTP).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mcp {
+    /// Address to listen on, e.g. `127.0.0.1:6490`.
+    pub listen: String,
+    /// Certificate chain (PEM); default: `[tls] cert_file`. Without a
+    /// certificate the listener serves plain HTTP, on a loopback address
+    /// only.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// Private key (PEM); default: `[tls] key_file`.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// The most rows a `query` call returns (a call may ask for fewer).
+    #[serde(default = "default_mcp_max_rows")]
+    pub max_rows: u64,
+}
+
+fn default_mcp_max_rows() -> u64 {
+    1000
+}
+
+impl Mcp {
+    /// The certificate and key files, falling back to the client TLS ones.
+    pub fn tls_files<'a>(&'a self, tls: Option<&'a Tls>) -> Option<(&'a Path, &'a Path)> {
+        match (&self.cert_file, &self.key_file, tls) {
+            (Some(c), Some(k), _) => Some((c, k)),
+            (None, None, Some(t)) => Some((&t.cert_file, &t.key_file)),
+            _ => None,
+        }
+    }
 }
 
 /// The database holding approval requests for all replicas.
@@ -506,6 +543,27 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             config.max_statement_bytes,
             crate::wire::frame::MAX_FRAME
         )));
+    }
+    if let Some(mcp) = &config.mcp {
+        if mcp.max_rows == 0 {
+            return Err(ConfigError(format!(
+                "{}: [mcp] max_rows must be at least 1",
+                path.display()
+            )));
+        }
+        let loopback = {
+            use std::net::ToSocketAddrs;
+            mcp.listen
+                .to_socket_addrs()
+                .is_ok_and(|mut a| a.all(|a| a.ip().is_loopback()))
+        };
+        if mcp.tls_files(config.tls.as_ref()).is_none() && !loopback {
+            return Err(ConfigError(format!(
+                "{}: [mcp] listen = \"{}\" is not a loopback address and no certificate is configured: agents' bearer tokens would cross the network in clear",
+                path.display(),
+                mcp.listen
+            )));
+        }
     }
     if config.max_connections == 0 {
         return Err(ConfigError(format!(

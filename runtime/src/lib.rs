@@ -10,6 +10,7 @@ pub mod config;
 pub mod control_plane;
 pub mod extended;
 pub mod keys;
+pub mod mcp;
 pub mod metrics;
 pub mod reload;
 pub mod serve;

@@ -46,6 +46,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The admin listener's address, when configured.
     pub admin: Option<SocketAddr>,
+    /// The MCP listener's address, when configured.
+    pub mcp: Option<SocketAddr>,
     /// What every session shares (the policy in force, the audit trail…).
     pub shared: Arc<Shared>,
     /// The config as started (the admin listener's chosen port filled in).
@@ -110,6 +112,25 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
             let acceptor = tls::acceptor(cert, key, None, &[tls::HTTP_ALPN])?;
             Some((l, acceptor))
         }
+        None => None,
+    };
+    // The MCP listener, likewise bound before anything runs.
+    let mcp_listener = match &mut config.mcp {
+        Some(m) => {
+            let l = std::net::TcpListener::bind(&m.listen)
+                .map_err(|e| format!("cannot listen on {} (mcp): {e}", m.listen))?;
+            l.set_nonblocking(true).map_err(|e| e.to_string())?;
+            m.listen = l.local_addr().map_err(|e| e.to_string())?.to_string();
+            let acceptor = match m.tls_files(config.tls.as_ref()) {
+                Some((cert, key)) => Some(tls::acceptor(cert, key, None, &[tls::HTTP_ALPN])?),
+                None => None,
+            };
+            Some((l, acceptor, m.max_rows))
+        }
+        None => None,
+    };
+    let mcp = match &mcp_listener {
+        Some((l, _, _)) => Some(l.local_addr().map_err(|e| e.to_string())?),
         None => None,
     };
     let admin = match &admin_listener {
@@ -197,6 +218,22 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
                                 }
                             }
                         }
+                        if let Some((l, acceptor, max_rows)) = mcp_listener {
+                            match tokio::net::TcpListener::from_std(l) {
+                                Ok(l) => {
+                                    tokio::spawn(crate::mcp::serve(
+                                        l,
+                                        acceptor,
+                                        Arc::clone(&shared),
+                                        max_rows,
+                                    ));
+                                }
+                                Err(e) => {
+                                    let _ = ready.send(Err(format!("MCP listener: {e}")));
+                                    return;
+                                }
+                            }
+                        }
                         let _ = ready.send(Ok(()));
                         let _ = stopped.wait_for(|s| *s).await;
                     });
@@ -253,6 +290,7 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
     Ok(Running {
         addr,
         admin,
+        mcp,
         shared,
         config,
         stop,

@@ -20,6 +20,8 @@ pub struct Proxy {
     pub audit_path: PathBuf,
     /// Where its admin listener is (when the config has `[admin]`).
     pub admin: Option<SocketAddr>,
+    /// Where its MCP listener is (when the config has `[mcp]`).
+    pub mcp: Option<SocketAddr>,
     running: Option<Running>,
 }
 
@@ -90,6 +92,7 @@ impl Proxy {
             addr: running.addr,
             audit_path,
             admin: running.admin,
+            mcp: running.mcp,
             running: Some(running),
         })
     }

@@ -19,6 +19,7 @@ mod identities;
 mod limits;
 mod lineage;
 mod masks;
+mod mcp;
 mod quickstart;
 mod reload;
 mod rules;

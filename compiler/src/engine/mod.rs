@@ -197,6 +197,12 @@ impl Engine {
         decision
     }
 
+    /// The smallest row limit on relation `ri` for this access table, and
+    /// the rule that sets it.
+    pub fn row_limit(&self, access: &PrincipalAccess, ri: usize) -> Option<(u64, String)> {
+        decide::reads_row_limit(&self.plan, access, ri)
+    }
+
     /// The Cedar policy set (for tests and tools).
     pub fn policy_set(&self) -> &PolicySet {
         &self.generated.policy_set

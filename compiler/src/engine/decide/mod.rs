@@ -32,6 +32,7 @@ mod writes;
 use self::calls::*;
 use self::copy::*;
 use self::kinds::*;
+pub(crate) use self::reads::row_limit as reads_row_limit;
 use self::reads::*;
 use self::relations::*;
 use self::session::*;

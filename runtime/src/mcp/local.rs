@@ -1,0 +1,172 @@
+//! Statements of MCP tools, run as sessions of the proxy itself: a
+//! PostgreSQL client (tokio-postgres) on one end of an in-process stream,
+//! `session::run_local` on the other, so every statement is decided,
+//! rewritten, limited and audited exactly as a network client's would be.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use tokio_postgres::{AsyncMessage, NoTls, SimpleQueryMessage};
+
+use crate::auth::Proven;
+use crate::session::{Local, Shared};
+
+/// Rows of a read, as PostgreSQL's text forms.
+pub(super) struct Rows {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Option<String>>>,
+    /// More rows were there than were asked for.
+    pub truncated: bool,
+    /// Notices the session sent (a row limit's cut, for one).
+    pub notices: Vec<String>,
+}
+
+/// A statement the database or the proxy refused.
+pub(super) struct Failure {
+    pub sqlstate: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Failure {
+    fn from(e: &tokio_postgres::Error) -> Failure {
+        match e.as_db_error() {
+            Some(db) => Failure {
+                sqlstate: db.code().code().to_owned(),
+                message: db.message().to_owned(),
+                hint: db.hint().map(str::to_owned),
+            },
+            None => Failure {
+                sqlstate: "08006".to_owned(),
+                message: format!("the proxy session failed: {e}"),
+                hint: None,
+            },
+        }
+    }
+}
+
+/// A session of the proxy for this call.
+struct Session {
+    client: tokio_postgres::Client,
+    notices: Arc<Mutex<Vec<String>>>,
+    // Dropped with the session: nothing listens for shutdown here.
+    _shutdown: tokio::sync::broadcast::Sender<()>,
+}
+
+async fn open(
+    shared: &Arc<Shared>,
+    proven: &Proven,
+    peer: SocketAddr,
+    via: Value,
+) -> Result<Session, Failure> {
+    let (ours, theirs) = tokio::io::duplex(64 * 1024);
+    let (shutdown, listen) = tokio::sync::broadcast::channel(1);
+    let local = Local {
+        proven: proven.clone(),
+        via,
+    };
+    tokio::spawn(crate::session::run_local(
+        Arc::clone(shared),
+        theirs,
+        peer,
+        local,
+        listen,
+    ));
+    let mut config = tokio_postgres::Config::new();
+    config
+        .user("mcp")
+        .dbname(&shared.upstream.database)
+        .application_name("clsf-mcp")
+        .ssl_mode(tokio_postgres::config::SslMode::Disable);
+    let (client, mut connection) = config
+        .connect_raw(ours, NoTls)
+        .await
+        .map_err(|e| Failure::from(&e))?;
+    let notices = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&notices);
+    tokio::spawn(async move {
+        while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            if let AsyncMessage::Notice(n) = message {
+                seen.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(n.message().to_owned());
+            }
+        }
+    });
+    Ok(Session {
+        client,
+        notices,
+        _shutdown: shutdown,
+    })
+}
+
+/// Runs one read statement in a read-only transaction, fetching at most
+/// `cap + 1` rows (one more tells that there were more): through a cursor,
+/// or, under a policy row limit (which refuses cursors, since FETCHes
+/// together could pass it), as it is, the proxy cutting it at the limit.
+pub(super) async fn read(
+    shared: &Arc<Shared>,
+    proven: &Proven,
+    peer: SocketAddr,
+    via: Value,
+    sql: &str,
+    cap: u64,
+    limited: bool,
+) -> Result<Rows, Failure> {
+    let session = open(shared, proven, peer, via).await?;
+    let client = &session.client;
+    client
+        .batch_execute("BEGIN READ ONLY")
+        .await
+        .map_err(|e| Failure::from(&e))?;
+    let messages = if limited {
+        client.simple_query(sql).await
+    } else {
+        // The statement was parsed as exactly one query; a newline ends a
+        // trailing line comment before the cursor's end.
+        match client
+            .batch_execute(&format!("DECLARE clsf_mcp NO SCROLL CURSOR FOR {sql}\n"))
+            .await
+        {
+            Ok(()) => {
+                client
+                    .simple_query(&format!("FETCH FORWARD {} FROM clsf_mcp", cap + 1))
+                    .await
+            }
+            Err(e) => Err(e),
+        }
+    }
+    .map_err(|e| Failure::from(&e))?;
+    let _ = client.batch_execute("ROLLBACK").await;
+    let mut columns = Vec::new();
+    let mut rows = Vec::new();
+    for m in messages {
+        match m {
+            SimpleQueryMessage::RowDescription(cols) => {
+                columns = cols.iter().map(|c| c.name().to_owned()).collect();
+            }
+            SimpleQueryMessage::Row(row) => {
+                rows.push(
+                    (0..row.len())
+                        .map(|i| row.get(i).map(str::to_owned))
+                        .collect(),
+                );
+            }
+            _ => {}
+        }
+    }
+    let truncated = rows.len() as u64 > cap;
+    rows.truncate(usize::try_from(cap).unwrap_or(usize::MAX));
+    let notices = session
+        .notices
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    Ok(Rows {
+        columns,
+        rows,
+        truncated,
+        notices,
+    })
+}

@@ -1,0 +1,290 @@
+//! The MCP listener: the Model Context Protocol over streamable HTTP, for
+//! AI agents. Each request carries the agent's OIDC token (`Authorization:
+//! Bearer …`), verified by the same issuers as the proxy's clients, so the
+//! agent's groups, rules, masks, filters, limits and audit trail are those
+//! of a PostgreSQL client with the same token. Statements run as sessions
+//! of the proxy itself (`session::run_local`): the same engine, the same
+//! upstream login, the same audit trail.
+//!
+//! Hand-written JSON-RPC rather than the `rmcp` SDK: the listener must
+//! verify the token before any protocol runs, share the proxy's TLS
+//! acceptor and axum stack, and answer every POST with one JSON response
+//! (the streamable-HTTP transport allows it); the SDK's session manager
+//! and server-sent-event streams would be machinery this stateless
+//! endpoint never uses. The protocol surface is small: `initialize`,
+//! `ping`, `tools/list`, `tools/call`, `resources/list`, `resources/read`.
+
+mod local;
+mod tools;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use crate::audit::Event;
+use crate::auth::Proven;
+use crate::session::Shared;
+
+/// How long a client has to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Protocol versions this endpoint speaks (the tools and resources it uses
+/// are the same in each); a client asking for another gets the newest.
+const VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+
+/// What the listener's handlers share.
+#[derive(Clone)]
+struct Mcp {
+    shared: Arc<Shared>,
+    max_rows: u64,
+}
+
+/// Serves MCP on `listener` (HTTPS with `acceptor`, else plain HTTP on a
+/// loopback address, as the configuration checked) until the process ends.
+pub async fn serve(
+    listener: TcpListener,
+    acceptor: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    max_rows: u64,
+) {
+    let router = Router::new()
+        .route("/mcp", post(rpc).get(no_stream).delete(no_stream))
+        .with_state(Mcp { shared, max_rows });
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(error = %e, "MCP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let service = TowerToHyperService::new(router.clone().layer(Extension(peer)));
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let http = hyper::server::conn::http1::Builder::new();
+            match acceptor {
+                Some(acceptor) => {
+                    let tls =
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                            Ok(Ok(tls)) => tls,
+                            Ok(Err(e)) => {
+                                tracing::warn!(%peer, error = %e, "MCP TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => return,
+                        };
+                    let _ = http.serve_connection(TokioIo::new(tls), service).await;
+                }
+                None => {
+                    let _ = http.serve_connection(TokioIo::new(tcp), service).await;
+                }
+            }
+        });
+    }
+}
+
+/// No server-initiated stream: every answer comes with its request.
+async fn no_stream() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [(header::ALLOW, "POST")],
+        "this MCP endpoint answers each POST with one JSON response and opens no event stream",
+    )
+        .into_response()
+}
+
+/// A JSON-RPC error object.
+fn rpc_error(id: &Value, code: i64, message: impl Into<String>) -> Value {
+    json!({ "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": message.into() } })
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn rpc(
+    State(mcp): State<Mcp>,
+    Extension(peer): Extension<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // A browser page must not drive an agent's endpoint (DNS rebinding):
+    // requests that carry an Origin are refused; agents send none.
+    if headers.contains_key(header::ORIGIN) {
+        return json_response(
+            StatusCode::FORBIDDEN,
+            &rpc_error(
+                &Value::Null,
+                -32600,
+                "requests from a web origin are refused",
+            ),
+        );
+    }
+    let message: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return json_response(
+                StatusCode::BAD_REQUEST,
+                &rpc_error(&Value::Null, -32700, format!("not JSON: {e}")),
+            );
+        }
+    };
+    if message.is_array() {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            &rpc_error(&Value::Null, -32600, "batches are not supported"),
+        );
+    }
+    let id = message.get("id").cloned();
+    let proven = match authenticate(&mcp.shared, &headers, peer).await {
+        Ok(p) => p,
+        Err(reason) => {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [
+                    (header::CONTENT_TYPE, "application/json"),
+                    (header::WWW_AUTHENTICATE, "Bearer"),
+                ],
+                rpc_error(id.as_ref().unwrap_or(&Value::Null), -32001, reason).to_string(),
+            )
+                .into_response();
+        }
+    };
+    let Some(method) = message.get("method").and_then(Value::as_str) else {
+        // A response or something else from the client: nothing to answer.
+        return StatusCode::ACCEPTED.into_response();
+    };
+    // A notification (no id) is acknowledged without a body.
+    let Some(id) = id else {
+        return StatusCode::ACCEPTED.into_response();
+    };
+    let params = message.get("params").cloned().unwrap_or(Value::Null);
+    let call = Call {
+        mcp: &mcp,
+        proven,
+        peer,
+        id: &id,
+    };
+    let answer = match call.dispatch(method, &params).await {
+        Ok(result) => json!({ "jsonrpc": "2.0", "id": id, "result": result }),
+        Err((code, message)) => rpc_error(&id, code, message),
+    };
+    json_response(StatusCode::OK, &answer)
+}
+
+/// The caller's identity from its bearer token; failures are throttled
+/// per address (as failed logins are) and audited.
+async fn authenticate(
+    shared: &Shared,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> Result<Proven, String> {
+    if let Err(throttled) = shared.throttle.check(peer.ip(), None) {
+        shared.metrics.auth_throttled.inc();
+        return Err(throttled.to_string());
+    }
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let result = match token {
+        None => Err("an OIDC token is needed: Authorization: Bearer TOKEN".to_owned()),
+        Some(token) => shared
+            .issuers
+            .verify(token)
+            .await
+            .map(Proven::Token)
+            .map_err(|e| format!("token refused: {}", e.0)),
+    };
+    if let Err(reason) = &result {
+        shared.throttle.failed(peer.ip(), None);
+        let via = json!({ "mcp": {} });
+        let mut event = Event::new("auth_failed", 0);
+        event.peer = Some(peer.to_string());
+        event.reason = Some(reason);
+        event.via = Some(&via);
+        let _ = shared.audit.append(&event);
+    }
+    result
+}
+
+/// One JSON-RPC request of an authenticated agent.
+struct Call<'a> {
+    mcp: &'a Mcp,
+    proven: Proven,
+    peer: SocketAddr,
+    id: &'a Value,
+}
+
+type RpcResult = Result<Value, (i64, String)>;
+
+impl Call<'_> {
+    async fn dispatch(&self, method: &str, params: &Value) -> RpcResult {
+        match method {
+            "initialize" => Ok(initialize(params)),
+            "ping" => Ok(json!({})),
+            "tools/list" => Ok(json!({ "tools": tools::list(self) })),
+            "tools/call" => {
+                let name = params
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .ok_or((-32602, "tools/call needs a tool `name`".to_owned()))?;
+                let args = params.get("arguments").cloned().unwrap_or(json!({}));
+                tools::call(self, name, &args).await
+            }
+            "resources/list" => Ok(json!({ "resources": [tools::policy_resource()] })),
+            "resources/read" => {
+                let uri = params.get("uri").and_then(Value::as_str).unwrap_or("");
+                if uri != tools::POLICY_URI {
+                    return Err((-32002, format!("no resource `{uri}`")));
+                }
+                Ok(json!({ "contents": [{
+                    "uri": tools::POLICY_URI,
+                    "mimeType": "text/markdown",
+                    "text": tools::policy_summary(self),
+                }] }))
+            }
+            other => Err((-32601, format!("method `{other}` is not supported"))),
+        }
+    }
+}
+
+fn initialize(params: &Value) -> Value {
+    let asked = params
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let version = VERSIONS
+        .iter()
+        .find(|v| **v == asked)
+        .unwrap_or(&VERSIONS[0]);
+    json!({
+        "protocolVersion": version,
+        "capabilities": {
+            "tools": { "listChanged": false },
+            "resources": { "listChanged": false, "subscribe": false },
+        },
+        "serverInfo": { "name": "clsf-proxy", "version": env!("CARGO_PKG_VERSION") },
+        "instructions": "A database behind the clsf policy proxy. Read the resource clsf://policy (or call list_tables and describe_table) first: it says which columns you may read in clear, which are masked, which are denied and which need approval, and which row filters and limits apply to you. Run one read statement per `query` call; `explain` tells what the proxy would do with a statement without running it.",
+    })
+}

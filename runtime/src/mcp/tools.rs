@@ -1,0 +1,465 @@
+//! The MCP tools and the policy resource. What an agent may see is derived
+//! from the compiled plan and the agent's access table (the same ones the
+//! engine decides with), never guessed; statements go through a session of
+//! the proxy (`local`).
+
+use std::sync::Arc;
+
+use clsf_compiler::engine::access::Access;
+use clsf_compiler::engine::analyze;
+use clsf_compiler::engine::scope::Usage;
+use clsf_compiler::engine::{Identity, PrincipalAccess, Verdict};
+use serde_json::{Value, json};
+use sqlparser::ast as sql;
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use super::{Call, RpcResult, local};
+use crate::session::Loaded;
+
+/// The URI of the agent's effective policy, as text.
+pub(super) const POLICY_URI: &str = "clsf://policy";
+
+/// Rows a `query` returns when the call does not say.
+const DEFAULT_ROWS: u64 = 100;
+
+struct Who {
+    loaded: Arc<Loaded>,
+    identity: Identity,
+    access: Arc<PrincipalAccess>,
+}
+
+fn who(call: &Call<'_>) -> Who {
+    let loaded = call.mcp.shared.current();
+    let identity = call.proven.identity(loaded.engine.plan());
+    let access = loaded.engine.access_for(&identity);
+    Who {
+        loaded,
+        identity,
+        access,
+    }
+}
+
+/// The tools, with their input schemas.
+pub(super) fn list(_call: &Call<'_>) -> Value {
+    let sql_arg = json!({ "type": "string", "description": "one SQL statement (PostgreSQL)" });
+    json!([
+        {
+            "name": "list_tables",
+            "description": "The tables and views you may read at least one column of, with the row filter or row limit that applies to you.",
+            "inputSchema": { "type": "object", "properties": {} },
+        },
+        {
+            "name": "describe_table",
+            "description": "A table's columns with their type and what you get when you read each: clear, masked (with which mask), denied, needs approval (by whom) or usage only; and the row filter and row limit in force for you.",
+            "inputSchema": {
+                "type": "object",
+                "properties": { "table": { "type": "string", "description": "schema.table, or a table of schema public" } },
+                "required": ["table"],
+            },
+        },
+        {
+            "name": "query",
+            "description": "Runs one read statement (SELECT, VALUES, TABLE, WITH … SELECT) in a read-only transaction and returns its rows as text values; masked columns come back masked, filtered rows never come back. At most max_rows rows (default 100); `truncated` says when there were more.",
+            "inputSchema": {
+                "type": "object",
+                "properties": {
+                    "sql": sql_arg,
+                    "max_rows": { "type": "integer", "minimum": 1, "description": "the most rows to return" },
+                },
+                "required": ["sql"],
+            },
+        },
+        {
+            "name": "explain",
+            "description": "What the proxy would do with a statement, without running it: allowed, which columns it would mask, refused and why, or held for whose approval.",
+            "inputSchema": {
+                "type": "object",
+                "properties": { "sql": sql_arg },
+                "required": ["sql"],
+            },
+        },
+    ])
+}
+
+/// The `resources/list` entry of the policy summary.
+pub(super) fn policy_resource() -> Value {
+    json!({
+        "uri": POLICY_URI,
+        "name": "policy",
+        "title": "What you may read",
+        "description": "Your effective policy: every table you may read, what you get from each column, the row filters and limits that apply to you.",
+        "mimeType": "text/markdown",
+    })
+}
+
+/// A successful tool result: the data as structured content and as text.
+fn ok(data: Value) -> RpcResult {
+    Ok(json!({
+        "content": [{ "type": "text", "text": data.to_string() }],
+        "structuredContent": data,
+        "isError": false,
+    }))
+}
+
+/// A tool error an agent can act on (a tool result, not a protocol error).
+fn refused(text: String) -> RpcResult {
+    Ok(json!({
+        "content": [{ "type": "text", "text": text }],
+        "isError": true,
+    }))
+}
+
+pub(super) async fn call(call: &Call<'_>, name: &str, args: &Value) -> RpcResult {
+    match name {
+        "list_tables" => ok(list_tables(&who(call))),
+        "describe_table" => {
+            let Some(table) = args.get("table").and_then(Value::as_str) else {
+                return Err((-32602, "describe_table needs `table`".to_owned()));
+            };
+            match describe(&who(call), table) {
+                Some(d) => ok(d),
+                None => refused(format!(
+                    "no table `{table}` you may read: call list_tables for the ones you may"
+                )),
+            }
+        }
+        "explain" => {
+            let sql = sql_arg(args)?;
+            ok(explain(call, &who(call), sql))
+        }
+        "query" => {
+            let sql = sql_arg(args)?;
+            let asked = match args.get("max_rows") {
+                None | Some(Value::Null) => DEFAULT_ROWS,
+                Some(v) => v
+                    .as_u64()
+                    .filter(|n| *n > 0)
+                    .ok_or((-32602, "max_rows must be a positive integer".to_owned()))?,
+            };
+            query(call, sql, asked.min(call.mcp.max_rows)).await
+        }
+        other => Err((-32602, format!("no tool `{other}`"))),
+    }
+}
+
+fn sql_arg(args: &Value) -> Result<&str, (i64, String)> {
+    args.get("sql")
+        .and_then(Value::as_str)
+        .filter(|s| !s.trim().is_empty())
+        .ok_or((-32602, "`sql` (one SQL statement) is needed".to_owned()))
+}
+
+/// What reading a column gives this identity, in words.
+fn access_text(access: &PrincipalAccess, ri: usize, ci: usize) -> String {
+    match &access.columns[ri][ci] {
+        Access::Clear => "clear".to_owned(),
+        Access::Masked(m) => format!("masked ({})", m.display()),
+        Access::Approval { approvers, .. } => format!("needs approval (by {approvers})"),
+        Access::Denied { .. } => {
+            let bits = access
+                .uses
+                .get(ri)
+                .and_then(|r| r.get(ci))
+                .copied()
+                .unwrap_or(0);
+            let uses: Vec<&str> = [
+                (Usage::Joined, "join"),
+                (Usage::Filtered, "filter"),
+                (Usage::Grouped, "group"),
+                (Usage::Ordered, "order"),
+                (Usage::Aggregated, "aggregate"),
+            ]
+            .iter()
+            .filter(|(u, _)| bits & u.bit() != 0)
+            .map(|(_, n)| *n)
+            .collect();
+            if uses.is_empty() {
+                "denied".to_owned()
+            } else {
+                format!("usage only ({}; never returned)", uses.join(", "))
+            }
+        }
+    }
+}
+
+fn readable(access: &PrincipalAccess, ri: usize) -> bool {
+    access.columns[ri].iter().any(|a| {
+        matches!(
+            a,
+            Access::Clear | Access::Masked(_) | Access::Approval { .. }
+        )
+    })
+}
+
+fn filters(access: &PrincipalAccess, ri: usize) -> Vec<String> {
+    access
+        .filters
+        .iter()
+        .filter(|f| f.relation == ri)
+        .map(|f| f.predicate.clone())
+        .collect()
+}
+
+fn limit(who: &Who, ri: usize) -> Value {
+    match who.loaded.engine.row_limit(&who.access, ri) {
+        Some((rows, rule)) => json!({ "rows": rows, "rule": rule }),
+        None => Value::Null,
+    }
+}
+
+fn list_tables(who: &Who) -> Value {
+    let schema = &who.loaded.engine.plan().schema;
+    let tables: Vec<Value> = (0..schema.relations.len())
+        .filter(|&ri| readable(&who.access, ri))
+        .map(|ri| {
+            let rel = schema.relation(ri);
+            json!({
+                "table": rel.qualified(),
+                "kind": format!("{:?}", rel.kind).to_lowercase(),
+                "row_filter": filters(&who.access, ri),
+                "row_limit": limit(who, ri),
+            })
+        })
+        .collect();
+    json!({ "identity": who.identity.subject, "groups": who.identity.groups, "tables": tables })
+}
+
+fn find(who: &Who, table: &str) -> Option<usize> {
+    let schema = &who.loaded.engine.plan().schema;
+    let (s, t) = table.split_once('.').unwrap_or(("public", table));
+    let unquote = |n: &str| n.trim().trim_matches('"').to_owned();
+    schema
+        .find(&unquote(s), &unquote(t))
+        .filter(|&ri| readable(&who.access, ri))
+}
+
+fn describe(who: &Who, table: &str) -> Option<Value> {
+    let ri = find(who, table)?;
+    let plan = who.loaded.engine.plan();
+    let rel = plan.schema.relation(ri);
+    let columns: Vec<Value> = rel
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(ci, c)| {
+            json!({
+                "name": c.name,
+                "type": c.type_name,
+                "label": plan.describe_class(&plan.classes[ri][ci]),
+                "access": access_text(&who.access, ri, ci),
+            })
+        })
+        .collect();
+    Some(json!({
+        "table": rel.qualified(),
+        "columns": columns,
+        "row_filter": filters(&who.access, ri),
+        "row_limit": limit(who, ri),
+    }))
+}
+
+/// For a refusal: what the agent may do with the columns of the tables the
+/// statement names, in words ("`email` is masked for you; `ssn` is denied").
+fn what_you_may(who: &Who, statement: Option<&sql::Statement>, text: &str) -> String {
+    let Some(stmt) = statement else {
+        return String::new();
+    };
+    let schema = &who.loaded.engine.plan().schema;
+    let mut said = Vec::new();
+    let mut seen = Vec::new();
+    for t in analyze::analyze(stmt, text).tables {
+        let (s, n) = match t.parts.as_slice() {
+            [s, n] => (s.as_str(), n.as_str()),
+            [n] => ("public", n.as_str()),
+            _ => continue,
+        };
+        let Some(ri) = schema.find(s, n) else {
+            continue;
+        };
+        if seen.contains(&ri) {
+            continue;
+        }
+        seen.push(ri);
+        let rel = schema.relation(ri);
+        for (ci, c) in rel.columns.iter().enumerate() {
+            let a = access_text(&who.access, ri, ci);
+            if a != "clear" {
+                said.push(format!("`{}.{}` is {a} for you", rel.name, c.name));
+            }
+        }
+    }
+    if said.is_empty() {
+        String::new()
+    } else {
+        format!(" {}.", said.join("; "))
+    }
+}
+
+fn parse_one(text: &str) -> Result<sql::Statement, String> {
+    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, text)
+        .map_err(|e| format!("the statement does not parse: {e}"))?;
+    match statements.len() {
+        1 => Ok(statements.remove(0)),
+        0 => Err("there is no statement".to_owned()),
+        n => Err(format!(
+            "{n} statements: send one statement per call (no `;` between statements, no transaction control)"
+        )),
+    }
+}
+
+fn explain(call: &Call<'_>, who: &Who, text: &str) -> Value {
+    let decision = who
+        .loaded
+        .engine
+        .decide_with_claims(&who.access, call.proven.claims(), text);
+    let statements: Vec<Value> = decision
+        .statements
+        .iter()
+        .map(|s| {
+            json!({
+                "statement": s.text,
+                "decision": s.decision,
+                "masked": s.masked,
+                "reason": s.reason,
+                "rules": s.rules,
+                "columns": s.columns.iter().map(|c| json!({
+                    "column": c.column, "label": c.label, "access": c.access,
+                })).collect::<Vec<_>>(),
+                "row_limit": s.row_limit.as_ref().map(|(rows, rule)| json!({ "rows": rows, "rule": rule })),
+            })
+        })
+        .collect();
+    let (verdict, detail) = match &decision.verdict {
+        Verdict::Forward => ("run as written", Value::Null),
+        Verdict::Rewrite(_) => ("run with masks and filters applied", Value::Null),
+        Verdict::Deny(d) => (
+            "refused",
+            json!({ "sqlstate": d.sqlstate, "message": d.message, "hint": d.hint }),
+        ),
+        Verdict::Hold(h) => (
+            "held until approved",
+            json!({
+                "approvers": h.needs.iter().map(|n| json!({
+                    "group": n.approvers, "quorum": n.quorum, "rule": n.rule,
+                })).collect::<Vec<_>>(),
+                "releases": h.scope_text(),
+            }),
+        ),
+    };
+    json!({ "verdict": verdict, "detail": detail, "statements": statements })
+}
+
+async fn query(call: &Call<'_>, text: &str, cap: u64) -> RpcResult {
+    let who = who(call);
+    let stmt = match parse_one(text) {
+        Ok(s) => s,
+        Err(e) => return refused(format!("not run: {e}")),
+    };
+    let a = analyze::analyze(&stmt, text);
+    if !matches!(stmt, sql::Statement::Query(_)) || a.statements > 1 || a.select_into {
+        return refused(
+            "not run: `query` runs one read statement (SELECT, VALUES, TABLE or WITH … SELECT without data-modifying parts)"
+                .to_owned(),
+        );
+    }
+    // Decided first, so that a refusal or a hold is explained in the
+    // agent's terms and no session is held open waiting for an approver.
+    let decision = who
+        .loaded
+        .engine
+        .decide_with_claims(&who.access, call.proven.claims(), text);
+    match &decision.verdict {
+        Verdict::Deny(d) => {
+            return refused(format!(
+                "refused ({}): {}.{}{} Call describe_table to see what you may read.",
+                d.sqlstate,
+                d.message,
+                d.hint
+                    .as_ref()
+                    .map(|h| format!(" Hint: {h}."))
+                    .unwrap_or_default(),
+                what_you_may(&who, Some(&stmt), text)
+            ));
+        }
+        Verdict::Hold(h) => {
+            let by: Vec<String> = h
+                .needs
+                .iter()
+                .map(|n| format!("a member of `{}` (rule `{}`)", n.approvers, n.rule))
+                .collect();
+            return refused(format!(
+                "held: this statement needs approval by {}; it was not run. Approvals are not yet available through MCP: ask an approver, or run it from a PostgreSQL client session, where it waits for the approval.{}",
+                by.join(" and "),
+                what_you_may(&who, Some(&stmt), text)
+            ));
+        }
+        Verdict::Forward | Verdict::Rewrite(_) => {}
+    }
+    let via = json!({ "mcp": { "tool": "query", "call": call.id } });
+    let trimmed = text.trim().trim_end_matches(';');
+    let limited = decision.statements.iter().any(|s| s.row_limit.is_some());
+    match local::read(
+        &call.mcp.shared,
+        &call.proven,
+        call.peer,
+        via,
+        trimmed,
+        cap,
+        limited,
+    )
+    .await
+    {
+        Ok(rows) => ok(json!({
+            "columns": rows.columns,
+            "rows": rows.rows,
+            "row_count": rows.rows.len(),
+            "truncated": rows.truncated,
+            "notices": rows.notices,
+        })),
+        Err(f) => refused(format!(
+            "refused ({}): {}.{}{}",
+            f.sqlstate,
+            f.message,
+            f.hint.map(|h| format!(" Hint: {h}.")).unwrap_or_default(),
+            what_you_may(&who, Some(&stmt), text)
+        )),
+    }
+}
+
+/// The agent's effective policy as text for its context.
+pub(super) fn policy_summary(call: &Call<'_>) -> String {
+    let who = who(call);
+    let plan = who.loaded.engine.plan();
+    let mut out = format!(
+        "# What `{}` may read (groups: {})\n\n",
+        who.identity.subject,
+        if who.identity.groups.is_empty() {
+            "none".to_owned()
+        } else {
+            who.identity.groups.join(", ")
+        }
+    );
+    for ri in (0..plan.schema.relations.len()).filter(|&ri| readable(&who.access, ri)) {
+        let rel = plan.schema.relation(ri);
+        out.push_str(&format!("## {}\n\n", rel.qualified()));
+        for (ci, c) in rel.columns.iter().enumerate() {
+            out.push_str(&format!(
+                "- `{}` ({}): {}\n",
+                c.name,
+                c.type_name,
+                access_text(&who.access, ri, ci)
+            ));
+        }
+        for f in filters(&who.access, ri) {
+            out.push_str(&format!("- rows: only those where `{f}`\n"));
+        }
+        if let Some((rows, rule)) = who.loaded.engine.row_limit(&who.access, ri) {
+            out.push_str(&format!(
+                "- at most {rows} rows per statement (rule `{rule}`)\n"
+            ));
+        }
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,37 @@
+// An MCP agent for the tests: the official TypeScript SDK's client over
+// streamable HTTP. Arguments: URL TOKEN. Reads a JSON array of tool calls
+// ({"tool": NAME, "args": {...}}) on stdin; prints one JSON object with the
+// tools it was offered, the policy resource's text and each call's result.
+const { Client } = require("@modelcontextprotocol/sdk/client/index.js");
+const { StreamableHTTPClientTransport } = require("@modelcontextprotocol/sdk/client/streamableHttp.js");
+
+async function main() {
+  const [url, token] = process.argv.slice(2);
+  let input = "";
+  for await (const chunk of process.stdin) input += chunk;
+  const calls = JSON.parse(input || "[]");
+  const transport = new StreamableHTTPClientTransport(new URL(url), {
+    requestInit: { headers: { Authorization: `Bearer ${token}` } },
+  });
+  const client = new Client({ name: "clsf-test-agent", version: "1.0.0" });
+  await client.connect(transport);
+  const tools = (await client.listTools()).tools.map((t) => t.name);
+  const resources = (await client.listResources()).resources.map((r) => r.uri);
+  const policy = (await client.readResource({ uri: "clsf://policy" })).contents[0].text;
+  const results = [];
+  for (const c of calls) {
+    const r = await client.callTool({ name: c.tool, arguments: c.args || {} });
+    results.push({
+      isError: !!r.isError,
+      text: r.content.map((x) => x.text).join("\n"),
+      data: r.structuredContent ?? null,
+    });
+  }
+  console.log(JSON.stringify({ tools, resources, policy, results }));
+  await client.close();
+}
+
+main().catch((e) => {
+  console.error(String(e && e.stack ? e.stack : e));
+  process.exit(1);
+});
