@@ -90,6 +90,20 @@ enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Bridge an MCP client that speaks stdio to the proxy's MCP listener:
+    /// JSON-RPC lines on stdin go to URL with your token; answers come
+    /// back on stdout.
+    McpStdio {
+        /// The MCP listener's URL, e.g. https://proxy:6490/mcp.
+        #[arg(long)]
+        url: String,
+        /// File holding your OIDC token (or the token in CLSF_TOKEN).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// PEM CA to verify the listener with (default: system roots).
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+    },
     /// List and decide approval requests through a proxy's admin API.
     Approvals {
         /// The admin listener's URL (or CLSF_ADMIN_URL).
@@ -331,6 +345,19 @@ fn tool(command: Command) -> Result<(), String> {
             println!("{}", clsf_runtime::auth::scram::make_verifier(password));
             Ok(())
         }
+        Command::McpStdio {
+            url,
+            token_file,
+            ca_file,
+        } => {
+            let token = read_token(token_file.as_deref())?;
+            let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+            runtime.block_on(clsf_runtime::mcp::stdio::bridge(
+                &url,
+                &token,
+                ca_file.as_deref(),
+            ))
+        }
         Command::Approvals {
             url,
             token_file,
@@ -388,6 +415,16 @@ fn tool(command: Command) -> Result<(), String> {
     }
 }
 
+/// The caller's token: from a file, or from `CLSF_TOKEN`.
+fn read_token(token_file: Option<&std::path::Path>) -> Result<String, String> {
+    let token = match token_file {
+        Some(p) => std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
+        None => std::env::var("CLSF_TOKEN")
+            .map_err(|_| "give --token-file FILE or set CLSF_TOKEN".to_owned())?,
+    };
+    Ok(token.trim().to_owned())
+}
+
 fn approvals(
     url: &str,
     token_file: Option<&std::path::Path>,
@@ -396,12 +433,7 @@ fn approvals(
     action: ApprovalAction,
 ) -> Result<(), String> {
     use clsf_runtime::admin::client;
-    let token = match token_file {
-        Some(p) => std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,
-        None => std::env::var("CLSF_TOKEN")
-            .map_err(|_| "give --token-file FILE or set CLSF_TOKEN".to_owned())?,
-    };
-    let token = token.trim().to_owned();
+    let token = read_token(token_file)?;
     let (path, body) = match &action {
         ApprovalAction::List { all } => (format!("/api/approvals?all={all}"), None),
         ApprovalAction::Show { id } => (format!("/api/approvals/{id}"), None),

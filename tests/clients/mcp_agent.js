@@ -1,18 +1,27 @@
 // An MCP agent for the tests: the official TypeScript SDK's client over
-// streamable HTTP. Arguments: URL TOKEN. Reads a JSON array of tool calls
+// streamable HTTP, or with a third argument (the clsf-proxy binary) over
+// stdio through `clsf-proxy mcp-stdio`. Arguments: URL TOKEN [PROXY]. Reads a JSON array of tool calls
 // ({"tool": NAME, "args": {...}}) on stdin; prints one JSON object with the
 // tools it was offered, the policy resource's text and each call's result.
 const { Client } = require("@modelcontextprotocol/sdk/client/index.js");
 const { StreamableHTTPClientTransport } = require("@modelcontextprotocol/sdk/client/streamableHttp.js");
+const { StdioClientTransport } = require("@modelcontextprotocol/sdk/client/stdio.js");
 
 async function main() {
-  const [url, token] = process.argv.slice(2);
+  const [url, token, proxy] = process.argv.slice(2);
   let input = "";
   for await (const chunk of process.stdin) input += chunk;
   const calls = JSON.parse(input || "[]");
-  const transport = new StreamableHTTPClientTransport(new URL(url), {
-    requestInit: { headers: { Authorization: `Bearer ${token}` } },
-  });
+  const transport = proxy
+    ? new StdioClientTransport({
+        command: proxy,
+        args: ["mcp-stdio", "--url", url],
+        env: { ...process.env, CLSF_TOKEN: token },
+        stderr: "inherit",
+      })
+    : new StreamableHTTPClientTransport(new URL(url), {
+        requestInit: { headers: { Authorization: `Bearer ${token}` } },
+      });
   const client = new Client({ name: "clsf-test-agent", version: "1.0.0" });
   await client.connect(transport);
   const tools = (await client.listTools()).tools.map((t) => t.name);

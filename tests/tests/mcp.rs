@@ -36,11 +36,16 @@ rule agent_reads for agent {
 }
 "#;
 
-/// Runs the agent with these calls; its whole report.
-fn agent(url: &str, token: &str, calls: &Value) -> Value {
+/// Runs the agent with these calls (over stdio through `clsf-proxy
+/// mcp-stdio` when `bridge`); its whole report.
+fn agent(url: &str, token: &str, calls: &Value, bridge: bool) -> Value {
     use std::io::Write;
-    let mut child = programs::node("mcp_agent.js")
-        .args([url, token])
+    let mut command = programs::node("mcp_agent.js");
+    command.args([url, token]);
+    if bridge {
+        command.arg(clsf_tests::bins::bin("clsf-proxy"));
+    }
+    let mut child = command
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -98,7 +103,7 @@ fn an_agent_sees_what_the_policy_lets_it_see_through_mcp() {
         { "tool": "describe_table", "args": { "table": "public.secrets" } },
         { "tool": "query", "args": { "sql": "SELECT token FROM secrets" } },
     ]);
-    let report = agent(&url, &token, &calls);
+    let report = agent(&url, &token, &calls, false);
     let r = &report["results"];
 
     let tools: Vec<&str> = report["tools"]
@@ -239,6 +244,13 @@ fn an_agent_sees_what_the_policy_lets_it_see_through_mcp() {
                 .as_str()
                 .is_some_and(|s| s.contains("SELECT id, status FROM orders"))
     }));
+
+    // The same agent over stdio, through the bridge: the same answers.
+    let bridged = agent(&url, &token, &json!([calls[1], calls[3], calls[4]]), true);
+    assert_eq!(bridged["tools"], report["tools"]);
+    assert_eq!(bridged["results"][0], r[1]);
+    assert_eq!(bridged["results"][1], r[3]);
+    assert_eq!(bridged["results"][2], r[4]);
 
     // Without a valid token: refused before any protocol runs, audited.
     let out = programs::node("mcp_agent.js")

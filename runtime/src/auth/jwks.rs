@@ -147,12 +147,8 @@ fn https_client(ca_file: Option<&Path>) -> Result<HttpsClient, JwksError> {
         .build(https_connector(ca_file).map_err(JwksError::Anchors)?))
 }
 
-/// An HTTPS-only connector trusting the PEM anchors in `ca_file`, or the
-/// system's roots without one (also used by `clsf-proxy approvals`).
-pub fn https_connector(
-    ca_file: Option<&Path>,
-) -> Result<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, String>
-{
+/// Trust anchors: the PEM ones in `ca_file`, or the system's roots.
+fn client_tls(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let roots = match ca_file {
         Some(path) => clsf_compiler::schema::connect::root_store(path)?,
@@ -167,11 +163,32 @@ pub fn https_connector(
     if roots.is_empty() {
         return Err("no trust anchors to verify the server with".to_owned());
     }
-    let tls = rustls::ClientConfig::builder()
+    Ok(rustls::ClientConfig::builder()
         .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_no_client_auth())
+}
+
+/// A connector for HTTPS and plain HTTP (the caller decides which URLs
+/// may be plain), HTTPS verified as `client_tls` says.
+pub fn http_or_https_connector(
+    ca_file: Option<&Path>,
+) -> Result<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, String>
+{
     Ok(hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
+        .with_tls_config(client_tls(ca_file)?)
+        .https_or_http()
+        .enable_http1()
+        .build())
+}
+
+/// An HTTPS-only connector trusting the PEM anchors in `ca_file`, or the
+/// system's roots without one (also used by `clsf-proxy approvals`).
+pub fn https_connector(
+    ca_file: Option<&Path>,
+) -> Result<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, String>
+{
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(client_tls(ca_file)?)
         .https_only()
         .enable_http1()
         .build())

@@ -15,6 +15,7 @@
 //! `ping`, `tools/list`, `tools/call`, `resources/list`, `resources/read`.
 
 mod local;
+pub mod stdio;
 mod tools;
 
 use std::net::SocketAddr;

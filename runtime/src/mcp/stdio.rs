@@ -1,0 +1,133 @@
+//! `clsf-proxy mcp-stdio`: a bridge for MCP clients that only start local
+//! servers over stdio. Each JSON-RPC line read on standard input is POSTed
+//! to the proxy's MCP listener with the agent's token; each answer is
+//! written as one line on standard output. The agent's process holds a
+//! workload token, never a database password.
+
+use std::path::Path;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::auth::jwks::error_chain;
+
+/// A tool call may wait on the database; this bounds one round trip.
+const TIMEOUT: Duration = Duration::from_secs(300);
+const MAX_BODY: usize = 64 << 20;
+
+/// Bridges standard input and output to the MCP listener at `url` until
+/// standard input ends.
+pub async fn bridge(url: &str, token: &str, ca_file: Option<&Path>) -> Result<(), String> {
+    let uri: hyper::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    let loopback = uri.host().is_some_and(|h| {
+        h == "localhost"
+            || h.trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    });
+    match uri.scheme_str() {
+        Some("https") => {}
+        Some("http") if loopback => {}
+        _ => {
+            return Err(format!(
+                "{url}: use https (plain http only to a loopback address): the token would cross the network in clear"
+            ));
+        }
+    }
+    let connector = crate::auth::jwks::http_or_https_connector(ca_file)?;
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut stdout = tokio::io::stdout();
+    while let Some(line) = lines.next_line().await.map_err(|e| e.to_string())? {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let id = serde_json::from_str::<Value>(&line)
+            .ok()
+            .and_then(|v| v.get("id").cloned());
+        let answer = match post(&client, url, token, line).await {
+            Ok(Some(body)) => Some(body),
+            Ok(None) => None,
+            Err(e) => id.map(|id| {
+                json!({ "jsonrpc": "2.0", "id": id, "error": { "code": -32000, "message": e } })
+                    .to_string()
+            }),
+        };
+        if let Some(mut body) = answer {
+            // One message per line: the answer is compact JSON already.
+            body.retain(|c| c != '\n');
+            body.push('\n');
+            stdout
+                .write_all(body.as_bytes())
+                .await
+                .map_err(|e| e.to_string())?;
+            stdout.flush().await.map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+type HttpClient = Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    Full<Bytes>,
+>;
+
+/// One message; the answer's body, or `None` for an acknowledged
+/// notification.
+async fn post(
+    client: &HttpClient,
+    url: &str,
+    token: &str,
+    line: String,
+) -> Result<Option<String>, String> {
+    let request = hyper::Request::post(url)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(Full::new(Bytes::from(line)))
+        .map_err(|e| format!("{url}: {e}"))?;
+    let response = tokio::time::timeout(TIMEOUT, client.request(request))
+        .await
+        .map_err(|_| format!("{url}: no answer within {TIMEOUT:?}"))?
+        .map_err(|e| format!("{url}: {}", error_chain(&e)))?;
+    let status = response.status();
+    let bytes = tokio::time::timeout(
+        TIMEOUT,
+        Limited::new(response.into_body(), MAX_BODY).collect(),
+    )
+    .await
+    .map_err(|_| format!("{url}: the answer did not finish within {TIMEOUT:?}"))?
+    .map_err(|e| format!("{url}: {e}"))?
+    .to_bytes();
+    if bytes.is_empty() {
+        return if status.is_success() {
+            Ok(None)
+        } else {
+            Err(format!("{url}: HTTP {status}"))
+        };
+    }
+    String::from_utf8(bytes.to_vec())
+        .map(Some)
+        .map_err(|_| format!("{url}: the answer is not UTF-8"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn a_token_is_never_sent_in_clear_beyond_loopback() {
+        for url in [
+            "http://example.com/mcp",
+            "http://10.0.0.1:6490/mcp",
+            "ftp://127.0.0.1/",
+        ] {
+            let err = super::bridge(url, "secret-token", None).await.unwrap_err();
+            assert!(err.contains("in clear"), "{url}: {err}");
+            assert!(!err.contains("secret-token"), "{err}");
+        }
+    }
+}
