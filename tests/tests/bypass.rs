@@ -247,8 +247,48 @@ fn seeded() -> (fixture::Quickstart, Proxy) {
         "GRANT ALL ON ALL TABLES IN SCHEMA public TO clsf_gateway; \
          GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO clsf_gateway;",
     );
-    let proxy = fixture::proxy_with_policy(&q, POLICY);
+    let config = fixture::config_with_policy(&q, POLICY);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{text}\n[mcp]\nlisten = \"127.0.0.1:0\"\n"),
+    )
+    .unwrap();
+    let proxy = Proxy::start(&config);
     (q, proxy)
+}
+
+/// The MCP test agent (tests/clients/mcp_agent.js) with these calls.
+fn mcp_agent(
+    addr: std::net::SocketAddr,
+    token: &str,
+    calls: &[serde_json::Value],
+) -> serde_json::Value {
+    use std::io::Write;
+    let mut child = clsf_tests::programs::node("mcp_agent.js")
+        .args([format!("http://{addr}/mcp").as_str(), token])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("node");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            serde_json::Value::from(calls.to_vec())
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the agent prints JSON")
 }
 
 /// psql as the superuser over the Unix socket, errors not stopping it:
@@ -299,6 +339,31 @@ fn no_attack_leaks_a_protected_value_through_the_proxy() {
             leaks.push(format!("{name}: {what}\n  {sql}\n  → {seen}"));
         }
     }
+    assert!(
+        leaks.is_empty(),
+        "{} leak(s):\n{}",
+        leaks.len(),
+        leaks.join("\n")
+    );
+    // The same attacks from an AI agent through the MCP `query` tool.
+    let calls: Vec<serde_json::Value> = attacks
+        .iter()
+        .map(|(_, sql)| json!({ "tool": "query", "args": { "sql": sql } }))
+        .chain([json!({ "tool": "query", "args": { "sql": "SELECT name, email FROM people WHERE id = 1" } })])
+        .collect();
+    let report = mcp_agent(proxy.mcp.expect("MCP listener"), &token, &calls);
+    let results = report["results"].as_array().unwrap();
+    for ((name, sql), r) in attacks.iter().zip(results) {
+        if let Some(what) = leaked(&r.to_string()) {
+            leaks.push(format!("{name} (MCP query): {what}\n  {sql}\n  → {r}"));
+        }
+    }
+    assert_eq!(
+        results.last().unwrap()["data"]["rows"],
+        json!([["Ada", "****@example.com"]]),
+        "{}",
+        results.last().unwrap()
+    );
     assert!(
         leaks.is_empty(),
         "{} leak(s):\n{}",
