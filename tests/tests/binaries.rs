@@ -272,11 +272,14 @@ fn the_quickstart_prints_working_psql_lines_and_cleans_up_on_ctrl_c() {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut commands = Vec::new();
     let mut workdir = None;
+    let mut mcp = None;
     let deadline = Instant::now() + Duration::from_secs(120);
-    while commands.len() < 2 && Instant::now() < deadline {
+    while (commands.len() < 2 || mcp.is_none()) && Instant::now() < deadline {
         let Some(Ok(line)) = lines.next() else { break };
         if line.starts_with("PGPASSWORD=") {
             commands.push(line);
+        } else if line.contains(" mcp-stdio --url ") {
+            mcp = Some(line);
         } else if let Some(path) = line.strip_prefix("  audit trail:") {
             workdir = std::path::Path::new(path.trim())
                 .parent()
@@ -300,6 +303,22 @@ fn the_quickstart_prints_working_psql_lines_and_cleans_up_on_ctrl_c() {
     };
     assert_eq!(run(&commands[0]), "****@example.com|************1111");
     assert_eq!(run(&commands[1]), "ada@example.com|4111111111111111");
+    // The MCP line it prints works as printed: an agent as `ci` asks for
+    // its tools and reads masked values.
+    let mcp = mcp.expect("the quickstart prints how to point an MCP client at it");
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "printf '%s\\n' '{}' '{}' | {mcp}",
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"query","arguments":{"sql":"SELECT email FROM customers WHERE id = 1"}}}"#
+        ))
+        .output()
+        .unwrap();
+    let answers = String::from_utf8_lossy(&out.stdout);
+    assert!(answers.contains("list_tables"), "{answers}");
+    assert!(answers.contains("****@example.com"), "{answers}");
+    assert!(!answers.contains("ada@example.com"), "{answers}");
 
     ok(Command::new("kill").args(["-INT", &child.id().to_string()]));
     let deadline = Instant::now() + Duration::from_secs(30);

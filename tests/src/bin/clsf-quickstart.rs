@@ -43,6 +43,13 @@ fn main() {
     let issuer = Issuer::new("quickstart");
     let audit = work.join("audit.jsonl");
     let config = write_config(work, &pg, &issuer, &policy, &lock, &audit);
+    // The MCP listener for AI agents (plain HTTP: loopback only).
+    let text = std::fs::read_to_string(&config).expect("read proxy.toml");
+    std::fs::write(
+        &config,
+        format!("{text}\n[mcp]\nlisten = \"127.0.0.1:0\"\n"),
+    )
+    .expect("write proxy.toml");
     let proxy = Proxy::start(&config);
 
     let twelve_hours = json!({ "exp": now() + 12 * 3600 });
@@ -90,6 +97,19 @@ fn main() {
     println!(
         "Try: SELECT * FROM customers;  SELECT name, email, card_number FROM customers;  SELECT * FROM orders;"
     );
+    if let Some(mcp) = proxy.mcp {
+        let url = format!("http://{mcp}/mcp");
+        println!();
+        println!("# AI agents: an MCP client as `ci`, over streamable HTTP at {url}");
+        println!(
+            "# with the header `Authorization: Bearer <ci.token>`, or over stdio with this command:"
+        );
+        println!(
+            "{} mcp-stdio --url {url} --token-file {}",
+            bin("clsf-proxy").display(),
+            work.join("ci.token").display()
+        );
+    }
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
