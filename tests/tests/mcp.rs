@@ -34,6 +34,17 @@ rule agent_reads for agent {
   filter table public.orders where "customer_id = {claim.customer}"
   limit 3 rows table public.customers
 }
+
+group writer {
+  issuer "https://issuer.clsf.example"
+  claim team == "writer"
+}
+rule writer_rule for writer {
+  allow <= internal
+  mask  confidential
+  deny  restricted
+  allow write table public.orders
+}
 "#;
 
 /// Runs the agent with these calls (over stdio through `clsf-proxy
@@ -251,6 +262,57 @@ fn an_agent_sees_what_the_policy_lets_it_see_through_mcp() {
     assert_eq!(bridged["results"][0], r[1]);
     assert_eq!(bridged["results"][1], r[3]);
     assert_eq!(bridged["results"][2], r[4]);
+
+    // Writes only through `execute`, only for an identity a rule lets
+    // write, one write statement per call.
+    let writer = q
+        .issuer
+        .sign(&q.issuer.claims("writer-1", json!({ "team": "writer" })));
+    let w = agent(
+        &url,
+        &writer,
+        &json!([
+            { "tool": "execute", "args": { "sql": "UPDATE orders SET status = 'late' WHERE id = 10 RETURNING id, status" } },
+            { "tool": "execute", "args": { "sql": "COMMIT; DELETE FROM orders" } },
+            { "tool": "execute", "args": { "sql": "SELECT id FROM orders" } },
+            { "tool": "execute", "args": { "sql": "UPDATE customers SET name = 'x'" } },
+            { "tool": "query", "args": { "sql": "SELECT status FROM orders WHERE id = 10" } },
+        ]),
+        false,
+    );
+    assert!(
+        w["tools"].as_array().unwrap().contains(&json!("execute")),
+        "{}",
+        w["tools"]
+    );
+    let wr = &w["results"];
+    assert_eq!(wr[0]["data"]["affected"], 1, "{}", wr[0]);
+    assert_eq!(wr[0]["data"]["returning"], json!([["10", "late"]]));
+    assert!(
+        wr[1]["text"].as_str().unwrap().contains("2 statements"),
+        "{}",
+        wr[1]
+    );
+    assert!(
+        wr[2]["text"].as_str().unwrap().contains("use `query`"),
+        "{}",
+        wr[2]
+    );
+    assert!(wr[3]["isError"].as_bool().unwrap(), "{}", wr[3]);
+    assert!(
+        wr[3]["text"].as_str().unwrap().contains("42501"),
+        "{}",
+        wr[3]
+    );
+    assert_eq!(wr[4]["data"]["rows"], json!([["late"]]));
+    assert_eq!(
+        q.pg.superuser_sql("shop", "SELECT count(*) FROM orders")
+            .trim(),
+        "4"
+    );
+    assert!(proxy.audit_events().iter().any(|e| e["event"] == "connect"
+        && e["subject"] == "writer-1"
+        && e["via"]["mcp"]["tool"] == "execute"));
 
     // Without a valid token: refused before any protocol runs, audited.
     let out = programs::node("mcp_agent.js")

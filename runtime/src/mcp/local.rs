@@ -170,3 +170,51 @@ pub(super) async fn read(
         notices,
     })
 }
+
+/// What a write did.
+pub(super) struct Written {
+    /// Rows inserted, updated or deleted.
+    pub affected: u64,
+    pub columns: Vec<String>,
+    /// What `RETURNING` returned.
+    pub rows: Vec<Vec<Option<String>>>,
+}
+
+/// Runs one write statement as it is (in its own transaction, committed
+/// when it succeeds).
+pub(super) async fn write(
+    shared: &Arc<Shared>,
+    proven: &Proven,
+    peer: SocketAddr,
+    via: Value,
+    sql: &str,
+) -> Result<Written, Failure> {
+    let session = open(shared, proven, peer, via).await?;
+    let messages = session
+        .client
+        .simple_query(sql)
+        .await
+        .map_err(|e| Failure::from(&e))?;
+    let mut out = Written {
+        affected: 0,
+        columns: Vec::new(),
+        rows: Vec::new(),
+    };
+    for m in messages {
+        match m {
+            SimpleQueryMessage::RowDescription(cols) => {
+                out.columns = cols.iter().map(|c| c.name().to_owned()).collect();
+            }
+            SimpleQueryMessage::Row(row) => {
+                out.rows.push(
+                    (0..row.len())
+                        .map(|i| row.get(i).map(str::to_owned))
+                        .collect(),
+                );
+            }
+            SimpleQueryMessage::CommandComplete(n) => out.affected = n,
+            _ => {}
+        }
+    }
+    Ok(out)
+}

@@ -40,10 +40,21 @@ fn who(call: &Call<'_>) -> Who {
     }
 }
 
+/// True when some rule lets this identity write (now or with approval):
+/// only then is it offered `execute`.
+fn may_write(access: &PrincipalAccess) -> bool {
+    use clsf_compiler::engine::access::Perm;
+    access
+        .write
+        .iter()
+        .flatten()
+        .any(|p| !matches!(p, Perm::Denied(_)))
+}
+
 /// The tools, with their input schemas.
-pub(super) fn list(_call: &Call<'_>) -> Value {
+pub(super) fn list(call: &Call<'_>) -> Value {
     let sql_arg = json!({ "type": "string", "description": "one SQL statement (PostgreSQL)" });
-    json!([
+    let mut tools = json!([
         {
             "name": "list_tables",
             "description": "The tables and views you may read at least one column of, with the row filter or row limit that applies to you.",
@@ -79,7 +90,21 @@ pub(super) fn list(_call: &Call<'_>) -> Value {
                 "required": ["sql"],
             },
         },
-    ])
+    ]);
+    if may_write(&who(call).access) {
+        if let Some(list) = tools.as_array_mut() {
+            list.push(json!({
+                "name": "execute",
+                "description": "Runs one write statement (INSERT, UPDATE, DELETE or MERGE) on a table a rule lets you write, committed when it succeeds; returns the rows affected and what RETURNING returned. No transaction control, one statement per call.",
+                "inputSchema": {
+                    "type": "object",
+                    "properties": { "sql": sql_arg },
+                    "required": ["sql"],
+                },
+            }));
+        }
+    }
+    tools
 }
 
 /// The `resources/list` entry of the policy summary.
@@ -138,6 +163,10 @@ pub(super) async fn call(call: &Call<'_>, name: &str, args: &Value) -> RpcResult
                     .ok_or((-32602, "max_rows must be a positive integer".to_owned()))?,
             };
             query(call, sql, asked.min(call.mcp.max_rows)).await
+        }
+        "execute" if may_write(&who(call).access) => {
+            let sql = sql_arg(args)?;
+            execute(call, sql).await
         }
         other => Err((-32602, format!("no tool `{other}`"))),
     }
@@ -363,39 +392,10 @@ async fn query(call: &Call<'_>, text: &str, cap: u64) -> RpcResult {
                 .to_owned(),
         );
     }
-    // Decided first, so that a refusal or a hold is explained in the
-    // agent's terms and no session is held open waiting for an approver.
-    let decision = who
-        .loaded
-        .engine
-        .decide_with_claims(&who.access, call.proven.claims(), text);
-    match &decision.verdict {
-        Verdict::Deny(d) => {
-            return refused(format!(
-                "refused ({}): {}.{}{} Call describe_table to see what you may read.",
-                d.sqlstate,
-                d.message,
-                d.hint
-                    .as_ref()
-                    .map(|h| format!(" Hint: {h}."))
-                    .unwrap_or_default(),
-                what_you_may(&who, Some(&stmt), text)
-            ));
-        }
-        Verdict::Hold(h) => {
-            let by: Vec<String> = h
-                .needs
-                .iter()
-                .map(|n| format!("a member of `{}` (rule `{}`)", n.approvers, n.rule))
-                .collect();
-            return refused(format!(
-                "held: this statement needs approval by {}; it was not run. Approvals are not yet available through MCP: ask an approver, or run it from a PostgreSQL client session, where it waits for the approval.{}",
-                by.join(" and "),
-                what_you_may(&who, Some(&stmt), text)
-            ));
-        }
-        Verdict::Forward | Verdict::Rewrite(_) => {}
-    }
+    let decision = match decided(call, &who, &stmt, text) {
+        Ok(d) => d,
+        Err(refusal) => return refusal,
+    };
     let via = json!({ "mcp": { "tool": "query", "call": call.id } });
     let trimmed = text.trim().trim_end_matches(';');
     let limited = decision.statements.iter().any(|s| s.row_limit.is_some());
@@ -417,13 +417,91 @@ async fn query(call: &Call<'_>, text: &str, cap: u64) -> RpcResult {
             "truncated": rows.truncated,
             "notices": rows.notices,
         })),
-        Err(f) => refused(format!(
-            "refused ({}): {}.{}{}",
-            f.sqlstate,
-            f.message,
-            f.hint.map(|h| format!(" Hint: {h}.")).unwrap_or_default(),
-            what_you_may(&who, Some(&stmt), text)
-        )),
+        Err(f) => failed(&who, &stmt, text, f),
+    }
+}
+
+/// A statement the database or the proxy's session refused, in the
+/// agent's terms.
+fn failed(who: &Who, stmt: &sql::Statement, text: &str, f: local::Failure) -> RpcResult {
+    refused(format!(
+        "refused ({}): {}.{}{}",
+        f.sqlstate,
+        f.message,
+        f.hint.map(|h| format!(" Hint: {h}.")).unwrap_or_default(),
+        what_you_may(who, Some(stmt), text)
+    ))
+}
+
+async fn execute(call: &Call<'_>, text: &str) -> RpcResult {
+    let who = who(call);
+    let stmt = match parse_one(text) {
+        Ok(s) => s,
+        Err(e) => return refused(format!("not run: {e}")),
+    };
+    if !matches!(
+        stmt,
+        sql::Statement::Insert(_)
+            | sql::Statement::Update { .. }
+            | sql::Statement::Delete(_)
+            | sql::Statement::Merge { .. }
+    ) {
+        return refused(
+            "not run: `execute` runs one INSERT, UPDATE, DELETE or MERGE; use `query` to read"
+                .to_owned(),
+        );
+    }
+    if let Err(refusal) = decided(call, &who, &stmt, text) {
+        return refusal;
+    }
+    let via = json!({ "mcp": { "tool": "execute", "call": call.id } });
+    match local::write(&call.mcp.shared, &call.proven, call.peer, via, text).await {
+        Ok(w) => ok(json!({
+            "affected": w.affected,
+            "columns": w.columns,
+            "returning": w.rows,
+        })),
+        Err(f) => failed(&who, &stmt, text, f),
+    }
+}
+
+/// The engine's decision for the agent; a refusal or a hold comes back
+/// as the tool's answer, so that it is explained in the agent's terms and
+/// no session is held open waiting for an approver.
+fn decided(
+    call: &Call<'_>,
+    who: &Who,
+    stmt: &sql::Statement,
+    text: &str,
+) -> Result<clsf_compiler::engine::Decision, RpcResult> {
+    let decision = who
+        .loaded
+        .engine
+        .decide_with_claims(&who.access, call.proven.claims(), text);
+    match &decision.verdict {
+        Verdict::Deny(d) => Err(refused(format!(
+            "refused ({}): {}.{}{} Call describe_table to see what you may read.",
+            d.sqlstate,
+            d.message,
+            d.hint
+                .as_ref()
+                .map(|h| format!(" Hint: {h}."))
+                .unwrap_or_default(),
+            what_you_may(who, Some(stmt), text)
+        ))),
+        Verdict::Hold(h) => {
+            let by: Vec<String> = h
+                .needs
+                .iter()
+                .map(|n| format!("a member of `{}` (rule `{}`)", n.approvers, n.rule))
+                .collect();
+            Err(refused(format!(
+                "held: this statement needs approval by {}; it was not run. Approvals are not yet available through MCP: ask an approver, or run it from a PostgreSQL client session, where it waits for the approval.{}",
+                by.join(" and "),
+                what_you_may(who, Some(stmt), text)
+            )))
+        }
+        Verdict::Forward | Verdict::Rewrite(_) => Ok(decision),
     }
 }
 
