@@ -91,9 +91,10 @@ pub(super) fn list(call: &Call<'_>) -> Value {
             },
         },
     ]);
-    if may_write(&who(call).access) {
-        if let Some(list) = tools.as_array_mut() {
-            list.push(json!({
+    if may_write(&who(call).access)
+        && let Some(list) = tools.as_array_mut()
+    {
+        list.push(json!({
                 "name": "execute",
                 "description": "Runs one write statement (INSERT, UPDATE, DELETE or MERGE) on a table a rule lets you write, committed when it succeeds; returns the rows affected and what RETURNING returned. No transaction control, one statement per call.",
                 "inputSchema": {
@@ -102,7 +103,6 @@ pub(super) fn list(call: &Call<'_>) -> Value {
                     "required": ["sql"],
                 },
             }));
-        }
     }
     tools
 }
