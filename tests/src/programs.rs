@@ -58,3 +58,41 @@ pub fn node(script: &str) -> Command {
         .env("NODE_PATH", deps().join("node/node_modules"));
     cmd
 }
+
+/// Runs the MCP test agent (`clients/mcp_agent.js`, the official MCP SDK's
+/// client) against the MCP listener at `url` with these tool calls, over
+/// streamable HTTP, or over stdio through `clsf-proxy mcp-stdio` when
+/// `bridge`; returns its report (tools offered, the policy resource, each
+/// call's result). Panics if the agent fails.
+pub fn mcp_agent(
+    url: &str,
+    token: &str,
+    calls: &serde_json::Value,
+    bridge: bool,
+) -> serde_json::Value {
+    use std::io::Write;
+    let mut command = node("mcp_agent.js");
+    command.args([url, token]);
+    if bridge {
+        command.arg(crate::bins::bin("clsf-proxy"));
+    }
+    let mut child = command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("node");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(calls.to_string().as_bytes())
+        .expect("write calls");
+    let out = child.wait_with_output().expect("agent output");
+    assert!(
+        out.status.success(),
+        "agent failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the agent prints JSON")
+}

@@ -43,8 +43,7 @@ struct Setup {
     proxy: Proxy,
 }
 
-const ADMIN: &str =
-    "\n[admin]\nlisten = \"127.0.0.1:0\"\ncert_file = \"server.pem\"\nkey_file = \"server.key\"\n";
+const ADMIN: &str = "\n[admin]\nlisten = \"127.0.0.1:0\"\ncert_file = \"server.pem\"\nkey_file = \"server.key\"\n\n[mcp]\nlisten = \"127.0.0.1:0\"\n";
 
 fn setup() -> Setup {
     let q = fixture::quickstart(None);
@@ -686,4 +685,86 @@ fn a_held_statement_is_not_run_when_the_database_restarts() {
             && e["reason"].as_str().is_some_and(|r| r.contains("upstream"))),
         "the trail says why the session ended"
     );
+}
+
+#[test]
+fn an_agent_asks_for_approval_through_mcp_and_gets_the_rows_once_approved() {
+    let s = setup();
+    let url = format!("http://{}/mcp", s.proxy.mcp.expect("MCP listener"));
+    let agent = s.token("agent-9", "agent");
+    let sql = "SELECT id, ssn FROM customers WHERE id = 2";
+    let report = clsf_tests::programs::mcp_agent(
+        &url,
+        &agent,
+        &json!([
+            { "tool": "query", "args": { "sql": sql } },
+            { "tool": "request_approval", "args": { "sql": sql } },
+            { "tool": "request_approval", "args": { "sql": "SELECT id FROM customers WHERE id = 2" } },
+        ]),
+        false,
+    );
+    let tools = report["tools"].as_array().unwrap();
+    assert!(tools.contains(&json!("request_approval")), "{tools:?}");
+    assert!(tools.contains(&json!("approval_status")), "{tools:?}");
+    let r = &report["results"];
+    // Held, not run: the agent is told whom to ask and how.
+    let held = r[0]["text"].as_str().unwrap();
+    assert!(r[0]["isError"].as_bool().unwrap());
+    assert!(
+        held.contains("`oncall`") && held.contains("request_approval"),
+        "{held}"
+    );
+    let id = r[1]["data"]["request_id"].as_str().unwrap().to_owned();
+    assert_eq!(r[1]["data"]["approvers"][0]["group"], "oncall", "{}", r[1]);
+    assert!(
+        r[2]["text"].as_str().unwrap().contains("needs no approval"),
+        "{}",
+        r[2]
+    );
+
+    // The request is the proxy's own: approvers see and decide it as any.
+    let pending = s.pending();
+    assert_eq!(pending["id"], id.as_str());
+    assert_eq!(pending["subject"], "agent-9");
+    assert_eq!(pending["statement"], sql);
+    // Another agent cannot read its status.
+    let other = clsf_tests::programs::mcp_agent(
+        &url,
+        &s.token("agent-8", "agent"),
+        &json!([{ "tool": "approval_status", "args": { "request_id": id } }]),
+        false,
+    );
+    assert!(
+        other["results"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("no request")
+    );
+    s.cli("bob", "oncall", &["approve", &id]).unwrap();
+
+    // Approved: the statement ran; its rows come with the status.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        let report = clsf_tests::programs::mcp_agent(
+            &url,
+            &agent,
+            &json!([{ "tool": "approval_status", "args": { "request_id": id } }]),
+            false,
+        );
+        let status = report["results"][0]["data"].clone();
+        if status.get("result").is_some() || Instant::now() > deadline {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(status["state"], "approved", "{status}");
+    assert_eq!(
+        status["result"]["rows"],
+        json!([["2", "987-65-4321"]]),
+        "{status}"
+    );
+    let events = events(&s.proxy.audit_path);
+    assert!(events.iter().any(|e| e["event"] == "connect"
+        && e["subject"] == "agent-9"
+        && e["via"]["mcp"]["tool"] == "request_approval"));
 }

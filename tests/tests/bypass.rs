@@ -258,39 +258,6 @@ fn seeded() -> (fixture::Quickstart, Proxy) {
     (q, proxy)
 }
 
-/// The MCP test agent (tests/clients/mcp_agent.js) with these calls.
-fn mcp_agent(
-    addr: std::net::SocketAddr,
-    token: &str,
-    calls: &[serde_json::Value],
-) -> serde_json::Value {
-    use std::io::Write;
-    let mut child = clsf_tests::programs::node("mcp_agent.js")
-        .args([format!("http://{addr}/mcp").as_str(), token])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("node");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(
-            serde_json::Value::from(calls.to_vec())
-                .to_string()
-                .as_bytes(),
-        )
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("the agent prints JSON")
-}
-
 /// psql as the superuser over the Unix socket, errors not stopping it:
 /// what a client would see with nothing in between.
 fn direct(pg: &Postgres, sql: &str) -> PsqlRun {
@@ -351,7 +318,12 @@ fn no_attack_leaks_a_protected_value_through_the_proxy() {
         .map(|(_, sql)| json!({ "tool": "query", "args": { "sql": sql } }))
         .chain([json!({ "tool": "query", "args": { "sql": "SELECT name, email FROM people WHERE id = 1" } })])
         .collect();
-    let report = mcp_agent(proxy.mcp.expect("MCP listener"), &token, &calls);
+    let report = clsf_tests::programs::mcp_agent(
+        &format!("http://{}/mcp", proxy.mcp.expect("MCP listener")),
+        &token,
+        &serde_json::Value::from(calls),
+        false,
+    );
     let results = report["results"].as_array().unwrap();
     for ((name, sql), r) in attacks.iter().zip(results) {
         if let Some(what) = leaked(&r.to_string()) {

@@ -47,34 +47,8 @@ rule writer_rule for writer {
 }
 "#;
 
-/// Runs the agent with these calls (over stdio through `clsf-proxy
-/// mcp-stdio` when `bridge`); its whole report.
 fn agent(url: &str, token: &str, calls: &Value, bridge: bool) -> Value {
-    use std::io::Write;
-    let mut command = programs::node("mcp_agent.js");
-    command.args([url, token]);
-    if bridge {
-        command.arg(clsf_tests::bins::bin("clsf-proxy"));
-    }
-    let mut child = command
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("node");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(calls.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "agent failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("the agent prints JSON")
+    programs::mcp_agent(url, token, calls, bridge)
 }
 
 #[test]

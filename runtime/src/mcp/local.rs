@@ -54,11 +54,16 @@ struct Session {
     _shutdown: tokio::sync::broadcast::Sender<()>,
 }
 
+/// Called with the request id when the session's statement is held for
+/// approval (from the proxy's notice).
+pub(super) type OnHeld = Box<dyn FnOnce(String) + Send>;
+
 async fn open(
     shared: &Arc<Shared>,
     proven: &Proven,
     peer: SocketAddr,
     via: Value,
+    mut on_held: Option<OnHeld>,
 ) -> Result<Session, Failure> {
     let (ours, theirs) = tokio::io::duplex(64 * 1024);
     let (shutdown, listen) = tokio::sync::broadcast::channel(1);
@@ -88,9 +93,15 @@ async fn open(
     tokio::spawn(async move {
         while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
             if let AsyncMessage::Notice(n) = message {
+                let text = n.message();
+                if let Some(id) = held_request(text)
+                    && let Some(f) = on_held.take()
+                {
+                    f(id);
+                }
                 seen.lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .push(n.message().to_owned());
+                    .push(text.to_owned());
             }
         }
     });
@@ -99,6 +110,50 @@ async fn open(
         notices,
         _shutdown: shutdown,
     })
+}
+
+/// The request id of the proxy's "held for approval" notice.
+fn held_request(notice: &str) -> Option<String> {
+    let rest = notice.strip_prefix("clsf: statement held for approval, request ")?;
+    let id = rest.split(':').next()?;
+    id.bytes()
+        .all(|b| b.is_ascii_alphanumeric())
+        .then(|| id.to_owned())
+}
+
+/// Runs one statement, held for approval: `on_held` gets the request id
+/// when the proxy holds it; the answer comes once it was decided (rows
+/// of a read, at most `cap`, in a read-only transaction; or what a write
+/// did).
+pub(super) async fn held(
+    shared: &Arc<Shared>,
+    proven: &Proven,
+    peer: SocketAddr,
+    via: Value,
+    sql: &str,
+    read: bool,
+    cap: u64,
+    on_held: OnHeld,
+) -> Result<Written, Failure> {
+    let session = open(shared, proven, peer, via, Some(on_held)).await?;
+    let client = &session.client;
+    if read {
+        client
+            .batch_execute("BEGIN READ ONLY")
+            .await
+            .map_err(|e| Failure::from(&e))?;
+    }
+    let messages = client
+        .simple_query(sql)
+        .await
+        .map_err(|e| Failure::from(&e))?;
+    if read {
+        let _ = client.batch_execute("ROLLBACK").await;
+    }
+    let mut out = collect(messages);
+    out.rows
+        .truncate(usize::try_from(cap).unwrap_or(usize::MAX));
+    Ok(out)
 }
 
 /// Runs one read statement in a read-only transaction, fetching at most
@@ -114,7 +169,7 @@ pub(super) async fn read(
     cap: u64,
     limited: bool,
 ) -> Result<Rows, Failure> {
-    let session = open(shared, proven, peer, via).await?;
+    let session = open(shared, proven, peer, via, None).await?;
     let client = &session.client;
     client
         .batch_execute("BEGIN READ ONLY")
@@ -171,9 +226,9 @@ pub(super) async fn read(
     })
 }
 
-/// What a write did.
+/// What a statement did, as a write sees it.
 pub(super) struct Written {
-    /// Rows inserted, updated or deleted.
+    /// Rows inserted, updated, deleted or returned.
     pub affected: u64,
     pub columns: Vec<String>,
     /// What `RETURNING` returned.
@@ -189,12 +244,16 @@ pub(super) async fn write(
     via: Value,
     sql: &str,
 ) -> Result<Written, Failure> {
-    let session = open(shared, proven, peer, via).await?;
+    let session = open(shared, proven, peer, via, None).await?;
     let messages = session
         .client
         .simple_query(sql)
         .await
         .map_err(|e| Failure::from(&e))?;
+    Ok(collect(messages))
+}
+
+fn collect(messages: Vec<SimpleQueryMessage>) -> Written {
     let mut out = Written {
         affected: 0,
         columns: Vec::new(),
@@ -216,5 +275,5 @@ pub(super) async fn write(
             _ => {}
         }
     }
-    Ok(out)
+    out
 }

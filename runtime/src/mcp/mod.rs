@@ -50,6 +50,8 @@ const VERSIONS: &[&str] = &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-0
 struct Mcp {
     shared: Arc<Shared>,
     max_rows: u64,
+    /// Statements agents asked approval for, run in the background.
+    requests: Arc<tools::Requests>,
 }
 
 /// Serves MCP on `listener` (HTTPS with `acceptor`, else plain HTTP on a
@@ -62,7 +64,11 @@ pub async fn serve(
 ) {
     let router = Router::new()
         .route("/mcp", post(rpc).get(no_stream).delete(no_stream))
-        .with_state(Mcp { shared, max_rows });
+        .with_state(Mcp {
+            shared,
+            max_rows,
+            requests: Arc::default(),
+        });
     loop {
         let (tcp, peer) = match listener.accept().await {
             Ok(pair) => pair,

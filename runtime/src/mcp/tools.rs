@@ -20,6 +20,36 @@ use crate::session::Loaded;
 /// The URI of the agent's effective policy, as text.
 pub(super) const POLICY_URI: &str = "clsf://policy";
 
+/// Statements agents asked approval for, by request id: run in the
+/// background, held by the proxy like any session's, their outcome kept
+/// for the agent until it asks for it (`approval_status`, or the same
+/// statement again through `query` or `execute`).
+#[derive(Default)]
+pub(super) struct Requests(std::sync::Mutex<std::collections::HashMap<String, Requested>>);
+
+struct Requested {
+    subject: String,
+    statement: String,
+    /// The answer once the statement was decided and ran (or failed).
+    outcome: Option<Result<Value, String>>,
+}
+
+impl Requests {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Requested>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes the finished outcome of `subject`'s request for `statement`.
+    fn take_finished(&self, subject: &str, statement: &str) -> Option<Result<Value, String>> {
+        let mut map = self.lock();
+        let id = map
+            .iter()
+            .find(|(_, r)| r.subject == subject && r.statement == statement && r.outcome.is_some())
+            .map(|(id, _)| id.clone())?;
+        map.remove(&id).and_then(|r| r.outcome)
+    }
+}
+
 /// Rows a `query` returns when the call does not say.
 const DEFAULT_ROWS: u64 = 100;
 
@@ -91,6 +121,28 @@ pub(super) fn list(call: &Call<'_>) -> Value {
             },
         },
     ]);
+    if who(call).access.has_approvals
+        && let Some(list) = tools.as_array_mut()
+    {
+        list.push(json!({
+            "name": "request_approval",
+            "description": "Asks for approval of a statement a rule holds (query or explain says so): returns the request id and who must approve. The statement runs once approved; approval_status, or the same statement through query (or execute), then returns its result.",
+            "inputSchema": {
+                "type": "object",
+                "properties": { "sql": sql_arg },
+                "required": ["sql"],
+            },
+        }));
+        list.push(json!({
+            "name": "approval_status",
+            "description": "The state of one of your approval requests (pending, approved, denied, expired, withdrawn) and, once it ran, the statement's result.",
+            "inputSchema": {
+                "type": "object",
+                "properties": { "request_id": { "type": "string" } },
+                "required": ["request_id"],
+            },
+        }));
+    }
     if may_write(&who(call).access)
         && let Some(list) = tools.as_array_mut()
     {
@@ -163,6 +215,16 @@ pub(super) async fn call(call: &Call<'_>, name: &str, args: &Value) -> RpcResult
                     .ok_or((-32602, "max_rows must be a positive integer".to_owned()))?,
             };
             query(call, sql, asked.min(call.mcp.max_rows)).await
+        }
+        "request_approval" => {
+            let sql = sql_arg(args)?;
+            request_approval(call, sql).await
+        }
+        "approval_status" => {
+            let Some(id) = args.get("request_id").and_then(Value::as_str) else {
+                return Err((-32602, "approval_status needs `request_id`".to_owned()));
+            };
+            approval_status(call, id).await
         }
         "execute" if may_write(&who(call).access) => {
             let sql = sql_arg(args)?;
@@ -490,13 +552,20 @@ fn decided(
             what_you_may(who, Some(stmt), text)
         ))),
         Verdict::Hold(h) => {
+            // Asked for and approved before: its result, once.
+            if let Some(outcome) = call.mcp.requests.take_finished(&who.identity.subject, text) {
+                return Err(match outcome {
+                    Ok(data) => ok(data),
+                    Err(text) => refused(text),
+                });
+            }
             let by: Vec<String> = h
                 .needs
                 .iter()
                 .map(|n| format!("a member of `{}` (rule `{}`)", n.approvers, n.rule))
                 .collect();
             Err(refused(format!(
-                "held: this statement needs approval by {}; it was not run. Approvals are not yet available through MCP: ask an approver, or run it from a PostgreSQL client session, where it waits for the approval.{}",
+                "held: this statement needs approval by {}; it was not run. Call request_approval with the same sql to ask for it; once approved, approval_status (or this call again) gives its result.{}",
                 by.join(" and "),
                 what_you_may(who, Some(stmt), text)
             )))
@@ -540,4 +609,149 @@ pub(super) fn policy_summary(call: &Call<'_>) -> String {
         out.push('\n');
     }
     out
+}
+
+async fn request_approval(call: &Call<'_>, text: &str) -> RpcResult {
+    let who = who(call);
+    let stmt = match parse_one(text) {
+        Ok(s) => s,
+        Err(e) => return refused(format!("not asked: {e}")),
+    };
+    let a = analyze::analyze(&stmt, text);
+    let read = matches!(stmt, sql::Statement::Query(_)) && a.statements == 1 && !a.select_into;
+    let write = may_write(&who.access)
+        && matches!(
+            stmt,
+            sql::Statement::Insert(_)
+                | sql::Statement::Update { .. }
+                | sql::Statement::Delete(_)
+                | sql::Statement::Merge { .. }
+        );
+    if !read && !write {
+        return refused(
+            "not asked: approval is for one statement `query` or `execute` would run".to_owned(),
+        );
+    }
+    let decision = who
+        .loaded
+        .engine
+        .decide_with_claims(&who.access, call.proven.claims(), text);
+    match &decision.verdict {
+        Verdict::Hold(_) => {}
+        Verdict::Deny(d) => {
+            return refused(format!(
+                "refused ({}): {}; no approval can release it.",
+                d.sqlstate, d.message
+            ));
+        }
+        Verdict::Forward | Verdict::Rewrite(_) => {
+            return refused(format!(
+                "this statement needs no approval: run it with `{}`",
+                if read { "query" } else { "execute" }
+            ));
+        }
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel::<String>();
+    let requests = Arc::clone(&call.mcp.requests);
+    let subject = who.identity.subject.clone();
+    let statement = text.to_owned();
+    let on_held: local::OnHeld = {
+        let requests = Arc::clone(&requests);
+        Box::new(move |id: String| {
+            requests.lock().insert(
+                id.clone(),
+                Requested {
+                    subject,
+                    statement,
+                    outcome: None,
+                },
+            );
+            let _ = tx.send(id);
+        })
+    };
+    let via = json!({ "mcp": { "tool": "request_approval", "call": call.id } });
+    let (shared, proven, peer, cap) = (
+        Arc::clone(&call.mcp.shared),
+        call.proven.clone(),
+        call.peer,
+        call.mcp.max_rows,
+    );
+    let sql = text.trim().trim_end_matches(';').to_owned();
+    let (id_tx, id_rx) = tokio::sync::oneshot::channel::<String>();
+    tokio::spawn(async move {
+        let result = local::held(&shared, &proven, peer, via, &sql, read, cap, on_held).await;
+        // The id arrived before the statement could end.
+        let Ok(id) = id_rx.await else { return };
+        let outcome = match result {
+            Ok(w) if read => Ok(json!({
+                "columns": w.columns,
+                "row_count": w.rows.len(),
+                "rows": w.rows,
+            })),
+            Ok(w) => {
+                Ok(json!({ "affected": w.affected, "columns": w.columns, "returning": w.rows }))
+            }
+            Err(f) => Err(format!("not run ({}): {}", f.sqlstate, f.message)),
+        };
+        if let Some(r) = requests.lock().get_mut(&id) {
+            r.outcome = Some(outcome);
+        }
+    });
+    let id = match tokio::time::timeout(std::time::Duration::from_secs(10), rx).await {
+        Ok(Ok(id)) => id,
+        _ => {
+            return refused(
+                "the proxy did not hold the statement for approval (is its admin listener configured?)"
+                    .to_owned(),
+            );
+        }
+    };
+    let _ = id_tx.send(id.clone());
+    let Verdict::Hold(h) = &decision.verdict else {
+        return refused("the decision changed".to_owned());
+    };
+    ok(json!({
+        "request_id": id,
+        "state": "pending",
+        "approvers": h.needs.iter().map(|n| json!({
+            "group": n.approvers, "quorum": n.quorum, "rule": n.rule,
+        })).collect::<Vec<_>>(),
+        "releases": h.scope_text(),
+        "expires_in_seconds": h.ttl_seconds,
+        "next": "call approval_status with this request_id; once approved it returns the result",
+    }))
+}
+
+async fn approval_status(call: &Call<'_>, id: &str) -> RpcResult {
+    let who = who(call);
+    let mine = call
+        .mcp
+        .requests
+        .lock()
+        .get(id)
+        .is_some_and(|r| r.subject == who.identity.subject);
+    if !mine {
+        return refused(format!("no request `{id}` of yours"));
+    }
+    let state = match call.mcp.shared.approvals.store().get(id).await {
+        Ok(Some(r)) => r.state,
+        Ok(None) => return refused(format!("no request `{id}` of yours")),
+        Err(e) => return refused(format!("the approval store cannot be read: {e}")),
+    };
+    let outcome = {
+        let mut map = call.mcp.requests.lock();
+        let done = map.get(id).is_some_and(|r| r.outcome.is_some());
+        if done {
+            map.remove(id).and_then(|r| r.outcome)
+        } else {
+            None
+        }
+    };
+    let mut out = json!({ "request_id": id, "state": state.name() });
+    match outcome {
+        Some(Ok(result)) => out["result"] = result,
+        Some(Err(e)) => out["error"] = json!(e),
+        None => {}
+    }
+    ok(out)
 }
