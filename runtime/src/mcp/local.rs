@@ -122,22 +122,21 @@ fn held_request(notice: &str) -> Option<String> {
 }
 
 /// Runs one statement, held for approval: `on_held` gets the request id
-/// when the proxy holds it; the answer comes once it was decided (rows
-/// of a read, at most `cap`, in a read-only transaction; or what a write
-/// did).
+/// when the proxy holds it; the answer comes once it was decided (for a
+/// read, `Some(cap)`: at most `cap` rows, in a read-only transaction; for
+/// a write, what it did).
 pub(super) async fn held(
     shared: &Arc<Shared>,
     proven: &Proven,
     peer: SocketAddr,
     via: Value,
     sql: &str,
-    read: bool,
-    cap: u64,
+    read: Option<u64>,
     on_held: OnHeld,
 ) -> Result<Written, Failure> {
     let session = open(shared, proven, peer, via, Some(on_held)).await?;
     let client = &session.client;
-    if read {
+    if read.is_some() {
         client
             .batch_execute("BEGIN READ ONLY")
             .await
