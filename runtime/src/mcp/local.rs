@@ -146,12 +146,12 @@ pub(super) async fn held(
         .simple_query(sql)
         .await
         .map_err(|e| Failure::from(&e))?;
-    if read {
-        let _ = client.batch_execute("ROLLBACK").await;
-    }
     let mut out = collect(messages);
-    out.rows
-        .truncate(usize::try_from(cap).unwrap_or(usize::MAX));
+    if let Some(cap) = read {
+        let _ = client.batch_execute("ROLLBACK").await;
+        out.rows
+            .truncate(usize::try_from(cap).unwrap_or(usize::MAX));
+    }
     Ok(out)
 }
 

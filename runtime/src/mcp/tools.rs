@@ -679,7 +679,16 @@ async fn request_approval(call: &Call<'_>, text: &str) -> RpcResult {
     let sql = text.trim().trim_end_matches(';').to_owned();
     let (id_tx, id_rx) = tokio::sync::oneshot::channel::<String>();
     tokio::spawn(async move {
-        let result = local::held(&shared, &proven, peer, via, &sql, read, cap, on_held).await;
+        let result = local::held(
+            &shared,
+            &proven,
+            peer,
+            via,
+            &sql,
+            read.then_some(cap),
+            on_held,
+        )
+        .await;
         // The id arrived before the statement could end.
         let Ok(id) = id_rx.await else { return };
         let outcome = match result {
