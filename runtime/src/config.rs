@@ -463,6 +463,22 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             )));
         }
     }
+    if let Some(mcp) = &mut config.mcp {
+        for p in [mcp.cert_file.as_mut(), mcp.key_file.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        if mcp.cert_file.is_some() != mcp.key_file.is_some() {
+            return Err(ConfigError(format!(
+                "{}: [mcp] give both `cert_file` and `key_file`, or neither (then [tls]'s pair, or plain HTTP on loopback)",
+                path.display()
+            )));
+        }
+    }
     if let Some(p) = config
         .control_plane
         .as_mut()

@@ -15,7 +15,9 @@ async function main() {
   const transport = proxy
     ? new StdioClientTransport({
         command: proxy,
-        args: ["mcp-stdio", "--url", url],
+        args: ["mcp-stdio", "--url", url].concat(
+          process.env.CLSF_MCP_CA ? ["--ca-file", process.env.CLSF_MCP_CA] : [],
+        ),
         env: { ...process.env, CLSF_TOKEN: token },
         stderr: "inherit",
       })

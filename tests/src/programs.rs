@@ -70,11 +70,28 @@ pub fn mcp_agent(
     calls: &serde_json::Value,
     bridge: bool,
 ) -> serde_json::Value {
+    mcp_agent_trusting(url, token, calls, bridge, None)
+}
+
+/// [`mcp_agent`] for an HTTPS listener whose certificate `ca` signed.
+pub fn mcp_agent_trusting(
+    url: &str,
+    token: &str,
+    calls: &serde_json::Value,
+    bridge: bool,
+    ca: Option<&Path>,
+) -> serde_json::Value {
     use std::io::Write;
     let mut command = node("mcp_agent.js");
     command.args([url, token]);
     if bridge {
         command.arg(crate::bins::bin("clsf-proxy"));
+    }
+    if let Some(ca) = ca {
+        // Node's HTTPS and, through CLSF_MCP_CA, the bridge's.
+        command
+            .env("NODE_EXTRA_CA_CERTS", ca)
+            .env("CLSF_MCP_CA", ca);
     }
     let mut child = command
         .stdin(std::process::Stdio::piped())

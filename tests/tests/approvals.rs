@@ -43,7 +43,7 @@ struct Setup {
     proxy: Proxy,
 }
 
-const ADMIN: &str = "\n[admin]\nlisten = \"127.0.0.1:0\"\ncert_file = \"server.pem\"\nkey_file = \"server.key\"\n\n[mcp]\nlisten = \"127.0.0.1:0\"\n";
+const ADMIN: &str = "\n[admin]\nlisten = \"127.0.0.1:0\"\ncert_file = \"server.pem\"\nkey_file = \"server.key\"\n\n[mcp]\nlisten = \"127.0.0.1:0\"\ncert_file = \"server.pem\"\nkey_file = \"server.key\"\n";
 
 fn setup() -> Setup {
     let q = fixture::quickstart(None);
@@ -690,10 +690,13 @@ fn a_held_statement_is_not_run_when_the_database_restarts() {
 #[test]
 fn an_agent_asks_for_approval_through_mcp_and_gets_the_rows_once_approved() {
     let s = setup();
-    let url = format!("http://{}/mcp", s.proxy.mcp.expect("MCP listener"));
+    // Over HTTPS with the proxy's certificate (trusting its CA), and over
+    // stdio through the bridge, which verifies it too.
+    let url = format!("https://{}/mcp", s.proxy.mcp.expect("MCP listener"));
+    let ca = s.q.dir.path().join("ca.pem");
     let agent = s.token("agent-9", "agent");
     let sql = "SELECT id, ssn FROM customers WHERE id = 2";
-    let report = clsf_tests::programs::mcp_agent(
+    let report = clsf_tests::programs::mcp_agent_trusting(
         &url,
         &agent,
         &json!([
@@ -702,6 +705,7 @@ fn an_agent_asks_for_approval_through_mcp_and_gets_the_rows_once_approved() {
             { "tool": "request_approval", "args": { "sql": "SELECT id FROM customers WHERE id = 2" } },
         ]),
         false,
+        Some(&ca),
     );
     let tools = report["tools"].as_array().unwrap();
     assert!(tools.contains(&json!("request_approval")), "{tools:?}");
@@ -728,11 +732,12 @@ fn an_agent_asks_for_approval_through_mcp_and_gets_the_rows_once_approved() {
     assert_eq!(pending["subject"], "agent-9");
     assert_eq!(pending["statement"], sql);
     // Another agent cannot read its status.
-    let other = clsf_tests::programs::mcp_agent(
+    let other = clsf_tests::programs::mcp_agent_trusting(
         &url,
         &s.token("agent-8", "agent"),
         &json!([{ "tool": "approval_status", "args": { "request_id": id } }]),
-        false,
+        true,
+        Some(&ca),
     );
     assert!(
         other["results"][0]["text"]
@@ -745,11 +750,12 @@ fn an_agent_asks_for_approval_through_mcp_and_gets_the_rows_once_approved() {
     // Approved: the statement ran; its rows come with the status.
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
-        let report = clsf_tests::programs::mcp_agent(
+        let report = clsf_tests::programs::mcp_agent_trusting(
             &url,
             &agent,
             &json!([{ "tool": "approval_status", "args": { "request_id": id } }]),
             false,
+            Some(&ca),
         );
         let status = report["results"][0]["data"].clone();
         if status.get("result").is_some() || Instant::now() > deadline {
