@@ -28,6 +28,8 @@ pub(super) const POLICY_URI: &str = "clsf://policy";
 pub(super) struct Requests(std::sync::Mutex<std::collections::HashMap<String, Requested>>);
 
 struct Requested {
+    /// When it was asked for: results not asked for within a day go.
+    asked: std::time::Instant,
     subject: String,
     statement: String,
     /// The answer once the statement was decided and ran (or failed).
@@ -658,9 +660,12 @@ async fn request_approval(call: &Call<'_>, text: &str) -> RpcResult {
     let on_held: local::OnHeld = {
         let requests = Arc::clone(&requests);
         Box::new(move |id: String| {
-            requests.lock().insert(
+            let mut map = requests.lock();
+            map.retain(|_, r| r.asked.elapsed() < std::time::Duration::from_secs(86_400));
+            map.insert(
                 id.clone(),
                 Requested {
+                    asked: std::time::Instant::now(),
                     subject,
                     statement,
                     outcome: None,
