@@ -22,7 +22,10 @@ async function main() {
         stderr: "inherit",
       })
     : new StreamableHTTPClientTransport(new URL(url), {
-        requestInit: { headers: { Authorization: `Bearer ${token}` } },
+        // A whole `Basic …` header for a service account, else a token.
+        requestInit: {
+          headers: { Authorization: token.startsWith("Basic ") ? token : `Bearer ${token}` },
+        },
       });
   const client = new Client({ name: "clsf-test-agent", version: "1.0.0" });
   await client.connect(transport);

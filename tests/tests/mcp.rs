@@ -35,6 +35,12 @@ rule agent_reads for agent {
   limit 3 rows table public.customers
 }
 
+group reporting { account "reporting" }
+rule reporting_reads for reporting {
+  allow <= internal
+  mask  confidential
+}
+
 group writer {
   issuer "https://issuer.clsf.example"
   claim team == "writer"
@@ -63,7 +69,10 @@ fn an_agent_sees_what_the_policy_lets_it_see_through_mcp() {
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
         &config,
-        format!("{text}\n[mcp]\nlisten = \"127.0.0.1:0\"\nmax_rows = 50\n"),
+        format!(
+            "{text}\n[[identity.account]]\nname = \"reporting\"\nscram_verifier = \"{}\"\n\n[mcp]\nlisten = \"127.0.0.1:0\"\nmax_rows = 50\n",
+            clsf_runtime::auth::scram::make_verifier("report-pw")
+        ),
     )
     .unwrap();
     let proxy = Proxy::start(&config);
@@ -287,6 +296,38 @@ fn an_agent_sees_what_the_policy_lets_it_see_through_mcp() {
     assert!(proxy.audit_events().iter().any(|e| e["event"] == "connect"
         && e["subject"] == "writer-1"
         && e["via"]["mcp"]["tool"] == "execute"));
+
+    // A service account with its password (Basic), checked against its
+    // SCRAM verifier; a wrong password is refused and audited.
+    use base64::Engine;
+    let basic = |pw: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("reporting:{pw}"))
+        )
+    };
+    let report = agent(
+        &url,
+        &basic("report-pw"),
+        &json!([{ "tool": "query", "args": { "sql": "SELECT email FROM customers WHERE id = 1" } }]),
+        false,
+    );
+    assert_eq!(
+        report["results"][0]["data"]["rows"],
+        json!([["****@example.com"]])
+    );
+    let out = programs::node("mcp_agent.js")
+        .args([url.as_str(), basic("wrong").as_str()])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(proxy.audit_events().iter().any(|e| {
+        e["event"] == "auth_failed"
+            && e["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("account reporting"))
+    }));
 
     // Without a valid token: refused before any protocol runs, audited.
     let out = programs::node("mcp_agent.js")

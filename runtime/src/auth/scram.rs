@@ -63,6 +63,22 @@ impl std::str::FromStr for ScramVerifier {
     }
 }
 
+impl ScramVerifier {
+    /// True when `password` is the one this verifier was made from (for
+    /// credentials sent whole over TLS, as the MCP listener's `Basic`
+    /// authorization; compared in constant time).
+    pub fn accepts_password(&self, password: &str) -> bool {
+        let salted = crate::upstream::scram::hi(
+            &crate::upstream::scram::normalize(password),
+            &self.salt,
+            self.iterations,
+        );
+        let client_key = hmac(&salted, b"Client Key");
+        let stored: [u8; 32] = Sha256::digest(client_key).into();
+        bool::from(stored.ct_eq(&self.stored_key))
+    }
+}
+
 /// Makes a verifier for `password` with a random salt (for
 /// `clsf-proxy scram-verifier`); the same derivation as PostgreSQL's.
 pub fn make_verifier(password: &str) -> String {

@@ -208,14 +208,49 @@ async fn authenticate(
         shared.metrics.auth_throttled.inc();
         return Err(throttled.to_string());
     }
-    let token = headers
+    let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // A service account: `Basic` with its name and password, checked
+    // against its SCRAM verifier (the password is never stored).
+    if let Some(basic) = authorization.strip_prefix("Basic ") {
+        use base64::Engine;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(basic.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok());
+        let (name, password) = decoded
+            .as_deref()
+            .and_then(|d| d.split_once(':'))
+            .unwrap_or(("", ""));
+        let account = shared.accounts.contains_key(name).then_some(name);
+        if let Err(throttled) = shared.throttle.check(peer.ip(), account) {
+            shared.metrics.auth_throttled.inc();
+            return Err(throttled.to_string());
+        }
+        let ok = shared
+            .accounts
+            .get(name)
+            .is_some_and(|v| v.accepts_password(password));
+        if ok {
+            shared.throttle.succeeded(account);
+            return Ok(Proven::Account(name.to_owned()));
+        }
+        shared.throttle.failed(peer.ip(), account);
+        let reason = format!("password authentication failed for account {name}");
+        audit_failure(shared, peer, &reason);
+        return Err(reason);
+    }
+    let token = authorization
+        .strip_prefix("Bearer ")
         .map(str::trim)
         .filter(|t| !t.is_empty());
     let result = match token {
-        None => Err("an OIDC token is needed: Authorization: Bearer TOKEN".to_owned()),
+        None => Err(
+            "credentials are needed: Authorization: Bearer OIDC_TOKEN, or Basic with a service account"
+                .to_owned(),
+        ),
         Some(token) => shared
             .issuers
             .verify(token)
@@ -225,14 +260,18 @@ async fn authenticate(
     };
     if let Err(reason) = &result {
         shared.throttle.failed(peer.ip(), None);
-        let via = json!({ "mcp": {} });
-        let mut event = Event::new("auth_failed", 0);
-        event.peer = Some(peer.to_string());
-        event.reason = Some(reason);
-        event.via = Some(&via);
-        let _ = shared.audit.append(&event);
+        audit_failure(shared, peer, reason);
     }
     result
+}
+
+fn audit_failure(shared: &Shared, peer: SocketAddr, reason: &str) {
+    let via = json!({ "mcp": {} });
+    let mut event = Event::new("auth_failed", 0);
+    event.peer = Some(peer.to_string());
+    event.reason = Some(reason);
+    event.via = Some(&via);
+    let _ = shared.audit.append(&event);
 }
 
 /// One JSON-RPC request of an authenticated agent.

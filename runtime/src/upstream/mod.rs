@@ -9,7 +9,7 @@ use tokio::net::TcpStream;
 
 use crate::tls::{MaybeTls, UpstreamStream};
 
-mod scram;
+pub(crate) mod scram;
 
 pub use scram::SaltedCache;
 use scram::ScramClient;

@@ -101,7 +101,7 @@ impl SaltedCache {
 
 /// PostgreSQL runs SASLprep on passwords that are valid UTF-8 and accepts
 /// the raw bytes otherwise; the client must do the same to agree.
-fn normalize(password: &str) -> Vec<u8> {
+pub(crate) fn normalize(password: &str) -> Vec<u8> {
     match stringprep::saslprep(password) {
         Ok(p) => p.into_owned().into_bytes(),
         Err(_) => password.as_bytes().to_vec(),
@@ -109,7 +109,7 @@ fn normalize(password: &str) -> Vec<u8> {
 }
 
 /// PBKDF2-HMAC-SHA-256 with one output block: RFC 5802's `Hi`.
-fn hi(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
+pub(crate) fn hi(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
     let key = HmacSha256::new_from_slice(password).expect("HMAC takes keys of any length");
     let mut mac = key.clone();
     mac.update(salt);
