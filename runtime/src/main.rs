@@ -103,6 +103,13 @@ enum Command {
         /// PEM CA to verify the listener with (default: system roots).
         #[arg(long)]
         ca_file: Option<PathBuf>,
+        /// Your client certificate (PEM), for a listener that accepts
+        /// certificates: then no token is needed.
+        #[arg(long, requires = "key_file")]
+        cert_file: Option<PathBuf>,
+        /// The client certificate's private key (PEM).
+        #[arg(long, requires = "cert_file")]
+        key_file: Option<PathBuf>,
     },
     /// List and decide approval requests through a proxy's admin API.
     Approvals {
@@ -349,13 +356,27 @@ fn tool(command: Command) -> Result<(), String> {
             url,
             token_file,
             ca_file,
+            cert_file,
+            key_file,
         } => {
-            let token = read_token(token_file.as_deref())?;
+            let identity = cert_file.as_deref().zip(key_file.as_deref()).map(|(c, k)| {
+                clsf_runtime::auth::jwks::ClientIdentity {
+                    cert_file: c,
+                    key_file: k,
+                }
+            });
+            // With a certificate, a token is optional (the listener takes the
+            // certificate's identity first, as the wire protocol does).
+            let token = match (&identity, &token_file, std::env::var_os("CLSF_TOKEN")) {
+                (Some(_), None, None) => None,
+                _ => Some(read_token(token_file.as_deref())?),
+            };
             let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
             runtime.block_on(clsf_runtime::mcp::stdio::bridge(
                 &url,
-                &token,
+                token.as_deref(),
                 ca_file.as_deref(),
+                identity,
             ))
         }
         Command::Approvals {

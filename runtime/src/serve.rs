@@ -121,8 +121,14 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
                 .map_err(|e| format!("cannot listen on {} (mcp): {e}", m.listen))?;
             l.set_nonblocking(true).map_err(|e| e.to_string())?;
             m.listen = l.local_addr().map_err(|e| e.to_string())?.to_string();
+            // Agents may prove themselves with a client certificate from
+            // the same CA as the wire protocol's clients (mutual TLS).
+            let client_ca = config
+                .tls
+                .as_ref()
+                .and_then(|t| t.client_ca_file.as_deref());
             let acceptor = match m.tls_files(config.tls.as_ref()) {
-                Some((cert, key)) => Some(tls::acceptor(cert, key, None, &[tls::HTTP_ALPN])?),
+                Some((cert, key)) => Some(tls::acceptor(cert, key, client_ca, &[tls::HTTP_ALPN])?),
                 None => None,
             };
             Some((l, acceptor, m.max_rows))

@@ -1,7 +1,9 @@
 // An MCP agent for the tests: the official TypeScript SDK's client over
 // streamable HTTP, or with a third argument (the clsf-proxy binary) over
-// stdio through `clsf-proxy mcp-stdio`. Arguments: URL TOKEN [PROXY]. Reads a JSON array of tool calls
-// ({"tool": NAME, "args": {...}}) on stdin; prints one JSON object with the
+// stdio through `clsf-proxy mcp-stdio`. Arguments: URL TOKEN [PROXY]; with
+// CLSF_MCP_CERT and CLSF_MCP_KEY the bridge presents that client
+// certificate. Reads a JSON array of tool calls ({"tool": NAME, "args":
+// {...}}) on stdin; prints one JSON object with the
 // tools it was offered, the policy resource's text and each call's result.
 const { Client } = require("@modelcontextprotocol/sdk/client/index.js");
 const { StreamableHTTPClientTransport } = require("@modelcontextprotocol/sdk/client/streamableHttp.js");
@@ -15,10 +17,15 @@ async function main() {
   const transport = proxy
     ? new StdioClientTransport({
         command: proxy,
-        args: ["mcp-stdio", "--url", url].concat(
-          process.env.CLSF_MCP_CA ? ["--ca-file", process.env.CLSF_MCP_CA] : [],
-        ),
-        env: { ...process.env, CLSF_TOKEN: token },
+        args: ["mcp-stdio", "--url", url]
+          .concat(process.env.CLSF_MCP_CA ? ["--ca-file", process.env.CLSF_MCP_CA] : [])
+          .concat(
+            process.env.CLSF_MCP_CERT
+              ? ["--cert-file", process.env.CLSF_MCP_CERT, "--key-file", process.env.CLSF_MCP_KEY]
+              : [],
+          ),
+        // An empty token: the bridge proves the agent with its certificate.
+        env: token ? { ...process.env, CLSF_TOKEN: token } : process.env,
         stderr: "inherit",
       })
     : new StreamableHTTPClientTransport(new URL(url), {

@@ -81,9 +81,35 @@ pub fn mcp_agent_trusting(
     bridge: bool,
     ca: Option<&Path>,
 ) -> serde_json::Value {
+    mcp_agent_run(url, Some(token), calls, bridge, ca, None)
+        .unwrap_or_else(|stderr| panic!("agent failed: {stderr}"))
+}
+
+/// Runs the MCP test agent through the stdio bridge, proving itself with
+/// the client certificate `cert` and its `key` (mutual TLS, no token) to
+/// the HTTPS listener whose certificate `ca` signed; its report, or its
+/// standard error if it failed.
+pub fn mcp_agent_with_certificate(
+    url: &str,
+    calls: &serde_json::Value,
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+) -> Result<serde_json::Value, String> {
+    mcp_agent_run(url, None, calls, true, Some(ca), Some((cert, key)))
+}
+
+fn mcp_agent_run(
+    url: &str,
+    token: Option<&str>,
+    calls: &serde_json::Value,
+    bridge: bool,
+    ca: Option<&Path>,
+    certificate: Option<(&Path, &Path)>,
+) -> Result<serde_json::Value, String> {
     use std::io::Write;
     let mut command = node("mcp_agent.js");
-    command.args([url, token]);
+    command.args([url, token.unwrap_or("")]);
     if bridge {
         command.arg(crate::bins::bin("clsf-proxy"));
     }
@@ -93,7 +119,11 @@ pub fn mcp_agent_trusting(
             .env("NODE_EXTRA_CA_CERTS", ca)
             .env("CLSF_MCP_CA", ca);
     }
+    if let Some((cert, key)) = certificate {
+        command.env("CLSF_MCP_CERT", cert).env("CLSF_MCP_KEY", key);
+    }
     let mut child = command
+        .env_remove("CLSF_TOKEN")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -106,10 +136,8 @@ pub fn mcp_agent_trusting(
         .write_all(calls.to_string().as_bytes())
         .expect("write calls");
     let out = child.wait_with_output().expect("agent output");
-    assert!(
-        out.status.success(),
-        "agent failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("the agent prints JSON")
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(serde_json::from_slice(&out.stdout).expect("the agent prints JSON"))
 }

@@ -2,8 +2,8 @@
 //! (one JWKS from a file, one fetched over HTTPS with a claim mapping and
 //! key rotation, refetched at a bounded rate), a static service account
 //! with SCRAM-SHA-256 (psql's libpq checks the server's proof too), a
-//! client certificate as the identity (mutual TLS), and a session closed
-//! when its token expires.
+//! client certificate as the identity (mutual TLS, on the wire protocol
+//! and on the MCP listener), and a session closed when its token expires.
 
 use std::time::Duration;
 
@@ -111,6 +111,9 @@ cert_file = "server.pem"
 key_file = "server.key"
 client_ca_file = "reporter-ca.pem"
 required = {tls_required}
+
+[mcp]
+listen = "127.0.0.1:0"
 "#,
         port = jwks_server.addr.port()
     ));
@@ -275,6 +278,68 @@ fn issuers_accounts_and_certificates_each_get_their_groups() {
         connects.contains(&"CN=reporter [\"pipelines\",\"reporter-host\"]".to_owned()),
         "{connects:?}"
     );
+}
+
+#[test]
+fn an_agent_proves_itself_to_the_mcp_listener_with_a_client_certificate() {
+    let (s, proxy) = setup(false);
+    let d = s.q.dir.path();
+    // The listener serves HTTPS with [tls]'s certificate and asks for
+    // client certificates from [tls]'s client CA.
+    let url = format!(
+        "https://localhost:{}/mcp",
+        proxy.mcp.expect("MCP listener").port()
+    );
+    let calls = json!([
+        { "tool": "describe_table", "args": { "table": "customers" } },
+        { "tool": "query", "args": { "sql": READ.trim() } },
+    ]);
+    let with_cert = |name: &str| {
+        clsf_tests::programs::mcp_agent_with_certificate(
+            &url,
+            &calls,
+            &d.join("ca.pem"),
+            &d.join(format!("{name}.pem")),
+            &d.join(format!("{name}.key")),
+        )
+    };
+    // No token anywhere: the certificate's SAN puts the agent in
+    // `reporter-host`, whose rule masks `email`.
+    let report = with_cert("reporter").expect("the reporter's certificate is accepted");
+    let r = &report["results"];
+    assert!(!r[1]["isError"].as_bool().unwrap(), "{}", r[1]);
+    assert_eq!(
+        r[1]["data"]["rows"],
+        json!([["****@example.com"]]),
+        "{}",
+        r[1]
+    );
+    let email = r[0]["data"]["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "email")
+        .map(|c| c["access"].clone());
+    assert_eq!(email, Some(json!("masked (email)")), "{}", r[0]);
+
+    // The same names signed by a CA the proxy does not trust: the
+    // handshake fails and no tool runs.
+    let err = with_cert("stranger").expect_err("an untrusted certificate is refused");
+    assert!(
+        err.to_lowercase().contains("certificate") || err.contains("alert"),
+        "{err}"
+    );
+
+    // The query's session is audited with the certificate's subject and
+    // groups, and the tool that opened it.
+    let events = proxy.audit_events();
+    let connects: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["event"] == "connect" && e["via"]["mcp"]["tool"] == "query")
+        .collect();
+    assert_eq!(connects.len(), 1, "{events:#?}");
+    assert_eq!(connects[0]["subject"], "CN=reporter");
+    assert_eq!(connects[0]["groups"], json!(["pipelines", "reporter-host"]));
 }
 
 #[test]

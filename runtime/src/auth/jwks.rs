@@ -149,6 +149,22 @@ fn https_client(ca_file: Option<&Path>) -> Result<HttpsClient, JwksError> {
 
 /// Trust anchors: the PEM ones in `ca_file`, or the system's roots.
 fn client_tls(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+    Ok(client_tls_builder(ca_file)?.with_no_client_auth())
+}
+
+/// A client certificate chain and its private key (PEM files), presented
+/// for mutual TLS.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIdentity<'a> {
+    /// The certificate chain, the client's own first.
+    pub cert_file: &'a Path,
+    /// Its private key.
+    pub key_file: &'a Path,
+}
+
+fn client_tls_builder(
+    ca_file: Option<&Path>,
+) -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>, String> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let roots = match ca_file {
         Some(path) => clsf_compiler::schema::connect::root_store(path)?,
@@ -163,19 +179,43 @@ fn client_tls(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
     if roots.is_empty() {
         return Err("no trust anchors to verify the server with".to_owned());
     }
-    Ok(rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+    Ok(rustls::ClientConfig::builder().with_root_certificates(roots))
 }
 
 /// A connector for HTTPS and plain HTTP (the caller decides which URLs
 /// may be plain), HTTPS verified as `client_tls` says.
+/// With `identity`, HTTPS servers that ask for a client certificate get it.
 pub fn http_or_https_connector(
     ca_file: Option<&Path>,
+    identity: Option<ClientIdentity<'_>>,
 ) -> Result<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, String>
 {
+    let builder = client_tls_builder(ca_file)?;
+    let config = match identity {
+        None => builder.with_no_client_auth(),
+        Some(id) => {
+            use rustls_pki_types::pem::PemObject;
+            use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(id.cert_file)
+                .map_err(|e| format!("cannot read {}: {e}", id.cert_file.display()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| format!("invalid certificate in {}: {e}", id.cert_file.display()))?;
+            if chain.is_empty() {
+                return Err(format!("{} holds no certificate", id.cert_file.display()));
+            }
+            let key = PrivateKeyDer::from_pem_file(id.key_file).map_err(|e| {
+                format!(
+                    "cannot read a private key from {}: {e}",
+                    id.key_file.display()
+                )
+            })?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("the client certificate and key do not match: {e}"))?
+        }
+    };
     Ok(hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(client_tls(ca_file)?)
+        .with_tls_config(config)
         .https_or_http()
         .enable_http1()
         .build())

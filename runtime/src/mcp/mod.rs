@@ -36,6 +36,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::audit::Event;
 use crate::auth::Proven;
+use crate::auth::cert;
 use crate::session::Shared;
 
 /// How long a client has to finish the TLS handshake.
@@ -53,6 +54,11 @@ struct Mcp {
     /// Statements agents asked approval for, run in the background.
     requests: Arc<tools::Requests>,
 }
+
+/// The identity of the connection's verified client certificate, or why
+/// its names make none.
+#[derive(Clone)]
+struct PeerCertificate(Option<Arc<Result<Proven, String>>>);
 
 /// Serves MCP on `listener` (HTTPS with `acceptor`, else plain HTTP on a
 /// loopback address, as the configuration checked) until the process ends.
@@ -78,7 +84,7 @@ pub async fn serve(
                 continue;
             }
         };
-        let service = TowerToHyperService::new(router.clone().layer(Extension(peer)));
+        let router = router.clone().layer(Extension(peer));
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let http = hyper::server::conn::http1::Builder::new();
@@ -93,9 +99,21 @@ pub async fn serve(
                             }
                             Err(_) => return,
                         };
+                    // rustls verified the chain against the client CA during
+                    // the handshake; the certificate is the connection's.
+                    let certificate = PeerCertificate(
+                        tls.get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .map(|c| Arc::new(cert::identity(c))),
+                    );
+                    let service = TowerToHyperService::new(router.layer(Extension(certificate)));
                     let _ = http.serve_connection(TokioIo::new(tls), service).await;
                 }
                 None => {
+                    let service =
+                        TowerToHyperService::new(router.layer(Extension(PeerCertificate(None))));
                     let _ = http.serve_connection(TokioIo::new(tcp), service).await;
                 }
             }
@@ -130,6 +148,7 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
 async fn rpc(
     State(mcp): State<Mcp>,
     Extension(peer): Extension<SocketAddr>,
+    Extension(certificate): Extension<PeerCertificate>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -161,7 +180,7 @@ async fn rpc(
         );
     }
     let id = message.get("id").cloned();
-    let proven = match authenticate(&mcp.shared, &headers, peer).await {
+    let proven = match authenticate(&mcp.shared, &headers, peer, &certificate).await {
         Ok(p) => p,
         Err(reason) => {
             return (
@@ -197,16 +216,29 @@ async fn rpc(
     json_response(StatusCode::OK, &answer)
 }
 
-/// The caller's identity from its bearer token; failures are throttled
-/// per address (as failed logins are) and audited.
+/// The caller's identity: its verified client certificate when it
+/// presented one (as on the wire protocol, the certificate wins), else its
+/// `Authorization` header. Failures are throttled per address (as failed
+/// logins are) and audited.
 async fn authenticate(
     shared: &Shared,
     headers: &HeaderMap,
     peer: SocketAddr,
+    certificate: &PeerCertificate,
 ) -> Result<Proven, String> {
     if let Err(throttled) = shared.throttle.check(peer.ip(), None) {
         shared.metrics.auth_throttled.inc();
         return Err(throttled.to_string());
+    }
+    if let Some(identity) = &certificate.0 {
+        return match identity.as_ref() {
+            Ok(proven) => Ok(proven.clone()),
+            Err(e) => {
+                let reason = format!("client certificate refused: {e}");
+                audit_failure(shared, peer, &reason);
+                Err(reason)
+            }
+        };
     }
     let authorization = headers
         .get(header::AUTHORIZATION)

@@ -14,15 +14,25 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::auth::jwks::error_chain;
+use crate::auth::jwks::{ClientIdentity, error_chain};
 
 /// A tool call may wait on the database; this bounds one round trip.
 const TIMEOUT: Duration = Duration::from_secs(300);
 const MAX_BODY: usize = 64 << 20;
 
 /// Bridges standard input and output to the MCP listener at `url` until
-/// standard input ends.
-pub async fn bridge(url: &str, token: &str, ca_file: Option<&Path>) -> Result<(), String> {
+/// standard input ends. The agent proves itself with `token` (sent as a
+/// bearer token), or with `identity`'s client certificate when `token` is
+/// `None`.
+pub async fn bridge(
+    url: &str,
+    token: Option<&str>,
+    ca_file: Option<&Path>,
+    identity: Option<ClientIdentity<'_>>,
+) -> Result<(), String> {
+    if token.is_none() && identity.is_none() {
+        return Err("give a token (--token-file or CLSF_TOKEN) or a client certificate (--cert-file and --key-file)".to_owned());
+    }
     let uri: hyper::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
     let loopback = uri.host().is_some_and(|h| {
         h == "localhost"
@@ -39,7 +49,10 @@ pub async fn bridge(url: &str, token: &str, ca_file: Option<&Path>) -> Result<()
             ));
         }
     }
-    let connector = crate::auth::jwks::http_or_https_connector(ca_file)?;
+    if identity.is_some() && uri.scheme_str() != Some("https") {
+        return Err(format!("{url}: a client certificate needs https"));
+    }
+    let connector = crate::auth::jwks::http_or_https_connector(ca_file, identity)?;
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut stdout = tokio::io::stdout();
@@ -82,11 +95,14 @@ type HttpClient = Client<
 async fn post(
     client: &HttpClient,
     url: &str,
-    token: &str,
+    token: Option<&str>,
     line: String,
 ) -> Result<Option<String>, String> {
-    let request = hyper::Request::post(url)
-        .header("authorization", format!("Bearer {token}"))
+    let mut request = hyper::Request::post(url);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let request = request
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
         .body(Full::new(Bytes::from(line)))
@@ -125,7 +141,9 @@ mod tests {
             "http://10.0.0.1:6490/mcp",
             "ftp://127.0.0.1/",
         ] {
-            let err = super::bridge(url, "secret-token", None).await.unwrap_err();
+            let err = super::bridge(url, Some("secret-token"), None, None)
+                .await
+                .unwrap_err();
             assert!(err.contains("in clear"), "{url}: {err}");
             assert!(!err.contains("secret-token"), "{err}");
         }
