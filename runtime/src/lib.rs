@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod control_plane;
 pub mod extended;
+pub mod http_client;
 pub mod keys;
 pub mod mcp;
 pub mod metrics;

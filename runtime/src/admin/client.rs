@@ -3,13 +3,14 @@
 use std::path::Path;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
-use crate::auth::jwks::{error_chain, https_connector};
+use crate::auth::jwks::https_connector;
+use crate::http_client::{HttpClient, exchange};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BODY: usize = 4 << 20;
@@ -23,8 +24,7 @@ pub async fn call(
     path: &str,
     body: Option<Value>,
 ) -> Result<Value, String> {
-    let client: Client<_, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build(https_connector(ca_file)?);
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build(https_connector(ca_file)?);
     let url = format!("{}{path}", base.trim_end_matches('/'));
     let mut request = hyper::Request::builder()
         .uri(&url)
@@ -41,19 +41,7 @@ pub async fn call(
     let request = request
         .body(Full::new(payload))
         .map_err(|e| format!("{url}: {e}"))?;
-    let response = tokio::time::timeout(TIMEOUT, client.request(request))
-        .await
-        .map_err(|_| format!("{url}: no answer within {TIMEOUT:?}"))?
-        .map_err(|e| format!("{url}: {}", error_chain(&e)))?;
-    let status = response.status();
-    let bytes = tokio::time::timeout(
-        TIMEOUT,
-        Limited::new(response.into_body(), MAX_BODY).collect(),
-    )
-    .await
-    .map_err(|_| format!("{url}: the answer did not arrive within {TIMEOUT:?}"))?
-    .map_err(|e| format!("{url}: {e}"))?
-    .to_bytes();
+    let (status, bytes) = exchange(&client, &url, request, TIMEOUT, MAX_BODY).await?;
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|_| format!("{url}: HTTP {status}, and the answer is not JSON"))?;
     if !status.is_success() {

@@ -7,14 +7,15 @@
 use std::path::Path;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::auth::jwks::{ClientIdentity, error_chain};
+use crate::auth::jwks::ClientIdentity;
+use crate::http_client::{HttpClient, exchange};
 
 /// A tool call may wait on the database; this bounds one round trip.
 const TIMEOUT: Duration = Duration::from_secs(300);
@@ -53,7 +54,7 @@ pub async fn bridge(
         return Err(format!("{url}: a client certificate needs https"));
     }
     let connector = crate::auth::jwks::http_or_https_connector(ca_file, identity)?;
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build(connector);
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut stdout = tokio::io::stdout();
     while let Some(line) = lines.next_line().await.map_err(|e| e.to_string())? {
@@ -85,11 +86,6 @@ pub async fn bridge(
     Ok(())
 }
 
-type HttpClient = Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    Full<Bytes>,
->;
-
 /// One message; the answer's body, or `None` for an acknowledged
 /// notification.
 async fn post(
@@ -107,19 +103,7 @@ async fn post(
         .header("accept", "application/json, text/event-stream")
         .body(Full::new(Bytes::from(line)))
         .map_err(|e| format!("{url}: {e}"))?;
-    let response = tokio::time::timeout(TIMEOUT, client.request(request))
-        .await
-        .map_err(|_| format!("{url}: no answer within {TIMEOUT:?}"))?
-        .map_err(|e| format!("{url}: {}", error_chain(&e)))?;
-    let status = response.status();
-    let bytes = tokio::time::timeout(
-        TIMEOUT,
-        Limited::new(response.into_body(), MAX_BODY).collect(),
-    )
-    .await
-    .map_err(|_| format!("{url}: the answer did not finish within {TIMEOUT:?}"))?
-    .map_err(|e| format!("{url}: {e}"))?
-    .to_bytes();
+    let (status, bytes) = exchange(client, url, request, TIMEOUT, MAX_BODY).await?;
     if bytes.is_empty() {
         return if status.is_success() {
             Ok(None)

@@ -443,14 +443,31 @@ fn explain(call: &Call<'_>, who: &Who, text: &str) -> Value {
     json!({ "verdict": verdict, "detail": detail, "statements": statements })
 }
 
+/// What `query` runs: one statement that only reads (no data-modifying
+/// CTE, no `SELECT INTO`).
+fn is_read(stmt: &sql::Statement, text: &str) -> bool {
+    let a = analyze::analyze(stmt, text);
+    matches!(stmt, sql::Statement::Query(_)) && a.statements == 1 && !a.select_into
+}
+
+/// What `execute` runs: one data-changing statement.
+fn is_write(stmt: &sql::Statement) -> bool {
+    matches!(
+        stmt,
+        sql::Statement::Insert(_)
+            | sql::Statement::Update { .. }
+            | sql::Statement::Delete(_)
+            | sql::Statement::Merge { .. }
+    )
+}
+
 async fn query(call: &Call<'_>, text: &str, cap: u64) -> RpcResult {
     let who = who(call);
     let stmt = match parse_one(text) {
         Ok(s) => s,
         Err(e) => return refused(format!("not run: {e}")),
     };
-    let a = analyze::analyze(&stmt, text);
-    if !matches!(stmt, sql::Statement::Query(_)) || a.statements > 1 || a.select_into {
+    if !is_read(&stmt, text) {
         return refused(
             "not run: `query` runs one read statement (SELECT, VALUES, TABLE or WITH … SELECT without data-modifying parts)"
                 .to_owned(),
@@ -503,13 +520,7 @@ async fn execute(call: &Call<'_>, text: &str) -> RpcResult {
         Ok(s) => s,
         Err(e) => return refused(format!("not run: {e}")),
     };
-    if !matches!(
-        stmt,
-        sql::Statement::Insert(_)
-            | sql::Statement::Update { .. }
-            | sql::Statement::Delete(_)
-            | sql::Statement::Merge { .. }
-    ) {
+    if !is_write(&stmt) {
         return refused(
             "not run: `execute` runs one INSERT, UPDATE, DELETE or MERGE; use `query` to read"
                 .to_owned(),
@@ -619,16 +630,8 @@ async fn request_approval(call: &Call<'_>, text: &str) -> RpcResult {
         Ok(s) => s,
         Err(e) => return refused(format!("not asked: {e}")),
     };
-    let a = analyze::analyze(&stmt, text);
-    let read = matches!(stmt, sql::Statement::Query(_)) && a.statements == 1 && !a.select_into;
-    let write = may_write(&who.access)
-        && matches!(
-            stmt,
-            sql::Statement::Insert(_)
-                | sql::Statement::Update { .. }
-                | sql::Statement::Delete(_)
-                | sql::Statement::Merge { .. }
-        );
+    let read = is_read(&stmt, text);
+    let write = may_write(&who.access) && is_write(&stmt);
     if !read && !write {
         return refused(
             "not asked: approval is for one statement `query` or `execute` would run".to_owned(),
