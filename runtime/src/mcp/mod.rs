@@ -1,13 +1,14 @@
 //! The MCP listener: the Model Context Protocol over streamable HTTP, for
 //! AI agents. Each request carries the agent's OIDC token (`Authorization:
-//! Bearer …`), verified by the same issuers as the proxy's clients, so the
+//! Bearer …`) or a service account's password, or its connection a client
+//! certificate, verified as the proxy's clients' are, so the
 //! agent's groups, rules, masks, filters, limits and audit trail are those
 //! of a PostgreSQL client with the same token. Statements run as sessions
 //! of the proxy itself (`session::run_local`): the same engine, the same
 //! upstream login, the same audit trail.
 //!
 //! Hand-written JSON-RPC rather than the `rmcp` SDK: the listener must
-//! verify the token before any protocol runs, share the proxy's TLS
+//! verify the caller before any protocol runs, share the proxy's TLS
 //! acceptor and axum stack, and answer every POST with one JSON response
 //! (the streamable-HTTP transport allows it); the SDK's session manager
 //! and server-sent-event streams would be machinery this stateless
