@@ -361,10 +361,37 @@ impl Approvals {
     }
 }
 
+/// Why a store itself failed (its database did not answer, or holds
+/// something unreadable); never a refused vote, which is a [`VoteError`].
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The control plane's database could not be reached or logged into.
+    #[error("control plane: {0}")]
+    Connect(String),
+    /// A query failed (the connection broke, or the database refused it).
+    #[error("control plane: {}", database_message(.0))]
+    Database(#[source] tokio_postgres::Error),
+    /// A stored request does not decode, or one could not be encoded.
+    #[error("control plane: a stored request is unreadable: {0}")]
+    Json(#[source] serde_json::Error),
+    /// Concurrent votes kept changing the request under this one.
+    #[error("control plane: the request kept changing; vote again")]
+    Contended,
+}
+
+/// PostgreSQL's own message when it sent one (not the client library's
+/// wrapping of it).
+fn database_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(d) => d.message().to_owned(),
+        None => e.to_string(),
+    }
+}
+
 /// A boxed future of a store operation; `Err` when the store itself
-/// failed (its database did not answer), never for a refused vote.
+/// failed, never for a refused vote.
 pub type StoreFuture<'a, T> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, String>> + Send + 'a>>;
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// Where approval requests are listed and voted on: this proxy's memory
 /// (`Approvals`) or the control plane's database shared by replicas

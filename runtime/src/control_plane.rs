@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 
-use crate::approvals::{self, Approver, Request, State, VoteError};
+use crate::approvals::{self, Approver, Request, State, StoreError, VoteError};
 
 /// How often a replica asks for decisions on the requests it holds.
 const POLL: Duration = Duration::from_millis(200);
@@ -45,24 +45,19 @@ impl std::fmt::Debug for ControlPlane {
 }
 
 /// Connects and creates the table if it is missing.
-async fn open(url: &str, password: Option<&str>) -> Result<Client, String> {
+async fn open(url: &str, password: Option<&str>) -> Result<Client, StoreError> {
     let client = clsf_compiler::schema::connect::connect_with(url, password)
         .await
-        .map_err(|e| format!("control plane: {}", e.0))?;
-    client.batch_execute(SCHEMA).await.map_err(|e| db(&e))?;
+        .map_err(|e| StoreError::Connect(e.0))?;
+    client
+        .batch_execute(SCHEMA)
+        .await
+        .map_err(StoreError::Database)?;
     Ok(client)
 }
 
-fn db(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(d) => format!("control plane: {}", d.message()),
-        None => format!("control plane: {e}"),
-    }
-}
-
-fn parse(text: &str) -> Result<Request, String> {
-    serde_json::from_str(text)
-        .map_err(|e| format!("control plane: a stored request is unreadable: {e}"))
+fn parse(text: &str) -> Result<Request, StoreError> {
+    serde_json::from_str(text).map_err(StoreError::Json)
 }
 
 /// A pending request past its time is shown as expired (the replica that
@@ -77,7 +72,7 @@ fn as_seen(mut r: Request) -> Request {
 impl ControlPlane {
     /// Connects (TLS as the URL's `sslmode`/`sslrootcert` say) and creates
     /// the table if it is missing.
-    pub async fn connect(url: &str, password: Option<&str>) -> Result<ControlPlane, String> {
+    pub async fn connect(url: &str, password: Option<&str>) -> Result<ControlPlane, StoreError> {
         let client = open(url, password).await?;
         Ok(ControlPlane {
             url: url.to_owned(),
@@ -88,7 +83,7 @@ impl ControlPlane {
 
     /// The connection, opened again if it broke. One caller reconnects at
     /// a time; the others wait for its result.
-    async fn client(&self) -> Result<Arc<Client>, String> {
+    async fn client(&self) -> Result<Arc<Client>, StoreError> {
         let mut current = self.client.lock().await;
         if current.is_closed() {
             *current = Arc::new(open(&self.url, self.password.as_deref()).await?);
@@ -98,8 +93,8 @@ impl ControlPlane {
     }
 
     /// Records a new request.
-    pub async fn insert(&self, r: &Request) -> Result<(), String> {
-        let json = serde_json::to_string(r).map_err(|e| e.to_string())?;
+    pub async fn insert(&self, r: &Request) -> Result<(), StoreError> {
+        let json = serde_json::to_string(r).map_err(StoreError::Json)?;
         self.client()
             .await?
             .execute(
@@ -114,12 +109,12 @@ impl ControlPlane {
                 ],
             )
             .await
-            .map_err(|e| db(&e))?;
+            .map_err(StoreError::Database)?;
         Ok(())
     }
 
     /// Pending (or all) requests of every replica, newest first.
-    pub async fn list(&self, all: bool) -> Result<Vec<Request>, String> {
+    pub async fn list(&self, all: bool) -> Result<Vec<Request>, StoreError> {
         let rows = self
             .client()
             .await?
@@ -130,18 +125,18 @@ impl ControlPlane {
                 &[&all, &(approvals::unix_now() as i64)],
             )
             .await
-            .map_err(|e| db(&e))?;
+            .map_err(StoreError::Database)?;
         rows.iter()
             .map(|row| parse(row.get(0)).map(as_seen))
             .collect()
     }
 
     /// One request.
-    pub async fn get(&self, id: &str) -> Result<Option<Request>, String> {
+    pub async fn get(&self, id: &str) -> Result<Option<Request>, StoreError> {
         Ok(self.get_versioned(id).await?.map(|(r, _)| as_seen(r)))
     }
 
-    async fn get_versioned(&self, id: &str) -> Result<Option<(Request, i64)>, String> {
+    async fn get_versioned(&self, id: &str) -> Result<Option<(Request, i64)>, StoreError> {
         let row = self
             .client()
             .await?
@@ -150,7 +145,7 @@ impl ControlPlane {
                 &[&id],
             )
             .await
-            .map_err(|e| db(&e))?;
+            .map_err(StoreError::Database)?;
         match row {
             Some(row) => Ok(Some((parse(row.get(0))?, row.get(1)))),
             None => Ok(None),
@@ -158,8 +153,8 @@ impl ControlPlane {
     }
 
     /// Writes `r` if nobody changed it since `version` was read.
-    async fn replace(&self, r: &Request, version: i64) -> Result<bool, String> {
-        let json = serde_json::to_string(r).map_err(|e| e.to_string())?;
+    async fn replace(&self, r: &Request, version: i64) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(r).map_err(StoreError::Json)?;
         let n = self
             .client()
             .await?
@@ -170,7 +165,7 @@ impl ControlPlane {
                 &[&json, &r.state.name(), &r.id, &version],
             )
             .await
-            .map_err(|e| db(&e))?;
+            .map_err(StoreError::Database)?;
         Ok(n == 1)
     }
 
@@ -181,7 +176,7 @@ impl ControlPlane {
         approver: &Approver,
         comment: &str,
         approve: bool,
-    ) -> Result<Result<Request, VoteError>, String> {
+    ) -> Result<Result<Request, VoteError>, StoreError> {
         for _ in 0..VOTE_ATTEMPTS {
             let Some((mut r, version)) = self.get_versioned(id).await? else {
                 return Ok(Err(VoteError::NotFound));
@@ -193,11 +188,11 @@ impl ControlPlane {
                 return Ok(Ok(r));
             }
         }
-        Err("control plane: the request kept changing; vote again".to_owned())
+        Err(StoreError::Contended)
     }
 
     /// Records that a pending request ended here (expired or withdrawn).
-    pub async fn end(&self, id: &str, state: &State) -> Result<(), String> {
+    pub async fn end(&self, id: &str, state: &State) -> Result<(), StoreError> {
         for _ in 0..VOTE_ATTEMPTS {
             let Some((mut r, version)) = self.get_versioned(id).await? else {
                 return Ok(());
@@ -210,11 +205,11 @@ impl ControlPlane {
                 return Ok(());
             }
         }
-        Err("control plane: the request kept changing".to_owned())
+        Err(StoreError::Contended)
     }
 
     /// The decided ones among `ids`.
-    async fn decided(&self, ids: &[String]) -> Result<Vec<Request>, String> {
+    async fn decided(&self, ids: &[String]) -> Result<Vec<Request>, StoreError> {
         let rows = self
             .client()
             .await?
@@ -224,7 +219,7 @@ impl ControlPlane {
                 &[&ids],
             )
             .await
-            .map_err(|e| db(&e))?;
+            .map_err(StoreError::Database)?;
         rows.iter().map(|row| parse(row.get(0))).collect()
     }
 }
@@ -256,7 +251,7 @@ pub async fn attach(
     shared: Arc<crate::session::Shared>,
     url: &str,
     password: Option<&str>,
-) -> Result<(), String> {
+) -> Result<(), StoreError> {
     let cp = Arc::new(ControlPlane::connect(url, password).await?);
     shared.approvals.attach(Arc::clone(&cp));
     tokio::spawn(async move {

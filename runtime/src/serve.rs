@@ -195,14 +195,13 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
                     runtime.block_on(async move {
                         if let Some(cp) = control {
                             let attached = match cp.password() {
-                                Ok(pw) => {
-                                    control_plane::attach(
-                                        Arc::clone(&shared),
-                                        &cp.url,
-                                        pw.as_deref(),
-                                    )
-                                    .await
-                                }
+                                Ok(pw) => control_plane::attach(
+                                    Arc::clone(&shared),
+                                    &cp.url,
+                                    pw.as_deref(),
+                                )
+                                .await
+                                .map_err(|e| e.to_string()),
                                 Err(e) => Err(e),
                             };
                             if let Err(e) = attached {

@@ -122,7 +122,7 @@ async fn list(State(shared): Shared_, headers: HeaderMap, Query(q): Query<ListQu
     }
     match shared.approvals.store().list(q.all).await {
         Ok(requests) => Json(json!({ "requests": requests })).into_response(),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
 
@@ -133,7 +133,7 @@ async fn show(State(shared): Shared_, headers: HeaderMap, Path(id): Path<String>
     match shared.approvals.store().get(&id).await {
         Ok(Some(r)) => Json(r).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, VoteError::NotFound.to_string()),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
 
@@ -148,7 +148,7 @@ async fn session(State(shared): Shared_, headers: HeaderMap, Path(session): Path
             let requests: Vec<_> = all.into_iter().filter(|r| r.session == session).collect();
             Json(json!({ "session": session, "requests": requests })).into_response()
         }
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     }
 }
 
@@ -192,7 +192,7 @@ async fn vote(
     let before = match shared.approvals.store().get(&id).await {
         Ok(Some(r)) => r,
         Ok(None) => return error(StatusCode::NOT_FOUND, VoteError::NotFound.to_string()),
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };
     // The vote is recorded before it takes effect; if it cannot be, it is
     // not taken. A vote the store then refuses is recorded as refused.
@@ -216,7 +216,7 @@ async fn vote(
         .await
     {
         Ok(r) => r,
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };
     match result {
         Ok(request) => Json(request).into_response(),
