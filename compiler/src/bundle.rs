@@ -2,7 +2,7 @@
 //! entities, the masking plan, and a manifest with a content hash. The format
 //! is described in `spec/plan.md`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -162,12 +162,91 @@ pub fn masking_plan_json(plan: &Plan) -> String {
     text
 }
 
+/// Why a bundle could not be written or loaded. Each refusal names what
+/// failed, so an operator can tell tampering from a stale build.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The signature is missing, by an untrusted key, or does not verify.
+    #[error("bundle {}: {source}", dir.display())]
+    Signature {
+        /// The bundle.
+        dir: PathBuf,
+        /// What the check found.
+        source: crate::signing::SigningError,
+    },
+    /// `manifest.json` is not a manifest.
+    #[error("{}: not a bundle manifest: {source}", path.display())]
+    Manifest {
+        /// The manifest's path.
+        path: PathBuf,
+        /// Why it does not decode.
+        source: serde_json::Error,
+    },
+    /// Another compiler version or bundle format wrote it.
+    #[error("bundle {} was built by clsfc {built_by} (format {format}); this proxy needs one built by clsfc {}", dir.display(), env!("CARGO_PKG_VERSION"))]
+    Compiler {
+        /// The bundle.
+        dir: PathBuf,
+        /// The compiler version in its manifest.
+        built_by: String,
+        /// The format version in its manifest.
+        format: u32,
+    },
+    /// Older than the bundle in force: a replay, unless rolled back on purpose.
+    #[error("bundle {} has version {version}, older than the version in force ({in_force}): refused as a replay; set [policy] allow_downgrade = true to roll back on purpose", dir.display())]
+    Downgrade {
+        /// The bundle.
+        dir: PathBuf,
+        /// Its version.
+        version: u64,
+        /// The version in force.
+        in_force: u64,
+    },
+    /// The manifest names a file outside the bundle's folder.
+    #[error("bundle manifest names an unexpected file `{0}`")]
+    UnexpectedFile(String),
+    /// A file was changed after the manifest was written.
+    #[error("bundle file {0} does not match its digest in the manifest")]
+    Digest(String),
+    /// The manifest's content hash is not the hash of its files.
+    #[error("the bundle's content hash does not match its manifest")]
+    ContentHash,
+    /// A file the proxy needs is not listed.
+    #[error("bundle has no {0}")]
+    Missing(&'static str),
+    /// `engine-plan.json` does not decode, or has another layout version.
+    #[error("engine-plan.json: {0}")]
+    EnginePlan(String),
+    /// The plan does not generate Cedar (or its Cedar could not be
+    /// serialized).
+    #[error("{0}")]
+    Generate(String),
+    /// The bundle's Cedar is not what its plan generates.
+    #[error("the bundle's Cedar is not what its plan generates; rebuild it with clsfc build")]
+    CedarMismatch,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BundleError + '_ {
+    move |source| BundleError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
 /// The files of a bundle, as (name, content) in a fixed order.
-pub fn files(plan: &Plan, generated: &Generated) -> Result<Vec<(String, String)>, String> {
+pub fn files(plan: &Plan, generated: &Generated) -> Result<Vec<(String, String)>, BundleError> {
     let mut entities = generated
         .entities
         .to_json_value()
-        .map_err(|e| format!("cannot serialize entities: {e}"))?;
+        .map_err(|e| BundleError::Generate(format!("cannot serialize entities: {e}")))?;
     // Cedar lists entities (and parents) in hash order; sorted, the same
     // policy always builds the same bytes and the same content hash.
     let key = |v: &serde_json::Value| {
@@ -189,7 +268,8 @@ pub fn files(plan: &Plan, generated: &Generated) -> Result<Vec<(String, String)>
         }
         list.sort_by_key(key);
     }
-    let mut entities_text = serde_json::to_string_pretty(&entities).map_err(|e| e.to_string())?;
+    let mut entities_text = serde_json::to_string_pretty(&entities)
+        .map_err(|e| BundleError::Generate(e.to_string()))?;
     entities_text.push('\n');
     Ok(vec![
         (
@@ -218,7 +298,7 @@ struct EnginePlan {
     plan: Plan,
 }
 
-fn engine_plan_json(plan: &Plan) -> Result<String, String> {
+fn engine_plan_json(plan: &Plan) -> Result<String, BundleError> {
     let file = EnginePlan {
         format_version: ENGINE_PLAN_VERSION,
         compiler_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -226,7 +306,8 @@ fn engine_plan_json(plan: &Plan) -> Result<String, String> {
         relations: plan.schema.relations.clone(),
         plan: plan.clone(),
     };
-    let mut text = serde_json::to_string(&file).map_err(|e| e.to_string())?;
+    let mut text =
+        serde_json::to_string(&file).map_err(|e| BundleError::EnginePlan(e.to_string()))?;
     text.push('\n');
     Ok(text)
 }
@@ -271,7 +352,7 @@ pub struct LoadedBundle {
 /// the engine from the plan and checks that the Cedar it generates is the
 /// Cedar in the bundle (what was reviewed is what runs). Returns the engine
 /// and the content hash.
-pub fn load(dir: &Path) -> Result<(crate::Engine, String), String> {
+pub fn load(dir: &Path) -> Result<(crate::Engine, String), BundleError> {
     load_with(dir, &Trust::default()).map(|b| (b.engine, b.content_hash))
 }
 
@@ -280,98 +361,89 @@ pub fn load(dir: &Path) -> Result<(crate::Engine, String), String> {
 /// force. Every refusal names what failed: unsigned, signed by another key,
 /// a manifest changed after signing, a file that does not match the
 /// manifest, an older version.
-pub fn load_with(dir: &Path, trust: &Trust) -> Result<LoadedBundle, String> {
+pub fn load_with(dir: &Path, trust: &Trust) -> Result<LoadedBundle, BundleError> {
     let read = |name: &str| {
         let path = dir.join(name);
-        std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))
+        std::fs::read_to_string(&path).map_err(io(&path))
     };
     let manifest_text = read("manifest.json")?;
     let signed_by = if trust.keys.is_empty() {
         None
     } else {
-        let signature = match std::fs::read_to_string(dir.join(crate::signing::SIGNATURE_FILE)) {
+        let sig_path = dir.join(crate::signing::SIGNATURE_FILE);
+        let signature = match std::fs::read_to_string(&sig_path) {
             Ok(text) => Some(text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => {
-                return Err(format!(
-                    "{}: {e}",
-                    dir.join(crate::signing::SIGNATURE_FILE).display()
-                ));
-            }
+            Err(e) => return Err(io(&sig_path)(e)),
         };
         let key =
             crate::signing::verify(manifest_text.as_bytes(), signature.as_deref(), &trust.keys)
-                .map_err(|e| format!("bundle {}: {e}", dir.display()))?;
+                .map_err(|source| BundleError::Signature {
+                    dir: dir.to_owned(),
+                    source,
+                })?;
         Some(key.id())
     };
-    let manifest: ManifestIn = serde_json::from_str(&manifest_text).map_err(|e| {
-        format!(
-            "{}: not a bundle manifest: {e}",
-            dir.join("manifest.json").display()
-        )
-    })?;
+    let manifest: ManifestIn =
+        serde_json::from_str(&manifest_text).map_err(|source| BundleError::Manifest {
+            path: dir.join("manifest.json"),
+            source,
+        })?;
     if manifest.format_version != 1 || manifest.compiler_version != env!("CARGO_PKG_VERSION") {
-        return Err(format!(
-            "bundle {} was built by clsfc {} (format {}); this proxy needs one built by clsfc {}",
-            dir.display(),
-            manifest.compiler_version,
-            manifest.format_version,
-            env!("CARGO_PKG_VERSION")
-        ));
+        return Err(BundleError::Compiler {
+            dir: dir.to_owned(),
+            built_by: manifest.compiler_version,
+            format: manifest.format_version,
+        });
     }
-    if let Some(current) = trust.in_force
-        && manifest.bundle_version < current
+    if let Some(in_force) = trust.in_force
+        && manifest.bundle_version < in_force
         && !trust.allow_downgrade
     {
-        return Err(format!(
-            "bundle {} has version {}, older than the version in force ({current}): refused as a replay; set [policy] allow_downgrade = true to roll back on purpose",
-            dir.display(),
-            manifest.bundle_version
-        ));
+        return Err(BundleError::Downgrade {
+            dir: dir.to_owned(),
+            version: manifest.bundle_version,
+            in_force,
+        });
     }
     let mut files = Vec::new();
     for (name, digest) in &manifest.files {
         if name.contains('/') || name.contains("..") {
-            return Err(format!("bundle manifest names an unexpected file `{name}`"));
+            return Err(BundleError::UnexpectedFile(name.clone()));
         }
         let text = read(name)?;
         let actual = hex::encode(Sha256::digest(text.as_bytes()));
         if actual != *digest {
-            return Err(format!(
-                "bundle file {name} does not match its digest in the manifest"
-            ));
+            return Err(BundleError::Digest(name.clone()));
         }
         files.push((name.clone(), text));
     }
     let (content_hash, _) = digests(&files);
     if content_hash != manifest.content_hash {
-        return Err("the bundle's content hash does not match its manifest".to_owned());
+        return Err(BundleError::ContentHash);
     }
-    let find = |name: &str| {
+    let find = |name: &'static str| {
         files
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, t)| t.as_str())
-            .ok_or_else(|| format!("bundle has no {name}"))
+            .ok_or(BundleError::Missing(name))
     };
     let file: EnginePlan = serde_json::from_str(find("engine-plan.json")?)
-        .map_err(|e| format!("engine-plan.json: {e}"))?;
+        .map_err(|e| BundleError::EnginePlan(e.to_string()))?;
     if file.format_version != ENGINE_PLAN_VERSION {
-        return Err(format!(
-            "engine-plan.json format {} is not {ENGINE_PLAN_VERSION}",
+        return Err(BundleError::EnginePlan(format!(
+            "format {} is not {ENGINE_PLAN_VERSION}",
             file.format_version
-        ));
+        )));
     }
     let mut plan = file.plan;
     plan.schema = Schema::new(file.server_version, file.relations);
-    let engine = crate::Engine::new(plan).map_err(|e| e.to_string())?;
+    let engine = crate::Engine::new(plan).map_err(|e| BundleError::Generate(e.to_string()))?;
     if find("schema.cedarschema")? != cedar::SCHEMA_TEXT
         || find("policies.cedar")? != cedar::policies_text(engine.generated())
     {
-        return Err(
-            "the bundle's Cedar is not what its plan generates; rebuild it with clsfc build"
-                .to_owned(),
-        );
+        return Err(BundleError::CedarMismatch);
     }
     Ok(LoadedBundle {
         engine,
@@ -398,7 +470,7 @@ pub fn digests(files: &[(String, String)]) -> (String, Vec<(String, String)>) {
 
 /// Writes a bundle into `dir` (created if missing), manifest last, with
 /// version 0 and no signature.
-pub fn write(dir: &Path, plan: &Plan, generated: &Generated) -> Result<String, String> {
+pub fn write(dir: &Path, plan: &Plan, generated: &Generated) -> Result<String, BundleError> {
     write_signed(dir, plan, generated, 0, None)
 }
 
@@ -411,18 +483,18 @@ pub fn write_signed(
     generated: &Generated,
     version: u64,
     key: Option<&crate::signing::SecretKey>,
-) -> Result<String, String> {
+) -> Result<String, BundleError> {
     let files = files(plan, generated)?;
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
     let sig_path = dir.join(crate::signing::SIGNATURE_FILE);
     match std::fs::remove_file(&sig_path) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("{}: {e}", sig_path.display())),
+        Err(e) => return Err(io(&sig_path)(e)),
     }
     for (name, content) in &files {
         let path = dir.join(name);
-        std::fs::write(&path, content).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::write(&path, content).map_err(io(&path))?;
     }
     let (content_hash, listed) = digests(&files);
     let manifest = Manifest {
@@ -432,13 +504,13 @@ pub fn write_signed(
         content_hash: content_hash.clone(),
         files: listed,
     };
-    let mut text = serde_json::to_string_pretty(&manifest).map_err(|e| e.to_string())?;
+    let mut text = serde_json::to_string_pretty(&manifest)
+        .map_err(|e| BundleError::Generate(e.to_string()))?;
     text.push('\n');
     let path = dir.join("manifest.json");
-    std::fs::write(&path, &text).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::write(&path, &text).map_err(io(&path))?;
     if let Some(key) = key {
-        std::fs::write(&sig_path, key.sign(text.as_bytes()))
-            .map_err(|e| format!("{}: {e}", sig_path.display()))?;
+        std::fs::write(&sig_path, key.sign(text.as_bytes())).map_err(io(&sig_path))?;
     }
     Ok(content_hash)
 }

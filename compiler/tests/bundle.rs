@@ -55,7 +55,14 @@ fn a_bundle_decides_as_the_sources_do_and_edits_are_refused() {
     let original = std::fs::read_to_string(&policies).unwrap();
     std::fs::write(&policies, original.replace("forbid", "permit")).unwrap();
     let err = bundle::load(dir.path()).unwrap_err();
-    assert!(err.contains("does not match its digest"), "{err}");
+    assert!(
+        matches!(&err, bundle::BundleError::Digest(f) if f == "policies.cedar"),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "bundle file policies.cedar does not match its digest in the manifest"
+    );
     std::fs::write(&policies, &original).unwrap();
     bundle::load(dir.path()).unwrap();
 
@@ -85,16 +92,23 @@ fn a_bundle_decides_as_the_sources_do_and_edits_are_refused() {
         "content_hash": content_hash,
         "files": listed,
     });
-    std::fs::write(dir.path().join("manifest.json"), manifest.to_string()).unwrap();
+    let manifest_path = dir.path().join("manifest.json");
+    let original_manifest = std::fs::read_to_string(&manifest_path).unwrap();
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
     let err = bundle::load(dir.path()).unwrap_err();
-    assert!(err.contains("not what its plan generates"), "{err}");
+    assert!(matches!(err, bundle::BundleError::CedarMismatch), "{err}");
     std::fs::write(&policies, &original).unwrap();
+    std::fs::write(&manifest_path, &original_manifest).unwrap();
+    bundle::load(dir.path()).unwrap();
 
     let plan_file = dir.path().join("engine-plan.json");
     let plan_text = std::fs::read_to_string(&plan_file).unwrap();
     std::fs::write(&plan_file, plan_text.replace("\"Deny\"", "\"Allow\"")).unwrap();
     let err = bundle::load(dir.path()).unwrap_err();
-    assert!(err.contains("digest"), "{err}");
+    assert!(
+        matches!(&err, bundle::BundleError::Digest(f) if f == "engine-plan.json"),
+        "{err}"
+    );
 }
 
 #[test]

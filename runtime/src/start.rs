@@ -47,7 +47,8 @@ pub fn compile_policy(
                 in_force,
                 allow_downgrade: config.policy.allow_downgrade,
             };
-            let loaded = clsf_compiler::bundle::load_with(dir, &trust)?;
+            let loaded =
+                clsf_compiler::bundle::load_with(dir, &trust).map_err(|e| e.to_string())?;
             if let Some(key) = &loaded.signed_by {
                 tracing::info!(version = loaded.version, key = %key, "bundle signature verified");
             }
@@ -67,7 +68,8 @@ pub fn compile_policy(
         }
         engine = engine.with_hash_key(key.to_owned());
     }
-    let files = clsf_compiler::bundle::files(engine.plan(), engine.generated())?;
+    let files = clsf_compiler::bundle::files(engine.plan(), engine.generated())
+        .map_err(|e| e.to_string())?;
     // The same hash `clsfc build` writes into the bundle's manifest.
     let (plan_hash, _) = clsf_compiler::bundle::digests(&files);
     Ok(Loaded {

@@ -688,7 +688,8 @@ fn build(
         engine.generated(),
         version,
         key.as_ref(),
-    )?;
+    )
+    .map_err(|e| e.to_string())?;
     match &key {
         Some(k) => eprintln!(
             "ok: wrote {} (version {version}, content hash {hash}, signed by key {})",
