@@ -30,7 +30,7 @@ pub fn compile_policy(
     let mut bundle_version = None;
     let mut engine = match config.policy.source() {
         PolicySource::Sources { dir, lock } => {
-            let compiled = load::compile_dir(dir, lock)?;
+            let compiled = load::compile_dir(dir, lock).map_err(|e| e.to_string())?;
             let Some(plan) = compiled.plan else {
                 return Err(format!(
                     "the policy has errors:\n{}",

@@ -21,7 +21,7 @@ pub enum Format {
 }
 
 fn engine(dir: &Path, schema: &Path, what: &str) -> Result<Engine, String> {
-    let compiled = load::compile_dir(dir, schema)?;
+    let compiled = load::compile_dir(dir, schema).map_err(|e| e.to_string())?;
     let Some(plan) = compiled.plan else {
         eprint!(
             "{}",

@@ -85,7 +85,7 @@ pub fn statement(
     sql: &str,
     json_out: bool,
 ) -> Result<Exit, String> {
-    let compiled = load::compile_dir(policy, schema)?;
+    let compiled = load::compile_dir(policy, schema).map_err(|e| e.to_string())?;
     let Some(plan) = compiled.plan else {
         eprint!(
             "{}",

@@ -484,7 +484,10 @@ fn schema_diff(
     exit_code: bool,
     format: DriftFormat,
 ) -> Result<Exit, String> {
-    let changes = schema::drift::diff(&load::read_lock(old)?, &load::read_lock(new)?);
+    let changes = {
+        let read = |p: &std::path::Path| load::read_lock(p).map_err(|e| e.to_string());
+        schema::drift::diff(&read(old)?, &read(new)?)
+    };
     match format {
         DriftFormat::Text if changes.is_empty() => eprintln!("no changes"),
         DriftFormat::Text => {
@@ -544,8 +547,10 @@ fn compile_as(
 
 fn compile_quiet(policy_dir: &std::path::Path, source: &SchemaSource) -> Result<Compiled, String> {
     match source {
-        SchemaSource::Lock(lock) => load::compile_dir(policy_dir, lock),
-        SchemaSource::Database(url) => load::compile_against(policy_dir, &pull_schema(url, &[])?),
+        SchemaSource::Lock(lock) => load::compile_dir(policy_dir, lock).map_err(|e| e.to_string()),
+        SchemaSource::Database(url) => {
+            load::compile_against(policy_dir, &pull_schema(url, &[])?).map_err(|e| e.to_string())
+        }
     }
 }
 

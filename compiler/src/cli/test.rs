@@ -23,7 +23,7 @@ pub fn run(
     min_coverage: Option<f64>,
     format: Format,
 ) -> Result<Exit, String> {
-    let compiled = load::compile_dir(dir, schema)?;
+    let compiled = load::compile_dir(dir, schema).map_err(|e| e.to_string())?;
     let Some(plan) = compiled.plan else {
         eprint!(
             "{}",
