@@ -77,7 +77,9 @@ fi
 # cvc5 1.3.1 solver library `clsfc check --verify` runs through
 # compiler/solver/cvc5;
 # node-postgres, pg-cursor, pg-copy-streams and the reference MCP server
-# for PostgreSQL from npm, and the MCP SDK whose client the MCP tests use.
+# for PostgreSQL from npm, the MCP SDK whose client the MCP tests use, and
+# vscode-textmate with vscode-oniguruma, which tokenise .clsf as VS Code
+# does for the editor grammar's test.
 if ! PYTHONPATH="$deps_dir/python" python3 -c 'import psycopg, sqlalchemy, cvc5' >/dev/null 2>&1; then
     mkdir -p "$deps_dir"
     python3 -m pip install --quiet --disable-pip-version-check --upgrade --target "$deps_dir/python" \
@@ -87,7 +89,8 @@ fi
 # playwright-core drives Debian's chromium for the approver page's test.
 # All in one install: npm prunes what a --no-save install does not name.
 node_pkgs=(pg@8.23.1 playwright-core@1.65.1 pg-cursor@2.22.0 pg-copy-streams@7.0.0
-    @modelcontextprotocol/server-postgres@0.6.2 @modelcontextprotocol/sdk@1.32.2)
+    @modelcontextprotocol/server-postgres@0.6.2 @modelcontextprotocol/sdk@1.32.2
+    vscode-textmate@9.3.2 vscode-oniguruma@2.0.1)
 node_missing=0
 for pkg in "${node_pkgs[@]}"; do
     # The version too: a dependency of another package may have put an

@@ -6,6 +6,7 @@ pub mod ast;
 pub mod diagnostic;
 pub mod diagnostics;
 pub mod format;
+pub mod lexical;
 pub mod parser;
 pub mod span;
 

@@ -13,6 +13,7 @@ mod clients;
 mod clsfc;
 mod copy;
 mod differential;
+mod editors;
 mod explain;
 mod hash_key;
 mod identities;
