@@ -13,6 +13,10 @@ use clsf_tests::bins::repo_root;
 use clsf_tests::programs;
 use serde_json::Value;
 
+/// One token of a line as vscode-textmate gives it: UTF-16 start and end
+/// columns, and the scopes from the outermost.
+type LineToken = (usize, usize, Vec<String>);
+
 /// The texts to tokenise: (where from, text).
 fn corpus() -> Vec<(String, String)> {
     let root = repo_root();
@@ -103,7 +107,7 @@ fn the_textmate_grammar_scopes_every_token_as_the_parser_reads_it() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let tokenised: Vec<Vec<Vec<(usize, usize, Vec<String>)>>> =
+    let tokenised: Vec<Vec<Vec<LineToken>>> =
         serde_json::from_slice(&out.stdout).expect("the tokeniser prints JSON");
 
     let mut wrong = Vec::new();
