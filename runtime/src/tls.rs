@@ -15,6 +15,63 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+/// Why a certificate chain or a private key could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PemError {
+    /// The certificate file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        source: rustls_pki_types::pem::Error,
+    },
+    /// A block of the certificate file is not a certificate.
+    #[error("invalid certificate in {}: {source}", path.display())]
+    Certificate {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        source: rustls_pki_types::pem::Error,
+    },
+    /// The certificate file holds no certificate.
+    #[error("{} holds no certificate", .0.display())]
+    Empty(std::path::PathBuf),
+    /// The key file holds no usable private key.
+    #[error("cannot read a private key from {}: {source}", path.display())]
+    Key {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        source: rustls_pki_types::pem::Error,
+    },
+}
+
+/// A certificate chain (PEM, the leaf first) and its private key.
+pub fn read_identity(
+    cert_file: &Path,
+    key_file: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), PemError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
+        .map_err(|source| PemError::Read {
+            path: cert_file.to_owned(),
+            source,
+        })?
+        .collect::<Result<_, _>>()
+        .map_err(|source| PemError::Certificate {
+            path: cert_file.to_owned(),
+            source,
+        })?;
+    if certs.is_empty() {
+        return Err(PemError::Empty(cert_file.to_owned()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|source| PemError::Key {
+        path: key_file.to_owned(),
+        source,
+    })?;
+    Ok((certs, key))
+}
+
 /// Builds the acceptor from a certificate chain and a private key (PEM),
 /// asking clients for a certificate signed by `client_ca` when given (a
 /// client without one may still authenticate otherwise; one with a bad
@@ -28,15 +85,7 @@ pub fn acceptor(
     alpn: &[&[u8]],
 ) -> Result<TlsAcceptor, String> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
-        .map_err(|e| format!("cannot read {}: {e}", cert_file.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("invalid certificate in {}: {e}", cert_file.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{} holds no certificate", cert_file.display()));
-    }
-    let key = PrivateKeyDer::from_pem_file(key_file)
-        .map_err(|e| format!("cannot read a private key from {}: {e}", key_file.display()))?;
+    let (certs, key) = read_identity(cert_file, key_file).map_err(|e| e.to_string())?;
     let builder = rustls::ServerConfig::builder();
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
@@ -186,5 +235,33 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
             MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             MaybeTls::Upgrading => Poll::Ready(Err(upgrading())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unusable_certificate_files_are_named_with_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let (empty, key) = (dir.path().join("empty.pem"), dir.path().join("key.pem"));
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        std::fs::write(
+            &key,
+            "-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let missing = dir.path().join("missing.pem");
+        assert!(matches!(
+            read_identity(&missing, &key),
+            Err(PemError::Read { path, .. }) if path == missing
+        ));
+        let err = read_identity(&empty, &key).unwrap_err();
+        assert!(matches!(&err, PemError::Empty(p) if *p == empty), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!("{} holds no certificate", empty.display())
+        );
     }
 }

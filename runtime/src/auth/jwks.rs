@@ -194,21 +194,8 @@ pub fn http_or_https_connector(
     let config = match identity {
         None => builder.with_no_client_auth(),
         Some(id) => {
-            use rustls_pki_types::pem::PemObject;
-            use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-            let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(id.cert_file)
-                .map_err(|e| format!("cannot read {}: {e}", id.cert_file.display()))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| format!("invalid certificate in {}: {e}", id.cert_file.display()))?;
-            if chain.is_empty() {
-                return Err(format!("{} holds no certificate", id.cert_file.display()));
-            }
-            let key = PrivateKeyDer::from_pem_file(id.key_file).map_err(|e| {
-                format!(
-                    "cannot read a private key from {}: {e}",
-                    id.key_file.display()
-                )
-            })?;
+            let (chain, key) =
+                crate::tls::read_identity(id.cert_file, id.key_file).map_err(|e| e.to_string())?;
             builder
                 .with_client_auth_cert(chain, key)
                 .map_err(|e| format!("the client certificate and key do not match: {e}"))?
