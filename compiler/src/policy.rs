@@ -65,6 +65,15 @@ fn add(parsed: &mut Parsed, name: &str, text: &str, origin: Origin) -> FileId {
 /// Reads and parses every `*.clsf` file under `dir` (sorted by path), then
 /// everything they import.
 pub fn load_dir(dir: &Path) -> std::io::Result<Parsed> {
+    load_dir_with(dir, &|_| None)
+}
+
+/// [`load_dir`] where `open(path)` gives the text of a file that differs
+/// from the disk (an editor's unsaved buffer), by its path as found.
+pub fn load_dir_with(
+    dir: &Path,
+    open: &dyn Fn(&Path) -> Option<String>,
+) -> std::io::Result<Parsed> {
     let mut paths = Vec::new();
     collect(dir, &mut paths)?;
     if paths.is_empty() {
@@ -76,7 +85,10 @@ pub fn load_dir(dir: &Path) -> std::io::Result<Parsed> {
     paths.sort();
     let mut parsed = Parsed::default();
     for path in paths {
-        let text = read(&path)?;
+        let text = match open(&path) {
+            Some(text) => text,
+            None => read(&path)?,
+        };
         let name = path
             .strip_prefix(dir)
             .unwrap_or(&path)

@@ -19,6 +19,7 @@ mod hash_key;
 mod identities;
 mod limits;
 mod lineage;
+mod lsp;
 mod masks;
 mod mcp;
 mod quickstart;

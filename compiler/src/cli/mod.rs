@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod diff;
 mod explain;
 mod fmt;
+mod lsp;
 mod test;
 mod who_can;
 
@@ -34,6 +35,10 @@ enum Color {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Serve the Language Server Protocol on stdin and stdout for editors:
+    /// diagnostics as you type (against the `schema.lock.json` next to the
+    /// policy or above it), formatting and document symbols.
+    Lsp,
     /// Work with the schema lock file.
     Schema {
         #[command(subcommand)]
@@ -371,6 +376,7 @@ pub fn run(cli: Cli) -> Exit {
             ),
         },
         Command::Fmt { paths, check } => fmt::run(&paths, check),
+        Command::Lsp => lsp::run(),
         Command::WhoCan {
             policy_dir,
             schema,

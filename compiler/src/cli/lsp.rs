@@ -1,0 +1,425 @@
+//! `clsfc lsp`: the Language Server Protocol over stdin and stdout.
+//!
+//! What it serves: diagnostics as you type (the codes, messages, labels and
+//! help of `clsfc check`, for every `.clsf` file of the edited file's
+//! folder, against the `schema.lock.json` found in that folder or above it,
+//! or the `lock` given in `initializationOptions`; without a lock, syntax
+//! and import errors only), whole-document formatting (`clsfc fmt`) and
+//! document symbols (labels, groups, schemas, tables with their columns,
+//! masks, rules). Not yet: hover, go to definition, references, completion
+//! and code actions.
+//!
+//! `lsp-server` (rust-analyzer's) does the framing and the
+//! initialize/shutdown handshake; messages are handled as JSON values,
+//! which keeps this to the few fields it reads.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use clsf_compiler::{load, policy, resolve};
+use clsf_lang::ast::Item;
+use clsf_lang::{Diagnostic, FileId, Severity, SourceSet, Span};
+use lsp_server::{Connection, Message, Notification, Response};
+use serde_json::{Value, json};
+
+use super::Exit;
+
+/// The lock file looked for next to a policy, and in the folders above it.
+const LOCK_NAME: &str = "schema.lock.json";
+
+/// Serves until the client asks to shut down and exits.
+pub fn run() -> Result<Exit, String> {
+    let (connection, io_threads) = Connection::stdio();
+    let capabilities = json!({
+        "textDocumentSync": 1,
+        "documentFormattingProvider": true,
+        "documentSymbolProvider": true,
+    });
+    let init = connection
+        .initialize(capabilities)
+        .map_err(|e| format!("lsp: {e}"))?;
+    let mut server = Server {
+        open: HashMap::new(),
+        lock: init["initializationOptions"]["lock"]
+            .as_str()
+            .map(PathBuf::from),
+    };
+    for message in &connection.receiver {
+        match message {
+            Message::Request(request) => {
+                if connection
+                    .handle_shutdown(&request)
+                    .map_err(|e| format!("lsp: {e}"))?
+                {
+                    break;
+                }
+                let response = match server.request(&request.method, &request.params) {
+                    Ok(result) => Response::new_ok(request.id, result),
+                    Err((code, message)) => Response::new_err(request.id, code, message),
+                };
+                send(&connection, response.into())?;
+            }
+            Message::Notification(n) => {
+                for (uri, diagnostics) in server.notification(&n.method, &n.params) {
+                    let params = json!({ "uri": uri, "diagnostics": diagnostics });
+                    let note = Notification::new("textDocument/publishDiagnostics".into(), params);
+                    send(&connection, note.into())?;
+                }
+            }
+            Message::Response(_) => {}
+        }
+    }
+    drop(connection);
+    io_threads.join().map_err(|e| format!("lsp: {e}"))?;
+    Ok(Exit::Ok)
+}
+
+fn send(connection: &Connection, message: Message) -> Result<(), String> {
+    connection
+        .sender
+        .send(message)
+        .map_err(|e| format!("lsp: the client went away: {e}"))
+}
+
+struct Server {
+    /// Open documents' current text, by path.
+    open: HashMap<PathBuf, String>,
+    /// The lock file from `initializationOptions`, if given.
+    lock: Option<PathBuf>,
+}
+
+type RpcResult = Result<Value, (i32, String)>;
+
+impl Server {
+    fn request(&self, method: &str, params: &Value) -> RpcResult {
+        let path = || {
+            params["textDocument"]["uri"]
+                .as_str()
+                .and_then(uri_to_path)
+                .ok_or((-32602, "textDocument.uri must be a file: URI".to_owned()))
+        };
+        match method {
+            "textDocument/formatting" => {
+                let path = path()?;
+                let text = self.text(&path).map_err(|e| (-32603, e))?;
+                let parsed = clsf_lang::parse(FileId(0), &text);
+                // As `clsfc fmt`: a file with syntax errors is left alone.
+                if !parsed.diagnostics.is_empty() {
+                    return Ok(Value::Null);
+                }
+                let formatted = clsf_lang::format(&parsed.file, &text);
+                if formatted == text {
+                    return Ok(json!([]));
+                }
+                Ok(json!([{
+                    "range": { "start": position(&text, 0), "end": position(&text, text.len()) },
+                    "newText": formatted,
+                }]))
+            }
+            "textDocument/documentSymbol" => {
+                let path = path()?;
+                let text = self.text(&path).map_err(|e| (-32603, e))?;
+                Ok(symbols(&text))
+            }
+            _ => Err((-32601, format!("{method} is not supported"))),
+        }
+    }
+
+    /// The diagnostics to publish after a change: (uri, diagnostics) for
+    /// every file of the changed file's folder.
+    fn notification(&mut self, method: &str, params: &Value) -> Vec<(String, Value)> {
+        let Some(path) = params["textDocument"]["uri"].as_str().and_then(uri_to_path) else {
+            return Vec::new();
+        };
+        match method {
+            "textDocument/didOpen" => {
+                let text = params["textDocument"]["text"].as_str().unwrap_or("");
+                self.open.insert(path.clone(), text.to_owned());
+            }
+            "textDocument/didChange" => {
+                // Full synchronisation: the last change is the whole text.
+                if let Some(text) = params["contentChanges"]
+                    .as_array()
+                    .and_then(|c| c.last())
+                    .and_then(|c| c["text"].as_str())
+                {
+                    self.open.insert(path.clone(), text.to_owned());
+                }
+            }
+            "textDocument/didClose" => {
+                self.open.remove(&path);
+            }
+            "textDocument/didSave" => {}
+            _ => return Vec::new(),
+        }
+        self.check(&path)
+    }
+
+    fn text(&self, path: &Path) -> Result<String, String> {
+        match self.open.get(path) {
+            Some(t) => Ok(t.clone()),
+            None => std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display())),
+        }
+    }
+
+    /// Checks the folder of `path` as `clsfc check` would, with open
+    /// documents' unsaved text.
+    fn check(&self, path: &Path) -> Vec<(String, Value)> {
+        let Some(dir) = path.parent() else {
+            return Vec::new();
+        };
+        let open = |p: &Path| self.open.get(p).cloned();
+        let parsed = match policy::load_dir_with(dir, &open) {
+            Ok(p) => p,
+            Err(e) => return vec![(path_to_uri(path), json!([unlocated(&e.to_string())]))],
+        };
+        let lock = self.lock.clone().or_else(|| find_lock(dir));
+        let mut extra = Vec::new();
+        let diagnostics = match lock.as_deref().map(load::read_lock) {
+            Some(Ok(schema)) => resolve::compile(&parsed, &schema).1,
+            Some(Err(e)) => {
+                extra.push(unlocated(&format!(
+                    "the schema lock could not be read: {e}"
+                )));
+                parsed.diagnostics.clone()
+            }
+            None => {
+                extra.push(json!({
+                    "range": { "start": { "line": 0, "character": 0 }, "end": { "line": 0, "character": 0 } },
+                    "severity": 3,
+                    "source": "clsfc",
+                    "message": format!("no {LOCK_NAME} in this folder or above: only syntax and imports are checked"),
+                }));
+                parsed.diagnostics.clone()
+            }
+        };
+        // Every file of the folder gets its list (empty clears old ones).
+        let mut by_file: BTreeMap<PathBuf, Vec<Value>> = BTreeMap::new();
+        for (_, file) in parsed.sources.iter() {
+            let p = dir.join(&file.name);
+            if p.parent() == Some(dir) && p.extension().is_some_and(|e| e == "clsf") {
+                by_file.entry(p).or_default();
+            }
+        }
+        by_file.entry(path.to_owned()).or_default().extend(extra);
+        for d in &diagnostics {
+            let (target, value) = match &d.primary {
+                Some((span, _)) => match file_of(&parsed.sources, dir, *span) {
+                    Some(p) => (p, lsp_diagnostic(d, &parsed.sources, dir)),
+                    // In a library module: shown on the edited file.
+                    None => (
+                        path.to_owned(),
+                        with_range(d, json!(null), &parsed.sources, dir),
+                    ),
+                },
+                None => (
+                    path.to_owned(),
+                    with_range(d, json!(null), &parsed.sources, dir),
+                ),
+            };
+            by_file.entry(target).or_default().push(value);
+        }
+        by_file
+            .into_iter()
+            .map(|(p, list)| (path_to_uri(&p), Value::Array(list)))
+            .collect()
+    }
+}
+
+/// The `schema.lock.json` in `dir` or the nearest folder above it.
+fn find_lock(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors()
+        .map(|d| d.join(LOCK_NAME))
+        .find(|p| p.is_file())
+}
+
+/// The file on disk a span is in, if it is one of the folder's (or an
+/// imported file with a path).
+fn file_of(sources: &SourceSet, dir: &Path, span: Span) -> Option<PathBuf> {
+    let name = &sources.file(span.file).name;
+    let p = dir.join(name);
+    p.is_file().then_some(p)
+}
+
+fn lsp_diagnostic(d: &Diagnostic, sources: &SourceSet, dir: &Path) -> Value {
+    let range = d
+        .primary
+        .as_ref()
+        .map(|(span, _)| range(&sources.file(span.file).text, *span))
+        .unwrap_or(Value::Null);
+    with_range(d, range, sources, dir)
+}
+
+fn with_range(d: &Diagnostic, range: Value, sources: &SourceSet, dir: &Path) -> Value {
+    let range = if range.is_null() {
+        json!({ "start": { "line": 0, "character": 0 }, "end": { "line": 0, "character": 0 } })
+    } else {
+        range
+    };
+    let mut message = d.message.clone();
+    if let Some((_, label)) = &d.primary
+        && !label.is_empty()
+    {
+        message.push_str(&format!(" ({label})"));
+    }
+    if let Some(help) = &d.help {
+        message.push_str(&format!("\nhelp: {help}"));
+    }
+    let related: Vec<Value> = d
+        .labels
+        .iter()
+        .filter_map(|(span, label)| {
+            let p = file_of(sources, dir, *span)?;
+            Some(json!({
+                "location": { "uri": path_to_uri(&p), "range": self::range(&sources.file(span.file).text, *span) },
+                "message": label,
+            }))
+        })
+        .collect();
+    json!({
+        "range": range,
+        "severity": match d.severity { Severity::Error => 1, Severity::Warning => 2 },
+        "code": d.code,
+        "source": "clsfc",
+        "message": message,
+        "relatedInformation": related,
+    })
+}
+
+fn unlocated(message: &str) -> Value {
+    json!({
+        "range": { "start": { "line": 0, "character": 0 }, "end": { "line": 0, "character": 0 } },
+        "severity": 1,
+        "source": "clsfc",
+        "message": message,
+    })
+}
+
+fn range(text: &str, span: Span) -> Value {
+    json!({ "start": position(text, span.start), "end": position(text, span.end) })
+}
+
+/// A byte offset as an LSP position: a line and a UTF-16 column.
+fn position(text: &str, byte: usize) -> Value {
+    let byte = floor_char_boundary(text, byte.min(text.len()));
+    let line_start = text[..byte].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[..line_start].matches('\n').count();
+    let character = text[line_start..byte].encode_utf16().count();
+    json!({ "line": line, "character": character })
+}
+
+fn floor_char_boundary(text: &str, mut i: usize) -> usize {
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// Document symbols: each declaration, tables with their columns.
+fn symbols(text: &str) -> Value {
+    const NAMESPACE: u8 = 3;
+    const CLASS: u8 = 5;
+    const FIELD: u8 = 8;
+    const FUNCTION: u8 = 12;
+    const CONSTANT: u8 = 14;
+    const EVENT: u8 = 24;
+    const STRUCT: u8 = 23;
+    let parsed = clsf_lang::parse(FileId(0), text);
+    let symbol = |name: &str, kind: u8, whole: Span, selection: Span, children: Vec<Value>| {
+        json!({
+            "name": name,
+            "kind": kind,
+            "range": range(text, whole),
+            "selectionRange": range(text, selection),
+            "children": children,
+        })
+    };
+    let mut out = Vec::new();
+    for item in &parsed.file.items {
+        let whole = item.span();
+        match item {
+            Item::Labels(l) => {
+                for label in &l.labels {
+                    out.push(symbol(&label.text, CONSTANT, whole, label.span, Vec::new()));
+                }
+            }
+            Item::Group(g) => out.push(symbol(&g.name.text, CLASS, whole, g.name.span, Vec::new())),
+            Item::Schema(s) => out.push(symbol(
+                &s.name.text,
+                NAMESPACE,
+                whole,
+                s.name.span,
+                Vec::new(),
+            )),
+            Item::Table(t) => {
+                let columns = t
+                    .columns
+                    .iter()
+                    .map(|c| symbol(&c.name.text, FIELD, c.span, c.name.span, Vec::new()))
+                    .collect();
+                let name: Vec<&str> = t.name.parts.iter().map(|p| p.text.as_str()).collect();
+                out.push(symbol(&name.join("."), STRUCT, whole, t.name.span, columns));
+            }
+            Item::Mask(m) => out.push(symbol(
+                &m.name.text,
+                FUNCTION,
+                whole,
+                m.name.span,
+                Vec::new(),
+            )),
+            Item::Rule(r) => out.push(symbol(&r.name.text, EVENT, whole, r.name.span, Vec::new())),
+            Item::Use(_) | Item::Categories(_) | Item::Unclassified(_) | Item::Classify(_) => {}
+        }
+    }
+    Value::Array(out)
+}
+
+/// A `file:` URI's path, percent-decoded.
+fn uri_to_path(uri: &str) -> Option<PathBuf> {
+    let rest = uri.strip_prefix("file://")?;
+    let bytes = rest.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    let path = PathBuf::from(String::from_utf8(out).ok()?);
+    path.is_absolute().then_some(path)
+}
+
+/// A path as a `file:` URI, percent-encoding what a URI path may not hold.
+fn path_to_uri(path: &Path) -> String {
+    let mut uri = String::from("file://");
+    for b in path.to_string_lossy().bytes() {
+        if b.is_ascii_alphanumeric() || b"/-._~".contains(&b) {
+            uri.push(b as char);
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris_and_positions_round_trip() {
+        let p = Path::new("/tmp/a b/ü.clsf");
+        assert_eq!(uri_to_path(&path_to_uri(p)).as_deref(), Some(p));
+        assert_eq!(uri_to_path("file:///x/%2"), None);
+        assert_eq!(uri_to_path("http://x/y"), None);
+        let text = "ab\n€x";
+        assert_eq!(position(text, 4), json!({ "line": 1, "character": 0 }));
+        assert_eq!(position(text, 6), json!({ "line": 1, "character": 1 }));
+        assert_eq!(position(text, 5), json!({ "line": 1, "character": 0 }));
+    }
+}

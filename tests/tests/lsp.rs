@@ -1,0 +1,275 @@
+//! `clsfc lsp` spoken to as an editor does: JSON-RPC with Content-Length
+//! framing over the process's stdin and stdout, on a copy of the
+//! quickstart policy with its schema lock beside it. Diagnostics as you
+//! type carry the codes and positions `clsfc check` reports; formatting
+//! gives what `clsfc fmt` writes; symbols list the declarations.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use clsf_tests::bins::{bin, repo_root};
+use serde_json::{Value, json};
+
+struct Lsp {
+    child: Child,
+    stdin: ChildStdin,
+    messages: mpsc::Receiver<Value>,
+    next_id: i64,
+}
+
+impl Lsp {
+    fn start() -> Lsp {
+        let mut child = Command::new(bin("clsfc"))
+            .arg("lsp")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("clsfc lsp");
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let (tx, messages) = mpsc::channel();
+        std::thread::spawn(move || {
+            loop {
+                let mut length = None;
+                loop {
+                    let mut line = String::new();
+                    if stdout.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let line = line.trim_end();
+                    if line.is_empty() {
+                        break;
+                    }
+                    if let Some(n) = line.strip_prefix("Content-Length: ") {
+                        length = n.parse::<usize>().ok();
+                    }
+                }
+                let mut body = vec![0; length.expect("a Content-Length header")];
+                stdout.read_exact(&mut body).unwrap();
+                if tx.send(serde_json::from_slice(&body).unwrap()).is_err() {
+                    return;
+                }
+            }
+        });
+        Lsp {
+            child,
+            stdin,
+            messages,
+            next_id: 1,
+        }
+    }
+
+    fn send(&mut self, message: &Value) {
+        let body = message.to_string();
+        write!(self.stdin, "Content-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    fn notify(&mut self, method: &str, params: Value) {
+        self.send(&json!({ "jsonrpc": "2.0", "method": method, "params": params }));
+    }
+
+    fn next(&self) -> Value {
+        self.messages
+            .recv_timeout(Duration::from_secs(20))
+            .expect("an answer from clsfc lsp within 20 s")
+    }
+
+    fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.send(&json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }));
+        loop {
+            let m = self.next();
+            if m["id"] == id {
+                assert!(m["error"].is_null(), "{m}");
+                return m["result"].clone();
+            }
+        }
+    }
+
+    /// The diagnostics published for `uri` next.
+    fn diagnostics_for(&self, uri: &str) -> Vec<Value> {
+        loop {
+            let m = self.next();
+            if m["method"] == "textDocument/publishDiagnostics" && m["params"]["uri"] == uri {
+                return m["params"]["diagnostics"].as_array().unwrap().clone();
+            }
+        }
+    }
+}
+
+fn uri(path: &Path) -> String {
+    format!("file://{}", path.display())
+}
+
+/// (code, line, column), 0-based as LSP counts, from `clsfc check`.
+fn check_codes(policy: &Path, lock: &Path) -> Vec<(String, u64, u64)> {
+    let out = Command::new(bin("clsfc"))
+        .arg("check")
+        .arg(policy)
+        .arg("--schema")
+        .arg(lock)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    report["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["code"].as_str().unwrap().to_owned(),
+                d["primary"]["line"].as_u64().unwrap() - 1,
+                d["primary"]["column"].as_u64().unwrap() - 1,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn an_editor_gets_check_diagnostics_formatting_and_symbols_from_clsfc_lsp() {
+    let dir = tempfile::tempdir().unwrap();
+    let quickstart = repo_root().join("examples/quickstart");
+    let policy = dir.path().join("policy");
+    std::fs::create_dir(&policy).unwrap();
+    let file = policy.join("quickstart.clsf");
+    let original = std::fs::read_to_string(quickstart.join("policy/quickstart.clsf")).unwrap();
+    std::fs::write(&file, &original).unwrap();
+    let lock = dir.path().join("schema.lock.json");
+    std::fs::copy(quickstart.join("schema.lock.json"), &lock).unwrap();
+    let file_uri = uri(&file);
+
+    let mut lsp = Lsp::start();
+    let init = lsp.request(
+        "initialize",
+        json!({ "processId": null, "rootUri": uri(dir.path()), "capabilities": {} }),
+    );
+    let caps = &init["capabilities"];
+    assert_eq!(caps["documentFormattingProvider"], true, "{init}");
+    assert_eq!(caps["documentSymbolProvider"], true, "{init}");
+    lsp.notify("initialized", json!({}));
+
+    // The saved policy is clean.
+    lsp.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": file_uri, "languageId": "clsf", "version": 1, "text": original } }),
+    );
+    assert_eq!(lsp.diagnostics_for(&file_uri), Vec::<Value>::new());
+
+    // As the user types a typo (unsaved), the check's errors appear, with
+    // the same codes and positions `clsfc check` gives for the saved text.
+    let typed = format!("{original}\ntable public.custmers: internal {{ }}\n");
+    lsp.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": file_uri, "version": 2 }, "contentChanges": [{ "text": typed }] }),
+    );
+    let live = lsp.diagnostics_for(&file_uri);
+    std::fs::write(&file, &typed).unwrap();
+    let expected = check_codes(&policy, &lock);
+    assert!(!expected.is_empty());
+    let got: Vec<(String, u64, u64)> = live
+        .iter()
+        .map(|d| {
+            (
+                d["code"].as_str().unwrap().to_owned(),
+                d["range"]["start"]["line"].as_u64().unwrap(),
+                d["range"]["start"]["character"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected, "{live:#?}");
+    assert_eq!(live[0]["severity"], 1);
+    let message = live[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("public.custmers") && message.contains("did you mean `public.customers`"),
+        "{message}"
+    );
+
+    // A syntax error is reported too, and fixing it clears everything.
+    lsp.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": file_uri, "version": 3 }, "contentChanges": [{ "text": format!("{original}\ntable {{") }] }),
+    );
+    let broken = lsp.diagnostics_for(&file_uri);
+    assert!(
+        broken.iter().any(|d| d["code"] == "CLSF0001"),
+        "{broken:#?}"
+    );
+    lsp.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": file_uri, "version": 4 }, "contentChanges": [{ "text": original }] }),
+    );
+    assert_eq!(lsp.diagnostics_for(&file_uri), Vec::<Value>::new());
+
+    // Formatting gives exactly what `clsfc fmt` writes.
+    let messy = original.replace("  email:       confidential", "email:confidential");
+    assert_ne!(messy, original);
+    lsp.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": file_uri, "version": 5 }, "contentChanges": [{ "text": messy }] }),
+    );
+    lsp.diagnostics_for(&file_uri);
+    let edits = lsp.request(
+        "textDocument/formatting",
+        json!({ "textDocument": { "uri": file_uri }, "options": { "tabSize": 2, "insertSpaces": true } }),
+    );
+    std::fs::write(&file, &messy).unwrap();
+    let fmt = Command::new(bin("clsfc"))
+        .arg("fmt")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(fmt.status.success(), "{fmt:?}");
+    let formatted = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(edits.as_array().map(Vec::len), Some(1), "{edits}");
+    assert_eq!(edits[0]["newText"], formatted);
+    assert_eq!(
+        edits[0]["range"]["start"],
+        json!({ "line": 0, "character": 0 })
+    );
+
+    // Symbols: the groups, tables with their columns, rules.
+    let symbols = lsp.request(
+        "textDocument/documentSymbol",
+        json!({ "textDocument": { "uri": file_uri } }),
+    );
+    let names: Vec<&str> = symbols
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    for name in [
+        "ci",
+        "dba-bot",
+        "public.customers",
+        "public.orders",
+        "ci_reads",
+    ] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+    let customers = symbols
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "public.customers")
+        .unwrap();
+    let columns: Vec<&str> = customers["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(columns, ["email", "card_number", "ssn"]);
+
+    lsp.request("shutdown", Value::Null);
+    lsp.notify("exit", Value::Null);
+    let status = lsp.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}
