@@ -2,7 +2,8 @@
 //! framing over the process's stdin and stdout, on a copy of the
 //! quickstart policy with its schema lock beside it. Diagnostics as you
 //! type carry the codes and positions `clsfc check` reports; formatting
-//! gives what `clsfc fmt` writes; symbols list the declarations.
+//! gives what `clsfc fmt` writes; symbols list the declarations; hover
+//! shows what the compiled plan decided for a column.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
@@ -153,6 +154,7 @@ fn an_editor_gets_check_diagnostics_formatting_and_symbols_from_clsfc_lsp() {
     let caps = &init["capabilities"];
     assert_eq!(caps["documentFormattingProvider"], true, "{init}");
     assert_eq!(caps["documentSymbolProvider"], true, "{init}");
+    assert_eq!(caps["hoverProvider"], true, "{init}");
     lsp.notify("initialized", json!({}));
 
     // The saved policy is clean.
@@ -267,6 +269,42 @@ fn an_editor_gets_check_diagnostics_formatting_and_symbols_from_clsfc_lsp() {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     assert_eq!(columns, ["email", "card_number", "ssn"]);
+
+    // Hover: what the compiled plan decided for a column.
+    // Where `needle` starts a line, `skip` characters into it.
+    let at = |needle: &str, skip: usize| {
+        let line = messy
+            .lines()
+            .position(|l| l.trim_start().starts_with(needle))
+            .unwrap();
+        let character = messy.lines().nth(line).unwrap().find(needle).unwrap() + skip;
+        json!({ "textDocument": { "uri": file_uri }, "position": { "line": line, "character": character } })
+    };
+    let email = lsp.request("textDocument/hover", at("email:", 1));
+    let text = email["contents"]["value"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("public.customers.`email` (text): **confidential**")
+            && text.contains("masked with `email`")
+            && text.contains("its own classification"),
+        "{email}"
+    );
+    let ssn = lsp.request("textDocument/hover", at("ssn:", 1));
+    let text = ssn["contents"]["value"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("**restricted**") && !text.contains("masked"),
+        "{ssn}"
+    );
+    // The table's name lists every column, classified or not.
+    let table = lsp.request(
+        "textDocument/hover",
+        at("table public.orders", "table pub".len()),
+    );
+    let text = table["contents"]["value"].as_str().unwrap_or_default();
+    assert!(text.contains("`status` (text): **public**"), "{table}");
+    assert!(
+        text.contains("decided by the table's default label"),
+        "{table}"
+    );
 
     lsp.request("shutdown", Value::Null);
     lsp.notify("exit", Value::Null);

@@ -6,8 +6,10 @@
 //! or the `lock` given in `initializationOptions`; without a lock, syntax
 //! and import errors only), whole-document formatting (`clsfc fmt`) and
 //! document symbols (labels, groups, schemas, tables with their columns,
-//! masks, rules). Not yet: hover, go to definition, references, completion
-//! and code actions.
+//! masks, rules), and hover on a table or column of a `table` declaration
+//! (its effective label, categories and mask from the compiled plan, and
+//! what kind of declaration decided it). Not yet: go to definition,
+//! references, completion and code actions.
 //!
 //! `lsp-server` (rust-analyzer's) does the framing and the
 //! initialize/shutdown handshake; messages are handled as JSON values,
@@ -16,6 +18,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+use clsf_compiler::plan::{Origin, Plan};
 use clsf_compiler::{load, policy, resolve};
 use clsf_lang::ast::Item;
 use clsf_lang::{Diagnostic, FileId, Severity, SourceSet, Span};
@@ -34,12 +37,14 @@ pub fn run() -> Result<Exit, String> {
         "textDocumentSync": 1,
         "documentFormattingProvider": true,
         "documentSymbolProvider": true,
+        "hoverProvider": true,
     });
     let init = connection
         .initialize(capabilities)
         .map_err(|e| format!("lsp: {e}"))?;
     let mut server = Server {
         open: HashMap::new(),
+        plans: HashMap::new(),
         lock: init["initializationOptions"]["lock"]
             .as_str()
             .map(PathBuf::from),
@@ -84,6 +89,8 @@ fn send(connection: &Connection, message: Message) -> Result<(), String> {
 struct Server {
     /// Open documents' current text, by path.
     open: HashMap<PathBuf, String>,
+    /// The last plan that compiled, by policy folder (for hover).
+    plans: HashMap<PathBuf, Plan>,
     /// The lock file from `initializationOptions`, if given.
     lock: Option<PathBuf>,
 }
@@ -115,6 +122,19 @@ impl Server {
                     "range": { "start": position(&text, 0), "end": position(&text, text.len()) },
                     "newText": formatted,
                 }]))
+            }
+            "textDocument/hover" => {
+                let path = path()?;
+                let text = self.text(&path).map_err(|e| (-32603, e))?;
+                let plan = path.parent().and_then(|d| self.plans.get(d));
+                let offset = offset(&text, &params["position"]);
+                Ok(match (plan, offset) {
+                    (Some(plan), Some(offset)) => hover(plan, &text, offset).map_or(
+                        Value::Null,
+                        |md| json!({ "contents": { "kind": "markdown", "value": md } }),
+                    ),
+                    _ => Value::Null,
+                })
             }
             "textDocument/documentSymbol" => {
                 let path = path()?;
@@ -164,11 +184,12 @@ impl Server {
 
     /// Checks the folder of `path` as `clsfc check` would, with open
     /// documents' unsaved text.
-    fn check(&self, path: &Path) -> Vec<(String, Value)> {
+    fn check(&mut self, path: &Path) -> Vec<(String, Value)> {
         let Some(dir) = path.parent() else {
             return Vec::new();
         };
-        let open = |p: &Path| self.open.get(p).cloned();
+        let open_docs = &self.open;
+        let open = |p: &Path| open_docs.get(p).cloned();
         let parsed = match policy::load_dir_with(dir, &open) {
             Ok(p) => p,
             Err(e) => return vec![(path_to_uri(path), json!([unlocated(&e.to_string())]))],
@@ -176,7 +197,13 @@ impl Server {
         let lock = self.lock.clone().or_else(|| find_lock(dir));
         let mut extra = Vec::new();
         let diagnostics = match lock.as_deref().map(load::read_lock) {
-            Some(Ok(schema)) => resolve::compile(&parsed, &schema).1,
+            Some(Ok(schema)) => {
+                let (plan, diagnostics) = resolve::compile(&parsed, &schema);
+                if let Some(plan) = plan {
+                    self.plans.insert(dir.to_owned(), plan);
+                }
+                diagnostics
+            }
             Some(Err(e)) => {
                 extra.push(unlocated(&format!(
                     "the schema lock could not be read: {e}"
@@ -315,6 +342,83 @@ fn floor_char_boundary(text: &str, mut i: usize) -> usize {
     i
 }
 
+/// An LSP position (line, UTF-16 column) as a byte offset in `text`.
+fn offset(text: &str, position: &Value) -> Option<usize> {
+    let line = usize::try_from(position["line"].as_u64()?).ok()?;
+    let character = usize::try_from(position["character"].as_u64()?).ok()?;
+    let start = if line == 0 {
+        0
+    } else {
+        text.match_indices('\n').nth(line - 1)?.0 + 1
+    };
+    let mut units = 0;
+    for (i, c) in text[start..].char_indices() {
+        if units >= character || c == '\n' {
+            return Some(start + i);
+        }
+        units += c.len_utf16();
+    }
+    Some(text.len())
+}
+
+/// What the compiled plan says of the table or column under the cursor:
+/// its effective label and categories, its mask, and what decided it.
+fn hover(plan: &Plan, text: &str, offset: usize) -> Option<String> {
+    let parsed = clsf_lang::parse(FileId(0), text);
+    let inside = |span: Span| span.start <= offset && offset <= span.end;
+    let table = parsed.file.items.iter().find_map(|item| match item {
+        Item::Table(t) if inside(t.span) => Some(t),
+        _ => None,
+    })?;
+    let parts: Vec<&str> = table.name.parts.iter().map(|p| p.text.as_str()).collect();
+    let (schema, name) = match parts.as_slice() {
+        [schema, name] => (*schema, *name),
+        [name] => ("public", *name),
+        _ => return None,
+    };
+    let ri = plan
+        .schema
+        .relations
+        .iter()
+        .position(|r| r.schema == schema && r.name == name)?;
+    let relation = &plan.schema.relations[ri];
+    let describe = |ci: usize| {
+        let column = &relation.columns[ci];
+        let class = &plan.classes[ri][ci];
+        let mask = class.mask.as_ref().map_or(String::new(), |m| {
+            format!(", masked with `{}`", m.display())
+        });
+        let origin = match class.origin {
+            Origin::Explicit => "its own classification",
+            Origin::Table => "the table's default label",
+            Origin::Schema => "the schema's default label",
+            Origin::Pattern => "a `classify` pattern",
+            Origin::Unclassified => "nothing (the `unclassified` label)",
+            Origin::Lineage => "the columns it is computed or inherited from",
+        };
+        format!(
+            "`{}` ({}): **{}**{mask}; decided by {origin}",
+            column.name,
+            column.type_name,
+            plan.describe_class(class)
+        )
+    };
+    if let Some(column) = table.columns.iter().find(|c| inside(c.name.span)) {
+        let ci = relation
+            .columns
+            .iter()
+            .position(|c| c.name == column.name.text)?;
+        return Some(format!("{schema}.{name}.{}", describe(ci)));
+    }
+    if inside(table.name.span) {
+        let lines: Vec<String> = (0..relation.columns.len())
+            .map(|ci| format!("- {}", describe(ci)))
+            .collect();
+        return Some(format!("`{schema}.{name}`\n\n{}", lines.join("\n")));
+    }
+    None
+}
+
 /// Document symbols: each declaration, tables with their columns.
 fn symbols(text: &str) -> Value {
     const NAMESPACE: u8 = 3;
@@ -421,5 +525,14 @@ mod tests {
         assert_eq!(position(text, 4), json!({ "line": 1, "character": 0 }));
         assert_eq!(position(text, 6), json!({ "line": 1, "character": 1 }));
         assert_eq!(position(text, 5), json!({ "line": 1, "character": 0 }));
+        // And back: the column counts UTF-16 units (`€` is one, `𝄞` two).
+        let text = "ab\n€x\n𝄞y";
+        let at = |line: u64, character: u64| {
+            offset(text, &json!({ "line": line, "character": character }))
+        };
+        assert_eq!(at(1, 1), Some(6));
+        assert_eq!(at(2, 2), Some(12));
+        assert_eq!(at(0, 99), Some(2));
+        assert_eq!(at(9, 0), None);
     }
 }
