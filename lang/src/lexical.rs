@@ -8,6 +8,75 @@ use pest::Parser as _;
 
 use crate::parser::generated::{Grammar, Rule};
 
+/// Every keyword of the language (those that start or continue a
+/// construct, the verbs, actions, report levels and `statement`), for
+/// completion; a test keeps it equal to the grammar's.
+pub const KEYWORDS: &[&str] = &[
+    "use",
+    "labels",
+    "categories",
+    "unclassified",
+    "group",
+    "schema",
+    "table",
+    "column",
+    "columns",
+    "function",
+    "classify",
+    "named",
+    "like",
+    "of",
+    "type",
+    "in",
+    "as",
+    "priority",
+    "rule",
+    "for",
+    "observe",
+    "mask",
+    "with",
+    "override",
+    "because",
+    "require",
+    "approval",
+    "by",
+    "ttl",
+    "scope",
+    "quorum",
+    "filter",
+    "where",
+    "limit",
+    "rows",
+    "issuer",
+    "audience",
+    "subject",
+    "claim",
+    "certificate",
+    "san",
+    "account",
+    "contains",
+    "and",
+    "or",
+    "not",
+    "session",
+    "executions",
+    "report",
+    "allow",
+    "deny",
+    "read",
+    "write",
+    "ddl",
+    "export",
+    "admin",
+    "join",
+    "order",
+    "aggregate",
+    "error",
+    "warning",
+    "none",
+    "statement",
+];
+
 /// What a token is, for highlighting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenClass {
@@ -118,6 +187,28 @@ mod tests {
             .into_iter()
             .map(|t| (&text[t.range], t.class))
             .collect()
+    }
+
+    #[test]
+    fn the_keyword_list_is_the_grammars() {
+        let grammar = include_str!("grammar.pest");
+        let mut words = Vec::new();
+        for line in grammar.lines() {
+            let Some((name, body)) = line.split_once('=') else {
+                continue;
+            };
+            let name = name.trim();
+            if name.starts_with("kw_")
+                || ["verb", "action", "report_level", "scope_statement"].contains(&name)
+            {
+                words.extend(body.split('"').skip(1).step_by(2));
+            }
+        }
+        words.sort_unstable();
+        words.dedup();
+        let mut listed = KEYWORDS.to_vec();
+        listed.sort_unstable();
+        assert_eq!(listed, words);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! quickstart policy with its schema lock beside it. Diagnostics as you
 //! type carry the codes and positions `clsfc check` reports; formatting
 //! gives what `clsfc fmt` writes; symbols list the declarations; hover
-//! shows what the compiled plan decided for a column.
+//! shows what the compiled plan decided for a column; completion offers
+//! keywords, the policy's names and the lock's tables and columns.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
@@ -155,6 +156,7 @@ fn an_editor_gets_check_diagnostics_formatting_and_symbols_from_clsfc_lsp() {
     assert_eq!(caps["documentFormattingProvider"], true, "{init}");
     assert_eq!(caps["documentSymbolProvider"], true, "{init}");
     assert_eq!(caps["hoverProvider"], true, "{init}");
+    assert!(caps["completionProvider"].is_object(), "{init}");
     lsp.notify("initialized", json!({}));
 
     // The saved policy is clean.
@@ -305,6 +307,63 @@ fn an_editor_gets_check_diagnostics_formatting_and_symbols_from_clsfc_lsp() {
         text.contains("decided by the table's default label"),
         "{table}"
     );
+
+    // Completion: everything the policy and the lock name, and after a
+    // `.` the tables of a schema or the columns of a table.
+    let typed = format!("{messy}\ntable public.");
+    let last = typed.lines().count() - 1;
+    lsp.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": file_uri, "version": 6 }, "contentChanges": [{ "text": typed }] }),
+    );
+    lsp.diagnostics_for(&file_uri);
+    let complete = |lsp: &mut Lsp, line: usize, character: usize| -> Vec<(String, u64)> {
+        let list = lsp.request(
+            "textDocument/completion",
+            json!({ "textDocument": { "uri": file_uri }, "position": { "line": line, "character": character } }),
+        );
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["label"].as_str().unwrap().to_owned(),
+                    i["kind"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let tables = complete(&mut lsp, last, "table public.".len());
+    let tables: Vec<&str> = tables.iter().map(|(l, _)| l.as_str()).collect();
+    assert!(
+        tables.contains(&"customers") && tables.contains(&"orders"),
+        "{tables:?}"
+    );
+    let typed = format!("{messy}\ntable public.customers.");
+    lsp.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": file_uri, "version": 7 }, "contentChanges": [{ "text": typed }] }),
+    );
+    lsp.diagnostics_for(&file_uri);
+    let columns = complete(&mut lsp, last, "table public.customers.".len());
+    assert!(
+        columns.iter().any(|(l, kind)| l == "email" && *kind == 5),
+        "{columns:?}"
+    );
+    let all = complete(&mut lsp, 0, 0);
+    for (label, kind) in [
+        ("classify", 14),
+        ("confidential", 21),
+        ("dba-bot", 7),
+        ("last", 3),
+        ("public.customers", 22),
+    ] {
+        assert!(
+            all.contains(&(label.to_owned(), kind)),
+            "{label} ({kind}) missing: {all:?}"
+        );
+    }
 
     lsp.request("shutdown", Value::Null);
     lsp.notify("exit", Value::Null);

@@ -8,8 +8,9 @@
 //! document symbols (labels, groups, schemas, tables with their columns,
 //! masks, rules), and hover on a table or column of a `table` declaration
 //! (its effective label, categories and mask from the compiled plan, and
-//! what kind of declaration decided it). Not yet: go to definition,
-//! references, completion and code actions.
+//! what kind of declaration decided it), and completion (keywords, labels,
+//! categories, groups, masks, and the lock's schemas, tables and columns
+//! after a `.`). Not yet: go to definition, references and code actions.
 //!
 //! `lsp-server` (rust-analyzer's) does the framing and the
 //! initialize/shutdown handshake; messages are handled as JSON values,
@@ -38,6 +39,7 @@ pub fn run() -> Result<Exit, String> {
         "documentFormattingProvider": true,
         "documentSymbolProvider": true,
         "hoverProvider": true,
+        "completionProvider": { "triggerCharacters": ["."] },
     });
     let init = connection
         .initialize(capabilities)
@@ -45,6 +47,7 @@ pub fn run() -> Result<Exit, String> {
     let mut server = Server {
         open: HashMap::new(),
         plans: HashMap::new(),
+        names: HashMap::new(),
         lock: init["initializationOptions"]["lock"]
             .as_str()
             .map(PathBuf::from),
@@ -91,6 +94,8 @@ struct Server {
     open: HashMap<PathBuf, String>,
     /// The last plan that compiled, by policy folder (for hover).
     plans: HashMap<PathBuf, Plan>,
+    /// What completion offers, by policy folder, from the last check.
+    names: HashMap<PathBuf, Names>,
     /// The lock file from `initializationOptions`, if given.
     lock: Option<PathBuf>,
 }
@@ -135,6 +140,16 @@ impl Server {
                     ),
                     _ => Value::Null,
                 })
+            }
+            "textDocument/completion" => {
+                let path = path()?;
+                let text = self.text(&path).map_err(|e| (-32603, e))?;
+                let names = path.parent().and_then(|d| self.names.get(d));
+                let offset = offset(&text, &params["position"]).unwrap_or(text.len());
+                Ok(json!({
+                    "isIncomplete": false,
+                    "items": names.map_or_else(Vec::new, |n| n.complete(&text[..offset])),
+                }))
             }
             "textDocument/documentSymbol" => {
                 let path = path()?;
@@ -196,12 +211,25 @@ impl Server {
         };
         let lock = self.lock.clone().or_else(|| find_lock(dir));
         let mut extra = Vec::new();
+        let mut names = Names::declared(&parsed);
         let diagnostics = match lock.as_deref().map(load::read_lock) {
             Some(Ok(schema)) => {
                 let (plan, diagnostics) = resolve::compile(&parsed, &schema);
                 if let Some(plan) = plan {
                     self.plans.insert(dir.to_owned(), plan);
                 }
+                names.relations = schema
+                    .relations
+                    .iter()
+                    .map(|r| {
+                        let columns = r
+                            .columns
+                            .iter()
+                            .map(|c| (c.name.clone(), c.type_name.clone()))
+                            .collect();
+                        (r.schema.clone(), r.name.clone(), columns)
+                    })
+                    .collect();
                 diagnostics
             }
             Some(Err(e)) => {
@@ -220,6 +248,7 @@ impl Server {
                 parsed.diagnostics.clone()
             }
         };
+        self.names.insert(dir.to_owned(), names);
         // Every file of the folder gets its list (empty clears old ones).
         let mut by_file: BTreeMap<PathBuf, Vec<Value>> = BTreeMap::new();
         for (_, file) in parsed.sources.iter() {
@@ -250,6 +279,121 @@ impl Server {
             .into_iter()
             .map(|(p, list)| (path_to_uri(&p), Value::Array(list)))
             .collect()
+    }
+}
+
+/// What completion offers: the language's keywords, the names the policy
+/// (and what it imports) declares, the built-in masks, and the lock's
+/// schemas, tables and columns.
+#[derive(Default)]
+struct Names {
+    labels: Vec<String>,
+    categories: Vec<String>,
+    groups: Vec<String>,
+    /// User masks: (name, signature).
+    masks: Vec<(String, String)>,
+    /// (schema, table, columns) from the lock.
+    relations: Vec<(String, String, Columns)>,
+}
+
+/// A table's (column, type) pairs.
+type Columns = Vec<(String, String)>;
+
+// LSP CompletionItemKind values.
+const KIND_FUNCTION: u8 = 3;
+const KIND_FIELD: u8 = 5;
+const KIND_CLASS: u8 = 7;
+const KIND_MODULE: u8 = 9;
+const KIND_KEYWORD: u8 = 14;
+const KIND_ENUM_MEMBER: u8 = 20;
+const KIND_CONSTANT: u8 = 21;
+const KIND_STRUCT: u8 = 22;
+
+impl Names {
+    fn declared(parsed: &policy::Parsed) -> Names {
+        let mut names = Names::default();
+        for item in parsed.files.iter().flat_map(|f| &f.items) {
+            match item {
+                Item::Labels(l) => names.labels.extend(l.labels.iter().map(|n| n.text.clone())),
+                Item::Categories(c) => names
+                    .categories
+                    .extend(c.categories.iter().map(|n| n.text.clone())),
+                Item::Group(g) => names.groups.push(g.name.text.clone()),
+                Item::Mask(m) => {
+                    let inputs: Vec<&str> = m.inputs.iter().map(|t| t.text.as_str()).collect();
+                    names.masks.push((
+                        m.name.text.clone(),
+                        format!(
+                            "({}: {}) -> {}",
+                            m.param.text,
+                            inputs.join(" | "),
+                            m.output.text
+                        ),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        names
+    }
+
+    /// Completions for the word ending at the cursor (`before` is the text
+    /// up to it): after `schema.` its tables, after `schema.table.` its
+    /// columns, else everything else; the client filters by what is typed.
+    fn complete(&self, before: &str) -> Vec<Value> {
+        let word_start = before
+            .rfind(|c: char| !(c.is_alphanumeric() || "_-.\"".contains(c)))
+            .map_or(0, |i| i + 1);
+        let word = &before[word_start..];
+        let item = |label: &str, kind: u8, detail: &str| json!({ "label": label, "kind": kind, "detail": detail });
+        if let Some((qualifier, _)) = word.rsplit_once('.') {
+            let qualifier = qualifier.replace('"', "");
+            return match qualifier.split_once('.') {
+                None => self
+                    .relations
+                    .iter()
+                    .filter(|(s, _, _)| *s == qualifier)
+                    .map(|(_, t, _)| item(t, KIND_STRUCT, "table"))
+                    .collect(),
+                Some((schema, table)) => self
+                    .relations
+                    .iter()
+                    .filter(|(s, t, _)| s == schema && t == table)
+                    .flat_map(|(_, _, columns)| columns)
+                    .map(|(c, ty)| item(c, KIND_FIELD, ty))
+                    .collect(),
+            };
+        }
+        let mut out: Vec<Value> = clsf_lang::lexical::KEYWORDS
+            .iter()
+            .map(|k| item(k, KIND_KEYWORD, "keyword"))
+            .collect();
+        out.extend(self.labels.iter().map(|l| item(l, KIND_CONSTANT, "label")));
+        out.extend(
+            self.categories
+                .iter()
+                .map(|c| item(c, KIND_ENUM_MEMBER, "category")),
+        );
+        out.extend(self.groups.iter().map(|g| item(g, KIND_CLASS, "group")));
+        out.extend(
+            clsf_compiler::masks::CATALOGUE
+                .iter()
+                .map(|m| item(m.name, KIND_FUNCTION, &format!("{}: {}", m.form, m.summary))),
+        );
+        out.extend(
+            self.masks
+                .iter()
+                .map(|(m, sig)| item(m, KIND_FUNCTION, sig)),
+        );
+        let mut schemas: Vec<&str> = self.relations.iter().map(|(s, _, _)| s.as_str()).collect();
+        schemas.dedup();
+        out.extend(schemas.iter().map(|s| item(s, KIND_MODULE, "schema")));
+        out.extend(
+            self.relations
+                .iter()
+                .map(|(s, t, _)| item(&format!("{s}.{t}"), KIND_STRUCT, "table")),
+        );
+        out
     }
 }
 
