@@ -4,7 +4,8 @@
 //! type carry the codes and positions `clsfc check` reports; formatting
 //! gives what `clsfc fmt` writes; symbols list the declarations; hover
 //! shows what the compiled plan decided for a column; completion offers
-//! keywords, the policy's names and the lock's tables and columns.
+//! keywords, the policy's names and the lock's tables and columns;
+//! definitions, references and quick fixes work on the policy's names.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
@@ -307,6 +308,51 @@ fn an_editor_gets_check_diagnostics_formatting_and_symbols_from_clsfc_lsp() {
         text.contains("decided by the table's default label"),
         "{table}"
     );
+
+    // Definition and references of a group, from where a rule names it.
+    let rule = at("rule ci_reads for ci", "rule ci_reads for c".len());
+    let definition = lsp.request("textDocument/definition", rule.clone());
+    let group_line = messy
+        .lines()
+        .position(|l| l.starts_with("group ci {"))
+        .unwrap();
+    assert_eq!(
+        definition,
+        json!([{ "uri": file_uri, "range": { "start": { "line": group_line, "character": 6 }, "end": { "line": group_line, "character": 8 } } }])
+    );
+    let mut references = rule.clone();
+    references["context"] = json!({ "includeDeclaration": true });
+    let found = lsp.request("textDocument/references", references.clone());
+    let lines: Vec<u64> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["range"]["start"]["line"].as_u64().unwrap())
+        .collect();
+    let rule_line = messy
+        .lines()
+        .position(|l| l.starts_with("rule ci_reads"))
+        .unwrap() as u64;
+    assert!(
+        lines.contains(&(group_line as u64)) && lines.contains(&rule_line),
+        "{found}"
+    );
+    references["context"] = json!({ "includeDeclaration": false });
+    let uses = lsp.request("textDocument/references", references);
+    assert_eq!(uses.as_array().unwrap().len(), lines.len() - 1, "{uses}");
+
+    // The typo's diagnostic offers its suggestion as a quick fix.
+    let actions = lsp.request(
+        "textDocument/codeAction",
+        json!({
+            "textDocument": { "uri": file_uri },
+            "range": live[0]["range"],
+            "context": { "diagnostics": [live[0]] },
+        }),
+    );
+    let edit = &actions[0]["edit"]["changes"][file_uri.as_str()][0];
+    assert_eq!(edit["newText"], "public.customers", "{actions}");
+    assert_eq!(edit["range"], live[0]["range"]);
 
     // Completion: everything the policy and the lock name, and after a
     // `.` the tables of a schema or the columns of a table.

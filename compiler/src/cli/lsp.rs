@@ -10,7 +10,9 @@
 //! (its effective label, categories and mask from the compiled plan, and
 //! what kind of declaration decided it), and completion (keywords, labels,
 //! categories, groups, masks, and the lock's schemas, tables and columns
-//! after a `.`). Not yet: go to definition, references and code actions.
+//! after a `.`), go to definition and find references of labels,
+//! categories, groups, masks and rules within the folder, and quick fixes
+//! for diagnostics that suggest a name.
 //!
 //! `lsp-server` (rust-analyzer's) does the framing and the
 //! initialize/shutdown handshake; messages are handled as JSON values,
@@ -40,6 +42,9 @@ pub fn run() -> Result<Exit, String> {
         "documentSymbolProvider": true,
         "hoverProvider": true,
         "completionProvider": { "triggerCharacters": ["."] },
+        "definitionProvider": true,
+        "referencesProvider": true,
+        "codeActionProvider": true,
     });
     let init = connection
         .initialize(capabilities)
@@ -151,6 +156,36 @@ impl Server {
                     "items": names.map_or_else(Vec::new, |n| n.complete(&text[..offset])),
                 }))
             }
+            "textDocument/definition" | "textDocument/references" => {
+                let path = path()?;
+                let text = self.text(&path).map_err(|e| (-32603, e))?;
+                let Some(names) = path.parent().and_then(|d| self.names.get(d)) else {
+                    return Ok(Value::Null);
+                };
+                let Some(word) = offset(&text, &params["position"]).and_then(|o| name_at(&text, o))
+                else {
+                    return Ok(Value::Null);
+                };
+                let declared = names.declarations.iter().filter(|d| d.0 == word);
+                let found: Vec<Value> = if method == "textDocument/definition" {
+                    declared.map(|(_, p, r)| location(p, r)).collect()
+                } else {
+                    let with_declarations = params["context"]["includeDeclaration"] != false;
+                    let declarations: Vec<&(String, PathBuf, Value)> = declared.collect();
+                    names
+                        .uses
+                        .iter()
+                        .filter(|u| u.0 == word)
+                        .filter(|u| {
+                            with_declarations
+                                || !declarations.iter().any(|d| d.1 == u.1 && d.2 == u.2)
+                        })
+                        .map(|(_, p, r)| location(p, r))
+                        .collect()
+                };
+                Ok(Value::Array(found))
+            }
+            "textDocument/codeAction" => Ok(quick_fixes(params)),
             "textDocument/documentSymbol" => {
                 let path = path()?;
                 let text = self.text(&path).map_err(|e| (-32603, e))?;
@@ -211,7 +246,7 @@ impl Server {
         };
         let lock = self.lock.clone().or_else(|| find_lock(dir));
         let mut extra = Vec::new();
-        let mut names = Names::declared(&parsed);
+        let mut names = Names::declared(&parsed, dir);
         let diagnostics = match lock.as_deref().map(load::read_lock) {
             Some(Ok(schema)) => {
                 let (plan, diagnostics) = resolve::compile(&parsed, &schema);
@@ -292,6 +327,11 @@ struct Names {
     groups: Vec<String>,
     /// User masks: (name, signature).
     masks: Vec<(String, String)>,
+    /// Where labels, categories, groups, masks and rules are declared:
+    /// (name, file, range), in the folder's files.
+    declarations: Vec<(String, PathBuf, Value)>,
+    /// Every name token of the folder's files: (name, file, range).
+    uses: Vec<(String, PathBuf, Value)>,
     /// (schema, table, columns) from the lock.
     relations: Vec<(String, String, Columns)>,
 }
@@ -310,8 +350,38 @@ const KIND_CONSTANT: u8 = 21;
 const KIND_STRUCT: u8 = 22;
 
 impl Names {
-    fn declared(parsed: &policy::Parsed) -> Names {
+    fn declared(parsed: &policy::Parsed, dir: &Path) -> Names {
         let mut names = Names::default();
+        for (id, source) in parsed.sources.iter() {
+            let p = dir.join(&source.name);
+            if p.parent() != Some(dir) {
+                continue;
+            }
+            let text = &source.text;
+            for token in clsf_lang::lexical::tokens(text).unwrap_or_default() {
+                if token.class == clsf_lang::lexical::TokenClass::Name {
+                    let span = Span::new(id, token.range.start, token.range.end);
+                    names
+                        .uses
+                        .push((text[token.range].to_owned(), p.clone(), range(text, span)));
+                }
+            }
+            let mut declare = |name: &clsf_lang::ast::Name| {
+                names
+                    .declarations
+                    .push((name.text.clone(), p.clone(), range(text, name.span)));
+            };
+            for item in &parsed.files[id.0 as usize].items {
+                match item {
+                    Item::Labels(l) => l.labels.iter().for_each(&mut declare),
+                    Item::Categories(c) => c.categories.iter().for_each(&mut declare),
+                    Item::Group(g) => declare(&g.name),
+                    Item::Mask(m) => declare(&m.name),
+                    Item::Rule(r) => declare(&r.name),
+                    _ => {}
+                }
+            }
+        }
         for item in parsed.files.iter().flat_map(|f| &f.items) {
             match item {
                 Item::Labels(l) => names.labels.extend(l.labels.iter().map(|n| n.text.clone())),
@@ -395,6 +465,51 @@ impl Names {
         );
         out
     }
+}
+
+fn location(path: &Path, range: &Value) -> Value {
+    json!({ "uri": path_to_uri(path), "range": range })
+}
+
+/// The name (label, group, mask, rule…) under the cursor, as the parser
+/// reads the file (a keyword or a string is not one).
+fn name_at(text: &str, offset: usize) -> Option<String> {
+    clsf_lang::lexical::tokens(text)?
+        .into_iter()
+        .find(|t| {
+            t.class == clsf_lang::lexical::TokenClass::Name
+                && t.range.start <= offset
+                && offset <= t.range.end
+        })
+        .map(|t| text[t.range].to_owned())
+}
+
+/// Quick fixes for the diagnostics the client sends back: a "did you mean
+/// `X`?" replaces the diagnostic's range with `X`.
+fn quick_fixes(params: &Value) -> Value {
+    let uri = &params["textDocument"]["uri"];
+    let mut actions = Vec::new();
+    for d in params["context"]["diagnostics"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let message = d["message"].as_str().unwrap_or("");
+        let Some(rest) = message.split("did you mean `").nth(1) else {
+            continue;
+        };
+        let Some((suggestion, _)) = rest.split_once('`') else {
+            continue;
+        };
+        actions.push(json!({
+            "title": format!("Replace with `{suggestion}`"),
+            "kind": "quickfix",
+            "diagnostics": [d],
+            "isPreferred": true,
+            "edit": { "changes": { uri.as_str().unwrap_or(""): [{ "range": d["range"], "newText": suggestion }] } },
+        }));
+    }
+    Value::Array(actions)
 }
 
 /// The `schema.lock.json` in `dir` or the nearest folder above it.
