@@ -196,6 +196,14 @@ fn an_editor_gets_check_diagnostics_formatting_and_symbols_from_clsfc_lsp() {
         "{message}"
     );
 
+    // Hovering the error explains its code.
+    let explained = lsp.request(
+        "textDocument/hover",
+        json!({ "textDocument": { "uri": file_uri }, "position": live[0]["range"]["start"] }),
+    );
+    let text = explained["contents"]["value"].as_str().unwrap_or_default();
+    assert!(text.contains("**CLSF0101** (error)"), "{explained}");
+
     // A syntax error is reported too, and fixing it clears everything.
     lsp.notify(
         "textDocument/didChange",
@@ -308,6 +316,28 @@ fn an_editor_gets_check_diagnostics_formatting_and_symbols_from_clsfc_lsp() {
         text.contains("decided by the table's default label"),
         "{table}"
     );
+
+    // A group's conditions, a built-in mask's form.
+    let group = lsp.request(
+        "textDocument/hover",
+        at("rule ci_reads for ci", "rule ci_reads for c".len()),
+    );
+    let text = group["contents"]["value"].as_str().unwrap_or_default();
+    assert!(
+        text.contains("group ci {") && text.contains("claim repository == \"acme/shop\""),
+        "{group}"
+    );
+    let line = messy
+        .lines()
+        .position(|l| l.contains("mask last(4)"))
+        .unwrap();
+    let character = messy.lines().nth(line).unwrap().find("last(4)").unwrap() + 1;
+    let mask = lsp.request(
+        "textDocument/hover",
+        json!({ "textDocument": { "uri": file_uri }, "position": { "line": line, "character": character } }),
+    );
+    let text = mask["contents"]["value"].as_str().unwrap_or_default();
+    assert!(text.contains("built-in mask `last(N)`"), "{mask}");
 
     // Definition and references of a group, from where a rule names it.
     let rule = at("rule ci_reads for ci", "rule ci_reads for c".len());

@@ -53,6 +53,7 @@ pub fn run() -> Result<Exit, String> {
         open: HashMap::new(),
         plans: HashMap::new(),
         names: HashMap::new(),
+        published: HashMap::new(),
         lock: init["initializationOptions"]["lock"]
             .as_str()
             .map(PathBuf::from),
@@ -101,6 +102,8 @@ struct Server {
     plans: HashMap<PathBuf, Plan>,
     /// What completion offers, by policy folder, from the last check.
     names: HashMap<PathBuf, Names>,
+    /// The diagnostics last published, by file: (range, code).
+    published: HashMap<PathBuf, Vec<(Value, &'static str)>>,
     /// The lock file from `initializationOptions`, if given.
     lock: Option<PathBuf>,
 }
@@ -136,14 +139,48 @@ impl Server {
             "textDocument/hover" => {
                 let path = path()?;
                 let text = self.text(&path).map_err(|e| (-32603, e))?;
-                let plan = path.parent().and_then(|d| self.plans.get(d));
-                let offset = offset(&text, &params["position"]);
-                Ok(match (plan, offset) {
-                    (Some(plan), Some(offset)) => hover(plan, &text, offset).map_or(
-                        Value::Null,
-                        |md| json!({ "contents": { "kind": "markdown", "value": md } }),
-                    ),
-                    _ => Value::Null,
+                let Some(offset) = offset(&text, &params["position"]) else {
+                    return Ok(Value::Null);
+                };
+                let mut parts = Vec::new();
+                // A diagnostic under the cursor: its code's explanation.
+                for code in
+                    self.published
+                        .get(&path)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|(range, code)| {
+                            contains(range, &params["position"]).then_some(*code)
+                        })
+                {
+                    if let Some(c) = clsf_compiler::codes::find(code) {
+                        parts.push(format!(
+                            "**{}** ({}): {}\n\n{}",
+                            c.code, c.severity, c.summary, c.explanation
+                        ));
+                    }
+                }
+                let dir = path.parent();
+                if let Some(plan) = dir.and_then(|d| self.plans.get(d))
+                    && let Some(md) = hover(plan, &text, offset)
+                {
+                    parts.push(md);
+                }
+                // A group's conditions, a mask's signature.
+                if let Some(word) = name_at(&text, offset) {
+                    if let Some(decl) = dir
+                        .and_then(|d| self.names.get(d))
+                        .and_then(|n| n.sources.get(&word))
+                    {
+                        parts.push(format!("```clsf\n{decl}\n```"));
+                    } else if let Some(m) = clsf_compiler::masks::spec(&word) {
+                        parts.push(format!("built-in mask `{}`: {}", m.form, m.summary));
+                    }
+                }
+                Ok(if parts.is_empty() {
+                    Value::Null
+                } else {
+                    json!({ "contents": { "kind": "markdown", "value": parts.join("\n\n---\n\n") } })
                 })
             }
             "textDocument/completion" => {
@@ -285,6 +322,7 @@ impl Server {
         };
         self.names.insert(dir.to_owned(), names);
         // Every file of the folder gets its list (empty clears old ones).
+        self.published.retain(|p, _| p.parent() != Some(dir));
         let mut by_file: BTreeMap<PathBuf, Vec<Value>> = BTreeMap::new();
         for (_, file) in parsed.sources.iter() {
             let p = dir.join(&file.name);
@@ -308,6 +346,12 @@ impl Server {
                     with_range(d, json!(null), &parsed.sources, dir),
                 ),
             };
+            if let Some(code) = clsf_compiler::codes::find(d.code) {
+                self.published
+                    .entry(target.clone())
+                    .or_default()
+                    .push((value["range"].clone(), code.code));
+            }
             by_file.entry(target).or_default().push(value);
         }
         by_file
@@ -332,6 +376,8 @@ struct Names {
     declarations: Vec<(String, PathBuf, Value)>,
     /// Every name token of the folder's files: (name, file, range).
     uses: Vec<(String, PathBuf, Value)>,
+    /// The declaration text of each group and user mask, for hover.
+    sources: HashMap<String, String>,
     /// (schema, table, columns) from the lock.
     relations: Vec<(String, String, Columns)>,
 }
@@ -379,6 +425,19 @@ impl Names {
                     Item::Mask(m) => declare(&m.name),
                     Item::Rule(r) => declare(&r.name),
                     _ => {}
+                }
+            }
+        }
+        for (id, source) in parsed.sources.iter() {
+            for item in &parsed.files[id.0 as usize].items {
+                if let Item::Group(clsf_lang::ast::GroupDecl { name, .. })
+                | Item::Mask(clsf_lang::ast::MaskDecl { name, .. }) = item
+                {
+                    let span = item.span();
+                    let decl = source.text.get(span.start..span.end).unwrap_or("");
+                    names
+                        .sources
+                        .insert(name.text.clone(), decl.trim().to_owned());
                 }
             }
         }
@@ -465,6 +524,13 @@ impl Names {
         );
         out
     }
+}
+
+/// Whether an LSP range holds a position.
+fn contains(range: &Value, position: &Value) -> bool {
+    let key = |p: &Value| (p["line"].as_u64(), p["character"].as_u64());
+    let (start, end, at) = (key(&range["start"]), key(&range["end"]), key(position));
+    start <= at && at <= end
 }
 
 fn location(path: &Path, range: &Value) -> Value {
