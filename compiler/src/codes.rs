@@ -180,7 +180,8 @@ import.",
         summary: "ambiguous rules",
         explanation: "Two clauses that can apply to the same column disagree in a way that no
 precedence settles: two `mask … with` clauses choose different masks.
-Narrow one clause's target, or let one rule win explicitly.",
+Narrow one clause's target so that they cover different columns, or give
+both the same mask (`override because` applies to `allow` clauses only).",
     },
     Code {
         code: "CLSF0120",

@@ -249,7 +249,9 @@ pub fn ambiguous_rules(span: Span, other: Span, column: &str, what: &str) -> Dia
         "this clause",
     )
     .with_label(other, "conflicts with this clause")
-    .with_help("narrow one clause's target, or make one of them `override because \"…\"`")
+    // `override because` is not a way out: it applies to `allow` clauses
+    // only (CLSF0123), and these are two `mask … with` clauses.
+    .with_help("narrow one clause's target so that they cover different columns, or give both the same mask")
 }
 
 /// CLSF0120: a mask argument of the wrong kind.

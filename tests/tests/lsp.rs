@@ -13,6 +13,8 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use clsf_compiler::schema::lock;
+use clsf_compiler::schema::{Column, Relation, RelationKind, Schema};
 use clsf_tests::bins::{bin, repo_root};
 use serde_json::{Value, json};
 
@@ -144,8 +146,29 @@ fn an_editor_gets_check_diagnostics_formatting_and_symbols_from_clsfc_lsp() {
     let file = policy.join("quickstart.clsf");
     let original = std::fs::read_to_string(quickstart.join("policy/quickstart.clsf")).unwrap();
     std::fs::write(&file, &original).unwrap();
+    // The quickstart's lock plus a view over customers, so that a view
+    // column classified below its source can be shown and fixed.
     let lock = dir.path().join("schema.lock.json");
-    std::fs::copy(quickstart.join("schema.lock.json"), &lock).unwrap();
+    let schema =
+        lock::from_str(&std::fs::read_to_string(quickstart.join("schema.lock.json")).unwrap())
+            .unwrap();
+    let mut relations = schema.relations.clone();
+    let column = |name: &str, ty: &str| Column {
+        name: name.into(),
+        type_name: ty.into(),
+        nullable: false,
+        base_type: None,
+    };
+    relations.push(Relation {
+        schema: "public".into(),
+        name: "customer_emails".into(),
+        kind: RelationKind::View,
+        columns: vec![column("id", "integer"), column("email", "text")],
+        definition: Some(" SELECT c.id, c.email FROM public.customers c;".into()),
+        ..Relation::default()
+    });
+    let schema = Schema::new(schema.server_version.clone(), relations);
+    std::fs::write(&lock, lock::to_string(&schema)).unwrap();
     let file_uri = uri(&file);
 
     let mut lsp = Lsp::start();
@@ -219,6 +242,59 @@ fn an_editor_gets_check_diagnostics_formatting_and_symbols_from_clsfc_lsp() {
         json!({ "textDocument": { "uri": file_uri, "version": 4 }, "contentChanges": [{ "text": original }] }),
     );
     assert_eq!(lsp.diagnostics_for(&file_uri), Vec::<Value>::new());
+
+    // A view column classified below its source: the fix adds an override
+    // with a reason to write, and the error is gone.
+    let weaker =
+        format!("{original}\ntable public.customer_emails: internal {{\n  email: internal\n}}\n");
+    lsp.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": file_uri, "version": 41 }, "contentChanges": [{ "text": weaker }] }),
+    );
+    let reported = lsp.diagnostics_for(&file_uri);
+    let d = reported
+        .iter()
+        .find(|d| d["code"] == "CLSF0128")
+        .unwrap_or_else(|| panic!("{reported:#?}"))
+        .clone();
+    let actions = lsp.request(
+        "textDocument/codeAction",
+        json!({ "textDocument": { "uri": file_uri }, "range": d["range"], "context": { "diagnostics": [d] } }),
+    );
+    let fix = actions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["title"].as_str().unwrap().contains("override because"))
+        .unwrap_or_else(|| panic!("{actions}"));
+    let edit = &fix["edit"]["changes"][file_uri.as_str()][0];
+    let (line, character) = (
+        edit["range"]["start"]["line"].as_u64().unwrap() as usize,
+        edit["range"]["start"]["character"].as_u64().unwrap() as usize,
+    );
+    // ASCII text: a UTF-16 column is a byte column.
+    let at: usize = weaker
+        .split_inclusive('\n')
+        .take(line)
+        .map(str::len)
+        .sum::<usize>()
+        + character;
+    let fixed = format!(
+        "{}{}{}",
+        &weaker[..at],
+        edit["newText"].as_str().unwrap(),
+        &weaker[at..]
+    );
+    assert!(
+        fixed.contains("  email: internal override because \""),
+        "{fixed}"
+    );
+    lsp.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": file_uri, "version": 42 }, "contentChanges": [{ "text": fixed }] }),
+    );
+    let after = lsp.diagnostics_for(&file_uri);
+    assert!(after.iter().all(|d| d["code"] != "CLSF0128"), "{after:#?}");
 
     // Formatting gives exactly what `clsfc fmt` writes.
     let messy = original.replace("  email:       confidential", "email:confidential");

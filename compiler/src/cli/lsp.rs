@@ -222,7 +222,10 @@ impl Server {
                 };
                 Ok(Value::Array(found))
             }
-            "textDocument/codeAction" => Ok(quick_fixes(params)),
+            "textDocument/codeAction" => {
+                let text = path().and_then(|p| self.text(&p).map_err(|e| (-32603, e)))?;
+                Ok(quick_fixes(params, &text))
+            }
             "textDocument/documentSymbol" => {
                 let path = path()?;
                 let text = self.text(&path).map_err(|e| (-32603, e))?;
@@ -551,8 +554,10 @@ fn name_at(text: &str, offset: usize) -> Option<String> {
 }
 
 /// Quick fixes for the diagnostics the client sends back: a "did you mean
-/// `X`?" replaces the diagnostic's range with `X`.
-fn quick_fixes(params: &Value) -> Value {
+/// `X`?" replaces the diagnostic's range with `X`; one whose help offers
+/// `override because` adds it, with a reason to write, to the column or
+/// rule clause the diagnostic is on.
+fn quick_fixes(params: &Value, text: &str) -> Value {
     let uri = &params["textDocument"]["uri"];
     let mut actions = Vec::new();
     for d in params["context"]["diagnostics"]
@@ -561,6 +566,21 @@ fn quick_fixes(params: &Value) -> Value {
         .flatten()
     {
         let message = d["message"].as_str().unwrap_or("");
+        if message.contains("override because")
+            && let Some(at) =
+                offset(text, &d["range"]["start"]).and_then(|o| override_point(text, o))
+        {
+            let position = position(text, at);
+            actions.push(json!({
+                "title": "Add `override because \"…\"`",
+                "kind": "quickfix",
+                "diagnostics": [d],
+                "edit": { "changes": { uri.as_str().unwrap_or(""): [{
+                    "range": { "start": position, "end": position },
+                    "newText": " override because \"TODO: say why this is safe\"",
+                }] } },
+            }));
+        }
         let Some(rest) = message.split("did you mean `").nth(1) else {
             continue;
         };
@@ -576,6 +596,45 @@ fn quick_fixes(params: &Value) -> Value {
         }));
     }
     Value::Array(actions)
+}
+
+/// Where `override because` goes for the column declaration or `allow`
+/// clause at `offset` that has no reason yet (the only places it is
+/// allowed): at its end, before a `;` or `,` that closes it.
+fn override_point(text: &str, offset: usize) -> Option<usize> {
+    use clsf_lang::ast::{ClauseKind, Effect};
+    let parsed = clsf_lang::parse(FileId(0), text);
+    let inside = |span: Span| span.start <= offset && offset < span.end;
+    let span = parsed.file.items.iter().find_map(|item| match item {
+        Item::Table(t) => t
+            .columns
+            .iter()
+            .find(|c| inside(c.span) && c.reason.is_none())
+            .map(|c| c.span),
+        Item::Rule(r) => r
+            .clauses
+            .iter()
+            .find(|c| {
+                inside(c.span)
+                    && matches!(
+                        c.kind,
+                        ClauseKind::Access {
+                            effect: Effect::Allow,
+                            reason: None,
+                            ..
+                        }
+                    )
+            })
+            .map(|c| c.span),
+        _ => None,
+    })?;
+    let clause = text.get(span.start..span.end)?;
+    Some(
+        span.start
+            + clause
+                .trim_end_matches(|c: char| c.is_whitespace() || c == ';' || c == ',')
+                .len(),
+    )
 }
 
 /// The `schema.lock.json` in `dir` or the nearest folder above it.
