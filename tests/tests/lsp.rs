@@ -447,6 +447,30 @@ fn an_editor_gets_check_diagnostics_formatting_and_symbols_from_clsfc_lsp() {
     let uses = lsp.request("textDocument/references", references);
     assert_eq!(uses.as_array().unwrap().len(), lines.len() - 1, "{uses}");
 
+    // A table's and a column's definitions are their entries in the lock.
+    let lock_text = std::fs::read_to_string(&lock).unwrap();
+    let lock_line = |needle: &str, after: usize| {
+        lock_text
+            .lines()
+            .enumerate()
+            .skip(after)
+            .find(|(_, l)| l.trim_start().starts_with(needle))
+            .unwrap()
+            .0
+    };
+    let customers = lock_line("\"name\": \"customers\"", 0);
+    for (cursor, line) in [
+        (
+            at("table public.customers", "table public.cu".len()),
+            customers,
+        ),
+        (at("email:", 1), lock_line("\"name\": \"email\"", customers)),
+    ] {
+        let found = lsp.request("textDocument/definition", cursor);
+        assert_eq!(found[0]["uri"], uri(&lock), "{found}");
+        assert_eq!(found[0]["range"]["start"]["line"], line, "{found}");
+    }
+
     // The typo's diagnostic offers its suggestion as a quick fix.
     let actions = lsp.request(
         "textDocument/codeAction",

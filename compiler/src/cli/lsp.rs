@@ -12,7 +12,8 @@
 //! categories, groups, masks, and the lock's schemas, tables and columns
 //! after a `.`), go to definition and find references of labels,
 //! categories, groups, masks and rules within the folder, and quick fixes
-//! for diagnostics that suggest a name.
+//! for diagnostics that suggest a name or an `override because`; tables
+//! and columns go to their entries in the schema lock.
 //!
 //! `lsp-server` (rust-analyzer's) does the framing and the
 //! initialize/shutdown handshake; messages are handled as JSON values,
@@ -199,8 +200,21 @@ impl Server {
                 let Some(names) = path.parent().and_then(|d| self.names.get(d)) else {
                     return Ok(Value::Null);
                 };
-                let Some(word) = offset(&text, &params["position"]).and_then(|o| name_at(&text, o))
-                else {
+                let Some(at) = offset(&text, &params["position"]) else {
+                    return Ok(Value::Null);
+                };
+                // A table or column: its entry in the schema lock.
+                if method == "textDocument/definition"
+                    && let Some(found) = names.lock.as_ref().and_then(|(lock, lock_text)| {
+                        let (schema, table, column) = relation_at(&text, at)?;
+                        let byte = lock_entry(lock_text, &schema, &table, column.as_deref())?;
+                        Some(json!([{ "uri": path_to_uri(lock), "range": {
+                            "start": position(lock_text, byte), "end": position(lock_text, byte) } }]))
+                    })
+                {
+                    return Ok(found);
+                }
+                let Some(word) = name_at(&text, at) else {
                     return Ok(Value::Null);
                 };
                 let declared = names.declarations.iter().filter(|d| d.0 == word);
@@ -293,6 +307,9 @@ impl Server {
                 if let Some(plan) = plan {
                     self.plans.insert(dir.to_owned(), plan);
                 }
+                names.lock = lock
+                    .as_deref()
+                    .and_then(|l| Some((l.to_owned(), std::fs::read_to_string(l).ok()?)));
                 names.relations = schema
                     .relations
                     .iter()
@@ -381,6 +398,8 @@ struct Names {
     uses: Vec<(String, PathBuf, Value)>,
     /// The declaration text of each group and user mask, for hover.
     sources: HashMap<String, String>,
+    /// The lock file and its text, for definitions of tables and columns.
+    lock: Option<(PathBuf, String)>,
     /// (schema, table, columns) from the lock.
     relations: Vec<(String, String, Columns)>,
 }
@@ -527,6 +546,74 @@ impl Names {
         );
         out
     }
+}
+
+/// The table or column named at `offset`: a qualified name under the
+/// cursor (`schema.table`, `schema.table.column`, or a bare table of
+/// `public` in a `table` declaration), or a column declaration's name.
+fn relation_at(text: &str, offset: usize) -> Option<(String, String, Option<String>)> {
+    let parsed = clsf_lang::parse(FileId(0), text);
+    let inside = |span: Span| span.start <= offset && offset <= span.end;
+    for item in &parsed.file.items {
+        let Item::Table(t) = item else { continue };
+        if !inside(t.span) {
+            continue;
+        }
+        let parts: Vec<String> = t.name.parts.iter().map(|p| p.text.clone()).collect();
+        let (schema, table) = match parts.as_slice() {
+            [s, n] => (s.clone(), n.clone()),
+            [n] => ("public".to_owned(), n.clone()),
+            _ => return None,
+        };
+        if inside(t.name.span) {
+            return Some((schema, table, None));
+        }
+        let column = t.columns.iter().find(|c| inside(c.name.span))?;
+        return Some((schema, table, Some(column.name.text.clone())));
+    }
+    // Elsewhere (rule targets, filters): the dotted name under the cursor.
+    let is_part = |c: char| c.is_alphanumeric() || c == '_' || c == '-' || c == '.';
+    let start = text[..offset]
+        .rfind(|c: char| !is_part(c))
+        .map_or(0, |i| i + 1);
+    let end = text[offset..]
+        .find(|c: char| !is_part(c))
+        .map_or(text.len(), |i| offset + i);
+    let parts: Vec<&str> = text.get(start..end)?.split('.').collect();
+    match parts.as_slice() {
+        [s, t] => Some((s.to_string(), t.to_string(), None)),
+        [s, t, c] => Some((s.to_string(), t.to_string(), Some(c.to_string()))),
+        _ => None,
+    }
+}
+
+/// Where a relation (or one of its columns) is in a lock file's text: the
+/// byte offset of its `"name"` entry. The lock is JSON written by `clsfc
+/// schema pull`; it is scanned as JSON text, not re-serialised.
+fn lock_entry(lock: &str, schema: &str, table: &str, column: Option<&str>) -> Option<usize> {
+    let quoted = |s: &str| regex::escape(&Value::from(s).to_string());
+    // A relation object, not a reference to one (`parents` entries have no
+    // `kind` after their name).
+    let relation = regex::Regex::new(&format!(
+        r#""schema":\s*{},\s*"name":\s*{},\s*"kind":"#,
+        quoted(schema),
+        quoted(table)
+    ))
+    .ok()?
+    .find(lock)?;
+    let name_at = relation.start() + lock[relation.start()..].find("\"name\":")?;
+    let Some(column) = column else {
+        return Some(name_at);
+    };
+    let columns = relation.end() + lock[relation.end()..].find("\"columns\":")?;
+    // The column list ends where the next relation begins.
+    let end = regex::Regex::new(r#""schema":\s*"[^"]*",\s*"name":\s*"[^"]*",\s*"kind":"#)
+        .ok()?
+        .find_at(lock, columns)
+        .map_or(lock.len(), |m| m.start());
+    let needle = format!("\"name\": {}", Value::from(column));
+    let found = columns + lock[columns..end].find(&needle)?;
+    Some(found)
 }
 
 /// Whether an LSP range holds a position.
@@ -898,6 +985,31 @@ fn path_to_uri(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tables_and_columns_are_found_in_the_lock() {
+        let lock = include_str!("../../../examples/quickstart/schema.lock.json");
+        let line = |byte: usize| lock[byte..].lines().next().unwrap().trim().to_owned();
+        let table = lock_entry(lock, "public", "orders", None).unwrap();
+        assert_eq!(line(table), r#""name": "orders","#);
+        let column = lock_entry(lock, "public", "orders", Some("status")).unwrap();
+        assert!(column > table);
+        assert_eq!(line(column), r#""name": "status","#);
+        // `email` is a column of customers, not of orders.
+        assert_eq!(lock_entry(lock, "public", "orders", Some("email")), None);
+        assert_eq!(lock_entry(lock, "public", "nothing", None), None);
+        let policy = include_str!("../../../examples/quickstart/policy/quickstart.clsf");
+        let at = policy.find("public.customers").unwrap() + 3;
+        assert_eq!(
+            relation_at(policy, at),
+            Some(("public".into(), "customers".into(), None))
+        );
+        let at = policy.find("ssn:").unwrap() + 1;
+        assert_eq!(
+            relation_at(policy, at),
+            Some(("public".into(), "customers".into(), Some("ssn".into())))
+        );
+    }
 
     #[test]
     fn uris_and_positions_round_trip() {
