@@ -1,19 +1,19 @@
 //! `clsfc lsp`: the Language Server Protocol over stdin and stdout.
 //!
-//! What it serves: diagnostics as you type (the codes, messages, labels and
-//! help of `clsfc check`, for every `.clsf` file of the edited file's
-//! folder, against the `schema.lock.json` found in that folder or above it,
-//! or the `lock` given in `initializationOptions`; without a lock, syntax
-//! and import errors only), whole-document formatting (`clsfc fmt`) and
-//! document symbols (labels, groups, schemas, tables with their columns,
-//! masks, rules), and hover on a table or column of a `table` declaration
-//! (its effective label, categories and mask from the compiled plan, and
-//! what kind of declaration decided it), and completion (keywords, labels,
-//! categories, groups, masks, and the lock's schemas, tables and columns
-//! after a `.`), go to definition and find references of labels,
-//! categories, groups, masks and rules within the folder, and quick fixes
-//! for diagnostics that suggest a name or an `override because`; tables
-//! and columns go to their entries in the schema lock.
+//! What it serves (spec/language.md, *`clsfc lsp`*):
+//! - diagnostics as you type: the codes, messages, labels and help of
+//!   `clsfc check` for every `.clsf` file of the edited file's folder, with
+//!   unsaved buffers, against the nearest `schema.lock.json` (or
+//!   `initializationOptions.lock`); without a lock, syntax and imports only;
+//! - formatting (`clsfc fmt`) and document symbols;
+//! - hover: a table's or column's effective label, categories and mask
+//!   from the compiled plan and what decided it; a group's or mask's
+//!   declaration; the explanation of the diagnostic under the cursor;
+//! - completion: keywords, the policy's names, built-in masks, and the
+//!   lock's schemas, tables and columns after a `.`;
+//! - definitions and references of labels, categories, groups, masks and
+//!   rules; tables and columns go to their entries in the lock;
+//! - quick fixes: "did you mean", and `override because` where allowed.
 //!
 //! `lsp-server` (rust-analyzer's) does the framing and the
 //! initialize/shutdown handshake; messages are handled as JSON values,
