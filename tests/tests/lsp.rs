@@ -541,6 +541,44 @@ fn an_editor_gets_check_diagnostics_formatting_and_symbols_from_clsfc_lsp() {
         );
     }
 
+    // `use "…"` goes to the files it imports.
+    let shared = dir.path().join("shared");
+    std::fs::create_dir_all(shared.join("more")).unwrap();
+    std::fs::write(
+        shared.join("common.clsf"),
+        "group ops { claim sub == \"ops\" }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        shared.join("more/extra.clsf"),
+        "group auditors { claim sub == \"audit\" }\n",
+    )
+    .unwrap();
+    let with_use = format!("use \"../shared\"\n{original}");
+    lsp.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": file_uri, "version": 8 }, "contentChanges": [{ "text": with_use }] }),
+    );
+    lsp.diagnostics_for(&file_uri);
+    let found = lsp.request(
+        "textDocument/definition",
+        json!({ "textDocument": { "uri": file_uri }, "position": { "line": 0, "character": 6 } }),
+    );
+    let files: Vec<&str> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["uri"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        files,
+        [
+            uri(&shared.join("common.clsf")),
+            uri(&shared.join("more/extra.clsf"))
+        ],
+        "{found}"
+    );
+
     lsp.request("shutdown", Value::Null);
     lsp.notify("exit", Value::Null);
     let status = lsp.child.wait().unwrap();

@@ -12,7 +12,8 @@
 //! - completion: keywords, the policy's names, built-in masks, and the
 //!   lock's schemas, tables and columns after a `.`;
 //! - definitions and references of labels, categories, groups, masks and
-//!   rules; tables and columns go to their entries in the lock;
+//!   rules; tables and columns go to their entries in the lock, `use "…"`
+//!   to the files it imports;
 //! - quick fixes: "did you mean", and `override because` where allowed.
 //!
 //! `lsp-server` (rust-analyzer's) does the framing and the
@@ -203,6 +204,16 @@ impl Server {
                 let Some(at) = offset(&text, &params["position"]) else {
                     return Ok(Value::Null);
                 };
+                // `use "path"`: the file, or every `.clsf` file of the folder.
+                if method == "textDocument/definition"
+                    && let Some(files) = use_target(&path, &text, at)
+                {
+                    let start = json!({ "line": 0, "character": 0 });
+                    return Ok(files
+                        .iter()
+                        .map(|f| location(f, &json!({ "start": start, "end": start })))
+                        .collect());
+                }
                 // A table or column: its entry in the schema lock.
                 if method == "textDocument/definition"
                     && let Some(found) = names.lock.as_ref().and_then(|(lock, lock_text)| {
@@ -546,6 +557,39 @@ impl Names {
         );
         out
     }
+}
+
+/// The files a `use "path"` at `offset` imports (relative to `file`): the
+/// file, or the `.clsf` files of the folder, sorted. `use std::…` modules
+/// are embedded in `clsfc` and have no file to go to.
+fn use_target(file: &Path, text: &str, offset: usize) -> Option<Vec<PathBuf>> {
+    let parsed = clsf_lang::parse(FileId(0), text);
+    let target = parsed.file.items.iter().find_map(|item| match item {
+        Item::Use(u) if u.span.start <= offset && offset <= u.span.end => match &u.target {
+            clsf_lang::ast::UseTarget::Path(p) => Some(p.value.clone()),
+            clsf_lang::ast::UseTarget::Std(_) => None,
+        },
+        _ => None,
+    })?;
+    let path = file.parent()?.join(target).canonicalize().ok()?;
+    if path.is_file() {
+        return Some(vec![path]);
+    }
+    // Every `.clsf` file below the folder, as `use` reads them.
+    let mut files = Vec::new();
+    let mut folders = vec![path];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).ok()?.filter_map(Result::ok) {
+            let p = entry.path();
+            if p.is_dir() {
+                folders.push(p);
+            } else if p.extension().is_some_and(|e| e == "clsf") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    Some(files)
 }
 
 /// The table or column named at `offset`: a qualified name under the
