@@ -542,19 +542,19 @@ fn an_editor_gets_check_diagnostics_formatting_and_symbols_from_clsfc_lsp() {
     }
 
     // `use "…"` goes to the files it imports.
-    let shared = dir.path().join("shared");
-    std::fs::create_dir_all(shared.join("more")).unwrap();
+    let common = dir.path().join("common");
+    std::fs::create_dir_all(common.join("more")).unwrap();
     std::fs::write(
-        shared.join("common.clsf"),
+        common.join("common.clsf"),
         "group ops { claim sub == \"ops\" }\n",
     )
     .unwrap();
     std::fs::write(
-        shared.join("more/extra.clsf"),
+        common.join("more/extra.clsf"),
         "group auditors { claim sub == \"audit\" }\n",
     )
     .unwrap();
-    let with_use = format!("use \"../shared\"\n{original}");
+    let with_use = format!("use \"../common\"\n{original}");
     lsp.notify(
         "textDocument/didChange",
         json!({ "textDocument": { "uri": file_uri, "version": 8 }, "contentChanges": [{ "text": with_use }] }),
@@ -573,8 +573,8 @@ fn an_editor_gets_check_diagnostics_formatting_and_symbols_from_clsfc_lsp() {
     assert_eq!(
         files,
         [
-            uri(&shared.join("common.clsf")),
-            uri(&shared.join("more/extra.clsf"))
+            uri(&common.join("common.clsf")),
+            uri(&common.join("more/extra.clsf"))
         ],
         "{found}"
     );

@@ -936,6 +936,7 @@ fn hover(plan: &Plan, text: &str, offset: usize) -> Option<String> {
 
 /// Document symbols: each declaration, tables with their columns.
 fn symbols(text: &str) -> Value {
+    // LSP SymbolKind values (not the CompletionItemKind ones above).
     const NAMESPACE: u8 = 3;
     const CLASS: u8 = 5;
     const FIELD: u8 = 8;
