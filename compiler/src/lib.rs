@@ -22,6 +22,7 @@ pub mod resolve;
 pub mod schema;
 pub mod signing;
 pub mod stdlib;
+pub mod suggest;
 #[cfg(feature = "verify")]
 pub mod verify;
 

@@ -360,6 +360,16 @@ impl Postgres {
         }
     }
 
+    /// A libpq conninfo string for the superuser over the Unix socket, for
+    /// a client process a test keeps running (e.g. one holding a lock).
+    pub fn superuser_conninfo(&self, database: &str) -> String {
+        format!(
+            "host={} port={} user=postgres dbname={database}",
+            self.socket_dir().display(),
+            self.port
+        )
+    }
+
     /// psql as the superuser over the Unix socket, stopping at the first error.
     fn superuser_psql(&self, database: &str) -> Command {
         let mut c = Command::new("psql");

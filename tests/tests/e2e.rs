@@ -28,6 +28,7 @@ mod rules;
 mod schema;
 mod shutdown;
 mod stdlib;
+mod suggest;
 mod tls;
 mod tools;
 mod wire;

@@ -9,6 +9,7 @@ mod diff;
 mod explain;
 mod fmt;
 mod lsp;
+mod suggest;
 mod test;
 mod who_can;
 
@@ -39,6 +40,37 @@ enum Command {
     /// diagnostics as you type (against the `schema.lock.json` next to the
     /// policy or above it), formatting and document symbols.
     Lsp,
+    /// Propose classifications for a live database's columns from their
+    /// names, types and a bounded random sample of their values (card
+    /// numbers with Luhn, IBANs, e-mail, phone and national identifiers,
+    /// IP addresses, tokens, password hashes). Writes a `.clsf` file of
+    /// suggestions for review, each with its evidence; never a sampled value.
+    Suggest {
+        /// A libpq-style URL (as for `schema pull`). Sampling runs in a
+        /// read-only transaction.
+        #[arg(long)]
+        database_url: String,
+        /// Rows sampled per table at most.
+        #[arg(long = "sample", default_value_t = 500)]
+        rows: u32,
+        /// Seconds all sampling may take; a table that does not finish in its
+        /// share is skipped (its names and types still count).
+        #[arg(long, default_value_t = 60.0)]
+        budget: f64,
+        /// Seed for reproducible samples (`TABLESAMPLE … REPEATABLE`).
+        #[arg(long)]
+        seed: Option<u32>,
+        /// An existing policy: the columns it classifies are reported only
+        /// where the evidence asks for more.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Only this schema (repeatable).
+        #[arg(long = "schema")]
+        schemas: Vec<String>,
+        /// Output file (standard output when omitted).
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+    },
     /// Work with the schema lock file.
     Schema {
         #[command(subcommand)]
@@ -375,6 +407,25 @@ pub fn run(cli: Cli) -> Exit {
                     .to_owned(),
             ),
         },
+        Command::Suggest {
+            database_url,
+            rows,
+            budget,
+            seed,
+            policy,
+            schemas,
+            out,
+        } => suggest::budget(rows, budget, seed).and_then(|budget| {
+            suggest::run(
+                &suggest::Options {
+                    database_url: &database_url,
+                    schemas: &schemas,
+                    budget,
+                },
+                policy.as_deref(),
+                out,
+            )
+        }),
         Command::Fmt { paths, check } => fmt::run(&paths, check),
         Command::Lsp => lsp::run(),
         Command::WhoCan {
