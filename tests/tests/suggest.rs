@@ -668,3 +668,122 @@ fn sampling_keeps_its_budget_and_never_prints_a_value() {
         );
     }
 }
+
+/// `clsfc init` on a fresh database writes a starter that `clsfc check`,
+/// `clsfc test`, `clsfc fmt --check` and `clsf-proxy check-config` accept
+/// unchanged, with test cases drawn from the suggestions, and refuses to
+/// write into a directory that is not empty.
+#[test]
+fn init_writes_a_starter_that_checks_and_tests_green() {
+    let pg = Postgres::start();
+    pg.superuser_script(
+        "shop",
+        &format!(
+            "CREATE TABLE customers (id int PRIMARY KEY, contact text, card text, notes text);
+             INSERT INTO customers SELECT g, 'c' || g || '@shop.example', '4111 1111 1111 1111', 'note ' || g
+               FROM generate_series(1, 50) g;
+             CREATE TABLE orders (id int PRIMARY KEY, status text);
+             GRANT SELECT ON customers, orders TO {GATEWAY_ROLE};"
+        ),
+    );
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path().join("starter");
+    let run = |program: &str, args: &[&str]| {
+        let out = Command::new(bin(program))
+            .args(args)
+            .env("CLSF_UPSTREAM_PASSWORD", "not-used-by-check-config")
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    let out = Command::new(bin("clsfc"))
+        .args(["init", "--database-url", &pg.gateway_url()])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for file in [
+        "schema.lock.json",
+        "policy/main.clsf",
+        "policy/suggested.clsf",
+        "policy/main.test.toml",
+        "proxy.toml",
+        ".github/workflows/clsf.yml",
+        ".gitlab/clsf.gitlab-ci.yml",
+    ] {
+        assert!(dir.join(file).is_file(), "{file} written");
+    }
+    let suggested = std::fs::read_to_string(dir.join("policy/suggested.clsf")).unwrap();
+    // `clsfc fmt` aligns the classifications; compare them word by word.
+    let suggested = suggested
+        .split(' ')
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        suggested.contains("contact: confidential [pii] mask email"),
+        "{suggested}"
+    );
+    assert!(
+        suggested.contains("card: restricted [pci] mask last(4)"),
+        "{suggested}"
+    );
+    assert!(
+        !suggested.contains("shop.example") && !suggested.contains("4111"),
+        "{suggested}"
+    );
+    let cases = std::fs::read_to_string(dir.join("policy/main.test.toml")).unwrap();
+    assert_eq!(cases.matches("[[case]]").count(), 5, "{cases}");
+
+    let (code, text) = run(
+        "clsfc",
+        &["check", "policy", "--schema", "schema.lock.json"],
+    );
+    assert_eq!(code, Some(0), "{text}");
+    let (code, text) = run("clsfc", &["test", "policy", "--schema", "schema.lock.json"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("5 passed") || text.contains("5/5"), "{text}");
+    let (code, text) = run("clsfc", &["fmt", "--check", "policy"]);
+    assert_eq!(code, Some(0), "{text}");
+    // check-config fetches each issuer's keys, and tests reach nothing but
+    // loopback: the hosted issuers' key URLs become the local key file.
+    clsf_tests::identity::Issuer::new("k1").write_jwks(&dir.join("cluster-jwks.json"));
+    let config = std::fs::read_to_string(dir.join("proxy.toml")).unwrap();
+    let offline: String = config
+        .lines()
+        .map(|l| {
+            if l.starts_with("jwks_url") {
+                "jwks_file = \"cluster-jwks.json\""
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(
+        offline.matches("cluster-jwks.json\"").count(),
+        3,
+        "{offline}"
+    );
+    std::fs::write(dir.join("proxy-offline.toml"), offline).unwrap();
+    let (code, text) = run("clsf-proxy", &["check-config", "proxy-offline.toml"]);
+    assert_eq!(code, Some(0), "{text}");
+
+    let again = Command::new(bin("clsfc"))
+        .args(["init", "--database-url", &pg.gateway_url()])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("is not empty"));
+}

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 mod diff;
 mod explain;
 mod fmt;
+mod init;
 mod lsp;
 mod suggest;
 mod test;
@@ -70,6 +71,27 @@ enum Command {
         /// Output file (standard output when omitted).
         #[arg(short, long)]
         out: Option<PathBuf>,
+    },
+    /// Start a policy repository for a live database in DIR: the schema
+    /// lock, the suggestions, a main policy with example groups for GitHub
+    /// Actions, GitLab CI and a Kubernetes service account, its tests, a
+    /// proxy configuration and CI workflows. Never overwrites: DIR must be
+    /// new or empty.
+    Init {
+        /// A libpq-style URL (as for `schema pull`).
+        #[arg(long)]
+        database_url: String,
+        /// The directory to create.
+        dir: PathBuf,
+        /// Rows sampled per table at most.
+        #[arg(long = "sample", default_value_t = 500)]
+        rows: u32,
+        /// Seconds all sampling may take.
+        #[arg(long, default_value_t = 60.0)]
+        budget: f64,
+        /// Only this schema (repeatable).
+        #[arg(long = "schema")]
+        schemas: Vec<String>,
     },
     /// Work with the schema lock file.
     Schema {
@@ -424,6 +446,22 @@ pub fn run(cli: Cli) -> Exit {
                 },
                 policy.as_deref(),
                 out,
+            )
+        }),
+        Command::Init {
+            database_url,
+            dir,
+            rows,
+            budget,
+            schemas,
+        } => suggest::budget(rows, budget, None).and_then(|budget| {
+            init::run(
+                &suggest::Options {
+                    database_url: &database_url,
+                    schemas: &schemas,
+                    budget,
+                },
+                &dir,
             )
         }),
         Command::Fmt { paths, check } => fmt::run(&paths, check),

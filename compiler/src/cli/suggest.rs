@@ -61,13 +61,13 @@ pub fn run(options: &Options, policy: Option<&Path>, out: Option<PathBuf>) -> Re
         None => None,
     };
     let suggestions = suggest::propose(&schema, &samples, existing.as_ref());
-    let text = suggest::render(
+    let text = formatted(&suggest::render(
         &suggestions,
         &Header {
             per_column: options.budget.rows,
             import_labels: existing.is_none(),
         },
-    );
+    ))?;
     match out {
         Some(path) => {
             std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?
@@ -102,4 +102,14 @@ pub fn budget(rows: u32, seconds: f64, seed: Option<u32>) -> Result<Budget, Stri
         time: Duration::from_secs_f64(seconds),
         seed,
     })
+}
+
+/// Formats generated policy text the way `clsfc fmt` does, so that a CI
+/// job's `clsfc fmt --check` passes on it.
+pub fn formatted(text: &str) -> Result<String, String> {
+    let parsed = clsf_lang::parse(clsf_lang::FileId(0), text);
+    if !parsed.diagnostics.is_empty() {
+        return Err("internal error: generated policy text does not parse".into());
+    }
+    Ok(clsf_lang::format(&parsed.file, text))
 }
