@@ -212,3 +212,42 @@ fn the_textmate_grammar_knows_every_keyword_of_the_parser() {
         "keywords the editor grammar lacks: {missing:?}"
     );
 }
+
+/// The extension folder is a working client of `clsfc lsp`: its manifest
+/// activates on the language and names a main script that node accepts,
+/// the script starts the configured executable with `lsp` over stdio, and
+/// the executable setting defaults to `clsfc`. (VS Code itself does not run
+/// here; `tests/tests/lsp.rs` speaks to the server the script starts.)
+#[test]
+fn the_vscode_extension_starts_the_language_server() {
+    let dir = repo_root().join("editors/vscode");
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("package.json")).unwrap()).unwrap();
+    assert_eq!(manifest["activationEvents"][0], "onLanguage:clsf");
+    assert_eq!(
+        manifest["contributes"]["configuration"]["properties"]["clsf.server.path"]["default"],
+        "clsfc"
+    );
+    assert!(manifest["dependencies"]["vscode-languageclient"].is_string());
+    let main = dir.join(manifest["main"].as_str().unwrap());
+    let check = std::process::Command::new("node")
+        .arg("--check")
+        .arg(&main)
+        .output()
+        .expect("node is installed");
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let script = std::fs::read_to_string(&main).unwrap();
+    for needle in [
+        "require(\"vscode-languageclient/node\")",
+        "config.get(\"server.path\", \"clsfc\")",
+        "args: [\"lsp\"]",
+        "TransportKind.stdio",
+        "language: \"clsf\"",
+    ] {
+        assert!(script.contains(needle), "extension.js lacks {needle}");
+    }
+}

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use clsf_compiler::engine::rewrite::quote_ident;
 use clsf_compiler::load;
 use clsf_compiler::plan::Origin;
 use clsf_compiler::schema::{Schema, TypeFamily};
@@ -218,10 +219,6 @@ fn plain_value(
 
 fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
-}
-
-fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
 }
 
 /// Rows per generated table.
