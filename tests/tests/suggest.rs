@@ -776,6 +776,21 @@ fn init_writes_a_starter_that_checks_and_tests_green() {
     let (code, text) = run("clsf-proxy", &["check-config", "proxy-offline.toml"]);
     assert_eq!(code, Some(0), "{text}");
 
+    // With the starter as the existing policy, nothing is left to propose
+    // and nothing disagrees.
+    let (code, text) = run(
+        "clsfc",
+        &[
+            "suggest",
+            "--database-url",
+            &pg.gateway_url(),
+            "--policy",
+            "policy",
+        ],
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("0 proposal(s), 0 disagreement(s)"), "{text}");
+
     let again = Command::new(bin("clsfc"))
         .args(["init", "--database-url", &pg.gateway_url()])
         .arg(&dir)
