@@ -242,7 +242,7 @@ fn serve(path: &std::path::Path) -> Result<(), String> {
             signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
         Ok::<_, String>((xfsz, hangup, terminate))
     })?;
-    let running = clsf_runtime::serve::start(config.clone()).map_err(|e| e.0)?;
+    let running = clsf_runtime::serve::start(config.clone()).map_err(|e| e.to_string())?;
     // These lines are read by scripts: keep their shape.
     eprintln!(
         "clsf-proxy: listening on {}, enforcing plan {}",
@@ -333,7 +333,7 @@ fn tool(command: Command) -> Result<(), String> {
         }
         Command::CheckConfig { path } => {
             let config = config::load(&path).map_err(|e| e.to_string())?;
-            let plan_hash = start::check(&config)?;
+            let plan_hash = start::check(&config).map_err(|e| e.to_string())?;
             println!(
                 "ok: {} is valid; its policy compiles to plan {plan_hash}",
                 path.display()

@@ -202,7 +202,8 @@ pub fn reload(shared: &Shared, config: &Config) {
                 .set(i64::try_from(next.generation).unwrap_or(i64::MAX));
             *shared.loaded.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
         }
-        Err(message) => {
+        Err(error) => {
+            let message = error.to_string();
             shared.metrics.reload_failures.inc();
             let mut event = Event::new("reload_failed", 0);
             event.plan = Some(&current.plan_hash);

@@ -22,20 +22,48 @@ use crate::session::Shared;
 use crate::{admin, control_plane, reload, server, start, tls};
 
 /// Why a proxy could not start.
-#[derive(Debug)]
-pub struct StartError(pub String);
-
-impl std::fmt::Display for StartError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The policy, identities, upstream settings or audit trail.
+    #[error(transparent)]
+    Setup(#[from] start::SetupError),
+    /// An address could not be resolved or bound.
+    #[error("cannot listen on {address}{listener}: {source}")]
+    Listen {
+        /// The address as configured.
+        address: String,
+        /// Which listener, for the admin and MCP ones (" (admin)").
+        listener: &'static str,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The admin listener has no certificate of its own nor `[tls]`'s.
+    #[error("[admin] needs a certificate")]
+    AdminCertificate,
+    /// A listener's TLS certificate, key or client CA.
+    #[error(transparent)]
+    Tls(#[from] tls::AcceptorError),
+    /// The policy files or the lock cannot be watched for changes.
+    #[error("{0}")]
+    Watch(String),
+    /// The control thread (control plane, admin and MCP listeners) failed.
+    #[error("{0}")]
+    Control(String),
+    /// A thread or its runtime could not be started.
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
 }
 
-impl std::error::Error for StartError {}
-
-impl From<String> for StartError {
-    fn from(s: String) -> StartError {
-        StartError(s)
+/// `StartError::Listen` for the listener named `listener` at `address`.
+fn listen_error(
+    address: impl std::fmt::Display,
+    listener: &'static str,
+) -> impl FnOnce(std::io::Error) -> StartError {
+    let address = address.to_string();
+    move |source| StartError::Listen {
+        address,
+        listener,
+        source,
     }
 }
 
@@ -89,9 +117,14 @@ fn listen_addr(listen: &str) -> Result<SocketAddr, StartError> {
     use std::net::ToSocketAddrs;
     listen
         .to_socket_addrs()
-        .map_err(|e| StartError(format!("cannot listen on {listen}: {e}")))?
+        .map_err(listen_error(listen, ""))?
         .next()
-        .ok_or_else(|| StartError(format!("cannot listen on {listen}: no address")))
+        .ok_or_else(|| {
+            listen_error(listen, "")(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no address",
+            ))
+        })
 }
 
 /// Starts a proxy: compiles the policy, opens the audit trail, binds the
@@ -102,13 +135,17 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
     // clients are told names the port actually chosen.
     let admin_listener = match &mut config.admin {
         Some(a) => {
+            let bound = listen_error(&a.listen, " (admin)");
             let l = std::net::TcpListener::bind(&a.listen)
-                .map_err(|e| format!("cannot listen on {} (admin): {e}", a.listen))?;
-            l.set_nonblocking(true).map_err(|e| e.to_string())?;
-            a.listen = l.local_addr().map_err(|e| e.to_string())?.to_string();
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(bound)?;
+            a.listen = l
+                .local_addr()
+                .map_err(listen_error(&a.listen, " (admin)"))?
+                .to_string();
             let (cert, key) = a
                 .tls_files(config.tls.as_ref())
-                .ok_or_else(|| "[admin] needs a certificate".to_owned())?;
+                .ok_or(StartError::AdminCertificate)?;
             let acceptor = tls::acceptor(cert, key, None, &[tls::HTTP_ALPN])?;
             Some((l, acceptor))
         }
@@ -118,9 +155,12 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
     let mcp_listener = match &mut config.mcp {
         Some(m) => {
             let l = std::net::TcpListener::bind(&m.listen)
-                .map_err(|e| format!("cannot listen on {} (mcp): {e}", m.listen))?;
-            l.set_nonblocking(true).map_err(|e| e.to_string())?;
-            m.listen = l.local_addr().map_err(|e| e.to_string())?.to_string();
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(listen_error(&m.listen, " (mcp)"))?;
+            m.listen = l
+                .local_addr()
+                .map_err(listen_error(&m.listen, " (mcp)"))?
+                .to_string();
             // Agents may prove themselves with a client certificate from
             // the same CA as the wire protocol's clients (mutual TLS).
             let client_ca = config
@@ -136,11 +176,17 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
         None => None,
     };
     let mcp = match &mcp_listener {
-        Some((l, _, _)) => Some(l.local_addr().map_err(|e| e.to_string())?),
+        Some((l, _, _)) => Some(
+            l.local_addr()
+                .map_err(listen_error("the MCP address", ""))?,
+        ),
         None => None,
     };
     let admin = match &admin_listener {
-        Some((l, _)) => Some(l.local_addr().map_err(|e| e.to_string())?),
+        Some((l, _)) => Some(
+            l.local_addr()
+                .map_err(listen_error("the admin address", ""))?,
+        ),
         None => None,
     };
 
@@ -151,24 +197,22 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
         // port: a second proxy started on this one's address would
         // silently take half its clients. A plain bind first fails as
         // "address in use" when anything listens there.
-        drop(
-            std::net::TcpListener::bind(wanted)
-                .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?,
-        );
+        drop(std::net::TcpListener::bind(wanted).map_err(listen_error(&config.listen, ""))?);
     }
-    let first =
-        shared_listener(wanted).map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    let addr = first.local_addr().map_err(|e| e.to_string())?;
+    let first = shared_listener(wanted).map_err(listen_error(&config.listen, ""))?;
+    let addr = first
+        .local_addr()
+        .map_err(listen_error(&config.listen, ""))?;
     let mut listeners = vec![first];
     for _ in 1..workers(&config) {
-        listeners.push(shared_listener(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?);
+        listeners.push(shared_listener(addr).map_err(listen_error(addr, ""))?);
     }
 
     // Only once the address is ours: a proxy that cannot listen must not
     // touch the audit trail another one may be writing.
     let shared = Arc::new(start::shared_state(&config)?);
     // Kept alive for as long as the proxy runs: dropping it stops reloading.
-    let watcher = reload::watch(Arc::clone(&shared), config.clone())?;
+    let watcher = reload::watch(Arc::clone(&shared), config.clone()).map_err(StartError::Watch)?;
 
     let (stop, stopped) = watch::channel(false);
     let mut threads = Vec::new();
@@ -243,7 +287,7 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
                         let _ = stopped.wait_for(|s| *s).await;
                     });
                 })
-                .map_err(|e| format!("cannot start a thread: {e}"))?,
+                .map_err(StartError::Thread)?,
         );
     }
     let started = started
@@ -255,7 +299,7 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
         for t in threads {
             let _ = t.join();
         }
-        return Err(StartError(e));
+        return Err(StartError::Control(e));
     }
 
     // Every session holds a permit of the one connection limit, whichever
@@ -270,7 +314,7 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| format!("cannot build a session runtime: {e}"))?;
+            .map_err(StartError::Thread)?;
         threads.push(
             std::thread::Builder::new()
                 .name(format!("clsf-sessions-{i}"))
@@ -289,7 +333,7 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
                         .await;
                     });
                 })
-                .map_err(|e| format!("cannot start a thread: {e}"))?,
+                .map_err(StartError::Thread)?,
         );
     }
     Ok(Running {

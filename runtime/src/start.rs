@@ -2,6 +2,7 @@
 //! JWKS, read the upstream password, open the audit trail.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -17,6 +18,92 @@ use crate::session::{ClientTls, Loaded, Shared};
 use crate::tls;
 use crate::upstream::{Target, UpstreamTls};
 
+/// Why the shared state could not be built from a config: each variant
+/// names the setting or file at fault. Messages never carry a secret (the
+/// upstream password's variable may be named, never its value).
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// The policy directory or its lock file could not be read.
+    #[error("{0}")]
+    Load(#[from] load::LoadError),
+    /// The policy has errors (its diagnostics, rendered).
+    #[error("the policy has errors:\n{0}")]
+    Policy(String),
+    /// A bundle failed its signature, manifest or version check.
+    #[error("{0}")]
+    Bundle(#[from] clsf_compiler::bundle::BundleError),
+    /// The plan could not be turned into Cedar.
+    #[error("{0}")]
+    Generate(#[from] clsf_compiler::cedar::GenerateError),
+    /// `policy.hash_key_file` could not be read.
+    #[error("cannot read policy.hash_key_file {}: {source}", path.display())]
+    HashKeyRead {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// `policy.hash_key_file` holds a key shorter than 16 characters.
+    #[error("policy.hash_key_file {}: the key must be at least 16 characters", path.display())]
+    HashKeyShort {
+        /// The file.
+        path: PathBuf,
+    },
+    /// An issuer's settings or keys.
+    #[error("issuer {issuer}: {reason}")]
+    Issuer {
+        /// The issuer's `iss`.
+        issuer: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A service account's SCRAM verifier does not parse.
+    #[error("service account {name}: {reason}")]
+    Account {
+        /// The account.
+        name: String,
+        /// What is wrong with its verifier.
+        reason: String,
+    },
+    /// `[upstream]`'s TLS settings.
+    #[error("[upstream] {0}")]
+    UpstreamTls(String),
+    /// The upstream password file could not be read.
+    #[error("cannot read the upstream password file {}: {source}", path.display())]
+    PasswordFile {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// The upstream password's environment variable is not set.
+    #[error("the upstream password variable {0} is not set")]
+    PasswordVariable(String),
+    /// Neither a password file nor a variable is configured.
+    #[error("[upstream] has no password")]
+    NoPassword,
+    /// The password's first line is empty (`origin` names where it was read).
+    #[error("{0} is empty")]
+    EmptyPassword(String),
+    /// The client TLS certificate, key or CA.
+    #[error("{0}")]
+    Tls(#[from] tls::AcceptorError),
+    /// The audit trail's directory is missing.
+    #[error("the audit trail's directory {} does not exist", .0.display())]
+    AuditDirectory(PathBuf),
+    /// The audit trail could not be opened.
+    #[error("cannot open the audit trail {}: {source}", path.display())]
+    Audit {
+        /// The trail's path.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// A runtime for fetching keys could not be built.
+    #[error("cannot start a runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
 /// Compiles the policy of a config into an engine and its plan hash. Policy
 /// diagnostics are rendered into the error. A bundle must be signed by a
 /// trusted key when `[policy] trusted_keys` is set, and not older than
@@ -26,18 +113,19 @@ pub fn compile_policy(
     config: &Config,
     generation: u64,
     in_force: Option<u64>,
-) -> Result<Loaded, String> {
+) -> Result<Loaded, SetupError> {
     let mut bundle_version = None;
     let mut engine = match config.policy.source() {
         PolicySource::Sources { dir, lock } => {
-            let compiled = load::compile_dir(dir, lock).map_err(|e| e.to_string())?;
+            let compiled = load::compile_dir(dir, lock)?;
             let Some(plan) = compiled.plan else {
-                return Err(format!(
-                    "the policy has errors:\n{}",
-                    clsf_lang::render(&compiled.diagnostics, &compiled.sources, false)
-                ));
+                return Err(SetupError::Policy(clsf_lang::render(
+                    &compiled.diagnostics,
+                    &compiled.sources,
+                    false,
+                )));
             };
-            Engine::new(plan).map_err(|e| e.to_string())?
+            Engine::new(plan)?
         }
         // Verified against its signature and manifest, and its Cedar
         // against its plan.
@@ -47,8 +135,7 @@ pub fn compile_policy(
                 in_force,
                 allow_downgrade: config.policy.allow_downgrade,
             };
-            let loaded =
-                clsf_compiler::bundle::load_with(dir, &trust).map_err(|e| e.to_string())?;
+            let loaded = clsf_compiler::bundle::load_with(dir, &trust)?;
             if let Some(key) = &loaded.signed_by {
                 tracing::info!(version = loaded.version, key = %key, "bundle signature verified");
             }
@@ -57,19 +144,17 @@ pub fn compile_policy(
         }
     };
     if let Some(path) = &config.policy.hash_key_file {
-        let key = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read policy.hash_key_file {}: {e}", path.display()))?;
+        let key = std::fs::read_to_string(path).map_err(|source| SetupError::HashKeyRead {
+            path: path.clone(),
+            source,
+        })?;
         let key = key.trim();
         if key.chars().count() < 16 {
-            return Err(format!(
-                "policy.hash_key_file {}: the key must be at least 16 characters",
-                path.display()
-            ));
+            return Err(SetupError::HashKeyShort { path: path.clone() });
         }
         engine = engine.with_hash_key(key.to_owned());
     }
-    let files = clsf_compiler::bundle::files(engine.plan(), engine.generated())
-        .map_err(|e| e.to_string())?;
+    let files = clsf_compiler::bundle::files(engine.plan(), engine.generated())?;
     // The same hash `clsfc build` writes into the bundle's manifest.
     let (plan_hash, _) = clsf_compiler::bundle::digests(&files);
     Ok(Loaded {
@@ -82,7 +167,7 @@ pub fn compile_policy(
 
 /// Checks everything `shared_state` would load, without opening the audit
 /// trail (only its directory must exist). Returns the plan hash.
-pub fn check(config: &Config) -> Result<String, String> {
+pub fn check(config: &Config) -> Result<String, SetupError> {
     let loaded = compile_policy(config, 0, None)?;
     issuers(config)?;
     accounts(config)?;
@@ -104,51 +189,55 @@ pub fn check(config: &Config) -> Result<String, String> {
     if let Some(dir) = dir
         && !dir.is_dir()
     {
-        return Err(format!(
-            "the audit trail's directory {} does not exist",
-            dir.display()
-        ));
+        return Err(SetupError::AuditDirectory(dir.to_owned()));
     }
     Ok(loaded.plan_hash)
 }
 
 /// Loads every issuer's keys (fetching URLs once). Called outside any
 /// async runtime (at start and by `check-config`), so it runs its own.
-fn issuers(config: &Config) -> Result<Issuers, String> {
+fn issuers(config: &Config) -> Result<Issuers, SetupError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(SetupError::Runtime)?;
     let mut verifiers = Vec::new();
     for i in &config.identity.issuer {
+        let failed = |reason: String| SetupError::Issuer {
+            issuer: i.issuer.clone(),
+            reason,
+        };
         let source = match (&i.jwks_file, &i.jwks_url) {
             (Some(file), _) => KeySource::File(file.clone()),
             (None, Some(url)) => KeySource::Url {
                 url: url
                     .parse()
-                    .map_err(|e| format!("issuer {}: jwks_url `{url}`: {e}", i.issuer))?,
+                    .map_err(|e| failed(format!("jwks_url `{url}`: {e}")))?,
                 ca_file: i.jwks_ca_file.clone(),
             },
-            (None, None) => return Err(format!("issuer {} has no JWKS", i.issuer)),
+            (None, None) => return Err(failed("no jwks_file or jwks_url".to_owned())),
         };
         let keys = runtime
             .block_on(Keys::load(
                 source,
                 std::time::Duration::from_secs(i.jwks_min_refresh_seconds),
             ))
-            .map_err(|e| format!("issuer {}: {e}", i.issuer))?;
-        verifiers.push(Verifier::new(
-            &i.issuer,
-            &i.audience,
-            keys,
-            config.identity.leeway_seconds,
-            i.claims.clone(),
-        )?);
+            .map_err(|e| failed(e.to_string()))?;
+        verifiers.push(
+            Verifier::new(
+                &i.issuer,
+                &i.audience,
+                keys,
+                config.identity.leeway_seconds,
+                i.claims.clone(),
+            )
+            .map_err(failed)?,
+        );
     }
     Ok(Issuers(verifiers))
 }
 
-fn accounts(config: &Config) -> Result<HashMap<String, ScramVerifier>, String> {
+fn accounts(config: &Config) -> Result<HashMap<String, ScramVerifier>, SetupError> {
     config
         .identity
         .account
@@ -157,13 +246,16 @@ fn accounts(config: &Config) -> Result<HashMap<String, ScramVerifier>, String> {
             a.scram_verifier
                 .parse()
                 .map(|v| (a.name.clone(), v))
-                .map_err(|e| format!("service account {}: {e}", a.name))
+                .map_err(|e: String| SetupError::Account {
+                    name: a.name.clone(),
+                    reason: e.to_string(),
+                })
         })
         .collect()
 }
 
 /// TLS towards the database per `[upstream] sslmode`.
-fn upstream_tls(config: &Config) -> Result<Option<UpstreamTls>, String> {
+fn upstream_tls(config: &Config) -> Result<Option<UpstreamTls>, SetupError> {
     let u = &config.upstream;
     if u.sslmode == "disable" {
         let loopback = u.host == "localhost"
@@ -180,46 +272,43 @@ fn upstream_tls(config: &Config) -> Result<Option<UpstreamTls>, String> {
     }
     let tls =
         clsf_compiler::schema::connect::tls_client_config(&u.sslmode, u.sslrootcert.as_deref())
-            .map_err(|e| format!("[upstream] {e}"))?;
+            .map_err(SetupError::UpstreamTls)?;
     let name = u.tls_server_name.clone().unwrap_or_else(|| u.host.clone());
     let server_name = rustls_pki_types::ServerName::try_from(name.clone())
-        .map_err(|_| format!("[upstream] `{name}` is not a valid TLS server name"))?;
+        .map_err(|_| SetupError::UpstreamTls(format!("`{name}` is not a valid TLS server name")))?;
     Ok(Some(UpstreamTls {
         connector: tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls)),
         server_name,
     }))
 }
 
-fn password(config: &Config) -> Result<String, String> {
+fn password(config: &Config) -> Result<String, SetupError> {
     let u = &config.upstream;
     let (text, origin) = match (&u.password_file, &u.password_env) {
         (Some(file), _) => (
-            std::fs::read_to_string(file).map_err(|e| {
-                format!(
-                    "cannot read the upstream password file {}: {e}",
-                    file.display()
-                )
+            std::fs::read_to_string(file).map_err(|source| SetupError::PasswordFile {
+                path: file.clone(),
+                source,
             })?,
             format!("the upstream password file {}", file.display()),
         ),
         (None, Some(var)) => (
             // The variable's name may be logged, never its value.
-            std::env::var(var)
-                .map_err(|_| format!("the upstream password variable {var} is not set"))?,
+            std::env::var(var).map_err(|_| SetupError::PasswordVariable(var.clone()))?,
             format!("the upstream password variable {var}"),
         ),
-        (None, None) => return Err("[upstream] has no password".to_owned()),
+        (None, None) => return Err(SetupError::NoPassword),
     };
     let password = text.lines().next().unwrap_or("").to_owned();
     if password.is_empty() {
-        return Err(format!("{origin} is empty"));
+        return Err(SetupError::EmptyPassword(origin));
     }
     Ok(password)
 }
 
 /// Compiles the policy and prepares everything a session needs; a bad
 /// policy never starts.
-pub fn shared_state(config: &Config) -> Result<Shared, String> {
+pub fn shared_state(config: &Config) -> Result<Shared, SetupError> {
     let loaded = compile_policy(config, 0, None)?;
     let issuers = issuers(config)?;
     let accounts = accounts(config)?;
@@ -232,11 +321,9 @@ pub fn shared_state(config: &Config) -> Result<Shared, String> {
             mode: config.audit.mode,
         },
     )
-    .map_err(|e| {
-        format!(
-            "cannot open the audit trail {}: {e}",
-            config.audit.path.display()
-        )
+    .map_err(|source| SetupError::Audit {
+        path: config.audit.path.clone(),
+        source,
     })?;
     let tls = match &config.tls {
         Some(t) => Some(ClientTls {
@@ -289,4 +376,48 @@ pub fn shared_state(config: &Config) -> Result<Shared, String> {
         next_session: AtomicU64::new(1),
         cancel_keys: Mutex::new(HashMap::new()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> Config {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/proxy.toml");
+        crate::config::load(&path).unwrap()
+    }
+
+    /// Each setting at fault is its own variant, so callers (reload, the
+    /// admin's metrics, `check-config`) can tell them apart without reading
+    /// messages; no message carries the password.
+    #[test]
+    fn setup_errors_name_what_is_at_fault() {
+        let mut config = example();
+        assert!(matches!(
+            password(&config),
+            Err(SetupError::PasswordFile { ref path, .. }) if path.ends_with("secrets/upstream.pw")
+        ));
+        config.upstream.password_file = None;
+        config.upstream.password_env = Some("CLSF_TEST_SURELY_UNSET_VARIABLE".into());
+        let error = password(&config).unwrap_err();
+        assert!(
+            matches!(error, SetupError::PasswordVariable(ref v) if v == "CLSF_TEST_SURELY_UNSET_VARIABLE")
+        );
+        assert_eq!(
+            error.to_string(),
+            "the upstream password variable CLSF_TEST_SURELY_UNSET_VARIABLE is not set"
+        );
+        config.upstream.password_env = None;
+        assert!(matches!(password(&config), Err(SetupError::NoPassword)));
+        // The example's policy directory is not beside it.
+        assert!(matches!(
+            compile_policy(&config, 0, None),
+            Err(SetupError::Load(_))
+        ));
+        config.identity.account[0].scram_verifier = "md5abc".into();
+        assert!(matches!(
+            accounts(&config),
+            Err(SetupError::Account { ref name, .. }) if name == "reporting"
+        ));
+    }
 }

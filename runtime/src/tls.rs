@@ -72,6 +72,28 @@ pub fn read_identity(
     Ok((certs, key))
 }
 
+/// Why a TLS acceptor could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptorError {
+    /// The certificate chain or key could not be read.
+    #[error("{0}")]
+    Pem(#[from] PemError),
+    /// The client CA file could not be read or holds no usable certificate.
+    #[error("{0}")]
+    ClientCa(String),
+    /// The client CA makes no certificate verifier.
+    #[error("client CA {}: {reason}", path.display())]
+    ClientVerifier {
+        /// The CA file.
+        path: std::path::PathBuf,
+        /// What rustls said.
+        reason: String,
+    },
+    /// The certificate and key do not belong together.
+    #[error("the certificate and key do not make a TLS configuration: {0}")]
+    Mismatch(rustls::Error),
+}
+
 /// Builds the acceptor from a certificate chain and a private key (PEM),
 /// asking clients for a certificate signed by `client_ca` when given (a
 /// client without one may still authenticate otherwise; one with a bad
@@ -83,24 +105,28 @@ pub fn acceptor(
     key_file: &Path,
     client_ca: Option<&Path>,
     alpn: &[&[u8]],
-) -> Result<TlsAcceptor, String> {
+) -> Result<TlsAcceptor, AcceptorError> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let (certs, key) = read_identity(cert_file, key_file).map_err(|e| e.to_string())?;
+    let (certs, key) = read_identity(cert_file, key_file)?;
     let builder = rustls::ServerConfig::builder();
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
         Some(path) => {
-            let roots = clsf_compiler::schema::connect::root_store(path)?;
+            let roots = clsf_compiler::schema::connect::root_store(path)
+                .map_err(AcceptorError::ClientCa)?;
             let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
                 .allow_unauthenticated()
                 .build()
-                .map_err(|e| format!("client CA {}: {e}", path.display()))?;
+                .map_err(|e| AcceptorError::ClientVerifier {
+                    path: path.to_owned(),
+                    reason: e.to_string(),
+                })?;
             builder.with_client_cert_verifier(verifier)
         }
     };
     let mut config = builder
         .with_single_cert(certs, key)
-        .map_err(|e| format!("the certificate and key do not make a TLS configuration: {e}"))?;
+        .map_err(AcceptorError::Mismatch)?;
     // For clients, PostgreSQL's ALPN name: libpq 17+ offers it, and
     // requires it for direct TLS (`sslnegotiation=direct`); clients that
     // offer none still connect. For the admin listener, HTTP/1.1.

@@ -87,7 +87,7 @@ impl Proxy {
     pub fn try_start(config_path: &Path) -> Result<Proxy, String> {
         let config: Config = config::load(config_path).map_err(|e| e.to_string())?;
         let audit_path = config.audit.path.clone();
-        let running = serve::start(config).map_err(|e| e.0)?;
+        let running = serve::start(config).map_err(|e| e.to_string())?;
         Ok(Proxy {
             addr: running.addr,
             audit_path,
