@@ -590,10 +590,13 @@ fn sampling_keeps_its_budget_and_never_prints_a_value() {
              INSERT INTO cards VALUES (1, '4111 1111 1111 1111', 'zq7-canary-8812'),
                (2, '4012888888881881', 'zq7-canary-8813'), (3, '5105-1051-0510-5100', 'zq7-canary-8814'),
                (4, '378282246310005', 'zq7-canary-8815');
+             CREATE TABLE shrunk (id int, contact text) WITH (autovacuum_enabled = false);
+             INSERT INTO shrunk SELECT g, 'shrunk' || g || '@example.org' FROM generate_series(1, 100000) g;
              CREATE TABLE held (id int, email text);
              INSERT INTO held VALUES (1, 'held-canary@example.org');
-             GRANT SELECT ON big, cards, held TO {GATEWAY_ROLE};
-             ANALYZE;"
+             GRANT SELECT ON big, cards, held, shrunk TO {GATEWAY_ROLE};
+             ANALYZE;
+             DELETE FROM shrunk WHERE id > 10;"
         ),
     );
     // Another session holds an exclusive lock on `held` for the whole run.
@@ -641,6 +644,16 @@ fn sampling_keeps_its_budget_and_never_prints_a_value() {
         proposed.contains(&"public.cards.card".to_owned()),
         "{printed}"
     );
+    // Its statistics still say 100 000 rows, its pages are nearly all dead:
+    // the page sample finds almost nothing and the fallback reads the ten.
+    assert!(
+        proposed.contains(&"public.shrunk.contact".to_owned()),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("100 % of 10 sampled values are e-mail addresses"),
+        "{printed}"
+    );
     assert!(
         printed.contains("public.held: its share of the time budget"),
         "the locked table is reported as skipped:\n{printed}"
@@ -658,6 +671,7 @@ fn sampling_keeps_its_budget_and_never_prints_a_value() {
         "zq7-canary",
         "held-canary",
         "plain note",
+        "shrunk1",
     ] {
         assert!(
             !printed.contains(secret),

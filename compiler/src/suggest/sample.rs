@@ -86,14 +86,26 @@ pub async fn sample(
                 .iter()
                 .find(|(s, n, _)| *s == relation.schema && *n == relation.name)
                 .map_or(-1.0, |(_, _, e)| *e);
-            let sql = select_sql(
-                &quote_ident(&relation.schema),
-                &quote_ident(&relation.name),
-                &columns,
-                estimate,
-                budget,
-            );
-            read_table(client, &sql, &columns, slice).await?
+            let (schema_name, table_name) =
+                (quote_ident(&relation.schema), quote_ident(&relation.name));
+            let sql = select_sql(&schema_name, &table_name, &columns, estimate, budget);
+            let sampled_at = Instant::now();
+            let outcome = read_table(client, &sql, &columns, slice).await?;
+            // A page sample of a table the planner's estimate overrates (rows
+            // deleted since the last ANALYZE) can come back nearly empty:
+            // read from the start instead, in what is left of the slice.
+            let left = slice.saturating_sub(sampled_at.elapsed());
+            match outcome {
+                Outcome::Sampled { rows, .. }
+                    if rows < super::MIN_VALUES
+                        && sql.contains("TABLESAMPLE")
+                        && !left.is_zero() =>
+                {
+                    let sql = select_sql(&schema_name, &table_name, &columns, -1.0, budget);
+                    read_table(client, &sql, &columns, left).await?
+                }
+                outcome => outcome,
+            }
         };
         out.push(TableSample {
             schema: relation.schema.clone(),
