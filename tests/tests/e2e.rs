@@ -12,6 +12,7 @@ mod catalog;
 mod clients;
 mod clsfc;
 mod copy;
+mod deploy;
 mod differential;
 mod editors;
 mod explain;
