@@ -141,12 +141,17 @@ fn class_of(kind: Kind) -> (&'static str, &'static str, Option<&'static str>) {
     }
 }
 
-/// Levels of the standard labels, for taking the higher of two proposals.
+/// The standard labels (`std::labels`), least protected first: what
+/// proposals are written in, and the order they are compared in.
+const STD_LABELS: [&str; 4] = ["public", "internal", "confidential", "restricted"];
+
+/// The standard categories.
+const STD_CATEGORIES: [&str; 4] = ["pii", "pci", "phi", "secrets"];
+
+/// A standard label's level, for taking the higher of two proposals; an
+/// unknown label counts as the highest.
 fn std_level(label: &str) -> usize {
-    ["public", "internal", "confidential", "restricted"]
-        .iter()
-        .position(|l| *l == label)
-        .unwrap_or(3)
+    STD_LABELS.iter().position(|l| *l == label).unwrap_or(3)
 }
 
 /// Whether suggestions concern a relation: tables, partitioned tables and
@@ -246,9 +251,7 @@ fn existing_class(
         return None;
     }
     let label = plan.label(class.level);
-    let level = ["public", "internal", "confidential", "restricted"]
-        .iter()
-        .position(|l| *l == label);
+    let level = STD_LABELS.iter().position(|l| *l == label);
     let categories = plan
         .category_names(class.categories)
         .into_iter()
@@ -296,14 +299,9 @@ fn decide(
         evidence.push(format!(
             "its name or type matches a {module} pattern ({name_label})"
         ));
-        label = ["public", "internal", "confidential", "restricted"]
-            .into_iter()
-            .find(|l| *l == name_label.as_str());
+        label = STD_LABELS.into_iter().find(|l| *l == name_label.as_str());
         for c in cats {
-            if let Some(c) = ["pii", "pci", "phi", "secrets"]
-                .into_iter()
-                .find(|k| *k == c.as_str())
-            {
+            if let Some(c) = STD_CATEGORIES.into_iter().find(|k| *k == c.as_str()) {
                 categories.insert(c);
             }
         }
