@@ -58,12 +58,12 @@ pub enum SetupError {
         reason: String,
     },
     /// A service account's SCRAM verifier does not parse.
-    #[error("service account {name}: {reason}")]
+    #[error("service account {name}: {source}")]
     Account {
         /// The account.
         name: String,
         /// What is wrong with its verifier.
-        reason: String,
+        source: crate::auth::scram::VerifierError,
     },
     /// `[upstream]`'s TLS settings.
     #[error("[upstream] {0}")]
@@ -231,7 +231,7 @@ fn issuers(config: &Config) -> Result<Issuers, SetupError> {
                 config.identity.leeway_seconds,
                 i.claims.clone(),
             )
-            .map_err(failed)?,
+            .map_err(|e| failed(e.to_string()))?,
         );
     }
     Ok(Issuers(verifiers))
@@ -246,9 +246,9 @@ fn accounts(config: &Config) -> Result<HashMap<String, ScramVerifier>, SetupErro
             a.scram_verifier
                 .parse()
                 .map(|v| (a.name.clone(), v))
-                .map_err(|e: String| SetupError::Account {
+                .map_err(|source| SetupError::Account {
                     name: a.name.clone(),
-                    reason: e.to_string(),
+                    source,
                 })
         })
         .collect()

@@ -73,6 +73,12 @@ impl std::fmt::Display for Rejected {
     }
 }
 
+/// An issuer's `claims` mapping sets a claim the proxy checks itself
+/// (`iss`, `aud`, `exp`, …), which would let a token choose its own.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the claim mapping may not set `{0}`")]
+pub struct ProtectedClaim(pub String);
+
 impl Verifier {
     /// A verifier for `issuer` and `audience` with `keys`; `claim_map`
     /// adds claims taken from others (e.g. `repository` ← `project_path`).
@@ -82,14 +88,12 @@ impl Verifier {
         keys: Keys,
         leeway: u64,
         claim_map: BTreeMap<String, String>,
-    ) -> Result<Verifier, String> {
+    ) -> Result<Verifier, ProtectedClaim> {
         if let Some(bad) = claim_map
             .keys()
             .find(|k| PROTECTED_CLAIMS.contains(&k.as_str()))
         {
-            return Err(format!(
-                "issuer {issuer}: the claim mapping may not set `{bad}`"
-            ));
+            return Err(ProtectedClaim(bad.clone()));
         }
         Ok(Verifier {
             issuer: issuer.to_owned(),

@@ -30,29 +30,51 @@ impl std::fmt::Debug for ScramVerifier {
     }
 }
 
-impl std::str::FromStr for ScramVerifier {
-    type Err = String;
+/// What a SCRAM-SHA-256 verifier of a service account gets wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifierError {
+    /// It does not start with `SCRAM-SHA-256$`.
+    #[error("not a SCRAM-SHA-256 verifier: {FORMAT}")]
+    NotScram,
+    /// A separator is missing.
+    #[error("{FORMAT}")]
+    Malformed,
+    /// The iteration count is not a number of at least 4096.
+    #[error("the iteration count must be a number of at least 4096")]
+    Iterations,
+    /// The salt is not base64.
+    #[error("the salt is not base64")]
+    Salt,
+    /// A key (`StoredKey` or `ServerKey`) is not 32 bytes of base64.
+    #[error("the {0} is not 32 bytes of base64")]
+    Key(&'static str),
+}
 
-    fn from_str(s: &str) -> Result<ScramVerifier, String> {
-        const FORMAT: &str = "expected SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey> \
-             (what `clsf-proxy scram-verifier` prints, or PostgreSQL's pg_authid.rolpassword)";
+/// The verifier's form, for messages.
+const FORMAT: &str = "expected SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey> \
+     (what `clsf-proxy scram-verifier` prints, or PostgreSQL's pg_authid.rolpassword)";
+
+impl std::str::FromStr for ScramVerifier {
+    type Err = VerifierError;
+
+    fn from_str(s: &str) -> Result<ScramVerifier, VerifierError> {
         let rest = s
             .strip_prefix("SCRAM-SHA-256$")
-            .ok_or_else(|| format!("not a SCRAM-SHA-256 verifier: {FORMAT}"))?;
-        let (params, keys) = rest.split_once('$').ok_or(FORMAT)?;
-        let (iterations, salt) = params.split_once(':').ok_or(FORMAT)?;
-        let (stored, server) = keys.split_once(':').ok_or(FORMAT)?;
+            .ok_or(VerifierError::NotScram)?;
+        let (params, keys) = rest.split_once('$').ok_or(VerifierError::Malformed)?;
+        let (iterations, salt) = params.split_once(':').ok_or(VerifierError::Malformed)?;
+        let (stored, server) = keys.split_once(':').ok_or(VerifierError::Malformed)?;
         let iterations: u32 = iterations
             .parse()
             .ok()
             .filter(|&i| i >= 4096)
-            .ok_or("the iteration count must be a number of at least 4096")?;
-        let salt = B64.decode(salt).map_err(|_| "the salt is not base64")?;
-        let key = |k: &str, what: &str| -> Result<[u8; 32], String> {
+            .ok_or(VerifierError::Iterations)?;
+        let salt = B64.decode(salt).map_err(|_| VerifierError::Salt)?;
+        let key = |k: &str, what: &'static str| -> Result<[u8; 32], VerifierError> {
             B64.decode(k)
                 .ok()
                 .and_then(|v| v.try_into().ok())
-                .ok_or_else(|| format!("the {what} is not 32 bytes of base64"))
+                .ok_or(VerifierError::Key(what))
         };
         Ok(ScramVerifier {
             iterations,
@@ -286,11 +308,23 @@ mod tests {
 
     #[test]
     fn verifiers_are_checked_when_read() {
-        assert!("md5abc".parse::<ScramVerifier>().is_err());
-        assert!(
-            "SCRAM-SHA-256$10:c2FsdA==$AAAA:BBBB"
-                .parse::<ScramVerifier>()
-                .is_err()
+        let parse = |s: &str| s.parse::<ScramVerifier>().map(|_| ());
+        assert_eq!(parse("md5abc"), Err(VerifierError::NotScram));
+        assert_eq!(
+            parse("SCRAM-SHA-256$4096:c2FsdA=="),
+            Err(VerifierError::Malformed)
+        );
+        assert_eq!(
+            parse("SCRAM-SHA-256$10:c2FsdA==$AAAA:BBBB"),
+            Err(VerifierError::Iterations)
+        );
+        assert_eq!(
+            parse("SCRAM-SHA-256$4096:!!$AAAA:BBBB"),
+            Err(VerifierError::Salt)
+        );
+        assert_eq!(
+            parse("SCRAM-SHA-256$4096:c2FsdA==$AAAA:BBBB"),
+            Err(VerifierError::Key("StoredKey"))
         );
         let made = make_verifier("pw");
         assert!(made.parse::<ScramVerifier>().is_ok(), "{made}");

@@ -59,7 +59,7 @@ struct Mcp {
 /// The identity of the connection's verified client certificate, or why
 /// its names make none.
 #[derive(Clone)]
-struct PeerCertificate(Option<Arc<Result<Proven, String>>>);
+struct PeerCertificate(Option<Arc<Result<Proven, crate::auth::cert::CertError>>>);
 
 /// Serves MCP on `listener` (HTTPS with `acceptor`, else plain HTTP on a
 /// loopback address, as the configuration checked) until the process ends.

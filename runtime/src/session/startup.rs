@@ -485,7 +485,9 @@ async fn authenticate(
     if shared.tls.as_ref().is_some_and(|t| t.certificates)
         && let Some(der) = client.peer_certificate()
     {
-        return cert::identity(&der).map(Some).map_err(refused);
+        return cert::identity(&der)
+            .map(Some)
+            .map_err(|e| refused(e.to_string()));
     }
     if let Some(verifier) = shared.accounts.get(user) {
         send(client, &messages::auth_sasl_scram()).await?;
