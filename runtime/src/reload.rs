@@ -35,8 +35,30 @@ impl std::fmt::Debug for PolicyWatcher {
     }
 }
 
+/// Why the policy or its schema lock cannot be watched.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// The file-system watcher refused (the policy tree, or elsewhere than
+    /// Linux the lock's directory).
+    #[error("cannot watch {}: {source}", path.display())]
+    Notify {
+        /// What was to be watched.
+        path: PathBuf,
+        /// What notify said.
+        source: notify::Error,
+    },
+    /// inotify refused the lock's directory.
+    #[error("cannot watch {}: {source}", path.display())]
+    Inotify {
+        /// The lock's directory.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+}
+
 /// Watches the policy directory and the schema lock.
-pub fn watch(shared: Arc<Shared>, config: Config) -> Result<PolicyWatcher, String> {
+pub fn watch(shared: Arc<Shared>, config: Config) -> Result<PolicyWatcher, WatchError> {
     let (tree, lock) = match config.policy.source() {
         PolicySource::Sources { dir, lock } => (dir.to_path_buf(), Some(lock.to_path_buf())),
         // A bundle is replaced file by file, manifest last; a reload that
@@ -54,10 +76,16 @@ pub fn watch(shared: Arc<Shared>, config: Config) -> Result<PolicyWatcher, Strin
             let _ = tree_tx.send(());
         }
     })
-    .map_err(|e| format!("cannot watch the policy: {e}"))?;
+    .map_err(|source| WatchError::Notify {
+        path: tree.clone(),
+        source,
+    })?;
     watcher
         .watch(&tree, RecursiveMode::Recursive)
-        .map_err(|e| format!("cannot watch {}: {e}", tree.display()))?;
+        .map_err(|source| WatchError::Notify {
+            path: tree.clone(),
+            source,
+        })?;
     let lock_watch = match &lock {
         Some(lock) => Some(LockWatch::start(lock, tx)?),
         None => None,
@@ -106,11 +134,14 @@ struct LockWatch {
 
 #[cfg(target_os = "linux")]
 impl LockWatch {
-    fn start(lock: &std::path::Path, tx: mpsc::Sender<()>) -> Result<LockWatch, String> {
+    fn start(lock: &std::path::Path, tx: mpsc::Sender<()>) -> Result<LockWatch, WatchError> {
         use inotify::{Inotify, WatchMask};
         let dir = lock_dir(lock);
         let name = lock.file_name().map(std::ffi::OsStr::to_owned);
-        let cannot = |e: std::io::Error| format!("cannot watch {}: {e}", dir.display());
+        let cannot = |source: std::io::Error| WatchError::Inotify {
+            path: dir.clone(),
+            source,
+        };
         let mut inotify = Inotify::init().map_err(cannot)?;
         let mut watches = inotify.watches();
         let wd = watches
@@ -167,7 +198,7 @@ struct LockWatch {
 
 #[cfg(not(target_os = "linux"))]
 impl LockWatch {
-    fn start(lock: &std::path::Path, tx: mpsc::Sender<()>) -> Result<LockWatch, String> {
+    fn start(lock: &std::path::Path, tx: mpsc::Sender<()>) -> Result<LockWatch, WatchError> {
         let dir = lock_dir(lock);
         let watched = lock.to_path_buf();
         let mut watcher =
@@ -176,10 +207,16 @@ impl LockWatch {
                     let _ = tx.send(());
                 }
             })
-            .map_err(|e| format!("cannot watch the schema lock: {e}"))?;
+            .map_err(|source| WatchError::Notify {
+                path: dir.clone(),
+                source,
+            })?;
         watcher
             .watch(&dir, RecursiveMode::NonRecursive)
-            .map_err(|e| format!("cannot watch {}: {e}", dir.display()))?;
+            .map_err(|source| WatchError::Notify {
+                path: dir.clone(),
+                source,
+            })?;
         Ok(LockWatch { _watcher: watcher })
     }
 }

@@ -44,8 +44,8 @@ pub enum StartError {
     #[error(transparent)]
     Tls(#[from] tls::AcceptorError),
     /// The policy files or the lock cannot be watched for changes.
-    #[error("{0}")]
-    Watch(String),
+    #[error(transparent)]
+    Watch(#[from] reload::WatchError),
     /// The control thread (control plane, admin and MCP listeners) failed.
     #[error("{0}")]
     Control(String),
@@ -212,7 +212,7 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
     // touch the audit trail another one may be writing.
     let shared = Arc::new(start::shared_state(&config)?);
     // Kept alive for as long as the proxy runs: dropping it stops reloading.
-    let watcher = reload::watch(Arc::clone(&shared), config.clone()).map_err(StartError::Watch)?;
+    let watcher = reload::watch(Arc::clone(&shared), config.clone())?;
 
     let (stop, stopped) = watch::channel(false);
     let mut threads = Vec::new();

@@ -79,8 +79,8 @@ pub enum AcceptorError {
     #[error("{0}")]
     Pem(#[from] PemError),
     /// The client CA file could not be read or holds no usable certificate.
-    #[error("{0}")]
-    ClientCa(String),
+    #[error(transparent)]
+    ClientCa(#[from] clsf_compiler::schema::connect::RootStoreError),
     /// The client CA makes no certificate verifier.
     #[error("client CA {}: {reason}", path.display())]
     ClientVerifier {

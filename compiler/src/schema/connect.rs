@@ -170,21 +170,60 @@ pub fn tls_client_config(
     .map_err(|e| e.0)
 }
 
+/// Why a PEM file of trust anchors cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RootStoreError {
+    /// The file cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What reading it said.
+        source: rustls::pki_types::pem::Error,
+    },
+    /// A PEM section is not a certificate rustls can parse.
+    #[error("invalid certificate in {}: {source}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What parsing said.
+        source: rustls::pki_types::pem::Error,
+    },
+    /// The file holds no certificate.
+    #[error("{} holds no certificate", .0.display())]
+    Empty(PathBuf),
+    /// A certificate cannot be a trust anchor.
+    #[error("{}: {source}", path.display())]
+    Rejected {
+        /// The file.
+        path: PathBuf,
+        /// What rustls said.
+        source: rustls::Error,
+    },
+}
+
 /// The certificates of a PEM file as trust anchors (also the proxy's, for
 /// client certificates and JWKS servers).
-pub fn root_store(path: &std::path::Path) -> Result<rustls::RootCertStore, String> {
+pub fn root_store(path: &std::path::Path) -> Result<rustls::RootCertStore, RootStoreError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+        .map_err(|source| RootStoreError::Read {
+            path: path.to_owned(),
+            source,
+        })?
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("invalid certificate in {}: {e}", path.display()))?;
+        .map_err(|source| RootStoreError::Invalid {
+            path: path.to_owned(),
+            source,
+        })?;
     if certs.is_empty() {
-        return Err(format!("{} holds no certificate", path.display()));
+        return Err(RootStoreError::Empty(path.to_owned()));
     }
     let mut roots = rustls::RootCertStore::empty();
     for cert in certs {
-        roots
-            .add(cert)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        roots.add(cert).map_err(|source| RootStoreError::Rejected {
+            path: path.to_owned(),
+            source,
+        })?;
     }
     Ok(roots)
 }
@@ -203,7 +242,7 @@ fn client_config(options: &Options) -> Result<rustls::ClientConfig, PullError> {
                         .to_owned(),
                 )
             })?;
-            let roots = root_store(path).map_err(PullError)?;
+            let roots = root_store(path).map_err(|e| PullError(e.to_string()))?;
             let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
                 Arc::new(roots),
                 provider,
@@ -434,6 +473,24 @@ fn password_of(url: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trust_anchor_files_fail_by_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        assert!(matches!(
+            root_store(&missing),
+            Err(RootStoreError::Read { ref path, .. }) if *path == missing
+        ));
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "no PEM here\n").unwrap();
+        let error = root_store(&empty).unwrap_err();
+        assert!(matches!(error, RootStoreError::Empty(ref p) if *p == empty));
+        assert_eq!(
+            error.to_string(),
+            format!("{} holds no certificate", empty.display())
+        );
+    }
 
     #[test]
     fn password_is_redacted() {

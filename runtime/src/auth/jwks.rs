@@ -167,7 +167,9 @@ fn client_tls_builder(
 ) -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>, String> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let roots = match ca_file {
-        Some(path) => clsf_compiler::schema::connect::root_store(path)?,
+        Some(path) => {
+            clsf_compiler::schema::connect::root_store(path).map_err(|e| e.to_string())?
+        }
         None => {
             let mut roots = rustls::RootCertStore::empty();
             for cert in rustls_native_certs::load_native_certs().certs {
