@@ -15,28 +15,77 @@ use crate::auth::jwks::error_chain;
 /// The client both callers build (HTTPS, or HTTP where the caller allows).
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
+/// Why an exchange failed. Each names the URL, never the request's headers
+/// (they carry credentials).
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    /// No response head within the time allowed.
+    #[error("{url}: no answer within {after:?}")]
+    NoAnswer {
+        /// The URL.
+        url: String,
+        /// The limit.
+        after: Duration,
+    },
+    /// The connection, TLS or HTTP failed (with the error's causes).
+    #[error("{url}: {reason}")]
+    Request {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// The body did not end within the time allowed.
+    #[error("{url}: the answer did not finish within {after:?}")]
+    SlowBody {
+        /// The URL.
+        url: String,
+        /// The limit.
+        after: Duration,
+    },
+    /// The body failed or was larger than allowed.
+    #[error("{url}: {reason}")]
+    Body {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+}
+
 /// Sends `request` to `url` and reads its answer, each within `timeout`
-/// and the body at most `max_body` bytes. Errors name the URL, never the
-/// request's headers (they carry credentials).
+/// and the body at most `max_body` bytes.
 pub async fn exchange(
     client: &HttpClient,
     url: &str,
     request: hyper::Request<Full<Bytes>>,
     timeout: Duration,
     max_body: usize,
-) -> Result<(StatusCode, Bytes), String> {
+) -> Result<(StatusCode, Bytes), ExchangeError> {
     let response = tokio::time::timeout(timeout, client.request(request))
         .await
-        .map_err(|_| format!("{url}: no answer within {timeout:?}"))?
-        .map_err(|e| format!("{url}: {}", error_chain(&e)))?;
+        .map_err(|_| ExchangeError::NoAnswer {
+            url: url.to_owned(),
+            after: timeout,
+        })?
+        .map_err(|e| ExchangeError::Request {
+            url: url.to_owned(),
+            reason: error_chain(&e),
+        })?;
     let status = response.status();
     let bytes = tokio::time::timeout(
         timeout,
         Limited::new(response.into_body(), max_body).collect(),
     )
     .await
-    .map_err(|_| format!("{url}: the answer did not finish within {timeout:?}"))?
-    .map_err(|e| format!("{url}: {e}"))?
+    .map_err(|_| ExchangeError::SlowBody {
+        url: url.to_owned(),
+        after: timeout,
+    })?
+    .map_err(|e| ExchangeError::Body {
+        url: url.to_owned(),
+        reason: e.to_string(),
+    })?
     .to_bytes();
     Ok((status, bytes))
 }

@@ -372,12 +372,14 @@ fn tool(command: Command) -> Result<(), String> {
                 _ => Some(read_token(token_file.as_deref())?),
             };
             let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-            runtime.block_on(clsf_runtime::mcp::stdio::bridge(
-                &url,
-                token.as_deref(),
-                ca_file.as_deref(),
-                identity,
-            ))
+            runtime
+                .block_on(clsf_runtime::mcp::stdio::bridge(
+                    &url,
+                    token.as_deref(),
+                    ca_file.as_deref(),
+                    identity,
+                ))
+                .map_err(|e| e.to_string())
         }
         Command::Approvals {
             url,
@@ -471,7 +473,9 @@ fn approvals(
         return Err("a request id is hexadecimal".to_owned());
     }
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-    let answer = runtime.block_on(client::call(url, &token, ca_file, &path, body))?;
+    let answer = runtime
+        .block_on(client::call(url, &token, ca_file, &path, body))
+        .map_err(|e| e.to_string())?;
     if json_out {
         println!(
             "{}",

@@ -15,6 +15,41 @@ use crate::http_client::{HttpClient, exchange};
 const TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_BODY: usize = 4 << 20;
 
+/// Why a call to the admin API failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The trust anchors could not be loaded.
+    #[error("{0}")]
+    Connector(String),
+    /// The request could not be built (an invalid URL or token).
+    #[error("{url}: {reason}")]
+    Request {
+        /// The URL.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The round trip failed.
+    #[error(transparent)]
+    Exchange(#[from] crate::http_client::ExchangeError),
+    /// The answer is not JSON.
+    #[error("{url}: HTTP {status}, and the answer is not JSON")]
+    NotJson {
+        /// The URL.
+        url: String,
+        /// The answer's status.
+        status: hyper::StatusCode,
+    },
+    /// The API refused, with its reason.
+    #[error("HTTP {status}: {message}")]
+    Refused {
+        /// The status code.
+        status: u16,
+        /// The API's `error`.
+        message: String,
+    },
+}
+
 /// Calls the admin API: `GET` without a body, `POST` with one. Returns the
 /// JSON answer, or the API's error message.
 pub async fn call(
@@ -23,8 +58,9 @@ pub async fn call(
     ca_file: Option<&Path>,
     path: &str,
     body: Option<Value>,
-) -> Result<Value, String> {
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build(https_connector(ca_file)?);
+) -> Result<Value, CallError> {
+    let client: HttpClient = Client::builder(TokioExecutor::new())
+        .build(https_connector(ca_file).map_err(CallError::Connector)?);
     let url = format!("{}{path}", base.trim_end_matches('/'));
     let mut request = hyper::Request::builder()
         .uri(&url)
@@ -40,13 +76,23 @@ pub async fn call(
     };
     let request = request
         .body(Full::new(payload))
-        .map_err(|e| format!("{url}: {e}"))?;
+        .map_err(|e| CallError::Request {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
     let (status, bytes) = exchange(&client, &url, request, TIMEOUT, MAX_BODY).await?;
-    let value: Value = serde_json::from_slice(&bytes)
-        .map_err(|_| format!("{url}: HTTP {status}, and the answer is not JSON"))?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|_| CallError::NotJson {
+        url: url.clone(),
+        status,
+    })?;
     if !status.is_success() {
-        let message = value["error"].as_str().unwrap_or("no reason given");
-        return Err(format!("HTTP {}: {message}", status.as_u16()));
+        return Err(CallError::Refused {
+            status: status.as_u16(),
+            message: value["error"]
+                .as_str()
+                .unwrap_or("no reason given")
+                .to_owned(),
+        });
     }
     Ok(value)
 }

@@ -21,6 +21,39 @@ use crate::http_client::{HttpClient, exchange};
 const TIMEOUT: Duration = Duration::from_secs(300);
 const MAX_BODY: usize = 64 << 20;
 
+/// Why the bridge could not start or stopped. A failed round trip is not
+/// one: it becomes a JSON-RPC error for the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    /// Neither a token nor a client certificate was given.
+    #[error(
+        "give a token (--token-file or CLSF_TOKEN) or a client certificate (--cert-file and --key-file)"
+    )]
+    NoCredential,
+    /// The URL does not parse.
+    #[error("{url}: {reason}")]
+    Url {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Plain http beyond loopback: the credential would travel in clear.
+    #[error(
+        "{0}: use https (plain http only to a loopback address): the token would cross the network in clear"
+    )]
+    Cleartext(String),
+    /// A client certificate over plain http.
+    #[error("{0}: a client certificate needs https")]
+    CertificateNeedsHttps(String),
+    /// The trust anchors or the client certificate could not be loaded.
+    #[error("{0}")]
+    Connector(String),
+    /// Standard input or output failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
 /// Bridges standard input and output to the MCP listener at `url` until
 /// standard input ends. The agent proves itself with `token` (sent as a
 /// bearer token), or with `identity`'s client certificate when `token` is
@@ -30,11 +63,16 @@ pub async fn bridge(
     token: Option<&str>,
     ca_file: Option<&Path>,
     identity: Option<ClientIdentity<'_>>,
-) -> Result<(), String> {
+) -> Result<(), BridgeError> {
     if token.is_none() && identity.is_none() {
-        return Err("give a token (--token-file or CLSF_TOKEN) or a client certificate (--cert-file and --key-file)".to_owned());
+        return Err(BridgeError::NoCredential);
     }
-    let uri: hyper::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    let uri: hyper::Uri =
+        url.parse()
+            .map_err(|e: hyper::http::uri::InvalidUri| BridgeError::Url {
+                url: url.to_owned(),
+                reason: e.to_string(),
+            })?;
     let loopback = uri.host().is_some_and(|h| {
         h == "localhost"
             || h.trim_matches(['[', ']'])
@@ -45,19 +83,18 @@ pub async fn bridge(
         Some("https") => {}
         Some("http") if loopback => {}
         _ => {
-            return Err(format!(
-                "{url}: use https (plain http only to a loopback address): the token would cross the network in clear"
-            ));
+            return Err(BridgeError::Cleartext(url.to_owned()));
         }
     }
     if identity.is_some() && uri.scheme_str() != Some("https") {
-        return Err(format!("{url}: a client certificate needs https"));
+        return Err(BridgeError::CertificateNeedsHttps(url.to_owned()));
     }
-    let connector = crate::auth::jwks::http_or_https_connector(ca_file, identity)?;
+    let connector = crate::auth::jwks::http_or_https_connector(ca_file, identity)
+        .map_err(BridgeError::Connector)?;
     let client: HttpClient = Client::builder(TokioExecutor::new()).build(connector);
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut stdout = tokio::io::stdout();
-    while let Some(line) = lines.next_line().await.map_err(|e| e.to_string())? {
+    while let Some(line) = lines.next_line().await? {
         if line.trim().is_empty() {
             continue;
         }
@@ -76,11 +113,8 @@ pub async fn bridge(
             // One message per line: the answer is compact JSON already.
             body.retain(|c| c != '\n');
             body.push('\n');
-            stdout
-                .write_all(body.as_bytes())
-                .await
-                .map_err(|e| e.to_string())?;
-            stdout.flush().await.map_err(|e| e.to_string())?;
+            stdout.write_all(body.as_bytes()).await?;
+            stdout.flush().await?;
         }
     }
     Ok(())
@@ -103,7 +137,9 @@ async fn post(
         .header("accept", "application/json, text/event-stream")
         .body(Full::new(Bytes::from(line)))
         .map_err(|e| format!("{url}: {e}"))?;
-    let (status, bytes) = exchange(client, url, request, TIMEOUT, MAX_BODY).await?;
+    let (status, bytes) = exchange(client, url, request, TIMEOUT, MAX_BODY)
+        .await
+        .map_err(|e| e.to_string())?;
     if bytes.is_empty() {
         return if status.is_success() {
             Ok(None)
@@ -128,6 +164,11 @@ mod tests {
             let err = super::bridge(url, Some("secret-token"), None, None)
                 .await
                 .unwrap_err();
+            assert!(
+                matches!(err, super::BridgeError::Cleartext(_)),
+                "{url}: {err}"
+            );
+            let err = err.to_string();
             assert!(err.contains("in clear"), "{url}: {err}");
             assert!(!err.contains("secret-token"), "{err}");
         }
