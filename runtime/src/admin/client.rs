@@ -19,8 +19,8 @@ const MAX_BODY: usize = 4 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     /// The trust anchors could not be loaded.
-    #[error("{0}")]
-    Connector(String),
+    #[error(transparent)]
+    Connector(#[from] crate::auth::jwks::ConnectorError),
     /// The request could not be built (an invalid URL or token).
     #[error("{url}: {reason}")]
     Request {

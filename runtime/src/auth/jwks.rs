@@ -32,8 +32,8 @@ pub enum JwksError {
         source: std::io::Error,
     },
     /// The issuer's certificate anchors could not be loaded, or none exist.
-    #[error("{0}")]
-    Anchors(String),
+    #[error(transparent)]
+    Anchors(#[from] ConnectorError),
     /// The URL did not answer in time.
     #[error("{url}: no answer within {after:?}")]
     Timeout {
@@ -147,8 +147,25 @@ fn https_client(ca_file: Option<&Path>) -> Result<HttpsClient, JwksError> {
         .build(https_connector(ca_file).map_err(JwksError::Anchors)?))
 }
 
+/// Why an HTTPS client could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectorError {
+    /// The CA file cannot be used.
+    #[error(transparent)]
+    Anchors(#[from] clsf_compiler::schema::connect::RootStoreError),
+    /// Neither a CA file nor any system root.
+    #[error("no trust anchors to verify the server with")]
+    NoAnchors,
+    /// The client certificate or key cannot be read.
+    #[error(transparent)]
+    Identity(#[from] crate::tls::PemError),
+    /// The client certificate and key do not belong together.
+    #[error("the client certificate and key do not match: {0}")]
+    Mismatch(rustls::Error),
+}
+
 /// Trust anchors: the PEM ones in `ca_file`, or the system's roots.
-fn client_tls(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, String> {
+fn client_tls(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, ConnectorError> {
     Ok(client_tls_builder(ca_file)?.with_no_client_auth())
 }
 
@@ -164,12 +181,13 @@ pub struct ClientIdentity<'a> {
 
 fn client_tls_builder(
     ca_file: Option<&Path>,
-) -> Result<rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>, String> {
+) -> Result<
+    rustls::ConfigBuilder<rustls::ClientConfig, rustls::client::WantsClientCert>,
+    ConnectorError,
+> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let roots = match ca_file {
-        Some(path) => {
-            clsf_compiler::schema::connect::root_store(path).map_err(|e| e.to_string())?
-        }
+        Some(path) => clsf_compiler::schema::connect::root_store(path)?,
         None => {
             let mut roots = rustls::RootCertStore::empty();
             for cert in rustls_native_certs::load_native_certs().certs {
@@ -179,7 +197,7 @@ fn client_tls_builder(
         }
     };
     if roots.is_empty() {
-        return Err("no trust anchors to verify the server with".to_owned());
+        return Err(ConnectorError::NoAnchors);
     }
     Ok(rustls::ClientConfig::builder().with_root_certificates(roots))
 }
@@ -190,17 +208,18 @@ fn client_tls_builder(
 pub fn http_or_https_connector(
     ca_file: Option<&Path>,
     identity: Option<ClientIdentity<'_>>,
-) -> Result<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, String>
-{
+) -> Result<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    ConnectorError,
+> {
     let builder = client_tls_builder(ca_file)?;
     let config = match identity {
         None => builder.with_no_client_auth(),
         Some(id) => {
-            let (chain, key) =
-                crate::tls::read_identity(id.cert_file, id.key_file).map_err(|e| e.to_string())?;
+            let (chain, key) = crate::tls::read_identity(id.cert_file, id.key_file)?;
             builder
                 .with_client_auth_cert(chain, key)
-                .map_err(|e| format!("the client certificate and key do not match: {e}"))?
+                .map_err(ConnectorError::Mismatch)?
         }
     };
     Ok(hyper_rustls::HttpsConnectorBuilder::new()
@@ -214,8 +233,10 @@ pub fn http_or_https_connector(
 /// system's roots without one (also used by `clsf-proxy approvals`).
 pub fn https_connector(
     ca_file: Option<&Path>,
-) -> Result<hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>, String>
-{
+) -> Result<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    ConnectorError,
+> {
     Ok(hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(client_tls(ca_file)?)
         .https_only()

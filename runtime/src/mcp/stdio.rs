@@ -47,8 +47,8 @@ pub enum BridgeError {
     #[error("{0}: a client certificate needs https")]
     CertificateNeedsHttps(String),
     /// The trust anchors or the client certificate could not be loaded.
-    #[error("{0}")]
-    Connector(String),
+    #[error(transparent)]
+    Connector(#[from] crate::auth::jwks::ConnectorError),
     /// Standard input or output failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
