@@ -6,7 +6,7 @@ Usage: classify_functions.py OUT.rs DATABASE_URL [DATABASE_URL ...]
 Reads `pg_proc` (volatility, kind, argument and result types, schema) of
 `pg_catalog` and `information_schema` from each server given (PostgreSQL
 13-17 where available), classifies each function name with the rules below,
-and writes the Rust table the engine consults (compiler/src/engine/
+and writes the Rust table the engine consults (compiler/engine/src/
 builtin_functions.rs). A name with several overloads takes the most
 protective class of them; a name seen on several servers, the most
 protective class over all of them.

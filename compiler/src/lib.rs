@@ -6,15 +6,10 @@
 //! returns values.
 
 pub mod bundle;
-pub mod cedar;
 pub mod codes;
 pub mod diagnostics;
 pub mod diff;
-pub mod engine;
-pub mod glob;
 pub mod load;
-pub mod masks;
-pub mod plan;
 pub mod policy;
 pub mod policy_test;
 pub mod report;
@@ -26,5 +21,6 @@ pub mod suggest;
 #[cfg(feature = "verify")]
 pub mod verify;
 
-pub use engine::Engine;
-pub use plan::Plan;
+/// The statement engine and what it decides on, from `clsf-engine`.
+pub use clsf_engine::{self as engine, cedar, glob, masks, plan};
+pub use clsf_engine::{Engine, Plan};

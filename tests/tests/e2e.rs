@@ -14,6 +14,7 @@ mod clsfc;
 mod copy;
 mod deploy;
 mod differential;
+mod docs;
 mod editors;
 mod explain;
 mod hash_key;

@@ -28,10 +28,9 @@ use crate::plan::Plan;
 use crate::policy::Parsed;
 use crate::schema::Schema;
 
-pub use templates::{claim_placeholders, substitute};
+pub use clsf_engine::placeholders::{claim_placeholders, substitute};
 
-/// The schema searched for unqualified table names.
-pub const DEFAULT_SCHEMA: &str = "public";
+pub use clsf_engine::schema::DEFAULT_SCHEMA;
 
 /// Compiles a parsed policy against a schema. Returns the plan when there
 /// are no errors (warnings allowed), and every diagnostic found, sorted by

@@ -17,48 +17,10 @@ use super::Cx;
 use super::classify::family_of_declared;
 use crate::diagnostics as diag;
 use crate::masks::CustomMask;
+use crate::resolve::{claim_placeholders, substitute};
 
 /// The identifier a mask's `{param}` stands for while its template is checked.
 const VALUE: &str = "__clsf_value";
-
-/// The `{claim.a.b}` placeholders of a filter template, as paths, in order.
-pub fn claim_placeholders(template: &str) -> Result<Vec<Vec<String>>, String> {
-    let mut out = Vec::new();
-    let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        let close = rest[open..]
-            .find('}')
-            .ok_or_else(|| "`{` without a closing `}`".to_owned())?;
-        let inner = &rest[open + 1..open + close];
-        let path = inner
-            .strip_prefix("claim.")
-            .ok_or_else(|| format!("unknown placeholder `{{{inner}}}`; write `{{claim.NAME}}`"))?;
-        if path.is_empty() || path.split('.').any(str::is_empty) {
-            return Err(format!("empty claim name in `{{{inner}}}`"));
-        }
-        out.push(path.split('.').map(str::to_owned).collect());
-        rest = &rest[open + close + 1..];
-    }
-    Ok(out)
-}
-
-/// Replaces each `{…}` placeholder with `replacement(index)`.
-pub fn substitute(template: &str, mut replacement: impl FnMut(usize) -> String) -> String {
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    let mut n = 0;
-    while let Some(open) = rest.find('{') {
-        let Some(close) = rest[open..].find('}') else {
-            break;
-        };
-        out.push_str(&rest[..open]);
-        out.push_str(&replacement(n));
-        n += 1;
-        rest = &rest[open + close + 1..];
-    }
-    out.push_str(rest);
-    out
-}
 
 /// Parses one SQL expression and checks it: no subquery, identifiers only
 /// from `allowed`, functions only pure built-ins.
@@ -216,7 +178,8 @@ impl Cx<'_> {
     /// Checks a row-filter template against its relation's columns.
     pub(crate) fn check_filter(&mut self, predicate: &ast::StringLit, ri: usize) -> bool {
         if let Err(why) = claim_placeholders(&predicate.value) {
-            self.diags.push(diag::bad_filter(predicate.span, &why));
+            self.diags
+                .push(diag::bad_filter(predicate.span, &why.to_string()));
             return false;
         }
         // Claim values are bound as string literals at run time.
@@ -232,7 +195,8 @@ impl Cx<'_> {
         {
             Ok(()) => true,
             Err(why) => {
-                self.diags.push(diag::bad_filter(predicate.span, &why));
+                self.diags
+                    .push(diag::bad_filter(predicate.span, &why.to_string()));
                 false
             }
         }

@@ -2,14 +2,14 @@
 //! file, and (in `pull`, the only module here that does I/O) its discovery
 //! from a live PostgreSQL catalog.
 
-pub mod catalog;
 #[cfg(feature = "db")]
 pub mod connect;
 pub mod drift;
 pub mod lock;
-pub mod model;
 #[cfg(feature = "db")]
 pub mod pull;
+
+pub use clsf_engine::schema::{catalog, model};
 
 pub use model::{
     Column, ForeignKey, Function, QualifiedName, Relation, RelationKind, Schema, TypeFamily,

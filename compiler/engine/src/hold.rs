@@ -4,8 +4,8 @@
 //! approved, and who must approve. Anything else it touches is decided as
 //! usual, so an approval never releases a column that is denied outright.
 
-use crate::engine::access::PrincipalAccess;
-use crate::engine::decide::{self, Decision, Denial, Env, Verdict};
+use crate::access::PrincipalAccess;
+use crate::decide::{self, Decision, Denial, Env, Verdict};
 use crate::plan::{ApprovalScope, ClauseKind, Effect, Plan};
 
 /// A statement waiting for approval.

@@ -9,9 +9,9 @@ use cedar_policy::{
 };
 
 use crate::cedar;
-use crate::engine::scope::Usage;
 use crate::masks::Mask;
 use crate::plan::{Categories, ClauseKind, Effect, Plan, Target};
+use crate::scope::Usage;
 
 /// What an identity may do when reading one column.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,11 +113,11 @@ pub struct PrincipalAccess {
     pub full_clear: bool,
     /// Decisions already made for this group set, by query text (see
     /// `Engine::decide_with_claims`).
-    pub decisions: crate::engine::cache::DecisionCache,
+    pub decisions: crate::cache::DecisionCache,
     /// True when something is permitted only with an approval.
     pub has_approvals: bool,
     /// Per relation, per column: the usage classes (bits of
-    /// [`Usage::bit`](crate::engine::scope::Usage::bit)) whose clear value
+    /// [`Usage::bit`](crate::scope::Usage::bit)) whose clear value
     /// a `use` grant permits for a column not readable in clear. Empty
     /// when no rule of these groups has a usage action.
     pub uses: Vec<Vec<u16>>,
@@ -164,7 +164,7 @@ impl PrincipalAccess {
             observed: self.observed.clone(),
             // Kept false: the statement's columns are still reported.
             full_clear: false,
-            decisions: crate::engine::cache::DecisionCache::default(),
+            decisions: crate::cache::DecisionCache::default(),
             has_approvals: true,
             uses: self.uses.clone(),
         }
@@ -562,7 +562,7 @@ pub fn compute(
         limits,
         observed,
         full_clear,
-        decisions: crate::engine::cache::DecisionCache::default(),
+        decisions: crate::cache::DecisionCache::default(),
         uses,
     }
 }

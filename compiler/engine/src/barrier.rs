@@ -26,9 +26,9 @@ use std::ops::ControlFlow;
 use sqlparser::ast as sql;
 use sqlparser::ast::{Visit, Visitor};
 
-use crate::engine::analyze::{LineIndex, fold};
-use crate::engine::rewrite::quote_ident;
+use crate::analyze::{LineIndex, fold};
 use crate::masks::sql_string;
+use crate::rewrite::quote_ident;
 use crate::schema::Relation;
 
 /// The reference whose conditions are wanted: the byte range of its name

@@ -1,19 +1,31 @@
 //! The statement engine: analyse → decide → rewrite, on a compiled plan,
 //! with no I/O. One engine serves `clsfc` and the proxy, so what CI checks is
 //! what production enforces.
+//!
+//! This crate holds what a decision needs and nothing else: the plan and the
+//! schema model it carries, the masks, the Cedar policies generated from the
+//! plan, and the engine. It depends on sqlparser and cedar-policy only — no
+//! async runtime, no database client, no file system — so the proxy, the
+//! compiler and the fuzz targets share it without pulling each other in.
 
 pub mod access;
 pub mod analyze;
 mod barrier;
 mod builtin_functions;
 pub mod cache;
+pub mod cedar;
 mod ddl;
 pub mod decide;
 mod denials;
 pub mod functions;
+pub mod glob;
 pub mod hold;
 pub mod identity;
+pub mod masks;
+pub mod placeholders;
+pub mod plan;
 pub mod rewrite;
+pub mod schema;
 pub mod scope;
 pub mod shape;
 pub mod sql_lists;
@@ -22,14 +34,14 @@ pub use access::{Access, PrincipalAccess};
 pub use decide::{ColumnUse, Decision, Denial, StatementReport, Verdict};
 pub use hold::{Hold, Need};
 pub use identity::Identity;
+pub use plan::Plan;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use cedar_policy::{Authorizer, Entities, PolicySet};
 
-use crate::cedar::{self, GenerateError};
-use crate::plan::Plan;
+use crate::cedar::GenerateError;
 
 /// A compiled plan ready to decide statements.
 #[derive(Debug)]

@@ -200,7 +200,7 @@ pub fn generate(plan: &Plan) -> Result<Generated, GenerateError> {
 }
 
 /// A Cedar string literal.
-pub(crate) fn cedar_string(s: &str) -> String {
+pub fn cedar_string(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for ch in s.chars() {

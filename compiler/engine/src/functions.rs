@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use crate::engine::builtin_functions::BUILTIN;
+use crate::builtin_functions::BUILTIN;
 
 /// A function's class (spec/runtime.md, *Functions*).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use crate::engine::Decision;
-use crate::engine::shape::{Shape, ShapeEntry};
+use crate::Decision;
+use crate::shape::{Shape, ShapeEntry};
 
 /// Entries kept per group set before the cache starts over.
 const CAPACITY: usize = 4096;

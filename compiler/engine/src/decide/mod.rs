@@ -8,23 +8,23 @@ use sqlparser::ast as sql;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
-use crate::engine::access::{Access, Perm, PrincipalAccess};
-use crate::engine::analyze::{self, Analysis, TableRef, WildcardUse};
-use crate::engine::barrier;
-use crate::engine::denials;
-use crate::engine::functions;
-use crate::engine::rewrite::{self, Edit};
-use crate::engine::scope::{self, Source, Usage};
-use crate::engine::sql_lists;
+use crate::access::{Access, Perm, PrincipalAccess};
+use crate::analyze::{self, Analysis, TableRef, WildcardUse};
+use crate::barrier;
+use crate::denials;
+use crate::functions;
 use crate::masks::sql_string;
 use crate::plan::Plan;
-use crate::resolve::DEFAULT_SCHEMA;
+use crate::rewrite::{self, Edit};
+use crate::schema::DEFAULT_SCHEMA;
+use crate::scope::{self, Source, Usage};
+use crate::sql_lists;
 
 mod calls;
 mod copy;
 mod kinds;
 mod reads;
-pub(crate) use reads::row_limit;
+pub use reads::row_limit;
 mod relations;
 mod session;
 mod writes;
@@ -54,7 +54,7 @@ pub enum Verdict {
     /// Refuse it.
     Deny(Denial),
     /// Hold it until approved, then run it as `Hold::then` says.
-    Hold(Box<crate::engine::hold::Hold>),
+    Hold(Box<crate::hold::Hold>),
 }
 
 /// A refusal, as the client will see it.
@@ -625,7 +625,7 @@ fn decide_statement(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Out
         }
         other if is_ddl(other) => {
             let out = action_permitted(plan, &access.ddl, "ddl", other)?;
-            crate::engine::ddl::check(plan, access, other, text, |a, what| {
+            crate::ddl::check(plan, access, other, text, |a, what| {
                 creates_table_from(cx, a, other, text, what).map(drop)
             })?;
             Ok(out)

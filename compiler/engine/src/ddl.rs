@@ -16,10 +16,10 @@
 
 use sqlparser::ast as sql;
 
-use crate::engine::access::{Access, PrincipalAccess};
-use crate::engine::analyze;
-use crate::engine::decide::Denial;
-use crate::engine::denials;
+use crate::access::{Access, PrincipalAccess};
+use crate::analyze;
+use crate::decide::Denial;
+use crate::denials;
 use crate::plan::Plan;
 
 /// What a statement kind does, as far as this check goes.
@@ -88,7 +88,7 @@ pub(super) fn check(
 /// The relation `parts` names, by the same search as a query's.
 fn relation(plan: &Plan, parts: &[String]) -> Option<usize> {
     match parts {
-        [name] => plan.schema.find(crate::resolve::DEFAULT_SCHEMA, name),
+        [name] => plan.schema.find(crate::schema::DEFAULT_SCHEMA, name),
         [schema, name] | [_, schema, name] => plan.schema.find(schema, name),
         _ => None,
     }

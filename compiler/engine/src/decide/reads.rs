@@ -265,7 +265,7 @@ pub(super) fn check_denied_references(
 
 /// The limit on rows per statement for relation `ri` (the smallest of the
 /// identity's `limit` clauses covering it), with its rule's name.
-pub(crate) fn row_limit(plan: &Plan, access: &PrincipalAccess, ri: usize) -> Option<(u64, String)> {
+pub fn row_limit(plan: &Plan, access: &PrincipalAccess, ri: usize) -> Option<(u64, String)> {
     let rel = plan.schema.relation(ri);
     access
         .limits
@@ -288,14 +288,14 @@ pub(crate) fn row_limit(plan: &Plan, access: &PrincipalAccess, ri: usize) -> Opt
 /// string or number.
 pub(super) fn row_filter(cx: Cx<'_>, ri: usize) -> Result<Option<String>, Denial> {
     let Cx { plan, access, env } = cx;
-    let filters: Vec<&crate::engine::access::RowFilter> =
+    let filters: Vec<&crate::access::RowFilter> =
         access.filters.iter().filter(|f| f.relation == ri).collect();
     if filters.is_empty() {
         return Ok(None);
     }
     let mut parts = Vec::new();
     for f in filters {
-        let paths = crate::resolve::claim_placeholders(&f.predicate).unwrap_or_default();
+        let paths = crate::placeholders::claim_placeholders(&f.predicate).unwrap_or_default();
         let mut values = Vec::new();
         for path in &paths {
             let mut v = env.claims;
@@ -315,7 +315,7 @@ pub(super) fn row_filter(cx: Cx<'_>, ri: usize) -> Result<Option<String>, Denial
             };
             values.push(literal);
         }
-        let bound = crate::resolve::substitute(&f.predicate, |i| values[i].clone());
+        let bound = crate::placeholders::substitute(&f.predicate, |i| values[i].clone());
         parts.push(format!("({bound})"));
     }
     Ok(Some(parts.join(" AND ")))

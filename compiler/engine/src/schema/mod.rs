@@ -1,0 +1,14 @@
+//! The database schema as the plan carries it: relations, columns, types
+//! and functions, and the catalog relations PostgreSQL defines itself. The
+//! compiler reads it from a lock file or a live catalog; here it is data.
+
+pub mod catalog;
+pub mod model;
+
+pub use model::{
+    Column, ForeignKey, Function, QualifiedName, Relation, RelationKind, Schema, TypeFamily,
+    TypeKind, UserType,
+};
+
+/// The schema searched for unqualified table names.
+pub const DEFAULT_SCHEMA: &str = "public";
