@@ -109,14 +109,27 @@ pub struct ControlPlaneConfig {
 
 impl ControlPlaneConfig {
     /// The password from `password_file`, if one is configured.
-    pub fn password(&self) -> Result<Option<String>, String> {
+    pub fn password(&self) -> Result<Option<String>, PasswordFileError> {
         match &self.password_file {
             None => Ok(None),
             Some(p) => std::fs::read_to_string(p)
                 .map(|t| Some(t.lines().next().unwrap_or("").to_owned()))
-                .map_err(|e| format!("cannot read {}: {e}", p.display())),
+                .map_err(|source| PasswordFileError {
+                    path: p.clone(),
+                    source,
+                }),
         }
     }
+}
+
+/// `[control_plane] password_file` could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read control_plane.password_file {}: {source}", path.display())]
+pub struct PasswordFileError {
+    /// The file.
+    pub path: PathBuf,
+    /// What the operating system said.
+    pub source: std::io::Error,
 }
 
 /// The admin HTTPS listener.

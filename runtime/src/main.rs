@@ -420,7 +420,10 @@ fn tool(command: Command) -> Result<(), String> {
                 identity,
                 since,
             };
-            print!("{}", clsf_runtime::timeline::show(&path, &filter)?);
+            print!(
+                "{}",
+                clsf_runtime::timeline::show(&path, &filter).map_err(|e| e.to_string())?
+            );
             Ok(())
         }
         Command::VerifyAudit { path } => {

@@ -246,7 +246,7 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
                                 )
                                 .await
                                 .map_err(|e| e.to_string()),
-                                Err(e) => Err(e),
+                                Err(e) => Err(e.to_string()),
                             };
                             if let Err(e) = attached {
                                 let _ = ready.send(Err(e));

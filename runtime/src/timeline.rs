@@ -2,7 +2,7 @@
 //! timelines, filtered by session, identity and time.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
@@ -18,20 +18,43 @@ pub struct Filter {
     pub since: Option<String>,
 }
 
+/// Why a trail cannot be shown.
+#[derive(Debug, thiserror::Error)]
+pub enum ShowError {
+    /// The trail's files could not be found.
+    #[error("{0}")]
+    Trail(#[from] crate::audit::TrailError),
+    /// A file of the trail could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        source: std::io::Error,
+    },
+    /// A line that is not a JSON event.
+    #[error("{} line {line} is not an audit event (run `clsf-proxy audit verify`)", path.display())]
+    NotAnEvent {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+    },
+}
+
 /// Reads every file of the trail at `path` and renders the timelines.
-pub fn show(path: &Path, filter: &Filter) -> Result<String, String> {
+pub fn show(path: &Path, filter: &Filter) -> Result<String, ShowError> {
     let files = crate::audit::trail_paths(path)?;
     let mut events = Vec::new();
     for file in &files {
-        let text = crate::audit::read_text(file)
-            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let text = crate::audit::read_text(file).map_err(|source| ShowError::Read {
+            path: file.clone(),
+            source,
+        })?;
         for (i, line) in text.lines().enumerate() {
-            let value: Value = serde_json::from_str(line).map_err(|_| {
-                format!(
-                    "{} line {} is not an audit event (run `clsf-proxy audit verify`)",
-                    file.display(),
-                    i + 1
-                )
+            let value: Value = serde_json::from_str(line).map_err(|_| ShowError::NotAnEvent {
+                path: file.clone(),
+                line: i + 1,
             })?;
             events.push(value);
         }

@@ -151,23 +151,30 @@ fn describe(e: &tokio_postgres::Error) -> String {
 pub fn tls_client_config(
     sslmode: &str,
     root_cert: Option<&std::path::Path>,
-) -> Result<rustls::ClientConfig, String> {
+) -> Result<rustls::ClientConfig, TlsConfigError> {
     let verify = match sslmode {
         "require" => Verify::Nothing,
         "verify-ca" => Verify::Chain,
         "verify-full" => Verify::ChainAndName,
-        other => {
-            return Err(format!(
-                "sslmode `{other}` is not one of require, verify-ca, verify-full"
-            ));
-        }
+        other => return Err(TlsConfigError::SslMode(other.to_owned())),
     };
     client_config(&Options {
         url: String::new(),
         verify,
         root_cert: root_cert.map(std::path::Path::to_path_buf),
     })
-    .map_err(|e| e.0)
+    .map_err(TlsConfigError::Setup)
+}
+
+/// Why a TLS client configuration cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsConfigError {
+    /// An `sslmode` that encrypts nothing or is not libpq's.
+    #[error("sslmode `{0}` is not one of require, verify-ca, verify-full")]
+    SslMode(String),
+    /// The trust anchors or the TLS stack could not be set up.
+    #[error("{0}")]
+    Setup(PullError),
 }
 
 /// Why a PEM file of trust anchors cannot be used.

@@ -604,7 +604,66 @@ pub struct Broken {
     /// The `seq` the chain expected there.
     pub expected_seq: u64,
     /// What is wrong.
-    pub why: String,
+    pub why: ChainBreak,
+}
+
+/// What breaks a trail's hash chain at one line (or keeps it from being
+/// read).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainBreak {
+    /// The trail's files could not be found or listed.
+    #[error("{0}")]
+    Trail(TrailError),
+    /// A file of the trail could not be read.
+    #[error("cannot read it: {0}")]
+    Unreadable(String),
+    /// The line is not JSON.
+    #[error("not a JSON event")]
+    NotJson,
+    /// A later sequence number than expected: events were removed.
+    #[error("event {found} follows event {before}: events are missing")]
+    Missing {
+        /// The sequence number found.
+        found: u64,
+        /// The last one verified (-1 before the first).
+        before: i64,
+    },
+    /// An earlier sequence number than expected.
+    #[error("event {0} is out of order")]
+    OutOfOrder(u64),
+    /// The event has no `seq`.
+    #[error("it has no sequence number")]
+    NoSequence,
+    /// `prev` is not the hash of the line before.
+    #[error("it does not carry the hash of the event before: that event, or this one, was edited")]
+    Edited,
+}
+
+/// Why the files of a trail cannot be listed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TrailError {
+    /// A directory (or a file's folder) could not be read.
+    #[error("cannot read {}: {why}", path.display())]
+    Unreadable {
+        /// The directory or file.
+        path: PathBuf,
+        /// What the operating system said.
+        why: String,
+    },
+    /// A directory without a `*.jsonl` file.
+    #[error("{} holds no `*.jsonl` audit trail", .0.display())]
+    NoTrail(PathBuf),
+    /// A directory with several trails: which one is meant is not known.
+    #[error("{} holds several trails ({}); name one file", path.display(), names.join(", "))]
+    Several {
+        /// The directory.
+        path: PathBuf,
+        /// The trails' file names.
+        names: Vec<String>,
+    },
+    /// The named trail does not exist.
+    #[error("{} does not exist", .0.display())]
+    Missing(PathBuf),
 }
 
 impl std::fmt::Display for Broken {
@@ -640,26 +699,23 @@ struct Chain {
 
 impl Chain {
     /// Checks the next line; on success it becomes the chain's head.
-    fn next(&mut self, line: &str) -> Result<(), String> {
+    fn next(&mut self, line: &str) -> Result<(), ChainBreak> {
         let value: serde_json::Value =
-            serde_json::from_str(line).map_err(|_| "not a JSON event".to_owned())?;
+            serde_json::from_str(line).map_err(|_| ChainBreak::NotJson)?;
         let prev = self.prev.as_deref().unwrap_or(GENESIS);
         let seq = value.get("seq").and_then(serde_json::Value::as_u64);
         if seq != Some(self.events as u64) {
             return Err(match seq {
-                Some(s) if s > self.events as u64 => format!(
-                    "event {s} follows event {}: events are missing",
-                    self.events as i64 - 1
-                ),
-                Some(s) => format!("event {s} is out of order"),
-                None => "it has no sequence number".to_owned(),
+                Some(found) if found > self.events as u64 => ChainBreak::Missing {
+                    found,
+                    before: self.events as i64 - 1,
+                },
+                Some(s) => ChainBreak::OutOfOrder(s),
+                None => ChainBreak::NoSequence,
             });
         }
         if value.get("prev").and_then(serde_json::Value::as_str) != Some(prev) {
-            return Err(
-                "it does not carry the hash of the event before: that event, or this one, was edited"
-                    .to_owned(),
-            );
+            return Err(ChainBreak::Edited);
         }
         self.prev = Some(hex::encode(Sha256::digest(line.as_bytes())));
         self.events += 1;
@@ -675,7 +731,7 @@ pub fn verify_trail(path: &Path) -> Result<Verified, Broken> {
         file: path.to_owned(),
         line: 0,
         expected_seq: 0,
-        why: e,
+        why: ChainBreak::Trail(e),
     })?;
     let mut chain = Chain::default();
     for file in &files {
@@ -683,7 +739,7 @@ pub fn verify_trail(path: &Path) -> Result<Verified, Broken> {
             file: file.clone(),
             line: 0,
             expected_seq: chain.events as u64,
-            why: format!("cannot read it: {e}"),
+            why: ChainBreak::Unreadable(e.to_string()),
         })?;
         for (i, line) in text.lines().enumerate() {
             let expected_seq = chain.events as u64;
@@ -704,10 +760,13 @@ pub fn verify_trail(path: &Path) -> Result<Verified, Broken> {
 
 /// The files of the trail at `path` (a directory holding exactly one
 /// trail, or the trail's current file), in chain order.
-pub fn trail_paths(path: &Path) -> Result<Vec<PathBuf>, String> {
+pub fn trail_paths(path: &Path) -> Result<Vec<PathBuf>, TrailError> {
     let current = if path.is_dir() {
         let mut names: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+            .map_err(|e| TrailError::Unreadable {
+                path: path.to_owned(),
+                why: e.to_string(),
+            })?
             .filter_map(Result::ok)
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
@@ -715,26 +774,27 @@ pub fn trail_paths(path: &Path) -> Result<Vec<PathBuf>, String> {
         names.sort();
         match names.as_slice() {
             [one] => one.clone(),
-            [] => return Err(format!("{} holds no `*.jsonl` audit trail", path.display())),
+            [] => return Err(TrailError::NoTrail(path.to_owned())),
             _ => {
-                return Err(format!(
-                    "{} holds several trails ({}); name one file",
-                    path.display(),
-                    names
+                return Err(TrailError::Several {
+                    path: path.to_owned(),
+                    names: names
                         .iter()
                         .filter_map(|n| n.file_name())
                         .map(|n| n.to_string_lossy().into_owned())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
+                        .collect(),
+                });
             }
         }
     } else {
         path.to_owned()
     };
-    let files = trail_files(&current).map_err(|e| format!("{}: {e}", current.display()))?;
+    let files = trail_files(&current).map_err(|e| TrailError::Unreadable {
+        path: current.clone(),
+        why: e.to_string(),
+    })?;
     if files.is_empty() {
-        return Err(format!("{} does not exist", current.display()));
+        return Err(TrailError::Missing(current));
     }
     Ok(files)
 }
@@ -822,7 +882,7 @@ mod tests {
         std::fs::write(&second, original.replacen("statement", "statemenT", 1)).unwrap();
         let broken = verify_trail(dir.path()).unwrap_err();
         assert_eq!(broken.file, second);
-        assert!(broken.why.contains("edited"), "{broken}");
+        assert_eq!(broken.why, ChainBreak::Edited, "{broken}");
         std::fs::write(&second, &original).unwrap();
 
         // A line deleted: the next event says events are missing.
@@ -830,17 +890,15 @@ mod tests {
         std::fs::write(&second, kept).unwrap();
         let broken = verify_trail(dir.path()).unwrap_err();
         assert_eq!((broken.file.clone(), broken.line), (second.clone(), 1));
-        assert!(broken.why.contains("missing"), "{broken}");
+        assert!(matches!(broken.why, ChainBreak::Missing { .. }), "{broken}");
         std::fs::write(&second, &original).unwrap();
 
         // A whole rotated file removed.
         std::fs::remove_file(&files[0]).unwrap();
-        assert!(
-            verify_trail(dir.path())
-                .unwrap_err()
-                .why
-                .contains("missing")
-        );
+        assert!(matches!(
+            verify_trail(dir.path()).unwrap_err().why,
+            ChainBreak::Missing { .. }
+        ));
     }
 
     #[test]
