@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Bounded fuzzing (cargo-fuzz, libFuzzer) of the parsers that take untrusted
 # input, in parallel, each for the same time:
-#   - policy_parse (lang/fuzz): the policy parser and formatter, seeded with
-#     every .clsf file in the repository;
-#   - wire_frames (runtime/fuzz): the proxy's frontend framing and message
-#     decoders, seeded with real startup and query frames;
-#   - sql_decide (tests/fuzz): SQL text into the statement engine (parse,
+#   - policy_parse: the policy parser and formatter, seeded with every .clsf
+#     file in the repository;
+#   - wire_frames: the proxy's frontend framing and message decoders, seeded
+#     with real startup and query frames;
+#   - sql_decide: SQL text into the statement engine (parse,
 #     scope resolution, decision, rewrite; every rewrite must parse again),
 #     seeded with the statements of the bypass and differential suites.
 #   bash tests/fuzz.sh [SECONDS]      (default 60)
@@ -67,40 +67,30 @@ for t in policy_parse wire_frames sql_decide; do
     fi
 done
 
-# The engine target pulls in Cedar and sqlparser: an optimised,
-# instrumented build of them takes about twice as long as an unoptimised
-# one, more than the fuzzing itself; it is fuzzed unoptimised (fewer inputs
-# per second, the same coverage feedback).
-profile() { # dir
-    if [ "$1" = tests/fuzz ]; then echo --dev; else echo -O; fi
+# The three targets are one cargo-fuzz workspace (tests/fuzz), built at
+# once with the dev profile; its Cargo.toml optimises the small parsers only.
+(cd tests/fuzz && cargo +nightly fuzz build --dev --sanitizer none >"$work/build.log" 2>&1) || {
+    tail -40 "$work/build.log" >&2
+    echo "fuzz: building tests/fuzz FAILED" >&2
+    exit 1
 }
-
-# Build first, one after the other (two builds would fight for the cores
-# and the fuzzing time would then include compiling).
-for dir in lang/fuzz runtime/fuzz tests/fuzz; do
-    (cd "$dir" && cargo +nightly fuzz build "$(profile "$dir")" --sanitizer none >"$work/build-$(basename "$(dirname "$dir")").log" 2>&1) || {
-        tail -40 "$work/build-$(basename "$(dirname "$dir")").log" >&2
-        echo "fuzz: building $dir FAILED" >&2
-        exit 1
-    }
-done
 
 if "$build_only"; then
     exit 0
 fi
 
-run() { # dir target
-    mkdir -p "$work/$2/artifacts"
+run() { # target
+    mkdir -p "$work/$1/artifacts"
     # No sanitizer: the crates forbid unsafe code, so AddressSanitizer finds
     # nothing a panic would not; without it libFuzzer runs about five times
     # as many inputs in the same time.
-    (cd "$1" && cargo +nightly fuzz run "$(profile "$1")" --sanitizer none "$2" "$work/$2/corpus" -- \
+    (cd tests/fuzz && cargo +nightly fuzz run --dev --sanitizer none "$1" "$work/$1/corpus" -- \
         -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-        -artifact_prefix="$work/$2/artifacts/" >"$work/$2/log" 2>&1)
+        -artifact_prefix="$work/$1/artifacts/" >"$work/$1/log" 2>&1)
 }
-run lang/fuzz policy_parse & p1=$!
-run runtime/fuzz wire_frames & p2=$!
-run tests/fuzz sql_decide & p3=$!
+run policy_parse & p1=$!
+run wire_frames & p2=$!
+run sql_decide & p3=$!
 status=0
 for t in "policy_parse:$p1" "wire_frames:$p2" "sql_decide:$p3"; do
     name="${t%%:*}"
@@ -120,9 +110,8 @@ done
 if "$keep" && [ "$status" -eq 0 ]; then
     # Keep only inputs that add coverage (libFuzzer's merge), replacing the
     # kept corpus.
-    for t in "lang/fuzz:policy_parse" "runtime/fuzz:wire_frames" "tests/fuzz:sql_decide"; do
-        dir="${t%%:*}" name="${t##*:}"
-        (cd "$dir" && cargo +nightly fuzz cmin "$(profile "$dir")" --sanitizer none "$name" "$work/$name/corpus" >"$work/$name/cmin.log" 2>&1) || {
+    for name in policy_parse wire_frames sql_decide; do
+        (cd tests/fuzz && cargo +nightly fuzz cmin --dev --sanitizer none "$name" "$work/$name/corpus" >"$work/$name/cmin.log" 2>&1) || {
             tail -20 "$work/$name/cmin.log" >&2
             echo "fuzz: minimising $name FAILED" >&2
             exit 1

@@ -1,9 +1,11 @@
-//! The clsf compiler: the schema model and its discovery, name resolution
-//! and type checking of policies, Cedar generation, the compiled plan, and
-//! the statement engine shared by `clsfc` and the proxy.
+//! The clsf compiler: policies read, resolved and type-checked against a
+//! schema into the engine's plan, and what is built on that (reports,
+//! bundles, policy tests, diffs, suggestions, verification).
 //!
-//! Only `schema::pull` talks to a database; everything else takes values and
-//! returns values.
+//! Nothing here talks to a database: a schema comes in as a value (from a
+//! lock file, or from `clsf-catalog` in `clsfc`), and plans go out as
+//! values. The plan, the schema model and the statement engine are
+//! `clsf-engine`'s, re-exported below.
 
 pub mod bundle;
 pub mod codes;

@@ -6,5 +6,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash tests/ensure-deps.sh --quickstart
-cargo build --locked -p clsf-compiler -p clsf-runtime -p clsf-tests --bin clsfc --bin clsf-proxy --bin clsf-quickstart
+cargo build --locked -p clsfc -p clsf-runtime -p clsf-tests --bin clsfc --bin clsf-proxy --bin clsf-quickstart
 exec cargo run --quiet --locked -p clsf-tests --bin clsf-quickstart

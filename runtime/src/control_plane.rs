@@ -46,7 +46,7 @@ impl std::fmt::Debug for ControlPlane {
 
 /// Connects and creates the table if it is missing.
 async fn open(url: &str, password: Option<&str>) -> Result<Client, StoreError> {
-    let client = clsf_compiler::schema::connect::connect_with(url, password)
+    let client = clsf_catalog::connect::connect_with(url, password)
         .await
         .map_err(|e| StoreError::Connect(e.0))?;
     client

@@ -270,9 +270,8 @@ fn upstream_tls(config: &Config) -> Result<Option<UpstreamTls>, SetupError> {
         }
         return Ok(None);
     }
-    let tls =
-        clsf_compiler::schema::connect::tls_client_config(&u.sslmode, u.sslrootcert.as_deref())
-            .map_err(|e| SetupError::UpstreamTls(e.to_string()))?;
+    let tls = clsf_catalog::connect::tls_client_config(&u.sslmode, u.sslrootcert.as_deref())
+        .map_err(|e| SetupError::UpstreamTls(e.to_string()))?;
     let name = u.tls_server_name.clone().unwrap_or_else(|| u.host.clone());
     let server_name = rustls_pki_types::ServerName::try_from(name.clone())
         .map_err(|_| SetupError::UpstreamTls(format!("`{name}` is not a valid TLS server name")))?;

@@ -80,7 +80,7 @@ pub enum AcceptorError {
     Pem(#[from] PemError),
     /// The client CA file could not be read or holds no usable certificate.
     #[error(transparent)]
-    ClientCa(#[from] clsf_compiler::schema::connect::RootStoreError),
+    ClientCa(#[from] clsf_catalog::connect::RootStoreError),
     /// The client CA makes no certificate verifier.
     #[error("client CA {}: {reason}", path.display())]
     ClientVerifier {
@@ -112,8 +112,7 @@ pub fn acceptor(
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
         Some(path) => {
-            let roots = clsf_compiler::schema::connect::root_store(path)
-                .map_err(AcceptorError::ClientCa)?;
+            let roots = clsf_catalog::connect::root_store(path).map_err(AcceptorError::ClientCa)?;
             let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
                 .allow_unauthenticated()
                 .build()

@@ -14,7 +14,7 @@ schema_sql="$root/tests/schemas/gitlab/structure.sql"
 pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 [ -x /usr/bin/time ] || { echo "needs /usr/bin/time (Debian package time)" >&2; exit 1; }
 
-cargo build --release --locked -p clsf-compiler --bin clsfc >&2
+cargo build --release --locked -p clsfc --bin clsfc >&2
 clsfc="$root/target/release/clsfc"
 
 work=$(mktemp -d)

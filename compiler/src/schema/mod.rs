@@ -1,13 +1,9 @@
-//! The database schema a policy is checked against: the model, its lock
-//! file, and (in `pull`, the only module here that does I/O) its discovery
-//! from a live PostgreSQL catalog.
+//! The database schema a policy is checked against: the model (the
+//! engine's), its lock file and drift between two of them. Reading a live
+//! catalog is `clsf-catalog`'s.
 
-#[cfg(feature = "db")]
-pub mod connect;
 pub mod drift;
 pub mod lock;
-#[cfg(feature = "db")]
-pub mod pull;
 
 pub use clsf_engine::schema::{catalog, model};
 

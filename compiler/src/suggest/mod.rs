@@ -9,8 +9,6 @@
 //! renders can contain one.
 
 pub mod detect;
-#[cfg(feature = "db")]
-pub mod sample;
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;

@@ -152,7 +152,7 @@ fn https_client(ca_file: Option<&Path>) -> Result<HttpsClient, JwksError> {
 pub enum ConnectorError {
     /// The CA file cannot be used.
     #[error(transparent)]
-    Anchors(#[from] clsf_compiler::schema::connect::RootStoreError),
+    Anchors(#[from] clsf_catalog::connect::RootStoreError),
     /// Neither a CA file nor any system root.
     #[error("no trust anchors to verify the server with")]
     NoAnchors,
@@ -187,7 +187,7 @@ fn client_tls_builder(
 > {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let roots = match ca_file {
-        Some(path) => clsf_compiler::schema::connect::root_store(path)?,
+        Some(path) => clsf_catalog::connect::root_store(path)?,
         None => {
             let mut roots = rustls::RootCertStore::empty();
             for cert in rustls_native_certs::load_native_certs().certs {

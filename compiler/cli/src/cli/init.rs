@@ -14,8 +14,8 @@ use super::Exit;
 use super::suggest::{Options, formatted, gather, summary};
 
 /// The GitHub Actions and GitLab CI examples, as tested in this repository.
-const GITHUB_WORKFLOW: &str = include_str!("../../../examples/ci/github-actions.yml");
-const GITLAB_JOB: &str = include_str!("../../../examples/ci/gitlab-ci.yml");
+const GITHUB_WORKFLOW: &str = include_str!("../../../../examples/ci/github-actions.yml");
+const GITLAB_JOB: &str = include_str!("../../../../examples/ci/gitlab-ci.yml");
 
 /// The starter policy. The claims are the ones these issuers send:
 /// GitHub Actions' `repository` and `ref`, GitLab's `project_path` and

@@ -1,5 +1,4 @@
-//! Schema discovery from a live PostgreSQL catalog: the only code in this
-//! crate that talks to a database.
+//! Schema discovery from a live PostgreSQL catalog.
 //!
 //! Every query runs in one `REPEATABLE READ` read-only transaction, so the
 //! lock describes one consistent snapshot even while DDL runs.
@@ -8,7 +7,7 @@ use std::collections::HashMap;
 
 use tokio_postgres::Client;
 
-use super::model::{
+use clsf_engine::schema::model::{
     Column, ForeignKey, Function, QualifiedName, Relation, RelationKind, Schema, TypeKind, UserType,
 };
 
@@ -145,7 +144,7 @@ WHERE p.prosecdef AND {NAMESPACE_FILTER}"
 /// Reads all user relations, types and `SECURITY DEFINER` functions
 /// (optionally only those in `only_schemas`).
 pub async fn pull(database_url: &str, only_schemas: &[String]) -> Result<Schema, PullError> {
-    let client = super::connect::connect(database_url).await?;
+    let client = crate::connect::connect(database_url).await?;
     let result = read_catalog(&client, only_schemas).await;
     drop(client);
     result

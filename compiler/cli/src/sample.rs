@@ -1,4 +1,4 @@
-//! Reading a bounded sample of each table's values, inside one read-only
+//! `clsfc suggest`'s database side: reading a bounded sample of each table's values, inside one read-only
 //! transaction and a time budget, and counting what the validators accept.
 //! Values go from the row straight into [`ColumnCounts::add`] and are
 //! dropped: nothing here stores, logs or returns one.
@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use super::{ColumnCounts, Outcome, TableSample, is_suggested};
-use crate::engine::rewrite::quote_ident;
-use crate::schema::pull::PullError;
-use crate::schema::{Column, Schema, TypeFamily};
+use clsf_catalog::PullError;
+use clsf_compiler::engine::rewrite::quote_ident;
+use clsf_compiler::schema::{Column, Schema, TypeFamily};
+use clsf_compiler::suggest::{ColumnCounts, MIN_VALUES, Outcome, TableSample, is_suggested};
 
 /// How much to read.
 #[derive(Clone, Copy, Debug)]
@@ -97,9 +97,7 @@ pub async fn sample(
             let left = slice.saturating_sub(sampled_at.elapsed());
             match outcome {
                 Outcome::Sampled { rows, .. }
-                    if rows < super::MIN_VALUES
-                        && sql.contains("TABLESAMPLE")
-                        && !left.is_zero() =>
+                    if rows < MIN_VALUES && sql.contains("TABLESAMPLE") && !left.is_zero() =>
                 {
                     let sql = select_sql(&schema_name, &table_name, &columns, -1.0, budget);
                     read_table(client, &sql, &columns, left).await?

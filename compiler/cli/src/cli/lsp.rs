@@ -1033,7 +1033,7 @@ mod tests {
 
     #[test]
     fn tables_and_columns_are_found_in_the_lock() {
-        let lock = include_str!("../../../examples/quickstart/schema.lock.json");
+        let lock = include_str!("../../../../examples/quickstart/schema.lock.json");
         let line = |byte: usize| lock[byte..].lines().next().unwrap().trim().to_owned();
         let table = lock_entry(lock, "public", "orders", None).unwrap();
         assert_eq!(line(table), r#""name": "orders","#);
@@ -1043,7 +1043,7 @@ mod tests {
         // `email` is a column of customers, not of orders.
         assert_eq!(lock_entry(lock, "public", "orders", Some("email")), None);
         assert_eq!(lock_entry(lock, "public", "nothing", None), None);
-        let policy = include_str!("../../../examples/quickstart/policy/quickstart.clsf");
+        let policy = include_str!("../../../../examples/quickstart/policy/quickstart.clsf");
         let at = policy.find("public.customers").unwrap() + 3;
         assert_eq!(
             relation_at(policy, at),

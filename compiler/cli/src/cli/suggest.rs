@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clsf_compiler::load;
-use clsf_compiler::schema::{self, Schema};
-use clsf_compiler::suggest::{self, Header, Suggestions, sample::Budget};
+use clsf_compiler::schema::Schema;
+use clsf_compiler::suggest::{self, Header, Suggestions};
+
+use crate::sample::{self, Budget};
 
 use super::Exit;
 
@@ -27,13 +29,13 @@ pub fn gather(options: &Options) -> Result<(Schema, Vec<suggest::TableSample>), 
         .build()
         .map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        let schema = schema::pull::pull(options.database_url, options.schemas)
+        let schema = clsf_catalog::pull::pull(options.database_url, options.schemas)
             .await
             .map_err(|e| e.to_string())?;
-        let client = schema::connect::connect(options.database_url)
+        let client = clsf_catalog::connect::connect(options.database_url)
             .await
             .map_err(|e| e.to_string())?;
-        let samples = suggest::sample::sample(&client, &schema, options.budget)
+        let samples = sample::sample(&client, &schema, options.budget)
             .await
             .map_err(|e| e.to_string())?;
         Ok((schema, samples))

@@ -557,7 +557,7 @@ fn pull_schema(url: &str, schemas: &[String]) -> Result<schema::Schema, String> 
         .build()
         .map_err(|e| e.to_string())?;
     runtime
-        .block_on(schema::pull::pull(url, schemas))
+        .block_on(clsf_catalog::pull::pull(url, schemas))
         .map_err(|e| e.to_string())
 }
 
