@@ -631,10 +631,10 @@ fn decide_statement(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Out
             Ok(out)
         }
         other if is_admin(other) => action_permitted(plan, &access.admin, "admin", other),
-        other => Err(denials::kind_not_analysed(&statement_kind(other))),
+        other => Err(denials::kind_not_analysed(statement_kind(other))),
     }
 }
 
 fn not_analysed(stmt: &sql::Statement, why: &str) -> Denial {
-    denials::form_not_analysed(&statement_kind(stmt), why)
+    denials::form_not_analysed(statement_kind(stmt), why)
 }
