@@ -7,6 +7,8 @@
 
 use std::collections::VecDeque;
 
+use crate::wire::kinds::Backend;
+
 /// A message forwarded upstream whose completion reply must be matched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sent {
@@ -49,16 +51,16 @@ impl Tracker {
 
     /// Accounts for one server message; `false` means it answers one of the
     /// proxy's own messages and must not reach the client.
-    pub fn response(&mut self, tag: u8) -> bool {
-        let (mine, theirs) = match tag {
-            b'1' => (Sent::OwnParse, Sent::ClientParse),
-            b'2' => (Sent::OwnBind, Sent::ClientBind),
-            b'E' => {
+    pub fn response(&mut self, kind: Backend) -> bool {
+        let (mine, theirs) = match kind {
+            Backend::ParseComplete => (Sent::OwnParse, Sent::ClientParse),
+            Backend::BindComplete => (Sent::OwnBind, Sent::ClientBind),
+            Backend::Error => {
                 // The server skips everything up to the next Sync.
                 self.current().clear();
                 return true;
             }
-            b'Z' => {
+            Backend::ReadyForQuery => {
                 if self.closed.pop_front().is_none() {
                     self.open.clear();
                 }
@@ -91,14 +93,14 @@ mod tests {
         t.sent(Sent::OwnParse);
         t.sent(Sent::OwnBind);
         t.close();
-        assert!(t.response(b'1'));
-        assert!(t.response(b'2'));
-        assert!(t.response(b'D'));
-        assert!(t.response(b'C'));
-        assert!(!t.response(b'1'));
-        assert!(!t.response(b'2'));
-        assert!(t.response(b'E'));
-        assert!(t.response(b'Z'));
+        assert!(t.response(Backend::of(b'1')));
+        assert!(t.response(Backend::of(b'2')));
+        assert!(t.response(Backend::of(b'D')));
+        assert!(t.response(Backend::of(b'C')));
+        assert!(!t.response(Backend::of(b'1')));
+        assert!(!t.response(Backend::of(b'2')));
+        assert!(t.response(Backend::of(b'E')));
+        assert!(t.response(Backend::of(b'Z')));
     }
 
     #[test]
@@ -109,13 +111,13 @@ mod tests {
         t.sent(Sent::OwnBind);
         t.close();
         // The client's own Parse fails: the server skips ours.
-        assert!(t.response(b'E'));
-        assert!(t.response(b'Z'));
+        assert!(t.response(Backend::of(b'E')));
+        assert!(t.response(Backend::of(b'Z')));
         // The next segment is unaffected.
         t.sent(Sent::ClientParse);
         t.close();
-        assert!(t.response(b'1'));
-        assert!(t.response(b'Z'));
+        assert!(t.response(Backend::of(b'1')));
+        assert!(t.response(Backend::of(b'Z')));
     }
 
     #[test]
@@ -126,11 +128,11 @@ mod tests {
         t.sent(Sent::OwnParse);
         t.sent(Sent::OwnBind);
         t.close();
-        assert!(t.response(b'1'));
-        assert!(t.response(b'Z'));
-        assert!(!t.response(b'1'));
-        assert!(!t.response(b'2'));
-        assert!(t.response(b'E'));
-        assert!(t.response(b'Z'));
+        assert!(t.response(Backend::of(b'1')));
+        assert!(t.response(Backend::of(b'Z')));
+        assert!(!t.response(Backend::of(b'1')));
+        assert!(!t.response(Backend::of(b'2')));
+        assert!(t.response(Backend::of(b'E')));
+        assert!(t.response(Backend::of(b'Z')));
     }
 }

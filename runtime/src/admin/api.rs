@@ -255,7 +255,10 @@ async fn readyz(State(shared): Shared_) -> Response {
     match login {
         Ok(Ok(mut connected)) => {
             // Terminate, so the server logs a clean end, not a lost client.
-            let _ = connected.stream.write_all(&[b'X', 0, 0, 0, 4]).await;
+            let _ = connected
+                .stream
+                .write_all(&crate::wire::messages::TERMINATE)
+                .await;
             let _ = connected.stream.shutdown().await;
             (StatusCode::OK, "ready\n").into_response()
         }

@@ -17,6 +17,7 @@ use crate::tls::{ClientStream, UpstreamStream};
 use crate::upstream::{self};
 use crate::wire::errors;
 use crate::wire::frame::{Frame, MAX_FRAME, split_frame, split_startup};
+use crate::wire::kinds::{Frontend, TransactionStatus};
 use crate::wire::messages::{self, Severity, Startup};
 
 use super::{CancelTarget, Loaded, Result, SessionEnd, Shared, end, send};
@@ -325,7 +326,7 @@ pub(super) async fn startup(
         break key;
     };
     out.extend_from_slice(&messages::backend_key_data(pid, secret));
-    out.extend_from_slice(&messages::ready_for_query(b'I'));
+    out.extend_from_slice(&messages::ready_for_query(TransactionStatus::Idle));
     if let Err(e) = send(client, &out).await {
         shared
             .cancel_keys
@@ -460,7 +461,7 @@ async fn next_frame(
 ) -> std::result::Result<Option<Frame>, Refused> {
     loop {
         match split_frame(buf, MAX_FRAME) {
-            Ok(Some(f)) if f.tag == b'p' => return Ok(Some(f)),
+            Ok(Some(f)) if f.frontend() == Frontend::Authentication => return Ok(Some(f)),
             Ok(Some(_)) => return Err(protocol("expected a password message")),
             Ok(None) => {
                 if !read_more(client, buf).await? {

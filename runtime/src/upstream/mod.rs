@@ -15,6 +15,7 @@ pub use scram::SaltedCache;
 use scram::ScramClient;
 
 use crate::wire::frame::{Frame, MAX_FRAME, split_frame};
+use crate::wire::kinds::Backend;
 use crate::wire::messages::error_fields;
 
 /// Where and as whom to connect.
@@ -159,8 +160,8 @@ pub async fn connect(
     let mut key = None;
     loop {
         let frame = read_frame(&mut stream, &mut buf).await?;
-        match frame.tag {
-            b'R' => {
+        match frame.backend() {
+            Backend::Authentication => {
                 let body = frame.body();
                 if body.len() < 4 {
                     return Err(err("short authentication message"));
@@ -211,8 +212,8 @@ pub async fn connect(
                         .map_err(|e| err(e.to_string()))?;
                 }
             }
-            b'S' => parameter_status.push(frame.raw),
-            b'K' => {
+            Backend::ParameterStatus => parameter_status.push(frame.raw),
+            Backend::BackendKeyData => {
                 let b = frame.body();
                 if b.len() == 8 {
                     key = Some((
@@ -221,9 +222,9 @@ pub async fn connect(
                     ));
                 }
             }
-            b'N' => {}
-            b'E' => return Err(server_error(&frame)),
-            b'Z' => {
+            Backend::Notice => {}
+            Backend::Error => return Err(server_error(&frame)),
+            Backend::ReadyForQuery => {
                 if scram.is_none() {
                     // Trust authentication upstream: the credential was never
                     // checked. Refuse, so a misconfigured pg_hba fails closed.
@@ -238,10 +239,10 @@ pub async fn connect(
                     key,
                 });
             }
-            other => {
+            _ => {
                 return Err(err(format!(
                     "unexpected upstream message `{}` during startup",
-                    other as char
+                    frame.tag as char
                 )));
             }
         }

@@ -9,4 +9,5 @@
 
 pub mod errors;
 pub mod frame;
+pub mod kinds;
 pub mod messages;

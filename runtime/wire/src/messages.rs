@@ -1,6 +1,7 @@
 //! Decoding of the client messages policy needs, and encoding of the backend
 //! messages the proxy originates.
 
+use crate::kinds::TransactionStatus;
 use bytes::{BufMut, Bytes, BytesMut};
 
 /// Protocol version 3.0.
@@ -264,9 +265,12 @@ pub fn command_complete(tag: &str) -> Bytes {
     message(b'C', |b| put_cstr(b, tag))
 }
 
-/// ReadyForQuery with a transaction status (`I`, `T` or `E`).
-pub fn ready_for_query(status: u8) -> Bytes {
-    message(b'Z', |b| b.put_u8(status))
+/// Terminate: what the proxy sends the server when a session ends.
+pub const TERMINATE: [u8; 5] = [b'X', 0, 0, 0, 4];
+
+/// ReadyForQuery with a transaction status.
+pub fn ready_for_query(status: TransactionStatus) -> Bytes {
+    message(b'Z', |b| b.put_u8(status.byte()))
 }
 
 /// Severity of an error or notice.

@@ -15,6 +15,7 @@ use crate::tls::{ClientStream, UpstreamStream};
 use crate::upstream;
 use crate::wire::errors;
 use crate::wire::frame::{FrameError, MAX_FRAME, split_frame};
+use crate::wire::kinds::TransactionStatus;
 use bytes::BytesMut;
 
 pub(in crate::session) async fn relay(
@@ -70,7 +71,7 @@ pub(in crate::session) async fn relay(
                         Err(e) => {
                             // The error response is already queued for the client.
                             let _ = flush(&mut r, &mut client, &mut upstream).await;
-                            let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
+                            let _ = upstream.write_all(&crate::wire::messages::TERMINATE).await;
                             return Err(e);
                         }
                     },
@@ -97,13 +98,13 @@ pub(in crate::session) async fn relay(
             }
             flush(&mut r, &mut client, &mut upstream).await?;
             if terminating && r.pending.is_empty() {
-                let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
+                let _ = upstream.write_all(&crate::wire::messages::TERMINATE).await;
                 return Ok(());
             }
             if draining && r.pending.is_empty() {
                 // Shutting down and nothing in flight: end the session cleanly.
                 let _ = send(&mut client, &errors::shutting_down()).await;
-                let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
+                let _ = upstream.write_all(&crate::wire::messages::TERMINATE).await;
                 return Ok(());
             }
 
@@ -122,7 +123,7 @@ pub(in crate::session) async fn relay(
                 _ => None,
             };
             let idle = r.pending.is_empty()
-                && r.status == b'I'
+                && r.status == TransactionStatus::Idle
                 && r.held.is_none()
                 && !terminating
                 && !draining;
@@ -138,13 +139,13 @@ pub(in crate::session) async fn relay(
                     }
                 }, if idle => {
                     let _ = send(&mut client, &errors::idle_timeout()).await;
-                    let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
+                    let _ = upstream.write_all(&crate::wire::messages::TERMINATE).await;
                     return Err(end("idle timeout"));
                 }
                 // While draining, nothing new is read: what is in flight finishes.
                 n = client.read_buf(&mut cbuf), if !terminating && !draining => {
                     if n.map_err(|e| end(format!("client read: {e}")))? == 0 {
-                        let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
+                        let _ = upstream.write_all(&crate::wire::messages::TERMINATE).await;
                         return Ok(());
                     }
                 }
@@ -178,7 +179,7 @@ pub(in crate::session) async fn relay(
                 () = &mut expiry => {
                     let why = deadline.map_or("", |(_, why)| why);
                     let _ = send(&mut client, &errors::session_expired(why)).await;
-                    let _ = upstream.write_all(&[b'X', 0, 0, 0, 4]).await;
+                    let _ = upstream.write_all(&crate::wire::messages::TERMINATE).await;
                     return Err(end(why));
                 }
                 _ = shutdown.recv(), if !draining => {

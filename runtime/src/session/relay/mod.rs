@@ -36,6 +36,7 @@ use crate::auth::Proven;
 use crate::extended::{Sent, Tracker};
 use crate::wire::errors;
 use crate::wire::frame::Frame;
+use crate::wire::kinds::{Backend, Frontend, Target, TransactionStatus};
 use crate::wire::messages::{self, Severity};
 
 use super::objects::{self, SqlObjects};
@@ -179,7 +180,7 @@ struct Relay<'a> {
     identity: Identity,
     session: u64,
     /// Transaction status from the last ReadyForQuery.
-    status: u8,
+    status: TransactionStatus,
     pending: VecDeque<Pending>,
     /// After a refused `Parse`, the server skips to `Sync`; so does the
     /// proxy's analysis (what follows is forwarded and ignored upstream).
@@ -236,7 +237,7 @@ impl<'a> Relay<'a> {
             access,
             identity,
             session,
-            status: b'I',
+            status: TransactionStatus::Idle,
             pending: VecDeque::new(),
             refused_until_sync: false,
             tracker: Tracker::default(),
@@ -371,13 +372,15 @@ impl Relay<'_> {
 
     /// Handles one client frame; `false` when the client terminates.
     fn client_frame(&mut self, frame: Frame) -> Result<bool> {
-        match frame.tag {
-            b'Q' => self.query(&frame)?,
-            b'X' => return Ok(false),
+        match frame.frontend() {
+            Frontend::Query => self.query(&frame)?,
+            Frontend::Terminate => return Ok(false),
             // COPY FROM STDIN data follows a COPY the engine already allowed.
-            b'd' | b'c' | b'f' => self.to_upstream.extend_from_slice(&frame.raw),
-            b'P' => self.parse(&frame)?,
-            b'B' => {
+            Frontend::CopyData | Frontend::CopyDone | Frontend::CopyFail => {
+                self.to_upstream.extend_from_slice(&frame.raw)
+            }
+            Frontend::Parse => self.parse(&frame)?,
+            Frontend::Bind => {
                 if let Ok((portal, statement)) = messages::decode_bind_names(frame.body()) {
                     let rest = &frame.body()[portal.len() + statement.len() + 2..];
                     let params: [u8; 32] = Sha256::digest(rest).into();
@@ -394,35 +397,40 @@ impl Relay<'_> {
                 self.to_upstream.extend_from_slice(&frame.raw);
                 self.tracker.sent(Sent::ClientBind);
             }
-            b'E' => self.execute(&frame),
-            b'C' => {
+            Frontend::Execute => self.execute(&frame),
+            Frontend::Close => {
                 if let Some((kind, name)) = frame.body().split_first()
                     && let Ok(name) = messages::decode_cstring_body(name)
                 {
-                    if *kind == b'S' {
-                        self.statements.remove(name);
-                    } else {
-                        self.portals.remove(name);
+                    match Target::of(*kind) {
+                        Some(Target::Statement) => {
+                            self.statements.remove(name);
+                        }
+                        // PostgreSQL refuses any other byte; forgetting a
+                        // portal of that name is what it leaves behind.
+                        _ => {
+                            self.portals.remove(name);
+                        }
                     }
                 }
                 self.to_upstream.extend_from_slice(&frame.raw);
             }
             // Describe and Flush act on statements and portals whose text was
             // decided at Parse.
-            b'D' | b'H' => self.to_upstream.extend_from_slice(&frame.raw),
-            b'S' => {
+            Frontend::Describe | Frontend::Flush => self.to_upstream.extend_from_slice(&frame.raw),
+            Frontend::Sync => {
                 self.refused_until_sync = false;
                 self.record_prepared();
                 self.forward(&frame.raw);
             }
-            b'F' => self.local_error(errors::unsupported(
+            Frontend::FunctionCall => self.local_error(errors::unsupported(
                 "the fast-path function call interface is not allowed through the clsf proxy",
             )),
-            other => {
+            Frontend::Authentication | Frontend::Unknown(_) => {
                 self.to_client
                     .extend_from_slice(&errors::protocol_violation(&format!(
                         "unexpected message type `{}`",
-                        other.escape_ascii()
+                        frame.tag.escape_ascii()
                     )));
                 return Err(end("unexpected client message"));
             }

@@ -49,11 +49,12 @@ impl Relay<'_> {
     }
 
     pub(super) fn upstream_frame(&mut self, frame: Frame) {
-        if frame.tag == b'E' && is_fatal(frame.body()) {
+        let kind = frame.backend();
+        if kind == Backend::Error && is_fatal(frame.body()) {
             // Only the code: a server's message is not ours to record.
             self.upstream_fatal = Some(field(frame.body(), b'C').unwrap_or("?").to_owned());
         }
-        if !self.tracker.response(frame.tag) {
+        if !self.tracker.response(kind) {
             return;
         }
         if !self.inflight.is_empty() {
@@ -63,8 +64,8 @@ impl Relay<'_> {
                 .front()
                 .filter(|f| f.segment == self.segments_done)
                 .and_then(|f| f.limit.clone());
-            match frame.tag {
-                b'D' => {
+            match kind {
+                Backend::DataRow => {
                     if let Some((rows, _)) = &limit
                         && self.rows_seen >= *rows
                     {
@@ -76,7 +77,7 @@ impl Relay<'_> {
                     }
                     self.rows_seen += 1;
                 }
-                b'C' | b's' if self.cut => {
+                Backend::CommandComplete | Backend::PortalSuspended if self.cut => {
                     // Say so, and end the result (a suspended portal too:
                     // it has nothing more to give) with the rows delivered.
                     let (rows, rule) = limit.unwrap_or_default();
@@ -96,7 +97,7 @@ impl Relay<'_> {
                     self.completed("ok", Some(delivered));
                     return;
                 }
-                b'C' => {
+                Backend::CommandComplete => {
                     let rows = messages::decode_cstring_body(frame.body())
                         .ok()
                         .and_then(|tag| tag.rsplit(|b| *b == b' ').next())
@@ -104,13 +105,13 @@ impl Relay<'_> {
                         .and_then(|n| n.parse().ok());
                     self.completed("ok", rows);
                 }
-                b'E' => self.completed("error", None),
-                b's' => self.completed("suspended", None),
-                b'I' => self.completed("ok", Some(0)),
+                Backend::Error => self.completed("error", None),
+                Backend::PortalSuspended => self.completed("suspended", None),
+                Backend::EmptyQuery => self.completed("ok", Some(0)),
                 _ => {}
             }
         }
-        if frame.tag == b'Z' {
+        if kind == Backend::ReadyForQuery {
             self.segments_done += 1;
             // What the server skipped after an error never completes.
             while self
@@ -123,8 +124,8 @@ impl Relay<'_> {
             self.rows_seen = 0;
         }
         self.to_client.extend_from_slice(&frame.raw);
-        if frame.tag == b'Z' {
-            if let Some(&status) = frame.body().first() {
+        if kind == Backend::ReadyForQuery {
+            if let Some(status) = frame.body().first().and_then(|b| TransactionStatus::of(*b)) {
                 self.status = status;
             }
             if matches!(self.pending.front(), Some(Pending::Upstream)) {

@@ -58,7 +58,7 @@ impl Relay<'_> {
     /// transaction fails there exactly as it would in PostgreSQL; otherwise
     /// the proxy answers directly.
     pub(super) fn deny(&mut self, denial: &Denial) {
-        if self.pending.is_empty() && self.status != b'T' {
+        if self.pending.is_empty() && self.status != TransactionStatus::InTransaction {
             self.local_error(messages::error_response(
                 Severity::Error,
                 denial.sqlstate,

@@ -18,6 +18,7 @@ use crate::auth::jwt::Issuers;
 use crate::config::OnExpiry;
 use crate::upstream::Target;
 use crate::wire::frame::{MAX_FRAME, split_frame};
+use crate::wire::kinds::TransactionStatus;
 
 const POLICY: &str = r#"
 labels public < internal < confidential < restricted
@@ -243,7 +244,7 @@ fn a_masked_query_is_audited_then_forwarded_rewritten() {
         &[
             &data_row("****@example.com"),
             &messages::command_complete("SELECT 1"),
-            &messages::ready_for_query(b'I'),
+            &messages::ready_for_query(TransactionStatus::Idle),
         ],
     );
     let (_, down) = sent(&mut r);
@@ -264,7 +265,7 @@ fn a_refused_parse_inside_a_transaction_fails_it_at_the_server() {
         &mut r,
         &[
             &messages::command_complete("BEGIN"),
-            &messages::ready_for_query(b'T'),
+            &messages::ready_for_query(TransactionStatus::InTransaction),
         ],
     );
     sent(&mut r);
@@ -300,7 +301,7 @@ fn a_refused_parse_inside_a_transaction_fails_it_at_the_server() {
             &raw(b'1', &[]),
             &raw(b'2', &[]),
             &messages::error_response(Severity::Error, "42P01", "refused", None),
-            &messages::ready_for_query(b'E'),
+            &messages::ready_for_query(TransactionStatus::Failed),
         ],
     );
     let (_, down) = sent(&mut r);
@@ -337,7 +338,7 @@ fn a_prepared_statement_runs_after_a_reload_only_if_decided_the_same() {
         &[
             &raw(b'1', &[]),
             &raw(b'1', &[]),
-            &messages::ready_for_query(b'I'),
+            &messages::ready_for_query(TransactionStatus::Idle),
         ],
     );
     assert_eq!(tags(&sent(&mut r).1), "11Z");
@@ -359,7 +360,7 @@ fn a_prepared_statement_runs_after_a_reload_only_if_decided_the_same() {
         &[
             &raw(b'2', &[]),
             &messages::command_complete("SELECT 0"),
-            &messages::ready_for_query(b'I'),
+            &messages::ready_for_query(TransactionStatus::Idle),
         ],
     );
     sent(&mut r);
@@ -388,7 +389,7 @@ fn a_prepared_statement_runs_after_a_reload_only_if_decided_the_same() {
             &raw(b'1', &[]),
             &raw(b'2', &[]),
             &messages::error_response(Severity::Error, "0A000", "refused", None),
-            &messages::ready_for_query(b'I'),
+            &messages::ready_for_query(TransactionStatus::Idle),
         ],
     );
     assert_eq!(tags(&sent(&mut r).1), "2EZ");
@@ -426,7 +427,7 @@ fn a_row_limit_counts_across_executes_of_one_portal() {
             &raw(b'2', &[]),
             &data_row("1"),
             &raw(b's', &[]),
-            &messages::ready_for_query(b'T'),
+            &messages::ready_for_query(TransactionStatus::InTransaction),
         ],
     );
     assert_eq!(tags(&sent(&mut r).1), "12DsZ");
@@ -440,7 +441,7 @@ fn a_row_limit_counts_across_executes_of_one_portal() {
             &data_row("3"),
             &data_row("4"),
             &messages::command_complete("SELECT 3"),
-            &messages::ready_for_query(b'T'),
+            &messages::ready_for_query(TransactionStatus::InTransaction),
         ],
     );
     let (_, down) = sent(&mut r);
@@ -572,7 +573,7 @@ fn a_statement_longer_than_the_limit_is_refused_and_recorded_short() {
             &raw(b'1', &[]),
             &raw(b'2', &[]),
             &messages::error_response(Severity::Error, "54000", "too long", None),
-            &messages::ready_for_query(b'I'),
+            &messages::ready_for_query(TransactionStatus::Idle),
         ],
     );
     let (_, down) = sent(&mut r);
