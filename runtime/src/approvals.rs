@@ -11,8 +11,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::control_plane::ControlPlane;
-
 /// Where a request stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
@@ -166,7 +164,7 @@ struct Entry {
 #[derive(Default)]
 pub struct Approvals {
     entries: Arc<Mutex<HashMap<String, Entry>>>,
-    control: std::sync::OnceLock<Arc<ControlPlane>>,
+    control: std::sync::OnceLock<Arc<dyn SharedStore>>,
 }
 
 impl std::fmt::Debug for Approvals {
@@ -234,8 +232,9 @@ impl Approvals {
         (id, rx)
     }
 
-    /// Records requests in the control plane's database from now on.
-    pub fn attach(&self, cp: Arc<ControlPlane>) {
+    /// Records requests in a store shared by replicas (the control plane's
+    /// database) from now on.
+    pub fn attach(&self, cp: Arc<dyn SharedStore>) {
         let _ = self.control.set(cp);
     }
 
@@ -267,7 +266,7 @@ impl Approvals {
     /// this proxy's memory.
     pub fn store(&self) -> &dyn ApprovalStore {
         match self.control.get() {
-            Some(cp) => cp.as_ref(),
+            Some(cp) => cp.as_ref() as &dyn ApprovalStore,
             None => self,
         }
     }
@@ -410,6 +409,16 @@ pub trait ApprovalStore: Send + Sync {
         comment: &'a str,
         approve: bool,
     ) -> StoreFuture<'a, Result<Request, VoteError>>;
+}
+
+/// A store shared by replicas (the control plane's database): besides
+/// listing and voting, it records each replica's requests and how they
+/// ended, so that any replica can decide them.
+pub trait SharedStore: ApprovalStore {
+    /// Records a new pending request.
+    fn insert<'a>(&'a self, request: &'a Request) -> StoreFuture<'a, ()>;
+    /// Ends a pending request whose statement no longer waits.
+    fn end<'a>(&'a self, id: &'a str, state: &'a State) -> StoreFuture<'a, ()>;
 }
 
 /// This proxy's own requests, in memory.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 
-use crate::approvals::{self, Approver, Request, State, StoreError, VoteError};
+use crate::approvals::{self, Approvals, Approver, Request, State, StoreError, VoteError};
 
 /// How often a replica asks for decisions on the requests it holds.
 const POLL: Duration = Duration::from_millis(200);
@@ -225,6 +225,16 @@ impl ControlPlane {
 }
 
 /// Every replica's requests, in the control plane's database.
+impl approvals::SharedStore for ControlPlane {
+    fn insert<'a>(&'a self, request: &'a Request) -> approvals::StoreFuture<'a, ()> {
+        Box::pin(ControlPlane::insert(self, request))
+    }
+
+    fn end<'a>(&'a self, id: &'a str, state: &'a State) -> approvals::StoreFuture<'a, ()> {
+        Box::pin(ControlPlane::end(self, id, state))
+    }
+}
+
 impl approvals::ApprovalStore for ControlPlane {
     fn list(&self, all: bool) -> approvals::StoreFuture<'_, Vec<Request>> {
         Box::pin(ControlPlane::list(self, all))
@@ -248,17 +258,17 @@ impl approvals::ApprovalStore for ControlPlane {
 /// Connects the proxy's approvals to the control plane and keeps this
 /// replica's held statements informed of decisions made anywhere.
 pub async fn attach(
-    shared: Arc<crate::session::Shared>,
+    approvals: Arc<Approvals>,
     url: &str,
     password: Option<&str>,
 ) -> Result<(), StoreError> {
     let cp = Arc::new(ControlPlane::connect(url, password).await?);
-    shared.approvals.attach(Arc::clone(&cp));
+    approvals.attach(Arc::clone(&cp) as Arc<dyn approvals::SharedStore>);
     tokio::spawn(async move {
         let mut failing = false;
         loop {
             tokio::time::sleep(POLL).await;
-            let ids = shared.approvals.pending_ids();
+            let ids = approvals.pending_ids();
             if ids.is_empty() {
                 continue;
             }
@@ -266,7 +276,7 @@ pub async fn attach(
                 Ok(decided) => {
                     failing = false;
                     for r in decided {
-                        shared.approvals.learn(r);
+                        approvals.learn(r);
                     }
                 }
                 // Held statements keep waiting (and expire on time).

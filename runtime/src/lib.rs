@@ -14,6 +14,7 @@ pub mod keys;
 pub mod mcp;
 pub mod metrics;
 pub mod reload;
+pub mod scram;
 pub mod serve;
 pub mod server;
 pub mod session;

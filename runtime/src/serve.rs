@@ -240,7 +240,7 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
                         if let Some(cp) = control {
                             let attached = match cp.password() {
                                 Ok(pw) => control_plane::attach(
-                                    Arc::clone(&shared),
+                                    Arc::clone(&shared.approvals),
                                     &cp.url,
                                     pw.as_deref(),
                                 )

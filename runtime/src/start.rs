@@ -342,7 +342,7 @@ pub fn shared_state(config: &Config) -> Result<Shared, SetupError> {
         startup_timeout: std::time::Duration::from_secs(config.startup_timeout_seconds),
         idle_timeout: (config.idle_timeout_seconds > 0)
             .then(|| std::time::Duration::from_secs(config.idle_timeout_seconds)),
-        approvals: crate::approvals::Approvals::default(),
+        approvals: Arc::new(crate::approvals::Approvals::default()),
         approval_url: config.admin.as_ref().map(crate::config::Admin::url),
         metrics: crate::metrics::Metrics::default(),
         audit_completions: config.audit.completions,

@@ -299,7 +299,7 @@ impl Postgres {
         self.dir.path().join("data")
     }
 
-    fn socket_dir(&self) -> PathBuf {
+    pub(crate) fn socket_dir(&self) -> PathBuf {
         self.dir.path().join("sock")
     }
 
@@ -322,42 +322,6 @@ impl Postgres {
             .output()
             .expect("psql is installed (Debian package postgresql-client)");
         check(out, &format!("psql -c {sql:?}"))
-    }
-
-    /// Runs a script as the superuser the way `psql::run` runs one through
-    /// the proxy (unaligned, tuples only, verbose errors), going on after
-    /// errors: what a client sees with nothing in between.
-    pub fn superuser_script(&self, database: &str, sql: &str) -> crate::psql::PsqlRun {
-        use std::io::Write;
-        let mut child = Command::new("psql")
-            .arg("-h")
-            .arg(self.socket_dir())
-            .args([
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                database,
-            ])
-            .args(["-X", "-A", "-t", "-v", "VERBOSITY=verbose", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("psql is installed");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(sql.as_bytes())
-            .expect("write script");
-        let out = child.wait_with_output().expect("psql runs");
-        crate::psql::PsqlRun {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
     }
 
     /// A libpq conninfo string for the superuser over the Unix socket, for

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::process::Command;
 
-use crate::postgres::DATABASE;
+use crate::postgres::{DATABASE, Postgres};
 
 /// What psql printed and how it exited.
 #[derive(Debug)]
@@ -51,6 +51,35 @@ pub fn run_conninfo(conninfo: &str, token: &str, sql: &str) -> PsqlRun {
             child.wait_with_output()
         })
         .expect("psql is installed (Debian package postgresql-client-15)");
+    PsqlRun {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs a script on `pg` as the superuser the way [`run`] runs one through
+/// the proxy (unaligned, tuples only, verbose errors), going on after
+/// errors: what a client sees with nothing in between.
+pub fn superuser_script(pg: &Postgres, database: &str, sql: &str) -> PsqlRun {
+    use std::io::Write;
+    let mut child = Command::new("psql")
+        .arg("-h")
+        .arg(pg.socket_dir())
+        .args(["-p", &pg.port.to_string(), "-U", "postgres", "-d", database])
+        .args(["-X", "-A", "-t", "-v", "VERBOSITY=verbose", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("psql is installed");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(sql.as_bytes())
+        .expect("write script");
+    let out = child.wait_with_output().expect("psql runs");
     PsqlRun {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -261,7 +261,7 @@ fn seeded() -> (fixture::Quickstart, Proxy) {
 /// psql as the superuser over the Unix socket, errors not stopping it:
 /// what a client would see with nothing in between.
 fn direct(pg: &Postgres, sql: &str) -> PsqlRun {
-    pg.superuser_script("shop", sql)
+    clsf_tests::psql::superuser_script(pg, "shop", sql)
 }
 
 #[test]

@@ -133,11 +133,11 @@ fn every_builtin_function_is_classified() {
     );
     let generated = std::fs::read_to_string(out.path()).unwrap();
     let checked_in = std::fs::read_to_string(
-        clsf_tests::bins::repo_root().join("compiler/engine/src/builtin_functions.rs"),
+        clsf_tests::bins::repo_root().join("compiler/engine/src/functions/builtin.rs"),
     )
     .unwrap();
     assert!(
         generated == checked_in,
-        "compiler/engine/src/builtin_functions.rs differs from what the generator writes for this server: run compiler/catalog/classify_functions.py"
+        "compiler/engine/src/functions/builtin.rs differs from what the generator writes for this server: run compiler/catalog/classify_functions.py"
     );
 }

@@ -19,6 +19,7 @@ mod editors;
 mod explain;
 mod hash_key;
 mod identities;
+mod layout;
 mod limits;
 mod lineage;
 mod lsp;

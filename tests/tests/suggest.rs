@@ -230,7 +230,7 @@ const ROWS: usize = 40;
 /// keys) are dropped first: they say nothing about what columns hold.
 /// Returns (tables filled, tables that refused their rows).
 fn generate(pg: &Postgres, db: &str, rules: &[Rule]) -> (usize, usize) {
-    let setup = pg.superuser_script(
+    let setup = clsf_tests::psql::superuser_script(pg,
         db,
         "DO $$ DECLARE r record; BEGIN
            -- A partitioned table without partitions takes no rows: give each
@@ -387,7 +387,7 @@ fn generate(pg: &Postgres, db: &str, rules: &[Rule]) -> (usize, usize) {
 
 /// Lets the gateway role read every table, as `suggest`'s role must.
 fn grant_reads(pg: &Postgres, db: &str) {
-    pg.superuser_script(
+    clsf_tests::psql::superuser_script(pg,
         db,
         &format!(
             "DO $$ DECLARE s text; BEGIN
@@ -580,7 +580,7 @@ fn suggestions_on_the_vendored_schemas_match_the_readme_table() {
 #[test]
 fn sampling_keeps_its_budget_and_never_prints_a_value() {
     let pg = Postgres::start();
-    pg.superuser_script(
+    clsf_tests::psql::superuser_script(&pg,
         "shop",
         &format!(
             "CREATE TABLE big (id bigint, email text, note text);
@@ -687,7 +687,7 @@ fn sampling_keeps_its_budget_and_never_prints_a_value() {
 #[test]
 fn init_writes_a_starter_that_checks_and_tests_green() {
     let pg = Postgres::start();
-    pg.superuser_script(
+    clsf_tests::psql::superuser_script(&pg,
         "shop",
         &format!(
             "CREATE TABLE customers (id int PRIMARY KEY, contact text, card text, notes text);

@@ -23,7 +23,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::Client;
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect};
 
-use crate::pull::PullError;
+use crate::error::PullError;
 
 /// How the server's certificate is checked (libpq's `sslmode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

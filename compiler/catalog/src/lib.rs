@@ -8,6 +8,7 @@
 //! schema it is given, so it builds without a database client.
 
 pub mod connect;
+mod error;
 pub mod pull;
 
-pub use pull::PullError;
+pub use error::PullError;

@@ -11,17 +11,7 @@ use clsf_engine::schema::model::{
     Column, ForeignKey, Function, QualifiedName, Relation, RelationKind, Schema, TypeKind, UserType,
 };
 
-/// Why a pull failed. The message never contains the connection password.
-#[derive(Debug)]
-pub struct PullError(pub String);
-
-impl std::fmt::Display for PullError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for PullError {}
+pub use crate::error::PullError;
 
 /// Schemas that belong to PostgreSQL itself and are never pulled.
 const SYSTEM_SCHEMAS: &[&str] = &["pg_catalog", "information_schema", "pg_toast"];

@@ -9,56 +9,10 @@ use cedar_policy::{
 };
 
 use crate::cedar;
-use crate::masks::Mask;
 use crate::plan::{Categories, ClauseKind, Effect, Plan, Target};
 use crate::scope::Usage;
 
-/// What an identity may do when reading one column.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Access {
-    /// Read in clear.
-    Clear,
-    /// Read through the mask.
-    Masked(Mask),
-    /// Read in clear once a member of `approvers` approves.
-    Approval {
-        /// Approver group.
-        approvers: String,
-        /// Determining policies.
-        policies: Vec<String>,
-    },
-    /// Never read. `policies` are the Cedar policy ids that forbade it
-    /// (empty when no policy permitted it).
-    Denied {
-        /// Determining forbid policies.
-        policies: Vec<String>,
-        /// True when a mask would have been allowed but the column has none.
-        no_mask: bool,
-    },
-}
-
-/// Whether an action other than read is permitted.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Perm {
-    /// Permitted.
-    Allowed,
-    /// Permitted once approved by a member of `approvers`.
-    Approval {
-        /// Approver group.
-        approvers: String,
-        /// The approval clauses' policy ids.
-        policies: Vec<String>,
-    },
-    /// Not permitted; the determining policies (empty: nothing permitted it).
-    Denied(Vec<String>),
-}
-
-impl Perm {
-    /// True when permitted without approval.
-    pub fn allowed(&self) -> bool {
-        *self == Perm::Allowed
-    }
-}
+pub use crate::column_access::{Access, Perm};
 
 /// A row filter that applies to the identity.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -18,9 +18,9 @@ use sqlparser::ast as sql;
 
 use crate::access::{Access, PrincipalAccess};
 use crate::analyze;
-use crate::decide::Denial;
 use crate::denials;
 use crate::plan::Plan;
+use crate::verdict::Denial;
 
 /// What a statement kind does, as far as this check goes.
 enum Kind {

@@ -5,7 +5,7 @@
 //! snapshot test at the end of this file shows each one as a client reads
 //! it.
 
-use super::decide::{Denial, FEATURE_NOT_SUPPORTED, INSUFFICIENT_PRIVILEGE};
+use crate::verdict::{Denial, FEATURE_NOT_SUPPORTED, INSUFFICIENT_PRIVILEGE};
 
 fn refusal(sqlstate: &'static str, message: String, hint: Option<&str>) -> Denial {
     Denial {

@@ -5,60 +5,10 @@
 //! usual, so an approval never releases a column that is denied outright.
 
 use crate::access::PrincipalAccess;
-use crate::decide::{self, Decision, Denial, Env, Verdict};
+use crate::decide::{self, Env};
 use crate::plan::{ApprovalScope, ClauseKind, Effect, Plan};
-
-/// A statement waiting for approval.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hold {
-    /// One entry per approval clause the statement needs.
-    pub needs: Vec<Need>,
-    /// What one approval releases: the narrowest scope among the clauses.
-    pub scope: ApprovalScope,
-    /// Seconds the request waits before it expires: the shortest among the clauses.
-    pub ttl_seconds: u64,
-    /// What runs once approved: `Forward` or `Rewrite`.
-    pub then: Verdict,
-    /// The columns the statement reads, as `schema.table.column (label)`,
-    /// for the approver to see what is asked.
-    pub touches: Vec<String>,
-}
-
-impl Hold {
-    /// The scope in words: `this statement once`, `this statement 3 times`,
-    /// `the session for 3600 s`.
-    pub fn scope_text(&self) -> String {
-        match self.scope {
-            ApprovalScope::Statement => "this statement once".to_owned(),
-            ApprovalScope::Executions(n) => format!("this statement {n} times"),
-            ApprovalScope::Session(s) => format!("the session for {s} s"),
-        }
-    }
-
-    /// Who must approve, in words: `1 of group leads`, `2 of group dba and 1 of group leads`.
-    pub fn approvers_text(&self) -> String {
-        self.needs
-            .iter()
-            .map(|n| format!("{} of group `{}`", n.quorum, n.approvers))
-            .collect::<Vec<_>>()
-            .join(" and ")
-    }
-}
-
-/// One approval clause a held statement needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Need {
-    /// The clause's Cedar policy id.
-    pub policy_id: String,
-    /// The rule's name.
-    pub rule: String,
-    /// The clause as written, with its location.
-    pub clause: String,
-    /// The group whose members may approve.
-    pub approvers: String,
-    /// How many distinct members must approve.
-    pub quorum: u64,
-}
+use crate::verdict::{Decision, Denial, Verdict};
+pub use crate::verdict::{Hold, Need};
 
 /// The approval clauses a denial names, when it was refused only for want
 /// of an approval.

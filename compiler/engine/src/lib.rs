@@ -11,9 +11,9 @@
 pub mod access;
 pub mod analyze;
 mod barrier;
-mod builtin_functions;
 pub mod cache;
 pub mod cedar;
+pub mod column_access;
 mod ddl;
 pub mod decide;
 mod denials;
@@ -29,6 +29,7 @@ pub mod schema;
 pub mod scope;
 pub mod shape;
 pub mod sql_lists;
+pub mod verdict;
 
 pub use access::{Access, PrincipalAccess};
 pub use decide::{ColumnUse, Decision, Denial, StatementReport, Verdict};

@@ -4,7 +4,7 @@
 //! functions, error messages) then sees only masked values. The rest of the
 //! statement stays byte-identical.
 
-use crate::access::Access;
+use crate::column_access::Access;
 use crate::schema::Relation;
 
 /// A replacement of `start..end` in the original text.

@@ -12,8 +12,8 @@
 //! and whose rewrites start and end on token boundaries; the rewritten text
 //! is rebuilt around the new literals token by token.
 
-use super::rewrite::{self, Edit};
-use super::{Decision, Verdict};
+use crate::rewrite::{self, Edit};
+use crate::verdict::{Decision, Verdict};
 
 /// Words whose statements are decided on a literal's value: a text that
 /// names one (as a name or a quoted identifier, in any case) has no shape.

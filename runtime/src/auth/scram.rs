@@ -7,11 +7,10 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
-type HmacSha256 = Hmac<Sha256>;
+use crate::scram::hmac;
+use subtle::ConstantTimeEq;
 
 /// A stored SCRAM-SHA-256 verifier.
 #[derive(Clone, PartialEq, Eq)]
@@ -90,8 +89,8 @@ impl ScramVerifier {
     /// credentials sent whole over TLS, as the MCP listener's `Basic`
     /// authorization; compared in constant time).
     pub fn accepts_password(&self, password: &str) -> bool {
-        let salted = crate::upstream::scram::hi(
-            &crate::upstream::scram::normalize(password),
+        let salted = crate::scram::hi(
+            &crate::scram::normalize(password),
             &self.salt,
             self.iterations,
         );
@@ -120,12 +119,6 @@ pub struct Exchange {
 /// password and a malformed proof get the same answer.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ScramError(pub &'static str);
-
-fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
-    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
-    mac.update(data);
-    mac.finalize().into_bytes().into()
-}
 
 impl Exchange {
     /// Reads the client-first message and answers with the server-first
@@ -228,12 +221,7 @@ impl Exchange {
     }
 }
 
-/// A fresh server nonce: 18 random bytes, base64.
-pub fn server_nonce() -> String {
-    let mut bytes = [0u8; 18];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
-    B64.encode(bytes)
-}
+pub use crate::scram::nonce as server_nonce;
 
 #[cfg(test)]
 mod tests {

@@ -72,7 +72,7 @@ pub struct Shared {
     /// Backend keys handed to clients → the session and its upstream key.
     pub cancel_keys: Mutex<HashMap<(i32, i32), CancelTarget>>,
     /// Requests for held statements.
-    pub approvals: Approvals,
+    pub approvals: Arc<Approvals>,
     /// Where approvers decide (the admin listener's page); without an
     /// admin listener, statements that need approval are refused.
     pub approval_url: Option<String>,

@@ -17,6 +17,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
+use crate::scram::{hi, hmac, normalize};
+
 type HmacSha256 = Hmac<Sha256>;
 
 /// The most iterations the proxy accepts from a server: a PBKDF2 count
@@ -99,41 +101,6 @@ impl SaltedCache {
     }
 }
 
-/// PostgreSQL runs SASLprep on passwords that are valid UTF-8 and accepts
-/// the raw bytes otherwise; the client must do the same to agree.
-pub(crate) fn normalize(password: &str) -> Vec<u8> {
-    match stringprep::saslprep(password) {
-        Ok(p) => p.into_owned().into_bytes(),
-        Err(_) => password.as_bytes().to_vec(),
-    }
-}
-
-/// PBKDF2-HMAC-SHA-256 with one output block: RFC 5802's `Hi`.
-pub(crate) fn hi(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
-    let key = HmacSha256::new_from_slice(password).expect("HMAC takes keys of any length");
-    let mut mac = key.clone();
-    mac.update(salt);
-    mac.update(&1u32.to_be_bytes());
-    let mut prev: [u8; 32] = mac.finalize().into_bytes().into();
-    let mut out = prev;
-    for _ in 1..iterations {
-        // Cloning the keyed state skips re-deriving the HMAC pads each round.
-        let mut mac = key.clone();
-        mac.update(&prev);
-        prev = mac.finalize().into_bytes().into();
-        for (o, p) in out.iter_mut().zip(prev) {
-            *o ^= p;
-        }
-    }
-    out
-}
-
-fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
-    let mut mac = HmacSha256::new_from_slice(key).expect("HMAC takes keys of any length");
-    mac.update(data);
-    mac.finalize().into_bytes().into()
-}
-
 enum State {
     /// The client-first message was sent; waiting for the server-first.
     Started,
@@ -163,7 +130,7 @@ impl std::fmt::Debug for ScramClient<'_> {
 impl<'a> ScramClient<'a> {
     /// Starts an exchange for `password`, reusing derivations in `cache`.
     pub fn new(password: &str, cache: &'a SaltedCache) -> Self {
-        Self::with_nonce(password, cache, crate::auth::scram::server_nonce())
+        Self::with_nonce(password, cache, crate::scram::nonce())
     }
 
     fn with_nonce(password: &str, cache: &'a SaltedCache, nonce: String) -> Self {
@@ -277,8 +244,7 @@ mod tests {
         let verifier: ScramVerifier = verifier.parse().unwrap();
         let mut client = ScramClient::new(password, cache);
         let first = client.message().to_vec();
-        let exchange =
-            Exchange::start(&verifier, &first, &crate::auth::scram::server_nonce()).unwrap();
+        let exchange = Exchange::start(&verifier, &first, &crate::scram::nonce()).unwrap();
         client.update(exchange.server_first().as_bytes())?;
         let server_final = exchange
             .finish(&verifier, client.message())

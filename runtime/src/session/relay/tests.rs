@@ -102,7 +102,7 @@ impl Harness {
             statement_timeout: None,
             max_statement_bytes: 1024,
             cancel_keys: Mutex::new(HashMap::new()),
-            approvals: Approvals::default(),
+            approvals: Arc::new(Approvals::default()),
             approval_url: Some("https://admin.test".to_owned()),
             metrics: crate::metrics::Metrics::default(),
             audit_completions: true,

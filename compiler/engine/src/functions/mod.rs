@@ -1,12 +1,14 @@
 //! What calling a function can reveal or change: every built-in function
 //! of `pg_catalog` and `information_schema` has a class, generated from the
 //! real catalog (`compiler/catalog/classify_functions.py` writes
-//! `builtin_functions.rs`). Identities with anything withheld may call the
+//! `functions/builtin.rs`). Identities with anything withheld may call the
 //! pure and metadata ones; a rule's `allow function` permits more.
 
 use std::fmt;
 
-use crate::builtin_functions::BUILTIN;
+mod builtin;
+
+use builtin::BUILTIN;
 
 /// A function's class (spec/runtime.md, *Functions*).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

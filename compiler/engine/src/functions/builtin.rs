@@ -3,7 +3,7 @@
 //! `pg_proc` of PostgreSQL 15; do not edit:
 //! change the rules there and run it again.
 
-use super::functions::FunctionClass::{self, *};
+use super::FunctionClass::{self, *};
 
 /// (schema, name, class, why), sorted by schema and name.
 #[rustfmt::skip]
