@@ -28,6 +28,10 @@ fi
 if ! $quickstart && ! command -v chromium >/dev/null 2>&1; then
     missing+=(chromium)
 fi
+# HAProxy in front of three replicas (tests/tests/replicas.rs).
+if ! $quickstart && ! command -v haproxy >/dev/null 2>&1; then
+    missing+=(haproxy)
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
     # Deduplicate.
@@ -51,6 +55,7 @@ if $quickstart; then
 fi
 [ -e /usr/share/java/postgresql.jar ] || { echo "ensure-deps: pgJDBC still missing" >&2; exit 1; }
 command -v chromium >/dev/null 2>&1 || { echo "ensure-deps: chromium still missing" >&2; exit 1; }
+command -v haproxy >/dev/null 2>&1 || { echo "ensure-deps: haproxy still missing" >&2; exit 1; }
 for tool in javac java node npm python3; do
     command -v "$tool" >/dev/null 2>&1 || { echo "ensure-deps: $tool is needed by the client tests" >&2; exit 1; }
 done

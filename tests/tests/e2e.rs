@@ -27,6 +27,7 @@ mod masks;
 mod mcp;
 mod quickstart;
 mod reload;
+mod replicas;
 mod rules;
 mod schema;
 mod shutdown;

@@ -1,0 +1,524 @@
+//! Three proxy replicas behind HAProxy (Debian's package, TCP mode), as a
+//! team runs them: one upstream PostgreSQL, one control-plane PostgreSQL
+//! for the approvals they share, and the policy as a signed bundle all
+//! three watch. pgbench runs through the load balancer while
+//!   (a) a new signed bundle is published: every replica enforces it
+//!       within a second and no transaction fails;
+//!   (b) a replica is killed with SIGKILL while a statement is held on it:
+//!       its client gets an error, the approval given through another
+//!       replica releases nothing, and the client's retry through the load
+//!       balancer is held, approved and released exactly once;
+//!   (c) the control plane restarts: the replicas keep serving with their
+//!       plans, and approvals work across them again once it is back.
+//! Afterwards every replica's audit trail verifies, the killed one's too.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clsf_tests::bins::bin;
+use clsf_tests::fixture::{self, Quickstart};
+use clsf_tests::postgres::{DATABASE, GATEWAY_ROLE, Postgres, free_port};
+use clsf_tests::proxy::{Killed, spawn_binary};
+use clsf_tests::psql::{self, PsqlRun};
+use serde_json::{Value, json};
+
+const POLICY: &str = r#"
+labels public < internal < confidential < restricted
+unclassified restricted
+
+group agent  { claim team == "agent" }
+group oncall { claim team == "oncall" }
+group loader { claim team == "loader" }
+
+table public.customers: internal {
+  email:       confidential mask email
+  card_number: confidential
+  ssn:         restricted
+}
+table public.orders: internal
+table public.pgbench_accounts: internal
+
+rule agent_reads for agent {
+  allow <= internal
+  mask  confidential
+  require approval column public.customers.ssn by oncall ttl 60s
+}
+
+rule load for loader {
+  allow <= internal
+}
+"#;
+
+const ADMIN: &str =
+    "\n[admin]\nlisten = \"127.0.0.1:0\"\ncert_file = \"server.pem\"\nkey_file = \"server.key\"\n";
+
+struct Replica {
+    process: Killed,
+    addr: SocketAddr,
+    admin: SocketAddr,
+    audit: PathBuf,
+}
+
+fn clsfc(args: &[&std::ffi::OsStr]) {
+    let run = Command::new(bin("clsfc")).args(args).output().unwrap();
+    assert!(
+        run.status.success(),
+        "clsfc: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
+
+/// `clsfc build --sign`: what CI publishes.
+fn publish(policy: &Path, lock: &Path, bundle: &Path, key: &Path, version: u64) {
+    let version = version.to_string();
+    clsfc(&[
+        "build".as_ref(),
+        policy.as_os_str(),
+        "--schema".as_ref(),
+        lock.as_os_str(),
+        "-o".as_ref(),
+        bundle.as_os_str(),
+        "--bundle-version".as_ref(),
+        version.as_ref(),
+        "--sign".as_ref(),
+        key.as_os_str(),
+    ]);
+}
+
+fn token(q: &Quickstart, sub: &str, team: &str) -> String {
+    q.issuer
+        .sign(&q.issuer.claims(sub, json!({ "team": team })))
+}
+
+fn start_replica(config: &Path, audit: PathBuf) -> Replica {
+    let mut command = Command::new(bin("clsf-proxy"));
+    command.arg("--config").arg(config);
+    let (process, addr, log) = spawn_binary(command);
+    let begun = Instant::now();
+    let admin = loop {
+        let found = log.lock().unwrap().iter().find_map(|l| {
+            l.strip_prefix("clsf-proxy: admin listening on ")
+                .and_then(|rest| rest.split(';').next())
+                .and_then(|a| a.parse().ok())
+        });
+        if let Some(a) = found {
+            break a;
+        }
+        assert!(
+            begun.elapsed() < Duration::from_secs(10),
+            "no admin listener"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Replica {
+        process,
+        addr,
+        admin,
+        audit,
+    }
+}
+
+/// HAProxy in TCP mode over `servers`, checking each every 200 ms and
+/// sending a connection whose server refuses it to another.
+struct Haproxy {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn haproxy(dir: &Path, servers: &[SocketAddr]) -> Haproxy {
+    let port = free_port();
+    let mut cfg = format!(
+        "global\n    maxconn 512\n\ndefaults\n    mode tcp\n    retries 3\n    option redispatch\n    \
+         timeout connect 2s\n    timeout client 120s\n    timeout server 120s\n\n\
+         frontend postgres\n    bind 127.0.0.1:{port}\n    default_backend replicas\n\n\
+         backend replicas\n    balance roundrobin\n"
+    );
+    for (i, s) in servers.iter().enumerate() {
+        cfg.push_str(&format!(
+            "    server r{i} {s} check inter 200ms fall 1 rise 2\n"
+        ));
+    }
+    let path = dir.join("haproxy.cfg");
+    std::fs::write(&path, cfg).unwrap();
+    let check = Command::new("haproxy")
+        .arg("-c")
+        .arg("-f")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "haproxy -c: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let child = Command::new("haproxy")
+        .arg("-db")
+        .arg("-f")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("haproxy is installed (Debian package haproxy; tests/ensure-deps.sh)");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let begun = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            begun.elapsed() < Duration::from_secs(10),
+            "haproxy does not listen"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Haproxy { child, addr }
+}
+
+/// pgbench -S through `addr` as the loader for `seconds`, in a thread.
+fn pgbench(q: &Quickstart, addr: SocketAddr, seconds: u32) -> std::thread::JoinHandle<Output> {
+    let program = q.pg.program("pgbench");
+    let token = token(q, "loader-1", "loader");
+    std::thread::spawn(move || {
+        Command::new(program)
+            .args([
+                "-S",
+                "-n",
+                "-c",
+                "3",
+                "-j",
+                "1",
+                "-T",
+                &seconds.to_string(),
+                "-h",
+                "127.0.0.1",
+            ])
+            .args(["-p", &addr.port().to_string(), "-U", "loader", DATABASE])
+            .env("PGPASSWORD", token)
+            .output()
+            .unwrap()
+    })
+}
+
+/// pgbench finished with every transaction it ran committed, and ran many.
+fn no_transaction_failed(out: &Output) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "pgbench failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("number of failed transactions: 0 "),
+        "{stdout}"
+    );
+    let processed: u64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(processed > 100, "{stdout}");
+}
+
+/// `clsf-proxy approvals --json ARGS` at `admin` as `sub` of `team`.
+fn approvals(
+    q: &Quickstart,
+    admin: SocketAddr,
+    sub: &str,
+    team: &str,
+    args: &[&str],
+) -> Result<Value, String> {
+    let token_file = q.dir.path().join(format!("{sub}.token"));
+    std::fs::write(&token_file, token(q, sub, team)).unwrap();
+    let out = Command::new(bin("clsf-proxy"))
+        .arg("approvals")
+        .arg("--url")
+        .arg(format!("https://{admin}"))
+        .arg("--token-file")
+        .arg(&token_file)
+        .arg("--ca-file")
+        .arg(q.dir.path().join("ca.pem"))
+        .arg("--json")
+        .args(args)
+        .output()
+        .unwrap();
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Waits (at most 20 s) for a pending request other than `except`.
+fn pending(q: &Quickstart, admin: SocketAddr, except: &[String]) -> Value {
+    let begun = Instant::now();
+    loop {
+        if let Ok(list) = approvals(q, admin, "bob", "oncall", &["list"])
+            && let Some(r) = list["requests"].as_array().and_then(|a| {
+                a.iter()
+                    .find(|r| !except.iter().any(|e| r["id"] == e.as_str()))
+            })
+        {
+            return r.clone();
+        }
+        assert!(
+            begun.elapsed() < Duration::from_secs(20),
+            "no request became pending"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn events(path: &Path) -> Vec<Value> {
+    clsf_runtime::audit::read_text(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// How many replicas released request `id` (its `approval_released`
+/// events, over every trail).
+fn releases(replicas: &[&Path], id: &str) -> usize {
+    replicas
+        .iter()
+        .flat_map(|p| events(p))
+        .filter(|e| e["event"] == "approval_released" && e["request"] == id)
+        .count()
+}
+
+fn email(addr: SocketAddr, token: &str) -> PsqlRun {
+    psql::run(addr, token, "SELECT email FROM customers WHERE id = 1;\n")
+}
+
+#[test]
+fn three_replicas_behind_haproxy_take_a_new_bundle_a_killed_replica_and_a_control_plane_restart() {
+    let q = fixture::quickstart(None);
+    let dir = q.dir.path().to_path_buf();
+    clsf_tests::certs::write_test_ca(&dir);
+    q.pg.pgbench_init(1);
+    let control = Postgres::start();
+    control.superuser_sql(
+        "postgres",
+        &format!("CREATE DATABASE clsf_control OWNER {GATEWAY_ROLE}"),
+    );
+    std::fs::write(
+        dir.join("control.pw"),
+        format!("{}\n", control.gateway_password),
+    )
+    .unwrap();
+
+    // The policy, signed: what every replica runs.
+    let base = fixture::config_with_policy(&q, POLICY);
+    let policy = dir.join("policy");
+    let key = dir.join("ci");
+    clsfc(&["keygen".as_ref(), key.as_os_str()]);
+    let trusted = std::fs::read_to_string(dir.join("ci.pub")).unwrap();
+    let signing_key = dir.join("ci.key");
+    let bundle = dir.join("bundle");
+    publish(&policy, &q.lock, &bundle, &signing_key, 1);
+
+    let text = std::fs::read_to_string(&base).unwrap();
+    let start = text.find("dir = ").unwrap();
+    let end = text[start..].find("[[identity").unwrap() + start;
+    let replica_config = |name: &str| {
+        let audit = dir.join(format!("audit-{name}.jsonl"));
+        let config = format!(
+            "{}bundle = \"{}\"\ntrusted_keys = [\"{}\"]\n\n{}{ADMIN}\n[control_plane]\n\
+             url = \"postgres://{GATEWAY_ROLE}@127.0.0.1:{}/clsf_control?sslmode=disable\"\n\
+             password_file = \"control.pw\"\n",
+            &text[..start],
+            bundle.display(),
+            trusted.trim(),
+            &text[end..],
+            control.port
+        )
+        .replace(
+            &dir.join("audit.jsonl").display().to_string(),
+            &audit.display().to_string(),
+        );
+        let path = dir.join(format!("proxy-{name}.toml"));
+        std::fs::write(&path, config).unwrap();
+        (path, audit)
+    };
+    let mut replicas: Vec<Replica> = ["a", "b", "c"]
+        .iter()
+        .map(|name| {
+            let (config, audit) = replica_config(name);
+            start_replica(&config, audit)
+        })
+        .collect();
+    let trails: Vec<PathBuf> = replicas.iter().map(|r| r.audit.clone()).collect();
+    let trail_refs: Vec<&Path> = trails.iter().map(PathBuf::as_path).collect();
+    let lb = haproxy(&dir, &replicas.iter().map(|r| r.addr).collect::<Vec<_>>());
+    let agent = token(&q, "agent-1", "agent");
+    for r in &replicas {
+        assert_eq!(email(r.addr, &agent).stdout.trim(), "****@example.com");
+    }
+
+    // (a) Version 2 shows the agent e-mail addresses: published while
+    // pgbench runs through the load balancer.
+    let load = pgbench(&q, lb.addr, 4);
+    std::thread::sleep(Duration::from_millis(1000));
+    std::fs::write(
+        policy.join("p.clsf"),
+        POLICY.replace(
+            "  mask  confidential\n",
+            "  mask  confidential\n  allow column public.customers.email override because \"receipts\"\n",
+        ),
+    )
+    .unwrap();
+    publish(&policy, &q.lock, &bundle, &signing_key, 2);
+    let published = Instant::now();
+    let published_at = time::OffsetDateTime::now_utc();
+    let seen: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let watchers: Vec<_> = replicas
+        .iter()
+        .map(|r| {
+            let (addr, agent, seen) = (r.addr, agent.clone(), Arc::clone(&seen));
+            std::thread::spawn(move || {
+                while published.elapsed() < Duration::from_secs(10) {
+                    if email(addr, &agent).stdout.trim() == "ada@example.com" {
+                        seen.lock().unwrap().push(published.elapsed());
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        })
+        .collect();
+    for w in watchers {
+        w.join().unwrap();
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3, "not every replica took bundle 2: {seen:?}");
+    // When each replica swapped its plan (its `reload` event), after the
+    // publication; a client's next statement runs on the new plan.
+    let swapped: Vec<f64> = trails
+        .iter()
+        .map(|t| {
+            let reload = events(t)
+                .into_iter()
+                .rev()
+                .find(|e| e["event"] == "reload")
+                .unwrap_or_else(|| panic!("{}: no reload event", t.display()));
+            let at = time::OffsetDateTime::parse(
+                reload["time"].as_str().unwrap(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap();
+            (at - published_at).as_seconds_f64()
+        })
+        .collect();
+    eprintln!(
+        "bundle 2 in force on the replicas {swapped:.3?} s after its publication; first served to a polling client after {seen:?}"
+    );
+    assert!(swapped.iter().all(|s| *s < 1.0), "{swapped:?}");
+    no_transaction_failed(&load.join().unwrap());
+
+    // (b) Held on C, then C is killed.
+    let (a, c_addr) = (replicas[0].admin, replicas[2].addr);
+    let agent_c = agent.clone();
+    let held = std::thread::spawn(move || {
+        psql::run(
+            c_addr,
+            &agent_c,
+            "SELECT ssn FROM customers WHERE id = 2;\n",
+        )
+    });
+    let first = pending(&q, a, &[]);
+    let first_id = first["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        first["statement"],
+        "SELECT ssn FROM customers WHERE id = 2;"
+    );
+    {
+        let c = &mut replicas[2].process.0;
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+    let out = held.join().unwrap();
+    assert_ne!(
+        out.code, 0,
+        "the killed replica's client got no error: {}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("987-65-4321"), "{}", out.stdout);
+    // Approved through A: the request is decided, and nothing runs it.
+    let approved = approvals(&q, a, "bob", "oncall", &["approve", &first_id]).unwrap();
+    assert_eq!(approved["state"], "approved");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(releases(&trail_refs, &first_id), 0);
+    // The client comes back through the load balancer, which no longer
+    // sends anyone to C: held on A or B, approved through A, released once.
+    let (lb_addr, agent_retry) = (lb.addr, agent.clone());
+    let retry = std::thread::spawn(move || {
+        psql::run(
+            lb_addr,
+            &agent_retry,
+            "SELECT ssn FROM customers WHERE id = 2;\n",
+        )
+    });
+    let second = pending(&q, a, std::slice::from_ref(&first_id));
+    let second_id = second["id"].as_str().unwrap().to_owned();
+    let approved = approvals(&q, a, "bob", "oncall", &["approve", &second_id]).unwrap();
+    assert_eq!(approved["state"], "approved");
+    let out = retry.join().unwrap();
+    assert_eq!(out.stdout.trim(), "987-65-4321", "{}", out.stderr);
+    assert_eq!(releases(&trail_refs, &second_id), 1);
+    assert_eq!(releases(&trail_refs, &first_id), 0);
+
+    // (c) The control plane restarts under load: the replicas keep serving.
+    let load = pgbench(&q, lb.addr, 4);
+    std::thread::sleep(Duration::from_millis(1000));
+    control.restart_with("");
+    no_transaction_failed(&load.join().unwrap());
+    // Approvals work across replicas again once it is back.
+    let b_addr = replicas[1].addr;
+    let agent_b = agent.clone();
+    let held = std::thread::spawn(move || {
+        psql::run(
+            b_addr,
+            &agent_b,
+            "SELECT ssn FROM customers WHERE id = 3;\n",
+        )
+    });
+    let third = pending(&q, a, &[first_id.clone(), second_id.clone()]);
+    let third_id = third["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        third["statement"],
+        "SELECT ssn FROM customers WHERE id = 3;"
+    );
+    let approved = approvals(&q, a, "bob", "oncall", &["approve", &third_id]).unwrap();
+    assert_eq!(approved["state"], "approved");
+    let out = held.join().unwrap();
+    assert_eq!(out.stdout.trim(), "555-12-3456", "{}", out.stderr);
+    assert_eq!(releases(&trail_refs, &third_id), 1);
+
+    // Every replica's trail verifies, the one killed mid-run included.
+    drop(lb);
+    for r in replicas.iter_mut() {
+        let _ = r.process.0.kill();
+        let _ = r.process.0.wait();
+    }
+    for trail in &trails {
+        let out = Command::new(bin("clsf-proxy"))
+            .args(["audit", "verify"])
+            .arg(trail)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}{}",
+            trail.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
