@@ -474,6 +474,43 @@ pub fn write(dir: &Path, plan: &Plan, generated: &Generated) -> Result<String, B
     write_signed(dir, plan, generated, 0, None)
 }
 
+/// The names of the files a manifest lists (not the manifest itself, nor
+/// its signature).
+pub fn listed_files(manifest: &str) -> Result<Vec<String>, serde_json::Error> {
+    let manifest: ManifestIn = serde_json::from_str(manifest)?;
+    Ok(manifest.files.into_iter().map(|(name, _)| name).collect())
+}
+
+/// A bundle's files as a publisher sends them — `manifest.json`, the files
+/// it lists and `manifest.sig` when signed — after the checks a proxy makes
+/// of any bundle (digests, content hash, compiler, Cedar against the plan;
+/// the signature is the replicas' to check against the keys they trust).
+/// Returns its version and the files.
+pub fn read_for_publication(dir: &Path) -> Result<(u64, Vec<(String, String)>), BundleError> {
+    let loaded = load_with(dir, &Trust::default())?;
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path).map_err(io(&path))
+    };
+    let manifest = read("manifest.json")?;
+    let names = listed_files(&manifest).map_err(|source| BundleError::Manifest {
+        path: dir.join("manifest.json"),
+        source,
+    })?;
+    let mut files = Vec::with_capacity(names.len() + 2);
+    for name in names {
+        let content = read(&name)?;
+        files.push((name, content));
+    }
+    files.push(("manifest.json".to_owned(), manifest));
+    match std::fs::read_to_string(dir.join(crate::signing::SIGNATURE_FILE)) {
+        Ok(sig) => files.push((crate::signing::SIGNATURE_FILE.to_owned(), sig)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(&dir.join(crate::signing::SIGNATURE_FILE))(e)),
+    }
+    Ok((loaded.version, files))
+}
+
 /// Writes a bundle with `version`, and, with a key, `manifest.sig` (a
 /// signature over the manifest's exact bytes) after the manifest. A
 /// signature left from an earlier build is removed first.

@@ -105,6 +105,13 @@ pub struct ControlPlaneConfig {
     /// File holding the password (first line), when not in the URL.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
+    /// Take the policy bundles `clsfc publish` stores in the control plane
+    /// (needs `[policy] bundle` and `trusted_keys`): each newer one is
+    /// verified against the trusted keys, written over the bundle folder
+    /// and put in force; one that does not verify is refused and the plan
+    /// in force stays.
+    #[serde(default)]
+    pub follow_bundles: bool,
 }
 
 impl ControlPlaneConfig {
@@ -525,6 +532,17 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             )));
         }
     }
+    if config
+        .control_plane
+        .as_ref()
+        .is_some_and(|c| c.follow_bundles)
+        && (config.policy.bundle.is_none() || config.policy.trusted_keys.is_empty())
+    {
+        return Err(ConfigError(format!(
+            "{}: [control_plane] follow_bundles needs [policy] bundle and trusted_keys: a bundle from the control plane runs only if a trusted key signed it",
+            path.display()
+        )));
+    }
     if !config.policy.trusted_keys.is_empty() && config.policy.bundle.is_none() {
         return Err(ConfigError(format!(
             "{}: [policy] trusted_keys applies to a signed `bundle`; the sources in `dir` carry no signature",
@@ -767,6 +785,11 @@ mod tests {
                 "max_connections = 256",
                 "max_connections = 256\nmax_statement_bytes = 67108865",
                 "max_statement_bytes = 67108865 must be between 1 and 67108864",
+            ),
+            (
+                "password_file = \"secrets/control.pw\"",
+                "password_file = \"secrets/control.pw\"\nfollow_bundles = true",
+                "follow_bundles needs [policy] bundle and trusted_keys",
             ),
         ];
         for (from, to, expected) in cases {

@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS clsf_approval_requests (
 pub struct ControlPlane {
     url: String,
     password: Option<String>,
-    client: tokio::sync::Mutex<Arc<Client>>,
+    /// `None` until the first connection succeeds.
+    client: tokio::sync::Mutex<Option<Arc<Client>>>,
 }
 
 impl std::fmt::Debug for ControlPlane {
@@ -77,19 +78,32 @@ impl ControlPlane {
         Ok(ControlPlane {
             url: url.to_owned(),
             password: password.map(str::to_owned),
-            client: tokio::sync::Mutex::new(Arc::new(client)),
+            client: tokio::sync::Mutex::new(Some(Arc::new(client))),
         })
+    }
+
+    /// A control plane not reached yet: the first use connects.
+    pub fn unconnected(url: &str, password: Option<&str>) -> ControlPlane {
+        ControlPlane {
+            url: url.to_owned(),
+            password: password.map(str::to_owned),
+            client: tokio::sync::Mutex::new(None),
+        }
     }
 
     /// The connection, opened again if it broke. One caller reconnects at
     /// a time; the others wait for its result.
     async fn client(&self) -> Result<Arc<Client>, StoreError> {
         let mut current = self.client.lock().await;
-        if current.is_closed() {
-            *current = Arc::new(open(&self.url, self.password.as_deref()).await?);
-            tracing::info!("control plane: connected again");
+        match current.as_ref() {
+            Some(client) if !client.is_closed() => Ok(Arc::clone(client)),
+            _ => {
+                let client = Arc::new(open(&self.url, self.password.as_deref()).await?);
+                tracing::info!("control plane: connected");
+                *current = Some(Arc::clone(&client));
+                Ok(client)
+            }
         }
-        Ok(Arc::clone(&current))
     }
 
     /// Records a new request.
@@ -262,7 +276,15 @@ pub async fn attach(
     url: &str,
     password: Option<&str>,
 ) -> Result<(), StoreError> {
-    let cp = Arc::new(ControlPlane::connect(url, password).await?);
+    // A replica starts while the control plane is down (it runs the policy
+    // on its disk); requests it files meanwhile are withdrawn, said so.
+    let cp = match ControlPlane::connect(url, password).await {
+        Ok(cp) => Arc::new(cp),
+        Err(e) => {
+            tracing::error!(error = %e, "control plane unreachable at start; held statements are withdrawn until it answers");
+            Arc::new(ControlPlane::unconnected(url, password))
+        }
+    };
     approvals.attach(Arc::clone(&cp) as Arc<dyn approvals::SharedStore>);
     tokio::spawn(async move {
         let mut failing = false;

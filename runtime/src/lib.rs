@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod control_plane;
+pub mod distribution;
 pub mod extended;
 pub mod http_client;
 pub mod keys;

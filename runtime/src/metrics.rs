@@ -41,6 +41,11 @@ pub struct Metrics {
     pub reload_generation: Gauge,
     /// Reloads refused (the old policy stayed).
     pub reload_failures: Counter,
+    /// Bundles from the control plane refused (the plan in force stayed).
+    pub bundles_refused: Counter,
+    /// The newest bundle version published to the control plane that this
+    /// replica has seen (in force, or refused).
+    pub bundle_published: Gauge,
     /// Upstream connections that failed or broke.
     pub upstream_errors: Counter,
     /// Seconds to decide one query string or Parse.
@@ -70,6 +75,8 @@ impl Default for Metrics {
             approval_wait_seconds: Histogram::new(exponential_buckets(1.0, 2.0, 15)),
             reload_generation: Gauge::default(),
             reload_failures: Counter::default(),
+            bundles_refused: Counter::default(),
+            bundle_published: Gauge::default(),
             upstream_errors: Counter::default(),
             // 1 µs … ~16 ms
             decision_seconds: Histogram::new(exponential_buckets(1e-6, 2.0, 15)),
@@ -121,6 +128,16 @@ impl Default for Metrics {
             "reload_failures",
             "Reloads refused; the previous policy stayed in force",
             m.reload_failures.clone(),
+        );
+        registry.register(
+            "bundles_refused",
+            "Bundles from the control plane refused (unsigned, signed by an untrusted key, altered, older); the plan in force stayed",
+            m.bundles_refused.clone(),
+        );
+        registry.register(
+            "bundle_published",
+            "Newest bundle version seen in the control plane",
+            m.bundle_published.clone(),
         );
         registry.register(
             "upstream_errors",

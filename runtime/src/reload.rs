@@ -224,7 +224,18 @@ impl LockWatch {
 /// Compiles the policy again and swaps it in if it compiles and differs.
 pub fn reload(shared: &Shared, config: &Config) {
     let current = shared.current();
-    match start::compile_policy(config, current.generation + 1, current.bundle_version) {
+    put_in_force(
+        shared,
+        start::compile_policy(config, current.generation + 1, current.bundle_version),
+    );
+}
+
+/// Swaps `next` in if it differs from the policy in force; a policy that
+/// failed to load leaves the one in force, said so in the trail, the log
+/// and the metrics.
+pub fn put_in_force(shared: &Shared, next: Result<crate::session::Loaded, start::SetupError>) {
+    let current = shared.current();
+    match next {
         Ok(next)
             if next.plan_hash == current.plan_hash
                 && next.bundle_version == current.bundle_version => {}

@@ -221,6 +221,7 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
     {
         let shared = Arc::clone(&shared);
         let control = config.control_plane.clone();
+        let followed = config.clone();
         let mut stopped = stopped.clone();
         threads.push(
             std::thread::Builder::new()
@@ -238,23 +239,34 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
                     };
                     runtime.block_on(async move {
                         if let Some(cp) = control {
-                            let attached = match cp.password() {
-                                Ok(pw) => control_plane::attach(
-                                    Arc::clone(&shared.approvals),
-                                    &cp.url,
-                                    pw.as_deref(),
-                                )
-                                .await
-                                .map_err(|e| e.to_string()),
-                                Err(e) => Err(e.to_string()),
+                            let password = match cp.password() {
+                                Ok(pw) => pw,
+                                Err(e) => {
+                                    let _ = ready.send(Err(e.to_string()));
+                                    return;
+                                }
                             };
+                            let attached = control_plane::attach(
+                                Arc::clone(&shared.approvals),
+                                &cp.url,
+                                password.as_deref(),
+                            )
+                            .await;
                             if let Err(e) = attached {
-                                let _ = ready.send(Err(e));
+                                let _ = ready.send(Err(e.to_string()));
                                 return;
                             }
                             tracing::info!(
                                 "approval requests are shared through the control plane"
                             );
+                            if cp.follow_bundles {
+                                tokio::spawn(crate::distribution::follow(
+                                    Arc::clone(&shared),
+                                    followed,
+                                    cp.url.clone(),
+                                    password,
+                                ));
+                            }
                         }
                         if let Some((l, acceptor)) = admin_listener {
                             match tokio::net::TcpListener::from_std(l) {

@@ -115,7 +115,7 @@ pub fn compile_policy(
     in_force: Option<u64>,
 ) -> Result<Loaded, SetupError> {
     let mut bundle_version = None;
-    let mut engine = match config.policy.source() {
+    let engine = match config.policy.source() {
         PolicySource::Sources { dir, lock } => {
             let compiled = load::compile_dir(dir, lock)?;
             let Some(plan) = compiled.plan else {
@@ -143,6 +143,17 @@ pub fn compile_policy(
             loaded.engine
         }
     };
+    loaded_from(config, engine, generation, bundle_version)
+}
+
+/// The policy in force for `engine`: the configured hash key applied and
+/// the plan's hash computed.
+pub fn loaded_from(
+    config: &Config,
+    mut engine: Engine,
+    generation: u64,
+    bundle_version: Option<u64>,
+) -> Result<Loaded, SetupError> {
     if let Some(path) = &config.policy.hash_key_file {
         let key = std::fs::read_to_string(path).map_err(|source| SetupError::HashKeyRead {
             path: path.clone(),

@@ -261,6 +261,29 @@ impl Postgres {
         check(out, "pg_ctl restart");
     }
 
+    /// Stops the server (fast shutdown) until [`Postgres::start_again`].
+    pub fn stop(&self) {
+        self.pg_ctl(&["-w", "-t", "60", "-m", "fast", "stop"]);
+    }
+
+    /// Starts the server stopped by [`Postgres::stop`].
+    pub fn start_again(&self) {
+        self.pg_ctl(&["-w", "-t", "60", "start"]);
+    }
+
+    fn pg_ctl(&self, args: &[&str]) {
+        let out = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.data_dir())
+            .arg("-l")
+            .arg(self.log_path())
+            .args(args)
+            .output()
+            .expect("run pg_ctl");
+        check(out, &format!("pg_ctl {}", args.last().unwrap_or(&"")));
+    }
+
     /// Runs a program as the cluster's owner (`postgres` under root), for
     /// servers that refuse to run as root, such as pgbouncer.
     pub fn command_as_owner(&self, program: &Path) -> Command {

@@ -1,15 +1,20 @@
 //! Three proxy replicas behind HAProxy (Debian's package, TCP mode), as a
 //! team runs them: one upstream PostgreSQL, one control-plane PostgreSQL
-//! for the approvals they share, and the policy as a signed bundle all
-//! three watch. pgbench runs through the load balancer while
-//!   (a) a new signed bundle is published: every replica enforces it
-//!       within a second and no transaction fails;
+//! for the approvals they share and the policy bundles CI publishes there,
+//! each replica with its own copy of the signed bundle on disk. pgbench
+//! runs through the load balancer while
+//!   (a) a new signed bundle is published with `clsfc publish`: every
+//!       replica verifies and enforces it within a second and no
+//!       transaction fails; one signed by an untrusted key is refused by
+//!       every replica (the plan in force stays), and an older version is
+//!       refused by `clsfc publish`;
 //!   (b) a replica is killed with SIGKILL while a statement is held on it:
 //!       its client gets an error, the approval given through another
 //!       replica releases nothing, and the client's retry through the load
 //!       balancer is held, approved and released exactly once;
-//!   (c) the control plane restarts: the replicas keep serving with their
-//!       plans, and approvals work across them again once it is back.
+//!   (c) the control plane goes down: the replicas keep serving, the killed
+//!       replica starts again without it and runs the last bundle it
+//!       verified, and approvals work across replicas once it is back.
 //! Afterwards every replica's audit trail verifies, the killed one's too.
 
 use std::net::SocketAddr;
@@ -59,7 +64,6 @@ struct Replica {
     process: Killed,
     addr: SocketAddr,
     admin: SocketAddr,
-    audit: PathBuf,
 }
 
 fn clsfc(args: &[&std::ffi::OsStr]) {
@@ -93,7 +97,7 @@ fn token(q: &Quickstart, sub: &str, team: &str) -> String {
         .sign(&q.issuer.claims(sub, json!({ "team": team })))
 }
 
-fn start_replica(config: &Path, audit: PathBuf) -> Replica {
+fn start_replica(config: &Path) -> Replica {
     let mut command = Command::new(bin("clsf-proxy"));
     command.arg("--config").arg(config);
     let (process, addr, log) = spawn_binary(command);
@@ -117,7 +121,26 @@ fn start_replica(config: &Path, audit: PathBuf) -> Replica {
         process,
         addr,
         admin,
-        audit,
+    }
+}
+
+/// `clsfc publish BUNDLE --control-plane URL --password-file F`.
+fn clsfc_publish(bundle: &Path, url: &str, password_file: &Path) -> Output {
+    Command::new(bin("clsfc"))
+        .arg("publish")
+        .arg(bundle)
+        .args(["--control-plane", url])
+        .arg("--password-file")
+        .arg(password_file)
+        .output()
+        .unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
     }
 }
 
@@ -324,20 +347,31 @@ fn three_replicas_behind_haproxy_take_a_new_bundle_a_killed_replica_and_a_contro
     let bundle = dir.join("bundle");
     publish(&policy, &q.lock, &bundle, &signing_key, 1);
 
+    let control_url = format!(
+        "postgres://{GATEWAY_ROLE}@127.0.0.1:{}/clsf_control?sslmode=disable",
+        control.port
+    );
     let text = std::fs::read_to_string(&base).unwrap();
     let start = text.find("dir = ").unwrap();
     let end = text[start..].find("[[identity").unwrap() + start;
+    // Each replica: its own port (a restarted one comes back on it), its
+    // own copy of the bundle, its own trail.
     let replica_config = |name: &str| {
         let audit = dir.join(format!("audit-{name}.jsonl"));
+        let own_bundle = dir.join(format!("bundle-{name}"));
+        copy_dir(&bundle, &own_bundle);
         let config = format!(
             "{}bundle = \"{}\"\ntrusted_keys = [\"{}\"]\n\n{}{ADMIN}\n[control_plane]\n\
-             url = \"postgres://{GATEWAY_ROLE}@127.0.0.1:{}/clsf_control?sslmode=disable\"\n\
-             password_file = \"control.pw\"\n",
+             url = \"{control_url}\"\npassword_file = \"control.pw\"\nfollow_bundles = true\n",
             &text[..start],
-            bundle.display(),
+            own_bundle.display(),
             trusted.trim(),
             &text[end..],
-            control.port
+        )
+        .replacen(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"127.0.0.1:{}\"", free_port()),
+            1,
         )
         .replace(
             &dir.join("audit.jsonl").display().to_string(),
@@ -347,14 +381,11 @@ fn three_replicas_behind_haproxy_take_a_new_bundle_a_killed_replica_and_a_contro
         std::fs::write(&path, config).unwrap();
         (path, audit)
     };
-    let mut replicas: Vec<Replica> = ["a", "b", "c"]
+    let (configs, trails): (Vec<PathBuf>, Vec<PathBuf>) = ["a", "b", "c"]
         .iter()
-        .map(|name| {
-            let (config, audit) = replica_config(name);
-            start_replica(&config, audit)
-        })
-        .collect();
-    let trails: Vec<PathBuf> = replicas.iter().map(|r| r.audit.clone()).collect();
+        .map(|name| replica_config(name))
+        .unzip();
+    let mut replicas: Vec<Replica> = configs.iter().map(|c| start_replica(c)).collect();
     let trail_refs: Vec<&Path> = trails.iter().map(PathBuf::as_path).collect();
     let lb = haproxy(&dir, &replicas.iter().map(|r| r.addr).collect::<Vec<_>>());
     let agent = token(&q, "agent-1", "agent");
@@ -375,6 +406,12 @@ fn three_replicas_behind_haproxy_take_a_new_bundle_a_killed_replica_and_a_contro
     )
     .unwrap();
     publish(&policy, &q.lock, &bundle, &signing_key, 2);
+    let out = clsfc_publish(&bundle, &control_url, &dir.join("control.pw"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let published = Instant::now();
     let published_at = time::OffsetDateTime::now_utc();
     let seen: Arc<Mutex<Vec<Duration>>> = Arc::default();
@@ -421,6 +458,46 @@ fn three_replicas_behind_haproxy_take_a_new_bundle_a_killed_replica_and_a_contro
     );
     assert!(swapped.iter().all(|s| *s < 1.0), "{swapped:?}");
     no_transaction_failed(&load.join().unwrap());
+
+    // Version 3, signed by a key no replica trusts, masks e-mail again:
+    // published, and refused by every replica; version 2 stays in force.
+    clsfc(&["keygen".as_ref(), dir.join("rogue").as_os_str()]);
+    std::fs::write(policy.join("p.clsf"), POLICY).unwrap();
+    let rogue = dir.join("bundle-rogue");
+    publish(&policy, &q.lock, &rogue, &dir.join("rogue.key"), 3);
+    let out = clsfc_publish(&rogue, &control_url, &dir.join("control.pw"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let begun = Instant::now();
+    while !trails.iter().all(|t| {
+        events(t).iter().any(|e| {
+            e["event"] == "bundle_refused"
+                && e["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("version 3"))
+        })
+    }) {
+        assert!(
+            begun.elapsed() < Duration::from_secs(10),
+            "not every replica refused bundle 3"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for r in &replicas {
+        assert_eq!(email(r.addr, &agent).stdout.trim(), "ada@example.com");
+    }
+    // An older version than the newest published: refused at publication.
+    publish(&policy, &q.lock, &rogue, &signing_key, 1);
+    let out = clsfc_publish(&rogue, &control_url, &dir.join("control.pw"));
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("version 3 is already published"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // (b) Held on C, then C is killed.
     let (a, c_addr) = (replicas[0].admin, replicas[2].addr);
@@ -474,18 +551,25 @@ fn three_replicas_behind_haproxy_take_a_new_bundle_a_killed_replica_and_a_contro
     assert_eq!(releases(&trail_refs, &second_id), 1);
     assert_eq!(releases(&trail_refs, &first_id), 0);
 
-    // (c) The control plane restarts under load: the replicas keep serving.
-    let load = pgbench(&q, lb.addr, 4);
+    // (c) The control plane goes down under load: the replicas keep
+    // serving, and C starts again without it, on the bundle it verified.
+    let load = pgbench(&q, lb.addr, 6);
     std::thread::sleep(Duration::from_millis(1000));
-    control.restart_with("");
+    control.stop();
+    replicas[2] = start_replica(&configs[2]);
+    assert_eq!(
+        email(replicas[2].addr, &agent).stdout.trim(),
+        "ada@example.com"
+    );
+    control.start_again();
     no_transaction_failed(&load.join().unwrap());
     // Approvals work across replicas again once it is back.
-    let b_addr = replicas[1].addr;
-    let agent_b = agent.clone();
+    let c_addr = replicas[2].addr;
+    let agent_c = agent.clone();
     let held = std::thread::spawn(move || {
         psql::run(
-            b_addr,
-            &agent_b,
+            c_addr,
+            &agent_c,
             "SELECT ssn FROM customers WHERE id = 3;\n",
         )
     });

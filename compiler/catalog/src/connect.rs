@@ -103,6 +103,45 @@ pub async fn connect(url: &str) -> Result<Client, PullError> {
 /// Like [`connect`], with the password given apart from the URL (read from
 /// a file by the caller); without one, the URL's or `PGPASSWORD`.
 pub async fn connect_with(url: &str, password: Option<&str>) -> Result<Client, PullError> {
+    let (client, connection) = open(url, password).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// Like [`connect_with`], for a session that `LISTEN`s: the payloads of the
+/// notifications it receives arrive on the returned channel, which closes
+/// when the connection ends.
+pub async fn connect_listening(
+    url: &str,
+    password: Option<&str>,
+) -> Result<(Client, tokio::sync::mpsc::UnboundedReceiver<Notification>), PullError> {
+    let (client, mut connection) = open(url, password).await?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        // Driving the connection by hand is how tokio-postgres hands out
+        // notifications; the rest of its messages are only logged by it.
+        while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            match message {
+                Ok(tokio_postgres::AsyncMessage::Notification(n)) => {
+                    if tx.send(n).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    });
+    Ok((client, rx))
+}
+
+/// A notification received on a `LISTEN`ing session.
+pub use tokio_postgres::Notification;
+
+type Connection =
+    tokio_postgres::Connection<tokio_postgres::Socket, RustlsStream<tokio_postgres::Socket>>;
+
+async fn open(url: &str, password: Option<&str>) -> Result<(Client, Connection), PullError> {
     let options = split_options(url);
     let mut config: tokio_postgres::Config =
         options.url.parse().map_err(|e: tokio_postgres::Error| {
@@ -119,14 +158,12 @@ pub async fn connect_with(url: &str, password: Option<&str>) -> Result<Client, P
         config.password(password);
     }
     let tls = RustlsMakeConnect(Arc::new(client_config(&options)?));
-    let (client, connection) = config.connect(tls).await.map_err(|e| {
+    config.connect(tls).await.map_err(|e| {
         PullError(format!(
             "cannot connect to the database: {}",
             redact(&describe(&e), url)
         ))
-    })?;
-    tokio::spawn(connection);
-    Ok(client)
+    })
 }
 
 /// The error with its sources (tokio-postgres puts the TLS reason there).

@@ -10,6 +10,7 @@ mod explain;
 mod fmt;
 mod init;
 mod lsp;
+mod publish;
 mod suggest;
 mod test;
 mod who_can;
@@ -277,6 +278,22 @@ enum Command {
         /// Path prefix of the two files.
         prefix: PathBuf,
     },
+    /// Publish a bundle written by `clsfc build` to the control plane's
+    /// database: replicas with `[control_plane] follow_bundles = true` fetch
+    /// it, check its signature against their trusted keys and run it.
+    /// Refused unless its version is above every one published before.
+    Publish {
+        /// The bundle folder.
+        bundle: PathBuf,
+        /// The control plane's PostgreSQL URL (`sslmode` and `sslrootcert`
+        /// as libpq's).
+        #[arg(long)]
+        control_plane: String,
+        /// A file whose first line is the password, when it is not in the
+        /// URL or `PGPASSWORD`.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+    },
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -540,6 +557,11 @@ pub fn run(cli: Cli) -> Exit {
             bundle_version,
         ),
         Command::Keygen { prefix } => keygen(&prefix),
+        Command::Publish {
+            bundle,
+            control_plane,
+            password_file,
+        } => publish::run(&bundle, &control_plane, password_file.as_deref()),
     };
     match result {
         Ok(exit) => exit,
