@@ -249,16 +249,7 @@ impl Postgres {
         text.push_str(settings);
         text.push('\n');
         std::fs::write(&conf, text).expect("write config");
-        let out = self
-            .command("pg_ctl")
-            .arg("-D")
-            .arg(self.data_dir())
-            .arg("-l")
-            .arg(self.log_path())
-            .args(["-w", "-t", "60", "restart"])
-            .output()
-            .expect("run pg_ctl");
-        check(out, "pg_ctl restart");
+        self.pg_ctl(&["-w", "-t", "60", "restart"]);
     }
 
     /// Stops the server (fast shutdown) until [`Postgres::start_again`].
