@@ -1,5 +1,6 @@
 //! The Kubernetes packaging in `deploy/kubernetes`: every resource passes
-//! the Kubernetes API schemas strictly (kubernetes-validate from PyPI), the
+//! the API schemas of Kubernetes 1.29, 1.30 and 1.31 strictly
+//! (kubernetes-validate from PyPI), the
 //! resources agree with each other (selectors, port names, mounts, the
 //! kustomization's list), and the proxy configuration they ship passes
 //! `clsf-proxy check-config` once the files its Secrets and ConfigMaps
@@ -15,9 +16,17 @@ use clsf_tests::identity::Issuer;
 use clsf_tests::programs;
 use serde_json::Value;
 
+/// The Kubernetes versions whose API schemas the manifests must pass.
+const KUBERNETES: &[&str] = &["1.29.0", "1.30.0", "1.31.0"];
+
 fn check(dir: &Path) -> Value {
+    check_against(dir, KUBERNETES[KUBERNETES.len() - 1])
+}
+
+fn check_against(dir: &Path, version: &str) -> Value {
     let out = programs::python("check_manifests.py")
         .arg(dir)
+        .arg(version)
         .output()
         .unwrap();
     assert!(
@@ -44,9 +53,16 @@ fn copy_dir(from: &Path, to: &Path) {
 #[test]
 fn the_kubernetes_manifests_are_valid_and_agree_with_each_other() {
     let dir = repo_root().join("deploy/kubernetes");
+    for version in KUBERNETES {
+        let report = check_against(&dir, version);
+        assert_eq!(
+            report["errors"],
+            serde_json::json!([]),
+            "Kubernetes {version}: {report:#}"
+        );
+        assert!(report["validated"].as_u64().unwrap() >= 6, "{report:#}");
+    }
     let report = check(&dir);
-    assert_eq!(report["errors"], serde_json::json!([]), "{report:#}");
-    assert!(report["validated"].as_u64().unwrap() >= 6, "{report:#}");
 
     // The checks are not vacuous: a misspelt field fails the schema, a
     // renamed container port leaves the Service's target dangling.
