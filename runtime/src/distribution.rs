@@ -30,6 +30,23 @@ const POLL: Duration = Duration::from_secs(5);
 /// went away.
 const RETRY: Duration = Duration::from_secs(1);
 
+/// Why following the control plane stopped (it is tried again).
+#[derive(Debug, thiserror::Error)]
+enum Lost {
+    /// It could not be reached or logged into.
+    #[error("{0}")]
+    Connect(#[from] clsf_catalog::PullError),
+    /// A statement failed.
+    #[error("{0}")]
+    Database(#[from] tokio_postgres::Error),
+    /// The table could not be read.
+    #[error("{0}")]
+    Bundles(#[from] bundles::BundlesError),
+    /// The connection ended.
+    #[error("the connection closed")]
+    Closed,
+}
+
 /// Why a published bundle was not put in force.
 #[derive(Debug, thiserror::Error)]
 enum Refusal {
@@ -80,21 +97,16 @@ async fn listen(
     url: &str,
     password: Option<&str>,
     refused: &mut HashSet<u64>,
-) -> Result<(), String> {
-    let (client, mut notifications) = clsf_catalog::connect::connect_listening(url, password)
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<(), Lost> {
+    let (client, mut notifications) =
+        clsf_catalog::connect::connect_listening(url, password).await?;
     client
         .batch_execute(&format!("{}; LISTEN {}", bundles::SCHEMA, bundles::CHANNEL))
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     tracing::info!("control plane: following published bundles");
     loop {
         let in_force = shared.current().bundle_version.unwrap_or(0);
-        if let Some(published) = bundles::newer(&client, in_force)
-            .await
-            .map_err(|e| e.to_string())?
-        {
+        if let Some(published) = bundles::newer(&client, in_force).await? {
             shared
                 .metrics
                 .bundle_published
@@ -110,7 +122,7 @@ async fn listen(
         }
         match tokio::time::timeout(POLL, notifications.recv()).await {
             Ok(Some(_)) | Err(_) => {}
-            Ok(None) => return Err("the connection closed".to_owned()),
+            Ok(None) => return Err(Lost::Closed),
         }
     }
 }

@@ -183,7 +183,8 @@ async fn rpc(
     let id = message.get("id").cloned();
     let proven = match authenticate(&mcp.shared, &headers, peer, &certificate).await {
         Ok(p) => p,
-        Err(reason) => {
+        Err(refused) => {
+            let reason = refused.to_string();
             return (
                 StatusCode::UNAUTHORIZED,
                 [
@@ -226,18 +227,18 @@ async fn authenticate(
     headers: &HeaderMap,
     peer: SocketAddr,
     certificate: &PeerCertificate,
-) -> Result<Proven, String> {
+) -> Result<Proven, Refused> {
     if let Err(throttled) = shared.throttle.check(peer.ip(), None) {
         shared.metrics.auth_throttled.inc();
-        return Err(throttled.to_string());
+        return Err(Refused::Throttled(throttled.to_string()));
     }
     if let Some(identity) = &certificate.0 {
         return match identity.as_ref() {
             Ok(proven) => Ok(proven.clone()),
             Err(e) => {
-                let reason = format!("client certificate refused: {e}");
-                audit_failure(shared, peer, &reason);
-                Err(reason)
+                let refused = Refused::Certificate(e.to_string());
+                audit_failure(shared, peer, &refused.to_string());
+                Err(refused)
             }
         };
     }
@@ -260,7 +261,7 @@ async fn authenticate(
         let account = shared.accounts.contains_key(name).then_some(name);
         if let Err(throttled) = shared.throttle.check(peer.ip(), account) {
             shared.metrics.auth_throttled.inc();
-            return Err(throttled.to_string());
+            return Err(Refused::Throttled(throttled.to_string()));
         }
         let ok = shared
             .accounts
@@ -271,31 +272,51 @@ async fn authenticate(
             return Ok(Proven::Account(name.to_owned()));
         }
         shared.throttle.failed(peer.ip(), account);
-        let reason = format!("password authentication failed for account {name}");
-        audit_failure(shared, peer, &reason);
-        return Err(reason);
+        let refused = Refused::Password(name.to_owned());
+        audit_failure(shared, peer, &refused.to_string());
+        return Err(refused);
     }
     let token = authorization
         .strip_prefix("Bearer ")
         .map(str::trim)
         .filter(|t| !t.is_empty());
     let result = match token {
-        None => Err(
-            "credentials are needed: Authorization: Bearer OIDC_TOKEN, or Basic with a service account"
-                .to_owned(),
-        ),
+        None => Err(Refused::NoCredentials),
         Some(token) => shared
             .issuers
             .verify(token)
             .await
             .map(Proven::Token)
-            .map_err(|e| format!("token refused: {}", e.0)),
+            .map_err(|e| Refused::Token(e.0)),
     };
-    if let Err(reason) = &result {
+    if let Err(refused) = &result {
         shared.throttle.failed(peer.ip(), None);
-        audit_failure(shared, peer, reason);
+        audit_failure(shared, peer, &refused.to_string());
     }
     result
+}
+
+/// Why an agent's request was not authenticated (its text is what the
+/// agent and the audit trail are told; never a credential).
+#[derive(Debug, thiserror::Error)]
+enum Refused {
+    /// Too many failures from this address or for this account.
+    #[error("{0}")]
+    Throttled(String),
+    /// The client certificate did not verify or names no identity.
+    #[error("client certificate refused: {0}")]
+    Certificate(String),
+    /// A service account's password did not match.
+    #[error("password authentication failed for account {0}")]
+    Password(String),
+    /// No credential at all.
+    #[error(
+        "credentials are needed: Authorization: Bearer OIDC_TOKEN, or Basic with a service account"
+    )]
+    NoCredentials,
+    /// The token did not verify.
+    #[error("token refused: {0}")]
+    Token(String),
 }
 
 fn audit_failure(shared: &Shared, peer: SocketAddr, reason: &str) {

@@ -105,7 +105,7 @@ pub async fn bridge(
             Ok(Some(body)) => Some(body),
             Ok(None) => None,
             Err(e) => id.map(|id| {
-                json!({ "jsonrpc": "2.0", "id": id, "error": { "code": -32000, "message": e } })
+                json!({ "jsonrpc": "2.0", "id": id, "error": { "code": -32000, "message": e.to_string() } })
                     .to_string()
             }),
         };
@@ -127,7 +127,7 @@ async fn post(
     url: &str,
     token: Option<&str>,
     line: String,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, ExchangeFailed> {
     let mut request = hyper::Request::post(url);
     if let Some(token) = token {
         request = request.header("authorization", format!("Bearer {token}"));
@@ -136,20 +136,52 @@ async fn post(
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
         .body(Full::new(Bytes::from(line)))
-        .map_err(|e| format!("{url}: {e}"))?;
-    let (status, bytes) = exchange(client, url, request, TIMEOUT, MAX_BODY)
-        .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ExchangeFailed::Request {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let (status, bytes) = exchange(client, url, request, TIMEOUT, MAX_BODY).await?;
     if bytes.is_empty() {
         return if status.is_success() {
             Ok(None)
         } else {
-            Err(format!("{url}: HTTP {status}"))
+            Err(ExchangeFailed::Status {
+                url: url.to_owned(),
+                status,
+            })
         };
     }
     String::from_utf8(bytes.to_vec())
         .map(Some)
-        .map_err(|_| format!("{url}: the answer is not UTF-8"))
+        .map_err(|_| ExchangeFailed::NotUtf8(url.to_owned()))
+}
+
+/// Why one message got no answer from the listener (told to the agent as
+/// a JSON-RPC error).
+#[derive(Debug, thiserror::Error)]
+enum ExchangeFailed {
+    /// The request could not be built.
+    #[error("{url}: {reason}")]
+    Request {
+        /// The listener's URL.
+        url: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The connection, TLS or HTTP exchange failed.
+    #[error(transparent)]
+    Exchange(#[from] crate::http_client::ExchangeError),
+    /// An empty answer with an error status.
+    #[error("{url}: HTTP {status}")]
+    Status {
+        /// The listener's URL.
+        url: String,
+        /// The status.
+        status: hyper::StatusCode,
+    },
+    /// An answer that is not UTF-8.
+    #[error("{0}: the answer is not UTF-8")]
+    NotUtf8(String),
 }
 
 #[cfg(test)]

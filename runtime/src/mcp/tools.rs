@@ -389,15 +389,28 @@ fn what_you_may(who: &Who, statement: Option<&sql::Statement>, text: &str) -> St
     }
 }
 
-fn parse_one(text: &str) -> Result<sql::Statement, String> {
-    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, text)
-        .map_err(|e| format!("the statement does not parse: {e}"))?;
+/// Why a tool call's text is not one statement.
+#[derive(Debug, thiserror::Error)]
+enum NotOneStatement {
+    /// It does not parse.
+    #[error("the statement does not parse: {0}")]
+    Parse(#[from] sqlparser::parser::ParserError),
+    /// It is empty (or only comments).
+    #[error("there is no statement")]
+    Empty,
+    /// Several statements.
+    #[error(
+        "{0} statements: send one statement per call (no `;` between statements, no transaction control)"
+    )]
+    Several(usize),
+}
+
+fn parse_one(text: &str) -> Result<sql::Statement, NotOneStatement> {
+    let mut statements = Parser::parse_sql(&PostgreSqlDialect {}, text)?;
     match statements.len() {
         1 => Ok(statements.remove(0)),
-        0 => Err("there is no statement".to_owned()),
-        n => Err(format!(
-            "{n} statements: send one statement per call (no `;` between statements, no transaction control)"
-        )),
+        0 => Err(NotOneStatement::Empty),
+        n => Err(NotOneStatement::Several(n)),
     }
 }
 
