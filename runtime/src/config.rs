@@ -112,6 +112,27 @@ pub struct ControlPlaneConfig {
     /// in force stays.
     #[serde(default)]
     pub follow_bundles: bool,
+    /// Copy every audit event to the control plane (`clsf_audit_events`,
+    /// which the proxy's role may only insert into and read): the local
+    /// trail stays the one written before a statement runs, and the copy
+    /// may lag (`clsf_audit_central_lag`).
+    #[serde(default)]
+    pub audit: bool,
+    /// This replica's name in the central audit: one chain per name.
+    #[serde(default)]
+    pub replica: Option<String>,
+    /// A `clsfc keygen` secret key: with it, the chain's head is signed
+    /// and written to `clsf_audit_anchors` every `anchor_every_seconds`,
+    /// so that a trail rewritten whole is found out.
+    #[serde(default)]
+    pub anchor_key: Option<PathBuf>,
+    /// Seconds between anchors.
+    #[serde(default = "default_anchor_every")]
+    pub anchor_every_seconds: u64,
+}
+
+fn default_anchor_every() -> u64 {
+    10
 }
 
 impl ControlPlaneConfig {
@@ -499,13 +520,39 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             )));
         }
     }
-    if let Some(p) = config
-        .control_plane
-        .as_mut()
-        .and_then(|c| c.password_file.as_mut())
-        && p.is_relative()
-    {
-        *p = base.join(&*p);
+    if let Some(cp) = config.control_plane.as_mut() {
+        for p in [cp.password_file.as_mut(), cp.anchor_key.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        let named = cp.replica.as_deref().is_some_and(|r| {
+            !r.is_empty()
+                && r.len() <= 64
+                && r.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        });
+        if cp.audit && !named {
+            return Err(ConfigError(format!(
+                "{}: [control_plane] audit needs `replica`, this replica's name (letters, digits, `.`, `-`, `_`; at most 64)",
+                path.display()
+            )));
+        }
+        if cp.anchor_key.is_some() && !cp.audit {
+            return Err(ConfigError(format!(
+                "{}: [control_plane] anchor_key signs the central audit's chain heads; it needs audit = true",
+                path.display()
+            )));
+        }
+        if cp.anchor_every_seconds == 0 {
+            return Err(ConfigError(format!(
+                "{}: [control_plane] anchor_every_seconds must be at least 1",
+                path.display()
+            )));
+        }
     }
     check_identity(path, &mut config.identity, base)?;
     if let Some(p) = &mut config.policy.hash_key_file
@@ -790,6 +837,21 @@ mod tests {
                 "password_file = \"secrets/control.pw\"",
                 "password_file = \"secrets/control.pw\"\nfollow_bundles = true",
                 "follow_bundles needs [policy] bundle and trusted_keys",
+            ),
+            (
+                "password_file = \"secrets/control.pw\"",
+                "password_file = \"secrets/control.pw\"\naudit = true",
+                "audit needs `replica`",
+            ),
+            (
+                "password_file = \"secrets/control.pw\"",
+                "password_file = \"secrets/control.pw\"\naudit = true\nreplica = \"a/b\"",
+                "audit needs `replica`",
+            ),
+            (
+                "password_file = \"secrets/control.pw\"",
+                "password_file = \"secrets/control.pw\"\nanchor_key = \"k.key\"",
+                "it needs audit = true",
             ),
         ];
         for (from, to, expected) in cases {

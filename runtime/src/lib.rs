@@ -6,6 +6,7 @@ pub mod admin;
 pub mod approvals;
 pub mod audit;
 pub mod auth;
+pub mod central_audit;
 pub mod config;
 pub mod control_plane;
 pub mod distribution;

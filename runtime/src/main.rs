@@ -133,10 +133,26 @@ enum Command {
 #[derive(Subcommand, Debug)]
 enum AuditAction {
     /// Check the hash chain across the trail's files; names the first
-    /// edited, missing or reordered event.
+    /// edited, missing or reordered event. With --control-plane alone:
+    /// every replica's central copy (chains, gaps, anchors); with PATH,
+    /// --control-plane and --replica: PATH against that replica's anchors,
+    /// which finds a trail rewritten whole.
     Verify {
         /// A directory holding the trail, or its current file.
-        path: PathBuf,
+        path: Option<PathBuf>,
+        /// The control plane's PostgreSQL URL.
+        #[arg(long)]
+        control_plane: Option<String>,
+        /// A file whose first line is the control plane's password.
+        #[arg(long, requires = "control_plane")]
+        password_file: Option<PathBuf>,
+        /// A key anchors must be signed by (`ed25519:…`, repeatable);
+        /// without one, signatures are not checked.
+        #[arg(long = "trusted-key", requires = "control_plane")]
+        trusted_keys: Vec<String>,
+        /// The replica whose anchors PATH is checked against.
+        #[arg(long, requires_all = ["control_plane", "path"])]
+        replica: Option<String>,
     },
     /// Replay sessions as readable timelines.
     Show {
@@ -395,17 +411,35 @@ fn tool(command: Command) -> Result<(), String> {
             action,
         ),
         Command::Audit {
-            action: AuditAction::Verify { path },
-        } => match audit::verify_trail(&path) {
-            Ok(v) => {
+            action:
+                AuditAction::Verify {
+                    path,
+                    control_plane,
+                    password_file,
+                    trusted_keys,
+                    replica,
+                },
+        } => {
+            if let Some(path) = &path {
+                let v = audit::verify_trail(path).map_err(|b| b.to_string())?;
                 println!(
                     "ok: {} events in {} file(s), chain intact, head {}",
                     v.events, v.files, v.head
                 );
-                Ok(())
             }
-            Err(broken) => Err(broken.to_string()),
-        },
+            match control_plane {
+                Some(url) => verify_central(
+                    &url,
+                    password_file.as_deref(),
+                    &trusted_keys,
+                    path.as_deref().zip(replica.as_deref()),
+                ),
+                None if path.is_none() => {
+                    Err("give a trail to verify, or --control-plane URL".to_owned())
+                }
+                None => Ok(()),
+            }
+        }
         Command::Audit {
             action:
                 AuditAction::Show {
@@ -442,6 +476,76 @@ fn tool(command: Command) -> Result<(), String> {
 }
 
 /// The caller's token: from a file, or from `CLSF_TOKEN`.
+/// `audit verify --control-plane`: every replica's central copy, or with
+/// `local` (a trail and its replica's name) that trail against the
+/// replica's anchors.
+fn verify_central(
+    url: &str,
+    password_file: Option<&std::path::Path>,
+    trusted: &[String],
+    local: Option<(&std::path::Path, &str)>,
+) -> Result<(), String> {
+    use clsf_runtime::central_audit;
+    let keys = trusted
+        .iter()
+        .map(|k| {
+            clsf_compiler::signing::PublicKey::parse(k)
+                .map_err(|e| format!("--trusted-key {k}: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let password = match password_file {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .map_err(|e| format!("{}: {e}", p.display()))?
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let client = clsf_catalog::connect::connect_with(url, password.as_deref())
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some((trail, replica)) = local {
+            let n = central_audit::verify_local(&client, trail, replica, &keys).await?;
+            println!("ok: the trail holds the {n} events replica {replica} anchored, unchanged");
+            return Ok(());
+        }
+        let reports = central_audit::verify(&client, &keys)
+            .await
+            .map_err(|e| format!("control plane: {e}"))?;
+        if reports.is_empty() {
+            return Err("the control plane holds no audit events".to_owned());
+        }
+        let mut broken = 0;
+        for report in &reports {
+            if report.intact() {
+                println!("ok: {report}");
+            } else {
+                println!("BROKEN: {report}");
+                broken += 1;
+            }
+        }
+        if keys.is_empty() {
+            println!("note: anchor signatures were not checked (give --trusted-key)");
+        }
+        if broken > 0 {
+            Err(format!(
+                "{broken} of {} replicas' trails are not intact",
+                reports.len()
+            ))
+        } else {
+            Ok(())
+        }
+    })
+}
+
 fn read_token(token_file: Option<&std::path::Path>) -> Result<String, String> {
     let token = match token_file {
         Some(p) => std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?,

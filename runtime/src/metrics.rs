@@ -46,6 +46,8 @@ pub struct Metrics {
     /// The newest bundle version published to the control plane that this
     /// replica has seen (in force, or refused).
     pub bundle_published: Gauge,
+    /// Events written to the local trail and not yet in the control plane.
+    pub audit_central_lag: Gauge,
     /// Upstream connections that failed or broke.
     pub upstream_errors: Counter,
     /// Seconds to decide one query string or Parse.
@@ -77,6 +79,7 @@ impl Default for Metrics {
             reload_failures: Counter::default(),
             bundles_refused: Counter::default(),
             bundle_published: Gauge::default(),
+            audit_central_lag: Gauge::default(),
             upstream_errors: Counter::default(),
             // 1 µs … ~16 ms
             decision_seconds: Histogram::new(exponential_buckets(1e-6, 2.0, 15)),
@@ -138,6 +141,11 @@ impl Default for Metrics {
             "bundle_published",
             "Newest bundle version seen in the control plane",
             m.bundle_published.clone(),
+        );
+        registry.register(
+            "audit_central_lag",
+            "Audit events in the local trail not yet copied to the control plane",
+            m.audit_central_lag.clone(),
         );
         registry.register(
             "upstream_errors",

@@ -259,6 +259,25 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
                             tracing::info!(
                                 "approval requests are shared through the control plane"
                             );
+                            if cp.audit {
+                                let shipping =
+                                    match crate::central_audit::shipping(&cp, password.clone()) {
+                                        Ok(s) => s,
+                                        Err(e) => {
+                                            let _ = ready.send(Err(e));
+                                            return;
+                                        }
+                                    };
+                                if let Some(tapped) =
+                                    shared.audit.tap(crate::central_audit::CAPACITY)
+                                {
+                                    tokio::spawn(crate::central_audit::ship(
+                                        Arc::clone(&shared),
+                                        tapped,
+                                        shipping,
+                                    ));
+                                }
+                            }
                             if cp.follow_bundles {
                                 tokio::spawn(crate::distribution::follow(
                                     Arc::clone(&shared),

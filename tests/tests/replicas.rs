@@ -15,7 +15,11 @@
 //!   (c) the control plane goes down: the replicas keep serving, the killed
 //!       replica starts again without it and runs the last bundle it
 //!       verified, and approvals work across replicas once it is back.
-//! Afterwards every replica's audit trail verifies, the killed one's too.
+//! Afterwards every replica's audit trail verifies, the killed one's too,
+//! and so does each replica's copy in the control plane (`audit verify
+//! --control-plane`, with signed anchors); the proxies' role cannot update
+//! the copy, an event deleted from it is reported missing, and a local
+//! trail rewritten whole fails against its replica's anchors.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -347,6 +351,12 @@ fn three_replicas_behind_haproxy_take_a_new_bundle_a_killed_replica_and_a_contro
     let bundle = dir.join("bundle");
     publish(&policy, &q.lock, &bundle, &signing_key, 1);
 
+    // The central audit's tables are the administrator's: the proxies'
+    // role may insert and read, not change or delete.
+    control.superuser_sql(
+        "clsf_control",
+        &clsf_runtime::central_audit::SETUP.replace("PROXY_ROLE", GATEWAY_ROLE),
+    );
     let control_url = format!(
         "postgres://{GATEWAY_ROLE}@127.0.0.1:{}/clsf_control?sslmode=disable",
         control.port
@@ -360,9 +370,14 @@ fn three_replicas_behind_haproxy_take_a_new_bundle_a_killed_replica_and_a_contro
         let audit = dir.join(format!("audit-{name}.jsonl"));
         let own_bundle = dir.join(format!("bundle-{name}"));
         copy_dir(&bundle, &own_bundle);
+        clsfc(&[
+            "keygen".as_ref(),
+            dir.join(format!("anchor-{name}")).as_os_str(),
+        ]);
         let config = format!(
             "{}bundle = \"{}\"\ntrusted_keys = [\"{}\"]\n\n{}{ADMIN}\n[control_plane]\n\
-             url = \"{control_url}\"\npassword_file = \"control.pw\"\nfollow_bundles = true\n",
+             url = \"{control_url}\"\npassword_file = \"control.pw\"\nfollow_bundles = true\n\
+             audit = true\nreplica = \"{name}\"\nanchor_key = \"anchor-{name}.key\"\nanchor_every_seconds = 1\n",
             &text[..start],
             own_bundle.display(),
             trusted.trim(),
@@ -585,7 +600,32 @@ fn three_replicas_behind_haproxy_take_a_new_bundle_a_killed_replica_and_a_contro
     assert_eq!(out.stdout.trim(), "555-12-3456", "{}", out.stderr);
     assert_eq!(releases(&trail_refs, &third_id), 1);
 
-    // Every replica's trail verifies, the one killed mid-run included.
+    // Every replica's trail verifies, the one killed mid-run included, and
+    // so does its copy in the control plane, once it has caught up.
+    let local_events = |t: &Path| events(t).len() as i64;
+    let begun = Instant::now();
+    loop {
+        let counts = control.superuser_sql(
+            "clsf_control",
+            "SELECT string_agg(replica || '=' || n, ',' ORDER BY replica) FROM (SELECT replica, count(*) AS n FROM clsf_audit_events GROUP BY replica) c",
+        );
+        let want = format!(
+            "a={},b={},c={}",
+            local_events(&trails[0]),
+            local_events(&trails[1]),
+            local_events(&trails[2])
+        );
+        if counts.trim() == want {
+            break;
+        }
+        assert!(
+            begun.elapsed() < Duration::from_secs(20),
+            "the central copy did not catch up: {counts} against {want}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // An anchor is written at most a second after the events it covers.
+    std::thread::sleep(Duration::from_millis(1500));
     drop(lb);
     for r in replicas.iter_mut() {
         let _ = r.process.0.kill();
@@ -605,4 +645,127 @@ fn three_replicas_behind_haproxy_take_a_new_bundle_a_killed_replica_and_a_contro
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    let anchor_keys: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|n| {
+            std::fs::read_to_string(dir.join(format!("anchor-{n}.pub")))
+                .unwrap()
+                .trim()
+                .to_owned()
+        })
+        .collect();
+    let central = |extra: &[&std::ffi::OsStr]| {
+        let mut command = Command::new(bin("clsf-proxy"));
+        command
+            .args(["audit", "verify"])
+            .args(extra)
+            .args(["--control-plane", &control_url])
+            .arg("--password-file")
+            .arg(dir.join("control.pw"));
+        for k in &anchor_keys {
+            command.args(["--trusted-key", k]);
+        }
+        command.output().unwrap()
+    };
+    let out = central(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["a", "b", "c"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("ok: replica {name}: ")))
+            .unwrap_or_else(|| panic!("no report for {name}: {stdout}"));
+        assert!(line.contains("chain intact"), "{line}");
+        assert!(!line.contains(" 0 anchors verified"), "{line}");
+    }
+    // Each local trail matches its replica's anchors.
+    for (name, trail) in ["a", "b", "c"].iter().zip(&trails) {
+        let out = central(&[trail.as_os_str(), "--replica".as_ref(), name.as_ref()]);
+        assert!(
+            out.status.success(),
+            "{name}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // The proxies' role cannot change what they shipped.
+    let psql_bin = q.pg.program("psql");
+    let update = Command::new(psql_bin)
+        .arg(format!(
+            "postgres://{GATEWAY_ROLE}:{}@127.0.0.1:{}/clsf_control",
+            control.gateway_password, control.port
+        ))
+        .args([
+            "-X",
+            "-c",
+            "UPDATE clsf_audit_events SET line = line WHERE replica = 'a'",
+        ])
+        .output()
+        .unwrap();
+    assert!(!update.status.success());
+    assert!(
+        String::from_utf8_lossy(&update.stderr).contains("permission denied"),
+        "{}",
+        String::from_utf8_lossy(&update.stderr)
+    );
+    // A local trail rewritten whole (one event changed, the chain rebuilt
+    // after it) verifies on its own, and not against the anchors.
+    let original = clsf_runtime::audit::read_text(&trails[0]).unwrap();
+    let mut rewritten = String::new();
+    let mut prev = clsf_runtime::audit::GENESIS.to_owned();
+    for (i, line) in original.lines().enumerate() {
+        let mut line = line.replacen(
+            &line[line.find("\"prev\":\"").unwrap()..line.find("\"prev\":\"").unwrap() + 72],
+            &format!("\"prev\":\"{prev}"),
+            1,
+        );
+        if i == 1 {
+            line = line.replacen("\"event\":\"", "\"event\":\"x", 1);
+        }
+        prev = clsf_runtime::audit::line_hash(&line);
+        rewritten.push_str(&line);
+        rewritten.push('\n');
+    }
+    let forged = dir.join("forged");
+    std::fs::create_dir(&forged).unwrap();
+    std::fs::write(forged.join("audit-a.jsonl"), rewritten).unwrap();
+    let alone = Command::new(bin("clsf-proxy"))
+        .args(["audit", "verify"])
+        .arg(forged.join("audit-a.jsonl"))
+        .output()
+        .unwrap();
+    assert!(
+        alone.status.success(),
+        "{}",
+        String::from_utf8_lossy(&alone.stderr)
+    );
+    let out = central(&[
+        forged.join("audit-a.jsonl").as_os_str(),
+        "--replica".as_ref(),
+        "a".as_ref(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the trail was rewritten"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // An event deleted from the central copy (by someone with more rights
+    // than the proxies) is reported as missing.
+    control.superuser_sql(
+        "clsf_control",
+        "DELETE FROM clsf_audit_events WHERE replica = 'b' AND seq = 3",
+    );
+    let out = central(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("BROKEN: replica b") && stdout.contains("event 3 is missing"),
+        "{stdout}"
+    );
 }

@@ -8,7 +8,7 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 mod writer;
 
@@ -198,6 +198,28 @@ pub struct AuditLog {
     failing: std::sync::atomic::AtomicBool,
     path: PathBuf,
     options: Options,
+    /// Where each written event's line is also offered (the central copy).
+    tap: std::sync::OnceLock<Tap>,
+}
+
+/// The lines offered to a reader beside the file: never waited for, so a
+/// slow reader cannot slow statements; when it falls behind, `overflowed`
+/// tells it to read the file instead.
+#[derive(Debug)]
+struct Tap {
+    lines: tokio::sync::mpsc::Sender<(u64, String)>,
+    overflowed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The receiving end of [`AuditLog::tap`].
+#[derive(Debug)]
+pub struct Tapped {
+    /// Each event's sequence number and line (without its newline), in
+    /// order, after it was written.
+    pub lines: tokio::sync::mpsc::Receiver<(u64, String)>,
+    /// Set when lines were dropped because the reader was behind; the
+    /// reader clears it and reads the file.
+    pub overflowed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How a trail is written.
@@ -228,6 +250,33 @@ impl Drop for AuditLog {
 }
 
 impl AuditLog {
+    /// Offers every event written from now on to the returned receiver as
+    /// well (at most `capacity` waiting); `None` if a tap is set already.
+    pub fn tap(&self, capacity: usize) -> Option<Tapped> {
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+        let overflowed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        self.tap
+            .set(Tap {
+                lines: tx,
+                overflowed: Arc::clone(&overflowed),
+            })
+            .ok()?;
+        Some(Tapped {
+            lines: rx,
+            overflowed,
+        })
+    }
+
+    /// The sequence number the next event will get.
+    pub fn next_seq(&self) -> u64 {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).seq
+    }
+
+    /// The trail's current file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Gives back the room reserved past the last event, as a clean stop
     /// must: the log is shared by tasks that may outlive the stop, so its
     /// drop cannot be relied on. Appending afterwards still works (it
@@ -309,6 +358,7 @@ impl AuditLog {
             path: path.to_owned(),
             options,
             failing: std::sync::atomic::AtomicBool::new(false),
+            tap: std::sync::OnceLock::new(),
         })
     }
 
@@ -370,6 +420,13 @@ impl AuditLog {
             inner.writer.sync(at, line.len() as u64)?;
         }
         let seq = inner.seq;
+        if let Some(tap) = self.tap.get() {
+            let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+            if tap.lines.try_send((seq, text)).is_err() {
+                tap.overflowed
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         inner.prev.clear();
         inner
             .prev
@@ -582,6 +639,12 @@ pub fn head(text: &str) -> String {
         || GENESIS.to_owned(),
         |l| hex::encode(Sha256::digest(l.as_bytes())),
     )
+}
+
+/// The hash an event's line (without its newline) is chained by: the
+/// `prev` of the event after it, and what an anchor signs.
+pub fn line_hash(line: &str) -> String {
+    hex::encode(Sha256::digest(line.as_bytes()))
 }
 
 /// Checks a whole audit file's chain. Returns the number of events, or the
