@@ -140,8 +140,8 @@ impl ControlPlaneConfig {
     pub fn password(&self) -> Result<Option<String>, PasswordFileError> {
         match &self.password_file {
             None => Ok(None),
-            Some(p) => std::fs::read_to_string(p)
-                .map(|t| Some(t.lines().next().unwrap_or("").to_owned()))
+            Some(p) => clsf_catalog::connect::password_from_file(p)
+                .map(Some)
                 .map_err(|source| PasswordFileError {
                     path: p.clone(),
                     source,

@@ -100,6 +100,16 @@ pub async fn connect(url: &str) -> Result<Client, PullError> {
     connect_with(url, None).await
 }
 
+/// The password in a file: its first line (a trailing newline or a second
+/// line, as editors and secret mounts leave them, are not part of it).
+pub fn password_from_file(path: &std::path::Path) -> std::io::Result<String> {
+    Ok(std::fs::read_to_string(path)?
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned())
+}
+
 /// Like [`connect`], with the password given apart from the URL (read from
 /// a file by the caller); without one, the URL's or `PGPASSWORD`.
 pub async fn connect_with(url: &str, password: Option<&str>) -> Result<Client, PullError> {

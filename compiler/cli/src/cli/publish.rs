@@ -19,17 +19,12 @@ pub(super) fn run(dir: &Path, url: &str, password_file: Option<&Path>) -> Result
             dir.display()
         );
     }
-    let password = match password_file {
-        Some(p) => Some(
-            std::fs::read_to_string(p)
-                .map_err(|e| format!("{}: {e}", p.display()))?
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_owned(),
-        ),
-        None => None,
-    };
+    let password = password_file
+        .map(|p| {
+            clsf_catalog::connect::password_from_file(p)
+                .map_err(|e| format!("{}: {e}", p.display()))
+        })
+        .transpose()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
