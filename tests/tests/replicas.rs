@@ -14,7 +14,8 @@
 //!       balancer is held, approved and released exactly once;
 //!   (c) the control plane goes down: the replicas keep serving, the killed
 //!       replica starts again without it and runs the last bundle it
-//!       verified, and approvals work across replicas once it is back.
+//!       verified, a statement that needs an approval meanwhile fails
+//!       clearly, and approvals work across replicas once it is back.
 //! Afterwards every replica's audit trail verifies, the killed one's too,
 //! and so does each replica's copy in the control plane (`audit verify
 //! --control-plane`, with signed anchors); the proxies' role cannot update
@@ -575,6 +576,20 @@ fn three_replicas_behind_haproxy_take_a_new_bundle_a_killed_replica_and_a_contro
     assert_eq!(
         email(replicas[2].addr, &agent).stdout.trim(),
         "ada@example.com"
+    );
+    // Meanwhile a statement that needs an approval fails clearly: no other
+    // replica could see the request, so it is withdrawn at once.
+    let out = psql::run(
+        replicas[1].addr,
+        &agent,
+        "SELECT ssn FROM customers WHERE id = 4;\n",
+    );
+    assert!(
+        out.stderr
+            .contains("was withdrawn (the control plane could not record the request)"),
+        "{}{}",
+        out.stdout,
+        out.stderr
     );
     control.start_again();
     no_transaction_failed(&load.join().unwrap());
