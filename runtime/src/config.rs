@@ -60,6 +60,10 @@ pub struct Config {
     /// The MCP listener for AI agents (optional).
     #[serde(default)]
     pub mcp: Option<Mcp>,
+    /// OpenTelemetry export (optional): the audit events as OTLP logs and a
+    /// span per statement, over OTLP/HTTP.
+    #[serde(default)]
+    pub otel: Option<Otel>,
 }
 
 /// The Model Context Protocol listener (streamable HTTP).
@@ -133,6 +137,33 @@ pub struct ControlPlaneConfig {
 
 fn default_anchor_every() -> u64 {
     10
+}
+
+/// `[otel]`: where audit events go as OpenTelemetry logs and traces.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Otel {
+    /// The collector's OTLP/HTTP base URL, e.g. `https://collector:4318`;
+    /// `/v1/logs` and `/v1/traces` are appended. Plain `http` only to a
+    /// loopback address: the events carry statements.
+    pub endpoint: String,
+    /// PEM CA the collector's certificate is verified with (default: the
+    /// system's roots).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// The resource's `service.name`.
+    #[serde(default = "default_service_name")]
+    pub service_name: String,
+    /// Export every audit event as a log record.
+    #[serde(default = "default_true")]
+    pub logs: bool,
+    /// Export a span per statement, with its decision as attributes.
+    #[serde(default = "default_true")]
+    pub traces: bool,
+}
+
+fn default_service_name() -> String {
+    "clsf-proxy".to_owned()
 }
 
 impl ControlPlaneConfig {
@@ -459,6 +490,33 @@ impl Policy {
     }
 }
 
+/// An OTLP/HTTP endpoint: `https`, or `http` to a loopback address.
+fn check_otel_endpoint(endpoint: &str) -> Result<(), String> {
+    let uri: hyper::Uri = endpoint
+        .parse()
+        .map_err(|e| format!("`{endpoint}` is not a URL: {e}"))?;
+    let host = uri
+        .host()
+        .unwrap_or("")
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    match uri.scheme_str() {
+        Some("https") => Ok(()),
+        Some("http")
+            if host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback()) =>
+        {
+            Ok(())
+        }
+        Some("http") => Err(format!(
+            "`{endpoint}`: use https (plain http only to a loopback address): the events carry statements"
+        )),
+        _ => Err(format!("`{endpoint}` is not an http(s) URL")),
+    }
+}
+
 /// Why a configuration could not be loaded.
 #[derive(Debug)]
 pub struct ConfigError(pub String);
@@ -553,6 +611,15 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
                 path.display()
             )));
         }
+    }
+    if let Some(otel) = config.otel.as_mut() {
+        if let Some(p) = otel.ca_file.as_mut()
+            && p.is_relative()
+        {
+            *p = base.join(&*p);
+        }
+        check_otel_endpoint(&otel.endpoint)
+            .map_err(|why| ConfigError(format!("{}: [otel] endpoint: {why}", path.display())))?;
     }
     check_identity(path, &mut config.identity, base)?;
     if let Some(p) = &mut config.policy.hash_key_file
@@ -852,6 +919,11 @@ mod tests {
                 "password_file = \"secrets/control.pw\"",
                 "password_file = \"secrets/control.pw\"\nanchor_key = \"k.key\"",
                 "it needs audit = true",
+            ),
+            (
+                "# [otel]\n# endpoint = \"https://otel-collector.observability:4318\"",
+                "[otel]\nendpoint = \"http://collector.example:4318\"",
+                "plain http only to a loopback address",
             ),
         ];
         for (from, to, expected) in cases {

@@ -15,6 +15,7 @@ pub mod http_client;
 pub mod keys;
 pub mod mcp;
 pub mod metrics;
+pub mod otel;
 pub mod reload;
 pub mod scram;
 pub mod serve;

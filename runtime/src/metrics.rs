@@ -48,6 +48,10 @@ pub struct Metrics {
     pub bundle_published: Gauge,
     /// Events written to the local trail and not yet in the control plane.
     pub audit_central_lag: Gauge,
+    /// Batches of audit events the OpenTelemetry exporter lost to a full queue.
+    pub otel_dropped: Counter,
+    /// OpenTelemetry export requests that failed.
+    pub otel_failures: Counter,
     /// Upstream connections that failed or broke.
     pub upstream_errors: Counter,
     /// Seconds to decide one query string or Parse.
@@ -80,6 +84,8 @@ impl Default for Metrics {
             bundles_refused: Counter::default(),
             bundle_published: Gauge::default(),
             audit_central_lag: Gauge::default(),
+            otel_dropped: Counter::default(),
+            otel_failures: Counter::default(),
             upstream_errors: Counter::default(),
             // 1 µs … ~16 ms
             decision_seconds: Histogram::new(exponential_buckets(1e-6, 2.0, 15)),
@@ -146,6 +152,16 @@ impl Default for Metrics {
             "audit_central_lag",
             "Audit events in the local trail not yet copied to the control plane",
             m.audit_central_lag.clone(),
+        );
+        registry.register(
+            "otel_dropped",
+            "Times OpenTelemetry export fell behind and events were not exported (the audit trail has them)",
+            m.otel_dropped.clone(),
+        );
+        registry.register(
+            "otel_failures",
+            "OpenTelemetry export requests that failed",
+            m.otel_failures.clone(),
         );
         registry.register(
             "upstream_errors",

@@ -221,6 +221,7 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
     {
         let shared = Arc::clone(&shared);
         let control = config.control_plane.clone();
+        let otel = config.otel.clone();
         let followed = config.clone();
         let mut stopped = stopped.clone();
         threads.push(
@@ -238,6 +239,17 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
                         }
                     };
                     runtime.block_on(async move {
+                        // The audit trail's readers, set before any session
+                        // writes to it: the central copy, the OTel export.
+                        let central = control.as_ref().is_some_and(|c| c.audit);
+                        let mut taps = shared
+                            .audit
+                            .taps(
+                                usize::from(central) + usize::from(otel.is_some()),
+                                crate::central_audit::CAPACITY,
+                            )
+                            .unwrap_or_default()
+                            .into_iter();
                         if let Some(cp) = control {
                             let password = match cp.password() {
                                 Ok(pw) => pw,
@@ -268,9 +280,7 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
                                             return;
                                         }
                                     };
-                                if let Some(tapped) =
-                                    shared.audit.tap(crate::central_audit::CAPACITY)
-                                {
+                                if let Some(tapped) = taps.next() {
                                     tokio::spawn(crate::central_audit::ship(
                                         Arc::clone(&shared),
                                         tapped,
@@ -285,6 +295,19 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
                                     cp.url.clone(),
                                     password,
                                 ));
+                            }
+                        }
+                        if let Some(otel) = otel {
+                            match crate::otel::Exporter::new(otel) {
+                                Ok(exporter) => {
+                                    if let Some(tapped) = taps.next() {
+                                        tokio::spawn(exporter.run(Arc::clone(&shared), tapped));
+                                    }
+                                }
+                                Err(e) => {
+                                    let _ = ready.send(Err(e.to_string()));
+                                    return;
+                                }
                             }
                         }
                         if let Some((l, acceptor)) = admin_listener {

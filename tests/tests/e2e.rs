@@ -25,6 +25,7 @@ mod lineage;
 mod lsp;
 mod masks;
 mod mcp;
+mod otel;
 mod quickstart;
 mod reload;
 mod replicas;

@@ -198,8 +198,9 @@ pub struct AuditLog {
     failing: std::sync::atomic::AtomicBool,
     path: PathBuf,
     options: Options,
-    /// Where each written event's line is also offered (the central copy).
-    tap: std::sync::OnceLock<Tap>,
+    /// Where each written event's line is also offered (the central copy,
+    /// the OpenTelemetry export): set once, before sessions start.
+    taps: std::sync::OnceLock<Vec<Tap>>,
 }
 
 /// The lines offered to a reader beside the file: never waited for, so a
@@ -250,21 +251,26 @@ impl Drop for AuditLog {
 }
 
 impl AuditLog {
-    /// Offers every event written from now on to the returned receiver as
-    /// well (at most `capacity` waiting); `None` if a tap is set already.
-    pub fn tap(&self, capacity: usize) -> Option<Tapped> {
-        let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
-        let overflowed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        self.tap
-            .set(Tap {
+    /// Offers every event written from now on to `count` receivers as well
+    /// (each with at most `capacity` waiting); `None` if taps are set
+    /// already.
+    pub fn taps(&self, count: usize, capacity: usize) -> Option<Vec<Tapped>> {
+        let mut taps = Vec::with_capacity(count);
+        let mut tapped = Vec::with_capacity(count);
+        for _ in 0..count {
+            let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+            let overflowed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            taps.push(Tap {
                 lines: tx,
                 overflowed: Arc::clone(&overflowed),
-            })
-            .ok()?;
-        Some(Tapped {
-            lines: rx,
-            overflowed,
-        })
+            });
+            tapped.push(Tapped {
+                lines: rx,
+                overflowed,
+            });
+        }
+        self.taps.set(taps).ok()?;
+        Some(tapped)
     }
 
     /// The sequence number the next event will get.
@@ -358,7 +364,7 @@ impl AuditLog {
             path: path.to_owned(),
             options,
             failing: std::sync::atomic::AtomicBool::new(false),
-            tap: std::sync::OnceLock::new(),
+            taps: std::sync::OnceLock::new(),
         })
     }
 
@@ -420,7 +426,7 @@ impl AuditLog {
             inner.writer.sync(at, line.len() as u64)?;
         }
         let seq = inner.seq;
-        if let Some(tap) = self.tap.get() {
+        for tap in self.taps.get().into_iter().flatten() {
             let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
             if tap.lines.try_send((seq, text)).is_err() {
                 tap.overflowed
