@@ -504,6 +504,14 @@ fn three_replicas_behind_haproxy_take_a_new_bundle_a_killed_replica_and_a_contro
     }
     for r in &replicas {
         assert_eq!(email(r.addr, &agent).stdout.trim(), "ada@example.com");
+        // The refusal is in each replica's metrics too.
+        let (status, metrics) = clsf_tests::https::get(r.admin, &dir.join("ca.pem"), "/metrics");
+        assert!(status.contains("200"), "{status}");
+        assert!(
+            metrics.contains("clsf_bundles_refused_total 1"),
+            "{metrics}"
+        );
+        assert!(metrics.contains("clsf_bundle_published 3"), "{metrics}");
     }
     // An older version than the newest published: refused at publication.
     publish(&policy, &q.lock, &rogue, &signing_key, 1);
