@@ -86,7 +86,7 @@ pub enum ShipError {
     Trail(String),
     /// The control plane holds another chain under this replica's name.
     #[error(
-        "the control plane holds a different event {seq} for replica `{replica}`: another trail ships under this name; give this replica a name of its own"
+        "the control plane's event {seq} for replica `{replica}` is not this trail's: another trail ships under this name (give this replica a name of its own), or this trail's older files are gone"
     )]
     Conflict {
         /// The replica's name.
@@ -234,6 +234,11 @@ async fn catch_up(
 ) -> Result<(), ShipError> {
     let path = shared.audit.path().to_owned();
     let files = audit::trail_paths(&path).map_err(|e| ShipError::Trail(e.to_string()))?;
+    // The last event the control plane holds must be this trail's own:
+    // else another trail ships under the name, and going on after it would
+    // splice two chains.
+    let held = at.seq.map(|seq| (seq, at.head.clone()));
+    let mut held_found = held.is_none();
     let mut batch = Vec::new();
     for file in files {
         let text = audit::read_text(&file)
@@ -243,6 +248,17 @@ async fn catch_up(
                 .ok()
                 .and_then(|v| v.get("seq").and_then(serde_json::Value::as_u64));
             let Some(seq) = seq else { continue };
+            if let Some((held_seq, held_head)) = &held
+                && *held_seq == seq
+            {
+                if audit::line_hash(line) != *held_head {
+                    return Err(ShipError::Conflict {
+                        replica: replica.to_owned(),
+                        seq,
+                    });
+                }
+                held_found = true;
+            }
             if seq >= at.next() {
                 batch.push((seq, line.to_owned()));
                 if batch.len() == BATCH {
@@ -251,6 +267,14 @@ async fn catch_up(
                 }
             }
         }
+    }
+    if let Some((seq, _)) = held
+        && !held_found
+    {
+        return Err(ShipError::Conflict {
+            replica: replica.to_owned(),
+            seq,
+        });
     }
     insert(client, replica, &batch, at).await
 }

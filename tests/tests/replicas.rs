@@ -792,3 +792,60 @@ fn three_replicas_behind_haproxy_take_a_new_bundle_a_killed_replica_and_a_contro
         "{stdout}"
     );
 }
+
+/// Two trails under one replica name: the second proxy's copy stops at the
+/// first event that differs, says why, and leaves the first trail's events
+/// as they were.
+#[test]
+fn a_second_trail_under_a_taken_replica_name_is_not_copied() {
+    let q = fixture::quickstart(None);
+    let dir = q.dir.path().to_path_buf();
+    q.pg.superuser_sql(
+        "postgres",
+        &format!("CREATE DATABASE clsf_control OWNER {GATEWAY_ROLE}"),
+    );
+    q.pg.superuser_sql(
+        "clsf_control",
+        &clsf_runtime::central_audit::SETUP.replace("PROXY_ROLE", GATEWAY_ROLE),
+    );
+    // Another trail's first event, already copied under the name.
+    q.pg.superuser_sql(
+        "clsf_control",
+        "INSERT INTO clsf_audit_events (replica, seq, line) VALUES ('p', 0, '{\"seq\":0,\"prev\":\"0\",\"event\":\"connect\"}')",
+    );
+    let mut config = std::fs::read_to_string(&q.config).unwrap();
+    config.push_str(&format!(
+        "\n[control_plane]\nurl = \"postgres://{GATEWAY_ROLE}@127.0.0.1:{}/clsf_control?sslmode=disable\"\n\
+         password_file = \"upstream.pw\"\naudit = true\nreplica = \"p\"\n",
+        q.pg.port
+    ));
+    let path = dir.join("proxy-p.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut command = Command::new(bin("clsf-proxy"));
+    command.arg("--config").arg(&path);
+    let (_proxy, addr, log) = spawn_binary(command);
+    let out = psql::run(addr, &q.issuer.ci_token(), "SELECT 1;\n");
+    assert_eq!(out.stdout.trim(), "1", "{}", out.stderr);
+    let begun = Instant::now();
+    while !log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("another trail ships under this name"))
+    {
+        assert!(
+            begun.elapsed() < Duration::from_secs(10),
+            "no conflict reported: {:?}",
+            log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let held = q.pg.superuser_sql(
+        "clsf_control",
+        "SELECT count(*) || ' ' || min(line) FROM clsf_audit_events WHERE replica = 'p'",
+    );
+    assert_eq!(
+        held.trim(),
+        "1 {\"seq\":0,\"prev\":\"0\",\"event\":\"connect\"}"
+    );
+}
