@@ -111,13 +111,11 @@ async fn listen(
                 .metrics
                 .bundle_published
                 .set(i64::try_from(published.version).unwrap_or(i64::MAX));
-            if refused.insert(published.version) {
-                match install(shared, config, &published) {
-                    Ok(()) => {
-                        refused.remove(&published.version);
-                    }
-                    Err(refusal) => refuse(shared, published.version, &refusal),
-                }
+            if !refused.contains(&published.version)
+                && let Err(refusal) = install(shared, config, &published)
+            {
+                refused.insert(published.version);
+                refuse(shared, published.version, &refusal);
             }
         }
         match tokio::time::timeout(POLL, notifications.recv()).await {

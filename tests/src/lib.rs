@@ -5,14 +5,14 @@
 //! Every dependency is required: a missing PostgreSQL or psql fails the
 //! test with a message saying what to install; nothing is skipped.
 
+pub mod admin;
 pub mod bins;
 pub mod certs;
 pub mod client;
-#[cfg(test)]
-mod doc_links;
 pub mod fixture;
 pub mod https;
 pub mod identity;
+pub mod pgbench;
 pub mod postgres;
 pub mod programs;
 pub mod proxy;

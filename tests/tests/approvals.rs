@@ -9,6 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use clsf_tests::admin::{approvals as cli_at, team_token as token};
 use clsf_tests::bins::bin;
 use clsf_tests::fixture::{self, Quickstart};
 use clsf_tests::proxy::Proxy;
@@ -85,41 +86,6 @@ impl Setup {
     /// Waits (at most 10 s) for a pending request and returns it.
     fn pending(&self) -> Value {
         pending_at(&self.q, self.proxy.admin.expect("admin listener"))
-    }
-}
-
-fn token(q: &Quickstart, sub: &str, team: &str) -> String {
-    q.issuer
-        .sign(&q.issuer.claims(sub, json!({ "team": team })))
-}
-
-/// Runs `clsf-proxy approvals --json ARGS` against the admin listener at
-/// `admin` as `sub` of `team`.
-fn cli_at(
-    q: &Quickstart,
-    admin: std::net::SocketAddr,
-    sub: &str,
-    team: &str,
-    args: &[&str],
-) -> Result<Value, String> {
-    let token_file = q.dir.path().join(format!("{sub}.token"));
-    std::fs::write(&token_file, token(q, sub, team)).unwrap();
-    let out = Command::new(bin("clsf-proxy"))
-        .arg("approvals")
-        .arg("--url")
-        .arg(format!("https://{admin}"))
-        .arg("--token-file")
-        .arg(&token_file)
-        .arg("--ca-file")
-        .arg(q.dir.path().join("ca.pem"))
-        .arg("--json")
-        .args(args)
-        .output()
-        .unwrap();
-    if out.status.success() {
-        Ok(serde_json::from_slice(&out.stdout).unwrap())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
 }
 
@@ -488,24 +454,7 @@ fn an_approval_given_on_one_replica_releases_a_statement_held_on_another() {
     };
     let (_a, _, log_a) = start(&config_a);
     let (_b, addr_b, _) = start(&config_b);
-    let admin_a: std::net::SocketAddr = {
-        let begun = Instant::now();
-        loop {
-            let found = log_a.lock().unwrap().iter().find_map(|l| {
-                l.strip_prefix("clsf-proxy: admin listening on ")
-                    .and_then(|rest| rest.split(';').next())
-                    .and_then(|a| a.parse().ok())
-            });
-            if let Some(a) = found {
-                break a;
-            }
-            assert!(
-                begun.elapsed() < Duration::from_secs(10),
-                "no admin listener"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
+    let admin_a = clsf_tests::admin::admin_address(&log_a);
 
     // Held on B …
     let agent = token(&q, "agent-1", "agent");

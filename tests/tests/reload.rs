@@ -143,32 +143,14 @@ fn reloading_under_pgbench_load_fails_no_transaction() {
     fixture::pull_lock(&q.pg, &q.lock);
     let (proxy, policy_file, original) = proxy_with_editable_policy(&q);
 
-    let pgbench = q.pg.program("pgbench");
-    let port = proxy.addr.port().to_string();
-    let token = q.issuer.dba_token();
-    let load = std::thread::spawn(move || {
-        std::process::Command::new(pgbench)
-            .args([
-                "-S",
-                "-n",
-                "-c",
-                "2",
-                "-j",
-                "1",
-                "-T",
-                "5",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-U",
-                "dba",
-                "shop",
-            ])
-            .env("PGPASSWORD", token)
-            .output()
-            .unwrap()
-    });
+    let load = clsf_tests::pgbench::select_only(
+        q.pg.program("pgbench"),
+        proxy.addr,
+        "dba",
+        q.issuer.dba_token(),
+        2,
+        5,
+    );
     std::thread::sleep(Duration::from_millis(1500));
     std::fs::write(
         &policy_file,
@@ -176,23 +158,7 @@ fn reloading_under_pgbench_load_fails_no_transaction() {
     )
     .unwrap();
     wait_for_event(&proxy, "reload", 1);
-    let out = load.join().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains("number of failed transactions: 0 "),
-        "{stdout}"
-    );
-    let processed: u64 = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    assert!(processed > 100, "{stdout}");
+    clsf_tests::pgbench::assert_no_failed_transaction(&load.join().unwrap());
     // The new rule is enforced afterwards.
     let after = clsf_tests::psql::run(
         proxy.addr,

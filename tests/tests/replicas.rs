@@ -28,12 +28,14 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use clsf_tests::admin::{admin_address, approvals, team_token as token};
 use clsf_tests::bins::bin;
 use clsf_tests::fixture::{self, Quickstart};
-use clsf_tests::postgres::{DATABASE, GATEWAY_ROLE, Postgres, free_port};
+use clsf_tests::pgbench::assert_no_failed_transaction as no_transaction_failed;
+use clsf_tests::postgres::{GATEWAY_ROLE, Postgres, free_port};
 use clsf_tests::proxy::{Killed, spawn_binary};
 use clsf_tests::psql::{self, PsqlRun};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const POLICY: &str = r#"
 labels public < internal < confidential < restricted
@@ -97,31 +99,11 @@ fn publish(policy: &Path, lock: &Path, bundle: &Path, key: &Path, version: u64) 
     ]);
 }
 
-fn token(q: &Quickstart, sub: &str, team: &str) -> String {
-    q.issuer
-        .sign(&q.issuer.claims(sub, json!({ "team": team })))
-}
-
 fn start_replica(config: &Path) -> Replica {
     let mut command = Command::new(bin("clsf-proxy"));
     command.arg("--config").arg(config);
     let (process, addr, log) = spawn_binary(command);
-    let begun = Instant::now();
-    let admin = loop {
-        let found = log.lock().unwrap().iter().find_map(|l| {
-            l.strip_prefix("clsf-proxy: admin listening on ")
-                .and_then(|rest| rest.split(';').next())
-                .and_then(|a| a.parse().ok())
-        });
-        if let Some(a) = found {
-            break a;
-        }
-        assert!(
-            begun.elapsed() < Duration::from_secs(10),
-            "no admin listener"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let admin = admin_address(&log);
     Replica {
         process,
         addr,
@@ -207,80 +189,6 @@ fn haproxy(dir: &Path, servers: &[SocketAddr]) -> Haproxy {
         std::thread::sleep(Duration::from_millis(50));
     }
     Haproxy { child, addr }
-}
-
-/// pgbench -S through `addr` as the loader for `seconds`, in a thread.
-fn pgbench(q: &Quickstart, addr: SocketAddr, seconds: u32) -> std::thread::JoinHandle<Output> {
-    let program = q.pg.program("pgbench");
-    let token = token(q, "loader-1", "loader");
-    std::thread::spawn(move || {
-        Command::new(program)
-            .args([
-                "-S",
-                "-n",
-                "-c",
-                "3",
-                "-j",
-                "1",
-                "-T",
-                &seconds.to_string(),
-                "-h",
-                "127.0.0.1",
-            ])
-            .args(["-p", &addr.port().to_string(), "-U", "loader", DATABASE])
-            .env("PGPASSWORD", token)
-            .output()
-            .unwrap()
-    })
-}
-
-/// pgbench finished with every transaction it ran committed, and ran many.
-fn no_transaction_failed(out: &Output) {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "pgbench failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains("number of failed transactions: 0 "),
-        "{stdout}"
-    );
-    let processed: u64 = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    assert!(processed > 100, "{stdout}");
-}
-
-/// `clsf-proxy approvals --json ARGS` at `admin` as `sub` of `team`.
-fn approvals(
-    q: &Quickstart,
-    admin: SocketAddr,
-    sub: &str,
-    team: &str,
-    args: &[&str],
-) -> Result<Value, String> {
-    let token_file = q.dir.path().join(format!("{sub}.token"));
-    std::fs::write(&token_file, token(q, sub, team)).unwrap();
-    let out = Command::new(bin("clsf-proxy"))
-        .arg("approvals")
-        .arg("--url")
-        .arg(format!("https://{admin}"))
-        .arg("--token-file")
-        .arg(&token_file)
-        .arg("--ca-file")
-        .arg(q.dir.path().join("ca.pem"))
-        .arg("--json")
-        .args(args)
-        .output()
-        .unwrap();
-    if out.status.success() {
-        Ok(serde_json::from_slice(&out.stdout).unwrap())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
 }
 
 /// Waits (at most 20 s) for a pending request other than `except`.
@@ -411,7 +319,14 @@ fn three_replicas_behind_haproxy_take_a_new_bundle_a_killed_replica_and_a_contro
 
     // (a) Version 2 shows the agent e-mail addresses: published while
     // pgbench runs through the load balancer.
-    let load = pgbench(&q, lb.addr, 4);
+    let load = clsf_tests::pgbench::select_only(
+        q.pg.program("pgbench"),
+        lb.addr,
+        "loader",
+        token(&q, "loader-1", "loader"),
+        3,
+        4,
+    );
     std::thread::sleep(Duration::from_millis(1000));
     std::fs::write(
         policy.join("p.clsf"),
@@ -577,7 +492,14 @@ fn three_replicas_behind_haproxy_take_a_new_bundle_a_killed_replica_and_a_contro
 
     // (c) The control plane goes down under load: the replicas keep
     // serving, and C starts again without it, on the bundle it verified.
-    let load = pgbench(&q, lb.addr, 6);
+    let load = clsf_tests::pgbench::select_only(
+        q.pg.program("pgbench"),
+        lb.addr,
+        "loader",
+        token(&q, "loader-1", "loader"),
+        3,
+        6,
+    );
     std::thread::sleep(Duration::from_millis(1000));
     control.stop();
     replicas[2] = start_replica(&configs[2]);

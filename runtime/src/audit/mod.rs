@@ -426,12 +426,8 @@ impl AuditLog {
             inner.writer.sync(at, line.len() as u64)?;
         }
         let seq = inner.seq;
-        for tap in self.taps.get().into_iter().flatten() {
-            let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
-            if tap.lines.try_send((seq, text)).is_err() {
-                tap.overflowed
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
-            }
+        if let Some(taps) = self.taps.get() {
+            offer(taps, seq, line);
         }
         inner.prev.clear();
         inner
@@ -468,6 +464,22 @@ impl AuditLog {
         inner.len = 0;
         inner.first_seq = inner.seq;
         Ok(())
+    }
+}
+
+/// Offers a written line (with its newline) to every tap, checked as UTF-8
+/// once; a tap that is full is told it missed lines.
+fn offer(taps: &[Tap], seq: u64, line: &[u8]) {
+    let text = String::from_utf8_lossy(&line[..line.len() - 1]);
+    for tap in taps {
+        if tap
+            .lines
+            .try_send((seq, text.clone().into_owned()))
+            .is_err()
+        {
+            tap.overflowed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 }
 
