@@ -560,3 +560,92 @@ rule r for g {
     );
     assert_eq!(diags.iter().filter(|d| d.is_error()).count(), 2, "{text}");
 }
+
+/// The engine's views for tools that describe the policy to its subject
+/// (the MCP front door): each column's access in words, the row filter and
+/// limit in force, and only readable relations listed.
+#[test]
+fn views_say_what_each_column_is_for_the_identity() {
+    use clsf_compiler::engine::ColumnAccess;
+    let e = engine();
+    let as_group = |claims: serde_json::Value| {
+        e.access_for(&Identity {
+            subject: "t".into(),
+            groups: groups_for(e.plan(), &claims),
+        })
+    };
+    let parse = |sql: &str| {
+        sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::PostgreSqlDialect {}, sql)
+            .unwrap()
+            .remove(0)
+    };
+    let k8s_access = as_group(k8s());
+    // Nothing of customers is readable for k8s (its columns are above
+    // public), so it is not listed, but a statement naming it says why.
+    assert!(e.readable_relation(&k8s_access, "customers").is_none());
+    let customers = e
+        .relations_named(&k8s_access, &parse("SELECT 1 FROM customers"), "")
+        .remove(0);
+    assert!(!customers.readable);
+    let access_of = |view: &clsf_compiler::engine::RelationView, column: &str| {
+        view.columns
+            .iter()
+            .find(|c| c.name == column)
+            .unwrap_or_else(|| panic!("no column {column}"))
+            .access
+            .clone()
+    };
+    assert_eq!(
+        access_of(&customers, "id"),
+        ColumnAccess::UsageOnly(vec!["join", "filter"])
+    );
+    assert_eq!(
+        access_of(&customers, "id").to_string(),
+        "usage only (join, filter; never returned)"
+    );
+    assert_eq!(access_of(&customers, "ssn"), ColumnAccess::Denied);
+    let orders = e
+        .readable_relation(&k8s_access, "\"public\".orders")
+        .expect("orders");
+    assert_eq!(orders.row_limit, Some((100, "k8s_reads".to_owned())));
+    assert_eq!(
+        access_of(&orders, "total_cents").to_string(),
+        "usage only (aggregate; never returned)"
+    );
+    assert!(!k8s_access.may_write());
+
+    let support = as_group(json!({"team": "support", "customer": "7"}));
+    let customers = e
+        .readable_relation(&support, "customers")
+        .expect("customers");
+    assert_eq!(
+        access_of(&customers, "card_number").to_string(),
+        "needs approval (by leads)"
+    );
+    assert_eq!(access_of(&customers, "email"), ColumnAccess::Clear);
+    assert!(
+        matches!(access_of(&customers, "name"), ColumnAccess::Masked(m) if m.starts_with("hash"))
+    );
+    let orders = e.readable_relation(&support, "orders").expect("orders");
+    assert_eq!(
+        orders.row_filters,
+        vec!["customer_id = {claim.customer}".to_owned()]
+    );
+
+    // An identity with no groups reads nothing: no relation is listed, and a
+    // named one looks the same as a missing one.
+    let nobody = as_group(json!({}));
+    assert!(e.readable_relations(&nobody).is_empty());
+    assert!(e.readable_relation(&nobody, "customers").is_none());
+    assert!(e.readable_relation(&support, "no_such_table").is_none());
+    // The relations a statement names, readable or not, each once.
+    let stmt = parse(
+        "SELECT * FROM customers c JOIN orders o ON o.customer_id = c.id JOIN customers d ON true",
+    );
+    let named: Vec<String> = e
+        .relations_named(&nobody, &stmt, "")
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
+    assert_eq!(named, ["public.customers", "public.orders"]);
+}

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 
-use clsf_compiler::Engine;
 use clsf_compiler::load;
+use clsf_engine::Engine;
 
 use crate::audit::AuditLog;
 use crate::auth::jwks::{KeySource, Keys};
@@ -34,7 +34,7 @@ pub enum SetupError {
     Bundle(#[from] clsf_compiler::bundle::BundleError),
     /// The plan could not be turned into Cedar.
     #[error("{0}")]
-    Generate(#[from] clsf_compiler::cedar::GenerateError),
+    Generate(#[from] clsf_engine::GenerateError),
     /// `policy.hash_key_file` could not be read.
     #[error("cannot read policy.hash_key_file {}: {source}", path.display())]
     HashKeyRead {

@@ -156,3 +156,82 @@ fn the_cycle_finder_finds_a_cycle_through_super_paths() {
     std::fs::write(src.join("a/inner.rs"), "use super::helper;").expect("write");
     assert!(cycles(&graph(src)).is_empty());
 }
+
+/// The engine's public modules (`pub mod x;` in its lib.rs): the
+/// compiler's view of the plan and the engine's internals.
+fn engine_modules(root: &Path) -> BTreeSet<String> {
+    let lib = std::fs::read_to_string(root.join("compiler/engine/src/lib.rs")).expect("engine lib");
+    let module = Regex::new(r"(?m)^pub mod ([a-z_][a-z0-9_]*);").expect("regex");
+    module
+        .captures_iter(&lib)
+        .map(|c| c[1].to_owned())
+        .collect()
+}
+
+/// Paths in `text` that reach into an engine module instead of naming an
+/// item of the engine's curated root: `clsf_engine::decide::X`,
+/// `clsf_engine::{access::Access, …}`, or the compiler's re-exports of the
+/// engine and its plan (`clsf_compiler::engine::…`, `clsf_compiler::plan::…`).
+fn reaches_into_engine(text: &str, modules: &BTreeSet<String>) -> Vec<String> {
+    let single = Regex::new(r"\bclsf_engine::([a-z_][a-z0-9_]*)\b").expect("regex");
+    let group = Regex::new(r"\bclsf_engine::\{([^}]*)\}").expect("regex");
+    let reexport = Regex::new(r"\bclsf_compiler::(engine|plan|cedar|masks|glob)\b").expect("regex");
+    let mut out = Vec::new();
+    for c in single.captures_iter(text) {
+        if modules.contains(&c[1]) {
+            out.push(c[0].to_owned());
+        }
+    }
+    for c in group.captures_iter(text) {
+        for item in c[1].split(',') {
+            let head = item.trim().split("::").next().unwrap_or("").trim();
+            if modules.contains(head) {
+                out.push(format!("clsf_engine::{{{}}}", item.trim()));
+            }
+        }
+    }
+    out.extend(reexport.find_iter(text).map(|m| m.as_str().to_owned()));
+    out
+}
+
+#[test]
+fn the_proxy_uses_only_the_engines_curated_surface() {
+    let root = repo_root();
+    let modules = engine_modules(&root);
+    assert!(
+        modules.contains("decide") && modules.contains("plan"),
+        "the engine's modules were not found: {modules:?}"
+    );
+    let mut files = Vec::new();
+    rust_files(&root.join("runtime/src"), &mut files);
+    rust_files(&root.join("runtime/benches"), &mut files);
+    let mut found = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("read source");
+        for path in reaches_into_engine(&text, &modules) {
+            found.push(format!("{}: {path}", file.display()));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "the proxy reaches into the engine (name a root item of clsf_engine, \
+         or add one there):\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_surface_check_finds_paths_into_engine_modules() {
+    let modules: BTreeSet<String> = ["access", "decide", "plan"].map(str::to_owned).into();
+    let text = "use clsf_engine::{Decision, access::Access};\n\
+                fn f(p: &clsf_compiler::plan::Plan) -> clsf_engine::decide::Verdict { todo!() }\n\
+                use clsf_engine::{Engine, only_reads};";
+    assert_eq!(
+        reaches_into_engine(text, &modules),
+        vec![
+            "clsf_engine::decide".to_owned(),
+            "clsf_engine::{access::Access}".to_owned(),
+            "clsf_compiler::plan".to_owned(),
+        ]
+    );
+}

@@ -30,19 +30,26 @@ pub mod scope;
 pub mod shape;
 pub mod sql_lists;
 pub mod verdict;
+mod view;
 
+// The engine's surface for the proxy: an engine built from a plan, the
+// identities it decides for, their decisions and the views of what they
+// may see. The proxy names nothing else of this crate (tests/tests/layout.rs
+// checks it); the modules above are the compiler's.
 pub use access::{Access, PrincipalAccess};
-pub use decide::{ColumnUse, Decision, Denial, StatementReport, Verdict};
+pub use cedar::GenerateError;
+pub use decide::{
+    ColumnUse, Decision, Denial, INSUFFICIENT_PRIVILEGE, SessionObject, StatementReport, Verdict,
+};
 pub use hold::{Hold, Need};
-pub use identity::Identity;
-pub use plan::Plan;
+pub use identity::{Credentials, Identity, groups_for_credentials};
+pub use plan::{ApprovalScope, Plan};
+pub use view::{ColumnAccess, ColumnView, RelationView, only_reads};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use cedar_policy::{Authorizer, Entities, PolicySet};
-
-use crate::cedar::GenerateError;
 
 /// A compiled plan ready to decide statements.
 #[derive(Debug)]

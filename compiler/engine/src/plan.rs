@@ -389,6 +389,25 @@ impl Plan {
             || self.classified_catalog.contains(&ri)
     }
 
+    /// Groups named as approvers by some approval clause, sorted, each once.
+    pub fn approver_groups(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .rules
+            .iter()
+            .flat_map(|r| r.clauses.iter())
+            .filter_map(|c| match &c.kind {
+                ClauseKind::Access {
+                    effect: Effect::Approval(a),
+                    ..
+                } => Some(a.approvers.clone()),
+                _ => None,
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Index of a group by name.
     pub fn group_index(&self, name: &str) -> Option<usize> {
         self.groups.iter().position(|g| g.name == name)

@@ -77,7 +77,7 @@ async fn approver(shared: &Shared, headers: &HeaderMap) -> Result<Approver, Resp
         .map_err(|e| error(StatusCode::UNAUTHORIZED, format!("token refused: {}", e.0)))?;
     let loaded = shared.current();
     let identity = Proven::Token(claims).identity(loaded.engine.plan());
-    let approver_groups = approver_groups(loaded.engine.plan());
+    let approver_groups = loaded.engine.plan().approver_groups();
     if !identity.groups.iter().any(|g| approver_groups.contains(g)) {
         return Err(error(
             StatusCode::FORBIDDEN,
@@ -88,26 +88,6 @@ async fn approver(shared: &Shared, headers: &HeaderMap) -> Result<Approver, Resp
         subject: identity.subject,
         groups: identity.groups,
     })
-}
-
-/// Groups named as approvers by some approval clause.
-fn approver_groups(plan: &clsf_compiler::plan::Plan) -> Vec<String> {
-    use clsf_compiler::plan::{ClauseKind, Effect};
-    let mut out: Vec<String> = plan
-        .rules
-        .iter()
-        .flat_map(|r| r.clauses.iter())
-        .filter_map(|c| match &c.kind {
-            ClauseKind::Access {
-                effect: Effect::Approval(a),
-                ..
-            } => Some(a.approvers.clone()),
-            _ => None,
-        })
-        .collect();
-    out.sort();
-    out.dedup();
-    out
 }
 
 #[derive(Deserialize)]

@@ -133,12 +133,12 @@ impl<'a> Event<'a> {
 /// `schema.table.column (label): access` straight into the event's line
 /// (no string per column is built first: this is on every statement).
 #[derive(Debug, Clone, Copy)]
-pub struct Columns<'a>(pub &'a [clsf_compiler::engine::ColumnUse]);
+pub struct Columns<'a>(pub &'a [clsf_engine::ColumnUse]);
 
 impl Serialize for Columns<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
-        struct Shown<'c>(&'c clsf_compiler::engine::ColumnUse);
+        struct Shown<'c>(&'c clsf_engine::ColumnUse);
         impl std::fmt::Display for Shown<'_> {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 write!(f, "{} ({}): {}", self.0.column, self.0.label, self.0.access)

@@ -29,8 +29,8 @@ pub enum Proven {
 
 impl Proven {
     /// The matcher input for group membership.
-    pub fn credentials(&self) -> clsf_compiler::engine::identity::Credentials<'_> {
-        use clsf_compiler::engine::identity::Credentials;
+    pub fn credentials(&self) -> clsf_engine::Credentials<'_> {
+        use clsf_engine::Credentials;
         match self {
             Proven::Token(claims) => Credentials::token(claims),
             Proven::Certificate { subject, sans } => Credentials {
@@ -89,13 +89,10 @@ impl Proven {
     }
 
     /// The group membership and subject under `plan`.
-    pub fn identity(&self, plan: &clsf_compiler::plan::Plan) -> clsf_compiler::engine::Identity {
-        clsf_compiler::engine::Identity {
+    pub fn identity(&self, plan: &clsf_engine::Plan) -> clsf_engine::Identity {
+        clsf_engine::Identity {
             subject: self.subject(),
-            groups: clsf_compiler::engine::identity::groups_for_credentials(
-                plan,
-                &self.credentials(),
-            ),
+            groups: clsf_engine::groups_for_credentials(plan, &self.credentials()),
         }
     }
 }

@@ -5,10 +5,7 @@
 
 use std::sync::Arc;
 
-use clsf_compiler::engine::access::Access;
-use clsf_compiler::engine::analyze;
-use clsf_compiler::engine::scope::Usage;
-use clsf_compiler::engine::{Identity, PrincipalAccess, Verdict};
+use clsf_engine::{ColumnAccess, Identity, PrincipalAccess, RelationView, Verdict};
 use serde_json::{Value, json};
 use sqlparser::ast as sql;
 use sqlparser::dialect::PostgreSqlDialect;
@@ -70,17 +67,6 @@ fn who(call: &Call<'_>) -> Who {
         identity,
         access,
     }
-}
-
-/// True when some rule lets this identity write (now or with approval):
-/// only then is it offered `execute`.
-fn may_write(access: &PrincipalAccess) -> bool {
-    use clsf_compiler::engine::access::Perm;
-    access
-        .write
-        .iter()
-        .flatten()
-        .any(|p| !matches!(p, Perm::Denied(_)))
 }
 
 /// The tools, with their input schemas.
@@ -145,7 +131,7 @@ pub(super) fn list(call: &Call<'_>) -> Value {
             },
         }));
     }
-    if may_write(&who(call).access)
+    if who(call).access.may_write()
         && let Some(list) = tools.as_array_mut()
     {
         list.push(json!({
@@ -228,7 +214,7 @@ pub(super) async fn call(call: &Call<'_>, name: &str, args: &Value) -> RpcResult
             };
             approval_status(call, id).await
         }
-        "execute" if may_write(&who(call).access) => {
+        "execute" if who(call).access.may_write() => {
             let sql = sql_arg(args)?;
             execute(call, sql).await
         }
@@ -243,112 +229,50 @@ fn sql_arg(args: &Value) -> Result<&str, (i64, String)> {
         .ok_or((-32602, "`sql` (one SQL statement) is needed".to_owned()))
 }
 
-/// What reading a column gives this identity, in words.
-fn access_text(access: &PrincipalAccess, ri: usize, ci: usize) -> String {
-    match &access.columns[ri][ci] {
-        Access::Clear => "clear".to_owned(),
-        Access::Masked(m) => format!("masked ({})", m.display()),
-        Access::Approval { approvers, .. } => format!("needs approval (by {approvers})"),
-        Access::Denied { .. } => {
-            let bits = access
-                .uses
-                .get(ri)
-                .and_then(|r| r.get(ci))
-                .copied()
-                .unwrap_or(0);
-            let uses: Vec<&str> = [
-                (Usage::Joined, "join"),
-                (Usage::Filtered, "filter"),
-                (Usage::Grouped, "group"),
-                (Usage::Ordered, "order"),
-                (Usage::Aggregated, "aggregate"),
-            ]
-            .iter()
-            .filter(|(u, _)| bits & u.bit() != 0)
-            .map(|(_, n)| *n)
-            .collect();
-            if uses.is_empty() {
-                "denied".to_owned()
-            } else {
-                format!("usage only ({}; never returned)", uses.join(", "))
-            }
-        }
-    }
-}
-
-fn readable(access: &PrincipalAccess, ri: usize) -> bool {
-    access.columns[ri].iter().any(|a| {
-        matches!(
-            a,
-            Access::Clear | Access::Masked(_) | Access::Approval { .. }
-        )
-    })
-}
-
-fn filters(access: &PrincipalAccess, ri: usize) -> Vec<String> {
-    access
-        .filters
-        .iter()
-        .filter(|f| f.relation == ri)
-        .map(|f| f.predicate.clone())
-        .collect()
-}
-
-fn limit(who: &Who, ri: usize) -> Value {
-    match who.loaded.engine.row_limit(&who.access, ri) {
+fn limit(view: &RelationView) -> Value {
+    match &view.row_limit {
         Some((rows, rule)) => json!({ "rows": rows, "rule": rule }),
         None => Value::Null,
     }
 }
 
 fn list_tables(who: &Who) -> Value {
-    let schema = &who.loaded.engine.plan().schema;
-    let tables: Vec<Value> = (0..schema.relations.len())
-        .filter(|&ri| readable(&who.access, ri))
-        .map(|ri| {
-            let rel = schema.relation(ri);
+    let tables: Vec<Value> = who
+        .loaded
+        .engine
+        .readable_relations(&who.access)
+        .iter()
+        .map(|view| {
             json!({
-                "table": rel.qualified(),
-                "kind": format!("{:?}", rel.kind).to_lowercase(),
-                "row_filter": filters(&who.access, ri),
-                "row_limit": limit(who, ri),
+                "table": view.name,
+                "kind": view.kind,
+                "row_filter": view.row_filters,
+                "row_limit": limit(view),
             })
         })
         .collect();
     json!({ "identity": who.identity.subject, "groups": who.identity.groups, "tables": tables })
 }
 
-fn find(who: &Who, table: &str) -> Option<usize> {
-    let schema = &who.loaded.engine.plan().schema;
-    let (s, t) = table.split_once('.').unwrap_or(("public", table));
-    let unquote = |n: &str| n.trim().trim_matches('"').to_owned();
-    schema
-        .find(&unquote(s), &unquote(t))
-        .filter(|&ri| readable(&who.access, ri))
-}
-
 fn describe(who: &Who, table: &str) -> Option<Value> {
-    let ri = find(who, table)?;
-    let plan = who.loaded.engine.plan();
-    let rel = plan.schema.relation(ri);
-    let columns: Vec<Value> = rel
+    let view = who.loaded.engine.readable_relation(&who.access, table)?;
+    let columns: Vec<Value> = view
         .columns
         .iter()
-        .enumerate()
-        .map(|(ci, c)| {
+        .map(|c| {
             json!({
                 "name": c.name,
                 "type": c.type_name,
-                "label": plan.describe_class(&plan.classes[ri][ci]),
-                "access": access_text(&who.access, ri, ci),
+                "label": c.label,
+                "access": c.access.to_string(),
             })
         })
         .collect();
     Some(json!({
-        "table": rel.qualified(),
+        "table": view.name,
         "columns": columns,
-        "row_filter": filters(&who.access, ri),
-        "row_limit": limit(who, ri),
+        "row_filter": view.row_filters,
+        "row_limit": limit(&view),
     }))
 }
 
@@ -358,27 +282,14 @@ fn what_you_may(who: &Who, statement: Option<&sql::Statement>, text: &str) -> St
     let Some(stmt) = statement else {
         return String::new();
     };
-    let schema = &who.loaded.engine.plan().schema;
     let mut said = Vec::new();
-    let mut seen = Vec::new();
-    for t in analyze::analyze(stmt, text).tables {
-        let (s, n) = match t.parts.as_slice() {
-            [s, n] => (s.as_str(), n.as_str()),
-            [n] => ("public", n.as_str()),
-            _ => continue,
-        };
-        let Some(ri) = schema.find(s, n) else {
-            continue;
-        };
-        if seen.contains(&ri) {
-            continue;
-        }
-        seen.push(ri);
-        let rel = schema.relation(ri);
-        for (ci, c) in rel.columns.iter().enumerate() {
-            let a = access_text(&who.access, ri, ci);
-            if a != "clear" {
-                said.push(format!("`{}.{}` is {a} for you", rel.name, c.name));
+    for view in who.loaded.engine.relations_named(&who.access, stmt, text) {
+        for c in &view.columns {
+            if c.access != ColumnAccess::Clear {
+                said.push(format!(
+                    "`{}.{}` is {} for you",
+                    view.table, c.name, c.access
+                ));
             }
         }
     }
@@ -456,13 +367,6 @@ fn explain(call: &Call<'_>, who: &Who, text: &str) -> Value {
     json!({ "verdict": verdict, "detail": detail, "statements": statements })
 }
 
-/// What `query` runs: one statement that only reads (no data-modifying
-/// CTE, no `SELECT INTO`).
-fn is_read(stmt: &sql::Statement, text: &str) -> bool {
-    let a = analyze::analyze(stmt, text);
-    matches!(stmt, sql::Statement::Query(_)) && a.statements == 1 && !a.select_into
-}
-
 /// What `execute` runs: one data-changing statement.
 fn is_write(stmt: &sql::Statement) -> bool {
     matches!(
@@ -480,7 +384,7 @@ async fn query(call: &Call<'_>, text: &str, cap: u64) -> RpcResult {
         Ok(s) => s,
         Err(e) => return refused(format!("not run: {e}")),
     };
-    if !is_read(&stmt, text) {
+    if !clsf_engine::only_reads(&stmt, text) {
         return refused(
             "not run: `query` runs one read statement (SELECT, VALUES, TABLE or WITH … SELECT without data-modifying parts)"
                 .to_owned(),
@@ -561,7 +465,7 @@ fn decided(
     who: &Who,
     stmt: &sql::Statement,
     text: &str,
-) -> Result<clsf_compiler::engine::Decision, RpcResult> {
+) -> Result<clsf_engine::Decision, RpcResult> {
     let decision = who
         .loaded
         .engine
@@ -603,7 +507,6 @@ fn decided(
 /// The agent's effective policy as text for its context.
 pub(super) fn policy_summary(call: &Call<'_>) -> String {
     let who = who(call);
-    let plan = who.loaded.engine.plan();
     let mut out = format!(
         "# What `{}` may read (groups: {})\n\n",
         who.identity.subject,
@@ -613,21 +516,15 @@ pub(super) fn policy_summary(call: &Call<'_>) -> String {
             who.identity.groups.join(", ")
         }
     );
-    for ri in (0..plan.schema.relations.len()).filter(|&ri| readable(&who.access, ri)) {
-        let rel = plan.schema.relation(ri);
-        out.push_str(&format!("## {}\n\n", rel.qualified()));
-        for (ci, c) in rel.columns.iter().enumerate() {
-            out.push_str(&format!(
-                "- `{}` ({}): {}\n",
-                c.name,
-                c.type_name,
-                access_text(&who.access, ri, ci)
-            ));
+    for view in who.loaded.engine.readable_relations(&who.access) {
+        out.push_str(&format!("## {}\n\n", view.name));
+        for c in &view.columns {
+            out.push_str(&format!("- `{}` ({}): {}\n", c.name, c.type_name, c.access));
         }
-        for f in filters(&who.access, ri) {
+        for f in &view.row_filters {
             out.push_str(&format!("- rows: only those where `{f}`\n"));
         }
-        if let Some((rows, rule)) = who.loaded.engine.row_limit(&who.access, ri) {
+        if let Some((rows, rule)) = &view.row_limit {
             out.push_str(&format!(
                 "- at most {rows} rows per statement (rule `{rule}`)\n"
             ));
@@ -643,8 +540,8 @@ async fn request_approval(call: &Call<'_>, text: &str) -> RpcResult {
         Ok(s) => s,
         Err(e) => return refused(format!("not asked: {e}")),
     };
-    let read = is_read(&stmt, text);
-    let write = may_write(&who.access) && is_write(&stmt);
+    let read = clsf_engine::only_reads(&stmt, text);
+    let write = who.access.may_write() && is_write(&stmt);
     if !read && !write {
         return refused(
             "not asked: approval is for one statement `query` or `execute` would run".to_owned(),

@@ -8,8 +8,8 @@
 
 use std::collections::HashMap;
 
-use clsf_compiler::engine::decide::SessionObject;
-use clsf_compiler::engine::{ColumnUse, Denial, StatementReport};
+use clsf_engine::SessionObject;
+use clsf_engine::{ColumnUse, Denial, StatementReport};
 
 /// What a cursor or prepared statement was decided to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,7 +125,7 @@ fn check(
     cx: &mut Context<'_>,
 ) -> Result<(), Denial> {
     let refuse = |message: String| Denial {
-        sqlstate: clsf_compiler::engine::decide::INSUFFICIENT_PRIVILEGE,
+        sqlstate: clsf_engine::INSUFFICIENT_PRIVILEGE,
         message,
         hint: None,
         policies: Vec::new(),

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use clsf_compiler::engine::{Identity, PrincipalAccess};
+use clsf_engine::{Identity, PrincipalAccess};
 use tokio::io::AsyncReadExt;
 
 use crate::audit::Event;

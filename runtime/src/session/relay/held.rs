@@ -28,7 +28,7 @@ impl Relay<'_> {
         }
         let Some(url) = self.shared.approval_url.clone() else {
             let denial = Denial {
-                sqlstate: clsf_compiler::engine::decide::INSUFFICIENT_PRIVILEGE,
+                sqlstate: clsf_engine::INSUFFICIENT_PRIVILEGE,
                 message: format!(
                     "this statement needs approval by {}, and this proxy takes no approvals (no [admin] listener is configured), so it is refused",
                     hold.approvers_text()
@@ -144,15 +144,15 @@ impl Relay<'_> {
             State::Approved => {
                 let policies = h.hold.needs.iter().map(|n| n.policy_id.clone()).collect();
                 match h.hold.scope {
-                    clsf_compiler::plan::ApprovalScope::Statement => {}
-                    clsf_compiler::plan::ApprovalScope::Executions(n) => self.grants.push(Grant {
+                    clsf_engine::ApprovalScope::Statement => {}
+                    clsf_engine::ApprovalScope::Executions(n) => self.grants.push(Grant {
                         policies,
                         hash: Some(h.hash.clone()),
                         remaining: n.saturating_sub(1),
                         until: None,
                         request: h.id.clone(),
                     }),
-                    clsf_compiler::plan::ApprovalScope::Session(secs) => self.grants.push(Grant {
+                    clsf_engine::ApprovalScope::Session(secs) => self.grants.push(Grant {
                         policies,
                         hash: None,
                         remaining: u64::MAX,
@@ -171,11 +171,11 @@ impl Relay<'_> {
                 return;
             }
             State::Denied { by, comment } => refusal(
-                clsf_compiler::engine::decide::INSUFFICIENT_PRIVILEGE,
+                clsf_engine::INSUFFICIENT_PRIVILEGE,
                 format!("approval request {} was denied by {by}: {comment}", h.id),
             ),
             State::Expired | State::Pending => refusal(
-                clsf_compiler::engine::decide::INSUFFICIENT_PRIVILEGE,
+                clsf_engine::INSUFFICIENT_PRIVILEGE,
                 format!(
                     "approval request {} expired: nobody approved it within {} s",
                     h.id, h.hold.ttl_seconds

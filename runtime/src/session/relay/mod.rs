@@ -25,9 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::{Bytes, BytesMut};
-use clsf_compiler::engine::{
-    Decision, Denial, Hold, Identity, PrincipalAccess, StatementReport, Verdict,
-};
+use clsf_engine::{Decision, Denial, Hold, Identity, PrincipalAccess, StatementReport, Verdict};
 use sha2::{Digest, Sha256};
 
 use crate::approvals::{self, State};
@@ -309,7 +307,7 @@ impl Relay<'_> {
     /// records those they make (`objects`).
     fn session_objects(
         &mut self,
-        reports: &[clsf_compiler::engine::StatementReport],
+        reports: &[clsf_engine::StatementReport],
     ) -> std::result::Result<(), Denial> {
         if reports.iter().all(|r| r.object.is_none()) {
             return Ok(());

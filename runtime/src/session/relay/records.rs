@@ -18,7 +18,7 @@ impl Relay<'_> {
     pub(super) fn audit(
         &mut self,
         text: &str,
-        decision: &clsf_compiler::engine::Decision,
+        decision: &clsf_engine::Decision,
     ) -> Option<Vec<u64>> {
         let done = std::mem::take(&mut self.completions);
         let seqs = self.audit_with(text, decision, &done);
@@ -32,7 +32,7 @@ impl Relay<'_> {
     pub(super) fn audit_with(
         &self,
         text: &str,
-        decision: &clsf_compiler::engine::Decision,
+        decision: &clsf_engine::Decision,
         done: &[Completion],
     ) -> Option<Vec<u64>> {
         let completed = (!done.is_empty()).then_some(done);

@@ -112,7 +112,7 @@ pub(super) fn too_long(text: &str, max: usize) -> Decision {
     };
     let head: String = text.chars().take(200).collect();
     Decision {
-        statements: vec![clsf_compiler::engine::StatementReport {
+        statements: vec![clsf_engine::StatementReport {
             text: format!("{head}…"),
             decision: "deny",
             policies: Vec::new(),
