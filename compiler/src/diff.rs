@@ -98,11 +98,11 @@ pub fn diff(old: &Engine, new: &Engine) -> Vec<Change> {
                 });
             }
         };
-        for (ri, rel) in plan.schema.relations.iter().enumerate() {
+        for (ri, rel) in plan.schema.relations_with_ids() {
             if !plan.is_decided(ri) && !old.plan().is_decided(ri) {
                 continue;
             }
-            for (ci, col) in rel.columns.iter().enumerate() {
+            for (ci, col) in rel.columns_with_ids() {
                 let object = format!("{}.{}", rel.qualified(), col.name);
                 let denied = Access::Denied {
                     policies: Vec::new(),

@@ -279,9 +279,19 @@ fn who_can_is_proved_cell_by_cell_and_a_wrong_claim_is_caught() {
 
     // Flip one claim: the solver refutes exactly that question.
     let groups = report.groups.clone();
-    let columns: Vec<(usize, usize)> = (0..engine.plan().schema.relations.len())
+    let columns: Vec<_> = engine
+        .plan()
+        .schema
+        .relation_ids()
         .filter(|&ri| engine.plan().is_decided(ri))
-        .flat_map(|ri| (0..engine.plan().schema.relation(ri).columns.len()).map(move |ci| (ri, ci)))
+        .flat_map(|ri| {
+            engine
+                .plan()
+                .schema
+                .relation(ri)
+                .column_ids()
+                .map(move |ci| (ri, ci))
+        })
         .collect();
     let (classes, mut claims) = who_can::claims(&engine, &groups, &columns).unwrap();
     let proof = who_can::prove_claims(&engine, &classes, &claims, &mut prover).unwrap();

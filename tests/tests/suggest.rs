@@ -425,8 +425,8 @@ fn suggest(url: &str, lock: &Path, dir: &Path, extra: &[&str]) -> (Vec<String>, 
     assert!(errors.is_empty(), "{errors:#?}\n{text}");
     let plan = compiled.plan.unwrap();
     let mut proposed = Vec::new();
-    for (ri, relation) in plan.schema.relations.iter().enumerate() {
-        for (ci, column) in relation.columns.iter().enumerate() {
+    for (ri, relation) in plan.schema.relations_with_ids() {
+        for (ci, column) in relation.columns_with_ids() {
             if plan.classes[ri][ci].origin == Origin::Explicit {
                 proposed.push(format!(
                     "{}.{}.{}",

@@ -1,6 +1,7 @@
 //! Per-identity access to every column and action, asked of the Cedar
 //! authorizer once per group set and cached by the engine.
 
+use crate::schema::{ColId, RelId};
 use std::collections::{HashMap, HashSet};
 
 use cedar_policy::{
@@ -17,8 +18,8 @@ pub use crate::column_access::{Access, Perm};
 /// A row filter that applies to the identity.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RowFilter {
-    /// Relation index.
-    pub relation: usize,
+    /// The relation.
+    pub relation: RelId,
     /// Predicate template.
     pub predicate: String,
     /// The clause's policy id.
@@ -125,17 +126,17 @@ impl PrincipalAccess {
     }
 
     /// The usage classes a `use` grant permits on column `ci` of `ri`.
-    pub fn uses(&self, ri: usize, ci: usize) -> u16 {
+    pub fn uses(&self, ri: RelId, ci: ColId) -> u16 {
         self.uses
-            .get(ri)
-            .and_then(|r| r.get(ci))
+            .get(ri.index())
+            .and_then(|r| r.get(ci.index()))
             .copied()
             .unwrap_or(0)
     }
 
     /// True when some column of relation `ri` is not readable in clear, or
     /// a row filter applies to it.
-    pub fn relation_restricted(&self, ri: usize) -> bool {
+    pub fn relation_restricted(&self, ri: RelId) -> bool {
         self.columns[ri].iter().any(|a| *a != Access::Clear)
             || self.filters.iter().any(|f| f.relation == ri)
     }
@@ -240,7 +241,7 @@ fn perm(
 /// The access of a column Cedar permits only masked (`ids` permitted it):
 /// a `mask … with M` clause among them chooses the mask where M fits the
 /// column's type; otherwise the classification's mask; without one, denied.
-fn masked_access(plan: &Plan, ids: &[String], ri: usize, ci: usize) -> Access {
+fn masked_access(plan: &Plan, ids: &[String], ri: RelId, ci: ColId) -> Access {
     let family = plan.schema.relation(ri).columns[ci].family();
     let chosen = ids.iter().find_map(|id| match plan.clause_by_policy(id) {
         Some((_, c)) => match &c.kind {
@@ -264,8 +265,8 @@ fn read_access(
     asker: &Asker<'_>,
     set: &PolicySet,
     resource: &EntityUid,
-    ri: usize,
-    ci: usize,
+    ri: RelId,
+    ci: ColId,
 ) -> (Access, Vec<String>) {
     let clear = asker.ask(set, cedar::ACTION_READ, resource);
     if allowed(&clear) {
@@ -309,7 +310,7 @@ fn read_access(
 /// Relations named by some clause target: their columns are decided one by
 /// one. All other columns are decided once per (level, categories, has_mask),
 /// which is all the generated policies can see of them.
-fn named_relations(plan: &Plan) -> HashSet<usize> {
+fn named_relations(plan: &Plan) -> HashSet<RelId> {
     let mut out = HashSet::new();
     for rule in &plan.rules {
         for c in &rule.clauses {
@@ -380,7 +381,7 @@ pub fn compute(
     });
     let mut uses = Vec::new();
     let mut full_clear = true;
-    for (ri, rel) in plan.schema.relations.iter().enumerate() {
+    for (ri, rel) in plan.schema.relations_with_ids() {
         let qualified = rel.qualified();
         let mut rel_access = Vec::with_capacity(rel.columns.len());
         let mut rel_policies = Vec::with_capacity(rel.columns.len());
@@ -388,7 +389,7 @@ pub fn compute(
         let mut rel_export = Vec::with_capacity(rel.columns.len());
         let mut rel_uses = Vec::new();
         let mut rel_observed = Vec::new();
-        for (ci, col) in rel.columns.iter().enumerate() {
+        for (ci, col) in rel.columns_with_ids() {
             let class = &plan.classes[ri][ci];
             let signature = (class.level, class.categories, class.mask.is_some());
             let resource = cedar::column_uid(&qualified, &col.name);

@@ -23,6 +23,8 @@
 
 use std::ops::ControlFlow;
 
+use crate::schema::ColId;
+
 use sqlparser::ast as sql;
 use sqlparser::ast::{Visit, Visitor};
 
@@ -96,7 +98,7 @@ impl Finder<'_, '_> {
 
     /// The column of the reference that `e` names, when it is one the
     /// identity reads in clear.
-    fn column(&self, e: &sql::Expr, alone: bool) -> Option<usize> {
+    fn column(&self, e: &sql::Expr, alone: bool) -> Option<ColId> {
         let name = match e {
             sql::Expr::Identifier(id) if alone => fold(id),
             sql::Expr::CompoundIdentifier(ids) => match ids.as_slice() {
@@ -107,10 +109,10 @@ impl Finder<'_, '_> {
             _ => return None,
         };
         let rel = self.reference.relation;
-        let ci = rel.columns.iter().position(|c| c.name == name)?;
+        let ci = rel.column_index(&name)?;
         self.reference
             .clear
-            .get(ci)
+            .get(ci.index())
             .copied()
             .unwrap_or(false)
             .then_some(ci)
@@ -120,7 +122,7 @@ impl Finder<'_, '_> {
     /// of the leakproof forms.
     fn copy(&self, c: &sql::Expr, alone: bool) -> Option<String> {
         let rel = self.reference.relation;
-        let typed = |ci: usize| {
+        let typed = |ci: ColId| {
             let t = rel.columns[ci].value_type();
             leakproof_type(t).map(|kind| (quote_ident(&rel.columns[ci].name), kind))
         };

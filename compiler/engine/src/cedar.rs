@@ -6,6 +6,7 @@
 //! asked (see `engine::identity`); Cedar decides what members of the groups
 //! may do with each column, by its label level.
 
+use crate::schema::RelId;
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
@@ -456,7 +457,7 @@ fn filter_policy(
     plan: &Plan,
     rule: &Rule,
     clause: &Clause,
-    relation: usize,
+    relation: RelId,
     predicate: &str,
 ) -> (String, String) {
     let table = plan.schema.relation(relation).qualified();

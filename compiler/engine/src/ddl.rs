@@ -14,6 +14,7 @@
 //!   conversion over it could copy it elsewhere or turn it into an error
 //!   or uniqueness oracle (`CREATE INDEX ON t ((1 / (ssn::int - 123)))`).
 
+use crate::schema::RelId;
 use sqlparser::ast as sql;
 
 use crate::access::{Access, PrincipalAccess};
@@ -86,7 +87,7 @@ pub(super) fn check(
 }
 
 /// The relation `parts` names, by the same search as a query's.
-fn relation(plan: &Plan, parts: &[String]) -> Option<usize> {
+fn relation(plan: &Plan, parts: &[String]) -> Option<RelId> {
     match parts {
         [name] => plan.schema.find(crate::schema::DEFAULT_SCHEMA, name),
         [schema, name] | [_, schema, name] => plan.schema.find(schema, name),

@@ -46,6 +46,7 @@ pub use identity::{Credentials, Identity, groups_for_credentials};
 pub use plan::{ApprovalScope, Plan};
 pub use view::{ColumnAccess, ColumnView, RelationView, only_reads};
 
+use crate::schema::RelId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -219,7 +220,7 @@ impl Engine {
 
     /// The smallest row limit on relation `ri` for this access table, and
     /// the rule that sets it.
-    pub fn row_limit(&self, access: &PrincipalAccess, ri: usize) -> Option<(u64, String)> {
+    pub fn row_limit(&self, access: &PrincipalAccess, ri: RelId) -> Option<(u64, String)> {
         decide::reads_row_limit(&self.plan, access, ri)
     }
 

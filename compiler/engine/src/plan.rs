@@ -1,6 +1,7 @@
 //! The compiled plan: what the statement engine needs, with no reference to
 //! the source syntax beyond human-readable locations.
 
+use crate::schema::{ColId, RelId};
 pub use clsf_lang::ast::Action;
 use serde::{Deserialize, Serialize};
 
@@ -31,7 +32,7 @@ pub struct Plan {
     pub schema_hash: String,
     /// Catalog relations a `table` declaration classifies: only these are
     /// decided column by column; the others are refused whole.
-    pub classified_catalog: Vec<usize>,
+    pub classified_catalog: Vec<RelId>,
     /// Classification of every column, parallel to `schema.relations[i].columns`.
     pub classes: Vec<Vec<ColumnClass>>,
 }
@@ -219,9 +220,9 @@ pub enum Target {
     /// Columns with any of these categories.
     Categories(Categories),
     /// Every column of a relation.
-    Relation(usize),
-    /// One column: relation index, column index.
-    Column(usize, usize),
+    Relation(RelId),
+    /// One column: relation, column.
+    Column(RelId, ColId),
     /// Functions, by lower-case name (`schema.name` or `name`).
     Functions(Vec<String>),
 }
@@ -244,8 +245,8 @@ pub enum ClauseKind {
     },
     /// Rows of a relation are filtered by a predicate.
     Filter {
-        /// Relation index.
-        relation: usize,
+        /// The relation.
+        relation: RelId,
         /// Predicate template (`{claim.path}` placeholders).
         predicate: String,
     },
@@ -276,7 +277,7 @@ pub struct Clause {
 
 impl Clause {
     /// True when the clause covers column `ci` of relation `ri`.
-    pub fn covers_column(&self, plan: &Plan, ri: usize, ci: usize) -> bool {
+    pub fn covers_column(&self, plan: &Plan, ri: RelId, ci: ColId) -> bool {
         match &self.kind {
             ClauseKind::Access { target, .. } | ClauseKind::Limit { target, .. } => {
                 target.covers_column(plan, ri, ci)
@@ -288,7 +289,7 @@ impl Clause {
 
 impl Target {
     /// True when the target covers column `ci` of relation `ri`.
-    pub fn covers_column(&self, plan: &Plan, ri: usize, ci: usize) -> bool {
+    pub fn covers_column(&self, plan: &Plan, ri: RelId, ci: ColId) -> bool {
         let class = &plan.classes[ri][ci];
         match self {
             Target::All => true,
@@ -376,7 +377,7 @@ impl Plan {
     }
 
     /// The catalog relation `pg_catalog.name`, when the policy classifies it.
-    pub fn classified_catalog_relation(&self, name: &str) -> Option<usize> {
+    pub fn classified_catalog_relation(&self, name: &str) -> Option<RelId> {
         self.schema
             .find(crate::schema::catalog::SCHEMA, name)
             .filter(|ri| self.classified_catalog.contains(ri))
@@ -384,7 +385,7 @@ impl Plan {
 
     /// False for a catalog relation the policy does not classify: the engine
     /// refuses it whole, so rules and warnings do not concern it.
-    pub fn is_decided(&self, ri: usize) -> bool {
+    pub fn is_decided(&self, ri: RelId) -> bool {
         self.schema.relation(ri).schema != crate::schema::catalog::SCHEMA
             || self.classified_catalog.contains(&ri)
     }

@@ -9,6 +9,7 @@
 //! column that subquery reads, and anything it does not understand is an
 //! error, never a guess.
 
+use crate::schema::{ColId, RelId};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ops::ControlFlow;
@@ -21,7 +22,7 @@ use super::sql_lists;
 use crate::schema::Schema;
 
 /// A relation column: (relation index, column index) in the schema.
-pub type Source = (usize, usize);
+pub type Source = (RelId, ColId);
 
 /// How a statement uses a column.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -890,9 +891,7 @@ impl Cx<'_> {
         })?;
         let rel = self.schema.relation(ri);
         let columns = rel
-            .columns
-            .iter()
-            .enumerate()
+            .columns_with_ids()
             .map(|(ci, c)| Col {
                 name: c.name.clone(),
                 sources: BTreeSet::from([(ri, ci)]),

@@ -12,7 +12,7 @@ use sqlparser::ast as sql;
 use crate::Engine;
 use crate::access::{Access, Perm, PrincipalAccess};
 use crate::analyze;
-use crate::schema::DEFAULT_SCHEMA;
+use crate::schema::{ColId, DEFAULT_SCHEMA, RelId};
 use crate::scope::Usage;
 
 /// What reading one column gives an identity.
@@ -77,7 +77,7 @@ pub struct RelationView {
     pub readable: bool,
 }
 
-fn column_access(access: &PrincipalAccess, ri: usize, ci: usize) -> ColumnAccess {
+fn column_access(access: &PrincipalAccess, ri: RelId, ci: ColId) -> ColumnAccess {
     match &access.columns[ri][ci] {
         Access::Clear => ColumnAccess::Clear,
         Access::Masked(m) => ColumnAccess::Masked(m.display()),
@@ -115,7 +115,7 @@ impl PrincipalAccess {
 }
 
 impl Engine {
-    fn view(&self, access: &PrincipalAccess, ri: usize) -> RelationView {
+    fn view(&self, access: &PrincipalAccess, ri: RelId) -> RelationView {
         let plan = self.plan();
         let rel = plan.schema.relation(ri);
         RelationView {
@@ -123,9 +123,7 @@ impl Engine {
             table: rel.name.clone(),
             kind: format!("{:?}", rel.kind).to_lowercase(),
             columns: rel
-                .columns
-                .iter()
-                .enumerate()
+                .columns_with_ids()
                 .map(|(ci, c)| ColumnView {
                     name: c.name.clone(),
                     type_name: c.type_name.clone(),
@@ -152,7 +150,9 @@ impl Engine {
     /// The relations the identity may read at least one column of, in
     /// schema order.
     pub fn readable_relations(&self, access: &PrincipalAccess) -> Vec<RelationView> {
-        (0..self.plan().schema.relations.len())
+        self.plan()
+            .schema
+            .relation_ids()
             .map(|ri| self.view(access, ri))
             .filter(|v| v.readable)
             .collect()

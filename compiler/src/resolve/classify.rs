@@ -3,6 +3,7 @@
 //! among patterns the highest priority wins, and two patterns of the same
 //! priority that disagree are an error.
 
+use crate::schema::{ColId, RelId};
 use std::collections::{HashMap, HashSet};
 
 use clsf_lang::Span;
@@ -238,7 +239,7 @@ impl Cx<'_> {
             })
             .collect();
         // Which declaration set each column, for shadowing warnings.
-        let mut sources: HashMap<(usize, usize), Source> = HashMap::new();
+        let mut sources: HashMap<(RelId, ColId), Source> = HashMap::new();
 
         // Schema defaults.
         let mut seen_schemas: HashMap<String, Span> = HashMap::new();
@@ -253,7 +254,8 @@ impl Cx<'_> {
                 ));
                 continue;
             }
-            let in_schema: Vec<usize> = (0..schema.relations.len())
+            let in_schema: Vec<RelId> = schema
+                .relation_ids()
                 .filter(|&i| schema.relations[i].schema == s.name.text)
                 .collect();
             if in_schema.is_empty() {
@@ -287,7 +289,7 @@ impl Cx<'_> {
         }
 
         // Tables and their columns.
-        let mut seen_tables: HashMap<usize, Span> = HashMap::new();
+        let mut seen_tables: HashMap<RelId, Span> = HashMap::new();
         for item in items {
             let Item::Table(t) = item else { continue };
             let Some(ri) = self.resolve_table(&t.name) else {
@@ -424,7 +426,7 @@ impl Cx<'_> {
         &mut self,
         items: &[&Item],
         classes: &mut [Vec<ColumnClass>],
-        sources: &HashMap<(usize, usize), Source>,
+        sources: &HashMap<(RelId, ColId), Source>,
     ) {
         let decls: Vec<&ast::ClassifyDecl> = items
             .iter()
@@ -446,13 +448,13 @@ impl Cx<'_> {
         // Per pattern: columns its mask does not fit (count, example, type).
         let mut misfits: HashMap<usize, (usize, String, String)> = HashMap::new();
         let mut matched: Vec<usize> = Vec::new();
-        for (ri, rel) in schema.relations.iter().enumerate() {
+        for (ri, rel) in schema.relations_with_ids() {
             // A catalog relation no declaration classifies is refused whole:
             // patterns do not reach into it.
             if rel.schema == crate::schema::catalog::SCHEMA && !self.declared_tables.contains(&ri) {
                 continue;
             }
-            for (ci, column) in rel.columns.iter().enumerate() {
+            for (ci, column) in rel.columns_with_ids() {
                 matched.clear();
                 matched.extend(
                     patterns
@@ -579,8 +581,8 @@ impl Cx<'_> {
 /// Gives every column of relation `ri` a default label from `source`.
 fn set_default(
     classes: &mut [ColumnClass],
-    sources: &mut HashMap<(usize, usize), Source>,
-    ri: usize,
+    sources: &mut HashMap<(RelId, ColId), Source>,
+    ri: RelId,
     level: usize,
     categories: Categories,
     source: Source,
@@ -592,7 +594,7 @@ fn set_default(
             mask: None,
             origin: source.origin,
         };
-        sources.insert((ri, ci), source);
+        sources.insert((ri, ColId(ci)), source);
     }
 }
 

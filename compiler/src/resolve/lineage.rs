@@ -8,6 +8,7 @@
 //! protective label of every relation the definition names, and to the
 //! highest label when one of them is unknown: never to a guess.
 
+use crate::schema::{ColId, RelId};
 use std::collections::{BTreeMap, BTreeSet};
 
 use clsf_lang::ast::Report;
@@ -52,12 +53,12 @@ impl Cx<'_> {
     /// inheritance child, sources first.
     pub(crate) fn lineage(&mut self, classes: &mut [Vec<ColumnClass>]) {
         let mut state = vec![State::Todo; self.schema.relations.len()];
-        for ri in 0..self.schema.relations.len() {
+        for ri in self.schema.relation_ids() {
             self.derive(ri, classes, &mut state);
         }
     }
 
-    fn derive(&mut self, ri: usize, classes: &mut [Vec<ColumnClass>], state: &mut [State]) {
+    fn derive(&mut self, ri: RelId, classes: &mut [Vec<ColumnClass>], state: &mut [State]) {
         if state[ri] != State::Todo {
             // Done, or a cycle (PostgreSQL forbids them; a hand-made lock
             // could have one): the relation keeps what it has.
@@ -74,19 +75,19 @@ impl Cx<'_> {
                     64 => u64::MAX,
                     n => (1u64 << n) - 1,
                 });
-                for ci in 0..rel.columns.len() {
+                for ci in rel.column_ids() {
                     self.apply(ri, ci, (top, all, None), &[], classes);
                 }
             }
             Some(RelationLineage::Columns(lineage)) => {
-                let inputs: BTreeSet<usize> = lineage
+                let inputs: BTreeSet<RelId> = lineage
                     .iter()
                     .flat_map(|c| c.sources.iter().map(|(r, _)| *r))
                     .collect();
                 for input in inputs {
                     self.derive(input, classes, state);
                 }
-                for (ci, col) in lineage.iter().enumerate() {
+                for (ci, col) in rel.column_ids().zip(&lineage) {
                     if col.sources.is_empty() {
                         // Computed from no column (a constant, `count(*)`):
                         // the column's own classification stands.
@@ -148,7 +149,7 @@ impl Cx<'_> {
         if rel.parents.is_empty() {
             return None;
         }
-        let parents: Vec<usize> = rel
+        let parents: Vec<RelId> = rel
             .parents
             .iter()
             .filter_map(|p| self.schema.find(&p.schema, &p.name))
@@ -202,8 +203,7 @@ impl Cx<'_> {
                     [schema, name] | [_, schema, name] => self.schema.find(schema, name),
                     _ => None,
                 }?;
-                let n = self.schema.relation(ri).columns.len();
-                sources.extend((0..n).map(|ci| (ri, ci)));
+                sources.extend(self.schema.relation(ri).column_ids().map(|ci| (ri, ci)));
             }
         }
         Some(sources)
@@ -213,8 +213,8 @@ impl Cx<'_> {
     /// (`sources` name where it comes from, for the message).
     fn apply(
         &mut self,
-        ri: usize,
-        ci: usize,
+        ri: RelId,
+        ci: ColId,
         (level, categories, mask): (usize, Categories, Option<crate::masks::Mask>),
         sources: &[Source],
         classes: &mut [Vec<ColumnClass>],
@@ -278,11 +278,11 @@ impl Cx<'_> {
             return;
         }
         let mut by_relation: BTreeMap<String, Vec<&str>> = BTreeMap::new();
-        for (ri, rel) in self.schema.relations.iter().enumerate() {
+        for (ri, rel) in self.schema.relations_with_ids() {
             if rel.schema == crate::schema::catalog::SCHEMA {
                 continue;
             }
-            for (ci, c) in rel.columns.iter().enumerate() {
+            for (ci, c) in rel.columns_with_ids() {
                 if classes[ri][ci].origin == Origin::Unclassified {
                     by_relation
                         .entry(rel.qualified())

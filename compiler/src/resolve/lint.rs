@@ -2,6 +2,7 @@
 //! error) and the warnings — unused groups and labels, groups and clauses
 //! that can never apply, `mask` clauses over columns without a mask.
 
+use crate::schema::{ColId, RelId};
 use std::collections::HashMap;
 
 use clsf_lang::Span;
@@ -51,7 +52,7 @@ impl Cx<'_> {
                     match mask {
                         Some(m) => masked.push((span, m, target)),
                         None => {
-                            let without: Vec<&(usize, usize)> = covered
+                            let without: Vec<&(RelId, ColId)> = covered
                                 .iter()
                                 .filter(|(ri, ci)| plan.classes[*ri][*ci].mask.is_none())
                                 .collect();
@@ -161,13 +162,13 @@ fn clause_spans(items: &[&Item]) -> HashMap<String, Span> {
 }
 
 /// Every (relation, column) a target covers.
-pub(crate) fn covered_columns(plan: &Plan, target: &Target) -> Vec<(usize, usize)> {
+pub(crate) fn covered_columns(plan: &Plan, target: &Target) -> Vec<(RelId, ColId)> {
     let mut out = Vec::new();
-    for (ri, rel) in plan.classes.iter().enumerate() {
+    for (ri, rel) in plan.schema.relations_with_ids() {
         if !plan.is_decided(ri) {
             continue;
         }
-        for ci in 0..rel.len() {
+        for ci in rel.column_ids() {
             if target.covers_column(plan, ri, ci) {
                 out.push((ri, ci));
             }

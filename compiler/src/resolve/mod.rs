@@ -26,7 +26,7 @@ use crate::diagnostics as diag;
 use crate::masks::CustomMask;
 use crate::plan::Plan;
 use crate::policy::Parsed;
-use crate::schema::Schema;
+use crate::schema::{ColId, RelId, Schema};
 
 pub use clsf_engine::placeholders::{claim_placeholders, substitute};
 
@@ -89,7 +89,7 @@ pub(crate) struct Cx<'a> {
     pub(crate) schema: &'a Schema,
     pub(crate) schema_hash: String,
     /// Relations some `table` declaration classifies.
-    pub(crate) declared_tables: HashSet<usize>,
+    pub(crate) declared_tables: HashSet<RelId>,
     pub(crate) diags: Vec<Diagnostic>,
     /// (keyword, name) of declarations that did not parse.
     pub(crate) broken: HashSet<(String, String)>,
@@ -106,7 +106,7 @@ pub(crate) struct Cx<'a> {
     /// Standard-library files.
     pub(crate) library: HashSet<clsf_lang::FileId>,
     /// Columns classified by name: where, and whether with `override because`.
-    pub(crate) explicit_columns: HashMap<(usize, usize), (Span, bool)>,
+    pub(crate) explicit_columns: HashMap<(RelId, ColId), (Span, bool)>,
     /// How uncovered columns are reported, and the `unclassified` declaration.
     pub(crate) unclassified_report: (clsf_lang::ast::Report, Option<Span>),
 }
@@ -135,9 +135,7 @@ impl Cx<'_> {
             schema_hash: self.schema_hash.clone(),
             classified_catalog: self
                 .schema
-                .relations
-                .iter()
-                .enumerate()
+                .relations_with_ids()
                 .filter(|(i, r)| {
                     r.schema == crate::schema::catalog::SCHEMA && self.declared_tables.contains(i)
                 })
@@ -172,7 +170,7 @@ impl Cx<'_> {
 
     /// Resolves a table name to a relation index, with a diagnostic when it
     /// does not exist.
-    pub(crate) fn resolve_table(&mut self, name: &ast::QualifiedName) -> Option<usize> {
+    pub(crate) fn resolve_table(&mut self, name: &ast::QualifiedName) -> Option<RelId> {
         let parts: Vec<&str> = name.parts.iter().map(|n| n.text.as_str()).collect();
         let (schema, table) = match parts.as_slice() {
             [table] => (DEFAULT_SCHEMA, *table),
@@ -206,7 +204,7 @@ impl Cx<'_> {
 
     /// Resolves `table.column`, `schema.table.column` or
     /// `database.schema.table.column`.
-    pub(crate) fn resolve_column(&mut self, name: &ast::QualifiedName) -> Option<(usize, usize)> {
+    pub(crate) fn resolve_column(&mut self, name: &ast::QualifiedName) -> Option<(RelId, ColId)> {
         let (column, table_parts) = name.parts.split_last()?;
         if table_parts.is_empty() {
             self.diags

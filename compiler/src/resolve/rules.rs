@@ -328,8 +328,8 @@ impl Cx<'_> {
         let target = target?;
         let mut mask = None;
         let mut misfit: Option<(usize, String, String)> = None;
-        for (ri, rel) in plan.schema.relations.iter().enumerate() {
-            for (ci, column) in rel.columns.iter().enumerate() {
+        for (ri, rel) in plan.schema.relations_with_ids() {
+            for (ci, column) in rel.columns_with_ids() {
                 if !target.covers_column(plan, ri, ci) {
                     continue;
                 }

@@ -3,6 +3,7 @@
 //! must be a single expression with no subquery, reading only what they
 //! are allowed to read, and calling only functions known to be pure.
 
+use crate::schema::RelId;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -176,7 +177,7 @@ impl Cx<'_> {
     }
 
     /// Checks a row-filter template against its relation's columns.
-    pub(crate) fn check_filter(&mut self, predicate: &ast::StringLit, ri: usize) -> bool {
+    pub(crate) fn check_filter(&mut self, predicate: &ast::StringLit, ri: RelId) -> bool {
         if let Err(why) = claim_placeholders(&predicate.value) {
             self.diags
                 .push(diag::bad_filter(predicate.span, &why.to_string()));

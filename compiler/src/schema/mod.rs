@@ -5,7 +5,7 @@
 pub mod drift;
 pub mod lock;
 
-pub use clsf_engine::schema::{catalog, model};
+pub use clsf_engine::schema::{ColId, RelId, catalog, model};
 
 pub use model::{
     Column, ForeignKey, Function, QualifiedName, Relation, RelationKind, Schema, TypeFamily,

@@ -10,6 +10,7 @@
 
 pub mod detect;
 
+use crate::schema::ColId;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
@@ -198,7 +199,7 @@ pub fn propose(schema: &Schema, samples: &[TableSample], existing: Option<&Plan>
                 Outcome::Sampled { columns, .. } => Some(columns),
                 Outcome::Skipped(_) => None,
             });
-        for (ci, column) in relation.columns.iter().enumerate() {
+        for (ci, column) in relation.columns_with_ids() {
             let by_name = names.as_ref().and_then(|plan| {
                 let ri = plan.schema.find(&relation.schema, &relation.name)?;
                 let class = &plan.classes[ri][ci];
@@ -241,10 +242,10 @@ pub fn propose(schema: &Schema, samples: &[TableSample], existing: Option<&Plan>
 fn existing_class(
     plan: &Plan,
     relation: &Relation,
-    ci: usize,
+    ci: ColId,
 ) -> Option<(Option<usize>, Vec<String>, String)> {
     let ri = plan.schema.find(&relation.schema, &relation.name)?;
-    let class = plan.classes.get(ri)?.get(ci)?;
+    let class = plan.classes.get(ri.index())?.get(ci.index())?;
     if class.origin == Origin::Unclassified {
         return None;
     }

@@ -12,6 +12,7 @@
 //! groups with conditions both policies have, and narrows every question
 //! to members of the group being compared.
 
+use crate::schema::{ColId, RelId};
 use std::collections::BTreeSet;
 
 use cedar_policy::{EntityUid, EvalResult, Policy, PolicyId, PolicySet, RequestEnv, Schema};
@@ -129,7 +130,7 @@ fn policies(engine: &Engine, prefix: &str, new: bool) -> Result<Vec<Policy>, Ver
 fn pair_domain(old: &Plan, new: &Plan) -> String {
     let old_classes = domain::classes(old);
     let new_classes = domain::classes(new);
-    let find = |classes: &[domain::Class], m: (usize, usize)| {
+    let find = |classes: &[domain::Class], m: (RelId, ColId)| {
         classes
             .iter()
             .find(|c| c.members.contains(&m))
@@ -323,7 +324,7 @@ fn boolean(v: Option<EvalResult>) -> Option<bool> {
 
 /// The column of the lock the counterexample's resource stands for: the
 /// one it names, or one with both its classifications and table.
-fn column_of(old: &Plan, new: &Plan, env: &cedar_policy_symcc::Env) -> Option<(usize, usize)> {
+fn column_of(old: &Plan, new: &Plan, env: &cedar_policy_symcc::Env) -> Option<(RelId, ColId)> {
     let resource = env.request.resource()?;
     let entity = env.entities.get(resource)?;
     let attr = |name: &str| entity.attr(name).and_then(Result::ok);
@@ -335,18 +336,18 @@ fn column_of(old: &Plan, new: &Plan, env: &cedar_policy_symcc::Env) -> Option<(u
                 .collect()
         })
         .unwrap_or_default();
-    let cats = |plan: &Plan, ri: usize, ci: usize| -> BTreeSet<String> {
+    let cats = |plan: &Plan, ri: RelId, ci: ColId| -> BTreeSet<String> {
         plan.category_names(plan.classes[ri][ci].categories)
             .into_iter()
             .map(str::to_owned)
             .collect()
     };
     let mut candidates = Vec::new();
-    for (ri, rel) in new.schema.relations.iter().enumerate() {
+    for (ri, rel) in new.schema.relations_with_ids() {
         if !new.is_decided(ri) && !old.is_decided(ri) {
             continue;
         }
-        for (ci, col) in rel.columns.iter().enumerate() {
+        for (ci, col) in rel.columns_with_ids() {
             let uid = cedar::column_uid(&rel.qualified(), &col.name);
             if &uid == resource {
                 return Some((ri, ci));

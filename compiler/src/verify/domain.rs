@@ -14,6 +14,7 @@
 //! policy set, it denies every request outside the domain and changes
 //! nothing inside it.
 
+use crate::schema::{ColId, RelId};
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::cedar::NAMESPACE;
@@ -32,9 +33,9 @@ pub struct ClassKey {
     /// Whether the column has a mask.
     pub has_mask: bool,
     /// Its relation, when some rule names that relation.
-    pub relation: Option<usize>,
+    pub relation: Option<RelId>,
     /// Itself, when some rule names the column.
-    pub column: Option<(usize, usize)>,
+    pub column: Option<(RelId, ColId)>,
 }
 
 /// Columns the policies cannot tell apart.
@@ -43,11 +44,11 @@ pub struct Class {
     /// What they share.
     pub key: ClassKey,
     /// (relation, column) indices, in schema order.
-    pub members: Vec<(usize, usize)>,
+    pub members: Vec<(RelId, ColId)>,
 }
 
 /// Relations and columns some clause names.
-fn named(plan: &Plan) -> (BTreeSet<usize>, BTreeSet<(usize, usize)>) {
+fn named(plan: &Plan) -> (BTreeSet<RelId>, BTreeSet<(RelId, ColId)>) {
     let mut relations = BTreeSet::new();
     let mut columns = BTreeSet::new();
     for clause in plan.rules.iter().flat_map(|r| &r.clauses) {
@@ -70,14 +71,14 @@ fn named(plan: &Plan) -> (BTreeSet<usize>, BTreeSet<(usize, usize)>) {
 /// The database's columns, grouped into classes.
 pub fn classes(plan: &Plan) -> Vec<Class> {
     let (relations, columns) = named(plan);
-    let mut by_key: BTreeMap<ClassKey, Vec<(usize, usize)>> = BTreeMap::new();
-    for (ri, rel) in plan.schema.relations.iter().enumerate() {
+    let mut by_key: BTreeMap<ClassKey, Vec<(RelId, ColId)>> = BTreeMap::new();
+    for (ri, rel) in plan.schema.relations_with_ids() {
         // A catalog relation the policy does not classify is refused whole
         // by the engine: no request about it reaches Cedar.
         if !plan.is_decided(ri) {
             continue;
         }
-        for ci in 0..rel.columns.len() {
+        for ci in rel.column_ids() {
             let class = &plan.classes[ri][ci];
             let key = ClassKey {
                 level: class.level,
@@ -97,14 +98,14 @@ pub fn classes(plan: &Plan) -> Vec<Class> {
 
 pub(crate) use crate::cedar::cedar_string as string;
 
-fn table(plan: &Plan, ri: usize) -> String {
+fn table(plan: &Plan, ri: RelId) -> String {
     format!(
         "{NAMESPACE}::Table::{}",
         string(&plan.schema.relation(ri).qualified())
     )
 }
 
-fn column(plan: &Plan, ri: usize, ci: usize) -> String {
+fn column(plan: &Plan, ri: RelId, ci: ColId) -> String {
     let rel = plan.schema.relation(ri);
     format!(
         "{NAMESPACE}::Column::{}",

@@ -12,6 +12,7 @@
 //! refused, `Q_no` and the policy set are disjoint (no such request is
 //! allowed). Both sets carry the domain guard.
 
+use crate::schema::{ColId, RelId};
 use std::collections::BTreeMap;
 
 use cedar_policy::{
@@ -103,14 +104,14 @@ fn unknown(what: &str, name: &str) -> VerifyError {
     VerifyError::Selection(format!("no {what} `{name}` in the policy or schema"))
 }
 
-fn selected(plan: &Plan, selection: &Selection) -> Result<Vec<(usize, usize)>, VerifyError> {
+fn selected(plan: &Plan, selection: &Selection) -> Result<Vec<(RelId, ColId)>, VerifyError> {
     let mut out = Vec::new();
-    let decided = |ri: usize| plan.is_decided(ri);
+    let decided = |ri: RelId| plan.is_decided(ri);
     match selection {
         Selection::All => {
-            for (ri, rel) in plan.schema.relations.iter().enumerate() {
+            for (ri, rel) in plan.schema.relations_with_ids() {
                 if decided(ri) {
-                    out.extend((0..rel.columns.len()).map(|ci| (ri, ci)));
+                    out.extend(rel.column_ids().map(|ci| (ri, ci)));
                 }
             }
         }
@@ -129,12 +130,7 @@ fn selected(plan: &Plan, selection: &Selection) -> Result<Vec<(usize, usize)>, V
                 .schema
                 .find(schema, table)
                 .ok_or_else(|| unknown("table", &format!("{schema}.{table}")))?;
-            let ci = plan
-                .schema
-                .relation(ri)
-                .columns
-                .iter()
-                .position(|c| c.name == column);
+            let ci = plan.schema.relation(ri).column_index(column);
             out.push((ri, ci.ok_or_else(|| unknown("column", name))?));
         }
         Selection::Label(label) => {
@@ -143,8 +139,8 @@ fn selected(plan: &Plan, selection: &Selection) -> Result<Vec<(usize, usize)>, V
                 .iter()
                 .position(|l| l == label)
                 .ok_or_else(|| unknown("label", label))?;
-            for (ri, rel) in plan.schema.relations.iter().enumerate() {
-                for ci in 0..rel.columns.len() {
+            for (ri, rel) in plan.schema.relations_with_ids() {
+                for ci in rel.column_ids() {
                     if decided(ri) && plan.classes[ri][ci].level == level {
                         out.push((ri, ci));
                     }
@@ -157,8 +153,8 @@ fn selected(plan: &Plan, selection: &Selection) -> Result<Vec<(usize, usize)>, V
                 .iter()
                 .position(|c| c == category)
                 .ok_or_else(|| unknown("category", category))?;
-            for (ri, rel) in plan.schema.relations.iter().enumerate() {
-                for ci in 0..rel.columns.len() {
+            for (ri, rel) in plan.schema.relations_with_ids() {
+                for ci in rel.column_ids() {
                     if decided(ri) && plan.classes[ri][ci].categories.0 & (1 << bit) != 0 {
                         out.push((ri, ci));
                     }
@@ -231,7 +227,7 @@ pub fn who_can(
             push(
                 "read".into(),
                 read_text(read),
-                locations(plan, &access.policies[ri][ci]),
+                locations(plan, access.policies[ri][ci].as_slice()),
             );
             let uses = access.uses(ri, ci);
             for usage in Usage::GRANTABLE {
@@ -328,7 +324,7 @@ pub struct Claim {
 pub fn claims(
     engine: &Engine,
     groups: &[GroupRow],
-    columns: &[(usize, usize)],
+    columns: &[(RelId, ColId)],
 ) -> Result<(Vec<Class>, Vec<Claim>), VerifyError> {
     let plan = engine.plan();
     let generated = engine.generated();
@@ -390,7 +386,7 @@ pub fn claims(
 fn prove(
     engine: &Engine,
     groups: &[GroupRow],
-    columns: &[(usize, usize)],
+    columns: &[(RelId, ColId)],
     prover: &mut Prover,
 ) -> Result<Proof, VerifyError> {
     let (classes, claims) = claims(engine, groups, columns)?;

@@ -20,6 +20,7 @@
 //! initialize/shutdown handshake; messages are handled as JSON values,
 //! which keeps this to the few fields it reads.
 
+use clsf_compiler::schema::ColId;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -897,7 +898,7 @@ fn hover(plan: &Plan, text: &str, offset: usize) -> Option<String> {
         .iter()
         .position(|r| r.schema == schema && r.name == name)?;
     let relation = &plan.schema.relations[ri];
-    let describe = |ci: usize| {
+    let describe = |ci: ColId| {
         let column = &relation.columns[ci];
         let class = &plan.classes[ri][ci];
         let mask = class.mask.as_ref().map_or(String::new(), |m| {
@@ -919,14 +920,12 @@ fn hover(plan: &Plan, text: &str, offset: usize) -> Option<String> {
         )
     };
     if let Some(column) = table.columns.iter().find(|c| inside(c.name.span)) {
-        let ci = relation
-            .columns
-            .iter()
-            .position(|c| c.name == column.name.text)?;
+        let ci = relation.column_index(&column.name.text)?;
         return Some(format!("{schema}.{name}.{}", describe(ci)));
     }
     if inside(table.name.span) {
-        let lines: Vec<String> = (0..relation.columns.len())
+        let lines: Vec<String> = relation
+            .column_ids()
             .map(|ci| format!("- {}", describe(ci)))
             .collect();
         return Some(format!("`{schema}.{name}`\n\n{}", lines.join("\n")));

@@ -2,6 +2,7 @@
 //! or a write (`FROM STDIN`); server-side files and programs refused.
 
 use super::*;
+use crate::schema::{ColId, RelId};
 
 /// `COPY … TO STDOUT` is an export and a read: every column of the
 /// relations it reads that is not denied must be exportable, and masks
@@ -105,7 +106,7 @@ pub(super) fn exports(
     a: &Analysis,
     stmt: &sql::Statement,
 ) -> Result<(), Denial> {
-    let check = |ri: usize, ci: usize| -> Result<(), Denial> {
+    let check = |ri: RelId, ci: ColId| -> Result<(), Denial> {
         if matches!(access.columns[ri][ci], Access::Denied { .. }) {
             return Ok(());
         }
@@ -121,13 +122,13 @@ pub(super) fn exports(
         }
     };
     if let Ok(usages) = scope::statement_usages(stmt, &plan.schema, SEARCH_PATH) {
-        let mut read: Vec<&(usize, usize)> = usages.keys().collect();
+        let mut read: Vec<&(RelId, ColId)> = usages.keys().collect();
         read.sort_unstable();
         return read.into_iter().try_for_each(|&(ri, ci)| check(ri, ci));
     }
     for t in a.tables.iter().filter(|t| !t.is_function) {
         if let Resolved::Relation(ri) = resolve(plan, &t.parts, &a.ctes) {
-            for ci in 0..access.export[ri].len() {
+            for ci in ColId::all(access.export[ri].len()) {
                 check(ri, ci)?;
             }
         }

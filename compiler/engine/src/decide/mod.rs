@@ -2,6 +2,7 @@
 //! access table to a [`Verdict`] (forward unchanged, forward rewritten, or
 //! deny with a SQLSTATE and a message that names the column, label and rule).
 
+use crate::schema::{ColId, RelId};
 use std::collections::HashSet;
 
 use sqlparser::ast as sql;
@@ -385,7 +386,7 @@ impl Outcome {
     }
 
     /// Keeps the smaller of the current limit and `relation`'s.
-    fn limit(&mut self, plan: &Plan, access: &PrincipalAccess, ri: usize) {
+    fn limit(&mut self, plan: &Plan, access: &PrincipalAccess, ri: RelId) {
         if let Some(l) = row_limit(plan, access, ri)
             && self.row_limit.as_ref().is_none_or(|(n, _)| l.0 < *n)
         {
@@ -505,7 +506,7 @@ fn decide_statement(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Out
                 match resolve(plan, &parts, &Default::default()) {
                     Resolved::Relation(ri) => {
                         if access.columns[ri].iter().all(|c| matches!(c, Access::Denied { .. } | Access::Approval { .. })) {
-                            return Err(column_denial(plan, access, ri, 0, " (LOCK TABLE)"));
+                            return Err(column_denial(plan, access, ri, ColId(0), " (LOCK TABLE)"));
                         }
                     }
                     Resolved::Catalog(name) => check_catalog(&name)?,

@@ -3,12 +3,13 @@
 //! rewrite, row filters and row limits; and the audit's column list.
 
 use super::*;
+use crate::schema::{ColId, RelId};
 
 pub(super) fn column_denial(
     plan: &Plan,
     access: &PrincipalAccess,
-    ri: usize,
-    ci: usize,
+    ri: RelId,
+    ci: ColId,
     through: &str,
 ) -> Denial {
     let rel = plan.schema.relation(ri);
@@ -107,16 +108,17 @@ pub(super) fn reads(
             Resolved::Unknown(name) => return Err(denials::unknown_relation(&name)),
         };
         let rel = plan.schema.relation(ri);
-        for (ci, _) in rel.columns.iter().enumerate() {
+        for ci in rel.column_ids() {
             out.policies.extend(access.policies[ri][ci].iter().cloned());
         }
         let referenced = match &resolution {
-            Some(r) => (0..rel.columns.len())
+            Some(r) => rel
+                .column_ids()
                 .filter(|&ci| r.usages.contains_key(&(ri, ci)))
                 .collect(),
             None => referenced_columns(a, ti, rel),
         };
-        let granted = |ci: usize| {
+        let granted = |ci: ColId| {
             resolution
                 .as_ref()
                 .is_some_and(|r| r.granted.contains(&(ri, ci)))
@@ -139,11 +141,11 @@ pub(super) fn reads(
             ));
         };
         let filter = row_filter(cx, ri)?;
-        let columns: std::borrow::Cow<'_, [Access]> = if (0..rel.columns.len()).any(&granted) {
+        let columns: std::borrow::Cow<'_, [Access]> = if rel.column_ids().any(granted) {
             access.columns[ri]
                 .iter()
-                .enumerate()
-                .map(|(ci, acc)| {
+                .zip(rel.column_ids())
+                .map(|(acc, ci)| {
                     if granted(ci) {
                         Access::Clear
                     } else {
@@ -219,14 +221,17 @@ pub(super) fn check_denied_references(
     access: &PrincipalAccess,
     a: &Analysis,
     ti: usize,
-    ri: usize,
+    ri: RelId,
 ) -> Result<(), Denial> {
     let rel = plan.schema.relation(ri);
-    let denied: Vec<usize> = access.columns[ri]
-        .iter()
-        .enumerate()
-        .filter(|(_, acc)| matches!(acc, Access::Denied { .. } | Access::Approval { .. }))
-        .map(|(ci, _)| ci)
+    let denied: Vec<ColId> = rel
+        .column_ids()
+        .filter(|&ci| {
+            matches!(
+                access.columns[ri][ci],
+                Access::Denied { .. } | Access::Approval { .. }
+            )
+        })
         .collect();
     let Some(&first) = denied.first() else {
         return Ok(());
@@ -265,14 +270,14 @@ pub(super) fn check_denied_references(
 
 /// The limit on rows per statement for relation `ri` (the smallest of the
 /// identity's `limit` clauses covering it), with its rule's name.
-pub fn row_limit(plan: &Plan, access: &PrincipalAccess, ri: usize) -> Option<(u64, String)> {
+pub fn row_limit(plan: &Plan, access: &PrincipalAccess, ri: RelId) -> Option<(u64, String)> {
     let rel = plan.schema.relation(ri);
     access
         .limits
         .iter()
         .filter(|l| match &l.target {
             crate::plan::Target::All => true,
-            t => (0..rel.columns.len()).any(|ci| t.covers_column(plan, ri, ci)),
+            t => rel.column_ids().any(|ci| t.covers_column(plan, ri, ci)),
         })
         .min_by_key(|l| l.rows)
         .map(|l| {
@@ -286,7 +291,7 @@ pub fn row_limit(plan: &Plan, access: &PrincipalAccess, ri: usize) -> Option<(u6
 /// The row filter of relation `ri` with the session's claims bound as
 /// string literals; refused when a claim it needs is missing or not a
 /// string or number.
-pub(super) fn row_filter(cx: Cx<'_>, ri: usize) -> Result<Option<String>, Denial> {
+pub(super) fn row_filter(cx: Cx<'_>, ri: RelId) -> Result<Option<String>, Denial> {
     let Cx { plan, access, env } = cx;
     let filters: Vec<&crate::access::RowFilter> =
         access.filters.iter().filter(|f| f.relation == ri).collect();
@@ -327,13 +332,13 @@ pub(super) fn referenced_columns(
     a: &Analysis,
     ti: usize,
     rel: &crate::schema::Relation,
-) -> Vec<usize> {
+) -> Vec<ColId> {
     let visible = visible_name(&a.tables[ti]).unwrap_or("");
     let all = a.wildcards.iter().any(|w| match w {
         WildcardUse::All(indices) => indices.contains(&ti),
         WildcardUse::Qualified(name) => name == visible,
     }) || (a.bare_idents.contains(visible) && rel.column_index(visible).is_none());
-    (0..rel.columns.len())
+    rel.column_ids()
         .filter(|&ci| all || a.idents.contains(&rel.columns[ci].name))
         .collect()
 }
@@ -343,8 +348,8 @@ pub(super) fn referenced_columns(
 pub(super) fn observe(
     plan: &Plan,
     access: &PrincipalAccess,
-    ri: usize,
-    referenced: &[usize],
+    ri: RelId,
+    referenced: &[ColId],
     out: &mut Outcome,
 ) {
     let Some(observed) = &access.observed else {
@@ -371,9 +376,9 @@ pub(super) fn observe(
 pub(super) fn touched(
     plan: &Plan,
     access: &PrincipalAccess,
-    ri: usize,
-    referenced: &[usize],
-    granted: &dyn Fn(usize) -> bool,
+    ri: RelId,
+    referenced: &[ColId],
+    granted: &dyn Fn(ColId) -> bool,
     out: &mut Outcome,
 ) {
     let rel = plan.schema.relation(ri);

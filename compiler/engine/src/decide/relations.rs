@@ -3,10 +3,11 @@
 //! statement's column uses resolve to.
 
 use super::*;
+use crate::schema::RelId;
 
 /// How a name in a relation position resolves.
 pub(super) enum Resolved {
-    Relation(usize),
+    Relation(RelId),
     Cte,
     Catalog(String),
     Unknown(String),

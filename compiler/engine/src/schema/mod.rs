@@ -3,7 +3,10 @@
 //! compiler reads it from a lock file or a live catalog; here it is data.
 
 pub mod catalog;
+mod ids;
 pub mod model;
+
+pub use ids::{ColId, RelId};
 
 pub use model::{
     Column, ForeignKey, Function, QualifiedName, Relation, RelationKind, Schema, TypeFamily,

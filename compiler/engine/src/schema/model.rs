@@ -4,6 +4,8 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::ids::{ColId, RelId};
+
 /// What kind of relation a catalog entry is.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
@@ -238,9 +240,19 @@ impl Relation {
         format!("{}.{}", self.schema, self.name)
     }
 
-    /// The index of a column by exact name.
-    pub fn column_index(&self, name: &str) -> Option<usize> {
-        self.columns.iter().position(|c| c.name == name)
+    /// The position of a column by exact name.
+    pub fn column_index(&self, name: &str) -> Option<ColId> {
+        self.columns.iter().position(|c| c.name == name).map(ColId)
+    }
+
+    /// The positions of its columns, in order.
+    pub fn column_ids(&self) -> impl DoubleEndedIterator<Item = ColId> + ExactSizeIterator + use<> {
+        ColId::all(self.columns.len())
+    }
+
+    /// The columns with their positions, in order.
+    pub fn columns_with_ids(&self) -> impl Iterator<Item = (ColId, &Column)> {
+        self.columns.iter().enumerate().map(|(i, c)| (ColId(i), c))
     }
 }
 
@@ -297,16 +309,32 @@ impl Schema {
         self.types.iter().find(|t| t.name == element)
     }
 
-    /// The index of `schema.name`.
-    pub fn find(&self, schema: &str, name: &str) -> Option<usize> {
+    /// The position of `schema.name`.
+    pub fn find(&self, schema: &str, name: &str) -> Option<RelId> {
         self.index
             .get(&(schema.to_owned(), name.to_owned()))
             .copied()
+            .map(RelId)
     }
 
-    /// The relation at `index`.
-    pub fn relation(&self, index: usize) -> &Relation {
-        &self.relations[index]
+    /// The relation at `id`.
+    pub fn relation(&self, id: RelId) -> &Relation {
+        &self.relations[id]
+    }
+
+    /// The positions of its relations, in order.
+    pub fn relation_ids(
+        &self,
+    ) -> impl DoubleEndedIterator<Item = RelId> + ExactSizeIterator + use<> {
+        (0..self.relations.len()).map(RelId)
+    }
+
+    /// The relations with their positions, in order.
+    pub fn relations_with_ids(&self) -> impl Iterator<Item = (RelId, &Relation)> {
+        self.relations
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (RelId(i), r))
     }
 }
 
