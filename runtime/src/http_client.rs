@@ -27,7 +27,8 @@ pub enum ExchangeError {
         /// The limit.
         after: Duration,
     },
-    /// The connection, TLS or HTTP failed (with the error's causes).
+    /// The request could not be built, or the connection, TLS or HTTP
+    /// failed (with the error's causes).
     #[error("{url}: {reason}")]
     Request {
         /// The URL.
@@ -53,15 +54,24 @@ pub enum ExchangeError {
     },
 }
 
-/// Sends `request` to `url` and reads its answer, each within `timeout`
-/// and the body at most `max_body` bytes.
+/// Sends the request `head` (method, URI `url`, headers) with `body` and
+/// reads its answer, each within `timeout` and the body at most `max_body`
+/// bytes. A head that does not make a request (an invalid URL or header)
+/// is a `Request` error naming the URL.
 pub async fn exchange(
     client: &HttpClient,
     url: &str,
-    request: hyper::Request<Full<Bytes>>,
+    head: hyper::http::request::Builder,
+    body: Bytes,
     timeout: Duration,
     max_body: usize,
 ) -> Result<(StatusCode, Bytes), ExchangeError> {
+    let request = head
+        .body(Full::new(body))
+        .map_err(|e| ExchangeError::Request {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        })?;
     let response = tokio::time::timeout(timeout, client.request(request))
         .await
         .map_err(|_| ExchangeError::NoAnswer {

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -116,14 +115,9 @@ impl Exporter {
 
     async fn send(&self, shared: &Shared, path: &str, body: &Value) -> bool {
         let url = format!("{}{path}", self.config.endpoint.trim_end_matches('/'));
-        let request = hyper::Request::post(&url)
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.to_string())));
-        let Ok(request) = request else {
-            shared.metrics.otel_failures.inc();
-            return false;
-        };
-        match exchange(&self.client, &url, request, TIMEOUT, 1 << 20).await {
+        let request = hyper::Request::post(&url).header("content-type", "application/json");
+        let body = Bytes::from(body.to_string());
+        match exchange(&self.client, &url, request, body, TIMEOUT, 1 << 20).await {
             Ok((status, _)) if status.is_success() => true,
             Ok((status, _)) => {
                 tracing::debug!(%url, %status, "OpenTelemetry collector refused a batch");

@@ -5,6 +5,12 @@ use std::path::Path;
 /// Writes `ca.pem` (a test CA), `server.pem` and `server.key` (a server
 /// certificate for `localhost` and 127.0.0.1 signed by it) into `dir`.
 pub fn write_test_ca(dir: &Path) {
+    write_test_ca_for(dir, &["localhost", "127.0.0.1"]);
+}
+
+/// Like [`write_test_ca`], with the server certificate's names given (an
+/// IP address becomes an IP subject alternative name).
+pub fn write_test_ca_for(dir: &Path, names: &[&str]) {
     let ca_key = rcgen::KeyPair::generate().expect("CA key");
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
     ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -13,13 +19,15 @@ pub fn write_test_ca(dir: &Path) {
         .push(rcgen::DnType::CommonName, "clsf test CA");
     let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA certificate");
     let key = rcgen::KeyPair::generate().expect("server key");
-    let mut params =
-        rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("server params");
-    params
-        .subject_alt_names
-        .push(rcgen::SanType::IpAddress(std::net::IpAddr::from([
-            127, 0, 0, 1,
-        ])));
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("server params");
+    for name in names {
+        params
+            .subject_alt_names
+            .push(match name.parse::<std::net::IpAddr>() {
+                Ok(ip) => rcgen::SanType::IpAddress(ip),
+                Err(_) => rcgen::SanType::DnsName((*name).try_into().expect("a DNS name")),
+            });
+    }
     let cert = params.signed_by(&key, &ca).expect("server certificate");
     std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write ca.pem");
     std::fs::write(dir.join("server.pem"), cert.pem()).expect("write server.pem");

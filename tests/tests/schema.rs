@@ -275,6 +275,36 @@ fn pull_verifies_the_database_certificate() {
     // require encrypts without checking, as libpq does.
     let out = clsfc(&["schema", "pull", "--database-url", &url("sslmode=require")]);
     assert!(out.status.success(), "{}", text(&out));
+
+    // A certificate from the trusted CA for another host name: verify-full
+    // refuses it for the name, verify-ca accepts it (the chain is checked,
+    // the name is not, as libpq does).
+    let renamed = tempfile::tempdir().unwrap();
+    clsf_tests::certs::write_test_ca_for(renamed.path(), &["db.internal.example"]);
+    pg.enable_tls(
+        &renamed.path().join("server.pem"),
+        &renamed.path().join("server.key"),
+    );
+    let with_ca = |mode: &str| {
+        url(&format!(
+            "sslmode={mode}&sslrootcert={}",
+            renamed.path().join("ca.pem").display()
+        ))
+    };
+    // The reload that serves the new certificate is asynchronous: wait
+    // (bounded) until verify-full fails for the name, not the issuer.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let refused = loop {
+        let out = clsfc(&["schema", "pull", "--database-url", &with_ca("verify-full")]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        if text(&out).contains("not valid for name") || std::time::Instant::now() > deadline {
+            break text(&out);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(refused.contains("not valid for name"), "{refused}");
+    let out = clsfc(&["schema", "pull", "--database-url", &with_ca("verify-ca")]);
+    assert!(out.status.success(), "{}", text(&out));
 }
 
 fn password(url: &str) -> String {

@@ -245,13 +245,13 @@ impl Cx<'_> {
         let mut seen_schemas: HashMap<String, Span> = HashMap::new();
         for item in items {
             let Item::Schema(s) = item else { continue };
-            if let Some(prev) = seen_schemas.insert(s.name.text.clone(), s.name.span) {
-                self.diags.push(diag::duplicate(
-                    s.name.span,
-                    "classification of schema",
-                    &s.name.text,
-                    prev,
-                ));
+            if !self.first_declaration(
+                &mut seen_schemas,
+                s.name.text.clone(),
+                s.name.span,
+                "classification of schema",
+                &s.name.text,
+            ) {
                 continue;
             }
             let in_schema: Vec<RelId> = schema
@@ -296,14 +296,14 @@ impl Cx<'_> {
                 continue;
             };
             self.declared_tables.insert(ri);
-            if let Some(prev) = seen_tables.insert(ri, t.name.span) {
-                let name = schema.relation(ri).qualified();
-                self.diags.push(diag::duplicate(
-                    t.name.span,
-                    "classification of table",
-                    &name,
-                    prev,
-                ));
+            let name = schema.relation(ri).qualified();
+            if !self.first_declaration(
+                &mut seen_tables,
+                ri,
+                t.name.span,
+                "classification of table",
+                &name,
+            ) {
                 continue;
             }
             let relation = schema.relation(ri);
@@ -336,13 +336,13 @@ impl Cx<'_> {
                     ));
                     continue;
                 };
-                if let Some(prev) = seen_columns.insert(col.name.text.clone(), col.name.span) {
-                    self.diags.push(diag::duplicate(
-                        col.name.span,
-                        "classification of column",
-                        &col.name.text,
-                        prev,
-                    ));
+                if !self.first_declaration(
+                    &mut seen_columns,
+                    col.name.text.clone(),
+                    col.name.span,
+                    "classification of column",
+                    &col.name.text,
+                ) {
                     continue;
                 }
                 let label = self.label_ref(&col.label);

@@ -98,9 +98,13 @@ impl Cx<'_> {
                     self.diags.push(d);
                     continue;
                 }
-                if let Some(prev) = seen.insert(name.text.clone(), name.span) {
-                    self.diags
-                        .push(diag::duplicate(name.span, "category", &name.text, prev));
+                if !self.first_declaration(
+                    &mut seen,
+                    name.text.clone(),
+                    name.span,
+                    "category",
+                    &name.text,
+                ) {
                     continue;
                 }
                 if self.categories.len() == MAX_CATEGORIES {

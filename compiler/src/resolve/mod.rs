@@ -112,6 +112,26 @@ pub(crate) struct Cx<'a> {
 }
 
 impl Cx<'_> {
+    /// Records the declaration of `key` at `span`; when it was declared
+    /// before, reports the repeat as a duplicate `what` named `name` and
+    /// returns false (the caller skips it).
+    pub(crate) fn first_declaration<K: std::hash::Hash + Eq>(
+        &mut self,
+        seen: &mut HashMap<K, Span>,
+        key: K,
+        span: Span,
+        what: &str,
+        name: &str,
+    ) -> bool {
+        match seen.insert(key, span) {
+            Some(prev) => {
+                self.diags.push(diag::duplicate(span, what, name, prev));
+                false
+            }
+            None => true,
+        }
+    }
+
     fn compile(&mut self, items: &[&Item]) -> Option<Plan> {
         let labels_ok = self.labels(items);
         self.categories(items);

@@ -21,9 +21,13 @@ impl Cx<'_> {
         let mut seen: HashMap<String, Span> = HashMap::new();
         for item in items {
             let Item::Rule(r) = item else { continue };
-            if let Some(prev) = seen.insert(r.name.text.clone(), r.name.span) {
-                self.diags
-                    .push(diag::duplicate(r.name.span, "rule", &r.name.text, prev));
+            if !self.first_declaration(
+                &mut seen,
+                r.name.text.clone(),
+                r.name.span,
+                "rule",
+                &r.name.text,
+            ) {
                 continue;
             }
             self.group_ref(&r.group, plan);

@@ -3,7 +3,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -21,14 +20,6 @@ pub enum CallError {
     /// The trust anchors could not be loaded.
     #[error(transparent)]
     Connector(#[from] crate::auth::jwks::ConnectorError),
-    /// The request could not be built (an invalid URL or token).
-    #[error("{url}: {reason}")]
-    Request {
-        /// The URL.
-        url: String,
-        /// What is wrong.
-        reason: String,
-    },
     /// The round trip failed.
     #[error(transparent)]
     Exchange(#[from] crate::http_client::ExchangeError),
@@ -74,13 +65,7 @@ pub async fn call(
         }
         None => Bytes::new(),
     };
-    let request = request
-        .body(Full::new(payload))
-        .map_err(|e| CallError::Request {
-            url: url.clone(),
-            reason: e.to_string(),
-        })?;
-    let (status, bytes) = exchange(&client, &url, request, TIMEOUT, MAX_BODY).await?;
+    let (status, bytes) = exchange(&client, &url, request, payload, TIMEOUT, MAX_BODY).await?;
     let value: Value = serde_json::from_slice(&bytes).map_err(|_| CallError::NotJson {
         url: url.clone(),
         status,

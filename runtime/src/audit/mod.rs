@@ -884,6 +884,18 @@ pub fn trail_paths(path: &Path) -> Result<Vec<PathBuf>, TrailError> {
 mod tests {
     use super::*;
 
+    /// A trail at `path` that rotates past `max_file_bytes`.
+    fn rotating(path: &Path, max_file_bytes: u64) -> AuditLog {
+        AuditLog::open(
+            path,
+            Options {
+                max_file_bytes,
+                ..Options::default()
+            },
+        )
+        .unwrap()
+    }
+
     #[test]
     fn chain_survives_reopen_and_detects_edits() {
         let dir = std::env::temp_dir().join(format!("clsf-audit-test-{}", std::process::id()));
@@ -925,14 +937,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         {
-            let log = AuditLog::open(
-                &path,
-                Options {
-                    max_file_bytes: 300,
-                    ..Options::default()
-                },
-            )
-            .unwrap();
+            let log = rotating(&path, 300);
             for i in 0..10 {
                 log.append(&Event::new("statement", i)).unwrap();
             }
@@ -940,14 +945,7 @@ mod tests {
         {
             // Reopened right after a rotation: continues from the newest
             // rotated file.
-            let log = AuditLog::open(
-                &path,
-                Options {
-                    max_file_bytes: 300,
-                    ..Options::default()
-                },
-            )
-            .unwrap();
+            let log = rotating(&path, 300);
             log.append(&Event::new("disconnect", 1)).unwrap();
         }
         let files = trail_files(&path).unwrap();
@@ -1070,14 +1068,7 @@ mod tests {
     fn a_mapped_trail_rotates_into_trimmed_files() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
-        let log = AuditLog::open(
-            &path,
-            Options {
-                max_file_bytes: 400,
-                ..Options::default()
-            },
-        )
-        .unwrap();
+        let log = rotating(&path, 400);
         for i in 0..20 {
             log.append(&Event::new("statement", i)).unwrap();
         }

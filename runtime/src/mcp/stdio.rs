@@ -7,7 +7,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -134,13 +133,9 @@ async fn post(
     }
     let request = request
         .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(Full::new(Bytes::from(line)))
-        .map_err(|e| ExchangeFailed::Request {
-            url: url.to_owned(),
-            reason: e.to_string(),
-        })?;
-    let (status, bytes) = exchange(client, url, request, TIMEOUT, MAX_BODY).await?;
+        .header("accept", "application/json, text/event-stream");
+    let (status, bytes) =
+        exchange(client, url, request, Bytes::from(line), TIMEOUT, MAX_BODY).await?;
     if bytes.is_empty() {
         return if status.is_success() {
             Ok(None)
@@ -160,14 +155,6 @@ async fn post(
 /// a JSON-RPC error).
 #[derive(Debug, thiserror::Error)]
 enum ExchangeFailed {
-    /// The request could not be built.
-    #[error("{url}: {reason}")]
-    Request {
-        /// The listener's URL.
-        url: String,
-        /// What was wrong.
-        reason: String,
-    },
     /// The connection, TLS or HTTP exchange failed.
     #[error(transparent)]
     Exchange(#[from] crate::http_client::ExchangeError),
