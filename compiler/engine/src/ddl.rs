@@ -14,7 +14,7 @@
 //!   conversion over it could copy it elsewhere or turn it into an error
 //!   or uniqueness oracle (`CREATE INDEX ON t ((1 / (ssn::int - 123)))`).
 
-use crate::schema::RelId;
+use crate::schema::SEARCH_PATH;
 use sqlparser::ast as sql;
 
 use crate::access::{Access, PrincipalAccess};
@@ -68,11 +68,12 @@ pub(super) fn check(
                 .map(|t| &t.parts)
                 .chain(a.other_relations.iter());
             for parts in named {
-                let Some(ri) = relation(plan, parts) else {
+                // By the same search as a query's (pg_catalog first).
+                let Some(ri) = plan.schema.lookup(parts, SEARCH_PATH) else {
                     continue;
                 };
                 let rel = plan.schema.relation(ri);
-                for (ci, col) in rel.columns.iter().enumerate() {
+                for (ci, col) in rel.columns_with_ids() {
                     if access.columns[ri][ci] != Access::Clear && a.idents.contains(&col.name) {
                         return Err(denials::ddl_over_withheld(
                             &statement_words(stmt),
@@ -83,15 +84,6 @@ pub(super) fn check(
             }
             Ok(())
         }
-    }
-}
-
-/// The relation `parts` names, by the same search as a query's.
-fn relation(plan: &Plan, parts: &[String]) -> Option<RelId> {
-    match parts {
-        [name] => plan.schema.find(crate::schema::DEFAULT_SCHEMA, name),
-        [schema, name] | [_, schema, name] => plan.schema.find(schema, name),
-        _ => None,
     }
 }
 

@@ -875,15 +875,7 @@ impl Cx<'_> {
                 any_column: None,
             });
         }
-        let ri = match parts {
-            [name] => self
-                .search_path
-                .iter()
-                .find_map(|s| self.schema.find(s, name)),
-            [schema, name] | [_, schema, name] => self.schema.find(schema, name),
-            _ => None,
-        }
-        .ok_or_else(|| {
+        let ri = self.schema.lookup(parts, self.search_path).ok_or_else(|| {
             ScopeError(format!(
                 "relation `{}` is not in the schema",
                 parts.join(".")

@@ -196,13 +196,7 @@ impl Cx<'_> {
                 {
                     continue;
                 }
-                let ri = match parts.as_slice() {
-                    [name] => DEFINITION_SEARCH_PATH
-                        .iter()
-                        .find_map(|s| self.schema.find(s, name)),
-                    [schema, name] | [_, schema, name] => self.schema.find(schema, name),
-                    _ => None,
-                }?;
+                let ri = self.schema.lookup(parts, DEFINITION_SEARCH_PATH)?;
                 sources.extend(self.schema.relation(ri).column_ids().map(|ci| (ri, ci)));
             }
         }

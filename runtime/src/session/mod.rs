@@ -5,6 +5,7 @@
 //! ErrorResponse followed by ReadyForQuery, as PostgreSQL does.
 
 mod objects;
+mod refusals;
 mod relay;
 mod startup;
 

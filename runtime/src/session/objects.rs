@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use clsf_engine::SessionObject;
 use clsf_engine::{ColumnUse, Denial, StatementReport};
 
+use super::refusals;
+
 /// What a cursor or prepared statement was decided to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Made {
@@ -124,28 +126,16 @@ fn check(
     protocol_level: bool,
     cx: &mut Context<'_>,
 ) -> Result<(), Denial> {
-    let refuse = |message: String| Denial {
-        sqlstate: clsf_engine::INSUFFICIENT_PRIVILEGE,
-        message,
-        hint: None,
-        policies: Vec::new(),
-    };
     let Some(made) = made else {
-        return Err(refuse(format!(
-            "{what} `{name}` was not made by SQL in this session through clsf, so what it runs is unknown and it is refused"
-        )));
+        return Err(refusals::unknown_object(what, name));
     };
     if protocol_level {
-        return Err(refuse(format!(
-            "`{name}` is also a protocol-level name in this session, so which {what} it runs is ambiguous and it is refused"
-        )));
+        return Err(refusals::ambiguous_object(what, name));
     }
     if made.generation != cx.generation {
         let same = (cx.redecide)(&made.text).is_some_and(|r| made.same_as(&r));
         if !same {
-            return Err(refuse(format!(
-                "the policy changed since {what} `{name}` was made, and it now decides it differently; make it again"
-            )));
+            return Err(refusals::object_changed(what, name));
         }
     }
     Ok(())

@@ -66,9 +66,7 @@ pub(super) fn visible_name(t: &TableRef) -> Option<&str> {
         .or_else(|| t.parts.last().map(String::as_str))
 }
 
-/// How unqualified relation names resolve for the scope resolver: catalog
-/// relations first, as PostgreSQL does, then the pinned default schema.
-pub(super) const SEARCH_PATH: &[&str] = &[crate::schema::catalog::SCHEMA, DEFAULT_SCHEMA];
+pub(super) use crate::schema::SEARCH_PATH;
 
 /// What the scope resolver found a statement does with withheld columns.
 pub(super) struct Resolution {

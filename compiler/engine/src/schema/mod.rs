@@ -15,3 +15,7 @@ pub use model::{
 
 /// The schema searched for unqualified table names.
 pub const DEFAULT_SCHEMA: &str = "public";
+
+/// How the proxy's sessions resolve unqualified relation names: catalog
+/// relations first, as PostgreSQL does, then the pinned default schema.
+pub const SEARCH_PATH: &[&str] = &[catalog::SCHEMA, DEFAULT_SCHEMA];

@@ -317,6 +317,19 @@ impl Schema {
             .map(RelId)
     }
 
+    /// The relation a written name (`name`, `schema.name` or
+    /// `database.schema.name`) refers to: a qualified name in its schema,
+    /// an unqualified one in the first schema of `search_path` that has it,
+    /// as PostgreSQL resolves names. The one lookup of the engine's
+    /// resolvers (queries, schema changes, view lineage).
+    pub fn lookup(&self, parts: &[String], search_path: &[&str]) -> Option<RelId> {
+        match parts {
+            [name] => search_path.iter().find_map(|s| self.find(s, name)),
+            [schema, name] | [_, schema, name] => self.find(schema, name),
+            _ => None,
+        }
+    }
+
     /// The relation at `id`.
     pub fn relation(&self, id: RelId) -> &Relation {
         &self.relations[id]

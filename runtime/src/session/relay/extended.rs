@@ -118,13 +118,7 @@ impl Relay<'_> {
         let Some(prepared) = portal.and_then(|p| p.prepared.clone()) else {
             // Every Parse and Bind passes through here, so this cannot
             // name a statement the proxy decided: refused, not guessed.
-            self.refuse_parse(&Denial {
-                sqlstate: "0A000",
-                message: "clsf does not know which statement this portal runs, so it is refused"
-                    .to_owned(),
-                hint: Some("bind the portal from a statement prepared in this session".to_owned()),
-                policies: Vec::new(),
-            });
+            self.refuse_parse(&refusals::unknown_portal());
             return;
         };
         let prepared = Some(&*prepared);
@@ -134,13 +128,7 @@ impl Relay<'_> {
             && p.generation != self.loaded.generation
             && self.decide(&p.text).verdict != *p.verdict()
         {
-            self.refuse_parse(&Denial {
-                sqlstate: "0A000",
-                message: "the policy changed since this statement was prepared; prepare it again"
-                    .to_owned(),
-                hint: None,
-                policies: Vec::new(),
-            });
+            self.refuse_parse(&refusals::prepared_changed());
             return;
         }
         // A FETCH or EXECUTE is checked again when it runs: a portal of the

@@ -27,15 +27,7 @@ impl Relay<'_> {
             return;
         }
         let Some(url) = self.shared.approval_url.clone() else {
-            let denial = Denial {
-                sqlstate: clsf_engine::INSUFFICIENT_PRIVILEGE,
-                message: format!(
-                    "this statement needs approval by {}, and this proxy takes no approvals (no [admin] listener is configured), so it is refused",
-                    hold.approvers_text()
-                ),
-                hint: None,
-                policies,
-            };
+            let denial = refusals::no_approvals(&hold.approvers_text(), policies);
             self.release_refused(release, &denial);
             return;
         };
@@ -134,12 +126,7 @@ impl Relay<'_> {
         } else {
             state
         };
-        let refusal = |sqlstate: &'static str, message: String| Denial {
-            sqlstate,
-            message,
-            hint: None,
-            policies: h.hold.needs.iter().map(|n| n.policy_id.clone()).collect(),
-        };
+        let needs = || h.hold.needs.iter().map(|n| n.policy_id.clone()).collect();
         let denial = match &state {
             State::Approved => {
                 let policies = h.hold.needs.iter().map(|n| n.policy_id.clone()).collect();
@@ -170,24 +157,11 @@ impl Relay<'_> {
                 self.release(h.release);
                 return;
             }
-            State::Denied { by, comment } => refusal(
-                clsf_engine::INSUFFICIENT_PRIVILEGE,
-                format!("approval request {} was denied by {by}: {comment}", h.id),
-            ),
-            State::Expired | State::Pending => refusal(
-                clsf_engine::INSUFFICIENT_PRIVILEGE,
-                format!(
-                    "approval request {} expired: nobody approved it within {} s",
-                    h.id, h.hold.ttl_seconds
-                ),
-            ),
-            State::Withdrawn { reason } => refusal(
-                "57014",
-                format!(
-                    "canceling statement: approval request {} was withdrawn ({reason})",
-                    h.id
-                ),
-            ),
+            State::Denied { by, comment } => refusals::approval_denied(&h.id, by, comment, needs()),
+            State::Expired | State::Pending => {
+                refusals::approval_expired(&h.id, h.hold.ttl_seconds, needs())
+            }
+            State::Withdrawn { reason } => refusals::approval_withdrawn(&h.id, reason, needs()),
         };
         self.shared.metrics.approval(state.name());
         let why = format!("{}: {}", state.name(), denial.message);

@@ -38,11 +38,12 @@ use crate::wire::kinds::{Backend, Frontend, Target, TransactionStatus};
 use crate::wire::messages::{self, Severity};
 
 use super::objects::{self, SqlObjects};
+use super::refusals::{self, not_utf8};
 use super::{Loaded, Result, Shared, end};
 
 pub(super) use io::relay;
 use records::{audit_refusal, rewritten};
-use simple::{not_utf8, raise_statement, refused};
+use simple::{raise_statement, refused};
 
 /// What the proxy decided for a statement text at a `Parse`.
 struct Decided {

@@ -150,10 +150,5 @@ pub(super) fn rewritten(verdict: &Verdict) -> Option<&str> {
 
 /// The refusal of a statement whose audit event could not be written.
 pub(super) fn audit_refusal() -> Denial {
-    Denial {
-        sqlstate: errors::AUDIT_UNAVAILABLE.0,
-        message: errors::AUDIT_UNAVAILABLE.1.to_owned(),
-        hint: None,
-        policies: Vec::new(),
-    }
+    refusals::audit_unavailable()
 }

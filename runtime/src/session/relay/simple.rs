@@ -98,18 +98,7 @@ pub(super) fn refused(mut decision: Decision, denial: Denial) -> Decision {
 /// recorded with the text's first 200 characters (the audit trail is not
 /// a place for megabytes of one statement).
 pub(super) fn too_long(text: &str, max: usize) -> Decision {
-    let denial = Denial {
-        sqlstate: "54000",
-        message: format!(
-            "statement text is {} bytes; the proxy analyses at most {max}",
-            text.len()
-        ),
-        hint: Some(
-            "split the statement, or raise max_statement_bytes in the proxy's configuration"
-                .to_owned(),
-        ),
-        policies: Vec::new(),
-    };
+    let denial = refusals::too_long(text.len(), max);
     let head: String = text.chars().take(200).collect();
     Decision {
         statements: vec![clsf_engine::StatementReport {
@@ -125,16 +114,6 @@ pub(super) fn too_long(text: &str, max: usize) -> Decision {
             object: None,
         }],
         verdict: Verdict::Deny(denial),
-    }
-}
-
-/// The refusal of statement text that is not UTF-8.
-pub(super) fn not_utf8() -> Denial {
-    Denial {
-        sqlstate: "22021",
-        message: "query text is not valid UTF-8".to_owned(),
-        hint: None,
-        policies: Vec::new(),
     }
 }
 
