@@ -3,10 +3,14 @@
 //! an identity in none), on the quickstart policy (or, after `-- policy: ci
 //! may also change the schema`, with `allow ddl` for `ci`; after `-- policy:
 //! ci sees one customer's orders`, with a row filter on `orders` bound to
-//! the claim `customer` = 1). The snapshot of
+//! the claim `customer` = 1). A file that starts with `-- policy: rules`
+//! is decided on the policy of `rules.rs` instead, each statement for the
+//! identity whose verified claims the `-- claims {json}` line above it
+//! gives (its groups follow from them, and row filters bind them). The snapshot of
 //! each file holds every whole verdict: the statement forwarded as is, the
 //! whole rewritten text, or the refusal with SQLSTATE, message and hint.
 
+use clsf_compiler::engine::identity::groups_for;
 use clsf_compiler::engine::{Identity, Verdict};
 use clsf_compiler::policy::{self, Parsed};
 use clsf_compiler::schema;
@@ -51,6 +55,9 @@ fn verdict(v: Verdict) -> String {
 
 /// Decides every statement of one file; returns the snapshot text.
 fn run(text: &str) -> String {
+    if text.starts_with("-- policy: rules") {
+        return run_by_claims(text);
+    }
     let filter = text.contains("-- policy: ci sees one customer's orders");
     let e = engine(
         text.contains("-- policy: ci may also change the schema"),
@@ -93,6 +100,47 @@ fn run(text: &str) -> String {
         }
     }
     flush(&mut statement, &groups, &mut out);
+    out
+}
+
+/// A `-- policy: rules` file: each statement decided for the claims of
+/// the `-- claims` line above it, on the policy of `rules.rs`.
+fn run_by_claims(text: &str) -> String {
+    let e = super::rules::engine();
+    let mut claims = serde_json::Value::Null;
+    let mut out = String::new();
+    let mut statement = String::new();
+    let flush = |statement: &mut String, claims: &serde_json::Value, out: &mut String| {
+        let sql = statement.trim();
+        if sql.is_empty() {
+            return;
+        }
+        let identity = Identity {
+            subject: "t".into(),
+            groups: groups_for(e.plan(), claims),
+        };
+        let access = e.access_for(&identity);
+        let v = e.decide_with_claims(&access, Some(claims), sql).verdict;
+        out.push_str(&format!(
+            "-- claims {claims} (groups: {})\n{sql}\n{}\n\n",
+            identity.groups.join(" "),
+            verdict(v)
+        ));
+        statement.clear();
+    };
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("-- claims") {
+            flush(&mut statement, &claims, &mut out);
+            claims = serde_json::from_str(rest.trim()).expect("-- claims takes a JSON object");
+        } else if line.starts_with("--") {
+        } else if line.trim().is_empty() {
+            flush(&mut statement, &claims, &mut out);
+        } else {
+            statement.push_str(line);
+            statement.push('\n');
+        }
+    }
+    flush(&mut statement, &claims, &mut out);
     out
 }
 

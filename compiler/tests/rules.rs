@@ -86,7 +86,9 @@ rule leads_approve for leads {
 }
 "#;
 
-fn engine() -> Engine {
+/// The engine of this file's policy (also the engine of the table file
+/// `engine_cases/rules.sql`).
+pub(crate) fn engine() -> Engine {
     let mut parsed = Parsed::default();
     policy::add_source(&mut parsed, "rules.clsf", POLICY);
     policy::resolve_imports(&mut parsed);
@@ -149,22 +151,6 @@ fn groups_follow_claims_globs_lists_paths_and_composition() {
 }
 
 #[test]
-fn patterns_and_categories_classify_and_masks_follow_the_category_rule() {
-    let e = engine();
-    let out = rewritten(decide(
-        &e,
-        ci(),
-        "SELECT name, email, card_number FROM customers",
-    ));
-    // email and name are pii by pattern (mask of the pattern); card_number is
-    // pci, masked `with first(2)` by the rule instead of its own last(4).
-    assert!(out.contains("left(\"name\", 1)"), "{out}");
-    assert!(out.contains("strpos(\"email\", '@')"), "{out}");
-    assert!(out.contains("left(\"card_number\", 2)"), "{out}");
-    assert!(!out.contains("right(\"card_number\", 4)"), "{out}");
-}
-
-#[test]
 fn a_column_rule_denies_inside_a_category_that_is_masked() {
     let e = engine();
     let msg = denied(decide(&e, ci(), "SELECT ssn FROM customers"));
@@ -178,18 +164,9 @@ fn a_column_rule_denies_inside_a_category_that_is_masked() {
 fn an_override_with_a_reason_lifts_a_mask_but_nothing_else() {
     let e = engine();
     let support = json!({"team": "support", "customer": 1});
-    // email: pii → masked by hash for support, but the override allows it clear.
-    let out = rewritten(decide(&e, support.clone(), "SELECT email FROM customers"));
-    assert!(out.contains(", \"email\", "), "{out}");
-    assert!(!out.contains("CAST(\"email\" AS text)"), "{out}");
+    // The whole rewrites are in engine_cases/rules.sql; here, what a table
+    // file cannot show: the key and its pads are never written.
     let out = rewritten(decide(&e, support.clone(), "SELECT name FROM customers"));
-    // HMAC-SHA256 with the engine's key, whose padded keys the session
-    // holds as settings: the text carries neither the key nor its pads.
-    assert!(
-        out.contains("convert_to(CAST(\"name\" AS text), 'UTF8')")
-            && out.contains("current_setting('clsf.hash_ipad')"),
-        "{out}"
-    );
     let (ipad, opad) = clsf_compiler::masks::hash_pads("k3y");
     assert!(
         !out.contains("k3y") && !out.contains(&ipad[..6]) && !out.contains(&opad[..6]),
@@ -207,9 +184,7 @@ fn an_override_with_a_reason_lifts_a_mask_but_nothing_else() {
     assert_eq!(hold.ttl_seconds, 600);
     assert_eq!(hold.needs.len(), 1);
     assert_eq!(hold.needs[0].rule, "support_reads");
-    let then = rewritten(hold.then);
-    assert!(then.contains("\"card_number\", "), "{then}");
-    assert!(then.contains("AS character(11)) AS \"ssn\""), "{then}");
+    assert!(matches!(hold.then, Verdict::Rewrite(_)), "{:?}", hold.then);
     // Statements not touching pci are not held.
     assert!(matches!(
         decide(&e, support, "SELECT email FROM customers"),
@@ -222,20 +197,6 @@ fn held(v: Verdict) -> clsf_compiler::engine::Hold {
         Verdict::Hold(h) => *h,
         other => panic!("expected a hold, got {other:?}"),
     }
-}
-
-#[test]
-fn row_filters_bind_claims_as_literals_and_refuse_without_them() {
-    let e = engine();
-    let support = json!({"team": "support", "customer": "1' OR '1'='1"});
-    let out = rewritten(decide(&e, support, "SELECT id FROM orders"));
-    assert!(
-        out.contains("WHERE (customer_id = '1'' OR ''1''=''1')"),
-        "{out}"
-    );
-    let no_claim = json!({"team": "support"});
-    let msg = denied(decide(&e, no_claim, "SELECT id FROM orders"));
-    assert!(msg.contains("claim `customer`"), "{msg}");
 }
 
 #[test]
@@ -301,13 +262,9 @@ fn observe_only_rules_record_without_denying() {
     };
     let access = e.access_for(&identity);
     let d = e.decide_with_claims(&access, Some(&trial), "SELECT email, id FROM customers");
-    // ssn and card_number (restricted) are withheld; email is read in clear.
-    let out = rewritten(d.verdict);
-    assert!(
-        out.contains("\"email\", \"created_at\"") || out.contains(" \"email\","),
-        "{out}"
-    );
-    assert!(!out.contains("strpos(\"email\""), "{out}");
+    // The rewrite (email in clear) is in engine_cases/rules.sql; here, what
+    // is recorded.
+    assert!(matches!(d.verdict, Verdict::Rewrite(_)), "{:?}", d.verdict);
     assert_eq!(d.statements[0].observed, ["deny public.customers.email"]);
     // A relation nothing withholds is observed too.
     let d = e.decide_with_claims(&access, Some(&trial), "SELECT status FROM orders");
@@ -424,96 +381,6 @@ fn repeated_statements_reuse_their_decision_but_row_filters_depend_on_claims() {
 
 fn k8s() -> serde_json::Value {
     json!({"kubernetes.io": {"namespace": "batch"}})
-}
-
-#[test]
-fn usage_grants_let_a_withheld_column_be_joined_filtered_or_aggregated_never_read() {
-    let e = engine();
-    // Joined on the key: the masking subquery passes customers.id in clear
-    // (the join would match nothing on NULLs), and nothing withheld is output.
-    let sql = "SELECT o.id, o.status FROM orders o JOIN customers c ON c.id = o.customer_id";
-    let out = rewritten(decide(&e, k8s(), sql));
-    assert!(
-        out.contains("(SELECT \"id\", CAST(NULL AS text) AS \"name\""),
-        "{out}"
-    );
-    // Filtered by a literal or a parameter: also granted.
-    let out = rewritten(decide(
-        &e,
-        k8s(),
-        "SELECT count(*) FROM customers WHERE id = 7",
-    ));
-    assert!(out.contains("(SELECT \"id\", "), "{out}");
-    let out = rewritten(decide(
-        &e,
-        k8s(),
-        "SELECT o.id FROM orders o WHERE o.customer_id IN (SELECT c.id FROM customers c WHERE c.id BETWEEN $1 AND 9)",
-    ));
-    assert!(out.contains("(SELECT \"id\", "), "{out}");
-    // Read, even under another name: refused, saying how it is used.
-    let msg = denied(decide(&e, k8s(), "SELECT c.id FROM customers c"));
-    assert!(
-        msg.contains("column `id` of relation `public.customers` (projected)"),
-        "{msg}"
-    );
-    let msg = denied(decide(&e, k8s(), "SELECT k FROM customers AS c(k)"));
-    assert!(msg.contains("`id`") && msg.contains("(projected)"), "{msg}");
-    let msg = denied(decide(
-        &e,
-        k8s(),
-        "WITH x AS (SELECT id AS k FROM customers) SELECT o.id FROM orders o JOIN x ON x.k = o.customer_id ORDER BY x.k",
-    ));
-    assert!(
-        msg.contains("`id`") && msg.contains("joined, ordered"),
-        "{msg}"
-    );
-    // A use the grant does not name (grouping), or a computed one (a cast
-    // or function could echo the value in an error): refused.
-    let msg = denied(decide(
-        &e,
-        k8s(),
-        "SELECT count(*) FROM customers GROUP BY id",
-    ));
-    assert!(msg.contains("(grouped)"), "{msg}");
-    let msg = denied(decide(
-        &e,
-        k8s(),
-        "SELECT count(*) FROM customers WHERE id::text = 'x'",
-    ));
-    assert!(msg.contains("(filtered, computed)"), "{msg}");
-    let msg = denied(decide(
-        &e,
-        k8s(),
-        "SELECT o.id FROM orders o JOIN customers c ON c.id + 0 = o.customer_id",
-    ));
-    assert!(msg.contains("(joined, computed)"), "{msg}");
-    // A clause the resolver does not follow: no grant, the name decides.
-    let msg = denied(decide(
-        &e,
-        k8s(),
-        "SELECT row_number() OVER w FROM customers c WINDOW w AS (ORDER BY c.id)",
-    ));
-    assert!(msg.contains("column `id`"), "{msg}");
-    // Aggregates only: summed yes, read no, computed no.
-    let out = rewritten(decide(
-        &e,
-        k8s(),
-        "SELECT sum(total_cents), count(*) FROM orders",
-    ));
-    assert!(
-        out.contains("total_cents") && !out.contains("AS \"total_cents\""),
-        "{out}"
-    );
-    let msg = denied(decide(&e, k8s(), "SELECT id, total_cents FROM orders"));
-    assert!(
-        msg.contains("`total_cents`") && msg.contains("(projected)"),
-        "{msg}"
-    );
-    let msg = denied(decide(&e, k8s(), "SELECT sum(total_cents / 0) FROM orders"));
-    assert!(msg.contains("(aggregated, computed)"), "{msg}");
-    // `max` returns a stored value as it is: not a summary.
-    let msg = denied(decide(&e, k8s(), "SELECT max(total_cents) FROM orders"));
-    assert!(msg.contains("(aggregated, computed)"), "{msg}");
 }
 
 #[test]

@@ -1,0 +1,74 @@
+-- policy: rules
+-- The policy of rules.rs (patterns, categories, overrides, row filters,
+-- approvals, usage grants, observe-only rules), each statement decided for
+-- the verified claims above it: whole verdicts.
+
+-- claims {"iss": "https://issuer.example", "repository": "acme/shop", "ref": "refs/heads/main"}
+-- email and name are pii by pattern (the pattern's mask); card_number is
+-- pci, masked `with first(2)` by the rule instead of its own last(4).
+
+SELECT name, email, card_number FROM customers;
+
+-- claims {"team": "support", "customer": 1}
+-- email: pii, masked by hash for support, but an override reads it clear;
+-- name is hashed with the session's pads, never the key.
+
+SELECT email FROM customers;
+
+SELECT name FROM customers;
+
+-- pci needs approval: held; once approved the card number is read in
+-- clear while the rest of the relation stays masked.
+
+SELECT card_number FROM customers;
+
+-- Row filters bind the claim as a literal, quotes and all.
+-- claims {"team": "support", "customer": "1' OR '1'='1"}
+
+SELECT id FROM orders;
+
+-- claims {"team": "support"}
+
+SELECT id FROM orders;
+
+-- claims {"kubernetes.io": {"namespace": "batch"}}
+-- Usage grants: customers.id joined or filtered passes in clear, nothing
+-- withheld is output; read, grouped or computed it is refused.
+
+SELECT o.id, o.status FROM orders o JOIN customers c ON c.id = o.customer_id;
+
+SELECT count(*) FROM customers WHERE id = 7;
+
+SELECT o.id FROM orders o WHERE o.customer_id IN (SELECT c.id FROM customers c WHERE c.id BETWEEN $1 AND 9);
+
+SELECT c.id FROM customers c;
+
+SELECT k FROM customers AS c(k);
+
+WITH x AS (SELECT id AS k FROM customers) SELECT o.id FROM orders o JOIN x ON x.k = o.customer_id ORDER BY x.k;
+
+SELECT count(*) FROM customers GROUP BY id;
+
+SELECT count(*) FROM customers WHERE id::text = 'x';
+
+SELECT o.id FROM orders o JOIN customers c ON c.id + 0 = o.customer_id;
+
+SELECT row_number() OVER w FROM customers c WINDOW w AS (ORDER BY c.id);
+
+-- Aggregates only: summed yes, read no, computed no; max returns a stored
+-- value as it is.
+
+SELECT sum(total_cents), count(*) FROM orders;
+
+SELECT id, total_cents FROM orders;
+
+SELECT sum(total_cents / 0) FROM orders;
+
+SELECT max(total_cents) FROM orders;
+
+-- claims {"team": "trial"}
+-- Observe-only rules deny nothing: email is read in clear.
+
+SELECT email, id FROM customers;
+
+SELECT status FROM orders;
