@@ -426,7 +426,10 @@ impl AuditLog {
             inner.writer.sync(at, line.len() as u64)?;
         }
         let seq = inner.seq;
-        if let Some(taps) = self.taps.get() {
+        // Taps are set (perhaps to none) once at start; with none, nothing
+        // per event: checking the line as UTF-8 for no reader cost 1.4 % of
+        // the proxy's CPU under pgbench.
+        if let Some(taps) = self.taps.get().filter(|taps| !taps.is_empty()) {
             offer(taps, seq, line);
         }
         inner.prev.clear();

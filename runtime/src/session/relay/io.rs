@@ -55,6 +55,13 @@ pub(in crate::session) async fn relay(
         }
     };
     tokio::pin!(expiry);
+    // One receive for the whole session, like the expiry: a `recv` made per
+    // loop turn registers and removes a waiter under the channel's lock on
+    // every statement.
+    let shutdown = async {
+        let _ = shutdown.recv().await;
+    };
+    tokio::pin!(shutdown);
     let outcome = async {
         loop {
             // Handle everything already buffered before reading more; nothing
@@ -182,7 +189,8 @@ pub(in crate::session) async fn relay(
                     let _ = upstream.write_all(&crate::wire::messages::TERMINATE).await;
                     return Err(end(why));
                 }
-                _ = shutdown.recv(), if !draining => {
+                // Polled only until it fires once: it sets `draining` for good.
+                () = &mut shutdown, if !draining => {
                     draining = true;
                 }
                 // The held statement was decided (or its time ran out).

@@ -55,12 +55,12 @@ fn start_proxy(binary: &std::path::Path, config: &std::path::Path) -> (Killed, S
 
 /// Starts pgbouncer in session mode in front of `pg`, as the cluster's
 /// owner (pgbouncer refuses to run as root).
-fn start_pgbouncer(pg: &Postgres, dir: &std::path::Path) -> (Killed, u16) {
+fn start_pgbouncer(pg: &Postgres, dir: &std::path::Path) -> (Bouncer, u16) {
     start_pgbouncer_with(pg, dir, "")
 }
 
 /// Starts pgbouncer with `extra` lines in its `[pgbouncer]` section.
-fn start_pgbouncer_with(pg: &Postgres, dir: &std::path::Path, extra: &str) -> (Killed, u16) {
+fn start_pgbouncer_with(pg: &Postgres, dir: &std::path::Path, extra: &str) -> (Bouncer, u16) {
     let port = free_port();
     std::fs::write(
         dir.join("userlist.txt"),
@@ -100,7 +100,28 @@ fn start_pgbouncer_with(pg: &Postgres, dir: &std::path::Path, extra: &str) -> (K
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    (Killed(child), port)
+    let bouncer = Bouncer {
+        pid: bouncer_pid(dir),
+        _runner: Killed(child),
+    };
+    (bouncer, port)
+}
+
+/// A running pgbouncer, stopped on drop. It runs under `runuser`, which
+/// does not pass a kill on to it: killing only the child the bench spawned
+/// left pgbouncer running after the bench had ended, so it is stopped by
+/// the process id it wrote.
+pub(crate) struct Bouncer {
+    pid: Option<u32>,
+    _runner: Killed,
+}
+
+impl Drop for Bouncer {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+    }
 }
 
 /// What one pgbench run did: transactions per second, and the CPU time
