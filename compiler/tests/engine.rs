@@ -209,7 +209,10 @@ fn mutated_statements_never_panic_and_rewrites_still_parse() {
     ];
     let mut rng = Rng(0xD1B5_4A32_D192_ED03);
     let mut rewrites = 0;
-    for _ in 0..4000 {
+    // A mutation that names a column or relation that is not there is
+    // refused (42703, 42P01) rather than rewritten: about one in sixty of
+    // them is still rewritten, hence the count.
+    for _ in 0..16000 {
         let mut sql: Vec<char> = corpus[rng.below(corpus.len())].chars().collect();
         for _ in 0..=rng.below(3) {
             let at = rng.below(sql.len() + 1);

@@ -1,8 +1,9 @@
-//! Analysis of one parsed statement: which relations it reads (with the
-//! source range of each name, for splicing), which functions it calls, which
-//! names it mentions, and where `*`, `t.*` and whole-row references expand.
+//! Analysis of one parsed statement: which relations it names (with the
+//! source range of each name, for splicing), which functions it calls and
+//! which names it mentions. Which columns it uses, and how, is the scope
+//! resolver's answer (`scope.rs`), not a name match here.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::ops::ControlFlow;
 
 use sqlparser::ast as sql;
@@ -24,15 +25,6 @@ pub struct TableRef {
     pub inheritance_marker: bool,
 }
 
-/// A `*` or `t.*` in a select list (or `t.*` as a function argument).
-#[derive(Debug, Clone)]
-pub enum WildcardUse {
-    /// `*`: expands every relation in these `FROM` entries (indices into `tables`).
-    All(Vec<usize>),
-    /// `t.*`: expands the relation named or aliased `t`.
-    Qualified(String),
-}
-
 /// What a statement touches.
 #[derive(Debug, Default)]
 pub struct Analysis {
@@ -50,10 +42,6 @@ pub struct Analysis {
     pub settings: Vec<SettingCall>,
     /// Every identifier, folded.
     pub idents: HashSet<String>,
-    /// Bare identifiers used as expressions (possible whole-row references).
-    pub bare_idents: HashSet<String>,
-    /// Wildcard expansions.
-    pub wildcards: Vec<WildcardUse>,
     /// True when a `SELECT … INTO` creates a table.
     pub select_into: bool,
     /// Statements visited, the analysed one included: more than one means
@@ -136,26 +124,10 @@ pub fn analyze(statement: &sql::Statement, text: &str) -> Analysis {
     let mut collector = Collector {
         index: LineIndex::new(text),
         out: Analysis::default(),
-        factor_names: HashMap::new(),
-        pending_wildcards: Vec::new(),
+        factor_names: HashSet::new(),
     };
     let _ = statement.visit(&mut collector);
-    let Collector {
-        mut out,
-        pending_wildcards,
-        factor_names,
-        ..
-    } = collector;
-    out.wildcards.extend(pending_wildcards.into_iter().map(|p| {
-        match p {
-            Pending::All(ptrs) => WildcardUse::All(
-                ptrs.iter()
-                    .filter_map(|ptr| factor_names.get(ptr).copied())
-                    .collect(),
-            ),
-            Pending::Qualified(name) => WildcardUse::Qualified(name),
-        }
-    }));
+    let mut out = collector.out;
     if let Some(name) = pg_settings_row(statement, out.settings.len()) {
         for call in &mut out.settings {
             call.setting = Some(name.clone());
@@ -247,20 +219,12 @@ fn pg_settings_row(statement: &sql::Statement, calls: usize) -> Option<String> {
     (direct == calls).then_some(literal)
 }
 
-/// A wildcard seen before the `FROM` entries it expands were visited: the
-/// entries are named by the address of their `ObjectName`, which is stable
-/// while the tree is borrowed.
-enum Pending {
-    All(Vec<usize>),
-    Qualified(String),
-}
-
 struct Collector<'a> {
     index: LineIndex<'a>,
     out: Analysis,
-    /// Address of each table factor's `ObjectName` → its index in `out.tables`.
-    factor_names: HashMap<usize, usize>,
-    pending_wildcards: Vec<Pending>,
+    /// Addresses of the table factors' `ObjectName`s: a relation name
+    /// elsewhere is one of `other_relations`.
+    factor_names: HashSet<usize>,
 }
 
 impl Collector<'_> {
@@ -294,31 +258,6 @@ impl Collector<'_> {
     }
 }
 
-/// Addresses of the `ObjectName`s of the table factors directly in a `FROM`
-/// list (through joins and parenthesised joins, not into subqueries).
-fn from_names(from: &[sql::TableWithJoins]) -> Vec<usize> {
-    fn factor(f: &sql::TableFactor, out: &mut Vec<usize>) {
-        match f {
-            sql::TableFactor::Table { name, .. } => out.push(std::ptr::from_ref(name) as usize),
-            sql::TableFactor::NestedJoin {
-                table_with_joins, ..
-            } => twj(table_with_joins, out),
-            _ => {}
-        }
-    }
-    fn twj(t: &sql::TableWithJoins, out: &mut Vec<usize>) {
-        factor(&t.relation, out);
-        for join in &t.joins {
-            factor(&join.relation, out);
-        }
-    }
-    let mut out = Vec::new();
-    for t in from {
-        twj(t, &mut out);
-    }
-    out
-}
-
 impl Visitor for Collector<'_> {
     type Break = ();
 
@@ -335,22 +274,6 @@ impl Visitor for Collector<'_> {
         if select.into.is_some() {
             self.out.select_into = true;
         }
-        for item in &select.projection {
-            match item {
-                sql::SelectItem::Wildcard(_) => {
-                    self.pending_wildcards
-                        .push(Pending::All(from_names(&select.from)));
-                }
-                sql::SelectItem::QualifiedWildcard(kind, _) => {
-                    if let sql::SelectItemQualifiedWildcardKind::ObjectName(name) = kind
-                        && let Some(last) = name.0.last().and_then(|p| p.as_ident())
-                    {
-                        self.pending_wildcards.push(Pending::Qualified(fold(last)));
-                    }
-                }
-                _ => {}
-            }
-        }
         ControlFlow::Continue(())
     }
 
@@ -363,8 +286,7 @@ impl Visitor for Collector<'_> {
             ..
         } = factor
         {
-            self.factor_names
-                .insert(std::ptr::from_ref(name) as usize, self.out.tables.len());
+            self.factor_names.insert(std::ptr::from_ref(name) as usize);
             self.out.tables.push(TableRef {
                 parts: name_parts(name),
                 range: self.range_of(name),
@@ -379,7 +301,7 @@ impl Visitor for Collector<'_> {
     fn pre_visit_relation(&mut self, relation: &sql::ObjectName) -> ControlFlow<()> {
         if !self
             .factor_names
-            .contains_key(&(std::ptr::from_ref(relation) as usize))
+            .contains(&(std::ptr::from_ref(relation) as usize))
         {
             self.out.other_relations.push(name_parts(relation));
         }
@@ -387,70 +309,45 @@ impl Visitor for Collector<'_> {
     }
 
     fn pre_visit_expr(&mut self, expr: &sql::Expr) -> ControlFlow<()> {
-        match expr {
-            sql::Expr::Identifier(ident) => {
-                self.out.bare_idents.insert(fold(ident));
-            }
-            sql::Expr::Function(f) => {
-                let parts = name_parts(&f.name);
-                let (schema, name) = match parts.as_slice() {
-                    [name] => (None, name.clone()),
-                    [.., schema, name] => (Some(schema.clone()), name.clone()),
-                    [] => (None, String::new()),
+        if let sql::Expr::Function(f) = expr {
+            let parts = name_parts(&f.name);
+            let (schema, name) = match parts.as_slice() {
+                [name] => (None, name.clone()),
+                [.., schema, name] => (Some(schema.clone()), name.clone()),
+                [] => (None, String::new()),
+            };
+            if matches!(name.as_str(), "current_setting" | "set_config")
+                && schema.as_deref().is_none_or(|s| s == "pg_catalog")
+            {
+                let literal = |i: usize| match &f.args {
+                    sql::FunctionArguments::List(list) => match list.args.get(i) {
+                        Some(sql::FunctionArg::Unnamed(sql::FunctionArgExpr::Expr(
+                            sql::Expr::Value(v),
+                        ))) => match &v.value {
+                            sql::Value::SingleQuotedString(s) => Some(s.clone()),
+                            _ => None,
+                        },
+                        _ => None,
+                    },
+                    _ => None,
                 };
-                if matches!(name.as_str(), "current_setting" | "set_config")
-                    && schema.as_deref().is_none_or(|s| s == "pg_catalog")
-                {
-                    let literal = |i: usize| match &f.args {
-                        sql::FunctionArguments::List(list) => match list.args.get(i) {
-                            Some(sql::FunctionArg::Unnamed(sql::FunctionArgExpr::Expr(
-                                sql::Expr::Value(v),
-                            ))) => match &v.value {
-                                sql::Value::SingleQuotedString(s) => Some(s.clone()),
-                                _ => None,
-                            },
-                            _ => None,
-                        },
-                        _ => None,
-                    };
-                    let name_at = match &f.args {
-                        sql::FunctionArguments::List(list) => match list.args.first() {
-                            Some(sql::FunctionArg::Unnamed(sql::FunctionArgExpr::Expr(e))) => {
-                                self.plain_operand_range(e)
-                            }
-                            _ => None,
-                        },
-                        _ => None,
-                    };
-                    self.out.settings.push(SettingCall {
-                        function: name.clone(),
-                        setting: literal(0).map(|s| s.to_lowercase()),
-                        value: literal(1),
-                        name_at,
-                    });
-                }
-                self.out.functions.push((name, schema));
-                if let sql::FunctionArguments::List(list) = &f.args {
-                    for arg in &list.args {
-                        let arg_expr = match arg {
-                            sql::FunctionArg::Named { arg, .. }
-                            | sql::FunctionArg::ExprNamed { arg, .. }
-                            | sql::FunctionArg::Unnamed(arg) => arg,
-                        };
-                        if let sql::FunctionArgExpr::QualifiedWildcard(name) = arg_expr
-                            && let Some(last) = name.0.last().and_then(|p| p.as_ident())
-                        {
-                            self.pending_wildcards.push(Pending::Qualified(fold(last)));
+                let name_at = match &f.args {
+                    sql::FunctionArguments::List(list) => match list.args.first() {
+                        Some(sql::FunctionArg::Unnamed(sql::FunctionArgExpr::Expr(e))) => {
+                            self.plain_operand_range(e)
                         }
-                    }
-                }
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                self.out.settings.push(SettingCall {
+                    function: name.clone(),
+                    setting: literal(0).map(|s| s.to_lowercase()),
+                    value: literal(1),
+                    name_at,
+                });
             }
-            sql::Expr::QualifiedWildcard(name, _) => {
-                if let Some(last) = name.0.last().and_then(|p| p.as_ident()) {
-                    self.pending_wildcards.push(Pending::Qualified(fold(last)));
-                }
-            }
-            _ => {}
+            self.out.functions.push((name, schema));
         }
         ControlFlow::Continue(())
     }

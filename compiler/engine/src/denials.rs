@@ -1,11 +1,16 @@
 //! Every refusal the engine gives, one constructor each, with its fixed
 //! SQLSTATE: `42501` when the policy withholds something, `0A000` when clsf
-//! cannot analyse or rewrite a statement safely. Messages name relations,
+//! cannot analyse or rewrite a statement safely, and PostgreSQL's own code
+//! where the statement names a column or `FROM` entry that is not there (a
+//! tool probing for a column expects `42703`). Messages name relations,
 //! columns, settings, functions and rules, never a stored value. The
 //! snapshot test at the end of this file shows each one as a client reads
 //! it.
 
-use crate::verdict::{Denial, FEATURE_NOT_SUPPORTED, INSUFFICIENT_PRIVILEGE};
+use crate::scope::ScopeError;
+use crate::verdict::{
+    Denial, FEATURE_NOT_SUPPORTED, INSUFFICIENT_PRIVILEGE, UNDEFINED_COLUMN, UNDEFINED_TABLE,
+};
 
 fn refusal(sqlstate: &'static str, message: String, hint: Option<&str>) -> Denial {
     Denial {
@@ -308,6 +313,35 @@ pub(crate) fn column(
     )
 }
 
+/// A statement reading a relation with withheld columns whose column uses
+/// the scope resolver could not establish: the one place such a statement
+/// is refused. Names a column or entry that does not exist as PostgreSQL
+/// would.
+pub(crate) fn not_resolved(error: &ScopeError) -> Denial {
+    match error {
+        ScopeError::UnknownColumn(column) => refusal(
+            UNDEFINED_COLUMN,
+            format!("column `{column}` does not exist in what the statement reads"),
+            Some(
+                "if the column is new, pull the schema again (`clsfc schema pull`) and rebuild the policy",
+            ),
+        ),
+        ScopeError::UnknownRelation(name) => unknown_relation(name),
+        ScopeError::MissingFromEntry(name) => refusal(
+            UNDEFINED_TABLE,
+            format!("missing FROM-clause entry for `{name}`"),
+            None,
+        ),
+        ScopeError::NotFollowed(what) => refusal(
+            FEATURE_NOT_SUPPORTED,
+            format!(
+                "the statement reads a relation with columns withheld from this identity, and clsf does not follow {what}, so it cannot tell which columns it uses; refused"
+            ),
+            Some("write the statement without that construct"),
+        ),
+    }
+}
+
 /// A CTE named like a protected relation.
 pub(crate) fn shadowing_cte(name: &str) -> Denial {
     refusal(
@@ -414,6 +448,10 @@ mod tests {
                 "denied by rule `ci_reads`",
                 vec!["p3".into()],
             ),
+            not_resolved(&ScopeError::UnknownColumn("c.emai".into())),
+            not_resolved(&ScopeError::UnknownRelation("public.custmers".into())),
+            not_resolved(&ScopeError::MissingFromEntry("o".into())),
+            not_resolved(&ScopeError::NotFollowed("JOIN USING … AS".into())),
             shadowing_cte("customers"),
             inheritance_marker("public.customers"),
             limited_write("public.orders", 100, "ci_reads"),

@@ -111,18 +111,36 @@ pub struct QueryColumns {
 
 /// Why a query could not be resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ScopeError(pub String);
+pub enum ScopeError {
+    /// A column name nothing in scope has (PostgreSQL refuses it as well).
+    UnknownColumn(String),
+    /// A relation name neither the schema nor the catalogs have.
+    UnknownRelation(String),
+    /// `t.*` or `t.c` where no `FROM` entry is called `t`.
+    MissingFromEntry(String),
+    /// A construct the resolver does not follow, named.
+    NotFollowed(String),
+}
 
 impl std::fmt::Display for ScopeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            ScopeError::UnknownColumn(c) => write!(f, "column `{c}` cannot be resolved"),
+            ScopeError::UnknownRelation(r) => write!(f, "relation `{r}` is not in the schema"),
+            ScopeError::MissingFromEntry(t) => write!(f, "`{t}` names no FROM entry"),
+            ScopeError::NotFollowed(what) => write!(f, "{what} is not followed by the resolver"),
+        }
     }
 }
 
+impl std::error::Error for ScopeError {}
+
 type Result<T> = std::result::Result<T, ScopeError>;
 
-fn err<T>(message: impl Into<String>) -> Result<T> {
-    Err(ScopeError(message.into()))
+/// A construct the resolver does not follow (`what` reads after "… is not
+/// followed by the resolver").
+fn err<T>(what: impl Into<String>) -> Result<T> {
+    Err(ScopeError::NotFollowed(what.into()))
 }
 
 /// Resolves the output columns of `query` against `schema`, looking
@@ -171,20 +189,23 @@ pub fn statement_usages(
                 return err("INSERT into a table function");
             };
             let target = cx.relation_entry(&object_parts(name)?, None, &none)?;
-            let written: Vec<&Col> =
-                if insert.columns.is_empty() {
-                    target.columns.iter().collect()
-                } else {
-                    let mut cols = Vec::new();
-                    for c in &insert.columns {
-                        let parts = object_parts(c)?;
-                        let name = parts.last().cloned().unwrap_or_default();
-                        cols.push(target.columns.iter().find(|t| t.name == name).ok_or_else(
-                            || ScopeError(format!("column `{name}` is not in the target")),
-                        )?);
-                    }
-                    cols
-                };
+            let written: Vec<&Col> = if insert.columns.is_empty() {
+                target.columns.iter().collect()
+            } else {
+                let mut cols = Vec::new();
+                for c in &insert.columns {
+                    let parts = object_parts(c)?;
+                    let name = parts.last().cloned().unwrap_or_default();
+                    cols.push(
+                        target
+                            .columns
+                            .iter()
+                            .find(|t| t.name == name)
+                            .ok_or(ScopeError::UnknownColumn(name))?,
+                    );
+                }
+                cols
+            };
             for c in written {
                 cx.note(&c.sources, Usage::Written);
             }
@@ -251,7 +272,7 @@ pub fn statement_usages(
             }
             cx.returning(delete.returning.as_deref(), &scope, &none)?;
         }
-        _ => return err("only queries, INSERT, UPDATE and DELETE are resolved"),
+        _ => return err("a statement other than a query, INSERT, UPDATE or DELETE"),
     }
     Ok(cx.usages.into_inner())
 }
@@ -482,7 +503,9 @@ impl Cx<'_> {
             }
             current = next;
         }
-        err(format!("recursive CTE `{name}` does not settle"))
+        err(format!(
+            "a recursive CTE (`{name}`) whose columns do not settle"
+        ))
     }
 
     fn set_expr(
@@ -498,7 +521,7 @@ impl Cx<'_> {
                 let l = self.set_expr(left, outer, ctes)?;
                 let r = self.set_expr(right, outer, ctes)?;
                 if l.columns.len() != r.columns.len() {
-                    return err("the sides of a set operation have different numbers of columns");
+                    return err("a set operation whose sides have different numbers of columns");
                 }
                 let mut reads = l.reads;
                 reads.extend(r.reads);
@@ -585,11 +608,22 @@ impl Cx<'_> {
         for twj in &select.from {
             self.join_tree(twj, &mut scope, &mut reads, ctes)?;
         }
+        let windows = self.named_windows(select, &scope, ctes)?;
+        reads.extend(windows.iter().copied());
+        // A value computed `OVER` a named window depends on what the
+        // window partitions and orders by, as it would written inline.
+        let over_window = |e: &sql::Expr, r: &mut Resolved| {
+            if !windows.is_empty() && over_named_window(e) {
+                r.sources.extend(windows.iter().copied());
+                r.direct = None;
+            }
+        };
         let mut columns = Vec::new();
         for item in &select.projection {
             match item {
                 sql::SelectItem::UnnamedExpr(e) => {
-                    let r = self.expr(e, &scope, ctes)?;
+                    let mut r = self.expr(e, &scope, ctes)?;
+                    over_window(e, &mut r);
                     reads.extend(r.sources.iter().copied());
                     let aggregate = is_aggregate(e);
                     if aggregate {
@@ -603,7 +637,8 @@ impl Cx<'_> {
                     });
                 }
                 sql::SelectItem::ExprWithAlias { expr, alias } => {
-                    let r = self.expr(expr, &scope, ctes)?;
+                    let mut r = self.expr(expr, &scope, ctes)?;
+                    over_window(expr, &mut r);
                     reads.extend(r.sources.iter().copied());
                     let aggregate = is_aggregate(expr);
                     if aggregate {
@@ -626,9 +661,8 @@ impl Cx<'_> {
                         return err("a wildcard over an expression");
                     };
                     let parts = object_parts(name)?;
-                    let entry = find_entry(&scope, &parts).ok_or_else(|| {
-                        ScopeError(format!("`{}.*` names no FROM entry", parts.join(".")))
-                    })?;
+                    let entry = find_entry(&scope, &parts)
+                        .ok_or_else(|| ScopeError::MissingFromEntry(parts.join(".")))?;
                     expand(entry, &mut columns, &mut reads)?;
                 }
                 sql::SelectItem::ExprWithAliases { .. } => {
@@ -637,7 +671,10 @@ impl Cx<'_> {
             }
         }
         let mut read = |e: &sql::Expr, usage: Usage| -> Result<()> {
-            let r = self.expr_or_output(e, &scope, &columns, ctes)?;
+            let mut r = self.expr_or_output(e, &scope, &columns, ctes)?;
+            if over_named_window(e) {
+                r.extend(windows.iter().copied());
+            }
             self.note(&r, usage);
             reads.extend(r);
             Ok(())
@@ -662,6 +699,31 @@ impl Cx<'_> {
             read(&o.expr, Usage::Ordered)?;
         }
         Ok(QueryColumns { columns, reads })
+    }
+
+    /// What the `WINDOW` clause's definitions read (partitions, orderings
+    /// and frame bounds), each use computed: ordering or partitioning by a
+    /// value lets a window function's result reveal it.
+    fn named_windows(
+        &self,
+        select: &sql::Select,
+        scope: &Scope<'_>,
+        ctes: &Ctes,
+    ) -> Result<BTreeSet<Source>> {
+        let mut refs = Refs {
+            cx: self,
+            scope,
+            ctes,
+            depth: 0,
+            sources: BTreeSet::new(),
+            plain: HashSet::new(),
+        };
+        for definition in &select.named_window {
+            if let ControlFlow::Break(e) = definition.visit(&mut refs) {
+                return Err(e);
+            }
+        }
+        Ok(refs.sources)
     }
 
     /// An expression in WHERE/GROUP BY/HAVING, where a bare name may also
@@ -706,7 +768,7 @@ impl Cx<'_> {
                 | sql::JoinOperator::RightOuter(c)
                 | sql::JoinOperator::FullOuter(c)
                 | sql::JoinOperator::CrossJoin(c) => c,
-                _ => return err("an unsupported kind of join"),
+                _ => return err("this kind of join"),
             };
             match constraint {
                 sql::JoinConstraint::On(e) => {
@@ -818,12 +880,54 @@ impl Cx<'_> {
                 table_with_joins,
                 alias,
             } => {
-                if alias.is_some() {
-                    return err("an aliased parenthesised join");
+                let Some(alias) = alias else {
+                    return self.join_tree(table_with_joins, scope, reads, ctes);
+                };
+                // `(a JOIN b …) AS j`: the join's columns under the one
+                // name `j`; the names inside are hidden from the rest.
+                let mut inner = Scope {
+                    entries: Vec::new(),
+                    parent: Some(&*scope),
+                };
+                self.join_tree(table_with_joins, &mut inner, reads, ctes)?;
+                let mut columns = Vec::new();
+                let mut any_column: Option<BTreeSet<Source>> = None;
+                for e in inner.entries {
+                    columns.extend(e.columns);
+                    if let Some(any) = e.any_column {
+                        any_column.get_or_insert_default().extend(any);
+                    }
                 }
-                return self.join_tree(table_with_joins, scope, reads, ctes);
+                let renames: Vec<String> = alias.columns.iter().map(|c| fold(&c.name)).collect();
+                Entry {
+                    name: fold(&alias.name),
+                    relation: None,
+                    columns: rename(columns, &renames)?,
+                    any_column,
+                }
             }
-            _ => return err("an unsupported FROM item"),
+            sql::TableFactor::XmlTable { alias, .. }
+            | sql::TableFactor::JsonTable { alias, .. } => {
+                // Table functions with a syntax of their own: every column
+                // is computed from everything the call reads.
+                let mut refs = Refs {
+                    cx: self,
+                    scope,
+                    ctes,
+                    depth: 0,
+                    sources: BTreeSet::new(),
+                    plain: HashSet::new(),
+                };
+                if let ControlFlow::Break(e) = factor.visit(&mut refs) {
+                    return Err(e);
+                }
+                let name = match factor {
+                    sql::TableFactor::XmlTable { .. } => "xmltable",
+                    _ => "json_table",
+                };
+                function_entry(&[name.to_owned()], alias.as_ref(), refs.sources)
+            }
+            _ => return err("a FROM item other than a relation, subquery, join or table function"),
         };
         if let Some(any) = &entry.any_column {
             reads.extend(any.iter().copied());
@@ -875,12 +979,27 @@ impl Cx<'_> {
                 any_column: None,
             });
         }
-        let ri = self.schema.lookup(parts, self.search_path).ok_or_else(|| {
-            ScopeError(format!(
-                "relation `{}` is not in the schema",
-                parts.join(".")
-            ))
-        })?;
+        let Some(ri) = self.schema.lookup(parts, self.search_path) else {
+            // A catalog relation the schema does not carry holds no
+            // classified values: any of its columns resolves, to nothing.
+            // (Which catalogs a statement may read is the engine's check.)
+            let catalog = match parts {
+                [name] => name.starts_with("pg_"),
+                [schema, _] | [_, schema, _] => {
+                    sql_lists::CATALOG_SCHEMAS.contains(&schema.as_str())
+                }
+                _ => false,
+            };
+            let Some(name) = parts.last().filter(|_| catalog) else {
+                return Err(ScopeError::UnknownRelation(parts.join(".")));
+            };
+            return Ok(Entry {
+                name: alias_name.unwrap_or_else(|| name.clone()),
+                relation: Some((String::new(), name.clone())),
+                columns: Vec::new(),
+                any_column: Some(BTreeSet::new()),
+            });
+        };
         let rel = self.schema.relation(ri);
         let columns = rel
             .columns_with_ids()
@@ -1117,13 +1236,30 @@ fn is_plain_aggregate(f: &sql::Function) -> bool {
     named && plain_args && f.over.is_none() && f.filter.is_none() && f.within_group.is_empty()
 }
 
-/// Clauses of a `SELECT` the resolver does not follow (most are other
-/// dialects'; a named `WINDOW` orders and partitions by columns it would
-/// not see): an error, so the engine does not rely on its answer.
+/// Whether `e` calls a function over a named window (`OVER w`, or
+/// `OVER (w ORDER BY …)`), anywhere inside it.
+fn over_named_window(e: &sql::Expr) -> bool {
+    sql::visit_expressions(e, |x| match x {
+        sql::Expr::Function(sql::Function {
+            over:
+                Some(
+                    sql::WindowType::NamedWindow(_)
+                    | sql::WindowType::WindowSpec(sql::WindowSpec {
+                        window_name: Some(_),
+                        ..
+                    }),
+                ),
+            ..
+        }) => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    })
+    .is_break()
+}
+
+/// Clauses of a `SELECT` the resolver does not follow (other dialects'):
+/// an error, so the engine does not rely on its answer.
 fn unsupported_select_clauses(select: &sql::Select) -> Result<()> {
-    let clause = if !select.named_window.is_empty() {
-        "a WINDOW clause"
-    } else if select.qualify.is_some() {
+    let clause = if select.qualify.is_some() {
         "QUALIFY"
     } else if select.prewhere.is_some() {
         "PREWHERE"
@@ -1143,7 +1279,7 @@ fn unsupported_select_clauses(select: &sql::Select) -> Result<()> {
     } else {
         return Ok(());
     };
-    err(format!("{clause} is not followed by the resolver"))
+    err(clause)
 }
 
 impl Visitor for Refs<'_, '_> {
@@ -1196,10 +1332,9 @@ impl Visitor for Refs<'_, '_> {
                                     }
                                 }
                                 None => {
-                                    return ControlFlow::Break(ScopeError(format!(
-                                        "`{}.*` names no FROM entry",
-                                        parts.join(".")
-                                    )));
+                                    return ControlFlow::Break(ScopeError::MissingFromEntry(
+                                        parts.join("."),
+                                    ));
                                 }
                             }
                         }
@@ -1222,6 +1357,10 @@ impl Visitor for Refs<'_, '_> {
     }
 }
 
+/// Every table's system columns: row positions, transaction and table ids,
+/// never a stored value.
+const SYSTEM_COLUMNS: [&str; 6] = ["ctid", "xmin", "xmax", "cmin", "cmax", "tableoid"];
+
 /// Resolves `c`, `t.c`, `s.t.c` (or a whole-row `t`) innermost level first.
 fn resolve_name(scope: &Scope<'_>, parts: &[String]) -> Result<Resolved> {
     let mut level = Some(scope);
@@ -1231,7 +1370,7 @@ fn resolve_name(scope: &Scope<'_>, parts: &[String]) -> Result<Resolved> {
         }
         level = s.parent;
     }
-    err(format!("column `{}` cannot be resolved", parts.join(".")))
+    Err(ScopeError::UnknownColumn(parts.join(".")))
 }
 
 fn resolve_in(scope: &Scope<'_>, parts: &[String]) -> Option<Resolved> {
@@ -1253,6 +1392,14 @@ fn resolve_in(scope: &Scope<'_>, parts: &[String]) -> Option<Resolved> {
                         .iter()
                         .flat_map(|c| c.sources.iter().copied())
                         .collect(),
+                });
+            }
+            if SYSTEM_COLUMNS.contains(&column.as_str())
+                && scope.entries.iter().any(|e| e.relation.is_some())
+            {
+                return Some(Resolved {
+                    sources: BTreeSet::new(),
+                    direct: None,
                 });
             }
             if let Some(entry) = scope.entries.iter().find(|e| e.any_column.is_some()) {
@@ -1281,6 +1428,12 @@ fn resolve_in(scope: &Scope<'_>, parts: &[String]) -> Option<Resolved> {
                 return Some(Resolved {
                     sources: c.sources.clone(),
                     direct: c.direct,
+                });
+            }
+            if entry.relation.is_some() && SYSTEM_COLUMNS.contains(&column.as_str()) {
+                return Some(Resolved {
+                    sources: BTreeSet::new(),
+                    direct: None,
                 });
             }
             entry.any_column.as_ref().map(|s| Resolved {
@@ -1354,11 +1507,20 @@ fn expand(
     columns: &mut Vec<OutputColumn>,
     reads: &mut BTreeSet<Source>,
 ) -> Result<()> {
-    if entry.any_column.is_some() {
-        return err(format!(
-            "`*` over the function `{}`, whose columns are not known",
-            entry.name
-        ));
+    if let Some(any) = &entry.any_column {
+        // A function (or catalog relation) whose columns are not known:
+        // one column under its name (what PostgreSQL gives a function of
+        // a scalar type), computed from everything its arguments read. A
+        // function with more columns makes the count differ, which set
+        // operations and view lineage refuse, never a value unaccounted for.
+        reads.extend(any.iter().copied());
+        columns.push(OutputColumn {
+            name: entry.name.clone(),
+            sources: any.clone(),
+            direct: None,
+            aggregate: false,
+        });
+        return Ok(());
     }
     for c in &entry.columns {
         reads.extend(c.sources.iter().copied());
@@ -1386,7 +1548,7 @@ fn cols_of(q: &QueryColumns) -> Vec<Col> {
 /// Applies an alias column list (`AS x(a, b)`): the first names change.
 fn rename(mut cols: Vec<Col>, names: &[String]) -> Result<Vec<Col>> {
     if names.len() > cols.len() {
-        return err("an alias names more columns than there are");
+        return err("an alias naming more columns than there are");
     }
     for (c, n) in cols.iter_mut().zip(names) {
         c.name = n.clone();
@@ -1398,9 +1560,9 @@ fn object_parts(name: &sql::ObjectName) -> Result<Vec<String>> {
     name.0
         .iter()
         .map(|p| {
-            p.as_ident()
-                .map(fold)
-                .ok_or_else(|| ScopeError("a name that is not an identifier".to_owned()))
+            p.as_ident().map(fold).ok_or_else(|| {
+                ScopeError::NotFollowed("a name that is not an identifier".to_owned())
+            })
         })
         .collect()
 }
@@ -1647,11 +1809,74 @@ mod tests {
     }
 
     #[test]
+    fn named_windows_feed_what_is_computed_over_them() {
+        assert_eq!(
+            lineage(
+                "SELECT row_number() OVER w AS r, name FROM people \
+                 WINDOW w AS (PARTITION BY name ORDER BY email)"
+            )
+            .unwrap(),
+            [
+                "r <- [people.email, people.name]",
+                "name <- [people.name] direct"
+            ]
+        );
+        assert_eq!(
+            usages(
+                "SELECT sum(id) OVER (w ROWS 1 PRECEDING) FROM people \
+                 WINDOW w AS (ORDER BY email) ORDER BY rank() OVER w"
+            ),
+            [
+                "people.id: projected computed",
+                "people.email: projected ordered computed",
+            ]
+        );
+    }
+
+    #[test]
+    fn aliased_joins_catalogs_system_columns_and_table_functions() {
+        // `(a JOIN b) AS j` hides `a` and `b` behind `j`.
+        assert_eq!(
+            lineage(
+                "SELECT j.email, j.card FROM (people p JOIN orders o ON o.person_id = p.id) AS j"
+            )
+            .unwrap(),
+            [
+                "email <- [people.email] direct",
+                "card <- [orders.card] direct"
+            ]
+        );
+        assert!(lineage("SELECT p.email FROM (people p JOIN orders o ON true) AS j").is_err());
+        // Catalog relations and system columns carry no classified value.
+        assert_eq!(
+            usages(
+                "SELECT p.email, c.relname, p.ctid FROM people p \
+                 JOIN pg_catalog.pg_class c ON c.oid = p.tableoid, pg_namespace n \
+                 WHERE xmin <> '0'"
+            ),
+            ["people.email: projected"]
+        );
+        // XMLTABLE computes on what it is passed; `*` over a function
+        // whose columns are unknown is one column computed from its inputs.
+        assert_eq!(
+            lineage(
+                "SELECT x.v FROM people p, XMLTABLE('/a' PASSING p.email COLUMNS v text PATH 'b') x"
+            )
+            .unwrap(),
+            ["v <- [people.email]"]
+        );
+        assert_eq!(
+            lineage("SELECT e.* FROM people p, jsonb_array_elements(to_jsonb(p.name)) e").unwrap(),
+            ["e <- [people.name]"]
+        );
+    }
+
+    #[test]
     fn clauses_the_resolver_does_not_follow_are_errors() {
         let schema = schema();
         for sql_text in [
-            "SELECT row_number() OVER w FROM people WINDOW w AS (ORDER BY email)",
             "SELECT name FROM people QUALIFY true",
+            "SELECT * FROM people p JOIN orders o USING (id) AS j",
         ] {
             let stmt = Parser::parse_sql(&PostgreSqlDialect {}, sql_text).unwrap();
             assert!(
@@ -1662,8 +1887,18 @@ mod tests {
     }
 
     #[test]
-    fn unknown_names_are_errors() {
-        assert!(lineage("SELECT nope FROM people").is_err());
-        assert!(lineage("SELECT x FROM missing").is_err());
+    fn unknown_names_are_errors_that_say_which() {
+        assert_eq!(
+            lineage("SELECT nope FROM people"),
+            Err(ScopeError::UnknownColumn("nope".into()))
+        );
+        assert_eq!(
+            lineage("SELECT x FROM missing"),
+            Err(ScopeError::UnknownRelation("missing".into()))
+        );
+        assert_eq!(
+            lineage("SELECT q.* FROM people"),
+            Err(ScopeError::MissingFromEntry("q".into()))
+        );
     }
 }

@@ -12,6 +12,12 @@ pub const INSUFFICIENT_PRIVILEGE: &str = "42501";
 /// SQLSTATE 0A000 feature_not_supported.
 pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
 
+/// SQLSTATE 42703 undefined_column.
+pub const UNDEFINED_COLUMN: &str = "42703";
+
+/// SQLSTATE 42P01 undefined_table.
+pub const UNDEFINED_TABLE: &str = "42P01";
+
 /// What happens to a query string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {

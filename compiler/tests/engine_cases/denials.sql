@@ -17,6 +17,31 @@ SELECT * FROM secret_table;
 
 SELECT pg_read_file('/etc/passwd');
 
+-- Where the scope resolver cannot tell which columns a statement uses, a
+-- statement over a relation with anything withheld is refused in one
+-- place: a column or FROM entry that is not there with PostgreSQL's code,
+-- a construct the resolver does not follow as such. Over relations read
+-- in full (orders) the same mistake is forwarded, for PostgreSQL to answer.
+
+SELECT c.emai FROM customers c;
+
+SELECT o.* FROM customers c;
+
+SELECT * FROM customers c JOIN orders o USING (id) AS j;
+
+SELECT o.emai FROM orders o;
+
+-- Forms the resolver follows: named windows, a join under one alias,
+-- XMLTABLE, catalogs beside a protected relation.
+
+SELECT rank() OVER w FROM customers c WINDOW w AS (ORDER BY c.ssn);
+
+SELECT j.status, j.email FROM (orders o JOIN customers c ON c.id = o.customer_id) AS j;
+
+SELECT x.v FROM customers c, XMLTABLE('/a' PASSING c.ssn COLUMNS v text PATH 'b') x;
+
+SELECT c.email, n.nspname FROM customers c, pg_namespace n;
+
 -- as
 
 SELECT email FROM customers;

@@ -10,7 +10,7 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 use crate::access::{Access, Perm, PrincipalAccess};
-use crate::analyze::{self, Analysis, TableRef, WildcardUse};
+use crate::analyze::{self, Analysis};
 use crate::barrier;
 use crate::denials;
 use crate::functions;

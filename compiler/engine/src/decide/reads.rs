@@ -71,11 +71,7 @@ pub(super) fn reads(
     let restricted = resolved
         .iter()
         .any(|r| matches!(r, Some(Resolved::Relation(ri)) if access.relation_restricted(*ri)));
-    let resolution = if restricted {
-        resolve_uses(plan, access, stmt)?
-    } else {
-        None
-    };
+    let resolution = resolve_uses(plan, access, stmt, restricted)?;
     for (ti, t) in a.tables.iter().enumerate() {
         if t.is_function {
             let (name, schema) = match t.parts.as_slice() {
@@ -111,12 +107,14 @@ pub(super) fn reads(
         for ci in rel.column_ids() {
             out.policies.extend(access.policies[ri][ci].iter().cloned());
         }
-        let referenced = match &resolution {
+        // Unresolved (and so nothing withheld): the audit lists every
+        // column of the relation rather than guess.
+        let referenced: Vec<ColId> = match &resolution {
             Some(r) => rel
                 .column_ids()
                 .filter(|&ci| r.usages.contains_key(&(ri, ci)))
                 .collect(),
-            None => referenced_columns(a, ti, rel),
+            None => rel.column_ids().collect(),
         };
         let granted = |ci: ColId| {
             resolution
@@ -128,9 +126,6 @@ pub(super) fn reads(
         out.limit(plan, access, ri);
         if !access.relation_restricted(ri) {
             continue;
-        }
-        if resolution.is_none() {
-            check_denied_references(plan, access, a, ti, ri)?;
         }
         if t.inheritance_marker {
             return Err(denials::inheritance_marker(&rel.qualified()));
@@ -213,61 +208,6 @@ pub(super) fn reads(
     Ok(out)
 }
 
-/// Refuses statements that name a denied column, directly, through `*` or
-/// `t.*`, or through a whole-row reference. (The masking subquery turns
-/// denied columns into NULLs anyway; this makes the refusal explicit.)
-pub(super) fn check_denied_references(
-    plan: &Plan,
-    access: &PrincipalAccess,
-    a: &Analysis,
-    ti: usize,
-    ri: RelId,
-) -> Result<(), Denial> {
-    let rel = plan.schema.relation(ri);
-    let denied: Vec<ColId> = rel
-        .column_ids()
-        .filter(|&ci| {
-            matches!(
-                access.columns[ri][ci],
-                Access::Denied { .. } | Access::Approval { .. }
-            )
-        })
-        .collect();
-    let Some(&first) = denied.first() else {
-        return Ok(());
-    };
-    for &ci in &denied {
-        if a.idents.contains(&rel.columns[ci].name) {
-            return Err(column_denial(plan, access, ri, ci, ""));
-        }
-    }
-    let t = &a.tables[ti];
-    let visible = visible_name(t).unwrap_or("");
-    for w in &a.wildcards {
-        let hit = match w {
-            WildcardUse::All(indices) => indices.contains(&ti),
-            WildcardUse::Qualified(name) => name == visible,
-        };
-        if hit {
-            let through = match w {
-                WildcardUse::All(_) => " (through `*`)".to_owned(),
-                WildcardUse::Qualified(name) => format!(" (through `{name}.*`)"),
-            };
-            return Err(column_denial(plan, access, ri, first, &through));
-        }
-    }
-    if a.bare_idents.contains(visible) && rel.column_index(visible).is_none() {
-        return Err(column_denial(
-            plan,
-            access,
-            ri,
-            first,
-            &format!(" (through the whole-row reference `{visible}`)"),
-        ));
-    }
-    Ok(())
-}
-
 /// The limit on rows per statement for relation `ri` (the smallest of the
 /// identity's `limit` clauses covering it), with its rule's name.
 pub fn row_limit(plan: &Plan, access: &PrincipalAccess, ri: RelId) -> Option<(u64, String)> {
@@ -324,23 +264,6 @@ pub(super) fn row_filter(cx: Cx<'_>, ri: RelId) -> Result<Option<String>, Denial
         parts.push(format!("({bound})"));
     }
     Ok(Some(parts.join(" AND ")))
-}
-
-/// The columns of relation reference `ti` the statement names, directly or
-/// through `*`/`t.*` (by name: a name shared by two relations counts for both).
-pub(super) fn referenced_columns(
-    a: &Analysis,
-    ti: usize,
-    rel: &crate::schema::Relation,
-) -> Vec<ColId> {
-    let visible = visible_name(&a.tables[ti]).unwrap_or("");
-    let all = a.wildcards.iter().any(|w| match w {
-        WildcardUse::All(indices) => indices.contains(&ti),
-        WildcardUse::Qualified(name) => name == visible,
-    }) || (a.bare_idents.contains(visible) && rel.column_index(visible).is_none());
-    rel.column_ids()
-        .filter(|&ci| all || a.idents.contains(&rel.columns[ci].name))
-        .collect()
 }
 
 /// Records what observe-only rules would have withheld from the columns

@@ -59,16 +59,9 @@ pub(super) fn check_catalog(name: &str) -> Result<(), Denial> {
     Ok(())
 }
 
-/// The name a table factor answers to in the rest of the statement.
-pub(super) fn visible_name(t: &TableRef) -> Option<&str> {
-    t.alias
-        .as_deref()
-        .or_else(|| t.parts.last().map(String::as_str))
-}
-
 pub(super) use crate::schema::SEARCH_PATH;
 
-/// What the scope resolver found a statement does with withheld columns.
+/// What the scope resolver found a statement does with its columns.
 pub(super) struct Resolution {
     /// Every relation column it touches, and how.
     pub(super) usages: scope::Usages,
@@ -77,19 +70,23 @@ pub(super) struct Resolution {
     pub(super) granted: HashSet<Source>,
 }
 
-/// Decides on the scope resolver's answer: a column withheld from the
-/// identity (denied or needing approval) that the statement uses in any way
-/// a `use` grant does not cover is refused, naming how it is used. `None`
-/// when the resolver cannot follow the statement; the name-based check and
-/// the masking subqueries (which never let a withheld value out) decide it
-/// then, without grants.
+/// Resolves the statement's column uses and decides on them: a column
+/// withheld from the identity (denied or needing approval) that the
+/// statement uses in any way a `use` grant does not cover is refused,
+/// naming how it is used. Where the resolver cannot follow the statement,
+/// it is refused here when it reads a relation with anything withheld
+/// (`restricted`) — the one place that happens — and otherwise `None`:
+/// nothing is withheld, so nothing depends on which columns it uses.
 pub(super) fn resolve_uses(
     plan: &Plan,
     access: &PrincipalAccess,
     stmt: &sql::Statement,
+    restricted: bool,
 ) -> Result<Option<Resolution>, Denial> {
-    let Ok(usages) = scope::statement_usages(stmt, &plan.schema, SEARCH_PATH) else {
-        return Ok(None);
+    let usages = match scope::statement_usages(stmt, &plan.schema, SEARCH_PATH) {
+        Ok(usages) => usages,
+        Err(e) if restricted => return Err(denials::not_resolved(&e)),
+        Err(_) => return Ok(None),
     };
     let grantable = Usage::GRANTABLE.iter().fold(0u16, |b, u| b | u.bit());
     let mut granted = HashSet::new();
