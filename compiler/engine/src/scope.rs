@@ -983,19 +983,12 @@ impl Cx<'_> {
             // A catalog relation the schema does not carry holds no
             // classified values: any of its columns resolves, to nothing.
             // (Which catalogs a statement may read is the engine's check.)
-            let catalog = match parts {
-                [name] => name.starts_with("pg_"),
-                [schema, _] | [_, schema, _] => {
-                    sql_lists::CATALOG_SCHEMAS.contains(&schema.as_str())
-                }
-                _ => false,
-            };
-            let Some(name) = parts.last().filter(|_| catalog) else {
+            let Some(name) = sql_lists::catalog_name(parts) else {
                 return Err(ScopeError::UnknownRelation(parts.join(".")));
             };
             return Ok(Entry {
-                name: alias_name.unwrap_or_else(|| name.clone()),
-                relation: Some((String::new(), name.clone())),
+                name: alias_name.unwrap_or_else(|| name.to_owned()),
+                relation: Some((String::new(), name.to_owned())),
                 columns: Vec::new(),
                 any_column: Some(BTreeSet::new()),
             });

@@ -105,3 +105,17 @@ pub const AGGREGATES: &[&str] = &[
 
 /// Schemas that hold PostgreSQL's own catalogs.
 pub const CATALOG_SCHEMAS: &[&str] = &["pg_catalog", "information_schema"];
+
+/// The relation's name when a written name (folded parts) is one of
+/// PostgreSQL's catalogs: qualified by a catalog schema, or unqualified
+/// with the `pg_` prefix (found in `pg_catalog`, searched first). Used
+/// where the schema does not carry the relation.
+pub fn catalog_name(parts: &[String]) -> Option<&str> {
+    match parts {
+        [name] if name.starts_with("pg_") => Some(name),
+        [schema, name] | [_, schema, name] if CATALOG_SCHEMAS.contains(&schema.as_str()) => {
+            Some(name)
+        }
+        _ => None,
+    }
+}

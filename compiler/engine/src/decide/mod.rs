@@ -17,7 +17,6 @@ use crate::functions;
 use crate::masks::sql_string;
 use crate::plan::Plan;
 use crate::rewrite::{self, Edit};
-use crate::schema::DEFAULT_SCHEMA;
 use crate::scope::{self, Source, Usage};
 use crate::sql_lists;
 

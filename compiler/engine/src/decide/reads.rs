@@ -90,7 +90,7 @@ pub(super) fn reads(
             Resolved::Cte => {
                 // A CTE that shadows a protected relation's name makes the
                 // reference ambiguous to a scope-blind reader: refuse.
-                if let Some(ri) = plan.schema.find(DEFAULT_SCHEMA, &t.parts[0])
+                if let Some(ri) = plan.schema.lookup(&t.parts, SEARCH_PATH)
                     && access.relation_restricted(ri)
                 {
                     return Err(denials::shadowing_cte(&t.parts[0]));

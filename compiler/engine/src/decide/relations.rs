@@ -18,37 +18,22 @@ pub(super) fn resolve(
     parts: &[String],
     ctes: &std::collections::HashSet<String>,
 ) -> Resolved {
-    let (schema, name) = match parts {
-        [name] => {
-            if ctes.contains(name) {
-                return Resolved::Cte;
-            }
-            // pg_catalog is searched before the search path.
-            if let Some(ri) = plan.classified_catalog_relation(name) {
-                return Resolved::Relation(ri);
-            }
-            match plan.schema.find(DEFAULT_SCHEMA, name) {
-                Some(ri) => return Resolved::Relation(ri),
-                None if name.starts_with("pg_") => return Resolved::Catalog(name.clone()),
-                None => return Resolved::Unknown(name.clone()),
-            }
-        }
-        [schema, name] | [_, schema, name] => (schema, name),
-        _ => return Resolved::Unknown(parts.join(".")),
-    };
-    if sql_lists::CATALOG_SCHEMAS.contains(&schema.as_str()) {
+    if let [name] = parts
+        && ctes.contains(name)
+    {
+        return Resolved::Cte;
+    }
+    // The schema's one lookup (pg_catalog first, as PostgreSQL searches),
+    // the same the scope resolver makes.
+    match plan.schema.lookup(parts, SEARCH_PATH) {
         // A catalog relation the policy classifies is decided column by
         // column; any other is refused whole if it exposes values.
-        if schema == "pg_catalog"
-            && let Some(ri) = plan.classified_catalog_relation(name)
-        {
-            return Resolved::Relation(ri);
-        }
-        return Resolved::Catalog(name.clone());
-    }
-    match plan.schema.find(schema, name) {
-        Some(ri) => Resolved::Relation(ri),
-        None => Resolved::Unknown(format!("{schema}.{name}")),
+        Some(ri) if plan.is_decided(ri) => Resolved::Relation(ri),
+        Some(ri) => Resolved::Catalog(plan.schema.relation(ri).name.clone()),
+        None => match sql_lists::catalog_name(parts) {
+            Some(name) => Resolved::Catalog(name.to_owned()),
+            None => Resolved::Unknown(parts.join(".")),
+        },
     }
 }
 
