@@ -290,6 +290,40 @@ fn psql_describe_commands_and_copy() {
     assert_no_clear_value(&q, "psql's output", &out.stdout);
 }
 
+/// Query builders qualify every column by schema and relation (Prisma,
+/// jOOQ): the masking subquery that replaces the relation keeps its name,
+/// so the rewrite drops the schema, and the statements run masked.
+#[test]
+fn schema_qualified_columns_as_query_builders_write_them() {
+    let (q, proxy) = setup();
+    let out = psql::run_conninfo(
+        &conninfo(&q, &proxy),
+        &q.issuer.ci_token(),
+        "SELECT \"public\".\"customers\".\"id\", \"public\".\"customers\".\"email\" \
+         FROM \"public\".\"customers\" WHERE 1=1 \
+         ORDER BY \"public\".\"customers\".\"id\" ASC LIMIT 1 OFFSET 0;\n\
+         select \"public\".\"orders\".\"id\", \"public\".\"customers\".\"card_number\" \
+         from \"public\".\"orders\" join \"public\".\"customers\" \
+         on \"public\".\"orders\".\"customer_id\" = \"public\".\"customers\".\"id\" \
+         where \"public\".\"orders\".\"id\" = 10;\n",
+    );
+    assert_eq!(out.stderr.matches("ERROR").count(), 0, "{}", out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(
+        lines.first().is_some_and(|l| l.starts_with("1|****@")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        lines
+            .get(1)
+            .is_some_and(|l| l.starts_with("10|") && l.contains("*")),
+        "{}",
+        out.stdout
+    );
+    assert_no_clear_value(&q, "psql's output", &out.stdout);
+}
+
 #[test]
 fn psycopg3_named_cursors_copy_and_cancel_over_tls() {
     let (q, proxy) = setup();

@@ -42,11 +42,28 @@ pub struct Analysis {
     pub settings: Vec<SettingCall>,
     /// Every identifier, folded.
     pub idents: HashSet<String>,
+    /// Column references and `t.*` written with their relation's schema.
+    pub schema_qualified: Vec<SchemaQualified>,
     /// True when a `SELECT … INTO` creates a table.
     pub select_into: bool,
     /// Statements visited, the analysed one included: more than one means
     /// a statement nested in another (such as `WITH x AS (UPDATE …)`).
     pub statements: usize,
+}
+
+/// A column reference or `t.*` qualified by schema and relation
+/// (`s.t.c`, `db.s.t.c`, `s.t.*`), as ORMs and query builders write them
+/// (Prisma, jOOQ). Once `s.t` is replaced by a masking subquery named
+/// `t`, PostgreSQL no longer accepts the schema there, so the rewrite
+/// drops the prefix.
+#[derive(Debug, Clone)]
+pub struct SchemaQualified {
+    /// The schema, folded.
+    pub schema: String,
+    /// The relation, folded.
+    pub relation: String,
+    /// Byte range of what precedes the relation's name (`"public".`).
+    pub prefix: (usize, usize),
 }
 
 /// A call of `current_setting` or `set_config`.
@@ -249,6 +266,34 @@ impl Collector<'_> {
         (start < end).then_some((start, end))
     }
 
+    /// Records `[db.]schema.relation` qualifying a column or `*`:
+    /// `qualifier` is every part before the column (or `*`).
+    fn schema_qualified(&mut self, qualifier: &[sql::Ident]) {
+        let ([first, ..], [.., schema, relation]) = (qualifier, qualifier) else {
+            return;
+        };
+        let (Some(start), Some(end)) = (
+            self.index.offset(first.span.start),
+            self.index.offset(relation.span.start),
+        ) else {
+            return;
+        };
+        if start < end {
+            self.out.schema_qualified.push(SchemaQualified {
+                schema: fold(schema),
+                relation: fold(relation),
+                prefix: (start, end),
+            });
+        }
+    }
+
+    fn qualified_wildcard(&mut self, name: &sql::ObjectName) {
+        let parts: Option<Vec<sql::Ident>> = name.0.iter().map(|p| p.as_ident().cloned()).collect();
+        if let Some(parts) = parts {
+            self.schema_qualified(&parts);
+        }
+    }
+
     fn range_of(&self, name: &sql::ObjectName) -> Option<(usize, usize)> {
         let first = name.0.first()?.as_ident()?;
         let last = name.0.last()?.as_ident()?;
@@ -273,6 +318,15 @@ impl Visitor for Collector<'_> {
     fn pre_visit_select(&mut self, select: &sql::Select) -> ControlFlow<()> {
         if select.into.is_some() {
             self.out.select_into = true;
+        }
+        for item in &select.projection {
+            if let sql::SelectItem::QualifiedWildcard(
+                sql::SelectItemQualifiedWildcardKind::ObjectName(name),
+                _,
+            ) = item
+            {
+                self.qualified_wildcard(name);
+            }
         }
         ControlFlow::Continue(())
     }
@@ -309,7 +363,22 @@ impl Visitor for Collector<'_> {
     }
 
     fn pre_visit_expr(&mut self, expr: &sql::Expr) -> ControlFlow<()> {
+        if let sql::Expr::CompoundIdentifier(ids) = expr
+            && let [qualifier @ .., _column] = ids.as_slice()
+        {
+            self.schema_qualified(qualifier);
+        }
         if let sql::Expr::Function(f) = expr {
+            if let sql::FunctionArguments::List(list) = &f.args {
+                for arg in &list.args {
+                    if let sql::FunctionArg::Unnamed(sql::FunctionArgExpr::QualifiedWildcard(
+                        name,
+                    )) = arg
+                    {
+                        self.qualified_wildcard(name);
+                    }
+                }
+            }
             let parts = name_parts(&f.name);
             let (schema, name) = match parts.as_slice() {
                 [name] => (None, name.clone()),

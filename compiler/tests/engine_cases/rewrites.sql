@@ -21,3 +21,13 @@ SELECT count(*) FROM customers;
 -- as dba-bot
 
 SELECT ssn, email FROM customers;
+
+-- Columns qualified by schema and relation, as Prisma and jOOQ write
+-- them: once the relation is the masking subquery, the schema goes.
+-- as ci
+
+SELECT "public"."customers"."id", "public"."customers"."email" FROM "public"."customers" WHERE "public"."customers"."id" = $1 LIMIT $2 OFFSET $3;
+
+SELECT public.orders.*, public.customers.name FROM customers JOIN public.orders ON public.orders.customer_id = public.customers.id;
+
+SELECT c.email FROM public.customers c WHERE c.id IN (SELECT public.customers.id FROM public.customers);

@@ -177,6 +177,23 @@ pub(super) fn reads(
             ),
         };
         out.edits.push(Edit { start, end, text });
+        if t.alias.is_none() {
+            // `schema.t.c` no longer names anything once `schema.t` is the
+            // subquery `t`: drop the schema (each prefix once, however many
+            // references to the relation the statement has).
+            for q in &a.schema_qualified {
+                if q.schema == rel.schema
+                    && t.parts.last() == Some(&q.relation)
+                    && !out.edits.iter().any(|e| e.start == q.prefix.0)
+                {
+                    out.edits.push(Edit {
+                        start: q.prefix.0,
+                        end: q.prefix.1,
+                        text: String::new(),
+                    });
+                }
+            }
+        }
         for (ci, acc) in columns.iter().enumerate() {
             if matches!(acc, Access::Masked(_)) {
                 let col = format!("{}.{}", rel.qualified(), rel.columns[ci].name);
