@@ -20,9 +20,20 @@ pub struct TableRef {
     pub alias: Option<String>,
     /// True for a table function such as `generate_series(…)`.
     pub is_function: bool,
-    /// True when written with `ONLY` or a trailing `*`, which a masking
-    /// subquery cannot carry.
-    pub inheritance_marker: bool,
+    /// `ONLY name`, `ONLY (name)` or `name *`, if written.
+    pub inheritance: Option<Inheritance>,
+}
+
+/// An inheritance marker on a relation reference.
+#[derive(Debug, Clone, Copy)]
+pub struct Inheritance {
+    /// `ONLY`: the relation without its descendants (pg_dump's
+    /// `SELECT * FROM ONLY t`); otherwise `t *`, PostgreSQL's default.
+    pub only: bool,
+    /// Byte range of the marker and the name together, which a rewrite
+    /// replaces whole; `None` when the tokens around the name do not read
+    /// as the marker (then the reference cannot be rewritten).
+    pub range: Option<(usize, usize)>,
 }
 
 /// What a statement touches.
@@ -142,6 +153,7 @@ pub fn analyze(statement: &sql::Statement, text: &str) -> Analysis {
         index: LineIndex::new(text),
         out: Analysis::default(),
         factor_names: HashSet::new(),
+        tokens: None,
     };
     let _ = statement.visit(&mut collector);
     let mut out = collector.out;
@@ -238,6 +250,10 @@ fn pg_settings_row(statement: &sql::Statement, calls: usize) -> Option<String> {
 
 struct Collector<'a> {
     index: LineIndex<'a>,
+    /// The statement's tokens without whitespace and comments, with byte
+    /// ranges: made only for an inheritance marker, whose keyword and
+    /// parentheses the syntax tree does not locate.
+    tokens: Option<Vec<(sqlparser::tokenizer::Token, usize, usize)>>,
     out: Analysis,
     /// Addresses of the table factors' `ObjectName`s: a relation name
     /// elsewhere is one of `other_relations`.
@@ -294,6 +310,61 @@ impl Collector<'_> {
         }
     }
 
+    /// The byte range of `ONLY name`, `ONLY (name)` or `name *`.
+    fn marker_range(
+        &mut self,
+        name: &sql::ObjectName,
+        marker: sql::TableInheritance,
+    ) -> Option<(usize, usize)> {
+        use sqlparser::keywords::Keyword;
+        use sqlparser::tokenizer::{Token, Tokenizer};
+        let (start, end) = self.range_of(name)?;
+        if self.tokens.is_none() {
+            let index = &self.index;
+            let tokens = Tokenizer::new(&sqlparser::dialect::PostgreSqlDialect {}, index.text)
+                .tokenize_with_location()
+                .ok()?
+                .into_iter()
+                .filter(|t| !matches!(t.token, Token::Whitespace(_)))
+                .filter_map(|t| {
+                    Some((
+                        t.token,
+                        index.offset(t.span.start)?,
+                        index.offset(t.span.end)?,
+                    ))
+                })
+                .collect();
+            self.tokens = Some(tokens);
+        }
+        let tokens = self.tokens.as_deref()?;
+        let first = tokens.iter().position(|t| t.1 == start)?;
+        let last = tokens.iter().position(|t| t.2 == end)?;
+        match marker {
+            sql::TableInheritance::Only { parenthesized } => {
+                let (open, close) = if parenthesized {
+                    let open = first.checked_sub(1)?;
+                    let close = last + 1;
+                    let parens = tokens[open].0 == Token::LParen
+                        && tokens.get(close).is_some_and(|t| t.0 == Token::RParen);
+                    (parens.then_some(open)?, close)
+                } else {
+                    (first, last)
+                };
+                let only = &tokens[open.checked_sub(1)?];
+                match &only.0 {
+                    Token::Word(w) if w.keyword == Keyword::ONLY && w.quote_style.is_none() => {
+                        Some((only.1, tokens[close].2))
+                    }
+                    _ => None,
+                }
+            }
+            sql::TableInheritance::IncludeDescendants => {
+                let star = tokens.get(last + 1)?;
+                (star.0 == Token::Mul).then_some((start, star.2))
+            }
+        }
+    }
+
     fn range_of(&self, name: &sql::ObjectName) -> Option<(usize, usize)> {
         let first = name.0.first()?.as_ident()?;
         let last = name.0.last()?.as_ident()?;
@@ -341,12 +412,16 @@ impl Visitor for Collector<'_> {
         } = factor
         {
             self.factor_names.insert(std::ptr::from_ref(name) as usize);
+            let inheritance = inheritance.map(|i| Inheritance {
+                only: matches!(i, sql::TableInheritance::Only { .. }),
+                range: self.marker_range(name, i),
+            });
             self.out.tables.push(TableRef {
                 parts: name_parts(name),
                 range: self.range_of(name),
                 alias: alias.as_ref().map(|a| fold(&a.name)),
                 is_function: args.is_some(),
-                inheritance_marker: inheritance.is_some(),
+                inheritance,
             });
         }
         ControlFlow::Continue(())

@@ -351,12 +351,16 @@ pub(crate) fn shadowing_cte(name: &str) -> Denial {
     )
 }
 
-/// `ONLY t` or `t *` on a protected relation.
+/// `ONLY t` or `t *` on a protected relation, written so that the marker
+/// cannot be located among the statement's tokens (replaced with the name
+/// otherwise).
 pub(crate) fn inheritance_marker(relation: &str) -> Denial {
     refusal(
         FEATURE_NOT_SUPPORTED,
-        format!("`ONLY` and `*` after a protected relation (`{relation}`) are not supported"),
-        Some("write the relation name alone"),
+        format!(
+            "clsf cannot locate the `ONLY` or `*` written with the protected relation `{relation}`, so it cannot rewrite the reference"
+        ),
+        Some("write the relation as `ONLY name` or `name *`"),
     )
 }
 

@@ -23,7 +23,7 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// `(SELECT …masked columns… FROM schema.relation)`: one output column per
+/// `(SELECT …masked columns… FROM [ONLY] schema.relation)`: one output column per
 /// relation column, in order, each with the column's name and type. Denied
 /// columns become typed NULLs, so that a reference the analysis missed still
 /// reveals nothing.
@@ -37,6 +37,7 @@ pub fn masking_subquery(
     access: &[Access],
     filter: Option<&str>,
     copied: &[String],
+    only: bool,
 ) -> String {
     let mut out = String::from("(SELECT ");
     for (i, (col, acc)) in relation.columns.iter().zip(access).enumerate() {
@@ -64,7 +65,7 @@ pub fn masking_subquery(
             }
         }
     }
-    out.push_str(" FROM ");
+    out.push_str(if only { " FROM ONLY " } else { " FROM " });
     out.push_str(&quote_ident(&relation.schema));
     out.push('.');
     out.push_str(&quote_ident(&relation.name));

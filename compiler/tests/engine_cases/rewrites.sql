@@ -31,3 +31,23 @@ SELECT "public"."customers"."id", "public"."customers"."email" FROM "public"."cu
 SELECT public.orders.*, public.customers.name FROM customers JOIN public.orders ON public.orders.customer_id = public.customers.id;
 
 SELECT c.email FROM public.customers c WHERE c.id IN (SELECT public.customers.id FROM public.customers);
+
+-- Inheritance markers: the subquery replaces `ONLY t` (pg_dump's
+-- `--inserts` reads `SELECT * FROM ONLY t`) and carries the `ONLY`;
+-- `t *` is PostgreSQL's default and goes.
+
+SELECT id, email FROM ONLY customers WHERE id = 1;
+
+SELECT c.email FROM ONLY /* no descendants */ (public.customers) c;
+
+SELECT email FROM customers * ORDER BY 1;
+
+-- Operators written OPERATOR(pg_catalog.op), as pg_dump and psql write
+-- their catalog queries (sqlparser does not take the form before ANY):
+-- decided and forwarded with the plain operator.
+
+SELECT c.oid FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace WHERE c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'p']) AND c.relname OPERATOR(pg_catalog.~) '^(customers)$' COLLATE pg_catalog.default;
+
+SELECT email FROM customers WHERE id OPERATOR(pg_catalog.=) ANY ('{1,2}');
+
+SELECT email FROM customers WHERE id OPERATOR(public.=) ANY ('{1,2}');

@@ -181,11 +181,15 @@ pub(crate) fn decide_with_edits(
 
 /// Statements PostgreSQL accepts that sqlparser does not parse, read from
 /// their tokens: `TABLE name …` (decided as `SELECT * FROM name …`, which
-/// is what PostgreSQL runs, and forwarded in that form), `FETCH`/`MOVE`
-/// forms sqlparser lacks, and schema statements, refused for what they are
-/// rather than for the parser. `None`: refused as unparseable.
+/// is what PostgreSQL runs, and forwarded in that form), operators written
+/// `OPERATOR(pg_catalog.op)` (pg_dump's and psql's catalog queries, which
+/// sqlparser does not take before `ANY`/`ALL`: decided and forwarded with
+/// the plain operator, the same one since pg_catalog is searched first and
+/// the search path cannot be changed), `FETCH`/`MOVE` forms sqlparser
+/// lacks, and schema statements, refused for what they are rather than for
+/// the parser. `None`: refused as unparseable.
 fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
-    let Cx { plan, access, env } = cx;
+    let Cx { plan, access, .. } = cx;
     use sqlparser::tokenizer::{Token, Tokenizer};
     let tokens = Tokenizer::new(&PostgreSqlDialect {}, text)
         .tokenize_with_location()
@@ -206,6 +210,9 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
         Some((Token::Word(w), ..)) if w.quote_style.is_none() => Some(w.value.to_ascii_uppercase()),
         _ => None,
     };
+    if let Some(normalized) = plain_catalog_operators(text, &words) {
+        return Some(decided_as(cx, text, &normalized));
+    }
     let first = keyword(0)?;
     match first.as_str() {
         "TABLE" => {
@@ -213,27 +220,7 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
                 return None;
             };
             let normalized = format!("{}SELECT * FROM{}", &text[..start], &text[end..]);
-            let (mut decision, _) = decide_with_edits(plan, access, env, &normalized);
-            let forwarded = match &decision.verdict {
-                Verdict::Forward => Some(normalized.clone()),
-                Verdict::Rewrite(t) => Some(t.clone()),
-                _ => None,
-            };
-            for r in &mut decision.statements {
-                r.text = text.to_owned();
-            }
-            let edits = match forwarded {
-                Some(t) => {
-                    decision.verdict = Verdict::Rewrite(t.clone());
-                    vec![Edit {
-                        start: 0,
-                        end: text.len(),
-                        text: t,
-                    }]
-                }
-                None => Vec::new(),
-            };
-            Some((decision, edits))
+            Some(decided_as(cx, text, &normalized))
         }
         "FETCH" | "MOVE" => {
             // FETCH|MOVE [direction] [FROM|IN] cursor [;]: the direction is
@@ -326,6 +313,78 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
         }
         _ => None,
     }
+}
+
+/// Decides `text` as the equivalent `normalized`, which is what is
+/// forwarded (the reports keep the client's text).
+fn decided_as(cx: Cx<'_>, text: &str, normalized: &str) -> (Decision, Vec<Edit>) {
+    let (mut decision, _) = decide_with_edits(cx.plan, cx.access, cx.env, normalized);
+    let forwarded = match &decision.verdict {
+        Verdict::Forward => Some(normalized.to_owned()),
+        Verdict::Rewrite(t) => Some(t.clone()),
+        _ => None,
+    };
+    for r in &mut decision.statements {
+        r.text = text.to_owned();
+    }
+    let edits = match forwarded {
+        Some(t) => {
+            decision.verdict = Verdict::Rewrite(t.clone());
+            vec![Edit {
+                start: 0,
+                end: text.len(),
+                text: t,
+            }]
+        }
+        None => Vec::new(),
+    };
+    (decision, edits)
+}
+
+/// `text` with every `OPERATOR(pg_catalog.op)` written as `op`, or `None`
+/// when it has none (or one whose operator is not plain symbols).
+fn plain_catalog_operators(
+    text: &str,
+    words: &[(&sqlparser::tokenizer::Token, Option<usize>, Option<usize>)],
+) -> Option<String> {
+    use sqlparser::tokenizer::Token;
+    let is_word = |i: usize, value: &str| {
+        matches!(words.get(i), Some((Token::Word(w), ..))
+            if w.value.eq_ignore_ascii_case(value) && (w.quote_style.is_none() || w.value == value))
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut i = 0;
+    while i < words.len() {
+        let opens = is_word(i, "operator")
+            && matches!(words.get(i + 1), Some((Token::LParen, ..)))
+            && is_word(i + 2, "pg_catalog")
+            && matches!(words.get(i + 3), Some((Token::Period, ..)));
+        if !opens {
+            i += 1;
+            continue;
+        }
+        let close = (i + 4..words.len()).find(|&j| matches!(words[j].0, Token::RParen))?;
+        let (Some(start), Some(op_start), Some(op_end), Some(end)) =
+            (words[i].1, words[i + 3].2, words[close].1, words[close].2)
+        else {
+            return None;
+        };
+        let op = text.get(op_start..op_end)?.trim();
+        if op.is_empty() || !op.chars().all(|c| "+-*/<>=~!@#%^&|`?".contains(c)) {
+            return None;
+        }
+        out.push_str(&text[copied..start]);
+        out.push(' ');
+        out.push_str(op);
+        out.push(' ');
+        copied = end;
+        i = close + 1;
+    }
+    (copied > 0).then(|| {
+        out.push_str(&text[copied..]);
+        out
+    })
 }
 
 fn report_denied(plan: &Plan, text: String, d: &Denial) -> StatementReport {

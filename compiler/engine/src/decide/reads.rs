@@ -127,13 +127,19 @@ pub(super) fn reads(
         if !access.relation_restricted(ri) {
             continue;
         }
-        if t.inheritance_marker {
-            return Err(denials::inheritance_marker(&rel.qualified()));
-        }
         let Some((start, end)) = t.range else {
             return Err(denials::internal(
                 "the relation's position in the statement is unknown",
             ));
+        };
+        // The subquery replaces `ONLY t` or `t *` whole and carries `ONLY`.
+        let (replaced, only) = match t.inheritance {
+            None => ((start, end), false),
+            Some(analyze::Inheritance {
+                only,
+                range: Some(range),
+            }) => (range, only),
+            Some(_) => return Err(denials::inheritance_marker(&rel.qualified())),
         };
         let filter = row_filter(cx, ri)?;
         let columns: std::borrow::Cow<'_, [Access]> = if rel.column_ids().any(granted) {
@@ -168,7 +174,7 @@ pub(super) fn reads(
             }
             None => Vec::new(),
         };
-        let subquery = rewrite::masking_subquery(rel, &columns, filter.as_deref(), &copied);
+        let subquery = rewrite::masking_subquery(rel, &columns, filter.as_deref(), &copied, only);
         let text = match &t.alias {
             Some(_) => subquery,
             None => format!(
@@ -176,7 +182,11 @@ pub(super) fn reads(
                 rewrite::quote_ident(t.parts.last().map_or("", String::as_str))
             ),
         };
-        out.edits.push(Edit { start, end, text });
+        out.edits.push(Edit {
+            start: replaced.0,
+            end: replaced.1,
+            text,
+        });
         if t.alias.is_none() {
             // `schema.t.c` no longer names anything once `schema.t` is the
             // subquery `t`: drop the schema (each prefix once, however many
