@@ -270,6 +270,14 @@ fn a_shape_hit_decides_exactly_like_a_fresh_analysis() {
                 "SELECT '{v}' AS n, public.customers.email FROM public.customers WHERE public.customers.name = '{v}'"
             )
         },
+        // The sample clause moves into the subquery with its literal: no
+        // shape is kept, so another percentage is never the first one's.
+        &|v| {
+            format!(
+                "SELECT c.email FROM customers c TABLESAMPLE SYSTEM ({}) REPEATABLE (7)",
+                v.len()
+            )
+        },
     ];
     let values = ["1", "42", "it''s", "ünïcode", "1000000"];
     let identity = Identity {
@@ -305,7 +313,7 @@ fn a_shape_hit_decides_exactly_like_a_fresh_analysis() {
         kinds,
         [
             "rewrite", "rewrite", "forward", "rewrite", "forward", "deny", "forward", "forward",
-            "rewrite"
+            "rewrite", "rewrite"
         ]
     );
     // The proxy's own setting after a harmless one of the same shape.

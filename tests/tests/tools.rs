@@ -315,9 +315,11 @@ fn psql_describe_commands_and_copy() {
 
 /// Query builders qualify every column by schema and relation (Prisma,
 /// jOOQ): the masking subquery that replaces the relation keeps its name,
-/// so the rewrite drops the schema, and the statements run masked.
+/// so the rewrite drops the schema, and the statements run masked. A
+/// profiler's `TABLESAMPLE` moves into the subquery (PostgreSQL samples
+/// tables only).
 #[test]
-fn schema_qualified_columns_as_query_builders_write_them() {
+fn schema_qualified_columns_and_samples_as_tools_write_them() {
     let (q, proxy) = setup();
     let out = psql::run_conninfo(
         &conninfo(&q, &proxy),
@@ -328,7 +330,9 @@ fn schema_qualified_columns_as_query_builders_write_them() {
          select \"public\".\"orders\".\"id\", \"public\".\"customers\".\"card_number\" \
          from \"public\".\"orders\" join \"public\".\"customers\" \
          on \"public\".\"orders\".\"customer_id\" = \"public\".\"customers\".\"id\" \
-         where \"public\".\"orders\".\"id\" = 10;\n",
+         where \"public\".\"orders\".\"id\" = 10;\n\
+         SELECT c.id, c.email FROM customers c TABLESAMPLE SYSTEM (100) REPEATABLE (1) \
+         WHERE c.id = 2;\n",
     );
     assert_eq!(out.stderr.matches("ERROR").count(), 0, "{}", out.stderr);
     let lines: Vec<&str> = out.stdout.lines().collect();
@@ -341,6 +345,11 @@ fn schema_qualified_columns_as_query_builders_write_them() {
         lines
             .get(1)
             .is_some_and(|l| l.starts_with("10|") && l.contains("*")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        lines.get(2).is_some_and(|l| l.starts_with("2|****@")),
         "{}",
         out.stdout
     );

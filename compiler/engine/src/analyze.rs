@@ -22,6 +22,10 @@ pub struct TableRef {
     pub is_function: bool,
     /// `ONLY name`, `ONLY (name)` or `name *`, if written.
     pub inheritance: Option<Inheritance>,
+    /// A `TABLESAMPLE` clause: `Some(None)` when written but not located
+    /// among the tokens (then the reference cannot be rewritten). It moves
+    /// into a masking subquery, since PostgreSQL samples tables only.
+    pub sample: Option<Option<(usize, usize)>>,
 }
 
 /// An inheritance marker on a relation reference.
@@ -310,15 +314,9 @@ impl Collector<'_> {
         }
     }
 
-    /// The byte range of `ONLY name`, `ONLY (name)` or `name *`.
-    fn marker_range(
-        &mut self,
-        name: &sql::ObjectName,
-        marker: sql::TableInheritance,
-    ) -> Option<(usize, usize)> {
-        use sqlparser::keywords::Keyword;
+    /// The statement's tokens, made on first use.
+    fn tokens(&mut self) -> Option<&[(sqlparser::tokenizer::Token, usize, usize)]> {
         use sqlparser::tokenizer::{Token, Tokenizer};
-        let (start, end) = self.range_of(name)?;
         if self.tokens.is_none() {
             let index = &self.index;
             let tokens = Tokenizer::new(&sqlparser::dialect::PostgreSqlDialect {}, index.text)
@@ -336,7 +334,58 @@ impl Collector<'_> {
                 .collect();
             self.tokens = Some(tokens);
         }
-        let tokens = self.tokens.as_deref()?;
+        self.tokens.as_deref()
+    }
+
+    /// The byte range of `TABLESAMPLE method (args) [REPEATABLE (seed)]`
+    /// written after relation `name` (and its alias).
+    fn sample_range(&mut self, name: &sql::ObjectName) -> Option<(usize, usize)> {
+        use sqlparser::keywords::Keyword;
+        use sqlparser::tokenizer::Token;
+        let (_, end) = self.range_of(name)?;
+        let tokens = self.tokens()?;
+        let keyword = |i: usize, k: Keyword| matches!(tokens.get(i), Some((Token::Word(w), ..)) if w.keyword == k && w.quote_style.is_none());
+        // The end of a parenthesised list opening at `open`.
+        let closing = |open: usize| {
+            if tokens.get(open)?.0 != Token::LParen {
+                return None;
+            }
+            let mut depth = 0usize;
+            for (j, t) in tokens.iter().enumerate().skip(open) {
+                match t.0 {
+                    Token::LParen => depth += 1,
+                    Token::RParen => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            None
+        };
+        let after = tokens.iter().position(|t| t.1 >= end)?;
+        // Past the alias and its column list, the first TABLESAMPLE is
+        // this reference's: the clause comes before anything that follows.
+        let at = (after..tokens.len()).find(|&i| keyword(i, Keyword::TABLESAMPLE))?;
+        let mut last = closing(at + 2)?;
+        if keyword(last + 1, Keyword::REPEATABLE) {
+            last = closing(last + 2)?;
+        }
+        Some((tokens[at].1, tokens[last].2))
+    }
+
+    /// The byte range of `ONLY name`, `ONLY (name)` or `name *`.
+    fn marker_range(
+        &mut self,
+        name: &sql::ObjectName,
+        marker: sql::TableInheritance,
+    ) -> Option<(usize, usize)> {
+        use sqlparser::keywords::Keyword;
+        use sqlparser::tokenizer::Token;
+        let (start, end) = self.range_of(name)?;
+        let tokens = self.tokens()?;
         let first = tokens.iter().position(|t| t.1 == start)?;
         let last = tokens.iter().position(|t| t.2 == end)?;
         match marker {
@@ -408,9 +457,11 @@ impl Visitor for Collector<'_> {
             alias,
             args,
             inheritance,
+            sample,
             ..
         } = factor
         {
+            let sample = sample.as_ref().map(|_| self.sample_range(name));
             self.factor_names.insert(std::ptr::from_ref(name) as usize);
             let inheritance = inheritance.map(|i| Inheritance {
                 only: matches!(i, sql::TableInheritance::Only { .. }),
@@ -422,6 +473,7 @@ impl Visitor for Collector<'_> {
                 alias: alias.as_ref().map(|a| fold(&a.name)),
                 is_function: args.is_some(),
                 inheritance,
+                sample,
             });
         }
         ControlFlow::Continue(())

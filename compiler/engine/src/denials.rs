@@ -364,6 +364,18 @@ pub(crate) fn inheritance_marker(relation: &str) -> Denial {
     )
 }
 
+/// A `TABLESAMPLE` on a protected relation that cannot be located among
+/// the statement's tokens (moved into the masking subquery otherwise).
+pub(crate) fn sample_unplaced(relation: &str) -> Denial {
+    refusal(
+        FEATURE_NOT_SUPPORTED,
+        format!(
+            "clsf cannot locate the TABLESAMPLE clause written with the protected relation `{relation}`, so it cannot rewrite the reference"
+        ),
+        Some("write it as `TABLESAMPLE method (arguments) [REPEATABLE (seed)]`"),
+    )
+}
+
 /// A write touching a row-limited relation.
 pub(crate) fn limited_write(relation: &str, rows: u64, rule: &str) -> Denial {
     refusal(
@@ -458,6 +470,7 @@ mod tests {
             not_resolved(&ScopeError::NotFollowed("JOIN USING … AS".into())),
             shadowing_cte("customers"),
             inheritance_marker("public.customers"),
+            sample_unplaced("public.customers"),
             limited_write("public.orders", 100, "ci_reads"),
             withheld_write("public.customers"),
             missing_filter_claim("public.orders", "tenant.id", "p4".into()),

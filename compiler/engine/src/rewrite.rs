@@ -23,7 +23,8 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// `(SELECT …masked columns… FROM [ONLY] schema.relation)`: one output column per
+/// `(SELECT …masked columns… FROM [ONLY] schema.relation [TABLESAMPLE …])`:
+/// one output column per
 /// relation column, in order, each with the column's name and type. Denied
 /// columns become typed NULLs, so that a reference the analysis missed still
 /// reveals nothing.
@@ -38,6 +39,7 @@ pub fn masking_subquery(
     filter: Option<&str>,
     copied: &[String],
     only: bool,
+    sample: Option<&str>,
 ) -> String {
     let mut out = String::from("(SELECT ");
     for (i, (col, acc)) in relation.columns.iter().zip(access).enumerate() {
@@ -69,6 +71,10 @@ pub fn masking_subquery(
     out.push_str(&quote_ident(&relation.schema));
     out.push('.');
     out.push_str(&quote_ident(&relation.name));
+    if let Some(sample) = sample {
+        out.push(' ');
+        out.push_str(sample);
+    }
     if let Some(f) = filter {
         out.push_str(" WHERE ");
         out.push_str(f);

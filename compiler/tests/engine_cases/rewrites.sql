@@ -51,3 +51,10 @@ SELECT c.oid FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_namespace n ON n
 SELECT email FROM customers WHERE id OPERATOR(pg_catalog.=) ANY ('{1,2}');
 
 SELECT email FROM customers WHERE id OPERATOR(public.=) ANY ('{1,2}');
+
+-- TABLESAMPLE samples tables, not subqueries: it moves into the masking
+-- subquery, after an alias and its column list too.
+
+SELECT c.email, c.card_number FROM customers c TABLESAMPLE SYSTEM (100);
+
+SELECT e FROM customers AS c (i, n, e) TABLESAMPLE BERNOULLI (50) REPEATABLE (42) JOIN orders o ON o.customer_id = c.i;

@@ -141,6 +141,19 @@ pub(super) fn reads(
             }) => (range, only),
             Some(_) => return Err(denials::inheritance_marker(&rel.qualified())),
         };
+        // TABLESAMPLE samples a table, not a subquery: it moves inside.
+        let sample = match t.sample {
+            None => None,
+            Some(Some((s, e))) => {
+                out.edits.push(Edit {
+                    start: s,
+                    end: e,
+                    text: String::new(),
+                });
+                Some(&text[s..e])
+            }
+            Some(None) => return Err(denials::sample_unplaced(&rel.qualified())),
+        };
         let filter = row_filter(cx, ri)?;
         let columns: std::borrow::Cow<'_, [Access]> = if rel.column_ids().any(granted) {
             access.columns[ri]
@@ -174,7 +187,8 @@ pub(super) fn reads(
             }
             None => Vec::new(),
         };
-        let subquery = rewrite::masking_subquery(rel, &columns, filter.as_deref(), &copied, only);
+        let subquery =
+            rewrite::masking_subquery(rel, &columns, filter.as_deref(), &copied, only, sample);
         let text = match &t.alias {
             Some(_) => subquery,
             None => format!(
