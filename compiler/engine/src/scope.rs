@@ -621,7 +621,8 @@ impl Cx<'_> {
         let mut columns = Vec::new();
         for item in &select.projection {
             match item {
-                sql::SelectItem::UnnamedExpr(e) => {
+                sql::SelectItem::UnnamedExpr(e)
+                | sql::SelectItem::ExprWithAlias { expr: e, .. } => {
                     let mut r = self.expr(e, &scope, ctes)?;
                     over_window(e, &mut r);
                     reads.extend(r.sources.iter().copied());
@@ -629,23 +630,12 @@ impl Cx<'_> {
                     if aggregate {
                         self.note(&r.sources, Usage::Aggregated);
                     }
+                    let name = match item {
+                        sql::SelectItem::ExprWithAlias { alias, .. } => fold(alias),
+                        _ => figure_name(e),
+                    };
                     columns.push(OutputColumn {
-                        name: figure_name(e),
-                        sources: r.sources,
-                        direct: r.direct,
-                        aggregate,
-                    });
-                }
-                sql::SelectItem::ExprWithAlias { expr, alias } => {
-                    let mut r = self.expr(expr, &scope, ctes)?;
-                    over_window(expr, &mut r);
-                    reads.extend(r.sources.iter().copied());
-                    let aggregate = is_aggregate(expr);
-                    if aggregate {
-                        self.note(&r.sources, Usage::Aggregated);
-                    }
-                    columns.push(OutputColumn {
-                        name: fold(alias),
+                        name,
                         sources: r.sources,
                         direct: r.direct,
                         aggregate,
