@@ -317,7 +317,7 @@ fn psql_describe_commands_and_copy() {
 /// jOOQ): the masking subquery that replaces the relation keeps its name,
 /// so the rewrite drops the schema, and the statements run masked. A
 /// profiler's `TABLESAMPLE` moves into the subquery (PostgreSQL samples
-/// tables only).
+/// tables only); Hibernate's `FOR NO KEY UPDATE` is read.
 #[test]
 fn schema_qualified_columns_and_samples_as_tools_write_them() {
     let (q, proxy) = setup();
@@ -332,7 +332,8 @@ fn schema_qualified_columns_and_samples_as_tools_write_them() {
          on \"public\".\"orders\".\"customer_id\" = \"public\".\"customers\".\"id\" \
          where \"public\".\"orders\".\"id\" = 10;\n\
          SELECT c.id, c.email FROM customers c TABLESAMPLE SYSTEM (100) REPEATABLE (1) \
-         WHERE c.id = 2;\n",
+         WHERE c.id = 2;\n\
+         select c1_0.id,c1_0.email from customers c1_0 where c1_0.id=3 for no key update;\n",
     );
     assert_eq!(out.stderr.matches("ERROR").count(), 0, "{}", out.stderr);
     let lines: Vec<&str> = out.stdout.lines().collect();
@@ -350,6 +351,12 @@ fn schema_qualified_columns_and_samples_as_tools_write_them() {
     );
     assert!(
         lines.get(2).is_some_and(|l| l.starts_with("2|****@")),
+        "{}",
+        out.stdout
+    );
+    // Hibernate's row lock, which sqlparser does not parse.
+    assert!(
+        lines.get(3).is_some_and(|l| l.starts_with("3|****@")),
         "{}",
         out.stdout
     );

@@ -58,3 +58,13 @@ SELECT email FROM customers WHERE id OPERATOR(public.=) ANY ('{1,2}');
 SELECT c.email, c.card_number FROM customers c TABLESAMPLE SYSTEM (100);
 
 SELECT e FROM customers AS c (i, n, e) TABLESAMPLE BERNOULLI (50) REPEATABLE (42) JOIN orders o ON o.customer_id = c.i;
+
+-- Row locks sqlparser does not parse (Hibernate's and Rails' `FOR NO KEY
+-- UPDATE`, `FOR KEY SHARE`): decided as FOR UPDATE / FOR SHARE, the
+-- client's lock strength forwarded.
+
+select c1_0.id,c1_0.email from customers c1_0 where c1_0.id=$1 for no key update;
+
+SELECT status FROM orders WHERE id = 10 FOR KEY SHARE OF orders NOWAIT;
+
+SELECT ssn FROM customers FOR NO KEY UPDATE;

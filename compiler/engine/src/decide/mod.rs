@@ -189,7 +189,7 @@ pub(crate) fn decide_with_edits(
 /// lacks, and schema statements, refused for what they are rather than for
 /// the parser. `None`: refused as unparseable.
 fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
-    let Cx { plan, access, .. } = cx;
+    let Cx { plan, access, env } = cx;
     use sqlparser::tokenizer::{Token, Tokenizer};
     let tokens = Tokenizer::new(&PostgreSqlDialect {}, text)
         .tokenize_with_location()
@@ -212,6 +212,25 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
     };
     if let Some(normalized) = plain_catalog_operators(text, &words) {
         return Some(decided_as(cx, text, &normalized));
+    }
+    if let Some((padded, spans)) = key_locks_padded(text, &words) {
+        // The same statement with `FOR UPDATE`/`FOR SHARE` in place, padded
+        // to the same length: its rewrites apply to the client's text, whose
+        // lock strength is forwarded unchanged.
+        let (mut decision, edits) = decide_with_edits(plan, access, env, &padded);
+        if edits
+            .iter()
+            .any(|e| spans.iter().any(|&(s, t)| e.start < t && s < e.end))
+        {
+            return None;
+        }
+        for r in &mut decision.statements {
+            r.text = text.to_owned();
+        }
+        if let Verdict::Rewrite(_) = decision.verdict {
+            decision.verdict = Verdict::Rewrite(rewrite::splice(text, edits.clone())?);
+        }
+        return Some((decision, edits));
     }
     let first = keyword(0)?;
     match first.as_str() {
@@ -339,6 +358,44 @@ fn decided_as(cx: Cx<'_>, text: &str, normalized: &str) -> (Decision, Vec<Edit>)
         None => Vec::new(),
     };
     (decision, edits)
+}
+
+/// `text` with each `FOR NO KEY UPDATE` written `FOR UPDATE` and each
+/// `FOR KEY SHARE` written `FOR SHARE` (Hibernate's and Rails' row locks,
+/// which sqlparser does not parse), padded with spaces to the same byte
+/// length, and the replaced ranges; `None` when it has none. The lock
+/// strength changes no value read.
+fn key_locks_padded(
+    text: &str,
+    words: &[(&sqlparser::tokenizer::Token, Option<usize>, Option<usize>)],
+) -> Option<(String, Vec<(usize, usize)>)> {
+    use sqlparser::tokenizer::Token;
+    let word = |i: usize| match words.get(i) {
+        Some((Token::Word(w), ..)) if w.quote_style.is_none() => Some(w.value.to_ascii_uppercase()),
+        _ => None,
+    };
+    let mut out = text.to_owned();
+    let mut spans = Vec::new();
+    for i in 0..words.len() {
+        if word(i).as_deref() != Some("FOR") {
+            continue;
+        }
+        let (len, plain) = match (
+            word(i + 1).as_deref(),
+            word(i + 2).as_deref(),
+            word(i + 3).as_deref(),
+        ) {
+            (Some("NO"), Some("KEY"), Some("UPDATE")) => (4, "FOR UPDATE"),
+            (Some("KEY"), Some("SHARE"), _) => (3, "FOR SHARE"),
+            _ => continue,
+        };
+        let (Some(start), Some(end)) = (words[i].1, words[i + len - 1].2) else {
+            return None;
+        };
+        out.replace_range(start..end, &format!("{plain:<width$}", width = end - start));
+        spans.push((start, end));
+    }
+    (!spans.is_empty()).then_some((out, spans))
 }
 
 /// `text` with every `OPERATOR(pg_catalog.op)` written as `op`, or `None`
