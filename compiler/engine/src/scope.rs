@@ -700,6 +700,17 @@ impl Cx<'_> {
         scope: &Scope<'_>,
         ctes: &Ctes,
     ) -> Result<BTreeSet<Source>> {
+        self.computed_from(&select.named_window, scope, ctes)
+    }
+
+    /// Every column a part of the statement reads, each use noted as
+    /// computed (no position in it is a plain comparison).
+    fn computed_from(
+        &self,
+        node: &impl Visit,
+        scope: &Scope<'_>,
+        ctes: &Ctes,
+    ) -> Result<BTreeSet<Source>> {
         let mut refs = Refs {
             cx: self,
             scope,
@@ -708,12 +719,10 @@ impl Cx<'_> {
             sources: BTreeSet::new(),
             plain: HashSet::new(),
         };
-        for definition in &select.named_window {
-            if let ControlFlow::Break(e) = definition.visit(&mut refs) {
-                return Err(e);
-            }
+        match node.visit(&mut refs) {
+            ControlFlow::Break(e) => Err(e),
+            ControlFlow::Continue(()) => Ok(refs.sources),
         }
-        Ok(refs.sources)
     }
 
     /// An expression in WHERE/GROUP BY/HAVING, where a bare name may also
@@ -900,22 +909,12 @@ impl Cx<'_> {
             | sql::TableFactor::JsonTable { alias, .. } => {
                 // Table functions with a syntax of their own: every column
                 // is computed from everything the call reads.
-                let mut refs = Refs {
-                    cx: self,
-                    scope,
-                    ctes,
-                    depth: 0,
-                    sources: BTreeSet::new(),
-                    plain: HashSet::new(),
-                };
-                if let ControlFlow::Break(e) = factor.visit(&mut refs) {
-                    return Err(e);
-                }
+                let sources = self.computed_from(factor, scope, ctes)?;
                 let name = match factor {
                     sql::TableFactor::XmlTable { .. } => "xmltable",
                     _ => "json_table",
                 };
-                function_entry(&[name.to_owned()], alias.as_ref(), refs.sources)
+                function_entry(&[name.to_owned()], alias.as_ref(), sources)
             }
             _ => return err("a FROM item other than a relation, subquery, join or table function"),
         };
