@@ -278,6 +278,13 @@ fn a_shape_hit_decides_exactly_like_a_fresh_analysis() {
                 v.len()
             )
         },
+        // System columns carried by the subquery, after a literal.
+        &|v| {
+            format!(
+                "SELECT '{v}', c.xmin, c.email FROM customers c WHERE c.ctid > '(0,{})'",
+                v.len()
+            )
+        },
     ];
     let values = ["1", "42", "it''s", "ünïcode", "1000000"];
     let identity = Identity {
@@ -313,7 +320,7 @@ fn a_shape_hit_decides_exactly_like_a_fresh_analysis() {
         kinds,
         [
             "rewrite", "rewrite", "forward", "rewrite", "forward", "deny", "forward", "forward",
-            "rewrite", "rewrite"
+            "rewrite", "rewrite", "rewrite"
         ]
     );
     // The proxy's own setting after a harmless one of the same shape.
@@ -327,7 +334,7 @@ fn a_shape_hit_decides_exactly_like_a_fresh_analysis() {
             .verdict,
         Verdict::Deny(_)
     ));
-    assert_eq!(access.decisions.shapes(), 5);
+    assert_eq!(access.decisions.shapes(), 6);
 }
 
 /// The quickstart with `ci` also allowed to export what it may read.

@@ -333,7 +333,9 @@ fn schema_qualified_columns_and_samples_as_tools_write_them() {
          where \"public\".\"orders\".\"id\" = 10;\n\
          SELECT c.id, c.email FROM customers c TABLESAMPLE SYSTEM (100) REPEATABLE (1) \
          WHERE c.id = 2;\n\
-         select c1_0.id,c1_0.email from customers c1_0 where c1_0.id=3 for no key update;\n",
+         select c1_0.id,c1_0.email from customers c1_0 where c1_0.id=3 for no key update;\n\
+         SELECT ctid, * FROM events WHERE ctid > '(0,0)' AND id = 7;\n\
+         SELECT e.id, e.contact, e.xmin::text::bigint > 0 FROM events AS e WHERE e.id = 8;\n",
     );
     assert_eq!(out.stderr.matches("ERROR").count(), 0, "{}", out.stderr);
     let lines: Vec<&str> = out.stdout.lines().collect();
@@ -357,6 +359,21 @@ fn schema_qualified_columns_and_samples_as_tools_write_them() {
     // Hibernate's row lock, which sqlparser does not parse.
     assert!(
         lines.get(3).is_some_and(|l| l.starts_with("3|****@")),
+        "{}",
+        out.stdout
+    );
+    // System columns of a masked relation (a CDC connector's keyless
+    // paging, EF Core's `xmin` token): carried by the masking subquery,
+    // `*` still the table's own columns.
+    assert_eq!(
+        lines.get(4),
+        Some(&"(0,7)|7|4|k0|****@mail.example"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        lines.get(5),
+        Some(&"8|****@mail.example|t"),
         "{}",
         out.stdout
     );

@@ -18,6 +18,9 @@ pub struct TableRef {
     pub range: Option<(usize, usize)>,
     /// The alias, if one was written.
     pub alias: Option<String>,
+    /// The alias's column list (`AS c (i, n)`), folded: it renames the
+    /// first columns.
+    pub alias_columns: Vec<String>,
     /// True for a table function such as `generate_series(…)`.
     pub is_function: bool,
     /// `ONLY name`, `ONLY (name)` or `name *`, if written.
@@ -471,6 +474,10 @@ impl Visitor for Collector<'_> {
                 parts: name_parts(name),
                 range: self.range_of(name),
                 alias: alias.as_ref().map(|a| fold(&a.name)),
+                alias_columns: alias
+                    .iter()
+                    .flat_map(|a| a.columns.iter().map(|c| fold(&c.name)))
+                    .collect(),
                 is_function: args.is_some(),
                 inheritance,
                 sample,

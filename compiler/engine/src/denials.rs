@@ -376,6 +376,20 @@ pub(crate) fn sample_unplaced(relation: &str) -> Denial {
     )
 }
 
+/// A system column (`ctid`, `xmin`, …) of a masked relation read beside
+/// an expansion of its row that cannot be written out as its columns (a
+/// whole-row reference, `t.*` as an argument, `*` over a join): the
+/// masking subquery carries the system column, so the row would too.
+pub(crate) fn system_columns_with_row(relation: &str) -> Denial {
+    refusal(
+        FEATURE_NOT_SUPPORTED,
+        format!(
+            "clsf cannot read a system column of the protected relation `{relation}` in a statement that also expands its whole row there"
+        ),
+        Some("list the columns you need instead of `*`, `t.*` or the row `t`"),
+    )
+}
+
 /// A write touching a row-limited relation.
 pub(crate) fn limited_write(relation: &str, rows: u64, rule: &str) -> Denial {
     refusal(
@@ -471,6 +485,7 @@ mod tests {
             shadowing_cte("customers"),
             inheritance_marker("public.customers"),
             sample_unplaced("public.customers"),
+            system_columns_with_row("public.customers"),
             limited_write("public.orders", 100, "ci_reads"),
             withheld_write("public.customers"),
             missing_filter_claim("public.orders", "tenant.id", "p4".into()),

@@ -29,6 +29,7 @@ pub mod schema;
 pub mod scope;
 pub mod shape;
 pub mod sql_lists;
+mod system_columns;
 pub mod verdict;
 mod view;
 

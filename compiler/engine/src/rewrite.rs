@@ -27,7 +27,8 @@ pub fn quote_ident(name: &str) -> String {
 /// one output column per
 /// relation column, in order, each with the column's name and type. Denied
 /// columns become typed NULLs, so that a reference the analysis missed still
-/// reveals nothing.
+/// reveals nothing. The system columns the statement reads through the
+/// reference (`system`, see `engine::system_columns`) follow them.
 ///
 /// A row filter, when given, becomes the subquery's `WHERE` clause, with
 /// the client's leakproof conditions on the relation (`copied`, see
@@ -40,6 +41,7 @@ pub fn masking_subquery(
     copied: &[String],
     only: bool,
     sample: Option<&str>,
+    system: &[&str],
 ) -> String {
     let mut out = String::from("(SELECT ");
     for (i, (col, acc)) in relation.columns.iter().zip(access).enumerate() {
@@ -66,6 +68,10 @@ pub fn masking_subquery(
                 out.push_str(&format!("CAST(NULL AS {}) AS {name}", col.value_type()));
             }
         }
+    }
+    for column in system {
+        out.push_str(", ");
+        out.push_str(column);
     }
     out.push_str(if only { " FROM ONLY " } else { " FROM " });
     out.push_str(&quote_ident(&relation.schema));

@@ -150,12 +150,30 @@ pub fn query_columns(
     schema: &Schema,
     search_path: &[&str],
 ) -> Result<QueryColumns> {
-    let cx = Cx {
-        schema,
-        search_path,
-        usages: RefCell::default(),
-    };
+    let cx = Cx::new(schema, search_path);
     cx.query(query, None, &Ctes::default())
+}
+
+/// A system column (`ctid`, `xmin`, …) read through a relation's `FROM`
+/// entry: a masking subquery that replaces the entry must carry it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SystemUse {
+    /// The relation.
+    pub relation: RelId,
+    /// The entry's visible name (its alias, or the relation's name).
+    pub entry: String,
+    /// The system column.
+    pub column: &'static str,
+}
+
+/// What a statement reads: its column uses, and the system columns it
+/// reads through relation entries.
+#[derive(Clone, Debug, Default)]
+pub struct StatementReads {
+    /// Every relation column it touches, and how.
+    pub usages: Usages,
+    /// System columns read, by entry.
+    pub system: BTreeSet<SystemUse>,
 }
 
 /// The columns a statement touches and how: queries, `INSERT`, `UPDATE`
@@ -166,11 +184,16 @@ pub fn statement_usages(
     schema: &Schema,
     search_path: &[&str],
 ) -> Result<Usages> {
-    let cx = Cx {
-        schema,
-        search_path,
-        usages: RefCell::default(),
-    };
+    statement_reads(statement, schema, search_path).map(|r| r.usages)
+}
+
+/// [`statement_usages`], and the system columns the statement reads.
+pub fn statement_reads(
+    statement: &sql::Statement,
+    schema: &Schema,
+    search_path: &[&str],
+) -> Result<StatementReads> {
+    let cx = Cx::new(schema, search_path);
     let none = Ctes::default();
     match statement {
         sql::Statement::Query(q)
@@ -243,7 +266,7 @@ pub fn statement_usages(
                     sql::AssignmentTarget::Tuple(ns) => ns.iter().collect(),
                 };
                 for t in targets {
-                    let r = resolve_name(&scope, &object_parts(t)?)?;
+                    let r = resolve_name(&cx.system, &scope, &object_parts(t)?)?;
                     cx.note(&r.sources, Usage::Written);
                 }
                 let r = cx.expr(&a.value, &scope, &none)?;
@@ -274,13 +297,28 @@ pub fn statement_usages(
         }
         _ => return err("a statement other than a query, INSERT, UPDATE or DELETE"),
     }
-    Ok(cx.usages.into_inner())
+    Ok(StatementReads {
+        usages: cx.usages.into_inner(),
+        system: cx.system.into_inner(),
+    })
 }
 
 struct Cx<'a> {
     schema: &'a Schema,
     search_path: &'a [&'a str],
     usages: RefCell<Usages>,
+    system: RefCell<BTreeSet<SystemUse>>,
+}
+
+impl<'a> Cx<'a> {
+    fn new(schema: &'a Schema, search_path: &'a [&'a str]) -> Cx<'a> {
+        Cx {
+            schema,
+            search_path,
+            usages: RefCell::default(),
+            system: RefCell::default(),
+        }
+    }
 }
 
 /// A column visible through a `FROM` entry.
@@ -298,6 +336,8 @@ struct Entry {
     name: String,
     /// `(schema, name)` of a relation entry, for `schema.table.column`.
     relation: Option<(String, String)>,
+    /// The schema's relation, for an entry that reads one.
+    id: Option<RelId>,
     columns: Vec<Col>,
     /// A function whose columns are not known: any name resolves to the
     /// columns its arguments read.
@@ -459,6 +499,7 @@ impl Cx<'_> {
                 entries: vec![Entry {
                     name: String::new(),
                     relation: None,
+                    id: None,
                     columns: cols_of(&out),
                     any_column: None,
                 }],
@@ -856,6 +897,7 @@ impl Cx<'_> {
                 Entry {
                     name: alias.as_ref().map(|a| fold(&a.name)).unwrap_or_default(),
                     relation: None,
+                    id: None,
                     columns: rename(cols_of(&result), &renames)?,
                     any_column: None,
                 }
@@ -901,6 +943,7 @@ impl Cx<'_> {
                 Entry {
                     name: fold(&alias.name),
                     relation: None,
+                    id: None,
                     columns: rename(columns, &renames)?,
                     any_column,
                 }
@@ -964,6 +1007,7 @@ impl Cx<'_> {
             return Ok(Entry {
                 name: alias_name.unwrap_or_else(|| name.clone()),
                 relation: None,
+                id: None,
                 columns: rename(cols.clone(), &renames)?,
                 any_column: None,
             });
@@ -978,6 +1022,7 @@ impl Cx<'_> {
             return Ok(Entry {
                 name: alias_name.unwrap_or_else(|| name.to_owned()),
                 relation: Some((String::new(), name.to_owned())),
+                id: None,
                 columns: Vec::new(),
                 any_column: Some(BTreeSet::new()),
             });
@@ -994,6 +1039,7 @@ impl Cx<'_> {
         Ok(Entry {
             name: alias_name.unwrap_or_else(|| rel.name.clone()),
             relation: Some((rel.schema.clone(), rel.name.clone())),
+            id: Some(ri),
             columns: rename(columns, &renames)?,
             any_column: None,
         })
@@ -1008,7 +1054,7 @@ impl Cx<'_> {
                     sql::Expr::CompoundIdentifier(ids) => ids.iter().map(fold).collect(),
                     _ => unreachable!(),
                 };
-                return resolve_name(scope, &parts);
+                return resolve_name(&self.system, scope, &parts);
             }
             sql::Expr::Nested(inner) => return self.expr(inner, scope, ctes),
             _ => {}
@@ -1326,7 +1372,7 @@ impl Visitor for Refs<'_, '_> {
             }
             _ => return ControlFlow::Continue(()),
         };
-        match resolve_name(self.scope, &parts) {
+        match resolve_name(&self.cx.system, self.scope, &parts) {
             Ok(r) => {
                 if !self.plain.contains(&std::ptr::from_ref(expr)) {
                     self.cx.note(&r.sources, Usage::Computed);
@@ -1341,13 +1387,18 @@ impl Visitor for Refs<'_, '_> {
 
 /// Every table's system columns: row positions, transaction and table ids,
 /// never a stored value.
-const SYSTEM_COLUMNS: [&str; 6] = ["ctid", "xmin", "xmax", "cmin", "cmax", "tableoid"];
+pub(crate) const SYSTEM_COLUMNS: [&str; 6] = ["ctid", "xmin", "xmax", "cmin", "cmax", "tableoid"];
 
-/// Resolves `c`, `t.c`, `s.t.c` (or a whole-row `t`) innermost level first.
-fn resolve_name(scope: &Scope<'_>, parts: &[String]) -> Result<Resolved> {
+/// Resolves `c`, `t.c`, `s.t.c` (or a whole-row `t`) innermost level
+/// first; a system column is recorded in `system` with its entry.
+fn resolve_name(
+    system: &RefCell<BTreeSet<SystemUse>>,
+    scope: &Scope<'_>,
+    parts: &[String],
+) -> Result<Resolved> {
     let mut level = Some(scope);
     while let Some(s) = level {
-        if let Some(r) = resolve_in(s, parts) {
+        if let Some(r) = resolve_in(system, s, parts) {
             return Ok(r);
         }
         level = s.parent;
@@ -1355,7 +1406,22 @@ fn resolve_name(scope: &Scope<'_>, parts: &[String]) -> Result<Resolved> {
     Err(ScopeError::UnknownColumn(parts.join(".")))
 }
 
-fn resolve_in(scope: &Scope<'_>, parts: &[String]) -> Option<Resolved> {
+fn resolve_in(
+    system: &RefCell<BTreeSet<SystemUse>>,
+    scope: &Scope<'_>,
+    parts: &[String],
+) -> Option<Resolved> {
+    let note_system = |entry: &Entry, column: &str| {
+        if let (Some(relation), Some(&column)) =
+            (entry.id, SYSTEM_COLUMNS.iter().find(|&&c| c == column))
+        {
+            system.borrow_mut().insert(SystemUse {
+                relation,
+                entry: entry.name.clone(),
+                column,
+            });
+        }
+    };
     match parts {
         [column] => {
             let matches: Vec<&Col> = scope
@@ -1379,6 +1445,11 @@ fn resolve_in(scope: &Scope<'_>, parts: &[String]) -> Option<Resolved> {
             if SYSTEM_COLUMNS.contains(&column.as_str())
                 && scope.entries.iter().any(|e| e.relation.is_some())
             {
+                // PostgreSQL takes it from the one relation entry (more
+                // than one is its "ambiguous" error).
+                for e in &scope.entries {
+                    note_system(e, column);
+                }
                 return Some(Resolved {
                     sources: BTreeSet::new(),
                     direct: None,
@@ -1413,6 +1484,7 @@ fn resolve_in(scope: &Scope<'_>, parts: &[String]) -> Option<Resolved> {
                 });
             }
             if entry.relation.is_some() && SYSTEM_COLUMNS.contains(&column.as_str()) {
+                note_system(entry, column);
                 return Some(Resolved {
                     sources: BTreeSet::new(),
                     direct: None,
@@ -1464,6 +1536,7 @@ fn function_entry(
         Entry {
             name,
             relation: None,
+            id: None,
             columns: Vec::new(),
             any_column: Some(sources),
         }
@@ -1471,6 +1544,7 @@ fn function_entry(
         Entry {
             name,
             relation: None,
+            id: None,
             columns: named
                 .into_iter()
                 .map(|n| Col {

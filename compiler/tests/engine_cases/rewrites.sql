@@ -68,3 +68,19 @@ select c1_0.id,c1_0.email from customers c1_0 where c1_0.id=$1 for no key update
 SELECT status FROM orders WHERE id = 10 FOR KEY SHARE OF orders NOWAIT;
 
 SELECT ssn FROM customers FOR NO KEY UPDATE;
+
+-- System columns of a masked relation ride in its subquery (CDC
+-- connectors page keyless tables by `ctid`, ODBC re-reads rows by it,
+-- EF Core reads `xmin`). Row expansions are in row_filters.sql.
+
+SELECT ctid, email FROM customers WHERE ctid > $1 LIMIT 100;
+
+SELECT o.id, c.tableoid::regclass, c.email FROM orders o JOIN customers c ON c.id = o.customer_id;
+
+SELECT c.ctid, o.* FROM customers c JOIN orders o ON o.customer_id = c.id;
+
+SELECT "public"."customers"."ctid", "public"."customers"."email" FROM "public"."customers";
+
+-- Refused: the row expansion would carry them (and reads ssn).
+
+SELECT row_to_json(c), c.ctid FROM customers c;

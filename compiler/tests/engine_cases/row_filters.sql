@@ -37,3 +37,21 @@ UPDATE orders SET status = 'x' WHERE id = 13 RETURNING total_cents;
 COPY orders TO STDOUT;
 
 COPY orders FROM STDIN;
+
+-- System columns of a filtered relation ride in its subquery; a `*` or
+-- `t.*` over the relation is then written out as its columns (an
+-- alias's column list renames the first ones), so the client gets the
+-- row it asked for. A row expansion that cannot be written out would
+-- carry them: refused.
+
+SELECT ctid, * FROM orders WHERE ctid > $1 LIMIT 100;
+
+SELECT o.*, o.xmin FROM public.orders AS o (i, c) WHERE o.i = 10;
+
+SELECT "public"."orders".*, "public"."orders"."ctid" FROM "public"."orders";
+
+SELECT *, orders.ctid FROM orders, generate_series(1, 2) g;
+
+SELECT row_to_json(o), o.ctid FROM orders o;
+
+SELECT json_agg(o.*), max(o.xmin::text) FROM orders o;

@@ -19,6 +19,7 @@ use crate::plan::Plan;
 use crate::rewrite::{self, Edit};
 use crate::scope::{self, Source, Usage};
 use crate::sql_lists;
+use crate::system_columns;
 
 mod calls;
 mod copy;

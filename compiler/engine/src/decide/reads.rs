@@ -187,8 +187,44 @@ pub(super) fn reads(
             }
             None => Vec::new(),
         };
-        let subquery =
-            rewrite::masking_subquery(rel, &columns, filter.as_deref(), &copied, only, sample);
+        // System columns read through this reference ride in the
+        // subquery; a `*` over it is then written out as its columns.
+        let visible = t.alias.as_deref().or(t.parts.last().map(String::as_str));
+        let system: Vec<&str> = resolution
+            .as_ref()
+            .map(|r| {
+                r.system
+                    .iter()
+                    .filter(|u| u.relation == ri && Some(u.entry.as_str()) == visible)
+                    .map(|u| u.column)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !system.is_empty() {
+            let reference = system_columns::Reference {
+                name_start: start,
+                visible: visible.unwrap_or(""),
+                // An alias's column list renames the first columns.
+                columns: rel
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| t.alias_columns.get(i).unwrap_or(&c.name).clone())
+                    .collect(),
+                qualified: rel.qualified(),
+            };
+            out.edits
+                .extend(system_columns::expand_rows(stmt, text, &reference)?);
+        }
+        let subquery = rewrite::masking_subquery(
+            rel,
+            &columns,
+            filter.as_deref(),
+            &copied,
+            only,
+            sample,
+            &system,
+        );
         let text = match &t.alias {
             Some(_) => subquery,
             None => format!(

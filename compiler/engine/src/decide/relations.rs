@@ -53,6 +53,8 @@ pub(super) struct Resolution {
     /// Columns not readable in clear whose every use a `use` grant covers:
     /// the masking subquery passes them in clear.
     pub(super) granted: HashSet<Source>,
+    /// System columns read through relation entries.
+    pub(super) system: std::collections::BTreeSet<scope::SystemUse>,
 }
 
 /// Resolves the statement's column uses and decides on them: a column
@@ -68,11 +70,12 @@ pub(super) fn resolve_uses(
     stmt: &sql::Statement,
     restricted: bool,
 ) -> Result<Option<Resolution>, Denial> {
-    let usages = match scope::statement_usages(stmt, &plan.schema, SEARCH_PATH) {
-        Ok(usages) => usages,
-        Err(e) if restricted => return Err(denials::not_resolved(&e)),
-        Err(_) => return Ok(None),
-    };
+    let scope::StatementReads { usages, system } =
+        match scope::statement_reads(stmt, &plan.schema, SEARCH_PATH) {
+            Ok(reads) => reads,
+            Err(e) if restricted => return Err(denials::not_resolved(&e)),
+            Err(_) => return Ok(None),
+        };
     let grantable = Usage::GRANTABLE.iter().fold(0u16, |b, u| b | u.bit());
     let mut granted = HashSet::new();
     for (&(ri, ci), how) in &usages {
@@ -96,5 +99,9 @@ pub(super) fn resolve_uses(
             &format!(" ({})", how.join(", ")),
         ));
     }
-    Ok(Some(Resolution { usages, granted }))
+    Ok(Some(Resolution {
+        usages,
+        granted,
+        system,
+    }))
 }
