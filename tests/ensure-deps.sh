@@ -78,7 +78,7 @@ fi
 
 # The client and tool matrices' drivers, pinned, kept in tests/.deps
 # (ignored by git): psycopg 3 (its binary wheel bundles libpq 18, which
-# sends cancel requests inside TLS) and SQLAlchemy 2 from PyPI, and the
+# sends cancel requests inside TLS), SQLAlchemy 2 and asyncpg from PyPI, and the
 # cvc5 1.3.1 solver library `clsfc check --verify` runs through
 # compiler/solver/cvc5;
 # node-postgres, pg-cursor, pg-copy-streams and the reference MCP server
@@ -86,11 +86,11 @@ fi
 # vscode-textmate with vscode-oniguruma, which tokenise .clsf as VS Code
 # does for the editor grammar's test.
 # kubernetes-validate checks deploy/kubernetes against the API schemas.
-if ! PYTHONPATH="$deps_dir/python" python3 -c 'import psycopg, sqlalchemy, cvc5, kubernetes_validate' >/dev/null 2>&1; then
+if ! PYTHONPATH="$deps_dir/python" python3 -c 'import psycopg, sqlalchemy, asyncpg, cvc5, kubernetes_validate' >/dev/null 2>&1; then
     mkdir -p "$deps_dir"
     python3 -m pip install --quiet --disable-pip-version-check --upgrade --target "$deps_dir/python" \
-        'psycopg[binary]==3.3.9' 'SQLAlchemy==2.1.9' 'cvc5==1.3.1' 'kubernetes-validate==1.31.0'
-    echo "ensure-deps: installed psycopg 3.3.9, SQLAlchemy 2.1.9, cvc5 1.3.1 and kubernetes-validate 1.31.0" >&2
+        'psycopg[binary]==3.3.9' 'SQLAlchemy==2.1.9' 'asyncpg==0.32.0' 'cvc5==1.3.1' 'kubernetes-validate==1.31.0'
+    echo "ensure-deps: installed psycopg 3.3.9, SQLAlchemy 2.1.9, asyncpg 0.32.0, cvc5 1.3.1 and kubernetes-validate 1.31.0" >&2
 fi
 # playwright-core drives Debian's chromium for the approver page's test.
 # All in one install: npm prunes what a --no-save install does not name.

@@ -42,6 +42,9 @@ table public.orders: internal {
 table public.events: internal {
   contact: confidential mask email
 }
+table public.tickets: internal {
+  requester: confidential mask email
+}
 
 // The masked identity of the matrix: masked and denied columns, exports
 // (of masked values where masked), and one function beyond the safe
@@ -87,6 +90,10 @@ fn setup() -> (Quickstart, Proxy) {
          INSERT INTO events SELECT g, 1 + g % 4, 'k' || g % 7, 'user' || g || '@mail.example' \
            FROM generate_series(1, 10000) g; \
          CREATE VIEW shipped AS SELECT id, customer_id FROM orders WHERE status = 'shipped'; \
+         CREATE TYPE ticket_state AS ENUM ('open', 'closed'); \
+         CREATE TABLE tickets (id integer PRIMARY KEY, state ticket_state NOT NULL, \
+           requester text NOT NULL); \
+         INSERT INTO tickets VALUES (1, 'open', 'ada@example.com'), (2, 'closed', 'bob@example.com'); \
          GRANT ALL ON ALL TABLES IN SCHEMA public TO clsf_gateway; ANALYZE;",
     );
     // The same proxy.toml as the quickstart's, now with this policy.
@@ -381,6 +388,32 @@ fn schema_qualified_columns_and_samples_as_tools_write_them() {
 }
 
 #[test]
+fn asyncpg_prepares_introspects_streams_and_pools() {
+    let (q, proxy) = setup();
+    let lines = run_check(
+        programs::python("asyncpg_tools.py"),
+        &q,
+        &proxy,
+        &q.issuer.ci_token(),
+    );
+    assert_eq!(
+        lines,
+        [
+            "masked ****@example.com ************1111",
+            "enum 2 open ****@example.com",
+            "json ****@turing.org",
+            "prepared email ****@navy.mil",
+            "denied 42501",
+            "after_denial 4",
+            "cursor 10000 ****@mail.example",
+            "copy 4 ****@example.com",
+            "pool 4 4 4",
+        ]
+    );
+    assert_no_clear_value(&q, "asyncpg's output", &lines.join("\n"));
+}
+
+#[test]
 fn psycopg3_named_cursors_copy_and_cancel_over_tls() {
     let (q, proxy) = setup();
     let lines = run_check(
@@ -430,7 +463,7 @@ fn sqlalchemy2_connects_reflects_and_streams() {
         lines,
         [
             "connect 1 15",
-            "tables customers events orders",
+            "tables customers events orders tickets",
             "views shipped",
             "columns id name email ssn card_number created_at",
             "pk id",
@@ -455,7 +488,7 @@ fn pgjdbc_metadata_fetch_size_copy_and_cancel() {
         lines,
         [
             "product PostgreSQL",
-            "tables customers events orders shipped",
+            "tables customers events orders shipped tickets",
             "columns id name email ssn card_number created_at",
             "primary_keys id",
             "index_info events_customer events_pkey",
@@ -603,7 +636,7 @@ fn mcp_postgres_server_as_an_agent_tool() {
         .filter_map(|r| r["uri"].as_str())
         .collect();
     names.sort_unstable();
-    assert_eq!(names.len(), 4, "{resources}");
+    assert_eq!(names.len(), 5, "{resources}");
     assert!(names[0].ends_with("/customers/schema"), "{names:?}");
     let schema = mcp.call("resources/read", json!({"uri": names[0]}));
     let text = schema["result"]["contents"][0]["text"]
