@@ -81,7 +81,7 @@ fi
 # sends cancel requests inside TLS), SQLAlchemy 2 and asyncpg from PyPI, and the
 # cvc5 1.3.1 solver library `clsfc check --verify` runs through
 # compiler/solver/cvc5;
-# node-postgres, pg-cursor, pg-copy-streams and the reference MCP server
+# node-postgres, pg-cursor, pg-copy-streams, postgres.js and the reference MCP server
 # for PostgreSQL from npm, the MCP SDK whose client the MCP tests use, and
 # vscode-textmate with vscode-oniguruma, which tokenise .clsf as VS Code
 # does for the editor grammar's test.
@@ -94,7 +94,7 @@ if ! PYTHONPATH="$deps_dir/python" python3 -c 'import psycopg, sqlalchemy, async
 fi
 # playwright-core drives Debian's chromium for the approver page's test.
 # All in one install: npm prunes what a --no-save install does not name.
-node_pkgs=(pg@8.23.1 playwright-core@1.65.1 pg-cursor@2.22.0 pg-copy-streams@7.0.0
+node_pkgs=(pg@8.23.1 postgres@3.4.9 playwright-core@1.65.1 pg-cursor@2.22.0 pg-copy-streams@7.0.0
     @modelcontextprotocol/server-postgres@0.6.2 @modelcontextprotocol/sdk@1.32.2
     vscode-textmate@9.3.2 vscode-oniguruma@2.0.1)
 node_missing=0

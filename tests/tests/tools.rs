@@ -342,7 +342,10 @@ fn schema_qualified_columns_and_samples_as_tools_write_them() {
          WHERE c.id = 2;\n\
          select c1_0.id,c1_0.email from customers c1_0 where c1_0.id=3 for no key update;\n\
          SELECT ctid, * FROM events WHERE ctid > '(0,0)' AND id = 7;\n\
-         SELECT e.id, e.contact, e.xmin::text::bigint > 0 FROM events AS e WHERE e.id = 8;\n",
+         SELECT e.id, e.contact, e.xmin::text::bigint > 0 FROM events AS e WHERE e.id = 8;\n\
+         SELECT count(email), GROUPING(name) FROM customers \
+         WHERE created_at < CURRENT_TIMESTAMP + make_interval(days => 1) GROUP BY ROLLUP (name) \
+         ORDER BY 2 DESC LIMIT 1;\n",
     );
     assert_eq!(out.stderr.matches("ERROR").count(), 0, "{}", out.stderr);
     let lines: Vec<&str> = out.stdout.lines().collect();
@@ -411,6 +414,32 @@ fn asyncpg_prepares_introspects_streams_and_pools() {
         ]
     );
     assert_no_clear_value(&q, "asyncpg's output", &lines.join("\n"));
+}
+
+#[test]
+fn postgresjs_prepares_streams_and_copies() {
+    let (q, proxy) = setup();
+    let lines = run_check(
+        programs::node("postgresjs_tools.js"),
+        &q,
+        &proxy,
+        &q.issuer.ci_token(),
+    );
+    assert_eq!(
+        lines,
+        [
+            "masked ****@example.com ************1111",
+            "enum 2 open ****@example.com",
+            "helpers ****@turing.org ****@navy.mil",
+            "denied 42501",
+            "cursor 10000 ****@mail.example",
+            "describe email",
+            "tx ****@example.com",
+            "unsafe ****@tue.nl 1",
+            "copy 4",
+        ]
+    );
+    assert_no_clear_value(&q, "postgres.js's output", &lines.join("\n"));
 }
 
 #[test]

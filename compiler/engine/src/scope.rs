@@ -759,6 +759,7 @@ impl Cx<'_> {
             depth: 0,
             sources: BTreeSet::new(),
             plain: HashSet::new(),
+            words: HashSet::new(),
         };
         match node.visit(&mut refs) {
             ControlFlow::Break(e) => Err(e),
@@ -1066,6 +1067,7 @@ impl Cx<'_> {
             depth: 0,
             sources: BTreeSet::new(),
             plain: HashSet::from([std::ptr::from_ref(e)]),
+            words: HashSet::new(),
         };
         match e.visit(&mut refs) {
             ControlFlow::Break(error) => Err(error),
@@ -1095,6 +1097,10 @@ struct Refs<'a, 's> {
     /// [`Usage::Computed`]), by address: the visitor meets a comparison
     /// before its operands. The expression being resolved is one itself.
     plain: HashSet<*const sql::Expr>,
+    /// Names in a call that are not column references, by address: an
+    /// argument's name (`make_interval(days => 1)`) and the normal form
+    /// of `normalize(s, NFC)`.
+    words: HashSet<*const sql::Expr>,
 }
 
 impl Refs<'_, '_> {
@@ -1335,7 +1341,7 @@ impl Visitor for Refs<'_, '_> {
     }
 
     fn pre_visit_expr(&mut self, expr: &sql::Expr) -> ControlFlow<ScopeError> {
-        if self.depth > 0 {
+        if self.depth > 0 || self.words.contains(&std::ptr::from_ref(expr)) {
             return ControlFlow::Continue(());
         }
         self.mark_plain(expr);
@@ -1344,6 +1350,25 @@ impl Visitor for Refs<'_, '_> {
             sql::Expr::CompoundIdentifier(ids) => ids.iter().map(fold).collect(),
             sql::Expr::Function(f) => {
                 if let sql::FunctionArguments::List(list) = &f.args {
+                    let normalize = matches!(object_parts(&f.name).as_deref(),
+                        Ok([.., n]) if n == "normalize");
+                    for (i, arg) in list.args.iter().enumerate() {
+                        match arg {
+                            sql::FunctionArg::ExprNamed { name, .. } => {
+                                self.words.insert(std::ptr::from_ref(name));
+                            }
+                            sql::FunctionArg::Unnamed(sql::FunctionArgExpr::Expr(
+                                e @ sql::Expr::Identifier(form),
+                            )) if normalize
+                                && i == 1
+                                && form.quote_style.is_none()
+                                && NORMAL_FORMS.contains(&fold(form).as_str()) =>
+                            {
+                                self.words.insert(std::ptr::from_ref(e));
+                            }
+                            _ => {}
+                        }
+                    }
                     for arg in &list.args {
                         let (sql::FunctionArg::Named { arg, .. }
                         | sql::FunctionArg::ExprNamed { arg, .. }
@@ -1385,6 +1410,27 @@ impl Visitor for Refs<'_, '_> {
     }
 }
 
+/// The normal forms `normalize(s, form)` and `s IS form NORMALIZED` take.
+const NORMAL_FORMS: [&str; 4] = ["nfc", "nfd", "nfkc", "nfkd"];
+
+/// SQL's value functions written without parentheses that sqlparser reads
+/// as names: where no column has the name they are the session's facts
+/// (its schema, user, clock), never a stored value.
+const VALUE_KEYWORDS: [&str; 12] = [
+    "current_catalog",
+    "current_date",
+    "current_role",
+    "current_schema",
+    "current_time",
+    "current_timestamp",
+    "current_user",
+    "localtime",
+    "localtimestamp",
+    "session_user",
+    "system_user",
+    "user",
+];
+
 /// Every table's system columns: row positions, transaction and table ids,
 /// never a stored value.
 pub(crate) const SYSTEM_COLUMNS: [&str; 6] = ["ctid", "xmin", "xmax", "cmin", "cmax", "tableoid"];
@@ -1402,6 +1448,14 @@ fn resolve_name(
             return Ok(r);
         }
         level = s.parent;
+    }
+    if let [word] = parts
+        && VALUE_KEYWORDS.contains(&word.as_str())
+    {
+        return Ok(Resolved {
+            sources: BTreeSet::new(),
+            direct: None,
+        });
     }
     Err(ScopeError::UnknownColumn(parts.join(".")))
 }

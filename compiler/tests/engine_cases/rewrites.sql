@@ -84,3 +84,15 @@ SELECT "public"."customers"."ctid", "public"."customers"."email" FROM "public"."
 -- Refused: the row expansion would carry them (and reads ssn).
 
 SELECT row_to_json(c), c.ctid FROM customers c;
+
+-- SQL's value functions (the clock, the session's schema and user),
+-- GROUPING, named arguments and normal forms are no column and no
+-- unknown function.
+
+SELECT email FROM customers WHERE created_at > CURRENT_TIMESTAMP - INTERVAL '1 day' AND created_at < current_date + 1;
+
+SELECT LOCALTIMESTAMP(3), localtime, current_time, current_schema, current_user, email FROM customers;
+
+SELECT status, GROUPING(status), count(*) FROM orders GROUP BY ROLLUP (status);
+
+SELECT email FROM customers WHERE created_at > now() - make_interval(days => 30) AND normalize(name, NFC) = 'x';

@@ -63,8 +63,10 @@ pub struct Builtin {
 }
 
 /// Constructs sqlparser reads as calls that PostgreSQL implements as
-/// syntax (no `pg_proc` row): all compute on their arguments or name the
-/// session's user or database.
+/// syntax (no `pg_proc` row): all compute on their arguments, name the
+/// session's user or database, read the transaction's clock
+/// (`CURRENT_TIMESTAMP`, `LOCALTIME`, …) or say which grouping set a row
+/// belongs to (`GROUPING`).
 const SYNTAX_CALLS: &[&str] = &[
     "coalesce",
     "nullif",
@@ -76,6 +78,12 @@ const SYNTAX_CALLS: &[&str] = &[
     "current_role",
     "user",
     "trim",
+    "current_date",
+    "current_time",
+    "current_timestamp",
+    "localtime",
+    "localtimestamp",
+    "grouping",
 ];
 
 /// Every built-in function, sorted by schema and name.
@@ -149,6 +157,8 @@ mod tests {
             ("current_setting", None, Metadata),
             ("upper", None, Pure),
             ("coalesce", None, Pure),
+            ("current_timestamp", None, Pure),
+            ("grouping", None, Pure),
             ("json_agg", None, Pure),
             ("query_to_xml", None, ValueExposing),
             ("pg_read_file", None, ValueExposing),
