@@ -458,7 +458,7 @@ fn functions_are_decided_by_their_class() {
             "computed setting name",
         ),
         (
-            "SELECT set_config('search_path', 'public', false)",
+            "SELECT set_config('search_path', '\"$user\", public', false)",
             "changing `search_path`",
         ),
         (
@@ -562,6 +562,13 @@ fn session_statement_kinds_are_decided_like_what_they_run() {
         ("SHOW ALL", None),
         ("SET search_path = ''", None),
         ("SET search_path TO pg_catalog", None),
+        // What the proxy pins, as frameworks set it on connect (Rails).
+        ("SET search_path TO public", None),
+        ("SET search_path = pg_catalog, \"public\"", None),
+        ("SET standard_conforming_strings = on", None),
+        ("SET client_encoding TO 'UTF8'", None),
+        ("SET NAMES 'utf-8'", None),
+        ("SELECT set_config('search_path', 'public', false)", None),
         ("SET statement_timeout = 0", None),
         // pg_dump's idiom: the name comes from the one row the literal picks.
         (
@@ -610,6 +617,14 @@ fn refused_session_statements_say_why() {
             "belongs to the proxy",
         ),
         ("SET search_path = public, evil", "search_path"),
+        ("SET search_path TO \"Public\"", "search_path"),
+        ("SET search_path = '\"$user\", public'", "search_path"),
+        (
+            "SET standard_conforming_strings = off",
+            "standard_conforming_strings",
+        ),
+        ("SET client_encoding = 'LATIN1'", "client_encoding"),
+        ("SET NAMES 'SQL_ASCII'", "client_encoding"),
         ("SET role = postgres", "role"),
         (
             "SELECT set_config(name, 'x', false) FROM pg_settings WHERE name = 'clsf.hash_ipad'",

@@ -345,7 +345,12 @@ fn schema_qualified_columns_and_samples_as_tools_write_them() {
          SELECT e.id, e.contact, e.xmin::text::bigint > 0 FROM events AS e WHERE e.id = 8;\n\
          SELECT count(email), GROUPING(name) FROM customers \
          WHERE created_at < CURRENT_TIMESTAMP + make_interval(days => 1) GROUP BY ROLLUP (name) \
-         ORDER BY 2 DESC LIMIT 1;\n",
+         ORDER BY 2 DESC LIMIT 1;\n\
+         SET client_min_messages TO 'warning'; SET standard_conforming_strings = on; \
+         SET intervalstyle = iso_8601; SET SESSION timezone TO 'UTC'; SET search_path TO public;\n\
+         BEGIN ISOLATION LEVEL SERIALIZABLE, READ ONLY, DEFERRABLE;\n\
+         SELECT email, current_setting('transaction_deferrable') FROM customers WHERE id = 4;\n\
+         COMMIT;\n",
     );
     assert_eq!(out.stderr.matches("ERROR").count(), 0, "{}", out.stderr);
     let lines: Vec<&str> = out.stdout.lines().collect();

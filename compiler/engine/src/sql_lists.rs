@@ -40,6 +40,44 @@ pub fn narrows_search_path(value: &str) -> bool {
     v.is_empty() || v.eq_ignore_ascii_case("pg_catalog")
 }
 
+/// True when setting protected setting `name` to `value` (as written,
+/// quotes and all) leaves the session as the proxy pins it at upstream
+/// login: `search_path` only narrowed (see [`narrows_search_path`]) or set
+/// to the pinned `public` (`pg_catalog` is searched first either way),
+/// `standard_conforming_strings` on, `client_encoding` UTF-8. Frameworks
+/// set these on every connection (Rails sends `SET
+/// standard_conforming_strings = on` and its `search_path`), and setting
+/// what is already in force changes nothing the engine relies on.
+pub fn keeps_pinned(name: &str, value: &str) -> bool {
+    let v = value
+        .trim()
+        .trim_matches(|c| c == '\'' || c == '"')
+        .trim()
+        .to_ascii_lowercase();
+    match name {
+        "search_path" => {
+            // Each element as the server reads it: quoted ones exactly,
+            // others folded to lower case.
+            let unquoted = value.trim().trim_matches('\'');
+            let schemas: Vec<String> = unquoted
+                .split(',')
+                .map(str::trim)
+                .map(
+                    |s| match s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+                        Some(exact) => exact.to_owned(),
+                        None => s.to_ascii_lowercase(),
+                    },
+                )
+                .filter(|s| s != "pg_catalog")
+                .collect();
+            narrows_search_path(value) || schemas == [crate::schema::DEFAULT_SCHEMA]
+        }
+        "standard_conforming_strings" => matches!(v.as_str(), "on" | "true" | "yes" | "1"),
+        "client_encoding" => matches!(v.replace(['-', '_'], "").as_str(), "utf8" | "unicode"),
+        _ => false,
+    }
+}
+
 /// Settings that change how names resolve, who the session is, or how the
 /// server reads statement text (an encoding or string-literal rule the
 /// engine's parser does not share would let text hide from the analysis);

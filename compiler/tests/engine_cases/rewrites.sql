@@ -96,3 +96,26 @@ SELECT LOCALTIMESTAMP(3), localtime, current_time, current_schema, current_user,
 SELECT status, GROUPING(status), count(*) FROM orders GROUP BY ROLLUP (status);
 
 SELECT email FROM customers WHERE created_at > now() - make_interval(days => 30) AND normalize(name, NFC) = 'x';
+
+-- Transaction modes sqlparser does not parse (`DEFERRABLE`, as reporting
+-- jobs and pg_dump --serializable-deferrable begin): decided without the
+-- mode, forwarded with it. Only a transaction statement's mode.
+
+BEGIN ISOLATION LEVEL SERIALIZABLE, READ ONLY, DEFERRABLE;
+
+START TRANSACTION DEFERRABLE, READ ONLY;
+
+SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY NOT DEFERRABLE;
+
+BEGIN DEFERRABLE; SELECT ssn FROM customers;
+
+-- Settings the proxy pins, set to the pinned values as frameworks do on
+-- connect (Rails): no change. Any other value stays refused.
+
+SET standard_conforming_strings = on;
+
+SET search_path TO public;
+
+SET search_path TO "Public";
+
+SET standard_conforming_strings = off;

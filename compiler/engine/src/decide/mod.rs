@@ -214,10 +214,13 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
     if let Some(normalized) = plain_catalog_operators(text, &words) {
         return Some(decided_as(cx, text, &normalized));
     }
-    if let Some((padded, spans)) = key_locks_padded(text, &words) {
-        // The same statement with `FOR UPDATE`/`FOR SHARE` in place, padded
-        // to the same length: its rewrites apply to the client's text, whose
-        // lock strength is forwarded unchanged.
+    if let Some((padded, spans)) =
+        key_locks_padded(text, &words).or_else(|| deferrable_padded(text, &words))
+    {
+        // The same statement with `FOR UPDATE`/`FOR SHARE` in place (or
+        // without `[NOT] DEFERRABLE`), padded to the same length: its
+        // rewrites apply to the client's text, whose lock strength and
+        // transaction modes are forwarded unchanged.
         let (mut decision, edits) = decide_with_edits(plan, access, env, &padded);
         if edits
             .iter()
@@ -394,6 +397,59 @@ fn key_locks_padded(
             return None;
         };
         out.replace_range(start..end, &format!("{plain:<width$}", width = end - start));
+        spans.push((start, end));
+    }
+    (!spans.is_empty()).then_some((out, spans))
+}
+
+/// `text` with the `[NOT] DEFERRABLE` transaction mode of `BEGIN`, `START
+/// TRANSACTION`, `SET TRANSACTION` or `SET SESSION CHARACTERISTICS` (and
+/// the comma that separates it from another mode) blanked out, and the
+/// blanked ranges; `None` when there is none. sqlparser does not parse the
+/// mode, which only says whether a serializable read-only transaction
+/// waits for a safe snapshot (reporting jobs, `pg_dump
+/// --serializable-deferrable`): it changes no value read.
+fn deferrable_padded(
+    text: &str,
+    words: &[(&sqlparser::tokenizer::Token, Option<usize>, Option<usize>)],
+) -> Option<(String, Vec<(usize, usize)>)> {
+    use sqlparser::tokenizer::Token;
+    let word = |i: usize| match words.get(i) {
+        Some((Token::Word(w), ..)) if w.quote_style.is_none() => Some(w.value.to_ascii_uppercase()),
+        _ => None,
+    };
+    let transaction = matches!(
+        (word(0).as_deref(), word(1).as_deref()),
+        (Some("BEGIN" | "START"), _) | (Some("SET"), Some("TRANSACTION" | "SESSION"))
+    );
+    // One statement: a later one is not a transaction statement.
+    let statement_end = words
+        .iter()
+        .position(|(t, ..)| matches!(t, Token::SemiColon))
+        .unwrap_or(words.len());
+    if !transaction || words[statement_end..].len() > 1 {
+        return None;
+    }
+    let mut out = text.to_owned();
+    let mut spans = Vec::new();
+    for i in 0..statement_end {
+        if word(i).as_deref() != Some("DEFERRABLE") {
+            continue;
+        }
+        let mut first = i;
+        if first > 0 && word(first - 1).as_deref() == Some("NOT") {
+            first -= 1;
+        }
+        let mut last = i;
+        if first > 0 && matches!(words[first - 1].0, Token::Comma) {
+            first -= 1;
+        } else if matches!(words.get(last + 1), Some((Token::Comma, ..))) {
+            last += 1;
+        }
+        let (Some(start), Some(end)) = (words[first].1, words[last].2) else {
+            return None;
+        };
+        out.replace_range(start..end, &" ".repeat(end - start));
         spans.push((start, end));
     }
     (!spans.is_empty()).then_some((out, spans))

@@ -114,20 +114,27 @@ pub(super) fn session_setting(set: &sql::Set) -> Result<Outcome, Denial> {
                 return Err(denials::proxy_setting(&name));
             }
             if sql_lists::PROTECTED_SETTINGS.contains(&name.as_str()) {
-                // `SET search_path = ''` (or pg_catalog alone) only narrows
-                // what names resolve to, like set_config's.
-                let narrows = name == "search_path"
-                    && match values.as_slice() {
-                        [sql::Expr::Value(v)] => match &v.value {
-                            sql::Value::SingleQuotedString(s) => sql_lists::narrows_search_path(s),
-                            _ => false,
+                // Narrowing `search_path`, or setting what the proxy pins
+                // (`standard_conforming_strings = on`), changes nothing the
+                // engine relies on.
+                let mut written = Vec::new();
+                for value in values {
+                    written.push(match value {
+                        sql::Expr::Value(v) => match &v.value {
+                            sql::Value::SingleQuotedString(s) => s.clone(),
+                            sql::Value::Boolean(b) => b.to_string(),
+                            sql::Value::Number(n, _) => n.to_string(),
+                            _ => return Err(denials::protected_setting(&name)),
                         },
-                        [sql::Expr::Identifier(id)] => {
-                            sql_lists::narrows_search_path(&analyze::fold(id))
+                        // Quoted as written: `"Public"` is not `public`.
+                        sql::Expr::Identifier(id) if id.quote_style.is_some() => {
+                            format!("\"{}\"", id.value)
                         }
-                        _ => false,
-                    };
-                if !narrows {
+                        sql::Expr::Identifier(id) => analyze::fold(id),
+                        _ => return Err(denials::protected_setting(&name)),
+                    });
+                }
+                if !sql_lists::keeps_pinned(&name, &written.join(",")) {
                     return Err(denials::protected_setting(&name));
                 }
             }
@@ -136,6 +143,10 @@ pub(super) fn session_setting(set: &sql::Set) -> Result<Outcome, Denial> {
         sql::Set::ParenthesizedAssignments { .. } | sql::Set::MultipleAssignments { .. } => {
             Err(denials::protected_setting("several settings at once"))
         }
+        sql::Set::SetNames {
+            charset_name,
+            collation_name: None,
+        } if sql_lists::keeps_pinned("client_encoding", &charset_name.value) => Ok(Outcome::pass()),
         sql::Set::SetNames { .. } | sql::Set::SetNamesDefault {} => {
             Err(denials::protected_setting("client_encoding"))
         }
@@ -169,8 +180,8 @@ pub(super) fn guard_setting_name(operand: &str) -> String {
 
 /// `current_setting` and `set_config` name their setting in an argument:
 /// the proxy's own settings are never read, protected ones never changed
-/// (beyond narrowing `search_path`), and a name the engine cannot read is
-/// refused.
+/// (beyond narrowing `search_path` or setting a pinned value), and a name
+/// the engine cannot read is refused.
 pub(super) fn check_setting_call(call: &analyze::SettingCall) -> Result<(), Denial> {
     let Some(setting) = &call.setting else {
         return Err(denials::computed_setting_name(&call.function));
@@ -179,12 +190,11 @@ pub(super) fn check_setting_call(call: &analyze::SettingCall) -> Result<(), Deni
         return Err(denials::proxy_setting(setting));
     }
     if call.function == "set_config" && sql_lists::PROTECTED_SETTINGS.contains(&setting.as_str()) {
-        let narrows = setting == "search_path"
-            && call
-                .value
-                .as_deref()
-                .is_some_and(sql_lists::narrows_search_path);
-        if !narrows {
+        let keeps = call
+            .value
+            .as_deref()
+            .is_some_and(|v| sql_lists::keeps_pinned(setting, v));
+        if !keeps {
             return Err(denials::protected_setting(setting));
         }
     }
