@@ -154,6 +154,34 @@ impl<'a> LineIndex<'a> {
     }
 }
 
+/// The byte range of a written name (`s.t`, `"T"`) in `index`'s text.
+pub(crate) fn name_range(index: &LineIndex<'_>, name: &sql::ObjectName) -> Option<(usize, usize)> {
+    let first = name.0.first()?.as_ident()?;
+    let last = name.0.last()?.as_ident()?;
+    let start = index.offset(first.span.start)?;
+    let end = index.offset(last.span.end)?;
+    (start < end).then_some((start, end))
+}
+
+/// The entries of a `FROM` list, joins and parenthesised joins flattened.
+pub(crate) fn from_factors(from: &[sql::TableWithJoins]) -> Vec<&sql::TableFactor> {
+    fn tree<'a>(t: &'a sql::TableWithJoins, out: &mut Vec<&'a sql::TableFactor>) {
+        for f in std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation)) {
+            match f {
+                sql::TableFactor::NestedJoin {
+                    table_with_joins, ..
+                } => tree(table_with_joins, out),
+                other => out.push(other),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for t in from {
+        tree(t, &mut out);
+    }
+    out
+}
+
 /// Analyses one statement.
 pub fn analyze(statement: &sql::Statement, text: &str) -> Analysis {
     let mut collector = Collector {
@@ -418,11 +446,7 @@ impl Collector<'_> {
     }
 
     fn range_of(&self, name: &sql::ObjectName) -> Option<(usize, usize)> {
-        let first = name.0.first()?.as_ident()?;
-        let last = name.0.last()?.as_ident()?;
-        let start = self.index.offset(first.span.start)?;
-        let end = self.index.offset(last.span.end)?;
-        (start < end).then_some((start, end))
+        name_range(&self.index, name)
     }
 }
 

@@ -28,7 +28,7 @@ use crate::schema::ColId;
 use sqlparser::ast as sql;
 use sqlparser::ast::{Visit, Visitor};
 
-use crate::analyze::{LineIndex, fold};
+use crate::analyze::{LineIndex, fold, from_factors, name_range};
 use crate::masks::sql_string;
 use crate::rewrite::quote_ident;
 use crate::schema::Relation;
@@ -73,23 +73,13 @@ struct Finder<'a, 'r> {
 impl Finder<'_, '_> {
     /// True when `name` is the table factor of this reference.
     fn is_reference(&self, name: &sql::ObjectName) -> bool {
-        let (Some(first), Some(last)) = (
-            name.0.first().and_then(|p| p.as_ident()),
-            name.0.last().and_then(|p| p.as_ident()),
-        ) else {
-            return false;
-        };
-        self.index.offset(first.span.start) == Some(self.reference.range.0)
-            && self.index.offset(last.span.end) == Some(self.reference.range.1)
+        name_range(&self.index, name) == Some(self.reference.range)
     }
 
     /// Whether this `FROM` holds the reference, and whether it is all the
     /// `FROM` holds (then unqualified names can only mean its columns).
     fn holds(&self, from: &[sql::TableWithJoins]) -> Option<bool> {
-        let mut factors = Vec::new();
-        for t in from {
-            collect_factors(t, &mut factors);
-        }
+        let factors = from_factors(from);
         let found = factors.iter().any(|f| {
             matches!(f, sql::TableFactor::Table { name, args: None, .. } if self.is_reference(name))
         });
@@ -192,21 +182,6 @@ impl Visitor for Finder<'_, '_> {
             }
         }
         ControlFlow::Continue(())
-    }
-}
-
-fn collect_factors<'a>(t: &'a sql::TableWithJoins, out: &mut Vec<&'a sql::TableFactor>) {
-    fn factor<'a>(f: &'a sql::TableFactor, out: &mut Vec<&'a sql::TableFactor>) {
-        match f {
-            sql::TableFactor::NestedJoin {
-                table_with_joins, ..
-            } => collect_factors(table_with_joins, out),
-            other => out.push(other),
-        }
-    }
-    factor(&t.relation, out);
-    for join in &t.joins {
-        factor(&join.relation, out);
     }
 }
 

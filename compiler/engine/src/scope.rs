@@ -245,21 +245,14 @@ pub fn statement_reads(
             cx.returning(insert.returning.as_deref(), &scope, &none)?;
         }
         sql::Statement::Update(update) => {
-            let mut scope = Scope {
-                entries: Vec::new(),
-                parent: None,
+            let from = match &update.from {
+                Some(
+                    sql::UpdateTableFromKind::AfterSet(from)
+                    | sql::UpdateTableFromKind::BeforeSet(from),
+                ) => from.as_slice(),
+                None => &[],
             };
-            let mut reads = BTreeSet::new();
-            cx.join_tree(&update.table, &mut scope, &mut reads, &none)?;
-            if let Some(
-                sql::UpdateTableFromKind::AfterSet(from)
-                | sql::UpdateTableFromKind::BeforeSet(from),
-            ) = &update.from
-            {
-                for twj in from {
-                    cx.join_tree(twj, &mut scope, &mut reads, &none)?;
-                }
-            }
+            let scope = cx.write_scope(std::iter::once(&update.table).chain(from))?;
             for a in &update.assignments {
                 let targets: Vec<&sql::ObjectName> = match &a.target {
                     sql::AssignmentTarget::ColumnName(n) => vec![n],
@@ -272,28 +265,21 @@ pub fn statement_reads(
                 let r = cx.expr(&a.value, &scope, &none)?;
                 cx.note(&r.sources, Usage::Projected);
             }
-            if let Some(w) = &update.selection {
-                let r = cx.expr(w, &scope, &none)?;
-                cx.note(&r.sources, Usage::Filtered);
-            }
-            cx.returning(update.returning.as_deref(), &scope, &none)?;
+            cx.filter_and_return(
+                update.selection.as_ref(),
+                update.returning.as_deref(),
+                &scope,
+            )?;
         }
         sql::Statement::Delete(delete) => {
-            let mut scope = Scope {
-                entries: Vec::new(),
-                parent: None,
-            };
-            let mut reads = BTreeSet::new();
             let (sql::FromTable::WithFromKeyword(from) | sql::FromTable::WithoutKeyword(from)) =
                 &delete.from;
-            for twj in from.iter().chain(delete.using.iter().flatten()) {
-                cx.join_tree(twj, &mut scope, &mut reads, &none)?;
-            }
-            if let Some(w) = &delete.selection {
-                let r = cx.expr(w, &scope, &none)?;
-                cx.note(&r.sources, Usage::Filtered);
-            }
-            cx.returning(delete.returning.as_deref(), &scope, &none)?;
+            let scope = cx.write_scope(from.iter().chain(delete.using.iter().flatten()))?;
+            cx.filter_and_return(
+                delete.selection.as_ref(),
+                delete.returning.as_deref(),
+                &scope,
+            )?;
         }
         _ => return err("a statement other than a query, INSERT, UPDATE or DELETE"),
     }
@@ -385,6 +371,38 @@ impl Cx<'_> {
         for s in sources {
             u.entry(*s).or_default().insert(usage);
         }
+    }
+
+    /// The scope of a write: its target and the other `FROM` (`USING`)
+    /// entries, at the top level.
+    fn write_scope<'t>(
+        &self,
+        from: impl IntoIterator<Item = &'t sql::TableWithJoins>,
+    ) -> Result<Scope<'static>> {
+        let mut scope = Scope {
+            entries: Vec::new(),
+            parent: None,
+        };
+        let mut reads = BTreeSet::new();
+        for twj in from {
+            self.join_tree(twj, &mut scope, &mut reads, &Ctes::default())?;
+        }
+        Ok(scope)
+    }
+
+    /// A write's `WHERE` (filtered) and `RETURNING` (returned).
+    fn filter_and_return(
+        &self,
+        selection: Option<&sql::Expr>,
+        returning: Option<&[sql::SelectItem]>,
+        scope: &Scope<'_>,
+    ) -> Result<()> {
+        let none = Ctes::default();
+        if let Some(w) = selection {
+            let r = self.expr(w, scope, &none)?;
+            self.note(&r.sources, Usage::Filtered);
+        }
+        self.returning(returning, scope, &none)
     }
 
     fn returning(

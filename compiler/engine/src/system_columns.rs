@@ -13,14 +13,14 @@ use std::ops::ControlFlow;
 use sqlparser::ast as sql;
 use sqlparser::ast::{Visit, Visitor};
 
-use crate::analyze::{LineIndex, fold};
+use crate::analyze::{LineIndex, fold, from_factors, name_range};
 use crate::rewrite::{Edit, quote_ident};
 use crate::verdict::Denial;
 
 /// The reference being replaced by a masking subquery.
 pub(crate) struct Reference<'a> {
-    /// Where its relation name starts in the statement text.
-    pub(crate) name_start: usize,
+    /// Byte range of its relation name in the statement text.
+    pub(crate) range: (usize, usize),
     /// Its visible name: the alias, or the relation's name.
     pub(crate) visible: &'a str,
     /// The names its columns have outside (an alias's column list renames
@@ -58,34 +58,11 @@ struct Expander<'a> {
 }
 
 impl Expander<'_> {
-    /// Whether `factor` is the reference (its relation name starts where
-    /// the reference's does).
+    /// Whether `factor` is the reference (its name is where the
+    /// reference's is).
     fn is_reference(&self, factor: &sql::TableFactor) -> bool {
-        let sql::TableFactor::Table { name, .. } = factor else {
-            return false;
-        };
-        name.0
-            .first()
-            .and_then(|p| p.as_ident())
-            .and_then(|i| self.index.offset(i.span.start))
-            == Some(self.reference.name_start)
-    }
-
-    /// Whether the reference is one of `from`'s entries, at any depth of
-    /// joins (not inside a derived table, which is a scope of its own).
-    fn holds(&self, from: &[sql::TableWithJoins]) -> bool {
-        fn factor(x: &Expander<'_>, f: &sql::TableFactor) -> bool {
-            match f {
-                sql::TableFactor::NestedJoin {
-                    table_with_joins, ..
-                } => tree(x, table_with_joins),
-                f => x.is_reference(f),
-            }
-        }
-        fn tree(x: &Expander<'_>, t: &sql::TableWithJoins) -> bool {
-            factor(x, &t.relation) || t.joins.iter().any(|j| factor(x, &j.relation))
-        }
-        from.iter().any(|t| tree(self, t))
+        matches!(factor, sql::TableFactor::Table { name, .. }
+            if name_range(&self.index, name) == Some(self.reference.range))
     }
 
     fn names_reference(&self, name: &sql::ObjectName) -> bool {
@@ -133,10 +110,12 @@ impl Visitor for Expander<'_> {
     type Break = ();
 
     fn pre_visit_select(&mut self, select: &sql::Select) -> ControlFlow<()> {
-        let holds = self.holds(&select.from);
-        // The reference alone in FROM: `*` is its columns, unqualified.
-        let alone = matches!(select.from.as_slice(),
-            [only] if only.joins.is_empty() && self.is_reference(&only.relation));
+        // Whether the reference is one of this SELECT's entries (not one
+        // inside a derived table, a scope of its own), and whether alone:
+        // then `*` is its columns, unqualified.
+        let factors = from_factors(&select.from);
+        let holds = factors.iter().any(|f| self.is_reference(f));
+        let alone = holds && factors.len() == 1;
         for item in &select.projection {
             match item {
                 sql::SelectItem::Wildcard(o) if holds => {

@@ -207,10 +207,7 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
             )
         })
         .collect();
-    let keyword = |i: usize| match words.get(i) {
-        Some((Token::Word(w), ..)) if w.quote_style.is_none() => Some(w.value.to_ascii_uppercase()),
-        _ => None,
-    };
+    let keyword = |i: usize| keyword_at(&words, i);
     if let Some(normalized) = plain_catalog_operators(text, &words) {
         return Some(decided_as(cx, text, &normalized));
     }
@@ -364,20 +361,30 @@ fn decided_as(cx: Cx<'_>, text: &str, normalized: &str) -> (Decision, Vec<Edit>)
     (decision, edits)
 }
 
+/// A statement's tokens without whitespace, each with its byte range.
+type Words<'t> = [(
+    &'t sqlparser::tokenizer::Token,
+    Option<usize>,
+    Option<usize>,
+)];
+
+/// The unquoted word at `i`, upper-cased (a keyword as the server reads it).
+fn keyword_at(words: &Words<'_>, i: usize) -> Option<String> {
+    match words.get(i) {
+        Some((sqlparser::tokenizer::Token::Word(w), ..)) if w.quote_style.is_none() => {
+            Some(w.value.to_ascii_uppercase())
+        }
+        _ => None,
+    }
+}
+
 /// `text` with each `FOR NO KEY UPDATE` written `FOR UPDATE` and each
 /// `FOR KEY SHARE` written `FOR SHARE` (Hibernate's and Rails' row locks,
 /// which sqlparser does not parse), padded with spaces to the same byte
 /// length, and the replaced ranges; `None` when it has none. The lock
 /// strength changes no value read.
-fn key_locks_padded(
-    text: &str,
-    words: &[(&sqlparser::tokenizer::Token, Option<usize>, Option<usize>)],
-) -> Option<(String, Vec<(usize, usize)>)> {
-    use sqlparser::tokenizer::Token;
-    let word = |i: usize| match words.get(i) {
-        Some((Token::Word(w), ..)) if w.quote_style.is_none() => Some(w.value.to_ascii_uppercase()),
-        _ => None,
-    };
+fn key_locks_padded(text: &str, words: &Words<'_>) -> Option<(String, Vec<(usize, usize)>)> {
+    let word = |i: usize| keyword_at(words, i);
     let mut out = text.to_owned();
     let mut spans = Vec::new();
     for i in 0..words.len() {
@@ -409,15 +416,9 @@ fn key_locks_padded(
 /// mode, which only says whether a serializable read-only transaction
 /// waits for a safe snapshot (reporting jobs, `pg_dump
 /// --serializable-deferrable`): it changes no value read.
-fn deferrable_padded(
-    text: &str,
-    words: &[(&sqlparser::tokenizer::Token, Option<usize>, Option<usize>)],
-) -> Option<(String, Vec<(usize, usize)>)> {
+fn deferrable_padded(text: &str, words: &Words<'_>) -> Option<(String, Vec<(usize, usize)>)> {
     use sqlparser::tokenizer::Token;
-    let word = |i: usize| match words.get(i) {
-        Some((Token::Word(w), ..)) if w.quote_style.is_none() => Some(w.value.to_ascii_uppercase()),
-        _ => None,
-    };
+    let word = |i: usize| keyword_at(words, i);
     let transaction = matches!(
         (word(0).as_deref(), word(1).as_deref()),
         (Some("BEGIN" | "START"), _) | (Some("SET"), Some("TRANSACTION" | "SESSION"))
@@ -457,10 +458,7 @@ fn deferrable_padded(
 
 /// `text` with every `OPERATOR(pg_catalog.op)` written as `op`, or `None`
 /// when it has none (or one whose operator is not plain symbols).
-fn plain_catalog_operators(
-    text: &str,
-    words: &[(&sqlparser::tokenizer::Token, Option<usize>, Option<usize>)],
-) -> Option<String> {
+fn plain_catalog_operators(text: &str, words: &Words<'_>) -> Option<String> {
     use sqlparser::tokenizer::Token;
     let is_word = |i: usize, value: &str| {
         matches!(words.get(i), Some((Token::Word(w), ..))

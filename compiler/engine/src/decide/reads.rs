@@ -202,7 +202,7 @@ pub(super) fn reads(
             .unwrap_or_default();
         if !system.is_empty() {
             let reference = system_columns::Reference {
-                name_start: start,
+                range: (start, end),
                 visible: visible.unwrap_or(""),
                 // An alias's column list renames the first columns.
                 columns: rel
