@@ -139,7 +139,7 @@ pub fn resolve_imports(parsed: &mut Parsed) {
         for (span, target) in uses {
             let targets = match locate(&origin, &target) {
                 Ok(t) => t,
-                Err(what) => {
+                Err(NotFound(what)) => {
                     let known = if matches!(target, UseTarget::Std(_)) {
                         stdlib::names()
                     } else {
@@ -180,8 +180,11 @@ pub fn resolve_imports(parsed: &mut Parsed) {
     report_cycles(parsed, &edges);
 }
 
+/// A `use` that names nothing: what it names, as written.
+struct NotFound(String);
+
 /// The files a `use` names: (origin, display name).
-fn locate(from: &Origin, target: &UseTarget) -> Result<Vec<(Origin, String)>, String> {
+fn locate(from: &Origin, target: &UseTarget) -> Result<Vec<(Origin, String)>, NotFound> {
     match target {
         UseTarget::Std(parts) => {
             let names: Vec<&str> = parts.iter().map(|p| p.text.as_str()).collect();
@@ -191,20 +194,21 @@ fn locate(from: &Origin, target: &UseTarget) -> Result<Vec<(Origin, String)>, St
                     Origin::Std((*module).to_owned()),
                     format!("std/{module}.clsf"),
                 )]),
-                _ => Err(what),
+                _ => Err(NotFound(what)),
             }
         }
         UseTarget::Path(p) => {
             let base = match from {
                 Origin::Disk(path) => path.parent().map(Path::to_path_buf).unwrap_or_default(),
                 // Standard-library modules import each other by `std::`.
-                Origin::Std(_) | Origin::Text => return Err(p.value.clone()),
+                Origin::Std(_) | Origin::Text => return Err(NotFound(p.value.clone())),
             };
             let path = base.join(&p.value);
-            let canonical = path.canonicalize().map_err(|_| p.value.clone())?;
+            let not_found = |_| NotFound(p.value.clone());
+            let canonical = path.canonicalize().map_err(not_found)?;
             if canonical.is_dir() {
                 let mut files = Vec::new();
-                collect(&canonical, &mut files).map_err(|_| p.value.clone())?;
+                collect(&canonical, &mut files).map_err(not_found)?;
                 files.sort();
                 Ok(files
                     .into_iter()

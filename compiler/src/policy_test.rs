@@ -82,25 +82,60 @@ impl Coverage {
     }
 }
 
+/// Why the policy's test cases could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// A directory or file could not be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The directory or file.
+        path: PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// A file is not valid TOML of the case format.
+    #[error("{}: {source}", path.display())]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with its location.
+        source: toml::de::Error,
+    },
+    /// A case expects something other than a decision.
+    #[error("{}: case `{case}`: expect must be allow, mask, deny or approval, not `{expect}`", path.display())]
+    Expect {
+        /// The file.
+        path: PathBuf,
+        /// The case's name.
+        case: String,
+        /// What it expects.
+        expect: String,
+    },
+}
+
 /// Reads every `*.test.toml` file under `dir`, sorted by path.
-pub fn load(dir: &Path) -> Result<Vec<Case>, String> {
+pub fn load(dir: &Path) -> Result<Vec<Case>, LoadError> {
+    let read = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| LoadError::Read { path, source }
+    };
     let mut files = Vec::new();
-    collect(dir, &mut files).map_err(|e| format!("{}: {e}", dir.display()))?;
+    collect(dir, &mut files).map_err(read(dir))?;
     files.sort();
     let mut cases = Vec::new();
     for file in files {
-        let text =
-            std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-        let parsed: CaseFile =
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+        let text = std::fs::read_to_string(&file).map_err(read(&file))?;
+        let parsed: CaseFile = toml::from_str(&text).map_err(|source| LoadError::Format {
+            path: file.clone(),
+            source,
+        })?;
         for mut case in parsed.cases {
             if !matches!(case.expect.as_str(), "allow" | "mask" | "deny" | "approval") {
-                return Err(format!(
-                    "{}: case `{}`: expect must be allow, mask, deny or approval, not `{}`",
-                    file.display(),
-                    case.name,
-                    case.expect
-                ));
+                return Err(LoadError::Expect {
+                    path: file.clone(),
+                    case: case.name,
+                    expect: case.expect,
+                });
             }
             case.file = file.clone();
             cases.push(case);

@@ -403,6 +403,35 @@ async fn anchors(client: &Client, replica: &str) -> Result<Vec<Anchor>, tokio_po
         .collect())
 }
 
+/// Why an anchor does not vouch for the trail it was checked against.
+#[derive(Debug, thiserror::Error)]
+pub enum AnchorError {
+    /// Its signature is not one of the trusted keys'.
+    #[error("the anchor at event {seq}: {source}")]
+    Signature {
+        /// The anchored event.
+        seq: u64,
+        /// Why the signature was refused.
+        source: clsf_compiler::signing::SigningError,
+    },
+    /// The anchored event is there with another hash.
+    #[error("event {seq} of {within} is not the one anchored: the trail was rewritten")]
+    Rewritten {
+        /// The anchored event.
+        seq: u64,
+        /// The trail checked.
+        within: String,
+    },
+    /// The anchored event is not there.
+    #[error("event {seq} of {within}, which an anchor signed, is missing")]
+    Missing {
+        /// The anchored event.
+        seq: u64,
+        /// The trail checked.
+        within: String,
+    },
+}
+
 /// Checks one anchor's signature (when keys are given) and that `hash`
 /// (the hash of event `seq` where it was looked up) is what it signed.
 fn check_anchor(
@@ -411,25 +440,28 @@ fn check_anchor(
     hash: Option<&String>,
     trusted: &[PublicKey],
     within: &str,
-) -> Result<(), String> {
+) -> Result<(), AnchorError> {
     if !trusted.is_empty() {
         clsf_compiler::signing::verify(
             &anchor_message(replica, anchor.seq, &anchor.head),
             Some(&anchor.signature),
             trusted,
         )
-        .map_err(|e| format!("the anchor at event {}: {e}", anchor.seq))?;
+        .map_err(|source| AnchorError::Signature {
+            seq: anchor.seq,
+            source,
+        })?;
     }
     match hash {
         Some(h) if *h == anchor.head => Ok(()),
-        Some(_) => Err(format!(
-            "event {} of {within} is not the one anchored: the trail was rewritten",
-            anchor.seq
-        )),
-        None => Err(format!(
-            "event {} of {within}, which an anchor signed, is missing",
-            anchor.seq
-        )),
+        Some(_) => Err(AnchorError::Rewritten {
+            seq: anchor.seq,
+            within: within.to_owned(),
+        }),
+        None => Err(AnchorError::Missing {
+            seq: anchor.seq,
+            within: within.to_owned(),
+        }),
     }
 }
 
@@ -510,12 +542,37 @@ pub async fn verify(
                 "the central copy",
             ) {
                 Ok(()) => report.anchors += 1,
-                Err(e) => report.anchor_failures.push(e),
+                Err(e) => report.anchor_failures.push(e.to_string()),
             }
         }
         reports.push(report);
     }
     Ok(reports)
+}
+
+/// Why a local trail could not be checked against its anchors, or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalVerifyError {
+    /// Reading the anchors failed.
+    #[error("{}", database(.0))]
+    Database(#[from] tokio_postgres::Error),
+    /// Nothing to check against.
+    #[error("the control plane holds no anchor for replica `{0}`")]
+    NoAnchor(String),
+    /// The trail's files could not be listed.
+    #[error(transparent)]
+    Trail(#[from] audit::TrailError),
+    /// A file of the trail could not be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// An anchor does not vouch for the trail.
+    #[error(transparent)]
+    Anchor(#[from] AnchorError),
 }
 
 /// Checks a local trail against the anchors `replica` wrote: every
@@ -525,18 +582,19 @@ pub async fn verify_local(
     trail: &std::path::Path,
     replica: &str,
     trusted: &[PublicKey],
-) -> Result<usize, String> {
-    let anchors = anchors(client, replica).await.map_err(|e| database(&e))?;
+) -> Result<usize, LocalVerifyError> {
+    let anchors = anchors(client, replica).await?;
     if anchors.is_empty() {
-        return Err(format!(
-            "the control plane holds no anchor for replica `{replica}`"
-        ));
+        return Err(LocalVerifyError::NoAnchor(replica.to_owned()));
     }
     let wanted: HashSet<u64> = anchors.iter().map(|a| a.seq).collect();
     let mut hashes: BTreeMap<u64, String> = BTreeMap::new();
-    let files = audit::trail_paths(trail).map_err(|e| e.to_string())?;
+    let files = audit::trail_paths(trail)?;
     for file in files {
-        let text = audit::read_text(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let text = audit::read_text(&file).map_err(|source| LocalVerifyError::Read {
+            path: file.clone(),
+            source,
+        })?;
         for line in text.lines() {
             if let Some(seq) = serde_json::from_str::<serde_json::Value>(line)
                 .ok()
@@ -554,19 +612,44 @@ pub async fn verify_local(
     Ok(anchors.len())
 }
 
+/// The anchor key named by `control_plane.anchor_key` is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum AnchorKeyError {
+    /// The file could not be read.
+    #[error("control_plane.anchor_key {}: {source}", path.display())]
+    Read {
+        /// The key file.
+        path: std::path::PathBuf,
+        /// The operating system's reason.
+        source: std::io::Error,
+    },
+    /// The file holds no signing key.
+    #[error("control_plane.anchor_key {}: {source}", path.display())]
+    Parse {
+        /// The key file.
+        path: std::path::PathBuf,
+        /// What is wrong with it (never the key's bytes).
+        source: clsf_compiler::signing::SigningError,
+    },
+}
+
 /// The shipping settings from the configuration; the anchor key is read
 /// here, so a missing or malformed key stops the start.
 pub fn shipping(
     cp: &crate::config::ControlPlaneConfig,
     password: Option<String>,
-) -> Result<Shipping, String> {
+) -> Result<Shipping, AnchorKeyError> {
     let anchor_key = match &cp.anchor_key {
         Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("control_plane.anchor_key {}: {e}", path.display()))?;
+            let text = std::fs::read_to_string(path).map_err(|source| AnchorKeyError::Read {
+                path: path.clone(),
+                source,
+            })?;
             Some(
-                SecretKey::parse(&text)
-                    .map_err(|e| format!("control_plane.anchor_key {}: {e}", path.display()))?,
+                SecretKey::parse(&text).map_err(|source| AnchorKeyError::Parse {
+                    path: path.clone(),
+                    source,
+                })?,
             )
         }
         None => None,

@@ -490,11 +490,28 @@ impl Policy {
     }
 }
 
+/// Why `[otel] endpoint` is refused.
+#[derive(Debug, thiserror::Error)]
+enum EndpointError {
+    #[error("`{endpoint}` is not a URL: {source}")]
+    NotAUrl {
+        endpoint: String,
+        source: hyper::http::uri::InvalidUri,
+    },
+    #[error(
+        "`{0}`: use https (plain http only to a loopback address): the events carry statements"
+    )]
+    Cleartext(String),
+    #[error("`{0}` is not an http(s) URL")]
+    NotHttp(String),
+}
+
 /// An OTLP/HTTP endpoint: `https`, or `http` to a loopback address.
-fn check_otel_endpoint(endpoint: &str) -> Result<(), String> {
-    let uri: hyper::Uri = endpoint
-        .parse()
-        .map_err(|e| format!("`{endpoint}` is not a URL: {e}"))?;
+fn check_otel_endpoint(endpoint: &str) -> Result<(), EndpointError> {
+    let uri: hyper::Uri = endpoint.parse().map_err(|source| EndpointError::NotAUrl {
+        endpoint: endpoint.to_owned(),
+        source,
+    })?;
     let host = uri
         .host()
         .unwrap_or("")
@@ -510,10 +527,8 @@ fn check_otel_endpoint(endpoint: &str) -> Result<(), String> {
         {
             Ok(())
         }
-        Some("http") => Err(format!(
-            "`{endpoint}`: use https (plain http only to a loopback address): the events carry statements"
-        )),
-        _ => Err(format!("`{endpoint}` is not an http(s) URL")),
+        Some("http") => Err(EndpointError::Cleartext(endpoint.to_owned())),
+        _ => Err(EndpointError::NotHttp(endpoint.to_owned())),
     }
 }
 

@@ -508,7 +508,9 @@ fn verify_central(
             .await
             .map_err(|e| e.to_string())?;
         if let Some((trail, replica)) = local {
-            let n = central_audit::verify_local(&client, trail, replica, &keys).await?;
+            let n = central_audit::verify_local(&client, trail, replica, &keys)
+                .await
+                .map_err(|e| e.to_string())?;
             println!("ok: the trail holds the {n} events replica {replica} anchored, unchanged");
             return Ok(());
         }

@@ -47,11 +47,42 @@ pub enum StartError {
     #[error(transparent)]
     Watch(#[from] reload::WatchError),
     /// The control thread (control plane, admin and MCP listeners) failed.
-    #[error("{0}")]
-    Control(String),
+    #[error(transparent)]
+    Control(#[from] ControlError),
     /// A thread or its runtime could not be started.
     #[error("cannot start a thread: {0}")]
     Thread(std::io::Error),
+}
+
+/// Why the control thread (the control plane's approvals, shipping and
+/// bundles, the OpenTelemetry export, the admin and MCP listeners) did not
+/// start.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// Its runtime could not be built.
+    #[error("cannot start the control thread's runtime: {0}")]
+    Runtime(std::io::Error),
+    /// The control plane's password file.
+    #[error(transparent)]
+    Password(#[from] crate::config::PasswordFileError),
+    /// The control plane could not be attached to.
+    #[error(transparent)]
+    ControlPlane(#[from] crate::approvals::StoreError),
+    /// The key that signs the central audit copy's anchors.
+    #[error(transparent)]
+    AnchorKey(#[from] crate::central_audit::AnchorKeyError),
+    /// The OpenTelemetry exporter's settings.
+    #[error(transparent)]
+    Otel(#[from] crate::otel::OtelError),
+    /// The admin listener's socket.
+    #[error("admin listener: {0}")]
+    Admin(std::io::Error),
+    /// The MCP listener's socket.
+    #[error("MCP listener: {0}")]
+    Mcp(std::io::Error),
+    /// It did not say it was ready in time.
+    #[error("the control thread did not start within 60 s")]
+    Timeout,
 }
 
 /// `StartError::Listen` for the listener named `listener` at `address`.
@@ -217,7 +248,7 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
     let (stop, stopped) = watch::channel(false);
     let mut threads = Vec::new();
     // The control thread: admin listener and control plane.
-    let (ready, started) = std::sync::mpsc::channel::<Result<(), String>>();
+    let (ready, started) = std::sync::mpsc::channel::<Result<(), ControlError>>();
     {
         let shared = Arc::clone(&shared);
         let control = config.control_plane.clone();
@@ -234,7 +265,7 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
                     {
                         Ok(r) => r,
                         Err(e) => {
-                            let _ = ready.send(Err(e.to_string()));
+                            let _ = ready.send(Err(ControlError::Runtime(e)));
                             return;
                         }
                     };
@@ -254,7 +285,7 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
                             let password = match cp.password() {
                                 Ok(pw) => pw,
                                 Err(e) => {
-                                    let _ = ready.send(Err(e.to_string()));
+                                    let _ = ready.send(Err(e.into()));
                                     return;
                                 }
                             };
@@ -265,7 +296,7 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
                             )
                             .await;
                             if let Err(e) = attached {
-                                let _ = ready.send(Err(e.to_string()));
+                                let _ = ready.send(Err(e.into()));
                                 return;
                             }
                             tracing::info!(
@@ -276,7 +307,7 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
                                     match crate::central_audit::shipping(&cp, password.clone()) {
                                         Ok(s) => s,
                                         Err(e) => {
-                                            let _ = ready.send(Err(e));
+                                            let _ = ready.send(Err(e.into()));
                                             return;
                                         }
                                     };
@@ -305,7 +336,7 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
                                     }
                                 }
                                 Err(e) => {
-                                    let _ = ready.send(Err(e.to_string()));
+                                    let _ = ready.send(Err(e.into()));
                                     return;
                                 }
                             }
@@ -316,7 +347,7 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
                                     tokio::spawn(admin::serve(l, acceptor, Arc::clone(&shared)));
                                 }
                                 Err(e) => {
-                                    let _ = ready.send(Err(format!("admin listener: {e}")));
+                                    let _ = ready.send(Err(ControlError::Admin(e)));
                                     return;
                                 }
                             }
@@ -332,7 +363,7 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
                                     ));
                                 }
                                 Err(e) => {
-                                    let _ = ready.send(Err(format!("MCP listener: {e}")));
+                                    let _ = ready.send(Err(ControlError::Mcp(e)));
                                     return;
                                 }
                             }
@@ -346,14 +377,14 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
     }
     let started = started
         .recv_timeout(Duration::from_secs(60))
-        .map_err(|_| "the control thread did not start within 60 s".to_owned())
+        .map_err(|_| ControlError::Timeout)
         .and_then(|r| r);
     if let Err(e) = started {
         let _ = stop.send(true);
         for t in threads {
             let _ = t.join();
         }
-        return Err(StartError::Control(e));
+        return Err(e.into());
     }
 
     // Every session holds a permit of the one connection limit, whichever

@@ -65,17 +65,55 @@ impl Ty {
     }
 }
 
+/// A row filter whose types do not fit (the text of its diagnostic; types
+/// as [`Ty::show`] writes them).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum TypeError {
+    /// The whole filter is not a condition.
+    #[error("a row filter must be a condition, but this is {0}")]
+    NotCondition(String),
+    /// One side of AND or OR is not a condition.
+    #[error("`{side}` is {ty}, not a condition, on one side of {op}")]
+    NotConditionSide {
+        side: String,
+        ty: String,
+        op: String,
+    },
+    /// NOT of something that is not a condition.
+    #[error("NOT of `{expr}`, which is {ty}")]
+    NotOfNonCondition { expr: String, ty: String },
+    /// LIKE, ILIKE or SIMILAR TO over something that is not text.
+    #[error("pattern matching needs text, but `{side}` is {ty}")]
+    PatternNotText { side: String, ty: String },
+    /// A string compared with an enum that has no such label.
+    #[error("'{literal}' is not a label of the enum {name} ({labels})")]
+    NotALabel {
+        literal: String,
+        name: String,
+        labels: String,
+    },
+    /// Two values of types that do not compare.
+    #[error("`{left}` ({left_ty}) cannot be compared with `{right}` ({right_ty})")]
+    NotComparable {
+        left: String,
+        left_ty: String,
+        right: String,
+        right_ty: String,
+    },
+}
+
 /// Checks a parsed predicate over `relation`'s columns.
-pub(crate) fn check(expr: &sql::Expr, relation: &Relation, schema: &Schema) -> Result<(), String> {
+pub(crate) fn check(
+    expr: &sql::Expr,
+    relation: &Relation,
+    schema: &Schema,
+) -> Result<(), TypeError> {
     let cx = Cx { relation, schema };
     let ty = cx.ty(expr)?;
     if ty.is_bool() {
         Ok(())
     } else {
-        Err(format!(
-            "a row filter must be a condition, but this is {}",
-            ty.show()
-        ))
+        Err(TypeError::NotCondition(ty.show()))
     }
 }
 
@@ -85,7 +123,7 @@ struct Cx<'a> {
 }
 
 impl Cx<'_> {
-    fn ty(&self, e: &sql::Expr) -> Result<Ty, String> {
+    fn ty(&self, e: &sql::Expr) -> Result<Ty, TypeError> {
         use sql::BinaryOperator as B;
         Ok(match e {
             sql::Expr::Identifier(id) => {
@@ -106,10 +144,11 @@ impl Cx<'_> {
                     for side in [left, right] {
                         let t = self.ty(side)?;
                         if !t.is_bool() {
-                            return Err(format!(
-                                "`{side}` is {}, not a condition, on one side of {op}",
-                                t.show()
-                            ));
+                            return Err(TypeError::NotConditionSide {
+                                side: side.to_string(),
+                                ty: t.show(),
+                                op: op.to_string(),
+                            });
                         }
                     }
                     Ty::Family(TypeFamily::Bool)
@@ -126,7 +165,10 @@ impl Cx<'_> {
             } => {
                 let t = self.ty(expr)?;
                 if !t.is_bool() {
-                    return Err(format!("NOT of `{expr}`, which is {}", t.show()));
+                    return Err(TypeError::NotOfNonCondition {
+                        expr: expr.to_string(),
+                        ty: t.show(),
+                    });
                 }
                 Ty::Family(TypeFamily::Bool)
             }
@@ -136,10 +178,10 @@ impl Cx<'_> {
                 for side in [expr, pattern] {
                     let t = self.ty(side)?;
                     if !matches!(t, Ty::Unknown | Ty::Family(TypeFamily::Text)) {
-                        return Err(format!(
-                            "pattern matching needs text, but `{side}` is {}",
-                            t.show()
-                        ));
+                        return Err(TypeError::PatternNotText {
+                            side: side.to_string(),
+                            ty: t.show(),
+                        });
                     }
                 }
                 Ty::Family(TypeFamily::Bool)
@@ -173,27 +215,29 @@ impl Cx<'_> {
         })
     }
 
-    fn compare(&self, left: &sql::Expr, right: &sql::Expr) -> Result<(), String> {
+    fn compare(&self, left: &sql::Expr, right: &sql::Expr) -> Result<(), TypeError> {
         let (l, r) = (self.ty(left)?, self.ty(right)?);
         for (side, other) in [(&l, right), (&r, left)] {
             if let Ty::Enum(name, labels) = side
                 && let Some(literal) = string_literal(other)
                 && !labels.iter().any(|l| l == literal)
             {
-                return Err(format!(
-                    "'{literal}' is not a label of the enum {name} ({})",
-                    labels.join(", ")
-                ));
+                return Err(TypeError::NotALabel {
+                    literal: literal.to_owned(),
+                    name: name.to_string(),
+                    labels: labels.join(", "),
+                });
             }
         }
         if l.comparable(&r) {
             Ok(())
         } else {
-            Err(format!(
-                "`{left}` ({}) cannot be compared with `{right}` ({})",
-                l.show(),
-                r.show()
-            ))
+            Err(TypeError::NotComparable {
+                left: left.to_string(),
+                left_ty: l.show(),
+                right: right.to_string(),
+                right_ty: r.show(),
+            })
         }
     }
 }

@@ -129,8 +129,11 @@ impl Cx<'_> {
                         }
                         None => "its columns get the highest label",
                     };
-                    self.diags
-                        .push(diag::lineage_not_traced(&rel.qualified(), &reason, how));
+                    self.diags.push(diag::lineage_not_traced(
+                        &rel.qualified(),
+                        &reason.to_string(),
+                        how,
+                    ));
                     match fallback {
                         Some(sources) => RelationLineage::Columns(
                             rel.columns
@@ -315,26 +318,38 @@ fn classes_unclassified_level(
         .map(|c| c.level)
 }
 
+/// Why a view's columns could not be traced to the columns they come from
+/// (the reason its diagnostic gives).
+#[derive(Debug, thiserror::Error)]
+enum LineageError {
+    #[error("its definition does not parse: {0}")]
+    Unparsed(sqlparser::parser::ParserError),
+    #[error("its definition is not a single query")]
+    NotAQuery,
+    #[error(transparent)]
+    NotResolved(#[from] scope::ScopeError),
+    #[error("its definition yields {yields} columns, the view has {has}")]
+    ColumnCount { yields: usize, has: usize },
+}
+
 /// Resolves a view definition's output columns, which must match the
 /// view's columns one for one.
 fn view_lineage(
     schema: &crate::schema::Schema,
     rel: &Relation,
     definition: &str,
-) -> Result<Vec<ColumnLineage>, String> {
-    let statements = Parser::parse_sql(&PostgreSqlDialect {}, definition)
-        .map_err(|e| format!("its definition does not parse: {e}"))?;
+) -> Result<Vec<ColumnLineage>, LineageError> {
+    let statements =
+        Parser::parse_sql(&PostgreSqlDialect {}, definition).map_err(LineageError::Unparsed)?;
     let [sqlparser::ast::Statement::Query(query)] = statements.as_slice() else {
-        return Err("its definition is not a single query".to_owned());
+        return Err(LineageError::NotAQuery);
     };
-    let resolved =
-        scope::query_columns(query, schema, DEFINITION_SEARCH_PATH).map_err(|e| e.to_string())?;
+    let resolved = scope::query_columns(query, schema, DEFINITION_SEARCH_PATH)?;
     if resolved.columns.len() != rel.columns.len() {
-        return Err(format!(
-            "its definition yields {} columns, the view has {}",
-            resolved.columns.len(),
-            rel.columns.len()
-        ));
+        return Err(LineageError::ColumnCount {
+            yields: resolved.columns.len(),
+            has: rel.columns.len(),
+        });
     }
     Ok(resolved
         .columns

@@ -23,22 +23,49 @@ use crate::resolve::{claim_placeholders, substitute};
 /// The identifier a mask's `{param}` stands for while its template is checked.
 const VALUE: &str = "__clsf_value";
 
+/// Why a mask's template or a row filter is not an expression the
+/// compiler accepts (the text of its diagnostic).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExpressionError {
+    /// The tokenizer refused it.
+    #[error("not SQL: {0}")]
+    NotSql(String),
+    /// The parser found no expression.
+    #[error("not an expression: {0}")]
+    NotExpression(String),
+    /// Text after the first expression.
+    #[error("more than one expression")]
+    SeveralExpressions,
+    /// A subquery, which could read any relation.
+    #[error("subqueries are not allowed")]
+    Subquery,
+    /// `t.c`: only the column's own name means something here.
+    #[error("qualified name `{0}` is not allowed; write the column name alone")]
+    Qualified(String),
+    /// A function that is not a pure or metadata built-in.
+    #[error("function `{0}` is not known to be pure")]
+    NotPure(String),
+    /// A name the caller does not allow, with the caller's explanation.
+    #[error("{0}")]
+    UnknownName(String),
+}
+
 /// Parses one SQL expression and checks it: no subquery, identifiers only
 /// from `allowed`, functions only pure built-ins.
 pub fn check_expression(
     text: &str,
     allowed: &dyn Fn(&str) -> bool,
     unknown: &dyn Fn(&str) -> String,
-) -> Result<sql::Expr, String> {
+) -> Result<sql::Expr, ExpressionError> {
     let dialect = PostgreSqlDialect {};
     let mut parser = Parser::new(&dialect)
         .try_with_sql(text)
-        .map_err(|e| format!("not SQL: {e}"))?;
+        .map_err(|e| ExpressionError::NotSql(e.to_string()))?;
     let expr = parser
         .parse_expr()
-        .map_err(|e| format!("not an expression: {e}"))?;
+        .map_err(|e| ExpressionError::NotExpression(e.to_string()))?;
     if parser.peek_token().token != sqlparser::tokenizer::Token::EOF {
-        return Err("more than one expression".to_owned());
+        return Err(ExpressionError::SeveralExpressions);
     }
     let mut problem = None;
     let _ = expr.visit(&mut ExprCheck {
@@ -55,14 +82,14 @@ pub fn check_expression(
 struct ExprCheck<'a> {
     allowed: &'a dyn Fn(&str) -> bool,
     unknown: &'a dyn Fn(&str) -> String,
-    problem: &'a mut Option<String>,
+    problem: &'a mut Option<ExpressionError>,
 }
 
 impl sqlparser::ast::Visitor for ExprCheck<'_> {
     type Break = ();
 
     fn pre_visit_query(&mut self, _query: &sql::Query) -> ControlFlow<()> {
-        *self.problem = Some("subqueries are not allowed".to_owned());
+        *self.problem = Some(ExpressionError::Subquery);
         ControlFlow::Break(())
     }
 
@@ -70,13 +97,12 @@ impl sqlparser::ast::Visitor for ExprCheck<'_> {
         let name = match expr {
             sql::Expr::Identifier(id) => Some(crate::engine::analyze::fold(id)),
             sql::Expr::CompoundIdentifier(parts) => {
-                *self.problem = Some(format!(
-                    "qualified name `{}` is not allowed; write the column name alone",
+                *self.problem = Some(ExpressionError::Qualified(
                     parts
                         .iter()
                         .map(|p| p.value.as_str())
                         .collect::<Vec<_>>()
-                        .join(".")
+                        .join("."),
                 ));
                 return ControlFlow::Break(());
             }
@@ -86,7 +112,7 @@ impl sqlparser::ast::Visitor for ExprCheck<'_> {
                 if !crate::engine::functions::class(bare, None)
                     .is_some_and(|c| c.callable_by_default())
                 {
-                    *self.problem = Some(format!("function `{fname}` is not known to be pure"));
+                    *self.problem = Some(ExpressionError::NotPure(fname));
                     return ControlFlow::Break(());
                 }
                 None
@@ -96,7 +122,7 @@ impl sqlparser::ast::Visitor for ExprCheck<'_> {
         if let Some(name) = name
             && !(self.allowed)(&name)
         {
-            *self.problem = Some((self.unknown)(&name));
+            *self.problem = Some(ExpressionError::UnknownName((self.unknown)(&name)));
             return ControlFlow::Break(());
         }
         ControlFlow::Continue(())
@@ -164,7 +190,7 @@ impl Cx<'_> {
             |name: &str| format!("`{name}` is not `{placeholder}`; a mask reads only its input");
         if let Err(why) = check_expression(&probe, &|name| name == VALUE, &unknown) {
             self.diags
-                .push(diag::bad_mask_template(m.template.span, &why));
+                .push(diag::bad_mask_template(m.template.span, &why.to_string()));
             return None;
         }
         ok.then(|| CustomMask {
@@ -191,9 +217,12 @@ impl Cx<'_> {
         let allowed = |name: &str| relation.column_index(name).is_some();
         let unknown =
             |name: &str| format!("`{name}` is not a column of `{}`", relation.qualified());
-        match check_expression(&probe, &allowed, &unknown)
-            .and_then(|expr| super::filter_types::check(&expr, relation, self.schema))
-        {
+        let checked = check_expression(&probe, &allowed, &unknown)
+            .map_err(|e| e.to_string())
+            .and_then(|expr| {
+                super::filter_types::check(&expr, relation, self.schema).map_err(|e| e.to_string())
+            });
+        match checked {
             Ok(()) => true,
             Err(why) => {
                 self.diags

@@ -30,7 +30,16 @@ struct Requested {
     subject: String,
     statement: String,
     /// The answer once the statement was decided and ran (or failed).
-    outcome: Option<Result<Value, String>>,
+    outcome: Option<Result<Value, NotRun>>,
+}
+
+/// A held statement that, once approved, failed: told to the agent that
+/// asks for its result.
+#[derive(Debug, thiserror::Error)]
+#[error("not run ({sqlstate}): {message}")]
+struct NotRun {
+    sqlstate: String,
+    message: String,
 }
 
 impl Requests {
@@ -39,7 +48,7 @@ impl Requests {
     }
 
     /// Takes the finished outcome of `subject`'s request for `statement`.
-    fn take_finished(&self, subject: &str, statement: &str) -> Option<Result<Value, String>> {
+    fn take_finished(&self, subject: &str, statement: &str) -> Option<Result<Value, NotRun>> {
         let mut map = self.lock();
         let id = map
             .iter()
@@ -486,7 +495,7 @@ fn decided(
             if let Some(outcome) = call.mcp.requests.take_finished(&who.identity.subject, text) {
                 return Err(match outcome {
                     Ok(data) => ok(data),
-                    Err(text) => refused(text),
+                    Err(not_run) => refused(not_run.to_string()),
                 });
             }
             let by: Vec<String> = h
@@ -618,7 +627,10 @@ async fn request_approval(call: &Call<'_>, text: &str) -> RpcResult {
             Ok(w) => {
                 Ok(json!({ "affected": w.affected, "columns": w.columns, "returning": w.rows }))
             }
-            Err(f) => Err(format!("not run ({}): {}", f.sqlstate, f.message)),
+            Err(f) => Err(NotRun {
+                sqlstate: f.sqlstate.to_string(),
+                message: f.message,
+            }),
         };
         if let Some(r) = requests.lock().get_mut(&id) {
             r.outcome = Some(outcome);
@@ -677,7 +689,7 @@ async fn approval_status(call: &Call<'_>, id: &str) -> RpcResult {
     let mut out = json!({ "request_id": id, "state": state.name() });
     match outcome {
         Some(Ok(result)) => out["result"] = result,
-        Some(Err(e)) => out["error"] = json!(e),
+        Some(Err(e)) => out["error"] = json!(e.to_string()),
         None => {}
     }
     ok(out)

@@ -31,7 +31,7 @@ pub fn run(
         );
         return Ok(Exit::PolicyErrors);
     };
-    let cases = policy_test::load(dir)?;
+    let cases = policy_test::load(dir).map_err(|e| e.to_string())?;
     if cases.is_empty() {
         return Err(format!(
             "no *.test.toml files with cases under {}",
