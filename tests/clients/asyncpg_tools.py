@@ -60,6 +60,16 @@ async def main():
             "SELECT id, contact FROM events ORDER BY id", prefetch=100)]
     print("cursor", len(contacts), contacts[-1])
 
+    # executemany pipelines its Bind/Execute pairs before one Sync.
+    await conn.executemany(
+        "SELECT email FROM customers WHERE id = $1", [(i,) for i in range(1, 5)])
+    try:
+        await conn.executemany(
+            "SELECT ssn FROM customers WHERE id = $1", [(1,), (2,)])
+        print("executemany", "NOT-DENIED")
+    except asyncpg.PostgresError as e:
+        print("executemany", e.sqlstate)
+
     out = io.BytesIO()
     await conn.copy_from_query(
         "SELECT id, email FROM customers ORDER BY id", output=out,

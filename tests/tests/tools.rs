@@ -414,11 +414,33 @@ fn asyncpg_prepares_introspects_streams_and_pools() {
             "denied 42501",
             "after_denial 4",
             "cursor 10000 ****@mail.example",
+            "executemany 42501",
             "copy 4 ****@example.com",
             "pool 4 4 4",
         ]
     );
     assert_no_clear_value(&q, "asyncpg's output", &lines.join("\n"));
+}
+
+#[test]
+fn psycopg3_pipeline_mode_with_a_refusal_inside() {
+    let (q, proxy) = setup();
+    let lines = run_check(
+        programs::python("psycopg_pipeline.py"),
+        &q,
+        &proxy,
+        &q.issuer.ci_token(),
+    );
+    assert_eq!(
+        lines,
+        [
+            "pipelined 20 20 ****@mail.example",
+            "refused 42501 ****@example.com",
+            "skipped yes",
+            "after 4",
+            "executemany 4 ****@tue.nl",
+        ]
+    );
 }
 
 #[test]
