@@ -323,10 +323,18 @@ fn an_agent_proves_itself_to_the_mcp_listener_with_a_client_certificate() {
     assert_eq!(email, Some(json!("masked (email)")), "{}", r[0]);
 
     // The same names signed by a CA the proxy does not trust: the
-    // handshake fails and no tool runs.
+    // handshake fails and no tool runs (the audit below holds one query
+    // only). In TLS 1.3 the client's side of the handshake is done once it
+    // has sent its certificate, so the listener's refusal reaches it either
+    // as the alert or, when it was already sending its request, as the
+    // connection closing under it.
     let err = with_cert("stranger").expect_err("an untrusted certificate is refused");
+    let lower = err.to_lowercase();
     assert!(
-        err.to_lowercase().contains("certificate") || err.contains("alert"),
+        lower.contains("certificate")
+            || lower.contains("alert")
+            || lower.contains("connection was not ready")
+            || lower.contains("connection closed"),
         "{err}"
     );
 
