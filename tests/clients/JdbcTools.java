@@ -43,6 +43,41 @@ public class JdbcTools {
             System.out.println("imported_keys " + String.join(" ", column(
                 md.getImportedKeys(null, "public", "orders"), "PKTABLE_NAME")));
             System.out.println("schemas " + column(md.getSchemas(), "TABLE_SCHEM").contains("public"));
+            // What IDEs (DBeaver, DataGrip) and ETL tools ask besides: types,
+            // functions, privileges, row identifiers and version columns
+            // (pgJDBC answers `ctid` for the latter).
+            System.out.println("type_info " + column(md.getTypeInfo(), "TYPE_NAME").contains("int4"));
+            System.out.println("functions " + column(
+                md.getFunctions(null, "pg_catalog", "lower"), "FUNCTION_NAME").contains("lower"));
+            System.out.println("procedure_columns " + !column(
+                md.getProcedureColumns(null, "pg_catalog", "lower", "%"), "COLUMN_NAME").isEmpty());
+            System.out.println("table_privileges " + column(
+                md.getTablePrivileges(null, "public", "customers"), "PRIVILEGE").contains("SELECT"));
+            System.out.println("column_privileges " + !column(
+                md.getColumnPrivileges(null, "public", "customers", "email"), "PRIVILEGE").isEmpty());
+            System.out.println("best_row " + String.join(" ", column(
+                md.getBestRowIdentifier(null, "public", "customers", DatabaseMetaData.bestRowSession, true),
+                "COLUMN_NAME")));
+            System.out.println("version_columns " + String.join(" ", column(
+                md.getVersionColumns(null, "public", "customers"), "COLUMN_NAME")));
+            System.out.println("udts " + column(md.getUDTs(null, "public", "%", null), "TYPE_NAME").size());
+            System.out.println("catalogs " + column(md.getCatalogs(), "TABLE_CAT").size());
+
+            // pgJDBC turns a statement executed a fifth time into a named
+            // server-side prepared statement (prepareThreshold): the same
+            // masked answers before and after the switch.
+            try (PreparedStatement s = c.prepareStatement("SELECT email FROM customers WHERE id = ?")) {
+                List<String> seen = new ArrayList<>();
+                for (int i = 0; i < 8; i++) {
+                    s.setInt(1, 1 + i % 4);
+                    try (ResultSet r = s.executeQuery()) {
+                        r.next();
+                        seen.add(r.getString(1));
+                    }
+                }
+                System.out.println("server_prepared " + seen.get(7) + " "
+                    + s.unwrap(org.postgresql.PGStatement.class).isUseServerPrepare());
+            }
 
             try (PreparedStatement s = c.prepareStatement("SELECT email FROM customers WHERE id = ?")) {
                 s.setInt(1, 1);
