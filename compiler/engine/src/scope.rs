@@ -1115,9 +1115,9 @@ struct Refs<'a, 's> {
     /// [`Usage::Computed`]), by address: the visitor meets a comparison
     /// before its operands. The expression being resolved is one itself.
     plain: HashSet<*const sql::Expr>,
-    /// Names in a call that are not column references, by address: an
-    /// argument's name (`make_interval(days => 1)`) and the normal form
-    /// of `normalize(s, NFC)`.
+    /// Names that are not column references, by address: an argument's
+    /// name (`make_interval(days => 1)`), the normal form of `normalize(s,
+    /// NFC)` and a field of a composite value (`(c).email`).
     words: HashSet<*const sql::Expr>,
 }
 
@@ -1366,6 +1366,16 @@ impl Visitor for Refs<'_, '_> {
         let parts = match expr {
             sql::Expr::Identifier(i) => vec![fold(i)],
             sql::Expr::CompoundIdentifier(ids) => ids.iter().map(fold).collect(),
+            // `(c).field`: the field names a part of the value `c` already
+            // stands for (every column it comes from), not a column.
+            sql::Expr::CompoundFieldAccess { access_chain, .. } => {
+                for access in access_chain {
+                    if let sql::AccessExpr::Dot(e @ sql::Expr::Identifier(_)) = access {
+                        self.words.insert(std::ptr::from_ref(e));
+                    }
+                }
+                return ControlFlow::Continue(());
+            }
             sql::Expr::Function(f) => {
                 if let sql::FunctionArguments::List(list) = &f.args {
                     let normalize = matches!(object_parts(&f.name).as_deref(),

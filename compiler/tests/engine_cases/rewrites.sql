@@ -97,6 +97,13 @@ SELECT status, GROUPING(status), count(*) FROM orders GROUP BY ROLLUP (status);
 
 SELECT email FROM customers WHERE created_at > now() - make_interval(days => 30) AND normalize(name, NFC) = 'x';
 
+-- A field of a composite value is no column: `(c).f` reads what `c`
+-- stands for (here a whole row, so every column of it).
+
+SELECT (o).status, (o).id FROM (SELECT orders AS o FROM orders) s;
+
+SELECT (c).email FROM (SELECT customers AS c FROM customers) s;
+
 -- Transaction modes sqlparser does not parse (`DEFERRABLE`, as reporting
 -- jobs and pg_dump --serializable-deferrable begin): decided without the
 -- mode, forwarded with it. Only a transaction statement's mode.
