@@ -466,6 +466,8 @@ fn functions_are_decided_by_their_class() {
             "changing `role`",
         ),
         ("SELECT * FROM pg_file_settings", "pg_file_settings"),
+        ("SELECT usename, passwd FROM pg_shadow", "pg_shadow"),
+        ("SELECT * FROM pg_hba_file_rules", "pg_hba_file_rules"),
     ] {
         let (state, message) = denied(decide(&e, &["ci"], sql));
         assert_eq!(state, "42501", "{sql}");

@@ -15,10 +15,19 @@ pub const PROTECTED_CATALOGS: &[&str] = &[
     "pg_stat_statements",
     "pg_stat_statements_info",
     "pg_largeobject",
+    // Password hashes: PostgreSQL shows them to superusers only, and a
+    // gateway role should not be one; refused here all the same. (The
+    // views with connection strings, `pg_user_mappings` and
+    // `pg_subscription`, stay readable: pg_dump counts and lists them, and
+    // PostgreSQL hides their secrets from everyone but owners.)
     "pg_authid",
+    "pg_shadow",
     "pg_user_mapping",
-    // The server's configuration files, as written.
+    // The server's configuration files, as written (the functions behind
+    // these views are value-exposing).
     "pg_file_settings",
+    "pg_hba_file_rules",
+    "pg_ident_file_mappings",
 ];
 
 /// The prefix of the settings the proxy sets at upstream login for its own
