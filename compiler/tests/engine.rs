@@ -620,6 +620,7 @@ fn refused_session_statements_say_why() {
         ),
         ("SET search_path = public, evil", "search_path"),
         ("SET search_path TO \"Public\"", "search_path"),
+        ("SET search_path = public, pg_catalog", "search_path"),
         ("SET search_path = '\"$user\", public'", "search_path"),
         (
             "SET standard_conforming_strings = off",

@@ -77,9 +77,14 @@ pub fn keeps_pinned(name: &str, value: &str) -> bool {
                         None => s.to_ascii_lowercase(),
                     },
                 )
-                .filter(|s| s != "pg_catalog")
                 .collect();
-            narrows_search_path(value) || schemas == [crate::schema::DEFAULT_SCHEMA]
+            // `pg_catalog` is searched first unless it is listed later:
+            // `public, pg_catalog` would let `public` shadow the catalogs.
+            let rest = match schemas.split_first() {
+                Some((first, rest)) if first == "pg_catalog" => rest,
+                _ => &schemas[..],
+            };
+            narrows_search_path(value) || rest == [crate::schema::DEFAULT_SCHEMA]
         }
         "standard_conforming_strings" => matches!(v.as_str(), "on" | "true" | "yes" | "1"),
         "client_encoding" => matches!(v.replace(['-', '_'], "").as_str(), "utf8" | "unicode"),
