@@ -55,13 +55,17 @@ RULES = [
     (SIDE, "changes settings (SET is decided on its own)", r"set_config"),
     (SIDE, "server-internal: validates a function definition", r"fmgr_\w+_validator|plpgsql_validator"),
     (SIDE, "changes session or sequence state", r"setseed|setval|nextval"),
+    # Exporting the transaction's snapshot lets another session read as of
+    # the same moment (pg_dump --jobs shares its leader's this way); the
+    # importer reads under its own identity and policy: no value moves.
+    (METADATA, "exports the transaction's snapshot for other sessions to read as of: reads nothing", r"pg_export_snapshot"),
     # Releasing the session's own advisory locks reads nothing and cannot
     # block or signal another session; pools run it on every release
     # (asyncpg's reset query): not a side effect to refuse.
     (METADATA, "releases the session's own advisory locks: reads nothing, blocks nothing", r"pg_advisory_unlock(_shared|_all)?"),
     (SIDE, "holds the backend or takes locks", r"pg_sleep(_for|_until)?|pg_(try_)?advisory_\w+"),
     (SIDE, "signals other sessions", r"pg_notify|pg_terminate_backend|pg_cancel_backend|pg_log_backend_memory_contexts"),
-    (SIDE, "changes server state", r"pg_reload_conf|pg_rotate_logfile(_old)?|pg_switch_wal|pg_create_\w+|pg_drop_replication_slot|pg_copy_\w+_replication_slot|pg_replication_slot_advance|pg_replication_origin_(advance|create|drop|session_reset|session_setup|xact_reset|xact_setup)|pg_backup_(start|stop)|pg_promote|pg_wal_replay_(pause|resume)|pg_stat_reset\w*|pg_stat_clear_snapshot|pg_stat_force_next_flush|pg_logical_emit_message|pg_import_system_collations|pg_extension_config_dump|binary_upgrade_\w+|brin_summarize_\w+|brin_desummarize_range|gin_clean_pending_list|pg_export_snapshot|pg_nextoid|pg_stop_making_pinned_objects"),
+    (SIDE, "changes server state", r"pg_reload_conf|pg_rotate_logfile(_old)?|pg_switch_wal|pg_create_\w+|pg_drop_replication_slot|pg_copy_\w+_replication_slot|pg_replication_slot_advance|pg_replication_origin_(advance|create|drop|session_reset|session_setup|xact_reset|xact_setup)|pg_backup_(start|stop)|pg_promote|pg_wal_replay_(pause|resume)|pg_stat_reset\w*|pg_stat_clear_snapshot|pg_stat_force_next_flush|pg_logical_emit_message|pg_import_system_collations|pg_extension_config_dump|binary_upgrade_\w+|brin_summarize_\w+|brin_desummarize_range|gin_clean_pending_list|pg_nextoid|pg_stop_making_pinned_objects"),
     # --- metadata (stable or volatile, reading catalogs and session facts) ---
     (METADATA, "reads a setting (the proxy's own settings are refused by name)", r"current_setting"),
     (METADATA, "lists settings (not placeholders such as the proxy's own, which PostgreSQL does not list)", r"pg_show_all_settings"),

@@ -235,6 +235,36 @@ fn pg_dump_makes_a_masked_dump_that_restores() {
     assert!(text.contains("'****@example.com'"), "{text}");
     assert_no_clear_value(&q, "the --inserts dump", &text);
 
+    // A parallel dump (directory format, two jobs): the leader exports its
+    // snapshot and each worker's session imports it.
+    let parallel = q.dir.path().join("parallel");
+    let out = run(
+        &token(&q, "dumper"),
+        &parallel,
+        &["--format=directory", "--jobs=2", "--compress=0"],
+    );
+    assert!(
+        out.status.success(),
+        "pg_dump --jobs=2: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut data = String::new();
+    for entry in std::fs::read_dir(&parallel).unwrap() {
+        let path = entry.unwrap().path();
+        // Each table's rows in `<id>.dat`; `toc.dat` is the binary index.
+        if path.extension().is_some_and(|e| e == "dat")
+            && path.file_name().is_some_and(|n| n != "toc.dat")
+        {
+            data.push_str(&std::fs::read_to_string(&path).unwrap());
+        }
+    }
+    assert!(
+        data.contains("****@example.com"),
+        "emails masked: {data:.200}"
+    );
+    assert!(data.contains("****@mail.example"), "contacts masked");
+    assert_no_clear_value(&q, "the parallel dump", &data);
+
     // ci's rule denies ssn: pg_dump stops with the reason, and writes no
     // clear value on the way.
     let partial = q.dir.path().join("ci.sql");

@@ -1663,7 +1663,7 @@ pub(crate) static BUILTIN: &[(&str, &str, FunctionClass, &str)] = &[
     ("pg_catalog", "pg_event_trigger_dropped_objects", Metadata, "reads catalogs (names, definitions, comments, privileges)"),
     ("pg_catalog", "pg_event_trigger_table_rewrite_oid", Metadata, "reads catalogs (names, definitions, comments, privileges)"),
     ("pg_catalog", "pg_event_trigger_table_rewrite_reason", Metadata, "reads catalogs (names, definitions, comments, privileges)"),
-    ("pg_catalog", "pg_export_snapshot", SideEffecting, "changes server state"),
+    ("pg_catalog", "pg_export_snapshot", Metadata, "exports the transaction's snapshot for other sessions to read as of: reads nothing"),
     ("pg_catalog", "pg_extension_config_dump", SideEffecting, "changes server state"),
     ("pg_catalog", "pg_extension_update_paths", Metadata, "reads catalogs (names, definitions, comments, privileges)"),
     ("pg_catalog", "pg_filenode_relation", Metadata, "reads catalogs (names, definitions, comments, privileges)"),

@@ -167,6 +167,8 @@ mod tests {
             ("pg_notify", None, SideEffecting),
             ("setval", None, SideEffecting),
             ("pg_advisory_lock", None, SideEffecting),
+            ("pg_advisory_unlock_all", None, Metadata),
+            ("pg_export_snapshot", None, Metadata),
             ("set_config", None, SideEffecting),
         ] {
             assert_eq!(super::class(name, schema), Some(class), "{name}");
