@@ -265,6 +265,30 @@ fn pg_dump_makes_a_masked_dump_that_restores() {
     assert!(data.contains("****@mail.example"), "contacts masked");
     assert_no_clear_value(&q, "the parallel dump", &data);
 
+    // Other modes as backups and staging refreshes run them: a snapshot
+    // that waits to be safe (`SET TRANSACTION … DEFERRABLE`), the custom
+    // format, INSERTs with column names, schema only.
+    for (i, extra) in [
+        &["--serializable-deferrable"][..],
+        &["--format=custom"],
+        &["--column-inserts", "--rows-per-insert=2"],
+        &["--schema-only"],
+    ]
+    .iter()
+    .enumerate()
+    {
+        let out = run(
+            &token(&q, "dumper"),
+            &q.dir.path().join(format!("mode{i}.dump")),
+            extra,
+        );
+        assert!(
+            out.status.success(),
+            "pg_dump {extra:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     // ci's rule denies ssn: pg_dump stops with the reason, and writes no
     // clear value on the way.
     let partial = q.dir.path().join("ci.sql");
