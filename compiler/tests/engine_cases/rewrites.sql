@@ -126,3 +126,21 @@ SET search_path TO public;
 SET search_path TO "Public";
 
 SET standard_conforming_strings = off;
+
+-- A CTE's name is not in scope everywhere the statement names it (its
+-- own definition reads the relation of that name), and never names a
+-- write's target: a write is checked against the relation, and a read of
+-- a name that is also a protected catalog or relation is checked as that.
+-- as
+
+WITH orders AS (SELECT 1) UPDATE orders SET status = 'x' WHERE id = 10;
+
+-- as ci
+
+WITH customers AS (SELECT 1) INSERT INTO customers (id, name, email) VALUES (99, 'a', 'b');
+
+WITH customers AS (SELECT 1) DELETE FROM customers WHERE id = 1;
+
+WITH pg_stat_activity AS (SELECT * FROM pg_stat_activity) SELECT query FROM pg_stat_activity;
+
+WITH orders AS (SELECT * FROM orders WHERE status = 'shipped') SELECT count(*) FROM orders;

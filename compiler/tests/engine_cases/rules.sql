@@ -72,3 +72,9 @@ SELECT max(total_cents) FROM orders;
 SELECT email, id FROM customers;
 
 SELECT status FROM orders;
+
+-- claims {"kubernetes.io": {"namespace": "batch"}}
+-- A CTE named like the row-limited relation it reads: the reference
+-- inside is the relation, which would go uncounted; refused.
+
+WITH orders AS (SELECT id, status FROM orders) SELECT id, status FROM orders;

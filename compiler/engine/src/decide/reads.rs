@@ -88,12 +88,21 @@ pub(super) fn reads(
         let ri = match this {
             Resolved::Relation(ri) => ri,
             Resolved::Cte => {
-                // A CTE that shadows a protected relation's name makes the
-                // reference ambiguous to a scope-blind reader: refuse.
-                if let Some(ri) = plan.schema.lookup(&t.parts, SEARCH_PATH)
-                    && access.relation_restricted(ri)
-                {
-                    return Err(denials::shadowing_cte(&t.parts[0]));
+                // The CTE names are the statement's, not this reference's
+                // scope: `WITH t AS (SELECT * FROM t) …` reads relation `t`
+                // inside. A name that is also a relation or catalog is
+                // checked as that too: refused when the relation has
+                // anything withheld or a row limit (the reference would go
+                // unrewritten or uncounted), a catalog as any catalog.
+                match resolve_real(plan, &t.parts) {
+                    Resolved::Relation(ri)
+                        if access.relation_restricted(ri)
+                            || row_limit(plan, access, ri).is_some() =>
+                    {
+                        return Err(denials::shadowing_cte(&t.parts[0]));
+                    }
+                    Resolved::Catalog(name) => check_catalog(&name)?,
+                    _ => {}
                 }
                 continue;
             }
@@ -264,7 +273,7 @@ pub(super) fn reads(
         }
     }
     for parts in &a.other_relations {
-        let this = resolve(plan, parts, &a.ctes);
+        let this = resolve_real(plan, parts);
         if let Resolved::Relation(ri) = this {
             out.limit(plan, access, ri);
         }

@@ -37,6 +37,14 @@ pub(super) fn resolve(
     }
 }
 
+/// How a name resolves to a relation, CTEs aside: what a write's target,
+/// `COPY`, `LOCK` or any position other than a read's `FROM` names (a CTE
+/// is never one), and what a CTE's name also means where the CTE is not in
+/// scope (its own definition reads the relation of its name).
+pub(super) fn resolve_real(plan: &Plan, parts: &[String]) -> Resolved {
+    resolve(plan, parts, &std::collections::HashSet::new())
+}
+
 pub(super) fn check_catalog(name: &str) -> Result<(), Denial> {
     if sql_lists::PROTECTED_CATALOGS.contains(&name) {
         return Err(denials::protected_catalog(name));

@@ -36,7 +36,7 @@ pub(super) fn creates_table_from(
     }
     let a = &a;
     for t in a.tables.iter().filter(|t| !t.is_function) {
-        if let Resolved::Relation(ri) = resolve(plan, &t.parts, &a.ctes)
+        if let Resolved::Relation(ri) = resolve_real(plan, &t.parts)
             && (access.relation_restricted(ri) || row_limit(plan, access, ri).is_some())
         {
             return Err(denials::unlabelled_copy(
@@ -91,7 +91,7 @@ pub(super) fn writes(
 ) -> Result<Outcome, Denial> {
     check_functions(access, a)?;
     if let Some(parts) = target {
-        match resolve(plan, parts, &a.ctes) {
+        match resolve_real(plan, parts) {
             Resolved::Relation(ri) => {
                 let rel = plan.schema.relation(ri);
                 // Every column of the written table must be writable: an
@@ -116,7 +116,7 @@ pub(super) fn writes(
     } else {
         // A data-modifying CTE: every relation it touches must be writable.
         for t in a.tables.iter().filter(|t| !t.is_function) {
-            if let Resolved::Relation(ri) = resolve(plan, &t.parts, &a.ctes)
+            if let Resolved::Relation(ri) = resolve_real(plan, &t.parts)
                 && let Some(d) = access.write[ri].iter().find_map(|p| {
                     perm_denial(
                         plan,
@@ -142,7 +142,7 @@ pub(super) fn writes(
         // whether a withheld value or a filtered row exists.
         .chain(target);
     for parts in all {
-        let this = resolve(plan, parts, &a.ctes);
+        let this = resolve_real(plan, parts);
         if let Resolved::Relation(ri) = this
             && let Some((rows, rule)) = row_limit(plan, access, ri)
         {
