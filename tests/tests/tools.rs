@@ -140,6 +140,14 @@ fn run_check(mut cmd: Command, q: &Quickstart, proxy: &Proxy, token: &str) -> Ve
     stdout.lines().map(str::to_owned).collect()
 }
 
+/// Sets up the quickstart and runs the check program `cmd` as `ci`; its
+/// output lines.
+fn check_as_ci(cmd: Command) -> (Quickstart, Proxy, Vec<String>) {
+    let (q, proxy) = setup();
+    let lines = run_check(cmd, &q, &proxy, &q.issuer.ci_token());
+    (q, proxy, lines)
+}
+
 /// The values of protected columns no masked output may hold.
 fn clear_values(q: &Quickstart) -> Vec<String> {
     q.pg.superuser_sql(
@@ -451,13 +459,7 @@ fn schema_qualified_columns_and_samples_as_tools_write_them() {
 
 #[test]
 fn asyncpg_prepares_introspects_streams_and_pools() {
-    let (q, proxy) = setup();
-    let lines = run_check(
-        programs::python("asyncpg_tools.py"),
-        &q,
-        &proxy,
-        &q.issuer.ci_token(),
-    );
+    let (q, _proxy, lines) = check_as_ci(programs::python("asyncpg_tools.py"));
     assert_eq!(
         lines,
         [
@@ -478,13 +480,7 @@ fn asyncpg_prepares_introspects_streams_and_pools() {
 
 #[test]
 fn psycopg3_pipeline_mode_with_a_refusal_inside() {
-    let (q, proxy) = setup();
-    let lines = run_check(
-        programs::python("psycopg_pipeline.py"),
-        &q,
-        &proxy,
-        &q.issuer.ci_token(),
-    );
+    let (_q, _proxy, lines) = check_as_ci(programs::python("psycopg_pipeline.py"));
     assert_eq!(
         lines,
         [
@@ -499,13 +495,7 @@ fn psycopg3_pipeline_mode_with_a_refusal_inside() {
 
 #[test]
 fn postgresjs_prepares_streams_and_copies() {
-    let (q, proxy) = setup();
-    let lines = run_check(
-        programs::node("postgresjs_tools.js"),
-        &q,
-        &proxy,
-        &q.issuer.ci_token(),
-    );
+    let (q, _proxy, lines) = check_as_ci(programs::node("postgresjs_tools.js"));
     assert_eq!(
         lines,
         [
@@ -525,13 +515,7 @@ fn postgresjs_prepares_streams_and_copies() {
 
 #[test]
 fn psycopg3_named_cursors_copy_and_cancel_over_tls() {
-    let (q, proxy) = setup();
-    let lines = run_check(
-        programs::python("psycopg_tools.py"),
-        &q,
-        &proxy,
-        &q.issuer.ci_token(),
-    );
+    let (_q, proxy, lines) = check_as_ci(programs::python("psycopg_tools.py"));
     assert_eq!(
         lines,
         [
@@ -562,13 +546,7 @@ fn psycopg3_named_cursors_copy_and_cancel_over_tls() {
 
 #[test]
 fn sqlalchemy2_connects_reflects_and_streams() {
-    let (q, proxy) = setup();
-    let lines = run_check(
-        programs::python("sqlalchemy_check.py"),
-        &q,
-        &proxy,
-        &q.issuer.ci_token(),
-    );
+    let (_q, _proxy, lines) = check_as_ci(programs::python("sqlalchemy_check.py"));
     assert_eq!(
         lines,
         [
@@ -627,13 +605,7 @@ fn pgjdbc_metadata_fetch_size_copy_and_cancel() {
 
 #[test]
 fn node_postgres_cursor_and_copy_streams() {
-    let (q, proxy) = setup();
-    let lines = run_check(
-        programs::node("node_tools.js"),
-        &q,
-        &proxy,
-        &q.issuer.ci_token(),
-    );
+    let (_q, _proxy, lines) = check_as_ci(programs::node("node_tools.js"));
     assert_eq!(
         lines,
         [

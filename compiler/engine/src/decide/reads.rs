@@ -179,10 +179,11 @@ pub(super) fn reads(
         } else {
             std::borrow::Cow::Borrowed(&access.columns[ri])
         };
+        // The name the statement calls the reference by.
+        let visible = t.alias.as_deref().or(t.parts.last().map(String::as_str));
         let copied = match &filter {
             Some(_) => {
                 let clear: Vec<bool> = columns.iter().map(|a| *a == Access::Clear).collect();
-                let visible = t.alias.as_deref().or(t.parts.last().map(String::as_str));
                 barrier::leakproof_conditions(
                     stmt,
                     text,
@@ -198,7 +199,6 @@ pub(super) fn reads(
         };
         // System columns read through this reference ride in the
         // subquery; a `*` over it is then written out as its columns.
-        let visible = t.alias.as_deref().or(t.parts.last().map(String::as_str));
         let system: Vec<&str> = resolution
             .as_ref()
             .map(|r| {
