@@ -144,3 +144,55 @@ fn statements_without_gated_access_are_not_held() {
         Verdict::Forward
     ));
 }
+
+#[test]
+fn every_statement_of_a_string_adds_its_clauses_to_one_hold() {
+    let e = engine();
+    let h = held(decide(
+        &e,
+        "SELECT ssn FROM customers WHERE id = 1; SELECT total_cents FROM orders",
+    ));
+    assert_eq!(
+        h.approvers_text(),
+        "1 of group `oncall` and 2 of group `leads`"
+    );
+    let Verdict::Rewrite(then) = &h.then else {
+        panic!("{:?}", h.then)
+    };
+    assert!(then.contains(", \"ssn\", "), "{then}");
+    assert!(then.contains(", \"total_cents\""), "{then}");
+}
+
+#[test]
+fn a_statement_decided_in_another_form_is_held_in_its_own() {
+    // `FOR NO KEY UPDATE` is decided as `FOR UPDATE` padded to the same
+    // length; what runs once approved is the client's text, rewritten.
+    let e = engine();
+    let h = held(decide(
+        &e,
+        "SELECT ssn FROM customers WHERE id = 1 FOR NO KEY UPDATE",
+    ));
+    assert_eq!(h.approvers_text(), "1 of group `oncall`");
+    let Verdict::Rewrite(then) = &h.then else {
+        panic!("{:?}", h.then)
+    };
+    assert!(then.ends_with("FOR NO KEY UPDATE"), "{then}");
+    assert!(then.contains(", \"ssn\", "), "{then}");
+}
+
+#[test]
+fn a_hold_is_decided_once_and_shared() {
+    // The hold comes out of the one decision, so the decision cache keeps
+    // it like any other: the same text is not decided again.
+    let e = engine();
+    let identity = Identity {
+        subject: "agent-1".into(),
+        groups: vec!["agents".into()],
+    };
+    let access = e.access_for(&identity);
+    let sql = "SELECT ssn FROM customers WHERE id = 1";
+    let first = e.decide_shared(&access, None, sql);
+    let again = e.decide_shared(&access, None, sql);
+    assert!(matches!(first.verdict, Verdict::Hold(_)));
+    assert!(std::sync::Arc::ptr_eq(&first, &again));
+}

@@ -79,52 +79,6 @@ pub struct PrincipalAccess {
 }
 
 impl PrincipalAccess {
-    /// The access once the approval clauses `released` have been approved:
-    /// what they gate becomes readable in clear (or permitted). Built only
-    /// for a statement being held, so it carries an empty decision cache.
-    pub fn released(&self, released: &[String]) -> PrincipalAccess {
-        let opens = |ids: &[String]| ids.iter().any(|id| released.contains(id));
-        let perm = |p: &Perm| match p {
-            Perm::Approval { policies, .. } if opens(policies) => Perm::Allowed,
-            other => other.clone(),
-        };
-        let perms = |table: &[Vec<Perm>]| -> Vec<Vec<Perm>> {
-            table
-                .iter()
-                .map(|rel| rel.iter().map(perm).collect())
-                .collect()
-        };
-        PrincipalAccess {
-            groups: self.groups.clone(),
-            columns: self
-                .columns
-                .iter()
-                .map(|rel| {
-                    rel.iter()
-                        .map(|a| match a {
-                            Access::Approval { policies, .. } if opens(policies) => Access::Clear,
-                            other => other.clone(),
-                        })
-                        .collect()
-                })
-                .collect(),
-            policies: self.policies.clone(),
-            write: perms(&self.write),
-            export: perms(&self.export),
-            ddl: perm(&self.ddl),
-            admin: perm(&self.admin),
-            functions: self.functions.clone(),
-            filters: self.filters.clone(),
-            limits: self.limits.clone(),
-            observed: self.observed.clone(),
-            // Kept false: the statement's columns are still reported.
-            full_clear: false,
-            decisions: crate::cache::DecisionCache::default(),
-            has_approvals: true,
-            uses: self.uses.clone(),
-        }
-    }
-
     /// The usage classes a `use` grant permits on column `ci` of `ri`.
     pub fn uses(&self, ri: RelId, ci: ColId) -> u16 {
         self.uses

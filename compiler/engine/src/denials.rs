@@ -174,19 +174,6 @@ pub(crate) fn limited_copy(rows: u64, rule: &str) -> Denial {
     )
 }
 
-/// An action (write, export, ddl…) that needs an approval.
-pub(crate) fn action_needs_approval(
-    what: &str,
-    action: &str,
-    approvers: &str,
-    policies: Vec<String>,
-) -> Denial {
-    refused_by(
-        format!("{what} needs approval by a member of group `{approvers}` ({action})"),
-        policies,
-    )
-}
-
 /// An action a rule denies (`rules` names them).
 pub(crate) fn action_denied(what: &str, rules: &str, policies: Vec<String>) -> Denial {
     refused_by(format!("{what} is denied by {rules}"), policies)
@@ -444,12 +431,6 @@ mod tests {
             copy_not_alone(),
             copy_server_side(),
             limited_copy(100, "ci_reads"),
-            action_needs_approval(
-                "writing `public.orders`",
-                "write",
-                "oncall",
-                vec!["p1".into()],
-            ),
             action_denied(
                 "exporting `public.customers`",
                 "rule `ci_reads`",

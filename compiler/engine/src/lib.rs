@@ -165,18 +165,7 @@ impl Engine {
         claims: Option<&serde_json::Value>,
         sql: &str,
     ) -> Arc<Decision> {
-        let decision = self.decide_cached(access, claims, sql);
-        if access.has_approvals && matches!(decision.verdict, Verdict::Deny(_)) {
-            let env = decide::Env { claims };
-            return Arc::new(hold::hold(
-                &self.plan,
-                access,
-                &env,
-                sql,
-                Arc::unwrap_or_clone(decision),
-            ));
-        }
-        decision
+        self.decide_cached(access, claims, sql)
     }
 
     fn decide_cached(

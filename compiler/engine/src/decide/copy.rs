@@ -11,7 +11,6 @@ use crate::schema::{ColId, RelId};
 /// STDIN` is a write to its table. Server-side files and programs are
 /// refused: their data would bypass the proxy.
 pub(super) fn copy(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Outcome, Denial> {
-    let Cx { plan, access, .. } = cx;
     let sql::Statement::Copy {
         source,
         to,
@@ -31,11 +30,11 @@ pub(super) fn copy(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Outc
                 .filter_map(|p| p.as_ident())
                 .map(analyze::fold)
                 .collect();
-            writes(plan, access, &analyze::analyze(stmt, text), Some(&parts))
+            writes(cx, &analyze::analyze(stmt, text), Some(&parts))
         }
         (true, sql::CopyTarget::Stdout, sql::CopySource::Query(_)) => {
             let a = analyze::analyze(stmt, text);
-            exports(plan, access, &a, stmt)?;
+            exports(cx, &a, stmt)?;
             no_limit_in_copy(reads(cx, &a, stmt, text)?)
         }
         (
@@ -100,12 +99,13 @@ pub(super) fn copy(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Outc
 /// (the `export` action): the columns the scope resolver finds it uses, or,
 /// where the resolver cannot follow the statement, every column of the
 /// relations it names.
-pub(super) fn exports(
-    plan: &Plan,
-    access: &PrincipalAccess,
-    a: &Analysis,
-    stmt: &sql::Statement,
-) -> Result<(), Denial> {
+pub(super) fn exports(cx: Cx<'_>, a: &Analysis, stmt: &sql::Statement) -> Result<(), Denial> {
+    let Cx {
+        plan,
+        access,
+        needs,
+        ..
+    } = cx;
     let check = |ri: RelId, ci: ColId| -> Result<(), Denial> {
         if matches!(access.columns[ri][ci], Access::Denied { .. }) {
             return Ok(());
@@ -116,7 +116,7 @@ pub(super) fn exports(
             rel.columns[ci].name,
             rel.qualified()
         );
-        match perm_denial(plan, &access.export[ri][ci], "export", &what) {
+        match perm_denial(plan, needs, &access.export[ri][ci], "export", &what) {
             Some(d) => Err(d),
             None => Ok(()),
         }

@@ -205,18 +205,21 @@ pub(super) fn rules_text(plan: &Plan, ids: &[String]) -> String {
         .join(", ")
 }
 
-pub(super) fn perm_denial(plan: &Plan, perm: &Perm, action: &str, what: &str) -> Option<Denial> {
+/// The refusal of an action `perm` does not permit; one that needs an
+/// approval is noted in `needs` and decided as permitted.
+pub(super) fn perm_denial(
+    plan: &Plan,
+    needs: &Needs,
+    perm: &Perm,
+    action: &str,
+    what: &str,
+) -> Option<Denial> {
     match perm {
         Perm::Allowed => None,
-        Perm::Approval {
-            approvers,
-            policies,
-        } => Some(denials::action_needs_approval(
-            what,
-            action,
-            approvers,
-            policies.clone(),
-        )),
+        Perm::Approval { policies, .. } => {
+            needs.add(policies);
+            None
+        }
         Perm::Denied(ids) if !ids.is_empty() => Some(denials::action_denied(
             what,
             &rules_text(plan, ids),
@@ -227,13 +230,14 @@ pub(super) fn perm_denial(plan: &Plan, perm: &Perm, action: &str, what: &str) ->
 }
 
 pub(super) fn action_permitted(
-    plan: &Plan,
+    cx: Cx<'_>,
     perm: &Perm,
     action: &str,
     stmt: &sql::Statement,
 ) -> Result<Outcome, Denial> {
     match perm_denial(
-        plan,
+        cx.plan,
+        cx.needs,
         perm,
         action,
         &format!("statement `{}`", statement_kind(stmt)),

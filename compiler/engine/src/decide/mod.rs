@@ -53,12 +53,48 @@ pub struct Env<'a> {
 }
 
 /// What every part of a decision reads: the plan, the identity's access
-/// and the session's environment, passed as one.
+/// and the session's environment, passed as one; and where it notes the
+/// approvals the statement needs.
 #[derive(Clone, Copy)]
 pub(super) struct Cx<'a> {
     pub(super) plan: &'a Plan,
     pub(super) access: &'a PrincipalAccess,
     pub(super) env: &'a Env<'a>,
+    pub(super) needs: &'a Needs,
+}
+
+/// The approval clauses a statement needs, gathered in the same pass that
+/// decides it. Access is a lattice, clear < masked < needs approval <
+/// denied: a column or action that needs an approval does not refuse the
+/// statement but is noted here and decided as approved (what it gates is
+/// read in clear, the action permitted). When nothing else refuses the
+/// statement, it is held for exactly these clauses (`hold::held`); when
+/// something does, that refusal is the answer and an approval could not
+/// have released it.
+#[derive(Default)]
+pub(crate) struct Needs(std::cell::RefCell<Vec<String>>);
+
+impl Needs {
+    /// Notes the approval clauses `policies` (each once, in order).
+    pub(super) fn add(&self, policies: &[String]) {
+        let mut needs = self.0.borrow_mut();
+        for p in policies {
+            if !needs.contains(p) {
+                needs.push(p.clone());
+            }
+        }
+    }
+
+    /// True when one of `policies` is among the clauses noted: what they
+    /// gate is decided as approved.
+    pub(super) fn opens(&self, policies: &[String]) -> bool {
+        let needs = self.0.borrow();
+        policies.iter().any(|p| needs.contains(p))
+    }
+
+    fn take(self) -> Vec<String> {
+        self.0.into_inner()
+    }
 }
 
 /// Decides a simple-query string.
@@ -74,7 +110,26 @@ pub(crate) fn decide_with_edits(
     env: &Env<'_>,
     text: &str,
 ) -> (Decision, Vec<Edit>) {
-    let cx = Cx { plan, access, env };
+    let needs = Needs::default();
+    let cx = Cx {
+        plan,
+        access,
+        env,
+        needs: &needs,
+    };
+    let (decision, edits) = decide_text(cx, text);
+    let needs = needs.take();
+    if needs.is_empty() || matches!(decision.verdict, Verdict::Deny(_)) {
+        return (decision, edits);
+    }
+    // Held: the edits are those of what runs once approved, not of a
+    // verdict the shape cache could reuse.
+    (crate::hold::held(plan, &needs, decision), Vec::new())
+}
+
+/// Decides a query string in `cx`, noting the approvals it needs.
+fn decide_text(cx: Cx<'_>, text: &str) -> (Decision, Vec<Edit>) {
+    let Cx { plan, .. } = cx;
     let parsed = Parser::parse_sql(&PostgreSqlDialect {}, text);
     let statements = match parsed {
         Ok(s) => s,
@@ -190,7 +245,7 @@ pub(crate) fn decide_with_edits(
 /// lacks, and schema statements, refused for what they are rather than for
 /// the parser. `None`: refused as unparseable.
 fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
-    let Cx { plan, access, env } = cx;
+    let Cx { plan, access, .. } = cx;
     use sqlparser::tokenizer::{Token, Tokenizer};
     let tokens = Tokenizer::new(&PostgreSqlDialect {}, text)
         .tokenize_with_location()
@@ -218,7 +273,7 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
         // without `[NOT] DEFERRABLE`), padded to the same length: its
         // rewrites apply to the client's text, whose lock strength and
         // transaction modes are forwarded unchanged.
-        let (mut decision, edits) = decide_with_edits(plan, access, env, &padded);
+        let (mut decision, edits) = decide_text(cx, &padded);
         if edits
             .iter()
             .any(|e| spans.iter().any(|&(s, t)| e.start < t && s < e.end))
@@ -319,7 +374,8 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
             } else {
                 (&access.admin, "admin")
             };
-            let denial = match perm_denial(plan, perm, action, &format!("statement `{kind}`")) {
+            let what = format!("statement `{kind}`");
+            let denial = match perm_denial(plan, cx.needs, perm, action, &what) {
                 Some(d) => d,
                 None => denials::unparsable_kind(&kind),
             };
@@ -338,7 +394,7 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
 /// Decides `text` as the equivalent `normalized`, which is what is
 /// forwarded (the reports keep the client's text).
 fn decided_as(cx: Cx<'_>, text: &str, normalized: &str) -> (Decision, Vec<Edit>) {
-    let (mut decision, _) = decide_with_edits(cx.plan, cx.access, cx.env, normalized);
+    let (mut decision, _) = decide_text(cx, normalized);
     let forwarded = match &decision.verdict {
         Verdict::Forward => Some(normalized.to_owned()),
         Verdict::Rewrite(t) => Some(t.clone()),
@@ -584,13 +640,13 @@ fn decide_statement(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Out
             }
             if a.statements > 1 {
                 // A data-modifying CTE: the writing rules apply as well.
-                writes(plan, access, &a, None)?;
+                writes(cx, &a, None)?;
             }
             reads(cx, &a, stmt, text)
         }
         sql::Statement::Insert(_) | sql::Statement::Update(_) | sql::Statement::Delete(_) => {
             let target = write_target(stmt);
-            writes(plan, access, &analyze::analyze(stmt, text), target.as_deref())
+            writes(cx, &analyze::analyze(stmt, text), target.as_deref())
         }
         sql::Statement::Copy { .. } => copy(cx, stmt, text),
         sql::Statement::Set(set) => session_setting(set),
@@ -675,8 +731,16 @@ fn decide_statement(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Out
                 let parts: Vec<String> = t.name.0.iter().filter_map(|p| p.as_ident()).map(analyze::fold).collect();
                 match resolve(plan, &parts, &Default::default()) {
                     Resolved::Relation(ri) => {
-                        if access.columns[ri].iter().all(|c| matches!(c, Access::Denied { .. } | Access::Approval { .. })) {
-                            return Err(column_denial(plan, access, ri, ColId(0), " (LOCK TABLE)"));
+                        let columns = &access.columns[ri];
+                        if columns.iter().all(|c| matches!(c, Access::Denied { .. } | Access::Approval { .. })) {
+                            // Locking needs approval when reading does.
+                            match columns.iter().find_map(|c| match c {
+                                Access::Approval { policies, .. } => Some(policies),
+                                _ => None,
+                            }) {
+                                Some(policies) => cx.needs.add(policies),
+                                None => return Err(column_denial(plan, access, ri, ColId(0), " (LOCK TABLE)")),
+                            }
                         }
                     }
                     Resolved::Catalog(name) => check_catalog(&name)?,
@@ -691,13 +755,13 @@ fn decide_statement(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Out
             creates_table_from(cx, a, stmt, text, "CREATE TABLE … AS")
         }
         other if is_ddl(other) => {
-            let out = action_permitted(plan, &access.ddl, "ddl", other)?;
+            let out = action_permitted(cx, &access.ddl, "ddl", other)?;
             crate::ddl::check(plan, access, other, text, |a, what| {
                 creates_table_from(cx, a, other, text, what).map(drop)
             })?;
             Ok(out)
         }
-        other if is_admin(other) => action_permitted(plan, &access.admin, "admin", other),
+        other if is_admin(other) => action_permitted(cx, &access.admin, "admin", other),
         other => Err(denials::kind_not_analysed(statement_kind(other))),
     }
 }

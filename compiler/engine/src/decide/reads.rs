@@ -71,7 +71,7 @@ pub(super) fn reads(
     let restricted = resolved
         .iter()
         .any(|r| matches!(r, Some(Resolved::Relation(ri)) if access.relation_restricted(*ri)));
-    let resolution = resolve_uses(plan, access, stmt, restricted)?;
+    let resolution = resolve_uses(cx, stmt, restricted)?;
     for (ti, t) in a.tables.iter().enumerate() {
         if t.is_function {
             let (name, schema) = match t.parts.as_slice() {
@@ -164,21 +164,25 @@ pub(super) fn reads(
             Some(None) => return Err(denials::sample_unplaced(&rel.qualified())),
         };
         let filter = row_filter(cx, ri)?;
-        let columns: std::borrow::Cow<'_, [Access]> = if rel.column_ids().any(granted) {
-            access.columns[ri]
-                .iter()
-                .zip(rel.column_ids())
-                .map(|(acc, ci)| {
-                    if granted(ci) {
-                        Access::Clear
-                    } else {
-                        acc.clone()
-                    }
-                })
-                .collect()
-        } else {
-            std::borrow::Cow::Borrowed(&access.columns[ri])
-        };
+        // What a `use` grant covers, and what an approval the statement
+        // needs gates, is passed in clear.
+        let opened = |acc: &Access| matches!(acc, Access::Approval { policies, .. } if cx.needs.opens(policies));
+        let columns: std::borrow::Cow<'_, [Access]> =
+            if rel.column_ids().any(granted) || access.columns[ri].iter().any(opened) {
+                access.columns[ri]
+                    .iter()
+                    .zip(rel.column_ids())
+                    .map(|(acc, ci)| {
+                        if granted(ci) || opened(acc) {
+                            Access::Clear
+                        } else {
+                            acc.clone()
+                        }
+                    })
+                    .collect()
+            } else {
+                std::borrow::Cow::Borrowed(&access.columns[ri])
+            };
         // The name the statement calls the reference by.
         let visible = t.alias.as_deref().or(t.parts.last().map(String::as_str));
         let copied = match &filter {
@@ -318,7 +322,9 @@ pub fn row_limit(plan: &Plan, access: &PrincipalAccess, ri: RelId) -> Option<(u6
 /// string literals; refused when a claim it needs is missing or not a
 /// string or number.
 pub(super) fn row_filter(cx: Cx<'_>, ri: RelId) -> Result<Option<String>, Denial> {
-    let Cx { plan, access, env } = cx;
+    let Cx {
+        plan, access, env, ..
+    } = cx;
     let filters: Vec<&crate::access::RowFilter> =
         access.filters.iter().filter(|f| f.relation == ri).collect();
     if filters.is_empty() {

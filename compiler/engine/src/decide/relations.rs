@@ -73,11 +73,11 @@ pub(super) struct Resolution {
 /// (`restricted`) — the one place that happens — and otherwise `None`:
 /// nothing is withheld, so nothing depends on which columns it uses.
 pub(super) fn resolve_uses(
-    plan: &Plan,
-    access: &PrincipalAccess,
+    cx: Cx<'_>,
     stmt: &sql::Statement,
     restricted: bool,
 ) -> Result<Option<Resolution>, Denial> {
+    let Cx { plan, access, .. } = cx;
     let scope::StatementReads { usages, system } =
         match scope::statement_reads(stmt, &plan.schema, SEARCH_PATH) {
             Ok(reads) => reads,
@@ -95,8 +95,13 @@ pub(super) fn resolve_uses(
             granted.insert((ri, ci));
             continue;
         }
-        if matches!(access.columns[ri][ci], Access::Masked(_)) {
-            continue;
+        match &access.columns[ri][ci] {
+            Access::Masked(_) => continue,
+            Access::Approval { policies, .. } => {
+                cx.needs.add(policies);
+                continue;
+            }
+            _ => {}
         }
         let how: Vec<&str> = how.iter().map(|u| u.as_str()).collect();
         return Err(column_denial(

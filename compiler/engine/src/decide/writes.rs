@@ -49,7 +49,7 @@ pub(super) fn creates_table_from(
     if !out.edits.is_empty() {
         return Err(denials::internal(what));
     }
-    action_permitted(plan, &access.ddl, "ddl", stmt)
+    action_permitted(cx, &access.ddl, "ddl", stmt)
 }
 
 /// The table an INSERT, UPDATE or DELETE writes, as name parts.
@@ -84,11 +84,16 @@ pub(super) fn write_target(stmt: &sql::Statement) -> Option<Vec<String>> {
 }
 
 pub(super) fn writes(
-    plan: &Plan,
-    access: &PrincipalAccess,
+    cx: Cx<'_>,
     a: &Analysis,
     target: Option<&[String]>,
 ) -> Result<Outcome, Denial> {
+    let Cx {
+        plan,
+        access,
+        needs,
+        ..
+    } = cx;
     check_functions(access, a)?;
     if let Some(parts) = target {
         match resolve_real(plan, parts) {
@@ -102,7 +107,7 @@ pub(super) fn writes(
                         rel.columns[ci].name,
                         rel.qualified()
                     );
-                    perm_denial(plan, p, "write", &what)
+                    perm_denial(plan, needs, p, "write", &what)
                 }) {
                     return Err(d);
                 }
@@ -120,6 +125,7 @@ pub(super) fn writes(
                 && let Some(d) = access.write[ri].iter().find_map(|p| {
                     perm_denial(
                         plan,
+                        needs,
                         p,
                         "write",
                         &format!("writing `{}`", plan.schema.relation(ri).qualified()),
