@@ -196,3 +196,30 @@ fn a_hold_is_decided_once_and_shared() {
     assert!(matches!(first.verdict, Verdict::Hold(_)));
     assert!(std::sync::Arc::ptr_eq(&first, &again));
 }
+
+#[test]
+fn every_clause_is_found_by_its_policy_id_and_nothing_else_is() {
+    let e = engine();
+    let plan = e.plan();
+    let mut found = 0;
+    for rule in &plan.rules {
+        for clause in &rule.clauses {
+            let id = plan.clause_id(&clause.policy_id).expect("a clause's own id");
+            let (r, c) = plan.clause(id);
+            assert_eq!((&r.name, &c.policy_id), (&rule.name, &clause.policy_id));
+            found += 1;
+        }
+    }
+    assert!(found >= 5, "{found}");
+    for other in [
+        "agent_reads",
+        "agent_reads.99",
+        "agent_reads.3.forbid",
+        "agent_reads.-1",
+        "nobody.0",
+        "",
+        ".",
+    ] {
+        assert_eq!(plan.clause_id(other), None, "{other}");
+    }
+}

@@ -10,7 +10,7 @@ use cedar_policy::{
 };
 
 use crate::cedar;
-use crate::plan::{Categories, ClauseKind, Effect, Plan, Target};
+use crate::plan::{Categories, ClauseId, ClauseKind, Effect, Plan, Target};
 use crate::scope::Usage;
 
 pub use crate::column_access::{Access, Perm};
@@ -154,20 +154,26 @@ fn allowed(r: &Response) -> bool {
     r.decision() == CedarDecision::Allow
 }
 
-/// The approver group of the first approval clause among `ids`.
-fn approvers(plan: &Plan, ids: &[String]) -> String {
-    ids.iter()
-        .find_map(|id| match plan.clause_by_policy(id) {
-            Some((_, c)) => match &c.kind {
-                ClauseKind::Access {
-                    effect: Effect::Approval(a),
-                    ..
-                } => Some(a.approvers.clone()),
-                _ => None,
-            },
-            None => None,
-        })
-        .unwrap_or_default()
+/// The approval clauses among the Cedar policies `ids` that permitted an
+/// `_approved` action, with the approver group of the first; `None` when
+/// none of them is an approval clause (then nothing can approve it).
+fn approval(plan: &Plan, ids: &[String]) -> Option<(String, Vec<ClauseId>)> {
+    let mut approvers = None;
+    let mut clauses = Vec::new();
+    for id in ids {
+        let Some(clause) = plan.clause_id(id) else {
+            continue;
+        };
+        if let ClauseKind::Access {
+            effect: Effect::Approval(a),
+            ..
+        } = &plan.clause(clause).1.kind
+        {
+            approvers.get_or_insert_with(|| a.approvers.clone());
+            clauses.push(clause);
+        }
+    }
+    Some((approvers?, clauses))
 }
 
 fn perm(
@@ -182,12 +188,10 @@ fn perm(
         return Perm::Allowed;
     }
     let approved = asker.ask(set, &format!("{action}_approved"), resource);
-    if allowed(&approved) {
-        let ids = reasons(&approved);
-        return Perm::Approval {
-            approvers: approvers(plan, &ids),
-            policies: ids,
-        };
+    if allowed(&approved)
+        && let Some((approvers, clauses)) = approval(plan, &reasons(&approved))
+    {
+        return Perm::Approval { approvers, clauses };
     }
     Perm::Denied(reasons(&plain))
 }
@@ -197,13 +201,13 @@ fn perm(
 /// column's type; otherwise the classification's mask; without one, denied.
 fn masked_access(plan: &Plan, ids: &[String], ri: RelId, ci: ColId) -> Access {
     let family = plan.schema.relation(ri).columns[ci].family();
-    let chosen = ids.iter().find_map(|id| match plan.clause_by_policy(id) {
-        Some((_, c)) => match &c.kind {
+    let chosen = ids
+        .iter()
+        .filter_map(|id| plan.clause_id(id))
+        .find_map(|c| match &plan.clause(c).1.kind {
             ClauseKind::Access { mask: Some(m), .. } if m.accepts(family) => Some(m.clone()),
             _ => None,
-        },
-        None => None,
-    });
+        });
     match chosen.or_else(|| plan.classes[ri][ci].mask.clone()) {
         Some(mask) => Access::Masked(mask),
         None => Access::Denied {
@@ -240,13 +244,9 @@ fn read_access(
     let approved = asker.ask(set, cedar::ACTION_READ_APPROVED, resource);
     if allowed(&approved) {
         let ids = reasons(&approved);
-        return (
-            Access::Approval {
-                approvers: approvers(plan, &ids),
-                policies: ids.clone(),
-            },
-            ids,
-        );
+        if let Some((approvers, clauses)) = approval(plan, &ids) {
+            return (Access::Approval { approvers, clauses }, ids);
+        }
     }
     if let Some(found) = unmaskable {
         return found;

@@ -3,6 +3,7 @@
 //! the rewrite, which reads them, does not depend on how they are computed.
 
 use crate::masks::Mask;
+use crate::plan::ClauseId;
 
 /// What an identity may do when reading one column.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -13,10 +14,10 @@ pub enum Access {
     Masked(Mask),
     /// Read in clear once a member of `approvers` approves.
     Approval {
-        /// Approver group.
+        /// Approver group (of the first clause).
         approvers: String,
-        /// Determining policies.
-        policies: Vec<String>,
+        /// The approval clauses that permit it (never empty).
+        clauses: Vec<ClauseId>,
     },
     /// Never read. `policies` are the Cedar policy ids that forbade it
     /// (empty when no policy permitted it).
@@ -35,10 +36,10 @@ pub enum Perm {
     Allowed,
     /// Permitted once approved by a member of `approvers`.
     Approval {
-        /// Approver group.
+        /// Approver group (of the first clause).
         approvers: String,
-        /// The approval clauses' policy ids.
-        policies: Vec<String>,
+        /// The approval clauses that permit it (never empty).
+        clauses: Vec<ClauseId>,
     },
     /// Not permitted; the determining policies (empty: nothing permitted it).
     Denied(Vec<String>),

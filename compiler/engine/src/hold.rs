@@ -5,20 +5,18 @@
 //! else it touches is decided as usual, so an approval never releases a
 //! column that is denied outright.
 
-use crate::plan::{ApprovalScope, ClauseKind, Effect, Plan};
+use crate::plan::{ApprovalScope, ClauseId, ClauseKind, Effect, Plan};
 use crate::verdict::{Decision, Verdict};
 pub use crate::verdict::{Hold, Need};
 
 /// Turns `decision` (what runs once approved) into a hold for the
 /// approval clauses `released`.
-pub(crate) fn held(plan: &Plan, released: &[String], mut decision: Decision) -> Decision {
+pub(crate) fn held(plan: &Plan, released: &[ClauseId], mut decision: Decision) -> Decision {
     let mut needs = Vec::new();
     let mut scope: Option<ApprovalScope> = None;
     let mut ttl = u64::MAX;
-    for id in released {
-        let Some((rule, clause)) = plan.clause_by_policy(id) else {
-            continue;
-        };
+    for &id in released {
+        let (rule, clause) = plan.clause(id);
         let ClauseKind::Access {
             effect: Effect::Approval(a),
             ..
@@ -27,7 +25,7 @@ pub(crate) fn held(plan: &Plan, released: &[String], mut decision: Decision) -> 
             continue;
         };
         needs.push(Need {
-            policy_id: id.clone(),
+            policy_id: clause.policy_id.clone(),
             rule: rule.name.clone(),
             clause: format!("{} at {}", clause.text, clause.location),
             approvers: a.approvers.clone(),

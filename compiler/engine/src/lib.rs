@@ -44,7 +44,7 @@ pub use decide::{
 };
 pub use hold::{Hold, Need};
 pub use identity::{Credentials, Identity, groups_for_credentials};
-pub use plan::{ApprovalScope, Plan};
+pub use plan::{ApprovalScope, ClauseId, Plan};
 pub use view::{ColumnAccess, ColumnView, RelationView, only_reads};
 
 use crate::schema::RelId;

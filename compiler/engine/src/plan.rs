@@ -259,6 +259,16 @@ pub enum ClauseKind {
     },
 }
 
+/// A clause's place in the plan: its rule's position in `Plan::rules` and
+/// its own in the rule's `clauses`. Cedar names a clause by a policy id
+/// string (`Clause::policy_id`); the engine holds this instead, found once
+/// when an access table is computed ([`Plan::clause_id`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClauseId {
+    rule: usize,
+    clause: usize,
+}
+
 /// One clause of a rule.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Clause {
@@ -368,12 +378,26 @@ impl Plan {
         }
     }
 
+    /// The clause whose Cedar policy id (`RULE.INDEX`) is `id`.
+    pub fn clause_id(&self, id: &str) -> Option<ClauseId> {
+        let (_, index) = id.rsplit_once('.')?;
+        let clause: usize = index.parse().ok()?;
+        let rule = self
+            .rules
+            .iter()
+            .position(|r| r.clauses.get(clause).is_some_and(|c| c.policy_id == id))?;
+        Some(ClauseId { rule, clause })
+    }
+
+    /// A clause and its rule.
+    pub fn clause(&self, id: ClauseId) -> (&Rule, &Clause) {
+        let rule = &self.rules[id.rule];
+        (rule, &rule.clauses[id.clause])
+    }
+
     /// Finds a rule clause by its Cedar policy id.
     pub fn clause_by_policy(&self, id: &str) -> Option<(&Rule, &Clause)> {
-        self.rules
-            .iter()
-            .flat_map(|r| r.clauses.iter().map(move |c| (r, c)))
-            .find(|(_, c)| c.policy_id == id)
+        self.clause_id(id).map(|c| self.clause(c))
     }
 
     /// The catalog relation `pg_catalog.name`, when the policy classifies it.

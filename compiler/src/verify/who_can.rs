@@ -176,11 +176,18 @@ fn locations(plan: &Plan, ids: &[String]) -> Vec<String> {
     out
 }
 
-fn perm_ids(p: &Perm) -> &[String] {
+/// Where the clauses that decided `p` are written.
+fn perm_locations(plan: &Plan, p: &Perm) -> Vec<String> {
     match p {
-        Perm::Allowed => &[],
-        Perm::Approval { policies, .. } => policies,
-        Perm::Denied(ids) => ids,
+        Perm::Allowed => Vec::new(),
+        Perm::Approval { clauses, .. } => {
+            let ids: Vec<String> = clauses
+                .iter()
+                .map(|&c| plan.clause(c).1.policy_id.clone())
+                .collect();
+            locations(plan, &ids)
+        }
+        Perm::Denied(ids) => locations(plan, ids),
     }
 }
 
@@ -256,12 +263,12 @@ pub fn who_can(
                 }
                 _ => perm_text(write),
             };
-            push("write".into(), write_text, locations(plan, perm_ids(write)));
+            push("write".into(), write_text, perm_locations(plan, write));
             let export = &access.export[ri][ci];
             push(
                 "export".into(),
                 perm_text(export),
-                locations(plan, perm_ids(export)),
+                perm_locations(plan, export),
             );
         }
     }

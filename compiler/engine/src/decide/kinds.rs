@@ -216,8 +216,8 @@ pub(super) fn perm_denial(
 ) -> Option<Denial> {
     match perm {
         Perm::Allowed => None,
-        Perm::Approval { policies, .. } => {
-            needs.add(policies);
+        Perm::Approval { clauses, .. } => {
+            needs.add(clauses);
             None
         }
         Perm::Denied(ids) if !ids.is_empty() => Some(denials::action_denied(

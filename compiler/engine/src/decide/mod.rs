@@ -15,7 +15,7 @@ use crate::barrier;
 use crate::denials;
 use crate::functions;
 use crate::masks::sql_string;
-use crate::plan::Plan;
+use crate::plan::{ClauseId, Plan};
 use crate::rewrite::{self, Edit};
 use crate::scope::{self, Source, Usage};
 use crate::sql_lists;
@@ -72,27 +72,27 @@ pub(super) struct Cx<'a> {
 /// something does, that refusal is the answer and an approval could not
 /// have released it.
 #[derive(Default)]
-pub(crate) struct Needs(std::cell::RefCell<Vec<String>>);
+pub(crate) struct Needs(std::cell::RefCell<Vec<ClauseId>>);
 
 impl Needs {
-    /// Notes the approval clauses `policies` (each once, in order).
-    pub(super) fn add(&self, policies: &[String]) {
+    /// Notes the approval `clauses` (each once, in order).
+    pub(super) fn add(&self, clauses: &[ClauseId]) {
         let mut needs = self.0.borrow_mut();
-        for p in policies {
-            if !needs.contains(p) {
-                needs.push(p.clone());
+        for c in clauses {
+            if !needs.contains(c) {
+                needs.push(*c);
             }
         }
     }
 
-    /// True when one of `policies` is among the clauses noted: what they
-    /// gate is decided as approved.
-    pub(super) fn opens(&self, policies: &[String]) -> bool {
+    /// True when one of `clauses` is among those noted: what they gate is
+    /// decided as approved.
+    pub(super) fn opens(&self, clauses: &[ClauseId]) -> bool {
         let needs = self.0.borrow();
-        policies.iter().any(|p| needs.contains(p))
+        clauses.iter().any(|c| needs.contains(c))
     }
 
-    fn take(self) -> Vec<String> {
+    fn take(self) -> Vec<ClauseId> {
         self.0.into_inner()
     }
 }
@@ -735,10 +735,10 @@ fn decide_statement(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Out
                         if columns.iter().all(|c| matches!(c, Access::Denied { .. } | Access::Approval { .. })) {
                             // Locking needs approval when reading does.
                             match columns.iter().find_map(|c| match c {
-                                Access::Approval { policies, .. } => Some(policies),
+                                Access::Approval { clauses, .. } => Some(clauses),
                                 _ => None,
                             }) {
-                                Some(policies) => cx.needs.add(policies),
+                                Some(clauses) => cx.needs.add(clauses),
                                 None => return Err(column_denial(plan, access, ri, ColId(0), " (LOCK TABLE)")),
                             }
                         }

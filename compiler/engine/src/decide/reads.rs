@@ -17,12 +17,12 @@ pub(super) fn column_denial(
     let class = &plan.classes[ri][ci];
     let label = plan.label(class.level);
     let (why, policies) = match &access.columns[ri][ci] {
-        Access::Approval {
-            approvers,
-            policies,
-        } => (
+        Access::Approval { approvers, clauses } => (
             format!("reading it needs approval by a member of group `{approvers}`"),
-            policies.clone(),
+            clauses
+                .iter()
+                .map(|&c| plan.clause(c).1.policy_id.clone())
+                .collect(),
         ),
         Access::Denied { no_mask: true, .. } => (
             "it may only be read masked and has no mask".to_owned(),
@@ -166,7 +166,7 @@ pub(super) fn reads(
         let filter = row_filter(cx, ri)?;
         // What a `use` grant covers, and what an approval the statement
         // needs gates, is passed in clear.
-        let opened = |acc: &Access| matches!(acc, Access::Approval { policies, .. } if cx.needs.opens(policies));
+        let opened = |acc: &Access| matches!(acc, Access::Approval { clauses, .. } if cx.needs.opens(clauses));
         let columns: std::borrow::Cow<'_, [Access]> =
             if rel.column_ids().any(granted) || access.columns[ri].iter().any(opened) {
                 access.columns[ri]

@@ -97,8 +97,8 @@ pub(super) fn resolve_uses(
         }
         match &access.columns[ri][ci] {
             Access::Masked(_) => continue,
-            Access::Approval { policies, .. } => {
-                cx.needs.add(policies);
+            Access::Approval { clauses, .. } => {
+                cx.needs.add(clauses);
                 continue;
             }
             _ => {}
