@@ -204,7 +204,9 @@ fn every_clause_is_found_by_its_policy_id_and_nothing_else_is() {
     let mut found = 0;
     for rule in &plan.rules {
         for clause in &rule.clauses {
-            let id = plan.clause_id(&clause.policy_id).expect("a clause's own id");
+            let id = plan
+                .clause_id(&clause.policy_id)
+                .expect("a clause's own id");
             let (r, c) = plan.clause(id);
             assert_eq!((&r.name, &c.policy_id), (&rule.name, &clause.policy_id));
             found += 1;

@@ -144,3 +144,21 @@ WITH customers AS (SELECT 1) DELETE FROM customers WHERE id = 1;
 WITH pg_stat_activity AS (SELECT * FROM pg_stat_activity) SELECT query FROM pg_stat_activity;
 
 WITH orders AS (SELECT * FROM orders WHERE status = 'shipped') SELECT count(*) FROM orders;
+
+-- Forms sqlparser does not parse, decided as the form they read alike
+-- and forwarded as written: `BETWEEN [A]SYMMETRIC` (the same bounds in
+-- either order) and `COLLATION FOR (x)` (PostgreSQL's
+-- `pg_collation_for`, decided like `pg_typeof`).
+-- as ci
+
+SELECT email FROM customers WHERE id NOT BETWEEN SYMMETRIC 5 AND 1;
+
+SELECT id FROM customers WHERE id BETWEEN ASYMMETRIC 1 AND 5 FOR NO KEY UPDATE;
+
+SELECT COLLATION FOR (email), COLLATION  FOR (name) FROM customers;
+
+SELECT COLLATION FOR (ssn) FROM customers;
+
+SELECT id FROM customers WHERE ssn BETWEEN SYMMETRIC 'a' AND 'b';
+
+SELECT 'BETWEEN SYMMETRIC' AS "between", "collation" FROM (SELECT 1 AS "collation") s;

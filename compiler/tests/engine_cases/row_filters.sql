@@ -55,3 +55,10 @@ SELECT *, orders.ctid FROM orders, generate_series(1, 2) g;
 SELECT row_to_json(o), o.ctid FROM orders o;
 
 SELECT json_agg(o.*), max(o.xmin::text) FROM orders o;
+
+-- Under a row filter, conditions are copied into the filtered subquery
+-- from the text decided: forms decided as another form are not taken
+-- there (refused as unparsable, as before).
+-- as ci
+
+SELECT id FROM orders WHERE id BETWEEN SYMMETRIC 5 AND 1;

@@ -266,13 +266,12 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
     if let Some(normalized) = plain_catalog_operators(text, &words) {
         return Some(decided_as(cx, text, &normalized));
     }
-    if let Some((padded, spans)) =
-        key_locks_padded(text, &words).or_else(|| deferrable_padded(text, &words))
-    {
-        // The same statement with `FOR UPDATE`/`FOR SHARE` in place (or
-        // without `[NOT] DEFERRABLE`), padded to the same length: its
-        // rewrites apply to the client's text, whose lock strength and
-        // transaction modes are forwarded unchanged.
+    if let Some((padded, spans)) = padded_forms(text, &words, access.filters.is_empty()) {
+        // The same statement with `FOR UPDATE`/`FOR SHARE` in place,
+        // without `[NOT] DEFERRABLE` or `[A]SYMMETRIC`, or with a function
+        // for `COLLATION FOR`, padded to the same length: its rewrites
+        // apply to the client's text, which is forwarded with its own
+        // forms.
         let (mut decision, edits) = decide_text(cx, &padded);
         if edits
             .iter()
@@ -432,6 +431,99 @@ fn keyword_at(words: &Words<'_>, i: usize) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// Every form sqlparser does not parse that reads the same values as one
+/// it does, written as that one in place and padded to the same byte
+/// length (so the rewrites of the padded text apply to the client's), with
+/// the ranges written over; `None` when the statement has none.
+///
+/// `unfiltered`: no row filter applies to the identity. The expression
+/// forms are only taken then: under a row filter, conditions of the
+/// statement are copied into the filtered relation's subquery from the
+/// padded text, where they would read differently from the client's.
+fn padded_forms(
+    text: &str,
+    words: &Words<'_>,
+    unfiltered: bool,
+) -> Option<(String, Vec<(usize, usize)>)> {
+    type Form = fn(&str, &Words<'_>) -> Option<(String, Vec<(usize, usize)>)>;
+    let forms: [(Form, bool); 4] = [
+        (key_locks_padded, true),
+        (deferrable_padded, true),
+        (between_symmetric_padded, unfiltered),
+        (collation_for_padded, unfiltered),
+    ];
+    let mut out: Option<(String, Vec<(usize, usize)>)> = None;
+    for (form, taken) in forms {
+        if !taken {
+            continue;
+        }
+        // Each form reads the client's tokens, whose ranges the padding
+        // keeps, and writes over what the forms before it wrote.
+        let current = out.as_ref().map_or(text, |(t, _)| t.as_str());
+        if let Some((padded, spans)) = form(current, words) {
+            let mut all = out.map(|(_, s)| s).unwrap_or_default();
+            all.extend(spans);
+            out = Some((padded, all));
+        }
+    }
+    out
+}
+
+/// `text` with the `SYMMETRIC` or `ASYMMETRIC` of each `BETWEEN` blanked
+/// out. `x BETWEEN SYMMETRIC a AND b` compares `x` with the same two
+/// values as `x BETWEEN a AND b`, in either order: the same columns, used
+/// the same way.
+fn between_symmetric_padded(
+    text: &str,
+    words: &Words<'_>,
+) -> Option<(String, Vec<(usize, usize)>)> {
+    let word = |i: usize| keyword_at(words, i);
+    let mut out = text.to_owned();
+    let mut spans = Vec::new();
+    for (i, &(_, start, end)) in words.iter().enumerate().skip(1) {
+        if word(i - 1).as_deref() != Some("BETWEEN")
+            || !matches!(word(i).as_deref(), Some("SYMMETRIC" | "ASYMMETRIC"))
+        {
+            continue;
+        }
+        let (Some(start), Some(end)) = (start, end) else {
+            return None;
+        };
+        out.replace_range(start..end, &" ".repeat(end - start));
+        spans.push((start, end));
+    }
+    (!spans.is_empty()).then_some((out, spans))
+}
+
+/// `text` with each `COLLATION FOR (x)` written `pg_typeof (x)`, padded.
+/// PostgreSQL runs `COLLATION FOR` as `pg_collation_for(x)`: like
+/// `pg_typeof`, it computes on its argument and returns what the argument
+/// is (its collation, its type), never its value; the two are classified
+/// alike, so the decision is the one `pg_collation_for` would get.
+fn collation_for_padded(text: &str, words: &Words<'_>) -> Option<(String, Vec<(usize, usize)>)> {
+    use sqlparser::tokenizer::Token;
+    let word = |i: usize| keyword_at(words, i);
+    let mut out = text.to_owned();
+    let mut spans = Vec::new();
+    for i in 0..words.len() {
+        if word(i).as_deref() != Some("COLLATION")
+            || word(i + 1).as_deref() != Some("FOR")
+            || !matches!(words.get(i + 2), Some((Token::LParen, ..)))
+        {
+            continue;
+        }
+        let (Some(start), Some(end)) = (words[i].1, words[i + 1].2) else {
+            return None;
+        };
+        out.replace_range(
+            start..end,
+            &format!("{:<width$}", "pg_typeof", width = end - start),
+        );
+        spans.push((start, end));
+    }
+    (!spans.is_empty()).then_some((out, spans))
 }
 
 /// `text` with each `FOR NO KEY UPDATE` written `FOR UPDATE` and each
