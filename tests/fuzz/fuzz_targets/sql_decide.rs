@@ -1,5 +1,5 @@
 //! Any statement text: the engine decides without panicking, and every
-//! rewrite it produces parses again. The identity is the quickstart's `ci`
+//! rewrite of a statement sqlparser parses parses again. The identity is the quickstart's `ci`
 //! with a usage grant added, so the scope resolver and the grant path run
 //! on every statement that touches `customers`, and a row filter on
 //! `orders`, so the barrier's copied conditions run on every statement
@@ -41,6 +41,11 @@ fuzz_target!(|data: &[u8]| {
     let (engine, access) = setup();
     let claims = serde_json::json!({ "customer": 1 });
     if let Verdict::Rewrite(out) = engine.decide_with_claims(access, Some(&claims), sql).verdict {
-        assert!(Parser::parse_sql(&PostgreSqlDialect {}, &out).is_ok(), "rewrite does not parse: {out}");
+        // A form sqlparser does not parse (`FOR NO KEY UPDATE`, …) is
+        // decided as one it does and forwarded in the client's own form,
+        // which the rewrite keeps: only rewrites of parsed text must parse.
+        if Parser::parse_sql(&PostgreSqlDialect {}, sql).is_ok() {
+            assert!(Parser::parse_sql(&PostgreSqlDialect {}, &out).is_ok(), "rewrite does not parse: {out}");
+        }
     }
 });
