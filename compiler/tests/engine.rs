@@ -108,14 +108,49 @@ fn unknown_functions_relations_and_settings_are_refused() {
 }
 
 #[test]
-fn a_cte_shadowing_a_protected_table_is_refused() {
+fn a_cte_named_like_a_table_is_bound_by_scope_as_postgres_binds_it() {
     let e = engine();
-    let (_, message) = denied(decide(
-        &e,
-        &["ci"],
-        "WITH customers AS (SELECT 1 AS email) SELECT email FROM customers",
+    let ci = |sql: &str| decide(&e, &["ci"], sql);
+    // In scope, the name reads the CTE: nothing protected.
+    assert_eq!(
+        ci("WITH customers AS (SELECT 1 AS email) SELECT email FROM customers"),
+        Verdict::Forward
+    );
+    // Inside its own definition it is the relation (dbt's import CTEs):
+    // masked there, denied columns refused through the CTE.
+    let out = rewritten(ci(
+        "WITH customers AS (SELECT * FROM customers) SELECT email FROM customers",
     ));
-    assert!(message.contains("shadows"), "{message}");
+    assert!(
+        out.starts_with("WITH customers AS (SELECT * FROM (SELECT \"id\""),
+        "{out}"
+    );
+    assert!(out.ends_with(") SELECT email FROM customers"), "{out}");
+    let (_, message) = denied(ci(
+        "WITH customers AS (SELECT * FROM customers) SELECT ssn FROM customers",
+    ));
+    assert!(message.contains("`ssn`"), "{message}");
+    // A CTE of a subquery does not reach the outer query's FROM.
+    let out = rewritten(ci(
+        "SELECT email FROM customers WHERE id IN (WITH customers AS (SELECT 1 AS id) SELECT id FROM customers)",
+    ));
+    assert!(out.starts_with("SELECT email FROM (SELECT \"id\""), "{out}");
+    assert!(out.ends_with("SELECT id FROM customers)"), "{out}");
+    // A later CTE is not in scope in an earlier one's definition; a
+    // recursive one is in scope in its own.
+    let out = rewritten(ci(
+        "WITH a AS (SELECT email FROM customers), customers AS (SELECT 1 AS email) SELECT email FROM a",
+    ));
+    assert!(
+        out.starts_with("WITH a AS (SELECT email FROM (SELECT"),
+        "{out}"
+    );
+    assert_eq!(
+        ci(
+            "WITH RECURSIVE customers AS (SELECT 1 AS id UNION ALL SELECT id + 1 FROM customers WHERE id < 3) SELECT id FROM customers"
+        ),
+        Verdict::Forward
+    );
 }
 
 #[test]

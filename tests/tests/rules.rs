@@ -120,6 +120,9 @@ fn filters_writes_functions_and_observe_only_rules_through_the_proxy() {
         "SELECT id FROM orders WHERE id = 13 AND (1 / (total_cents - 9900))::bool;",
         "SELECT o.id FROM orders o WHERE o.id = 13 AND o.status::bool;",
         "SELECT c.id FROM customers c LEFT JOIN orders o ON o.customer_id = c.id WHERE o.id = 13 AND o.status::bool;",
+        // A CTE named like the table reads the filtered table inside its
+        // definition; outside, the CTE is all there is.
+        "WITH orders AS (SELECT * FROM orders) SELECT id FROM orders WHERE 1 / (total_cents - 9900) = 0;",
     ] {
         let out = psql::run(proxy.addr, &tenant(json!(1)), attack);
         for hidden in ["cancelled", "9900", "3x", "division by zero"] {
@@ -139,6 +142,15 @@ fn filters_writes_functions_and_observe_only_rules_through_the_proxy() {
         proxy.addr,
         &tenant(json!(1)),
         "SELECT id FROM orders WHERE CASE WHEN status = 'cancelled' THEN 1 / (total_cents - total_cents) ELSE 0 END = 0 ORDER BY 1;",
+    );
+    assert_eq!(rows(&out), ["10", "11"], "{}", out.stderr);
+    // dbt's import CTEs (a CTE named like the table it selects from): the
+    // name binds by scope, so this reads the filtered table (refused
+    // before, when CTE names were matched statement-wide).
+    let out = psql::run(
+        proxy.addr,
+        &tenant(json!(1)),
+        "WITH orders AS (SELECT * FROM orders) SELECT id FROM orders ORDER BY 1;",
     );
     assert_eq!(rows(&out), ["10", "11"], "{}", out.stderr);
 
@@ -170,6 +182,7 @@ fn filters_writes_functions_and_observe_only_rules_through_the_proxy() {
     for update in [
         "UPDATE orders SET status = 'x' WHERE id = 10;",
         "WITH orders AS (SELECT 1) UPDATE orders SET status = 'x' WHERE id = 10;",
+        "WITH orders AS (SELECT 1), d AS (UPDATE orders SET status = 'x' WHERE id = 10 RETURNING id) SELECT * FROM d;",
     ] {
         let out = psql::run(proxy.addr, &tenant(json!(1)), update);
         assert!(

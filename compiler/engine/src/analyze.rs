@@ -23,6 +23,9 @@ pub struct TableRef {
     pub alias_columns: Vec<String>,
     /// True for a table function such as `generate_series(…)`.
     pub is_function: bool,
+    /// True when the name is a common table expression in scope where it
+    /// is written (then it reads the CTE, not a relation of that name).
+    pub cte: bool,
     /// `ONLY name`, `ONLY (name)` or `name *`, if written.
     pub inheritance: Option<Inheritance>,
     /// A `TABLESAMPLE` clause: `Some(None)` when written but not located
@@ -50,8 +53,6 @@ pub struct Analysis {
     pub tables: Vec<TableRef>,
     /// Relation names in other positions (`INSERT INTO t`, `COPY t`, `LOCK t`…).
     pub other_relations: Vec<Vec<String>>,
-    /// Names of common table expressions defined anywhere in the statement.
-    pub ctes: HashSet<String>,
     /// Called functions: (folded name, folded schema if written).
     pub functions: Vec<(String, Option<String>)>,
     /// Calls that read or change a setting by name (`current_setting`,
@@ -189,6 +190,10 @@ pub fn analyze(statement: &sql::Statement, text: &str) -> Analysis {
         out: Analysis::default(),
         factor_names: HashSet::new(),
         tokens: None,
+        cte_frames: Vec::new(),
+        cte_definitions: std::collections::HashMap::new(),
+        frames_pushed: Vec::new(),
+        write_targets: HashSet::new(),
     };
     let _ = statement.visit(&mut collector);
     let mut out = collector.out;
@@ -293,6 +298,19 @@ struct Collector<'a> {
     /// Addresses of the table factors' `ObjectName`s: a relation name
     /// elsewhere is one of `other_relations`.
     factor_names: HashSet<usize>,
+    /// CTE scope, as PostgreSQL (and the scope resolver) binds it: the CTE
+    /// names visible where the walk is, one whole set per frame, innermost
+    /// last.
+    cte_frames: Vec<HashSet<String>>,
+    /// The names visible inside each CTE's definition, by the address of
+    /// its query: the enclosing scope's, the CTEs written before it in its
+    /// `WITH`, and its own name when the `WITH` is `RECURSIVE`.
+    cte_definitions: std::collections::HashMap<usize, HashSet<String>>,
+    /// How many frames each query being walked pushed, to pop on leaving.
+    frames_pushed: Vec<usize>,
+    /// Addresses of the names of `UPDATE`, `DELETE` and `MERGE` targets:
+    /// a CTE never binds a write's target, whatever is in scope.
+    write_targets: HashSet<usize>,
 }
 
 impl Collector<'_> {
@@ -454,10 +472,42 @@ impl Visitor for Collector<'_> {
     type Break = ();
 
     fn pre_visit_query(&mut self, query: &sql::Query) -> ControlFlow<()> {
+        let mut pushed = 0;
+        if let Some(visible) = self
+            .cte_definitions
+            .remove(&(std::ptr::from_ref(query) as usize))
+        {
+            self.cte_frames.push(visible);
+            pushed += 1;
+        }
         if let Some(with) = &query.with {
-            for cte in &with.cte_tables {
-                self.out.ctes.insert(fold(&cte.alias.name));
+            let outer = self.cte_frames.last().cloned().unwrap_or_default();
+            let names: Vec<String> = with
+                .cte_tables
+                .iter()
+                .map(|c| fold(&c.alias.name))
+                .collect();
+            for (i, cte) in with.cte_tables.iter().enumerate() {
+                let mut visible = outer.clone();
+                visible.extend(names[..i].iter().cloned());
+                if with.recursive {
+                    visible.insert(names[i].clone());
+                }
+                self.cte_definitions
+                    .insert(std::ptr::from_ref(&*cte.query) as usize, visible);
             }
+            let mut body = outer;
+            body.extend(names);
+            self.cte_frames.push(body);
+            pushed += 1;
+        }
+        self.frames_pushed.push(pushed);
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_query(&mut self, _query: &sql::Query) -> ControlFlow<()> {
+        for _ in 0..self.frames_pushed.pop().unwrap_or(0) {
+            self.cte_frames.pop();
         }
         ControlFlow::Continue(())
     }
@@ -494,8 +544,17 @@ impl Visitor for Collector<'_> {
                 only: matches!(i, sql::TableInheritance::Only { .. }),
                 range: self.marker_range(name, i),
             });
+            let parts = name_parts(name);
+            let target = self
+                .write_targets
+                .contains(&(std::ptr::from_ref(name) as usize));
+            let cte = match parts.as_slice() {
+                [one] if !target => self.cte_frames.last().is_some_and(|f| f.contains(one)),
+                _ => false,
+            };
             self.out.tables.push(TableRef {
-                parts: name_parts(name),
+                cte,
+                parts,
                 range: self.range_of(name),
                 alias: alias.as_ref().map(|a| fold(&a.name)),
                 alias_columns: alias
@@ -579,8 +638,25 @@ impl Visitor for Collector<'_> {
         ControlFlow::Continue(())
     }
 
-    fn pre_visit_statement(&mut self, _statement: &sql::Statement) -> ControlFlow<()> {
+    fn pre_visit_statement(&mut self, statement: &sql::Statement) -> ControlFlow<()> {
         self.out.statements += 1;
+        let mut target = |factor: &sql::TableFactor| {
+            if let sql::TableFactor::Table { name, .. } = factor {
+                self.write_targets.insert(std::ptr::from_ref(name) as usize);
+            }
+        };
+        match statement {
+            sql::Statement::Update(u) => target(&u.table.relation),
+            sql::Statement::Delete(d) => {
+                let (sql::FromTable::WithFromKeyword(from) | sql::FromTable::WithoutKeyword(from)) =
+                    &d.from;
+                for t in from {
+                    target(&t.relation);
+                }
+            }
+            sql::Statement::Merge(m) => target(&m.table),
+            _ => {}
+        }
         ControlFlow::Continue(())
     }
 

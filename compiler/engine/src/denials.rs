@@ -329,15 +329,6 @@ pub(crate) fn not_resolved(error: &ScopeError) -> Denial {
     }
 }
 
-/// A CTE named like a protected relation.
-pub(crate) fn shadowing_cte(name: &str) -> Denial {
-    refusal(
-        FEATURE_NOT_SUPPORTED,
-        format!("a common table expression named `{name}` shadows a protected relation; rename it"),
-        None,
-    )
-}
-
 /// `ONLY t` or `t *` on a protected relation, written so that the marker
 /// cannot be located among the statement's tokens (replaced with the name
 /// otherwise).
@@ -463,7 +454,6 @@ mod tests {
             not_resolved(&ScopeError::UnknownRelation("public.custmers".into())),
             not_resolved(&ScopeError::MissingFromEntry("o".into())),
             not_resolved(&ScopeError::NotFollowed("JOIN USING … AS".into())),
-            shadowing_cte("customers"),
             inheritance_marker("public.customers"),
             sample_unplaced("public.customers"),
             system_columns_with_row("public.customers"),

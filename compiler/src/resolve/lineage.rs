@@ -189,16 +189,12 @@ impl Cx<'_> {
             let names = a
                 .tables
                 .iter()
-                // A function in FROM reads no relation itself.
-                .filter(|t| !t.is_function)
+                // A function in FROM reads no relation itself, a CTE in
+                // scope none but those its definition names (walked too).
+                .filter(|t| !t.is_function && !t.cte)
                 .map(|t| &t.parts)
                 .chain(a.other_relations.iter());
             for parts in names {
-                if let [name] = parts.as_slice()
-                    && a.ctes.contains(name)
-                {
-                    continue;
-                }
                 let ri = self.schema.lookup(parts, DEFINITION_SEARCH_PATH)?;
                 sources.extend(self.schema.relation(ri).column_ids().map(|ci| (ri, ci)));
             }

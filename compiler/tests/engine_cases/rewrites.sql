@@ -162,3 +162,21 @@ SELECT COLLATION FOR (ssn) FROM customers;
 SELECT id FROM customers WHERE ssn BETWEEN SYMMETRIC 'a' AND 'b';
 
 SELECT 'BETWEEN SYMMETRIC' AS "between", "collation" FROM (SELECT 1 AS "collation") s;
+
+-- CTE names bind by scope, as PostgreSQL binds them: a reference reads
+-- the CTE only where the CTE is in scope, never inside its own
+-- (non-recursive) definition, and never as a write's target — also
+-- inside a data-modifying CTE.
+-- as
+
+WITH orders AS (SELECT 1), d AS (UPDATE orders SET status = 'x' WHERE id = 10 RETURNING id) SELECT * FROM d;
+
+WITH orders AS (SELECT 1 AS id) DELETE FROM orders WHERE id = 10;
+
+WITH orders AS (SELECT 1 AS id), d AS (DELETE FROM orders USING orders o WHERE o.id = 10 RETURNING 1) SELECT * FROM d;
+
+-- as ci
+
+WITH customers AS (SELECT * FROM customers) SELECT email FROM customers;
+
+WITH c AS (WITH customers AS (SELECT 1 AS email) SELECT email FROM customers) SELECT c.email, customers.email FROM c, customers;

@@ -127,7 +127,7 @@ pub(super) fn exports(cx: Cx<'_>, a: &Analysis, stmt: &sql::Statement) -> Result
         return read.into_iter().try_for_each(|&(ri, ci)| check(ri, ci));
     }
     for t in a.tables.iter().filter(|t| !t.is_function) {
-        if let Resolved::Relation(ri) = resolve_real(plan, &t.parts) {
+        if let Resolved::Relation(ri) = resolve(plan, t) {
             for ci in ColId::all(access.export[ri].len()) {
                 check(ri, ci)?;
             }

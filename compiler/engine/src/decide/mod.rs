@@ -821,7 +821,7 @@ fn decide_statement(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Out
             // may read some column of.
             for t in &lock.tables {
                 let parts: Vec<String> = t.name.0.iter().filter_map(|p| p.as_ident()).map(analyze::fold).collect();
-                match resolve(plan, &parts, &Default::default()) {
+                match resolve_real(plan, &parts) {
                     Resolved::Relation(ri) => {
                         let columns = &access.columns[ri];
                         if columns.iter().all(|c| matches!(c, Access::Denied { .. } | Access::Approval { .. })) {

@@ -66,7 +66,7 @@ pub(super) fn reads(
     let mut resolved: Vec<Option<Resolved>> = a
         .tables
         .iter()
-        .map(|t| (!t.is_function).then(|| resolve(plan, &t.parts, &a.ctes)))
+        .map(|t| (!t.is_function).then(|| resolve(plan, t)))
         .collect();
     let restricted = resolved
         .iter()
@@ -87,25 +87,9 @@ pub(super) fn reads(
         };
         let ri = match this {
             Resolved::Relation(ri) => ri,
-            Resolved::Cte => {
-                // The CTE names are the statement's, not this reference's
-                // scope: `WITH t AS (SELECT * FROM t) …` reads relation `t`
-                // inside. A name that is also a relation or catalog is
-                // checked as that too: refused when the relation has
-                // anything withheld or a row limit (the reference would go
-                // unrewritten or uncounted), a catalog as any catalog.
-                match resolve_real(plan, &t.parts) {
-                    Resolved::Relation(ri)
-                        if access.relation_restricted(ri)
-                            || row_limit(plan, access, ri).is_some() =>
-                    {
-                        return Err(denials::shadowing_cte(&t.parts[0]));
-                    }
-                    Resolved::Catalog(name) => check_catalog(&name)?,
-                    _ => {}
-                }
-                continue;
-            }
+            // Bound by scope: what it reads is the CTE's definition, whose
+            // own references are decided where they are written.
+            Resolved::Cte => continue,
             Resolved::Catalog(name) => {
                 check_catalog(&name)?;
                 continue;

@@ -13,16 +13,21 @@ pub(super) enum Resolved {
     Unknown(String),
 }
 
-pub(super) fn resolve(
-    plan: &Plan,
-    parts: &[String],
-    ctes: &std::collections::HashSet<String>,
-) -> Resolved {
-    if let [name] = parts
-        && ctes.contains(name)
-    {
+/// How a relation reference of a read's `FROM` resolves: a CTE where one
+/// of its name is in scope (as PostgreSQL binds it: `WITH t AS (SELECT *
+/// FROM t) SELECT … FROM t` reads relation `t` inside the definition and
+/// the CTE outside), a relation otherwise.
+pub(super) fn resolve(plan: &Plan, t: &analyze::TableRef) -> Resolved {
+    if t.cte {
         return Resolved::Cte;
     }
+    resolve_real(plan, &t.parts)
+}
+
+/// How a name resolves to a relation, CTEs aside: what a write's target,
+/// `COPY`, `LOCK` or any position other than a read's `FROM` names (a CTE
+/// is never one).
+pub(super) fn resolve_real(plan: &Plan, parts: &[String]) -> Resolved {
     // The schema's one lookup (pg_catalog first, as PostgreSQL searches),
     // the same the scope resolver makes.
     match plan.schema.lookup(parts, SEARCH_PATH) {
@@ -35,14 +40,6 @@ pub(super) fn resolve(
             None => Resolved::Unknown(parts.join(".")),
         },
     }
-}
-
-/// How a name resolves to a relation, CTEs aside: what a write's target,
-/// `COPY`, `LOCK` or any position other than a read's `FROM` names (a CTE
-/// is never one), and what a CTE's name also means where the CTE is not in
-/// scope (its own definition reads the relation of its name).
-pub(super) fn resolve_real(plan: &Plan, parts: &[String]) -> Resolved {
-    resolve(plan, parts, &std::collections::HashSet::new())
 }
 
 pub(super) fn check_catalog(name: &str) -> Result<(), Denial> {

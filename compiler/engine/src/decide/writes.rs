@@ -36,7 +36,7 @@ pub(super) fn creates_table_from(
     }
     let a = &a;
     for t in a.tables.iter().filter(|t| !t.is_function) {
-        if let Resolved::Relation(ri) = resolve_real(plan, &t.parts)
+        if let Resolved::Relation(ri) = resolve(plan, t)
             && (access.relation_restricted(ri) || row_limit(plan, access, ri).is_some())
         {
             return Err(denials::unlabelled_copy(
@@ -120,6 +120,7 @@ pub(super) fn writes(
         }
     } else {
         // A data-modifying CTE: every relation it touches must be writable.
+        // CTEs aside: a write never reads as permitted what it names.
         for t in a.tables.iter().filter(|t| !t.is_function) {
             if let Resolved::Relation(ri) = resolve_real(plan, &t.parts)
                 && let Some(d) = access.write[ri].iter().find_map(|p| {
