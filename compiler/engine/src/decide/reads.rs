@@ -72,6 +72,9 @@ pub(super) fn reads(
         .iter()
         .any(|r| matches!(r, Some(Resolved::Relation(ri)) if access.relation_restricted(*ri)));
     let resolution = resolve_uses(cx, stmt, restricted)?;
+    // Relations with anything withheld that a reference of the statement
+    // reads through a masking subquery.
+    let mut rewritten: HashSet<RelId> = HashSet::new();
     for (ti, t) in a.tables.iter().enumerate() {
         if t.is_function {
             let (name, schema) = match t.parts.as_slice() {
@@ -120,6 +123,7 @@ pub(super) fn reads(
         if !access.relation_restricted(ri) {
             continue;
         }
+        rewritten.insert(ri);
         let Some((start, end)) = t.range else {
             return Err(denials::internal(
                 "the relation's position in the statement is unknown",
@@ -259,6 +263,22 @@ pub(super) fn reads(
                 }
             }
         }
+    }
+    // The two walks agree: every relation with anything withheld whose
+    // columns the scope resolver finds read is read through a rewritten
+    // reference. A reference taken for a CTE (or anything else not
+    // rewritten) where the resolver saw the relation would pass its
+    // values in clear: refused, whatever the cause.
+    if let Some(r) = &resolution
+        && let Some(&(ri, _)) = r
+            .usages
+            .keys()
+            .find(|(ri, _)| access.relation_restricted(*ri) && !rewritten.contains(ri))
+    {
+        return Err(denials::internal(&format!(
+            "`{}` is read where no reference to it is rewritten",
+            plan.schema.relation(ri).qualified()
+        )));
     }
     for parts in &a.other_relations {
         let this = resolve_real(plan, parts);
