@@ -180,3 +180,14 @@ WITH orders AS (SELECT 1 AS id), d AS (DELETE FROM orders USING orders o WHERE o
 WITH customers AS (SELECT * FROM customers) SELECT email FROM customers;
 
 WITH c AS (WITH customers AS (SELECT 1 AS email) SELECT email FROM customers) SELECT c.email, customers.email FROM c, customers;
+
+SELECT email FROM customers UNION ALL (WITH customers AS (SELECT 'q' AS email) SELECT email FROM customers);
+
+WITH customers AS MATERIALIZED (SELECT * FROM customers) SELECT email FROM customers;
+
+-- Where the two walks would bind a name differently (the scope resolver
+-- takes a non-recursive term's own name for the relation), the statement
+-- is refused rather than forwarded with the reference unrewritten
+-- (PostgreSQL refuses this one too: it has no recursive term).
+
+WITH RECURSIVE customers AS (SELECT * FROM customers) SELECT email FROM customers;
