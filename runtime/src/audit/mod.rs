@@ -10,6 +10,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+mod json_line;
 mod writer;
 
 pub use writer::Mode;
@@ -99,6 +100,12 @@ pub struct Event<'a> {
 }
 
 impl<'a> Event<'a> {
+    /// Appends the event's JSON object (without the chain's `seq` and
+    /// `prev`): the bytes `serde_json` writes for it, written faster.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        json_line::write(self, out);
+    }
+
     /// An event of `kind` for `session` with every optional field empty.
     pub fn new(kind: &'a str, session: u64) -> Event<'a> {
         Event {
@@ -416,7 +423,7 @@ impl AuditLog {
     fn write_line(&self, event: &Event<'_>, buffer: &mut Vec<u8>) -> std::io::Result<u64> {
         // Serialized before taking the lock: every session appends, and the
         // lock need only cover the chain (sequence, hash, write).
-        serde_json::to_writer(&mut *buffer, event).map_err(std::io::Error::other)?;
+        json_line::write(event, buffer);
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let (line, hash) = chain_line(&inner, buffer);
         // The chain advances only once the line is written.
