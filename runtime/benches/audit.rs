@@ -37,34 +37,25 @@ fn append(c: &mut Criterion) {
         rows: 1,
         duration_ms: 0.184,
     }];
+    let pgbench_event = || {
+        let mut event = Event::new("statement", 7);
+        event.subject = Some("reporter-7");
+        event.groups = Some(&groups);
+        event.statement = Some("SELECT abalance FROM pgbench_accounts WHERE aid = 48213;");
+        event.decision = Some("allow");
+        event.policies = Some(&policies);
+        event.rules = Some(&rules);
+        event.columns = Some(Columns(&columns));
+        event.completed = Some(&completed);
+        event
+    };
     c.bench_function(
         "a pgbench statement event made and appended (mapped)",
-        |b| {
-            b.iter(|| {
-                let mut event = Event::new("statement", 7);
-                event.subject = Some("reporter-7");
-                event.groups = Some(&groups);
-                event.statement = Some("SELECT abalance FROM pgbench_accounts WHERE aid = 48213;");
-                event.decision = Some("allow");
-                event.policies = Some(&policies);
-                event.rules = Some(&rules);
-                event.columns = Some(Columns(&columns));
-                event.completed = Some(&completed);
-                black_box(log.append(&event).unwrap())
-            })
-        },
+        |b| b.iter(|| black_box(log.append(&pgbench_event()).unwrap())),
     );
     // The same event's JSON alone, as the trail writes it and through
     // serde_json's derived serializer (what it wrote before), interleaved.
-    let mut event = Event::new("statement", 7);
-    event.subject = Some("reporter-7");
-    event.groups = Some(&groups);
-    event.statement = Some("SELECT abalance FROM pgbench_accounts WHERE aid = 48213;");
-    event.decision = Some("allow");
-    event.policies = Some(&policies);
-    event.rules = Some(&rules);
-    event.columns = Some(Columns(&columns));
-    event.completed = Some(&completed);
+    let event = pgbench_event();
     let mut out = Vec::with_capacity(1024);
     let mut group = c.benchmark_group("a pgbench statement event's JSON");
     group.bench_function("written by the trail", |b| {

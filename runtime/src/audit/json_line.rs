@@ -21,70 +21,49 @@ pub(super) fn write(event: &Event<'_>, out: &mut Vec<u8>) {
     string(out, event.event);
     out.extend_from_slice(b",\"session\":");
     number(out, event.session);
-    if let Some(v) = &event.peer {
-        key(out, "peer");
-        string(out, v);
-    }
-    optional_str(out, "subject", event.subject);
-    optional_list(out, "groups", event.groups);
-    optional_str(out, "statement", event.statement);
-    optional_str(out, "decision", event.decision);
-    optional_list(out, "policies", event.policies);
-    optional_list(out, "masked", event.masked);
-    optional_list(out, "observed", event.observed);
-    optional_str(out, "reason", event.reason);
-    optional_str(out, "plan", event.plan);
-    if let Some(v) = event.claims {
-        key(out, "claims");
-        value(out, v);
-    }
-    optional_str(out, "tls", event.tls);
-    optional_str(out, "rewritten", event.rewritten);
-    optional_list(out, "rules", event.rules);
-    if let Some(c) = event.columns {
-        key(out, "columns");
-        columns(out, c);
-    }
-    if let Some(c) = event.completed {
-        key(out, "completed");
-        completed(out, c);
-    }
-    optional_str(out, "request", event.request);
-    optional_str(out, "approver", event.approver);
-    optional_str(out, "comment", event.comment);
-    if let Some(v) = event.via {
-        key(out, "via");
-        value(out, v);
-    }
+    field(out, "peer", event.peer.as_deref(), string);
+    field(out, "subject", event.subject, string);
+    field(out, "groups", event.groups, list);
+    field(out, "statement", event.statement, string);
+    field(out, "decision", event.decision, string);
+    field(out, "policies", event.policies, list);
+    field(out, "masked", event.masked, list);
+    field(out, "observed", event.observed, list);
+    field(out, "reason", event.reason, string);
+    field(out, "plan", event.plan, string);
+    field(out, "claims", event.claims, value);
+    field(out, "tls", event.tls, string);
+    field(out, "rewritten", event.rewritten, string);
+    field(out, "rules", event.rules, list);
+    field(out, "columns", event.columns, columns);
+    field(out, "completed", event.completed, completed);
+    field(out, "request", event.request, string);
+    field(out, "approver", event.approver, string);
+    field(out, "comment", event.comment, string);
+    field(out, "via", event.via, value);
     out.push(b'}');
 }
 
-/// `,"name":` (every key follows `time`, so a comma always comes first).
-fn key(out: &mut Vec<u8>, name: &str) {
-    out.extend_from_slice(b",\"");
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\":");
-}
-
-fn optional_str(out: &mut Vec<u8>, name: &str, v: Option<&str>) {
+/// `,"name":` and the value, when there is one (every field follows
+/// `time`, so a comma always comes first).
+fn field<T>(out: &mut Vec<u8>, name: &str, v: Option<T>, write: fn(&mut Vec<u8>, T)) {
     if let Some(v) = v {
-        key(out, name);
-        string(out, v);
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":");
+        write(out, v);
     }
 }
 
-fn optional_list(out: &mut Vec<u8>, name: &str, v: Option<&[String]>) {
-    if let Some(items) = v {
-        key(out, name);
-        out.push(b'[');
-        for (i, item) in items.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            string(out, item);
+fn list(out: &mut Vec<u8>, items: &[String]) {
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
         }
-        out.push(b']');
+        string(out, item);
     }
+    out.push(b']');
 }
 
 /// True when `s` goes into a JSON string as it is: no control character,
