@@ -159,17 +159,18 @@ mod tests {
         let list = vec!["x".to_owned()];
         let claims = serde_json::json!({"sub": "s", "n": 1.5, "ok": [true, null]});
         let via = serde_json::json!({"tool": "query"});
+        let column = |column: &str, label: &str, access: &str| ColumnUse {
+            column: column.into(),
+            label: label.into(),
+            access: access.into(),
+        };
         let columns = vec![
-            ColumnUse {
-                column: "public.t.c".into(),
-                label: "internal".into(),
-                access: "clear".into(),
-            },
-            ColumnUse {
-                column: "public.t.\"odd\\name\"".into(),
-                label: "confidential [pii]".into(),
-                access: "masked (last(4))".into(),
-            },
+            column("public.t.c", "internal", "clear"),
+            column(
+                "public.t.\"odd\\name\"",
+                "confidential [pii]",
+                "masked (last(4))",
+            ),
         ];
         let completed = vec![
             Completion {

@@ -442,12 +442,8 @@ fn keyword_at(words: &Words<'_>, i: usize) -> Option<String> {
 /// forms are only taken then: under a row filter, conditions of the
 /// statement are copied into the filtered relation's subquery from the
 /// padded text, where they would read differently from the client's.
-fn padded_forms(
-    text: &str,
-    words: &Words<'_>,
-    unfiltered: bool,
-) -> Option<(String, Vec<(usize, usize)>)> {
-    type Form = fn(&str, &Words<'_>) -> Option<(String, Vec<(usize, usize)>)>;
+fn padded_forms(text: &str, words: &Words<'_>, unfiltered: bool) -> Padded {
+    type Form = fn(&str, &Words<'_>) -> Padded;
     let forms: [(Form, bool); 4] = [
         (key_locks_padded, true),
         (deferrable_padded, true),
@@ -471,30 +467,44 @@ fn padded_forms(
     out
 }
 
+/// A statement's padded form, and the ranges written over.
+type Padded = Option<(String, Vec<(usize, usize)>)>;
+
+/// `text` with each match written over, padded with spaces to the same
+/// byte length: `at(i)` says whether a match starts at word `i`, and if so
+/// its first and last word and what the range becomes (`""` blanks it).
+fn pad_matches(
+    text: &str,
+    words: &Words<'_>,
+    at: impl Fn(usize) -> Option<(usize, usize, &'static str)>,
+) -> Padded {
+    let mut out = text.to_owned();
+    let mut spans = Vec::new();
+    for i in 0..words.len() {
+        let Some((first, last, with)) = at(i) else {
+            continue;
+        };
+        let (Some(start), Some(end)) = (words[first].1, words[last].2) else {
+            return None;
+        };
+        out.replace_range(start..end, &format!("{with:<width$}", width = end - start));
+        spans.push((start, end));
+    }
+    (!spans.is_empty()).then_some((out, spans))
+}
+
 /// `text` with the `SYMMETRIC` or `ASYMMETRIC` of each `BETWEEN` blanked
 /// out. `x BETWEEN SYMMETRIC a AND b` compares `x` with the same two
 /// values as `x BETWEEN a AND b`, in either order: the same columns, used
 /// the same way.
-fn between_symmetric_padded(
-    text: &str,
-    words: &Words<'_>,
-) -> Option<(String, Vec<(usize, usize)>)> {
+fn between_symmetric_padded(text: &str, words: &Words<'_>) -> Padded {
     let word = |i: usize| keyword_at(words, i);
-    let mut out = text.to_owned();
-    let mut spans = Vec::new();
-    for (i, &(_, start, end)) in words.iter().enumerate().skip(1) {
-        if word(i - 1).as_deref() != Some("BETWEEN")
-            || !matches!(word(i).as_deref(), Some("SYMMETRIC" | "ASYMMETRIC"))
-        {
-            continue;
-        }
-        let (Some(start), Some(end)) = (start, end) else {
-            return None;
-        };
-        out.replace_range(start..end, &" ".repeat(end - start));
-        spans.push((start, end));
-    }
-    (!spans.is_empty()).then_some((out, spans))
+    pad_matches(text, words, |i| {
+        (i > 0
+            && word(i - 1).as_deref() == Some("BETWEEN")
+            && matches!(word(i).as_deref(), Some("SYMMETRIC" | "ASYMMETRIC")))
+        .then_some((i, i, ""))
+    })
 }
 
 /// `text` with each `COLLATION FOR (x)` written `pg_typeof (x)`, padded.
@@ -502,28 +512,15 @@ fn between_symmetric_padded(
 /// `pg_typeof`, it computes on its argument and returns what the argument
 /// is (its collation, its type), never its value; the two are classified
 /// alike, so the decision is the one `pg_collation_for` would get.
-fn collation_for_padded(text: &str, words: &Words<'_>) -> Option<(String, Vec<(usize, usize)>)> {
+fn collation_for_padded(text: &str, words: &Words<'_>) -> Padded {
     use sqlparser::tokenizer::Token;
     let word = |i: usize| keyword_at(words, i);
-    let mut out = text.to_owned();
-    let mut spans = Vec::new();
-    for i in 0..words.len() {
-        if word(i).as_deref() != Some("COLLATION")
-            || word(i + 1).as_deref() != Some("FOR")
-            || !matches!(words.get(i + 2), Some((Token::LParen, ..)))
-        {
-            continue;
-        }
-        let (Some(start), Some(end)) = (words[i].1, words[i + 1].2) else {
-            return None;
-        };
-        out.replace_range(
-            start..end,
-            &format!("{:<width$}", "pg_typeof", width = end - start),
-        );
-        spans.push((start, end));
-    }
-    (!spans.is_empty()).then_some((out, spans))
+    pad_matches(text, words, |i| {
+        (word(i).as_deref() == Some("COLLATION")
+            && word(i + 1).as_deref() == Some("FOR")
+            && matches!(words.get(i + 2), Some((Token::LParen, ..))))
+        .then_some((i, i + 1, "pg_typeof"))
+    })
 }
 
 /// `text` with each `FOR NO KEY UPDATE` written `FOR UPDATE` and each
@@ -531,30 +528,22 @@ fn collation_for_padded(text: &str, words: &Words<'_>) -> Option<(String, Vec<(u
 /// which sqlparser does not parse), padded with spaces to the same byte
 /// length, and the replaced ranges; `None` when it has none. The lock
 /// strength changes no value read.
-fn key_locks_padded(text: &str, words: &Words<'_>) -> Option<(String, Vec<(usize, usize)>)> {
+fn key_locks_padded(text: &str, words: &Words<'_>) -> Padded {
     let word = |i: usize| keyword_at(words, i);
-    let mut out = text.to_owned();
-    let mut spans = Vec::new();
-    for i in 0..words.len() {
+    pad_matches(text, words, |i| {
         if word(i).as_deref() != Some("FOR") {
-            continue;
+            return None;
         }
-        let (len, plain) = match (
+        match (
             word(i + 1).as_deref(),
             word(i + 2).as_deref(),
             word(i + 3).as_deref(),
         ) {
-            (Some("NO"), Some("KEY"), Some("UPDATE")) => (4, "FOR UPDATE"),
-            (Some("KEY"), Some("SHARE"), _) => (3, "FOR SHARE"),
-            _ => continue,
-        };
-        let (Some(start), Some(end)) = (words[i].1, words[i + len - 1].2) else {
-            return None;
-        };
-        out.replace_range(start..end, &format!("{plain:<width$}", width = end - start));
-        spans.push((start, end));
-    }
-    (!spans.is_empty()).then_some((out, spans))
+            (Some("NO"), Some("KEY"), Some("UPDATE")) => Some((i, i + 3, "FOR UPDATE")),
+            (Some("KEY"), Some("SHARE"), _) => Some((i, i + 2, "FOR SHARE")),
+            _ => None,
+        }
+    })
 }
 
 /// `text` with the `[NOT] DEFERRABLE` transaction mode of `BEGIN`, `START
@@ -564,7 +553,7 @@ fn key_locks_padded(text: &str, words: &Words<'_>) -> Option<(String, Vec<(usize
 /// mode, which only says whether a serializable read-only transaction
 /// waits for a safe snapshot (reporting jobs, `pg_dump
 /// --serializable-deferrable`): it changes no value read.
-fn deferrable_padded(text: &str, words: &Words<'_>) -> Option<(String, Vec<(usize, usize)>)> {
+fn deferrable_padded(text: &str, words: &Words<'_>) -> Padded {
     use sqlparser::tokenizer::Token;
     let word = |i: usize| keyword_at(words, i);
     let transaction = matches!(
@@ -579,11 +568,9 @@ fn deferrable_padded(text: &str, words: &Words<'_>) -> Option<(String, Vec<(usiz
     if !transaction || words[statement_end..].len() > 1 {
         return None;
     }
-    let mut out = text.to_owned();
-    let mut spans = Vec::new();
-    for i in 0..statement_end {
-        if word(i).as_deref() != Some("DEFERRABLE") {
-            continue;
+    pad_matches(text, words, |i| {
+        if i >= statement_end || word(i).as_deref() != Some("DEFERRABLE") {
+            return None;
         }
         let mut first = i;
         if first > 0 && word(first - 1).as_deref() == Some("NOT") {
@@ -595,13 +582,8 @@ fn deferrable_padded(text: &str, words: &Words<'_>) -> Option<(String, Vec<(usiz
         } else if matches!(words.get(last + 1), Some((Token::Comma, ..))) {
             last += 1;
         }
-        let (Some(start), Some(end)) = (words[first].1, words[last].2) else {
-            return None;
-        };
-        out.replace_range(start..end, &" ".repeat(end - start));
-        spans.push((start, end));
-    }
-    (!spans.is_empty()).then_some((out, spans))
+        Some((first, last, ""))
+    })
 }
 
 /// `text` with every `OPERATOR(pg_catalog.op)` written as `op`, or `None`
