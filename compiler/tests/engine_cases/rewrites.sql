@@ -191,3 +191,11 @@ WITH customers AS MATERIALIZED (SELECT * FROM customers) SELECT email FROM custo
 -- (PostgreSQL refuses this one too: it has no recursive term).
 
 WITH RECURSIVE customers AS (SELECT * FROM customers) SELECT email FROM customers;
+
+-- Where the scope resolver cannot follow a statement (here `JOIN USING …
+-- AS`), a CTE named like a relation with anything withheld is refused as
+-- that relation would be: the agreement check above needs the resolver.
+
+WITH customers AS (SELECT 1 AS id, 2 AS x) SELECT x FROM customers c JOIN (SELECT 1 AS id) s USING (id) AS j;
+
+WITH c AS (SELECT 1 AS id, 2 AS x) SELECT x FROM c JOIN (SELECT 1 AS id) s USING (id) AS j;
