@@ -444,17 +444,12 @@ fn keyword_at(words: &Words<'_>, i: usize) -> Option<String> {
 /// padded text, where they would read differently from the client's.
 fn padded_forms(text: &str, words: &Words<'_>, unfiltered: bool) -> Padded {
     type Form = fn(&str, &Words<'_>) -> Padded;
-    let forms: [(Form, bool); 4] = [
-        (key_locks_padded, true),
-        (deferrable_padded, true),
-        (between_symmetric_padded, unfiltered),
-        (collation_for_padded, unfiltered),
-    ];
-    let mut out: Option<(String, Vec<(usize, usize)>)> = None;
-    for (form, taken) in forms {
-        if !taken {
-            continue;
-        }
+    let mut forms: Vec<Form> = vec![key_locks_padded, deferrable_padded];
+    if unfiltered {
+        forms.extend([between_symmetric_padded as Form, collation_for_padded]);
+    }
+    let mut out: Padded = None;
+    for form in forms {
         // Each form reads the client's tokens, whose ranges the padding
         // keeps, and writes over what the forms before it wrote.
         let current = out.as_ref().map_or(text, |(t, _)| t.as_str());

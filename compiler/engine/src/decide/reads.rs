@@ -71,16 +71,8 @@ pub(super) fn reads(
     // A CTE named like a relation with anything withheld counts too: where
     // the scope resolver cannot follow the statement, the agreement check
     // below cannot run, so such a statement is refused as unfollowed.
-    let restricted = a.tables.iter().zip(&resolved).any(|(t, r)| {
-        let ri = match r {
-            Some(Resolved::Relation(ri)) => Some(*ri),
-            Some(Resolved::Cte) => match resolve_real(plan, &t.parts) {
-                Resolved::Relation(ri) => Some(ri),
-                _ => None,
-            },
-            _ => None,
-        };
-        ri.is_some_and(|ri| access.relation_restricted(ri))
+    let restricted = a.tables.iter().filter(|t| !t.is_function).any(|t| {
+        matches!(resolve_real(plan, &t.parts), Resolved::Relation(ri) if access.relation_restricted(ri))
     });
     let resolution = resolve_uses(cx, stmt, restricted)?;
     // Relations with anything withheld that a reference of the statement
