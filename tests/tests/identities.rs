@@ -523,13 +523,20 @@ fn password_guessing_is_throttled_and_an_identity_has_a_session_limit() {
         .iter()
         .filter(|e| e["event"] == "connect_refused")
         .collect();
-    assert_eq!(refused.len(), 1, "{refused:?}");
-    assert!(
-        refused[0]["subject"]
-            .as_str()
-            .unwrap()
-            .contains("acme/shop")
-    );
+    // The third session's refusal; the reconnect after one of the two
+    // went may be refused again, the same way, until the proxy has seen
+    // that session end (so at least one, each of them the identity's).
+    assert!(!refused.is_empty(), "{events:?}");
+    for r in &refused {
+        assert!(
+            r["subject"].as_str().unwrap().contains("acme/shop")
+                && r["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("max_sessions_per_identity"),
+            "{refused:?}"
+        );
+    }
 }
 
 /// The issuer's JWKS URL failing during a refresh: the proxy keeps the keys
