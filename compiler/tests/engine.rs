@@ -372,6 +372,45 @@ fn a_shape_hit_decides_exactly_like_a_fresh_analysis() {
     assert_eq!(access.decisions.shapes(), 6);
 }
 
+/// A statement decided from its shape's entry shares that entry's findings
+/// (nothing of them copied per statement, issue 18) and carries its own
+/// text; changing one report's findings copies them first, so the cached
+/// entry is never changed through a report.
+#[test]
+fn a_shape_hit_shares_its_findings_and_keeps_its_own_text() {
+    let e = engine();
+    let identity = Identity {
+        subject: "t".into(),
+        groups: vec!["ci".into()],
+    };
+    let access = e.access_for(&identity);
+    let text = |id: u32| {
+        format!(
+            "SELECT c.email, o.total_cents FROM customers c JOIN orders o ON o.customer_id = c.id WHERE c.id = {id}"
+        )
+    };
+    let first = e.decide_shared(&access, None, &text(1));
+    let second = e.decide_shared(&access, None, &text(2));
+    let third = e.decide_shared(&access, None, &text(3));
+    assert!(matches!(second.verdict, Verdict::Rewrite(_)), "{second:?}");
+    assert_eq!(second.statements[0].text, text(2));
+    assert_eq!(third.statements[0].text, text(3));
+    assert!(!second.statements[0].masked.is_empty());
+    assert!(std::sync::Arc::ptr_eq(
+        &second.statements[0].findings,
+        &third.statements[0].findings
+    ));
+    assert_eq!(first.statements[0].findings, second.statements[0].findings);
+    let mut changed = (*third).clone();
+    changed.statements[0].findings_mut().decision = "deny";
+    let fourth = e.decide_shared(&access, None, &text(4));
+    assert_eq!(fourth.statements[0].decision, "mask");
+    assert!(std::sync::Arc::ptr_eq(
+        &second.statements[0].findings,
+        &fourth.statements[0].findings
+    ));
+}
+
 /// The quickstart with `ci` also allowed to export what it may read.
 fn engine_with_export() -> Engine {
     engine_with_ci_clause("allow export <= confidential")

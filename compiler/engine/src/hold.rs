@@ -39,7 +39,7 @@ pub(crate) fn held(plan: &Plan, released: &[ClauseId], mut decision: Decision) -
     }
     let mut touches = Vec::new();
     for s in &mut decision.statements {
-        s.decision = "hold";
+        s.findings_mut().decision = "hold";
         for c in &s.columns {
             let t = format!("{} ({})", c.column, c.label);
             if !touches.contains(&t) {

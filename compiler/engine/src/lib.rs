@@ -40,7 +40,8 @@ mod view;
 pub use access::{Access, PrincipalAccess};
 pub use cedar::GenerateError;
 pub use decide::{
-    ColumnUse, Decision, Denial, INSUFFICIENT_PRIVILEGE, SessionObject, StatementReport, Verdict,
+    ColumnUse, Decision, Denial, Findings, INSUFFICIENT_PRIVILEGE, SessionObject, StatementReport,
+    Verdict,
 };
 pub use hold::{Hold, Need};
 pub use identity::{Credentials, Identity, groups_for_credentials};

@@ -98,18 +98,34 @@ pub fn masking_subquery(
 /// overlap (the caller denies rather than guess).
 pub fn splice(text: &str, mut edits: Vec<Edit>) -> Option<String> {
     edits.sort_by_key(|e| e.start);
-    let mut out =
-        String::with_capacity(text.len() + edits.iter().map(|e| e.text.len()).sum::<usize>());
+    let extra = edits.iter().map(|e| e.text.len()).sum();
+    splice_ordered(
+        text,
+        edits.iter().map(|e| (e.start, e.end, e.text.as_str())),
+        extra,
+    )
+}
+
+/// Applies edits (byte range, replacement) given in the order of their
+/// start, borrowing their replacements, with room for `extra` bytes more
+/// than `text`. Returns `None` when two edits overlap or one is out of
+/// range. The shape cache splices with it, so a hit copies no replacement.
+pub fn splice_ordered<'a>(
+    text: &str,
+    edits: impl IntoIterator<Item = (usize, usize, &'a str)>,
+    extra: usize,
+) -> Option<String> {
+    let mut out = String::with_capacity(text.len() + extra);
     let mut pos = 0;
-    for edit in edits {
-        if edit.start < pos || edit.end > text.len() || edit.start > edit.end {
+    for (start, end, replacement) in edits {
+        if start < pos || end > text.len() || start > end {
             return None;
         }
-        out.push_str(&text[pos..edit.start]);
-        out.push_str(&edit.text);
-        pos = edit.end;
+        out.push_str(text.get(pos..start)?);
+        out.push_str(replacement);
+        pos = end;
     }
-    out.push_str(&text[pos..]);
+    out.push_str(text.get(pos..)?);
     Some(out)
 }
 

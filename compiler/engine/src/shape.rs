@@ -269,8 +269,10 @@ pub fn shape(text: &str) -> Option<Shape> {
 #[derive(Debug)]
 pub struct ShapeEntry {
     decision: Decision,
-    /// (first token, last token, replacement).
+    /// (first token, last token, replacement), in the order of the text.
     edits: Vec<(usize, usize, String)>,
+    /// The replacements' length, to size the rewritten text once.
+    extra: usize,
 }
 
 impl Shape {
@@ -294,8 +296,10 @@ impl Shape {
             }
             positions.push((first, last, e.text.clone()));
         }
+        positions.sort_by_key(|p| p.0);
         Some(ShapeEntry {
             decision: decision.clone(),
+            extra: positions.iter().map(|p| p.2.len()).sum(),
             edits: positions,
         })
     }
@@ -311,18 +315,23 @@ impl ShapeEntry {
         let verdict = if self.edits.is_empty() {
             Verdict::Forward
         } else {
-            let edits = self
+            // Same key, same tokens: a position out of range is a bug, and
+            // the statement is then decided afresh.
+            if self
                 .edits
                 .iter()
-                .map(|(first, last, replacement)| {
-                    Some(Edit {
-                        start: shape.spans.get(*first)?.0,
-                        end: shape.spans.get(*last)?.1,
-                        text: replacement.clone(),
-                    })
-                })
-                .collect::<Option<Vec<_>>>()?;
-            Verdict::Rewrite(rewrite::splice(text, edits)?)
+                .any(|&(_, last, _)| last >= shape.spans.len())
+            {
+                return None;
+            }
+            let edits = self.edits.iter().map(|(first, last, replacement)| {
+                (
+                    shape.spans[*first].0,
+                    shape.spans[*last].1,
+                    replacement.as_str(),
+                )
+            });
+            Verdict::Rewrite(rewrite::splice_ordered(text, edits, self.extra)?)
         };
         Some(Decision {
             verdict,

@@ -4,6 +4,8 @@
 //! every part of the engine names these without depending on the part that
 //! decides.
 
+use std::sync::Arc;
+
 use crate::plan::ApprovalScope;
 
 /// SQLSTATE 42501 insufficient_privilege.
@@ -44,12 +46,47 @@ pub struct Denial {
     pub policies: Vec<String>,
 }
 
-/// The outcome of one statement, for the audit trail and `explain`.
+/// The outcome of one statement, for the audit trail and `explain`: the
+/// statement's text and what was found about it. The findings are shared,
+/// not copied, by every text of one statement shape (the shape cache hands
+/// out the same findings with the client's own text), so a cache hit
+/// allocates nothing for them; reading goes through `Deref`, changing
+/// through [`StatementReport::findings_mut`] (copied on write if shared).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatementReport {
     /// The statement as written (or as sqlparser prints it, in a multi-statement string).
     pub text: String,
-    /// `allow`, `mask` or `deny`.
+    /// What was decided about it.
+    pub findings: Arc<Findings>,
+}
+
+impl StatementReport {
+    /// A report of `text` with these findings.
+    pub fn new(text: String, findings: Findings) -> StatementReport {
+        StatementReport {
+            text,
+            findings: Arc::new(findings),
+        }
+    }
+
+    /// The findings, to change (copied first if another report shares them).
+    pub fn findings_mut(&mut self) -> &mut Findings {
+        Arc::make_mut(&mut self.findings)
+    }
+}
+
+impl std::ops::Deref for StatementReport {
+    type Target = Findings;
+
+    fn deref(&self) -> &Findings {
+        &self.findings
+    }
+}
+
+/// What the engine found about one statement, apart from its text.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Findings {
+    /// `allow`, `mask`, `hold` or `deny`.
     pub decision: &'static str,
     /// Cedar policy ids that decided the columns it reads.
     pub policies: Vec<String>,

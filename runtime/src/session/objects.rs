@@ -146,18 +146,14 @@ mod tests {
     use super::*;
 
     fn report(text: &str, object: SessionObject) -> StatementReport {
-        StatementReport {
-            text: text.to_owned(),
-            decision: "mask",
-            policies: Vec::new(),
-            masked: Vec::new(),
-            reason: None,
-            observed: Vec::new(),
-            columns: Vec::new(),
-            rules: Vec::new(),
-            row_limit: None,
-            object: Some(object),
-        }
+        StatementReport::new(
+            text.to_owned(),
+            clsf_engine::Findings {
+                decision: "mask",
+                object: Some(object),
+                ..Default::default()
+            },
+        )
     }
 
     fn run(
@@ -214,7 +210,7 @@ mod tests {
         // does not (here the re-decision reads nothing) refuses it.
         let mut changed = SqlObjects::default();
         let mut declared = report("DECLARE c …", DeclareCursor("c".into()));
-        declared.decision = "allow";
+        declared.findings_mut().decision = "allow";
         run(&mut changed, &[declared], &[], 1).unwrap();
         let e = run(&mut changed, std::slice::from_ref(&fetch), &[], 2).unwrap_err();
         assert!(e.message.contains("policy changed"), "{}", e.message);

@@ -40,8 +40,8 @@ use self::session::*;
 use self::writes::*;
 
 pub use crate::verdict::{
-    ColumnUse, Decision, Denial, FEATURE_NOT_SUPPORTED, INSUFFICIENT_PRIVILEGE, SessionObject,
-    StatementReport, Verdict,
+    ColumnUse, Decision, Denial, FEATURE_NOT_SUPPORTED, Findings, INSUFFICIENT_PRIVILEGE,
+    SessionObject, StatementReport, Verdict,
 };
 
 /// What deciding needs besides the plan and the access table: the
@@ -169,22 +169,24 @@ fn decide_text(cx: Cx<'_>, text: &str) -> (Decision, Vec<Edit>) {
         match decide_statement(cx, stmt, text) {
             Ok(outcome) => {
                 edits.extend(outcome.edits);
-                reports.push(StatementReport {
-                    text: stmt_text,
-                    decision: if outcome.masked.is_empty() {
-                        "allow"
-                    } else {
-                        "mask"
+                reports.push(StatementReport::new(
+                    stmt_text,
+                    Findings {
+                        decision: if outcome.masked.is_empty() {
+                            "allow"
+                        } else {
+                            "mask"
+                        },
+                        policies: outcome.policies,
+                        masked: outcome.masked,
+                        reason: None,
+                        observed: outcome.observed,
+                        columns: outcome.columns,
+                        rules: Vec::new(),
+                        row_limit: outcome.row_limit,
+                        object: outcome.object,
                     },
-                    policies: outcome.policies,
-                    masked: outcome.masked,
-                    reason: None,
-                    observed: outcome.observed,
-                    columns: outcome.columns,
-                    rules: Vec::new(),
-                    row_limit: outcome.row_limit,
-                    object: outcome.object,
-                });
+                ));
             }
             Err(d) => {
                 reports.push(report_denied(plan, stmt_text, &d));
@@ -196,8 +198,9 @@ fn decide_text(cx: Cx<'_>, text: &str) -> (Decision, Vec<Edit>) {
         // One refused statement refuses the whole string: nothing of it runs.
         for r in &mut reports {
             if r.decision != "deny" {
-                r.decision = "deny";
-                r.reason = Some("another statement in the same query string was denied".to_owned());
+                let f = r.findings_mut();
+                f.decision = "deny";
+                f.reason = Some("another statement in the same query string was denied".to_owned());
             }
         }
         return (
@@ -209,7 +212,8 @@ fn decide_text(cx: Cx<'_>, text: &str) -> (Decision, Vec<Edit>) {
         );
     }
     for r in &mut reports {
-        r.rules = rule_names(plan, &r.policies);
+        let rules = rule_names(plan, &r.policies);
+        r.findings_mut().rules = rules;
     }
     let verdict = if edits.is_empty() {
         Verdict::Forward
@@ -219,8 +223,9 @@ fn decide_text(cx: Cx<'_>, text: &str) -> (Decision, Vec<Edit>) {
             None => {
                 let d = denials::internal("overlapping rewrites");
                 for r in &mut reports {
-                    r.decision = "deny";
-                    r.reason = Some(d.message.clone());
+                    let f = r.findings_mut();
+                    f.decision = "deny";
+                    f.reason = Some(d.message.clone());
                 }
                 Verdict::Deny(d)
             }
@@ -339,18 +344,14 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
                 quote_style: cursor.quote_style,
                 span: sqlparser::tokenizer::Span::empty(),
             });
-            let report = StatementReport {
-                text: text.to_owned(),
-                decision: "allow",
-                policies: Vec::new(),
-                masked: Vec::new(),
-                reason: None,
-                observed: Vec::new(),
-                columns: Vec::new(),
-                rules: Vec::new(),
-                row_limit: None,
-                object: Some(SessionObject::UseCursor(name)),
-            };
+            let report = StatementReport::new(
+                text.to_owned(),
+                Findings {
+                    decision: "allow",
+                    object: Some(SessionObject::UseCursor(name)),
+                    ..Findings::default()
+                },
+            );
             Some((
                 Decision {
                     verdict: Verdict::Forward,
@@ -625,18 +626,16 @@ fn plain_catalog_operators(text: &str, words: &Words<'_>) -> Option<String> {
 }
 
 fn report_denied(plan: &Plan, text: String, d: &Denial) -> StatementReport {
-    StatementReport {
+    StatementReport::new(
         text,
-        decision: "deny",
-        policies: d.policies.clone(),
-        masked: Vec::new(),
-        reason: Some(d.message.clone()),
-        observed: Vec::new(),
-        columns: Vec::new(),
-        rules: rule_names(plan, &d.policies),
-        row_limit: None,
-        object: None,
-    }
+        Findings {
+            decision: "deny",
+            policies: d.policies.clone(),
+            reason: Some(d.message.clone()),
+            rules: rule_names(plan, &d.policies),
+            ..Findings::default()
+        },
+    )
 }
 
 /// The rule names behind Cedar policy ids, without repeats.

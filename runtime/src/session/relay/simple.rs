@@ -87,8 +87,9 @@ pub(super) fn limits(decision: &Decision) -> Vec<RowLimit> {
 /// `decision` refused for `denial`, with every statement's report saying so.
 pub(super) fn refused(mut decision: Decision, denial: Denial) -> Decision {
     for r in &mut decision.statements {
-        r.decision = "deny";
-        r.reason = Some(denial.message.clone());
+        let f = r.findings_mut();
+        f.decision = "deny";
+        f.reason = Some(denial.message.clone());
     }
     decision.verdict = Verdict::Deny(denial);
     decision
@@ -101,18 +102,14 @@ pub(super) fn too_long(text: &str, max: usize) -> Decision {
     let denial = refusals::too_long(text.len(), max);
     let head: String = text.chars().take(200).collect();
     Decision {
-        statements: vec![clsf_engine::StatementReport {
-            text: format!("{head}…"),
-            decision: "deny",
-            policies: Vec::new(),
-            masked: Vec::new(),
-            reason: Some(denial.message.clone()),
-            observed: Vec::new(),
-            columns: Vec::new(),
-            rules: Vec::new(),
-            row_limit: None,
-            object: None,
-        }],
+        statements: vec![clsf_engine::StatementReport::new(
+            format!("{head}…"),
+            clsf_engine::Findings {
+                decision: "deny",
+                reason: Some(denial.message.clone()),
+                ..Default::default()
+            },
+        )],
         verdict: Verdict::Deny(denial),
     }
 }
