@@ -74,15 +74,23 @@ fn idle_sessions_are_closed_but_open_transactions_are_not() {
         tokio::spawn(conn);
         let (idle, conn) = connect().connect(tokio_postgres::NoTls).await.unwrap();
         let idle_conn = tokio::spawn(conn);
+        let (active, conn) = connect().connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
         in_tx.simple_query("BEGIN").await.unwrap();
         idle.simple_query("SELECT 1").await.unwrap();
-        tokio::time::sleep(Duration::from_millis(2500)).await;
+        // A session idle for less than the timeout between its statements
+        // lives on, past the deadline its first idle time set.
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            active.simple_query("SELECT 1").await.unwrap();
+        }
         // The idle one was closed with 57P05; the one in a transaction lives.
         let ended = idle_conn.await.unwrap();
         let err = ended.expect_err("the idle session must be closed");
         assert_eq!(err.code().map(|c| c.code()), Some("57P05"), "{err:?}");
         in_tx.simple_query("SELECT 1").await.unwrap();
         in_tx.simple_query("COMMIT").await.unwrap();
+        active.simple_query("SELECT 1").await.unwrap();
     });
 }
 

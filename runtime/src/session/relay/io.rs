@@ -45,6 +45,18 @@ pub(in crate::session) async fn relay(
     // whether its cancel was already sent.
     let mut busy: Option<(tokio::time::Instant, bool)> = None;
     let mut owed = 0;
+    // Since when the session has been idle (nothing in flight, no open
+    // transaction) with nothing read from either side.
+    let mut idle_since: Option<tokio::time::Instant> = None;
+    // The idle and statement timeouts each have one timer for the whole
+    // session, set lazily: a deadline only moves later as the session goes
+    // on, so a timer left at an earlier deadline fires early, finds the time
+    // not yet up and is set again. A timer made (or reset) per statement
+    // would register and clear a timer entry twice per statement.
+    let idle_timer = tokio::time::sleep_until(far_future());
+    tokio::pin!(idle_timer);
+    let statement_timer = tokio::time::sleep_until(far_future());
+    tokio::pin!(statement_timer);
     let mut r = Relay::new(shared, proven, loaded, identity, access, session);
     // One timer for the whole session: a sleep created per loop turn
     // registers and clears a timer entry twice per statement.
@@ -135,28 +147,41 @@ pub(in crate::session) async fn relay(
                 && !terminating
                 && !draining;
             let waiting = r.held.as_ref().map(|h| (h.rx.clone(), h.until));
-            let idle_deadline = shared.idle_timeout.map(|t| tokio::time::Instant::now() + t);
+            let idle_deadline = match shared.idle_timeout {
+                Some(t) if idle => {
+                    let since = *idle_since.get_or_insert_with(tokio::time::Instant::now);
+                    Some(since + t)
+                }
+                _ => {
+                    idle_since = None;
+                    None
+                }
+            };
+            arm(idle_timer.as_mut(), idle_deadline);
+            arm(statement_timer.as_mut(), overdue);
             tokio::select! {
                 // An idle session (no statement in flight, no open transaction)
                 // that sends nothing for the configured time is closed.
-                () = async {
-                    match idle_deadline {
-                        Some(at) => tokio::time::sleep_until(at).await,
-                        None => std::future::pending().await,
+                () = &mut idle_timer, if idle_deadline.is_some() => {
+                    if let Some(at) = idle_deadline.filter(|&at| tokio::time::Instant::now() < at) {
+                        idle_timer.as_mut().reset(at);
+                        continue;
                     }
-                }, if idle => {
                     let _ = send(&mut client, &errors::idle_timeout()).await;
                     let _ = upstream.write_all(&crate::wire::messages::TERMINATE).await;
                     return Err(end("idle timeout"));
                 }
                 // While draining, nothing new is read: what is in flight finishes.
                 n = client.read_buf(&mut cbuf), if !terminating && !draining => {
+                    // Anything read starts the idle time again.
+                    idle_since = None;
                     if n.map_err(|e| end(format!("client read: {e}")))? == 0 {
                         let _ = upstream.write_all(&crate::wire::messages::TERMINATE).await;
                         return Ok(());
                     }
                 }
                 n = upstream.read_buf(&mut ubuf) => {
+                    idle_since = None;
                     if n.map_err(|e| {
                         shared.metrics.upstream_errors.inc();
                         end(format!("upstream read: {e}"))
@@ -168,12 +193,11 @@ pub(in crate::session) async fn relay(
                 }
                 // A statement ran past the statement timeout: the server cancels
                 // it (the client gets 57014) and the session goes on.
-                () = async {
-                    match overdue {
-                        Some(at) => tokio::time::sleep_until(at).await,
-                        None => std::future::pending().await,
+                () = &mut statement_timer, if overdue.is_some() => {
+                    if let Some(at) = overdue.filter(|&at| tokio::time::Instant::now() < at) {
+                        statement_timer.as_mut().reset(at);
+                        continue;
                     }
-                }, if overdue.is_some() => {
                     if let Some(key) = upstream_key {
                         let mut event = Event::new("statement_timeout", session);
                         event.subject = Some(&r.identity.subject);
@@ -228,6 +252,23 @@ pub(in crate::session) async fn relay(
         upstream::cancel(&shared.upstream, key).await;
     }
     (outcome, r.finish())
+}
+
+/// A deadline no session reaches (about 30 years on): a timer at it is
+/// unset.
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + std::time::Duration::from_secs(86_400 * 365 * 30)
+}
+
+/// Moves a lazily set timer to `deadline` when it would fire later than
+/// that (it was unset, or set for a later deadline); an earlier one is
+/// left to fire and be set again.
+fn arm(timer: std::pin::Pin<&mut tokio::time::Sleep>, deadline: Option<tokio::time::Instant>) {
+    if let Some(at) = deadline
+        && timer.deadline() > at
+    {
+        timer.reset(at);
+    }
 }
 
 async fn flush(

@@ -21,6 +21,8 @@
 //! like (c), interleaved with the others (to compare two builds on a
 //! machine whose speed drifts between runs);
 //! `CLSF_BENCH_BASELINE_THREADS=N` gives (e) `worker_threads = N`.
+//! `CLSF_BENCH_TIMEOUTS=1` gives (c), (d) and (e) the idle and statement
+//! timeouts of `examples/proxy.toml`;
 //! `CLSF_BENCH_CONNECT=1` runs pgbench with `-C` (a connection per transaction).
 //! `CLSF_BENCH_COUNT=1` then counts, per transaction, the system calls
 //! (`strace -c -f`, in runs of their own: tracing slows the process) and
@@ -484,6 +486,13 @@ fn main() {
     let mut text = std::fs::read_to_string(&config).expect("config");
     if std::env::var("CLSF_BENCH_COMPLETIONS").as_deref() == Ok("0") {
         text = text.replacen("[audit]\n", "[audit]\ncompletions = false\n", 1);
+    }
+    if std::env::var("CLSF_BENCH_TIMEOUTS").as_deref() == Ok("1") {
+        text = text.replacen(
+            "listen = ",
+            "idle_timeout_seconds = 600\nstatement_timeout_seconds = 300\nlisten = ",
+            1,
+        );
     }
     std::fs::write(
         &config,
