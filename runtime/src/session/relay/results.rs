@@ -58,15 +58,16 @@ impl Relay<'_> {
             return;
         }
         if !self.inflight.is_empty() {
-            // The row limit of the statement now answering, if any.
+            // The row limit of the statement now answering, if any
+            // (borrowed: this runs for every row).
             let limit = self
                 .inflight
                 .front()
                 .filter(|f| f.segment == self.segments_done)
-                .and_then(|f| f.limit.clone());
+                .and_then(|f| f.limit.as_ref());
             match kind {
                 Backend::DataRow => {
-                    if let Some((rows, _)) = &limit
+                    if let Some((rows, _)) = limit
                         && self.rows_seen >= *rows
                     {
                         // Beyond the limit: dropped; the server finishes
@@ -80,7 +81,7 @@ impl Relay<'_> {
                 Backend::CommandComplete | Backend::PortalSuspended if self.cut => {
                     // Say so, and end the result (a suspended portal too:
                     // it has nothing more to give) with the rows delivered.
-                    let (rows, rule) = limit.unwrap_or_default();
+                    let (rows, rule) = limit.cloned().unwrap_or_default();
                     let delivered = self.rows_seen;
                     self.to_client.extend_from_slice(&messages::error_response(
                         Severity::Notice,
