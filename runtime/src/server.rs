@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, broadcast};
-use tracing::Instrument;
 
 use crate::session::{self, Shared};
 
@@ -59,16 +58,19 @@ pub async fn run(
             continue;
         };
         let rx = notify.subscribe();
+        // The session's span is entered for its events only, not around
+        // every poll of its task (`Instrument`): with an `EnvFilter`, each
+        // enter and exit takes the filter's lock, about 1 % of the proxy's
+        // CPU under pgbench (docs/performance.md). What the session's task
+        // logs besides is the process's (the audit trail, the JWKS, the
+        // control plane), not one session's.
         let span = tracing::info_span!("session", %peer);
-        tokio::spawn(
-            async move {
-                if let Err(e) = session::run(shared, socket, peer, rx).await {
-                    tracing::info!(reason = %e.0, "session ended");
-                }
-                drop(permit);
+        tokio::spawn(async move {
+            if let Err(e) = session::run(shared, socket, peer, rx).await {
+                span.in_scope(|| tracing::info!(reason = %e.0, "session ended"));
             }
-            .instrument(span),
-        );
+            drop(permit);
+        });
     }
     drop(listener);
     let _ = notify.send(());
