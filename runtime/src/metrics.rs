@@ -64,6 +64,15 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
+/// Registers each `field: help` of `m` in `registry` under the field's
+/// name (the metrics are of different types, so a list of them cannot be
+/// iterated).
+macro_rules! register {
+    ($registry:ident, $m:ident { $($field:ident: $help:literal),+ $(,)? }) => {
+        $($registry.register(stringify!($field), $help, $m.$field.clone());)+
+    };
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("clsf");
@@ -91,87 +100,29 @@ impl Default for Metrics {
             decision_seconds: Histogram::new(exponential_buckets(1e-6, 2.0, 15)),
             registry: Registry::default(),
         };
-        registry.register(
-            "sessions_open",
-            "Client sessions open",
-            m.sessions_open.clone(),
-        );
-        registry.register("sessions", "Client sessions accepted", m.sessions.clone());
-        registry.register(
-            "connections_refused",
-            "Connections refused because max_connections was reached",
-            m.connections_refused.clone(),
-        );
-        registry.register(
-            "auth_throttled",
-            "Authentication attempts refused unchecked after too many failures",
-            m.auth_throttled.clone(),
-        );
-        registry.register(
-            "identity_limit_refused",
-            "Sessions refused because their identity had max_sessions_per_identity open",
-            m.identity_limit_refused.clone(),
-        );
-        registry.register("statements", "Statements by decision", m.statements.clone());
-        registry.register(
-            "approvals_pending",
-            "Approval requests waiting",
-            m.approvals_pending.clone(),
-        );
-        registry.register(
-            "approvals",
-            "Approval requests by outcome",
-            m.approvals.clone(),
-        );
-        registry.register(
-            "approval_wait_seconds",
-            "Time a held statement waited for its outcome",
-            m.approval_wait_seconds.clone(),
-        );
-        registry.register(
-            "reload_generation",
-            "Policy generation in force",
-            m.reload_generation.clone(),
-        );
-        registry.register(
-            "reload_failures",
-            "Reloads refused; the previous policy stayed in force",
-            m.reload_failures.clone(),
-        );
-        registry.register(
-            "bundles_refused",
-            "Bundles from the control plane refused (unsigned, signed by an untrusted key, altered, older); the plan in force stayed",
-            m.bundles_refused.clone(),
-        );
-        registry.register(
-            "bundle_published",
-            "Newest bundle version seen in the control plane",
-            m.bundle_published.clone(),
-        );
-        registry.register(
-            "audit_central_lag",
-            "Audit events in the local trail not yet copied to the control plane",
-            m.audit_central_lag.clone(),
-        );
-        registry.register(
-            "otel_dropped",
-            "Times OpenTelemetry export fell behind and events were not exported (the audit trail has them)",
-            m.otel_dropped.clone(),
-        );
-        registry.register(
-            "otel_failures",
-            "OpenTelemetry export requests that failed",
-            m.otel_failures.clone(),
-        );
-        registry.register(
-            "upstream_errors",
-            "Upstream connections that failed or broke",
-            m.upstream_errors.clone(),
-        );
-        registry.register(
-            "decision_seconds",
-            "Time to decide one query string or Parse",
-            m.decision_seconds.clone(),
+        // Each metric under its field's name, with its help text.
+        register!(
+            registry,
+            m {
+                sessions_open: "Client sessions open",
+                sessions: "Client sessions accepted",
+                connections_refused: "Connections refused because max_connections was reached",
+                auth_throttled: "Authentication attempts refused unchecked after too many failures",
+                identity_limit_refused: "Sessions refused because their identity had max_sessions_per_identity open",
+                statements: "Statements by decision",
+                approvals_pending: "Approval requests waiting",
+                approvals: "Approval requests by outcome",
+                approval_wait_seconds: "Time a held statement waited for its outcome",
+                reload_generation: "Policy generation in force",
+                reload_failures: "Reloads refused; the previous policy stayed in force",
+                bundles_refused: "Bundles from the control plane refused (unsigned, signed by an untrusted key, altered, older); the plan in force stayed",
+                bundle_published: "Newest bundle version seen in the control plane",
+                audit_central_lag: "Audit events in the local trail not yet copied to the control plane",
+                otel_dropped: "Times OpenTelemetry export fell behind and events were not exported (the audit trail has them)",
+                otel_failures: "OpenTelemetry export requests that failed",
+                upstream_errors: "Upstream connections that failed or broke",
+                decision_seconds: "Time to decide one query string or Parse",
+            }
         );
         let decided = DECISIONS.map(|d| {
             (

@@ -12,6 +12,9 @@
 //! and whose rewrites start and end on token boundaries; the rewritten text
 //! is rebuilt around the new literals token by token.
 
+use std::iter::Peekable;
+use std::str::CharIndices;
+
 use crate::rewrite::{self, Edit};
 use crate::verdict::{Decision, Verdict};
 
@@ -134,18 +137,7 @@ pub fn shape(text: &str) -> Option<Shape> {
             if text[..start].ends_with(is_ident_char) {
                 return None;
             }
-            chars.next();
-            loop {
-                let (j, c) = chars.next()?;
-                if c == '\'' {
-                    if chars.peek().is_some_and(|&(_, n)| n == '\'') {
-                        chars.next();
-                        continue;
-                    }
-                    end = j + 1;
-                    break;
-                }
-            }
+            end = quoted_end(&mut chars, '\'')?;
             literals.push(spans.len());
             key.push('\u{1}');
         } else if c.is_ascii_digit() {
@@ -187,18 +179,7 @@ pub fn shape(text: &str) -> Option<Shape> {
             literals.push(spans.len());
             key.push('\u{1}');
         } else if c == '"' {
-            chars.next();
-            loop {
-                let (j, c) = chars.next()?;
-                if c == '"' {
-                    if chars.peek().is_some_and(|&(_, n)| n == '"') {
-                        chars.next();
-                        continue;
-                    }
-                    end = j + 1;
-                    break;
-                }
-            }
+            end = quoted_end(&mut chars, '"')?;
             if literal_decided(&text[start + 1..end - 1]) {
                 return None;
             }
@@ -263,6 +244,23 @@ pub fn shape(text: &str) -> Option<Shape> {
         spans,
         literals,
     })
+}
+
+/// Consumes a string or quoted name that starts at the next character
+/// (`quote`), where a doubled quote stands for itself; the byte offset
+/// just past its closing quote, or `None` if it is not closed.
+fn quoted_end(chars: &mut Peekable<CharIndices<'_>>, quote: char) -> Option<usize> {
+    chars.next();
+    loop {
+        let (j, c) = chars.next()?;
+        if c == quote {
+            if chars.peek().is_some_and(|&(_, n)| n == quote) {
+                chars.next();
+                continue;
+            }
+            return Some(j + 1);
+        }
+    }
 }
 
 /// A cached decision with its rewrites expressed in token positions.

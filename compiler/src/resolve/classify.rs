@@ -245,13 +245,7 @@ impl Cx<'_> {
         let mut seen_schemas: HashMap<String, Span> = HashMap::new();
         for item in items {
             let Item::Schema(s) = item else { continue };
-            if !self.first_declaration(
-                &mut seen_schemas,
-                s.name.text.clone(),
-                s.name.span,
-                "classification of schema",
-                &s.name.text,
-            ) {
+            if !self.first_named(&mut seen_schemas, &s.name, "classification of schema") {
                 continue;
             }
             let in_schema: Vec<RelId> = schema
@@ -336,13 +330,7 @@ impl Cx<'_> {
                     ));
                     continue;
                 };
-                if !self.first_declaration(
-                    &mut seen_columns,
-                    col.name.text.clone(),
-                    col.name.span,
-                    "classification of column",
-                    &col.name.text,
-                ) {
+                if !self.first_named(&mut seen_columns, &col.name, "classification of column") {
                     continue;
                 }
                 let label = self.label_ref(&col.label);
@@ -428,13 +416,7 @@ impl Cx<'_> {
         classes: &mut [Vec<ColumnClass>],
         sources: &HashMap<(RelId, ColId), Source>,
     ) {
-        let decls: Vec<&ast::ClassifyDecl> = items
-            .iter()
-            .filter_map(|i| match i {
-                Item::Classify(c) => Some(c),
-                _ => None,
-            })
-            .collect();
+        let decls: Vec<&ast::ClassifyDecl> = declarations!(items, Classify);
         let patterns: Vec<Pattern<'_>> = decls
             .iter()
             .filter_map(|d| self.compile_pattern(d))

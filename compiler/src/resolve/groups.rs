@@ -11,13 +11,7 @@ use crate::plan::{ClaimMatch, Group, GroupCondition, GroupExpr, Membership, StrM
 
 impl Cx<'_> {
     pub(crate) fn groups(&mut self, items: &[&Item]) -> Vec<Group> {
-        let decls: Vec<&ast::GroupDecl> = items
-            .iter()
-            .filter_map(|i| match i {
-                Item::Group(g) => Some(g),
-                _ => None,
-            })
-            .collect();
+        let decls: Vec<&ast::GroupDecl> = declarations!(items, Group);
         // Names first, so that composed groups may refer forward.
         let mut index: HashMap<String, usize> = HashMap::new();
         let mut spans: Vec<Span> = Vec::new();

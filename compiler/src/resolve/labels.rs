@@ -42,13 +42,7 @@ pub const MAX_CATEGORIES: usize = 64;
 impl Cx<'_> {
     /// Resolves the single `labels` declaration. False when there is none.
     pub(crate) fn labels(&mut self, items: &[&Item]) -> bool {
-        let decls: Vec<&ast::LabelsDecl> = items
-            .iter()
-            .filter_map(|i| match i {
-                Item::Labels(l) => Some(l),
-                _ => None,
-            })
-            .collect();
+        let decls: Vec<&ast::LabelsDecl> = declarations!(items, Labels);
         let Some(first) = decls.first() else {
             if self.is_broken("labels", "") || self.broken.iter().any(|(k, _)| k == "labels") {
                 return false;
@@ -98,13 +92,7 @@ impl Cx<'_> {
                     self.diags.push(d);
                     continue;
                 }
-                if !self.first_declaration(
-                    &mut seen,
-                    name.text.clone(),
-                    name.span,
-                    "category",
-                    &name.text,
-                ) {
+                if !self.first_named(&mut seen, name, "category") {
                     continue;
                 }
                 if self.categories.len() == MAX_CATEGORIES {

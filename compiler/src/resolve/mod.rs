@@ -8,6 +8,20 @@
 //! declaration (syntax error) is left out; names it declared are not
 //! reported missing again.
 
+/// The declarations of one kind (an `Item` variant) among `items`, in
+/// order: `declarations!(items, Group)`.
+macro_rules! declarations {
+    ($items:expr, $kind:ident) => {
+        $items
+            .iter()
+            .filter_map(|i| match i {
+                Item::$kind(d) => Some(d),
+                _ => None,
+            })
+            .collect()
+    };
+}
+
 mod classify;
 mod filter_types;
 mod groups;
@@ -130,6 +144,16 @@ impl Cx<'_> {
             }
             None => true,
         }
+    }
+
+    /// [`Cx::first_declaration`] of a declaration known by its name alone.
+    pub(crate) fn first_named(
+        &mut self,
+        seen: &mut HashMap<String, Span>,
+        name: &clsf_lang::ast::Name,
+        what: &str,
+    ) -> bool {
+        self.first_declaration(seen, name.text.clone(), name.span, what, &name.text)
     }
 
     fn compile(&mut self, items: &[&Item]) -> Option<Plan> {

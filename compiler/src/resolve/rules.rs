@@ -21,13 +21,7 @@ impl Cx<'_> {
         let mut seen: HashMap<String, Span> = HashMap::new();
         for item in items {
             let Item::Rule(r) = item else { continue };
-            if !self.first_declaration(
-                &mut seen,
-                r.name.text.clone(),
-                r.name.span,
-                "rule",
-                &r.name.text,
-            ) {
+            if !self.first_named(&mut seen, &r.name, "rule") {
                 continue;
             }
             self.group_ref(&r.group, plan);

@@ -75,57 +75,72 @@ pub fn diff(old: &Schema, new: &Schema) -> Vec<Change> {
             )],
         });
     }
-    let (a, b) = (relations(old), relations(new));
-    for (name, r) in &a {
-        match b.get(name) {
-            None => out.push(removed("relation", name.clone())),
-            Some(n) => relation(&mut out, name, r, n),
-        }
-    }
-    for name in b.keys().filter(|n| !a.contains_key(*n)) {
-        out.push(added("relation", name.clone()));
-    }
-
-    let (a, b) = (types(old), types(new));
-    for (name, t) in &a {
-        match b.get(name) {
-            None => out.push(removed("type", name.clone())),
-            Some(n) if n.kind != t.kind => out.push(Change {
-                change: "changed",
-                object: "type",
-                name: name.clone(),
-                details: vec![format!("definition: {:?} → {:?}", t.kind, n.kind)],
-            }),
-            Some(_) => {}
-        }
-    }
-    for name in b.keys().filter(|n| !a.contains_key(*n)) {
-        out.push(added("type", name.clone()));
-    }
-
-    let (a, b) = (functions(old), functions(new));
-    for (name, f) in &a {
-        match b.get(name) {
-            None => out.push(removed("security definer function", name.clone())),
-            Some(n) => {
-                let mut details = Vec::new();
-                field(&mut details, "result", &f.result, &n.result);
-                field(&mut details, "owner", &f.owner, &n.owner);
-                if !details.is_empty() {
-                    out.push(Change {
-                        change: "changed",
-                        object: "security definer function",
-                        name: name.clone(),
-                        details,
-                    });
-                }
+    compare(
+        &mut out,
+        "relation",
+        &relations(old),
+        &relations(new),
+        |out, name, r, n| {
+            relation(out, name, r, n);
+        },
+    );
+    compare(
+        &mut out,
+        "type",
+        &types(old),
+        &types(new),
+        |out, name, t, n| {
+            if n.kind != t.kind {
+                out.push(Change {
+                    change: "changed",
+                    object: "type",
+                    name: name.to_owned(),
+                    details: vec![format!("definition: {:?} → {:?}", t.kind, n.kind)],
+                });
             }
+        },
+    );
+    let object = "security definer function";
+    compare(
+        &mut out,
+        object,
+        &functions(old),
+        &functions(new),
+        |out, name, f, n| {
+            let mut details = Vec::new();
+            field(&mut details, "result", &f.result, &n.result);
+            field(&mut details, "owner", &f.owner, &n.owner);
+            if !details.is_empty() {
+                out.push(Change {
+                    change: "changed",
+                    object,
+                    name: name.to_owned(),
+                    details,
+                });
+            }
+        },
+    );
+    out
+}
+
+/// One kind of object in both schemas, by name: what is gone, what
+/// `changed` finds different in what is in both, then what is new.
+fn compare<T>(
+    out: &mut Vec<Change>,
+    object: &'static str,
+    a: &BTreeMap<String, T>,
+    b: &BTreeMap<String, T>,
+    changed: impl Fn(&mut Vec<Change>, &str, &T, &T),
+) {
+    for (name, old) in a {
+        match b.get(name) {
+            None => out.push(removed(object, name.clone())),
+            Some(new) => changed(out, name, old, new),
         }
     }
     for name in b.keys().filter(|n| !a.contains_key(*n)) {
-        out.push(added("security definer function", name.clone()));
+        out.push(added(object, name.clone()));
     }
-    out
 }
 
 fn relations(s: &Schema) -> BTreeMap<String, &Relation> {

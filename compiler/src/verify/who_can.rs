@@ -32,7 +32,7 @@ use crate::engine::Identity;
 use crate::engine::access::{Access, Perm};
 use crate::engine::decide::row_limit;
 use crate::engine::scope::Usage;
-use crate::plan::Plan;
+use crate::plan::{ColumnClass, Plan};
 
 /// Which columns the report covers.
 #[derive(Clone, Debug)]
@@ -139,13 +139,7 @@ fn selected(plan: &Plan, selection: &Selection) -> Result<Vec<(RelId, ColId)>, V
                 .iter()
                 .position(|l| l == label)
                 .ok_or_else(|| unknown("label", label))?;
-            for (ri, rel) in plan.schema.relations_with_ids() {
-                for ci in rel.column_ids() {
-                    if decided(ri) && plan.classes[ri][ci].level == level {
-                        out.push((ri, ci));
-                    }
-                }
-            }
+            out.extend(classified(plan, &decided, |c| c.level == level));
         }
         Selection::Category(category) => {
             let bit = plan
@@ -153,16 +147,25 @@ fn selected(plan: &Plan, selection: &Selection) -> Result<Vec<(RelId, ColId)>, V
                 .iter()
                 .position(|c| c == category)
                 .ok_or_else(|| unknown("category", category))?;
-            for (ri, rel) in plan.schema.relations_with_ids() {
-                for ci in rel.column_ids() {
-                    if decided(ri) && plan.classes[ri][ci].categories.0 & (1 << bit) != 0 {
-                        out.push((ri, ci));
-                    }
-                }
-            }
+            out.extend(classified(plan, &decided, |c| {
+                c.categories.0 & (1 << bit) != 0
+            }));
         }
     }
     Ok(out)
+}
+
+/// The columns of decided relations whose classification `keep` selects.
+fn classified<'p>(
+    plan: &'p Plan,
+    decided: &'p impl Fn(RelId) -> bool,
+    keep: impl Fn(&ColumnClass) -> bool + 'p,
+) -> impl Iterator<Item = (RelId, ColId)> + 'p {
+    plan.schema
+        .relations_with_ids()
+        .filter(move |(ri, _)| decided(*ri))
+        .flat_map(move |(ri, rel)| rel.column_ids().map(move |ci| (ri, ci)))
+        .filter(move |&(ri, ci)| keep(&plan.classes[ri][ci]))
 }
 
 fn locations(plan: &Plan, ids: &[String]) -> Vec<String> {

@@ -78,82 +78,74 @@ fn who(call: &Call<'_>) -> Who {
     }
 }
 
-/// The tools, with their input schemas.
+/// The tools, with their input schemas: those for approvals and writes
+/// only for an identity a rule lets ask for approvals or write.
 pub(super) fn list(call: &Call<'_>) -> Value {
     let sql_arg = json!({ "type": "string", "description": "one SQL statement (PostgreSQL)" });
-    let mut tools = json!([
-        {
-            "name": "list_tables",
-            "description": "The tables and views you may read at least one column of, with the row filter or row limit that applies to you.",
-            "inputSchema": { "type": "object", "properties": {} },
-        },
-        {
-            "name": "describe_table",
-            "description": "A table's columns with their type and what you get when you read each: clear, masked (with which mask), denied, needs approval (by whom) or usage only; and the row filter and row limit in force for you.",
-            "inputSchema": {
-                "type": "object",
-                "properties": { "table": { "type": "string", "description": "schema.table, or a table of schema public" } },
-                "required": ["table"],
-            },
-        },
-        {
-            "name": "query",
-            "description": "Runs one read statement (SELECT, VALUES, TABLE, WITH … SELECT) in a read-only transaction and returns its rows as text values; masked columns come back masked, filtered rows never come back. At most max_rows rows (default 100); `truncated` says when there were more.",
-            "inputSchema": {
-                "type": "object",
-                "properties": {
-                    "sql": sql_arg,
-                    "max_rows": { "type": "integer", "minimum": 1, "description": "the most rows to return" },
-                },
-                "required": ["sql"],
-            },
-        },
-        {
-            "name": "explain",
-            "description": "What the proxy would do with a statement, without running it: allowed, which columns it would mask, refused and why, or held for whose approval.",
-            "inputSchema": {
-                "type": "object",
-                "properties": { "sql": sql_arg },
-                "required": ["sql"],
-            },
-        },
-    ]);
-    if who(call).access.has_approvals
-        && let Some(list) = tools.as_array_mut()
-    {
-        list.push(json!({
-            "name": "request_approval",
-            "description": "Asks for approval of a statement a rule holds (query or explain says so): returns the request id and who must approve. The statement runs once approved; approval_status, or the same statement through query (or execute), then returns its result.",
-            "inputSchema": {
-                "type": "object",
-                "properties": { "sql": sql_arg },
-                "required": ["sql"],
-            },
-        }));
-        list.push(json!({
-            "name": "approval_status",
-            "description": "The state of one of your approval requests (pending, approved, denied, expired, withdrawn) and, once it ran, the statement's result.",
-            "inputSchema": {
-                "type": "object",
-                "properties": { "request_id": { "type": "string" } },
-                "required": ["request_id"],
-            },
-        }));
+    let sql_only = json!({ "sql": sql_arg });
+    let mut tools = vec![
+        tool(
+            "list_tables",
+            "The tables and views you may read at least one column of, with the row filter or row limit that applies to you.",
+            json!({}),
+            &[],
+        ),
+        tool(
+            "describe_table",
+            "A table's columns with their type and what you get when you read each: clear, masked (with which mask), denied, needs approval (by whom) or usage only; and the row filter and row limit in force for you.",
+            json!({ "table": { "type": "string", "description": "schema.table, or a table of schema public" } }),
+            &["table"],
+        ),
+        tool(
+            "query",
+            "Runs one read statement (SELECT, VALUES, TABLE, WITH … SELECT) in a read-only transaction and returns its rows as text values; masked columns come back masked, filtered rows never come back. At most max_rows rows (default 100); `truncated` says when there were more.",
+            json!({
+                "sql": sql_arg,
+                "max_rows": { "type": "integer", "minimum": 1, "description": "the most rows to return" },
+            }),
+            &["sql"],
+        ),
+        tool(
+            "explain",
+            "What the proxy would do with a statement, without running it: allowed, which columns it would mask, refused and why, or held for whose approval.",
+            sql_only.clone(),
+            &["sql"],
+        ),
+    ];
+    let access = who(call).access;
+    if access.has_approvals {
+        tools.push(tool(
+            "request_approval",
+            "Asks for approval of a statement a rule holds (query or explain says so): returns the request id and who must approve. The statement runs once approved; approval_status, or the same statement through query (or execute), then returns its result.",
+            sql_only.clone(),
+            &["sql"],
+        ));
+        tools.push(tool(
+            "approval_status",
+            "The state of one of your approval requests (pending, approved, denied, expired, withdrawn) and, once it ran, the statement's result.",
+            json!({ "request_id": { "type": "string" } }),
+            &["request_id"],
+        ));
     }
-    if who(call).access.may_write()
-        && let Some(list) = tools.as_array_mut()
-    {
-        list.push(json!({
-                "name": "execute",
-                "description": "Runs one write statement (INSERT, UPDATE, DELETE or MERGE) on a table a rule lets you write, committed when it succeeds; returns the rows affected and what RETURNING returned. No transaction control, one statement per call.",
-                "inputSchema": {
-                    "type": "object",
-                    "properties": { "sql": sql_arg },
-                    "required": ["sql"],
-                },
-            }));
+    if access.may_write() {
+        tools.push(tool(
+            "execute",
+            "Runs one write statement (INSERT, UPDATE, DELETE or MERGE) on a table a rule lets you write, committed when it succeeds; returns the rows affected and what RETURNING returned. No transaction control, one statement per call.",
+            sql_only,
+            &["sql"],
+        ));
     }
-    tools
+    Value::Array(tools)
+}
+
+/// One tool's entry: its input is an object with these properties, of
+/// which `required` must be given.
+fn tool(name: &str, description: &str, properties: Value, required: &[&str]) -> Value {
+    let mut schema = json!({ "type": "object", "properties": properties });
+    if !required.is_empty() {
+        schema["required"] = json!(required);
+    }
+    json!({ "name": name, "description": description, "inputSchema": schema })
 }
 
 /// The `resources/list` entry of the policy summary.
