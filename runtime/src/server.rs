@@ -5,8 +5,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, broadcast};
+
+use tokio::sync::{Semaphore, oneshot};
 
 use crate::session::{self, Shared};
 
@@ -25,8 +28,8 @@ pub async fn run(
     grace: Duration,
     shutdown: impl Future,
 ) {
-    // Every session holds a receiver; a send tells them all to wind down.
-    let (notify, _) = broadcast::channel::<()>(1);
+    // Every session holds a receiver; a send to each tells them to wind down.
+    let notices = Arc::new(Notices::default());
     tokio::pin!(shutdown);
     // Refusals beyond the limit are short, but a storm must not turn them
     // into unbounded work: past this many at once, accepting pauses until
@@ -57,7 +60,8 @@ pub async fn run(
             });
             continue;
         };
-        let rx = notify.subscribe();
+        let (id, rx) = notices.subscribe();
+        let notices = Arc::clone(&notices);
         // The session's span is entered for its events only, not around
         // every poll of its task (`Instrument`): with an `EnvFilter`, each
         // enter and exit takes the filter's lock, about 1 % of the proxy's
@@ -69,11 +73,12 @@ pub async fn run(
             if let Err(e) = session::run(shared, socket, peer, rx).await {
                 span.in_scope(|| tracing::info!(reason = %e.0, "session ended"));
             }
+            notices.forget(id);
             drop(permit);
         });
     }
     drop(listener);
-    let _ = notify.send(());
+    notices.send();
     // Every session holds a permit until it ends: having them all back means
     // every session is done (those of the other accept loops too).
     let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
@@ -85,5 +90,40 @@ pub async fn run(
             grace_seconds = grace.as_secs(),
             "sessions still busy after the grace period; stopping anyway"
         );
+    }
+}
+
+/// The shutdown signals of one accept loop's sessions, by session.
+#[derive(Debug, Default)]
+struct Notices {
+    senders: Mutex<(u64, HashMap<u64, oneshot::Sender<()>>)>,
+}
+
+impl Notices {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, HashMap<u64, oneshot::Sender<()>>)> {
+        self.senders.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new session's signal, and its number to forget it by.
+    fn subscribe(&self) -> (u64, session::Shutdown) {
+        let (tx, rx) = oneshot::channel();
+        let mut guard = self.lock();
+        let (next, senders) = &mut *guard;
+        let id = *next;
+        *next += 1;
+        senders.insert(id, tx);
+        (id, rx)
+    }
+
+    /// Forgets an ended session's signal.
+    fn forget(&self, id: u64) {
+        self.lock().1.remove(&id);
+    }
+
+    /// Tells every session still running.
+    fn send(&self) {
+        for (_, tx) in self.lock().1.drain() {
+            let _ = tx.send(());
+        }
     }
 }

@@ -51,7 +51,7 @@ struct Session {
     client: tokio_postgres::Client,
     notices: Arc<Mutex<Vec<String>>>,
     // Dropped with the session: nothing listens for shutdown here.
-    _shutdown: tokio::sync::broadcast::Sender<()>,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
 }
 
 /// Called with the request id when the session's statement is held for
@@ -66,7 +66,7 @@ async fn open(
     mut on_held: Option<OnHeld>,
 ) -> Result<Session, Failure> {
     let (ours, theirs) = tokio::io::duplex(64 * 1024);
-    let (shutdown, listen) = tokio::sync::broadcast::channel(1);
+    let (shutdown, listen) = tokio::sync::oneshot::channel();
     let local = Local {
         proven: proven.clone(),
         via,

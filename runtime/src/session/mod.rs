@@ -19,7 +19,6 @@ use bytes::BytesMut;
 use clsf_engine::Engine;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::broadcast;
 
 use crate::approvals::Approvals;
 use crate::audit::{AuditLog, Event};
@@ -272,12 +271,19 @@ where
     let _ = stream.shutdown().await;
 }
 
+/// What tells a session that the proxy is shutting down (or that what
+/// started it is gone): a one-shot receive, polled on every turn of the
+/// session's loop without taking a lock, which tokio's broadcast receive
+/// takes on every poll (0.6 % of the proxy's CPU under pgbench,
+/// docs/performance.md).
+pub type Shutdown = tokio::sync::oneshot::Receiver<()>;
+
 /// Runs one client connection to completion.
 pub async fn run(
     shared: Arc<Shared>,
     tcp: TcpStream,
     peer: SocketAddr,
-    shutdown: broadcast::Receiver<()>,
+    shutdown: Shutdown,
 ) -> Result<()> {
     let _ = tcp.set_nodelay(true);
     serve(shared, ClientStream::Plain(tcp), peer, None, shutdown).await
@@ -292,7 +298,7 @@ pub async fn run_local(
     stream: tokio::io::DuplexStream,
     peer: SocketAddr,
     local: Local,
-    shutdown: broadcast::Receiver<()>,
+    shutdown: Shutdown,
 ) -> Result<()> {
     serve(
         shared,
@@ -309,7 +315,7 @@ async fn serve(
     mut client: ClientStream,
     peer: SocketAddr,
     local: Option<&Local>,
-    shutdown: broadcast::Receiver<()>,
+    shutdown: Shutdown,
 ) -> Result<()> {
     let session = shared.next_session.fetch_add(1, Ordering::Relaxed);
     let mut buf = BytesMut::with_capacity(8192);

@@ -4,7 +4,6 @@
 //! and the wait for a held statement's approval.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::broadcast;
 
 use super::Relay;
 use crate::approvals;
@@ -24,7 +23,7 @@ pub(in crate::session) async fn relay(
     mut cbuf: BytesMut,
     ready: Ready,
     session: u64,
-    mut shutdown: broadcast::Receiver<()>,
+    shutdown: crate::session::Shutdown,
 ) -> (Result<()>, Vec<Completion>) {
     let Ready {
         cancel_key: _,
@@ -67,11 +66,10 @@ pub(in crate::session) async fn relay(
         }
     };
     tokio::pin!(expiry);
-    // One receive for the whole session, like the expiry: a `recv` made per
-    // loop turn registers and removes a waiter under the channel's lock on
-    // every statement.
+    // One receive for the whole session, like the expiry. A closed channel
+    // (whatever started the session is gone) ends it the same way.
     let shutdown = async {
-        let _ = shutdown.recv().await;
+        let _ = shutdown.await;
     };
     tokio::pin!(shutdown);
     let outcome = async {
