@@ -9,7 +9,8 @@
 //!   (d) clsf-proxy as `ci`, whose statement reads a masked column
 //!       (rewritten to a masking subquery).
 //! Then the proxy's memory: resident size after the runs, peak while a
-//! 1 GB result streams through it, and with 500 idle connections.
+//! 1 GB result streams through it, and with 1 000 idle connections
+//! (`CLSF_BENCH_IDLE=N` for another count).
 //!
 //! The proxy runs as its own process (the release `clsf-proxy` next to
 //! this binary). Run with:
@@ -464,10 +465,14 @@ fn main() {
     let clients: u32 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(8);
     let rounds: u32 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1);
 
+    let idle_sessions = idle_sessions();
     let pg = Postgres::start();
-    // Room for 500 idle sessions (one upstream connection each) and no
+    // Room for the idle sessions (one upstream connection each) and no
     // per-statement logging, which the test clusters have.
-    pg.restart_with("max_connections = 600\nlog_statement = none\nlog_connections = off");
+    pg.restart_with(&format!(
+        "max_connections = {}\nlog_statement = none\nlog_connections = off",
+        idle_sessions + 100
+    ));
     pg.pgbench_init(10);
     let dir = tempfile::tempdir().expect("temp dir");
     let lock = dir.path().join("schema.lock.json");
@@ -482,7 +487,7 @@ fn main() {
         &std::env::var_os("CLSF_BENCH_AUDIT")
             .map_or_else(|| dir.path().join("audit.jsonl"), std::path::PathBuf::from),
     );
-    // Room for the 500 idle connections.
+    // Room for the idle connections.
     let mut text = std::fs::read_to_string(&config).expect("config");
     if std::env::var("CLSF_BENCH_COMPLETIONS").as_deref() == Ok("0") {
         text = text.replacen("[audit]\n", "[audit]\ncompletions = false\n", 1);
@@ -498,7 +503,10 @@ fn main() {
         &config,
         text.replacen(
             "listen = \"127.0.0.1:0\"\n",
-            "listen = \"127.0.0.1:0\"\nmax_connections = 1000\n",
+            &format!(
+                "listen = \"127.0.0.1:0\"\nmax_connections = {}\n",
+                idle_sessions + 100
+            ),
             1,
         ),
     )
@@ -625,7 +633,7 @@ fn main() {
 
     let pid = proxy_pid;
     // pgbouncer keeps a server connection per client it served; with many
-    // clients those would leave no room for the 500 idle sessions below.
+    // clients those would leave no room for the idle sessions below.
     drop(bouncer);
     println!("\nclsf-proxy memory (pid {pid})");
     println!(
@@ -663,7 +671,7 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let idle = runtime.block_on(async {
         let mut held = Vec::new();
-        for _ in 0..500 {
+        for _ in 0..idle_sessions {
             // PostgreSQL may still be closing the backends of the many-client
             // runs: a refusal is reported with the count reached, not fatal.
             match clsf_tests::client::config(addr.port(), "reporter", &reporter)
@@ -692,6 +700,15 @@ fn main() {
     drop(runtime);
     drop(proxy);
     storm(&config, dir.path(), &reporter);
+}
+
+/// How many idle sessions the memory measurement holds open
+/// (`CLSF_BENCH_IDLE`, default 1 000: issue 18's target).
+fn idle_sessions() -> usize {
+    std::env::var("CLSF_BENCH_IDLE")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1000)
 }
 
 /// A connection storm: 2 000 clients connect at once to a proxy whose
