@@ -719,11 +719,13 @@ fn storm(config: &std::path::Path, dir: &std::path::Path, token: &str) {
     const ATTEMPTS: usize = 2000;
     let text = std::fs::read_to_string(config).expect("config");
     let audit = dir.join("audit.jsonl").display().to_string();
+    let limit = format!("max_connections = {}\n", idle_sessions() + 100);
+    assert!(text.contains(&limit), "the bench's config sets {limit}");
     let text = text
         .replace(&audit, &dir.join("storm-audit.jsonl").display().to_string())
         .replacen(
-            "max_connections = 1000",
-            "max_connections = 256\nstartup_timeout_seconds = 3",
+            &limit,
+            "max_connections = 256\nstartup_timeout_seconds = 3\n",
             1,
         );
     let storm_config = dir.join("storm.toml");
