@@ -127,3 +127,24 @@ impl Notices {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::oneshot::error::TryRecvError;
+
+    #[test]
+    fn a_shutdown_reaches_every_running_session_and_ended_ones_are_forgotten() {
+        let notices = Notices::default();
+        let (first, mut first_rx) = notices.subscribe();
+        let (_, mut second_rx) = notices.subscribe();
+        assert_eq!(first_rx.try_recv(), Err(TryRecvError::Empty));
+        // An ended session's sender is dropped, not kept until shutdown.
+        notices.forget(first);
+        assert_eq!(first_rx.try_recv(), Err(TryRecvError::Closed));
+        assert_eq!(notices.lock().1.len(), 1);
+        notices.send();
+        assert_eq!(second_rx.try_recv(), Ok(()));
+        assert!(notices.lock().1.is_empty());
+    }
+}
