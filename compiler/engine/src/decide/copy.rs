@@ -82,7 +82,7 @@ pub(super) fn copy(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Outc
                 _ => return Err(denials::internal("COPY")),
             };
             let mut inner = copy(cx, &reparsed[0], &new_text)?;
-            let rewritten = rewrite::splice(&new_text, std::mem::take(&mut inner.edits))
+            let rewritten = rewrite::splice(&new_text, &mut inner.edits)
                 .ok_or_else(|| denials::internal("COPY"))?;
             inner.edits = vec![Edit {
                 start: 0,

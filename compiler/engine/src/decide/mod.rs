@@ -218,7 +218,7 @@ fn decide_text(cx: Cx<'_>, text: &str) -> (Decision, Vec<Edit>) {
     let verdict = if edits.is_empty() {
         Verdict::Forward
     } else {
-        match rewrite::splice(text, edits.clone()) {
+        match rewrite::splice(text, &mut edits) {
             Some(new_text) => Verdict::Rewrite(new_text),
             None => {
                 let d = denials::internal("overlapping rewrites");
@@ -277,7 +277,7 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
         // for `COLLATION FOR`, padded to the same length: its rewrites
         // apply to the client's text, which is forwarded with its own
         // forms.
-        let (mut decision, edits) = decide_text(cx, &padded);
+        let (mut decision, mut edits) = decide_text(cx, &padded);
         if edits
             .iter()
             .any(|e| spans.iter().any(|&(s, t)| e.start < t && s < e.end))
@@ -288,7 +288,7 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
             r.text = text.to_owned();
         }
         if let Verdict::Rewrite(_) = decision.verdict {
-            decision.verdict = Verdict::Rewrite(rewrite::splice(text, edits.clone())?);
+            decision.verdict = Verdict::Rewrite(rewrite::splice(text, &mut edits)?);
         }
         return Some((decision, edits));
     }
@@ -445,10 +445,14 @@ fn keyword_at(words: &Words<'_>, i: usize) -> Option<String> {
 /// padded text, where they would read differently from the client's.
 fn padded_forms(text: &str, words: &Words<'_>, unfiltered: bool) -> Padded {
     type Form = fn(&str, &Words<'_>) -> Padded;
-    let mut forms: Vec<Form> = vec![key_locks_padded, deferrable_padded];
-    if unfiltered {
-        forms.extend([between_symmetric_padded as Form, collation_for_padded]);
-    }
+    const ALL: [Form; 4] = [
+        key_locks_padded,
+        deferrable_padded,
+        between_symmetric_padded,
+        collation_for_padded,
+    ];
+    // The last two only without a row filter (above).
+    let forms = if unfiltered { &ALL[..] } else { &ALL[..2] };
     let mut out: Padded = None;
     for form in forms {
         // Each form reads the client's tokens, whose ranges the padding
