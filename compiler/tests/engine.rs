@@ -646,6 +646,11 @@ fn session_statement_kinds_are_decided_like_what_they_run() {
         ("SET NAMES 'utf-8'", None),
         ("SELECT set_config('search_path', 'public', false)", None),
         ("SET statement_timeout = 0", None),
+        // `SET … TO DEFAULT` is `RESET …`: back to what the proxy pinned.
+        ("SET search_path TO DEFAULT", None),
+        ("SET LOCAL search_path = DEFAULT", None),
+        ("SET standard_conforming_strings TO DEFAULT", None),
+        ("SET NAMES DEFAULT", None),
         // pg_dump's idiom: the name comes from the one row the literal picks.
         (
             "SELECT set_config(name, 'view, foreign-table', false) FROM pg_settings WHERE name = 'restrict_nonsystem_relation_kind'",
@@ -696,6 +701,10 @@ fn refused_session_statements_say_why() {
         ("SET search_path TO \"Public\"", "search_path"),
         ("SET search_path = public, pg_catalog", "search_path"),
         ("SET search_path = '\"$user\", public'", "search_path"),
+        // A schema named `default`, not the keyword.
+        ("SET search_path TO \"default\"", "search_path"),
+        ("SET search_path TO DEFAULT, evil", "search_path"),
+        ("SET clsf.hash_ipad TO DEFAULT", "belongs to the proxy"),
         (
             "SET standard_conforming_strings = off",
             "standard_conforming_strings",

@@ -386,6 +386,7 @@ const BENIGN: &[&str] = &[
     "SHOW server_version_num;",
     "SHOW transaction_isolation;",
     "SHOW search_path;",
+    "SET search_path TO DEFAULT; SET NAMES DEFAULT;",
     "SELECT current_schema();",
     "SELECT current_database(), current_user;",
     "SELECT pg_backend_pid() > 0;",

@@ -113,7 +113,7 @@ pub(super) fn session_setting(set: &sql::Set) -> Result<Outcome, Denial> {
             if sql_lists::is_proxy_setting(&name) {
                 return Err(denials::proxy_setting(&name));
             }
-            if sql_lists::PROTECTED_SETTINGS.contains(&name.as_str()) {
+            if sql_lists::PROTECTED_SETTINGS.contains(&name.as_str()) && !is_default(values) {
                 // Narrowing `search_path`, or setting what the proxy pins
                 // (`standard_conforming_strings = on`), changes nothing the
                 // engine relies on.
@@ -147,11 +147,19 @@ pub(super) fn session_setting(set: &sql::Set) -> Result<Outcome, Denial> {
             charset_name,
             collation_name: None,
         } if sql_lists::keeps_pinned("client_encoding", &charset_name.value) => Ok(Outcome::pass()),
-        sql::Set::SetNames { .. } | sql::Set::SetNamesDefault {} => {
-            Err(denials::protected_setting("client_encoding"))
-        }
+        // `SET NAMES DEFAULT` is `RESET client_encoding`.
+        sql::Set::SetNamesDefault {} => Ok(Outcome::pass()),
+        sql::Set::SetNames { .. } => Err(denials::protected_setting("client_encoding")),
         _ => Ok(Outcome::pass()),
     }
+}
+
+/// `SET name TO DEFAULT`, which is `RESET name`: the setting goes back to
+/// its session default, which for a setting the proxy pins is the pinned
+/// value. Only the bare keyword: `"default"` is a name.
+fn is_default(values: &[sql::Expr]) -> bool {
+    matches!(values, [sql::Expr::Identifier(id)]
+        if id.quote_style.is_none() && id.value.eq_ignore_ascii_case("default"))
 }
 
 /// A setting's name as the server reads it: parts folded, joined by dots.
