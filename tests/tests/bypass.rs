@@ -398,6 +398,8 @@ const BENIGN: &[&str] = &[
     "BEGIN; SELECT name FROM people WHERE id = 1; ROLLBACK;",
     "START TRANSACTION ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM orders; COMMIT;",
     "SELECT now() IS NOT NULL;",
+    // A data-modifying CTE read by its query, as PostgREST and Hasura write.
+    "BEGIN; WITH upd AS (UPDATE orders SET status = status WHERE id = 1 RETURNING id, status) SELECT count(*) FROM upd; ROLLBACK;",
     "SELECT name, email FROM people ORDER BY id;",
 ];
 

@@ -175,7 +175,18 @@ WITH orders AS (SELECT 1 AS id) DELETE FROM orders WHERE id = 10;
 
 WITH orders AS (SELECT 1 AS id), d AS (DELETE FROM orders USING orders o WHERE o.id = 10 RETURNING 1) SELECT * FROM d;
 
+-- A data-modifying CTE whose returned rows the query reads, as PostgREST
+-- and Hasura write: its name is the CTE's, not an unknown relation. A
+-- write to a relation with anything withheld stays refused.
 -- as ci
+
+WITH upd AS (UPDATE orders SET status = 'x' WHERE id = 1 RETURNING *) SELECT * FROM upd;
+
+WITH pgrst_source AS (INSERT INTO orders (id, customer_id, total_cents, status) VALUES (5, 1, 100, 'new') RETURNING orders.*) SELECT '' AS total_result_set, count(pgrst_source) AS page_total, coalesce(json_agg(_postgrest_t), '[]') AS body FROM (SELECT pgrst_source.* FROM pgrst_source) _postgrest_t;
+
+WITH upd AS (UPDATE customers SET name = 'x' WHERE id = 1 RETURNING *) SELECT * FROM upd;
+
+WITH d AS (DELETE FROM orders WHERE id = 1 RETURNING customer_id) SELECT c.email FROM customers c JOIN d ON d.customer_id = c.id;
 
 WITH customers AS (SELECT * FROM customers) SELECT email FROM customers;
 

@@ -137,19 +137,28 @@ pub(super) fn writes(
             }
         }
     }
+    // Each with whether scope binds it to a CTE where it is written.
     let all = a
         .tables
         .iter()
         .filter(|t| !t.is_function)
-        .map(|t| &t.parts[..])
-        .chain(a.other_relations.iter().map(|p| &p[..]))
+        .map(|t| (&t.parts[..], t.cte))
+        .chain(a.other_relations.iter().map(|p| (&p[..], false)))
         // The target itself, whether or not the analysis saw it as a
         // relation (it does not for `COPY … FROM STDIN`): copying rows in
         // is a write like INSERT, and a unique key's error would answer
         // whether a withheld value or a filtered row exists.
-        .chain(target);
-    for parts in all {
-        let this = resolve_real(plan, parts);
+        .chain(target.map(|t| (t, false)));
+    for (parts, cte) in all {
+        // A relation of the name counts even where a CTE is in scope (a
+        // write is decided conservatively), but a CTE's name that is no
+        // relation is not unknown: `WITH d AS (UPDATE … RETURNING *)
+        // SELECT … FROM d` reads the rows the write returned (PostgREST
+        // and Hasura write so).
+        let this = match resolve_real(plan, parts) {
+            Resolved::Unknown(_) if cte => continue,
+            other => other,
+        };
         if let Resolved::Relation(ri) = this
             && let Some((rows, rule)) = row_limit(plan, access, ri)
         {
