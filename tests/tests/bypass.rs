@@ -399,6 +399,7 @@ const BENIGN: &[&str] = &[
     "START TRANSACTION ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM orders; COMMIT;",
     "SELECT now() IS NOT NULL;",
     // A data-modifying CTE read by its query, as PostgREST and Hasura write.
+    "BEGIN; MERGE INTO orders o USING (VALUES (1)) v(id) ON o.id = v.id WHEN MATCHED THEN UPDATE SET status = o.status; ROLLBACK;",
     "BEGIN; WITH upd AS (UPDATE orders SET status = status WHERE id = 1 RETURNING id, status) SELECT count(*) FROM upd; ROLLBACK;",
     "SELECT name, email FROM people ORDER BY id;",
 ];

@@ -188,6 +188,17 @@ WITH upd AS (UPDATE customers SET name = 'x' WHERE id = 1 RETURNING *) SELECT * 
 
 WITH d AS (DELETE FROM orders WHERE id = 1 RETURNING customer_id) SELECT c.email FROM customers c JOIN d ON d.customer_id = c.id;
 
+-- MERGE is a write like UPDATE … FROM: the target must be writable and
+-- nothing it touches may have anything withheld.
+
+MERGE INTO orders o USING (VALUES (1, 'x')) v(id, s) ON o.id = v.id WHEN MATCHED THEN UPDATE SET status = v.s WHEN NOT MATCHED THEN INSERT (id, customer_id, total_cents, status) VALUES (v.id, 1, 0, v.s);
+
+MERGE INTO orders o USING (SELECT id, email FROM customers) c ON o.customer_id = c.id WHEN MATCHED THEN UPDATE SET status = c.email;
+
+MERGE INTO customers c USING orders o ON o.customer_id = c.id WHEN MATCHED THEN DELETE;
+
+MERGE INTO orders o USING orders p ON o.id = p.id WHEN MATCHED AND p.status = 'x' THEN DO NOTHING;
+
 WITH customers AS (SELECT * FROM customers) SELECT email FROM customers;
 
 WITH c AS (WITH customers AS (SELECT 1 AS email) SELECT email FROM customers) SELECT c.email, customers.email FROM c, customers;

@@ -716,7 +716,10 @@ fn decide_statement(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Out
             }
             reads(cx, &a, stmt, text)
         }
-        sql::Statement::Insert(_) | sql::Statement::Update(_) | sql::Statement::Delete(_) => {
+        sql::Statement::Insert(_)
+        | sql::Statement::Update(_)
+        | sql::Statement::Delete(_)
+        | sql::Statement::Merge(_) => {
             let target = write_target(stmt);
             writes(cx, &analyze::analyze(stmt, text), target.as_deref())
         }

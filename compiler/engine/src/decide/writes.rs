@@ -52,7 +52,7 @@ pub(super) fn creates_table_from(
     action_permitted(cx, &access.ddl, "ddl", stmt)
 }
 
-/// The table an INSERT, UPDATE or DELETE writes, as name parts.
+/// The table an INSERT, UPDATE, DELETE or MERGE writes, as name parts.
 pub(super) fn write_target(stmt: &sql::Statement) -> Option<Vec<String>> {
     let name = match stmt {
         sql::Statement::Insert(i) => match &i.table {
@@ -72,6 +72,14 @@ pub(super) fn write_target(stmt: &sql::Statement) -> Option<Vec<String>> {
                 _ => return None,
             }
         }
+        // MERGE's source is read, its target written: decided like
+        // `UPDATE … FROM`, every relation it touches without anything
+        // withheld (`writes`), so no condition or value can carry a
+        // protected one into the target.
+        sql::Statement::Merge(m) => match &m.table {
+            sql::TableFactor::Table { name, .. } => name.clone(),
+            _ => return None,
+        },
         _ => return None,
     };
     Some(
