@@ -199,6 +199,10 @@ MERGE INTO customers c USING orders o ON o.customer_id = c.id WHEN MATCHED THEN 
 
 MERGE INTO orders o USING orders p ON o.id = p.id WHEN MATCHED AND p.status = 'x' THEN DO NOTHING;
 
+MERGE INTO orders o USING (VALUES (1)) v(x) ON o.id = v.x AND EXISTS (SELECT 1 FROM customers WHERE ssn LIKE '1%') WHEN MATCHED THEN DELETE;
+
+WITH s AS (SELECT ssn AS id FROM customers) MERGE INTO orders o USING s ON o.id = s.id::int WHEN MATCHED THEN DELETE;
+
 WITH customers AS (SELECT * FROM customers) SELECT email FROM customers;
 
 WITH c AS (WITH customers AS (SELECT 1 AS email) SELECT email FROM customers) SELECT c.email, customers.email FROM c, customers;
