@@ -220,6 +220,25 @@ fn filters_writes_functions_and_observe_only_rules_through_the_proxy() {
          SELECT encode(hmac('ada@example.com', '0123456789abcdef-test', 'sha256'), 'hex')",
     );
     assert_eq!(rows(&out), [expected.trim()], "{}", out.stderr);
+    // The analyst reads orders in clear but no rule lets it write: an
+    // INSERT in a query's body or in a CTE is refused like a plain one
+    // (an INSERT's target is no FROM entry; the proxy once forwarded these).
+    for insert in [
+        "WITH x AS (SELECT 1) INSERT INTO orders VALUES (99999, 1, 1, 'x');",
+        "WITH x AS (INSERT INTO orders VALUES (99999, 1, 1, 'x') RETURNING id) SELECT * FROM x;",
+    ] {
+        let out = psql::run(proxy.addr, &analyst, insert);
+        assert!(
+            out.stderr.contains("42501") && out.stderr.contains("write"),
+            "{insert}: {}",
+            out.stderr
+        );
+    }
+    assert_eq!(
+        q.pg.superuser_sql("shop", "SELECT count(*) FROM orders WHERE id = 99999")
+            .trim(),
+        "0"
+    );
 
     // Observe-only: trial reads e-mail in clear; the audit trail records
     // that the observed rule would have denied it.

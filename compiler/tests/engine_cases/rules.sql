@@ -73,6 +73,18 @@ SELECT email, id FROM customers;
 
 SELECT status FROM orders;
 
+-- trial reads orders in clear but may not write it: a write in a query's
+-- body or in its CTE needs `write` like a plain one (an INSERT's target
+-- is no FROM entry, and was once let through).
+
+WITH x AS (SELECT 1) INSERT INTO orders (id, customer_id, total_cents, status) VALUES (9, 1, 1, 'x');
+
+WITH x AS (INSERT INTO orders (id, customer_id, total_cents, status) VALUES (9, 1, 1, 'x') RETURNING id) SELECT * FROM x;
+
+WITH x AS (SELECT 1) UPDATE orders SET status = 'y';
+
+INSERT INTO orders (id, customer_id, total_cents, status) VALUES (9, 1, 1, 'x');
+
 -- claims {"kubernetes.io": {"namespace": "batch"}}
 -- A CTE named like the row-limited relation it reads: the reference
 -- inside is the relation, which would go uncounted; refused.

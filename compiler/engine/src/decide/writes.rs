@@ -128,9 +128,18 @@ pub(super) fn writes(
         }
     } else {
         // A data-modifying CTE: every relation it touches must be writable.
-        // CTEs aside: a write never reads as permitted what it names.
-        for t in a.tables.iter().filter(|t| !t.is_function) {
-            if let Resolved::Relation(ri) = resolve_real(plan, &t.parts)
+        // CTEs aside: a write never reads as permitted what it names. An
+        // `INSERT`'s target is not a `FROM` entry but one of the other
+        // relation names (`WITH x AS (…) INSERT INTO t …` is a query
+        // whose body inserts).
+        let named = a
+            .tables
+            .iter()
+            .filter(|t| !t.is_function)
+            .map(|t| &t.parts[..])
+            .chain(a.other_relations.iter().map(|p| &p[..]));
+        for parts in named {
+            if let Resolved::Relation(ri) = resolve_real(plan, parts)
                 && let Some(d) = access.write[ri].iter().find_map(|p| {
                     perm_denial(
                         plan,
