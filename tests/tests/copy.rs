@@ -134,6 +134,28 @@ fn copy_out_is_masked_and_copy_in_is_a_write() {
     let count = q.pg.superuser_sql("shop", "SELECT count(*) FROM customers");
     assert_eq!(count.trim(), "4");
 
+    // `COPY (INSERT … RETURNING …) TO STDOUT` writes: refused to the
+    // loader, which may read orders but not write them (it was once let
+    // through, the INSERT's target being no FROM entry), and run for ci,
+    // which may write and export them.
+    let out = psql::run(
+        proxy.addr,
+        &loader,
+        "COPY (INSERT INTO orders VALUES (30, 4, 1, 'x') RETURNING id) TO STDOUT;\n",
+    );
+    assert!(
+        out.stderr.contains("42501") && out.stderr.contains("write"),
+        "{}",
+        out.stderr
+    );
+    let out = run("COPY (INSERT INTO orders VALUES (31, 4, 1, 'x') RETURNING id) TO STDOUT;\n");
+    assert_eq!(out.stdout.trim(), "31", "{}", out.stderr);
+    let stored = q.pg.superuser_sql(
+        "shop",
+        "SELECT string_agg(id::text, ',') FROM orders WHERE id IN (30, 31)",
+    );
+    assert_eq!(stored.trim(), "31");
+
     // Every COPY was audited with its decision.
     let copies: Vec<String> = proxy
         .audit_events()
@@ -152,5 +174,9 @@ fn copy_out_is_masked_and_copy_in_is_a_write() {
             )
         })
         .collect();
-    assert_eq!(copies.len(), 6, "{copies:#?}");
+    assert_eq!(copies.len(), 7, "{copies:#?}");
+    assert_eq!(
+        copies[6], "allow COPY (INSERT INTO orders VALUE",
+        "{copies:#?}"
+    );
 }

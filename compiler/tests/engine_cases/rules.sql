@@ -85,6 +85,22 @@ WITH x AS (SELECT 1) UPDATE orders SET status = 'y';
 
 INSERT INTO orders (id, customer_id, total_cents, status) VALUES (9, 1, 1, 'x');
 
+-- `COPY (INSERT … RETURNING …) TO STDOUT` is a write and an export of
+-- what it returns: refused without `write` (trial) or without `export`
+-- (ci, which may write orders), run with both (leads).
+
+COPY (INSERT INTO orders (id, customer_id, total_cents, status) VALUES (9, 1, 1, 'x') RETURNING id) TO STDOUT;
+
+-- claims {"iss": "https://issuer.example", "repository": "acme/shop", "ref": "refs/heads/main"}
+
+COPY (INSERT INTO orders (id, customer_id, total_cents, status) VALUES (9, 1, 1, 'x') ON CONFLICT (id) DO UPDATE SET status = orders.status RETURNING *) TO STDOUT;
+
+COPY (WITH d AS (DELETE FROM orders WHERE id = 9 RETURNING total_cents) SELECT * FROM d) TO STDOUT;
+
+-- claims {"team": "leads"}
+
+COPY (INSERT INTO orders (id, customer_id, total_cents, status) VALUES (9, 1, 1, 'x') RETURNING id) TO STDOUT;
+
 -- claims {"kubernetes.io": {"namespace": "batch"}}
 -- A CTE named like the row-limited relation it reads: the reference
 -- inside is the relation, which would go uncounted; refused.

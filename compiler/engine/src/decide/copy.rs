@@ -34,6 +34,12 @@ pub(super) fn copy(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Outc
         }
         (true, sql::CopyTarget::Stdout, sql::CopySource::Query(_)) => {
             let a = analyze::analyze(stmt, text);
+            if a.statements > 1 {
+                // `COPY (INSERT … RETURNING …) TO STDOUT` and `COPY (WITH
+                // d AS (DELETE …) SELECT …) TO STDOUT` write: the writing
+                // rules apply as well, as for a data-modifying CTE.
+                writes(cx, &a, None)?;
+            }
             exports(cx, &a, stmt)?;
             no_limit_in_copy(reads(cx, &a, stmt, text)?)
         }
@@ -98,7 +104,7 @@ pub(super) fn copy(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Outc
 /// Every column the statement reads that is not denied must be exportable
 /// (the `export` action): the columns the scope resolver finds it uses, or,
 /// where the resolver cannot follow the statement, every column of the
-/// relations it names.
+/// relations it names, in `FROM` or elsewhere.
 pub(super) fn exports(cx: Cx<'_>, a: &Analysis, stmt: &sql::Statement) -> Result<(), Denial> {
     let Cx {
         plan,
@@ -126,11 +132,28 @@ pub(super) fn exports(cx: Cx<'_>, a: &Analysis, stmt: &sql::Statement) -> Result
         read.sort_unstable();
         return read.into_iter().try_for_each(|&(ri, ci)| check(ri, ci));
     }
-    for t in a.tables.iter().filter(|t| !t.is_function) {
-        if let Resolved::Relation(ri) = resolve(plan, t) {
-            for ci in ColId::all(access.export[ri].len()) {
-                check(ri, ci)?;
-            }
+    // An `INSERT`'s target is no `FROM` entry, and its `RETURNING` can
+    // return stored columns (`ON CONFLICT … DO UPDATE`, defaults,
+    // triggers): every relation named counts.
+    let named = a
+        .tables
+        .iter()
+        .filter(|t| !t.is_function)
+        .filter_map(|t| match resolve(plan, t) {
+            Resolved::Relation(ri) => Some(ri),
+            _ => None,
+        })
+        .chain(
+            a.other_relations
+                .iter()
+                .filter_map(|parts| match resolve_real(plan, parts) {
+                    Resolved::Relation(ri) => Some(ri),
+                    _ => None,
+                }),
+        );
+    for ri in named {
+        for ci in ColId::all(access.export[ri].len()) {
+            check(ri, ci)?;
         }
     }
     Ok(())
