@@ -646,6 +646,10 @@ fn session_statement_kinds_are_decided_like_what_they_run() {
         ("SET NAMES 'utf-8'", None),
         ("SELECT set_config('search_path', 'public', false)", None),
         ("SET statement_timeout = 0", None),
+        // Read from their tokens (sqlparser does not parse them).
+        ("SET CONSTRAINTS ALL DEFERRED", None),
+        ("SET CONSTRAINTS ALL IMMEDIATE;", None),
+        ("SET CONSTRAINTS orders_pkey, public.\"Fk\" DEFERRED", None),
         // `SET … TO DEFAULT` is `RESET …`: back to what the proxy pinned.
         ("SET search_path TO DEFAULT", None),
         ("SET LOCAL search_path = DEFAULT", None),
@@ -701,6 +705,20 @@ fn refused_session_statements_say_why() {
         ("SET search_path TO \"Public\"", "search_path"),
         ("SET search_path = public, pg_catalog", "search_path"),
         ("SET search_path = '\"$user\", public'", "search_path"),
+        ("PREPARE TRANSACTION 'tx1'", "two-phase commit"),
+        ("COMMIT PREPARED 'tx1'", "two-phase commit"),
+        ("rollback prepared 'tx1';", "two-phase commit"),
+        // Not SET CONSTRAINTS as PostgreSQL reads it: unparsed, refused.
+        (
+            "SET CONSTRAINTS ALL DEFERRED; SELECT ssn FROM customers",
+            "parse",
+        ),
+        ("SET CONSTRAINTS DEFERRED", "parse"),
+        ("SET CONSTRAINTS a, DEFERRED", "parse"),
+        (
+            "SET CONSTRAINTS (SELECT ssn FROM customers) DEFERRED",
+            "parse",
+        ),
         // A schema named `default`, not the keyword.
         ("SET search_path TO \"default\"", "search_path"),
         ("SET search_path TO DEFAULT, evil", "search_path"),

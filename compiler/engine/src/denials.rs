@@ -71,6 +71,18 @@ pub(crate) fn kind_not_analysed(kind: &str) -> Denial {
     )
 }
 
+/// Two-phase commit (`PREPARE TRANSACTION`, `COMMIT PREPARED`, `ROLLBACK
+/// PREPARED`): a prepared transaction outlives its session, and every
+/// identity reaches the database as the proxy's one role, so any of them
+/// could finish (or hold the locks of) another's.
+pub(crate) fn two_phase_commit() -> Denial {
+    refusal(
+        FEATURE_NOT_SUPPORTED,
+        "two-phase commit is refused through the clsf proxy: a prepared transaction outlives its session, and every identity reaches the database as the proxy's one role, so one identity could commit or roll back another's".to_owned(),
+        Some("commit or roll back the transaction in its own session"),
+    )
+}
+
 /// A form of an analysed statement kind that is not.
 pub(crate) fn form_not_analysed(kind: &str, why: &str) -> Denial {
     refusal(
@@ -412,6 +424,7 @@ mod tests {
             unparsable_kind("CREATE STATISTICS"),
             internal("a masked column in a rewritten join"),
             kind_not_analysed("CREATE FUNCTION"),
+            two_phase_commit(),
             form_not_analysed("COPY", "a COPY with a WHERE clause is not analysed"),
             cursor_form(),
             limited_cursor(100, "ci_reads"),

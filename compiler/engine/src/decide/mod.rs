@@ -293,6 +293,61 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
         return Some((decision, edits));
     }
     let first = keyword(0)?;
+    // The words after the first, up to an optional final `;`: a statement
+    // read from its tokens must be the whole text.
+    let rest = match words.last() {
+        Some((Token::SemiColon, ..)) => &words[1..words.len() - 1],
+        _ => &words[1..],
+    };
+    match (first.as_str(), keyword(1).as_deref()) {
+        // SET CONSTRAINTS { ALL | name [, …] } { DEFERRED | IMMEDIATE }
+        // (Django's and Rails' fixture loading): when the transaction's
+        // constraints are checked. It names constraints, reads nothing.
+        ("SET", Some("CONSTRAINTS")) => {
+            let [_, names @ .., (Token::Word(mode), ..)] = rest else {
+                return None;
+            };
+            let timing = mode.quote_style.is_none()
+                && matches!(
+                    mode.value.to_ascii_uppercase().as_str(),
+                    "DEFERRED" | "IMMEDIATE"
+                );
+            // ALL, or names (qualified or not) separated by commas.
+            let listed = names.iter().enumerate().all(|(i, (t, ..))| match t {
+                Token::Word(_) => i % 2 == 0,
+                Token::Period | Token::Comma => i % 2 == 1 && i + 1 < names.len(),
+                _ => false,
+            });
+            if !timing || names.is_empty() || !listed {
+                return None;
+            }
+            let report = StatementReport::new(
+                text.to_owned(),
+                Findings {
+                    decision: "allow",
+                    ..Findings::default()
+                },
+            );
+            return Some((
+                Decision {
+                    verdict: Verdict::Forward,
+                    statements: vec![report],
+                },
+                Vec::new(),
+            ));
+        }
+        ("PREPARE", Some("TRANSACTION")) | ("COMMIT" | "ROLLBACK", Some("PREPARED")) => {
+            let denial = denials::two_phase_commit();
+            return Some((
+                Decision {
+                    statements: vec![report_denied(plan, text.to_owned(), &denial)],
+                    verdict: Verdict::Deny(denial),
+                },
+                Vec::new(),
+            ));
+        }
+        _ => {}
+    }
     match first.as_str() {
         "TABLE" => {
             let (_, Some(start), Some(end)) = words[0] else {
