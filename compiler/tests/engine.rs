@@ -901,3 +901,45 @@ fn fuzzed_inputs_are_decided_without_panicking() {
         );
     }
 }
+
+/// TRUNCATE empties what it names, its descendants and, with CASCADE, the
+/// tables that reference it: each must be writable, as for DELETE.
+#[test]
+fn truncate_is_a_write_of_every_table_it_empties() {
+    let text = r#"
+labels internal < restricted
+group w { claim team == "w" }
+table public.customers: internal { ssn: restricted }
+table public.orders: internal
+rule w_all for w {
+  allow <= restricted
+  allow write table public.customers
+}
+"#;
+    let mut parsed = Parsed::default();
+    policy::add_source(&mut parsed, "w.clsf", text);
+    let (plan, diags) = resolve::compile(&parsed, &quickstart_schema());
+    assert!(diags.is_empty(), "{diags:?}");
+    let e = Engine::new(plan.unwrap()).unwrap();
+    for sql in [
+        "TRUNCATE customers",
+        "TRUNCATE TABLE ONLY public.customers RESTART IDENTITY",
+        "TRUNCATE customers RESTRICT",
+    ] {
+        assert!(matches!(decide(&e, &["w"], sql), Verdict::Forward), "{sql}");
+    }
+    // orders references customers (orders.customer_id): CASCADE empties
+    // it too, and w may not write it.
+    for sql in [
+        "TRUNCATE customers CASCADE",
+        "TRUNCATE orders",
+        "TRUNCATE customers, orders",
+    ] {
+        let (state, message) = denied(decide(&e, &["w"], sql));
+        assert_eq!(state, "42501", "{sql}");
+        assert!(message.contains("public.orders"), "{sql}: {message}");
+    }
+    // No groups: nothing may be written.
+    let (_, message) = denied(decide(&e, &[], "TRUNCATE customers"));
+    assert!(message.contains("public.customers"), "{message}");
+}

@@ -388,6 +388,7 @@ const BENIGN: &[&str] = &[
     "SHOW search_path;",
     "SET search_path TO DEFAULT; SET NAMES DEFAULT;",
     "BEGIN; SET CONSTRAINTS ALL DEFERRED; SET CONSTRAINTS ALL IMMEDIATE; COMMIT;",
+    "BEGIN; TRUNCATE orders; ROLLBACK;",
     "SELECT current_schema();",
     "SELECT current_database(), current_user;",
     "SELECT pg_backend_pid() > 0;",

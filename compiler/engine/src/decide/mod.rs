@@ -779,6 +779,7 @@ fn decide_statement(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Out
             writes(cx, &analyze::analyze(stmt, text), target.as_deref())
         }
         sql::Statement::Copy { .. } => copy(cx, stmt, text),
+        sql::Statement::Truncate(t) => truncate(cx, t),
         sql::Statement::Set(set) => session_setting(set),
         sql::Statement::ShowVariable { variable } => {
             let name = variable

@@ -106,17 +106,9 @@ pub(super) fn writes(
     if let Some(parts) = target {
         match resolve_real(plan, parts) {
             Resolved::Relation(ri) => {
-                let rel = plan.schema.relation(ri);
                 // Every column of the written table must be writable: an
                 // INSERT sets defaults and a DELETE removes whole rows.
-                if let Some(d) = access.write[ri].iter().enumerate().find_map(|(ci, p)| {
-                    let what = format!(
-                        "writing column `{}` of `{}`",
-                        rel.columns[ci].name,
-                        rel.qualified()
-                    );
-                    perm_denial(plan, needs, p, "write", &what)
-                }) {
+                if let Some(d) = column_write_denial(cx, ri) {
                     return Err(d);
                 }
             }
@@ -195,6 +187,101 @@ pub(super) fn writes(
             Resolved::Catalog(name) => check_catalog(&name)?,
             Resolved::Unknown(name) => return Err(denials::unknown_relation(&name)),
             _ => {}
+        }
+    }
+    Ok(Outcome::pass())
+}
+
+/// The refusal for the first column of `ri` that no rule lets the identity
+/// write, if any.
+fn column_write_denial(cx: Cx<'_>, ri: RelId) -> Option<Denial> {
+    let Cx {
+        plan,
+        access,
+        needs,
+        ..
+    } = cx;
+    let rel = plan.schema.relation(ri);
+    access.write[ri].iter().enumerate().find_map(|(ci, p)| {
+        let what = format!(
+            "writing column `{}` of `{}`",
+            rel.columns[ci].name,
+            rel.qualified()
+        );
+        perm_denial(plan, needs, p, "write", &what)
+    })
+}
+
+/// `TRUNCATE` removes every row of the tables it names, of their
+/// descendants (unless `ONLY`) and, with `CASCADE`, of every table that
+/// references one of them by a foreign key (and of its descendants): each
+/// must be one the identity may write in every column, with nothing
+/// withheld and no row limit, as for `DELETE`.
+pub(super) fn truncate(cx: Cx<'_>, t: &sql::Truncate) -> Result<Outcome, Denial> {
+    let Cx { plan, access, .. } = cx;
+    let schema = &plan.schema;
+    let mut emptied: Vec<RelId> = Vec::new();
+    let mut with_descendants: Vec<RelId> = Vec::new();
+    for target in &t.table_names {
+        let parts: Vec<String> = target
+            .name
+            .0
+            .iter()
+            .filter_map(|p| p.as_ident())
+            .map(analyze::fold)
+            .collect();
+        match resolve_real(plan, &parts) {
+            Resolved::Relation(ri) => {
+                emptied.push(ri);
+                if !target.only {
+                    with_descendants.push(ri);
+                }
+            }
+            Resolved::Catalog(name) => return Err(denials::catalog_write(&name)),
+            Resolved::Unknown(name) => {
+                return Err(denials::unknown_relation(&name));
+            }
+            Resolved::Cte => return Err(denials::internal("TRUNCATE of a CTE")),
+        }
+    }
+    let cascade = matches!(t.cascade, Some(sql::CascadeOption::Cascade));
+    // Grow the set until nothing more is emptied: descendants of what is
+    // emptied with its descendants, and referencing tables under CASCADE.
+    loop {
+        let before = emptied.len();
+        for (ri, rel) in schema.relations_with_ids() {
+            if emptied.contains(&ri) {
+                continue;
+            }
+            let named = |q: &crate::schema::QualifiedName| schema.find(&q.schema, &q.name);
+            let child = rel
+                .parents
+                .iter()
+                .any(|p| named(p).is_some_and(|pi| with_descendants.contains(&pi)));
+            let referencing = cascade
+                && rel
+                    .foreign_keys
+                    .iter()
+                    .any(|fk| named(&fk.references).is_some_and(|pi| emptied.contains(&pi)));
+            if child || referencing {
+                emptied.push(ri);
+                with_descendants.push(ri);
+            }
+        }
+        if emptied.len() == before {
+            break;
+        }
+    }
+    for ri in emptied {
+        let rel = plan.schema.relation(ri);
+        if let Some(d) = column_write_denial(cx, ri) {
+            return Err(d);
+        }
+        if let Some((rows, rule)) = row_limit(plan, access, ri) {
+            return Err(denials::limited_write(&rel.qualified(), rows, &rule));
+        }
+        if access.relation_restricted(ri) {
+            return Err(denials::withheld_write(&rel.qualified()));
         }
     }
     Ok(Outcome::pass())
