@@ -10,3 +10,9 @@ CREATE TRIGGER t AFTER INSERT ON orders FOR EACH ROW EXECUTE FUNCTION f();
 CREATE INDEX i ON orders (status, customer_id);
 
 CREATE TABLE t3 AS SELECT id, status FROM orders;
+
+-- Maintenance of a materialized view is a schema change (`ddl`).
+
+REFRESH MATERIALIZED VIEW mv;
+
+REFRESH MATERIALIZED VIEW CONCURRENTLY public.mv WITH NO DATA;

@@ -203,6 +203,8 @@ MERGE INTO orders o USING (VALUES (1)) v(x) ON o.id = v.x AND EXISTS (SELECT 1 F
 
 WITH s AS (SELECT ssn AS id FROM customers) MERGE INTO orders o USING s ON o.id = s.id::int WHEN MATCHED THEN DELETE;
 
+REFRESH MATERIALIZED VIEW mv;
+
 WITH customers AS (SELECT * FROM customers) SELECT email FROM customers;
 
 WITH c AS (WITH customers AS (SELECT 1 AS email) SELECT email FROM customers) SELECT c.email, customers.email FROM c, customers;

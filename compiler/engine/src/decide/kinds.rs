@@ -177,7 +177,9 @@ pub(super) fn kind(stmt: &sql::Statement) -> (Family, &'static str) {
         S::Return(..) => (Family::Other, "RETURN"),
         S::ExportData(..) => (Family::Other, "EXPORT DATA"),
         S::Reset(..) => (Family::Other, "RESET"),
-        S::RefreshMaterializedView(..) => (Family::Other, "REFRESH MATERIALIZED VIEW"),
+        // Recomputes a view from its stored definition: maintenance of the
+        // schema, as the unparsed `REFRESH` forms are decided.
+        S::RefreshMaterializedView(..) => (Family::Ddl, "REFRESH MATERIALIZED VIEW"),
     }
 }
 
