@@ -298,7 +298,7 @@ mod tests {
             ("TRUNCATE customers", Family::Other, "TRUNCATE"),
             (
                 "REFRESH MATERIALIZED VIEW m",
-                Family::Other,
+                Family::Ddl,
                 "REFRESH MATERIALIZED VIEW",
             ),
             (
