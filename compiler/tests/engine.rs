@@ -943,3 +943,63 @@ rule w_all for w {
     let (_, message) = denied(decide(&e, &[], "TRUNCATE customers"));
     assert!(message.contains("public.customers"), "{message}");
 }
+
+/// TRUNCATE without ONLY empties the descendants too, also those of a
+/// relation named with ONLY when another named relation is its ancestor.
+#[test]
+fn truncate_follows_inheritance() {
+    use clsf_compiler::schema::{Column, QualifiedName, Relation, RelationKind};
+    let child = |name: &str, parent: &str| Relation {
+        schema: "public".into(),
+        name: name.into(),
+        kind: RelationKind::Table,
+        columns: vec![Column {
+            name: "id".into(),
+            type_name: "integer".into(),
+            nullable: true,
+            base_type: None,
+        }],
+        parents: vec![QualifiedName {
+            schema: "public".into(),
+            name: parent.into(),
+        }],
+        ..Relation::default()
+    };
+    let base = quickstart_schema();
+    let mut relations = base.relations.clone();
+    relations.push(child("orders_archive", "orders"));
+    relations.push(child("orders_old", "orders_archive"));
+    let schema = Schema::new(base.server_version.clone(), relations);
+    let text = r#"
+labels internal < restricted
+group w { claim team == "w" }
+table public.customers: internal { ssn: restricted }
+table public.orders: internal
+table public.orders_archive: internal
+table public.orders_old: internal
+rule w_all for w {
+  allow <= restricted
+  allow write table public.orders
+  allow write table public.orders_archive
+}
+"#;
+    let mut parsed = Parsed::default();
+    policy::add_source(&mut parsed, "w.clsf", text);
+    let (plan, diags) = resolve::compile(&parsed, &schema);
+    assert!(diags.is_empty(), "{diags:?}");
+    let e = Engine::new(plan.unwrap()).unwrap();
+    for sql in [
+        "TRUNCATE ONLY orders",
+        "TRUNCATE ONLY orders, ONLY orders_archive",
+    ] {
+        assert!(matches!(decide(&e, &["w"], sql), Verdict::Forward), "{sql}");
+    }
+    for sql in [
+        "TRUNCATE orders",
+        "TRUNCATE orders_archive",
+        "TRUNCATE ONLY orders_archive, orders",
+    ] {
+        let (_, message) = denied(decide(&e, &["w"], sql));
+        assert!(message.contains("public.orders_old"), "{sql}: {message}");
+    }
+}

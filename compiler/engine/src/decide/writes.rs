@@ -247,10 +247,13 @@ pub(super) fn truncate(cx: Cx<'_>, t: &sql::Truncate) -> Result<Outcome, Denial>
     let cascade = matches!(t.cascade, Some(sql::CascadeOption::Cascade));
     // Grow the set until nothing more is emptied: descendants of what is
     // emptied with its descendants, and referencing tables under CASCADE.
+    // A relation named with ONLY is emptied without its descendants, but
+    // still with them when it is also a descendant of another named
+    // without ONLY (`TRUNCATE ONLY child, parent`).
     loop {
-        let before = emptied.len();
+        let before = with_descendants.len();
         for (ri, rel) in schema.relations_with_ids() {
-            if emptied.contains(&ri) {
+            if with_descendants.contains(&ri) {
                 continue;
             }
             let named = |q: &crate::schema::QualifiedName| schema.find(&q.schema, &q.name);
@@ -264,11 +267,13 @@ pub(super) fn truncate(cx: Cx<'_>, t: &sql::Truncate) -> Result<Outcome, Denial>
                     .iter()
                     .any(|fk| named(&fk.references).is_some_and(|pi| emptied.contains(&pi)));
             if child || referencing {
-                emptied.push(ri);
+                if !emptied.contains(&ri) {
+                    emptied.push(ri);
+                }
                 with_descendants.push(ri);
             }
         }
-        if emptied.len() == before {
+        if with_descendants.len() == before {
             break;
         }
     }
