@@ -214,13 +214,18 @@ fn column_write_denial(cx: Cx<'_>, ri: RelId) -> Option<Denial> {
 
 /// `TRUNCATE` removes every row of the tables it names, of their
 /// descendants (unless `ONLY`) and, with `CASCADE`, of every table that
-/// references one of them by a foreign key (and of its descendants): each
-/// must be one the identity may write in every column, with nothing
-/// withheld and no row limit, as for `DELETE`.
+/// references one of them by a foreign key (and of its descendants). As
+/// PostgreSQL checks privileges, and as for `DELETE`, the named and the
+/// cascaded tables must be ones the identity may write in every column;
+/// a descendant's rows are the parent's rows, reached through the parent's
+/// right. None of them may have anything withheld or a row limit.
 pub(super) fn truncate(cx: Cx<'_>, t: &sql::Truncate) -> Result<Outcome, Denial> {
     let Cx { plan, access, .. } = cx;
     let schema = &plan.schema;
+    // Every relation emptied; those named or cascaded to (whose write right
+    // is checked); those emptied with their descendants.
     let mut emptied: Vec<RelId> = Vec::new();
+    let mut written: Vec<RelId> = Vec::new();
     let mut with_descendants: Vec<RelId> = Vec::new();
     for target in &t.table_names {
         let parts: Vec<String> = target
@@ -233,30 +238,24 @@ pub(super) fn truncate(cx: Cx<'_>, t: &sql::Truncate) -> Result<Outcome, Denial>
         match resolve_real(plan, &parts) {
             Resolved::Relation(ri) => {
                 emptied.push(ri);
+                written.push(ri);
                 if !target.only {
                     with_descendants.push(ri);
                 }
             }
             Resolved::Catalog(name) => return Err(denials::catalog_write(&name)),
-            Resolved::Unknown(name) => {
-                return Err(denials::unknown_relation(&name));
-            }
+            Resolved::Unknown(name) => return Err(denials::unknown_relation(&name)),
             Resolved::Cte => return Err(denials::internal("TRUNCATE of a CTE")),
         }
     }
     let cascade = matches!(t.cascade, Some(sql::CascadeOption::Cascade));
-    // Grow the set until nothing more is emptied: descendants of what is
-    // emptied with its descendants, and referencing tables under CASCADE.
-    // A relation named with ONLY is emptied without its descendants, but
-    // still with them when it is also a descendant of another named
-    // without ONLY (`TRUNCATE ONLY child, parent`).
+    let named = |q: &crate::schema::QualifiedName| schema.find(&q.schema, &q.name);
+    // Grow the sets until they stop changing. A relation named with ONLY
+    // is still emptied with its descendants when another named relation
+    // is its ancestor (`TRUNCATE ONLY child, parent`).
     loop {
-        let before = with_descendants.len();
+        let before = (with_descendants.len(), written.len());
         for (ri, rel) in schema.relations_with_ids() {
-            if with_descendants.contains(&ri) {
-                continue;
-            }
-            let named = |q: &crate::schema::QualifiedName| schema.find(&q.schema, &q.name);
             let child = rel
                 .parents
                 .iter()
@@ -266,22 +265,27 @@ pub(super) fn truncate(cx: Cx<'_>, t: &sql::Truncate) -> Result<Outcome, Denial>
                     .foreign_keys
                     .iter()
                     .any(|fk| named(&fk.references).is_some_and(|pi| emptied.contains(&pi)));
-            if child || referencing {
+            if referencing && !written.contains(&ri) {
+                written.push(ri);
+            }
+            if (child || referencing) && !with_descendants.contains(&ri) {
+                with_descendants.push(ri);
                 if !emptied.contains(&ri) {
                     emptied.push(ri);
                 }
-                with_descendants.push(ri);
             }
         }
-        if with_descendants.len() == before {
+        if (with_descendants.len(), written.len()) == before {
             break;
+        }
+    }
+    for ri in written {
+        if let Some(d) = column_write_denial(cx, ri) {
+            return Err(d);
         }
     }
     for ri in emptied {
         let rel = plan.schema.relation(ri);
-        if let Some(d) = column_write_denial(cx, ri) {
-            return Err(d);
-        }
         if let Some((rows, rule)) = row_limit(plan, access, ri) {
             return Err(denials::limited_write(&rel.qualified(), rows, &rule));
         }
