@@ -389,6 +389,7 @@ const BENIGN: &[&str] = &[
     "SET search_path TO DEFAULT; SET NAMES DEFAULT;",
     "BEGIN; SET CONSTRAINTS ALL DEFERRED; SET CONSTRAINTS ALL IMMEDIATE; COMMIT;",
     "BEGIN; TRUNCATE orders; ROLLBACK;",
+    "BEGIN; PREPARE m1 AS MERGE INTO orders o USING (VALUES (1)) v(id) ON o.id = v.id WHEN MATCHED THEN UPDATE SET status = o.status; EXECUTE m1; DEALLOCATE m1; ROLLBACK;",
     "SELECT current_schema();",
     "SELECT current_database(), current_user;",
     "SELECT pg_backend_pid() > 0;",

@@ -203,6 +203,14 @@ MERGE INTO orders o USING (VALUES (1)) v(x) ON o.id = v.x AND EXISTS (SELECT 1 F
 
 WITH s AS (SELECT ssn AS id FROM customers) MERGE INTO orders o USING s ON o.id = s.id::int WHEN MATCHED THEN DELETE;
 
+-- PostgreSQL 15 prepares MERGE too; TRUNCATE it does not prepare.
+
+PREPARE m1 AS MERGE INTO orders o USING (VALUES (1)) v(id) ON o.id = v.id WHEN MATCHED THEN DELETE;
+
+PREPARE m2 AS MERGE INTO orders o USING customers c ON o.customer_id = c.id WHEN MATCHED THEN DELETE;
+
+PREPARE t1 AS TRUNCATE orders;
+
 REFRESH MATERIALIZED VIEW mv;
 
 WITH customers AS (SELECT * FROM customers) SELECT email FROM customers;

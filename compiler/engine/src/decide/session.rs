@@ -73,10 +73,11 @@ pub(super) fn prepare(
             | sql::Statement::Insert(_)
             | sql::Statement::Update(_)
             | sql::Statement::Delete(_)
+            | sql::Statement::Merge(_)
     ) {
         return Err(not_analysed(
             statement,
-            "only queries, INSERT, UPDATE and DELETE can be prepared",
+            "only queries, INSERT, UPDATE, DELETE and MERGE can be prepared",
         ));
     }
     let out = match decide_statement(cx, statement, text) {
