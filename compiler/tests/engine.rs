@@ -13,10 +13,18 @@ fn quickstart_schema() -> Schema {
 }
 
 fn engine() -> Engine {
-    let text = include_str!("../../examples/quickstart/policy/quickstart.clsf");
+    engine_from(
+        include_str!("../../examples/quickstart/policy/quickstart.clsf"),
+        &quickstart_schema(),
+    )
+}
+
+/// An engine for policy `text` (one file, named as the quickstart's, which
+/// must compile without a diagnostic) over `schema`.
+fn engine_from(text: &str, schema: &Schema) -> Engine {
     let mut parsed = Parsed::default();
     policy::add_source(&mut parsed, "quickstart.clsf", text);
-    let (plan, diags) = resolve::compile(&parsed, &quickstart_schema());
+    let (plan, diags) = resolve::compile(&parsed, schema);
     assert!(diags.is_empty(), "{diags:?}");
     Engine::new(plan.unwrap()).unwrap()
 }
@@ -422,11 +430,7 @@ fn engine_with_ci_clause(clause: &str) -> Engine {
         "  allow write table public.orders",
         &format!("  allow write table public.orders\n  {clause}"),
     );
-    let mut parsed = Parsed::default();
-    policy::add_source(&mut parsed, "quickstart.clsf", &text);
-    let (plan, diags) = resolve::compile(&parsed, &quickstart_schema());
-    assert!(diags.is_empty(), "{diags:?}");
-    Engine::new(plan.unwrap()).unwrap()
+    engine_from(&text, &quickstart_schema())
 }
 
 #[test]
@@ -767,15 +771,7 @@ fn refused_session_statements_say_why() {
 /// column of the relations it names.
 #[test]
 fn copy_export_is_checked_on_the_columns_read() {
-    let text = include_str!("../../examples/quickstart/policy/quickstart.clsf").replace(
-        "  allow write table public.orders",
-        "  allow write table public.orders\n  allow export <= internal",
-    );
-    let mut parsed = Parsed::default();
-    policy::add_source(&mut parsed, "quickstart.clsf", &text);
-    let (plan, diags) = resolve::compile(&parsed, &quickstart_schema());
-    assert!(diags.is_empty(), "{diags:?}");
-    let e = Engine::new(plan.unwrap()).unwrap();
+    let e = engine_with_ci_clause("allow export <= internal");
     for sql in [
         "COPY (SELECT id, name FROM customers) TO STDOUT",
         "COPY customers (id, name) TO STDOUT",
@@ -916,11 +912,7 @@ rule w_all for w {
   allow write table public.customers
 }
 "#;
-    let mut parsed = Parsed::default();
-    policy::add_source(&mut parsed, "w.clsf", text);
-    let (plan, diags) = resolve::compile(&parsed, &quickstart_schema());
-    assert!(diags.is_empty(), "{diags:?}");
-    let e = Engine::new(plan.unwrap()).unwrap();
+    let e = engine_from(text, &quickstart_schema());
     for sql in [
         "TRUNCATE customers",
         "TRUNCATE TABLE ONLY public.customers RESTART IDENTITY",
@@ -987,11 +979,7 @@ rule w_all for w {
   allow write table public.orders_archive
 }
 "#;
-    let mut parsed = Parsed::default();
-    policy::add_source(&mut parsed, "w.clsf", text);
-    let (plan, diags) = resolve::compile(&parsed, &schema);
-    assert!(diags.is_empty(), "{diags:?}");
-    let e = Engine::new(plan.unwrap()).unwrap();
+    let e = engine_from(text, &schema);
     // orders_2019 is emptied through orders_archive without a right of its own.
     for sql in [
         "TRUNCATE ONLY orders",

@@ -70,6 +70,20 @@ pub struct Analysis {
     pub statements: usize,
 }
 
+impl Analysis {
+    /// Every relation name of the statement: its relation references (not
+    /// table functions), each with whether scope binds it to a CTE where it
+    /// is written, then the names in other positions (an `INSERT`'s
+    /// target, `COPY t`, `LOCK t`…), which a CTE never binds.
+    pub fn relation_names(&self) -> impl Iterator<Item = (&[String], bool)> {
+        self.tables
+            .iter()
+            .filter(|t| !t.is_function)
+            .map(|t| (&t.parts[..], t.cte))
+            .chain(self.other_relations.iter().map(|p| (&p[..], false)))
+    }
+}
+
 /// A column reference or `t.*` qualified by schema and relation
 /// (`s.t.c`, `db.s.t.c`, `s.t.*`), as ORMs and query builders write them
 /// (Prisma, jOOQ). Once `s.t` is replaced by a masking subquery named
@@ -107,6 +121,16 @@ pub fn fold(ident: &sql::Ident) -> String {
     } else {
         ident.value.to_lowercase()
     }
+}
+
+/// A name's identifier parts, folded; parts that are not identifiers are
+/// left out (a relation name in a statement position never has any).
+pub(crate) fn folded_parts(name: &sql::ObjectName) -> Vec<String> {
+    name.0
+        .iter()
+        .filter_map(|p| p.as_ident())
+        .map(fold)
+        .collect()
 }
 
 fn name_parts(name: &sql::ObjectName) -> Vec<String> {

@@ -61,13 +61,7 @@ pub(super) fn check(
         Kind::Code(what) => Err(denials::ddl_code(what)),
         Kind::Other => {
             let a = analyze::analyze(stmt, text);
-            let named = a
-                .tables
-                .iter()
-                .filter(|t| !t.is_function)
-                .map(|t| &t.parts)
-                .chain(a.other_relations.iter());
-            for parts in named {
+            for (parts, _) in a.relation_names() {
                 // By the same search as a query's (pg_catalog first).
                 let Some(ri) = plan.schema.lookup(parts, SEARCH_PATH) else {
                     continue;

@@ -24,12 +24,7 @@ pub(super) fn copy(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Outc
     };
     match (*to, target, source) {
         (false, sql::CopyTarget::Stdin, sql::CopySource::Table { table_name, .. }) => {
-            let parts: Vec<String> = table_name
-                .0
-                .iter()
-                .filter_map(|p| p.as_ident())
-                .map(analyze::fold)
-                .collect();
+            let parts = analyze::folded_parts(table_name);
             writes(cx, &analyze::analyze(stmt, text), Some(&parts))
         }
         (true, sql::CopyTarget::Stdout, sql::CopySource::Query(_)) => {
@@ -134,23 +129,14 @@ pub(super) fn exports(cx: Cx<'_>, a: &Analysis, stmt: &sql::Statement) -> Result
     }
     // An `INSERT`'s target is no `FROM` entry, and its `RETURNING` can
     // return stored columns (`ON CONFLICT … DO UPDATE`, defaults,
-    // triggers): every relation named counts.
+    // triggers): every relation named counts, CTEs aside.
     let named = a
-        .tables
-        .iter()
-        .filter(|t| !t.is_function)
-        .filter_map(|t| match resolve(plan, t) {
+        .relation_names()
+        .filter(|(_, cte)| !cte)
+        .filter_map(|(parts, _)| match resolve_real(plan, parts) {
             Resolved::Relation(ri) => Some(ri),
             _ => None,
-        })
-        .chain(
-            a.other_relations
-                .iter()
-                .filter_map(|parts| match resolve_real(plan, parts) {
-                    Resolved::Relation(ri) => Some(ri),
-                    _ => None,
-                }),
-        );
+        });
     for ri in named {
         for ci in ColId::all(access.export[ri].len()) {
             check(ri, ci)?;

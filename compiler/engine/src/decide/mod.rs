@@ -137,14 +137,7 @@ fn decide_text(cx: Cx<'_>, text: &str) -> (Decision, Vec<Edit>) {
             if let Some(decided) = decide_unparsed(cx, text) {
                 return decided;
             }
-            let denial = denials::unparsable(&e.to_string());
-            return (
-                Decision {
-                    statements: vec![report_denied(plan, text.to_owned(), &denial)],
-                    verdict: Verdict::Deny(denial),
-                },
-                Vec::new(),
-            );
+            return refused_whole(plan, text, denials::unparsable(&e.to_string()));
         }
     };
     if statements.is_empty() {
@@ -321,30 +314,10 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
             if !timing || names.is_empty() || !listed {
                 return None;
             }
-            let report = StatementReport::new(
-                text.to_owned(),
-                Findings {
-                    decision: "allow",
-                    ..Findings::default()
-                },
-            );
-            return Some((
-                Decision {
-                    verdict: Verdict::Forward,
-                    statements: vec![report],
-                },
-                Vec::new(),
-            ));
+            return Some(forwarded_whole(text, None));
         }
         ("PREPARE", Some("TRANSACTION")) | ("COMMIT" | "ROLLBACK", Some("PREPARED")) => {
-            let denial = denials::two_phase_commit();
-            return Some((
-                Decision {
-                    statements: vec![report_denied(plan, text.to_owned(), &denial)],
-                    verdict: Verdict::Deny(denial),
-                },
-                Vec::new(),
-            ));
+            return Some(refused_whole(plan, text, denials::two_phase_commit()));
         }
         _ => {}
     }
@@ -399,21 +372,7 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
                 quote_style: cursor.quote_style,
                 span: sqlparser::tokenizer::Span::empty(),
             });
-            let report = StatementReport::new(
-                text.to_owned(),
-                Findings {
-                    decision: "allow",
-                    object: Some(SessionObject::UseCursor(name)),
-                    ..Findings::default()
-                },
-            );
-            Some((
-                Decision {
-                    verdict: Verdict::Forward,
-                    statements: vec![report],
-                },
-                Vec::new(),
-            ))
+            Some(forwarded_whole(text, Some(SessionObject::UseCursor(name))))
         }
         "CREATE" | "ALTER" | "DROP" | "COMMENT" | "GRANT" | "REVOKE" | "SECURITY" | "REINDEX"
         | "CLUSTER" | "VACUUM" | "ANALYZE" | "REFRESH" | "IMPORT" | "REASSIGN" => {
@@ -434,16 +393,37 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
                 Some(d) => d,
                 None => denials::unparsable_kind(&kind),
             };
-            Some((
-                Decision {
-                    statements: vec![report_denied(plan, text.to_owned(), &denial)],
-                    verdict: Verdict::Deny(denial),
-                },
-                Vec::new(),
-            ))
+            Some(refused_whole(plan, text, denial))
         }
         _ => None,
     }
+}
+
+/// The whole of `text`, one statement read from its tokens, forwarded as
+/// written (with the session object it makes or uses).
+fn forwarded_whole(text: &str, object: Option<SessionObject>) -> (Decision, Vec<Edit>) {
+    let report = StatementReport::new(
+        text.to_owned(),
+        Findings {
+            decision: "allow",
+            object,
+            ..Findings::default()
+        },
+    );
+    let decision = Decision {
+        verdict: Verdict::Forward,
+        statements: vec![report],
+    };
+    (decision, Vec::new())
+}
+
+/// The whole of `text` refused with `denial`.
+fn refused_whole(plan: &Plan, text: &str, denial: Denial) -> (Decision, Vec<Edit>) {
+    let decision = Decision {
+        statements: vec![report_denied(plan, text.to_owned(), &denial)],
+        verdict: Verdict::Deny(denial),
+    };
+    (decision, Vec::new())
 }
 
 /// Decides `text` as the equivalent `normalized`, which is what is
@@ -859,8 +839,7 @@ fn decide_statement(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Out
             // A lock reads nothing; every table must be one the identity
             // may read some column of.
             for t in &lock.tables {
-                let parts: Vec<String> = t.name.0.iter().filter_map(|p| p.as_ident()).map(analyze::fold).collect();
-                match resolve_real(plan, &parts) {
+                match resolve_real(plan, &analyze::folded_parts(&t.name)) {
                     Resolved::Relation(ri) => {
                         let columns = &access.columns[ri];
                         if columns.iter().all(|c| matches!(c, Access::Denied { .. } | Access::Approval { .. })) {

@@ -24,12 +24,7 @@ pub(super) fn creates_table_from(
         _ => None,
     };
     if let Some(name) = created {
-        let parts: Vec<String> = name
-            .0
-            .iter()
-            .filter_map(|p| p.as_ident())
-            .map(analyze::fold)
-            .collect();
+        let parts = analyze::folded_parts(name);
         if let Some(i) = a.other_relations.iter().position(|r| *r == parts) {
             a.other_relations.remove(i);
         }
@@ -82,13 +77,7 @@ pub(super) fn write_target(stmt: &sql::Statement) -> Option<Vec<String>> {
         },
         _ => return None,
     };
-    Some(
-        name.0
-            .iter()
-            .filter_map(|p| p.as_ident())
-            .map(analyze::fold)
-            .collect(),
-    )
+    Some(analyze::folded_parts(&name))
 }
 
 pub(super) fn writes(
@@ -124,13 +113,7 @@ pub(super) fn writes(
         // `INSERT`'s target is not a `FROM` entry but one of the other
         // relation names (`WITH x AS (…) INSERT INTO t …` is a query
         // whose body inserts).
-        let named = a
-            .tables
-            .iter()
-            .filter(|t| !t.is_function)
-            .map(|t| &t.parts[..])
-            .chain(a.other_relations.iter().map(|p| &p[..]));
-        for parts in named {
+        for (parts, _) in a.relation_names() {
             if let Resolved::Relation(ri) = resolve_real(plan, parts)
                 && let Some(d) = access.write[ri].iter().find_map(|p| {
                     perm_denial(
@@ -146,13 +129,8 @@ pub(super) fn writes(
             }
         }
     }
-    // Each with whether scope binds it to a CTE where it is written.
     let all = a
-        .tables
-        .iter()
-        .filter(|t| !t.is_function)
-        .map(|t| (&t.parts[..], t.cte))
-        .chain(a.other_relations.iter().map(|p| (&p[..], false)))
+        .relation_names()
         // The target itself, whether or not the analysis saw it as a
         // relation (it does not for `COPY … FROM STDIN`): copying rows in
         // is a write like INSERT, and a unique key's error would answer
@@ -222,22 +200,13 @@ fn column_write_denial(cx: Cx<'_>, ri: RelId) -> Option<Denial> {
 pub(super) fn truncate(cx: Cx<'_>, t: &sql::Truncate) -> Result<Outcome, Denial> {
     let Cx { plan, access, .. } = cx;
     let schema = &plan.schema;
-    // Every relation emptied; those named or cascaded to (whose write right
-    // is checked); those emptied with their descendants.
-    let mut emptied: Vec<RelId> = Vec::new();
+    // Those named or cascaded to (whose write right is checked), and those
+    // emptied with their descendants; what is emptied is both.
     let mut written: Vec<RelId> = Vec::new();
     let mut with_descendants: Vec<RelId> = Vec::new();
     for target in &t.table_names {
-        let parts: Vec<String> = target
-            .name
-            .0
-            .iter()
-            .filter_map(|p| p.as_ident())
-            .map(analyze::fold)
-            .collect();
-        match resolve_real(plan, &parts) {
+        match resolve_real(plan, &analyze::folded_parts(&target.name)) {
             Resolved::Relation(ri) => {
-                emptied.push(ri);
                 written.push(ri);
                 if !target.only {
                     with_descendants.push(ri);
@@ -250,9 +219,9 @@ pub(super) fn truncate(cx: Cx<'_>, t: &sql::Truncate) -> Result<Outcome, Denial>
     }
     let cascade = matches!(t.cascade, Some(sql::CascadeOption::Cascade));
     let named = |q: &crate::schema::QualifiedName| schema.find(&q.schema, &q.name);
-    // Grow the sets until they stop changing. A relation named with ONLY
-    // is still emptied with its descendants when another named relation
-    // is its ancestor (`TRUNCATE ONLY child, parent`).
+    // Grow both until they stop changing. A relation named with ONLY is
+    // still emptied with its descendants when another named relation is
+    // its ancestor (`TRUNCATE ONLY child, parent`).
     loop {
         let before = (with_descendants.len(), written.len());
         for (ri, rel) in schema.relations_with_ids() {
@@ -261,30 +230,30 @@ pub(super) fn truncate(cx: Cx<'_>, t: &sql::Truncate) -> Result<Outcome, Denial>
                 .iter()
                 .any(|p| named(p).is_some_and(|pi| with_descendants.contains(&pi)));
             let referencing = cascade
-                && rel
-                    .foreign_keys
-                    .iter()
-                    .any(|fk| named(&fk.references).is_some_and(|pi| emptied.contains(&pi)));
+                && rel.foreign_keys.iter().any(|fk| {
+                    named(&fk.references)
+                        .is_some_and(|pi| written.contains(&pi) || with_descendants.contains(&pi))
+                });
             if referencing && !written.contains(&ri) {
                 written.push(ri);
             }
             if (child || referencing) && !with_descendants.contains(&ri) {
                 with_descendants.push(ri);
-                if !emptied.contains(&ri) {
-                    emptied.push(ri);
-                }
             }
         }
         if (with_descendants.len(), written.len()) == before {
             break;
         }
     }
-    for ri in written {
+    for &ri in &written {
         if let Some(d) = column_write_denial(cx, ri) {
             return Err(d);
         }
     }
-    for ri in emptied {
+    let emptied = written
+        .iter()
+        .chain(with_descendants.iter().filter(|ri| !written.contains(ri)));
+    for &ri in emptied {
         let rel = plan.schema.relation(ri);
         if let Some((rows, rule)) = row_limit(plan, access, ri) {
             return Err(denials::limited_write(&rel.qualified(), rows, &rule));
