@@ -4,7 +4,6 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
-use p256::pkcs8::{EncodePrivateKey, LineEnding};
 use serde_json::{Value, json};
 
 /// A signing algorithm for generated keys.
@@ -55,33 +54,53 @@ pub enum KeyError {
     Sign(jsonwebtoken::errors::Error),
 }
 
-/// Generates a key pair with key id `kid`.
+/// Generates a key pair with key id `kid`, from the operating system's
+/// random source (aws-lc-rs, the cryptography rustls already uses).
 pub fn generate(alg: KeyAlg, kid: &str) -> Result<KeyPair, KeyError> {
-    let failed = |e: &dyn std::fmt::Display| KeyError::Generate(e.to_string());
-    let mut rng = rand_core::OsRng;
-    let (private_pem, mut jwk) = match alg {
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::signature::KeyPair as _;
+    let failed = |what: &str| KeyError::Generate(what.to_owned());
+    let (pkcs8, mut jwk) = match alg {
         KeyAlg::Es256 => {
-            let secret = p256::SecretKey::random(&mut rng);
-            let pem = secret
-                .to_pkcs8_pem(LineEnding::LF)
-                .map_err(|e| failed(&e))?;
-            let jwk: Value = serde_json::from_str(&secret.public_key().to_jwk_string())
-                .map_err(|e| failed(&e))?;
-            (pem.to_string(), jwk)
+            let key = aws_lc_rs::signature::EcdsaKeyPair::generate(
+                &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            )
+            .map_err(|_| failed("P-256 key generation failed"))?;
+            let pkcs8 = key
+                .to_pkcs8v1()
+                .map_err(|_| failed("P-256 key encoding failed"))?;
+            // The uncompressed point: 0x04, then x and y (32 bytes each).
+            let point = key.public_key().as_ref();
+            if point.len() != 65 || point[0] != 4 {
+                return Err(failed("unexpected P-256 public key encoding"));
+            }
+            let jwk = json!({
+                "kty": "EC",
+                "crv": "P-256",
+                "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+                "y": URL_SAFE_NO_PAD.encode(&point[33..]),
+            });
+            (pkcs8.as_ref().to_vec(), jwk)
         }
         KeyAlg::Rs256 => {
-            use rsa::traits::PublicKeyParts;
-            let key = rsa::RsaPrivateKey::new(&mut rng, 2048).map_err(|e| failed(&e))?;
-            let pem = rsa::pkcs8::EncodePrivateKey::to_pkcs8_pem(&key, rsa::pkcs8::LineEnding::LF)
-                .map_err(|e| failed(&e))?;
+            let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                .map_err(|_| failed("RSA key generation failed"))?;
+            let pkcs8 = key
+                .as_der()
+                .map_err(|_| failed("RSA key encoding failed"))?;
+            let public = key.public_key();
             let jwk = json!({
                 "kty": "RSA",
-                "n": URL_SAFE_NO_PAD.encode(key.n().to_bytes_be()),
-                "e": URL_SAFE_NO_PAD.encode(key.e().to_bytes_be()),
+                "n": URL_SAFE_NO_PAD.encode(public.modulus().big_endian_without_leading_zero()),
+                "e": URL_SAFE_NO_PAD.encode(public.exponent().big_endian_without_leading_zero()),
             });
-            (pem.to_string(), jwk)
+            (pkcs8.as_ref().to_vec(), jwk)
         }
     };
+    let private_pem = pem::encode_config(
+        &pem::Pem::new("PRIVATE KEY", pkcs8),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    );
     jwk["kid"] = json!(kid);
     jwk["alg"] = json!(alg.name());
     jwk["use"] = json!("sig");
