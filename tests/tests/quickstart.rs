@@ -521,3 +521,46 @@ SELECT 'after' AS done;
         out.stdout
     );
 }
+
+/// `ci` writes orders and reads customers with email and card_number
+/// masked: a write that picks its rows by a customer's name runs (as an
+/// ORM's filter across a relation writes it), one that would compare a
+/// masked email in clear is refused and changes nothing.
+#[test]
+fn ci_writes_orders_chosen_by_clear_columns_of_a_masked_table() {
+    let s = setup();
+    let token = s.issuer.ci_token();
+    let script = "\
+UPDATE orders SET status = 'held' WHERE customer_id IN (SELECT id FROM customers WHERE name = 'Ada Lovelace');
+UPDATE orders SET status = 'guessed' FROM customers c WHERE c.id = orders.customer_id AND c.email = 'alan@turing.org';
+INSERT INTO orders (id, customer_id, total_cents, status) SELECT 30, id, 1, email FROM customers WHERE id = 2;
+";
+    let out = psql::run(s.proxy.addr, &token, script);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(
+        lines.first(),
+        Some(&"UPDATE 2"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    let denials: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("psql:<stdin>"))
+        .collect();
+    assert_eq!(denials.len(), 2, "{}", out.stderr);
+    for d in &denials {
+        assert!(d.contains("42501") && d.contains("column `email`"), "{d}");
+    }
+    let statuses = s.pg.superuser_sql(
+        "shop",
+        "SELECT string_agg(id || ':' || status, ',' ORDER BY id) FROM orders",
+    );
+    assert_eq!(
+        statuses.trim(),
+        "10:held,11:held,12:shipped,13:cancelled",
+        "{}",
+        out.stderr
+    );
+}

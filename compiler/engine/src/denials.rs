@@ -391,14 +391,37 @@ pub(crate) fn limited_write(relation: &str, rows: u64, rule: &str) -> Denial {
     )
 }
 
-/// A write touching a relation with masked or denied columns.
+/// A write to a table with masked or denied columns or a row filter.
 pub(crate) fn withheld_write(relation: &str) -> Denial {
     refusal(
         INSUFFICIENT_PRIVILEGE,
         format!(
-            "writing statements that touch `{relation}` are refused for this identity: it has masked or denied columns, or a row filter"
+            "writing `{relation}` is refused for this identity: it has masked or denied columns, or a row filter, and a write's errors and triggers can show its whole row"
         ),
         None,
+    )
+}
+
+/// A write touching a relation that a row filter narrows for the identity.
+pub(crate) fn filtered_write(relation: &str) -> Denial {
+    refusal(
+        INSUFFICIENT_PRIVILEGE,
+        format!(
+            "writing statements that touch `{relation}` are refused for this identity: a row filter hides some of its rows, and the write would reach them"
+        ),
+        None,
+    )
+}
+
+/// A write using a column the identity reads masked: it is forwarded as
+/// written, so it would use the clear value.
+pub(crate) fn masked_in_write(column: &str, relation: &str, how: &str) -> Denial {
+    refusal(
+        INSUFFICIENT_PRIVILEGE,
+        format!(
+            "a writing statement may not use column `{column}` of `{relation}` ({how}): it is masked for this identity, and the write would use its clear value"
+        ),
+        Some("leave the column out of the write, or read it masked with a SELECT"),
     )
 }
 
@@ -472,6 +495,8 @@ mod tests {
             system_columns_with_row("public.customers"),
             limited_write("public.orders", 100, "ci_reads"),
             withheld_write("public.customers"),
+            filtered_write("public.orders"),
+            masked_in_write("email", "public.customers", "filtered"),
             missing_filter_claim("public.orders", "tenant.id", "p4".into()),
         ];
         let text: Vec<String> = all

@@ -211,7 +211,13 @@ pub fn statement_reads(
             let sql::TableObject::TableName(name) = &insert.table else {
                 return err("INSERT into a table function");
             };
-            let target = cx.relation_entry(&object_parts(name)?, None, &none)?;
+            let mut target = cx.relation_entry(&object_parts(name)?, None, &none)?;
+            if let Some(alias) = &insert.table_alias {
+                target.name = fold(&alias.alias);
+            }
+            if !insert.assignments.is_empty() {
+                return err("INSERT … SET");
+            }
             let written: Vec<&Col> = if insert.columns.is_empty() {
                 target.columns.iter().collect()
             } else {
@@ -232,16 +238,23 @@ pub fn statement_reads(
             for c in written {
                 cx.note(&c.sources, Usage::Written);
             }
+            let mut proposed = BTreeSet::new();
             if let Some(source) = &insert.source {
                 let out = cx.query(source, None, &none)?;
                 for c in &out.columns {
                     cx.note(&c.sources, Usage::Projected);
+                    proposed.extend(c.sources.iter().copied());
                 }
             }
             let scope = Scope {
                 entries: vec![target],
                 parent: None,
             };
+            match &insert.on {
+                None => {}
+                Some(sql::OnInsert::OnConflict(on)) => cx.on_conflict(on, &scope, &proposed)?,
+                Some(_) => return err("an INSERT's ON clause other than ON CONFLICT"),
+            }
             cx.returning(insert.returning.as_deref(), &scope, &none)?;
         }
         sql::Statement::Update(update) => {
@@ -281,6 +294,7 @@ pub fn statement_reads(
                 &scope,
             )?;
         }
+        sql::Statement::Merge(_) => return err("MERGE"),
         _ => return err("a statement other than a query, INSERT, UPDATE or DELETE"),
     }
     Ok(StatementReads {
@@ -388,6 +402,74 @@ impl Cx<'_> {
             self.join_tree(twj, &mut scope, &mut reads, &Ctes::default())?;
         }
         Ok(scope)
+    }
+
+    /// `INSERT … ON CONFLICT`: the arbiter's columns and predicate compare
+    /// the target's stored values (filtered); `DO UPDATE` writes the target
+    /// with values computed from its row and from `excluded`, the row
+    /// proposed for insertion, whose every column may hold any value the
+    /// INSERT's source computed (`proposed`). Without a column list the
+    /// arbiter compares the proposed row's columns, which the INSERT
+    /// writes or leaves to their defaults.
+    fn on_conflict(
+        &self,
+        on: &sql::OnConflict,
+        target: &Scope<'_>,
+        proposed: &BTreeSet<Source>,
+    ) -> Result<()> {
+        let none = Ctes::default();
+        if let Some(sql::ConflictTarget::Columns { columns, predicate }) = &on.conflict_target {
+            for c in columns {
+                let r = resolve_name(&self.system, target, &[fold(c)])?;
+                self.note(&r.sources, Usage::Filtered);
+            }
+            if let Some(p) = predicate {
+                let r = self.expr(p, target, &none)?;
+                self.note(&r.sources, Usage::Filtered);
+            }
+        }
+        let sql::OnConflictAction::DoUpdate(update) = &on.action else {
+            return Ok(());
+        };
+        let Some(row) = target.entries.first() else {
+            return err("ON CONFLICT without a target");
+        };
+        let excluded = Entry {
+            name: "excluded".to_owned(),
+            relation: None,
+            id: None,
+            columns: row
+                .columns
+                .iter()
+                .map(|c| Col {
+                    name: c.name.clone(),
+                    sources: proposed.clone(),
+                    direct: None,
+                })
+                .collect(),
+            any_column: None,
+        };
+        let scope = Scope {
+            entries: vec![row.clone(), excluded],
+            parent: None,
+        };
+        for a in &update.assignments {
+            let targets: Vec<&sql::ObjectName> = match &a.target {
+                sql::AssignmentTarget::ColumnName(n) => vec![n],
+                sql::AssignmentTarget::Tuple(ns) => ns.iter().collect(),
+            };
+            for t in targets {
+                let r = resolve_name(&self.system, target, &object_parts(t)?)?;
+                self.note(&r.sources, Usage::Written);
+            }
+            let r = self.expr(&a.value, &scope, &none)?;
+            self.note(&r.sources, Usage::Projected);
+        }
+        if let Some(w) = &update.selection {
+            let r = self.expr(w, &scope, &none)?;
+            self.note(&r.sources, Usage::Filtered);
+        }
+        Ok(())
     }
 
     /// A write's `WHERE` (filtered) and `RETURNING` (returned).

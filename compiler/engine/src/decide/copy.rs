@@ -25,7 +25,7 @@ pub(super) fn copy(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Outc
     match (*to, target, source) {
         (false, sql::CopyTarget::Stdin, sql::CopySource::Table { table_name, .. }) => {
             let parts = analyze::folded_parts(table_name);
-            writes(cx, &analyze::analyze(stmt, text), Some(&parts))
+            writes(cx, &analyze::analyze(stmt, text), Some(&parts), None)
         }
         (true, sql::CopyTarget::Stdout, sql::CopySource::Query(_)) => {
             let a = analyze::analyze(stmt, text);
@@ -33,7 +33,7 @@ pub(super) fn copy(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Outc
                 // `COPY (INSERT … RETURNING …) TO STDOUT` and `COPY (WITH
                 // d AS (DELETE …) SELECT …) TO STDOUT` write: the writing
                 // rules apply as well, as for a data-modifying CTE.
-                writes(cx, &a, None)?;
+                writes(cx, &a, None, Some(stmt))?;
             }
             exports(cx, &a, stmt)?;
             no_limit_in_copy(reads(cx, &a, stmt, text)?)

@@ -747,7 +747,7 @@ fn decide_statement(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Out
             }
             if a.statements > 1 {
                 // A data-modifying CTE: the writing rules apply as well.
-                writes(cx, &a, None)?;
+                writes(cx, &a, None, Some(stmt))?;
             }
             reads(cx, &a, stmt, text)
         }
@@ -756,7 +756,12 @@ fn decide_statement(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Out
         | sql::Statement::Delete(_)
         | sql::Statement::Merge(_) => {
             let target = write_target(stmt);
-            writes(cx, &analyze::analyze(stmt, text), target.as_deref())
+            writes(
+                cx,
+                &analyze::analyze(stmt, text),
+                target.as_deref(),
+                Some(stmt),
+            )
         }
         sql::Statement::Copy { .. } => copy(cx, stmt, text),
         sql::Statement::Truncate(t) => truncate(cx, t),

@@ -80,10 +80,15 @@ pub(super) fn write_target(stmt: &sql::Statement) -> Option<Vec<String>> {
     Some(analyze::folded_parts(&name))
 }
 
+/// Decides a writing statement: `target` is the table it writes (`None`
+/// for a query with data-modifying parts); `stmt`, where given, is what the
+/// scope resolver reads the statement's column uses from, so that it may
+/// touch a relation with something withheld (below).
 pub(super) fn writes(
     cx: Cx<'_>,
     a: &Analysis,
     target: Option<&[String]>,
+    stmt: Option<&sql::Statement>,
 ) -> Result<Outcome, Denial> {
     let Cx {
         plan,
@@ -100,6 +105,7 @@ pub(super) fn writes(
                 if let Some(d) = column_write_denial(cx, ri) {
                     return Err(d);
                 }
+                written_in_full(cx, ri)?;
             }
             Resolved::Unknown(name) => return Err(denials::unknown_relation(&name)),
             Resolved::Catalog(name) => {
@@ -108,25 +114,30 @@ pub(super) fn writes(
             Resolved::Cte => {}
         }
     } else {
-        // A data-modifying CTE: every relation it touches must be writable.
-        // CTEs aside: a write never reads as permitted what it names. An
-        // `INSERT`'s target is not a `FROM` entry but one of the other
-        // relation names (`WITH x AS (…) INSERT INTO t …` is a query
-        // whose body inserts).
-        for (parts, _) in a.relation_names() {
-            if let Resolved::Relation(ri) = resolve_real(plan, parts)
-                && let Some(d) = access.write[ri].iter().find_map(|p| {
-                    perm_denial(
-                        plan,
-                        needs,
-                        p,
-                        "write",
-                        &format!("writing `{}`", plan.schema.relation(ri).qualified()),
-                    )
-                })
-            {
+        // A query with data-modifying parts (`WITH d AS (UPDATE …) SELECT
+        // …`, `WITH x AS (…) INSERT INTO t …`): the table each part writes
+        // must be writable. Where a part's table cannot be named, every
+        // relation the statement touches must be.
+        let written: Vec<Vec<String>> = match stmt.and_then(nested_write_targets) {
+            Some(targets) => targets,
+            None => a.relation_names().map(|(p, _)| p.to_vec()).collect(),
+        };
+        for parts in &written {
+            let Resolved::Relation(ri) = resolve_real(plan, parts) else {
+                continue;
+            };
+            if let Some(d) = access.write[ri].iter().find_map(|p| {
+                perm_denial(
+                    plan,
+                    needs,
+                    p,
+                    "write",
+                    &format!("writing `{}`", plan.schema.relation(ri).qualified()),
+                )
+            }) {
                 return Err(d);
             }
+            written_in_full(cx, ri)?;
         }
     }
     let all = a
@@ -136,6 +147,8 @@ pub(super) fn writes(
         // is a write like INSERT, and a unique key's error would answer
         // whether a withheld value or a filtered row exists.
         .chain(target.map(|t| (t, false)));
+    // Relations the statement touches with something withheld.
+    let mut withheld: Vec<RelId> = Vec::new();
     for (parts, cte) in all {
         // A relation of the name counts even where a CTE is in scope (a
         // write is decided conservatively), but a CTE's name that is no
@@ -157,17 +170,117 @@ pub(super) fn writes(
             ));
         }
         match this {
-            Resolved::Relation(ri) if access.relation_restricted(ri) => {
-                return Err(denials::withheld_write(
-                    &plan.schema.relation(ri).qualified(),
-                ));
+            Resolved::Relation(ri) if access.relation_restricted(ri) && !withheld.contains(&ri) => {
+                withheld.push(ri);
             }
             Resolved::Catalog(name) => check_catalog(&name)?,
             Resolved::Unknown(name) => return Err(denials::unknown_relation(&name)),
             _ => {}
         }
     }
+    if !withheld.is_empty() {
+        uses_nothing_withheld(cx, stmt, &withheld)?;
+    }
     Ok(Outcome::pass())
+}
+
+/// The table a statement writes must have nothing withheld from the
+/// identity: PostgreSQL's errors for a write show the whole row (`Failing
+/// row contains (…)` of a NOT NULL or CHECK violation), and its triggers
+/// see every column.
+fn written_in_full(cx: Cx<'_>, ri: RelId) -> Result<(), Denial> {
+    if cx.access.relation_restricted(ri) {
+        return Err(denials::withheld_write(
+            &cx.plan.schema.relation(ri).qualified(),
+        ));
+    }
+    Ok(())
+}
+
+/// A write may read a relation with something withheld from the identity
+/// only where it uses nothing withheld: it is forwarded as written, so a
+/// masked column would be compared, copied or returned in clear. The scope
+/// resolver says which columns the statement uses and how; each must be
+/// clear to the identity, covered by a `use` grant, or need an approval
+/// (the write is then held). A row filter refuses outright: the write
+/// would reach rows the identity cannot read, and its row count and errors
+/// would tell of them.
+fn uses_nothing_withheld(
+    cx: Cx<'_>,
+    stmt: Option<&sql::Statement>,
+    withheld: &[RelId],
+) -> Result<(), Denial> {
+    let Cx { plan, access, .. } = cx;
+    for &ri in withheld {
+        if access.filters.iter().any(|f| f.relation == ri) {
+            return Err(denials::filtered_write(
+                &plan.schema.relation(ri).qualified(),
+            ));
+        }
+    }
+    let Some(stmt) = stmt else {
+        return Err(denials::withheld_write(
+            &plan.schema.relation(withheld[0]).qualified(),
+        ));
+    };
+    // Denied columns and unresolved statements are refused there, and
+    // columns needing approval noted.
+    let Some(resolution) = resolve_uses(cx, stmt, true)? else {
+        return Err(denials::internal("a write's column uses were not resolved"));
+    };
+    for (&(ri, ci), how) in &resolution.usages {
+        if plan.is_decided(ri)
+            && matches!(access.columns[ri][ci], Access::Masked(_))
+            && !resolution.granted.contains(&(ri, ci))
+        {
+            let rel = plan.schema.relation(ri);
+            let how: Vec<&str> = how.iter().map(|u| u.as_str()).collect();
+            return Err(denials::masked_in_write(
+                &rel.columns[ci].name,
+                &rel.qualified(),
+                &how.join(", "),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The tables the data-modifying parts of a query write, as name parts;
+/// `None` when one of them cannot be named.
+fn nested_write_targets(stmt: &sql::Statement) -> Option<Vec<Vec<String>>> {
+    struct Targets {
+        top: bool,
+        found: Vec<Vec<String>>,
+        unnamed: bool,
+    }
+    impl sql::Visitor for Targets {
+        type Break = ();
+        fn pre_visit_statement(&mut self, s: &sql::Statement) -> std::ops::ControlFlow<()> {
+            if std::mem::take(&mut self.top) {
+                return std::ops::ControlFlow::Continue(());
+            }
+            if matches!(
+                s,
+                sql::Statement::Insert(_)
+                    | sql::Statement::Update(_)
+                    | sql::Statement::Delete(_)
+                    | sql::Statement::Merge(_)
+            ) {
+                match write_target(s) {
+                    Some(t) => self.found.push(t),
+                    None => self.unnamed = true,
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let mut v = Targets {
+        top: true,
+        found: Vec::new(),
+        unnamed: false,
+    };
+    let _ = sql::Visit::visit(stmt, &mut v);
+    (!v.unnamed).then_some(v.found)
 }
 
 /// The refusal for the first column of `ri` that no rule lets the identity

@@ -1,0 +1,47 @@
+-- Writes by the quickstart's `ci`, which may write orders but reads
+-- customers with email and card_number masked and ssn denied. A write is
+-- forwarded as written, so it may read a relation with something withheld
+-- only through columns the identity reads in clear: as ORMs filter,
+-- join and copy by keys and names.
+-- as ci
+
+INSERT INTO orders (id, customer_id, total_cents, status) SELECT 600, id, 1, 'x' FROM customers WHERE name = 'Ada Lovelace' RETURNING id;
+
+UPDATE orders SET total_cents = total_cents + 1 WHERE customer_id IN (SELECT id FROM customers WHERE name LIKE 'A%') RETURNING id;
+
+DELETE FROM orders USING customers c WHERE c.id = orders.customer_id AND c.name = 'Grace Hopper';
+
+UPDATE orders o SET status = c.name FROM customers c WHERE c.id = o.customer_id;
+
+UPDATE "orders" SET "status" = 'x' WHERE "orders"."id" IN (SELECT U0."id" FROM "orders" U0 INNER JOIN "customers" U1 ON (U0."customer_id" = U1."id") WHERE U1."name" = 'Ada Lovelace');
+
+INSERT INTO orders AS o (id, customer_id, total_cents, status) VALUES (10, 1, 1, 'x') ON CONFLICT (id) DO UPDATE SET status = excluded.status WHERE o.status <> 'cancelled' RETURNING o.id;
+
+INSERT INTO orders (id, customer_id, total_cents, status) SELECT 601, id, 1, 'y' FROM customers WHERE id = 1 ON CONFLICT ON CONSTRAINT orders_pkey DO NOTHING;
+
+-- Refused: a masked column would be copied, compared or returned in clear.
+
+INSERT INTO orders (id, customer_id, total_cents, status) SELECT 602, id, 1, email FROM customers WHERE id = 1;
+
+DELETE FROM orders USING customers c WHERE c.id = orders.customer_id AND c.email = 'ada@example.com';
+
+UPDATE orders o SET status = 'x' FROM customers c WHERE c.id = o.customer_id RETURNING c.card_number;
+
+INSERT INTO orders (id, customer_id, total_cents, status) VALUES (10, 1, 1, 'x') ON CONFLICT (id) DO UPDATE SET status = (SELECT email FROM customers WHERE id = 1);
+
+INSERT INTO orders (id, customer_id, total_cents, status) SELECT 10, id, 1, email FROM customers ON CONFLICT (id) DO UPDATE SET total_cents = 0;
+
+-- Refused: a denied column, however it is used; a whole row carries it.
+
+UPDATE orders SET status = 'x' WHERE customer_id IN (SELECT id FROM customers WHERE ssn LIKE '1%');
+
+INSERT INTO orders (id, customer_id, total_cents, status) VALUES (10, 1, 1, 'x') ON CONFLICT (id) DO UPDATE SET status = 'y' WHERE EXISTS (SELECT 1 FROM customers WHERE ssn = '123-45-6789');
+
+INSERT INTO orders (id, customer_id, total_cents, status) SELECT 603, 1, 1, c::text FROM customers c WHERE c.id = 1;
+
+-- Refused: customers is not writable by ci; a part of a query that
+-- writes orders while reading customers is not followed.
+
+UPDATE customers SET name = 'x' WHERE id = 1;
+
+WITH x AS (SELECT id FROM customers WHERE name LIKE 'A%') UPDATE orders SET status = 'z' WHERE customer_id IN (SELECT id FROM x);
