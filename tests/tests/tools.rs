@@ -47,14 +47,16 @@ table public.tickets: internal {
 }
 
 // The masked identity of the matrix: masked and denied columns, exports
-// (of masked values where masked), and one function beyond the safe
-// classes.
+// (of masked values where masked), one function beyond the safe classes,
+// and the write right on customers, which lets it lock their rows (as
+// Hibernate does) but never write them (they have withheld columns).
 rule ci_reads for ci {
   allow read <= internal
   allow export <= confidential
   mask  confidential
   deny  restricted
   allow function pg_sleep
+  allow write table public.customers
 }
 
 // An AI agent: reads, never writes.

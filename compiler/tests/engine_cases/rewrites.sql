@@ -61,9 +61,10 @@ SELECT e FROM customers AS c (i, n, e) TABLESAMPLE BERNOULLI (50) REPEATABLE (42
 
 -- Row locks sqlparser does not parse (Hibernate's and Rails' `FOR NO KEY
 -- UPDATE`, `FOR KEY SHARE`): decided as FOR UPDATE / FOR SHARE, the
--- client's lock strength forwarded.
+-- client's lock strength forwarded. ci may lock rows of orders (it may
+-- write them), not of customers (writes.sql).
 
-select c1_0.id,c1_0.email from customers c1_0 where c1_0.id=$1 for no key update;
+select c1_0.id,c1_0.email from customers c1_0 join orders o1_0 on o1_0.customer_id=c1_0.id where c1_0.id=$1 for no key update of o1_0;
 
 SELECT status FROM orders WHERE id = 10 FOR KEY SHARE OF orders NOWAIT;
 
@@ -153,7 +154,7 @@ WITH orders AS (SELECT * FROM orders WHERE status = 'shipped') SELECT count(*) F
 
 SELECT email FROM customers WHERE id NOT BETWEEN SYMMETRIC 5 AND 1;
 
-SELECT id FROM customers WHERE id BETWEEN ASYMMETRIC 1 AND 5 FOR NO KEY UPDATE;
+SELECT c.id FROM customers c, orders o WHERE c.id BETWEEN ASYMMETRIC 1 AND 5 FOR NO KEY UPDATE OF o;
 
 SELECT COLLATION FOR (email), COLLATION  FOR (name) FROM customers;
 

@@ -45,3 +45,27 @@ INSERT INTO orders (id, customer_id, total_cents, status) SELECT 603, 1, 1, c::t
 UPDATE customers SET name = 'x' WHERE id = 1;
 
 WITH x AS (SELECT id FROM customers WHERE name LIKE 'A%') UPDATE orders SET status = 'z' WHERE customer_id IN (SELECT id FROM x);
+
+-- Locks read nothing, but all but ACCESS SHARE block the table's writers:
+-- like PostgreSQL's privileges, they need the write right (row locks on
+-- one column of each table locked, LOCK TABLE on every column).
+
+SELECT id, status FROM orders WHERE id = 10 FOR UPDATE;
+
+SELECT o.id FROM orders o JOIN customers c ON c.id = o.customer_id WHERE c.name = 'Ada Lovelace' FOR NO KEY UPDATE OF o SKIP LOCKED;
+
+SELECT id FROM orders WHERE customer_id IN (SELECT id FROM customers) FOR SHARE;
+
+SELECT id, name FROM customers WHERE id = 1 FOR UPDATE;
+
+SELECT o.id FROM orders o JOIN customers c ON c.id = o.customer_id FOR KEY SHARE;
+
+SELECT * FROM (SELECT id FROM customers) s FOR UPDATE;
+
+LOCK TABLE customers IN ACCESS SHARE MODE;
+
+LOCK TABLE orders IN ROW EXCLUSIVE MODE NOWAIT;
+
+LOCK TABLE customers;
+
+LOCK TABLE public.customers IN SHARE MODE;

@@ -36,7 +36,9 @@ pub(super) fn copy(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Outc
                 writes(cx, &a, None, Some(stmt))?;
             }
             exports(cx, &a, stmt)?;
-            no_limit_in_copy(reads(cx, &a, stmt, text)?)
+            let out = no_limit_in_copy(reads(cx, &a, stmt, text)?)?;
+            row_locks(cx, stmt)?;
+            Ok(out)
         }
         (
             true,

@@ -24,6 +24,7 @@ use crate::system_columns;
 mod calls;
 mod copy;
 mod kinds;
+mod locks;
 mod reads;
 pub use reads::row_limit;
 mod relations;
@@ -33,6 +34,7 @@ mod writes;
 use self::calls::*;
 use self::copy::*;
 use self::kinds::*;
+use self::locks::*;
 pub(crate) use self::reads::row_limit as reads_row_limit;
 use self::reads::*;
 use self::relations::*;
@@ -749,7 +751,9 @@ fn decide_statement(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Out
                 // A data-modifying CTE: the writing rules apply as well.
                 writes(cx, &a, None, Some(stmt))?;
             }
-            reads(cx, &a, stmt, text)
+            let out = reads(cx, &a, stmt, text)?;
+            row_locks(cx, stmt)?;
+            Ok(out)
         }
         sql::Statement::Insert(_)
         | sql::Statement::Update(_)
@@ -846,6 +850,7 @@ fn decide_statement(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Out
             for t in &lock.tables {
                 match resolve_real(plan, &analyze::folded_parts(&t.name)) {
                     Resolved::Relation(ri) => {
+                        table_lock(cx, lock, ri)?;
                         let columns = &access.columns[ri];
                         if columns.iter().all(|c| matches!(c, Access::Denied { .. } | Access::Approval { .. })) {
                             // Locking needs approval when reading does.
