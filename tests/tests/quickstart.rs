@@ -524,14 +524,17 @@ SELECT 'after' AS done;
 
 /// `ci` writes orders and reads customers with email and card_number
 /// masked: a write that picks its rows by a customer's name runs (as an
-/// ORM's filter across a relation writes it), one that would compare a
-/// masked email in clear is refused and changes nothing.
+/// ORM's filter across a relation writes it), and so does one that returns
+/// the customer it touched with its email masked (as PostgREST and Hasura
+/// embed related rows); one that would compare a masked email in clear is
+/// refused and changes nothing.
 #[test]
 fn ci_writes_orders_chosen_by_clear_columns_of_a_masked_table() {
     let s = setup();
     let token = s.issuer.ci_token();
     let script = "\
 UPDATE orders SET status = 'held' WHERE customer_id IN (SELECT id FROM customers WHERE name = 'Ada Lovelace');
+WITH u AS (UPDATE orders SET total_cents = total_cents + 1 WHERE id = 12 RETURNING customer_id) SELECT c.name, c.email FROM u JOIN customers c ON c.id = u.customer_id;
 UPDATE orders SET status = 'guessed' FROM customers c WHERE c.id = orders.customer_id AND c.email = 'alan@turing.org';
 INSERT INTO orders (id, customer_id, total_cents, status) SELECT 30, id, 1, email FROM customers WHERE id = 2;
 ";
@@ -544,6 +547,15 @@ INSERT INTO orders (id, customer_id, total_cents, status) SELECT 30, id, 1, emai
         out.stdout,
         out.stderr
     );
+    assert_eq!(
+        lines.get(1),
+        Some(&"Alan Turing|****@turing.org"),
+        "{}",
+        out.stdout
+    );
+    let cents =
+        s.pg.superuser_sql("shop", "SELECT total_cents FROM orders WHERE id = 12");
+    assert_eq!(cents.trim(), "1251");
     let denials: Vec<&str> = out
         .stderr
         .lines()

@@ -172,6 +172,10 @@ pub struct SystemUse {
 pub struct StatementReads {
     /// Every relation column it touches, and how.
     pub usages: Usages,
+    /// Those of `usages` made inside its data-modifying parts (the whole
+    /// of an `INSERT`, `UPDATE` or `DELETE`), CTEs they read included: the
+    /// uses a write makes, which are forwarded as written.
+    pub written: Usages,
     /// System columns read, by entry.
     pub system: BTreeSet<SystemUse>,
 }
@@ -207,98 +211,15 @@ pub fn statement_reads(
                 cx.note(&c.sources, Usage::Projected);
             }
         }
-        sql::Statement::Insert(insert) => {
-            let sql::TableObject::TableName(name) = &insert.table else {
-                return err("INSERT into a table function");
-            };
-            let mut target = cx.relation_entry(&object_parts(name)?, None, &none)?;
-            if let Some(alias) = &insert.table_alias {
-                target.name = fold(&alias.alias);
-            }
-            if !insert.assignments.is_empty() {
-                return err("INSERT … SET");
-            }
-            let written: Vec<&Col> = if insert.columns.is_empty() {
-                target.columns.iter().collect()
-            } else {
-                let mut cols = Vec::new();
-                for c in &insert.columns {
-                    let parts = object_parts(c)?;
-                    let name = parts.last().cloned().unwrap_or_default();
-                    cols.push(
-                        target
-                            .columns
-                            .iter()
-                            .find(|t| t.name == name)
-                            .ok_or(ScopeError::UnknownColumn(name))?,
-                    );
-                }
-                cols
-            };
-            for c in written {
-                cx.note(&c.sources, Usage::Written);
-            }
-            let mut proposed = BTreeSet::new();
-            if let Some(source) = &insert.source {
-                let out = cx.query(source, None, &none)?;
-                for c in &out.columns {
-                    cx.note(&c.sources, Usage::Projected);
-                    proposed.extend(c.sources.iter().copied());
-                }
-            }
-            let scope = Scope {
-                entries: vec![target],
-                parent: None,
-            };
-            match &insert.on {
-                None => {}
-                Some(sql::OnInsert::OnConflict(on)) => cx.on_conflict(on, &scope, &proposed)?,
-                Some(_) => return err("an INSERT's ON clause other than ON CONFLICT"),
-            }
-            cx.returning(insert.returning.as_deref(), &scope, &none)?;
-        }
-        sql::Statement::Update(update) => {
-            let from = match &update.from {
-                Some(
-                    sql::UpdateTableFromKind::AfterSet(from)
-                    | sql::UpdateTableFromKind::BeforeSet(from),
-                ) => from.as_slice(),
-                None => &[],
-            };
-            let scope = cx.write_scope(std::iter::once(&update.table).chain(from))?;
-            for a in &update.assignments {
-                let targets: Vec<&sql::ObjectName> = match &a.target {
-                    sql::AssignmentTarget::ColumnName(n) => vec![n],
-                    sql::AssignmentTarget::Tuple(ns) => ns.iter().collect(),
-                };
-                for t in targets {
-                    let r = resolve_name(&cx.system, &scope, &object_parts(t)?)?;
-                    cx.note(&r.sources, Usage::Written);
-                }
-                let r = cx.expr(&a.value, &scope, &none)?;
-                cx.note(&r.sources, Usage::Projected);
-            }
-            cx.filter_and_return(
-                update.selection.as_ref(),
-                update.returning.as_deref(),
-                &scope,
-            )?;
-        }
-        sql::Statement::Delete(delete) => {
-            let (sql::FromTable::WithFromKeyword(from) | sql::FromTable::WithoutKeyword(from)) =
-                &delete.from;
-            let scope = cx.write_scope(from.iter().chain(delete.using.iter().flatten()))?;
-            cx.filter_and_return(
-                delete.selection.as_ref(),
-                delete.returning.as_deref(),
-                &scope,
-            )?;
+        sql::Statement::Insert(_) | sql::Statement::Update(_) | sql::Statement::Delete(_) => {
+            cx.write_statement(statement, &none)?;
         }
         sql::Statement::Merge(_) => return err("MERGE"),
         _ => return err("a statement other than a query, INSERT, UPDATE or DELETE"),
     }
     Ok(StatementReads {
         usages: cx.usages.into_inner(),
+        written: cx.written.into_inner(),
         system: cx.system.into_inner(),
     })
 }
@@ -307,6 +228,11 @@ struct Cx<'a> {
     schema: &'a Schema,
     search_path: &'a [&'a str],
     usages: RefCell<Usages>,
+    /// The uses made inside data-modifying statements.
+    written: RefCell<Usages>,
+    /// While resolving a data-modifying statement: the columns it reads
+    /// so far (its `reads` as a query).
+    writing: RefCell<Option<BTreeSet<Source>>>,
     system: RefCell<BTreeSet<SystemUse>>,
 }
 
@@ -316,6 +242,8 @@ impl<'a> Cx<'a> {
             schema,
             search_path,
             usages: RefCell::default(),
+            written: RefCell::default(),
+            writing: RefCell::default(),
             system: RefCell::default(),
         }
     }
@@ -382,24 +310,155 @@ fn is_aggregate(e: &sql::Expr) -> bool {
 impl Cx<'_> {
     fn note<'s>(&self, sources: impl IntoIterator<Item = &'s Source>, usage: Usage) {
         let mut u = self.usages.borrow_mut();
+        let mut writing = self.writing.borrow_mut();
+        let mut written = self.written.borrow_mut();
         for s in sources {
             u.entry(*s).or_default().insert(usage);
+            if let Some(reads) = writing.as_mut() {
+                reads.insert(*s);
+                written.entry(*s).or_default().insert(usage);
+            }
         }
     }
 
-    /// The scope of a write: its target and the other `FROM` (`USING`)
-    /// entries, at the top level.
+    /// `INSERT`, `UPDATE` or `DELETE`, the statement itself or the body of
+    /// a query (`WITH x AS (…) UPDATE …`, a data-modifying CTE) with the
+    /// CTEs in scope there: notes its column uses, also as written uses
+    /// (`StatementReads::written`), and gives what `RETURNING` returns as
+    /// the query's columns.
+    fn write_statement(&self, stmt: &sql::Statement, ctes: &Ctes) -> Result<QueryColumns> {
+        if self.writing.borrow().is_some() {
+            return err("a data-modifying statement inside another");
+        }
+        *self.writing.borrow_mut() = Some(BTreeSet::new());
+        let out = self.write_statement_in(stmt, ctes);
+        let reads = self.writing.borrow_mut().take().unwrap_or_default();
+        Ok(QueryColumns {
+            columns: out?,
+            reads,
+        })
+    }
+
+    fn write_statement_in(&self, stmt: &sql::Statement, ctes: &Ctes) -> Result<Vec<OutputColumn>> {
+        // The written table is never a CTE, whatever is in scope.
+        let none = Ctes::default();
+        match stmt {
+            sql::Statement::Insert(insert) => {
+                let sql::TableObject::TableName(name) = &insert.table else {
+                    return err("INSERT into a table function");
+                };
+                let mut target = self.relation_entry(&object_parts(name)?, None, &none)?;
+                if let Some(alias) = &insert.table_alias {
+                    target.name = fold(&alias.alias);
+                }
+                if !insert.assignments.is_empty() {
+                    return err("INSERT … SET");
+                }
+                let written: Vec<&Col> = if insert.columns.is_empty() {
+                    target.columns.iter().collect()
+                } else {
+                    let mut cols = Vec::new();
+                    for c in &insert.columns {
+                        let parts = object_parts(c)?;
+                        let name = parts.last().cloned().unwrap_or_default();
+                        cols.push(
+                            target
+                                .columns
+                                .iter()
+                                .find(|t| t.name == name)
+                                .ok_or(ScopeError::UnknownColumn(name))?,
+                        );
+                    }
+                    cols
+                };
+                for c in written {
+                    self.note(&c.sources, Usage::Written);
+                }
+                let mut proposed = BTreeSet::new();
+                if let Some(source) = &insert.source {
+                    let out = self.query(source, None, ctes)?;
+                    for c in &out.columns {
+                        self.note(&c.sources, Usage::Projected);
+                        proposed.extend(c.sources.iter().copied());
+                    }
+                }
+                let scope = Scope {
+                    entries: vec![target],
+                    parent: None,
+                };
+                match &insert.on {
+                    None => {}
+                    Some(sql::OnInsert::OnConflict(on)) => {
+                        self.on_conflict(on, &scope, &proposed, ctes)?
+                    }
+                    Some(_) => return err("an INSERT's ON clause other than ON CONFLICT"),
+                }
+                self.returning(insert.returning.as_deref(), &scope, ctes)
+            }
+            sql::Statement::Update(update) => {
+                let from = match &update.from {
+                    Some(
+                        sql::UpdateTableFromKind::AfterSet(from)
+                        | sql::UpdateTableFromKind::BeforeSet(from),
+                    ) => from.as_slice(),
+                    None => &[],
+                };
+                let scope = self.write_scope(std::iter::once(&update.table), from, ctes)?;
+                for a in &update.assignments {
+                    let targets: Vec<&sql::ObjectName> = match &a.target {
+                        sql::AssignmentTarget::ColumnName(n) => vec![n],
+                        sql::AssignmentTarget::Tuple(ns) => ns.iter().collect(),
+                    };
+                    for t in targets {
+                        let r = resolve_name(&self.system, &scope, &object_parts(t)?)?;
+                        self.note(&r.sources, Usage::Written);
+                    }
+                    let r = self.expr(&a.value, &scope, ctes)?;
+                    self.note(&r.sources, Usage::Projected);
+                }
+                self.filter_and_return(
+                    update.selection.as_ref(),
+                    update.returning.as_deref(),
+                    &scope,
+                    ctes,
+                )
+            }
+            sql::Statement::Delete(delete) => {
+                let (sql::FromTable::WithFromKeyword(from) | sql::FromTable::WithoutKeyword(from)) =
+                    &delete.from;
+                let using = delete.using.as_deref().unwrap_or_default();
+                let scope = self.write_scope(from, using, ctes)?;
+                self.filter_and_return(
+                    delete.selection.as_ref(),
+                    delete.returning.as_deref(),
+                    &scope,
+                    ctes,
+                )
+            }
+            sql::Statement::Merge(_) => err("MERGE"),
+            _ => err("a data-modifying statement other than INSERT, UPDATE or DELETE"),
+        }
+    }
+
+    /// The scope of a write: its targets (never a CTE) and the other
+    /// `FROM` (`USING`) entries, which may be CTEs in scope, at the top
+    /// level.
     fn write_scope<'t>(
         &self,
-        from: impl IntoIterator<Item = &'t sql::TableWithJoins>,
+        targets: impl IntoIterator<Item = &'t sql::TableWithJoins>,
+        from: &[sql::TableWithJoins],
+        ctes: &Ctes,
     ) -> Result<Scope<'static>> {
         let mut scope = Scope {
             entries: Vec::new(),
             parent: None,
         };
         let mut reads = BTreeSet::new();
-        for twj in from {
+        for twj in targets {
             self.join_tree(twj, &mut scope, &mut reads, &Ctes::default())?;
+        }
+        for twj in from {
+            self.join_tree(twj, &mut scope, &mut reads, ctes)?;
         }
         Ok(scope)
     }
@@ -416,15 +475,15 @@ impl Cx<'_> {
         on: &sql::OnConflict,
         target: &Scope<'_>,
         proposed: &BTreeSet<Source>,
+        ctes: &Ctes,
     ) -> Result<()> {
-        let none = Ctes::default();
         if let Some(sql::ConflictTarget::Columns { columns, predicate }) = &on.conflict_target {
             for c in columns {
                 let r = resolve_name(&self.system, target, &[fold(c)])?;
                 self.note(&r.sources, Usage::Filtered);
             }
             if let Some(p) = predicate {
-                let r = self.expr(p, target, &none)?;
+                let r = self.expr(p, target, ctes)?;
                 self.note(&r.sources, Usage::Filtered);
             }
         }
@@ -462,11 +521,11 @@ impl Cx<'_> {
                 let r = resolve_name(&self.system, target, &object_parts(t)?)?;
                 self.note(&r.sources, Usage::Written);
             }
-            let r = self.expr(&a.value, &scope, &none)?;
+            let r = self.expr(&a.value, &scope, ctes)?;
             self.note(&r.sources, Usage::Projected);
         }
         if let Some(w) = &update.selection {
-            let r = self.expr(w, &scope, &none)?;
+            let r = self.expr(w, &scope, ctes)?;
             self.note(&r.sources, Usage::Filtered);
         }
         Ok(())
@@ -478,41 +537,64 @@ impl Cx<'_> {
         selection: Option<&sql::Expr>,
         returning: Option<&[sql::SelectItem]>,
         scope: &Scope<'_>,
-    ) -> Result<()> {
-        let none = Ctes::default();
+        ctes: &Ctes,
+    ) -> Result<Vec<OutputColumn>> {
         if let Some(w) = selection {
-            let r = self.expr(w, scope, &none)?;
+            let r = self.expr(w, scope, ctes)?;
             self.note(&r.sources, Usage::Filtered);
         }
-        self.returning(returning, scope, &none)
+        self.returning(returning, scope, ctes)
     }
 
+    /// `RETURNING`: each value noted as returned, and the columns it gives
+    /// (`*` is every column of every entry: the target's and, for `UPDATE
+    /// … FROM` and `DELETE … USING`, the others').
     fn returning(
         &self,
         items: Option<&[sql::SelectItem]>,
         scope: &Scope<'_>,
         ctes: &Ctes,
-    ) -> Result<()> {
+    ) -> Result<Vec<OutputColumn>> {
+        let mut columns = Vec::new();
+        let mut reads = BTreeSet::new();
         for item in items.unwrap_or_default() {
             match item {
                 sql::SelectItem::UnnamedExpr(e)
                 | sql::SelectItem::ExprWithAlias { expr: e, .. } => {
                     let r = self.expr(e, scope, ctes)?;
                     self.note(&r.sources, Usage::Returned);
+                    let name = match item {
+                        sql::SelectItem::ExprWithAlias { alias, .. } => fold(alias),
+                        _ => figure_name(e),
+                    };
+                    columns.push(OutputColumn {
+                        name,
+                        sources: r.sources,
+                        direct: r.direct,
+                        aggregate: false,
+                    });
                 }
-                sql::SelectItem::Wildcard(_) | sql::SelectItem::QualifiedWildcard(..) => {
+                sql::SelectItem::Wildcard(_) => {
                     for entry in &scope.entries {
-                        for c in &entry.columns {
-                            self.note(&c.sources, Usage::Returned);
-                        }
+                        expand(entry, &mut columns, &mut reads)?;
                     }
+                }
+                sql::SelectItem::QualifiedWildcard(kind, _) => {
+                    let sql::SelectItemQualifiedWildcardKind::ObjectName(name) = kind else {
+                        return err("a RETURNING wildcard over an expression");
+                    };
+                    let parts = object_parts(name)?;
+                    let entry = find_entry(scope, &parts)
+                        .ok_or_else(|| ScopeError::MissingFromEntry(parts.join(".")))?;
+                    expand(entry, &mut columns, &mut reads)?;
                 }
                 sql::SelectItem::ExprWithAliases { .. } => {
                     return err("a RETURNING item with several aliases");
                 }
             }
         }
-        Ok(())
+        self.note(&reads, Usage::Returned);
+        Ok(columns)
     }
 
     fn query(
@@ -657,6 +739,9 @@ impl Cx<'_> {
     ) -> Result<QueryColumns> {
         match body {
             sql::SetExpr::Select(select) => self.select(select, outer, ctes, &[]),
+            sql::SetExpr::Insert(stmt)
+            | sql::SetExpr::Update(stmt)
+            | sql::SetExpr::Delete(stmt) => self.write_statement(stmt, ctes),
             sql::SetExpr::Query(q) => self.query(q, outer, ctes),
             sql::SetExpr::SetOperation { left, right, .. } => {
                 let l = self.set_expr(left, outer, ctes)?;

@@ -55,6 +55,8 @@ pub(super) use crate::schema::SEARCH_PATH;
 pub(super) struct Resolution {
     /// Every relation column it touches, and how.
     pub(super) usages: scope::Usages,
+    /// Those made inside its data-modifying parts.
+    pub(super) written: scope::Usages,
     /// Columns not readable in clear whose every use a `use` grant covers:
     /// the masking subquery passes them in clear.
     pub(super) granted: HashSet<Source>,
@@ -75,12 +77,15 @@ pub(super) fn resolve_uses(
     restricted: bool,
 ) -> Result<Option<Resolution>, Denial> {
     let Cx { plan, access, .. } = cx;
-    let scope::StatementReads { usages, system } =
-        match scope::statement_reads(stmt, &plan.schema, SEARCH_PATH) {
-            Ok(reads) => reads,
-            Err(e) if restricted => return Err(denials::not_resolved(&e)),
-            Err(_) => return Ok(None),
-        };
+    let scope::StatementReads {
+        usages,
+        written,
+        system,
+    } = match scope::statement_reads(stmt, &plan.schema, SEARCH_PATH) {
+        Ok(reads) => reads,
+        Err(e) if restricted => return Err(denials::not_resolved(&e)),
+        Err(_) => return Ok(None),
+    };
     let grantable = Usage::GRANTABLE.iter().fold(0u16, |b, u| b | u.bit());
     let mut granted = HashSet::new();
     for (&(ri, ci), how) in &usages {
@@ -111,6 +116,7 @@ pub(super) fn resolve_uses(
     }
     Ok(Some(Resolution {
         usages,
+        written,
         granted,
         system,
     }))

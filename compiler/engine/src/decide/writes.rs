@@ -228,7 +228,9 @@ fn uses_nothing_withheld(
     let Some(resolution) = resolve_uses(cx, stmt, true)? else {
         return Err(denials::internal("a write's column uses were not resolved"));
     };
-    for (&(ri, ci), how) in &resolution.usages {
+    // Only the uses the data-modifying parts make: what the rest of a
+    // query reads is masked by the read's rewrite.
+    for (&(ri, ci), how) in &resolution.written {
         if plan.is_decided(ri)
             && matches!(access.columns[ri][ci], Access::Masked(_))
             && !resolution.granted.contains(&(ri, ci))
