@@ -535,6 +535,7 @@ fn ci_writes_orders_chosen_by_clear_columns_of_a_masked_table() {
     let script = "\
 UPDATE orders SET status = 'held' WHERE customer_id IN (SELECT id FROM customers WHERE name = 'Ada Lovelace');
 WITH u AS (UPDATE orders SET total_cents = total_cents + 1 WHERE id = 12 RETURNING customer_id) SELECT c.name, c.email FROM u JOIN customers c ON c.id = u.customer_id;
+MERGE INTO orders o USING customers c ON o.customer_id = c.id AND c.name = 'Grace Hopper' WHEN MATCHED THEN UPDATE SET status = 'merged';
 UPDATE orders SET status = 'guessed' FROM customers c WHERE c.id = orders.customer_id AND c.email = 'alan@turing.org';
 INSERT INTO orders (id, customer_id, total_cents, status) SELECT 30, id, 1, email FROM customers WHERE id = 2;
 ";
@@ -556,6 +557,7 @@ INSERT INTO orders (id, customer_id, total_cents, status) SELECT 30, id, 1, emai
     let cents =
         s.pg.superuser_sql("shop", "SELECT total_cents FROM orders WHERE id = 12");
     assert_eq!(cents.trim(), "1251");
+    assert_eq!(lines.get(2), Some(&"MERGE 1"), "{}", out.stdout);
     let denials: Vec<&str> = out
         .stderr
         .lines()
@@ -571,7 +573,7 @@ INSERT INTO orders (id, customer_id, total_cents, status) SELECT 30, id, 1, emai
     );
     assert_eq!(
         statuses.trim(),
-        "10:held,11:held,12:shipped,13:cancelled",
+        "10:held,11:held,12:shipped,13:merged",
         "{}",
         out.stderr
     );

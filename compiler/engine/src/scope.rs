@@ -211,10 +211,12 @@ pub fn statement_reads(
                 cx.note(&c.sources, Usage::Projected);
             }
         }
-        sql::Statement::Insert(_) | sql::Statement::Update(_) | sql::Statement::Delete(_) => {
+        sql::Statement::Insert(_)
+        | sql::Statement::Update(_)
+        | sql::Statement::Delete(_)
+        | sql::Statement::Merge(_) => {
             cx.write_statement(statement, &none)?;
         }
-        sql::Statement::Merge(_) => return err("MERGE"),
         _ => return err("a statement other than a query, INSERT, UPDATE or DELETE"),
     }
     Ok(StatementReads {
@@ -435,9 +437,95 @@ impl Cx<'_> {
                     ctes,
                 )
             }
-            sql::Statement::Merge(_) => err("MERGE"),
-            _ => err("a data-modifying statement other than INSERT, UPDATE or DELETE"),
+            sql::Statement::Merge(merge) => self.merge(merge, ctes),
+            _ => err("a data-modifying statement other than INSERT, UPDATE, DELETE or MERGE"),
         }
+    }
+
+    /// `MERGE`: the target (never a CTE) joined to the source on the `ON`
+    /// condition; each `WHEN` condition filters; `UPDATE SET` writes the
+    /// target with values computed from both; `INSERT` writes the columns
+    /// it lists (all, without a list) with values computed from the
+    /// source. It returns nothing (PostgreSQL 15 has no `RETURNING` here).
+    fn merge(&self, merge: &sql::Merge, ctes: &Ctes) -> Result<Vec<OutputColumn>> {
+        if merge.output.is_some() {
+            return err("MERGE … OUTPUT");
+        }
+        let mut scope = Scope {
+            entries: Vec::new(),
+            parent: None,
+        };
+        let mut reads = BTreeSet::new();
+        self.factor(&merge.table, &mut scope, &mut reads, &Ctes::default())?;
+        let Some(target) = scope.entries.first().cloned() else {
+            return err("MERGE without a target");
+        };
+        self.factor(&merge.source, &mut scope, &mut reads, ctes)?;
+        let r = self.expr(&merge.on, &scope, ctes)?;
+        self.note(&r.sources, Usage::Joined);
+        let target_scope = Scope {
+            entries: vec![target],
+            parent: None,
+        };
+        for clause in &merge.clauses {
+            if let Some(p) = &clause.predicate {
+                let r = self.expr(p, &scope, ctes)?;
+                self.note(&r.sources, Usage::Filtered);
+            }
+            match &clause.action {
+                sql::MergeAction::Insert(insert) => {
+                    if insert.insert_predicate.is_some() {
+                        return err("a MERGE INSERT with a predicate");
+                    }
+                    let written: Vec<Source> = if insert.columns.is_empty() {
+                        target_scope.entries[0]
+                            .columns
+                            .iter()
+                            .flat_map(|c| c.sources.iter().copied())
+                            .collect()
+                    } else {
+                        let mut out = Vec::new();
+                        for c in &insert.columns {
+                            let r = resolve_name(&self.system, &target_scope, &object_parts(c)?)?;
+                            out.extend(r.sources);
+                        }
+                        out
+                    };
+                    self.note(&written, Usage::Written);
+                    let sql::MergeInsertKind::Values(values) = &insert.kind else {
+                        return err("a MERGE INSERT other than VALUES");
+                    };
+                    for row in &values.rows {
+                        for e in row.iter() {
+                            let r = self.expr(e, &scope, ctes)?;
+                            self.note(&r.sources, Usage::Projected);
+                        }
+                    }
+                }
+                sql::MergeAction::Update(update) => {
+                    if update.update_predicate.is_some() || update.delete_predicate.is_some() {
+                        return err("a MERGE UPDATE with a predicate");
+                    }
+                    let sql::MergeUpdateKind::Set(assignments) = &update.kind else {
+                        return err("a MERGE UPDATE other than SET");
+                    };
+                    for a in assignments {
+                        let targets: Vec<&sql::ObjectName> = match &a.target {
+                            sql::AssignmentTarget::ColumnName(n) => vec![n],
+                            sql::AssignmentTarget::Tuple(ns) => ns.iter().collect(),
+                        };
+                        for t in targets {
+                            let r = resolve_name(&self.system, &target_scope, &object_parts(t)?)?;
+                            self.note(&r.sources, Usage::Written);
+                        }
+                        let r = self.expr(&a.value, &scope, ctes)?;
+                        self.note(&r.sources, Usage::Projected);
+                    }
+                }
+                sql::MergeAction::Delete { .. } | sql::MergeAction::DoNothing { .. } => {}
+            }
+        }
+        Ok(Vec::new())
     }
 
     /// The scope of a write: its targets (never a CTE) and the other
@@ -741,7 +829,8 @@ impl Cx<'_> {
             sql::SetExpr::Select(select) => self.select(select, outer, ctes, &[]),
             sql::SetExpr::Insert(stmt)
             | sql::SetExpr::Update(stmt)
-            | sql::SetExpr::Delete(stmt) => self.write_statement(stmt, ctes),
+            | sql::SetExpr::Delete(stmt)
+            | sql::SetExpr::Merge(stmt) => self.write_statement(stmt, ctes),
             sql::SetExpr::Query(q) => self.query(q, outer, ctes),
             sql::SetExpr::SetOperation { left, right, .. } => {
                 let l = self.set_expr(left, outer, ctes)?;
@@ -814,7 +903,6 @@ impl Cx<'_> {
                     .collect();
                 Ok(QueryColumns { columns, reads })
             }
-            _ => err("a data-modifying statement inside a query"),
         }
     }
 

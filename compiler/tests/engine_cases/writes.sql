@@ -83,3 +83,11 @@ LOCK TABLE orders IN ROW EXCLUSIVE MODE NOWAIT;
 LOCK TABLE customers;
 
 LOCK TABLE public.customers IN SHARE MODE;
+
+-- MERGE reads its source as UPDATE … FROM does.
+
+MERGE INTO orders o USING customers c ON o.customer_id = c.id AND c.name = 'Ada Lovelace' WHEN MATCHED AND o.status <> 'cancelled' THEN UPDATE SET status = c.name WHEN NOT MATCHED THEN INSERT (id, customer_id, total_cents, status) VALUES (c.id + 100, c.id, 0, 'new');
+
+MERGE INTO orders o USING (SELECT id, name FROM customers) c ON o.customer_id = c.id WHEN MATCHED THEN DELETE;
+
+MERGE INTO orders o USING customers c ON o.customer_id = c.id WHEN NOT MATCHED THEN INSERT VALUES (c.id + 100, c.id, 0, c.card_number);
