@@ -1070,3 +1070,46 @@ rule w_all for w {
         );
     }
 }
+
+/// A foreign key checks the referenced row whatever the writer may read:
+/// setting `orders.customer_id` would answer whether a customer id the
+/// identity may not read exists. Writes that leave the key alone pass.
+#[test]
+fn a_write_may_not_probe_a_withheld_key_through_a_foreign_key() {
+    let text = r#"
+labels internal < restricted
+group w { claim team == "w" }
+table public.customers: internal { id: restricted }
+table public.orders: internal
+rule w_orders for w {
+  allow <= internal
+  deny restricted
+  allow write table public.orders
+}
+"#;
+    let e = engine_from(text, &quickstart_schema());
+    for sql in [
+        "INSERT INTO orders (id, total_cents, status) VALUES (1, 0, 'x')",
+        "UPDATE orders SET status = 'x' WHERE id = 1",
+        "DELETE FROM orders WHERE id = 1",
+        "COPY orders (id, total_cents, status) FROM STDIN",
+    ] {
+        assert!(matches!(decide(&e, &["w"], sql), Verdict::Forward), "{sql}");
+    }
+    for sql in [
+        "INSERT INTO orders VALUES (1, 2, 0, 'x')",
+        "INSERT INTO orders (id, customer_id, total_cents, status) VALUES (1, 2, 0, 'x')",
+        "UPDATE orders SET customer_id = 2 WHERE id = 1",
+        "INSERT INTO orders (id, total_cents, status) VALUES (1, 0, 'x') ON CONFLICT (id) DO UPDATE SET customer_id = 2",
+        "MERGE INTO orders o USING (VALUES (1)) v(x) ON o.id = v.x WHEN MATCHED THEN UPDATE SET customer_id = 2",
+        "COPY orders FROM STDIN",
+        "COPY orders (id, customer_id) FROM STDIN",
+    ] {
+        let (state, message) = denied(decide(&e, &["w"], sql));
+        assert_eq!(state, "42501", "{sql}");
+        assert!(
+            message.contains("`customer_id`") && message.contains("public.customers"),
+            "{sql}: {message}"
+        );
+    }
+}

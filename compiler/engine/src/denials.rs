@@ -425,6 +425,19 @@ pub(crate) fn masked_in_write(column: &str, relation: &str, how: &str) -> Denial
     )
 }
 
+/// A write setting a foreign key whose referenced columns the identity
+/// does not read in clear (or whose referenced table a row filter
+/// narrows): its outcome would tell whether a value exists there.
+pub(crate) fn key_probe(column: &str, relation: &str, key: &str, referenced: &str) -> Denial {
+    refusal(
+        INSUFFICIENT_PRIVILEGE,
+        format!(
+            "writing column `{column}` of `{relation}` is refused for this identity: its foreign key `{key}` checks `{referenced}`, which this identity may not read in full, so the write's outcome would tell whether a value exists there"
+        ),
+        Some("leave the column out of the write (or to its default)"),
+    )
+}
+
 /// A row filter whose claim the token does not carry.
 pub(crate) fn missing_filter_claim(relation: &str, claim: &str, policy: String) -> Denial {
     refused_by(
@@ -497,6 +510,12 @@ mod tests {
             withheld_write("public.customers"),
             filtered_write("public.orders"),
             masked_in_write("email", "public.customers", "filtered"),
+            key_probe(
+                "customer_ssn",
+                "public.orders",
+                "orders_ssn_fkey",
+                "public.customers",
+            ),
             missing_filter_claim("public.orders", "tenant.id", "p4".into()),
         ];
         let text: Vec<String> = all

@@ -30,7 +30,7 @@ use crate::cedar::{self, NAMESPACE};
 use crate::diff::{perm_text, read_text};
 use crate::engine::Identity;
 use crate::engine::access::{Access, Perm};
-use crate::engine::decide::row_limit;
+use crate::engine::decide::{guarded_keys, row_limit};
 use crate::engine::scope::Usage;
 use crate::plan::{ColumnClass, Plan};
 
@@ -263,6 +263,13 @@ pub fn who_can(
                 }
                 _ if !whole_row => {
                     "denied (other columns of the table may not be written)".to_owned()
+                }
+                _ if guarded_keys(plan, &access, ri)
+                    .iter()
+                    .any(|(fk, _)| fk.columns.contains(&rel.columns[ci].name)) =>
+                {
+                    "denied (its foreign key checks values this group may not read in clear)"
+                        .to_owned()
                 }
                 _ => perm_text(write),
             };

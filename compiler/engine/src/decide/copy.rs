@@ -25,7 +25,7 @@ pub(super) fn copy(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Outc
     match (*to, target, source) {
         (false, sql::CopyTarget::Stdin, sql::CopySource::Table { table_name, .. }) => {
             let parts = analyze::folded_parts(table_name);
-            writes(cx, &analyze::analyze(stmt, text), Some(&parts), None)
+            writes(cx, &analyze::analyze(stmt, text), Some(&parts), Some(stmt))
         }
         (true, sql::CopyTarget::Stdout, sql::CopySource::Query(_)) => {
             let a = analyze::analyze(stmt, text);

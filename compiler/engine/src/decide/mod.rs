@@ -27,6 +27,7 @@ mod kinds;
 mod locks;
 mod reads;
 pub use reads::row_limit;
+pub use writes::guarded_keys;
 mod relations;
 mod session;
 mod writes;

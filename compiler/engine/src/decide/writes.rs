@@ -106,6 +106,7 @@ pub(super) fn writes(
                     return Err(d);
                 }
                 written_in_full(cx, ri)?;
+                no_key_probe(cx, ri, stmt)?;
             }
             Resolved::Unknown(name) => return Err(denials::unknown_relation(&name)),
             Resolved::Catalog(name) => {
@@ -138,6 +139,7 @@ pub(super) fn writes(
                 return Err(d);
             }
             written_in_full(cx, ri)?;
+            no_key_probe(cx, ri, stmt)?;
         }
     }
     let all = a
@@ -195,6 +197,83 @@ fn written_in_full(cx: Cx<'_>, ri: RelId) -> Result<(), Denial> {
         ));
     }
     Ok(())
+}
+
+/// A foreign key checks the row it references whatever the writer may
+/// read: setting its columns to a guessed value, a write's success or
+/// error would tell whether a value the identity may not read in clear
+/// (or a row a filter hides from it) exists in the referenced table. So a
+/// write may not set the columns of a foreign key whose referenced
+/// columns are not clear to the identity or whose referenced table a row
+/// filter narrows. `stmt` says which columns it sets (`COPY … FROM` its
+/// column list); without one, every column counts.
+fn no_key_probe(cx: Cx<'_>, ri: RelId, stmt: Option<&sql::Statement>) -> Result<(), Denial> {
+    let Cx { plan, access, .. } = cx;
+    let schema = &plan.schema;
+    let rel = schema.relation(ri);
+    let guarded = guarded_keys(plan, access, ri);
+    if guarded.is_empty() {
+        return Ok(());
+    }
+    let set: Option<Vec<String>> = match stmt {
+        Some(sql::Statement::Copy {
+            source: sql::CopySource::Table { columns, .. },
+            ..
+        }) => (!columns.is_empty()).then(|| columns.iter().map(analyze::fold).collect()),
+        Some(stmt) => match scope::statement_reads(stmt, schema, SEARCH_PATH) {
+            Ok(reads) => Some(
+                reads
+                    .written
+                    .iter()
+                    .filter(|((r, _), how)| *r == ri && how.contains(&Usage::Written))
+                    .map(|(&(_, ci), _)| rel.columns[ci].name.clone())
+                    .collect(),
+            ),
+            Err(_) => None,
+        },
+        None => None,
+    };
+    for (fk, target) in guarded {
+        let column = fk
+            .columns
+            .iter()
+            .find(|c| set.as_ref().is_none_or(|set| set.contains(c)));
+        if let Some(column) = column {
+            return Err(denials::key_probe(
+                column,
+                &rel.qualified(),
+                &fk.name,
+                &schema.relation(target).qualified(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The foreign keys of `ri` a write by the identity may not set (see
+/// `no_key_probe`), each with the relation it references.
+pub fn guarded_keys<'p>(
+    plan: &'p Plan,
+    access: &PrincipalAccess,
+    ri: RelId,
+) -> Vec<(&'p crate::schema::ForeignKey, RelId)> {
+    let schema = &plan.schema;
+    schema
+        .relation(ri)
+        .foreign_keys
+        .iter()
+        .filter_map(|fk| {
+            let target = schema.find(&fk.references.schema, &fk.references.name)?;
+            let hidden = access.filters.iter().any(|f| f.relation == target)
+                || fk.referenced_columns.iter().any(|c| {
+                    schema
+                        .relation(target)
+                        .column_index(c)
+                        .is_none_or(|ci| access.columns[target][ci] != Access::Clear)
+                });
+            hidden.then_some((fk, target))
+        })
+        .collect()
 }
 
 /// A write may read a relation with something withheld from the identity
