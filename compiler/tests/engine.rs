@@ -1113,3 +1113,83 @@ rule w_orders for w {
         );
     }
 }
+
+/// A sequence's state (the last value issued, as pg_dump reads it) is as
+/// protected as the column that owns it: readable where the column is
+/// read in clear, refused where it is denied; one without an owner takes
+/// its own classification (here the unclassified default).
+#[test]
+fn sequences_are_read_like_the_column_that_owns_them() {
+    use clsf_compiler::schema::{Column, OwnedBy, QualifiedName, Relation, RelationKind};
+    let sequence = |name: &str, owner: Option<(&str, &str)>| Relation {
+        schema: "public".into(),
+        name: name.into(),
+        kind: RelationKind::Sequence,
+        columns: [
+            ("last_value", "bigint"),
+            ("log_cnt", "bigint"),
+            ("is_called", "boolean"),
+        ]
+        .iter()
+        .map(|(n, t)| Column {
+            name: (*n).into(),
+            type_name: (*t).into(),
+            nullable: false,
+            base_type: None,
+        })
+        .collect(),
+        owned_by: owner.map(|(table, column)| OwnedBy {
+            relation: QualifiedName {
+                schema: "public".into(),
+                name: table.into(),
+            },
+            column: column.into(),
+        }),
+        ..Relation::default()
+    };
+    let base = quickstart_schema();
+    let mut relations = base.relations.clone();
+    relations.push(sequence("orders_id_seq", Some(("orders", "id"))));
+    relations.push(sequence("customers_ssn_seq", Some(("customers", "ssn"))));
+    relations.push(sequence("loose_seq", None));
+    let schema = Schema::new(base.server_version.clone(), relations);
+    let text = r#"
+labels internal < restricted
+group w { claim team == "w" }
+unclassified restricted
+table public.customers: internal { ssn: restricted }
+table public.orders: internal
+rule w_reads for w {
+  allow <= internal
+  deny restricted
+}
+"#;
+    let mut parsed = Parsed::default();
+    policy::add_source(&mut parsed, "quickstart.clsf", text);
+    let (plan, diags) = resolve::compile(&parsed, &schema);
+    // Only the sequence without an owner is left unclassified.
+    let unclassified: Vec<String> = diags.iter().map(|d| format!("{d:?}")).collect();
+    assert!(
+        unclassified
+            .iter()
+            .all(|d| !d.contains("orders_id_seq") && !d.contains("customers_ssn_seq")),
+        "{unclassified:?}"
+    );
+    let e = Engine::new(plan.unwrap()).unwrap();
+    assert!(matches!(
+        decide(
+            &e,
+            &["w"],
+            "SELECT last_value, is_called FROM public.orders_id_seq"
+        ),
+        Verdict::Forward
+    ));
+    for sql in [
+        "SELECT last_value FROM customers_ssn_seq",
+        "SELECT last_value FROM loose_seq",
+    ] {
+        let (state, message) = denied(decide(&e, &["w"], sql));
+        assert_eq!(state, "42501", "{sql}");
+        assert!(message.contains("`last_value`"), "{sql}: {message}");
+    }
+}

@@ -45,6 +45,9 @@ table public.events: internal {
 table public.tickets: internal {
   requester: confidential mask email
 }
+// Its sequences (a serial and an identity column) are as protected as the
+// columns they issue values for.
+table public.notes: internal
 
 // The masked identity of the matrix: masked and denied columns, exports
 // (of masked values where masked), one function beyond the safe classes,
@@ -96,7 +99,11 @@ fn setup() -> (Quickstart, Proxy) {
          CREATE TABLE tickets (id integer PRIMARY KEY, state ticket_state NOT NULL, \
            requester text NOT NULL); \
          INSERT INTO tickets VALUES (1, 'open', 'ada@example.com'), (2, 'closed', 'bob@example.com'); \
-         GRANT ALL ON ALL TABLES IN SCHEMA public TO clsf_gateway; ANALYZE;",
+         CREATE TABLE notes (id serial PRIMARY KEY, body text NOT NULL, \
+           n bigint GENERATED ALWAYS AS IDENTITY); \
+         INSERT INTO notes (body) VALUES ('first'), ('second'); \
+         GRANT ALL ON ALL TABLES IN SCHEMA public TO clsf_gateway; \
+         GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO clsf_gateway; ANALYZE;",
     );
     // The same proxy.toml as the quickstart's, now with this policy.
     let config = fixture::config_with_policy(&q, POLICY);
@@ -222,6 +229,17 @@ fn pg_dump_makes_a_masked_dump_that_restores() {
     let events =
         q.pg.superuser_sql("restored", "SELECT count(*) FROM events");
     assert_eq!(events.trim(), "10000");
+    // Sequences (a serial and an identity column) are read like their
+    // columns, and restored where they were.
+    assert!(
+        text.contains("SELECT pg_catalog.setval('public.notes_id_seq', 2, true);"),
+        "the serial's sequence dumped"
+    );
+    let next = q.pg.superuser_sql(
+        "restored",
+        "INSERT INTO notes (body) VALUES ('third') RETURNING id, n",
+    );
+    assert_eq!(next.lines().next().map(str::trim), Some("3|3"), "{next}");
 
     // `--inserts` reads each table with `SELECT * FROM ONLY t` through a
     // cursor: rewritten like any read, `ONLY` kept inside the subquery.
@@ -553,7 +571,7 @@ fn sqlalchemy2_connects_reflects_and_streams() {
         lines,
         [
             "connect 1 15",
-            "tables customers events orders tickets",
+            "tables customers events notes orders tickets",
             "views shipped",
             "columns id name email ssn card_number created_at",
             "pk id",
@@ -578,7 +596,7 @@ fn pgjdbc_metadata_fetch_size_copy_and_cancel() {
         lines,
         [
             "product PostgreSQL",
-            "tables customers events orders shipped tickets",
+            "tables customers events notes orders shipped tickets",
             "columns id name email ssn card_number created_at",
             "primary_keys id",
             "index_info events_customer events_pkey",
@@ -591,7 +609,7 @@ fn pgjdbc_metadata_fetch_size_copy_and_cancel() {
             "column_privileges true",
             "best_row id",
             "version_columns ctid",
-            "udts 5",
+            "udts 6",
             "catalogs 1",
             "server_prepared ****@tue.nl true",
             "masked ****@example.com",
@@ -730,7 +748,7 @@ fn mcp_postgres_server_as_an_agent_tool() {
         .filter_map(|r| r["uri"].as_str())
         .collect();
     names.sort_unstable();
-    assert_eq!(names.len(), 5, "{resources}");
+    assert_eq!(names.len(), 6, "{resources}");
     assert!(names[0].ends_with("/customers/schema"), "{names:?}");
     let schema = mcp.call("resources/read", json!({"uri": names[0]}));
     let text = schema["result"]["contents"][0]["text"]

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use tokio_postgres::Client;
 
 use clsf_engine::schema::model::{
-    Column, ForeignKey, Function, QualifiedName, Relation, RelationKind, Schema, TypeKind, UserType,
+    Column, ForeignKey, Function, OwnedBy, QualifiedName, Relation, RelationKind, Schema, TypeKind,
+    UserType,
 };
 
 pub use crate::error::PullError;
@@ -29,7 +30,7 @@ fn relations_sql() -> String {
        CASE WHEN c.relkind IN ('v', 'm') THEN pg_catalog.pg_get_viewdef(c.oid, true) END
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {NAMESPACE_FILTER}"
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND {NAMESPACE_FILTER}"
     )
 }
 
@@ -41,7 +42,7 @@ FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {NAMESPACE_FILTER}
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND {NAMESPACE_FILTER}
 ORDER BY n.nspname, c.relname, a.attnum"
     )
 }
@@ -118,6 +119,23 @@ JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
 JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
 WHERE {NAMESPACE_FILTER}
 ORDER BY 1, 2, i.inhseqno"
+    )
+}
+
+/// Sequences owned by a column: `serial` (an automatic dependency) and
+/// identity columns (an internal one), or `ALTER SEQUENCE … OWNED BY`.
+fn owned_sequences_sql() -> String {
+    format!(
+        "SELECT n.nspname, s.relname, tn.nspname, t.relname, a.attname
+FROM pg_catalog.pg_depend d
+JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+JOIN pg_catalog.pg_namespace n ON n.oid = s.relnamespace
+JOIN pg_catalog.pg_class t ON t.oid = d.refobjid
+JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace
+JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid
+WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+  AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+  AND d.deptype IN ('a', 'i') AND d.refobjsubid > 0 AND {NAMESPACE_FILTER}"
     )
 }
 
@@ -233,6 +251,7 @@ async fn read_catalog(client: &Client, only_schemas: &[String]) -> Result<Schema
             "p" => RelationKind::PartitionedTable,
             "v" => RelationKind::View,
             "m" => RelationKind::MaterializedView,
+            "S" => RelationKind::Sequence,
             _ => RelationKind::ForeignTable,
         };
         let relation = Relation {
@@ -273,6 +292,22 @@ async fn read_catalog(client: &Client, only_schemas: &[String]) -> Result<Schema
             type_name: row.get(3),
             nullable: row.get(4),
             base_type,
+        });
+    }
+    for row in client
+        .query(&owned_sequences_sql(), &params)
+        .await
+        .map_err(failed("sequence owners"))?
+    {
+        let Some(ri) = find(row.get(0), row.get(1)) else {
+            continue;
+        };
+        relations[ri].owned_by = Some(OwnedBy {
+            relation: QualifiedName {
+                schema: row.get(2),
+                name: row.get(3),
+            },
+            column: row.get(4),
         });
     }
     for row in client

@@ -1,7 +1,8 @@
 //! Lineage: a view or materialized-view column is at least as protected as
 //! the columns its definition computes it from (the most protective of
 //! them); a partition's or inheritance child's column is at least as
-//! protected as its parent's. Then the report of columns nothing classifies.
+//! protected as its parent's; a sequence's state as the column that owns
+//! it. Then the report of columns nothing classifies.
 //!
 //! Definitions are resolved with the statement engine's scope resolver
 //! (`engine::scope`). A definition it cannot resolve falls back to the most
@@ -148,6 +149,26 @@ impl Cx<'_> {
                     }
                 }
             });
+        }
+        if rel.kind == RelationKind::Sequence {
+            // A sequence issues the values of the column that owns it: its
+            // state (the last value issued) is as protected as that column.
+            // It carries no mask (its values are not the column's type).
+            // One without an owner keeps its own classification.
+            let owner = rel.owned_by.as_ref()?;
+            let ri = self
+                .schema
+                .find(&owner.relation.schema, &owner.relation.name)?;
+            let ci = self.schema.relation(ri).column_index(&owner.column)?;
+            return Some(RelationLineage::Columns(
+                rel.columns
+                    .iter()
+                    .map(|_| ColumnLineage {
+                        sources: BTreeSet::from([(ri, ci)]),
+                        direct: None,
+                    })
+                    .collect(),
+            ));
         }
         if rel.parents.is_empty() {
             return None;

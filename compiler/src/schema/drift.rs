@@ -169,6 +169,12 @@ fn relation(out: &mut Vec<Change>, name: &str, old: &Relation, new: &Relation) {
     let parents = |r: &Relation| r.parents.iter().map(|p| p.to_string()).collect::<Vec<_>>();
     field(&mut details, "inherits", &parents(old), &parents(new));
     field(&mut details, "partition", &old.partition, &new.partition);
+    let owner = |r: &Relation| {
+        r.owned_by
+            .as_ref()
+            .map(|o| format!("{}.{}", o.relation, o.column))
+    };
+    field(&mut details, "owned by", &owner(old), &owner(new));
     field(
         &mut details,
         "primary key",

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::model::{
-    Column, ForeignKey, Function, QualifiedName, Relation, RelationKind, Schema, TypeKind, UserType,
+    Column, ForeignKey, Function, OwnedBy, QualifiedName, Relation, RelationKind, Schema, TypeKind,
+    UserType,
 };
 
 /// Lock file format version.
@@ -57,6 +58,8 @@ struct LockRelation {
     columns: Vec<LockColumn>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     definition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owned_by: Option<OwnedBy>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -138,6 +141,7 @@ fn parts_of(schema: &Schema) -> Parts {
             owner: r.owner.clone(),
             inherits: r.parents.clone(),
             partition: r.partition,
+            owned_by: r.owned_by.clone(),
             primary_key: r.primary_key.clone(),
             foreign_keys: r
                 .foreign_keys
@@ -299,6 +303,7 @@ pub fn from_str(text: &str) -> Result<Schema, LockError> {
             definition: r.definition,
             primary_key: r.primary_key,
             foreign_keys,
+            owned_by: r.owned_by,
             columns: r
                 .columns
                 .into_iter()

@@ -8,6 +8,6 @@ pub mod lock;
 pub use clsf_engine::schema::{ColId, RelId, catalog, model};
 
 pub use model::{
-    Column, ForeignKey, Function, QualifiedName, Relation, RelationKind, Schema, TypeFamily,
-    TypeKind, UserType,
+    Column, ForeignKey, Function, OwnedBy, QualifiedName, Relation, RelationKind, Schema,
+    TypeFamily, TypeKind, UserType,
 };

@@ -9,8 +9,8 @@ pub mod model;
 pub use ids::{ColId, RelId};
 
 pub use model::{
-    Column, ForeignKey, Function, QualifiedName, Relation, RelationKind, Schema, TypeFamily,
-    TypeKind, UserType,
+    Column, ForeignKey, Function, OwnedBy, QualifiedName, Relation, RelationKind, Schema,
+    TypeFamily, TypeKind, UserType,
 };
 
 /// The schema searched for unqualified table names.

@@ -22,6 +22,8 @@ pub enum RelationKind {
     MaterializedView,
     /// A foreign table.
     ForeignTable,
+    /// A sequence: one row of `last_value`, `log_cnt` and `is_called`.
+    Sequence,
 }
 
 impl RelationKind {
@@ -33,6 +35,7 @@ impl RelationKind {
             RelationKind::View => "view",
             RelationKind::MaterializedView => "materialized_view",
             RelationKind::ForeignTable => "foreign_table",
+            RelationKind::Sequence => "sequence",
         }
     }
 
@@ -44,6 +47,7 @@ impl RelationKind {
             "view" => RelationKind::View,
             "materialized_view" => RelationKind::MaterializedView,
             "foreign_table" => RelationKind::ForeignTable,
+            "sequence" => RelationKind::Sequence,
             _ => return None,
         })
     }
@@ -159,6 +163,18 @@ pub struct Relation {
     pub primary_key: Vec<String>,
     /// Foreign keys, sorted by constraint name.
     pub foreign_keys: Vec<ForeignKey>,
+    /// For a sequence owned by a column (`serial`, identity columns, `OWNED
+    /// BY`): that column, whose values the sequence issues.
+    pub owned_by: Option<OwnedBy>,
+}
+
+/// The column a sequence belongs to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnedBy {
+    /// The column's relation.
+    pub relation: QualifiedName,
+    /// The column.
+    pub column: String,
 }
 
 /// `schema.name` of a relation, type or function.
