@@ -226,6 +226,7 @@ fn attacks() -> Vec<(&'static str, String)> {
         ("planner statistics of a masked column", "SELECT histogram_bounds::text FROM pg_stats WHERE tablename = 'people' AND attname = 'email';".into()),
         ("pg_statistic", "SELECT stavalues1::text FROM pg_statistic s JOIN pg_class c ON c.oid = s.starelid WHERE c.relname = 'people';".into()),
         ("histogram", "SELECT histogram_bounds::text FROM pg_stats WHERE tablename = 'tokens' AND attname = 'secret';".into()),
+        ("table people in a union", "SELECT 0, 'x', 'x', 'x', 'x' WHERE false UNION ALL TABLE people;".into()),
         // Session changes that would redirect later statements.
         ("search_path shadow", "SET search_path = pg_temp, public; CREATE TEMP TABLE people AS SELECT * FROM public.people; SELECT ssn FROM people;".into()),
         ("set role", "SET ROLE postgres; SELECT ssn FROM people;".into()),

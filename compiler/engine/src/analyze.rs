@@ -490,6 +490,36 @@ impl Collector<'_> {
     fn range_of(&self, name: &sql::ObjectName) -> Option<(usize, usize)> {
         name_range(&self.index, name)
     }
+
+    /// `TABLE name` as a side of a set operation (`SELECT … UNION TABLE
+    /// t`): it reads the whole relation, yet sqlparser keeps its name as
+    /// two identifiers, not a relation name the visitor meets, so it is
+    /// not rewritten. Recorded among the names in
+    /// other positions, which a relation with anything withheld refuses
+    /// and a catalog or an unknown name is checked in; a CTE in scope
+    /// binds it as in `FROM`. A parenthesised side is a query of its own,
+    /// met by `pre_visit_query`.
+    fn table_bodies(&mut self, body: &sql::SetExpr) {
+        match body {
+            sql::SetExpr::SetOperation { left, right, .. } => {
+                self.table_bodies(left);
+                self.table_bodies(right);
+            }
+            sql::SetExpr::Table(t) => {
+                let mut parts: Vec<String> = t.schema_name.iter().map(fold).collect();
+                match &t.table_name {
+                    Some(name) => parts.push(fold(name)),
+                    // No name: nothing PostgreSQL would run; refused as unknown.
+                    None => parts.push("\u{0}table".to_owned()),
+                }
+                let cte = matches!(parts.as_slice(), [one] if self.cte_frames.last().is_some_and(|f| f.contains(one)));
+                if !cte {
+                    self.out.other_relations.push(parts);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 impl Visitor for Collector<'_> {
@@ -526,6 +556,7 @@ impl Visitor for Collector<'_> {
             pushed += 1;
         }
         self.frames_pushed.push(pushed);
+        self.table_bodies(&query.body);
         ControlFlow::Continue(())
     }
 

@@ -31,6 +31,26 @@ SELECT * FROM customers c JOIN orders o USING (id) AS j;
 
 SELECT o.emai FROM orders o;
 
+-- `TABLE name` as a side of a set operation or as a subquery reads the
+-- whole relation: a protected catalog, a relation with anything withheld
+-- or an unknown name is refused there as in FROM, whether or not the
+-- sides' columns agree (a CTE of the name is what it reads). Relations
+-- read in full pass.
+
+SELECT 1 UNION TABLE pg_authid;
+
+SELECT 1 UNION ALL (TABLE pg_catalog.pg_statistic);
+
+SELECT * FROM (TABLE pg_stat_activity) a;
+
+SELECT 1, 'a', 'b', 'c', 'd', now() UNION TABLE customers;
+
+SELECT 1 UNION TABLE no_such_relation;
+
+WITH pg_authid AS (SELECT 1) SELECT 2 UNION TABLE pg_authid;
+
+SELECT 1, 2, 3, 'x' UNION TABLE orders;
+
 -- Forms the resolver follows: named windows, a join under one alias,
 -- XMLTABLE, catalogs beside a protected relation.
 
