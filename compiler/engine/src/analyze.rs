@@ -207,25 +207,25 @@ pub(crate) fn from_factors(from: &[sql::TableWithJoins]) -> Vec<&sql::TableFacto
     out
 }
 
-/// Analyses one statement.
+/// Analyses one statement with the collector: a walk over every node of
+/// it, binding CTE names as PostgreSQL does. This is the inventory of a
+/// statement the scope resolver does not follow (and of the statements it
+/// has no part in: DDL, `EXECUTE`); where the resolver follows one, its own
+/// walk records the same inventory ([`crate::model`]), and debug builds
+/// check that the two agree.
 pub fn analyze(statement: &sql::Statement, text: &str) -> Analysis {
     let mut collector = Collector {
-        index: LineIndex::new(text),
-        out: Analysis::default(),
+        record: Recorder::new(text),
+        idents: HashSet::new(),
         factor_names: HashSet::new(),
-        tokens: None,
         cte_frames: Vec::new(),
         cte_definitions: std::collections::HashMap::new(),
         frames_pushed: Vec::new(),
         write_targets: HashSet::new(),
     };
     let _ = statement.visit(&mut collector);
-    let mut out = collector.out;
-    if let Some(name) = pg_settings_row(statement, out.settings.len()) {
-        for call in &mut out.settings {
-            call.setting = Some(name.clone());
-        }
-    }
+    let mut out = collector.record.finish(statement);
+    out.idents = collector.idents;
     out
 }
 
@@ -312,32 +312,252 @@ fn pg_settings_row(statement: &sql::Statement, calls: usize) -> Option<String> {
     (direct == calls).then_some(literal)
 }
 
-struct Collector<'a> {
-    index: LineIndex<'a>,
+/// Turns the nodes a walk meets into the inventory of [`Analysis`]: the
+/// one place that says what a relation reference, a call or a qualified
+/// column records, for both walks that make one (the scope resolver's over
+/// the statements it follows, the collector's over the rest). A node is
+/// recorded once however often a walk meets it (a recursive CTE is
+/// resolved until it settles), and each list ends in the order the text
+/// writes it, whatever order the walk met it in.
+pub(crate) struct Recorder<'t> {
+    index: LineIndex<'t>,
     /// The statement's tokens without whitespace and comments, with byte
-    /// ranges: made only for an inheritance marker, whose keyword and
-    /// parentheses the syntax tree does not locate.
+    /// ranges: made only for an inheritance marker or a sample, which the
+    /// syntax tree does not locate.
     tokens: Option<Vec<(sqlparser::tokenizer::Token, usize, usize)>>,
     out: Analysis,
-    /// Addresses of the table factors' `ObjectName`s: a relation name
-    /// elsewhere is one of `other_relations`.
-    factor_names: HashSet<usize>,
-    /// CTE scope, as PostgreSQL (and the scope resolver) binds it: the CTE
-    /// names visible where the walk is, one whole set per frame, innermost
-    /// last.
-    cte_frames: Vec<HashSet<String>>,
-    /// The names visible inside each CTE's definition, by the address of
-    /// its query: the enclosing scope's, the CTEs written before it in its
-    /// `WITH`, and its own name when the `WITH` is `RECURSIVE`.
-    cte_definitions: std::collections::HashMap<usize, HashSet<String>>,
-    /// How many frames each query being walked pushed, to pop on leaving.
-    frames_pushed: Vec<usize>,
-    /// Addresses of the names of `UPDATE`, `DELETE` and `MERGE` targets:
-    /// a CTE never binds a write's target, whatever is in scope.
-    write_targets: HashSet<usize>,
+    /// Addresses of the nodes recorded.
+    seen: HashSet<usize>,
+    /// Where each entry of the lists is written, for their order.
+    table_at: Vec<usize>,
+    other_at: Vec<usize>,
+    function_at: Vec<usize>,
+    setting_at: Vec<usize>,
 }
 
-impl Collector<'_> {
+/// A node's address, which identifies it within one parsed statement.
+fn address<T>(node: &T) -> usize {
+    std::ptr::from_ref(node) as usize
+}
+
+/// Sorts `items` by `at` (stable: entries written at the same place, or
+/// located nowhere, keep the order they were met in).
+fn in_text_order<T>(items: &mut Vec<T>, at: &[usize]) {
+    let mut keyed: Vec<(usize, T)> = at.iter().copied().zip(items.drain(..)).collect();
+    keyed.sort_by_key(|(at, _)| *at);
+    items.extend(keyed.into_iter().map(|(_, t)| t));
+}
+
+impl<'t> Recorder<'t> {
+    /// A recorder for a statement of `text`.
+    pub(crate) fn new(text: &'t str) -> Recorder<'t> {
+        Recorder {
+            index: LineIndex::new(text),
+            tokens: None,
+            out: Analysis::default(),
+            seen: HashSet::new(),
+            table_at: Vec::new(),
+            other_at: Vec::new(),
+            function_at: Vec::new(),
+            setting_at: Vec::new(),
+        }
+    }
+
+    /// True the first time `node` is met.
+    fn first<T>(&mut self, node: &T) -> bool {
+        self.seen.insert(address(node))
+    }
+
+    /// Where an identifier is written, or past the end when unknown.
+    fn at(&self, ident: Option<&sql::Ident>) -> usize {
+        ident
+            .and_then(|i| self.index.offset(i.span.start))
+            .unwrap_or(usize::MAX)
+    }
+
+    /// The inventory, in text order.
+    pub(crate) fn finish(mut self, statement: &sql::Statement) -> Analysis {
+        let mut out = std::mem::take(&mut self.out);
+        in_text_order(&mut out.tables, &self.table_at);
+        in_text_order(&mut out.other_relations, &self.other_at);
+        in_text_order(&mut out.functions, &self.function_at);
+        in_text_order(&mut out.settings, &self.setting_at);
+        out.schema_qualified.sort_by_key(|q| q.prefix);
+        if let Some(name) = pg_settings_row(statement, out.settings.len()) {
+            for call in &mut out.settings {
+                call.setting = Some(name.clone());
+            }
+        }
+        out
+    }
+
+    /// A statement, the analysed one or one nested in it.
+    pub(crate) fn statement(&mut self, statement: &sql::Statement) {
+        if self.first(statement) {
+            self.out.statements += 1;
+        }
+    }
+
+    /// A relation reference in `FROM` (a table, view or table function);
+    /// `cte`: scope binds its name to a CTE where it is written.
+    pub(crate) fn table(&mut self, factor: &sql::TableFactor, cte: bool) {
+        let sql::TableFactor::Table {
+            name,
+            alias,
+            args,
+            inheritance,
+            sample,
+            ..
+        } = factor
+        else {
+            return;
+        };
+        if !self.first(factor) {
+            return;
+        }
+        // The name is part of the reference, not a relation elsewhere.
+        self.seen.insert(address(name));
+        let sample = sample.as_ref().map(|_| self.sample_range(name));
+        let inheritance = inheritance.map(|i| Inheritance {
+            only: matches!(i, sql::TableInheritance::Only { .. }),
+            range: self.marker_range(name, i),
+        });
+        let at = self.at(name.0.first().and_then(|p| p.as_ident()));
+        self.table_at.push(at);
+        self.out.tables.push(TableRef {
+            cte,
+            parts: name_parts(name),
+            range: name_range(&self.index, name),
+            alias: alias.as_ref().map(|a| fold(&a.name)),
+            alias_columns: alias
+                .iter()
+                .flat_map(|a| a.columns.iter().map(|c| fold(&c.name)))
+                .collect(),
+            is_function: args.is_some(),
+            inheritance,
+            sample,
+        });
+    }
+
+    /// A relation named outside `FROM` (`INSERT INTO t`, `x IN t`); a
+    /// table reference's own name is not one.
+    pub(crate) fn other_relation(&mut self, name: &sql::ObjectName) {
+        if !self.first(name) {
+            return;
+        }
+        let at = self.at(name.0.first().and_then(|p| p.as_ident()));
+        self.other_at.push(at);
+        self.out.other_relations.push(name_parts(name));
+    }
+
+    /// `TABLE name` as a query's body (a side of a set operation, or a
+    /// parenthesised subquery): it reads the whole relation, yet sqlparser
+    /// keeps its name as two identifiers, not a relation name, so it is
+    /// recorded among the names in other positions, which a relation with
+    /// anything withheld refuses and a catalog or an unknown name is
+    /// checked in; `cte`: a CTE of the name binds it, as in `FROM`.
+    pub(crate) fn table_body(&mut self, table: &sql::Table, cte: bool) {
+        if !self.first(table) || cte {
+            return;
+        }
+        let mut parts: Vec<String> = table.schema_name.iter().map(fold).collect();
+        match &table.table_name {
+            Some(name) => parts.push(fold(name)),
+            // No name: nothing PostgreSQL would run; refused as unknown.
+            None => parts.push("\u{0}table".to_owned()),
+        }
+        let at = self.at(table.schema_name.as_ref().or(table.table_name.as_ref()));
+        self.other_at.push(at);
+        self.out.other_relations.push(parts);
+    }
+
+    /// A `SELECT`: `SELECT … INTO`, and `s.t.*` in its list.
+    pub(crate) fn select(&mut self, select: &sql::Select) {
+        if !self.first(select) {
+            return;
+        }
+        if select.into.is_some() {
+            self.out.select_into = true;
+        }
+        for item in &select.projection {
+            if let sql::SelectItem::QualifiedWildcard(
+                sql::SelectItemQualifiedWildcardKind::ObjectName(name),
+                _,
+            ) = item
+            {
+                self.qualified_wildcard(name);
+            }
+        }
+    }
+
+    /// An expression node: a function call (with the settings it reads or
+    /// changes, and `s.t.*` among its arguments), or a column written with
+    /// its relation's schema. Other nodes record nothing.
+    pub(crate) fn expr(&mut self, expr: &sql::Expr) {
+        match expr {
+            sql::Expr::CompoundIdentifier(ids) if self.first(expr) => {
+                if let [qualifier @ .., _column] = ids.as_slice() {
+                    self.schema_qualified(qualifier);
+                }
+            }
+            sql::Expr::Function(f) if self.first(expr) => self.call(f),
+            _ => {}
+        }
+    }
+
+    fn call(&mut self, f: &sql::Function) {
+        if let sql::FunctionArguments::List(list) = &f.args {
+            for arg in &list.args {
+                if let sql::FunctionArg::Unnamed(sql::FunctionArgExpr::QualifiedWildcard(name)) =
+                    arg
+                {
+                    self.qualified_wildcard(name);
+                }
+            }
+        }
+        let parts = name_parts(&f.name);
+        let (schema, name) = match parts.as_slice() {
+            [name] => (None, name.clone()),
+            [.., schema, name] => (Some(schema.clone()), name.clone()),
+            [] => (None, String::new()),
+        };
+        let at = self.at(f.name.0.first().and_then(|p| p.as_ident()));
+        if matches!(name.as_str(), "current_setting" | "set_config")
+            && schema.as_deref().is_none_or(|s| s == "pg_catalog")
+        {
+            let literal = |i: usize| match &f.args {
+                sql::FunctionArguments::List(list) => match list.args.get(i) {
+                    Some(sql::FunctionArg::Unnamed(sql::FunctionArgExpr::Expr(
+                        sql::Expr::Value(v),
+                    ))) => match &v.value {
+                        sql::Value::SingleQuotedString(s) => Some(s.clone()),
+                        _ => None,
+                    },
+                    _ => None,
+                },
+                _ => None,
+            };
+            let name_at = match &f.args {
+                sql::FunctionArguments::List(list) => match list.args.first() {
+                    Some(sql::FunctionArg::Unnamed(sql::FunctionArgExpr::Expr(e))) => {
+                        self.plain_operand_range(e)
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
+            self.setting_at.push(at);
+            self.out.settings.push(SettingCall {
+                function: name.clone(),
+                setting: literal(0).map(|s| s.to_lowercase()),
+                value: literal(1),
+                name_at,
+            });
+        }
+        self.function_at.push(at);
+        self.out.functions.push((name, schema));
+    }
+
     /// The byte range of a parameter or a column reference: operands that
     /// read nothing and may be written twice.
     fn plain_operand_range(&self, e: &sql::Expr) -> Option<(usize, usize)> {
@@ -381,6 +601,9 @@ impl Collector<'_> {
     }
 
     fn qualified_wildcard(&mut self, name: &sql::ObjectName) {
+        if !self.first(name) {
+            return;
+        }
         let parts: Option<Vec<sql::Ident>> = name.0.iter().map(|p| p.as_ident().cloned()).collect();
         if let Some(parts) = parts {
             self.schema_qualified(&parts);
@@ -415,7 +638,7 @@ impl Collector<'_> {
     fn sample_range(&mut self, name: &sql::ObjectName) -> Option<(usize, usize)> {
         use sqlparser::keywords::Keyword;
         use sqlparser::tokenizer::Token;
-        let (_, end) = self.range_of(name)?;
+        let (_, end) = name_range(&self.index, name)?;
         let tokens = self.tokens()?;
         let keyword = |i: usize, k: Keyword| matches!(tokens.get(i), Some((Token::Word(w), ..)) if w.keyword == k && w.quote_style.is_none());
         // The end of a parenthesised list opening at `open`.
@@ -457,7 +680,7 @@ impl Collector<'_> {
     ) -> Option<(usize, usize)> {
         use sqlparser::keywords::Keyword;
         use sqlparser::tokenizer::Token;
-        let (start, end) = self.range_of(name)?;
+        let (start, end) = name_range(&self.index, name)?;
         let tokens = self.tokens()?;
         let first = tokens.iter().position(|t| t.1 == start)?;
         let last = tokens.iter().position(|t| t.2 == end)?;
@@ -486,19 +709,37 @@ impl Collector<'_> {
             }
         }
     }
+}
 
-    fn range_of(&self, name: &sql::ObjectName) -> Option<(usize, usize)> {
-        name_range(&self.index, name)
+/// The walk over every node of a statement (see [`analyze`]).
+struct Collector<'a> {
+    record: Recorder<'a>,
+    idents: HashSet<String>,
+    /// Addresses of the table factors' `ObjectName`s: a relation name
+    /// elsewhere is one of `other_relations`.
+    factor_names: HashSet<usize>,
+    /// CTE scope, as PostgreSQL (and the scope resolver) binds it: the CTE
+    /// names visible where the walk is, one whole set per frame, innermost
+    /// last.
+    cte_frames: Vec<HashSet<String>>,
+    /// The names visible inside each CTE's definition, by the address of
+    /// its query: the enclosing scope's, the CTEs written before it in its
+    /// `WITH`, and its own name when the `WITH` is `RECURSIVE`.
+    cte_definitions: std::collections::HashMap<usize, HashSet<String>>,
+    /// How many frames each query being walked pushed, to pop on leaving.
+    frames_pushed: Vec<usize>,
+    /// Addresses of the names of `UPDATE`, `DELETE` and `MERGE` targets:
+    /// a CTE never binds a write's target, whatever is in scope.
+    write_targets: HashSet<usize>,
+}
+
+impl Collector<'_> {
+    /// True when `parts` is one name a CTE in scope has.
+    fn bound_to_cte(&self, parts: &[String]) -> bool {
+        matches!(parts, [one] if self.cte_frames.last().is_some_and(|f| f.contains(one)))
     }
 
-    /// `TABLE name` as a side of a set operation (`SELECT … UNION TABLE
-    /// t`): it reads the whole relation, yet sqlparser keeps its name as
-    /// two identifiers, not a relation name the visitor meets, so it is
-    /// not rewritten. Recorded among the names in
-    /// other positions, which a relation with anything withheld refuses
-    /// and a catalog or an unknown name is checked in; a CTE in scope
-    /// binds it as in `FROM`. A parenthesised side is a query of its own,
-    /// met by `pre_visit_query`.
+    /// The `TABLE name` sides of a query's body (see [`Recorder::table_body`]).
     fn table_bodies(&mut self, body: &sql::SetExpr) {
         match body {
             sql::SetExpr::SetOperation { left, right, .. } => {
@@ -506,16 +747,9 @@ impl Collector<'_> {
                 self.table_bodies(right);
             }
             sql::SetExpr::Table(t) => {
-                let mut parts: Vec<String> = t.schema_name.iter().map(fold).collect();
-                match &t.table_name {
-                    Some(name) => parts.push(fold(name)),
-                    // No name: nothing PostgreSQL would run; refused as unknown.
-                    None => parts.push("\u{0}table".to_owned()),
-                }
-                let cte = matches!(parts.as_slice(), [one] if self.cte_frames.last().is_some_and(|f| f.contains(one)));
-                if !cte {
-                    self.out.other_relations.push(parts);
-                }
+                let parts: Vec<String> = t.table_name.iter().map(fold).collect();
+                let cte = t.schema_name.is_none() && self.bound_to_cte(&parts);
+                self.record.table_body(t, cte);
             }
             _ => {}
         }
@@ -527,10 +761,7 @@ impl Visitor for Collector<'_> {
 
     fn pre_visit_query(&mut self, query: &sql::Query) -> ControlFlow<()> {
         let mut pushed = 0;
-        if let Some(visible) = self
-            .cte_definitions
-            .remove(&(std::ptr::from_ref(query) as usize))
-        {
+        if let Some(visible) = self.cte_definitions.remove(&address(query)) {
             self.cte_frames.push(visible);
             pushed += 1;
         }
@@ -547,8 +778,7 @@ impl Visitor for Collector<'_> {
                 if with.recursive {
                     visible.insert(names[i].clone());
                 }
-                self.cte_definitions
-                    .insert(std::ptr::from_ref(&*cte.query) as usize, visible);
+                self.cte_definitions.insert(address(&*cte.query), visible);
             }
             let mut body = outer;
             body.extend(names);
@@ -568,136 +798,37 @@ impl Visitor for Collector<'_> {
     }
 
     fn pre_visit_select(&mut self, select: &sql::Select) -> ControlFlow<()> {
-        if select.into.is_some() {
-            self.out.select_into = true;
-        }
-        for item in &select.projection {
-            if let sql::SelectItem::QualifiedWildcard(
-                sql::SelectItemQualifiedWildcardKind::ObjectName(name),
-                _,
-            ) = item
-            {
-                self.qualified_wildcard(name);
-            }
-        }
+        self.record.select(select);
         ControlFlow::Continue(())
     }
 
     fn pre_visit_table_factor(&mut self, factor: &sql::TableFactor) -> ControlFlow<()> {
-        if let sql::TableFactor::Table {
-            name,
-            alias,
-            args,
-            inheritance,
-            sample,
-            ..
-        } = factor
-        {
-            let sample = sample.as_ref().map(|_| self.sample_range(name));
-            self.factor_names.insert(std::ptr::from_ref(name) as usize);
-            let inheritance = inheritance.map(|i| Inheritance {
-                only: matches!(i, sql::TableInheritance::Only { .. }),
-                range: self.marker_range(name, i),
-            });
-            let parts = name_parts(name);
-            let target = self
-                .write_targets
-                .contains(&(std::ptr::from_ref(name) as usize));
-            let cte = match parts.as_slice() {
-                [one] if !target => self.cte_frames.last().is_some_and(|f| f.contains(one)),
-                _ => false,
-            };
-            self.out.tables.push(TableRef {
-                cte,
-                parts,
-                range: self.range_of(name),
-                alias: alias.as_ref().map(|a| fold(&a.name)),
-                alias_columns: alias
-                    .iter()
-                    .flat_map(|a| a.columns.iter().map(|c| fold(&c.name)))
-                    .collect(),
-                is_function: args.is_some(),
-                inheritance,
-                sample,
-            });
+        if let sql::TableFactor::Table { name, .. } = factor {
+            self.factor_names.insert(address(name));
+            let target = self.write_targets.contains(&address(name));
+            let cte = !target && self.bound_to_cte(&name_parts(name));
+            self.record.table(factor, cte);
         }
         ControlFlow::Continue(())
     }
 
     fn pre_visit_relation(&mut self, relation: &sql::ObjectName) -> ControlFlow<()> {
-        if !self
-            .factor_names
-            .contains(&(std::ptr::from_ref(relation) as usize))
-        {
-            self.out.other_relations.push(name_parts(relation));
+        if !self.factor_names.contains(&address(relation)) {
+            self.record.other_relation(relation);
         }
         ControlFlow::Continue(())
     }
 
     fn pre_visit_expr(&mut self, expr: &sql::Expr) -> ControlFlow<()> {
-        if let sql::Expr::CompoundIdentifier(ids) = expr
-            && let [qualifier @ .., _column] = ids.as_slice()
-        {
-            self.schema_qualified(qualifier);
-        }
-        if let sql::Expr::Function(f) = expr {
-            if let sql::FunctionArguments::List(list) = &f.args {
-                for arg in &list.args {
-                    if let sql::FunctionArg::Unnamed(sql::FunctionArgExpr::QualifiedWildcard(
-                        name,
-                    )) = arg
-                    {
-                        self.qualified_wildcard(name);
-                    }
-                }
-            }
-            let parts = name_parts(&f.name);
-            let (schema, name) = match parts.as_slice() {
-                [name] => (None, name.clone()),
-                [.., schema, name] => (Some(schema.clone()), name.clone()),
-                [] => (None, String::new()),
-            };
-            if matches!(name.as_str(), "current_setting" | "set_config")
-                && schema.as_deref().is_none_or(|s| s == "pg_catalog")
-            {
-                let literal = |i: usize| match &f.args {
-                    sql::FunctionArguments::List(list) => match list.args.get(i) {
-                        Some(sql::FunctionArg::Unnamed(sql::FunctionArgExpr::Expr(
-                            sql::Expr::Value(v),
-                        ))) => match &v.value {
-                            sql::Value::SingleQuotedString(s) => Some(s.clone()),
-                            _ => None,
-                        },
-                        _ => None,
-                    },
-                    _ => None,
-                };
-                let name_at = match &f.args {
-                    sql::FunctionArguments::List(list) => match list.args.first() {
-                        Some(sql::FunctionArg::Unnamed(sql::FunctionArgExpr::Expr(e))) => {
-                            self.plain_operand_range(e)
-                        }
-                        _ => None,
-                    },
-                    _ => None,
-                };
-                self.out.settings.push(SettingCall {
-                    function: name.clone(),
-                    setting: literal(0).map(|s| s.to_lowercase()),
-                    value: literal(1),
-                    name_at,
-                });
-            }
-            self.out.functions.push((name, schema));
-        }
+        self.record.expr(expr);
         ControlFlow::Continue(())
     }
 
     fn pre_visit_statement(&mut self, statement: &sql::Statement) -> ControlFlow<()> {
-        self.out.statements += 1;
+        self.record.statement(statement);
         let mut target = |factor: &sql::TableFactor| {
             if let sql::TableFactor::Table { name, .. } = factor {
-                self.write_targets.insert(std::ptr::from_ref(name) as usize);
+                self.write_targets.insert(address(name));
             }
         };
         match statement {
@@ -716,7 +847,7 @@ impl Visitor for Collector<'_> {
     }
 
     fn pre_visit_ident(&mut self, ident: &sql::Ident) -> ControlFlow<()> {
-        self.out.idents.insert(fold(ident));
+        self.idents.insert(fold(ident));
         ControlFlow::Continue(())
     }
 }
