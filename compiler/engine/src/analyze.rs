@@ -211,7 +211,7 @@ pub(crate) fn from_factors(from: &[sql::TableWithJoins]) -> Vec<&sql::TableFacto
 /// it, binding CTE names as PostgreSQL does. This is the inventory of a
 /// statement the scope resolver does not follow (and of the statements it
 /// has no part in: DDL, `EXECUTE`); where the resolver follows one, its own
-/// walk records the same inventory ([`crate::model`]), and debug builds
+/// walk records the same inventory (the statement model), and debug builds
 /// check that the two agree.
 pub fn analyze(statement: &sql::Statement, text: &str) -> Analysis {
     let mut collector = Collector {
@@ -328,6 +328,10 @@ pub(crate) struct Recorder<'t> {
     out: Analysis,
     /// Addresses of the nodes recorded.
     seen: HashSet<usize>,
+    /// Each relation reference's place in `out.tables`, by address.
+    table_index: std::collections::HashMap<usize, usize>,
+    /// `TABLE name` bodies: address, bound to a CTE, where, name parts.
+    bodies: Vec<(usize, bool, usize, Vec<String>)>,
     /// Where each entry of the lists is written, for their order.
     table_at: Vec<usize>,
     other_at: Vec<usize>,
@@ -356,6 +360,8 @@ impl<'t> Recorder<'t> {
             tokens: None,
             out: Analysis::default(),
             seen: HashSet::new(),
+            table_index: std::collections::HashMap::new(),
+            bodies: Vec::new(),
             table_at: Vec::new(),
             other_at: Vec::new(),
             function_at: Vec::new(),
@@ -378,6 +384,12 @@ impl<'t> Recorder<'t> {
     /// The inventory, in text order.
     pub(crate) fn finish(mut self, statement: &sql::Statement) -> Analysis {
         let mut out = std::mem::take(&mut self.out);
+        for (_, cte, at, parts) in std::mem::take(&mut self.bodies) {
+            if !cte {
+                self.other_at.push(at);
+                out.other_relations.push(parts);
+            }
+        }
         in_text_order(&mut out.tables, &self.table_at);
         in_text_order(&mut out.other_relations, &self.other_at);
         in_text_order(&mut out.functions, &self.function_at);
@@ -413,10 +425,16 @@ impl<'t> Recorder<'t> {
             return;
         };
         if !self.first(factor) {
+            // Met again: a recursive CTE's definition is resolved once
+            // without its own name in scope, then with it, as PostgreSQL
+            // binds it.
+            if cte && let Some(&i) = self.table_index.get(&address(factor)) {
+                self.out.tables[i].cte = true;
+            }
             return;
         }
-        // The name is part of the reference, not a relation elsewhere.
-        self.seen.insert(address(name));
+        self.table_index
+            .insert(address(factor), self.out.tables.len());
         let sample = sample.as_ref().map(|_| self.sample_range(name));
         let inheritance = inheritance.map(|i| Inheritance {
             only: matches!(i, sql::TableInheritance::Only { .. }),
@@ -457,7 +475,11 @@ impl<'t> Recorder<'t> {
     /// anything withheld refuses and a catalog or an unknown name is
     /// checked in; `cte`: a CTE of the name binds it, as in `FROM`.
     pub(crate) fn table_body(&mut self, table: &sql::Table, cte: bool) {
-        if !self.first(table) || cte {
+        if !self.first(table) {
+            // Met again (see `table`).
+            if cte && let Some(body) = self.bodies.iter_mut().find(|b| b.0 == address(table)) {
+                body.1 = true;
+            }
             return;
         }
         let mut parts: Vec<String> = table.schema_name.iter().map(fold).collect();
@@ -467,8 +489,7 @@ impl<'t> Recorder<'t> {
             None => parts.push("\u{0}table".to_owned()),
         }
         let at = self.at(table.schema_name.as_ref().or(table.table_name.as_ref()));
-        self.other_at.push(at);
-        self.out.other_relations.push(parts);
+        self.bodies.push((address(table), cte, at, parts));
     }
 
     /// A `SELECT`: `SELECT … INTO`, and `s.t.*` in its list.

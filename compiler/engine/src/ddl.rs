@@ -54,10 +54,10 @@ pub(super) fn check(
     access: &PrincipalAccess,
     stmt: &sql::Statement,
     text: &str,
-    derived: impl FnOnce(analyze::Analysis, &'static str) -> Result<(), Denial>,
+    derived: impl FnOnce(&'static str) -> Result<(), Denial>,
 ) -> Result<(), Denial> {
     match kind(stmt) {
-        Kind::Derived(what) => derived(analyze::analyze(stmt, text), what),
+        Kind::Derived(what) => derived(what),
         Kind::Code(what) => Err(denials::ddl_code(what)),
         Kind::Other => {
             let a = analyze::analyze(stmt, text);

@@ -22,6 +22,7 @@ pub mod glob;
 pub mod hold;
 pub mod identity;
 pub mod masks;
+mod model;
 pub mod placeholders;
 pub mod plan;
 pub mod rewrite;

@@ -17,7 +17,7 @@ use std::ops::ControlFlow;
 use sqlparser::ast as sql;
 use sqlparser::ast::{Visit, Visitor};
 
-use super::analyze::fold;
+use super::analyze::{Recorder, fold};
 use super::sql_lists;
 use crate::schema::Schema;
 
@@ -198,35 +198,34 @@ pub fn statement_reads(
     search_path: &[&str],
 ) -> Result<StatementReads> {
     let cx = Cx::new(schema, search_path);
-    let none = Ctes::default();
-    match statement {
-        sql::Statement::Query(q)
-        | sql::Statement::Copy {
-            source: sql::CopySource::Query(q),
-            to: true,
-            ..
-        } => {
-            let out = cx.query(q, None, &none)?;
-            for c in out.columns.iter().filter(|c| !c.aggregate) {
-                cx.note(&c.sources, Usage::Projected);
-            }
-        }
-        sql::Statement::Insert(_)
-        | sql::Statement::Update(_)
-        | sql::Statement::Delete(_)
-        | sql::Statement::Merge(_) => {
-            cx.write_statement(statement, &none)?;
-        }
-        _ => return err("a statement other than a query, INSERT, UPDATE or DELETE"),
-    }
-    Ok(StatementReads {
-        usages: cx.usages.into_inner(),
-        written: cx.written.into_inner(),
-        system: cx.system.into_inner(),
-    })
+    cx.statement(statement)?;
+    Ok(cx.reads())
+}
+
+/// [`statement_reads`] and, from the same walk, the statement's inventory
+/// (what [`crate::analyze::analyze`] collects of the statements this
+/// resolver follows: relation references with their ranges, names in
+/// other positions, calls, settings, schema-qualified columns); `text` is
+/// the statement's text, which the ranges index.
+pub(crate) fn statement_model(
+    statement: &sql::Statement,
+    schema: &Schema,
+    search_path: &[&str],
+    text: &str,
+) -> Result<(StatementReads, crate::analyze::Analysis)> {
+    let mut cx = Cx::new(schema, search_path);
+    cx.record = Some(RefCell::new(Recorder::new(text)));
+    cx.statement(statement)?;
+    let inventory = match cx.record.take() {
+        Some(r) => r.into_inner().finish(statement),
+        None => crate::analyze::Analysis::default(),
+    };
+    Ok((cx.reads(), inventory))
 }
 
 struct Cx<'a> {
+    /// Where the walk records the statement's inventory, when asked to.
+    record: Option<RefCell<Recorder<'a>>>,
     schema: &'a Schema,
     search_path: &'a [&'a str],
     usages: RefCell<Usages>,
@@ -241,6 +240,7 @@ struct Cx<'a> {
 impl<'a> Cx<'a> {
     fn new(schema: &'a Schema, search_path: &'a [&'a str]) -> Cx<'a> {
         Cx {
+            record: None,
             schema,
             search_path,
             usages: RefCell::default(),
@@ -309,6 +309,52 @@ fn is_aggregate(e: &sql::Expr) -> bool {
     }
 }
 
+impl<'a> Cx<'a> {
+    /// Records a node in the inventory, when one is being made.
+    fn rec(&self, f: impl FnOnce(&mut Recorder<'a>)) {
+        if let Some(r) = &self.record {
+            f(&mut r.borrow_mut());
+        }
+    }
+
+    /// Resolves a whole statement: a query (or `COPY (query) TO`), or an
+    /// `INSERT`, `UPDATE`, `DELETE` or `MERGE`.
+    fn statement(&self, statement: &sql::Statement) -> Result<()> {
+        let none = Ctes::default();
+        self.rec(|r| r.statement(statement));
+        match statement {
+            sql::Statement::Query(q)
+            | sql::Statement::Copy {
+                source: sql::CopySource::Query(q),
+                to: true,
+                ..
+            } => {
+                let out = self.query(q, None, &none)?;
+                for c in out.columns.iter().filter(|c| !c.aggregate) {
+                    self.note(&c.sources, Usage::Projected);
+                }
+            }
+            sql::Statement::Insert(_)
+            | sql::Statement::Update(_)
+            | sql::Statement::Delete(_)
+            | sql::Statement::Merge(_) => {
+                self.write_statement(statement, &none)?;
+            }
+            _ => return err("a statement other than a query, INSERT, UPDATE or DELETE"),
+        }
+        Ok(())
+    }
+
+    /// What the walk found the statement reads.
+    fn reads(self) -> StatementReads {
+        StatementReads {
+            usages: self.usages.into_inner(),
+            written: self.written.into_inner(),
+            system: self.system.into_inner(),
+        }
+    }
+}
+
 impl Cx<'_> {
     fn note<'s>(&self, sources: impl IntoIterator<Item = &'s Source>, usage: Usage) {
         let mut u = self.usages.borrow_mut();
@@ -329,6 +375,7 @@ impl Cx<'_> {
     /// (`StatementReads::written`), and gives what `RETURNING` returns as
     /// the query's columns.
     fn write_statement(&self, stmt: &sql::Statement, ctes: &Ctes) -> Result<QueryColumns> {
+        self.rec(|r| r.statement(stmt));
         if self.writing.borrow().is_some() {
             return err("a data-modifying statement inside another");
         }
@@ -349,6 +396,7 @@ impl Cx<'_> {
                 let sql::TableObject::TableName(name) = &insert.table else {
                     return err("INSERT into a table function");
                 };
+                self.rec(|r| r.other_relation(name));
                 let mut target = self.relation_entry(&object_parts(name)?, None, &none)?;
                 if let Some(alias) = &insert.table_alias {
                     target.name = fold(&alias.alias);
@@ -796,7 +844,14 @@ impl Cx<'_> {
     ) -> Result<QueryColumns> {
         let base = match query.body.as_ref() {
             sql::SetExpr::SetOperation { left, .. } => self.set_expr(left, outer, ctes)?,
-            _ => return self.query(query, outer, ctes),
+            // No recursive term: the name is in scope all the same (as
+            // PostgreSQL binds it, which then refuses a reference to it),
+            // with no columns.
+            _ => {
+                let mut with_self = ctes.clone();
+                with_self.defined.push((name.to_owned(), Vec::new()));
+                return self.query(query, outer, &with_self);
+            }
         };
         let mut current = rename(cols_of(&base), renames)?;
         for _ in 0..16 {
@@ -878,6 +933,11 @@ impl Cx<'_> {
                 Ok(QueryColumns { columns, reads })
             }
             sql::SetExpr::Table(t) => {
+                let cte = t.schema_name.is_none()
+                    && t.table_name
+                        .as_ref()
+                        .is_some_and(|n| ctes.find(&fold(n)).is_some());
+                self.rec(|r| r.table_body(t, cte));
                 let Some(name) = &t.table_name else {
                     return err("TABLE without a name");
                 };
@@ -913,6 +973,7 @@ impl Cx<'_> {
         ctes: &Ctes,
         order: &[sql::OrderByExpr],
     ) -> Result<QueryColumns> {
+        self.rec(|r| r.select(select));
         unsupported_select_clauses(select)?;
         let mut reads = BTreeSet::new();
         let mut scope = Scope {
@@ -1145,9 +1206,20 @@ impl Cx<'_> {
     ) -> Result<()> {
         let entry = match factor {
             sql::TableFactor::Table {
-                name, alias, args, ..
+                name,
+                alias,
+                args,
+                sample,
+                ..
             } => {
                 let parts = object_parts(name)?;
+                let cte = matches!(parts.as_slice(), [one] if ctes.find(one).is_some());
+                self.rec(|r| r.table(factor, cte));
+                // TABLESAMPLE's arguments are expressions (constants in
+                // PostgreSQL, but calls are checked like any other).
+                if let Some(sample) = sample {
+                    reads.extend(self.computed_from(sample, scope, ctes)?);
+                }
                 match args {
                     None => self.relation_entry(&parts, alias.as_ref(), ctes)?,
                     Some(a) => {
@@ -1323,6 +1395,7 @@ impl Cx<'_> {
         // A plain reference keeps its column's identity (for masks).
         match e {
             sql::Expr::Identifier(_) | sql::Expr::CompoundIdentifier(_) => {
+                self.rec(|r| r.expr(e));
                 let parts = match e {
                     sql::Expr::Identifier(i) => vec![fold(i)],
                     sql::Expr::CompoundIdentifier(ids) => ids.iter().map(fold).collect(),
@@ -1360,8 +1433,8 @@ struct Resolved {
 
 /// Collects the column references of an expression; a subquery in it is
 /// resolved in its own scope and contributes everything it reads.
-struct Refs<'a, 's> {
-    cx: &'a Cx<'a>,
+struct Refs<'a, 's, 'c> {
+    cx: &'a Cx<'c>,
     scope: &'a Scope<'s>,
     ctes: &'a Ctes,
     depth: usize,
@@ -1376,7 +1449,7 @@ struct Refs<'a, 's> {
     words: HashSet<*const sql::Expr>,
 }
 
-impl Refs<'_, '_> {
+impl Refs<'_, '_, '_> {
     /// Marks the column references of `e` that sit in plain positions.
     fn mark_plain(&mut self, e: &sql::Expr) {
         let in_plain_position = self.plain.contains(&std::ptr::from_ref(e));
@@ -1589,7 +1662,7 @@ fn unsupported_select_clauses(select: &sql::Select) -> Result<()> {
     err(clause)
 }
 
-impl Visitor for Refs<'_, '_> {
+impl Visitor for Refs<'_, '_, '_> {
     type Break = ScopeError;
 
     fn pre_visit_query(&mut self, query: &sql::Query) -> ControlFlow<ScopeError> {
@@ -1613,8 +1686,21 @@ impl Visitor for Refs<'_, '_> {
         ControlFlow::Continue(())
     }
 
+    fn pre_visit_relation(&mut self, relation: &sql::ObjectName) -> ControlFlow<ScopeError> {
+        // A relation named inside an expression (`x IN t`); one inside a
+        // subquery is the subquery's walk's.
+        if self.depth == 0 {
+            self.cx.rec(|r| r.other_relation(relation));
+        }
+        ControlFlow::Continue(())
+    }
+
     fn pre_visit_expr(&mut self, expr: &sql::Expr) -> ControlFlow<ScopeError> {
-        if self.depth > 0 || self.words.contains(&std::ptr::from_ref(expr)) {
+        if self.depth > 0 {
+            return ControlFlow::Continue(());
+        }
+        self.cx.rec(|r| r.expr(expr));
+        if self.words.contains(&std::ptr::from_ref(expr)) {
             return ControlFlow::Continue(());
         }
         self.mark_plain(expr);

@@ -222,10 +222,10 @@ SELECT email FROM customers UNION ALL (WITH customers AS (SELECT 'q' AS email) S
 
 WITH customers AS MATERIALIZED (SELECT * FROM customers) SELECT email FROM customers;
 
--- Where the two walks would bind a name differently (the scope resolver
--- takes a non-recursive term's own name for the relation), the statement
--- is refused rather than forwarded with the reference unrewritten
--- (PostgreSQL refuses this one too: it has no recursive term).
+-- A recursive CTE's own name is in scope in its whole definition, as
+-- PostgreSQL binds it (which refuses this one: it has no recursive term):
+-- what it reads cannot be told, and a relation of the name has something
+-- withheld, so it is refused.
 
 WITH RECURSIVE customers AS (SELECT * FROM customers) SELECT email FROM customers;
 

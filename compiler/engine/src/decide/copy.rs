@@ -25,18 +25,19 @@ pub(super) fn copy(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Outc
     match (*to, target, source) {
         (false, sql::CopyTarget::Stdin, sql::CopySource::Table { table_name, .. }) => {
             let parts = analyze::folded_parts(table_name);
-            writes(cx, &analyze::analyze(stmt, text), Some(&parts), Some(stmt))
+            let m = model::build(stmt, text, &cx.plan.schema);
+            writes(cx, &m, Some(&parts), Some(stmt))
         }
         (true, sql::CopyTarget::Stdout, sql::CopySource::Query(_)) => {
-            let a = analyze::analyze(stmt, text);
-            if a.statements > 1 {
+            let m = model::build(stmt, text, &cx.plan.schema);
+            if m.inventory.statements > 1 {
                 // `COPY (INSERT … RETURNING …) TO STDOUT` and `COPY (WITH
                 // d AS (DELETE …) SELECT …) TO STDOUT` write: the writing
                 // rules apply as well, as for a data-modifying CTE.
-                writes(cx, &a, None, Some(stmt))?;
+                writes(cx, &m, None, Some(stmt))?;
             }
-            exports(cx, &a, stmt)?;
-            let out = no_limit_in_copy(reads(cx, &a, stmt, text)?)?;
+            exports(cx, &m)?;
+            let out = no_limit_in_copy(reads(cx, &m, stmt, text)?)?;
             row_locks(cx, stmt)?;
             Ok(out)
         }
@@ -102,7 +103,7 @@ pub(super) fn copy(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Outc
 /// (the `export` action): the columns the scope resolver finds it uses, or,
 /// where the resolver cannot follow the statement, every column of the
 /// relations it names, in `FROM` or elsewhere.
-pub(super) fn exports(cx: Cx<'_>, a: &Analysis, stmt: &sql::Statement) -> Result<(), Denial> {
+pub(super) fn exports(cx: Cx<'_>, m: &Model) -> Result<(), Denial> {
     let Cx {
         plan,
         access,
@@ -124,15 +125,16 @@ pub(super) fn exports(cx: Cx<'_>, a: &Analysis, stmt: &sql::Statement) -> Result
             None => Ok(()),
         }
     };
-    if let Ok(usages) = scope::statement_usages(stmt, &plan.schema, SEARCH_PATH) {
-        let mut read: Vec<&(RelId, ColId)> = usages.keys().collect();
+    if let Ok(reads) = &m.reads {
+        let mut read: Vec<&(RelId, ColId)> = reads.usages.keys().collect();
         read.sort_unstable();
         return read.into_iter().try_for_each(|&(ri, ci)| check(ri, ci));
     }
     // An `INSERT`'s target is no `FROM` entry, and its `RETURNING` can
     // return stored columns (`ON CONFLICT … DO UPDATE`, defaults,
     // triggers): every relation named counts, CTEs aside.
-    let named = a
+    let named = m
+        .inventory
         .relation_names()
         .filter(|(_, cte)| !cte)
         .filter_map(|(parts, _)| match resolve_real(plan, parts) {

@@ -15,6 +15,7 @@ use crate::barrier;
 use crate::denials;
 use crate::functions;
 use crate::masks::sql_string;
+use crate::model::{self, Model};
 use crate::plan::{ClauseId, Plan};
 use crate::rewrite::{self, Edit};
 use crate::scope::{self, Source, Usage};
@@ -744,15 +745,15 @@ fn decide_statement(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Out
     }
     match stmt {
         sql::Statement::Query(_) => {
-            let a = analyze::analyze(stmt, text);
-            if a.select_into {
-                return creates_table_from(cx, a, stmt, text, "SELECT … INTO");
+            let m = model::build(stmt, text, &plan.schema);
+            if m.inventory.select_into {
+                return creates_table_from(cx, m, stmt, text, "SELECT … INTO");
             }
-            if a.statements > 1 {
+            if m.inventory.statements > 1 {
                 // A data-modifying CTE: the writing rules apply as well.
-                writes(cx, &a, None, Some(stmt))?;
+                writes(cx, &m, None, Some(stmt))?;
             }
-            let out = reads(cx, &a, stmt, text)?;
+            let out = reads(cx, &m, stmt, text)?;
             row_locks(cx, stmt)?;
             Ok(out)
         }
@@ -761,12 +762,8 @@ fn decide_statement(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Out
         | sql::Statement::Delete(_)
         | sql::Statement::Merge(_) => {
             let target = write_target(stmt);
-            writes(
-                cx,
-                &analyze::analyze(stmt, text),
-                target.as_deref(),
-                Some(stmt),
-            )
+            let m = model::build(stmt, text, &plan.schema);
+            writes(cx, &m, target.as_deref(), Some(stmt))
         }
         sql::Statement::Copy { .. } => copy(cx, stmt, text),
         sql::Statement::Truncate(t) => truncate(cx, t),
@@ -872,13 +869,14 @@ fn decide_statement(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Out
             Ok(Outcome::pass())
         }
         sql::Statement::CreateTable(ct) if ct.query.is_some() => {
-            let a = analyze::analyze(stmt, text);
-            creates_table_from(cx, a, stmt, text, "CREATE TABLE … AS")
+            let m = model::build(stmt, text, &plan.schema);
+            creates_table_from(cx, m, stmt, text, "CREATE TABLE … AS")
         }
         other if is_ddl(other) => {
             let out = action_permitted(cx, &access.ddl, "ddl", other)?;
-            crate::ddl::check(plan, access, other, text, |a, what| {
-                creates_table_from(cx, a, other, text, what).map(drop)
+            crate::ddl::check(plan, access, other, text, |what| {
+                let m = model::build(other, text, &plan.schema);
+                creates_table_from(cx, m, other, text, what).map(drop)
             })?;
             Ok(out)
         }

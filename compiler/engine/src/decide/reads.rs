@@ -55,10 +55,11 @@ pub(super) fn column_denial(
 
 pub(super) fn reads(
     cx: Cx<'_>,
-    a: &Analysis,
+    m: &Model,
     stmt: &sql::Statement,
     text: &str,
 ) -> Result<Outcome, Denial> {
+    let a = &m.inventory;
     let Cx { plan, access, .. } = cx;
     let mut out = Outcome::pass();
     check_functions_guarded(access, a, Some((text, &mut out.edits)))?;
@@ -74,7 +75,7 @@ pub(super) fn reads(
     let restricted = a.tables.iter().filter(|t| !t.is_function).any(|t| {
         matches!(resolve_real(plan, &t.parts), Resolved::Relation(ri) if access.relation_restricted(ri))
     });
-    let resolution = resolve_uses(cx, stmt, restricted)?;
+    let resolution = resolve_uses(cx, &m.reads, restricted)?;
     // Relations with anything withheld that a reference of the statement
     // reads through a masking subquery.
     let mut rewritten: HashSet<RelId> = HashSet::new();

@@ -52,16 +52,16 @@ pub(super) fn check_catalog(name: &str) -> Result<(), Denial> {
 pub(super) use crate::schema::SEARCH_PATH;
 
 /// What the scope resolver found a statement does with its columns.
-pub(super) struct Resolution {
+pub(super) struct Resolution<'m> {
     /// Every relation column it touches, and how.
-    pub(super) usages: scope::Usages,
+    pub(super) usages: &'m scope::Usages,
     /// Those made inside its data-modifying parts.
-    pub(super) written: scope::Usages,
+    pub(super) written: &'m scope::Usages,
     /// Columns not readable in clear whose every use a `use` grant covers:
     /// the masking subquery passes them in clear.
     pub(super) granted: HashSet<Source>,
     /// System columns read through relation entries.
-    pub(super) system: std::collections::BTreeSet<scope::SystemUse>,
+    pub(super) system: &'m std::collections::BTreeSet<scope::SystemUse>,
 }
 
 /// Resolves the statement's column uses and decides on them: a column
@@ -71,24 +71,24 @@ pub(super) struct Resolution {
 /// it is refused here when it reads a relation with anything withheld
 /// (`restricted`) — the one place that happens — and otherwise `None`:
 /// nothing is withheld, so nothing depends on which columns it uses.
-pub(super) fn resolve_uses(
+pub(super) fn resolve_uses<'m>(
     cx: Cx<'_>,
-    stmt: &sql::Statement,
+    reads: &'m Result<scope::StatementReads, scope::ScopeError>,
     restricted: bool,
-) -> Result<Option<Resolution>, Denial> {
+) -> Result<Option<Resolution<'m>>, Denial> {
     let Cx { plan, access, .. } = cx;
     let scope::StatementReads {
         usages,
         written,
         system,
-    } = match scope::statement_reads(stmt, &plan.schema, SEARCH_PATH) {
+    } = match reads {
         Ok(reads) => reads,
-        Err(e) if restricted => return Err(denials::not_resolved(&e)),
+        Err(e) if restricted => return Err(denials::not_resolved(e)),
         Err(_) => return Ok(None),
     };
     let grantable = Usage::GRANTABLE.iter().fold(0u16, |b, u| b | u.bit());
     let mut granted = HashSet::new();
-    for (&(ri, ci), how) in &usages {
+    for (&(ri, ci), how) in usages {
         if !plan.is_decided(ri) || access.columns[ri][ci] == Access::Clear {
             continue;
         }

@@ -10,7 +10,7 @@ use super::*;
 /// DDL like `CREATE TABLE`; from anything masked or withheld, refused.
 pub(super) fn creates_table_from(
     cx: Cx<'_>,
-    mut a: Analysis,
+    mut m: Model,
     stmt: &sql::Statement,
     text: &str,
     what: &str,
@@ -25,11 +25,12 @@ pub(super) fn creates_table_from(
     };
     if let Some(name) = created {
         let parts = analyze::folded_parts(name);
-        if let Some(i) = a.other_relations.iter().position(|r| *r == parts) {
-            a.other_relations.remove(i);
+        if let Some(i) = m.inventory.other_relations.iter().position(|r| *r == parts) {
+            m.inventory.other_relations.remove(i);
         }
     }
-    let a = &a;
+    let m = &m;
+    let a = &m.inventory;
     for t in a.tables.iter().filter(|t| !t.is_function) {
         if let Resolved::Relation(ri) = resolve(plan, t)
             && (access.relation_restricted(ri) || row_limit(plan, access, ri).is_some())
@@ -40,7 +41,7 @@ pub(super) fn creates_table_from(
             ));
         }
     }
-    let out = reads(cx, a, stmt, text)?;
+    let out = reads(cx, m, stmt, text)?;
     if !out.edits.is_empty() {
         return Err(denials::internal(what));
     }
@@ -86,10 +87,11 @@ pub(super) fn write_target(stmt: &sql::Statement) -> Option<Vec<String>> {
 /// touch a relation with something withheld (below).
 pub(super) fn writes(
     cx: Cx<'_>,
-    a: &Analysis,
+    m: &Model,
     target: Option<&[String]>,
     stmt: Option<&sql::Statement>,
 ) -> Result<Outcome, Denial> {
+    let a = &m.inventory;
     let Cx {
         plan,
         access,
@@ -106,7 +108,7 @@ pub(super) fn writes(
                     return Err(d);
                 }
                 written_in_full(cx, ri)?;
-                no_key_probe(cx, ri, stmt)?;
+                no_key_probe(cx, ri, stmt, m)?;
             }
             Resolved::Unknown(name) => return Err(denials::unknown_relation(&name)),
             Resolved::Catalog(name) => {
@@ -139,7 +141,7 @@ pub(super) fn writes(
                 return Err(d);
             }
             written_in_full(cx, ri)?;
-            no_key_probe(cx, ri, stmt)?;
+            no_key_probe(cx, ri, stmt, m)?;
         }
     }
     let all = a
@@ -181,7 +183,7 @@ pub(super) fn writes(
         }
     }
     if !withheld.is_empty() {
-        uses_nothing_withheld(cx, stmt, &withheld)?;
+        uses_nothing_withheld(cx, stmt, m, &withheld)?;
     }
     Ok(Outcome::pass())
 }
@@ -207,7 +209,12 @@ fn written_in_full(cx: Cx<'_>, ri: RelId) -> Result<(), Denial> {
 /// columns are not clear to the identity or whose referenced table a row
 /// filter narrows. `stmt` says which columns it sets (`COPY … FROM` its
 /// column list); without one, every column counts.
-fn no_key_probe(cx: Cx<'_>, ri: RelId, stmt: Option<&sql::Statement>) -> Result<(), Denial> {
+fn no_key_probe(
+    cx: Cx<'_>,
+    ri: RelId,
+    stmt: Option<&sql::Statement>,
+    m: &Model,
+) -> Result<(), Denial> {
     let Cx { plan, access, .. } = cx;
     let schema = &plan.schema;
     let rel = schema.relation(ri);
@@ -220,7 +227,7 @@ fn no_key_probe(cx: Cx<'_>, ri: RelId, stmt: Option<&sql::Statement>) -> Result<
             source: sql::CopySource::Table { columns, .. },
             ..
         }) => (!columns.is_empty()).then(|| columns.iter().map(analyze::fold).collect()),
-        Some(stmt) => match scope::statement_reads(stmt, schema, SEARCH_PATH) {
+        Some(_) => match &m.reads {
             Ok(reads) => Some(
                 reads
                     .written
@@ -287,6 +294,7 @@ pub fn guarded_keys<'p>(
 fn uses_nothing_withheld(
     cx: Cx<'_>,
     stmt: Option<&sql::Statement>,
+    m: &Model,
     withheld: &[RelId],
 ) -> Result<(), Denial> {
     let Cx { plan, access, .. } = cx;
@@ -297,19 +305,19 @@ fn uses_nothing_withheld(
             ));
         }
     }
-    let Some(stmt) = stmt else {
+    if stmt.is_none() {
         return Err(denials::withheld_write(
             &plan.schema.relation(withheld[0]).qualified(),
         ));
     };
     // Denied columns and unresolved statements are refused there, and
     // columns needing approval noted.
-    let Some(resolution) = resolve_uses(cx, stmt, true)? else {
+    let Some(resolution) = resolve_uses(cx, &m.reads, true)? else {
         return Err(denials::internal("a write's column uses were not resolved"));
     };
     // Only the uses the data-modifying parts make: what the rest of a
     // query reads is masked by the read's rewrite.
-    for (&(ri, ci), how) in &resolution.written {
+    for (&(ri, ci), how) in resolution.written {
         if plan.is_decided(ri)
             && matches!(access.columns[ri][ci], Access::Masked(_))
             && !resolution.granted.contains(&(ri, ci))
