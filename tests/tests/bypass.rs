@@ -536,6 +536,20 @@ fn grant_attacks() -> Vec<(&'static str, &'static str)> {
             "returning",
             "BEGIN; UPDATE people SET note = note WHERE ssn = ssn RETURNING ssn; ROLLBACK;",
         ),
+        // `p.*` as a function's argument or inside an expression is the
+        // whole row, computed on like `p`.
+        (
+            "row star to json cast",
+            "SELECT id FROM people p WHERE (to_jsonb(p.*)->>'ssn')::int = 1;",
+        ),
+        (
+            "row star in a cast",
+            "SELECT id FROM people p WHERE (p.*)::text::int = 1;",
+        ),
+        (
+            "row star in an array",
+            "SELECT id FROM people p WHERE (ARRAY[p.*])::text::int = 1;",
+        ),
     ]
 }
 

@@ -1450,6 +1450,25 @@ struct Refs<'a, 's, 'c> {
 }
 
 impl Refs<'_, '_, '_> {
+    /// `name.*` inside an expression: every column of the entry, computed
+    /// on (a function's argument, a cast, a composite value), as a
+    /// whole-row reference `name` is.
+    fn whole_row(&mut self, name: &sql::ObjectName) -> Result<()> {
+        let parts = object_parts(name)?;
+        let entry = find_entry(self.scope, &parts)
+            .ok_or_else(|| ScopeError::MissingFromEntry(parts.join(".")))?;
+        let mut sources: BTreeSet<Source> = BTreeSet::new();
+        for c in &entry.columns {
+            sources.extend(c.sources.iter().copied());
+        }
+        if let Some(any) = &entry.any_column {
+            sources.extend(any.iter().copied());
+        }
+        self.cx.note(&sources, Usage::Computed);
+        self.sources.extend(sources);
+        Ok(())
+    }
+
     /// Marks the column references of `e` that sit in plain positions.
     fn mark_plain(&mut self, e: &sql::Expr) {
         let in_plain_position = self.plain.contains(&std::ptr::from_ref(e));
@@ -1743,26 +1762,21 @@ impl Visitor for Refs<'_, '_, '_> {
                         | sql::FunctionArg::ExprNamed { arg, .. }
                         | sql::FunctionArg::Unnamed(arg)) = arg;
                         if let sql::FunctionArgExpr::QualifiedWildcard(name) = arg {
-                            let parts = match object_parts(name) {
-                                Ok(p) => p,
-                                Err(e) => return ControlFlow::Break(e),
-                            };
-                            match find_entry(self.scope, &parts) {
-                                Some(entry) => {
-                                    for c in &entry.columns {
-                                        self.sources.extend(c.sources.iter().copied());
-                                    }
-                                }
-                                None => {
-                                    return ControlFlow::Break(ScopeError::MissingFromEntry(
-                                        parts.join("."),
-                                    ));
-                                }
+                            // `f(c.*)`: the whole row, as `f(c)` passes it.
+                            if let Err(e) = self.whole_row(name) {
+                                return ControlFlow::Break(e);
                             }
                         }
                     }
                 }
                 return ControlFlow::Continue(());
+            }
+            // `(c.*)`, `ARRAY[c.*]`: the whole row, as `c` is.
+            sql::Expr::QualifiedWildcard(name, _) => {
+                return match self.whole_row(name) {
+                    Ok(()) => ControlFlow::Continue(()),
+                    Err(e) => ControlFlow::Break(e),
+                };
             }
             _ => return ControlFlow::Continue(()),
         };
