@@ -226,6 +226,8 @@ fn attacks() -> Vec<(&'static str, String)> {
         ("planner statistics of a masked column", "SELECT histogram_bounds::text FROM pg_stats WHERE tablename = 'people' AND attname = 'email';".into()),
         ("pg_statistic", "SELECT stavalues1::text FROM pg_statistic s JOIN pg_class c ON c.oid = s.starelid WHERE c.relname = 'people';".into()),
         ("histogram", "SELECT histogram_bounds::text FROM pg_stats WHERE tablename = 'tokens' AND attname = 'secret';".into()),
+        ("table pg_stats in a subquery", "SELECT histogram_bounds::text FROM (TABLE pg_stats) s WHERE tablename = 'people' AND attname = 'ssn';".into()),
+        ("table pg_stats in a union", "SELECT NULL::name, NULL::name, NULL::name, NULL::bool, NULL::real, NULL::int4, NULL::real, NULL::text, NULL::real[], NULL::text, NULL::real, NULL::text, NULL::real[], NULL::real[] WHERE false UNION ALL SELECT schemaname, tablename, attname, inherited, null_frac, avg_width, n_distinct, most_common_vals::text, most_common_freqs, histogram_bounds::text, correlation, most_common_elems::text, most_common_elem_freqs, elem_count_histogram FROM (TABLE pg_stats) s WHERE tablename = 'people';".into()),
         ("table people in a union", "SELECT 0, 'x', 'x', 'x', 'x' WHERE false UNION ALL TABLE people;".into()),
         // Session changes that would redirect later statements.
         ("search_path shadow", "SET search_path = pg_temp, public; CREATE TEMP TABLE people AS SELECT * FROM public.people; SELECT ssn FROM people;".into()),
