@@ -116,10 +116,69 @@ fn locked_relations(stmt: &sql::Statement) -> Vec<Vec<String>> {
     locks.0
 }
 
-/// Every relation named in `q`.
+/// Every relation named in `q`, `TABLE name` bodies included (sqlparser
+/// keeps their names as identifiers, which `visit_relations` does not
+/// visit, yet PostgreSQL locks their rows as it locks a `FROM` entry's).
 fn all_relations(q: &sql::Query, out: &mut Vec<Vec<String>>) {
-    let _ = sql::visit_relations(q, |name| {
-        out.push(analyze::folded_parts(name));
-        std::ops::ControlFlow::<()>::Continue(())
-    });
+    struct Names<'o>(&'o mut Vec<Vec<String>>);
+    impl Names<'_> {
+        fn bodies(&mut self, body: &sql::SetExpr) {
+            match body {
+                sql::SetExpr::SetOperation { left, right, .. } => {
+                    self.bodies(left);
+                    self.bodies(right);
+                }
+                sql::SetExpr::Table(t) => {
+                    let mut parts: Vec<String> = t.schema_name.iter().map(analyze::fold).collect();
+                    parts.extend(t.table_name.iter().map(analyze::fold));
+                    self.0.push(parts);
+                }
+                _ => {}
+            }
+        }
+    }
+    impl sql::Visitor for Names<'_> {
+        type Break = ();
+        fn pre_visit_relation(&mut self, name: &sql::ObjectName) -> std::ops::ControlFlow<()> {
+            self.0.push(analyze::folded_parts(name));
+            std::ops::ControlFlow::Continue(())
+        }
+        fn pre_visit_query(&mut self, q: &sql::Query) -> std::ops::ControlFlow<()> {
+            self.bodies(&q.body);
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let _ = sql::Visit::visit(q, &mut Names(out));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn locked(text: &str) -> Vec<Vec<String>> {
+        let stmt = Parser::parse_sql(&PostgreSqlDialect {}, text)
+            .unwrap()
+            .remove(0);
+        locked_relations(&stmt)
+    }
+
+    #[test]
+    fn a_table_body_under_a_row_lock_is_locked() {
+        let orders = vec![vec!["orders".to_owned()]];
+        assert_eq!(locked("SELECT * FROM (TABLE orders) o FOR UPDATE"), orders);
+        assert_eq!(
+            locked("SELECT * FROM (SELECT 1 UNION TABLE public.orders) o FOR SHARE"),
+            vec![vec!["public".to_owned(), "orders".to_owned()]]
+        );
+        assert_eq!(locked("SELECT 1 UNION TABLE orders FOR UPDATE"), orders);
+    }
+
+    #[test]
+    fn only_the_locked_level_is_locked() {
+        assert_eq!(
+            locked("SELECT o.id FROM orders o JOIN customers c ON true FOR UPDATE OF o"),
+            vec![vec!["orders".to_owned()]]
+        );
+        assert!(locked("SELECT (SELECT 1 FROM (TABLE orders) x LIMIT 1)").is_empty());
+    }
 }
