@@ -207,6 +207,25 @@ pub(crate) fn from_factors(from: &[sql::TableWithJoins]) -> Vec<&sql::TableFacto
     out
 }
 
+/// The `TABLE name` sides of a query body: the body itself, or the sides
+/// of its set operations, in text order. sqlparser keeps their names as
+/// identifiers, which its relation visitor does not visit.
+pub(crate) fn table_bodies(body: &sql::SetExpr) -> Vec<&sql::Table> {
+    fn walk<'q>(body: &'q sql::SetExpr, out: &mut Vec<&'q sql::Table>) {
+        match body {
+            sql::SetExpr::SetOperation { left, right, .. } => {
+                walk(left, out);
+                walk(right, out);
+            }
+            sql::SetExpr::Table(t) => out.push(t),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(body, &mut out);
+    out
+}
+
 /// Analyses one statement with the collector: a walk over every node of
 /// it, binding CTE names as PostgreSQL does. This is the inventory of a
 /// statement the scope resolver does not follow (and of the statements it
@@ -762,17 +781,10 @@ impl Collector<'_> {
 
     /// The `TABLE name` sides of a query's body (see [`Recorder::table_body`]).
     fn table_bodies(&mut self, body: &sql::SetExpr) {
-        match body {
-            sql::SetExpr::SetOperation { left, right, .. } => {
-                self.table_bodies(left);
-                self.table_bodies(right);
-            }
-            sql::SetExpr::Table(t) => {
-                let parts: Vec<String> = t.table_name.iter().map(fold).collect();
-                let cte = t.schema_name.is_none() && self.bound_to_cte(&parts);
-                self.record.table_body(t, cte);
-            }
-            _ => {}
+        for t in table_bodies(body) {
+            let parts: Vec<String> = t.table_name.iter().map(fold).collect();
+            let cte = t.schema_name.is_none() && self.bound_to_cte(&parts);
+            self.record.table_body(t, cte);
         }
     }
 }

@@ -121,22 +121,6 @@ fn locked_relations(stmt: &sql::Statement) -> Vec<Vec<String>> {
 /// visit, yet PostgreSQL locks their rows as it locks a `FROM` entry's).
 fn all_relations(q: &sql::Query, out: &mut Vec<Vec<String>>) {
     struct Names<'o>(&'o mut Vec<Vec<String>>);
-    impl Names<'_> {
-        fn bodies(&mut self, body: &sql::SetExpr) {
-            match body {
-                sql::SetExpr::SetOperation { left, right, .. } => {
-                    self.bodies(left);
-                    self.bodies(right);
-                }
-                sql::SetExpr::Table(t) => {
-                    let mut parts: Vec<String> = t.schema_name.iter().map(analyze::fold).collect();
-                    parts.extend(t.table_name.iter().map(analyze::fold));
-                    self.0.push(parts);
-                }
-                _ => {}
-            }
-        }
-    }
     impl sql::Visitor for Names<'_> {
         type Break = ();
         fn pre_visit_relation(&mut self, name: &sql::ObjectName) -> std::ops::ControlFlow<()> {
@@ -144,7 +128,11 @@ fn all_relations(q: &sql::Query, out: &mut Vec<Vec<String>>) {
             std::ops::ControlFlow::Continue(())
         }
         fn pre_visit_query(&mut self, q: &sql::Query) -> std::ops::ControlFlow<()> {
-            self.bodies(&q.body);
+            for t in analyze::table_bodies(&q.body) {
+                let mut parts: Vec<String> = t.schema_name.iter().map(analyze::fold).collect();
+                parts.extend(t.table_name.iter().map(analyze::fold));
+                self.0.push(parts);
+            }
             std::ops::ControlFlow::Continue(())
         }
     }
