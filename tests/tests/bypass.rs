@@ -90,6 +90,12 @@ fn attacks() -> Vec<(&'static str, String)> {
         // Projection, directly and through names.
         ("column", "SELECT ssn FROM people;".into()),
         ("star", "SELECT * FROM people;".into()),
+        // The shapes of statements with no rows by their text (let through
+        // with ssn as a NULL), with literals that return rows or a filter
+        // on ssn.
+        ("star with a limit", "SELECT * FROM people LIMIT 1;".into()),
+        ("star with a true condition", "SELECT * FROM people WHERE 1=1;".into()),
+        ("star with no rows but a filter on ssn", "SELECT * FROM people WHERE ssn LIKE '1%' LIMIT 0;".into()),
         ("qualified star", "SELECT p.* FROM people p;".into()),
         ("qualified column", "SELECT people.ssn FROM people;".into()),
         ("schema-qualified", "SELECT public.people.ssn FROM public.people;".into()),
@@ -408,6 +414,10 @@ const BENIGN: &[&str] = &[
     "BEGIN; MERGE INTO orders o USING (VALUES (1)) v(id) ON o.id = v.id WHEN MATCHED THEN UPDATE SET status = o.status; ROLLBACK;",
     "BEGIN; WITH upd AS (UPDATE orders SET status = status WHERE id = 1 RETURNING id, status) SELECT count(*) FROM upd; ROLLBACK;",
     "SELECT name, email FROM people ORDER BY id;",
+    // No rows by their text, as tools learn a result's columns: the
+    // denied ssn rides as a NULL (and `leaked` checks the output).
+    "SELECT * FROM people WHERE 1=0;",
+    "SELECT * FROM people LIMIT 0;",
 ];
 
 #[test]

@@ -202,7 +202,8 @@ impl Engine {
         if cacheable {
             access.decisions.insert(sql, &decision);
             if let Some(s) = &shape
-                && let Some(entry) = s.entry(&decision, &edits)
+                && let Some(edits) = &edits
+                && let Some(entry) = s.entry(&decision, edits)
             {
                 access.decisions.insert_shape(&s.key, entry);
             }

@@ -6,7 +6,9 @@
 //! settings by identifier, never by a literal's value — except where a
 //! setting is named or valued by a string (`current_setting('…')`,
 //! `set_config('…', '…')`, `search_path = ''`): texts naming those words
-//! get no shape ([`LITERAL_DECIDED`]). Rewrites splice at
+//! get no shape ([`LITERAL_DECIDED`]) — and where a statement has no rows
+//! by its literals (`LIMIT 0`, `WHERE 1 = 0`), whose decision the engine
+//! does not offer for reuse. Rewrites splice at
 //! relation names. So a shape's decision is reused only for single
 //! statements that were forwarded or rewritten (denials are recomputed)
 //! and whose rewrites start and end on token boundaries; the rewritten text

@@ -236,3 +236,31 @@ WITH RECURSIVE customers AS (SELECT * FROM customers) SELECT email FROM customer
 WITH customers AS (SELECT 1 AS id, 2 AS x) SELECT x FROM customers c JOIN (SELECT 1 AS id) s USING (id) AS j;
 
 WITH c AS (SELECT 1 AS id, 2 AS x) SELECT x FROM c JOIN (SELECT 1 AS id) s USING (id) AS j;
+
+-- Statements that return no rows by their text, as tools send them to
+-- learn a result's columns: a denied column they only project is carried
+-- in the masking subquery as a NULL. Any other use of it, or a statement
+-- that may return rows, is refused as before, also right after one of
+-- the same shape was let through (the decision turned on a literal, so the
+-- shape cache does not reuse it).
+-- as ci
+
+SELECT * FROM customers WHERE 1=0;
+
+SELECT * FROM customers WHERE 1=1;
+
+SELECT * FROM customers LIMIT 0;
+
+SELECT * FROM customers LIMIT 1;
+
+SELECT c.* FROM customers c JOIN orders o ON o.customer_id = c.id FETCH FIRST 0 ROWS ONLY;
+
+SELECT * FROM customers WHERE 1=0 OR id = 1;
+
+SELECT * FROM customers WHERE ssn IS NULL LIMIT 0;
+
+SELECT length(ssn) FROM customers LIMIT 0;
+
+SELECT * FROM customers ORDER BY ssn LIMIT 0;
+
+SELECT * FROM (SELECT * FROM customers LIMIT 0) s;

@@ -24,6 +24,7 @@ use crate::system_columns;
 
 mod calls;
 mod copy;
+mod empty;
 mod kinds;
 mod locks;
 mod reads;
@@ -65,6 +66,10 @@ pub(super) struct Cx<'a> {
     pub(super) access: &'a PrincipalAccess,
     pub(super) env: &'a Env<'a>,
     pub(super) needs: &'a Needs,
+    /// Set when the decision turned on a literal's value (a statement with
+    /// no rows by its text, `empty::no_rows`): it is then not reused for
+    /// the same statement with other literals.
+    pub(super) on_literal: &'a std::cell::Cell<bool>,
 }
 
 /// The approval clauses a statement needs, gathered in the same pass that
@@ -108,27 +113,32 @@ pub fn decide(plan: &Plan, access: &PrincipalAccess, env: &Env<'_>, text: &str) 
 
 /// Decides a simple-query string; also returns the splices a `Rewrite`
 /// verdict was made of (for the shape cache).
+/// The edits come with the decision where it may be reused for the same
+/// statement with other literals (`None`: it may not).
 pub(crate) fn decide_with_edits(
     plan: &Plan,
     access: &PrincipalAccess,
     env: &Env<'_>,
     text: &str,
-) -> (Decision, Vec<Edit>) {
+) -> (Decision, Option<Vec<Edit>>) {
     let needs = Needs::default();
+    let on_literal = std::cell::Cell::new(false);
     let cx = Cx {
         plan,
         access,
         env,
         needs: &needs,
+        on_literal: &on_literal,
     };
     let (decision, edits) = decide_text(cx, text);
+    let edits = (!on_literal.get()).then_some(edits);
     let needs = needs.take();
     if needs.is_empty() || matches!(decision.verdict, Verdict::Deny(_)) {
         return (decision, edits);
     }
     // Held: the edits are those of what runs once approved, not of a
     // verdict the shape cache could reuse.
-    (crate::hold::held(plan, &needs, decision), Vec::new())
+    (crate::hold::held(plan, &needs, decision), None)
 }
 
 /// Decides a query string in `cx`, noting the approvals it needs.

@@ -71,10 +71,14 @@ pub(super) struct Resolution<'m> {
 /// it is refused here when it reads a relation with anything withheld
 /// (`restricted`) — the one place that happens — and otherwise `None`:
 /// nothing is withheld, so nothing depends on which columns it uses.
+/// `no_rows`: the statement returns no rows by its text (`empty::no_rows`),
+/// so a denied column it only projects is carried as the masking
+/// subquery's NULL rather than refused.
 pub(super) fn resolve_uses<'m>(
     cx: Cx<'_>,
     reads: &'m Result<scope::StatementReads, scope::ScopeError>,
     restricted: bool,
+    no_rows: bool,
 ) -> Result<Option<Resolution<'m>>, Denial> {
     let Cx { plan, access, .. } = cx;
     let scope::StatementReads {
@@ -99,6 +103,10 @@ pub(super) fn resolve_uses<'m>(
         }
         match &access.columns[ri][ci] {
             Access::Masked(_) => continue,
+            Access::Denied { .. } if no_rows && bits == Usage::Projected.bit() => {
+                cx.on_literal.set(true);
+                continue;
+            }
             Access::Approval { clauses, .. } => {
                 cx.needs.add(clauses);
                 continue;

@@ -312,7 +312,7 @@ fn uses_nothing_withheld(
     };
     // Denied columns and unresolved statements are refused there, and
     // columns needing approval noted.
-    let Some(resolution) = resolve_uses(cx, &m.reads, true)? else {
+    let Some(resolution) = resolve_uses(cx, &m.reads, true, false)? else {
         return Err(denials::internal("a write's column uses were not resolved"));
     };
     // Only the uses the data-modifying parts make: what the rest of a
