@@ -22,6 +22,18 @@ SELECT name FROM customers;
 
 SELECT card_number FROM customers;
 
+-- A query with no rows by its text that only projects the pci column (and
+-- the denied ssn) is not held: both ride as NULLs. One that may return
+-- rows is held for the card number, or refused for ssn.
+
+SELECT * FROM customers LIMIT 0;
+
+SELECT id, card_number FROM customers WHERE 1 = 0;
+
+SELECT id, card_number FROM customers WHERE 1 = 1;
+
+SELECT * FROM customers LIMIT 1;
+
 -- Row filters bind the claim as a literal, quotes and all.
 -- claims {"team": "support", "customer": "1' OR '1'='1"}
 

@@ -4,7 +4,8 @@
 //! columns and types without reading a row (Spark's and many JDBC tools'
 //! `SELECT * FROM t WHERE 1=0`, Python tools' `LIMIT 0`).
 //!
-//! Such a statement may name a denied column in its result (through `*`):
+//! Such a statement may name a denied column, or one that needs an
+//! approval, in its result (through `*`) without being refused or held:
 //! the masking subquery carries that column as a typed NULL, so its values
 //! could not leave the database even if rows came back, and no rows come
 //! back. Refusing it would protect nothing; the column's type is in the

@@ -72,8 +72,8 @@ pub(super) struct Resolution<'m> {
 /// (`restricted`) — the one place that happens — and otherwise `None`:
 /// nothing is withheld, so nothing depends on which columns it uses.
 /// `no_rows`: the statement returns no rows by its text (`empty::no_rows`),
-/// so a denied column it only projects is carried as the masking
-/// subquery's NULL rather than refused.
+/// so a withheld column it only projects is carried as the masking
+/// subquery's NULL rather than refused or held.
 pub(super) fn resolve_uses<'m>(
     cx: Cx<'_>,
     reads: &'m Result<scope::StatementReads, scope::ScopeError>,
@@ -103,7 +103,11 @@ pub(super) fn resolve_uses<'m>(
         }
         match &access.columns[ri][ci] {
             Access::Masked(_) => continue,
-            Access::Denied { .. } if no_rows && bits == Usage::Projected.bit() => {
+            // Nothing to refuse or to approve: the masking subquery carries
+            // the column as a NULL, and no row comes back.
+            Access::Denied { .. } | Access::Approval { .. }
+                if no_rows && bits == Usage::Projected.bit() =>
+            {
                 cx.on_literal.set(true);
                 continue;
             }
