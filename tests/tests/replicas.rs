@@ -387,7 +387,9 @@ fn three_replicas_behind_haproxy_take_a_new_bundle_a_killed_replica_and_a_contro
     eprintln!(
         "bundle 2 in force on the replicas {swapped:.3?} s after its publication; first served to a polling client after {seen:?}"
     );
-    assert!(swapped.iter().all(|s| *s < 1.0), "{swapped:?}");
+    // Well under the replicas' 5 s poll, so the notification brought it
+    // (about 0.3–1 s in a debug build, more on a loaded 2-core CI host).
+    assert!(swapped.iter().all(|s| *s < 2.5), "{swapped:?}");
     no_transaction_failed(&load.join().unwrap());
 
     // Version 3, signed by a key no replica trusts, masks e-mail again:
