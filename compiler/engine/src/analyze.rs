@@ -226,6 +226,18 @@ pub(crate) fn table_bodies(body: &sql::SetExpr) -> Vec<&sql::Table> {
     out
 }
 
+/// A `TABLE name` body's name, folded (`schema`, `name`). With no name,
+/// which PostgreSQL would not run, a part no relation has, so it resolves
+/// to nothing known.
+pub(crate) fn table_body_parts(table: &sql::Table) -> Vec<String> {
+    let mut parts: Vec<String> = table.schema_name.iter().map(fold).collect();
+    match &table.table_name {
+        Some(name) => parts.push(fold(name)),
+        None => parts.push("\u{0}table".to_owned()),
+    }
+    parts
+}
+
 /// Analyses one statement with the collector: a walk over every node of
 /// it, binding CTE names as PostgreSQL does. This is the inventory of a
 /// statement the scope resolver does not follow (and of the statements it
@@ -501,14 +513,9 @@ impl<'t> Recorder<'t> {
             }
             return;
         }
-        let mut parts: Vec<String> = table.schema_name.iter().map(fold).collect();
-        match &table.table_name {
-            Some(name) => parts.push(fold(name)),
-            // No name: nothing PostgreSQL would run; refused as unknown.
-            None => parts.push("\u{0}table".to_owned()),
-        }
         let at = self.at(table.schema_name.as_ref().or(table.table_name.as_ref()));
-        self.bodies.push((address(table), cte, at, parts));
+        self.bodies
+            .push((address(table), cte, at, table_body_parts(table)));
     }
 
     /// A `SELECT`: `SELECT … INTO`, and `s.t.*` in its list.

@@ -128,11 +128,11 @@ fn all_relations(q: &sql::Query, out: &mut Vec<Vec<String>>) {
             std::ops::ControlFlow::Continue(())
         }
         fn pre_visit_query(&mut self, q: &sql::Query) -> std::ops::ControlFlow<()> {
-            for t in analyze::table_bodies(&q.body) {
-                let mut parts: Vec<String> = t.schema_name.iter().map(analyze::fold).collect();
-                parts.extend(t.table_name.iter().map(analyze::fold));
-                self.0.push(parts);
-            }
+            self.0.extend(
+                analyze::table_bodies(&q.body)
+                    .into_iter()
+                    .map(analyze::table_body_parts),
+            );
             std::ops::ControlFlow::Continue(())
         }
     }
