@@ -85,12 +85,13 @@ fi
 # for PostgreSQL from npm, the MCP SDK whose client the MCP tests use, and
 # vscode-textmate with vscode-oniguruma, which tokenise .clsf as VS Code
 # does for the editor grammar's test.
-# kubernetes-validate checks deploy/kubernetes against the API schemas.
-if ! PYTHONPATH="$deps_dir/python" python3 -c 'import psycopg, sqlalchemy, asyncpg, cvc5, kubernetes_validate' >/dev/null 2>&1; then
+# kubernetes-validate checks deploy/kubernetes against the API schemas;
+# jsonschema (the reference validator) checks `clsfc check --format sarif`.
+if ! PYTHONPATH="$deps_dir/python" python3 -c 'import psycopg, sqlalchemy, asyncpg, cvc5, kubernetes_validate, jsonschema' >/dev/null 2>&1; then
     mkdir -p "$deps_dir"
     python3 -m pip install --quiet --disable-pip-version-check --upgrade --target "$deps_dir/python" \
-        'psycopg[binary]==3.3.9' 'SQLAlchemy==2.1.9' 'asyncpg==0.32.0' 'cvc5==1.3.1' 'kubernetes-validate==1.31.0'
-    echo "ensure-deps: installed psycopg 3.3.9, SQLAlchemy 2.1.9, asyncpg 0.32.0, cvc5 1.3.1 and kubernetes-validate 1.31.0" >&2
+        'psycopg[binary]==3.3.9' 'SQLAlchemy==2.1.9' 'asyncpg==0.32.0' 'cvc5==1.3.1' 'kubernetes-validate==1.31.0' 'jsonschema==4.26.0'
+    echo "ensure-deps: installed psycopg 3.3.9, SQLAlchemy 2.1.9, asyncpg 0.32.0, cvc5 1.3.1, kubernetes-validate 1.31.0 and jsonschema 4.26.0" >&2
 fi
 # playwright-core drives Debian's chromium for the approver page's test.
 # All in one install: npm prunes what a --no-save install does not name.

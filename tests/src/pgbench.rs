@@ -5,9 +5,18 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-/// Runs `pgbench -S -n` with `clients` clients for `seconds` against `addr`
-/// as `user` with `token` as the password, in a thread; `program` is the
-/// cluster's pgbench.
+/// Transactions per second the load is held to, across its clients.
+///
+/// A steady load rather than saturation: what the tests check is that no
+/// transaction fails across a reload, a restart or a failover, and at this
+/// rate each client of the debug build is still inside a transaction much
+/// of the time. Unthrottled, the load took both cores of a CI machine for
+/// the 15 seconds the tests run it, away from the rest of the suite.
+pub const RATE: u32 = 1000;
+
+/// Runs `pgbench -S -n` with `clients` clients for `seconds` at [`RATE`]
+/// against `addr` as `user` with `token` as the password, in a thread;
+/// `program` is the cluster's pgbench.
 pub fn select_only(
     program: PathBuf,
     addr: SocketAddr,
@@ -20,6 +29,7 @@ pub fn select_only(
     std::thread::spawn(move || {
         Command::new(program)
             .args(["-S", "-n", "-c", &clients, "-j", "1", "-T", &seconds])
+            .args(["-R", &RATE.to_string()])
             .args([
                 "-h",
                 "127.0.0.1",

@@ -1,7 +1,10 @@
 //! The third-party schemas vendored in `tests/schemas` (see its README),
-//! loaded into a harness cluster, one database each.
+//! loaded once per harness cluster as template databases, copied for each
+//! test that uses one.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use crate::bins::repo_root;
 use crate::postgres::Postgres;
@@ -14,31 +17,74 @@ pub fn dir() -> PathBuf {
     repo_root().join("tests/schemas")
 }
 
-/// Loads schema `name` into a new database and returns the database name.
-pub fn load(pg: &Postgres, name: &str) -> String {
+/// The cluster the schemas are loaded into, shared by the tests of one
+/// process that hold it at the same time: loading GitLab's schema costs
+/// PostgreSQL about 9 CPU-seconds, and two tests read it. Each schema is
+/// loaded once per cluster into a template database; every [`database`]
+/// is a fresh copy of it. When the last holder drops it, the cluster stops.
+pub fn cluster() -> Arc<Postgres> {
+    static CLUSTER: Mutex<Weak<Postgres>> = Mutex::new(Weak::new());
+    let mut held = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(pg) = held.upgrade() {
+        return pg;
+    }
+    let pg = Arc::new(Postgres::start());
+    *held = Arc::downgrade(&pg);
+    pg
+}
+
+/// A new database of `pg` (from [`cluster`]) holding schema `name`, for
+/// one test to read or change; returns its name.
+pub fn database(pg: &Postgres, name: &str) -> String {
+    // Template databases loaded in this process, by cluster port. The lock
+    // is held while one loads, so two tests never load the same schema.
+    static LOADED: Mutex<Vec<(u16, &'static str)>> = Mutex::new(Vec::new());
+    static COPIES: AtomicUsize = AtomicUsize::new(0);
+    let template = format!("template_{name}");
+    {
+        let mut loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
+        let key = SCHEMAS
+            .iter()
+            .find(|s| **s == name)
+            .unwrap_or_else(|| panic!("no shared schema `{name}`"));
+        if !loaded.contains(&(pg.port, *key)) {
+            load(pg, name, &template);
+            loaded.push((pg.port, *key));
+        }
+    }
+    let copy = format!("{name}_{}", COPIES.fetch_add(1, Ordering::Relaxed));
+    pg.superuser_sql(
+        "postgres",
+        &format!("CREATE DATABASE {copy} TEMPLATE {template}"),
+    );
+    copy
+}
+
+/// Loads schema `name` into database `template` of `pg`.
+fn load(pg: &Postgres, name: &str, template: &str) {
     let dir = dir().join(name);
     match name {
         "pagila" => {
-            pg.superuser_sql("shop", "CREATE DATABASE pagila");
-            pg.run_file("pagila", &dir.join("pagila-schema.sql"), true);
-            "pagila".to_owned()
+            pg.superuser_sql("postgres", &format!("CREATE DATABASE {template}"));
+            pg.run_file(template, &dir.join("pagila-schema.sql"), true);
         }
-        // The file creates and connects to its own database.
+        // The file creates and connects to its own database `chinook`.
         "chinook" => {
-            pg.run_file("shop", &dir.join("Chinook_PostgreSql.sql"), true);
-            "chinook".to_owned()
+            pg.run_file("postgres", &dir.join("Chinook_PostgreSql.sql"), true);
+            pg.superuser_sql(
+                "postgres",
+                &format!("ALTER DATABASE chinook RENAME TO {template}"),
+            );
         }
         // The DDL is complete; its `\copy` lines need CSV files the
         // repository does not ship, so their errors are skipped.
         "adventureworks" => {
-            pg.superuser_sql("shop", "CREATE DATABASE adventureworks");
-            pg.run_file("adventureworks", &dir.join("install.sql"), false);
-            "adventureworks".to_owned()
+            pg.superuser_sql("postgres", &format!("CREATE DATABASE {template}"));
+            pg.run_file(template, &dir.join("install.sql"), false);
         }
         "gitlab" => {
-            pg.superuser_sql("shop", "CREATE DATABASE gitlab");
-            pg.run_file("gitlab", &dir.join("structure.sql"), true);
-            "gitlab".to_owned()
+            pg.superuser_sql("postgres", &format!("CREATE DATABASE {template}"));
+            pg.run_file(template, &dir.join("structure.sql"), true);
         }
         other => panic!("no shared schema `{other}`"),
     }

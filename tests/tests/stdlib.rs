@@ -60,7 +60,7 @@ fn class_of(plan: &Plan, schema: &str, table: &str, column: &str) -> String {
 }
 
 fn pulled(pg: &Postgres, name: &str) -> (Plan, tempfile::TempDir) {
-    let db = shared::load(pg, name);
+    let db = shared::database(pg, name);
     let dir = tempfile::tempdir().unwrap();
     let lock = dir.path().join("schema.lock.json");
     let started = Instant::now();
@@ -78,7 +78,7 @@ fn pulled(pg: &Postgres, name: &str) -> (Plan, tempfile::TempDir) {
 
 #[test]
 fn the_standard_library_classifies_the_shared_schemas() {
-    let pg = Postgres::start();
+    let pg = shared::cluster();
 
     let (plan, _dir) = pulled(&pg, "pagila");
     assert_eq!(

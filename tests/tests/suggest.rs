@@ -505,7 +505,7 @@ fn table(scores: &[Score]) -> String {
 /// (set `CLSF_UPDATE_README=1` to write a changed one).
 #[test]
 fn suggestions_on_the_vendored_schemas_match_the_readme_table() {
-    let pg = Postgres::start();
+    let pg = shared::cluster();
     let work = tempfile::tempdir().unwrap();
     let mut scores = Vec::new();
     // CLSF_SUGGEST_ONLY=gitlab measures one schema (and then fails on the
@@ -516,7 +516,7 @@ fn suggestions_on_the_vendored_schemas_match_the_readme_table() {
         .filter(|n| only.as_deref().is_none_or(|o| o == **n))
     {
         let started = Instant::now();
-        let db = shared::load(&pg, name);
+        let db = shared::database(&pg, name);
         let rules = truth(name);
         let data = match *name {
             "pagila" => {
