@@ -1,7 +1,6 @@
 //! The real `psql` binary connected through the proxy.
 
 use std::net::SocketAddr;
-use std::process::Command;
 
 use crate::postgres::{DATABASE, Postgres};
 
@@ -30,7 +29,7 @@ pub fn run(addr: SocketAddr, token: &str, sql: &str) -> PsqlRun {
 /// Like [`run`], with the connection given as libpq key/value pairs (host,
 /// port, ssl settings); user, database and timeout are added.
 pub fn run_conninfo(conninfo: &str, token: &str, sql: &str) -> PsqlRun {
-    let out = Command::new("psql")
+    let out = crate::postgres::psql()
         .arg(format!(
             "{conninfo} user=workload dbname={DATABASE} connect_timeout=10"
         ))
@@ -63,7 +62,7 @@ pub fn run_conninfo(conninfo: &str, token: &str, sql: &str) -> PsqlRun {
 /// errors: what a client sees with nothing in between.
 pub fn superuser_script(pg: &Postgres, database: &str, sql: &str) -> PsqlRun {
     use std::io::Write;
-    let mut child = Command::new("psql")
+    let mut child = crate::postgres::psql()
         .arg("-h")
         .arg(pg.socket_dir())
         .args(["-p", &pg.port.to_string(), "-U", "postgres", "-d", database])

@@ -209,7 +209,7 @@ fn issuers_accounts_and_certificates_each_get_their_groups() {
 
     // A service account with SCRAM-SHA-256: reads in clear.
     let account = |password: &str| {
-        std::process::Command::new("psql")
+        clsf_tests::postgres::psql()
             .arg(format!(
                 "{tls} user=reporting dbname={DATABASE} connect_timeout=10"
             ))
@@ -240,7 +240,7 @@ fn issuers_accounts_and_certificates_each_get_their_groups() {
     // A client certificate from the client CA is the identity: no password.
     let d = s.q.dir.path();
     let with_cert = |name: &str| {
-        std::process::Command::new("psql")
+        clsf_tests::postgres::psql()
             .arg(format!(
                 "{tls} sslcert={} sslkey={} user=anyone dbname={DATABASE} connect_timeout=10",
                 d.join(format!("{name}.pem")).display(),
@@ -457,7 +457,7 @@ fn password_guessing_is_throttled_and_an_identity_has_a_session_limit() {
     // Guessing a service account's password: three failures, then even the
     // right password is refused unchecked, from this address.
     let account = |password: &str| {
-        std::process::Command::new("psql")
+        clsf_tests::postgres::psql()
             .arg(format!(
                 "host=127.0.0.1 port={port} sslmode=disable user=reporting dbname={DATABASE} connect_timeout=10"
             ))
@@ -483,7 +483,7 @@ fn password_guessing_is_throttled_and_an_identity_has_a_session_limit() {
     );
     // A token from the same address is held back too: the budget is the
     // address's, whatever it tries next.
-    let out = std::process::Command::new("psql")
+    let out = clsf_tests::postgres::psql()
         .arg(format!(
             "host=127.0.0.1 port={port} sslmode=disable user=ci dbname={DATABASE} connect_timeout=10"
         ))

@@ -380,12 +380,12 @@ fn sigterm_under_load_is_a_graceful_bounded_stop() {
 #[test]
 fn copies_end_clearly_when_the_database_restarts() {
     use std::io::{Read, Write};
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     let q = fixture::quickstart(None);
     let proxy = Proxy::start(&q.config);
     let token = q.issuer.dba_token();
     let psql = |sql: &str| {
-        Command::new("psql")
+        clsf_tests::postgres::psql()
             .arg(format!(
                 "host=127.0.0.1 port={} user=dba dbname={} sslmode=disable",
                 proxy.addr.port(),

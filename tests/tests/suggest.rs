@@ -369,7 +369,7 @@ fn generate(pg: &Postgres, db: &str, rules: &[Rule]) -> (usize, usize) {
     // output pipe while the test is still writing its input.
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), script).unwrap();
-    let run = Command::new("psql")
+    let run = clsf_tests::postgres::psql()
         .arg(pg.superuser_conninfo(db))
         .args(["-X", "-q", "-f"])
         .arg(file.path())
@@ -600,7 +600,7 @@ fn sampling_keeps_its_budget_and_never_prints_a_value() {
         ),
     );
     // Another session holds an exclusive lock on `held` for the whole run.
-    let mut holder = Command::new("psql")
+    let mut holder = clsf_tests::postgres::psql()
         .arg(pg.superuser_conninfo("shop"))
         .args([
             "-X",

@@ -643,7 +643,7 @@ fn main() {
     // 1 GB through the proxy: 1,000,000 rows of 1,000 bytes, to /dev/null.
     let before = status_mib(pid, "VmHWM:");
     let started = Instant::now();
-    let out = Command::new("psql")
+    let out = clsf_tests::postgres::psql()
         .arg(format!(
             "host=127.0.0.1 port={} user=dba dbname={DATABASE} sslmode=disable",
             addr.port()
