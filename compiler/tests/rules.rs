@@ -52,7 +52,7 @@ rule trusted_reads for trusted {
   allow join column public.customers.ssn
   allow write table public.orders
   deny  function pg_sleep
-  allow function md5
+  allow function md5, pg_notify
 }
 
 rule support_reads for support {
@@ -70,6 +70,7 @@ rule k8s_reads for k8s {
   // only summed.
   allow join, filter column public.customers.id
   allow aggregate column public.orders.total_cents
+  deny  function pg_notify
 }
 
 rule trial_reads for trial observe {

@@ -284,6 +284,23 @@ pub(crate) fn function_class(shown: &str, name: &str, class: &str, why: &str) ->
     )
 }
 
+/// `NOTIFY` for an identity that may not call `pg_notify`: the statement
+/// is that function's side effect. `by_rule`: a rule denies the function.
+pub(crate) fn notify(by_rule: bool) -> Denial {
+    if by_rule {
+        return refusal(
+            INSUFFICIENT_PRIVILEGE,
+            "statement `NOTIFY` is denied for this identity: a rule denies `pg_notify`, which it is as a statement".to_owned(),
+            None,
+        );
+    }
+    refusal(
+        INSUFFICIENT_PRIVILEGE,
+        "statement `NOTIFY` is not allowed for this identity: it signals other sessions, as the side-effecting function `pg_notify` does".to_owned(),
+        Some("a rule's `allow function pg_notify` permits both"),
+    )
+}
+
 /// A function that is not built in.
 pub(crate) fn function_unknown(shown: &str) -> Denial {
     refusal(
@@ -484,6 +501,8 @@ mod tests {
             proxy_setting("clsf.hash_ipad"),
             protected_setting("search_path"),
             function_denied("pg_sleep"),
+            notify(false),
+            notify(true),
             function_class(
                 "pg_read_file",
                 "pg_read_file",

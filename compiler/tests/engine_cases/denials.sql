@@ -65,3 +65,13 @@ SELECT c.email, n.nspname FROM customers c, pg_namespace n;
 -- as
 
 SELECT email FROM customers;
+
+-- NOTIFY is `pg_notify` as a statement: refused as that side-effecting
+-- function is, while LISTEN and UNLISTEN (which read nothing) pass.
+-- as ci
+
+NOTIFY orders_changed, 'order 7';
+
+LISTEN orders_changed;
+
+UNLISTEN *;

@@ -118,3 +118,23 @@ COPY (INSERT INTO orders (id, customer_id, total_cents, status) VALUES (9, 1, 1,
 -- inside is the relation, which would go uncounted; refused.
 
 WITH orders AS (SELECT id, status FROM orders) SELECT id, status FROM orders;
+
+-- NOTIFY is decided as a call of `pg_notify`: allowed by trusted_reads'
+-- `allow function`, refused by its class for support, and by k8s_reads'
+-- `deny function`.
+
+-- claims {"iss": "https://issuer.example", "repository": "acme/shop", "ref": "refs/heads/main"}
+
+NOTIFY jobs, 'run 7';
+
+SELECT pg_notify('jobs', 'run 7');
+
+-- claims {"team": "support", "customer": 1}
+
+NOTIFY jobs;
+
+-- claims {"kubernetes.io": {"namespace": "batch"}}
+
+NOTIFY jobs;
+
+SELECT pg_notify('jobs', 'run 7');

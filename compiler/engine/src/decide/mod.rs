@@ -798,13 +798,23 @@ fn decide_statement(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Out
         | sql::Statement::Discard { .. }
         | sql::Statement::Deallocate { .. }
         | sql::Statement::Close { .. }
-        // Notifications carry no stored values in; NOTIFY is a function's
-        // side effect and stays refused.
+        // Listening carries no stored values in.
         | sql::Statement::LISTEN { .. }
         | sql::Statement::UNLISTEN { .. } => Ok(match session_object(stmt) {
             Some(o) => Outcome::pass().with_object(o),
             None => Outcome::pass(),
         }),
+        // NOTIFY's payload is a literal, so it reads nothing; it is
+        // `pg_notify` as a statement (it signals other sessions), and that
+        // function's rule or class decides it.
+        sql::Statement::NOTIFY { .. } => match check_function(access, "pg_notify", Some("pg_catalog")) {
+            Ok(()) => Ok(Outcome::pass()),
+            Err(_) => Err(denials::notify(
+                ["pg_catalog.pg_notify", "pg_notify"]
+                    .iter()
+                    .any(|f| access.functions.get(*f) == Some(&false)),
+            )),
+        },
         // RESET returns a setting to its session default: the value the
         // proxy pinned at login for the protected ones. The proxy's own
         // settings are neither read nor touched by clients, so refused.
