@@ -46,8 +46,29 @@ pub(crate) fn unparsable_kind(kind: &str) -> Denial {
             "statement `{kind}` is refused: clsf cannot parse it, so it cannot check what it touches"
         ),
         Some(
-            "run it as an identity that may read everything in clear, or directly against the database",
+            "run it as an identity with nothing withheld (every column clear and writable, `ddl` and `admin` allowed), or directly against the database",
         ),
+    )
+}
+
+/// `DO` for an identity with anything withheld.
+pub(crate) fn do_block() -> Denial {
+    refusal(
+        INSUFFICIENT_PRIVILEGE,
+        "statement `DO` is not allowed for this identity: its code runs inside the server, where clsf cannot see what it reads or writes".to_owned(),
+        Some("only identities with nothing withheld (every column clear and writable, `ddl` and `admin` allowed) may run anonymous code blocks"),
+    )
+}
+
+/// A statement sqlparser does not parse, which an identity with nothing
+/// withheld may run alone, sent with other statements in one text.
+pub(crate) fn unparsable_not_alone(kind: &str) -> Denial {
+    refusal(
+        FEATURE_NOT_SUPPORTED,
+        format!(
+            "statement `{kind}` is refused: clsf cannot parse it, and it is not alone in its query string, so what else the text runs is unknown"
+        ),
+        Some("send it as a query of its own"),
     )
 }
 
@@ -478,6 +499,8 @@ mod tests {
             internal("a masked column in a rewritten join"),
             kind_not_analysed("CREATE FUNCTION"),
             two_phase_commit(),
+            do_block(),
+            unparsable_not_alone("CREATE PROCEDURE"),
             form_not_analysed("COPY", "a COPY with a WHERE clause is not analysed"),
             cursor_form(),
             limited_cursor(100, "ci_reads"),

@@ -75,3 +75,25 @@ NOTIFY orders_changed, 'order 7';
 LISTEN orders_changed;
 
 UNLISTEN *;
+
+-- An anonymous code block runs where clsf cannot see: refused for an
+-- identity with anything withheld, run as written by one with nothing
+-- withheld, as are schema statements sqlparser does not parse, each alone
+-- in its text (two statements in one text stay refused).
+
+DO $$ BEGIN PERFORM 1; END $$;
+
+CREATE PROCEDURE tidy() LANGUAGE sql AS $$ DELETE FROM orders WHERE false $$;
+-- as dba-bot
+
+DO $$ BEGIN PERFORM 1; END $$;
+
+DO LANGUAGE plpgsql 'BEGIN PERFORM 1; END';
+
+CREATE PROCEDURE tidy() LANGUAGE sql AS $$ DELETE FROM orders WHERE false $$;
+
+ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO PUBLIC;
+
+DO $$ BEGIN PERFORM 1; END $$; PREPARE TRANSACTION 'x';
+
+CREATE PROCEDURE tidy() LANGUAGE sql AS $$ SELECT 1 $$; PREPARE TRANSACTION 'x';

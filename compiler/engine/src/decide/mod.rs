@@ -335,7 +335,50 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
         }
         _ => {}
     }
+    // One statement: no `;` but an optional final one (a body's semicolons
+    // are inside its string token).
+    let single = !rest.iter().any(|(t, ..)| matches!(t, Token::SemiColon));
     match first.as_str() {
+        // DO [LANGUAGE name] 'code' [LANGUAGE name]: an anonymous block's
+        // code runs inside the server, where clsf cannot see what it reads
+        // or writes. An identity with nothing withheld runs it (what it
+        // could do there it may do anyway); any other is refused for that
+        // reason, not for the parser.
+        "DO" => {
+            let own = rest
+                .split(|(t, ..)| matches!(t, Token::SemiColon))
+                .next()
+                .unwrap_or(&[]);
+            let code = own
+                .iter()
+                .filter(|(t, ..)| {
+                    matches!(
+                        t,
+                        Token::SingleQuotedString(_)
+                            | Token::DollarQuotedString(_)
+                            | Token::EscapedStringLiteral(_)
+                    )
+                })
+                .count();
+            if code != 1 {
+                return None;
+            }
+            Some(match (access.full_clear, single) {
+                (true, true) => forwarded_whole(text, None),
+                (true, false) => refused_whole(plan, text, denials::unparsable_not_alone("DO")),
+                (false, _) => refused_whole(plan, text, denials::do_block()),
+            })
+        }
+        // Schema and maintenance statements sqlparser does not parse (a
+        // `CREATE PROCEDURE`, `CREATE AGGREGATE`, `ALTER DEFAULT
+        // PRIVILEGES`, …), alone in their text, for an identity with
+        // nothing withheld: there is nothing for clsf to check in them.
+        "CREATE" | "ALTER" | "DROP" | "COMMENT" | "GRANT" | "REVOKE" | "SECURITY" | "REINDEX"
+        | "CLUSTER" | "VACUUM" | "ANALYZE" | "REFRESH" | "IMPORT" | "REASSIGN"
+            if access.full_clear && single =>
+        {
+            Some(forwarded_whole(text, None))
+        }
         "TABLE" => {
             let (_, Some(start), Some(end)) = words[0] else {
                 return None;
@@ -405,6 +448,8 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
             let what = format!("statement `{kind}`");
             let denial = match perm_denial(plan, cx.needs, perm, action, &what) {
                 Some(d) => d,
+                // Alone, it would have been forwarded (above).
+                None if access.full_clear => denials::unparsable_not_alone(&kind),
                 None => denials::unparsable_kind(&kind),
             };
             Some(refused_whole(plan, text, denial))
