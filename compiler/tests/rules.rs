@@ -52,7 +52,7 @@ rule trusted_reads for trusted {
   allow join column public.customers.ssn
   allow write table public.orders
   deny  function pg_sleep
-  allow function md5, pg_notify
+  allow function md5, pg_notify, archive_orders
 }
 
 rule support_reads for support {

@@ -20,7 +20,8 @@ CREATE TABLE tokens (
 );
 INSERT INTO tokens VALUES (1, 1, 'tok-CANARY-a'), (2, 2, 'tok-CANARY-b');
 
--- Partitioned and inherited copies, a view and a SECURITY DEFINER function
+-- Partitioned and inherited copies, a view, a SECURITY DEFINER function
+-- and a procedure
 -- over the protected values: other paths to the same bytes.
 CREATE TABLE audit_log (id integer, at date NOT NULL, ssn text) PARTITION BY RANGE (at);
 CREATE TABLE audit_log_2026 PARTITION OF audit_log FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
@@ -28,6 +29,8 @@ INSERT INTO audit_log VALUES (1, '2026-05-01', 'CANARY-log-1');
 CREATE VIEW people_view AS SELECT id, name, ssn FROM people;
 CREATE FUNCTION ssn_of(p integer) RETURNS text LANGUAGE sql SECURITY DEFINER
     AS $$ SELECT ssn FROM people WHERE id = p $$;
+CREATE PROCEDURE show_ssn(p integer) LANGUAGE plpgsql
+    AS $$ BEGIN RAISE NOTICE '%', (SELECT ssn FROM people WHERE id = p); END $$;
 
 -- Planner statistics copy values into pg_statistic / pg_stats.
 ANALYZE people;

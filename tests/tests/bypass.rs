@@ -240,6 +240,8 @@ fn attacks() -> Vec<(&'static str, String)> {
         ("set role", "SET ROLE postgres; SELECT ssn FROM people;".into()),
         ("session authorization", "SET SESSION AUTHORIZATION postgres; SELECT ssn FROM people;".into()),
         ("temp view", "CREATE TEMP VIEW v AS SELECT ssn FROM people; SELECT * FROM v;".into()),
+        ("call a stored procedure", "CALL show_ssn(1);".into()),
+        ("call a stored procedure, qualified", "CALL public.show_ssn(1);".into()),
         ("call", "CREATE PROCEDURE pg_temp.p() LANGUAGE plpgsql AS $$ BEGIN RAISE NOTICE '%', (SELECT ssn FROM people LIMIT 1); END $$; CALL pg_temp.p();".into()),
     ];
     a.sort_by_key(|(name, _)| *name);

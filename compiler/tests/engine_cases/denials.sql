@@ -97,3 +97,12 @@ ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO PUBLIC;
 DO $$ BEGIN PERFORM 1; END $$; PREPARE TRANSACTION 'x';
 
 CREATE PROCEDURE tidy() LANGUAGE sql AS $$ SELECT 1 $$; PREPARE TRANSACTION 'x';
+
+-- CALL runs a procedure's code: decided as a call of a function that is
+-- not built in (refused unless a rule allows it by name), and its
+-- arguments may not read relations.
+-- as ci
+
+CALL tidy();
+
+CALL tidy((SELECT count(*) FROM orders));

@@ -138,3 +138,14 @@ NOTIFY jobs;
 NOTIFY jobs;
 
 SELECT pg_notify('jobs', 'run 7');
+
+-- A procedure a rule allows by name may be called, with arguments that
+-- read no relation.
+
+-- claims {"iss": "https://issuer.example", "repository": "acme/shop", "ref": "refs/heads/main"}
+
+CALL archive_orders(30);
+
+CALL archive_orders((SELECT max(id) FROM orders));
+
+CALL other_procedure();

@@ -899,6 +899,27 @@ fn decide_statement(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Out
                 .unwrap_or_default();
             Ok(Outcome::pass().with_object(SessionObject::Execute(name)))
         }
+        // CALL p(args): a procedure runs code clsf cannot see into, as a
+        // function that is not built in does, so the function rules decide
+        // it (a rule's `allow function p` permits it); its arguments must
+        // read no relation, as EXECUTE's.
+        sql::Statement::Call(procedure) => {
+            // The analysis lists the calls inside the arguments, not the
+            // CALL's own procedure.
+            let parts = analyze::folded_parts(&procedure.name);
+            let (schema, name) = match parts.as_slice() {
+                [name] => (None, name.as_str()),
+                [.., schema, name] => (Some(schema.as_str()), name.as_str()),
+                [] => return Err(not_analysed(stmt, "CALL names no procedure")),
+            };
+            check_function(access, name, schema)?;
+            let a = analyze::analyze(stmt, text);
+            check_functions(access, &a)?;
+            if !a.tables.is_empty() {
+                return Err(not_analysed(stmt, "CALL arguments cannot read relations"));
+            }
+            Ok(Outcome::pass())
+        }
         sql::Statement::Explain { statement, .. } => {
             // EXPLAIN [ANALYZE] shows the plan of the statement as the
             // proxy forwards it (rewritten), so it is decided like that
