@@ -94,6 +94,8 @@ CREATE PROCEDURE tidy() LANGUAGE sql AS $$ DELETE FROM orders WHERE false $$;
 
 ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO PUBLIC;
 
+CHECKPOINT;
+
 DO $$ BEGIN PERFORM 1; END $$; PREPARE TRANSACTION 'x';
 
 CREATE PROCEDURE tidy() LANGUAGE sql AS $$ SELECT 1 $$; PREPARE TRANSACTION 'x';
@@ -106,3 +108,10 @@ CREATE PROCEDURE tidy() LANGUAGE sql AS $$ SELECT 1 $$; PREPARE TRANSACTION 'x';
 CALL tidy();
 
 CALL tidy((SELECT count(*) FROM orders));
+
+-- Statements for the `admin` action, whether sqlparser parses them or
+-- they are read from their first words.
+
+LOAD 'auto_explain';
+
+CHECKPOINT;

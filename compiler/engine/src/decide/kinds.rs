@@ -103,7 +103,8 @@ pub(super) fn kind(stmt: &sql::Statement) -> (Family, &'static str) {
         S::Query(..) => (Family::Other, "SELECT"),
         S::Insert(..) => (Family::Other, "INSERT"),
         S::Install { .. } => (Family::Other, "INSTALL"),
-        S::Load { .. } => (Family::Other, "LOAD"),
+        // LOAD 'library' loads server code into the session.
+        S::Load { .. } => (Family::Admin, "LOAD"),
         S::Directory { .. } => (Family::Other, "INSERT OVERWRITE DIRECTORY"),
         S::Case(..) => (Family::Other, "CASE"),
         S::If(..) => (Family::Other, "IF"),
@@ -290,6 +291,7 @@ mod tests {
             ("REVOKE SELECT ON t FROM r", Family::Admin, "REVOKE"),
             ("VACUUM t", Family::Admin, "VACUUM"),
             ("ANALYZE t", Family::Admin, "ANALYZE"),
+            ("LOAD 'auto_explain'", Family::Admin, "LOAD"),
             (
                 "CREATE FUNCTION f() RETURNS int AS 'select 1' LANGUAGE sql",
                 Family::Other,

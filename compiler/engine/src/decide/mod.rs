@@ -374,7 +374,7 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
         // PRIVILEGES`, …), alone in their text, for an identity with
         // nothing withheld: there is nothing for clsf to check in them.
         "CREATE" | "ALTER" | "DROP" | "COMMENT" | "GRANT" | "REVOKE" | "SECURITY" | "REINDEX"
-        | "CLUSTER" | "VACUUM" | "ANALYZE" | "REFRESH" | "IMPORT" | "REASSIGN"
+        | "CLUSTER" | "VACUUM" | "ANALYZE" | "REFRESH" | "IMPORT" | "REASSIGN" | "CHECKPOINT"
             if access.full_clear && single =>
         {
             Some(forwarded_whole(text, None))
@@ -432,7 +432,7 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
             Some(forwarded_whole(text, Some(SessionObject::UseCursor(name))))
         }
         "CREATE" | "ALTER" | "DROP" | "COMMENT" | "GRANT" | "REVOKE" | "SECURITY" | "REINDEX"
-        | "CLUSTER" | "VACUUM" | "ANALYZE" | "REFRESH" | "IMPORT" | "REASSIGN" => {
+        | "CLUSTER" | "VACUUM" | "ANALYZE" | "REFRESH" | "IMPORT" | "REASSIGN" | "CHECKPOINT" => {
             let kind = match keyword(1) {
                 Some(second) => format!("{first} {second}"),
                 None => first.clone(),
