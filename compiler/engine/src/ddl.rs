@@ -42,6 +42,9 @@ fn kind(stmt: &sql::Statement) -> Kind {
         sql::Statement::CreateTrigger(_) => Kind::Code("CREATE TRIGGER"),
         sql::Statement::CreateRule(_) => Kind::Code("CREATE RULE"),
         sql::Statement::CreateProcedure { .. } => Kind::Code("CREATE PROCEDURE"),
+        // A function is code too: called later, by anyone, with the
+        // gateway's rights.
+        sql::Statement::CreateFunction(_) => Kind::Code("CREATE FUNCTION"),
         _ => Kind::Other,
     }
 }

@@ -115,3 +115,9 @@ CALL tidy((SELECT count(*) FROM orders));
 LOAD 'auto_explain';
 
 CHECKPOINT;
+
+-- CREATE FUNCTION is schema code: it needs `ddl`, and even with it an
+-- identity with anything withheld may not define code that runs later.
+-- as ci
+
+CREATE FUNCTION ssn_of(id int) RETURNS text LANGUAGE sql AS 'SELECT ssn FROM customers WHERE id = $1';

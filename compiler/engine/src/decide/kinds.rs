@@ -143,7 +143,7 @@ pub(super) fn kind(stmt: &sql::Statement) -> (Family, &'static str) {
         S::StartTransaction { .. } => (Family::Other, "BEGIN"),
         S::Commit { .. } => (Family::Other, "COMMIT"),
         S::Rollback { .. } => (Family::Other, "ROLLBACK"),
-        S::CreateFunction(..) => (Family::Other, "CREATE FUNCTION"),
+        S::CreateFunction(..) => (Family::Ddl, "CREATE FUNCTION"),
         S::Assert { .. } => (Family::Other, "ASSERT"),
         S::Deny(..) => (Family::Other, "DENY"),
         S::Deallocate { .. } => (Family::Other, "DEALLOCATE"),
@@ -294,7 +294,7 @@ mod tests {
             ("LOAD 'auto_explain'", Family::Admin, "LOAD"),
             (
                 "CREATE FUNCTION f() RETURNS int AS 'select 1' LANGUAGE sql",
-                Family::Other,
+                Family::Ddl,
                 "CREATE FUNCTION",
             ),
             ("TRUNCATE customers", Family::Other, "TRUNCATE"),
