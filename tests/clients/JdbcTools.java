@@ -62,6 +62,10 @@ public class JdbcTools {
                 md.getVersionColumns(null, "public", "customers"), "COLUMN_NAME")));
             System.out.println("udts " + column(md.getUDTs(null, "public", "%", null), "TYPE_NAME").size());
             System.out.println("catalogs " + column(md.getCatalogs(), "TABLE_CAT").size());
+            // Connection.setSchema (Flyway, Liquibase and Hibernate call
+            // it at connect) sends `SET SESSION search_path TO '…'`.
+            c.setSchema("public");
+            System.out.println("set_schema " + c.getSchema());
 
             // pgJDBC turns a statement executed a fifth time into a named
             // server-side prepared statement (prepareThreshold): the same

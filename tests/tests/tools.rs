@@ -611,6 +611,7 @@ fn pgjdbc_metadata_fetch_size_copy_and_cancel() {
             "version_columns ctid",
             "udts 6",
             "catalogs 1",
+            "set_schema public",
             "server_prepared ****@tue.nl true",
             "masked ****@example.com",
             "denied 42501",

@@ -264,3 +264,16 @@ SELECT length(ssn) FROM customers LIMIT 0;
 SELECT * FROM customers ORDER BY ssn LIMIT 0;
 
 SELECT * FROM (SELECT * FROM customers LIMIT 0) s;
+
+-- `SET SCHEMA 'name'` (the SQL standard's form) and `SET XML OPTION`
+-- are PostgreSQL's spellings of `search_path` and `xmloption`: decided and
+-- forwarded as those settings, so the pinned path is kept and any other
+-- is refused as for `SET search_path`.
+
+SET SESSION SCHEMA 'public';
+
+SET LOCAL SCHEMA 'public';
+
+SET SCHEMA 'pg_temp';
+
+SET XML OPTION DOCUMENT;

@@ -306,6 +306,9 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
         Some((Token::SemiColon, ..)) => &words[1..words.len() - 1],
         _ => &words[1..],
     };
+    if let Some(normalized) = setting_alias(text, &words) {
+        return Some(decided_as(cx, text, &normalized));
+    }
     match (first.as_str(), keyword(1).as_deref()) {
         // SET CONSTRAINTS { ALL | name [, …] } { DEFERRED | IMMEDIATE }
         // (Django's and Rails' fixture loading): when the transaction's
@@ -509,6 +512,47 @@ fn decided_as(cx: Cx<'_>, text: &str, normalized: &str) -> (Decision, Vec<Edit>)
         None => Vec::new(),
     };
     (decision, edits)
+}
+
+/// `SET [SESSION | LOCAL] SCHEMA 'name'` and `SET [SESSION | LOCAL] XML
+/// OPTION {DOCUMENT | CONTENT}`, which sqlparser does not parse, written as
+/// the settings PostgreSQL documents them as aliases of: `search_path` and
+/// `xmloption` (the SQL standard's `SET SCHEMA`, which clients written
+/// for other databases send).
+fn setting_alias(text: &str, words: &Words<'_>) -> Option<String> {
+    use sqlparser::tokenizer::Token;
+    let keyword = |i: usize| keyword_at(words, i);
+    if keyword(0).as_deref() != Some("SET") {
+        return None;
+    }
+    let at = match keyword(1).as_deref() {
+        Some("SESSION" | "LOCAL") => 2,
+        _ => 1,
+    };
+    let end = match words.last() {
+        Some((Token::SemiColon, ..)) => words.len() - 1,
+        _ => words.len(),
+    };
+    let (replaced_to, setting) = match (keyword(at).as_deref(), keyword(at + 1).as_deref()) {
+        (Some("SCHEMA"), _)
+            if end == at + 2 && matches!(words[at + 1].0, Token::SingleQuotedString(_)) =>
+        {
+            (words[at].2?, "search_path TO")
+        }
+        (Some("XML"), Some("OPTION"))
+            if end == at + 3
+                && matches!(keyword(at + 2).as_deref(), Some("DOCUMENT" | "CONTENT")) =>
+        {
+            (words[at + 1].2?, "xmloption TO")
+        }
+        _ => return None,
+    };
+    let from = words[at].1?;
+    Some(format!(
+        "{}{setting}{}",
+        &text[..from],
+        &text[replaced_to..]
+    ))
 }
 
 /// A statement's tokens without whitespace, each with its byte range.
