@@ -28,7 +28,13 @@ pub fn cluster() -> Arc<Postgres> {
     if let Some(pg) = held.upgrade() {
         return pg;
     }
-    let pg = Arc::new(Postgres::start());
+    let pg = Postgres::start();
+    // The lock table is shared by the cluster's sessions: the suggest
+    // test's one transaction over GitLab's schema (thousands of
+    // constraints dropped) ran out of the default 64 × max_connections
+    // slots while another test read its copy (53200).
+    pg.restart_with("max_locks_per_transaction = 1024");
+    let pg = Arc::new(pg);
     *held = Arc::downgrade(&pg);
     pg
 }
