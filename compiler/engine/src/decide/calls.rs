@@ -35,6 +35,19 @@ pub(super) fn check_functions_guarded(
     Ok(())
 }
 
+/// What a rule says of function `name` (by its `qualified` name
+/// `schema.name` first): allowed, denied, or nothing.
+pub(super) fn function_rule(
+    access: &PrincipalAccess,
+    name: &str,
+    qualified: Option<&str>,
+) -> Option<bool> {
+    qualified
+        .and_then(|q| access.functions.get(q))
+        .or_else(|| access.functions.get(name))
+        .copied()
+}
+
 /// A function a rule names is allowed or denied as the rule says; other
 /// functions by their class (`engine::functions`): built-in pure and
 /// metadata functions are allowed, the rest refused with the reason.
@@ -44,12 +57,8 @@ pub(super) fn check_function(
     schema: Option<&str>,
 ) -> Result<(), Denial> {
     let qualified = schema.map(|s| format!("{s}.{name}"));
-    let explicit = qualified
-        .as_ref()
-        .and_then(|q| access.functions.get(q))
-        .or_else(|| access.functions.get(name));
     let shown = qualified.as_deref().unwrap_or(name);
-    match explicit {
+    match function_rule(access, name, qualified.as_deref()) {
         Some(true) => return Ok(()),
         Some(false) => {
             return Err(denials::function_denied(shown));

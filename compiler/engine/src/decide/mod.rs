@@ -372,16 +372,6 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
                 (false, _) => refused_whole(plan, text, denials::do_block()),
             })
         }
-        // Schema and maintenance statements sqlparser does not parse (a
-        // `CREATE PROCEDURE`, `CREATE AGGREGATE`, `ALTER DEFAULT
-        // PRIVILEGES`, …), alone in their text, for an identity with
-        // nothing withheld: there is nothing for clsf to check in them.
-        "CREATE" | "ALTER" | "DROP" | "COMMENT" | "GRANT" | "REVOKE" | "SECURITY" | "REINDEX"
-        | "CLUSTER" | "VACUUM" | "ANALYZE" | "REFRESH" | "IMPORT" | "REASSIGN" | "CHECKPOINT"
-            if access.full_clear && single =>
-        {
-            Some(forwarded_whole(text, None))
-        }
         "TABLE" => {
             let (_, Some(start), Some(end)) = words[0] else {
                 return None;
@@ -436,6 +426,13 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
         }
         "CREATE" | "ALTER" | "DROP" | "COMMENT" | "GRANT" | "REVOKE" | "SECURITY" | "REINDEX"
         | "CLUSTER" | "VACUUM" | "ANALYZE" | "REFRESH" | "IMPORT" | "REASSIGN" | "CHECKPOINT" => {
+            // Schema and maintenance statements sqlparser does not parse (a
+            // `CREATE PROCEDURE`, `CREATE AGGREGATE`, `ALTER DEFAULT
+            // PRIVILEGES`, …), alone in their text, for an identity with
+            // nothing withheld: there is nothing for clsf to check in them.
+            if access.full_clear && single {
+                return Some(forwarded_whole(text, None));
+            }
             let kind = match keyword(1) {
                 Some(second) => format!("{first} {second}"),
                 None => first.clone(),
@@ -451,7 +448,7 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
             let what = format!("statement `{kind}`");
             let denial = match perm_denial(plan, cx.needs, perm, action, &what) {
                 Some(d) => d,
-                // Alone, it would have been forwarded (above).
+                // Alone, it would have been forwarded.
                 None if access.full_clear => denials::unparsable_not_alone(&kind),
                 None => denials::unparsable_kind(&kind),
             };
@@ -899,9 +896,7 @@ fn decide_statement(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Out
         sql::Statement::NOTIFY { .. } => match check_function(access, "pg_notify", Some("pg_catalog")) {
             Ok(()) => Ok(Outcome::pass()),
             Err(_) => Err(denials::notify(
-                ["pg_catalog.pg_notify", "pg_notify"]
-                    .iter()
-                    .any(|f| access.functions.get(*f) == Some(&false)),
+                function_rule(access, "pg_notify", Some("pg_catalog.pg_notify")) == Some(false),
             )),
         },
         // RESET returns a setting to its session default: the value the
@@ -930,11 +925,7 @@ fn decide_statement(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Out
             using,
             ..
         } if into.is_empty() && using.is_empty() => {
-            let a = analyze::analyze(stmt, text);
-            check_functions(access, &a)?;
-            if !a.tables.is_empty() {
-                return Err(not_analysed(stmt, "EXECUTE parameters cannot read relations"));
-            }
+            arguments_read_nothing(access, stmt, text, "EXECUTE parameters cannot read relations")?;
             let name = name
                 .0
                 .last()
@@ -957,11 +948,7 @@ fn decide_statement(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Out
                 [] => return Err(not_analysed(stmt, "CALL names no procedure")),
             };
             check_function(access, name, schema)?;
-            let a = analyze::analyze(stmt, text);
-            check_functions(access, &a)?;
-            if !a.tables.is_empty() {
-                return Err(not_analysed(stmt, "CALL arguments cannot read relations"));
-            }
+            arguments_read_nothing(access, stmt, text, "CALL arguments cannot read relations")?;
             Ok(Outcome::pass())
         }
         sql::Statement::Explain { statement, .. } => {
@@ -1013,6 +1000,23 @@ fn decide_statement(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Out
         other if is_admin(other) => action_permitted(cx, &access.admin, "admin", other),
         other => Err(denials::kind_not_analysed(statement_kind(other))),
     }
+}
+
+/// The values a statement passes (`EXECUTE`'s parameters, `CALL`'s
+/// arguments) call only functions the identity may call and read no
+/// relation; `why` refuses the latter.
+fn arguments_read_nothing(
+    access: &PrincipalAccess,
+    stmt: &sql::Statement,
+    text: &str,
+    why: &str,
+) -> Result<(), Denial> {
+    let a = analyze::analyze(stmt, text);
+    check_functions(access, &a)?;
+    if !a.tables.is_empty() {
+        return Err(not_analysed(stmt, why));
+    }
+    Ok(())
 }
 
 fn not_analysed(stmt: &sql::Statement, why: &str) -> Denial {
