@@ -42,20 +42,21 @@ pub fn cluster() -> Arc<Postgres> {
 /// A new database of `pg` (from [`cluster`]) holding schema `name`, for
 /// one test to read or change; returns its name.
 pub fn database(pg: &Postgres, name: &str) -> String {
-    // Template databases loaded in this process, by cluster port. The lock
-    // is held while one loads, so two tests never load the same schema.
-    static LOADED: Mutex<Vec<(u16, &'static str)>> = Mutex::new(Vec::new());
+    // Held while a schema loads, so two tests never load the same one.
+    static LOADING: Mutex<()> = Mutex::new(());
     static COPIES: AtomicUsize = AtomicUsize::new(0);
+    assert!(SCHEMAS.contains(&name), "no shared schema `{name}`");
     let template = format!("template_{name}");
     {
-        let mut loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
-        let key = SCHEMAS
-            .iter()
-            .find(|s| **s == name)
-            .unwrap_or_else(|| panic!("no shared schema `{name}`"));
-        if !loaded.contains(&(pg.port, *key)) {
+        let _loading = LOADING.lock().unwrap_or_else(|e| e.into_inner());
+        // Asked of the cluster, not remembered: a later cluster of this
+        // process is a new one.
+        let present = pg.superuser_sql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_database WHERE datname = '{template}'"),
+        );
+        if present.trim() == "0" {
             load(pg, name, &template);
-            loaded.push((pg.port, *key));
         }
     }
     let copy = format!("{name}_{}", COPIES.fetch_add(1, Ordering::Relaxed));
