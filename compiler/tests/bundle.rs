@@ -130,3 +130,43 @@ fn bundles_are_reproducible_and_round_trip_byte_for_byte() {
         bundle::files(loaded.plan(), loaded.generated()).unwrap()
     );
 }
+
+/// The SQL fuzz target (tests/fuzz) loads its policy compiled, so that its
+/// build needs the engine only: that file must be what the compiler makes
+/// of the sources now. `CLSF_UPDATE_FIXTURES=1` writes a changed one.
+#[test]
+fn the_sql_fuzz_targets_plan_is_what_the_compiler_makes() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let schema =
+        schema::lock::from_str(include_str!("../../examples/quickstart/schema.lock.json")).unwrap();
+    let mut parsed = Parsed::default();
+    policy::add_source(
+        &mut parsed,
+        "quickstart.clsf",
+        include_str!("../../examples/quickstart/policy/quickstart.clsf"),
+    );
+    policy::add_source(
+        &mut parsed,
+        "sql_decide.clsf",
+        include_str!("../../tests/fuzz/sql_decide.clsf"),
+    );
+    let (plan, diagnostics) = resolve::compile(&parsed, &schema);
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    let engine = Engine::new(plan.unwrap()).unwrap();
+    let files = bundle::files(engine.plan(), engine.generated()).unwrap();
+    let (_, made) = files
+        .iter()
+        .find(|(name, _)| name == "engine-plan.json")
+        .unwrap();
+    let fixture = root.join("tests/fuzz/sql_decide.engine-plan.json");
+    if std::env::var_os("CLSF_UPDATE_FIXTURES").is_some() {
+        std::fs::write(&fixture, made).unwrap();
+    }
+    let kept = std::fs::read_to_string(&fixture).unwrap_or_default();
+    assert!(
+        &kept == made,
+        "{} is not what the compiler makes of quickstart.clsf and sql_decide.clsf; \
+         rewrite it with CLSF_UPDATE_FIXTURES=1 cargo test -p clsf-compiler --test integration sql_fuzz",
+        fixture.display()
+    );
+}

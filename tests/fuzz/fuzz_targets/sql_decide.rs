@@ -1,36 +1,36 @@
 //! Any statement text: the engine decides without panicking, and every
-//! rewrite of a statement sqlparser parses parses again. The identity is the quickstart's `ci`
-//! with a usage grant added, so the scope resolver and the grant path run
-//! on every statement that touches `customers`, and a row filter on
-//! `orders`, so the barrier's copied conditions run on every statement
-//! that touches it.
+//! rewrite of a statement sqlparser parses parses again. The identity is
+//! `ci` of the quickstart policy plus `tests/fuzz/sql_decide.clsf` (a usage
+//! grant and a row filter). The target loads that policy compiled, as a
+//! bundle's `engine-plan.json`, so the fuzz build needs the engine only,
+//! not the compiler; compiler/tests/bundle.rs checks the file is what the
+//! compiler makes of the sources today.
 #![no_main]
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
-use clsf_compiler::Engine;
-use clsf_compiler::engine::{Identity, PrincipalAccess, Verdict};
-use clsf_compiler::policy::{self, Parsed};
-use clsf_compiler::resolve;
-use clsf_compiler::schema;
+use clsf_engine::schema::{Relation, Schema};
+use clsf_engine::{Engine, Identity, Plan, PrincipalAccess, Verdict};
 use libfuzzer_sys::fuzz_target;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
-fn setup() -> &'static (Engine, std::sync::Arc<PrincipalAccess>) {
-    static CELL: OnceLock<(Engine, std::sync::Arc<PrincipalAccess>)> = OnceLock::new();
+/// The fields of `engine-plan.json` the engine is built from.
+#[derive(serde::Deserialize)]
+struct EnginePlan {
+    server_version: String,
+    relations: Vec<Relation>,
+    plan: Plan,
+}
+
+fn setup() -> &'static (Engine, Arc<PrincipalAccess>) {
+    static CELL: OnceLock<(Engine, Arc<PrincipalAccess>)> = OnceLock::new();
     CELL.get_or_init(|| {
-        let schema = schema::lock::from_str(include_str!("../../../examples/quickstart/schema.lock.json")).expect("lock");
-        let mut parsed = Parsed::default();
-        policy::add_source(&mut parsed, "q.clsf", include_str!("../../../examples/quickstart/policy/quickstart.clsf"));
-        policy::add_source(
-            &mut parsed,
-            "grant.clsf",
-            "rule ci_match for ci {\n  allow join, filter, aggregate column public.customers.ssn\n  \
-             filter table public.orders where \"customer_id = {claim.customer}\"\n}\n",
-        );
-        let (plan, _) = resolve::compile(&parsed, &schema);
-        let engine = Engine::new(plan.expect("quickstart compiles")).expect("cedar");
+        let file: EnginePlan =
+            serde_json::from_str(include_str!("../sql_decide.engine-plan.json")).expect("engine plan");
+        let mut plan = file.plan;
+        plan.schema = Schema::new(file.server_version, file.relations);
+        let engine = Engine::new(plan).expect("cedar");
         let access = engine.access_for(&Identity { subject: "f".into(), groups: vec!["ci".into()] });
         (engine, access)
     })
