@@ -60,9 +60,11 @@ pub fn database(pg: &Postgres, name: &str) -> String {
         }
     }
     let copy = format!("{name}_{}", COPIES.fetch_add(1, Ordering::Relaxed));
+    // FILE_COPY: GitLab's template copied file by file took 0.21 CPU-seconds
+    // against 0.45–0.53 through the WAL (PostgreSQL 15's default).
     pg.superuser_sql(
         "postgres",
-        &format!("CREATE DATABASE {copy} TEMPLATE {template}"),
+        &format!("CREATE DATABASE {copy} TEMPLATE {template} STRATEGY FILE_COPY"),
     );
     copy
 }
