@@ -32,6 +32,11 @@ fn prover() -> Prover {
     })
 }
 
+thread_local! {
+    /// The prover of a property test's cases, which run on one thread.
+    static SHARED_PROVER: std::cell::RefCell<Option<Prover>> = const { std::cell::RefCell::new(None) };
+}
+
 fn quickstart_schema() -> Schema {
     schema::lock::from_str(include_str!("../../examples/quickstart/schema.lock.json")).unwrap()
 }
@@ -383,8 +388,13 @@ proptest! {
         // reach a proxy, so there is nothing to report on.
         prop_assume!(!diags.iter().any(|d| d.is_error()));
         let engine = Engine::new(plan.unwrap()).unwrap();
-        let mut prover = prover();
-        let report = who_can::who_can(&engine, &Selection::All, Some(&mut prover)).unwrap();
+        // One solver for every case, as `clsfc who-can` asks all its
+        // questions of one: starting one (Python importing cvc5 twice, a
+        // smoke test) was a third of each case's CPU.
+        let report = SHARED_PROVER.with_borrow_mut(|slot| {
+            let prover = slot.get_or_insert_with(prover);
+            who_can::who_can(&engine, &Selection::All, Some(prover)).unwrap()
+        });
         let proof = report.proof.as_ref().unwrap();
         prop_assert!(proof.failures.is_empty() && proof.unproved.is_empty(), "{proof:?}\n{text}");
         for row in &report.groups {
