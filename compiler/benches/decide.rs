@@ -79,6 +79,16 @@ fn bench(c: &mut Criterion) {
         })
     });
     percentiles(&e, &ci, point, join);
+    // What a policy reload costs after the compile: the Cedar policies
+    // generated, parsed and validated, and the entities built.
+    let plan = e.plan().clone();
+    c.bench_function("engine/new (quickstart)", |b| {
+        b.iter_batched(
+            || plan.clone(),
+            |plan| Engine::new(plan).expect("cedar"),
+            BatchSize::SmallInput,
+        )
+    });
     // A fresh engine per iteration, so the cached table is never reused;
     // only the Cedar evaluation over every column is timed.
     c.bench_function("access table/new group set", |b| {

@@ -140,9 +140,41 @@ impl std::error::Error for GenerateError {}
 
 /// A Cedar entity uid `Clsf::TYPE::"id"`.
 pub fn uid(type_name: &str, id: &str) -> EntityUid {
-    let ty = EntityTypeName::from_str(&format!("{NAMESPACE}::{type_name}"))
-        .expect("generated type names are valid");
-    EntityUid::from_type_name_and_id(ty, EntityId::new(id))
+    EntityUid::from_type_name_and_id(type_name_of(type_name), EntityId::new(id))
+}
+
+/// `Clsf::TYPE` as Cedar's type. Parsing a name runs Cedar's whole policy
+/// parser, and a plan's entities and access tables ask for a handful of
+/// names thousands of times (a third of building an engine, debug
+/// profile), so each thread keeps the ones it parsed.
+fn type_name_of(type_name: &str) -> EntityTypeName {
+    thread_local! {
+        static PARSED: std::cell::RefCell<HashMap<String, EntityTypeName>> =
+            std::cell::RefCell::new(HashMap::new());
+    }
+    PARSED.with_borrow_mut(|parsed| {
+        if let Some(ty) = parsed.get(type_name) {
+            return ty.clone();
+        }
+        let ty = EntityTypeName::from_str(&format!("{NAMESPACE}::{type_name}"))
+            .expect("generated type names are valid");
+        parsed.insert(type_name.to_owned(), ty.clone());
+        ty
+    })
+}
+
+/// [`SCHEMA_TEXT`] parsed, once per process: it is a constant, and parsing
+/// it was about a tenth of building an engine.
+fn schema() -> Result<CedarSchema, GenerateError> {
+    static PARSED: std::sync::OnceLock<Result<CedarSchema, String>> = std::sync::OnceLock::new();
+    PARSED
+        .get_or_init(|| {
+            CedarSchema::from_cedarschema_str(SCHEMA_TEXT)
+                .map(|(schema, _warnings)| schema)
+                .map_err(|e| format!("schema: {e}"))
+        })
+        .clone()
+        .map_err(GenerateError)
 }
 
 /// The uid of a column entity.
@@ -152,8 +184,7 @@ pub fn column_uid(relation: &str, column: &str) -> EntityUid {
 
 /// Generates, parses and validates (strict mode) the Cedar artifacts of a plan.
 pub fn generate(plan: &Plan) -> Result<Generated, GenerateError> {
-    let (schema, _warnings) = CedarSchema::from_cedarschema_str(SCHEMA_TEXT)
-        .map_err(|e| GenerateError(format!("schema: {e}")))?;
+    let schema = schema()?;
     let overrides = overrides(plan);
     let mut policies = Vec::new();
     let mut policy_set = PolicySet::new();
@@ -162,18 +193,16 @@ pub fn generate(plan: &Plan) -> Result<Generated, GenerateError> {
     for rule in &plan.rules {
         for clause in &rule.clauses {
             for (id, text) in clause_policies(plan, rule, clause, &overrides) {
-                let parse = || {
-                    Policy::parse(Some(PolicyId::new(&id)), &text)
-                        .map_err(|e| GenerateError(format!("policy {id}: {e}\n{text}")))
-                };
+                let parsed = Policy::parse(Some(PolicyId::new(&id)), &text)
+                    .map_err(|e| GenerateError(format!("policy {id}: {e}\n{text}")))?;
                 if !rule.observe {
                     policy_set
-                        .add(parse()?)
+                        .add(parsed.clone())
                         .map_err(|e| GenerateError(e.to_string()))?;
                 }
                 any_observe |= rule.observe;
                 observe_set
-                    .add(parse()?)
+                    .add(parsed)
                     .map_err(|e| GenerateError(e.to_string()))?;
                 policies.push(GeneratedPolicy { id, text });
             }
