@@ -139,27 +139,28 @@ impl std::fmt::Display for GenerateError {
 impl std::error::Error for GenerateError {}
 
 /// A Cedar entity uid `Clsf::TYPE::"id"`.
-pub fn uid(type_name: &str, id: &str) -> EntityUid {
+pub fn uid(type_name: &'static str, id: &str) -> EntityUid {
     EntityUid::from_type_name_and_id(type_name_of(type_name), EntityId::new(id))
 }
 
 /// `Clsf::TYPE` as Cedar's type. Parsing a name runs Cedar's whole policy
 /// parser, and a plan's entities and access tables ask for a handful of
 /// names thousands of times (a third of building an engine, debug
-/// profile), so each thread keeps the ones it parsed.
-fn type_name_of(type_name: &str) -> EntityTypeName {
+/// profile), so each thread keeps the ones it parsed. The names are the
+/// schema's types, written in the code (`'static`): the map stays small.
+fn type_name_of(type_name: &'static str) -> EntityTypeName {
     thread_local! {
-        static PARSED: std::cell::RefCell<HashMap<String, EntityTypeName>> =
+        static PARSED: std::cell::RefCell<HashMap<&'static str, EntityTypeName>> =
             std::cell::RefCell::new(HashMap::new());
     }
     PARSED.with_borrow_mut(|parsed| {
-        if let Some(ty) = parsed.get(type_name) {
-            return ty.clone();
-        }
-        let ty = EntityTypeName::from_str(&format!("{NAMESPACE}::{type_name}"))
-            .expect("generated type names are valid");
-        parsed.insert(type_name.to_owned(), ty.clone());
-        ty
+        parsed
+            .entry(type_name)
+            .or_insert_with(|| {
+                EntityTypeName::from_str(&format!("{NAMESPACE}::{type_name}"))
+                    .expect("generated type names are valid")
+            })
+            .clone()
     })
 }
 
