@@ -32,6 +32,20 @@ CREATE FUNCTION ssn_of(p integer) RETURNS text LANGUAGE sql SECURITY DEFINER
 CREATE PROCEDURE show_ssn(p integer) LANGUAGE plpgsql
     AS $$ BEGIN RAISE NOTICE '%', (SELECT ssn FROM people WHERE id = p); END $$;
 
+-- A schema named as the gateway role, whose `people` and `orders` show
+-- ssn under a clear column's name: a search_path with `"$user"` resolves
+-- them there, before `public`, for a session of the gateway role. The
+-- engine forwards `orders` (nothing withheld) by its unqualified name.
+-- (Not for the superuser, whose default path is `"$user", public`: a
+-- schema `postgres` would shadow them in every direct proof.)
+CREATE SCHEMA clsf_gateway;
+CREATE VIEW clsf_gateway.people AS SELECT id, ssn AS name FROM public.people;
+CREATE VIEW clsf_gateway.orders AS
+    SELECT o.id, o.customer_id, o.total_cents, p.ssn AS status
+    FROM public.orders o CROSS JOIN public.people p;
+GRANT USAGE ON SCHEMA clsf_gateway TO clsf_gateway;
+GRANT SELECT ON ALL TABLES IN SCHEMA clsf_gateway TO clsf_gateway;
+
 -- Planner statistics copy values into pg_statistic / pg_stats.
 ANALYZE people;
 ANALYZE tokens;

@@ -237,6 +237,8 @@ fn attacks() -> Vec<(&'static str, String)> {
         ("table people in a union", "SELECT 0, 'x', 'x', 'x', 'x' WHERE false UNION ALL TABLE people;".into()),
         // Session changes that would redirect later statements.
         ("search_path shadow", "SET search_path = pg_temp, public; CREATE TEMP TABLE people AS SELECT * FROM public.people; SELECT ssn FROM people;".into()),
+        ("user schema shadow", "SET search_path = \"$user\", public; SELECT name FROM people; SELECT status FROM orders;".into()),
+        ("user schema shadow by set_config", "SELECT set_config('search_path', '\"$user\", public', false); SELECT name FROM people; SELECT status FROM orders;".into()),
         ("set role", "SET ROLE postgres; SELECT ssn FROM people;".into()),
         ("session authorization", "SET SESSION AUTHORIZATION postgres; SELECT ssn FROM people;".into()),
         ("temp view", "CREATE TEMP VIEW v AS SELECT ssn FROM people; SELECT * FROM v;".into()),
@@ -372,6 +374,46 @@ fn no_attack_leaks_a_protected_value_through_the_proxy() {
     );
 }
 
+/// `"$user"` in a search path names the role the upstream session runs
+/// as, the gateway's, whose schema here has a `people` and an `orders`
+/// showing ssn under clear columns' names. As that role directly, PostgreSQL's default path reads the
+/// canary; through the proxy the path is forwarded without `"$user"`
+/// (both spellings), so each name is the `public` relation the engine read.
+#[test]
+fn the_default_search_path_never_reaches_the_gateways_own_schema() {
+    let (q, proxy) = seeded();
+    let token = q
+        .issuer
+        .sign(&q.issuer.claims("client", json!({"team": "ci"})));
+    let read = "SELECT name FROM people WHERE id = 1; SELECT status FROM orders WHERE id = 10; SHOW search_path;";
+    for set in [
+        "SET search_path = \"$user\", public;",
+        "SELECT set_config('search_path', '\"$user\", public', false);",
+    ] {
+        let d = direct(&q.pg, &format!("SET ROLE clsf_gateway; {set} {read}"));
+        assert!(
+            leaked(&d.stdout).is_some(),
+            "{set}: {}{}",
+            d.stdout,
+            d.stderr
+        );
+        let out = psql::run(proxy.addr, &token, &format!("{set} {read}"));
+        let lines: Vec<&str> = out.stdout.lines().collect();
+        assert_eq!(
+            lines.last_chunk::<3>(),
+            Some(&["Ada", "shipped", "public"]),
+            "{set}: {}{}",
+            out.stdout,
+            out.stderr
+        );
+        assert!(
+            leaked(&out.stdout).is_none() && out.stderr.is_empty(),
+            "{}",
+            out.stderr
+        );
+    }
+}
+
 /// Statements real clients send: psql's `\d` family, driver start-up and
 /// session queries, transactions. All must work for the masked principal.
 const BENIGN: &[&str] = &[
@@ -398,6 +440,9 @@ const BENIGN: &[&str] = &[
     "SHOW transaction_isolation;",
     "SHOW search_path;",
     "SET search_path TO DEFAULT; SET NAMES DEFAULT;",
+    // PostgreSQL's default path, as tools set it: forwarded without
+    // `"$user"` (the gateway's schema here, which would shadow `people`).
+    "SET search_path = \"$user\", public; SELECT name FROM people WHERE id = 1;",
     "BEGIN; SET CONSTRAINTS ALL DEFERRED; SET CONSTRAINTS ALL IMMEDIATE; COMMIT;",
     "BEGIN; TRUNCATE orders; ROLLBACK;",
     "BEGIN; PREPARE m1 AS MERGE INTO orders o USING (VALUES (1)) v(id) ON o.id = v.id WHEN MATCHED THEN UPDATE SET status = o.status; EXECUTE m1; DEALLOCATE m1; ROLLBACK;",

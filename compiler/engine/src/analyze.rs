@@ -112,6 +112,9 @@ pub struct SettingCall {
     /// column: an expression that can be repeated in a guard without
     /// reading anything (see `decide::guard_setting_name`).
     pub name_at: Option<(usize, usize)>,
+    /// For `set_config`, where its value is when written as a literal
+    /// (quotes included).
+    pub value_at: Option<(usize, usize)>,
 }
 
 /// Folds an identifier the way PostgreSQL does: unquoted → lower case.
@@ -593,12 +596,25 @@ impl<'t> Recorder<'t> {
                 },
                 _ => None,
             };
+            let value_at = match &f.args {
+                sql::FunctionArguments::List(list) => match list.args.get(1) {
+                    Some(sql::FunctionArg::Unnamed(sql::FunctionArgExpr::Expr(
+                        sql::Expr::Value(v),
+                    ))) if matches!(v.value, sql::Value::SingleQuotedString(_)) => self
+                        .index
+                        .offset(v.span.start)
+                        .zip(self.index.offset(v.span.end)),
+                    _ => None,
+                },
+                _ => None,
+            };
             self.setting_at.push(at);
             self.out.settings.push(SettingCall {
                 function: name.clone(),
                 setting: literal(0).map(|s| s.to_lowercase()),
                 value: literal(1),
                 name_at,
+                value_at,
             });
         }
         self.function_at.push(at);

@@ -65,19 +65,7 @@ pub fn keeps_pinned(name: &str, value: &str) -> bool {
         .to_ascii_lowercase();
     match name {
         "search_path" => {
-            // Each element as the server reads it: quoted ones exactly,
-            // others folded to lower case.
-            let unquoted = value.trim().trim_matches('\'');
-            let schemas: Vec<String> = unquoted
-                .split(',')
-                .map(str::trim)
-                .map(
-                    |s| match s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
-                        Some(exact) => exact.to_owned(),
-                        None => s.to_ascii_lowercase(),
-                    },
-                )
-                .collect();
+            let schemas: Vec<String> = path_elements(value).map(|(read, _)| read).collect();
             // `pg_catalog` is searched first unless it is listed later:
             // `public, pg_catalog` would let `public` shadow the catalogs.
             let rest = match schemas.split_first() {
@@ -90,6 +78,43 @@ pub fn keeps_pinned(name: &str, value: &str) -> bool {
         "client_encoding" => matches!(v.replace(['-', '_'], "").as_str(), "utf8" | "unicode"),
         _ => false,
     }
+}
+
+/// A `search_path` as written, element by element: each as the server
+/// reads it (quoted ones exactly, others folded to lower case) and as
+/// written.
+fn path_elements(value: &str) -> impl Iterator<Item = (String, &str)> {
+    value.trim().trim_matches('\'').split(',').map(|written| {
+        let s = written.trim();
+        let read = match s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+            Some(exact) => exact.to_owned(),
+            None => s.to_ascii_lowercase(),
+        };
+        (read, s)
+    })
+}
+
+/// `search_path` as written (see [`keeps_pinned`]) without its `$user`
+/// elements, when it has any and the rest keeps the pinned path: the
+/// elements left, as written. `$user` names the schema called as the
+/// session's role, which upstream is the proxy's gateway role, not the
+/// identity. Where no such schema exists PostgreSQL skips it, and where
+/// one does (made after the lock was pulled, perhaps) names would resolve
+/// in it before `public`, which the engine does not assume; forwarding
+/// the path without it keeps the engine's reading true either way. This
+/// is `"$user", public`, PostgreSQL's default path, which tools set to
+/// restore the default.
+pub fn search_path_without_user(value: &str) -> Option<Vec<&str>> {
+    let mut has_user = false;
+    let rest: Vec<&str> = path_elements(value)
+        .filter(|(read, _)| {
+            let user = read == "$user";
+            has_user |= user;
+            !user
+        })
+        .map(|(_, written)| written)
+        .collect();
+    (has_user && keeps_pinned("search_path", &rest.join(","))).then_some(rest)
 }
 
 /// Settings that change how names resolve, who the session is, or how the

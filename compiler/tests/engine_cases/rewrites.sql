@@ -277,3 +277,29 @@ SET LOCAL SCHEMA 'public';
 SET SCHEMA 'pg_temp';
 
 SET XML OPTION DOCUMENT;
+
+-- PostgreSQL's default path, `"$user", public`, which tools set to
+-- restore the default: `$user` is the session's role upstream (the
+-- gateway's), not the identity, and a schema of that name would come
+-- before `public`. Forwarded without it, so names resolve as the engine
+-- reads them whether or not such a schema exists; any other path stays
+-- refused. A string constant in `SET` is one schema's name, not a list.
+-- as ci
+
+SET search_path = "$user", public;
+
+SET search_path TO "$user",public;
+
+SET LOCAL search_path = pg_catalog, "$user", public;
+
+SET search_path = "$user";
+
+SET search_path = "$user", public, extensions;
+
+SET search_path = '"$user", public';
+
+SELECT set_config('search_path', '"$user", public', false);
+
+SELECT pg_catalog.set_config('search_path', '$user,public', true), 1;
+
+SELECT set_config('search_path', '"$user", extensions', false);

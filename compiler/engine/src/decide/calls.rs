@@ -30,9 +30,31 @@ pub(super) fn check_functions_guarded(
             });
             continue;
         }
+        if let (Some(rest), Some((start, end)), Some((_, edits))) =
+            (without_user_schema(call), call.value_at, guards.as_mut())
+        {
+            edits.push(Edit {
+                start,
+                end,
+                text: sql_string(&rest.join(", ")),
+            });
+            continue;
+        }
         check_setting_call(call)?;
     }
     Ok(())
+}
+
+/// `set_config('search_path', '"$user", public', …)`: the path without
+/// `$user` when that keeps the pinned path and the path as written does
+/// not (`sql_lists::search_path_without_user`).
+fn without_user_schema(call: &analyze::SettingCall) -> Option<Vec<&str>> {
+    let value = call.value.as_deref()?;
+    (call.function == "set_config"
+        && call.setting.as_deref() == Some("search_path")
+        && !sql_lists::keeps_pinned("search_path", value))
+    .then(|| sql_lists::search_path_without_user(value))
+    .flatten()
 }
 
 /// What a rule says of function `name` (by its `qualified` name

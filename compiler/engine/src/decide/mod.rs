@@ -863,7 +863,7 @@ fn decide_statement(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Out
         }
         sql::Statement::Copy { .. } => copy(cx, stmt, text),
         sql::Statement::Truncate(t) => truncate(cx, t),
-        sql::Statement::Set(set) => session_setting(set),
+        sql::Statement::Set(set) => session_setting(set, text),
         sql::Statement::ShowVariable { variable } => {
             let name = variable
                 .iter()

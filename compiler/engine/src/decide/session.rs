@@ -100,7 +100,7 @@ pub(super) fn prepare(
     Ok(out.with_object(SessionObject::Prepare(analyze::fold(name))))
 }
 
-pub(super) fn session_setting(set: &sql::Set) -> Result<Outcome, Denial> {
+pub(super) fn session_setting(set: &sql::Set, text: &str) -> Result<Outcome, Denial> {
     match set {
         sql::Set::SetRole { .. } => Err(denials::protected_setting("role")),
         sql::Set::SetSessionAuthorization(_) => {
@@ -136,7 +136,13 @@ pub(super) fn session_setting(set: &sql::Set) -> Result<Outcome, Denial> {
                     });
                 }
                 if !sql_lists::keeps_pinned(&name, &written.join(",")) {
-                    return Err(denials::protected_setting(&name));
+                    return match without_user_schema(&name, values, &written, text) {
+                        Some(edit) => Ok(Outcome {
+                            edits: vec![edit],
+                            ..Outcome::pass()
+                        }),
+                        None => Err(denials::protected_setting(&name)),
+                    };
                 }
             }
             Ok(Outcome::pass())
@@ -153,6 +159,39 @@ pub(super) fn session_setting(set: &sql::Set) -> Result<Outcome, Denial> {
         sql::Set::SetNames { .. } => Err(denials::protected_setting("client_encoding")),
         _ => Ok(Outcome::pass()),
     }
+}
+
+/// `SET search_path TO "$user", public` forwarded without `"$user"` (see
+/// `sql_lists::search_path_without_user`): the edit that drops it, when
+/// the path is identifiers (`written`, one per value) and keeps the pinned
+/// path without it. A string constant is one schema's name in `SET`, not
+/// a list, so it is never read as one here.
+fn without_user_schema(
+    name: &str,
+    values: &[sql::Expr],
+    written: &[String],
+    text: &str,
+) -> Option<Edit> {
+    use sqlparser::ast::Spanned;
+    if name != "search_path" || !values.iter().all(|v| matches!(v, sql::Expr::Identifier(_))) {
+        return None;
+    }
+    let path = written.join(",");
+    let rest = sql_lists::search_path_without_user(&path)?;
+    let index = analyze::LineIndex::new(text);
+    let start = index.offset(values.first()?.span().start)?;
+    let end = index.offset(values.last()?.span().end)?;
+    Some(Edit {
+        start,
+        end,
+        // An empty path is written as the empty string: no identifier
+        // can be empty.
+        text: if rest.is_empty() {
+            sql_string("")
+        } else {
+            rest.join(", ")
+        },
+    })
 }
 
 /// `SET name TO DEFAULT`, which is `RESET name`: the setting goes back to
