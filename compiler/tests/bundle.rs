@@ -7,7 +7,9 @@ use clsf_compiler::policy::{self, Parsed};
 use clsf_compiler::schema;
 use clsf_compiler::{Engine, bundle, resolve};
 
-fn compiled() -> Engine {
+/// The quickstart policy and `more` sources, compiled against the
+/// quickstart's lock; panics on any diagnostic.
+fn quickstart_and(more: &[(&str, &str)]) -> Engine {
     let schema =
         schema::lock::from_str(include_str!("../../examples/quickstart/schema.lock.json")).unwrap();
     let mut parsed = Parsed::default();
@@ -16,10 +18,16 @@ fn compiled() -> Engine {
         "quickstart.clsf",
         include_str!("../../examples/quickstart/policy/quickstart.clsf"),
     );
-    let (plan, _) = resolve::compile(&parsed, &schema);
-    Engine::new(plan.unwrap())
-        .unwrap()
-        .with_hash_key("0123456789abcdef".into())
+    for (name, text) in more {
+        policy::add_source(&mut parsed, name, text);
+    }
+    let (plan, diagnostics) = resolve::compile(&parsed, &schema);
+    assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    Engine::new(plan.unwrap()).unwrap()
+}
+
+fn compiled() -> Engine {
+    quickstart_and(&[]).with_hash_key("0123456789abcdef".into())
 }
 
 const STATEMENTS: &[&str] = &[
@@ -137,22 +145,10 @@ fn bundles_are_reproducible_and_round_trip_byte_for_byte() {
 #[test]
 fn the_sql_fuzz_targets_plan_is_what_the_compiler_makes() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let schema =
-        schema::lock::from_str(include_str!("../../examples/quickstart/schema.lock.json")).unwrap();
-    let mut parsed = Parsed::default();
-    policy::add_source(
-        &mut parsed,
-        "quickstart.clsf",
-        include_str!("../../examples/quickstart/policy/quickstart.clsf"),
-    );
-    policy::add_source(
-        &mut parsed,
+    let engine = quickstart_and(&[(
         "sql_decide.clsf",
         include_str!("../../tests/fuzz/sql_decide.clsf"),
-    );
-    let (plan, diagnostics) = resolve::compile(&parsed, &schema);
-    assert!(diagnostics.is_empty(), "{diagnostics:?}");
-    let engine = Engine::new(plan.unwrap()).unwrap();
+    )]);
     let files = bundle::files(engine.plan(), engine.generated()).unwrap();
     let (_, made) = files
         .iter()
