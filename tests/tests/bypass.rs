@@ -116,6 +116,8 @@ fn attacks() -> Vec<(&'static str, String)> {
         ("jsonb path", "SELECT jsonb_path_query(to_jsonb(p), '$.ssn') FROM people p;".into()),
         // Expressions and casts around the column.
         ("concat", "SELECT ssn || '' FROM people;".into()),
+        ("variadic", "SELECT format('%s', VARIADIC ARRAY[ssn]) FROM people;".into()),
+        ("window frame exclusion", "SELECT string_agg(ssn, ',') OVER (ORDER BY id ROWS BETWEEN 1 PRECEDING AND CURRENT ROW EXCLUDE NO OTHERS) FROM people;".into()),
         ("upper", "SELECT upper(ssn) FROM people;".into()),
         ("lower", "SELECT lower(ssn) FROM people;".into()),
         ("reverse", "SELECT reverse(ssn) FROM people;".into()),
@@ -461,6 +463,10 @@ const BENIGN: &[&str] = &[
     "BEGIN; MERGE INTO orders o USING (VALUES (1)) v(id) ON o.id = v.id WHEN MATCHED THEN UPDATE SET status = o.status; ROLLBACK;",
     "BEGIN; WITH upd AS (UPDATE orders SET status = status WHERE id = 1 RETURNING id, status) SELECT count(*) FROM upd; ROLLBACK;",
     "SELECT name, email FROM people ORDER BY id;",
+    // Forms sqlparser does not parse, decided as the forms they read alike
+    // and forwarded as written.
+    "SELECT concat_ws(',', VARIADIC ARRAY[name, email]) FROM people WHERE id = 1;",
+    "SELECT string_agg(email, ',') OVER (ORDER BY id ROWS BETWEEN 1 PRECEDING AND CURRENT ROW EXCLUDE CURRENT ROW) FROM people;",
     // No rows by their text, as tools learn a result's columns: the
     // denied ssn rides as a NULL (and `leaked` checks the output).
     "SELECT * FROM people WHERE 1=0;",

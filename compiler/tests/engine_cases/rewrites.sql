@@ -164,6 +164,21 @@ SELECT id FROM customers WHERE ssn BETWEEN SYMMETRIC 'a' AND 'b';
 
 SELECT 'BETWEEN SYMMETRIC' AS "between", "collation" FROM (SELECT 1 AS "collation") s;
 
+-- `VARIADIC` before a function's argument (the same function on the same
+-- expressions) and a window frame's `EXCLUDE …` (which rows of the frame
+-- an aggregate sees) are blanked out for the decision, and the client's
+-- text is forwarded with them.
+
+SELECT concat_ws(',', VARIADIC ARRAY[name, email]) FROM customers;
+
+SELECT format('%s', VARIADIC ARRAY[ssn]) FROM customers;
+
+SELECT sum(total_cents) OVER (ORDER BY id ROWS BETWEEN 1 PRECEDING AND CURRENT ROW EXCLUDE CURRENT ROW) FROM orders;
+
+SELECT string_agg(email, ',') OVER (ORDER BY id RANGE UNBOUNDED PRECEDING EXCLUDE TIES), count(*) OVER (ORDER BY id GROUPS BETWEEN 1 PRECEDING AND 1 FOLLOWING EXCLUDE NO OTHERS) FROM customers;
+
+SELECT max(ssn) OVER (ORDER BY id ROWS CURRENT ROW EXCLUDE GROUP) FROM customers;
+
 -- CTE names bind by scope, as PostgreSQL binds them: a reference reads
 -- the CTE only where the CTE is in scope, never inside its own
 -- (non-recursive) definition, and never as a write's target — also

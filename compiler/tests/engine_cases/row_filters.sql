@@ -62,3 +62,5 @@ SELECT json_agg(o.*), max(o.xmin::text) FROM orders o;
 -- as ci
 
 SELECT id FROM orders WHERE id BETWEEN SYMMETRIC 5 AND 1;
+
+SELECT id FROM orders WHERE status = concat_ws(',', VARIADIC ARRAY['a']);

@@ -262,18 +262,7 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
     let tokens = Tokenizer::new(&PostgreSqlDialect {}, text)
         .tokenize_with_location()
         .ok()?;
-    let index = analyze::LineIndex::new(text);
-    let words: Vec<(&Token, Option<usize>, Option<usize>)> = tokens
-        .iter()
-        .filter(|t| !matches!(t.token, Token::Whitespace(_)))
-        .map(|t| {
-            (
-                &t.token,
-                index.offset(t.span.start),
-                index.offset(t.span.end),
-            )
-        })
-        .collect();
+    let words = words_of(&tokens, text);
     let keyword = |i: usize| keyword_at(&words, i);
     if let Some(normalized) = plain_catalog_operators(text, &words) {
         return Some(decided_as(cx, text, &normalized));
@@ -559,6 +548,29 @@ type Words<'t> = [(
     Option<usize>,
 )];
 
+/// `tokens` of `text` without whitespace, each with its byte range.
+fn words_of<'t>(
+    tokens: &'t [sqlparser::tokenizer::TokenWithSpan],
+    text: &str,
+) -> Vec<(
+    &'t sqlparser::tokenizer::Token,
+    Option<usize>,
+    Option<usize>,
+)> {
+    let index = analyze::LineIndex::new(text);
+    tokens
+        .iter()
+        .filter(|t| !matches!(t.token, sqlparser::tokenizer::Token::Whitespace(_)))
+        .map(|t| {
+            (
+                &t.token,
+                index.offset(t.span.start),
+                index.offset(t.span.end),
+            )
+        })
+        .collect()
+}
+
 /// The unquoted word at `i`, upper-cased (a keyword as the server reads it).
 fn keyword_at(words: &Words<'_>, i: usize) -> Option<String> {
     match words.get(i) {
@@ -580,13 +592,15 @@ fn keyword_at(words: &Words<'_>, i: usize) -> Option<String> {
 /// padded text, where they would read differently from the client's.
 fn padded_forms(text: &str, words: &Words<'_>, unfiltered: bool) -> Padded {
     type Form = fn(&str, &Words<'_>) -> Padded;
-    const ALL: [Form; 4] = [
+    const ALL: [Form; 6] = [
         key_locks_padded,
         deferrable_padded,
         between_symmetric_padded,
         collation_for_padded,
+        variadic_padded,
+        frame_exclusion_padded,
     ];
-    // The last two only without a row filter (above).
+    // The expression forms only without a row filter (above).
     let forms = if unfiltered { &ALL[..] } else { &ALL[..2] };
     let mut out: Padded = None;
     for form in forms {
@@ -639,6 +653,50 @@ fn between_symmetric_padded(text: &str, words: &Words<'_>) -> Padded {
             && word(i - 1).as_deref() == Some("BETWEEN")
             && matches!(word(i).as_deref(), Some("SYMMETRIC" | "ASYMMETRIC")))
         .then_some((i, i, ""))
+    })
+}
+
+/// `text` with each `VARIADIC` before a function's argument blanked out.
+/// `f(a, VARIADIC b)` calls the same function on the same expressions as
+/// `f(a, b)` (it passes the array `b` as the variadic parameter rather
+/// than as one element of it): the same columns, used the same way, and
+/// functions are decided by name. `VARIADIC` is reserved in PostgreSQL,
+/// so unquoted it names nothing.
+fn variadic_padded(text: &str, words: &Words<'_>) -> Padded {
+    use sqlparser::tokenizer::Token;
+    pad_matches(text, words, |i| {
+        (i > 0
+            && matches!(words[i - 1].0, Token::LParen | Token::Comma)
+            && keyword_at(words, i).as_deref() == Some("VARIADIC"))
+        .then_some((i, i, ""))
+    })
+}
+
+/// `text` with a window frame's exclusion (`EXCLUDE CURRENT ROW`, `GROUP`,
+/// `TIES` or `NO OTHERS`) blanked out: which rows of the frame an
+/// aggregate sees, over the same columns used the same way. Only at the
+/// end of a frame (after `ROW`, `PRECEDING` or `FOLLOWING`, before the
+/// window's closing parenthesis): `exclude` is not reserved, and `SELECT
+/// exclude ties` reads a column `exclude`.
+fn frame_exclusion_padded(text: &str, words: &Words<'_>) -> Padded {
+    use sqlparser::tokenizer::Token;
+    let word = |i: usize| keyword_at(words, i);
+    pad_matches(text, words, |i| {
+        if i == 0
+            || word(i).as_deref() != Some("EXCLUDE")
+            || !matches!(
+                word(i - 1).as_deref(),
+                Some("ROW" | "PRECEDING" | "FOLLOWING")
+            )
+        {
+            return None;
+        }
+        let last = match (word(i + 1).as_deref(), word(i + 2).as_deref()) {
+            (Some("CURRENT"), Some("ROW")) | (Some("NO"), Some("OTHERS")) => i + 2,
+            (Some("GROUP" | "TIES"), _) => i + 1,
+            _ => return None,
+        };
+        matches!(words.get(last + 1), Some((Token::RParen, ..))).then_some((i, last, ""))
     })
 }
 
@@ -1021,4 +1079,42 @@ fn arguments_read_nothing(
 
 fn not_analysed(stmt: &sql::Statement, why: &str) -> Denial {
     denials::form_not_analysed(statement_kind(stmt), why)
+}
+
+#[cfg(test)]
+mod padded_tests {
+    use super::*;
+
+    fn padded(text: &str) -> Option<String> {
+        let tokens = sqlparser::tokenizer::Tokenizer::new(&PostgreSqlDialect {}, text)
+            .tokenize_with_location()
+            .unwrap();
+        padded_forms(text, &words_of(&tokens, text), true).map(|(t, _)| t)
+    }
+
+    #[test]
+    fn a_frame_exclusion_is_blanked_at_a_frames_end_only() {
+        assert_eq!(
+            padded("SELECT sum(a) OVER (ROWS 1 PRECEDING EXCLUDE TIES) FROM t").as_deref(),
+            Some("SELECT sum(a) OVER (ROWS 1 PRECEDING             ) FROM t")
+        );
+        // A column `exclude` with the alias `ties`, and the same words
+        // elsewhere: not a frame's end.
+        for text in [
+            "SELECT exclude ties FROM t",
+            "SELECT a preceding, exclude ties FROM t",
+            "SELECT a FROM t WINDOW w AS (ROWS CURRENT ROW EXCLUDE CURRENT ROW, b)",
+        ] {
+            assert_eq!(padded(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn variadic_is_blanked_before_an_argument_only() {
+        assert_eq!(
+            padded("SELECT f(a, VARIADIC b), g(VARIADIC c)").as_deref(),
+            Some("SELECT f(a,          b), g(         c)")
+        );
+        assert_eq!(padded("SELECT \"variadic\"(x) FROM t"), None);
+    }
 }
