@@ -1195,3 +1195,69 @@ rule w_reads for w {
         assert!(message.contains("`last_value`"), "{sql}: {message}");
     }
 }
+
+/// Settings given at startup are decided as `SET` is: pinned ones only to
+/// what keeps the pinned value (for an identity with anything withheld),
+/// the proxy's own never, others as given.
+#[test]
+fn startup_settings_are_decided_as_set_is() {
+    use clsf_compiler::engine::{StartupSetting, startup_setting};
+    let e = engine();
+    let access = |groups: &[&str]| {
+        e.access_for(&Identity {
+            subject: "t".into(),
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        })
+    };
+    let (ci, dba) = (access(&["ci"]), access(&["dba-bot"]));
+    for (name, value, expected) in [
+        ("timezone", "UTC", Some(StartupSetting::Forward)),
+        ("statement_timeout", "5s", Some(StartupSetting::Forward)),
+        ("search_path", "public", Some(StartupSetting::Forward)),
+        ("Search_Path", "''", Some(StartupSetting::Forward)),
+        (
+            "search_path",
+            "pg_catalog, public",
+            Some(StartupSetting::Forward),
+        ),
+        (
+            "standard_conforming_strings",
+            "on",
+            Some(StartupSetting::Forward),
+        ),
+        ("client_encoding", "utf-8", Some(StartupSetting::Forward)),
+        (
+            "search_path",
+            "\"$user\", public",
+            Some(StartupSetting::Replace("public".into())),
+        ),
+        ("search_path", "myschema, public", None),
+        ("search_path", "public, pg_catalog", None),
+        ("role", "postgres", None),
+        ("session_authorization", "postgres", None),
+        ("standard_conforming_strings", "off", None),
+        ("backslash_quote", "on", None),
+        ("clsf.hash_ipad", "x", None),
+        ("local_preload_libraries", "auto_explain", None),
+        ("Session_Preload_Libraries", "auto_explain", None),
+    ] {
+        let got = startup_setting(&ci, name, value).ok();
+        assert_eq!(got, expected, "{name}={value} as ci");
+    }
+    // Nothing withheld: as with SET, any setting but the proxy's own.
+    assert_eq!(
+        startup_setting(&dba, "search_path", "myschema, public").ok(),
+        Some(StartupSetting::Forward)
+    );
+    assert_eq!(
+        startup_setting(&dba, "local_preload_libraries", "auto_explain").ok(),
+        Some(StartupSetting::Forward)
+    );
+    let refused = startup_setting(&dba, "CLSF.hash_opad", "x").unwrap_err();
+    assert_eq!(refused.sqlstate, "42501");
+    assert!(
+        refused.message.contains("clsf.hash_opad"),
+        "{}",
+        refused.message
+    );
+}

@@ -28,10 +28,19 @@ public class JdbcTools {
         p.setProperty("sslmode", "verify-full");
         p.setProperty("sslrootcert", a[3]);
         p.setProperty("connectTimeout", "10");
+        // Sent at startup: `currentSchema` as the `search_path` parameter,
+        // `options` with a `-c` switch (ORMs' connection strings carry both).
+        p.setProperty("currentSchema", "public");
+        p.setProperty("options", "-c statement_timeout=61s");
         try (Connection c = DriverManager.getConnection(
                 "jdbc:postgresql://" + a[0] + ":" + a[1] + "/" + a[2], p)) {
             DatabaseMetaData md = c.getMetaData();
             System.out.println("product " + md.getDatabaseProductName());
+            try (Statement s = c.createStatement();
+                 ResultSet rs = s.executeQuery("SELECT current_setting('statement_timeout'), current_schema()")) {
+                rs.next();
+                System.out.println("startup " + rs.getString(1) + " " + rs.getString(2));
+            }
             System.out.println("tables " + String.join(" ", new TreeSet<>(column(
                 md.getTables(null, "public", "%", new String[] {"TABLE", "VIEW"}), "TABLE_NAME"))));
             System.out.println("columns " + String.join(" ", column(

@@ -236,3 +236,122 @@ fn portals_with_row_limits() {
         .count();
     assert_eq!(executes, 3, "one audited execution per batch");
 }
+
+/// Settings drivers give at startup, as libpq sends them for psql: the
+/// environment's `PGTZ` and `PGDATESTYLE` (sent as `timezone` and
+/// `datestyle`) and `PGOPTIONS` (`options` with `-c` and `--` switches).
+/// They are decided as `SET` is: the allowed take effect, `"$user"` leaves
+/// the path, and a pinned setting changed by a masked identity, a value
+/// the server rejects and a switch that is not a setting each end the
+/// connection with their own error, never "cannot reach the upstream".
+#[test]
+fn startup_settings_are_decided_as_set_is() {
+    let q = fixture::quickstart(None);
+    let proxy = Proxy::start(&q.config);
+    let psql = |token: &str, env: &[(&str, &str)], shows: &[&str]| {
+        let mut cmd = clsf_tests::postgres::psql();
+        cmd.arg(format!(
+            "host=127.0.0.1 port={} user=workload dbname={DATABASE} sslmode=disable connect_timeout=10",
+            proxy.addr.port()
+        ))
+        .args(["-X", "-A", "-t"])
+        .env("PGPASSWORD", token)
+        .envs(env.iter().copied());
+        for show in shows {
+            cmd.args(["-c", &format!("SHOW {show}")]);
+        }
+        let out = cmd.output().expect("psql runs");
+        (
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ci, dba) = (q.issuer.ci_token(), q.issuer.dba_token());
+    let (shown, stderr) = psql(
+        &ci,
+        &[
+            ("PGTZ", "Europe/Paris"),
+            ("PGDATESTYLE", "SQL, DMY"),
+            (
+                "PGOPTIONS",
+                r#"-c statement_timeout=4321 --lock-timeout=1s -c search_path="$user",public -c application_name=two\ words"#,
+            ),
+        ],
+        &[
+            "TimeZone",
+            "DateStyle",
+            "statement_timeout",
+            "lock_timeout",
+            "search_path",
+            "application_name",
+        ],
+    );
+    assert_eq!(
+        shown,
+        [
+            "Europe/Paris",
+            "SQL, DMY",
+            "4321ms",
+            "1s",
+            "public",
+            // libpq's own `application_name` parameter wins over the one
+            // in `options`, as the server applies them.
+            "psql"
+        ],
+        "{stderr}"
+    );
+
+    for (token, options, says) in [
+        (
+            &ci,
+            "-c search_path=elsewhere",
+            "changing `search_path` is not allowed for this identity (a startup setting)",
+        ),
+        (&ci, "-c role=postgres", "changing `role` is not allowed"),
+        (&dba, "-c clsf.hash_ipad=x", "belongs to the proxy"),
+        (
+            &ci,
+            "-c statement_timeout=soon",
+            r#"invalid value for parameter "statement_timeout""#,
+        ),
+        (
+            &ci,
+            "-c no_such_setting=1",
+            r#"unrecognized configuration parameter "no_such_setting""#,
+        ),
+        (&ci, "-B 64", "only `-c name=value` and `--name=value`"),
+    ] {
+        let (shown, stderr) = psql(token, &[("PGOPTIONS", options)], &["search_path"]);
+        assert!(
+            shown.is_empty() && stderr.contains(says),
+            "{options}: {shown:?} {stderr}"
+        );
+        assert!(
+            !stderr.contains("cannot reach the upstream"),
+            "{options}: {stderr}"
+        );
+    }
+    let refused = proxy
+        .audit_events()
+        .into_iter()
+        .filter(|e| e["event"] == "connect_refused")
+        .filter_map(|e| e["reason"].as_str().map(str::to_owned))
+        .collect::<Vec<_>>();
+    assert!(
+        refused
+            .iter()
+            .any(|r| r.starts_with("startup setting `search_path`")),
+        "{refused:?}"
+    );
+
+    // Nothing withheld: any path, as `SET` would allow it.
+    let (shown, stderr) = psql(
+        &dba,
+        &[("PGOPTIONS", "-c search_path=elsewhere")],
+        &["search_path"],
+    );
+    assert_eq!(shown, ["elsewhere"], "{stderr}");
+}

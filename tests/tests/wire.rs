@@ -46,12 +46,10 @@ fn malformed_input_is_refused_and_the_proxy_survives() {
     bad.truncate(n - 2);
     bad[0..4].copy_from_slice(&((n - 2) as i32).to_be_bytes());
     assert!(contains(&exchange(addr, &bad), "08P01"));
-    // Options that could change name resolution are refused.
-    let opts = startup_packet(&[
-        ("user", "x"),
-        ("database", "shop"),
-        ("options", "-c search_path=evil"),
-    ]);
+    // `options` with a switch that is not a setting is refused before any
+    // credential is asked for (settings are decided once the identity is
+    // known: clients::startup_settings_are_decided_as_set_is).
+    let opts = startup_packet(&[("user", "x"), ("database", "shop"), ("options", "-B 100")]);
     assert!(contains(&exchange(addr, &opts), "options"));
     // A non-UTF8 client encoding.
     let enc = startup_packet(&[

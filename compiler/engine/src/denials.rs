@@ -276,6 +276,18 @@ pub(crate) fn proxy_setting(name: &str) -> Denial {
     )
 }
 
+/// A library named at startup (`local_preload_libraries`,
+/// `session_preload_libraries`) for an identity without the `admin` right
+/// outright: its code would run in the session out of the engine's sight,
+/// as `LOAD`'s does, and a login cannot wait for an approval.
+pub(crate) fn startup_library(name: &str) -> Denial {
+    refusal(
+        INSUFFICIENT_PRIVILEGE,
+        format!("loading libraries at startup (`{name}`) is not allowed for this identity"),
+        Some("it needs the `admin` right without approval, as `LOAD` does"),
+    )
+}
+
 /// A setting the proxy pins (name resolution, statement text, identity).
 pub(crate) fn protected_setting(name: &str) -> Denial {
     refusal(
@@ -525,6 +537,7 @@ mod tests {
             computed_setting_name("set_config"),
             proxy_setting("clsf.hash_ipad"),
             protected_setting("search_path"),
+            startup_library("local_preload_libraries"),
             function_denied("pg_sleep"),
             notify(false),
             notify(true),

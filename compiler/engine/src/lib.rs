@@ -41,12 +41,13 @@ mod view;
 pub use access::{Access, PrincipalAccess};
 pub use cedar::GenerateError;
 pub use decide::{
-    ColumnUse, Decision, Denial, Findings, INSUFFICIENT_PRIVILEGE, SessionObject, StatementReport,
-    Verdict,
+    ColumnUse, Decision, Denial, Findings, INSUFFICIENT_PRIVILEGE, SessionObject, StartupSetting,
+    StatementReport, Verdict, startup_setting,
 };
 pub use hold::{Hold, Need};
 pub use identity::{Credentials, Identity, groups_for_credentials};
 pub use plan::{ApprovalScope, ClauseId, Plan};
+pub use sql_lists::PROXY_SETTING_PREFIX;
 pub use view::{ColumnAccess, ColumnView, RelationView, only_reads};
 
 use crate::schema::RelId;

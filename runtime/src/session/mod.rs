@@ -7,6 +7,7 @@
 mod objects;
 mod refusals;
 mod relay;
+mod settings;
 mod startup;
 
 use std::collections::HashMap;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use clsf_engine::{Identity, PrincipalAccess};
+use clsf_engine::{Identity, PrincipalAccess, StartupSetting};
 use tokio::io::AsyncReadExt;
 
 use crate::audit::Event;
@@ -20,18 +20,7 @@ use crate::wire::frame::{Frame, MAX_FRAME, split_frame, split_startup};
 use crate::wire::kinds::{Frontend, TransactionStatus};
 use crate::wire::messages::{self, Severity, Startup};
 
-use super::{CancelTarget, Loaded, Result, SessionEnd, Shared, end, send};
-
-/// Startup parameters passed through to the upstream server. Anything else
-/// (notably `options`, which could change `search_path`) is refused.
-const PASSTHROUGH_PARAMS: &[&str] = &[
-    "application_name",
-    "client_encoding",
-    "DateStyle",
-    "TimeZone",
-    "IntervalStyle",
-    "extra_float_digits",
-];
+use super::{CancelTarget, Loaded, Result, SessionEnd, Shared, end, send, settings};
 
 pub(super) struct Ready {
     pub(super) cancel_key: (i32, i32),
@@ -196,34 +185,15 @@ pub(super) async fn startup(
         ("client_encoding".to_owned(), "UTF8".to_owned()),
         ("standard_conforming_strings".to_owned(), "on".to_owned()),
     ];
-    for (key, value) in &params {
-        if key == "user" || key == "database" {
-            continue;
+    // Read now, decided once the identity is known: a malformed or
+    // unsupported one ends the session before any credential is asked for.
+    let settings = match settings::client_settings(&params) {
+        Ok(s) => s,
+        Err(settings::Unsupported(why)) => {
+            send(client, &errors::unsupported_fatal(&why)).await?;
+            return Err(end(format!("refused startup settings: {why}")));
         }
-        if !PASSTHROUGH_PARAMS.contains(&key.as_str()) {
-            send(
-                client,
-                &errors::unsupported_fatal(&format!(
-                    "startup parameter `{key}` is not allowed through the clsf proxy"
-                )),
-            )
-            .await?;
-            return Err(end(format!("refused startup parameter {key}")));
-        }
-        if key == "client_encoding" && !is_utf8(value) {
-            send(
-                client,
-                &errors::unsupported_fatal("the clsf proxy supports client_encoding UTF8 only"),
-            )
-            .await?;
-            return Err(end("non-UTF8 client encoding"));
-        }
-        if key == "client_encoding" {
-            // Already pinned to UTF8 above.
-            continue;
-        }
-        passthrough.push((key.clone(), value.clone()));
-    }
+    };
 
     let proven = match local {
         Some(local) => local.proven.clone(),
@@ -236,6 +206,28 @@ pub(super) async fn startup(
     let loaded = shared.current();
     let identity = proven.identity(loaded.engine.plan());
     let access = loaded.engine.access_for(&identity);
+    for (name, value) in settings {
+        let value = match clsf_engine::startup_setting(&access, &name, &value) {
+            Ok(StartupSetting::Forward) => value,
+            Ok(StartupSetting::Replace(value)) => value,
+            Err(d) => {
+                let reason = format!("startup setting `{name}`: {}", d.message);
+                audit_refused(shared, session, peer, &identity, local, &reason);
+                send(
+                    client,
+                    &messages::error_response(
+                        Severity::Fatal,
+                        d.sqlstate,
+                        &format!("{} (a startup setting)", d.message),
+                        d.hint.as_deref(),
+                    ),
+                )
+                .await?;
+                return Err(end(reason));
+            }
+        };
+        settings::merge(&mut passthrough, name, value);
+    }
 
     let Some(slot) = shared.per_identity.take(&identity.subject) else {
         shared.metrics.identity_limit_refused.inc();
@@ -243,13 +235,7 @@ pub(super) async fn startup(
             "identity has {} sessions open, the proxy's max_sessions_per_identity",
             shared.per_identity.limit()
         );
-        let mut event = Event::new("connect_refused", session);
-        event.peer = Some(peer.to_string());
-        event.subject = Some(&identity.subject);
-        event.groups = Some(&identity.groups);
-        event.reason = Some(&reason);
-        event.via = local.map(|l| &l.via);
-        let _ = shared.audit.append(&event);
+        audit_refused(shared, session, peer, &identity, local, &reason);
         send(
             client,
             &errors::too_many_sessions_for_identity(&identity.subject),
@@ -296,8 +282,13 @@ pub(super) async fn startup(
     let connected = match upstream::connect(&shared.upstream, &passthrough).await {
         Ok(c) => c,
         Err(e) => {
-            shared.metrics.upstream_errors.inc();
-            send(client, &errors::upstream_unavailable()).await?;
+            match &e.for_client {
+                Some(refusal) => send(client, refusal).await?,
+                None => {
+                    shared.metrics.upstream_errors.inc();
+                    send(client, &errors::upstream_unavailable()).await?;
+                }
+            }
             return Err(end(format!("upstream: {e}")));
         }
     };
@@ -409,13 +400,23 @@ async fn login(
     }
 }
 
-fn is_utf8(encoding: &str) -> bool {
-    let e = encoding
-        .trim()
-        .trim_matches('\'')
-        .to_ascii_lowercase()
-        .replace(['-', '_'], "");
-    e == "utf8" || e == "unicode"
+/// Records a `connect_refused` event for an identity refused after it
+/// authenticated (best effort: the connection is refused either way).
+fn audit_refused(
+    shared: &Shared,
+    session: u64,
+    peer: SocketAddr,
+    identity: &Identity,
+    local: Option<&Local>,
+    reason: &str,
+) {
+    let mut event = Event::new("connect_refused", session);
+    event.peer = Some(peer.to_string());
+    event.subject = Some(&identity.subject);
+    event.groups = Some(&identity.groups);
+    event.reason = Some(reason);
+    event.via = local.map(|l| &l.via);
+    let _ = shared.audit.append(&event);
 }
 
 fn random_key() -> (i32, i32) {

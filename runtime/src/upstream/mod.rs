@@ -81,19 +81,36 @@ pub struct Connected {
     pub key: Option<(i32, i32)>,
 }
 
-/// Why the upstream connection failed (logged, never sent to clients).
+/// Why the upstream connection failed: the reason for the log, and, when
+/// the server refused a setting the client asked for, its error for the
+/// client.
 #[derive(Debug)]
-pub struct UpstreamError(pub String);
+pub struct UpstreamError {
+    /// For the proxy's log; never sent to clients.
+    pub reason: String,
+    /// The server's FATAL about a setting (an unknown parameter, a bad
+    /// value, one that cannot be set now or by this role), which names
+    /// only what the client gave: the client sees it instead of "cannot
+    /// reach the upstream".
+    pub for_client: Option<bytes::Bytes>,
+}
 
 impl std::fmt::Display for UpstreamError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.reason)
     }
 }
 
 fn err(what: impl Into<String>) -> UpstreamError {
-    UpstreamError(what.into())
+    UpstreamError {
+        reason: what.into(),
+        for_client: None,
+    }
 }
+
+/// SQLSTATEs of the server's refusals of a startup setting: undefined
+/// parameter, invalid value, cannot be changed now, permission denied.
+const SETTING_ERRORS: &[&str] = &["42704", "22023", "55P02", "42501"];
 
 async fn read_frame(
     stream: &mut UpstreamStream,
@@ -123,7 +140,22 @@ fn server_error(frame: &Frame) -> UpstreamError {
             .find(|(c, _)| *c == code)
             .map_or("", |(_, v)| v.as_str())
     };
-    err(format!("upstream refused: {} ({})", get(b'M'), get(b'C')))
+    let mut e = err(format!("upstream refused: {} ({})", get(b'M'), get(b'C')));
+    // Only errors about a parameter, and never one naming the proxy's own
+    // settings (whose values are the masking key's pads).
+    let message = get(b'M');
+    if SETTING_ERRORS.contains(&get(b'C'))
+        && message.contains("parameter \"")
+        && !message.contains(clsf_engine::PROXY_SETTING_PREFIX)
+    {
+        e.for_client = Some(crate::wire::messages::error_response(
+            crate::wire::messages::Severity::Fatal,
+            get(b'C'),
+            message,
+            Some("a setting the client gave at startup (a startup parameter or `options`)"),
+        ));
+    }
+    e
 }
 
 /// Asks the server to cancel the query running on the backend with `key`.

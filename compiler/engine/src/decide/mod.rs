@@ -32,6 +32,7 @@ pub use reads::row_limit;
 pub use writes::guarded_keys;
 mod relations;
 mod session;
+pub use session::{StartupSetting, startup_setting};
 mod writes;
 
 use self::calls::*;

@@ -161,6 +161,53 @@ pub(super) fn session_setting(set: &sql::Set, text: &str) -> Result<Outcome, Den
     }
 }
 
+/// What becomes of a setting a client gives at startup (a startup
+/// parameter, or `-c name=value` in `options`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartupSetting {
+    /// Passed to the upstream login as given (in place of the proxy's
+    /// value, for a setting the proxy pins).
+    Forward,
+    /// Passed with this value instead: a `search_path` without `$user`.
+    Replace(String),
+}
+
+/// Decides setting `name` (as the server reads it: case aside, `-` for
+/// `_` in `options` already undone) to `value` given at startup, as `SET
+/// name TO value` would be decided for `access`: the proxy's own settings
+/// never; libraries to load (which only take effect at startup) as `LOAD`
+/// is, by the `admin` right; a pinned setting only to what keeps the
+/// pinned value (that value, or for `search_path` a narrower path or the
+/// path without `$user`), unless the identity has nothing withheld;
+/// anything else as given, for the server to check.
+pub fn startup_setting(
+    access: &PrincipalAccess,
+    name: &str,
+    value: &str,
+) -> Result<StartupSetting, Denial> {
+    let name = name.to_ascii_lowercase();
+    if sql_lists::is_proxy_setting(&name) {
+        return Err(denials::proxy_setting(&name));
+    }
+    if matches!(
+        name.as_str(),
+        "local_preload_libraries" | "session_preload_libraries"
+    ) && !matches!(access.admin, crate::column_access::Perm::Allowed)
+    {
+        return Err(denials::startup_library(&name));
+    }
+    if !sql_lists::PROTECTED_SETTINGS.contains(&name.as_str())
+        || access.full_clear
+        || sql_lists::keeps_pinned(&name, value)
+    {
+        return Ok(StartupSetting::Forward);
+    }
+    match sql_lists::search_path_without_user(value) {
+        Some(rest) if name == "search_path" => Ok(StartupSetting::Replace(rest.join(", "))),
+        _ => Err(denials::protected_setting(&name)),
+    }
+}
+
 /// `SET search_path TO "$user", public` forwarded without `"$user"` (see
 /// `sql_lists::search_path_without_user`): the edit that drops it, when
 /// the path is identifiers (`written`, one per value) and keeps the pinned
