@@ -237,6 +237,22 @@ SELECT email FROM customers UNION ALL (WITH customers AS (SELECT 'q' AS email) S
 
 WITH customers AS MATERIALIZED (SELECT * FROM customers) SELECT email FROM customers;
 
+-- In scope, a CTE's name reads the CTE (nothing protected); inside its
+-- own definition it is the relation (dbt's import CTEs), whose denied
+-- columns stay refused through the CTE; a subquery's CTE does not reach
+-- the outer FROM; a later CTE is not in scope in an earlier one's
+-- definition; a recursive one is in its own.
+
+WITH customers AS (SELECT 1 AS email) SELECT email FROM customers;
+
+WITH customers AS (SELECT * FROM customers) SELECT ssn FROM customers;
+
+SELECT email FROM customers WHERE id IN (WITH customers AS (SELECT 1 AS id) SELECT id FROM customers);
+
+WITH a AS (SELECT email FROM customers), customers AS (SELECT 1 AS email) SELECT email FROM a;
+
+WITH RECURSIVE customers AS (SELECT 1 AS id UNION ALL SELECT id + 1 FROM customers WHERE id < 3) SELECT id FROM customers;
+
 -- A recursive CTE's own name is in scope in its whole definition, as
 -- PostgreSQL binds it (which refuses this one: it has no recursive term):
 -- what it reads cannot be told, and a relation of the name has something
@@ -318,3 +334,25 @@ SELECT set_config('search_path', '"$user", public', false);
 SELECT pg_catalog.set_config('search_path', '$user,public', true), 1;
 
 SELECT set_config('search_path', '"$user", extensions', false);
+
+-- Statements that run a query (a cursor, a prepared statement, a plan,
+-- `TABLE`) are decided and rewritten like the query; a setting named by
+-- a parameter (SQLAlchemy's reflection) or a column is guarded, a proxy
+-- setting's name becoming NULL.
+-- as ci
+
+DECLARE c1 BINARY SCROLL CURSOR WITH HOLD FOR SELECT email FROM customers;
+
+PREPARE p(int) AS SELECT email FROM customers WHERE id = $1;
+
+EXPLAIN (ANALYZE, VERBOSE, FORMAT JSON) SELECT email FROM customers;
+
+TABLE customers;
+
+TABLE orders;
+
+SELECT current_setting($1);
+
+SELECT current_setting($1::VARCHAR);
+
+SELECT name, current_setting(name) FROM pg_settings;
