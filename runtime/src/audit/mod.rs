@@ -10,6 +10,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+mod clock;
 mod json_line;
 mod writer;
 
@@ -109,7 +110,7 @@ impl<'a> Event<'a> {
     /// An event of `kind` for `session` with every optional field empty.
     pub fn new(kind: &'a str, session: u64) -> Event<'a> {
         Event {
-            time: now(),
+            time: clock::now(),
             event: kind,
             session,
             peer: None,
@@ -176,12 +177,6 @@ pub struct Completion {
     pub rows: u64,
     /// Milliseconds from forwarding to completion.
     pub duration_ms: f64,
-}
-
-fn now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 struct Inner {
