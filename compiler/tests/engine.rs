@@ -1103,9 +1103,9 @@ rule w_reads for w {
     }
 }
 
-/// Settings given at startup are decided as `SET` is: pinned ones only to
-/// what keeps the pinned value (for an identity with anything withheld),
-/// the proxy's own never, others as given.
+/// Settings given at startup are decided as `SET` is for an identity with
+/// something withheld: pinned ones only to what keeps the pinned value
+/// (for every identity), the proxy's own never, others as given.
 #[test]
 fn startup_settings_are_decided_as_set_is() {
     use clsf_compiler::engine::{StartupSetting, startup_setting};
@@ -1151,9 +1151,14 @@ fn startup_settings_are_decided_as_set_is() {
         let got = startup_setting(&ci, name, value).ok();
         assert_eq!(got, expected, "{name}={value} as ci");
     }
-    // Nothing withheld: as with SET, any setting but the proxy's own.
+    // Nothing withheld: the pinned settings stay pinned all the same (they
+    // are what RESET returns to after a reload that withholds something).
     assert_eq!(
         startup_setting(&dba, "search_path", "myschema, public").ok(),
+        None
+    );
+    assert_eq!(
+        startup_setting(&dba, "statement_timeout", "5s").ok(),
         Some(StartupSetting::Forward)
     );
     assert_eq!(

@@ -178,8 +178,8 @@ pub enum StartupSetting {
 /// never; libraries to load (which only take effect at startup) as `LOAD`
 /// is, by the `admin` right; a pinned setting only to what keeps the
 /// pinned value (that value, or for `search_path` a narrower path or the
-/// path without `$user`), unless the identity has nothing withheld;
-/// anything else as given, for the server to check.
+/// path without `$user`), for every identity; anything else as given,
+/// for the server to check.
 pub fn startup_setting(
     access: &PrincipalAccess,
     name: &str,
@@ -196,8 +196,11 @@ pub fn startup_setting(
     {
         return Err(denials::startup_library(&name));
     }
+    // Pinned settings keep what they pin for every identity, those with
+    // nothing withheld included: startup values are what `RESET` returns
+    // to, which the engine relies on for a session whose identity a
+    // reload leaves with something withheld.
     if !sql_lists::PROTECTED_SETTINGS.contains(&name.as_str())
-        || access.full_clear
         || sql_lists::keeps_pinned(&name, value)
     {
         return Ok(StartupSetting::Forward);
