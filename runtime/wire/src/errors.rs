@@ -27,6 +27,19 @@ pub fn session_expired(why: &str) -> Bytes {
     )
 }
 
+/// 57P01 at the end of a session that ran statements unanalysed while its
+/// identity had nothing withheld, once a reload withholds something: what
+/// those statements left in the session (settings, temporary objects) is
+/// out of the engine's sight.
+pub fn policy_narrowed() -> Bytes {
+    error_response(
+        Severity::Fatal,
+        "57P01",
+        "the policy now withholds data from this identity, and this session ran statements unanalysed before it did",
+        Some("reconnect: a new session is decided under the policy in force"),
+    )
+}
+
 /// 53300 too_many_connections: the proxy's `max_connections` is reached.
 pub fn too_many_connections() -> Bytes {
     error_response(

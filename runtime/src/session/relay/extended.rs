@@ -22,7 +22,7 @@ impl Relay<'_> {
             self.refuse_parse(&not_utf8());
             return Ok(());
         };
-        self.refresh();
+        self.refresh()?;
         let generation = self.loaded.generation;
         // The same text parsed again under the same name and policy is
         // decided as before: the plan, the access table and the claims a
@@ -105,12 +105,12 @@ impl Relay<'_> {
 
     /// An `Execute`: audited (with the statement decided at its Parse)
     /// before it is forwarded.
-    pub(super) fn execute(&mut self, frame: &Frame) {
+    pub(super) fn execute(&mut self, frame: &Frame) -> Result<()> {
         if self.refused_until_sync {
             self.to_upstream.extend_from_slice(&frame.raw);
-            return;
+            return Ok(());
         }
-        self.refresh();
+        self.refresh()?;
         let portal_name = frame.body().split(|b| *b == 0).next().unwrap_or_default();
         let portal = self.portals.get(portal_name);
         let params = portal.map(|p| p.params);
@@ -119,7 +119,7 @@ impl Relay<'_> {
             // Every Parse and Bind passes through here, so this cannot
             // name a statement the proxy decided: refused, not guessed.
             self.refuse_parse(&refusals::unknown_portal());
-            return;
+            return Ok(());
         };
         let prepared = Some(&*prepared);
         // A statement prepared under an earlier policy runs only if the
@@ -129,7 +129,7 @@ impl Relay<'_> {
             && self.decide(&p.text).verdict != *p.verdict()
         {
             self.refuse_parse(&refusals::prepared_changed());
-            return;
+            return Ok(());
         }
         // A FETCH or EXECUTE is checked again when it runs: a portal of the
         // same name may have been bound since its Parse.
@@ -151,7 +151,7 @@ impl Relay<'_> {
                 None => audit_refusal(),
             };
             self.refuse_parse(&denial);
-            return;
+            return Ok(());
         }
         // The statement's own event stands for its first execution.
         let seq = match prepared {
@@ -172,7 +172,7 @@ impl Relay<'_> {
         };
         let Some(seq) = seq else {
             self.refuse_parse(&audit_refusal());
-            return;
+            return Ok(());
         };
         // A row limit counts what the portal already delivered.
         let limit = prepared
@@ -194,10 +194,11 @@ impl Relay<'_> {
                 hold,
                 Release::Execute(frame.raw.clone(), seq, limit, portal_name),
             );
-            return;
+            return Ok(());
         }
         self.started(&[seq], &[limit], Some(&portal_name));
         self.to_upstream.extend_from_slice(&frame.raw);
+        Ok(())
     }
 
     /// Refuses a `Parse` by having the server raise the refusal in its place,

@@ -178,6 +178,12 @@ struct Relay<'a> {
     access: Arc<PrincipalAccess>,
     identity: Identity,
     session: u64,
+    /// Statements of this session ran unanalysed: its identity had nothing
+    /// withheld (`full_clear`) when they were decided. Once a reload
+    /// withholds something, what they left behind (a search path, a
+    /// temporary view shadowing a table) could read around the engine, so
+    /// the session ends instead.
+    unanalysed: bool,
     /// Transaction status from the last ReadyForQuery.
     status: TransactionStatus,
     pending: VecDeque<Pending>,
@@ -236,6 +242,7 @@ impl<'a> Relay<'a> {
             access,
             identity,
             session,
+            unanalysed: false,
             status: TransactionStatus::Idle,
             pending: VecDeque::new(),
             refused_until_sync: false,
@@ -335,14 +342,25 @@ impl Relay<'_> {
 
     /// Picks up a reloaded policy: groups are recomputed from the session's
     /// verified claims, and the access table comes from the new plan.
-    fn refresh(&mut self) {
+    /// Takes up the policy in force before a statement is decided; ends
+    /// the session when statements of it ran unanalysed and the identity
+    /// now has something withheld (see `unanalysed`).
+    fn refresh(&mut self) -> Result<()> {
         let current = self.shared.current();
-        if current.generation == self.loaded.generation {
-            return;
+        if current.generation != self.loaded.generation {
+            self.identity = self.proven.identity(current.engine.plan());
+            self.access = current.engine.access_for(&self.identity);
+            self.loaded = current;
         }
-        self.identity = self.proven.identity(current.engine.plan());
-        self.access = current.engine.access_for(&self.identity);
-        self.loaded = current;
+        if self.access.full_clear {
+            self.unanalysed = true;
+        } else if self.unanalysed {
+            self.to_client.extend_from_slice(&errors::policy_narrowed());
+            return Err(end(
+                "the policy now withholds data from an identity whose statements ran unanalysed",
+            ));
+        }
+        Ok(())
     }
 
     /// Queues bytes for the client behind whatever is still owed.
@@ -396,7 +414,7 @@ impl Relay<'_> {
                 self.to_upstream.extend_from_slice(&frame.raw);
                 self.tracker.sent(Sent::ClientBind);
             }
-            Frontend::Execute => self.execute(&frame),
+            Frontend::Execute => self.execute(&frame)?,
             Frontend::Close => {
                 if let Some((kind, name)) = frame.body().split_first()
                     && let Ok(name) = messages::decode_cstring_body(name)

@@ -14,7 +14,7 @@ impl Relay<'_> {
             self.deny(&not_utf8());
             return Ok(());
         };
-        self.refresh();
+        self.refresh()?;
         let mut decision = self.decide(text);
         if !matches!(decision.verdict, Verdict::Deny(_))
             && let Err(denial) = self.session_objects(&decision.statements)

@@ -34,6 +34,13 @@ table public.customers: internal {
 }
 table public.orders: internal
 
+group admin { claim team == "admin" }
+
+rule admin_all for admin {
+  allow read, write, export <= restricted
+  allow ddl, admin
+}
+
 rule agent_reads for agent {
   allow <= internal
   mask  confidential
@@ -112,10 +119,15 @@ impl Harness {
 
     /// A session of the `agent` group.
     fn session(&self) -> Relay<'_> {
-        let proven = Proven::Token(json!({"sub": "agent-1", "team": "agent"}));
+        self.session_of("agent")
+    }
+
+    /// A session of group `team`.
+    fn session_of(&self, team: &str) -> Relay<'_> {
+        let proven = Proven::Token(json!({"sub": format!("{team}-1"), "team": team}));
         let loaded = self.shared.current();
         let identity = proven.identity(loaded.engine.plan());
-        assert_eq!(identity.groups, ["agent"]);
+        assert_eq!(identity.groups, [team]);
         let access = loaded.engine.access_for(&identity);
         Relay::new(&self.shared, proven, loaded, identity, access, 1)
     }
@@ -582,4 +594,42 @@ fn a_statement_longer_than_the_limit_is_refused_and_recorded_short() {
     client(&mut r, &[&messages::query("SELECT 1")]);
     let (up, _) = sent(&mut r);
     assert_eq!(tags(&up), "Q");
+}
+
+/// A session whose identity saw everything ran its statements unanalysed
+/// (here a search path the engine does not assume). When a reload then
+/// withholds something from it, the session ends before its next
+/// statement instead of being decided on assumptions that no longer hold;
+/// a session that was never unanalysed goes on.
+#[test]
+fn a_session_that_ran_unanalysed_ends_when_a_reload_withholds_something() {
+    let h = Harness::new();
+    let mut admin = h.session_of("admin");
+    let mut agent = h.session();
+    assert!(admin.access.full_clear);
+    client(&mut admin, &[&messages::query("SET search_path = elsewhere, public")]);
+    let (up, _) = sent(&mut admin);
+    assert_eq!(tags(&up), "Q");
+    server(
+        &mut admin,
+        &[
+            &messages::command_complete("SET"),
+            &messages::ready_for_query(TransactionStatus::Idle),
+        ],
+    );
+    sent(&mut admin);
+    h.reload(&POLICY.replace(
+        "  allow ddl, admin\n",
+        "  allow ddl, admin\n  mask confidential\n",
+    ));
+    let mut buf = BytesMut::from(&messages::query("SELECT name FROM customers")[..]);
+    let frame = split_frame(&mut buf, MAX_FRAME).unwrap().unwrap();
+    assert!(admin.client_frame(frame).is_err(), "the session goes on");
+    let (up, down) = sent(&mut admin);
+    assert!(up.is_empty(), "{up:?}");
+    assert_eq!(tags(&down), "E");
+    assert_eq!(sqlstate(&down[0].1), "57P01");
+    // The agent's session, decided all along, is not ended by the reload.
+    client(&mut agent, &[&messages::query("SELECT id FROM orders")]);
+    assert_eq!(tags(&sent(&mut agent).0), "Q");
 }
