@@ -607,7 +607,10 @@ fn a_session_that_ran_unanalysed_ends_when_a_reload_withholds_something() {
     let mut admin = h.session_of("admin");
     let mut agent = h.session();
     assert!(admin.access.full_clear);
-    client(&mut admin, &[&messages::query("SET search_path = elsewhere, public")]);
+    client(
+        &mut admin,
+        &[&messages::query("SET search_path = elsewhere, public")],
+    );
     let (up, _) = sent(&mut admin);
     assert_eq!(tags(&up), "Q");
     server(
