@@ -11,7 +11,6 @@ use crate::cedar::{self, Generated};
 use serde_json::json;
 
 use crate::plan::{ApprovalScope, Clause, ClauseKind, Effect, Plan, Target};
-use crate::schema::{Relation, Schema};
 
 #[derive(Serialize)]
 struct Manifest {
@@ -283,33 +282,9 @@ pub fn files(plan: &Plan, generated: &Generated) -> Result<Vec<(String, String)>
     ])
 }
 
-/// Version of `engine-plan.json`'s layout.
-const ENGINE_PLAN_VERSION: u32 = 1;
-
-/// The compiled plan exactly as the engine uses it, for the proxy to load
-/// a bundle without the sources.
-#[derive(Serialize, Deserialize)]
-struct EnginePlan {
-    format_version: u32,
-    compiler_version: String,
-    server_version: String,
-    /// The plan's relations in plan order (the lock's plus the catalog's).
-    relations: Vec<Relation>,
-    plan: Plan,
-}
-
 fn engine_plan_json(plan: &Plan) -> Result<String, BundleError> {
-    let file = EnginePlan {
-        format_version: ENGINE_PLAN_VERSION,
-        compiler_version: env!("CARGO_PKG_VERSION").to_owned(),
-        server_version: plan.schema.server_version.clone(),
-        relations: plan.schema.relations.clone(),
-        plan: plan.clone(),
-    };
-    let mut text =
-        serde_json::to_string(&file).map_err(|e| BundleError::EnginePlan(e.to_string()))?;
-    text.push('\n');
-    Ok(text)
+    clsf_engine::plan_file::to_json(plan, env!("CARGO_PKG_VERSION"))
+        .map_err(|e| BundleError::EnginePlan(e.to_string()))
 }
 
 #[derive(Deserialize)]
@@ -429,16 +404,8 @@ pub fn load_with(dir: &Path, trust: &Trust) -> Result<LoadedBundle, BundleError>
             .map(|(_, t)| t.as_str())
             .ok_or(BundleError::Missing(name))
     };
-    let file: EnginePlan = serde_json::from_str(find("engine-plan.json")?)
-        .map_err(|e| BundleError::EnginePlan(e.to_string()))?;
-    if file.format_version != ENGINE_PLAN_VERSION {
-        return Err(BundleError::EnginePlan(format!(
-            "format {} is not {ENGINE_PLAN_VERSION}",
-            file.format_version
-        )));
-    }
-    let mut plan = file.plan;
-    plan.schema = Schema::new(file.server_version, file.relations);
+    let plan = clsf_engine::plan_file::from_json(find("engine-plan.json")?)
+        .map_err(BundleError::EnginePlan)?;
     let engine = crate::Engine::new(plan).map_err(|e| BundleError::Generate(e.to_string()))?;
     if find("schema.cedarschema")? != cedar::SCHEMA_TEXT
         || find("policies.cedar")? != cedar::policies_text(engine.generated())

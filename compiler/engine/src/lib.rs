@@ -25,6 +25,7 @@ pub mod masks;
 mod model;
 pub mod placeholders;
 pub mod plan;
+pub mod plan_file;
 pub mod rewrite;
 pub mod schema;
 pub mod scope;

@@ -9,27 +9,16 @@
 
 use std::sync::{Arc, OnceLock};
 
-use clsf_engine::schema::{Relation, Schema};
 use clsf_engine::{Engine, Identity, Plan, PrincipalAccess, Verdict};
 use libfuzzer_sys::fuzz_target;
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
-/// The fields of `engine-plan.json` the engine is built from.
-#[derive(serde::Deserialize)]
-struct EnginePlan {
-    server_version: String,
-    relations: Vec<Relation>,
-    plan: Plan,
-}
-
 fn setup() -> &'static (Engine, Arc<PrincipalAccess>) {
     static CELL: OnceLock<(Engine, Arc<PrincipalAccess>)> = OnceLock::new();
     CELL.get_or_init(|| {
-        let file: EnginePlan =
-            serde_json::from_str(include_str!("../sql_decide.engine-plan.json")).expect("engine plan");
-        let mut plan = file.plan;
-        plan.schema = Schema::new(file.server_version, file.relations);
+        let plan = clsf_engine::plan_file::from_json(include_str!("../sql_decide.engine-plan.json"))
+            .expect("engine plan");
         let engine = Engine::new(plan).expect("cedar");
         let access = engine.access_for(&Identity { subject: "f".into(), groups: vec!["ci".into()] });
         (engine, access)
