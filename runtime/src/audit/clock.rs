@@ -40,10 +40,8 @@ fn at(secs: i64, nanos: u32) -> String {
         }
     };
     let Some(second) = second else {
-        // Outside years 0–9999: as `time` writes it (an empty string).
-        return time::OffsetDateTime::from_unix_timestamp(secs)
-            .map(|t| whole(t.replace_nanosecond(nanos).unwrap_or(t)))
-            .unwrap_or_default();
+        // Outside years 0–9999 RFC 3339 has no form: `time` writes nothing.
+        return String::new();
     };
     // `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` at the longest.
     let mut out = [0u8; 31];

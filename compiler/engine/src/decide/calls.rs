@@ -30,9 +30,11 @@ pub(super) fn check_functions_guarded(
             });
             continue;
         }
-        if let (Some(rest), Some((start, end)), Some((_, edits))) =
-            (without_user_schema(call), call.value_at, guards.as_mut())
-        {
+        if let (Some(rest), Some((start, end)), Some((_, edits))) = (
+            set_config_without_user(call),
+            call.value_at,
+            guards.as_mut(),
+        ) {
             edits.push(Edit {
                 start,
                 end,
@@ -48,7 +50,7 @@ pub(super) fn check_functions_guarded(
 /// `set_config('search_path', '"$user", public', …)`: the path without
 /// `$user` when that keeps the pinned path and the path as written does
 /// not (`sql_lists::search_path_without_user`).
-fn without_user_schema(call: &analyze::SettingCall) -> Option<Vec<&str>> {
+fn set_config_without_user(call: &analyze::SettingCall) -> Option<Vec<&str>> {
     let value = call.value.as_deref()?;
     (call.function == "set_config"
         && call.setting.as_deref() == Some("search_path")
