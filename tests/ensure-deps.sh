@@ -78,7 +78,7 @@ fi
 
 # The client and tool matrices' drivers, pinned, kept in tests/.deps
 # (ignored by git): psycopg 3 (its binary wheel bundles libpq 18, which
-# sends cancel requests inside TLS), SQLAlchemy 2 and asyncpg from PyPI, and the
+# sends cancel requests inside TLS), SQLAlchemy 2, asyncpg and Django from PyPI, and the
 # cvc5 1.3.1 solver library `clsfc check --verify` runs through
 # compiler/solver/cvc5;
 # node-postgres, pg-cursor, pg-copy-streams, postgres.js and the reference MCP server
@@ -87,11 +87,11 @@ fi
 # does for the editor grammar's test.
 # kubernetes-validate checks deploy/kubernetes against the API schemas;
 # jsonschema (the reference validator) checks `clsfc check --format sarif`.
-if ! PYTHONPATH="$deps_dir/python" python3 -c 'import psycopg, sqlalchemy, asyncpg, cvc5, kubernetes_validate, jsonschema' >/dev/null 2>&1; then
+if ! PYTHONPATH="$deps_dir/python" python3 -c 'import psycopg, sqlalchemy, asyncpg, django, cvc5, kubernetes_validate, jsonschema' >/dev/null 2>&1; then
     mkdir -p "$deps_dir"
     python3 -m pip install --quiet --disable-pip-version-check --upgrade --target "$deps_dir/python" \
-        'psycopg[binary]==3.3.9' 'SQLAlchemy==2.1.9' 'asyncpg==0.32.0' 'cvc5==1.3.1' 'kubernetes-validate==1.31.0' 'jsonschema==4.26.0'
-    echo "ensure-deps: installed psycopg 3.3.9, SQLAlchemy 2.1.9, asyncpg 0.32.0, cvc5 1.3.1, kubernetes-validate 1.31.0 and jsonschema 4.26.0" >&2
+        'psycopg[binary]==3.3.9' 'SQLAlchemy==2.1.9' 'asyncpg==0.32.0' 'Django==5.2.20' 'cvc5==1.3.1' 'kubernetes-validate==1.31.0' 'jsonschema==4.26.0'
+    echo "ensure-deps: installed psycopg 3.3.9, SQLAlchemy 2.1.9, asyncpg 0.32.0, Django 5.2.20, cvc5 1.3.1, kubernetes-validate 1.31.0 and jsonschema 4.26.0" >&2
 fi
 # playwright-core drives Debian's chromium for the approver page's test.
 # All in one install: npm prunes what a --no-save install does not name.

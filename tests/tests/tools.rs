@@ -4,7 +4,8 @@
 //! what it reads (masked where masked) and `allow function pg_sleep`. Each connects, reads metadata,
 //! reads masked values, gets a 42501 denial and goes on, streams 10 000
 //! rows, and copies and cancels where the tool can: SQLAlchemy 2 (ORM, Core,
-//! reflection, `yield_per`), psycopg 3 (named cursors, binary, COPY,
+//! reflection, `yield_per`), Django (introspection, `inspectdb`, querysets,
+//! server-side cursors, `explain`), psycopg 3 (named cursors, binary, COPY,
 //! `cancel_safe()` over TLS), pgJDBC (DatabaseMetaData, fetch size,
 //! CopyManager, cancel), node-postgres with pg-cursor and pg-copy-streams,
 //! psql's `\d` family and `\copy`, pg_dump, and an AI agent's database tool
@@ -564,9 +565,10 @@ fn psycopg3_named_cursors_copy_and_cancel_over_tls() {
     );
 }
 
+/// Python's two ORMs on one quickstart: SQLAlchemy 2 and Django.
 #[test]
-fn sqlalchemy2_connects_reflects_and_streams() {
-    let (_q, _proxy, lines) = check_as_ci(programs::python("sqlalchemy_check.py"));
+fn sqlalchemy2_and_django_connect_reflect_and_stream() {
+    let (q, proxy, lines) = check_as_ci(programs::python("sqlalchemy_check.py"));
     assert_eq!(
         lines,
         [
@@ -585,6 +587,32 @@ fn sqlalchemy2_connects_reflects_and_streams() {
             "yield_per 10000 ****@mail.example",
         ]
     );
+    let lines = run_check(
+        programs::python("django_check.py"),
+        &q,
+        &proxy,
+        &q.issuer.ci_token(),
+    );
+    assert_eq!(
+        lines,
+        [
+            "connect 15",
+            "tables customers events notes orders tickets",
+            "inspectdb Events Orders",
+            "inspectdb_refused ssn",
+            "defer ****@example.com ************1111",
+            "values ****@example.com ****@turing.org",
+            "count 4 2500",
+            "denied 42501",
+            "after_denial ****@turing.org",
+            "iterator 10000 ****@mail.example",
+            "savepoint ****@example.com",
+            "join ****@turing.org",
+            "explain True",
+            "explain_analyze True",
+            "explain_filter 42501",
+        ]
+    );
 }
 
 #[test]
@@ -597,7 +625,7 @@ fn pgjdbc_metadata_fetch_size_copy_and_cancel() {
         [
             "product PostgreSQL",
             "startup 61s public",
-            "tables customers events notes orders shipped tickets",
+            "tables customers events notes orders tickets",
             "columns id name email ssn card_number created_at",
             "primary_keys id",
             "index_info events_customer events_pkey",

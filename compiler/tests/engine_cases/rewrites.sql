@@ -296,6 +296,28 @@ SELECT * FROM customers ORDER BY ssn LIMIT 0;
 
 SELECT * FROM (SELECT * FROM customers LIMIT 0) s;
 
+-- EXPLAIN sends plan lines, never the statement's rows (ANALYZE runs it
+-- and discards them): a denied column it only projects is planned as the
+-- masking subquery's NULL, as ORMs' `explain` sends `SELECT t.*`. A filter,
+-- a join or an ordering on it stays refused (row estimates and counts tell
+-- about its values), and so does the statement without EXPLAIN, also
+-- right after (the decision did not turn on a literal, but on EXPLAIN).
+-- as ci
+
+EXPLAIN SELECT "customers".* FROM "customers" WHERE "customers"."id" = 1;
+
+SELECT "customers".* FROM "customers" WHERE "customers"."id" = 1;
+
+EXPLAIN (ANALYZE, FORMAT JSON) SELECT * FROM customers c JOIN orders o ON o.customer_id = c.id;
+
+EXPLAIN ANALYZE SELECT * FROM customers WHERE ssn = '123-45-6789';
+
+EXPLAIN SELECT * FROM customers ORDER BY ssn;
+
+EXPLAIN SELECT length(ssn) FROM customers;
+
+EXPLAIN ANALYZE UPDATE orders SET status = (SELECT ssn FROM customers LIMIT 1);
+
 -- `SET SCHEMA 'name'` (the SQL standard's form) and `SET XML OPTION`
 -- are PostgreSQL's spellings of `search_path` and `xmloption`: decided and
 -- forwarded as those settings, so the pinned path is kept and any other
@@ -356,3 +378,13 @@ SELECT current_setting($1);
 SELECT current_setting($1::VARCHAR);
 
 SELECT name, current_setting(name) FROM pg_settings;
+
+-- A data-modifying CTE under EXPLAIN ANALYZE or LIMIT 0 still writes what
+-- it computes, so what it reads is not carried as a NULL.
+-- as ci
+
+EXPLAIN ANALYZE WITH d AS (UPDATE orders SET status = (SELECT ssn FROM customers LIMIT 1) RETURNING id) SELECT * FROM d;
+
+WITH d AS (UPDATE orders SET status = (SELECT ssn FROM customers LIMIT 1) RETURNING id) SELECT * FROM d LIMIT 0;
+
+WITH s AS (SELECT ssn FROM customers), d AS (UPDATE orders SET status = s.ssn FROM s RETURNING orders.id) SELECT * FROM d LIMIT 0;

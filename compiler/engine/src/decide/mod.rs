@@ -71,6 +71,9 @@ pub(super) struct Cx<'a> {
     /// no rows by its text, `empty::no_rows`): it is then not reused for
     /// the same statement with other literals.
     pub(super) on_literal: &'a std::cell::Cell<bool>,
+    /// Deciding the statement of an `EXPLAIN`: no row of its result is
+    /// sent (the client gets plan lines; `ANALYZE` discards the rows).
+    pub(super) explained: bool,
 }
 
 /// The approval clauses a statement needs, gathered in the same pass that
@@ -130,6 +133,7 @@ pub(crate) fn decide_with_edits(
         env,
         needs: &needs,
         on_literal: &on_literal,
+        explained: false,
     };
     let (decision, edits) = decide_text(cx, text);
     let edits = (!on_literal.get()).then_some(edits);
@@ -1013,7 +1017,14 @@ fn decide_statement(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Out
         sql::Statement::Explain { statement, .. } => {
             // EXPLAIN [ANALYZE] shows the plan of the statement as the
             // proxy forwards it (rewritten), so it is decided like that
-            // statement; its rows are plan lines, never data rows.
+            // statement; its rows are plan lines, never data rows. So what
+            // the statement only projects is decided as for a statement
+            // with no rows (`empty`): an ORM's `EXPLAIN SELECT t.* …` over
+            // a table with a denied column plans (or, with ANALYZE, runs)
+            // the masking subquery's NULL in its place. Any other use of a
+            // withheld column stays refused: a plan's row estimates and
+            // counts tell about the values it filters or joins on.
+            let cx = Cx { explained: true, ..cx };
             let mut inner = decide_statement(cx, statement, text)?;
             inner.row_limit = None;
             Ok(inner)

@@ -75,7 +75,12 @@ pub(super) fn reads(
     let restricted = a.tables.iter().filter(|t| !t.is_function).any(|t| {
         matches!(resolve_real(plan, &t.parts), Resolved::Relation(ri) if access.relation_restricted(ri))
     });
-    let resolution = resolve_uses(cx, &m.reads, restricted, empty::no_rows(stmt))?;
+    let resolution = resolve_uses(
+        cx,
+        &m.reads,
+        restricted,
+        cx.explained || empty::no_rows(stmt),
+    )?;
     // Relations with anything withheld that a reference of the statement
     // reads through a masking subquery.
     let mut rewritten: HashSet<RelId> = HashSet::new();

@@ -71,8 +71,8 @@ pub(super) struct Resolution<'m> {
 /// it is refused here when it reads a relation with anything withheld
 /// (`restricted`) — the one place that happens — and otherwise `None`:
 /// nothing is withheld, so nothing depends on which columns it uses.
-/// `no_rows`: the statement returns no rows by its text (`empty::no_rows`),
-/// so a withheld column it only projects is carried as the masking
+/// `no_rows`: the statement returns no rows by its text (`empty::no_rows`)
+/// or is an EXPLAIN's (`Cx::explained`), so a withheld column it only projects is carried as the masking
 /// subquery's NULL rather than refused or held.
 pub(super) fn resolve_uses<'m>(
     cx: Cx<'_>,
@@ -108,7 +108,11 @@ pub(super) fn resolve_uses<'m>(
             Access::Denied { .. } | Access::Approval { .. }
                 if no_rows && bits == Usage::Projected.bit() =>
             {
-                cx.on_literal.set(true);
+                // Unless it is an EXPLAIN's, the statement has no rows by a
+                // literal (`LIMIT 0`), which another one of its shape may not.
+                if !cx.explained {
+                    cx.on_literal.set(true);
+                }
                 continue;
             }
             Access::Approval { clauses, .. } => {
