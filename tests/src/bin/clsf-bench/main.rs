@@ -353,10 +353,28 @@ fn context_switches(pid: u32) -> (f64, f64) {
     total
 }
 
+/// TCP segments this host has sent so far (`/proc/net/snmp`'s
+/// `OutSegs`): on loopback, every segment of pgbench, the process in front
+/// and PostgreSQL, pure ACKs included, each one a trip through the stack.
+fn tcp_segments_sent() -> f64 {
+    let text = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut rows = text.lines().filter(|l| l.starts_with("Tcp:"));
+    let (Some(names), Some(values)) = (rows.next(), rows.next()) else {
+        return f64::NAN;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find_map(|(n, v)| (n == "OutSegs").then(|| v.parse().ok()).flatten())
+        .unwrap_or(f64::NAN)
+}
+
 /// Per-transaction counts of one path in one mode.
 struct Counts {
     voluntary: f64,
     involuntary: f64,
+    /// TCP segments sent on the host (`tcp_segments_sent`).
+    segments: f64,
     /// System calls per transaction, most frequent first.
     syscalls: Vec<(String, f64)>,
 }
@@ -378,8 +396,10 @@ fn counted(pg: &Postgres, mode: &str, clients: u32, seconds: u32, target: &Targe
         .1
     };
     let before = context_switches(pid);
+    let segments_before = tcp_segments_sent();
     let transactions = run();
     let after = context_switches(pid);
+    let segments = (tcp_segments_sent() - segments_before) / transactions;
     let summary = tempfile::NamedTempFile::new().expect("temp file");
     let mut strace = Command::new("strace")
         .args(["-c", "-f", "-q", "-o"])
@@ -411,6 +431,7 @@ fn counted(pg: &Postgres, mode: &str, clients: u32, seconds: u32, target: &Targe
     Counts {
         voluntary: (after.0 - before.0) / transactions,
         involuntary: (after.1 - before.1) / transactions,
+        segments,
         syscalls,
     }
 }
@@ -418,11 +439,12 @@ fn counted(pg: &Postgres, mode: &str, clients: u32, seconds: u32, target: &Targe
 /// Prints the counts of pgbouncer and of the proxy side by side.
 fn print_counts(pg: &Postgres, clients: u32, seconds: u32, paths: &[(&str, Target<'_>)]) {
     println!(
-        "\nPer transaction: system calls (strace -c -f, a run of its own) and context switches"
+        "\nPer transaction: system calls (strace -c -f, a run of its own), context switches \
+         and TCP segments sent on the host"
     );
     println!(
-        "{:<9} {:<18} {:>9} {:>9} {:>8}   most frequent calls",
-        "mode", "path", "syscalls", "vol. cs", "invol."
+        "{:<9} {:<18} {:>9} {:>9} {:>8} {:>9}   most frequent calls",
+        "mode", "path", "syscalls", "vol. cs", "invol.", "segments"
     );
     for mode in ["simple", "extended", "prepared"] {
         for (name, target) in paths {
@@ -435,9 +457,10 @@ fn print_counts(pg: &Postgres, clients: u32, seconds: u32, paths: &[(&str, Targe
                 .map(|(n, per)| format!("{n} {per:.2}"))
                 .collect();
             println!(
-                "{mode:<9} {name:<18} {total:>9.2} {:>9.2} {:>8.2}   {}",
+                "{mode:<9} {name:<18} {total:>9.2} {:>9.2} {:>8.2} {:>9.2}   {}",
                 c.voluntary,
                 c.involuntary,
+                c.segments,
                 top.join(", ")
             );
         }
