@@ -179,6 +179,16 @@ SELECT string_agg(email, ',') OVER (ORDER BY id RANGE UNBOUNDED PRECEDING EXCLUD
 
 SELECT max(ssn) OVER (ORDER BY id ROWS CURRENT ROW EXCLUDE GROUP) FROM customers;
 
+-- `GROUP BY DISTINCT …` and `GROUP BY ALL …` (PostgreSQL 14: whether
+-- duplicate grouping sets are removed) group the same columns; decided
+-- without the quantifier, forwarded with it.
+
+SELECT status, count(*) FROM orders GROUP BY DISTINCT ROLLUP (status), CUBE (customer_id);
+
+SELECT email, count(*) FROM customers GROUP BY ALL email;
+
+SELECT count(*) FROM customers GROUP BY DISTINCT ssn;
+
 -- CTE names bind by scope, as PostgreSQL binds them: a reference reads
 -- the CTE only where the CTE is in scope, never inside its own
 -- (non-recursive) definition, and never as a write's target — also

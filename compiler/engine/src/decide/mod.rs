@@ -597,16 +597,17 @@ fn keyword_at(words: &Words<'_>, i: usize) -> Option<String> {
 /// padded text, where they would read differently from the client's.
 fn padded_forms(text: &str, words: &Words<'_>, unfiltered: bool) -> Padded {
     type Form = fn(&str, &Words<'_>) -> Padded;
-    const ALL: [Form; 6] = [
+    const ALL: [Form; 7] = [
         key_locks_padded,
         deferrable_padded,
+        group_by_quantifier_padded,
         between_symmetric_padded,
         collation_for_padded,
         variadic_padded,
         frame_exclusion_padded,
     ];
     // The expression forms only without a row filter (above).
-    let forms = if unfiltered { &ALL[..] } else { &ALL[..2] };
+    let forms = if unfiltered { &ALL[..] } else { &ALL[..3] };
     let mut out: Padded = None;
     for form in forms {
         // Each form reads the client's tokens, whose ranges the padding
@@ -645,6 +646,27 @@ fn pad_matches(
         spans.push((start, end));
     }
     (!spans.is_empty()).then_some((out, spans))
+}
+
+/// `text` with the `DISTINCT` or `ALL` of each `GROUP BY DISTINCT …` or
+/// `GROUP BY ALL …` (PostgreSQL 14) blanked out. The quantifier says
+/// whether duplicate grouping sets are removed: the same columns grouped
+/// the same way. Both words are reserved in PostgreSQL, so unquoted they
+/// name nothing; a bare `GROUP BY ALL`, which sqlparser reads and
+/// PostgreSQL refuses, is left as it is.
+fn group_by_quantifier_padded(text: &str, words: &Words<'_>) -> Padded {
+    use sqlparser::tokenizer::Token;
+    let word = |i: usize| keyword_at(words, i);
+    pad_matches(text, words, |i| {
+        (i > 1
+            && word(i - 2).as_deref() == Some("GROUP")
+            && word(i - 1).as_deref() == Some("BY")
+            && matches!(word(i).as_deref(), Some("DISTINCT" | "ALL"))
+            && words
+                .get(i + 1)
+                .is_some_and(|(t, ..)| !matches!(t, Token::SemiColon | Token::RParen)))
+        .then_some((i, i, ""))
+    })
 }
 
 /// `text` with the `SYMMETRIC` or `ASYMMETRIC` of each `BETWEEN` blanked
@@ -1116,6 +1138,22 @@ mod padded_tests {
             "SELECT exclude ties FROM t",
             "SELECT a preceding, exclude ties FROM t",
             "SELECT a FROM t WINDOW w AS (ROWS CURRENT ROW EXCLUDE CURRENT ROW, b)",
+        ] {
+            assert_eq!(padded(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_group_by_quantifier_is_blanked_before_a_grouping_only() {
+        assert_eq!(
+            padded("SELECT a FROM t GROUP BY DISTINCT a, ROLLUP (b) HAVING (SELECT 1 GROUP BY ALL c) > 0").as_deref(),
+            Some("SELECT a FROM t GROUP BY          a, ROLLUP (b) HAVING (SELECT 1 GROUP BY     c) > 0")
+        );
+        for text in [
+            "SELECT a FROM t GROUP BY ALL",
+            "SELECT (SELECT a FROM t GROUP BY ALL)",
+            "SELECT a FROM t GROUP BY \"distinct\"",
+            "SELECT DISTINCT a FROM t GROUP BY a",
         ] {
             assert_eq!(padded(text), None, "{text}");
         }
