@@ -625,7 +625,7 @@ fn pgjdbc_metadata_fetch_size_copy_and_cancel() {
         [
             "product PostgreSQL",
             "startup 61s public",
-            "tables customers events notes orders tickets",
+            "tables customers events notes orders shipped tickets",
             "columns id name email ssn card_number created_at",
             "primary_keys id",
             "index_info events_customer events_pkey",
