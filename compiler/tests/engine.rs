@@ -591,7 +591,10 @@ fn refused_session_statements_say_why() {
     for (sql, says) in [
         ("DECLARE c CURSOR FOR SELECT ssn FROM customers", "ssn"),
         ("PREPARE p AS SELECT ssn FROM customers", "ssn"),
-        ("EXPLAIN SELECT id FROM customers WHERE ssn LIKE '1%'", "ssn"),
+        (
+            "EXPLAIN SELECT id FROM customers WHERE ssn LIKE '1%'",
+            "ssn",
+        ),
         ("EXPLAIN UPDATE customers SET name = 'x'", "writing"),
         (
             "SELECT email INTO t2 FROM customers",
