@@ -6,6 +6,8 @@
 //! anything in `options`/`PGOPTIONS`. Each is decided for the identity as
 //! `SET` would be (`clsf_engine::startup_setting`) once it is known.
 
+use clsf_engine::sql_lists::keeps_pinned;
+
 /// Why a startup packet's settings cannot be taken (said to the client).
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Unsupported(pub(super) String);
@@ -37,7 +39,8 @@ pub(super) fn client_settings(
                     "protocol option `{key}` is not supported by the clsf proxy"
                 )));
             }
-            "client_encoding" if !is_utf8(value) => {
+            // The encoding the proxy pins, by the engine's rule for `SET`.
+            "client_encoding" if !keeps_pinned("client_encoding", value) => {
                 return Err(Unsupported(
                     "the clsf proxy supports client_encoding UTF8 only".into(),
                 ));
@@ -108,17 +111,6 @@ pub(super) fn merge(settings: &mut Vec<(String, String)>, name: String, value: S
         Some(slot) => slot.1 = value,
         None => settings.push((name, value)),
     }
-}
-
-/// True for the names of UTF-8 the server accepts (`UTF8`, `utf-8`,
-/// `unicode`, …).
-fn is_utf8(encoding: &str) -> bool {
-    let e = encoding
-        .trim()
-        .trim_matches('\'')
-        .to_ascii_lowercase()
-        .replace(['-', '_'], "");
-    e == "utf8" || e == "unicode"
 }
 
 #[cfg(test)]
