@@ -6,7 +6,9 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     let res = clsf_lang::parse(clsf_lang::FileId(0), text);
     for d in &res.diagnostics {
         if let Some((span, _)) = &d.primary {
@@ -17,7 +19,10 @@ fuzz_target!(|data: &[u8]| {
     if res.diagnostics.is_empty() {
         let formatted = clsf_lang::format(&res.file, text);
         let again = clsf_lang::parse(clsf_lang::FileId(0), &formatted);
-        assert!(again.diagnostics.is_empty(), "formatted text does not parse:\n{formatted}");
+        assert!(
+            again.diagnostics.is_empty(),
+            "formatted text does not parse:\n{formatted}"
+        );
         assert_eq!(clsf_lang::format(&again.file, &formatted), formatted);
     }
 });
