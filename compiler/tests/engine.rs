@@ -1176,3 +1176,70 @@ fn startup_settings_are_decided_as_set_is() {
         refused.message
     );
 }
+
+/// A refused column that the statement only projects (`SELECT *`) comes
+/// with a hint naming the columns the identity may read instead, masked
+/// ones marked, at most 24 of them; any other use of it gets no such hint.
+#[test]
+fn a_projected_refusal_names_the_readable_columns() {
+    use clsf_compiler::schema::{Column, Relation, RelationKind};
+    let column = |name: String| Column {
+        name,
+        type_name: "text".into(),
+        nullable: true,
+        base_type: None,
+    };
+    let wide = Relation {
+        schema: "public".into(),
+        name: "wide".into(),
+        kind: RelationKind::Table,
+        columns: (0..30)
+            .map(|i| column(format!("c{i}")))
+            .chain([column("secret".into())])
+            .collect(),
+        ..Relation::default()
+    };
+    let base = quickstart_schema();
+    let mut relations = base.relations.clone();
+    relations.push(wide);
+    let schema = Schema::new(base.server_version.clone(), relations);
+    let text = r#"
+labels internal < confidential < restricted
+group w { claim team == "w" }
+table public.customers: internal { ssn: restricted  email: confidential mask email }
+table public.orders: internal
+table public.wide: internal { secret: restricted  c1: confidential mask redact }
+rule w_all for w {
+  allow <= internal
+  mask confidential
+  deny restricted
+}
+"#;
+    let e = engine_from(text, &schema);
+    let hint = |sql: &str| match decide(&e, &["w"], sql) {
+        Verdict::Deny(d) => d.hint,
+        other => panic!("{sql}: expected a denial, got {other:?}"),
+    };
+    assert_eq!(
+        hint("SELECT * FROM customers").as_deref(),
+        Some(
+            "this identity may read these columns of `public.customers`: `id`, `name`, \
+             `email` (masked), `card_number`, `created_at`"
+        )
+    );
+    let wide = hint("SELECT w.* FROM wide w").expect("a hint");
+    assert!(
+        wide.starts_with(
+            "this identity may read these columns of `public.wide`: `c0`, `c1` (masked), `c2`,"
+        ),
+        "{wide}"
+    );
+    assert!(wide.ends_with("`c23` and 6 more"), "{wide}");
+    assert!(!wide.contains("secret"), "{wide}");
+    for sql in [
+        "SELECT id FROM customers WHERE ssn = 'x'",
+        "SELECT length(ssn) FROM customers",
+    ] {
+        assert_eq!(hint(sql), None, "{sql}");
+    }
+}

@@ -48,7 +48,7 @@ pub use decide::{
 pub use hold::{Hold, Need};
 pub use identity::{Credentials, Identity, groups_for_credentials};
 pub use plan::{ApprovalScope, ClauseId, Plan};
-pub use sql_lists::PROXY_SETTING_PREFIX;
+pub use sql_lists::{PROXY_SETTING_PREFIX, keeps_pinned};
 pub use view::{ColumnAccess, ColumnView, RelationView, only_reads};
 
 use crate::schema::RelId;

@@ -6,7 +6,7 @@
 //! anything in `options`/`PGOPTIONS`. Each is decided for the identity as
 //! `SET` would be (`clsf_engine::startup_setting`) once it is known.
 
-use clsf_engine::sql_lists::keeps_pinned;
+use clsf_engine::keeps_pinned;
 
 /// Why a startup packet's settings cannot be taken (said to the client).
 #[derive(Debug, PartialEq, Eq)]

@@ -53,6 +53,40 @@ pub(super) fn column_denial(
     denials::column(&col.name, &rel.qualified(), through, label, &why, policies)
 }
 
+/// The most columns [`readable_columns`] names.
+const READABLE_NAMED: usize = 24;
+
+/// A hint for a refused column that a statement only projects (an ORM's
+/// `SELECT t.*`, an agent's `SELECT *`): the columns of the relation the
+/// identity may read, masked or in clear, so that the statement can name
+/// those instead. Column names are in the catalogs the identity reads
+/// anyway; `None` when it may read none.
+pub(super) fn readable_columns(plan: &Plan, access: &PrincipalAccess, ri: RelId) -> Option<String> {
+    let rel = plan.schema.relation(ri);
+    let readable: Vec<String> = rel
+        .columns
+        .iter()
+        .zip(&access.columns[ri])
+        .filter_map(|(col, a)| match a {
+            Access::Clear => Some(format!("`{}`", col.name)),
+            Access::Masked(_) => Some(format!("`{}` (masked)", col.name)),
+            _ => None,
+        })
+        .collect();
+    if readable.is_empty() {
+        return None;
+    }
+    let more = readable.len().saturating_sub(READABLE_NAMED);
+    let mut list = readable[..readable.len() - more].join(", ");
+    if more > 0 {
+        list.push_str(&format!(" and {more} more"));
+    }
+    Some(format!(
+        "this identity may read these columns of `{}`: {list}",
+        rel.qualified()
+    ))
+}
+
 pub(super) fn reads(
     cx: Cx<'_>,
     m: &Model,

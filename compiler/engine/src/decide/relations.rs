@@ -122,13 +122,12 @@ pub(super) fn resolve_uses<'m>(
             _ => {}
         }
         let how: Vec<&str> = how.iter().map(|u| u.as_str()).collect();
-        return Err(column_denial(
-            plan,
-            access,
-            ri,
-            ci,
-            &format!(" ({})", how.join(", ")),
-        ));
+        let mut denial = column_denial(plan, access, ri, ci, &format!(" ({})", how.join(", ")));
+        // Only projected: naming other columns would do (`SELECT *`).
+        if bits == Usage::Projected.bit() {
+            denial.hint = readable_columns(plan, access, ri);
+        }
+        return Err(denial);
     }
     Ok(Some(Resolution {
         usages,
