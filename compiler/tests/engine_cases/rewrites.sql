@@ -189,6 +189,20 @@ SELECT email, count(*) FROM customers GROUP BY ALL email;
 
 SELECT count(*) FROM customers GROUP BY DISTINCT ssn;
 
+-- A recursive CTE's `SEARCH … SET c` and `CYCLE … SET c USING p`
+-- (PostgreSQL 14) add columns computed from the CTE's own: decided
+-- without the clauses, forwarded with them. Naming an added column is
+-- followed only where nothing read is withheld; otherwise refused for
+-- what clsf does not follow.
+
+WITH RECURSIVE t(id, n) AS (SELECT id, 1 FROM orders UNION ALL SELECT id, n + 1 FROM t WHERE n < 3) SEARCH DEPTH FIRST BY id SET ord CYCLE id SET is_cycle USING path SELECT id, n, ord, is_cycle, path FROM t ORDER BY ord;
+
+WITH RECURSIVE t(id, email) AS (SELECT id, email FROM customers UNION ALL SELECT id, email FROM t WHERE false) CYCLE id SET is_cycle TO 'Y' DEFAULT 'N' USING path SELECT id, email FROM t;
+
+WITH RECURSIVE t(id, email) AS (SELECT id, email FROM customers UNION ALL SELECT id, email FROM t WHERE false) CYCLE id SET is_cycle USING path SELECT email, is_cycle FROM t;
+
+WITH RECURSIVE t(id, s) AS (SELECT id, ssn FROM customers UNION ALL SELECT id, s FROM t WHERE false) CYCLE id SET is_cycle USING path SELECT id FROM t;
+
 -- CTE names bind by scope, as PostgreSQL binds them: a reference reads
 -- the CTE only where the CTE is in scope, never inside its own
 -- (non-recursive) definition, and never as a write's target — also

@@ -272,13 +272,33 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
     if let Some(normalized) = plain_catalog_operators(text, &words) {
         return Some(decided_as(cx, text, &normalized));
     }
-    if let Some((padded, spans)) = padded_forms(text, &words, access.filters.is_empty()) {
+    let ungranted = access.uses.iter().flatten().all(|&bits| bits == 0);
+    if let Some((padded, spans)) = padded_forms(text, &words, access.filters.is_empty(), ungranted)
+    {
         // The same statement with `FOR UPDATE`/`FOR SHARE` in place,
-        // without `[NOT] DEFERRABLE` or `[A]SYMMETRIC`, or with a function
-        // for `COLLATION FOR`, padded to the same length: its rewrites
+        // without `[NOT] DEFERRABLE`, `[A]SYMMETRIC` or a recursive CTE's
+        // `SEARCH`/`CYCLE`, or with a function for `COLLATION FOR`,
+        // padded to the same length: its rewrites
         // apply to the client's text, which is forwarded with its own
         // forms.
         let (mut decision, mut edits) = decide_text(cx, &padded);
+        // A column `SEARCH` or `CYCLE` adds is unknown to the padded text:
+        // where that mattered (a relation read has anything withheld), say
+        // what was not followed rather than that the column is missing.
+        if let Verdict::Deny(d) = &decision.verdict
+            && d.sqlstate == crate::verdict::UNDEFINED_COLUMN
+            && let Some(added) = search_cycle_clauses(&words)
+                .into_iter()
+                .flat_map(|(.., added)| added)
+                .find(|c| d.message.contains(&format!("`{c}`")))
+        {
+            let what = format!("the columns SEARCH and CYCLE add (`{added}`)");
+            return Some(refused_whole(
+                plan,
+                text,
+                denials::not_resolved(&scope::ScopeError::NotFollowed(what)),
+            ));
+        }
         if edits
             .iter()
             .any(|e| spans.iter().any(|&(s, t)| e.start < t && s < e.end))
@@ -595,9 +615,13 @@ fn keyword_at(words: &Words<'_>, i: usize) -> Option<String> {
 /// forms are only taken then: under a row filter, conditions of the
 /// statement are copied into the filtered relation's subquery from the
 /// padded text, where they would read differently from the client's.
-fn padded_forms(text: &str, words: &Words<'_>, unfiltered: bool) -> Padded {
+/// `ungranted`: no `use` grant applies to the identity. `SEARCH`/`CYCLE`
+/// are only taken then too: they compare the CTE's values across rows, a
+/// use the padded text does not show, so a column a grant passes in clear
+/// for joins or filters only must not reach them.
+fn padded_forms(text: &str, words: &Words<'_>, unfiltered: bool, ungranted: bool) -> Padded {
     type Form = fn(&str, &Words<'_>) -> Padded;
-    const ALL: [Form; 7] = [
+    const ALL: [Form; 8] = [
         key_locks_padded,
         deferrable_padded,
         group_by_quantifier_padded,
@@ -605,9 +629,15 @@ fn padded_forms(text: &str, words: &Words<'_>, unfiltered: bool) -> Padded {
         collation_for_padded,
         variadic_padded,
         frame_exclusion_padded,
+        search_cycle_padded,
     ];
-    // The expression forms only without a row filter (above).
-    let forms = if unfiltered { &ALL[..] } else { &ALL[..3] };
+    // The expression forms only without a row filter, `SEARCH`/`CYCLE`
+    // only without a `use` grant either (above).
+    let forms = match (unfiltered, ungranted) {
+        (true, true) => &ALL[..],
+        (true, false) => &ALL[..7],
+        (false, _) => &ALL[..3],
+    };
     let mut out: Padded = None;
     for form in forms {
         // Each form reads the client's tokens, whose ranges the padding
@@ -666,6 +696,107 @@ fn group_by_quantifier_padded(text: &str, words: &Words<'_>) -> Padded {
                 .get(i + 1)
                 .is_some_and(|(t, ..)| !matches!(t, Token::SemiColon | Token::RParen)))
         .then_some((i, i, ""))
+    })
+}
+
+/// The `SEARCH … SET c` and `CYCLE … SET c … USING p` clauses of a
+/// recursive CTE (PostgreSQL 14), each from its first word to its last;
+/// with the columns they add to the CTE (`c`, `p`).
+fn search_cycle_clauses(words: &Words<'_>) -> Vec<(usize, usize, Vec<String>)> {
+    use sqlparser::tokenizer::Token;
+    let word = |i: usize| keyword_at(words, i);
+    // An identifier: a word, quoted or not (its name as PostgreSQL folds it).
+    let ident = |i: usize| match words.get(i) {
+        Some((Token::Word(w), ..)) if w.quote_style == Some('"') => Some(w.value.clone()),
+        Some((Token::Word(w), ..)) if w.quote_style.is_none() => Some(w.value.to_ascii_lowercase()),
+        _ => None,
+    };
+    // `a, b, …` from `i`: the index after the list.
+    let list = |mut i: usize| -> Option<usize> {
+        ident(i)?;
+        i += 1;
+        while matches!(words.get(i), Some((Token::Comma, ..))) {
+            ident(i + 1)?;
+            i += 2;
+        }
+        Some(i)
+    };
+    // A constant (`TO 'Y' DEFAULT 'N'`): one literal or word token.
+    let constant = |i: usize| {
+        matches!(
+            words.get(i),
+            Some((
+                Token::SingleQuotedString(_) | Token::Number(..) | Token::Word(_),
+                ..
+            ))
+        )
+    };
+    if !(word(0).as_deref() == Some("WITH") && word(1).as_deref() == Some("RECURSIVE")) {
+        return Vec::new();
+    }
+    let mut out: Vec<(usize, usize, Vec<String>)> = Vec::new();
+    let mut i = 2;
+    while i < words.len() {
+        // After a CTE's closing parenthesis, or `CYCLE` right after `SEARCH`.
+        let after_search = out.last().is_some_and(|&(_, last, _)| last + 1 == i);
+        if !matches!(words[i - 1].0, Token::RParen) && !after_search {
+            i += 1;
+            continue;
+        }
+        let clause = match word(i).as_deref() {
+            Some("SEARCH") => (|| {
+                if !matches!(word(i + 1).as_deref(), Some("BREADTH" | "DEPTH"))
+                    || word(i + 2).as_deref() != Some("FIRST")
+                    || word(i + 3).as_deref() != Some("BY")
+                {
+                    return None;
+                }
+                let set = list(i + 4)?;
+                (word(set).as_deref() == Some("SET")).then_some(())?;
+                Some((set + 1, vec![ident(set + 1)?]))
+            })(),
+            Some("CYCLE") => (|| {
+                let set = list(i + 1)?;
+                (word(set).as_deref() == Some("SET")).then_some(())?;
+                let mark = ident(set + 1)?;
+                let mut using = set + 2;
+                if word(using).as_deref() == Some("TO") {
+                    (constant(using + 1)
+                        && word(using + 2).as_deref() == Some("DEFAULT")
+                        && constant(using + 3))
+                    .then_some(())?;
+                    using += 4;
+                }
+                (word(using).as_deref() == Some("USING")).then_some(())?;
+                Some((using + 1, vec![mark, ident(using + 1)?]))
+            })(),
+            _ => None,
+        };
+        match clause {
+            Some((last, added)) => {
+                out.push((i, last, added));
+                i = last + 1;
+            }
+            None => i += 1,
+        }
+    }
+    out
+}
+
+/// `text` with the `SEARCH` and `CYCLE` clauses of its recursive CTEs
+/// blanked out. They add columns computed from the CTE's own (a search
+/// order, a cycle mark and path) and change no value it reads: a
+/// statement that names none of the added columns reads what it reads
+/// without the clauses. One that does cannot be followed without them,
+/// which matters only where a relation it reads has anything withheld
+/// (then `decide_unparsed` refuses it saying so).
+fn search_cycle_padded(text: &str, words: &Words<'_>) -> Padded {
+    let clauses = search_cycle_clauses(words);
+    pad_matches(text, words, |i| {
+        clauses
+            .iter()
+            .find(|(first, ..)| *first == i)
+            .map(|&(first, last, _)| (first, last, ""))
     })
 }
 
@@ -1123,7 +1254,7 @@ mod padded_tests {
         let tokens = sqlparser::tokenizer::Tokenizer::new(&PostgreSqlDialect {}, text)
             .tokenize_with_location()
             .unwrap();
-        padded_forms(text, &words_of(&tokens, text), true).map(|(t, _)| t)
+        padded_forms(text, &words_of(&tokens, text), true, true).map(|(t, _)| t)
     }
 
     #[test]
@@ -1154,6 +1285,41 @@ mod padded_tests {
             "SELECT (SELECT a FROM t GROUP BY ALL)",
             "SELECT a FROM t GROUP BY \"distinct\"",
             "SELECT DISTINCT a FROM t GROUP BY a",
+        ] {
+            assert_eq!(padded(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn search_and_cycle_are_blanked_after_a_recursive_cte_only() {
+        let text = "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t WHERE n < 3) \
+                    SEARCH DEPTH FIRST BY n SET ord CYCLE n, \"N\" SET is_cycle TO 'Y' DEFAULT 'N' USING path, \
+                    u AS (SELECT 1) SELECT * FROM t";
+        let blanked = padded(text).expect("padded");
+        assert_eq!(blanked.len(), text.len());
+        assert_eq!(
+            blanked.split_whitespace().collect::<Vec<_>>().join(" "),
+            "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t WHERE n < 3) , u AS (SELECT 1) SELECT * FROM t"
+        );
+        let tokens = sqlparser::tokenizer::Tokenizer::new(&PostgreSqlDialect {}, text)
+            .tokenize_with_location()
+            .unwrap();
+        let added: Vec<Vec<String>> = search_cycle_clauses(&words_of(&tokens, text))
+            .into_iter()
+            .map(|(.., added)| added)
+            .collect();
+        assert_eq!(
+            added,
+            [
+                vec!["ord".to_owned()],
+                vec!["is_cycle".to_owned(), "path".to_owned()]
+            ]
+        );
+        for text in [
+            "WITH t(n) AS (SELECT 1) CYCLE n SET c USING p SELECT * FROM t",
+            "WITH RECURSIVE t AS (SELECT 1) SELECT (a) cycle FROM t",
+            "WITH RECURSIVE t AS (SELECT 1) SELECT (a) search FROM t",
+            "WITH RECURSIVE t(n) AS (SELECT 1) CYCLE n SET c TO 'Y' USING p SELECT * FROM t",
         ] {
             assert_eq!(padded(text), None, "{text}");
         }
