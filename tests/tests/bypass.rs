@@ -161,6 +161,8 @@ fn attacks() -> Vec<(&'static str, String)> {
         ("cte", "WITH x AS (SELECT ssn FROM people) SELECT * FROM x;".into()),
         ("cte renamed", "WITH x(a, b) AS (SELECT id, ssn FROM people) SELECT b FROM x;".into()),
         ("recursive cte", "WITH RECURSIVE r(s, n) AS (SELECT ssn, 1 FROM people UNION ALL SELECT s, n + 1 FROM r WHERE n < 2) SELECT s FROM r;".into()),
+        ("recursive cte cycle path", "WITH RECURSIVE r(s) AS (SELECT ssn FROM people UNION ALL SELECT s FROM r WHERE false) CYCLE s SET c USING p SELECT p FROM r;".into()),
+        ("recursive cte search order", "WITH RECURSIVE r(s) AS (SELECT ssn FROM people UNION ALL SELECT s FROM r WHERE false) SEARCH DEPTH FIRST BY s SET o SELECT o FROM r;".into()),
         ("data-modifying cte", "BEGIN; WITH u AS (UPDATE people SET name = name RETURNING ssn) SELECT * FROM u; ROLLBACK;".into()),
         ("scalar subquery", "SELECT (SELECT ssn FROM people WHERE id = 1);".into()),
         ("correlated subquery", "SELECT (SELECT p2.ssn FROM people p2 WHERE p2.id = p.id) FROM people p;".into()),
