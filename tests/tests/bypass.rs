@@ -528,6 +528,12 @@ fn grant_attacks() -> Vec<(&'static str, &'static str)> {
             "SELECT l.s FROM people p, LATERAL (SELECT p.ssn AS s) l;",
         ),
         ("whole row", "SELECT p FROM people p WHERE p.ssn = p.ssn;"),
+        // `*` over `JOIN … USING` lists the merged column once: a rename
+        // list after it must count columns as PostgreSQL does.
+        (
+            "using join renamed",
+            "SELECT x.c4 FROM (SELECT * FROM (SELECT 1 AS id) o JOIN people USING (id)) x(c1, c2, c3, c4, c5) WHERE x.c5 = x.c5;",
+        ),
         ("star", "SELECT * FROM people WHERE ssn = ssn;"),
         (
             "cast error in where",

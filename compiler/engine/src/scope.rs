@@ -279,6 +279,39 @@ struct Entry {
 struct Scope<'p> {
     entries: Vec<Entry>,
     parent: Option<&'p Scope<'p>>,
+    /// What `*` yields, in PostgreSQL's order: the entries' columns, but a
+    /// `JOIN … USING` or `NATURAL JOIN` lists its merged columns once,
+    /// first (a rename list or an `INSERT … SELECT *` after it counts
+    /// columns by position).
+    star: Vec<StarItem>,
+}
+
+/// One position of `*`.
+#[derive(Clone, Debug)]
+enum StarItem {
+    /// A known column.
+    Col(Col),
+    /// An entry whose columns are not known (see [`expand`]), by name.
+    Any(String, BTreeSet<Source>),
+}
+
+impl<'p> Scope<'p> {
+    fn new(entries: Vec<Entry>, parent: Option<&'p Scope<'p>>) -> Scope<'p> {
+        let star = entries.iter().flat_map(star_items).collect();
+        Scope {
+            entries,
+            parent,
+            star,
+        }
+    }
+}
+
+/// What `*` yields of one entry.
+fn star_items(entry: &Entry) -> Vec<StarItem> {
+    match &entry.any_column {
+        Some(any) => vec![StarItem::Any(entry.name.clone(), any.clone())],
+        None => entry.columns.iter().cloned().map(StarItem::Col).collect(),
+    }
 }
 
 /// CTEs visible at a point, innermost last.
@@ -432,10 +465,7 @@ impl Cx<'_> {
                         proposed.extend(c.sources.iter().copied());
                     }
                 }
-                let scope = Scope {
-                    entries: vec![target],
-                    parent: None,
-                };
+                let scope = Scope::new(vec![target], None);
                 match &insert.on {
                     None => {}
                     Some(sql::OnInsert::OnConflict(on)) => {
@@ -499,10 +529,7 @@ impl Cx<'_> {
         if merge.output.is_some() {
             return err("MERGE … OUTPUT");
         }
-        let mut scope = Scope {
-            entries: Vec::new(),
-            parent: None,
-        };
+        let mut scope = Scope::new(Vec::new(), None);
         let mut reads = BTreeSet::new();
         self.factor(&merge.table, &mut scope, &mut reads, &Ctes::default())?;
         let Some(target) = scope.entries.first().cloned() else {
@@ -511,10 +538,7 @@ impl Cx<'_> {
         self.factor(&merge.source, &mut scope, &mut reads, ctes)?;
         let r = self.expr(&merge.on, &scope, ctes)?;
         self.note(&r.sources, Usage::Joined);
-        let target_scope = Scope {
-            entries: vec![target],
-            parent: None,
-        };
+        let target_scope = Scope::new(vec![target], None);
         for clause in &merge.clauses {
             if let Some(p) = &clause.predicate {
                 let r = self.expr(p, &scope, ctes)?;
@@ -585,10 +609,7 @@ impl Cx<'_> {
         from: &[sql::TableWithJoins],
         ctes: &Ctes,
     ) -> Result<Scope<'static>> {
-        let mut scope = Scope {
-            entries: Vec::new(),
-            parent: None,
-        };
+        let mut scope = Scope::new(Vec::new(), None);
         let mut reads = BTreeSet::new();
         for twj in targets {
             self.join_tree(twj, &mut scope, &mut reads, &Ctes::default())?;
@@ -644,10 +665,7 @@ impl Cx<'_> {
                 .collect(),
             any_column: None,
         };
-        let scope = Scope {
-            entries: vec![row.clone(), excluded],
-            parent: None,
-        };
+        let scope = Scope::new(vec![row.clone(), excluded], None);
         for a in &update.assignments {
             let targets: Vec<&sql::ObjectName> = match &a.target {
                 sql::AssignmentTarget::ColumnName(n) => vec![n],
@@ -710,11 +728,7 @@ impl Cx<'_> {
                         aggregate: false,
                     });
                 }
-                sql::SelectItem::Wildcard(_) => {
-                    for entry in &scope.entries {
-                        expand(entry, &mut columns, &mut reads)?;
-                    }
-                }
+                sql::SelectItem::Wildcard(_) => expand_star(&scope.star, &mut columns, &mut reads),
                 sql::SelectItem::QualifiedWildcard(kind, _) => {
                     let sql::SelectItemQualifiedWildcardKind::ObjectName(name) = kind else {
                         return err("a RETURNING wildcard over an expression");
@@ -765,10 +779,7 @@ impl Cx<'_> {
         }
         // LIMIT, OFFSET and FETCH cannot name this level's columns, but a
         // subquery there decides how many rows come back: a filter.
-        let bounds = Scope {
-            entries: Vec::new(),
-            parent: outer,
-        };
+        let bounds = Scope::new(Vec::new(), outer);
         let mut bound_exprs: Vec<&sql::Expr> = Vec::new();
         match &q.limit_clause {
             Some(sql::LimitClause::LimitOffset {
@@ -813,16 +824,16 @@ impl Cx<'_> {
         // it reads counts as read.
         if !order.is_empty() {
             let exprs = order;
-            let scope = Scope {
-                entries: vec![Entry {
+            let scope = Scope::new(
+                vec![Entry {
                     name: String::new(),
                     relation: None,
                     id: None,
                     columns: cols_of(&out),
                     any_column: None,
                 }],
-                parent: outer,
-            };
+                outer,
+            );
             for e in exprs {
                 let r = self.expr(&e.expr, &scope, &ctes)?;
                 self.note(&r.sources, Usage::Ordered);
@@ -909,10 +920,7 @@ impl Cx<'_> {
                 Ok(QueryColumns { columns, reads })
             }
             sql::SetExpr::Values(values) => {
-                let scope = Scope {
-                    entries: Vec::new(),
-                    parent: outer,
-                };
+                let scope = Scope::new(Vec::new(), outer);
                 let mut columns: Vec<OutputColumn> = Vec::new();
                 let mut reads = BTreeSet::new();
                 for row in &values.rows {
@@ -976,10 +984,7 @@ impl Cx<'_> {
         self.rec(|r| r.select(select));
         unsupported_select_clauses(select)?;
         let mut reads = BTreeSet::new();
-        let mut scope = Scope {
-            entries: Vec::new(),
-            parent: outer,
-        };
+        let mut scope = Scope::new(Vec::new(), outer);
         for twj in &select.from {
             self.join_tree(twj, &mut scope, &mut reads, ctes)?;
         }
@@ -1016,11 +1021,7 @@ impl Cx<'_> {
                         aggregate,
                     });
                 }
-                sql::SelectItem::Wildcard(_) => {
-                    for entry in &scope.entries {
-                        expand(entry, &mut columns, &mut reads)?;
-                    }
-                }
+                sql::SelectItem::Wildcard(_) => expand_star(&scope.star, &mut columns, &mut reads),
                 sql::SelectItem::QualifiedWildcard(kind, _) => {
                     let sql::SelectItemQualifiedWildcardKind::ObjectName(name) = kind else {
                         return err("a wildcard over an expression");
@@ -1131,8 +1132,10 @@ impl Cx<'_> {
         reads: &mut BTreeSet<Source>,
         ctes: &Ctes,
     ) -> Result<()> {
+        let start = scope.star.len();
         self.factor(&twj.relation, scope, reads, ctes)?;
         for join in &twj.joins {
+            let right = scope.star.len();
             self.factor(&join.relation, scope, reads, ctes)?;
             let constraint = match &join.join_operator {
                 sql::JoinOperator::Join(c)
@@ -1151,7 +1154,8 @@ impl Cx<'_> {
                     self.note(&r.sources, Usage::Joined);
                     reads.extend(r.sources);
                 }
-                sql::JoinConstraint::Using(names) => {
+                sql::JoinConstraint::Using(names) | sql::JoinConstraint::UsingAlias(names, _) => {
+                    let mut merged = Vec::new();
                     for n in names {
                         let parts = object_parts(n)?;
                         let Some(col) = parts.last() else { continue };
@@ -1161,6 +1165,18 @@ impl Cx<'_> {
                                 reads.extend(c.sources.iter().copied());
                             }
                         }
+                        merged.push(col.clone());
+                    }
+                    let merged = merge_star(&mut scope.star, start, right, &merged);
+                    // `USING (…) AS j`: `j` names the merged columns only.
+                    if let sql::JoinConstraint::UsingAlias(_, alias) = constraint {
+                        scope.entries.push(Entry {
+                            name: fold(alias),
+                            relation: None,
+                            id: None,
+                            columns: merged,
+                            any_column: None,
+                        });
                     }
                 }
                 sql::JoinConstraint::Natural => {
@@ -1189,9 +1205,21 @@ impl Cx<'_> {
                             reads.extend(c.sources.iter().copied());
                         }
                     }
+                    // `*` lists the common columns once, first; with a side
+                    // whose columns are not known, which they are is not.
+                    if !known {
+                        return err("NATURAL JOIN with a side whose columns are not known");
+                    }
+                    let names: Vec<String> = scope.star[start..right]
+                        .iter()
+                        .filter_map(|i| match i {
+                            StarItem::Col(c) if common.contains(&c.name) => Some(c.name.clone()),
+                            _ => None,
+                        })
+                        .collect();
+                    merge_star(&mut scope.star, start, right, &names);
                 }
                 sql::JoinConstraint::None => {}
-                sql::JoinConstraint::UsingAlias(..) => return err("JOIN USING … AS"),
             }
         }
         Ok(())
@@ -1272,17 +1300,15 @@ impl Cx<'_> {
                 };
                 // `(a JOIN b …) AS j`: the join's columns under the one
                 // name `j`; the names inside are hidden from the rest.
-                let mut inner = Scope {
-                    entries: Vec::new(),
-                    parent: Some(&*scope),
-                };
+                let mut inner = Scope::new(Vec::new(), Some(&*scope));
                 self.join_tree(table_with_joins, &mut inner, reads, ctes)?;
+                // Its columns as `*` lists them (merged USING columns once).
                 let mut columns = Vec::new();
                 let mut any_column: Option<BTreeSet<Source>> = None;
-                for e in inner.entries {
-                    columns.extend(e.columns);
-                    if let Some(any) = e.any_column {
-                        any_column.get_or_insert_default().extend(any);
+                for item in inner.star {
+                    match item {
+                        StarItem::Col(c) => columns.push(c),
+                        StarItem::Any(_, any) => any_column.get_or_insert_default().extend(any),
                     }
                 }
                 let renames: Vec<String> = alias.columns.iter().map(|c| fold(&c.name)).collect();
@@ -1310,6 +1336,7 @@ impl Cx<'_> {
         if let Some(any) = &entry.any_column {
             reads.extend(any.iter().copied());
         }
+        scope.star.extend(star_items(&entry));
         scope.entries.push(entry);
         Ok(())
     }
@@ -1995,6 +2022,66 @@ fn function_entry(
     }
 }
 
+/// Rewrites the star of a join (`star[start..]`, its left side up to
+/// `right`) as PostgreSQL lists a `USING (names)` or `NATURAL` join's
+/// columns: each merged column once, first (computed from both sides'
+/// columns of that name, as a full join's `COALESCE` is), then the left
+/// side's other columns, then the right side's. Returns the merged
+/// columns.
+fn merge_star(star: &mut Vec<StarItem>, start: usize, right: usize, names: &[String]) -> Vec<Col> {
+    let side = |items: &[StarItem], name: &str| -> BTreeSet<Source> {
+        items
+            .iter()
+            .filter_map(|i| match i {
+                StarItem::Col(c) if c.name == name => Some(c.sources.clone()),
+                // A side whose columns are not known may have it.
+                StarItem::Any(_, any) => Some(any.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    };
+    let merged: Vec<Col> = names
+        .iter()
+        .map(|n| {
+            let mut sources = side(&star[start..right], n);
+            sources.extend(side(&star[right..], n));
+            Col {
+                name: n.clone(),
+                sources,
+                direct: None,
+            }
+        })
+        .collect();
+    let rest: Vec<StarItem> = star[start..]
+        .iter()
+        .filter(|i| !matches!(i, StarItem::Col(c) if names.contains(&c.name)))
+        .cloned()
+        .collect();
+    star.truncate(start);
+    star.extend(merged.iter().cloned().map(StarItem::Col));
+    star.extend(rest);
+    merged
+}
+
+/// `*` over a scope's star (see [`Scope::star`]), as [`expand`] does per
+/// entry.
+fn expand_star(star: &[StarItem], columns: &mut Vec<OutputColumn>, reads: &mut BTreeSet<Source>) {
+    for item in star {
+        let (name, sources, direct) = match item {
+            StarItem::Col(c) => (&c.name, &c.sources, c.direct),
+            StarItem::Any(name, any) => (name, any, None),
+        };
+        reads.extend(sources.iter().copied());
+        columns.push(OutputColumn {
+            name: name.clone(),
+            sources: sources.clone(),
+            direct,
+            aggregate: false,
+        });
+    }
+}
+
 fn expand(
     entry: &Entry,
     columns: &mut Vec<OutputColumn>,
@@ -2364,12 +2451,57 @@ mod tests {
         );
     }
 
+    /// `*` over `JOIN … USING` or `NATURAL JOIN` lists each merged column
+    /// once, first, as PostgreSQL does: a rename list after it counts the
+    /// columns the way the server does (a miscount would attribute one
+    /// column's use to its neighbour).
+    #[test]
+    fn star_over_a_using_join_lists_merged_columns_once() {
+        let merged = [
+            "id <- [orders.id, people.id]",
+            "email <- [people.email] direct",
+            "name <- [people.name] direct",
+            "person_id <- [orders.person_id] direct",
+            "card <- [orders.card] direct",
+        ];
+        for sql_text in [
+            "SELECT * FROM people p JOIN orders o USING (id)",
+            "SELECT * FROM people p NATURAL JOIN orders o",
+            "SELECT * FROM (people p JOIN orders o USING (id))",
+            "SELECT j.* FROM (people p JOIN orders o USING (id)) AS j",
+        ] {
+            assert_eq!(lineage(sql_text).unwrap(), merged, "{sql_text}");
+        }
+        // Three columns, as PostgreSQL counts them (four names are its
+        // error too).
+        assert!(
+            lineage("SELECT x.c2 FROM (SELECT * FROM (SELECT 1 AS id) o JOIN people USING (id)) x(c1, c2, c3, c4)")
+                .is_err()
+        );
+        assert_eq!(
+            lineage(
+                "SELECT x.c3 FROM (SELECT * FROM (SELECT 1 AS id) o JOIN people USING (id)) x(c1, c2, c3)"
+            )
+            .unwrap(),
+            ["c3 <- [people.name] direct"]
+        );
+        // `USING (…) AS j`: `j` names the merged columns, and only them.
+        assert_eq!(
+            lineage("SELECT j.id, name FROM people p JOIN orders o USING (id) AS j").unwrap(),
+            [
+                "id <- [orders.id, people.id]",
+                "name <- [people.name] direct"
+            ]
+        );
+        assert!(lineage("SELECT j.card FROM people p JOIN orders o USING (id) AS j").is_err());
+    }
+
     #[test]
     fn clauses_the_resolver_does_not_follow_are_errors() {
         let schema = schema();
         for sql_text in [
             "SELECT name FROM people QUALIFY true",
-            "SELECT * FROM people p JOIN orders o USING (id) AS j",
+            "SELECT * FROM people p NATURAL JOIN generate_series(1, 2) g",
         ] {
             let stmt = Parser::parse_sql(&PostgreSqlDialect {}, sql_text).unwrap();
             assert!(

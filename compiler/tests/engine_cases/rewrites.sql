@@ -284,13 +284,17 @@ WITH RECURSIVE customers AS (SELECT 1 AS id UNION ALL SELECT id + 1 FROM custome
 
 WITH RECURSIVE customers AS (SELECT * FROM customers) SELECT email FROM customers;
 
--- Where the scope resolver cannot follow a statement (here `JOIN USING …
--- AS`), a CTE named like a relation with anything withheld is refused as
--- that relation would be: the agreement check above needs the resolver.
+-- Where the scope resolver cannot follow a statement (here a `NATURAL
+-- JOIN` with a function whose columns it does not know), a CTE named like
+-- a relation with anything withheld is refused as that relation would be:
+-- the agreement check above needs the resolver. (`JOIN USING … AS` is
+-- followed: the CTE is read.)
 
-WITH customers AS (SELECT 1 AS id, 2 AS x) SELECT x FROM customers c JOIN (SELECT 1 AS id) s USING (id) AS j;
+WITH customers AS (SELECT 1 AS id, 2 AS x) SELECT x FROM customers c NATURAL JOIN generate_series(1, 2) g;
 
-WITH c AS (SELECT 1 AS id, 2 AS x) SELECT x FROM c JOIN (SELECT 1 AS id) s USING (id) AS j;
+WITH c AS (SELECT 1 AS id, 2 AS x) SELECT x FROM c NATURAL JOIN generate_series(1, 2) g;
+
+WITH customers AS (SELECT 1 AS id, 2 AS x) SELECT x, j.id FROM customers c JOIN (SELECT 1 AS id) s USING (id) AS j;
 
 -- Statements that return no rows by their text, as tools send them to
 -- learn a result's columns: a denied column they only project is carried
