@@ -1302,15 +1302,32 @@ impl Cx<'_> {
                 // name `j`; the names inside are hidden from the rest.
                 let mut inner = Scope::new(Vec::new(), Some(&*scope));
                 self.join_tree(table_with_joins, &mut inner, reads, ctes)?;
-                // Its columns as `*` lists them (merged USING columns once).
-                let mut columns = Vec::new();
-                let mut any_column: Option<BTreeSet<Source>> = None;
-                for item in inner.star {
-                    match item {
-                        StarItem::Col(c) => columns.push(c),
-                        StarItem::Any(_, any) => any_column.get_or_insert_default().extend(any),
-                    }
-                }
+                // Its columns as `*` lists them: merged USING columns
+                // once; from a part whose columns are not known on, each
+                // position and any other name may be any of them.
+                let mut listed = Vec::new();
+                expand_star(&inner.star, &mut listed, &mut BTreeSet::new());
+                let any_column: Option<BTreeSet<Source>> = inner
+                    .star
+                    .iter()
+                    .position(|i| matches!(i, StarItem::Any(..)))
+                    .map(|first| {
+                        inner.star[first..]
+                            .iter()
+                            .flat_map(|i| match i {
+                                StarItem::Col(c) => c.sources.iter().copied(),
+                                StarItem::Any(_, any) => any.iter().copied(),
+                            })
+                            .collect()
+                    });
+                let columns: Vec<Col> = listed
+                    .into_iter()
+                    .map(|c| Col {
+                        name: c.name,
+                        sources: c.sources,
+                        direct: c.direct,
+                    })
+                    .collect();
                 let renames: Vec<String> = alias.columns.iter().map(|c| fold(&c.name)).collect();
                 Entry {
                     name: fold(&alias.name),
@@ -2066,16 +2083,31 @@ fn merge_star(star: &mut Vec<StarItem>, start: usize, right: usize, names: &[Str
 
 /// `*` over a scope's star (see [`Scope::star`]), as [`expand`] does per
 /// entry.
+/// An entry whose columns are not known is listed as one column, but
+/// PostgreSQL lists as many as it has: every position from it on may hold
+/// any column from it up to that position, so each is computed from all
+/// of them (a rename list or `INSERT … SELECT *` counts by position).
 fn expand_star(star: &[StarItem], columns: &mut Vec<OutputColumn>, reads: &mut BTreeSet<Source>) {
+    let mut shifted: Option<BTreeSet<Source>> = None;
     for item in star {
         let (name, sources, direct) = match item {
             StarItem::Col(c) => (&c.name, &c.sources, c.direct),
             StarItem::Any(name, any) => (name, any, None),
         };
         reads.extend(sources.iter().copied());
+        if matches!(item, StarItem::Any(..)) {
+            shifted.get_or_insert_default();
+        }
+        let (sources, direct) = match &mut shifted {
+            Some(all) => {
+                all.extend(sources.iter().copied());
+                (all.clone(), None)
+            }
+            None => (sources.clone(), direct),
+        };
         columns.push(OutputColumn {
             name: name.clone(),
-            sources: sources.clone(),
+            sources,
             direct,
             aggregate: false,
         });
@@ -2494,6 +2526,37 @@ mod tests {
             ]
         );
         assert!(lineage("SELECT j.card FROM people p JOIN orders o USING (id) AS j").is_err());
+    }
+
+    /// A function whose columns are not known is one column to the
+    /// resolver and as many as it has to PostgreSQL: every position after
+    /// it under `*` may be any column from it on.
+    #[test]
+    fn star_after_a_function_of_unknown_columns_blurs_the_positions() {
+        assert_eq!(
+            lineage("SELECT * FROM people p, jsonb_each(p.name::jsonb) j, orders o").unwrap(),
+            [
+                "id <- [people.id] direct",
+                "email <- [people.email] direct",
+                "name <- [people.name] direct",
+                "j <- [people.name]",
+                "id <- [orders.id, people.name]",
+                "person_id <- [orders.id, orders.person_id, people.name]",
+                "card <- [orders.id, orders.person_id, orders.card, people.name]",
+            ]
+        );
+        // The same in a parenthesised join's alias, whose other names may
+        // be any of those columns too.
+        assert_eq!(
+            lineage(
+                "SELECT x.c2, x.card FROM (jsonb_each('{}') j JOIN orders ON true) AS x(c1, c2)"
+            )
+            .unwrap(),
+            [
+                "c2 <- [orders.id]",
+                "card <- [orders.id, orders.person_id, orders.card]",
+            ]
+        );
     }
 
     #[test]
