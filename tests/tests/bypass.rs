@@ -540,6 +540,12 @@ fn grant_attacks() -> Vec<(&'static str, &'static str)> {
             "function columns renamed in a join alias",
             "SELECT x.ssn FROM (jsonb_each('{\"a\": 1}') j JOIN people ON true) AS x(c1, c2, c3, c4, c5) WHERE x.c4 = x.c4;",
         ),
+        // An alias may name fewer columns than a function has, and WITH
+        // ORDINALITY adds one.
+        (
+            "function with ordinality renamed",
+            "SELECT x.c6 FROM (SELECT * FROM unnest(ARRAY[1]) WITH ORDINALITY AS u(v), people) x(c1, c2, c3, c4, c5, c6) WHERE x.c5 = x.c5;",
+        ),
         (
             "using join renamed",
             "SELECT x.c4 FROM (SELECT * FROM (SELECT 1 AS id) o JOIN people USING (id)) x(c1, c2, c3, c4, c5) WHERE x.c5 = x.c5;",

@@ -291,8 +291,13 @@ struct Scope<'p> {
 enum StarItem {
     /// A known column.
     Col(Col),
-    /// An entry whose columns are not known (see [`expand`]), by name.
+    /// An entry whose columns are not known (see [`expand`]), by name:
+    /// listed as one column.
     Any(String, BTreeSet<Source>),
+    /// Columns that may follow an entry's known ones (a function's beyond
+    /// the names its alias gives, `WITH ORDINALITY`'s): none listed, but
+    /// the positions after it are not known.
+    More(BTreeSet<Source>),
 }
 
 impl<'p> Scope<'p> {
@@ -308,10 +313,13 @@ impl<'p> Scope<'p> {
 
 /// What `*` yields of one entry.
 fn star_items(entry: &Entry) -> Vec<StarItem> {
+    let mut items: Vec<StarItem> = entry.columns.iter().cloned().map(StarItem::Col).collect();
     match &entry.any_column {
-        Some(any) => vec![StarItem::Any(entry.name.clone(), any.clone())],
-        None => entry.columns.iter().cloned().map(StarItem::Col).collect(),
+        Some(any) if items.is_empty() => items.push(StarItem::Any(entry.name.clone(), any.clone())),
+        Some(any) => items.push(StarItem::More(any.clone())),
+        None => {}
     }
+    items
 }
 
 /// CTEs visible at a point, innermost last.
@@ -1310,13 +1318,13 @@ impl Cx<'_> {
                 let any_column: Option<BTreeSet<Source>> = inner
                     .star
                     .iter()
-                    .position(|i| matches!(i, StarItem::Any(..)))
+                    .position(|i| !matches!(i, StarItem::Col(..)))
                     .map(|first| {
                         inner.star[first..]
                             .iter()
                             .flat_map(|i| match i {
                                 StarItem::Col(c) => c.sources.iter().copied(),
-                                StarItem::Any(_, any) => any.iter().copied(),
+                                StarItem::Any(_, any) | StarItem::More(any) => any.iter().copied(),
                             })
                             .collect()
                     });
@@ -2034,7 +2042,9 @@ fn function_entry(
                     direct: None,
                 })
                 .collect(),
-            any_column: None,
+            // The alias may name fewer columns than the function has (the
+            // rest keep their names), and `WITH ORDINALITY` adds one.
+            any_column: Some(sources),
         }
     }
 }
@@ -2052,7 +2062,7 @@ fn merge_star(star: &mut Vec<StarItem>, start: usize, right: usize, names: &[Str
             .filter_map(|i| match i {
                 StarItem::Col(c) if c.name == name => Some(c.sources.clone()),
                 // A side whose columns are not known may have it.
-                StarItem::Any(_, any) => Some(any.clone()),
+                StarItem::Any(_, any) | StarItem::More(any) => Some(any.clone()),
                 _ => None,
             })
             .flatten()
@@ -2093,6 +2103,11 @@ fn expand_star(star: &[StarItem], columns: &mut Vec<OutputColumn>, reads: &mut B
         let (name, sources, direct) = match item {
             StarItem::Col(c) => (&c.name, &c.sources, c.direct),
             StarItem::Any(name, any) => (name, any, None),
+            StarItem::More(any) => {
+                reads.extend(any.iter().copied());
+                shifted.get_or_insert_default().extend(any.iter().copied());
+                continue;
+            }
         };
         reads.extend(sources.iter().copied());
         if matches!(item, StarItem::Any(..)) {
@@ -2119,30 +2134,14 @@ fn expand(
     columns: &mut Vec<OutputColumn>,
     reads: &mut BTreeSet<Source>,
 ) -> Result<()> {
-    if let Some(any) = &entry.any_column {
-        // A function (or catalog relation) whose columns are not known:
-        // one column under its name (what PostgreSQL gives a function of
-        // a scalar type), computed from everything its arguments read. A
-        // function with more columns makes the count differ, which set
-        // operations and view lineage refuse, never a value unaccounted for.
-        reads.extend(any.iter().copied());
-        columns.push(OutputColumn {
-            name: entry.name.clone(),
-            sources: any.clone(),
-            direct: None,
-            aggregate: false,
-        });
-        return Ok(());
-    }
-    for c in &entry.columns {
-        reads.extend(c.sources.iter().copied());
-        columns.push(OutputColumn {
-            name: c.name.clone(),
-            sources: c.sources.clone(),
-            direct: c.direct,
-            aggregate: false,
-        });
-    }
+    // A function (or catalog relation) whose columns are not known is one
+    // column under its name (what PostgreSQL gives a function of a scalar
+    // type), computed from everything its arguments read; one whose alias
+    // names columns has those and maybe more. A function with more columns
+    // makes the count differ, which set operations and view lineage
+    // refuse, and the positions after it are blurred (`expand_star`),
+    // never a value unaccounted for.
+    expand_star(&star_items(entry), columns, reads);
     Ok(())
 }
 
@@ -2543,6 +2542,17 @@ mod tests {
                 "id <- [orders.id, people.name]",
                 "person_id <- [orders.id, orders.person_id, people.name]",
                 "card <- [orders.id, orders.person_id, orders.card, people.name]",
+            ]
+        );
+        // An alias may name fewer columns than the function has (and WITH
+        // ORDINALITY adds one): the named ones are known, what follows not.
+        assert_eq!(
+            lineage("SELECT * FROM unnest(ARRAY[1]) WITH ORDINALITY AS u(v), orders o").unwrap(),
+            [
+                "v <- []",
+                "id <- [orders.id]",
+                "person_id <- [orders.id, orders.person_id]",
+                "card <- [orders.id, orders.person_id, orders.card]",
             ]
         );
         // The same in a parenthesised join's alias, whose other names may
