@@ -698,6 +698,30 @@ fn a_usage_grant_joins_and_filters_but_never_reveals() {
         "{} grant attacks, 0 leaks through the proxy, {proven} leak directly",
         attacks.len()
     );
+
+    // Drift: `orders` (read in full) gains a column the lock does not
+    // have. Under `*` PostgreSQL counts it and the lock does not, so a
+    // rename list after it would shift every later position by one and
+    // the grant would be judged on the wrong column: the proxy reads
+    // `orders` through a subquery listing the lock's columns.
+    q.pg.superuser_sql(
+        "shop",
+        "ALTER TABLE orders ADD COLUMN extra text DEFAULT 'e'",
+    );
+    let sql = "SELECT x.c9 FROM (SELECT * FROM orders, people) x(c1, c2, c3, c4, c5, c6, c7, c8, c9) WHERE x.c8 = x.c8;";
+    let d = direct(&q.pg, sql);
+    assert!(
+        leaked(&d.stdout).is_some(),
+        "the drift attack reads ssn directly: {}",
+        d.stdout
+    );
+    let out = psql::run(proxy.addr, &token, sql);
+    assert!(
+        leaked(&format!("{}{}", out.stdout, out.stderr)).is_none(),
+        "schema drift shifted a grant onto the wrong column:\n  {sql}\n  → {}{}",
+        out.stdout,
+        out.stderr
+    );
 }
 
 /// SQL `FETCH` and `EXECUTE` name only cursors and statements the session

@@ -163,7 +163,14 @@ pub(super) fn reads(
         observe(plan, access, ri, &referenced, &mut out);
         touched(plan, access, ri, &referenced, &granted, &mut out);
         out.limit(plan, access, ri);
-        if !access.relation_restricted(ri) {
+        // A `use` grant passes a column in clear where the resolver saw
+        // it only joined or filtered, which it may judge by position (a
+        // rename list after `*`). A relation read in full is then read
+        // through a subquery too, listing the lock's columns: a column the
+        // live table gained since would otherwise shift every position
+        // after it and pin the grant on the wrong column.
+        let pinned = resolution.as_ref().is_some_and(|r| !r.granted.is_empty());
+        if !access.relation_restricted(ri) && !pinned {
             continue;
         }
         rewritten.insert(ri);
