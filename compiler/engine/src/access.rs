@@ -88,6 +88,11 @@ impl PrincipalAccess {
             .unwrap_or(0)
     }
 
+    /// True when a `use` grant passes some column in clear for some usage.
+    pub fn has_use_grants(&self) -> bool {
+        self.uses.iter().flatten().any(|&bits| bits != 0)
+    }
+
     /// True when some column of relation `ri` is not readable in clear, or
     /// a row filter applies to it.
     pub fn relation_restricted(&self, ri: RelId) -> bool {

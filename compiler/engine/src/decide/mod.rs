@@ -272,9 +272,12 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
     if let Some(normalized) = plain_catalog_operators(text, &words) {
         return Some(decided_as(cx, text, &normalized));
     }
-    let ungranted = access.uses.iter().flatten().all(|&bits| bits == 0);
-    if let Some((padded, spans)) = padded_forms(text, &words, access.filters.is_empty(), ungranted)
-    {
+    if let Some((padded, spans)) = padded_forms(
+        text,
+        &words,
+        access.filters.is_empty(),
+        !access.has_use_grants(),
+    ) {
         // The same statement with `FOR UPDATE`/`FOR SHARE` in place,
         // without `[NOT] DEFERRABLE`, `[A]SYMMETRIC` or a recursive CTE's
         // `SEARCH`/`CYCLE`, or with a function for `COLLATION FOR`,
@@ -621,23 +624,25 @@ fn keyword_at(words: &Words<'_>, i: usize) -> Option<String> {
 /// for joins or filters only must not reach them.
 fn padded_forms(text: &str, words: &Words<'_>, unfiltered: bool, ungranted: bool) -> Padded {
     type Form = fn(&str, &Words<'_>) -> Padded;
-    const ALL: [Form; 8] = [
+    // Forms that change no condition: for every identity.
+    const ALWAYS: [Form; 3] = [
         key_locks_padded,
         deferrable_padded,
         group_by_quantifier_padded,
+    ];
+    // Expression forms: only without a row filter (above).
+    const UNFILTERED: [Form; 4] = [
         between_symmetric_padded,
         collation_for_padded,
         variadic_padded,
         frame_exclusion_padded,
-        search_cycle_padded,
     ];
-    // The expression forms only without a row filter, `SEARCH`/`CYCLE`
-    // only without a `use` grant either (above).
-    let forms = match (unfiltered, ungranted) {
-        (true, true) => &ALL[..],
-        (true, false) => &ALL[..7],
-        (false, _) => &ALL[..3],
-    };
+    // Only without a row filter or a `use` grant (above).
+    const UNGRANTED: [Form; 1] = [search_cycle_padded];
+    let forms = ALWAYS
+        .iter()
+        .chain(UNFILTERED.iter().filter(|_| unfiltered))
+        .chain(UNGRANTED.iter().filter(|_| unfiltered && ungranted));
     let mut out: Padded = None;
     for form in forms {
         // Each form reads the client's tokens, whose ranges the padding

@@ -115,8 +115,15 @@ pub(super) fn reads(
         restricted,
         cx.explained || empty::no_rows(stmt),
     )?;
-    // Relations with anything withheld that a reference of the statement
-    // reads through a masking subquery.
+    // A `use` grant passes a column in clear where the resolver saw it
+    // only joined or filtered, which it may judge by position (a rename
+    // list after `*`). Every relation is then read through a subquery,
+    // one read in full listing the lock's columns: a column the live table
+    // gained since would otherwise shift every position after it and pin
+    // the grant on the wrong column.
+    let pinned = resolution.as_ref().is_some_and(|r| !r.granted.is_empty());
+    // Relations with anything withheld (or, `pinned`, every relation) that
+    // a reference of the statement reads through a subquery.
     let mut rewritten: HashSet<RelId> = HashSet::new();
     for (ti, t) in a.tables.iter().enumerate() {
         if t.is_function {
@@ -163,13 +170,6 @@ pub(super) fn reads(
         observe(plan, access, ri, &referenced, &mut out);
         touched(plan, access, ri, &referenced, &granted, &mut out);
         out.limit(plan, access, ri);
-        // A `use` grant passes a column in clear where the resolver saw
-        // it only joined or filtered, which it may judge by position (a
-        // rename list after `*`). A relation read in full is then read
-        // through a subquery too, listing the lock's columns: a column the
-        // live table gained since would otherwise shift every position
-        // after it and pin the grant on the wrong column.
-        let pinned = resolution.as_ref().is_some_and(|r| !r.granted.is_empty());
         if !access.relation_restricted(ri) && !pinned {
             continue;
         }
