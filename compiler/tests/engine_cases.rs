@@ -11,7 +11,7 @@
 //! whole rewritten text, or the refusal with SQLSTATE, message and hint.
 
 use clsf_compiler::engine::identity::groups_for;
-use clsf_compiler::engine::{Identity, Verdict};
+use clsf_compiler::engine::{Drift, Identity, Verdict};
 use clsf_compiler::policy::{self, Parsed};
 use clsf_compiler::schema;
 use clsf_compiler::{Engine, resolve};
@@ -39,6 +39,26 @@ fn engine(ddl: bool, filter: bool) -> Engine {
     Engine::new(plan.unwrap()).unwrap()
 }
 
+/// `e` deciding on a live database whose `orders` has a column `extra`
+/// that the lock lacks.
+fn drifted(e: &Engine) -> Engine {
+    let schema = &e.plan().schema;
+    let mut live: Vec<(&str, &str, &str)> = schema
+        .relations
+        .iter()
+        .filter(|r| r.schema == "public")
+        .flat_map(|r| {
+            r.columns
+                .iter()
+                .map(|c| (r.schema.as_str(), r.name.as_str(), c.name.as_str()))
+        })
+        .collect();
+    live.push(("public", "orders", "extra"));
+    let drift = Drift::compare(schema, live);
+    assert!(drift.any());
+    e.with_drift(drift)
+}
+
 fn verdict(v: Verdict) -> String {
     match v {
         Verdict::Forward => "=> forward".to_owned(),
@@ -59,10 +79,13 @@ fn run(text: &str) -> String {
         return run_by_claims(text);
     }
     let filter = text.contains("-- policy: ci sees one customer's orders");
-    let e = engine(
+    let mut e = engine(
         text.contains("-- policy: ci may also change the schema"),
         filter,
     );
+    if text.contains("-- policy: the live orders gained a column") {
+        e = drifted(&e);
+    }
     let claims = serde_json::json!({ "customer": 1 });
     let mut groups: Vec<String> = Vec::new();
     let mut out = String::new();

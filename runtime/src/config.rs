@@ -300,6 +300,10 @@ pub struct Upstream {
     pub tls_server_name: Option<String>,
 }
 
+fn default_schema_check_seconds() -> u64 {
+    10
+}
+
 fn default_sslmode() -> String {
     "disable".to_owned()
 }
@@ -321,6 +325,12 @@ pub struct Policy {
     /// which must have signed the bundle; empty: bundles need no signature.
     #[serde(default)]
     pub trusted_keys: Vec<String>,
+    /// Seconds between comparisons of the live catalog with the schema
+    /// lock (also compared whenever a policy comes into force): a relation
+    /// that gained columns the lock lacks is read through the lock's
+    /// columns from the next comparison on.
+    #[serde(default = "default_schema_check_seconds")]
+    pub schema_check_seconds: u64,
     /// Accept, at a reload, a bundle older than the one in force (a
     /// deliberate roll-back); refused by default as a replay.
     #[serde(default)]
@@ -703,6 +713,12 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             "{}: worker_threads = {} is more than {MAX_WORKER_THREADS}; 0 means half the CPU cores",
             path.display(),
             config.worker_threads
+        )));
+    }
+    if config.policy.schema_check_seconds == 0 {
+        return Err(ConfigError(format!(
+            "{}: [policy] schema_check_seconds must be at least 1: the live catalog must be compared with the schema lock",
+            path.display()
         )));
     }
     if config.startup_timeout_seconds == 0 {

@@ -10,6 +10,7 @@ pub mod central_audit;
 pub mod config;
 pub mod control_plane;
 pub mod distribution;
+pub mod drift;
 pub mod extended;
 pub mod http_client;
 pub mod keys;

@@ -41,6 +41,11 @@ pub struct Metrics {
     pub reload_generation: Gauge,
     /// Reloads refused (the old policy stayed).
     pub reload_failures: Counter,
+    /// Relations the live database has columns of that the schema lock
+    /// lacks (-1: not compared yet, or the comparison failed).
+    pub schema_drift_relations: Gauge,
+    /// Comparisons of the live catalog with the lock that failed.
+    pub schema_check_failures: Counter,
     /// Bundles from the control plane refused (the plan in force stayed).
     pub bundles_refused: Counter,
     /// The newest bundle version published to the control plane that this
@@ -90,6 +95,8 @@ impl Default for Metrics {
             approval_wait_seconds: Histogram::new(exponential_buckets(1.0, 2.0, 15)),
             reload_generation: Gauge::default(),
             reload_failures: Counter::default(),
+            schema_drift_relations: Gauge::default(),
+            schema_check_failures: Counter::default(),
             bundles_refused: Counter::default(),
             bundle_published: Gauge::default(),
             audit_central_lag: Gauge::default(),
@@ -115,6 +122,8 @@ impl Default for Metrics {
                 approval_wait_seconds: "Time a held statement waited for its outcome",
                 reload_generation: "Policy generation in force",
                 reload_failures: "Reloads refused; the previous policy stayed in force",
+                schema_drift_relations: "Relations whose live columns include some the schema lock lacks, read through the lock's columns (-1: not compared yet)",
+                schema_check_failures: "Comparisons of the live catalog with the schema lock that failed",
                 bundles_refused: "Bundles from the control plane refused (unsigned, signed by an untrusted key, altered, older); the plan in force stayed",
                 bundle_published: "Newest bundle version seen in the control plane",
                 audit_central_lag: "Audit events in the local trail not yet copied to the control plane",

@@ -239,16 +239,25 @@ pub fn put_in_force(shared: &Shared, next: Result<crate::session::Loaded, start:
         Ok(next)
             if next.plan_hash == current.plan_hash
                 && next.bundle_version == current.bundle_version => {}
-        Ok(next) => {
+        Ok(mut next) => {
             let mut event = Event::new("reload", 0);
             event.plan = Some(&next.plan_hash);
             let _ = shared.audit.append(&event);
             tracing::info!(plan = %next.plan_hash, "policy reloaded");
-            shared
-                .metrics
-                .reload_generation
-                .set(i64::try_from(next.generation).unwrap_or(i64::MAX));
-            *shared.loaded.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+            {
+                let mut slot = shared.loaded.write().unwrap_or_else(|e| e.into_inner());
+                // Numbered under the lock: a comparison of the live catalog
+                // (`crate::drift`) may have put a generation in force since
+                // `current` was read, and no two policies may share one.
+                next.generation = slot.generation + 1;
+                shared
+                    .metrics
+                    .reload_generation
+                    .set(i64::try_from(next.generation).unwrap_or(i64::MAX));
+                *slot = Arc::new(next);
+            }
+            // The new policy's lock is compared with the live catalog now.
+            shared.schema_check.wake();
         }
         Err(error) => {
             let message = error.to_string();

@@ -242,6 +242,16 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
     // Only once the address is ours: a proxy that cannot listen must not
     // touch the audit trail another one may be writing.
     let shared = Arc::new(start::shared_state(&config)?);
+    // The live catalog compared with the lock before the first client
+    // (`drift`); if the server cannot be reached, every relation is read
+    // through the lock's columns until a comparison succeeds.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(StartError::Thread)?
+        .block_on(async {
+            let _ = crate::drift::check(&shared).await;
+        });
     // Kept alive for as long as the proxy runs: dropping it stops reloading.
     let watcher = reload::watch(Arc::clone(&shared), config.clone())?;
 
@@ -368,6 +378,7 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
                                 }
                             }
                         }
+                        tokio::spawn(crate::drift::watch(Arc::clone(&shared), stopped.clone()));
                         let _ = ready.send(Ok(()));
                         let _ = stopped.wait_for(|s| *s).await;
                     });

@@ -165,6 +165,9 @@ pub fn loaded_from(
         }
         engine = engine.with_hash_key(key.to_owned());
     }
+    // Nothing is known of the live catalog until it is compared
+    // (`crate::drift`): every relation is read through the lock's columns.
+    let engine = engine.with_drift(clsf_engine::Drift::Unknown);
     let files = clsf_compiler::bundle::files(engine.plan(), engine.generated())?;
     // The same hash `clsfc build` writes into the bundle's manifest.
     let (plan_hash, _) = clsf_compiler::bundle::digests(&files);
@@ -382,6 +385,9 @@ pub fn shared_state(config: &Config) -> Result<Shared, SetupError> {
             tls: upstream_tls(config)?,
             salted: Default::default(),
         },
+        schema_check: crate::session::Schedule::new(std::time::Duration::from_secs(
+            config.policy.schema_check_seconds,
+        )),
         audit,
         next_session: AtomicU64::new(1),
         cancel_keys: Mutex::new(HashMap::new()),

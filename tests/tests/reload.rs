@@ -320,3 +320,114 @@ fn a_new_schema_lock_is_reloaded_whether_written_or_renamed_over() {
     wait_for_event(&proxy, "reload", 2);
     assert_eq!(reloads(&proxy), 2);
 }
+
+/// The live catalog is compared with the lock: a column a migration adds
+/// after the lock was pulled is never read, by name, `*`, a whole row or
+/// `COPY`, by any identity — `orders` is all clear to `ci` and everything is
+/// to `dba-bot`, so without the comparison both would read it in clear —
+/// and once the column is gone again the relation is forwarded as before,
+/// without a reconnect.
+#[test]
+fn a_column_added_after_the_lock_was_pulled_is_never_read() {
+    const CANARY: &str = "CANARY-DRIFT-7";
+    let q = fixture::quickstart(None);
+    let mut config = std::fs::read_to_string(&q.config).unwrap();
+    config = config.replace("[policy]\n", "[policy]\nschema_check_seconds = 1\n");
+    std::fs::write(&q.config, config).unwrap();
+    let proxy = Proxy::start(&q.config);
+    let ci = q.issuer.ci_token();
+    let dba = q.issuer.dba_token();
+    let agrees = |proxy: &Proxy| {
+        proxy
+            .audit_events()
+            .iter()
+            .filter(|e| e["event"] == "schema_drift")
+            .count()
+    };
+    // Compared before the first client: the lock was just pulled.
+    let fields = |out: &clsf_tests::psql::PsqlRun| {
+        out.stdout
+            .lines()
+            .next()
+            .map_or(0, |row| row.split('|').count())
+    };
+    let before = clsf_tests::psql::run(proxy.addr, &ci, "SELECT * FROM orders ORDER BY id LIMIT 1");
+    assert_eq!(fields(&before), 4, "{before:?}");
+    let events = agrees(&proxy);
+
+    q.pg.superuser_sql(
+        "shop",
+        &format!("ALTER TABLE orders ADD COLUMN extra text DEFAULT '{CANARY}'"),
+    );
+    // Direct, the canary is there to be read.
+    assert!(
+        q.pg.superuser_sql("shop", "SELECT * FROM orders LIMIT 1")
+            .contains(CANARY)
+    );
+    wait_for_event(&proxy, "schema_drift", events + 1);
+    let drift = proxy
+        .audit_events()
+        .into_iter()
+        .rfind(|e| e["event"] == "schema_drift")
+        .unwrap();
+    assert!(
+        drift["reason"]
+            .as_str()
+            .unwrap()
+            .contains("public.orders (extra)"),
+        "{drift}"
+    );
+
+    let reads = [
+        "SELECT * FROM orders",
+        "SELECT o FROM orders o",
+        "SELECT row_to_json(o) FROM orders o",
+        "TABLE orders",
+        "COPY orders TO STDOUT",
+        "SELECT extra FROM orders",
+        "SELECT o.extra FROM orders o",
+        "SELECT upper(extra) FROM orders",
+        "UPDATE orders SET status = status WHERE id = 1 RETURNING *",
+        "WITH d AS (UPDATE orders SET status = status WHERE id = 1 RETURNING *) SELECT * FROM d",
+        "CREATE TEMP TABLE o2 AS SELECT * FROM orders",
+    ];
+    for token in [&ci, &dba] {
+        for sql in reads {
+            let out = clsf_tests::psql::run(proxy.addr, token, sql);
+            let all = format!("{}{}", out.stdout, out.stderr);
+            assert!(
+                !all.contains(CANARY),
+                "the new column was read:\n  {sql}\n  → {all}"
+            );
+        }
+        // The rest of the relation reads as before; naming the column is
+        // refused for what it is.
+        let out = clsf_tests::psql::run(proxy.addr, token, "SELECT * FROM orders ORDER BY id");
+        assert_eq!(fields(&out), 4, "{out:?}");
+        let out = clsf_tests::psql::run(proxy.addr, token, "SELECT extra FROM orders");
+        assert!(
+            out.stderr.contains("gained it after the lock was pulled"),
+            "{out:?}"
+        );
+        let out = clsf_tests::psql::run(
+            proxy.addr,
+            token,
+            "UPDATE orders SET status = status WHERE id = (SELECT min(id) FROM orders) RETURNING id, status",
+        );
+        assert!(out.code == 0 && out.stdout.contains("UPDATE 1"), "{out:?}");
+    }
+
+    // The column goes: the next comparison puts the relation back as it
+    // was, and `*` is forwarded unchanged.
+    q.pg.superuser_sql("shop", "ALTER TABLE orders DROP COLUMN extra");
+    wait_for_event(&proxy, "schema_drift", events + 2);
+    let out = clsf_tests::psql::run(proxy.addr, &dba, "SELECT * FROM orders ORDER BY id LIMIT 1");
+    assert_eq!(fields(&out), 4, "{out:?}");
+    let last = proxy
+        .audit_events()
+        .into_iter()
+        .rfind(|e| e["statement"] == "SELECT * FROM orders ORDER BY id LIMIT 1")
+        .unwrap();
+    assert_eq!(last["decision"], "allow", "{last}");
+    assert!(last["rewritten"].is_null(), "forwarded as written: {last}");
+}

@@ -393,6 +393,65 @@ pub(crate) fn not_resolved(error: &ScopeError) -> Denial {
     }
 }
 
+/// A statement over `relation`, which the live database has columns of
+/// that the schema lock lacks (`Drift`), that the scope resolver cannot
+/// follow: it is read through the lock's columns, which needs the
+/// statement followed.
+pub(crate) fn drifted_unresolved(relation: &str, error: &ScopeError) -> Denial {
+    match error {
+        ScopeError::NotFollowed(what) => refusal(
+            FEATURE_NOT_SUPPORTED,
+            format!(
+                "`{relation}` has columns the schema lock does not, which the policy in force has not classified; clsf reads it through the lock's columns, and it does not follow {what}; refused"
+            ),
+            Some(
+                "pull the schema again (`clsfc schema pull`) and rebuild the policy, or write the statement without that construct",
+            ),
+        ),
+        other => not_resolved(other),
+    }
+}
+
+/// A column the live `relation` gained after the schema lock was pulled
+/// (`Drift`), named by a statement.
+pub(crate) fn drifted_column(column: &str, relation: &str) -> Denial {
+    refusal(
+        UNDEFINED_COLUMN,
+        format!(
+            "column `{column}` is not in the schema lock: `{relation}` gained it after the lock was pulled, and the policy in force has not classified it"
+        ),
+        Some("pull the schema again (`clsfc schema pull`) and rebuild the policy"),
+    )
+}
+
+/// A write that takes `relation` whole (`*`, `t.*`, a whole-row `t`, `TABLE
+/// t`) where the live relation has columns the schema lock lacks: writes
+/// are forwarded as written, so those columns would be returned or copied.
+pub(crate) fn drifted_whole(what: &str, relation: &str) -> Denial {
+    refusal(
+        INSUFFICIENT_PRIVILEGE,
+        format!(
+            "{what} takes `{relation}` whole, and the live relation has columns the schema lock does not, which the policy in force has not classified; refused"
+        ),
+        Some(
+            "name the columns instead of `*` or a whole-row reference, or pull the schema again (`clsfc schema pull`) and rebuild the policy",
+        ),
+    )
+}
+
+/// `SELECT … INTO`, `CREATE TABLE … AS` or a view over `relation`, which
+/// the live database has columns of that the schema lock lacks: the new
+/// relation could carry them, unclassified.
+pub(crate) fn drifted_copy(what: &str, relation: &str) -> Denial {
+    refusal(
+        INSUFFICIENT_PRIVILEGE,
+        format!(
+            "{what} from `{relation}` is refused: the live relation has columns the schema lock does not, which the policy in force has not classified, and the new relation could carry them"
+        ),
+        Some("pull the schema again (`clsfc schema pull`) and rebuild the policy"),
+    )
+}
+
 /// `ONLY t` or `t *` on a protected relation, written so that the marker
 /// cannot be located among the statement's tokens (replaced with the name
 /// otherwise).
@@ -560,6 +619,13 @@ mod tests {
             not_resolved(&ScopeError::UnknownRelation("public.custmers".into())),
             not_resolved(&ScopeError::MissingFromEntry("o".into())),
             not_resolved(&ScopeError::NotFollowed("JOIN USING … AS".into())),
+            drifted_unresolved(
+                "public.orders",
+                &ScopeError::NotFollowed("ROWS FROM".into()),
+            ),
+            drifted_column("o.extra", "public.orders"),
+            drifted_whole("the write", "public.orders"),
+            drifted_copy("CREATE TABLE … AS", "public.orders"),
             inheritance_marker("public.customers"),
             sample_unplaced("public.customers"),
             system_columns_with_row("public.customers"),

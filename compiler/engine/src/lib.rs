@@ -17,6 +17,7 @@ pub mod column_access;
 mod ddl;
 pub mod decide;
 mod denials;
+pub mod drift;
 pub mod functions;
 pub mod glob;
 pub mod hold;
@@ -45,6 +46,7 @@ pub use decide::{
     ColumnUse, Decision, Denial, Findings, INSUFFICIENT_PRIVILEGE, SessionObject, StartupSetting,
     StatementReport, Verdict, startup_setting,
 };
+pub use drift::Drift;
 pub use hold::{Hold, Need};
 pub use identity::{Credentials, Identity, groups_for_credentials};
 pub use plan::{ApprovalScope, ClauseId, Plan};
@@ -60,8 +62,9 @@ use cedar_policy::{Authorizer, Entities, PolicySet};
 /// A compiled plan ready to decide statements.
 #[derive(Debug)]
 pub struct Engine {
-    plan: Plan,
-    generated: cedar::Generated,
+    /// Shared with the engines [`Engine::with_drift`] makes of this one.
+    plan: Arc<Plan>,
+    generated: Arc<cedar::Generated>,
     authorizer: Authorizer,
     /// Access tables per group set: decisions depend only on the groups, so
     /// identities with the same groups share one table.
@@ -69,6 +72,8 @@ pub struct Engine {
     /// Key of the `hash` mask. Never in statement text: sessions get its
     /// HMAC pads as settings ([`Engine::hash_settings`]).
     hash_key: String,
+    /// The live relations' columns against the lock.
+    drift: Drift,
 }
 
 /// The key of the `hash` mask when none is given: random, drawn once per
@@ -92,12 +97,32 @@ impl Engine {
     pub fn new(plan: Plan) -> Result<Engine, GenerateError> {
         let generated = cedar::generate(&plan)?;
         Ok(Engine {
-            plan,
-            generated,
+            plan: Arc::new(plan),
+            generated: Arc::new(generated),
             authorizer: Authorizer::new(),
             by_groups: Mutex::new(HashMap::new()),
             hash_key: process_key(),
+            drift: Drift::None,
         })
+    }
+
+    /// The same policy deciding on what is now known of the live
+    /// relations' columns ([`Drift`]): a new engine, with caches of its
+    /// own, since every cached decision may depend on it.
+    pub fn with_drift(&self, drift: Drift) -> Engine {
+        Engine {
+            plan: Arc::clone(&self.plan),
+            generated: Arc::clone(&self.generated),
+            authorizer: Authorizer::new(),
+            by_groups: Mutex::new(HashMap::new()),
+            hash_key: self.hash_key.clone(),
+            drift,
+        }
+    }
+
+    /// What the engine knows of the live relations' columns.
+    pub fn drift(&self) -> &Drift {
+        &self.drift
     }
 
     /// Sets the key of the `hash` mask.
@@ -198,7 +223,10 @@ impl Engine {
                 return Arc::new(decision);
             }
         }
-        let env = decide::Env { claims };
+        let env = decide::Env {
+            claims,
+            drift: &self.drift,
+        };
         let (decision, edits) = decide::decide_with_edits(&self.plan, access, &env, sql);
         let decision = Arc::new(decision);
         if cacheable {

@@ -178,6 +178,10 @@ pub struct StatementReads {
     pub written: Usages,
     /// System columns read, by entry.
     pub system: BTreeSet<SystemUse>,
+    /// Relations some entry of which is taken whole: by `*`, `t.*` or a
+    /// whole-row reference `t`. The columns those yield are the live
+    /// table's, which may be more than the schema knows.
+    pub whole: BTreeSet<RelId>,
 }
 
 /// The columns a statement touches and how: queries, `INSERT`, `UPDATE`
@@ -234,7 +238,30 @@ struct Cx<'a> {
     /// While resolving a data-modifying statement: the columns it reads
     /// so far (its `reads` as a query).
     writing: RefCell<Option<BTreeSet<Source>>>,
+    noted: Noted,
+}
+
+/// What name resolution notes beside the sources it returns.
+#[derive(Default)]
+struct Noted {
     system: RefCell<BTreeSet<SystemUse>>,
+    whole: RefCell<BTreeSet<RelId>>,
+}
+
+impl Noted {
+    /// `entry` is taken whole.
+    fn whole(&self, entry: &Entry) {
+        if let Some(id) = entry.id {
+            self.whole.borrow_mut().insert(id);
+        }
+    }
+
+    /// `*` over `scope`: each of its entries is taken whole.
+    fn star(&self, scope: &Scope<'_>) {
+        for e in &scope.entries {
+            self.whole(e);
+        }
+    }
 }
 
 impl<'a> Cx<'a> {
@@ -246,7 +273,7 @@ impl<'a> Cx<'a> {
             usages: RefCell::default(),
             written: RefCell::default(),
             writing: RefCell::default(),
-            system: RefCell::default(),
+            noted: Noted::default(),
         }
     }
 }
@@ -391,7 +418,8 @@ impl<'a> Cx<'a> {
         StatementReads {
             usages: self.usages.into_inner(),
             written: self.written.into_inner(),
-            system: self.system.into_inner(),
+            system: self.noted.system.into_inner(),
+            whole: self.noted.whole.into_inner(),
         }
     }
 }
@@ -498,7 +526,7 @@ impl Cx<'_> {
                         sql::AssignmentTarget::Tuple(ns) => ns.iter().collect(),
                     };
                     for t in targets {
-                        let r = resolve_name(&self.system, &scope, &object_parts(t)?)?;
+                        let r = resolve_name(&self.noted, &scope, &object_parts(t)?)?;
                         self.note(&r.sources, Usage::Written);
                     }
                     let r = self.expr(&a.value, &scope, ctes)?;
@@ -566,7 +594,7 @@ impl Cx<'_> {
                     } else {
                         let mut out = Vec::new();
                         for c in &insert.columns {
-                            let r = resolve_name(&self.system, &target_scope, &object_parts(c)?)?;
+                            let r = resolve_name(&self.noted, &target_scope, &object_parts(c)?)?;
                             out.extend(r.sources);
                         }
                         out
@@ -595,7 +623,7 @@ impl Cx<'_> {
                             sql::AssignmentTarget::Tuple(ns) => ns.iter().collect(),
                         };
                         for t in targets {
-                            let r = resolve_name(&self.system, &target_scope, &object_parts(t)?)?;
+                            let r = resolve_name(&self.noted, &target_scope, &object_parts(t)?)?;
                             self.note(&r.sources, Usage::Written);
                         }
                         let r = self.expr(&a.value, &scope, ctes)?;
@@ -644,7 +672,7 @@ impl Cx<'_> {
     ) -> Result<()> {
         if let Some(sql::ConflictTarget::Columns { columns, predicate }) = &on.conflict_target {
             for c in columns {
-                let r = resolve_name(&self.system, target, &[fold(c)])?;
+                let r = resolve_name(&self.noted, target, &[fold(c)])?;
                 self.note(&r.sources, Usage::Filtered);
             }
             if let Some(p) = predicate {
@@ -680,7 +708,7 @@ impl Cx<'_> {
                 sql::AssignmentTarget::Tuple(ns) => ns.iter().collect(),
             };
             for t in targets {
-                let r = resolve_name(&self.system, target, &object_parts(t)?)?;
+                let r = resolve_name(&self.noted, target, &object_parts(t)?)?;
                 self.note(&r.sources, Usage::Written);
             }
             let r = self.expr(&a.value, &scope, ctes)?;
@@ -736,7 +764,10 @@ impl Cx<'_> {
                         aggregate: false,
                     });
                 }
-                sql::SelectItem::Wildcard(_) => expand_star(&scope.star, &mut columns, &mut reads),
+                sql::SelectItem::Wildcard(_) => {
+                    self.noted.star(scope);
+                    expand_star(&scope.star, &mut columns, &mut reads);
+                }
                 sql::SelectItem::QualifiedWildcard(kind, _) => {
                     let sql::SelectItemQualifiedWildcardKind::ObjectName(name) = kind else {
                         return err("a RETURNING wildcard over an expression");
@@ -744,6 +775,7 @@ impl Cx<'_> {
                     let parts = object_parts(name)?;
                     let entry = find_entry(scope, &parts)
                         .ok_or_else(|| ScopeError::MissingFromEntry(parts.join(".")))?;
+                    self.noted.whole(entry);
                     expand(entry, &mut columns, &mut reads)?;
                 }
                 sql::SelectItem::ExprWithAliases { .. } => {
@@ -963,6 +995,8 @@ impl Cx<'_> {
                 }
                 parts.push(fold(name));
                 let entry = self.relation_entry(&parts, None, ctes)?;
+                // `TABLE t` is `SELECT * FROM t`.
+                self.noted.whole(&entry);
                 let columns = entry
                     .columns
                     .iter()
@@ -1029,7 +1063,10 @@ impl Cx<'_> {
                         aggregate,
                     });
                 }
-                sql::SelectItem::Wildcard(_) => expand_star(&scope.star, &mut columns, &mut reads),
+                sql::SelectItem::Wildcard(_) => {
+                    self.noted.star(&scope);
+                    expand_star(&scope.star, &mut columns, &mut reads);
+                }
                 sql::SelectItem::QualifiedWildcard(kind, _) => {
                     let sql::SelectItemQualifiedWildcardKind::ObjectName(name) = kind else {
                         return err("a wildcard over an expression");
@@ -1037,6 +1074,7 @@ impl Cx<'_> {
                     let parts = object_parts(name)?;
                     let entry = find_entry(&scope, &parts)
                         .ok_or_else(|| ScopeError::MissingFromEntry(parts.join(".")))?;
+                    self.noted.whole(entry);
                     expand(entry, &mut columns, &mut reads)?;
                 }
                 sql::SelectItem::ExprWithAliases { .. } => {
@@ -1453,7 +1491,7 @@ impl Cx<'_> {
                     sql::Expr::CompoundIdentifier(ids) => ids.iter().map(fold).collect(),
                     _ => unreachable!(),
                 };
-                return resolve_name(&self.system, scope, &parts);
+                return resolve_name(&self.noted, scope, &parts);
             }
             sql::Expr::Nested(inner) => return self.expr(inner, scope, ctes),
             _ => {}
@@ -1509,6 +1547,7 @@ impl Refs<'_, '_, '_> {
         let parts = object_parts(name)?;
         let entry = find_entry(self.scope, &parts)
             .ok_or_else(|| ScopeError::MissingFromEntry(parts.join(".")))?;
+        self.cx.noted.whole(entry);
         let mut sources: BTreeSet<Source> = BTreeSet::new();
         for c in &entry.columns {
             sources.extend(c.sources.iter().copied());
@@ -1832,7 +1871,7 @@ impl Visitor for Refs<'_, '_, '_> {
             }
             _ => return ControlFlow::Continue(()),
         };
-        match resolve_name(&self.cx.system, self.scope, &parts) {
+        match resolve_name(&self.cx.noted, self.scope, &parts) {
             Ok(r) => {
                 if !self.plain.contains(&std::ptr::from_ref(expr)) {
                     self.cx.note(&r.sources, Usage::Computed);
@@ -1872,14 +1911,10 @@ pub(crate) const SYSTEM_COLUMNS: [&str; 6] = ["ctid", "xmin", "xmax", "cmin", "c
 
 /// Resolves `c`, `t.c`, `s.t.c` (or a whole-row `t`) innermost level
 /// first; a system column is recorded in `system` with its entry.
-fn resolve_name(
-    system: &RefCell<BTreeSet<SystemUse>>,
-    scope: &Scope<'_>,
-    parts: &[String],
-) -> Result<Resolved> {
+fn resolve_name(noted: &Noted, scope: &Scope<'_>, parts: &[String]) -> Result<Resolved> {
     let mut level = Some(scope);
     while let Some(s) = level {
-        if let Some(r) = resolve_in(system, s, parts) {
+        if let Some(r) = resolve_in(noted, s, parts) {
             return Ok(r);
         }
         level = s.parent;
@@ -1895,16 +1930,12 @@ fn resolve_name(
     Err(ScopeError::UnknownColumn(parts.join(".")))
 }
 
-fn resolve_in(
-    system: &RefCell<BTreeSet<SystemUse>>,
-    scope: &Scope<'_>,
-    parts: &[String],
-) -> Option<Resolved> {
+fn resolve_in(noted: &Noted, scope: &Scope<'_>, parts: &[String]) -> Option<Resolved> {
     let note_system = |entry: &Entry, column: &str| {
         if let (Some(relation), Some(&column)) =
             (entry.id, SYSTEM_COLUMNS.iter().find(|&&c| c == column))
         {
-            system.borrow_mut().insert(SystemUse {
+            noted.system.borrow_mut().insert(SystemUse {
                 relation,
                 entry: entry.name.clone(),
                 column,
@@ -1955,6 +1986,7 @@ fn resolve_in(
                 .entries
                 .iter()
                 .find(|e| &e.name == column)
+                .inspect(|e| noted.whole(e))
                 .map(|e| Resolved {
                     sources: e
                         .columns

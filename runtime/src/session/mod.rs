@@ -56,6 +56,8 @@ pub struct Shared {
     pub max_session: Option<Duration>,
     /// The upstream database and its credential.
     pub upstream: Target,
+    /// When the live catalog is compared with the schema lock.
+    pub schema_check: Schedule,
     /// The audit trail.
     pub audit: AuditLog,
     /// Session numbering.
@@ -114,6 +116,36 @@ pub struct Loaded {
     pub generation: u64,
     /// The bundle's version, when the policy is a bundle.
     pub bundle_version: Option<u64>,
+}
+
+/// When the live catalog is compared with the schema lock (the `drift` module),
+/// and how a new policy asks for a comparison at once.
+#[derive(Debug)]
+pub struct Schedule {
+    /// Time between comparisons.
+    pub every: Duration,
+    /// Woken when a policy comes into force.
+    wake: tokio::sync::Notify,
+}
+
+impl Schedule {
+    /// Comparisons every `every`.
+    pub fn new(every: Duration) -> Schedule {
+        Schedule {
+            every,
+            wake: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Asks for a comparison now (a new policy came into force).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Completes when a comparison is asked for.
+    pub async fn woken(&self) {
+        self.wake.notified().await;
+    }
 }
 
 impl Shared {

@@ -283,7 +283,7 @@ pub async fn connect(
 
 /// Opens a connection to the server, negotiating TLS when configured. A
 /// server that declines TLS is refused: the configuration asked for it.
-async fn open(target: &Target) -> Result<UpstreamStream, UpstreamError> {
+pub(crate) async fn open(target: &Target) -> Result<UpstreamStream, UpstreamError> {
     let mut tcp = TcpStream::connect((target.host.as_str(), target.port))
         .await
         .map_err(|e| err(format!("connect to {}:{}: {e}", target.host, target.port)))?;

@@ -56,6 +56,8 @@ pub use crate::verdict::{
 pub struct Env<'a> {
     /// Verified token claims of the session, if it has a token.
     pub claims: Option<&'a serde_json::Value>,
+    /// The live relations' columns against the lock.
+    pub drift: &'a crate::Drift,
 }
 
 /// What every part of a decision reads: the plan, the identity's access
@@ -74,6 +76,16 @@ pub(super) struct Cx<'a> {
     /// Deciding the statement of an `EXPLAIN`: no row of its result is
     /// sent (the client gets plan lines; `ANALYZE` discards the rows).
     pub(super) explained: bool,
+}
+
+impl Cx<'_> {
+    /// The identity may read everything in clear, and everything is known:
+    /// its statements pass unchanged once they parse. Not where the live
+    /// database may have columns the lock lacks (`Drift`): what label
+    /// such a column would get, and so whether it may read it, is unknown.
+    fn full_clear(&self) -> bool {
+        self.access.full_clear && !self.env.drift.any()
+    }
 }
 
 /// The approval clauses a statement needs, gathered in the same pass that
@@ -383,7 +395,7 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
             if code != 1 {
                 return None;
             }
-            Some(match (access.full_clear, single) {
+            Some(match (cx.full_clear(), single) {
                 (true, true) => forwarded_whole(text, None),
                 (true, false) => refused_whole(plan, text, denials::unparsable_not_alone("DO")),
                 (false, _) => refused_whole(plan, text, denials::do_block()),
@@ -447,7 +459,7 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
             // `CREATE PROCEDURE`, `CREATE AGGREGATE`, `ALTER DEFAULT
             // PRIVILEGES`, …), alone in their text, for an identity with
             // nothing withheld: there is nothing for clsf to check in them.
-            if access.full_clear && single {
+            if cx.full_clear() && single {
                 return Some(forwarded_whole(text, None));
             }
             let kind = match keyword(1) {
@@ -466,7 +478,7 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
             let denial = match perm_denial(plan, cx.needs, perm, action, &what) {
                 Some(d) => d,
                 // Alone, it would have been forwarded.
-                None if access.full_clear => denials::unparsable_not_alone(&kind),
+                None if cx.full_clear() => denials::unparsable_not_alone(&kind),
                 None => denials::unparsable_kind(&kind),
             };
             Some(refused_whole(plan, text, denial))
@@ -1054,7 +1066,7 @@ fn decide_statement(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Out
     // An identity that may read everything in clear has nothing withheld:
     // its statements pass unchanged once they parse (the session still
     // learns its cursors and prepared statements).
-    if access.full_clear {
+    if cx.full_clear() {
         return Ok(match session_object(stmt) {
             Some(o) => Outcome::pass().with_object(o),
             None => Outcome::pass(),

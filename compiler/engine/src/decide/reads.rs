@@ -106,9 +106,27 @@ pub(super) fn reads(
     // A CTE named like a relation with anything withheld counts too: where
     // the scope resolver cannot follow the statement, the agreement check
     // below cannot run, so such a statement is refused as unfollowed.
-    let restricted = a.tables.iter().filter(|t| !t.is_function).any(|t| {
-        matches!(resolve_real(plan, &t.parts), Resolved::Relation(ri) if access.relation_restricted(ri))
-    });
+    // So does a relation the live database has columns of that the lock
+    // lacks (`Drift`): the statement must be followed to be rewritten.
+    let drift = cx.env.drift;
+    let relations = || {
+        a.tables.iter().filter(|t| !t.is_function).filter_map(|t| {
+            match resolve_real(plan, &t.parts) {
+                Resolved::Relation(ri) => Some(ri),
+                _ => None,
+            }
+        })
+    };
+    let restricted = relations().any(|ri| access.relation_restricted(ri));
+    if !restricted
+        && let Err(e) = &m.reads
+        && let Some(ri) = relations().find(|&ri| drift.pins(ri))
+    {
+        return Err(gained_column(cx, e).unwrap_or_else(|| {
+            denials::drifted_unresolved(&plan.schema.relation(ri).qualified(), e)
+        }));
+    }
+    let restricted = restricted || relations().any(|ri| drift.pins(ri));
     let resolution = resolve_uses(
         cx,
         &m.reads,
@@ -122,8 +140,10 @@ pub(super) fn reads(
     // gained since would otherwise shift every position after it and pin
     // the grant on the wrong column.
     let pinned = resolution.as_ref().is_some_and(|r| !r.granted.is_empty());
-    // Relations with anything withheld (or, `pinned`, every relation) that
-    // a reference of the statement reads through a subquery.
+    // Relations with anything withheld (or, `pinned`, every relation; or
+    // drifted) that a reference of the statement reads through a subquery:
+    // a drifted one's lists the lock's columns, so neither `*` nor a
+    // whole-row reference reaches a column no policy classifies.
     let mut rewritten: HashSet<RelId> = HashSet::new();
     for (ti, t) in a.tables.iter().enumerate() {
         if t.is_function {
@@ -170,7 +190,7 @@ pub(super) fn reads(
         observe(plan, access, ri, &referenced, &mut out);
         touched(plan, access, ri, &referenced, &granted, &mut out);
         out.limit(plan, access, ri);
-        if !access.relation_restricted(ri) && !pinned {
+        if !access.relation_restricted(ri) && !pinned && !drift.pins(ri) {
             continue;
         }
         rewritten.insert(ri);
@@ -320,10 +340,9 @@ pub(super) fn reads(
     // rewritten) where the resolver saw the relation would pass its
     // values in clear: refused, whatever the cause.
     if let Some(r) = &resolution
-        && let Some(&(ri, _)) = r
-            .usages
-            .keys()
-            .find(|(ri, _)| access.relation_restricted(*ri) && !rewritten.contains(ri))
+        && let Some(&(ri, _)) = r.usages.keys().find(|(ri, _)| {
+            (access.relation_restricted(*ri) || drift.pins(*ri)) && !rewritten.contains(ri)
+        })
     {
         return Err(denials::internal(&format!(
             "`{}` is read where no reference to it is rewritten",

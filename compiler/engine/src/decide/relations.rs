@@ -64,6 +64,20 @@ pub(super) struct Resolution<'m> {
     pub(super) system: &'m std::collections::BTreeSet<scope::SystemUse>,
 }
 
+/// The refusal of a column name the resolver did not find where a drifted
+/// relation gained a column of that name (`Drift`): it exists, but the
+/// policy has not classified it.
+pub(super) fn gained_column(cx: Cx<'_>, e: &scope::ScopeError) -> Option<Denial> {
+    let scope::ScopeError::UnknownColumn(c) = e else {
+        return None;
+    };
+    let ri = cx.env.drift.gained(c.rsplit('.').next().unwrap_or(c))?;
+    Some(denials::drifted_column(
+        c,
+        &cx.plan.schema.relation(ri).qualified(),
+    ))
+}
+
 /// Resolves the statement's column uses and decides on them: a column
 /// withheld from the identity (denied or needing approval) that the
 /// statement uses in any way a `use` grant does not cover is refused,
@@ -85,8 +99,10 @@ pub(super) fn resolve_uses<'m>(
         usages,
         written,
         system,
+        ..
     } = match reads {
         Ok(reads) => reads,
+        Err(e) if let Some(d) = gained_column(cx, e) => return Err(d),
         Err(e) if restricted => return Err(denials::not_resolved(e)),
         Err(_) => return Ok(None),
     };

@@ -33,6 +33,14 @@ pub(super) fn creates_table_from(
     let a = &m.inventory;
     for t in a.tables.iter().filter(|t| !t.is_function) {
         if let Resolved::Relation(ri) = resolve(plan, t)
+            && cx.env.drift.pins(ri)
+        {
+            return Err(denials::drifted_copy(
+                what,
+                &plan.schema.relation(ri).qualified(),
+            ));
+        }
+        if let Resolved::Relation(ri) = resolve(plan, t)
             && (access.relation_restricted(ri) || row_limit(plan, access, ri).is_some())
         {
             return Err(denials::unlabelled_copy(
@@ -151,8 +159,10 @@ pub(super) fn writes(
         // is a write like INSERT, and a unique key's error would answer
         // whether a withheld value or a filtered row exists.
         .chain(target.map(|t| (t, false)));
-    // Relations the statement touches with something withheld.
+    // Relations the statement touches with something withheld, and those
+    // the live database has columns of that the lock lacks.
     let mut withheld: Vec<RelId> = Vec::new();
+    let mut drifted: Vec<RelId> = Vec::new();
     for (parts, cte) in all {
         // A relation of the name counts even where a CTE is in scope (a
         // write is decided conservatively), but a CTE's name that is no
@@ -173,6 +183,12 @@ pub(super) fn writes(
                 &rule,
             ));
         }
+        if let Resolved::Relation(ri) = this
+            && cx.env.drift.pins(ri)
+            && !drifted.contains(&ri)
+        {
+            drifted.push(ri);
+        }
         match this {
             Resolved::Relation(ri) if access.relation_restricted(ri) && !withheld.contains(&ri) => {
                 withheld.push(ri);
@@ -185,7 +201,36 @@ pub(super) fn writes(
     if !withheld.is_empty() {
         uses_nothing_withheld(cx, stmt, m, &withheld)?;
     }
+    if !drifted.is_empty() {
+        nothing_drifted_taken_whole(cx, stmt, m, &drifted)?;
+    }
     Ok(Outcome::pass())
+}
+
+/// A write is forwarded as written, so it may not take a drifted relation
+/// (one the live database has columns of that the lock lacks, `Drift`)
+/// whole: `RETURNING *` or `INSERT … SELECT *` would return or copy the
+/// columns no policy classifies. Naming them is refused where the resolver
+/// does not find them, as a column that does not exist. `COPY … FROM
+/// STDIN` reads nothing.
+fn nothing_drifted_taken_whole(
+    cx: Cx<'_>,
+    stmt: Option<&sql::Statement>,
+    m: &Model,
+    drifted: &[RelId],
+) -> Result<(), Denial> {
+    let name = |ri: RelId| cx.plan.schema.relation(ri).qualified();
+    if matches!(stmt, None | Some(sql::Statement::Copy { to: false, .. })) {
+        return Ok(());
+    }
+    match &m.reads {
+        Err(e) => Err(gained_column(cx, e)
+            .unwrap_or_else(|| denials::drifted_unresolved(&name(drifted[0]), e))),
+        Ok(reads) => match drifted.iter().find(|ri| reads.whole.contains(ri)) {
+            Some(&ri) => Err(denials::drifted_whole("the write", &name(ri))),
+            None => Ok(()),
+        },
+    }
 }
 
 /// The table a statement writes must have nothing withheld from the

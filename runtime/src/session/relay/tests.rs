@@ -92,6 +92,7 @@ impl Harness {
             per_identity: crate::auth::limits::SessionCounts::new(0),
             on_token_expiry: OnExpiry::Close,
             max_session: None,
+            schema_check: crate::session::Schedule::new(std::time::Duration::from_secs(10)),
             upstream: Target {
                 host: "127.0.0.1".to_owned(),
                 port: 9,
