@@ -85,6 +85,32 @@ async fn compare(target: &Target, loaded: &Loaded) -> Result<Drift, CheckError> 
     ))
 }
 
+/// `next`, a policy about to come into force, with its engine told what
+/// the live catalog has against its lock, so that it does not start by
+/// counting every relation as drifted. For threads without a runtime (the
+/// reload watcher's); elsewhere, or when the comparison fails, `next` is
+/// returned as it is and the watcher compares once it is in force.
+pub fn compared(shared: &Shared, mut next: Loaded) -> Loaded {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return next;
+    }
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return next;
+    };
+    // The timer is made inside the runtime, which it needs.
+    match runtime
+        .block_on(async { tokio::time::timeout(TIMEOUT, compare(&shared.upstream, &next)).await })
+    {
+        Ok(Ok(drift)) => next.engine = next.engine.with_drift(drift),
+        Ok(Err(e)) => drop(failed(shared, e)),
+        Err(_) => drop(failed(shared, CheckError::Timeout)),
+    }
+    next
+}
+
 /// Compares the live catalog with the lock of the policy in force and, if
 /// what the engine knows changed, puts the same policy in force with the
 /// new knowledge (a new generation: prepared statements are decided

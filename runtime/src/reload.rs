@@ -224,10 +224,14 @@ impl LockWatch {
 /// Compiles the policy again and swaps it in if it compiles and differs.
 pub fn reload(shared: &Shared, config: &Config) {
     let current = shared.current();
-    put_in_force(
-        shared,
-        start::compile_policy(config, current.generation + 1, current.bundle_version),
-    );
+    let next = start::compile_policy(config, current.generation + 1, current.bundle_version);
+    // A policy that changes comes into force knowing the live catalog
+    // against its lock, not counting every relation as drifted meanwhile.
+    let next = match next {
+        Ok(next) if next.plan_hash != current.plan_hash => Ok(crate::drift::compared(shared, next)),
+        other => other,
+    };
+    put_in_force(shared, next);
 }
 
 /// Swaps `next` in if it differs from the policy in force; a policy that
