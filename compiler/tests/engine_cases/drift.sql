@@ -1,7 +1,7 @@
 -- policy: the live orders gained a column `extra` after the lock was pulled
 -- (a migration ran; the lock and the policy were not rebuilt). `orders`
--- is all clear to both identities, so without the comparison it would be
--- forwarded as written and `extra` read in clear, unclassified.
+-- is all clear to `ci`, so without the comparison it would be forwarded
+-- as written and `extra` read in clear, unclassified.
 -- as ci
 
 -- Read through the lock's columns: `*` and a whole row yield what the
@@ -41,14 +41,12 @@ CREATE TABLE o2 AS SELECT id FROM orders;
 
 -- as dba-bot
 
--- An identity that reads everything in clear gets the same: the new
--- column has no classification yet.
+-- An identity that reads everything in clear holds `ddl` and `admin`: it
+-- is trusted with the schema entirely (it may add the column, and run
+-- `DO` blocks that read it), so its statements pass unanalysed and its
+-- migrations are not refused while the lock lags.
 SELECT * FROM orders;
 
 SELECT extra FROM orders;
 
-COPY orders TO STDOUT;
-
-SELECT row_to_json(o) FROM orders o;
-
-INSERT INTO orders SELECT * FROM orders;
+UPDATE orders SET extra = 'x' RETURNING *;

@@ -78,16 +78,6 @@ pub(super) struct Cx<'a> {
     pub(super) explained: bool,
 }
 
-impl Cx<'_> {
-    /// The identity may read everything in clear, and everything is known:
-    /// its statements pass unchanged once they parse. Not where the live
-    /// database may have columns the lock lacks (`Drift`): what label
-    /// such a column would get, and so whether it may read it, is unknown.
-    fn full_clear(&self) -> bool {
-        self.access.full_clear && !self.env.drift.any()
-    }
-}
-
 /// The approval clauses a statement needs, gathered in the same pass that
 /// decides it. Access is a lattice, clear < masked < needs approval <
 /// denied: a column or action that needs an approval does not refuse the
@@ -395,7 +385,7 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
             if code != 1 {
                 return None;
             }
-            Some(match (cx.full_clear(), single) {
+            Some(match (access.full_clear, single) {
                 (true, true) => forwarded_whole(text, None),
                 (true, false) => refused_whole(plan, text, denials::unparsable_not_alone("DO")),
                 (false, _) => refused_whole(plan, text, denials::do_block()),
@@ -459,7 +449,7 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
             // `CREATE PROCEDURE`, `CREATE AGGREGATE`, `ALTER DEFAULT
             // PRIVILEGES`, …), alone in their text, for an identity with
             // nothing withheld: there is nothing for clsf to check in them.
-            if cx.full_clear() && single {
+            if access.full_clear && single {
                 return Some(forwarded_whole(text, None));
             }
             let kind = match keyword(1) {
@@ -478,7 +468,7 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
             let denial = match perm_denial(plan, cx.needs, perm, action, &what) {
                 Some(d) => d,
                 // Alone, it would have been forwarded.
-                None if cx.full_clear() => denials::unparsable_not_alone(&kind),
+                None if access.full_clear => denials::unparsable_not_alone(&kind),
                 None => denials::unparsable_kind(&kind),
             };
             Some(refused_whole(plan, text, denial))
@@ -1065,8 +1055,11 @@ fn decide_statement(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Out
     let Cx { plan, access, .. } = cx;
     // An identity that may read everything in clear has nothing withheld:
     // its statements pass unchanged once they parse (the session still
-    // learns its cursors and prepared statements).
-    if cx.full_clear() {
+    // learns its cursors and prepared statements). It holds `ddl` and
+    // `admin` too, so it is trusted with the schema entirely: columns the
+    // live database gained since the lock (`Drift`) are its to read, as
+    // they are its to add, and its migrations are not refused meanwhile.
+    if access.full_clear {
         return Ok(match session_object(stmt) {
             Some(o) => Outcome::pass().with_object(o),
             None => Outcome::pass(),
