@@ -520,18 +520,7 @@ impl Cx<'_> {
                     None => &[],
                 };
                 let scope = self.write_scope(std::iter::once(&update.table), from, ctes)?;
-                for a in &update.assignments {
-                    let targets: Vec<&sql::ObjectName> = match &a.target {
-                        sql::AssignmentTarget::ColumnName(n) => vec![n],
-                        sql::AssignmentTarget::Tuple(ns) => ns.iter().collect(),
-                    };
-                    for t in targets {
-                        let r = resolve_name(&self.noted, &scope, &object_parts(t)?)?;
-                        self.note(&r.sources, Usage::Written);
-                    }
-                    let r = self.expr(&a.value, &scope, ctes)?;
-                    self.note(&r.sources, Usage::Projected);
-                }
+                self.assignments(&update.assignments, &scope, &scope, ctes)?;
                 self.filter_and_return(
                     update.selection.as_ref(),
                     update.returning.as_deref(),
@@ -617,18 +606,7 @@ impl Cx<'_> {
                     let sql::MergeUpdateKind::Set(assignments) = &update.kind else {
                         return err("a MERGE UPDATE other than SET");
                     };
-                    for a in assignments {
-                        let targets: Vec<&sql::ObjectName> = match &a.target {
-                            sql::AssignmentTarget::ColumnName(n) => vec![n],
-                            sql::AssignmentTarget::Tuple(ns) => ns.iter().collect(),
-                        };
-                        for t in targets {
-                            let r = resolve_name(&self.noted, &target_scope, &object_parts(t)?)?;
-                            self.note(&r.sources, Usage::Written);
-                        }
-                        let r = self.expr(&a.value, &scope, ctes)?;
-                        self.note(&r.sources, Usage::Projected);
-                    }
+                    self.assignments(assignments, &target_scope, &scope, ctes)?;
                 }
                 sql::MergeAction::Delete { .. } | sql::MergeAction::DoNothing { .. } => {}
             }
@@ -702,21 +680,34 @@ impl Cx<'_> {
             any_column: None,
         };
         let scope = Scope::new(vec![row.clone(), excluded], None);
-        for a in &update.assignments {
-            let targets: Vec<&sql::ObjectName> = match &a.target {
-                sql::AssignmentTarget::ColumnName(n) => vec![n],
-                sql::AssignmentTarget::Tuple(ns) => ns.iter().collect(),
-            };
-            for t in targets {
-                let r = resolve_name(&self.noted, target, &object_parts(t)?)?;
-                self.note(&r.sources, Usage::Written);
-            }
-            let r = self.expr(&a.value, &scope, ctes)?;
-            self.note(&r.sources, Usage::Projected);
-        }
+        self.assignments(&update.assignments, target, &scope, ctes)?;
         if let Some(w) = &update.selection {
             let r = self.expr(w, &scope, ctes)?;
             self.note(&r.sources, Usage::Filtered);
+        }
+        Ok(())
+    }
+
+    /// `SET` assignments: each target column (named in `targets`) written,
+    /// each value (computed in `values`) projected into it.
+    fn assignments(
+        &self,
+        assignments: &[sql::Assignment],
+        targets: &Scope<'_>,
+        values: &Scope<'_>,
+        ctes: &Ctes,
+    ) -> Result<()> {
+        for a in assignments {
+            let names: Vec<&sql::ObjectName> = match &a.target {
+                sql::AssignmentTarget::ColumnName(n) => vec![n],
+                sql::AssignmentTarget::Tuple(ns) => ns.iter().collect(),
+            };
+            for n in names {
+                let r = resolve_name(&self.noted, targets, &object_parts(n)?)?;
+                self.note(&r.sources, Usage::Written);
+            }
+            let r = self.expr(&a.value, values, ctes)?;
+            self.note(&r.sources, Usage::Projected);
         }
         Ok(())
     }
