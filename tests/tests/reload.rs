@@ -446,3 +446,50 @@ fn a_column_added_after_the_lock_was_pulled_is_never_read() {
         "read through the lock's columns while drifted"
     );
 }
+
+/// A migration run through the proxy is compared as soon as it commits,
+/// whatever the schedule says (here once an hour): the column it adds is
+/// never read by an identity the policy has not cleared for it.
+#[test]
+fn a_migration_through_the_proxy_is_compared_when_it_commits() {
+    let q = fixture::quickstart(None);
+    let mut config = std::fs::read_to_string(&q.config).unwrap();
+    config = config.replace("[policy]\n", "[policy]\nschema_check_seconds = 3600\n");
+    std::fs::write(&q.config, config).unwrap();
+    let proxy = Proxy::start(&q.config);
+    let ci = q.issuer.ci_token();
+    let dba = q.issuer.dba_token();
+    // The proxy's role owns the table, as it would to run migrations.
+    q.pg.superuser_sql(
+        "shop",
+        &format!(
+            "ALTER TABLE orders OWNER TO {}",
+            clsf_tests::postgres::GATEWAY_ROLE
+        ),
+    );
+    let migrated = clsf_tests::psql::run(
+        proxy.addr,
+        &dba,
+        "BEGIN; ALTER TABLE orders ADD COLUMN note text DEFAULT 'CANARY-MIGRATED'; COMMIT;",
+    );
+    assert!(
+        migrated.code == 0 && migrated.stderr.is_empty(),
+        "{migrated:?}"
+    );
+    // The first is the comparison before the first client.
+    wait_for_event(&proxy, "schema_drift", 2);
+    let drift = proxy
+        .audit_events()
+        .into_iter()
+        .rfind(|e| e["event"] == "schema_drift")
+        .unwrap();
+    assert!(
+        drift["reason"]
+            .as_str()
+            .unwrap()
+            .contains("public.orders (note)"),
+        "{drift}"
+    );
+    let out = clsf_tests::psql::run(proxy.addr, &ci, "SELECT * FROM orders");
+    assert!(out.code == 0 && !out.stdout.contains("CANARY"), "{out:?}");
+}

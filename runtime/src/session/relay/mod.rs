@@ -215,6 +215,10 @@ struct Relay<'a> {
     rows_seen: u64,
     /// Whether rows beyond a row limit were dropped since the last completion.
     cut: bool,
+    /// The server completed a statement that may have changed the schema
+    /// (its tag), not yet known to be committed: at the next idle
+    /// ReadyForQuery the live catalog is compared with the lock at once.
+    schema_changed: bool,
     /// Completions not yet recorded: they go on the session's next event
     /// (one line per statement instead of two).
     completions: Vec<Completion>,
@@ -258,6 +262,7 @@ impl<'a> Relay<'a> {
             segments_done: 0,
             rows_seen: 0,
             cut: false,
+            schema_changed: false,
             completions: Vec::new(),
             upstream_fatal: None,
             to_client: BytesMut::new(),

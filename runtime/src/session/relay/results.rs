@@ -99,8 +99,9 @@ impl Relay<'_> {
                     return;
                 }
                 Backend::CommandComplete => {
-                    let rows = messages::decode_cstring_body(frame.body())
-                        .ok()
+                    let tag = messages::decode_cstring_body(frame.body()).ok();
+                    self.schema_changed |= tag.is_some_and(may_change_schema);
+                    let rows = tag
                         .and_then(|tag| tag.rsplit(|b| *b == b' ').next())
                         .and_then(|n| std::str::from_utf8(n).ok())
                         .and_then(|n| n.parse().ok());
@@ -129,6 +130,13 @@ impl Relay<'_> {
             if let Some(status) = frame.body().first().and_then(|b| TransactionStatus::of(*b)) {
                 self.status = status;
             }
+            // Committed (or rolled back): a column a migration through the
+            // proxy added is found now, not at the next scheduled
+            // comparison.
+            if self.schema_changed && self.status == TransactionStatus::Idle {
+                self.schema_changed = false;
+                self.shared.schema_check.wake();
+            }
             if matches!(self.pending.front(), Some(Pending::Upstream)) {
                 self.pending.pop_front();
             }
@@ -139,6 +147,22 @@ impl Relay<'_> {
             }
         }
     }
+}
+
+/// Whether a statement with this command tag may have changed the columns
+/// of a relation: schema statements, and code that can run them (`DO`,
+/// `CALL`). Others are far more frequent and cannot.
+fn may_change_schema(tag: &[u8]) -> bool {
+    [
+        &b"ALTER "[..],
+        b"CREATE ",
+        b"DROP ",
+        b"IMPORT ",
+        b"DO",
+        b"CALL",
+    ]
+    .iter()
+    .any(|p| tag.starts_with(p))
 }
 
 /// A field of an ErrorResponse body, by its type byte.

@@ -637,3 +637,70 @@ fn a_session_that_ran_unanalysed_ends_when_a_reload_withholds_something() {
     client(&mut agent, &[&messages::query("SELECT id FROM orders")]);
     assert_eq!(tags(&sent(&mut agent).0), "Q");
 }
+
+/// Whether a catalog comparison was asked for (and takes the request).
+fn comparison_asked(h: &Harness) -> bool {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        tokio::time::timeout(
+            std::time::Duration::from_millis(10),
+            h.shared.schema_check.woken(),
+        )
+        .await
+        .is_ok()
+    })
+}
+
+/// A schema statement through the proxy asks for a comparison of the live
+/// catalog with the lock once it is committed, not before (another
+/// connection would not see it yet), and other statements never do.
+#[test]
+fn a_committed_schema_change_asks_for_a_catalog_comparison() {
+    let h = Harness::new();
+    let mut admin = h.session_of("admin");
+    let script = |r: &mut Relay<'_>, sql: &str, tag: &str, status| {
+        client(r, &[&messages::query(sql)]);
+        server(
+            r,
+            &[
+                &messages::command_complete(tag),
+                &messages::ready_for_query(status),
+            ],
+        );
+        sent(r);
+    };
+    script(&mut admin, "SELECT 1", "SELECT 1", TransactionStatus::Idle);
+    assert!(!comparison_asked(&h));
+    script(
+        &mut admin,
+        "BEGIN",
+        "BEGIN",
+        TransactionStatus::InTransaction,
+    );
+    script(
+        &mut admin,
+        "ALTER TABLE orders ADD COLUMN extra text",
+        "ALTER TABLE",
+        TransactionStatus::InTransaction,
+    );
+    assert!(!comparison_asked(&h), "not committed yet");
+    script(&mut admin, "COMMIT", "COMMIT", TransactionStatus::Idle);
+    assert!(comparison_asked(&h));
+    script(
+        &mut admin,
+        "DO $$ BEGIN EXECUTE 'ALTER TABLE orders ADD COLUMN x int'; END $$",
+        "DO",
+        TransactionStatus::Idle,
+    );
+    assert!(comparison_asked(&h));
+    script(
+        &mut admin,
+        "UPDATE orders SET id = id",
+        "UPDATE 0",
+        TransactionStatus::Idle,
+    );
+    assert!(!comparison_asked(&h));
+}
