@@ -370,7 +370,7 @@ pub(crate) fn column(
 /// would.
 pub(crate) fn not_resolved(error: &ScopeError) -> Denial {
     match error {
-        ScopeError::UnknownColumn(column) => refusal(
+        ScopeError::UnknownColumn(column) | ScopeError::UnknownColumnIn(column, _) => refusal(
             UNDEFINED_COLUMN,
             format!("column `{column}` does not exist in what the statement reads"),
             Some(
@@ -421,6 +421,21 @@ pub(crate) fn drifted_column(column: &str, relation: &str) -> Denial {
             "column `{column}` is not in the schema lock: `{relation}` gained it after the lock was pulled, and the policy in force has not classified it"
         ),
         Some("pull the schema again (`clsfc schema pull`) and rebuild the policy"),
+    )
+}
+
+/// A column name the statement uses that no relation of the schema lock in
+/// its scope has: a column a migration added after the lock was pulled
+/// (before the proxy's comparison found it), or none at all.
+pub(crate) fn column_not_in_lock(column: &str) -> Denial {
+    refusal(
+        UNDEFINED_COLUMN,
+        format!(
+            "column `{column}` is not in the schema lock: if a migration added it after the lock was pulled, the policy in force has not classified it; refused"
+        ),
+        Some(
+            "check the name; if the column is new, pull the schema again (`clsfc schema pull`) and rebuild the policy",
+        ),
     )
 }
 
@@ -624,6 +639,7 @@ mod tests {
                 &ScopeError::NotFollowed("ROWS FROM".into()),
             ),
             drifted_column("o.extra", "public.orders"),
+            column_not_in_lock("o.extra"),
             drifted_whole("the write", "public.orders"),
             drifted_copy("CREATE TABLE … AS", "public.orders"),
             inheritance_marker("public.customers"),

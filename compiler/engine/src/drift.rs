@@ -35,6 +35,11 @@ pub enum Drift {
 /// the lock: not compared.
 const BUILT_IN_SCHEMAS: [&str; 2] = ["pg_catalog", "information_schema"];
 
+/// True for a schema whose relations the engine knows from its own table.
+pub(crate) fn built_in(schema: &str) -> bool {
+    BUILT_IN_SCHEMAS.contains(&schema)
+}
+
 impl Drift {
     /// Compares `live` — every column of the live database's relations in
     /// the lock's schemas, as `(schema, relation, column)` — with the

@@ -114,6 +114,10 @@ pub struct QueryColumns {
 pub enum ScopeError {
     /// A column name nothing in scope has (PostgreSQL refuses it as well).
     UnknownColumn(String),
+    /// The same, where it names a column of these schema relations (the
+    /// one its qualifier names, or every one in scope): one the live table
+    /// gained after the lock was pulled, or none at all.
+    UnknownColumnIn(String, Vec<RelId>),
     /// A relation name neither the schema nor the catalogs have.
     UnknownRelation(String),
     /// `t.*` or `t.c` where no `FROM` entry is called `t`.
@@ -125,7 +129,9 @@ pub enum ScopeError {
 impl std::fmt::Display for ScopeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ScopeError::UnknownColumn(c) => write!(f, "column `{c}` cannot be resolved"),
+            ScopeError::UnknownColumn(c) | ScopeError::UnknownColumnIn(c, _) => {
+                write!(f, "column `{c}` cannot be resolved")
+            }
             ScopeError::UnknownRelation(r) => write!(f, "relation `{r}` is not in the schema"),
             ScopeError::MissingFromEntry(t) => write!(f, "`{t}` names no FROM entry"),
             ScopeError::NotFollowed(what) => write!(f, "{what} is not followed by the resolver"),
@@ -480,13 +486,12 @@ impl Cx<'_> {
                     for c in &insert.columns {
                         let parts = object_parts(c)?;
                         let name = parts.last().cloned().unwrap_or_default();
-                        cols.push(
-                            target
-                                .columns
-                                .iter()
-                                .find(|t| t.name == name)
-                                .ok_or(ScopeError::UnknownColumn(name))?,
-                        );
+                        cols.push(target.columns.iter().find(|t| t.name == name).ok_or_else(
+                            || match target.id {
+                                Some(ri) => ScopeError::UnknownColumnIn(name, vec![ri]),
+                                None => ScopeError::UnknownColumn(name),
+                            },
+                        )?);
                     }
                     cols
                 };
@@ -1918,7 +1923,27 @@ fn resolve_name(noted: &Noted, scope: &Scope<'_>, parts: &[String]) -> Result<Re
             direct: None,
         });
     }
-    Err(ScopeError::UnknownColumn(parts.join(".")))
+    // The schema relations the name could be a column of: its qualifier's,
+    // or, unqualified, every one in scope.
+    let mut relations: Vec<RelId> = Vec::new();
+    match parts {
+        [.., _] if parts.len() > 1 => {
+            relations.extend(find_entry(scope, &parts[..parts.len() - 1]).and_then(|e| e.id));
+        }
+        _ => {
+            let mut level = Some(scope);
+            while let Some(s) = level {
+                relations.extend(s.entries.iter().filter_map(|e| e.id));
+                level = s.parent;
+            }
+        }
+    }
+    let name = parts.join(".");
+    if relations.is_empty() {
+        Err(ScopeError::UnknownColumn(name))
+    } else {
+        Err(ScopeError::UnknownColumnIn(name, relations))
+    }
 }
 
 fn resolve_in(noted: &Noted, scope: &Scope<'_>, parts: &[String]) -> Option<Resolved> {
@@ -2609,8 +2634,13 @@ mod tests {
 
     #[test]
     fn unknown_names_are_errors_that_say_which() {
+        let people = schema().find("app", "people").unwrap();
         assert_eq!(
             lineage("SELECT nope FROM people"),
+            Err(ScopeError::UnknownColumnIn("nope".into(), vec![people]))
+        );
+        assert_eq!(
+            lineage("SELECT nope FROM (VALUES (1)) v(n)"),
             Err(ScopeError::UnknownColumn("nope".into()))
         );
         assert_eq!(

@@ -20,8 +20,10 @@ SELECT pg_read_file('/etc/passwd');
 -- Where the scope resolver cannot tell which columns a statement uses, a
 -- statement over a relation with anything withheld is refused in one
 -- place: a column or FROM entry that is not there with PostgreSQL's code,
--- a construct the resolver does not follow as such. Over relations read
--- in full (orders) the same mistake is forwarded, for PostgreSQL to answer.
+-- a construct the resolver does not follow as such. A column name no
+-- relation of the lock in scope has is refused over relations read in
+-- full (orders) too: the live table may have gained it after the lock was
+-- pulled, before the proxy's comparison of the catalog found it.
 
 SELECT c.emai FROM customers c;
 

@@ -97,6 +97,7 @@ pub(super) fn reads(
     let Cx { plan, access, .. } = cx;
     let mut out = Outcome::pass();
     check_functions_guarded(access, a, Some((text, &mut out.edits)))?;
+    no_unknown_lock_column(cx, &m.reads)?;
     // Each relation reference resolved once (None for table functions).
     let mut resolved: Vec<Option<Resolved>> = a
         .tables
@@ -190,8 +191,30 @@ pub(super) fn reads(
         observe(plan, access, ri, &referenced, &mut out);
         touched(plan, access, ri, &referenced, &granted, &mut out);
         out.limit(plan, access, ri);
-        if !access.relation_restricted(ri) && !pinned && !drift.pins(ri) {
-            continue;
+        let must = access.relation_restricted(ri) || pinned || drift.pins(ri);
+        // A relation read in clear but taken whole (`*`, `t.*`, a whole
+        // row) is read through the lock's columns too where that can be
+        // done as it is: what `*` yields is then the columns the policy
+        // knows, even for a column a migration added a moment ago, before
+        // any comparison of the catalog found it (`Drift`). Where it
+        // cannot (a marker or sample the rewrite does not place, system
+        // columns beside the whole row, a query with data-modifying parts,
+        // whose written table is no subquery), it is forwarded as before.
+        if !must {
+            let whole = resolution.as_ref().is_some_and(|r| r.whole.contains(&ri));
+            let placeable = a.statements == 1
+                && t.range.is_some()
+                && !matches!(
+                    t.inheritance,
+                    Some(analyze::Inheritance { range: None, .. })
+                )
+                && !matches!(t.sample, Some(None))
+                && resolution
+                    .as_ref()
+                    .is_some_and(|r| !r.system.iter().any(|u| u.relation == ri));
+            if !whole || !placeable {
+                continue;
+            }
         }
         rewritten.insert(ri);
         let Some((start, end)) = t.range else {

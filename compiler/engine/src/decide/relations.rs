@@ -62,13 +62,15 @@ pub(super) struct Resolution<'m> {
     pub(super) granted: HashSet<Source>,
     /// System columns read through relation entries.
     pub(super) system: &'m std::collections::BTreeSet<scope::SystemUse>,
+    /// Relations taken whole (`*`, `t.*`, a whole-row `t`).
+    pub(super) whole: &'m std::collections::BTreeSet<crate::schema::RelId>,
 }
 
 /// The refusal of a column name the resolver did not find where a drifted
 /// relation gained a column of that name (`Drift`): it exists, but the
 /// policy has not classified it.
 pub(super) fn gained_column(cx: Cx<'_>, e: &scope::ScopeError) -> Option<Denial> {
-    let scope::ScopeError::UnknownColumn(c) = e else {
+    let (scope::ScopeError::UnknownColumn(c) | scope::ScopeError::UnknownColumnIn(c, _)) = e else {
         return None;
     };
     let ri = cx.env.drift.gained(c.rsplit('.').next().unwrap_or(c))?;
@@ -76,6 +78,29 @@ pub(super) fn gained_column(cx: Cx<'_>, e: &scope::ScopeError) -> Option<Denial>
         c,
         &cx.plan.schema.relation(ri).qualified(),
     ))
+}
+
+/// A statement that names a column no relation of the lock in its scope
+/// has is refused, whatever the identity may read (one that reads
+/// everything never gets here): the live table may have gained it since
+/// the lock was pulled, before the proxy's comparison of the catalog
+/// found it, and the policy has not classified it. PostgreSQL would refuse
+/// a name that is no column at all. Names over the built-in catalogs,
+/// which the engine knows only in part, are left to PostgreSQL.
+pub(super) fn no_unknown_lock_column(
+    cx: Cx<'_>,
+    reads: &Result<scope::StatementReads, scope::ScopeError>,
+) -> Result<(), Denial> {
+    let Err(e @ scope::ScopeError::UnknownColumnIn(c, relations)) = reads else {
+        return Ok(());
+    };
+    if relations
+        .iter()
+        .any(|&ri| !crate::drift::built_in(&cx.plan.schema.relation(ri).schema))
+    {
+        return Err(gained_column(cx, e).unwrap_or_else(|| denials::column_not_in_lock(c)));
+    }
+    Ok(())
 }
 
 /// Resolves the statement's column uses and decides on them: a column
@@ -99,7 +124,7 @@ pub(super) fn resolve_uses<'m>(
         usages,
         written,
         system,
-        ..
+        whole,
     } = match reads {
         Ok(reads) => reads,
         Err(e) if let Some(d) = gained_column(cx, e) => return Err(d),
@@ -150,5 +175,6 @@ pub(super) fn resolve_uses<'m>(
         written,
         granted,
         system,
+        whole,
     }))
 }

@@ -107,6 +107,7 @@ pub(super) fn writes(
         ..
     } = cx;
     check_functions(access, a)?;
+    no_unknown_lock_column(cx, &m.reads)?;
     if let Some(parts) = target {
         match resolve_real(plan, parts) {
             Resolved::Relation(ri) => {
