@@ -540,6 +540,14 @@ fn session_statement_kinds_are_decided_like_what_they_run() {
             "MOVE BACKWARD 5 IN c1;",
             Some(SessionObject::UseCursor("c1".into())),
         ),
+        (
+            "UPDATE orders SET status = 'x' WHERE CURRENT OF c1",
+            Some(SessionObject::UseCursor("c1".into())),
+        ),
+        (
+            "DELETE FROM orders WHERE CURRENT OF \"C\" RETURNING id;",
+            Some(SessionObject::UseCursor("C".into())),
+        ),
         ("CLOSE c1", Some(SessionObject::CloseCursor("c1".into()))),
         ("CLOSE ALL", Some(SessionObject::CloseAllCursors)),
         ("EXECUTE p(1)", Some(SessionObject::Execute("p".into()))),

@@ -465,6 +465,10 @@ const BENIGN: &[&str] = &[
     "BEGIN; MERGE INTO orders o USING (VALUES (1)) v(id) ON o.id = v.id WHEN MATCHED THEN UPDATE SET status = o.status; ROLLBACK;",
     "BEGIN; WITH upd AS (UPDATE orders SET status = status WHERE id = 1 RETURNING id, status) SELECT count(*) FROM upd; ROLLBACK;",
     "SELECT name, email FROM people ORDER BY id;",
+    // A positioned write on a cursor the session declared (sqlparser does
+    // not parse `WHERE CURRENT OF`); the cursor reads the table whole, so
+    // through the lock's columns.
+    "BEGIN; DECLARE w CURSOR FOR SELECT * FROM orders FOR UPDATE; FETCH 1 FROM w; UPDATE orders SET status = status WHERE CURRENT OF w; DELETE FROM orders WHERE CURRENT OF w RETURNING id; ROLLBACK;",
     // Forms sqlparser does not parse, decided as the forms they read alike
     // and forwarded as written.
     "SELECT concat_ws(',', VARIADIC ARRAY[name, email]) FROM people WHERE id = 1;",

@@ -91,3 +91,16 @@ MERGE INTO orders o USING customers c ON o.customer_id = c.id AND c.name = 'Ada 
 MERGE INTO orders o USING (SELECT id, name FROM customers) c ON o.customer_id = c.id WHEN MATCHED THEN DELETE;
 
 MERGE INTO orders o USING customers c ON o.customer_id = c.id WHEN NOT MATCHED THEN INSERT VALUES (c.id + 100, c.id, 0, c.card_number);
+
+-- A positioned write (`WHERE CURRENT OF`, which sqlparser does not parse)
+-- is decided as a write of the whole table and forwarded as written; the
+-- session checks the cursor is one it declared with SQL.
+-- as ci
+
+UPDATE orders SET status = 'x' WHERE CURRENT OF c;
+
+DELETE FROM orders WHERE CURRENT OF "C" RETURNING id;
+
+UPDATE customers SET name = 'x' WHERE CURRENT OF c;
+
+UPDATE orders SET status = (SELECT email FROM customers LIMIT 1) WHERE CURRENT OF c;

@@ -313,6 +313,14 @@ fn decide_unparsed(cx: Cx<'_>, text: &str) -> Option<(Decision, Vec<Edit>)> {
         for r in &mut decision.statements {
             r.text = text.to_owned();
         }
+        // The cursor a write names by `WHERE CURRENT OF` must be one the
+        // session declared with SQL, as for `FETCH`.
+        if let Some((cursor, ..)) = current_of(&words)
+            && let [report] = decision.statements.as_mut_slice()
+            && report.decision != "deny"
+        {
+            report.findings_mut().object = Some(SessionObject::UseCursor(cursor));
+        }
         if let Verdict::Rewrite(_) = decision.verdict {
             decision.verdict = Verdict::Rewrite(rewrite::splice(text, &mut edits)?);
         }
@@ -627,10 +635,11 @@ fn keyword_at(words: &Words<'_>, i: usize) -> Option<String> {
 fn padded_forms(text: &str, words: &Words<'_>, unfiltered: bool, ungranted: bool) -> Padded {
     type Form = fn(&str, &Words<'_>) -> Padded;
     // Forms that change no condition: for every identity.
-    const ALWAYS: [Form; 3] = [
+    const ALWAYS: [Form; 4] = [
         key_locks_padded,
         deferrable_padded,
         group_by_quantifier_padded,
+        current_of_padded,
     ];
     // Expression forms: only without a row filter (above).
     const UNFILTERED: [Form; 4] = [
@@ -901,6 +910,60 @@ fn key_locks_padded(text: &str, words: &Words<'_>) -> Padded {
             (Some("KEY"), Some("SHARE"), _) => Some((i, i + 2, "FOR SHARE")),
             _ => None,
         }
+    })
+}
+
+/// The cursor of a write's `WHERE CURRENT OF cursor` (its whole text one
+/// `UPDATE` or `DELETE`), folded as PostgreSQL folds it, with the index of
+/// its `CURRENT` word and of its name.
+fn current_of(words: &Words<'_>) -> Option<(String, usize, usize)> {
+    use sqlparser::tokenizer::Token;
+    let word = |i: usize| keyword_at(words, i);
+    if !matches!(word(0).as_deref(), Some("UPDATE" | "DELETE")) {
+        return None;
+    }
+    let mut end = words.len();
+    if matches!(words.last(), Some((Token::SemiColon, ..))) {
+        end -= 1;
+    }
+    // `… WHERE CURRENT OF name [RETURNING …]`: the clause ends the text or
+    // is followed by `RETURNING`, and nothing else in it is a `;`.
+    if words[..end]
+        .iter()
+        .any(|(t, ..)| matches!(t, Token::SemiColon))
+    {
+        return None;
+    }
+    let i = (1..end).find(|&i| {
+        word(i - 1).as_deref() == Some("WHERE")
+            && word(i).as_deref() == Some("CURRENT")
+            && word(i + 1).as_deref() == Some("OF")
+    })?;
+    let name = i + 2;
+    let Some((Token::Word(cursor), ..)) = words.get(name) else {
+        return None;
+    };
+    if name + 1 != end && word(name + 1).as_deref() != Some("RETURNING") {
+        return None;
+    }
+    let folded = analyze::fold(&sql::Ident {
+        value: cursor.value.clone(),
+        quote_style: cursor.quote_style,
+        span: sqlparser::tokenizer::Span::empty(),
+    });
+    Some((folded, i, name))
+}
+
+/// `text` with a write's `WHERE CURRENT OF cursor` written as `WHERE
+/// TRUE`: the row the cursor is on is written, which the statement names
+/// by position, not by a value, so it reads no column the padded text
+/// does not (sqlparser does not parse the clause). The session then checks
+/// that the cursor is one the client declared with SQL
+/// (`SessionObject::UseCursor`); a row filter refuses a write anyway.
+fn current_of_padded(text: &str, words: &Words<'_>) -> Padded {
+    let (_, first, last) = current_of(words)?;
+    pad_matches(text, words, |i| {
+        (i == first).then_some((first, last, "TRUE"))
     })
 }
 
