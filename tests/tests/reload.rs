@@ -498,8 +498,9 @@ fn a_migration_through_the_proxy_is_compared_when_it_commits() {
 
 /// Before any comparison has found a column a migration outside the proxy
 /// just added (here none is scheduled for an hour), reads do not reach it:
-/// a relation taken whole is read through the lock's columns, and a name
-/// no relation of the lock has is refused.
+/// a relation taken whole is read through the lock's columns, a write's
+/// `RETURNING *` is written out as them, and a name no relation of the
+/// lock has is refused.
 #[test]
 fn a_column_added_a_moment_ago_is_not_read_before_any_comparison() {
     const CANARY: &str = "CANARY-WINDOW-3";
@@ -518,12 +519,15 @@ fn a_column_added_a_moment_ago_is_not_read_before_any_comparison() {
         "SELECT o.* FROM orders o",
         "SELECT o FROM orders o",
         "SELECT row_to_json(o) FROM orders o",
-        "SELECT * FROM orders o JOIN customers c ON c.id = o.customer_id",
+        "SELECT o.*, c.email FROM orders o JOIN customers c ON c.id = o.customer_id",
         "TABLE orders",
         "SELECT extra FROM orders",
         "SELECT upper(o.extra) FROM orders o",
         "SELECT id FROM orders WHERE extra LIKE 'CANARY%'",
         "UPDATE orders SET status = extra WHERE id = (SELECT min(id) FROM orders) RETURNING status",
+        "UPDATE orders SET status = status WHERE id = (SELECT min(id) FROM orders) RETURNING *",
+        "BEGIN; DELETE FROM orders o WHERE o.id = (SELECT min(id) FROM orders) RETURNING o.*; ROLLBACK;",
+        "BEGIN; INSERT INTO orders (id, customer_id, total_cents, status) VALUES (9999, 1, 1, 'x') RETURNING *; ROLLBACK;",
     ] {
         let out = clsf_tests::psql::run(proxy.addr, &ci, sql);
         let all = format!("{}{}", out.stdout, out.stderr);
@@ -531,6 +535,13 @@ fn a_column_added_a_moment_ago_is_not_read_before_any_comparison() {
             !all.contains("CANARY"),
             "the new column was read:\n  {sql}\n  → {all}"
         );
+        // Reads taken whole and writes returning their table run.
+        if sql.contains('*') {
+            assert!(
+                !out.stderr.contains("ERROR") && out.stdout.contains('|'),
+                "{sql}: {out:?}"
+            );
+        }
     }
     // Only the comparison before the first client ran.
     assert_eq!(

@@ -104,3 +104,17 @@ DELETE FROM orders WHERE CURRENT OF "C" RETURNING id;
 UPDATE customers SET name = 'x' WHERE CURRENT OF c;
 
 UPDATE orders SET status = (SELECT email FROM customers LIMIT 1) WHERE CURRENT OF c;
+
+-- `RETURNING *` of the written table alone is written out as the lock's
+-- columns: a column the live table gained a moment ago, before any
+-- comparison of the catalog found it, is not returned. With `FROM` or
+-- `USING`, `*` spans other tables too and is left as written.
+-- as ci
+
+UPDATE orders SET status = 'x' WHERE id = 1 RETURNING *;
+
+DELETE FROM orders o WHERE o.id = 1 RETURNING o.*;
+
+INSERT INTO orders AS o (id, customer_id, total_cents, status) VALUES (1, 1, 1, 'x') ON CONFLICT (id) DO NOTHING RETURNING *, o.id;
+
+UPDATE orders o SET status = c.name FROM customers c WHERE c.id = o.customer_id RETURNING *;

@@ -1148,7 +1148,9 @@ fn decide_statement(cx: Cx<'_>, stmt: &sql::Statement, text: &str) -> Result<Out
         | sql::Statement::Merge(_) => {
             let target = write_target(stmt);
             let m = model::build(stmt, text, &plan.schema);
-            writes(cx, &m, target.as_deref(), Some(stmt))
+            let mut out = writes(cx, &m, target.as_deref(), Some(stmt))?;
+            out.edits = returning_written_out(plan, target.as_deref(), stmt, &m, text);
+            Ok(out)
         }
         sql::Statement::Copy { .. } => copy(cx, stmt, text),
         sql::Statement::Truncate(t) => truncate(cx, t),

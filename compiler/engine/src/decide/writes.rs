@@ -208,6 +208,115 @@ pub(super) fn writes(
     Ok(Outcome::pass())
 }
 
+/// A write's `RETURNING *` (or `RETURNING t.*` of its table) written out
+/// as the lock's columns of the table it writes, so that it returns what
+/// the policy knows even when the live table gained a column a moment ago,
+/// before any comparison of the catalog found it (`Drift`): a write is
+/// otherwise forwarded as written. Only where `*` is the written table
+/// alone — an `INSERT`, an `UPDATE` without `FROM`, a `DELETE` without
+/// `USING` — and plain; elsewhere nothing is written out.
+pub(super) fn returning_written_out(
+    plan: &Plan,
+    target: Option<&[String]>,
+    stmt: &sql::Statement,
+    m: &Model,
+    text: &str,
+) -> Vec<Edit> {
+    let Some(Resolved::Relation(ri)) = target.map(|t| resolve_real(plan, t)) else {
+        return Vec::new();
+    };
+    let Ok(reads) = &m.reads else {
+        return Vec::new();
+    };
+    if !reads.whole.contains(&ri) {
+        return Vec::new();
+    }
+    fn table_alias(t: &sql::TableWithJoins) -> Option<Option<&sql::Ident>> {
+        match &t.relation {
+            sql::TableFactor::Table { alias, .. } => Some(alias.as_ref().map(|a| &a.name)),
+            _ => None,
+        }
+    }
+    let (returning, alias) = match stmt {
+        sql::Statement::Insert(i) => (&i.returning, i.table_alias.as_ref().map(|a| &a.alias)),
+        sql::Statement::Update(u) if u.from.is_none() => {
+            let Some(alias) = table_alias(&u.table) else {
+                return Vec::new();
+            };
+            (&u.returning, alias)
+        }
+        sql::Statement::Delete(d) if d.using.is_none() => {
+            let tables = match &d.from {
+                sql::FromTable::WithFromKeyword(t) | sql::FromTable::WithoutKeyword(t) => t,
+            };
+            let [only] = tables.as_slice() else {
+                return Vec::new();
+            };
+            let Some(alias) = table_alias(only) else {
+                return Vec::new();
+            };
+            (&d.returning, alias)
+        }
+        _ => return Vec::new(),
+    };
+    let Some(items) = returning else {
+        return Vec::new();
+    };
+    let rel = plan.schema.relation(ri);
+    let visible = alias.map_or_else(|| rel.name.clone(), analyze::fold);
+    let quoted = rewrite::quote_ident(&visible);
+    let columns = rel
+        .columns
+        .iter()
+        .map(|c| format!("{quoted}.{}", rewrite::quote_ident(&c.name)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let text = analyze::LineIndex::new(text);
+    let mut edits = Vec::new();
+    for item in items {
+        let (start, end) = match item {
+            sql::SelectItem::Wildcard(o) if plain_wildcard(o) => (
+                text.offset(o.wildcard_token.0.span.start),
+                text.offset(o.wildcard_token.0.span.end),
+            ),
+            sql::SelectItem::QualifiedWildcard(
+                sql::SelectItemQualifiedWildcardKind::ObjectName(name),
+                o,
+            ) if plain_wildcard(o)
+                && name.0.len() == 1
+                && name.0[0]
+                    .as_ident()
+                    .is_some_and(|i| analyze::fold(i) == visible) =>
+            {
+                (
+                    name.0[0].as_ident().and_then(|i| text.offset(i.span.start)),
+                    text.offset(o.wildcard_token.0.span.end),
+                )
+            }
+            _ => continue,
+        };
+        let (Some(start), Some(end)) = (start, end) else {
+            return Vec::new();
+        };
+        edits.push(Edit {
+            start,
+            end,
+            text: columns.clone(),
+        });
+    }
+    edits
+}
+
+/// A `*` with none of the options other dialects give it.
+fn plain_wildcard(o: &sql::WildcardAdditionalOptions) -> bool {
+    o.opt_ilike.is_none()
+        && o.opt_exclude.is_none()
+        && o.opt_except.is_none()
+        && o.opt_replace.is_none()
+        && o.opt_rename.is_none()
+        && o.opt_alias.is_none()
+}
+
 /// A write is forwarded as written, so it may not take a drifted relation
 /// (one the live database has columns of that the lock lacks, `Drift`)
 /// whole: `RETURNING *` or `INSERT … SELECT *` would return or copy the
