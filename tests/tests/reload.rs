@@ -321,6 +321,20 @@ fn a_new_schema_lock_is_reloaded_whether_written_or_renamed_over() {
     assert_eq!(reloads(&proxy), 2);
 }
 
+/// The quickstart behind a proxy that compares the live catalog with the
+/// lock every `seconds` (besides before the first client and on commits
+/// of schema statements through it).
+fn comparing_every(seconds: u64) -> (fixture::Quickstart, Proxy) {
+    let q = fixture::quickstart(None);
+    let config = std::fs::read_to_string(&q.config).unwrap().replace(
+        "[policy]\n",
+        &format!("[policy]\nschema_check_seconds = {seconds}\n"),
+    );
+    std::fs::write(&q.config, config).unwrap();
+    let proxy = Proxy::start(&q.config);
+    (q, proxy)
+}
+
 /// The live catalog is compared with the lock: a column a migration adds
 /// after the lock was pulled is never read, by name, `*`, a whole row or
 /// `COPY` — `orders` is all clear to `ci`, so without the comparison it
@@ -331,11 +345,7 @@ fn a_new_schema_lock_is_reloaded_whether_written_or_renamed_over() {
 #[test]
 fn a_column_added_after_the_lock_was_pulled_is_never_read() {
     const CANARY: &str = "CANARY-DRIFT-7";
-    let q = fixture::quickstart(None);
-    let mut config = std::fs::read_to_string(&q.config).unwrap();
-    config = config.replace("[policy]\n", "[policy]\nschema_check_seconds = 1\n");
-    std::fs::write(&q.config, config).unwrap();
-    let proxy = Proxy::start(&q.config);
+    let (q, proxy) = comparing_every(1);
     let ci = q.issuer.ci_token();
     let dba = q.issuer.dba_token();
     let agrees = |proxy: &Proxy| {
@@ -454,11 +464,7 @@ fn a_column_added_after_the_lock_was_pulled_is_never_read() {
 /// never read by an identity the policy has not cleared for it.
 #[test]
 fn a_migration_through_the_proxy_is_compared_when_it_commits() {
-    let q = fixture::quickstart(None);
-    let mut config = std::fs::read_to_string(&q.config).unwrap();
-    config = config.replace("[policy]\n", "[policy]\nschema_check_seconds = 3600\n");
-    std::fs::write(&q.config, config).unwrap();
-    let proxy = Proxy::start(&q.config);
+    let (q, proxy) = comparing_every(3600);
     let ci = q.issuer.ci_token();
     let dba = q.issuer.dba_token();
     // The proxy's role owns the table, as it would to run migrations.
@@ -504,11 +510,7 @@ fn a_migration_through_the_proxy_is_compared_when_it_commits() {
 #[test]
 fn a_column_added_a_moment_ago_is_not_read_before_any_comparison() {
     const CANARY: &str = "CANARY-WINDOW-3";
-    let q = fixture::quickstart(None);
-    let mut config = std::fs::read_to_string(&q.config).unwrap();
-    config = config.replace("[policy]\n", "[policy]\nschema_check_seconds = 3600\n");
-    std::fs::write(&q.config, config).unwrap();
-    let proxy = Proxy::start(&q.config);
+    let (q, proxy) = comparing_every(3600);
     let ci = q.issuer.ci_token();
     q.pg.superuser_sql(
         "shop",

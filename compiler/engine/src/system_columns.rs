@@ -97,7 +97,7 @@ impl Expander<'_> {
 
 /// Options PostgreSQL does not have (`EXCLUDE`, `REPLACE`, …): a `*` with
 /// any of them is not written out.
-fn plain(o: &sql::WildcardAdditionalOptions) -> bool {
+pub(crate) fn plain(o: &sql::WildcardAdditionalOptions) -> bool {
     o.opt_ilike.is_none()
         && o.opt_exclude.is_none()
         && o.opt_except.is_none()

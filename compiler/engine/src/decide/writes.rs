@@ -275,14 +275,14 @@ pub(super) fn returning_written_out(
     let mut edits = Vec::new();
     for item in items {
         let (start, end) = match item {
-            sql::SelectItem::Wildcard(o) if plain_wildcard(o) => (
+            sql::SelectItem::Wildcard(o) if crate::system_columns::plain(o) => (
                 text.offset(o.wildcard_token.0.span.start),
                 text.offset(o.wildcard_token.0.span.end),
             ),
             sql::SelectItem::QualifiedWildcard(
                 sql::SelectItemQualifiedWildcardKind::ObjectName(name),
                 o,
-            ) if plain_wildcard(o)
+            ) if crate::system_columns::plain(o)
                 && name.0.len() == 1
                 && name.0[0]
                     .as_ident()
@@ -305,16 +305,6 @@ pub(super) fn returning_written_out(
         });
     }
     edits
-}
-
-/// A `*` with none of the options other dialects give it.
-fn plain_wildcard(o: &sql::WildcardAdditionalOptions) -> bool {
-    o.opt_ilike.is_none()
-        && o.opt_exclude.is_none()
-        && o.opt_except.is_none()
-        && o.opt_replace.is_none()
-        && o.opt_rename.is_none()
-        && o.opt_alias.is_none()
 }
 
 /// A write is forwarded as written, so it may not take a drifted relation
