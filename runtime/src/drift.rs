@@ -23,6 +23,8 @@ use crate::upstream::Target;
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// How soon a comparison is tried again while nothing is known.
 const RETRY_UNKNOWN: Duration = Duration::from_secs(1);
+/// The least time between two comparisons asked for by sessions.
+const MIN_GAP: Duration = Duration::from_millis(200);
 
 /// Every column of the live relations in the given schemas. Dropped
 /// columns and system columns are not columns a statement can name by
@@ -192,17 +194,28 @@ fn apply(shared: &Shared, base: &Arc<Loaded>, drift: Drift) {
 /// second while nothing is known. The first comparison is the caller's
 /// (`serve::start` makes it before the first client).
 pub async fn watch(shared: Arc<Shared>, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let mut last = tokio::time::Instant::now();
     loop {
         let wait = if shared.current().engine.drift() == &Drift::Unknown {
             RETRY_UNKNOWN
         } else {
             shared.schema_check.every
         };
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = shared.schema_check.woken() => {}
+        let woken = tokio::select! {
+            () = tokio::time::sleep(wait) => false,
+            () = shared.schema_check.woken() => true,
             _ = stopped.wait_for(|s| *s) => return,
+        };
+        if woken {
+            // Sessions that create and drop tables by the hundred
+            // (temporary tables of ETL jobs) ask after every commit: one
+            // comparison per `MIN_GAP` answers them all.
+            tokio::select! {
+                () = tokio::time::sleep_until(last + MIN_GAP) => {}
+                _ = stopped.wait_for(|s| *s) => return,
+            }
         }
         let _ = check(&shared).await;
+        last = tokio::time::Instant::now();
     }
 }
