@@ -3,7 +3,9 @@
 //! force has not classified; the engine reads such a relation through the
 //! lock's columns once it knows (`clsf_engine::Drift`). This module tells
 //! it: one catalog query when a policy comes into force (started, reloaded,
-//! a bundle followed) and then every `[policy] schema_check_seconds`.
+//! a bundle followed), when a session's schema statement commits
+//! (`Schedule::wake`, at most every `MIN_GAP`), and every `[policy]
+//! schema_check_seconds`.
 //!
 //! Until a comparison has succeeded for the policy in force, the engine
 //! counts every relation as drifted (`Drift::Unknown`): every relation read
