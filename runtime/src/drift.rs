@@ -105,12 +105,8 @@ pub fn compared(shared: &Shared, mut next: Loaded) -> Loaded {
         return next;
     };
     // The timer is made inside the runtime, which it needs.
-    match runtime
-        .block_on(async { tokio::time::timeout(TIMEOUT, compare(&shared.upstream, &next)).await })
-    {
-        Ok(Ok(drift)) => next.engine = next.engine.with_drift(drift),
-        Ok(Err(e)) => drop(failed(shared, e)),
-        Err(_) => drop(failed(shared, CheckError::Timeout)),
+    if let Ok(drift) = runtime.block_on(within_time(shared, &next)) {
+        next.engine = next.engine.with_drift(drift);
     }
     next
 }
@@ -121,13 +117,18 @@ pub fn compared(shared: &Shared, mut next: Loaded) -> Loaded {
 /// again). Audited and logged when relations drift or stop drifting.
 pub async fn check(shared: &Shared) -> Result<(), CheckError> {
     let base = shared.current();
-    let drift = match tokio::time::timeout(TIMEOUT, compare(&shared.upstream, &base)).await {
-        Ok(Ok(drift)) => drift,
-        Ok(Err(e)) => return Err(failed(shared, e)),
-        Err(_) => return Err(failed(shared, CheckError::Timeout)),
-    };
+    let drift = within_time(shared, &base).await?;
     apply(shared, &base, drift);
     Ok(())
+}
+
+/// [`compare`] within `TIMEOUT`; a failure is counted and logged.
+async fn within_time(shared: &Shared, loaded: &Loaded) -> Result<Drift, CheckError> {
+    match tokio::time::timeout(TIMEOUT, compare(&shared.upstream, loaded)).await {
+        Ok(Ok(drift)) => Ok(drift),
+        Ok(Err(e)) => Err(failed(shared, e)),
+        Err(_) => Err(failed(shared, CheckError::Timeout)),
+    }
 }
 
 fn failed(shared: &Shared, e: CheckError) -> CheckError {

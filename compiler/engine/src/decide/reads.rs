@@ -110,24 +110,26 @@ pub(super) fn reads(
     // So does a relation the live database has columns of that the lock
     // lacks (`Drift`): the statement must be followed to be rewritten.
     let drift = cx.env.drift;
-    let relations = || {
-        a.tables.iter().filter(|t| !t.is_function).filter_map(|t| {
-            match resolve_real(plan, &t.parts) {
-                Resolved::Relation(ri) => Some(ri),
-                _ => None,
-            }
+    let relations: Vec<RelId> = a
+        .tables
+        .iter()
+        .filter(|t| !t.is_function)
+        .filter_map(|t| match resolve_real(plan, &t.parts) {
+            Resolved::Relation(ri) => Some(ri),
+            _ => None,
         })
-    };
-    let restricted = relations().any(|ri| access.relation_restricted(ri));
+        .collect();
+    let restricted = relations.iter().any(|&ri| access.relation_restricted(ri));
+    let drifted = relations.iter().find(|&&ri| drift.pins(ri));
     if !restricted
         && let Err(e) = &m.reads
-        && let Some(ri) = relations().find(|&ri| drift.pins(ri))
+        && let Some(&ri) = drifted
     {
         return Err(gained_column(cx, e).unwrap_or_else(|| {
             denials::drifted_unresolved(&plan.schema.relation(ri).qualified(), e)
         }));
     }
-    let restricted = restricted || relations().any(|ri| drift.pins(ri));
+    let restricted = restricted || drifted.is_some();
     let resolution = resolve_uses(
         cx,
         &m.reads,
