@@ -54,6 +54,7 @@ rule linker_reads for linker {
   allow read <= internal
   mask  confidential
   allow join, filter column public.people.ssn
+  allow write table public.orders
 }
 "#;
 
@@ -672,6 +673,22 @@ fn a_usage_grant_joins_and_filters_but_never_reveals() {
         "SELECT id FROM people WHERE ssn IN (SELECT ssn FROM people WHERE id = 3);",
     );
     assert_eq!(out.stdout.trim(), "3", "{}", out.stderr);
+
+    // A data-modifying part beside the filter the grant passes: the
+    // relations read are pinned through subqueries, the written table
+    // stays the table it writes (PostgreSQL takes no subquery there).
+    let out = psql::run(
+        proxy.addr,
+        &token,
+        "BEGIN; WITH d AS (UPDATE orders SET status = status WHERE id = 10 RETURNING customer_id) \
+         SELECT count(*) FROM d JOIN people p ON p.id = d.customer_id WHERE p.ssn = p.ssn; ROLLBACK;",
+    );
+    assert!(
+        out.code == 0 && !out.stderr.contains("ERROR") && out.stdout.lines().any(|l| l == "1"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
 
     let attacks = grant_attacks();
     let mut leaks = Vec::new();

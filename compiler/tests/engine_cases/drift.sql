@@ -36,6 +36,10 @@ DELETE FROM orders WHERE id = 1;
 
 WITH d AS (DELETE FROM orders WHERE id = 1 RETURNING *) SELECT count(*) FROM d;
 
+-- A data-modifying part that names what it returns writes the table
+-- itself; the query's other reads of it go through the lock's columns.
+WITH d AS (DELETE FROM orders WHERE id = 1 RETURNING id) SELECT count(*) FROM d JOIN orders o ON o.customer_id = d.id;
+
 -- A copy into a new relation could carry the new column.
 CREATE TABLE o2 AS SELECT id FROM orders;
 

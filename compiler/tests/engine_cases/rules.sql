@@ -67,6 +67,29 @@ SELECT o.id FROM orders o JOIN customers c ON c.id + 0 = o.customer_id;
 
 SELECT row_number() OVER w FROM customers c WINDOW w AS (ORDER BY c.id);
 
+-- A write beside a read the grant passes: the read is pinned through
+-- subqueries, the written table stays the table it writes.
+-- claims {"kubernetes.io": {"namespace": "writer"}}
+
+WITH d AS (DELETE FROM orders WHERE id = 9 RETURNING customer_id) SELECT count(*) FROM d JOIN customers c ON c.card_number = '4111' AND c.id = d.customer_id;
+
+WITH u AS (UPDATE orders SET status = 'x' WHERE customer_id IN (SELECT id FROM customers WHERE card_number = '4111') RETURNING id) SELECT count(*) FROM u;
+
+UPDATE orders o SET status = 'x' FROM customers c WHERE c.card_number = '4111' AND c.id = o.customer_id;
+
+INSERT INTO orders (id, customer_id, total_cents, status) SELECT 9, c.id, 1, 'x' FROM customers c WHERE c.card_number = '4111';
+
+WITH d AS (DELETE FROM orders o USING customers c WHERE c.card_number = '4111' AND c.id = o.customer_id RETURNING o.id) SELECT count(*) FROM d;
+
+-- What a part returns is read by position: the written table's own
+-- columns (all clear) may be; another relation's withheld ones may not.
+
+WITH d AS (UPDATE orders o SET status = 'x' FROM customers c WHERE c.card_number = '4111' AND c.id = o.customer_id RETURNING o.*) SELECT * FROM d AS x(a, b, k);
+
+WITH d AS (UPDATE orders o SET status = 'x' FROM customers c WHERE c.card_number = '4111' AND c.id = o.customer_id RETURNING *) SELECT count(*) FROM d;
+
+-- claims {"kubernetes.io": {"namespace": "batch"}}
+
 -- Aggregates only: summed yes, read no, computed no; max returns a stored
 -- value as it is.
 

@@ -143,6 +143,23 @@ pub(super) fn reads(
     // gained since would otherwise shift every position after it and pin
     // the grant on the wrong column.
     let pinned = resolution.as_ref().is_some_and(|r| !r.granted.is_empty());
+    // The tables the data-modifying parts write stay the tables they write
+    // (PostgreSQL takes no subquery there). `writes` found nothing withheld
+    // in them and refuses a drifted one taken whole. Unpinned, their
+    // columns' positions cannot carry a granted column: what a part
+    // returns is read by position, and a part returning another
+    // relation's granted column is refused for returning it.
+    let written: Vec<(usize, usize)> = if a.statements > 1 {
+        let index = analyze::LineIndex::new(text);
+        nested_write_names(stmt)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|n| analyze::name_range(&index, n))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut kept_written: HashSet<RelId> = HashSet::new();
     // Relations with anything withheld (or, `pinned`, every relation; or
     // drifted) that a reference of the statement reads through a subquery:
     // a drifted one's lists the lock's columns, so neither `*` nor a
@@ -194,6 +211,11 @@ pub(super) fn reads(
         touched(plan, access, ri, &referenced, &granted, &mut out);
         out.limit(plan, access, ri);
         let must = access.relation_restricted(ri) || pinned || drift.pins(ri);
+        if must && !access.relation_restricted(ri) && t.range.is_some_and(|r| written.contains(&r))
+        {
+            kept_written.insert(ri);
+            continue;
+        }
         // A relation read in clear but taken whole (`*`, `t.*`, a whole
         // row) is read through the lock's columns too where that can be
         // done as it is: what `*` yields is then the columns the policy
@@ -366,7 +388,8 @@ pub(super) fn reads(
     // values in clear: refused, whatever the cause.
     if let Some(r) = &resolution
         && let Some(&(ri, _)) = r.usages.keys().find(|(ri, _)| {
-            (access.relation_restricted(*ri) || drift.pins(*ri)) && !rewritten.contains(ri)
+            (access.relation_restricted(*ri) || (drift.pins(*ri) && !kept_written.contains(ri)))
+                && !rewritten.contains(ri)
         })
     {
         return Err(denials::internal(&format!(

@@ -58,22 +58,27 @@ pub(super) fn creates_table_from(
 
 /// The table an INSERT, UPDATE, DELETE or MERGE writes, as name parts.
 pub(super) fn write_target(stmt: &sql::Statement) -> Option<Vec<String>> {
-    let name = match stmt {
+    target_name(stmt).map(analyze::folded_parts)
+}
+
+/// The name of the table `stmt` writes, as written.
+fn target_name(stmt: &sql::Statement) -> Option<&sql::ObjectName> {
+    match stmt {
         sql::Statement::Insert(i) => match &i.table {
-            sql::TableObject::TableName(n) => n.clone(),
-            _ => return None,
+            sql::TableObject::TableName(n) => Some(n),
+            _ => None,
         },
         sql::Statement::Update(u) => match &u.table.relation {
-            sql::TableFactor::Table { name, .. } => name.clone(),
-            _ => return None,
+            sql::TableFactor::Table { name, .. } => Some(name),
+            _ => None,
         },
         sql::Statement::Delete(d) => {
             let tables = match &d.from {
                 sql::FromTable::WithFromKeyword(t) | sql::FromTable::WithoutKeyword(t) => t,
             };
             match tables.first().map(|t| &t.relation) {
-                Some(sql::TableFactor::Table { name, .. }) => name.clone(),
-                _ => return None,
+                Some(sql::TableFactor::Table { name, .. }) => Some(name),
+                _ => None,
             }
         }
         // MERGE's source is read, its target written: decided like
@@ -81,12 +86,11 @@ pub(super) fn write_target(stmt: &sql::Statement) -> Option<Vec<String>> {
         // withheld (`writes`), so no condition or value can carry a
         // protected one into the target.
         sql::Statement::Merge(m) => match &m.table {
-            sql::TableFactor::Table { name, .. } => name.clone(),
-            _ => return None,
+            sql::TableFactor::Table { name, .. } => Some(name),
+            _ => None,
         },
-        _ => return None,
-    };
-    Some(analyze::folded_parts(&name))
+        _ => None,
+    }
 }
 
 /// Decides a writing statement: `target` is the table it writes (`None`
@@ -482,9 +486,15 @@ fn uses_nothing_withheld(
 /// The tables the data-modifying parts of a query write, as name parts;
 /// `None` when one of them cannot be named.
 fn nested_write_targets(stmt: &sql::Statement) -> Option<Vec<Vec<String>>> {
+    nested_write_names(stmt).map(|names| names.iter().map(analyze::folded_parts).collect())
+}
+
+/// The names of the tables the data-modifying parts of a query write, as
+/// written; `None` when one of them cannot be named.
+pub(super) fn nested_write_names(stmt: &sql::Statement) -> Option<Vec<sql::ObjectName>> {
     struct Targets {
         top: bool,
-        found: Vec<Vec<String>>,
+        found: Vec<sql::ObjectName>,
         unnamed: bool,
     }
     impl sql::Visitor for Targets {
@@ -500,8 +510,8 @@ fn nested_write_targets(stmt: &sql::Statement) -> Option<Vec<Vec<String>>> {
                     | sql::Statement::Delete(_)
                     | sql::Statement::Merge(_)
             ) {
-                match write_target(s) {
-                    Some(t) => self.found.push(t),
+                match target_name(s) {
+                    Some(t) => self.found.push(t.clone()),
                     None => self.unnamed = true,
                 }
             }
