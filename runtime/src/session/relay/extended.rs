@@ -113,7 +113,7 @@ impl Relay<'_> {
         self.refresh()?;
         let portal_name = frame.body().split(|b| *b == 0).next().unwrap_or_default();
         let portal = self.portals.get(portal_name);
-        let params = portal.map(|p| p.params);
+        let params = portal.and_then(|p| p.params);
         let delivered = portal.map_or(0, |p| p.delivered);
         let Some(prepared) = portal.and_then(|p| p.prepared.clone()) else {
             // Every Parse and Bind passes through here, so this cannot

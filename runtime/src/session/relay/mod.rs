@@ -107,7 +107,8 @@ impl std::ops::Deref for Prepared {
 /// with these values only).
 struct Portal {
     prepared: Option<Arc<Prepared>>,
-    params: [u8; 32],
+    /// Only where its statement is held for approval.
+    params: Option<[u8; 32]>,
     /// Rows delivered from it so far (a row limit counts across Executes).
     delivered: u64,
 }
@@ -405,8 +406,12 @@ impl Relay<'_> {
             Frontend::Bind => {
                 if let Ok((portal, statement)) = messages::decode_bind_names(frame.body()) {
                     let rest = &frame.body()[portal.len() + statement.len() + 2..];
-                    let params: [u8; 32] = Sha256::digest(rest).into();
                     let prepared = self.statements.get(statement).cloned();
+                    // Hashed for a held statement only, the one use of it.
+                    let params = prepared
+                        .as_ref()
+                        .filter(|p| matches!(p.verdict(), Verdict::Hold(_)))
+                        .map(|_| Sha256::digest(rest).into());
                     self.portals.insert(
                         portal.to_vec(),
                         Portal {
