@@ -298,6 +298,23 @@ pub struct Upstream {
     /// The name the certificate must carry (default: `host`).
     #[serde(default)]
     pub tls_server_name: Option<String>,
+    /// Server connections kept for later sessions once their session
+    /// ended cleanly, reset with `DISCARD ALL` (0: none; every session
+    /// logs in anew).
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// Seconds a kept server connection may stay unused before it is
+    /// closed.
+    #[serde(default = "default_pool_idle_seconds")]
+    pub pool_idle_seconds: u64,
+}
+
+fn default_pool_size() -> usize {
+    20
+}
+
+fn default_pool_idle_seconds() -> u64 {
+    60
 }
 
 fn default_schema_check_seconds() -> u64 {

@@ -59,6 +59,8 @@ pub struct Metrics {
     pub otel_failures: Counter,
     /// Upstream connections that failed or broke.
     pub upstream_errors: Counter,
+    /// Sessions given a kept server connection instead of a new login.
+    pub upstream_reused: Counter,
     /// Seconds to decide one query string or Parse.
     pub decision_seconds: Histogram,
 }
@@ -103,6 +105,7 @@ impl Default for Metrics {
             otel_dropped: Counter::default(),
             otel_failures: Counter::default(),
             upstream_errors: Counter::default(),
+            upstream_reused: Counter::default(),
             // 1 µs … ~16 ms
             decision_seconds: Histogram::new(exponential_buckets(1e-6, 2.0, 15)),
             registry: Registry::default(),
@@ -130,6 +133,7 @@ impl Default for Metrics {
                 otel_dropped: "Times OpenTelemetry export fell behind and events were not exported (the audit trail has them)",
                 otel_failures: "OpenTelemetry export requests that failed",
                 upstream_errors: "Upstream connections that failed or broke",
+                upstream_reused: "Sessions given a kept server connection (reset with DISCARD ALL) instead of a new login",
                 decision_seconds: "Time to decide one query string or Parse",
             }
         );

@@ -379,6 +379,10 @@ pub fn start(mut config: Config) -> Result<Running, StartError> {
                             }
                         }
                         tokio::spawn(crate::drift::watch(Arc::clone(&shared), stopped.clone()));
+                        tokio::spawn(crate::upstream::pool::sweeping(
+                            Arc::clone(&shared.upstream.pool),
+                            stopped.clone(),
+                        ));
                         let _ = ready.send(Ok(()));
                         let _ = stopped.wait_for(|s| *s).await;
                     });

@@ -384,6 +384,10 @@ pub fn shared_state(config: &Config) -> Result<Shared, SetupError> {
             password,
             tls: upstream_tls(config)?,
             salted: Default::default(),
+            pool: std::sync::Arc::new(crate::upstream::Pool::new(
+                config.upstream.pool_size,
+                std::time::Duration::from_secs(config.upstream.pool_idle_seconds),
+            )),
         },
         schema_check: crate::session::Schedule::new(std::time::Duration::from_secs(
             config.policy.schema_check_seconds,

@@ -26,6 +26,7 @@ mod lsp;
 mod masks;
 mod mcp;
 mod otel;
+mod pool;
 mod quickstart;
 mod reload;
 mod replicas;

@@ -34,8 +34,21 @@ pub(super) struct Ready {
     pub(super) access: Arc<PrincipalAccess>,
     pub(super) upstream: UpstreamStream,
     pub(super) upstream_buf: BytesMut,
+    /// What keeps the server connection for a later session.
+    pub(super) kept: Kept,
     /// The identity's place among its open sessions.
     pub(super) slot: Option<SessionSlot>,
+}
+
+/// How a session's server connection was made, which a later session
+/// must ask for to be given it once this one ends (`upstream::pool`).
+pub(super) struct Kept {
+    /// For an identity that reads everything in clear.
+    pub(super) clear: bool,
+    /// The startup parameters it was made with.
+    pub(super) params: upstream::pool::Params,
+    /// What the server reported at its login, told to the next client.
+    pub(super) parameter_status: Vec<bytes::Bytes>,
 }
 
 async fn read_more(client: &mut ClientStream, buf: &mut BytesMut) -> Result<bool> {
@@ -279,7 +292,27 @@ pub(super) async fn startup(
             passthrough.push((name.to_owned(), value));
         }
     }
-    let connected = match upstream::connect(&shared.upstream, &passthrough).await {
+    let pool = &shared.upstream.pool;
+    let clear = access.full_clear;
+    let kept = pool.take(clear, &passthrough);
+    if kept.is_some() {
+        shared.metrics.upstream_reused.inc();
+    }
+    let connected = match kept {
+        Some(c) => Ok(c),
+        None => match upstream::connect(&shared.upstream, &passthrough).await {
+            // Kept connections of other sessions' kinds hold the server's
+            // last slots: they are closed, and the login tried once more
+            // once the server has let them go.
+            Err(e) if e.server_full && !pool.is_empty() => {
+                pool.clear();
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                upstream::connect(&shared.upstream, &passthrough).await
+            }
+            other => other,
+        },
+    };
+    let connected = match connected {
         Ok(c) => c,
         Err(e) => {
             match &e.for_client {
@@ -336,6 +369,11 @@ pub(super) async fn startup(
         access,
         upstream: connected.stream,
         upstream_buf: connected.leftover,
+        kept: Kept {
+            clear,
+            params: passthrough,
+            parameter_status: connected.parameter_status,
+        },
         slot: Some(slot),
     }))
 }

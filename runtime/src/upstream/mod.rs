@@ -9,8 +9,10 @@ use tokio::net::TcpStream;
 
 use crate::tls::{MaybeTls, UpstreamStream};
 
+pub mod pool;
 pub(crate) mod scram;
 
+pub use pool::Pool;
 pub use scram::SaltedCache;
 use scram::ScramClient;
 
@@ -35,6 +37,8 @@ pub struct Target {
     pub tls: Option<UpstreamTls>,
     /// The salted password of earlier logins (see `scram`).
     pub salted: std::sync::Arc<SaltedCache>,
+    /// Server connections kept between sessions (see `pool`).
+    pub pool: std::sync::Arc<Pool>,
 }
 
 /// Never prints the password.
@@ -93,6 +97,8 @@ pub struct UpstreamError {
     /// only what the client gave: the client sees it instead of "cannot
     /// reach the upstream".
     pub for_client: Option<bytes::Bytes>,
+    /// The server had no room for another connection (53300).
+    pub server_full: bool,
 }
 
 impl std::fmt::Display for UpstreamError {
@@ -105,6 +111,7 @@ fn err(what: impl Into<String>) -> UpstreamError {
     UpstreamError {
         reason: what.into(),
         for_client: None,
+        server_full: false,
     }
 }
 
@@ -141,6 +148,7 @@ fn server_error(frame: &Frame) -> UpstreamError {
             .map_or("", |(_, v)| v.as_str())
     };
     let mut e = err(format!("upstream refused: {} ({})", get(b'M'), get(b'C')));
+    e.server_full = get(b'C') == "53300";
     // Only errors about a parameter, and never one naming the proxy's own
     // settings (whose values are the masking key's pads).
     let message = get(b'M');

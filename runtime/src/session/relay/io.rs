@@ -35,6 +35,7 @@ pub(in crate::session) async fn relay(
         access,
         mut upstream,
         upstream_buf: mut ubuf,
+        kept,
         // Taken by `session::run`, which holds it for the whole session.
         slot: _,
     } = ready;
@@ -115,14 +116,14 @@ pub(in crate::session) async fn relay(
             }
             flush(&mut r, &mut client, &mut upstream).await?;
             if terminating && r.pending.is_empty() {
-                let _ = upstream.write_all(&crate::wire::messages::TERMINATE).await;
-                return Ok(());
+                // Ended cleanly: the connection may be kept (below).
+                return Ok(true);
             }
             if draining && r.pending.is_empty() {
                 // Shutting down and nothing in flight: end the session cleanly.
                 let _ = send(&mut client, &errors::shutting_down()).await;
                 let _ = upstream.write_all(&crate::wire::messages::TERMINATE).await;
-                return Ok(());
+                return Ok(false);
             }
 
             // A shorter queue means a statement finished: the next one's clock
@@ -174,8 +175,11 @@ pub(in crate::session) async fn relay(
                     // Anything read starts the idle time again.
                     idle_since = None;
                     if n.map_err(|e| end(format!("client read: {e}")))? == 0 {
+                        if r.pending.is_empty() {
+                            return Ok(true);
+                        }
                         let _ = upstream.write_all(&crate::wire::messages::TERMINATE).await;
-                        return Ok(());
+                        return Ok(false);
                     }
                 }
                 n = upstream.read_buf(&mut ubuf) => {
@@ -228,6 +232,8 @@ pub(in crate::session) async fn relay(
         }
     }
     .await;
+    let clean = matches!(outcome, Ok(true));
+    let outcome = outcome.map(|_| ());
     // However the loop ended, a session the server ended says so.
     let outcome = match (outcome, r.upstream_fatal.take()) {
         (Ok(()), Some(code)) => Err(end(format!("upstream ended the session (SQLSTATE {code})"))),
@@ -248,6 +254,33 @@ pub(in crate::session) async fn relay(
         event.reason = Some("the session ended with a statement running");
         let _ = shared.audit.append(&event);
         upstream::cancel(&shared.upstream, key).await;
+    }
+    if clean {
+        // The client left outside a transaction with nothing in flight:
+        // the server connection is reset and kept for a later session
+        // (`upstream::pool`), or ended.
+        let pool = &shared.upstream.pool;
+        if outcome.is_ok()
+            && pool.enabled()
+            && r.pending.is_empty()
+            && r.status == TransactionStatus::Idle
+            && r.held.is_none()
+            && ubuf.is_empty()
+            && upstream::pool::reset(&mut upstream).await
+        {
+            pool.put(
+                kept.clear,
+                kept.params,
+                upstream::Connected {
+                    stream: upstream,
+                    parameter_status: kept.parameter_status,
+                    leftover: BytesMut::new(),
+                    key: upstream_key,
+                },
+            );
+        } else {
+            let _ = upstream.write_all(&crate::wire::messages::TERMINATE).await;
+        }
     }
     (outcome, r.finish())
 }

@@ -101,6 +101,7 @@ impl Harness {
                 password: "unused".to_owned(),
                 tls: None,
                 salted: Default::default(),
+                pool: Default::default(),
             },
             audit: AuditLog::open(&dir.path().join("audit.jsonl"), Default::default()).unwrap(),
             next_session: AtomicU64::new(1),

@@ -1,0 +1,157 @@
+//! Server connections kept between sessions (`[upstream] pool_size`): a
+//! kept connection carries nothing of one session into the next, never
+//! passes between an identity given the masking key and one given none,
+//! and is not kept when its session ended inside a transaction or when the
+//! server closed it meanwhile.
+
+use clsf_tests::fixture;
+use clsf_tests::postgres::GATEWAY_ROLE;
+use clsf_tests::proxy::Proxy;
+use clsf_tests::psql::{self, PsqlRun};
+
+/// The output lines of a run that must have had no error.
+fn lines(out: &PsqlRun) -> Vec<String> {
+    assert!(
+        out.code == 0 && !out.stderr.contains("ERROR"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+    out.stdout.lines().map(str::to_owned).collect()
+}
+
+/// The server backend a session ran on.
+fn backend(proxy: &Proxy, token: &str) -> String {
+    lines(&psql::run(proxy.addr, token, "SELECT pg_backend_pid();\n"))[0].clone()
+}
+
+#[test]
+fn a_kept_server_connection_carries_nothing_into_the_next_session() {
+    let q = fixture::quickstart(None);
+    let proxy = Proxy::start(&q.config);
+    let ci = q.issuer.ci_token();
+    let dba = q.issuer.dba_token();
+
+    // What a session leaves on its server connection: a setting, a
+    // prepared statement, a cursor that outlives its transaction, a LISTEN.
+    let first = lines(&psql::run(
+        proxy.addr,
+        &ci,
+        "SELECT pg_backend_pid();\nSET timezone = 'Asia/Tokyo';\nPREPARE leftover AS SELECT 1;\n\
+         DECLARE kept CURSOR WITH HOLD FOR SELECT id FROM orders;\nLISTEN leftover;\n",
+    ));
+    let kept = first[0].clone();
+    // The next session runs on the same backend (the login was saved), and
+    // finds none of it.
+    let next = lines(&psql::run(
+        proxy.addr,
+        &ci,
+        "SELECT pg_backend_pid();\nSHOW timezone;\nSELECT count(*) FROM pg_prepared_statements;\n\
+         SELECT count(*) FROM pg_cursors;\nSELECT count(*) FROM pg_listening_channels();\n",
+    ));
+    assert_eq!(next[0], kept, "the server connection was not kept");
+    assert_ne!(next[1], "Asia/Tokyo", "a setting outlived its session");
+    assert_eq!(&next[2..], ["0", "0", "0"], "{next:?}");
+
+    // `dba-bot` reads everything in clear and is given no masking key: it
+    // never gets the connection that carries `ci`'s.
+    let out = psql::run(
+        proxy.addr,
+        &dba,
+        "SELECT pg_backend_pid();\nSHOW clsf.hash_ipad;\nCREATE TEMP TABLE leftover (x int);\n",
+    );
+    let dba_backend = out.stdout.lines().next().unwrap_or_default().to_owned();
+    assert_ne!(dba_backend, kept, "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("unrecognized configuration parameter \"clsf.hash_ipad\""),
+        "{}",
+        out.stderr
+    );
+    let again = lines(&psql::run(
+        proxy.addr,
+        &dba,
+        "SELECT pg_backend_pid();\nSELECT count(*) FROM pg_class WHERE relname = 'leftover';\n",
+    ));
+    assert_eq!(again, [dba_backend, "0".to_owned()]);
+    // And `ci` still gets its own.
+    assert_eq!(backend(&proxy, &ci), kept);
+
+    // A session that ends inside a transaction closes its connection.
+    let out = lines(&psql::run(
+        proxy.addr,
+        &ci,
+        "SELECT pg_backend_pid();\nBEGIN;\nSELECT 1;\n",
+    ));
+    assert_eq!(out[0], kept);
+    let fresh = backend(&proxy, &ci);
+    assert_ne!(
+        fresh, kept,
+        "a connection left inside a transaction was kept"
+    );
+
+    // A kept connection the server closed is not handed out.
+    q.pg.superuser_sql("shop", &format!("SELECT pg_terminate_backend({fresh})"));
+    let gone = (0..100).any(|_| {
+        let n = q.pg.superuser_sql(
+            "shop",
+            &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {fresh}"),
+        );
+        if n.trim() == "0" {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        false
+    });
+    assert!(gone, "the backend did not end");
+    let after = backend(&proxy, &ci);
+    assert_ne!(after, fresh);
+}
+
+#[test]
+fn with_no_pool_every_session_logs_in_anew() {
+    let q = fixture::quickstart(None);
+    let config = std::fs::read_to_string(&q.config)
+        .unwrap()
+        .replace("[upstream]\n", "[upstream]\npool_size = 0\n");
+    std::fs::write(&q.config, config).unwrap();
+    let proxy = Proxy::start(&q.config);
+    let ci = q.issuer.ci_token();
+    let first = backend(&proxy, &ci);
+    assert_ne!(backend(&proxy, &ci), first);
+}
+
+/// Kept connections hold server slots: when the server has no room for a
+/// session's login (53300, here the gateway role's connection limit), the
+/// kept ones are closed and the login tried again, rather than the client
+/// refused while idle connections wait for sessions of another kind.
+#[test]
+fn a_server_without_room_gets_the_kept_connections_back() {
+    let q = fixture::quickstart(None);
+    // No comparison of the catalog opens a connection of its own meanwhile.
+    let config = std::fs::read_to_string(&q.config)
+        .unwrap()
+        .replace("[policy]\n", "[policy]\nschema_check_seconds = 3600\n");
+    std::fs::write(&q.config, config).unwrap();
+    let proxy = Proxy::start(&q.config);
+    let (ci, dba) = (q.issuer.ci_token(), q.issuer.dba_token());
+    // One kept connection per kind of session: `ci`'s and `dba-bot`'s.
+    backend(&proxy, &ci);
+    backend(&proxy, &dba);
+    q.pg.superuser_sql(
+        "shop",
+        &format!("ALTER ROLE {GATEWAY_ROLE} CONNECTION LIMIT 2"),
+    );
+    // A session whose startup settings match neither needs a login of its
+    // own, and the two kept connections fill the role's limit.
+    let out = psql::run_conninfo(
+        &format!(
+            "host={} port={} sslmode=disable options='-c statement_timeout=5000'",
+            proxy.addr.ip(),
+            proxy.addr.port()
+        ),
+        &ci,
+        "SHOW statement_timeout;\n",
+    );
+    assert_eq!(lines(&out), ["5s"]);
+}
