@@ -274,7 +274,10 @@ pub(in crate::session) async fn relay(
                 upstream::Connected {
                     stream: upstream,
                     parameter_status: kept.parameter_status,
-                    leftover: BytesMut::new(),
+                    // The next session reads the server into it: as large
+                    // as a login's, or every response would take several
+                    // reads while it grew.
+                    leftover: BytesMut::with_capacity(8192),
                     key: upstream_key,
                 },
             );
