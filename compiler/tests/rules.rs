@@ -526,3 +526,14 @@ fn views_say_what_each_column_is_for_the_identity() {
         .collect();
     assert_eq!(named, ["public.customers", "public.orders"]);
 }
+
+#[test]
+fn an_engine_prints_no_trace_of_its_hash_key() {
+    let e = engine();
+    let printed = format!("{e:?}");
+    let [(_, ipad), (_, opad)] = e.hash_settings();
+    assert!(
+        !printed.contains("k3y") && !printed.contains(&ipad) && !printed.contains(&opad),
+        "{printed}"
+    );
+}

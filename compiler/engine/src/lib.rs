@@ -60,7 +60,6 @@ use std::sync::{Arc, Mutex};
 use cedar_policy::{Authorizer, Entities, PolicySet};
 
 /// A compiled plan ready to decide statements.
-#[derive(Debug)]
 pub struct Engine {
     /// Shared with the engines [`Engine::with_drift`] makes of this one.
     plan: Arc<Plan>,
@@ -69,11 +68,22 @@ pub struct Engine {
     /// Access tables per group set: decisions depend only on the groups, so
     /// identities with the same groups share one table.
     by_groups: Mutex<HashMap<Vec<String>, Arc<PrincipalAccess>>>,
-    /// Key of the `hash` mask. Never in statement text: sessions get its
-    /// HMAC pads as settings ([`Engine::hash_settings`]).
-    hash_key: String,
+    /// The HMAC pads of the `hash` mask's key, as hex, made once per key
+    /// rather than per session. Never in statement text: sessions get them
+    /// as settings ([`Engine::hash_settings`]).
+    hash_pads: Arc<(String, String)>,
     /// The live relations' columns against the lock.
     drift: Drift,
+}
+
+/// Never the `hash` mask's pads: a debug print of the proxy's state is no
+/// way to the key.
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("drift", &self.drift)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The key of the `hash` mask when none is given: random, drawn once per
@@ -101,7 +111,7 @@ impl Engine {
             generated: Arc::new(generated),
             authorizer: Authorizer::new(),
             by_groups: Mutex::new(HashMap::new()),
-            hash_key: process_key(),
+            hash_pads: Arc::new(crate::masks::hash_pads(&process_key())),
             drift: Drift::None,
         })
     }
@@ -115,7 +125,7 @@ impl Engine {
             generated: Arc::clone(&self.generated),
             authorizer: Authorizer::new(),
             by_groups: Mutex::new(HashMap::new()),
-            hash_key: self.hash_key.clone(),
+            hash_pads: Arc::clone(&self.hash_pads),
             drift,
         }
     }
@@ -127,7 +137,7 @@ impl Engine {
 
     /// Sets the key of the `hash` mask.
     pub fn with_hash_key(mut self, key: String) -> Engine {
-        self.hash_key = key;
+        self.hash_pads = Arc::new(crate::masks::hash_pads(&key));
         self
     }
 
@@ -135,10 +145,10 @@ impl Engine {
     /// the proxy passes them as startup parameters of every session that
     /// may see a hashed column, so the key never travels in a statement.
     pub fn hash_settings(&self) -> [(&'static str, String); 2] {
-        let (ipad, opad) = crate::masks::hash_pads(&self.hash_key);
+        let (ipad, opad) = &*self.hash_pads;
         [
-            (crate::masks::HASH_IPAD_SETTING, ipad),
-            (crate::masks::HASH_OPAD_SETTING, opad),
+            (crate::masks::HASH_IPAD_SETTING, ipad.clone()),
+            (crate::masks::HASH_OPAD_SETTING, opad.clone()),
         ]
     }
 
