@@ -26,7 +26,7 @@ pub(in crate::session) async fn relay(
     shutdown: crate::session::Shutdown,
 ) -> (Result<()>, Vec<Completion>) {
     let Ready {
-        cancel_key: _,
+        cancel_key,
         proven,
         upstream_key,
         deadline,
@@ -260,6 +260,13 @@ pub(in crate::session) async fn relay(
         // the server connection is reset and kept for a later session
         // (`upstream::pool`), or ended.
         let pool = &shared.upstream.pool;
+        // The session's cancel key goes first: a cancel for it must not
+        // reach the statement of the session given the connection next.
+        shared
+            .cancel_keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&cancel_key);
         if outcome.is_ok()
             && pool.enabled()
             && r.pending.is_empty()
