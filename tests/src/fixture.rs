@@ -104,3 +104,22 @@ pub fn config_with_policy(q: &Quickstart, policy: &str) -> PathBuf {
     let audit = q.dir.path().join("audit.jsonl");
     write_config(q.dir.path(), &q.pg, &q.issuer, &dir, &q.lock, &audit)
 }
+
+/// Waits (bounded) until the server shows `backend` idle after the
+/// proxy's `DISCARD ALL`: its session's connection is then kept. The reset
+/// runs after the client has gone, so the next session could otherwise
+/// come first.
+pub fn wait_kept(q: &Quickstart, backend: &str) {
+    let kept = (0..400).any(|_| {
+        let last = q.pg.superuser_sql(
+            "shop",
+            &format!("SELECT state || ' ' || query FROM pg_stat_activity WHERE pid = {backend}"),
+        );
+        if last.trim() == "idle DISCARD ALL" {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+        false
+    });
+    assert!(kept, "the connection of backend {backend} was not reset");
+}

@@ -50,6 +50,7 @@ fn a_kept_server_connection_carries_nothing_into_the_next_session() {
          DECLARE kept CURSOR WITH HOLD FOR SELECT id FROM orders;\nLISTEN leftover;\n",
     ));
     let kept = first[0].clone();
+    fixture::wait_kept(&q, &kept);
     // The next session runs on the same backend (the login was saved), and
     // finds none of it.
     let next = lines(&psql::run(
@@ -61,6 +62,7 @@ fn a_kept_server_connection_carries_nothing_into_the_next_session() {
     assert_eq!(next[0], kept, "the server connection was not kept");
     assert_ne!(next[1], "Asia/Tokyo", "a setting outlived its session");
     assert_eq!(&next[2..], ["0", "0", "0"], "{next:?}");
+    fixture::wait_kept(&q, &kept);
 
     // `dba-bot` reads everything in clear and is given no masking key: it
     // never gets the connection that carries `ci`'s.
@@ -71,6 +73,7 @@ fn a_kept_server_connection_carries_nothing_into_the_next_session() {
     );
     let dba_backend = out.stdout.lines().next().unwrap_or_default().to_owned();
     assert_ne!(dba_backend, kept, "{}", out.stdout);
+    fixture::wait_kept(&q, &dba_backend);
     assert!(
         out.stderr
             .contains("unrecognized configuration parameter \"clsf.hash_ipad\""),
@@ -85,6 +88,7 @@ fn a_kept_server_connection_carries_nothing_into_the_next_session() {
     assert_eq!(again, [dba_backend, "0".to_owned()]);
     // And `ci` still gets its own.
     assert_eq!(backend(&proxy, &ci), kept);
+    fixture::wait_kept(&q, &kept);
 
     // A session that ends inside a transaction closes its connection.
     let out = lines(&psql::run(
@@ -98,6 +102,7 @@ fn a_kept_server_connection_carries_nothing_into_the_next_session() {
         fresh, kept,
         "a connection left inside a transaction was kept"
     );
+    fixture::wait_kept(&q, &fresh);
 
     // A kept connection the server closed is not handed out.
     q.pg.superuser_sql("shop", &format!("SELECT pg_terminate_backend({fresh})"));
@@ -137,8 +142,8 @@ fn a_server_without_room_gets_the_kept_connections_back() {
     let proxy = started_with(&q, "[policy]\n", "schema_check_seconds = 3600\n");
     let (ci, dba) = (q.issuer.ci_token(), q.issuer.dba_token());
     // One kept connection per kind of session: `ci`'s and `dba-bot`'s.
-    backend(&proxy, &ci);
-    backend(&proxy, &dba);
+    fixture::wait_kept(&q, &backend(&proxy, &ci));
+    fixture::wait_kept(&q, &backend(&proxy, &dba));
     q.pg.superuser_sql(
         "shop",
         &format!("ALTER ROLE {GATEWAY_ROLE} CONNECTION LIMIT 2"),
@@ -178,22 +183,7 @@ fn a_late_cancel_for_an_ended_session_does_not_reach_the_next() {
         let late = first.cancel_token();
         drop(first);
         ended.await.unwrap().unwrap();
-        // The connection is kept once its reset ran (event, not a sleep:
-        // the server shows the reset as the backend's last statement).
-        let reset = (0..200).any(|_| {
-            let last = q.pg.superuser_sql(
-                "shop",
-                &format!(
-                    "SELECT state || ' ' || query FROM pg_stat_activity WHERE pid = {backend}"
-                ),
-            );
-            if last.trim() == "idle DISCARD ALL" {
-                return true;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(25));
-            false
-        });
-        assert!(reset, "the first session's connection was not reset");
+        fixture::wait_kept(&q, &backend.to_string());
         let (next, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(conn);
         let row = next

@@ -120,6 +120,20 @@ fn the_upstream_connection_is_verified_tls() {
         );
         assert_eq!(on_tls.trim(), "1", "the gateway's backend is on TLS");
     });
+    // A session's TLS connection is kept, and the next session with the
+    // same startup parameters runs on it, still on TLS.
+    let on_tls = "SELECT pg_backend_pid(), ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid();\n";
+    let first = psql::run(proxy.addr, &token, on_tls);
+    let backend = first.stdout.trim().trim_end_matches("|t").to_owned();
+    assert_eq!(
+        first.stdout.trim(),
+        format!("{backend}|t"),
+        "{}",
+        first.stderr
+    );
+    fixture::wait_kept(&q, &backend);
+    let next = psql::run(proxy.addr, &token, on_tls);
+    assert_eq!(next.stdout.trim(), first.stdout.trim(), "{}", next.stderr);
     drop(proxy);
 
     // The certificate names localhost and 127.0.0.1, not this.
