@@ -62,16 +62,18 @@ pub async fn run(
         };
         let (id, rx) = notices.subscribe();
         let notices = Arc::clone(&notices);
-        // The session's span is entered for its events only, not around
-        // every poll of its task (`Instrument`): with an `EnvFilter`, each
-        // enter and exit takes the filter's lock, about 1 % of the proxy's
-        // CPU under pgbench (docs/performance.md). What the session's task
-        // logs besides is the process's (the audit trail, the JWKS, the
-        // control plane), not one session's.
-        let span = tracing::info_span!("session", %peer);
+        // The session's span is made for its one event, how it ended, not
+        // entered around every poll of its task (`Instrument`): with an
+        // `EnvFilter`, each enter and exit takes the filter's lock, about
+        // 1 % of the proxy's CPU under pgbench, and making a span for every
+        // session was a visible part of a connection's cost under `pgbench
+        // -C` (docs/performance.md). What the session's task logs besides
+        // is the process's (the audit trail, the JWKS, the control plane),
+        // not one session's.
         tokio::spawn(async move {
             if let Err(e) = session::run(shared, socket, peer, rx).await {
-                span.in_scope(|| tracing::info!(reason = %e.0, "session ended"));
+                tracing::info_span!("session", %peer)
+                    .in_scope(|| tracing::info!(reason = %e.0, "session ended"));
             }
             notices.forget(id);
             drop(permit);
