@@ -302,12 +302,21 @@ pub(super) async fn startup(
         Some(c) => Ok(c),
         None => match upstream::connect(&shared.upstream, &passthrough).await {
             // Kept connections of other sessions' kinds hold the server's
-            // last slots: they are closed, and the login tried once more
-            // once the server has let them go.
+            // last slots: they are closed, and the login tried again while
+            // the server lets their backends go (50 ms, then twice as long
+            // each time, 1.5 s in all at most).
             Err(e) if e.server_full && !pool.is_empty() => {
                 pool.clear();
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                upstream::connect(&shared.upstream, &passthrough).await
+                let mut wait = std::time::Duration::from_millis(50);
+                loop {
+                    tokio::time::sleep(wait).await;
+                    match upstream::connect(&shared.upstream, &passthrough).await {
+                        Err(e) if e.server_full && wait < std::time::Duration::from_millis(800) => {
+                            wait *= 2;
+                        }
+                        other => break other,
+                    }
+                }
             }
             other => other,
         },
