@@ -110,16 +110,9 @@ pub fn config_with_policy(q: &Quickstart, policy: &str) -> PathBuf {
 /// runs after the client has gone, so the next session could otherwise
 /// come first.
 pub fn wait_kept(q: &Quickstart, backend: &str) {
-    let kept = (0..400).any(|_| {
-        let last = q.pg.superuser_sql(
-            "shop",
-            &format!("SELECT state || ' ' || query FROM pg_stat_activity WHERE pid = {backend}"),
-        );
-        if last.trim() == "idle DISCARD ALL" {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(25));
-        false
+    let last = format!("SELECT state || ' ' || query FROM pg_stat_activity WHERE pid = {backend}");
+    let kept = q.pg.wait_for(std::time::Duration::from_secs(10), |pg| {
+        pg.superuser_sql("shop", &last).trim() == "idle DISCARD ALL"
     });
     assert!(kept, "the connection of backend {backend} was not reset");
 }

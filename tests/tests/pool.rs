@@ -106,16 +106,9 @@ fn a_kept_server_connection_carries_nothing_into_the_next_session() {
 
     // A kept connection the server closed is not handed out.
     q.pg.superuser_sql("shop", &format!("SELECT pg_terminate_backend({fresh})"));
-    let gone = (0..100).any(|_| {
-        let n = q.pg.superuser_sql(
-            "shop",
-            &format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {fresh}"),
-        );
-        if n.trim() == "0" {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-        false
+    let alive = format!("SELECT count(*) FROM pg_stat_activity WHERE pid = {fresh}");
+    let gone = q.pg.wait_for(std::time::Duration::from_secs(5), |pg| {
+        pg.superuser_sql("shop", &alive).trim() == "0"
     });
     assert!(gone, "the backend did not end");
     let after = backend(&proxy, &ci);

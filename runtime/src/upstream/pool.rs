@@ -23,11 +23,10 @@ use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::Connected;
 use crate::tls::{MaybeTls, UpstreamStream};
-use crate::wire::frame::{MAX_FRAME, split_frame};
 use crate::wire::kinds::{Backend, TransactionStatus};
 
 /// How long a reset may take before the connection is closed instead.
@@ -141,14 +140,9 @@ impl Pool {
         self.expire(&mut idle);
     }
 
-    /// Connections kept now.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
     /// Whether none is kept.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.lock().is_empty()
     }
 
     fn expire(&self, idle: &mut Vec<Idle>) {
@@ -199,29 +193,25 @@ pub async fn reset(stream: &mut UpstreamStream) -> bool {
         let mut buf = BytesMut::with_capacity(512);
         let mut completed = false;
         loop {
-            while let Some(frame) = split_frame(&mut buf, MAX_FRAME).ok()? {
-                match frame.backend() {
-                    Backend::CommandComplete => {
-                        completed = frame.body() == b"DISCARD ALL\0";
-                        if !completed {
-                            return None;
-                        }
+            let frame = super::read_frame(stream, &mut buf).await.ok()?;
+            match frame.backend() {
+                Backend::CommandComplete => {
+                    completed = frame.body() == b"DISCARD ALL\0";
+                    if !completed {
+                        return None;
                     }
-                    Backend::ParameterStatus | Backend::Notice => {}
-                    Backend::ReadyForQuery => {
-                        let idle = frame
-                            .body()
-                            .first()
-                            .copied()
-                            .and_then(TransactionStatus::of)
-                            == Some(TransactionStatus::Idle);
-                        return (completed && idle && buf.is_empty()).then_some(());
-                    }
-                    _ => return None,
                 }
-            }
-            if stream.read_buf(&mut buf).await.ok()? == 0 {
-                return None;
+                Backend::ParameterStatus | Backend::Notice => {}
+                Backend::ReadyForQuery => {
+                    let idle = frame
+                        .body()
+                        .first()
+                        .copied()
+                        .and_then(TransactionStatus::of)
+                        == Some(TransactionStatus::Idle);
+                    return (completed && idle && buf.is_empty()).then_some(());
+                }
+                _ => return None,
             }
         }
     };
